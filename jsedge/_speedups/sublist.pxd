@@ -1,0 +1,40 @@
+# Contract of the compiled sublist twin (see docs/design.md, "Fast path").
+# The compiled parser cimports ClientCore and deliver() from here, so the fields and signatures
+# below are shared between two modules: change them only together with parser.pyx and the
+# pure-Python twin jsedge/routing/_sublist_py.py.
+
+cdef class ClientCore:
+    cdef public bytearray outbuf          # framed bytes not yet handed to the transport
+    cdef public bint flush_scheduled      # already on a `pending` list
+    cdef public list pending              # shared (per server) list of cores with output to flush
+    cdef public object sublist            # the Sublist of the account this client is bound to
+    cdef public bint headers              # client negotiated headers (HMSG) support
+    cdef public bint echo                 # deliver own publishes to own subscriptions
+    cdef public bint no_responders        # wants 503 status when nobody receives a request
+    cdef public bint fast_pub             # PUBs may skip Python (authenticated, no verbose/pedantic/
+                                          # trace, no publish permissions)
+    cdef public bint track_replies        # allow_responses: tell Python about replies delivered
+    cdef public bint closed
+    cdef public Py_ssize_t max_payload
+    cdef public Py_ssize_t max_pending
+    cdef public long long in_msgs
+    cdef public long long in_bytes
+    cdef public long long out_msgs
+    cdef public long long out_bytes
+
+cdef class Subscription:
+    cdef public ClientCore client         # None for internal subscriptions
+    cdef public bytes subject
+    cdef public object queue              # bytes or None
+    cdef public bytes sid
+    cdef public long long max_msgs        # 0 = unlimited (auto-unsubscribe after max_msgs)
+    cdef public long long delivered
+    cdef public object internal           # None, or callable(sub, src, subject, reply, hdr_len, msg)
+    cdef public bint closed
+
+cdef class SublistResult:
+    cdef public list psubs                # plain subscriptions
+    cdef public list qsubs                # one list of Subscription per queue name
+
+cpdef Py_ssize_t deliver(ClientCore src, bytes subject, bytes reply, Py_ssize_t hdr_len, bytes msg) except -1
+cpdef flush_pending(list pending)
