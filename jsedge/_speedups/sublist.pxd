@@ -38,3 +38,31 @@ cdef class SublistResult:
 
 cpdef Py_ssize_t deliver(ClientCore src, bytes subject, bytes reply, Py_ssize_t hdr_len, bytes msg) except -1
 cpdef flush_pending(list pending)
+
+# ---- additions beyond the shared contract (private to the sublist twin unless noted) ----------
+
+cdef class _Node:
+    # One trie position. Every list/dict here is replaced, never mutated, once published, so
+    # SublistResult lists built from it stay valid while the sublist changes.
+    cdef list psubs                       # plain subscriptions ending here
+    cdef dict qsubs                       # queue name -> list of members ending here
+    cdef dict literal                     # literal token -> _Node
+    cdef _Node pwc                        # the `*` child
+    cdef _Node fwc                        # the `>` child
+
+cdef class Sublist:
+    cdef _Node _root
+    cdef dict _cache                      # published subject -> SublistResult (insertion ordered)
+    cdef bint _cache_enabled
+    cdef Py_ssize_t _count
+    cdef long long _inserts
+    cdef long long _removes
+    cdef long long _matches
+    cdef long long _cache_hits
+    cdef SublistResult _match(self, bytes subject)
+    cdef int _invalidate(self, bytes filter_subject) except -1
+
+# Route through an explicit sublist; `src` may be None (server-originated messages, which have no
+# client to take the account's sublist from). deliver(src, ...) == deliver_to(src.sublist, src, ...).
+cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes reply,
+                            Py_ssize_t hdr_len, bytes msg) except -1

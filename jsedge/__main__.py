@@ -1,0 +1,127 @@
+"""`jsedge` and `python -m jsedge`: run the server with nats-server's flags (layer 7).
+
+With no subcommand, the arguments are nats-server's command line (`-c`, `-p`, `-js`, `-DV`, ...).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+from jsedge import NATS_COMPAT_VERSION, __version__
+
+_SIGNALS = {
+    "stop": signal.SIGKILL,
+    "quit": signal.SIGINT,
+    "term": signal.SIGTERM,
+    "reopen": signal.SIGUSR1,
+    "reload": signal.SIGHUP,
+    "ldm": signal.SIGUSR2,
+}
+
+
+def _find_pids() -> list[int]:
+    pids = []
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"jsedge") for part in argv[:3]) and b"--signal" not in argv and b"-sl" not in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def send_signal(spec: str) -> int:
+    command, _, target = spec.partition("=")
+    sig = _SIGNALS.get(command)
+    if sig is None:
+        print(f"jsedge: unknown signal {command!r}", file=sys.stderr)
+        return 1
+    if target:
+        if target.isdigit():
+            pids = [int(target)]
+        else:
+            try:
+                with open(target, encoding="ascii") as handle:
+                    pids = [int(handle.read().strip())]
+            except (OSError, ValueError) as exc:
+                print(f"jsedge: could not read pid from {target}: {exc}", file=sys.stderr)
+                return 1
+    else:
+        pids = _find_pids()
+        if not pids:
+            print("jsedge: no jsedge process running", file=sys.stderr)
+            return 1
+        if len(pids) > 1:
+            print("jsedge: multiple jsedge processes running:\n" + "\n".join(map(str, pids)), file=sys.stderr)
+            return 1
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except OSError as exc:
+            print(f"jsedge: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from jsedge.config import ConfigError, load_config
+
+    try:
+        result = load_config(argv)
+    except ConfigError as exc:
+        print(f"jsedge: {exc}", file=sys.stderr)
+        return 1
+    if result.show_help:
+        print(result.help_text)
+        return 0
+    if result.show_version:
+        print(f"jsedge: v{__version__} (nats-server v{NATS_COMPAT_VERSION} compatible)")
+        return 0
+    config = result.config
+    if config.check_config:
+        for warning in result.warnings:
+            print(f"jsedge: {warning}", file=sys.stderr)
+    if config.signal:
+        return send_signal(config.signal)
+    if config.check_config:
+        print(f"jsedge: configuration file {config.config_file} is valid ({config.config_digest})")
+        return 0
+    cluster = config.cluster
+    if cluster.name or cluster.port or cluster.routes:
+        print("jsedge: clustering is not available yet", file=sys.stderr)
+        return 1
+
+    from jsedge.log import Logger
+    from jsedge.server import install_event_loop_policy, serve
+
+    logging = config.logging
+    logger = Logger(
+        debug=logging.debug,
+        trace=logging.trace,
+        logtime=logging.logtime,
+        utc=logging.logtime_utc,
+        logfile=logging.logfile,
+    )
+    for warning in result.warnings:
+        logger.warn(warning)
+    loop_kind = install_event_loop_policy()
+    logger.debug(f"Event loop: {loop_kind}")
+    try:
+        return asyncio.run(serve(config, logger))
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        logger.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

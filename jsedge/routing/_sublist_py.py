@@ -1,0 +1,577 @@
+"""Subject matching and message delivery, pure-Python reference twin (layer 2).
+
+The sublist is nats-server's subscription trie: one level per token, each node holding the plain
+subscriptions and the queue groups whose subject ends there, plus its children (literal tokens in a
+dict, the `*` child and the `>` child apart, so matching never scans siblings). `match()` results are
+cached per published subject (bounded, like nats-server's 1024-entry cache) and the cache is
+invalidated selectively: a change drops only the cached subjects the changed subscription matches.
+
+`deliver()` is the per-message fast path of docs/design.md ("Fast path"): match, frame MSG/HMSG into
+each receiver's `outbuf`, schedule one flush per receiver. The compiled twin
+`jsedge/_speedups/sublist.pyx` must behave identically; the differential tests in
+tests/property/test_sublist_property.py hold both to that. Import through `jsedge.routing.sublist`.
+
+Immutability rule: every list reachable from a `SublistResult` or a trie node is replaced, never
+mutated, once created, so a result handed out stays valid while the sublist changes (deliver() may
+run callbacks that subscribe or unsubscribe in the middle of a fan-out).
+
+Imports: layer 0 only (`jsedge.subjects`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from jsedge.subjects import FWC, PWC, SEP, is_literal, subject_matches, valid_subject
+
+__all__ = [
+    "CACHE_MAX",
+    "CACHE_SWEEP_TO",
+    "ClientCore",
+    "Subscription",
+    "SublistResult",
+    "Sublist",
+    "deliver",
+    "deliver_to",
+    "flush_pending",
+]
+
+#: Most cached match results (nats-server: slCacheMax = 1024).
+CACHE_MAX = 1024
+#: When the cache grows past CACHE_MAX the oldest entries are dropped down to this size; sweeping a
+#: quarter at once keeps eviction amortised O(1) per insert instead of one eviction per miss.
+CACHE_SWEEP_TO = 768
+
+_CRLF = b"\r\n"
+
+InternalCallback = Callable[..., Any]
+
+
+class ClientCore:
+    """The part of a client connection the fast path touches (fields: jsedge/_speedups/sublist.pxd).
+
+    The server's connection class subclasses this and overrides the hooks, which run rarely.
+    """
+
+    __slots__ = (
+        "outbuf",
+        "flush_scheduled",
+        "pending",
+        "sublist",
+        "headers",
+        "echo",
+        "no_responders",
+        "fast_pub",
+        "track_replies",
+        "closed",
+        "max_payload",
+        "max_pending",
+        "in_msgs",
+        "in_bytes",
+        "out_msgs",
+        "out_bytes",
+    )  # a subclass without __slots__ (the server's connection) gets its own __dict__
+
+    def __init__(self) -> None:
+        self.outbuf: bytearray = bytearray()
+        self.flush_scheduled: bool = False
+        self.pending: list[ClientCore] = []
+        self.sublist: Sublist | None = None
+        self.headers: bool = False
+        self.echo: bool = True
+        self.no_responders: bool = False
+        self.fast_pub: bool = False
+        self.track_replies: bool = False
+        self.closed: bool = False
+        self.max_payload: int = 1048576
+        self.max_pending: int = 67108864
+        self.in_msgs: int = 0
+        self.in_bytes: int = 0
+        self.out_msgs: int = 0
+        self.out_bytes: int = 0
+
+    # -- hooks, overridden by the server's connection ---------------------------------------------
+    def flush(self) -> None:
+        """Hand `outbuf` to the transport. Default: drop it (swap in a fresh buffer)."""
+        self.outbuf = bytearray()
+
+    def on_slow_consumer(self) -> None:
+        """Called instead of appending when the frame would push `outbuf` past `max_pending`."""
+
+    def on_auto_unsub(self, sub: Subscription) -> None:
+        """`sub.delivered` reached `sub.max_msgs`; the sub is already marked closed."""
+
+    def on_no_responders(self, subject: bytes, reply: bytes) -> None:
+        """A publish of this client with a reply reached nobody and `no_responders` is set."""
+
+    def on_reply_delivered(self, reply: bytes) -> None:
+        """A message with `reply` was delivered to this client (only when `track_replies`)."""
+
+
+class Subscription:
+    """One subscription: `sid` is echoed verbatim in MSG; `queue` is bytes or None."""
+
+    __slots__ = ("client", "subject", "queue", "sid", "max_msgs", "delivered", "internal", "closed")
+
+    def __init__(
+        self,
+        client: ClientCore | None,
+        subject: bytes,
+        sid: bytes,
+        queue: bytes | None = None,
+        max_msgs: int = 0,
+        internal: InternalCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.subject = subject
+        self.queue = queue
+        self.sid = sid
+        self.max_msgs = max_msgs
+        self.delivered = 0
+        self.internal = internal
+        self.closed = False
+
+    def __repr__(self) -> str:
+        queue = f" queue={self.queue!r}" if self.queue is not None else ""
+        return f"<Subscription {self.subject!r} sid={self.sid!r}{queue}>"
+
+
+class SublistResult:
+    """Subscriptions matching one subject: plain ones and one list per queue name. Never mutated."""
+
+    __slots__ = ("psubs", "qsubs")
+
+    def __init__(
+        self, psubs: list[Subscription] | None = None, qsubs: list[list[Subscription]] | None = None
+    ) -> None:
+        self.psubs: list[Subscription] = psubs if psubs is not None else []
+        self.qsubs: list[list[Subscription]] = qsubs if qsubs is not None else []
+
+    def __repr__(self) -> str:
+        return f"<SublistResult psubs={len(self.psubs)} qsubs={[len(g) for g in self.qsubs]}>"
+
+
+class _Node:
+    """One trie position: subs whose subject ends here, and the next level's children."""
+
+    __slots__ = ("psubs", "qsubs", "literal", "pwc", "fwc")
+
+    def __init__(self) -> None:
+        self.psubs: list[Subscription] = []
+        # queue name -> members; both the dict and its lists are copied on change (immutability rule)
+        self.qsubs: dict[bytes, list[Subscription]] = {}
+        self.literal: dict[bytes, _Node] = {}
+        self.pwc: _Node | None = None
+        self.fwc: _Node | None = None
+
+    def is_empty(self) -> bool:
+        return (
+            not self.psubs
+            and not self.qsubs
+            and not self.literal
+            and self.pwc is None
+            and self.fwc is None
+        )
+
+
+def _split(subject: bytes) -> list[bytes] | None:
+    """Tokens of a published subject, or None when it has an empty token (matches nothing)."""
+    if not subject:
+        return None
+    tokens = subject.split(SEP)
+    for token in tokens:
+        if not token:
+            return None
+    return tokens
+
+
+class Sublist:
+    """Subscription trie of one account, with a bounded, selectively invalidated match cache."""
+
+    __slots__ = (
+        "_root",
+        "_cache",
+        "_cache_enabled",
+        "_count",
+        "_inserts",
+        "_removes",
+        "_matches",
+        "_cache_hits",
+    )
+
+    def __init__(self, cache: bool = True) -> None:
+        self._root = _Node()
+        self._cache: dict[bytes, SublistResult] = {}
+        self._cache_enabled = bool(cache)
+        self._count = 0
+        self._inserts = 0
+        self._removes = 0
+        self._matches = 0
+        self._cache_hits = 0
+
+    @property
+    def count(self) -> int:
+        """Number of subscriptions."""
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    # -- changes ------------------------------------------------------------------------------
+    def insert(self, sub: Subscription) -> None:
+        """Add `sub`; raises ValueError for an invalid subject (§8.2)."""
+        subject = sub.subject
+        if not valid_subject(subject):
+            raise ValueError(f"invalid subject {subject!r}")
+        node = self._root
+        for token in subject.split(SEP):
+            if token == PWC:
+                if node.pwc is None:
+                    node.pwc = _Node()
+                node = node.pwc
+            elif token == FWC:
+                if node.fwc is None:
+                    node.fwc = _Node()
+                node = node.fwc
+            else:
+                child = node.literal.get(token)
+                if child is None:
+                    child = node.literal[token] = _Node()
+                node = child
+        queue = sub.queue
+        if queue is None:
+            node.psubs = [*node.psubs, sub]
+        else:
+            qsubs = dict(node.qsubs)
+            qsubs[queue] = [*qsubs.get(queue, ()), sub]
+            node.qsubs = qsubs
+        self._count += 1
+        self._inserts += 1
+        self._invalidate(subject)
+
+    def remove(self, sub: Subscription) -> bool:
+        """Remove `sub` (by identity); False when it was not in the sublist."""
+        subject = sub.subject
+        if not subject:
+            return False
+        path: list[tuple[_Node, bytes]] = []
+        node: _Node | None = self._root
+        for token in subject.split(SEP):
+            assert node is not None
+            path.append((node, token))
+            if token == PWC:
+                node = node.pwc
+            elif token == FWC:
+                node = node.fwc
+            else:
+                node = node.literal.get(token)
+            if node is None:
+                return False
+        assert node is not None
+        queue = sub.queue
+        if queue is None:
+            members = node.psubs
+            kept = [s for s in members if s is not sub]
+            if len(kept) == len(members):
+                return False
+            node.psubs = kept
+        else:
+            members = node.qsubs.get(queue, [])
+            kept = [s for s in members if s is not sub]
+            if len(kept) == len(members):
+                return False
+            qsubs = dict(node.qsubs)
+            if kept:
+                qsubs[queue] = kept
+            else:
+                del qsubs[queue]
+            node.qsubs = qsubs
+        # prune nodes left empty, deepest first
+        for parent, token in reversed(path):
+            if not node.is_empty():
+                break
+            if token == PWC:
+                parent.pwc = None
+            elif token == FWC:
+                parent.fwc = None
+            else:
+                del parent.literal[token]
+            node = parent
+        self._count -= 1
+        self._removes += 1
+        self._invalidate(subject)
+        return True
+
+    def _invalidate(self, filter_subject: bytes) -> None:
+        """Drop the cached results that a subscription on `filter_subject` takes part in."""
+        cache = self._cache
+        if not cache:
+            return
+        if is_literal(filter_subject):
+            # a literal filter matches exactly one published subject: itself
+            cache.pop(filter_subject, None)
+            return
+        stale = [subject for subject in cache if subject_matches(filter_subject, subject)]
+        for subject in stale:
+            del cache[subject]
+
+    # -- queries ------------------------------------------------------------------------------
+    def match(self, subject: bytes) -> SublistResult:
+        """All subscriptions matching the published `subject` (cached; never mutate the result)."""
+        self._matches += 1
+        cache = self._cache
+        result = cache.get(subject)
+        if result is not None:
+            self._cache_hits += 1
+            return result
+        tokens = _split(subject)
+        if tokens is None:
+            return SublistResult()
+        psubs: list[Subscription] = []
+        groups: dict[bytes, list[Subscription]] = {}
+        _collect(self._root, tokens, 0, psubs, groups)
+        result = SublistResult(psubs, list(groups.values()))
+        if self._cache_enabled:
+            cache[subject] = result
+            if len(cache) > CACHE_MAX:
+                self._sweep()
+        return result
+
+    def _sweep(self) -> None:
+        # dicts keep insertion order: the first keys are the oldest entries
+        cache = self._cache
+        excess = len(cache) - CACHE_SWEEP_TO
+        for subject in list(cache)[:excess]:
+            del cache[subject]
+
+    def has_interest(self, subject: bytes) -> bool:
+        """Does any subscription match `subject`? Does not fill the cache."""
+        result = self._cache.get(subject)
+        if result is not None:
+            return bool(result.psubs or result.qsubs)
+        tokens = _split(subject)
+        if tokens is None:
+            return False
+        return _any_match(self._root, tokens, 0)
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        """Every subscription, in trie order."""
+        stack = [self._root]
+        while stack:
+            node = stack.pop()
+            yield from node.psubs
+            for members in node.qsubs.values():
+                yield from members
+            stack.extend(node.literal.values())
+            if node.pwc is not None:
+                stack.append(node.pwc)
+            if node.fwc is not None:
+                stack.append(node.fwc)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def statistics(self) -> dict[str, int | float]:
+        """Snapshot with nats-server's /subsz names; fan-out is computed over the cached results."""
+        cache = self._cache
+        max_fanout = 0
+        total_fanout = 0
+        for result in cache.values():
+            fanout = len(result.psubs) + len(result.qsubs)
+            total_fanout += fanout
+            if fanout > max_fanout:
+                max_fanout = fanout
+        return {
+            "num_subscriptions": self._count,
+            "num_cache": len(cache),
+            "num_inserts": self._inserts,
+            "num_removes": self._removes,
+            "num_matches": self._matches,
+            "cache_hit_rate": self._cache_hits / self._matches if self._matches else 0.0,
+            "max_fanout": max_fanout,
+            "avg_fanout": total_fanout / len(cache) if cache else 0.0,
+        }
+
+
+def _add_node(node: _Node, psubs: list[Subscription], groups: dict[bytes, list[Subscription]]) -> None:
+    if node.psubs:
+        psubs.extend(node.psubs)
+    for queue, members in node.qsubs.items():
+        group = groups.get(queue)
+        if group is None:
+            groups[queue] = list(members)
+        else:
+            group.extend(members)
+
+
+def _collect(
+    node: _Node,
+    tokens: list[bytes],
+    index: int,
+    psubs: list[Subscription],
+    groups: dict[bytes, list[Subscription]],
+) -> None:
+    """Walk the literal path iteratively, recursing only into `*` children."""
+    count = len(tokens)
+    while True:
+        if index == count:
+            _add_node(node, psubs, groups)
+            return
+        if node.fwc is not None:
+            _add_node(node.fwc, psubs, groups)
+        if node.pwc is not None:
+            _collect(node.pwc, tokens, index + 1, psubs, groups)
+        child = node.literal.get(tokens[index])
+        if child is None:
+            return
+        node = child
+        index += 1
+
+
+def _any_match(node: _Node, tokens: list[bytes], index: int) -> bool:
+    count = len(tokens)
+    while True:
+        if index == count:
+            return bool(node.psubs or node.qsubs)
+        fwc = node.fwc
+        if fwc is not None and (fwc.psubs or fwc.qsubs):
+            return True
+        if node.pwc is not None and _any_match(node.pwc, tokens, index + 1):
+            return True
+        child = node.literal.get(tokens[index])
+        if child is None:
+            return False
+        node = child
+        index += 1
+
+
+# -- delivery ---------------------------------------------------------------------------------------
+
+_random = random.random
+
+
+def _deliver_one(
+    src: ClientCore | None,
+    sub: Subscription,
+    subject: bytes,
+    reply: bytes,
+    hdr_len: int,
+    msg: bytes,
+) -> bool:
+    """Deliver to one subscription; False when it did not take the message."""
+    if sub.closed:
+        return False
+    client = sub.client
+    if client is not None:
+        if client.closed:
+            return False
+        if client is src and not src.echo:
+            return False
+    internal = sub.internal
+    if internal is not None:
+        sub.delivered += 1
+        limit_reached = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
+        if limit_reached:
+            sub.closed = True  # before the callback: a reentrant deliver must not reach it again
+        internal(sub, src, subject, reply, hdr_len, msg)
+        if limit_reached and client is not None:
+            client.on_auto_unsub(sub)
+        return True
+    if client is None:
+        return False  # neither a client nor a callback: nowhere to deliver
+    if hdr_len >= 0 and client.headers:
+        head = b"HMSG %b %b %b%d %d\r\n" % (
+            subject,
+            sub.sid,
+            reply + b" " if reply else b"",
+            hdr_len,
+            len(msg),
+        )
+        body = msg
+    else:
+        body = msg[hdr_len:] if hdr_len > 0 else msg
+        head = b"MSG %b %b %b%d\r\n" % (subject, sub.sid, reply + b" " if reply else b"", len(body))
+    outbuf = client.outbuf
+    if len(outbuf) + len(head) + len(body) + 2 > client.max_pending:
+        client.on_slow_consumer()
+        return False
+    sub.delivered += 1
+    limit_reached = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
+    if limit_reached:
+        sub.closed = True
+    outbuf += head
+    outbuf += body
+    outbuf += _CRLF
+    client.out_msgs += 1
+    client.out_bytes += len(body)
+    if not client.flush_scheduled:
+        client.flush_scheduled = True
+        (src.pending if src is not None else client.pending).append(client)
+    if reply and client.track_replies:
+        client.on_reply_delivered(reply)
+    if limit_reached:
+        client.on_auto_unsub(sub)
+    return True
+
+
+def deliver_to(
+    sublist: Sublist | None,
+    src: ClientCore | None,
+    subject: bytes,
+    reply: bytes,
+    hdr_len: int,
+    msg: bytes,
+) -> int:
+    """Route one message through `sublist` (see `deliver`); `src` may be None (server-originated)."""
+    if src is not None:
+        src.in_msgs += 1
+        src.in_bytes += len(msg)
+    delivered = 0
+    if sublist is not None:
+        result = sublist.match(subject)
+        for sub in result.psubs:
+            if _deliver_one(src, sub, subject, reply, hdr_len, msg):
+                delivered += 1
+        for group in result.qsubs:
+            size = len(group)
+            start = int(_random() * size) if size > 1 else 0
+            for offset in range(size):
+                index = start + offset
+                if index >= size:
+                    index -= size
+                if _deliver_one(src, group[index], subject, reply, hdr_len, msg):
+                    delivered += 1
+                    break
+    if delivered == 0 and reply and src is not None and src.no_responders:
+        src.on_no_responders(subject, reply)
+    return delivered
+
+
+def deliver(src: ClientCore, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:
+    """Route one message published by `src` through `src.sublist` (docs/design.md, "Fast path").
+
+    `reply` is b"" when absent; `hdr_len` is -1 for PUB, else the header length inside `msg`.
+    Returns the number of deliveries. Server-originated messages (no publishing client) use
+    `deliver_to(sublist, None, ...)`, since without a client there is no account to route in.
+    """
+    if src is None:
+        raise TypeError("deliver() needs a publishing ClientCore; use deliver_to(sublist, None, ...)")
+    return deliver_to(src.sublist, src, subject, reply, hdr_len, msg)
+
+
+def flush_pending(pending: list[ClientCore]) -> None:
+    """Flush every core on `pending` once, clearing its `flush_scheduled` flag, and empty the list.
+
+    Cores appended while flushing (a flush hook that publishes) are flushed in the same call.
+    """
+    index = 0
+    try:
+        while index < len(pending):
+            core = pending[index]
+            index += 1
+            core.flush_scheduled = False
+            core.flush()
+    finally:
+        del pending[:index]

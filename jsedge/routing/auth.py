@@ -1,0 +1,241 @@
+"""Client authentication and permissions (layer 2).
+
+Token, single user, users list and accounts' users, with plain or bcrypt secrets compared in constant
+time; `no_auth_user`; per-user publish/subscribe allow/deny lists (entries `"subject queue"` restrict
+queue groups), and `allow_responses`. The rules follow nats-server's `canSubscribe` and
+`pubAllowedFullCheck`: a list entry is a *filter*, and the client's subject is matched against it
+token by token with wildcards in the client's subject taken literally.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsedge.subjects import subject_matches
+
+_BCRYPT = re.compile(r"^\$2[abxy]\$\d{2}\$")
+
+
+def is_bcrypt(secret: str) -> bool:
+    return bool(_BCRYPT.match(secret))
+
+
+# bcrypt costs ~0.1-0.3 s per check at the usual cost factors, and jsedge checks on the event loop,
+# so a successful (hash, secret) pair is remembered: reconnect storms then cost one check per user.
+_BCRYPT_OK: set[tuple[str, str]] = set()
+
+
+def secret_matches(configured: str, given: str) -> bool:
+    if is_bcrypt(configured):
+        if (configured, given) in _BCRYPT_OK:
+            return True
+        import bcrypt
+
+        try:
+            ok = bcrypt.checkpw(given.encode(), configured.encode())
+        except ValueError:
+            return False
+        if ok:
+            _BCRYPT_OK.add((configured, given))
+        return ok
+    return hmac.compare_digest(configured.encode(), given.encode())
+
+
+def _split_entry(entry: str) -> tuple[bytes, bytes | None]:
+    parts = entry.split()
+    if len(parts) >= 2:
+        return parts[0].encode(), parts[1].encode()
+    return entry.strip().encode(), None
+
+
+def _has_wildcard(token: bytes) -> bool:
+    return token in (b"*", b">") or b".*" in token or b".>" in token or token.startswith((b"*.", b">."))
+
+
+def _queue_matches(queue: bytes, patterns: list[bytes]) -> bool:
+    for pattern in patterns:
+        if _has_wildcard(pattern):
+            if subject_matches(pattern, queue):
+                return True
+        elif pattern == queue:
+            return True
+    return False
+
+
+class SubjectList:
+    """One allow or deny list: plain filters and filters restricted to a queue group."""
+
+    __slots__ = ("plain", "queued")
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self.plain: list[bytes] = []
+        self.queued: list[tuple[bytes, bytes]] = []
+        for entry in entries:
+            subject, queue = _split_entry(entry)
+            if queue is None:
+                self.plain.append(subject)
+            else:
+                self.queued.append((subject, queue))
+
+    def matches_plain(self, subject: bytes) -> bool:
+        return any(subject_matches(f, subject) for f in self.plain)
+
+    def matching_queues(self, subject: bytes) -> list[bytes]:
+        return [q for f, q in self.queued if subject_matches(f, subject)]
+
+
+@dataclass
+class ResponseGrant:
+    remaining: int
+    expires_at: float
+
+
+class Permissions:
+    """Compiled permissions of one user, with a publish decision cache."""
+
+    __slots__ = ("pub_allow", "pub_deny", "sub_allow", "sub_deny", "resp_max", "resp_expires", "_pub_cache")
+
+    def __init__(self, config: Any) -> None:
+        publish = config.publish
+        subscribe = config.subscribe
+        self.pub_allow = SubjectList(publish.allow) if publish is not None and publish.allow else None
+        self.pub_deny = SubjectList(publish.deny) if publish is not None and publish.deny else None
+        self.sub_allow = SubjectList(subscribe.allow) if subscribe is not None and subscribe.allow else None
+        self.sub_deny = SubjectList(subscribe.deny) if subscribe is not None and subscribe.deny else None
+        responses = config.allow_responses
+        self.resp_max = responses.max_msgs if responses is not None else 0
+        self.resp_expires = responses.expires if responses is not None else 0.0
+        self._pub_cache: dict[bytes, bool] = {}
+
+    @property
+    def restricts_publish(self) -> bool:
+        return self.pub_allow is not None or self.pub_deny is not None
+
+    @property
+    def tracks_responses(self) -> bool:
+        return self.resp_max != 0 and self.restricts_publish
+
+    def can_publish(self, subject: bytes) -> bool:
+        cached = self._pub_cache.get(subject)
+        if cached is not None:
+            return cached
+        allowed = self.pub_allow is None or self.pub_allow.matches_plain(subject)
+        if allowed and self.pub_deny is not None:
+            allowed = not self.pub_deny.matches_plain(subject)
+        if len(self._pub_cache) > 1024:
+            self._pub_cache.clear()
+        self._pub_cache[subject] = allowed
+        return allowed
+
+    def can_subscribe(self, subject: bytes, queue: bytes | None) -> bool:
+        allowed = True
+        if self.sub_allow is not None:
+            allowed = self.sub_allow.matches_plain(subject)
+            if queue is not None:
+                queues = self.sub_allow.matching_queues(subject)
+                if queues:
+                    allowed = _queue_matches(queue, queues)
+        if allowed and self.sub_deny is not None:
+            allowed = not self.sub_deny.matches_plain(subject)
+            if allowed and queue is not None:
+                queues = self.sub_deny.matching_queues(subject)
+                if queues:
+                    allowed = not _queue_matches(queue, queues)
+        return allowed
+
+
+@dataclass
+class User:
+    """A configured identity: name (or token holder), secret, account, permissions."""
+
+    name: str
+    secret: str
+    account: str
+    permissions: Permissions | None = None
+    allowed_connection_types: tuple[str, ...] = ()
+    raw_permissions: Any = None
+
+
+@dataclass
+class AuthResult:
+    user: User | None
+    account: str
+
+
+@dataclass
+class Authenticator:
+    """Decides who a CONNECT is. Built from the config tree; rebuilt on reload."""
+
+    token: str = ""
+    single_user: User | None = None
+    users: dict[str, User] = field(default_factory=dict)
+    no_auth_user: str = ""
+
+    @property
+    def required(self) -> bool:
+        return bool(self.token or self.single_user or self.users)
+
+    @property
+    def info_auth_required(self) -> bool:
+        """INFO's `auth_required`: auth is configured and no `no_auth_user` lets anonymous clients in."""
+        return self.required and not self.no_auth_user
+
+    @classmethod
+    def from_config(cls, config: Any) -> Authenticator:
+        auth = config.auth
+        default_perms = auth.default_permissions
+        auth_obj = cls(token=auth.token, no_auth_user=config.no_auth_user)
+        if auth.user:
+            perms = default_perms
+            auth_obj.single_user = User(auth.user, auth.password, "$G", Permissions(perms) if perms else None)
+        for user in auth.users:
+            auth_obj._add(user, user.account or "$G", default_perms)
+        for account in config.accounts:
+            for user in account.users:
+                auth_obj._add(user, account.name, default_perms)
+        return auth_obj
+
+    def _add(self, user: Any, account: str, default_perms: Any) -> None:
+        perms = user.permissions or default_perms
+        self.users[user.user] = User(
+            user.user,
+            user.password,
+            account,
+            Permissions(perms) if perms else None,
+            tuple(user.allowed_connection_types),
+            perms,
+        )
+
+    def authenticate(self, opts: dict[str, Any]) -> AuthResult | None:
+        """The identity for a CONNECT's options, or None (Authorization Violation)."""
+        if not self.required:
+            return AuthResult(None, "$G")
+        given_user = opts.get("user") or ""
+        given_pass = opts.get("pass") or ""
+        given_token = opts.get("auth_token") or ""
+        if self.no_auth_user and not (given_user or given_pass or given_token or opts.get("nkey")):
+            user = self.users.get(self.no_auth_user)
+            return AuthResult(user, user.account if user else "$G")
+        if self.token:
+            if isinstance(given_token, str) and given_token and secret_matches(self.token, given_token):
+                return AuthResult(None, "$G")
+            return None
+        if self.single_user is not None:
+            if given_user == self.single_user.name and secret_matches(self.single_user.secret, str(given_pass)):
+                return AuthResult(self.single_user, "$G")
+            return None
+        user = self.users.get(given_user) if isinstance(given_user, str) else None
+        if user is None or not secret_matches(user.secret, str(given_pass)):
+            return None
+        if user.allowed_connection_types and "STANDARD" not in {t.upper() for t in user.allowed_connection_types}:
+            return None
+        return AuthResult(user, user.account)
+
+
+def response_grant(perms: Permissions) -> ResponseGrant:
+    remaining = perms.resp_max if perms.resp_max > 0 else -1
+    return ResponseGrant(remaining, time.monotonic() + perms.resp_expires)

@@ -1,0 +1,639 @@
+"""A client connection (layer 2): the asyncio protocol, the parser's handler, the fast path's hooks.
+
+The class subclasses the selected `ClientCore` twin so the compiled parser and `deliver()` reach its
+fields directly. Python runs here only for control ops, checked publishes (verbose, pedantic, trace,
+permissions, reserved prefixes, not yet authenticated), and rare events (slow consumer, auto-unsubscribe,
+no-responders, reply tracking). Every close carries a `ClosedReason`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from jsedge import errors
+from jsedge.errors import ClosedReason, ProtoErr, go_quote
+from jsedge.protocol.parser import Parser
+from jsedge.routing.auth import ResponseGrant, response_grant
+from jsedge.routing.sublist import ClientCore, Subscription, deliver, flush_pending
+from jsedge.subjects import valid_literal_subject
+
+if TYPE_CHECKING:
+    from jsedge.routing.account import Account
+    from jsedge.routing.auth import Permissions, User
+
+_OK = b"+OK\r\n"
+_PING = b"PING\r\n"
+_PONG = b"PONG\r\n"
+
+# CONNECT defaults when keys are absent (spec/protocol.md §5): verbose and pedantic are ON.
+_CONNECT_DEFAULTS = {"verbose": True, "pedantic": True, "echo": True}
+
+_RTT_REFRESH = 3600.0
+
+
+def _reserved_reply(reply: bytes) -> bool:
+    return reply.startswith((b"$JS.ACK.", b"_R_.", b"_GR_."))
+
+
+class ClientConnection(ClientCore):
+    """One client on the client port."""
+
+    __slots__ = (
+        "server",
+        "cid",
+        "transport",
+        "parser",
+        "loop",
+        "remote_host",
+        "remote_port",
+        "start",
+        "last_activity",
+        "opts",
+        "verbose",
+        "pedantic",
+        "trace",
+        "protocol",
+        "authorized",
+        "connect_seen",
+        "user",
+        "account",
+        "perms",
+        "subs",
+        "pings_out",
+        "ping_sent_at",
+        "rtt",
+        "rtt_measured_at",
+        "first_pong_pending",
+        "connect_info_sent",
+        "last_in_seen",
+        "last_in_msgs",
+        "ping_handle",
+        "auth_handle",
+        "deadline_handle",
+        "paused",
+        "closed_reason",
+        "stop",
+        "tls_version",
+        "tls_cipher",
+        "responses",
+        "tls_pending",
+        "on_close",
+    )
+
+    def __init__(self, server: Any, cid: int) -> None:
+        super().__init__()
+        self.server = server
+        self.cid = cid
+        self.transport: Any = None
+        self.loop = server.loop
+        self.pending = server.pending
+        limits = server.config.limits
+        self.max_payload = limits.max_payload
+        self.max_pending = limits.max_pending
+        self.parser = Parser(self, self, limits.max_control_line)
+        self.remote_host = ""
+        self.remote_port = 0
+        self.start = time.time()
+        self.last_activity = self.start
+        self.opts: dict[str, Any] = {}
+        self.verbose = True
+        self.pedantic = True
+        self.trace = server.logger.trace_enabled
+        self.protocol = 0
+        self.authorized = not server.auth.required or bool(server.auth.no_auth_user)
+        self.connect_seen = False
+        self.user: User | None = None
+        self.account: Account = server.global_account
+        self.sublist = self.account.sublist
+        self.perms: Permissions | None = None
+        self.subs: dict[bytes, Subscription] = {}
+        self.pings_out = 0
+        self.ping_sent_at = 0.0
+        self.rtt = 0.0
+        self.rtt_measured_at = 0.0
+        self.first_pong_pending = False
+        self.connect_info_sent = False
+        self.last_in_seen = time.monotonic()
+        self.last_in_msgs = 0
+        self.ping_handle: asyncio.TimerHandle | None = None
+        self.auth_handle: asyncio.TimerHandle | None = None
+        self.deadline_handle: asyncio.TimerHandle | None = None
+        self.paused = False
+        self.closed_reason: ClosedReason | None = None
+        self.stop = 0.0
+        self.tls_version = ""
+        self.tls_cipher = ""
+        self.responses: dict[bytes, ResponseGrant] = {}
+        self.tls_pending = False
+        self.on_close: list[Callable[[ClientConnection], None]] = []
+        if self.authorized and server.auth.no_auth_user:
+            self._bind(server.auth.authenticate({}))
+        self._update_fast_pub()
+
+    # ---------------------------------------------------------------- logging
+
+    def _prefix(self) -> str:
+        prefix = f"{self.remote_host}:{self.remote_port} - cid:{self.cid} - "
+        if self.connect_seen:
+            lang = self.opts.get("lang", "")
+            version = self.opts.get("version", "")
+            name = self.opts.get("name", "")
+            ident = f'"v{version}:{lang}' + (f":{name}" if name else "") + '"'
+            user = f"/user:{self.user.name}" if self.user is not None and self.user.name else ""
+            prefix += f'{ident} - "{self.account.name}{user}" - '
+        return prefix
+
+    def log_debug(self, text: str) -> None:
+        if self.server.logger.debug_enabled:
+            self.server.logger.debug(self._prefix() + text)
+
+    def log_error(self, text: str) -> None:
+        self.server.logger.error(self._prefix() + text)
+
+    def log_trace(self, text: str) -> None:
+        self.server.logger.trace(self._prefix() + text)
+
+    # ---------------------------------------------------------------- asyncio protocol
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.remote_host, self.remote_port = peer[0], peer[1]
+        transport.set_write_buffer_limits(high=256 * 1024)
+        server = self.server
+        if not server.register_client(self):
+            return
+        self.log_debug("Client connection created")
+        tls = server.tls_context
+        if tls is not None and not server.config.tls.handshake_first:
+            # INFO goes out in the clear, then the client starts the TLS handshake.
+            transport.pause_reading()
+            self.tls_pending = True
+            self._send_now(self.server.info_line(self))
+            self.loop.create_task(self._upgrade_tls(tls))
+        else:
+            if tls is not None:
+                self._record_tls(transport)
+            self._send_now(self.server.info_line(self))
+        if server.auth.required:
+            self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
+        self.ping_handle = self.loop.call_later(server.config.limits.ping_interval, self._ping_timer)
+
+    async def _upgrade_tls(self, context: Any) -> None:
+        timeout = self.server.config.tls.timeout or 2.0
+        try:
+            transport = await asyncio.wait_for(
+                self.loop.start_tls(self.transport, self, context, server_side=True), timeout
+            )
+        except (OSError, asyncio.TimeoutError, ConnectionError, Exception) as exc:  # noqa: BLE001
+            if not self.closed:
+                self.log_error(f"TLS handshake error: {exc}")
+                self.close(ClosedReason.TLS_HANDSHAKE_ERROR, abort=True)
+            return
+        if transport is None or self.closed:
+            return
+        self.transport = transport
+        self.tls_pending = False
+        self._record_tls(transport)
+        self.log_debug("TLS handshake complete")
+
+    def _record_tls(self, transport: Any) -> None:
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.tls_version = (ssl_object.version() or "").replace("TLSv", "")
+            cipher = ssl_object.cipher()
+            self.tls_cipher = cipher[0] if cipher else ""
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.parser.feed(data)
+        if self.pending:
+            flush_pending(self.pending)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self._finish_close(ClosedReason.CLIENT_CLOSED if exc is None else ClosedReason.READ_ERROR)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+        deadline = self.server.config.limits.write_deadline
+        if deadline > 0 and self.deadline_handle is None:
+            self.deadline_handle = self.loop.call_later(deadline, self._write_deadline)
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.deadline_handle is not None:
+            self.deadline_handle.cancel()
+            self.deadline_handle = None
+
+    def _write_deadline(self) -> None:
+        self.deadline_handle = None
+        if self.paused and not self.closed:
+            deadline = self.server.config.limits.write_deadline
+            pending = self.transport.get_write_buffer_size() + len(self.outbuf)
+            self.server.logger.info(
+                self._prefix()
+                + f"Slow Consumer Detected: WriteDeadline of {deadline:g}s exceeded with {pending} total bytes."
+            )
+            self.server.slow_consumers += 1
+            self.close(ClosedReason.SLOW_CONSUMER_WRITE_DEADLINE, abort=True)
+
+    # ---------------------------------------------------------------- output
+
+    def flush(self) -> None:
+        """Hand the framed output to the transport (called once per read by flush_pending)."""
+        buf = self.outbuf
+        if not buf or self.closed:
+            return
+        # A fresh buffer: the transport may keep the old one until the kernel takes it.
+        self.outbuf = bytearray()
+        if self.tls_pending:
+            self.outbuf = buf  # held until the TLS handshake finishes
+            return
+        self.transport.write(buf)
+        if self.paused and self.transport.get_write_buffer_size() > self.max_pending:
+            self.on_slow_consumer()
+
+    def _send(self, data: bytes) -> None:
+        """Queue protocol output and make sure it is flushed after the current read."""
+        if self.closed:
+            return
+        self.outbuf += data
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.pending.append(self)
+
+    def _send_now(self, data: bytes) -> None:
+        if not self.closed and self.transport is not None:
+            if self.outbuf:
+                self.flush()
+            self.transport.write(data)
+
+    def send_err(self, err: ProtoErr, *args: object) -> None:
+        self._send(err.line(*args))
+
+    # ---------------------------------------------------------------- ClientCore hooks
+
+    def on_slow_consumer(self) -> None:
+        if self.closed:
+            return
+        self.server.logger.info(
+            self._prefix() + f"Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded"
+        )
+        self.server.slow_consumers += 1
+        self.close(ClosedReason.SLOW_CONSUMER_PENDING_BYTES, abort=True)
+
+    def on_auto_unsub(self, sub: Subscription) -> None:
+        if self.subs.get(sub.sid) is sub:
+            del self.subs[sub.sid]
+        self.sublist.remove(sub)
+
+    def on_no_responders(self, subject: bytes, reply: bytes) -> None:
+        # Only when the reply is covered by one of this connection's own subscriptions.
+        result = self.sublist.match(reply)
+        for sub in result.psubs:
+            if sub.client is self and not sub.closed:
+                break
+        else:
+            return
+        header = errors.STATUS_NO_RESPONDERS + b"Nats-Subject: " + subject + b"\r\n\r\n"
+        size = str(len(header)).encode()
+        self._send(b"HMSG " + reply + b" " + sub.sid + b" " + size + b" " + size + b"\r\n" + header + b"\r\n")
+
+    def on_reply_delivered(self, reply: bytes) -> None:
+        if self.perms is not None and self.perms.tracks_responses:
+            self.responses[reply] = response_grant(self.perms)
+            if len(self.responses) > 4096:
+                now = time.monotonic()
+                for key in [k for k, g in self.responses.items() if g.expires_at < now]:
+                    del self.responses[key]
+
+    # ---------------------------------------------------------------- parser handler
+
+    def proto_error(self, key: str) -> None:
+        err, reason = errors.PARSER_ERRORS[key]
+        if err is not None:
+            self.log_error(f"Client parser ERROR, state=?: '{err.text}'" if key != "max_payload" else err.text)
+            self.send_err(err)
+        self.close(reason)
+
+    def proto_client_err(self, arg: bytes) -> None:
+        self.log_error(f"Client Error {arg.decode(errors='replace')}")
+        self.close(ClosedReason.PARSE_ERROR)
+
+    def _require_auth(self) -> bool:
+        """The first op must be CONNECT when auth is on: anything else is a violation."""
+        if self.authorized:
+            return True
+        self.auth_violation()
+        return False
+
+    def auth_violation(self) -> None:
+        self.send_err(errors.AUTH_VIOLATION)
+        self.close(ClosedReason.AUTHENTICATION_VIOLATION)
+
+    def proto_info(self, arg: bytes) -> None:
+        try:
+            json.loads(arg)
+        except ValueError:
+            self.close(ClosedReason.PROTOCOL_VIOLATION)
+
+    def proto_connect(self, arg: bytes) -> None:
+        if self.trace:
+            self.log_trace(f"<<- [CONNECT {self._redacted(arg)}]")
+        try:
+            given = json.loads(arg)
+        except ValueError:
+            self.close(ClosedReason.PROTOCOL_VIOLATION)
+            return
+        if not isinstance(given, dict):
+            self.close(ClosedReason.PROTOCOL_VIOLATION)
+            return
+        opts = dict(_CONNECT_DEFAULTS)
+        opts.update(given)
+        self.opts = opts
+        self.connect_seen = True
+        server = self.server
+        if self.auth_handle is not None:
+            self.auth_handle.cancel()
+            self.auth_handle = None
+        if "account" in given or "new_account" in given:
+            self.auth_violation()
+            return
+        result = server.auth.authenticate(opts)
+        if result is None:
+            user = opts.get("user")
+            self.log_error('authentication error - user "%s"' % user if user else "authentication error")
+            self.auth_violation()
+            return
+        protocol = opts.get("protocol", 0)
+        if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 0 or protocol > 1:
+            self.send_err(errors.BAD_CLIENT_PROTOCOL)
+            self.close(ClosedReason.BAD_CLIENT_PROTOCOL_VERSION)
+            return
+        self.protocol = protocol
+        self.headers = bool(opts.get("headers")) and not server.config.limits.no_header_support
+        self.no_responders = bool(opts.get("no_responders"))
+        if self.no_responders and not self.headers:
+            self.send_err(errors.NO_RESPONDERS_NEEDS_HEADERS)
+            self.close(ClosedReason.NO_RESPONDERS_REQUIRES_HEADERS)
+            return
+        self.verbose = bool(opts.get("verbose"))
+        self.pedantic = bool(opts.get("pedantic"))
+        self.echo = bool(opts.get("echo"))
+        if result.account != self.account.name or not self.authorized:
+            self._rebind_account(result)
+        else:
+            self._bind(result)
+        self.authorized = True
+        if self.verbose:
+            self._send(_OK)
+        self._update_fast_pub()
+        # Ping schedule restarts from CONNECT: first PING after min(interval, 2 s) + 0-20 %.
+        if self.ping_handle is not None:
+            self.ping_handle.cancel()
+        interval = min(server.config.limits.ping_interval, 2.0)
+        self.ping_handle = self.loop.call_later(interval * (1 + random.random() * 0.2), self._ping_timer)
+
+    def _redacted(self, arg: bytes) -> str:
+        text = arg.decode(errors="replace")
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(obj, dict):
+            for key in ("pass", "auth_token", "sig", "jwt"):
+                if key in obj:
+                    obj[key] = "[REDACTED]"
+            return json.dumps(obj, separators=(",", ":"))
+        return text
+
+    def _bind(self, result: Any) -> None:
+        self.user = result.user
+        self.perms = result.user.permissions if result.user is not None else None
+        self.track_replies = self.perms is not None and self.perms.tracks_responses
+
+    def _rebind_account(self, result: Any) -> None:
+        """(Re)authenticate into an account: subscriptions of the old account are dropped first."""
+        for sub in list(self.subs.values()):
+            sub.closed = True
+            self.sublist.remove(sub)
+        self.subs.clear()
+        old = self.account
+        old.remove_client(self)
+        account = self.server.lookup_account(result.account)
+        self.account = account
+        self.sublist = account.sublist
+        account.add_client(self)
+        self._bind(result)
+
+    def _update_fast_pub(self) -> None:
+        self.fast_pub = (
+            self.authorized
+            and not self.verbose
+            and not self.pedantic
+            and not self.trace
+            and (self.perms is None or not self.perms.restricts_publish)
+            and not self.account.is_system_like
+        )
+
+    def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if not self._require_auth():
+            return
+        self.last_in_seen = time.monotonic()
+        if self.trace:
+            size = len(msg)
+            args = [subject.decode(errors="replace")]
+            if reply:
+                args.append(reply.decode(errors="replace"))
+            if hdr_len >= 0:
+                args.append(str(hdr_len))
+            args.append(str(size))
+            self.log_trace(f"<<- [{'HPUB' if hdr_len >= 0 else 'PUB'} {' '.join(args)}]")
+            self.log_trace(f"<<- MSG_PAYLOAD: [{json.dumps(msg[max(hdr_len, 0):].decode(errors='replace'))}]")
+        if self.pedantic and not valid_literal_subject(subject):
+            self.send_err(errors.INVALID_PUBLISH_SUBJECT)
+        if subject.startswith((b"$NRG.", b"_GR_.")) and not (
+            subject.startswith(b"$NRG.") and self.account.name == self.server.config.system_account
+        ):
+            self.send_err(errors.PERM_PUBLISH, go_quote(subject.decode(errors="replace")))
+            return
+        perms = self.perms
+        if perms is not None and perms.restricts_publish and not perms.can_publish(subject):
+            if not self._response_allowed(subject):
+                self.log_error(f'Publish Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}"')
+                self.send_err(errors.PERM_PUBLISH, go_quote(subject.decode(errors="replace")))
+                return
+        if reply and _reserved_reply(reply):
+            self.send_err(errors.PERM_PUBLISH_REPLY, go_quote(reply.decode(errors="replace")))
+            return
+        if self.verbose:
+            self._send(_OK)
+        deliver(self, subject, reply, hdr_len, msg)
+
+    def _user_desc(self) -> str:
+        return f'User "{self.user.name}"' if self.user is not None else "User"
+
+    def _response_allowed(self, subject: bytes) -> bool:
+        grant = self.responses.get(subject)
+        if grant is None:
+            return False
+        if grant.expires_at < time.monotonic():
+            del self.responses[subject]
+            return False
+        if grant.remaining > 0:
+            grant.remaining -= 1
+            if grant.remaining == 0:
+                del self.responses[subject]
+        return True
+
+    def proto_sub(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
+        if not self._require_auth():
+            return
+        self.last_in_seen = time.monotonic()
+        if self.trace:
+            self.log_trace(f"<<- [SUB {subject.decode(errors='replace')}{' ' + queue.decode() if queue else ''} {sid.decode(errors='replace')}]")
+        perms = self.perms
+        if perms is not None and not perms.can_subscribe(subject, queue):
+            subj = go_quote(subject.decode(errors="replace"))
+            if queue is not None:
+                self.log_error(
+                    f'Subscription Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}", '
+                    f'Queue: "{queue.decode(errors="replace")}", SID {sid.decode(errors="replace")}'
+                )
+                self.send_err(errors.PERM_SUBSCRIBE_QUEUE, subj, go_quote(queue.decode(errors="replace")))
+            else:
+                self.log_error(
+                    f'Subscription Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}", '
+                    f"SID {sid.decode(errors='replace')}"
+                )
+                self.send_err(errors.PERM_SUBSCRIBE, subj)
+            return
+        limits = self.server.config.limits
+        if limits.max_sub_tokens and subject.count(b".") + 1 > limits.max_sub_tokens:
+            self.send_err(errors.PERM_SUBSCRIBE_TOKENS, go_quote(subject.decode(errors="replace")))
+            return
+        if limits.max_subscriptions and len(self.subs) >= limits.max_subscriptions:
+            self.log_error(f"Maximum Subscriptions Exceeded (max={limits.max_subscriptions})")
+            self.send_err(errors.MAX_SUBSCRIPTIONS)
+            return
+        if sid not in self.subs:
+            if not self.server.valid_subscribe_subject(subject):
+                self.send_err(errors.INVALID_SUBJECT)
+                return
+            sub = Subscription(self, subject, sid, queue)
+            self.subs[sid] = sub
+            self.sublist.insert(sub)
+        if self.verbose:
+            self._send(_OK)
+
+    def proto_unsub(self, sid: bytes, max_msgs: int | None) -> None:
+        if not self._require_auth():
+            return
+        self.last_in_seen = time.monotonic()
+        if self.trace:
+            self.log_trace(f"<<- [UNSUB {sid.decode(errors='replace')}{'' if max_msgs is None else ' ' + str(max_msgs)}]")
+        sub = self.subs.get(sid)
+        if sub is not None:
+            if max_msgs is not None and max_msgs > sub.delivered:
+                sub.max_msgs = max_msgs
+            else:
+                sub.closed = True
+                del self.subs[sid]
+                self.sublist.remove(sub)
+        if self.verbose:
+            self._send(_OK)
+
+    def proto_ping(self) -> None:
+        if not self._require_auth():
+            return
+        self.last_in_seen = time.monotonic()
+        self._send(_PONG)
+        # Protocol-1 clients learn their account in an async INFO after the first PING.
+        if self.connect_seen and not self.connect_info_sent and self.protocol >= 1:
+            self.connect_info_sent = True
+            self._send(self.server.info_line(self, connect_info=True))
+
+    def proto_pong(self) -> None:
+        self.pings_out = 0
+        if self.ping_sent_at:
+            now = time.monotonic()
+            self.rtt = now - self.ping_sent_at
+            self.rtt_measured_at = now
+            self.ping_sent_at = 0.0
+
+    # ---------------------------------------------------------------- timers
+
+    def _auth_timeout(self) -> None:
+        self.auth_handle = None
+        if not self.closed and not self.connect_seen:
+            self.log_error("Authentication Timeout")
+            self._send_now(errors.AUTH_TIMEOUT.line())
+            self.close(ClosedReason.AUTHENTICATION_TIMEOUT)
+
+    def _ping_timer(self) -> None:
+        self.ping_handle = None
+        if self.closed:
+            return
+        limits = self.server.config.limits
+        now = time.monotonic()
+        need_rtt = self.rtt == 0.0 or now - self.rtt_measured_at > _RTT_REFRESH
+        active = self.in_msgs != self.last_in_msgs or now - self.last_in_seen < limits.ping_interval
+        self.last_in_msgs = self.in_msgs
+        if active and not need_rtt:
+            pass
+        else:
+            if self.pings_out + 1 > limits.ping_max:
+                self.log_debug("Stale Client Connection - Closing")
+                self.server.stale_connections += 1
+                self._send_now(errors.STALE_CONNECTION.line())
+                self.close(ClosedReason.STALE_CONNECTION)
+                return
+            self.pings_out += 1
+            self.ping_sent_at = now
+            self._send_now(_PING)
+        self.ping_handle = self.loop.call_later(limits.ping_interval, self._ping_timer)
+
+    # ---------------------------------------------------------------- close
+
+    def close(self, reason: ClosedReason, abort: bool = False) -> None:
+        """Close with a reason: flush what is queued (unless `abort`), then drop the socket."""
+        if self.closed:
+            return
+        transport = self.transport
+        if transport is not None:
+            if abort:
+                self.outbuf = bytearray()
+                transport.abort()
+            else:
+                if self.outbuf and not self.tls_pending:
+                    transport.write(bytes(self.outbuf))
+                self.outbuf = bytearray()
+                transport.close()
+        self._finish_close(reason)
+
+    def _finish_close(self, reason: ClosedReason) -> None:
+        self.closed = True
+        self.closed_reason = reason
+        self.stop = time.time()
+        for handle in (self.ping_handle, self.auth_handle, self.deadline_handle):
+            if handle is not None:
+                handle.cancel()
+        self.ping_handle = self.auth_handle = self.deadline_handle = None
+        for sub in self.subs.values():
+            sub.closed = True
+            self.sublist.remove(sub)
+        self.log_debug(f'Client connection closed: {reason.value}')
+        self.server.unregister_client(self)
+        for callback in self.on_close:
+            callback(self)

@@ -1,0 +1,442 @@
+"""The server (layer 7): composition root and lifecycle.
+
+Builds accounts, auth and TLS from the config tree, runs the client listener and the monitoring
+listener, keeps the client registry and server-wide counters, and handles signals: TERM/INT shut down,
+HUP reloads, USR1 reopens the log, USR2 enters lame-duck mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import platform
+import secrets
+import signal
+import ssl
+import sys
+import time
+from collections import deque
+from typing import Any
+
+from jsedge import NATS_COMPAT_VERSION, __version__, _ext, gojson
+from jsedge.errors import MAX_CONNECTIONS, ClosedReason
+from jsedge.log import Logger
+from jsedge.routing.account import Account
+from jsedge.routing.auth import Authenticator, is_bcrypt
+from jsedge.routing.client import ClientConnection
+from jsedge.routing.sublist import flush_pending
+from jsedge.subjects import valid_subject
+
+GO_FIELD = f"python{platform.python_version()}"
+
+
+def make_server_id() -> str:
+    """A 56-character upper-case base32 id starting with N, shaped like nats-server's public nkey."""
+    raw = base64.b32encode(secrets.token_bytes(35)).decode().rstrip("=")
+    return ("N" + raw)[:56]
+
+
+def build_tls_context(tls: Any) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file:
+        context.load_verify_locations(tls.ca_file)
+    if tls.verify or tls.verify_and_map:
+        context.verify_mode = ssl.CERT_REQUIRED
+    if tls.min_version == "1.3":
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class ClosedClient:
+    """What `/connz?state=closed` shows of a connection after it is gone."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: dict[str, Any]) -> None:
+        self.snapshot = snapshot
+
+
+class Server:
+    def __init__(self, config: Any, logger: Logger) -> None:
+        self.config = config
+        self.logger = logger
+        self.server_id = make_server_id()
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
+        self.pending: list[Any] = []
+        self.clients: dict[int, ClientConnection] = {}
+        self.closed_clients: deque[dict[str, Any]] = deque(maxlen=max(config.limits.max_closed_clients, 0))
+        self.next_cid = 0
+        self.start_time = time.time()
+        self.config_load_time = self.start_time
+        self.total_connections = 0
+        self.slow_consumers = 0
+        self.stale_connections = 0
+        self.closed_counters = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed clients
+        self.http_req_stats: dict[str, int] = {}
+        self.accepting = False
+        self.lame_duck = False
+        self.shutting_down = False
+        self.listener: asyncio.Server | None = None
+        self.monitor: Any = None
+        self.port = 0
+        self.http_port = 0
+        self.stopped = asyncio.Event()
+        self.accounts: dict[str, Account] = {}
+        self._setup_from_config(config)
+
+    # ---------------------------------------------------------------- config-derived state
+
+    @property
+    def server_name(self) -> str:
+        return self.config.server_name or self.server_id
+
+    def _setup_from_config(self, config: Any) -> None:
+        cache = not config.disable_sublist_cache
+        if not self.accounts:
+            self.accounts["$G"] = Account("$G", cache=cache)
+        for account_config in config.accounts:
+            if account_config.name not in self.accounts:
+                self.accounts[account_config.name] = Account(account_config.name, cache=cache, config=account_config)
+            else:
+                self.accounts[account_config.name].config = account_config
+        system = config.system_account or "$SYS"
+        if not config.no_system_account and system not in self.accounts:
+            self.accounts[system] = Account(system, cache=cache)
+        if system in self.accounts:
+            self.accounts[system].is_system = True
+        self.global_account = self.accounts["$G"]
+        self.auth = Authenticator.from_config(config)
+        self.tls_context = build_tls_context(config.tls) if config.tls is not None else None
+        if config.tls is not None:
+            self.auth_timeout = config.auth.timeout if config.auth.timeout is not None else config.tls.timeout + 1.0
+        else:
+            self.auth_timeout = config.auth.timeout if config.auth.timeout is not None else 2.0
+        self._info_base = self._build_info_base()
+
+    def lookup_account(self, name: str) -> Account:
+        account = self.accounts.get(name)
+        if account is None:
+            account = self.accounts[name] = Account(name, cache=not self.config.disable_sublist_cache)
+        return account
+
+    def _build_info_base(self) -> dict[str, Any]:
+        config = self.config
+        info: dict[str, Any] = {
+            "server_id": self.server_id,
+            "server_name": self.server_name,
+            "version": NATS_COMPAT_VERSION,
+            "proto": 1,
+            "go": GO_FIELD,
+            "host": config.listen.host,
+            "port": self.port or config.listen.port,
+            "headers": not config.limits.no_header_support,
+        }
+        if self.auth.info_auth_required:
+            info["auth_required"] = True
+        if config.tls is not None:
+            if config.allow_non_tls:
+                info["tls_available"] = True
+            else:
+                info["tls_required"] = True
+            if config.tls.verify or config.tls.verify_and_map:
+                info["tls_verify"] = True
+        info["max_payload"] = config.limits.max_payload
+        return info
+
+    def info_line(self, client: ClientConnection, *, connect_info: bool = False, ldm: bool = False) -> bytes:
+        info = dict(self._info_base)
+        info["client_id"] = client.cid
+        if client.remote_host:
+            info["client_ip"] = client.remote_host
+        if ldm:
+            info["ldm"] = True
+        if connect_info:
+            info["connect_info"] = True
+            info["remote_account"] = client.account.name
+            if client.account.is_system:
+                info["acc_is_sys"] = True
+        return b"INFO " + gojson.dumpb(info) + b" \r\n"
+
+    def valid_subscribe_subject(self, subject: bytes) -> bool:
+        return valid_subject(subject)
+
+    # ---------------------------------------------------------------- client registry
+
+    def register_client(self, client: ClientConnection) -> bool:
+        limits = self.config.limits
+        if not self.accepting:
+            client.transport.abort()
+            client.closed = True
+            return False
+        if limits.max_connections < 0 or len(self.clients) >= limits.max_connections:
+            client.transport.write(self.info_line(client) + MAX_CONNECTIONS.line())
+            self.logger.error(
+                f"{client.remote_host}:{client.remote_port} - cid:{client.cid} - "
+                f"Maximum Connections Exceeded (max={limits.max_connections})"
+            )
+            client.transport.close()
+            client.closed = True
+            client.closed_reason = ClosedReason.MAX_CONNECTIONS_EXCEEDED
+            return False
+        self.clients[client.cid] = client
+        client.account.add_client(client)
+        self.total_connections += 1
+        return True
+
+    def unregister_client(self, client: ClientConnection) -> None:
+        if self.clients.pop(client.cid, None) is None:
+            return
+        client.account.remove_client(client)
+        counters = self.closed_counters
+        counters[0] += client.in_msgs
+        counters[1] += client.in_bytes
+        counters[2] += client.out_msgs
+        counters[3] += client.out_bytes
+        if self.closed_clients.maxlen:
+            from jsedge.monitor import connection_info
+
+            self.closed_clients.append(connection_info(self, client, subs=True, closed=True))
+
+    def new_connection(self) -> ClientConnection:
+        self.next_cid += 1
+        return ClientConnection(self, self.next_cid)
+
+    def totals(self) -> tuple[int, int, int, int]:
+        in_msgs, in_bytes, out_msgs, out_bytes = self.closed_counters
+        for client in self.clients.values():
+            in_msgs += client.in_msgs
+            in_bytes += client.in_bytes
+            out_msgs += client.out_msgs
+            out_bytes += client.out_bytes
+        return in_msgs, in_bytes, out_msgs, out_bytes
+
+    def subscription_count(self) -> int:
+        return sum(account.sublist.count for account in self.accounts.values())
+
+    # ---------------------------------------------------------------- start / stop
+
+    def log_banner(self) -> None:
+        log = self.logger
+        log.info("Starting nats-server")
+        log.info(f"  Version:  {NATS_COMPAT_VERSION} (jsedge {__version__})")
+        log.info(f"  Git:      [jsedge-{__version__}]")
+        log.debug(f"  Go build: {GO_FIELD}")
+        log.info(f"  Name:     {self.server_name}")
+        log.info(f"  ID:       {self.server_id}")
+        log.info(f"  Twins:    {_ext.describe()}")
+        for name, why in sorted(_ext.MISSING.items()):
+            log.error(f"Compiled twin {name!r} is missing ({why}); running the pure-Python twin")
+        if self.config.config_file:
+            log.info(f"Using configuration file: {self.config.config_file} ({self.config.config_digest})")
+        log.debug(f'Created system account: "{self.config.system_account or "$SYS"}"')
+        if self.config.jetstream.enabled:
+            log.warn("JetStream is not available yet in this jsedge build; starting without it")
+        if any(account.exports or account.imports for account in self.config.accounts):
+            log.warn("Account exports and imports are not supported yet; they are ignored")
+        if any(user.nkey for user in self.config.auth.users) or any(
+            user.nkey for account in self.config.accounts for user in account.users
+        ):
+            log.warn("NKey users are not supported yet; they cannot log in")
+        plain = [self.config.auth.password, *(u.password for u in self.config.auth.users)]
+        plain += [u.password for account in self.config.accounts for u in account.users]
+        if any(p and not is_bcrypt(p) for p in plain):
+            log.warn("Plaintext passwords detected, use nkeys or bcrypt")
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.log_banner()
+        config = self.config
+        if config.monitor.port:
+            from jsedge.monitor import Monitor
+
+            self.monitor = Monitor(self)
+            self.http_port = await self.monitor.start()
+        ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
+        port = config.listen.port
+        if port == -1:
+            port = 0
+        self.accepting = True
+        self.listener = await self.loop.create_server(
+            self.new_connection,
+            host=config.listen.host or "0.0.0.0",
+            port=port,
+            ssl=ssl_context,
+            reuse_address=True,
+            backlog=1024,
+            ssl_handshake_timeout=(config.tls.timeout if ssl_context is not None else None),
+        )
+        self.port = self.listener.sockets[0].getsockname()[1]
+        self._info_base = self._build_info_base()
+        if config.tls is not None:
+            self.logger.info(
+                "TLS available for client connections" if config.allow_non_tls else "TLS required for client connections"
+            )
+        self.logger.info(f"Listening for client connections on {self._hostport(config.listen.host, self.port)}")
+        self._write_pidfile()
+        self._write_ports_file()
+        self.logger.info("Server is ready")
+
+    @staticmethod
+    def _hostport(host: str, port: int) -> str:
+        host = host or "0.0.0.0"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    def _write_pidfile(self) -> None:
+        if self.config.pidfile:
+            with open(self.config.pidfile, "w", encoding="ascii") as handle:
+                handle.write(str(os.getpid()))
+
+    def _write_ports_file(self) -> None:
+        directory = self.config.ports_file_dir
+        if not directory:
+            return
+        host = self.config.listen.host or "0.0.0.0"
+        ports: dict[str, list[str]] = {"nats": [f"nats://{self._hostport(host, self.port)}"]}
+        if self.http_port:
+            ports["monitoring"] = [f"http://{self._hostport(self.config.monitor.host or host, self.http_port)}"]
+        name = os.path.basename(sys.argv[0]) or "jsedge"
+        with open(os.path.join(directory, f"{name}_{os.getpid()}.ports"), "w", encoding="utf-8") as handle:
+            handle.write(gojson.dumps(ports))
+
+    def install_signal_handlers(self) -> None:
+        loop = self.loop
+        loop.add_signal_handler(signal.SIGTERM, self._on_signal, "terminated")
+        loop.add_signal_handler(signal.SIGINT, self._on_signal, "interrupt")
+        loop.add_signal_handler(signal.SIGHUP, self._on_signal, "hangup")
+        loop.add_signal_handler(signal.SIGUSR1, self._on_signal, "user defined signal 1")
+        loop.add_signal_handler(signal.SIGUSR2, self._on_signal, "user defined signal 2")
+
+    def _on_signal(self, name: str) -> None:
+        self.logger.debug(f'Trapped "{name}" signal')
+        if name in ("terminated", "interrupt"):
+            if self.lame_duck and name == "terminated":
+                return
+            self.loop.create_task(self.shutdown())
+        elif name == "hangup":
+            self.reload()
+        elif name == "user defined signal 1":
+            self.logger.reopen()
+            self.logger.info("File log re-opened")
+        elif name == "user defined signal 2":
+            self.loop.create_task(self.enter_lame_duck())
+
+    async def shutdown(self) -> None:
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.accepting = False
+        self.logger.info("Initiating Shutdown...")
+        if self.listener is not None:
+            self.listener.close()
+        for client in list(self.clients.values()):
+            client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.config.pidfile:
+            try:
+                os.unlink(self.config.pidfile)
+            except OSError:
+                pass
+        self.logger.info("Server Exiting..")
+        self.stopped.set()
+
+    async def enter_lame_duck(self) -> None:
+        if self.lame_duck or self.shutting_down:
+            return
+        self.lame_duck = True
+        self.accepting = False
+        self.logger.info("Entering lame duck mode, stop accepting new clients")
+        if self.listener is not None:
+            self.listener.close()
+        clients = list(self.clients.values())
+        for client in clients:
+            if client.protocol >= 1:
+                client._send_now(self.info_line(client, ldm=True))
+        grace = self.config.lame_duck_grace_period
+        duration = self.config.lame_duck_duration
+        await asyncio.sleep(grace)
+        clients = list(self.clients.values())
+        if clients:
+            self.logger.info("Closing existing clients")
+            spread = max(duration - grace, 0.0)
+            step = spread / len(clients) if clients else 0.0
+            # nats-server closes clients in batches spread over the remaining time.
+            step = min(step, 1.0)
+            for client in clients:
+                client.close(ClosedReason.SERVER_SHUTDOWN)
+                if step:
+                    await asyncio.sleep(step)
+        await self.shutdown()
+
+    def reload(self) -> None:
+        from jsedge.config import ConfigError, diff_for_reload, reload_config
+
+        try:
+            new = reload_config(self.config)
+        except ConfigError as exc:
+            self.logger.error(f"Failed to reload server configuration: {exc}")
+            return
+        changed, needs_restart = diff_for_reload(self.config, new)
+        if needs_restart:
+            for line in needs_restart:
+                self.logger.error(line)
+            self.logger.error("Failed to reload server configuration: changes need a restart")
+            return
+        self.config = new
+        self.config_load_time = time.time()
+        logging = new.logging
+        self.logger.configure(
+            debug=logging.debug,
+            trace=logging.trace,
+            logtime=logging.logtime,
+            utc=logging.logtime_utc,
+            logfile=logging.logfile,
+        )
+        self._setup_from_config(new)
+        for client in list(self.clients.values()):
+            client.max_payload = new.limits.max_payload
+            client.max_pending = new.limits.max_pending
+            client.trace = logging.trace
+            if client.connect_seen:
+                result = self.auth.authenticate(client.opts)
+                if result is None:
+                    client.auth_violation()
+                    continue
+                if result.account != client.account.name:
+                    client._rebind_account(result)
+                else:
+                    client._bind(result)
+            client._update_fast_pub()
+        if self.pending:
+            flush_pending(self.pending)
+        for line in changed:
+            self.logger.info(f"Reloaded: {line}")
+        self.logger.info(f"Reloaded server configuration ({new.config_digest})")
+
+
+def install_event_loop_policy() -> str:
+    """uvloop when importable, the stdlib loop otherwise; returns which one."""
+    if os.environ.get("JSEDGE_LOOP", "") == "asyncio":
+        return "asyncio"
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def serve(config: Any, logger: Logger) -> int:
+    server = Server(config, logger)
+    try:
+        await server.start()
+    except OSError as exc:
+        logger.fatal(f"Error listening on port: {exc}")
+        return 1
+    server.install_signal_handlers()
+    await server.stopped.wait()
+    return 0

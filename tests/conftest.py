@@ -1,0 +1,111 @@
+"""Session checks and shared fixtures (see tests/helpers.py for the harness itself)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import SERVER_KINDS, ServerPool, ServerProcess  # noqa: E402
+
+_SELECTOR_MODULES = ("jsedge._ext", "jsedge.routing.sublist", "jsedge.protocol.parser")
+
+
+def _check_extensions() -> None:
+    """Fail the session when a compiled twin is missing (unless JSEDGE_NO_EXTENSIONS=1)."""
+    if os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0"):
+        return
+    for name in _SELECTOR_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            # TODO(lead): once jsedge.routing.sublist and jsedge.protocol.parser exist, make this
+            # strict (pytest.exit) instead of a warning.
+            if getattr(exc, "name", None) and name.startswith(str(exc.name)):
+                print(
+                    f"\n[conftest] WARNING: selector module {name} not importable yet ({exc}); "
+                    "skipping the compiled-extension check",
+                    file=sys.stderr,
+                )
+                return
+            pytest.exit(f"importing {name} failed: {exc!r}", returncode=1)
+    ext = importlib.import_module("jsedge._ext")
+    if ext.MISSING:
+        details = "; ".join(f"{k}: {v}" for k, v in sorted(ext.MISSING.items()))
+        pytest.exit(
+            "compiled extensions missing (build them with `python setup.py build_ext --inplace`, or run "
+            f"with JSEDGE_NO_EXTENSIONS=1 to test the pure-Python twins): {details}",
+            returncode=1,
+        )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _check_extensions()
+
+
+# --------------------------------------------------------------------------------------------------
+# server fixtures
+
+
+class _Factory:
+    """Callable that starts servers of one kind and remembers them for teardown."""
+
+    def __init__(self, kind: str | None = None) -> None:
+        self.kind = kind
+        self.servers: list[ServerProcess] = []
+
+    def __call__(self, *args: object, kind: str | None = None, **kw: object) -> ServerProcess:
+        k = kind or self.kind
+        assert k is not None
+        srv = ServerProcess(k, *args, start=False, **kw)  # type: ignore[arg-type]
+        self.servers.append(srv)
+        srv.start()
+        return srv
+
+    def close(self) -> None:
+        for srv in reversed(self.servers):
+            srv.cleanup()
+        self.servers.clear()
+
+
+@pytest.fixture
+def nats_server():
+    """Factory: `nats_server(args=(), config=None, http=False, port=None)` -> running nats-server."""
+    f = _Factory("nats")
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def jsedge_server():
+    """Factory: `jsedge_server(args=(), config=None, http=False, port=None)` -> running jsedge."""
+    f = _Factory("jsedge")
+    yield f
+    f.close()
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server_kind(request: pytest.FixtureRequest) -> str:
+    """"jsedge" or "nats" (select with `-k nats` / `-k jsedge`)."""
+    return request.param
+
+
+@pytest.fixture
+def server_factory(server_kind: str):
+    """Factory starting servers of the selected `server_kind`; all stopped at teardown."""
+    f = _Factory(server_kind)
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="session")
+def server_pool():
+    """Session-wide shared servers keyed by (kind, config, args): `server_pool.get(kind, config)`."""
+    pool = ServerPool()
+    yield pool
+    pool.close()

