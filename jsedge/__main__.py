@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_kind = install_event_loop_policy()
     logger.debug(f"Event loop: {loop_kind}")
     try:
-        return asyncio.run(serve(config, logger))
+        return asyncio.run(serve(config, logger, argv))
     except KeyboardInterrupt:
         return 0
     finally:

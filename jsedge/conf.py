@@ -344,7 +344,6 @@ class _Parser:
         while _is_blank(self.peek()):
             self.advance()
         char = self.peek()
-        start = self.here()
         if char in ('"', "'"):
             self.advance()
             chars: list[str] = []
@@ -376,7 +375,6 @@ class _Parser:
                     break
                 chars.append(self.advance())
             name = "".join(chars)
-        del start
         directory = os.path.dirname(self.file_name) or "."
         path = os.path.normpath(os.path.join(directory, name))
         try:
@@ -403,7 +401,7 @@ class _Parser:
             return ConfValue(self.parse_map(), self.position_at(*start))
         if char == "'":
             self.advance()
-            return ConfValue(self.parse_raw_string(), self.position_at(*self.here()))
+            return ConfValue(self.parse_raw_string(), self.position_at(*start))
         if char == '"':
             self.advance()
             return ConfValue(self.parse_quoted_string(), self.position_at(*start))
@@ -606,17 +604,18 @@ class _Parser:
                 return self.parse_sized_integer(begin, start)
             if _is_newline(char) or char in (_EOF, "}", ";", ",") or _is_blank(char):
                 return self.make_integer(self.text[begin : self.offset], start)
-            # A digit-led word that is not a number (`12ab`) is a bare string, as in nats-server.
-            return self.parse_bare(start, [])
+            # A digit-led word that is not a number (`12ab`) is a bare string, as in nats-server,
+            # which keeps the character that decided it even when it is a `]` (`[1]` is "1]").
+            self.advance()
+            return self.parse_bare(start, [self.text[begin : self.offset]])
 
     def parse_sized_integer(self, begin: int, start: tuple[int, int, int]) -> ConfValue:
         while self.peek() in ("b", "B", "i", "I"):
             self.advance()
         char = self.peek()
-        if _is_newline(char) or char in (_EOF, "}", ";", ",") or _is_blank(char) or char.isdigit():
+        if _is_newline(char) or char in (_EOF, "}", ";", ",") or _is_blank(char):
             return self.make_integer(self.text[begin : self.offset], start)
-        self.offset = begin
-        return self.parse_bare(start, [])
+        return self.parse_bare(start, [self.text[begin : self.offset]])
 
     def make_integer(self, token: str, start: tuple[int, int, int]) -> ConfValue:
         digits_end = 0
@@ -764,21 +763,6 @@ def parse_file(path: str, environ: Mapping[str, str] | None = None) -> dict[str,
 # -- digest -----------------------------------------------------------------------------------
 
 
-def _without_used_variables(value: Any) -> Any:
-    """The tree as nats-server digests it: used variable definitions removed from maps."""
-    if isinstance(value, ConfValue):
-        value = value.value
-    if isinstance(value, dict):
-        return {
-            key: _without_used_variables(item)
-            for key, item in value.items()
-            if not (isinstance(item, ConfValue) and item.used_as_variable)
-        }
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
-
-
 def _go_json(value: Any) -> str:
     """JSON as Go's `encoding/json` writes it (sorted keys, HTML-safe escapes, Go float format)."""
     if isinstance(value, bool):
@@ -813,8 +797,8 @@ def _go_json(value: Any) -> str:
 def config_digest(tree: dict[str, ConfValue]) -> str:
     """`sha256:<hex>` exactly as nats-server prints it for `-t` and `Using configuration file`.
 
-    nats-server digests the parsed tree (JSON-encoded, used variable definitions left out), not the
-    file bytes, so comments and formatting do not change it.
+    nats-server digests the parsed tree (JSON-encoded as Go does, then a newline), not the file
+    bytes, so comments and formatting do not change it (verified against nats-server 2.15.1).
     """
-    encoded = _go_json(_without_used_variables(tree)) + "\n"
+    encoded = _go_json(plain(tree)) + "\n"
     return "sha256:" + hashlib.sha256(encoded.encode("utf-8", errors="surrogatepass")).hexdigest()

@@ -61,8 +61,10 @@ class ClosedClient:
 
 
 class Server:
-    def __init__(self, config: Any, logger: Logger) -> None:
+    def __init__(self, config: Any, logger: Logger, argv: list[str] | None = None) -> None:
         self.config = config
+        #: The command line, re-read on reload (flags keep overriding the file).
+        self.argv = list(argv or [])
         self.logger = logger
         self.server_id = make_server_id()
         self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
@@ -373,10 +375,10 @@ class Server:
         await self.shutdown()
 
     def reload(self) -> None:
-        from jsedge.config import ConfigError, diff_for_reload, reload_config
+        from jsedge.config import ConfigError, diff_for_reload, load_config
 
         try:
-            new = reload_config(self.config)
+            new = load_config(self.argv).config
         except ConfigError as exc:
             self.logger.error(f"Failed to reload server configuration: {exc}")
             return
@@ -430,8 +432,8 @@ def install_event_loop_policy() -> str:
     return "uvloop"
 
 
-async def serve(config: Any, logger: Logger) -> int:
-    server = Server(config, logger)
+async def serve(config: Any, logger: Logger, argv: list[str] | None = None) -> int:
+    server = Server(config, logger, argv)
     try:
         await server.start()
     except OSError as exc:

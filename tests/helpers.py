@@ -93,7 +93,14 @@ def _has_flag(args: Sequence[str], *names: str) -> bool:
 
 
 def server_command(kind: str) -> list[str]:
+    """argv prefix for a server kind. `JSEDGE_TEST_JSEDGE_CMD` (shell-split) overrides the jsedge
+    command, e.g. `JSEDGE_TEST_JSEDGE_CMD=nats-server` to self-test the differential harness."""
     if kind == "jsedge":
+        override = os.environ.get("JSEDGE_TEST_JSEDGE_CMD")
+        if override:
+            import shlex
+
+            return shlex.split(override)
         return [sys.executable, "-m", "jsedge"]
     if kind == "nats":
         exe = shutil.which("nats-server")
@@ -737,3 +744,138 @@ def connect_line(**opts: Any) -> bytes:
     body = {"verbose": False, "pedantic": False}
     body.update(opts)
     return b"CONNECT " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# TLS material
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def server_config(self, verify: bool = False, timeout: float | None = None) -> str:
+        """A `tls { }` block for the client port."""
+        lines = [f'  cert_file: "{self.server_cert}"', f'  key_file: "{self.server_key}"', f'  ca_file: "{self.ca_cert}"']
+        if verify:
+            lines.append("  verify: true")
+        if timeout is not None:
+            lines.append(f"  timeout: {timeout}")
+        return "tls {\n" + "\n".join(lines) + "\n}\n"
+
+    def client_context(self, with_cert: bool = False):
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(self.ca_cert))
+        if with_cert:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+
+def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
+    """A self-signed CA plus a server cert (SAN 127.0.0.1/localhost) and a client cert, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def write(path: Path, k, cert) -> None:
+        path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if k is not None:
+            path.with_suffix(".key").write_bytes(
+                k.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+
+    ca_key = key()
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("jsedge test CA"))
+        .issuer_name(name("jsedge test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write(d / "ca", None, ca)
+
+    def leaf(cn: str, usage, san: list | None):
+        k = key()
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(ca.subject)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+        )
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return k, b.sign(ca_key, hashes.SHA256())
+
+    sk, sc = leaf(
+        "localhost",
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    write(d / "server", sk, sc)
+    ck, cc = leaf("jsedge test client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("client")])
+    write(d / "client", ck, cc)
+    return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")
+
+
+async def acheck_for(timeout: float, fn: Callable[[], Any], interval: float = 0.01) -> Any:
+    """`check_for` for async tests: polls with `asyncio.sleep` so the event loop keeps running.
+    `fn` may be a plain function or return an awaitable."""
+    import asyncio
+    import inspect
+
+    deadline = time.monotonic() + timeout
+    last_exc: BaseException | None = None
+    last_val: Any = None
+    while True:
+        try:
+            last_val = fn()
+            if inspect.isawaitable(last_val):
+                last_val = await last_val
+            if last_val:
+                return last_val
+            last_exc = None
+        except Exception as exc:  # noqa: BLE001
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            msg = f"condition not met within {timeout}s"
+            if last_exc is not None:
+                raise AssertionError(f"{msg}; last error: {last_exc!r}") from last_exc
+            raise AssertionError(f"{msg}; last value: {last_val!r}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,500 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Client-protocol parser, compiled twin (layer 0 package, serving layer 1).
+
+Same interface and behaviour as the reference `jsedge/protocol/_parser_py.py`; its docstring is the
+contract (handler calls, framing rules learnt from nats-server 2.15.1). Never import this module
+directly: use `jsedge.protocol.parser`, which honours JSEDGE_NO_EXTENSIONS.
+
+What is compiled and why (benchmarks/bench_parser.py):
+* The input is scanned through a `const char*` into the bytes object: op names by a 256-way
+  transition table, control lines and PING junk by memchr, no Python object per byte or per token.
+* A PUB line creates only the objects it must hand on: subject, reply (the b"" singleton when
+  absent) and the payload bytes. When the whole PUB (line, payload, CRLF) is in the chunk, the
+  payload is one PyBytes_FromStringAndSize from the chunk: nothing goes through the parser's
+  buffers.
+* With `core.fast_pub` the message goes to the cimported C `deliver()` of the compiled sublist:
+  no Python-level call per message.
+* A payload split across reads is copied once, straight into a fresh bytes object of its final
+  size (not yet visible to anyone, so filling it in place is safe); an incomplete control line
+  goes to a private C buffer of `max_control_line + 2` bytes (the limit bounds it). Nothing ever
+  points into a caller's buffer after `feed()` returns.
+"""
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memchr, memcpy, memset
+
+from jsedge._speedups.sublist cimport ClientCore, deliver
+
+__all__ = ["Parser", "KEYWORDS"]
+
+# ---- parser states (same meaning as in _parser_py.py) -----------------------------------------
+cdef enum:
+    S_START = 0     # expecting (more of) an op name; `pfx` is the trie node reached so far
+    S_SEP = 1       # op name complete, one space/TAB required
+    S_SPC = 2       # skipping spaces/TABs before the argument
+    S_ARG = 3       # inside an incomplete control line, bytes so far in `arg`
+    S_SKIP = 4      # PING/PONG/+OK: ignoring everything up to LF
+    S_PAYLOAD = 5   # filling `msg` with `size` payload bytes
+    S_END_R = 6     # payload complete, CR required
+    S_END_N = 7     # CR seen, LF required
+
+# ---- ops ----------------------------------------------------------------------------------------
+cdef enum:
+    OP_PUB = 1
+    OP_HPUB = 2
+    OP_SUB = 3
+    OP_UNSUB = 4
+    OP_CONNECT = 5
+    OP_INFO = 6
+    OP_ERR = 7
+    OP_HMSG = 8
+    OP_PING = 9
+    OP_PONG = 10
+    OP_OK = 11
+
+#: Every op name a client may send (upper case), plus HMSG which is read then rejected.
+KEYWORDS = {
+    b"PUB": OP_PUB,
+    b"HPUB": OP_HPUB,
+    b"SUB": OP_SUB,
+    b"UNSUB": OP_UNSUB,
+    b"CONNECT": OP_CONNECT,
+    b"INFO": OP_INFO,
+    b"-ERR": OP_ERR,
+    b"HMSG": OP_HMSG,
+    b"PING": OP_PING,
+    b"PONG": OP_PONG,
+    b"+OK": OP_OK,
+}
+
+# Op-name trie as a transition table: node 0 is the empty prefix; _TRANS[node][byte] is the next
+# node or -1 (unknown op at this byte); _TERM[node] is the op a complete name spells, else 0.
+cdef enum:
+    MAX_NODES = 64
+cdef signed char _TRANS[MAX_NODES][256]
+cdef unsigned char _TERM[MAX_NODES]
+
+
+cdef int _build_trie() except -1:
+    memset(_TRANS, -1, sizeof(_TRANS))
+    memset(_TERM, 0, sizeof(_TERM))
+    index = {b"": 0}
+    for kw, op in KEYWORDS.items():
+        for k in range(1, len(kw) + 1):
+            pfx = kw[:k]
+            if pfx not in index:
+                node = len(index)
+                if node >= MAX_NODES:
+                    raise RuntimeError("op-name trie too large")
+                index[pfx] = node
+                c = kw[k - 1]
+                _TRANS[<int>index[kw[:k - 1]]][c] = node
+                if 65 <= c <= 90:  # op names are case-insensitive (ASCII letters only)
+                    _TRANS[<int>index[kw[:k - 1]]][c + 32] = node
+        _TERM[<int>index[kw]] = op
+    return 0
+
+
+_build_trie()
+
+cdef str E_UNKNOWN = "unknown_op"
+cdef str E_MCL = "max_control_line"
+cdef str E_MAX_PAYLOAD = "max_payload"
+cdef str E_SILENT = "silent"
+cdef bytes _EMPTY = b""
+
+cdef enum:
+    MAXTOK = 5      # tokens recorded per control line (PUB/HPUB/SUB/UNSUB need at most 4)
+
+
+cdef inline Py_ssize_t _parse_size(const char* s, Py_ssize_t n) noexcept nogil:
+    """nats-server's parseSize: 1 to 9 ASCII digits, else -1."""
+    cdef Py_ssize_t v = 0, k
+    cdef char c
+    if n <= 0 or n > 9:
+        return -1
+    for k in range(n):
+        c = s[k]
+        if c < 48 or c > 57:
+            return -1
+        v = v * 10 + (c - 48)
+    return v
+
+
+cdef inline Py_ssize_t _tokens(const char* a, Py_ssize_t n, bint split_crlf,
+                               Py_ssize_t* st, Py_ssize_t* ln) noexcept nogil:
+    """Split on runs of space/TAB (and CR/LF when `split_crlf`, as SUB/UNSUB do). Records the
+    first MAXTOK tokens, returns how many there are in all."""
+    cdef Py_ssize_t k = 0, start = -1, count = 0
+    cdef char c
+    cdef bint sep
+    for k in range(n):
+        c = a[k]
+        sep = c == 32 or c == 9 or (split_crlf and (c == 13 or c == 10))
+        if sep:
+            if start >= 0:
+                if count < MAXTOK:
+                    st[count] = start
+                    ln[count] = k - start
+                count += 1
+                start = -1
+        elif start < 0:
+            start = k
+    if start >= 0:
+        if count < MAXTOK:
+            st[count] = start
+            ln[count] = n - start
+        count += 1
+    return count
+
+
+cdef inline bytes _tok(const char* a, Py_ssize_t* st, Py_ssize_t* ln, Py_ssize_t k):
+    return PyBytes_FromStringAndSize(a + st[k], ln[k])
+
+
+cdef class Parser:
+    """Incremental client-protocol parser; the contract is the docstring of _parser_py.py."""
+
+    cdef ClientCore core
+    cdef object handler
+    cdef Py_ssize_t mcl
+    cdef bint _closed
+    cdef int state
+    cdef int op
+    cdef int pfx
+    # incomplete control line: private buffer of mcl + 2 bytes, allocated on first use
+    cdef char* arg
+    cdef Py_ssize_t arg_len
+    cdef bint arg_cr            # a CR was seen after the line's first byte (the sticky drop)
+    # PUB/HPUB being read
+    cdef bytes msg              # payload split across reads: fresh bytes filled in place
+    cdef Py_ssize_t msg_len
+    cdef Py_ssize_t size
+    cdef Py_ssize_t hdr
+    cdef bytes subject
+    cdef bytes reply
+
+    def __cinit__(self, ClientCore core not None, handler, Py_ssize_t max_control_line=4096):
+        if max_control_line < 0:
+            raise ValueError("max_control_line must be >= 0")
+        self.core = core
+        self.handler = handler
+        self.mcl = max_control_line
+        self._closed = False
+        self.state = S_START
+        self.op = 0
+        self.pfx = 0
+        self.arg = NULL
+        self.arg_len = 0
+        self.arg_cr = False
+        self.msg = None
+        self.msg_len = 0
+        self.size = 0
+        self.hdr = -1
+        self.subject = _EMPTY
+        self.reply = _EMPTY
+
+    def __dealloc__(self):
+        if self.arg != NULL:
+            PyMem_Free(self.arg)
+            self.arg = NULL
+
+    @property
+    def closed(self):
+        """True once a protocol error was reported; all further input is ignored."""
+        return self._closed
+
+    def feed(self, data):
+        """Parse the next chunk of the client's stream (any split point is fine)."""
+        cdef bytes buf
+        if self._closed or self.core.closed:
+            return
+        if type(data) is bytes:
+            buf = <bytes>data
+        else:
+            buf = bytes(data)
+        self._feed(buf)
+
+    # --------------------------------------------------------------------------------------------
+    cdef int _fail(self, str key) except -1:
+        self._closed = True
+        self.msg = None
+        self.arg_len = 0
+        self.handler.proto_error(key)
+        return 0
+
+    cdef int _publish(self, bytes msg) except -1:
+        """Hand a complete PUB/HPUB on; 0 when the core closed meanwhile."""
+        cdef ClientCore core = self.core
+        if core.fast_pub:
+            deliver(core, self.subject, self.reply, self.hdr, msg)
+        else:
+            self.handler.proto_pub(self.subject, self.reply, self.hdr, msg)
+        return 0 if core.closed else 1
+
+    cdef int _store_arg(self, const char* src, Py_ssize_t n, bint first) except -1:
+        """Keep the tail of an incomplete control line; 0 (after reporting) if it is too long.
+        `first`: `src` starts with the line's first byte, which never counts for the drop."""
+        cdef bint cr = self.arg_cr
+        cdef Py_ssize_t eff
+        if not cr:
+            if first:
+                cr = n > 1 and memchr(src + 1, 13, n - 1) != NULL
+            else:
+                cr = memchr(src, 13, n) != NULL
+        eff = self.arg_len + n - (1 if cr else 0)
+        if eff > self.mcl:
+            return self._fail(E_MCL)
+        if self.arg == NULL:
+            self.arg = <char*>PyMem_Malloc(self.mcl + 2)
+            if self.arg == NULL:
+                raise MemoryError()
+        memcpy(self.arg + self.arg_len, src, n)
+        self.arg_len += n
+        self.arg_cr = cr
+        return 1
+
+    cdef int _control(self, const char* a, Py_ssize_t alen) except -1:
+        """Act on a complete control line of op `op` (after the drop). 0 when parsing stops.
+
+        PUB/HPUB: validate and record subject/reply/sizes, the caller reads the payload."""
+        cdef Py_ssize_t st[MAXTOK]
+        cdef Py_ssize_t ln[MAXTOK]
+        cdef Py_ssize_t nt, size, hdr, mp
+        cdef ClientCore core = self.core
+        cdef int op = self.op
+        if alen > self.mcl:
+            return self._fail(E_MCL)
+        if op == OP_PUB:
+            nt = _tokens(a, alen, False, st, ln)
+            if nt != 2 and nt != 3:
+                return self._fail(E_SILENT)
+            size = _parse_size(a + st[nt - 1], ln[nt - 1])
+            if size < 0:
+                return self._fail(E_SILENT)
+            mp = core.max_payload
+            if mp >= 0 and size > mp:
+                return self._fail(E_MAX_PAYLOAD)
+            self.subject = _tok(a, st, ln, 0)
+            self.reply = _tok(a, st, ln, 1) if nt == 3 else _EMPTY
+            self.size = size
+            self.hdr = -1
+            self.state = S_PAYLOAD
+            return 1
+        if op == OP_HPUB:
+            if not core.headers:
+                return self._fail(E_SILENT)
+            nt = _tokens(a, alen, False, st, ln)
+            if nt != 3 and nt != 4:
+                return self._fail(E_SILENT)
+            hdr = _parse_size(a + st[nt - 2], ln[nt - 2])
+            size = _parse_size(a + st[nt - 1], ln[nt - 1])
+            if hdr < 0 or size < 0 or hdr > size:
+                return self._fail(E_SILENT)
+            mp = core.max_payload
+            if mp >= 0 and size > mp:
+                return self._fail(E_MAX_PAYLOAD)
+            self.subject = _tok(a, st, ln, 0)
+            self.reply = _tok(a, st, ln, 1) if nt == 4 else _EMPTY
+            self.size = size
+            self.hdr = hdr
+            self.state = S_PAYLOAD
+            return 1
+        self.state = S_START
+        if op == OP_SUB:
+            nt = _tokens(a, alen, True, st, ln)
+            if nt == 2:
+                self.handler.proto_sub(_tok(a, st, ln, 0), None, _tok(a, st, ln, 1))
+            elif nt == 3:
+                self.handler.proto_sub(_tok(a, st, ln, 0), _tok(a, st, ln, 1), _tok(a, st, ln, 2))
+            else:
+                return self._fail(E_SILENT)
+        elif op == OP_UNSUB:
+            nt = _tokens(a, alen, True, st, ln)
+            if nt == 1:
+                self.handler.proto_unsub(_tok(a, st, ln, 0), None)
+            elif nt == 2:
+                size = _parse_size(a + st[1], ln[1])
+                self.handler.proto_unsub(_tok(a, st, ln, 0), size if size > 0 else 0)
+            else:
+                return self._fail(E_SILENT)
+        elif op == OP_CONNECT:
+            self.handler.proto_connect(PyBytes_FromStringAndSize(a, alen))
+        elif op == OP_INFO:
+            self.handler.proto_info(PyBytes_FromStringAndSize(a, alen))
+        elif op == OP_ERR:
+            self.handler.proto_client_err(PyBytes_FromStringAndSize(a, alen))
+        else:  # OP_HMSG: a server-only op
+            return self._fail(E_UNKNOWN)
+        return 0 if core.closed else 1
+
+    cdef inline int _line(self, const char* a, Py_ssize_t alen) except -1:
+        """A complete control line, `a` = its first byte, `alen` = bytes up to (not with) LF."""
+        # Sticky drop: any CR after the first byte removes the byte before LF.
+        if alen > 1 and (a[alen - 1] == 13 or memchr(a + 1, 13, alen - 1) != NULL):
+            alen -= 1
+        return self._control(a, alen)
+
+    cdef Py_ssize_t _payload_fast(self, const char* p, Py_ssize_t i, Py_ssize_t n) except -2:
+        """After a PUB/HPUB line ending at `i`: publish straight from the chunk when payload and
+        CRLF are all there, else start filling `msg`. -1 when parsing stops."""
+        cdef Py_ssize_t size = self.size
+        cdef Py_ssize_t end = i + size
+        cdef Py_ssize_t avail
+        if end + 2 <= n:
+            if p[end] != 13 or p[end + 1] != 10:
+                self._fail(E_UNKNOWN)
+                return -1
+            self.state = S_START
+            if not self._publish(PyBytes_FromStringAndSize(p + i, size)):
+                return -1
+            return end + 2
+        avail = (end if end < n else n) - i
+        self.msg = PyBytes_FromStringAndSize(NULL, size)
+        if avail > 0:
+            memcpy(PyBytes_AS_STRING(self.msg), p + i, avail)
+        self.msg_len = avail
+        if avail == size:
+            self.state = S_END_R
+        return i + avail
+
+    cdef int _feed(self, bytes buf) except -1:
+        cdef const char* p = PyBytes_AS_STRING(buf)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(buf)
+        cdef Py_ssize_t i = 0, start, nl, take
+        cdef const char* q
+        cdef int st, node, op
+        cdef char c
+        cdef ClientCore core = self.core
+        cdef bytes msg
+        while i < n:
+            st = self.state
+            if st == S_START:
+                # Fast path for the hot op: "PUB " / "pub\t" ... in one go.
+                if (self.pfx == 0 and i + 4 <= n and (p[i] | 0x20) == 112 and (p[i + 1] | 0x20) == 117
+                        and (p[i + 2] | 0x20) == 98 and (p[i + 3] == 32 or p[i + 3] == 9)):
+                    self.op = OP_PUB
+                    self.state = S_SPC
+                    i += 4
+                    continue
+                # Trie walk: the error comes at the first byte that cannot continue a name.
+                node = self.pfx
+                op = 0
+                while i < n:
+                    node = _TRANS[node][<unsigned char>p[i]]
+                    i += 1
+                    if node < 0:
+                        self.pfx = 0
+                        self._fail(E_UNKNOWN)
+                        return 0
+                    op = _TERM[node]
+                    if op:
+                        break
+                if not op:
+                    self.pfx = node
+                    return 0
+                self.pfx = 0
+                self.op = op
+                if op == OP_PING or op == OP_PONG or op == OP_OK:
+                    self.state = S_SKIP
+                elif op == OP_CONNECT or op == OP_INFO:
+                    self.state = S_SPC
+                else:
+                    self.state = S_SEP
+            elif st == S_SEP:
+                c = p[i]
+                if c != 32 and c != 9:
+                    self._fail(E_UNKNOWN)
+                    return 0
+                i += 1
+                self.state = S_SPC
+            elif st == S_SPC:
+                c = p[i]
+                while c == 32 or c == 9:
+                    i += 1
+                    if i == n:
+                        return 0
+                    c = p[i]
+                # The first argument byte is taken whatever it is (nats-server does the same).
+                start = i
+                q = <const char*>memchr(p + start + 1, 10, n - start - 1) if n - start > 1 else NULL
+                if q == NULL:
+                    self.state = S_ARG
+                    self.arg_len = 0
+                    self.arg_cr = False
+                    self._store_arg(p + start, n - start, True)
+                    return 0
+                nl = q - p
+                i = nl + 1
+                if not self._line(p + start, nl - start):
+                    return 0
+                if self.state == S_PAYLOAD:
+                    i = self._payload_fast(p, i, n)
+                    if i < 0:
+                        return 0
+            elif st == S_ARG:
+                q = <const char*>memchr(p + i, 10, n - i)
+                if q == NULL:
+                    self._store_arg(p + i, n - i, False)
+                    return 0
+                nl = q - p
+                # Check the length before copying, so the private buffer never overflows.
+                take = nl - i
+                if (self.arg_len + take - (1 if (self.arg_cr or memchr(p + i, 13, take) != NULL) else 0)
+                        > self.mcl):
+                    self._fail(E_MCL)
+                    return 0
+                if take:
+                    memcpy(self.arg + self.arg_len, p + i, take)
+                take += self.arg_len
+                self.arg_len = 0
+                self.arg_cr = False
+                i = nl + 1
+                if not self._line(self.arg, take):
+                    return 0
+                if self.state == S_PAYLOAD:
+                    i = self._payload_fast(p, i, n)
+                    if i < 0:
+                        return 0
+            elif st == S_SKIP:
+                q = <const char*>memchr(p + i, 10, n - i)
+                if q == NULL:
+                    return 0  # junk before LF is ignored and never buffered
+                i = (q - p) + 1
+                self.state = S_START
+                op = self.op
+                if op == OP_PING:
+                    self.handler.proto_ping()
+                elif op == OP_PONG:
+                    self.handler.proto_pong()
+                else:  # +OK from a client is ignored
+                    continue
+                if core.closed:
+                    return 0
+            elif st == S_PAYLOAD:
+                take = self.size - self.msg_len
+                if take > n - i:
+                    take = n - i
+                memcpy(PyBytes_AS_STRING(self.msg) + self.msg_len, p + i, take)
+                self.msg_len += take
+                i += take
+                if self.msg_len == self.size:
+                    self.state = S_END_R
+            elif st == S_END_R:
+                if p[i] != 13:
+                    self._fail(E_UNKNOWN)
+                    return 0
+                i += 1
+                self.state = S_END_N
+            else:  # S_END_N
+                if p[i] != 10:
+                    self._fail(E_UNKNOWN)
+                    return 0
+                i += 1
+                msg = self.msg
+                self.msg = None
+                self.state = S_START
+                if not self._publish(msg):
+                    return 0
+        return 0

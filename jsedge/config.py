@@ -1,0 +1,1674 @@
+"""The server configuration tree and its loader (layer 0: stdlib, `jsedge.conf`, `jsedge.errors`).
+
+One frozen, slotted dataclass tree, `ServerConfig`, holds every setting; defaults live only here.
+`load_config(argv)` parses nats-server's command-line flags, reads the `-c` file (syntax: `jsedge.conf`),
+lets flags override the file, validates, and returns a `LoadResult` or raises one `ConfigError`
+listing every problem. Option names, aliases and message texts are nats-server 2.15.1's
+(spec/server-config.md), so a file that works there works here, and a bad one fails the same way.
+
+Durations are seconds (`float`). Sizes are bytes (`int`). A key the file did not set keeps its default.
+Relative TLS file paths are kept as written and resolve against the current working directory, as
+nats-server's do (it hands them to `os.Open` unchanged: `open nope.pem: no such file or directory`).
+
+`diff_for_reload(old, new)` says what a SIGHUP reload would change and what needs a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jsedge.conf import ConfParseError, ConfValue, Position, config_digest, parse_file, plain
+
+__all__ = [
+    "AccountConfig",
+    "AccountJetStreamConfig",
+    "AccountLimits",
+    "AuthConfig",
+    "ClusterConfig",
+    "ConfigError",
+    "JetStreamConfig",
+    "LeafConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LoadResult",
+    "LoggingConfig",
+    "MonitorConfig",
+    "Permissions",
+    "ResponsePermission",
+    "ServerConfig",
+    "SubjectPermission",
+    "TLSConfig",
+    "UserConfig",
+    "diff_for_reload",
+    "format_go_duration",
+    "load_config",
+    "parse_go_duration",
+]
+
+GLOBAL_ACCOUNT = "$G"
+SYSTEM_ACCOUNT = "$SYS"
+_BCRYPT_PATTERN = re.compile(r"^\$2[abxy]\$\d{2}\$")
+_MAX_INT32 = 2**31 - 1
+_PAYLOAD_WARNING_THRESHOLD = 8 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """Every problem found in the flags and the file; `str()` is one problem per line."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# -- the tree ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectPermission:
+    """Allow and deny subject lists for publish or subscribe; deny wins."""
+
+    #: Subjects (wildcards allowed; subscribe entries may be `"<subject> <queue>"`). Empty = all.
+    allow: tuple[str, ...] = ()
+    #: Subjects refused even when allowed.
+    deny: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsePermission:
+    """`allow_responses`: publish to reply subjects of received requests."""
+
+    #: Responses allowed per request.
+    max_msgs: int = 1
+    #: Seconds the permission lasts.
+    expires: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """A user's permissions; `None` parts are unrestricted."""
+
+    publish: SubjectPermission | None = None
+    subscribe: SubjectPermission | None = None
+    allow_responses: ResponsePermission | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserConfig:
+    """One user from `authorization.users` or an account's `users`."""
+
+    user: str = ""
+    #: Plain text or a bcrypt hash (`$2a$...`).
+    password: str = ""
+    nkey: str = ""
+    #: The account the user logs into: `$G`, or the account it is listed under.
+    account: str = GLOBAL_ACCOUNT
+    #: Own permissions, or the block's `default_permissions` when it has none.
+    permissions: Permissions | None = None
+    #: e.g. `STANDARD`, `WEBSOCKET`, `LEAFNODE`, `MQTT`; empty = all.
+    allowed_connection_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Top-level `authorization` (and `--user/--pass/--auth`)."""
+
+    user: str = ""
+    password: str = ""
+    token: str = ""
+    #: Seconds to wait for CONNECT; None = default (2 s, or TLS timeout + 1 s with TLS).
+    timeout: float | None = None
+    users: tuple[UserConfig, ...] = ()
+    default_permissions: Permissions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountJetStreamConfig:
+    """Per-account JetStream limits; -1 = unlimited."""
+
+    max_memory: int = -1
+    max_store: int = -1
+    max_streams: int = -1
+    max_consumers: int = -1
+    max_ack_pending: int = -1
+    max_bytes_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    """An account's `limits` block; -1 = unlimited."""
+
+    max_connections: int = -1
+    max_subscriptions: int = -1
+    max_payload: int = -1
+    max_leafnodes: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One entry of `accounts`."""
+
+    name: str
+    users: tuple[UserConfig, ...] = ()
+    nkey: str = ""
+    #: True with `jetstream: enabled` or a `jetstream {}` map.
+    jetstream: bool = False
+    jetstream_limits: AccountJetStreamConfig | None = None
+    limits: AccountLimits = AccountLimits()
+    default_permissions: Permissions | None = None
+    #: Raw (plain Python) export/import entries; the server reports them as not supported yet.
+    exports: tuple[Any, ...] = ()
+    imports: tuple[Any, ...] = ()
+    #: Raw subject mappings.
+    mappings: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """A `tls {}` block. Relative paths resolve against the working directory, as in nats-server."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    verify: bool = False
+    verify_and_map: bool = False
+    #: Handshake timeout, seconds.
+    timeout: float = 2.0
+    handshake_first: bool = False
+    #: Fallback delay for `handshake_first: "<duration>"` / `auto`; None = none.
+    handshake_first_fallback: float | None = None
+    min_version: str = ""
+    insecure: bool = False
+    cipher_suites: tuple[str, ...] = ()
+    curve_preferences: tuple[str, ...] = ()
+    pinned_certs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListenConfig:
+    """The client listener."""
+
+    host: str = "0.0.0.0"
+    #: -1 = a random free port.
+    port: int = 4222
+    #: `host:port` advertised in `connect_urls` instead of interface addresses.
+    client_advertise: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """Per-connection limits and keep-alive."""
+
+    max_payload: int = 1048576
+    max_control_line: int = 4096
+    #: Per-client outbound buffer, bytes.
+    max_pending: int = 67108864
+    #: -1 = reject everyone (`max_connections: 0` in the file, as nats-server stores it).
+    max_connections: int = 65536
+    #: 0 = unlimited.
+    max_subscriptions: int = 0
+    #: 0 = unlimited.
+    max_sub_tokens: int = 0
+    ping_interval: float = 120.0
+    ping_max: int = 2
+    write_deadline: float = 10.0
+    max_closed_clients: int = 10000
+    no_header_support: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JetStreamConfig:
+    """The `jetstream` block."""
+
+    enabled: bool = False
+    #: Parent directory; data lands in `<store_dir>/jetstream`. "" = `<tempdir>/nats`.
+    store_dir: str = ""
+    #: -1 = automatic (75 % of RAM); 0 = no memory storage.
+    max_memory_store: int = -1
+    #: -1 = automatic (75 % of free disk).
+    max_file_store: int = -1
+    domain: str = ""
+    #: Seconds between fsyncs as the user wrote it; None = not set.
+    sync_interval: float | None = None
+    #: `sync_interval: always`.
+    sync_always: bool = False
+    strict: bool = True
+    unique_tag: str = ""
+    #: Raw `limits` block (max_ack_pending, max_ha_assets, ...).
+    limits: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """The `cluster` block (route listener)."""
+
+    name: str = ""
+    host: str = ""
+    #: 0 = no cluster listener.
+    port: int = 0
+    routes: tuple[str, ...] = ()
+    advertise: str = ""
+    no_advertise: bool = False
+    connect_retries: int = 0
+    user: str = ""
+    password: str = ""
+    auth_timeout: float | None = None
+    pool_size: int = 3
+    compression: str = "accept"
+    accounts: tuple[str, ...] = ()
+    ping_interval: float | None = None
+    ping_max: int | None = None
+    write_deadline: float | None = None
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeafConfig:
+    """The `leafnodes` block, parsed and kept (not served yet)."""
+
+    host: str = ""
+    #: 0 = no leaf node listener.
+    port: int = 0
+    advertise: str = ""
+    no_advertise: bool = False
+    user: str = ""
+    password: str = ""
+    account: str = ""
+    auth_timeout: float | None = None
+    users: tuple[UserConfig, ...] = ()
+    #: Raw remote entries (plain Python dicts).
+    remotes: tuple[Any, ...] = ()
+    reconnect_delay: float | None = None
+    compression: str = ""
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """The HTTP monitoring listener."""
+
+    #: "" = the client listen host.
+    host: str = ""
+    #: 0 = off; -1 = random.
+    port: int = 0
+    https_port: int = 0
+    base_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """Log switches and destinations."""
+
+    debug: bool = False
+    trace: bool = False
+    trace_verbose: bool = False
+    logtime: bool = True
+    logtime_utc: bool = False
+    logfile: str = ""
+    #: Rotate when the file exceeds this many bytes; 0 = never.
+    log_size_limit: int = 0
+    logfile_max_num: int = 0
+    syslog: bool = False
+    remote_syslog: str = ""
+    #: 0 = unlimited.
+    max_traced_msg_len: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Everything the server is told; each component receives only its own sub-tree."""
+
+    #: "" = the server id.
+    server_name: str = ""
+    server_tags: tuple[str, ...] = ()
+    config_file: str = ""
+    #: `sha256:<hex>` as nats-server computes it (of the parsed tree); "" with no file.
+    config_digest: str = ""
+    pidfile: str = ""
+    ports_file_dir: str = ""
+    lame_duck_duration: float = 120.0
+    lame_duck_grace_period: float = 10.0
+    system_account: str = SYSTEM_ACCOUNT
+    no_system_account: bool = False
+    no_auth_user: str = ""
+    disable_sublist_cache: bool = False
+    allow_non_tls: bool = False
+    #: `-t`: check the configuration and exit.
+    check_config: bool = False
+    #: `--signal` value (`<cmd>[=<pid or pidfile>]`).
+    signal: str = ""
+    #: `--profile` port; 0 = off.
+    profile_port: int = 0
+    listen: ListenConfig = ListenConfig()
+    limits: LimitsConfig = LimitsConfig()
+    auth: AuthConfig = AuthConfig()
+    accounts: tuple[AccountConfig, ...] = ()
+    tls: TLSConfig | None = None
+    jetstream: JetStreamConfig = JetStreamConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    leafnodes: LeafConfig = LeafConfig()
+    monitor: MonitorConfig = MonitorConfig()
+    logging: LoggingConfig = LoggingConfig()
+    #: Raw top-level subject mappings.
+    mappings: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """What `load_config` found: the tree, warnings to log, and the CLI's one-shot requests."""
+
+    config: ServerConfig
+    warnings: tuple[str, ...] = ()
+    show_help: bool = False
+    show_version: bool = False
+    show_tls_help: bool = False
+    help_text: str = ""
+
+
+# -- Go durations -----------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "\u00b5s": 1e-6,
+    "\u03bcs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def _go_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_go_duration(text: str) -> float:
+    """Go's `time.ParseDuration`, in seconds; raises ValueError with Go's message."""
+    original = text
+    invalid = ValueError(f"time: invalid duration {_go_quote(original)}")
+    sign = 1.0
+    if text[:1] in ("-", "+"):
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    if text == "0":
+        return 0.0
+    if not text:
+        raise invalid
+    total = 0.0
+    while text:
+        match = re.match(r"(\d*)(\.\d*)?", text)
+        assert match is not None
+        whole, fraction = match.group(1), match.group(2) or ""
+        if not whole and len(fraction) <= 1:
+            raise invalid
+        text = text[match.end() :]
+        unit_match = re.match(r"[^\d.]*", text)
+        assert unit_match is not None
+        unit = unit_match.group(0)
+        if not unit:
+            raise ValueError(f"time: missing unit in duration {_go_quote(original)}")
+        if unit not in _DURATION_UNITS:
+            raise ValueError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(original)}")
+        text = text[len(unit) :]
+        total += float((whole or "0") + (fraction if len(fraction) > 1 else "")) * _DURATION_UNITS[unit]
+    return sign * total
+
+
+def format_go_duration(seconds: float) -> str:
+    """Go's `time.Duration.String()` for a number of seconds (`1m30s`, `500ms`, `0s`)."""
+    nanoseconds = round(seconds * 1e9)
+    if nanoseconds == 0:
+        return "0s"
+    sign = "-" if nanoseconds < 0 else ""
+    nanoseconds = abs(nanoseconds)
+
+    def decimal(value: int, scale: int) -> str:
+        whole, rest = divmod(value, scale)
+        if not rest:
+            return str(whole)
+        digits = str(rest).rjust(len(str(scale)) - 1, "0").rstrip("0")
+        return f"{whole}.{digits}"
+
+    if nanoseconds < 1000:
+        return f"{sign}{nanoseconds}ns"
+    if nanoseconds < 1_000_000:
+        return f"{sign}{decimal(nanoseconds, 1000)}\u00b5s"
+    if nanoseconds < 1_000_000_000:
+        return f"{sign}{decimal(nanoseconds, 1_000_000)}ms"
+    hours, rest = divmod(nanoseconds, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    text = f"{decimal(rest, 10**9)}s"
+    if hours or minutes:
+        text = f"{minutes}m" + text
+    if hours:
+        text = f"{hours}h" + text
+    return sign + text
+
+
+# -- reading the file -------------------------------------------------------------------------
+
+_GO_TYPE_NAMES = {
+    str: "string",
+    bool: "bool",
+    int: "int64",
+    float: "float64",
+    list: "[]interface {}",
+    dict: "map[string]interface {}",
+}
+
+#: Options nats-server knows that jsedge does not implement; rejected with a clear message.
+_UNSUPPORTED_FIELDS = {
+    "websocket": "websocket",
+    "ws": "websocket",
+    "mqtt": "mqtt",
+    "gateway": "gateway",
+    "operator": "operator",
+    "operators": "operator",
+    "resolver": "resolver",
+    "account_resolver": "resolver",
+    "resolver_tls": "resolver",
+    "resolver_preload": "resolver",
+    "resolver_pinned_accounts": "resolver",
+    "trusted": "trusted",
+    "trusted_keys": "trusted",
+    "ocsp": "ocsp",
+    "ocsp_cache": "ocsp",
+}
+
+#: Options nats-server knows whose effect jsedge does not need; accepted and ignored.
+_IGNORED_FIELDS = frozenset(
+    {
+        "prof_port",
+        "prof_block_rate",
+        "connect_error_reports",
+        "reconnect_error_reports",
+        "write_timeout",
+        "default_js_domain",
+        "no_fast_producer_stall",
+        "jetstream_max_memory",
+        "jetstream_max_store",
+    }
+)
+
+
+def _go_type(value: Any) -> str:
+    if type(value).__name__ == "datetime":
+        return "time.Time"
+    return _GO_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+class _FileReader:
+    """Turns the parsed conf tree into section dicts, collecting errors and warnings with positions."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self.top: dict[str, Any] = {}
+        self.sections: dict[str, dict[str, Any]] = {
+            name: {}
+            for name in ("listen", "limits", "auth", "jetstream", "cluster", "leafnodes", "monitor", "logging")
+        }
+        self.tls: dict[str, Any] | None = None
+        self.accounts: list[AccountConfig] = []
+        self.top_store_dir_set = False
+        self.jetstream_store_dir_position: Position | None = None
+        self.authorization_position: Position | None = None
+
+    # -- typed getters: on a type mismatch they record nats-server's message and return None ---
+
+    def error(self, item: ConfValue, reason: str) -> None:
+        self.errors.append(item.position.prefix() + reason)
+
+    def expect(self, item: ConfValue, kind: type, go_name: str) -> Any:
+        value = item.value
+        if type(value) is kind:
+            return value
+        self.error(item, f"interface conversion: interface {{}} is {_go_type(value)}, not {go_name}")
+        return None
+
+    def integer(self, item: ConfValue) -> int | None:
+        return self.expect(item, int, "int64")  # type: ignore[no-any-return]
+
+    def string(self, item: ConfValue) -> str | None:
+        return self.expect(item, str, "string")  # type: ignore[no-any-return]
+
+    def boolean(self, item: ConfValue) -> bool | None:
+        return self.expect(item, bool, "bool")  # type: ignore[no-any-return]
+
+    def mapping(self, item: ConfValue) -> dict[str, ConfValue] | None:
+        return self.expect(item, dict, "map[string]interface {}")  # type: ignore[no-any-return]
+
+    def array(self, item: ConfValue) -> list[ConfValue] | None:
+        return self.expect(item, list, "[]interface {}")  # type: ignore[no-any-return]
+
+    def strings(self, item: ConfValue) -> tuple[str, ...] | None:
+        """A string or an array of strings."""
+        if isinstance(item.value, str):
+            return (item.value,)
+        elements = self.array(item)
+        if elements is None:
+            return None
+        result = [self.string(element) for element in elements]
+        return None if any(text is None for text in result) else tuple(result)  # type: ignore[arg-type]
+
+    def duration(self, name: str, item: ConfValue) -> float | None:
+        """nats-server's `parseDuration`: a Go duration string, or an integer of seconds (warned)."""
+        if isinstance(item.value, str):
+            try:
+                return parse_go_duration(item.value)
+            except ValueError as problem:
+                self.error(item, f"error parsing {name}: {problem}")
+                return None
+        self.warnings.append(
+            f"{item.position.prefix()}invalid use of field \"{name}\": {name} should be converted to a duration"
+        )
+        seconds = self.integer(item)
+        return None if seconds is None else float(seconds)
+
+    def seconds(self, item: ConfValue) -> float | None:
+        """A timeout: integer or float seconds, or a duration string."""
+        value = item.value
+        if isinstance(value, bool):
+            return self.expect(item, float, "float64")  # type: ignore[no-any-return]
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return parse_go_duration(value)
+            except ValueError as problem:
+                self.error(item, f"error parsing timeout: {problem}")
+                return None
+        return self.expect(item, float, "float64")  # type: ignore[no-any-return]
+
+    def storage_size(self, name: str, item: ConfValue) -> int | None:
+        """nats-server's `getStorageSize`: an integer, or a quoted `<int><K|M|G|T>` (binary)."""
+        value = item.value
+        if type(value) is int:
+            return value
+        if not isinstance(value, str):
+            self.error(item, f"{name} must be int64 or string")
+            return None
+        if value == "":
+            return 0
+        prefix, suffix = value[:-1], value[-1]
+        if not re.fullmatch(r"[+-]?\d+", prefix):
+            self.error(item, f'{name} strconv.ParseInt: parsing "{prefix}": invalid syntax')
+            return None
+        shifts = {"K": 10, "M": 20, "G": 30, "T": 40}
+        if suffix not in shifts:
+            self.error(item, f"{name} sizes defined as strings must end in K, M, G, T")
+            return None
+        return int(prefix) << shifts[suffix]
+
+    def host_port(self, item: ConfValue) -> tuple[str | None, int] | None:
+        """nats-server's `parseListen`: a port number or `host:port`."""
+        value = item.value
+        if type(value) is int:
+            return None, value
+        if not isinstance(value, str):
+            self.error(item, f"expected port or host:port, got {_go_type(value)}")
+            return None
+        host, separator, port_text = value.rpartition(":")
+        if not separator:
+            self.error(item, f"could not parse address string {_go_quote(value)}")
+            return None
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            return host, int(port_text)
+        except ValueError:
+            self.error(item, f"could not parse port {_go_quote(port_text)}")
+            return None
+
+    def unknown(self, key: str, item: ConfValue, context: str = "") -> None:
+        if not item.used_as_variable:
+            self.error(item, f'{context}unknown field "{key}"')
+
+    # -- top level --------------------------------------------------------------------------
+
+    def read(self, tree: dict[str, ConfValue]) -> None:
+        for key, item in tree.items():
+            self.read_top(key, item)
+
+    def read_top(self, key: str, item: ConfValue) -> None:
+        name = key.lower()
+        listen, limits, logging_ = self.sections["listen"], self.sections["limits"], self.sections["logging"]
+        monitor = self.sections["monitor"]
+        simple_setters: dict[str, tuple[dict[str, Any], str, Callable[[ConfValue], Any]]] = {
+            "host": (listen, "host", self.string),
+            "net": (listen, "host", self.string),
+            "port": (listen, "port", self.integer),
+            "client_advertise": (listen, "client_advertise", self.string),
+            "http_port": (monitor, "port", self.integer),
+            "monitor_port": (monitor, "port", self.integer),
+            "https_port": (monitor, "https_port", self.integer),
+            "http_base_path": (monitor, "base_path", self.string),
+            "max_control_line": (limits, "max_control_line", self.integer),
+            "max_pending": (limits, "max_pending", self.integer),
+            "max_subscriptions": (limits, "max_subscriptions", self.integer),
+            "max_subs": (limits, "max_subscriptions", self.integer),
+            "ping_max": (limits, "ping_max", self.integer),
+            "max_closed_clients": (limits, "max_closed_clients", self.integer),
+            "no_header_support": (limits, "no_header_support", self.boolean),
+            "debug": (logging_, "debug", self.boolean),
+            "trace": (logging_, "trace", self.boolean),
+            "trace_verbose": (logging_, "trace_verbose", self.boolean),
+            "logtime": (logging_, "logtime", self.boolean),
+            "logtime_utc": (logging_, "logtime_utc", self.boolean),
+            "logfile": (logging_, "logfile", self.string),
+            "log_file": (logging_, "logfile", self.string),
+            "logfile_size_limit": (logging_, "log_size_limit", self.integer),
+            "log_size_limit": (logging_, "log_size_limit", self.integer),
+            "logfile_max_num": (logging_, "logfile_max_num", self.integer),
+            "log_max_num": (logging_, "logfile_max_num", self.integer),
+            "syslog": (logging_, "syslog", self.boolean),
+            "remote_syslog": (logging_, "remote_syslog", self.string),
+            "max_traced_msg_len": (logging_, "max_traced_msg_len", self.integer),
+            "pidfile": (self.top, "pidfile", self.string),
+            "pid_file": (self.top, "pidfile", self.string),
+            "ports_file_dir": (self.top, "ports_file_dir", self.string),
+            "system_account": (self.top, "system_account", self.string),
+            "system": (self.top, "system_account", self.string),
+            "no_system_account": (self.top, "no_system_account", self.boolean),
+            "no_auth_user": (self.top, "no_auth_user", self.string),
+            "disable_sublist_cache": (self.top, "disable_sublist_cache", self.boolean),
+            "no_sublist_cache": (self.top, "disable_sublist_cache", self.boolean),
+            "allow_non_tls": (self.top, "allow_non_tls", self.boolean),
+        }
+        if name in simple_setters:
+            target, attribute, getter = simple_setters[name]
+            value = getter(item)
+            if value is not None:
+                target[attribute] = value
+            return
+        if name == "listen":
+            parsed = self.host_port(item)
+            if parsed is not None:
+                if parsed[0] is not None:
+                    listen["host"] = parsed[0]
+                listen["port"] = parsed[1]
+        elif name in ("http", "https"):
+            parsed = self.host_port(item)
+            if parsed is not None:
+                if parsed[0] is not None:
+                    monitor["host"] = parsed[0]
+                monitor["port" if name == "http" else "https_port"] = parsed[1]
+        elif name in ("max_payload", "max_sub_tokens"):
+            value = self.integer(item)
+            limit = _MAX_INT32 if name == "max_payload" else 255
+            if value is not None:
+                if value > limit:
+                    self.error(item, f"{name} value is too big")
+                else:
+                    limits[name] = value
+        elif name in ("max_connections", "max_conn"):
+            value = self.integer(item)
+            if value is not None:
+                limits["max_connections"] = -1 if value == 0 else value
+        elif name in ("ping_interval", "write_deadline"):
+            value = self.duration(name, item)
+            if value is not None:
+                limits[name] = value
+        elif name in ("lame_duck_duration", "lame_duck_grace_period"):
+            value = self.duration(name, item)
+            if value is not None:
+                if name == "lame_duck_duration" and value < 30:
+                    self.error(
+                        item,
+                        f"invalid lame_duck_duration of {format_go_duration(value)}, minimum is 30 seconds",
+                    )
+                else:
+                    self.top[name] = value
+        elif name == "server_name":
+            value = self.string(item)
+            if value is not None:
+                if " " in value:
+                    self.error(item, "server name cannot contain spaces")
+                else:
+                    self.top["server_name"] = value
+        elif name == "server_tags":
+            tags = self.strings(item)
+            if tags is not None:
+                self.top["server_tags"] = tags
+        elif name == "store_dir":
+            value = self.string(item)
+            if value is not None:
+                self.top_store_dir_set = True
+                self.sections["jetstream"]["store_dir"] = value
+        elif name == "jetstream":
+            self.read_jetstream(item)
+        elif name in ("authorization", "authentication"):
+            self.authorization_position = item.position
+            self.read_authorization(item)
+        elif name == "accounts":
+            self.read_accounts(item)
+        elif name == "tls":
+            self.tls = self.read_tls(item)
+        elif name == "cluster":
+            self.read_cluster(item)
+        elif name in ("leafnodes", "leaf"):
+            self.read_leafnodes(item)
+        elif name in ("mappings", "maps"):
+            entries = self.mapping(item)
+            if entries is not None:
+                self.top["mappings"] = tuple((key, plain(value)) for key, value in entries.items())
+        elif name in _UNSUPPORTED_FIELDS:
+            self.error(item, f'field "{key}" is recognised by nats-server but not supported by jsedge')
+        elif name in _IGNORED_FIELDS:
+            return
+        else:
+            self.unknown(key, item)
+
+    # -- jetstream --------------------------------------------------------------------------
+
+    def read_jetstream(self, item: ConfValue) -> None:
+        section = self.sections["jetstream"]
+        value = item.value
+        if isinstance(value, bool):
+            section["enabled"] = value
+            return
+        if isinstance(value, str):
+            lowered = value.lower()
+            if lowered in ("enabled", "enable"):
+                section["enabled"] = True
+            elif lowered in ("disabled", "disable"):
+                section["enabled"] = False
+            else:
+                self.error(item, f"Expected 'enabled' or 'disabled' for string value, got '{value}'")
+            return
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section["enabled"] = True
+        ignored = {
+            "key", "ek", "encryption_key", "prev_key", "prev_ek", "prev_encryption_key", "cipher",
+            "max_outstanding_catchup", "max_catchup", "max_buffered_msgs", "max_buffered_size",
+            "request_queue_limit", "extension_hint", "tpm", "meta_compact", "meta_compact_size",
+            "meta_compact_sync",
+        }  # fmt: skip
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("store_dir", "store", "storedir"):
+                directory = self.string(entry)
+                if directory is not None:
+                    if self.top_store_dir_set:
+                        self.error(entry, "Duplicate 'store_dir' configuration")
+                    section["store_dir"] = directory
+            elif name in ("max_memory_store", "max_mem_store", "max_mem"):
+                size = self.storage_size(name, entry)
+                if size is not None:
+                    section["max_memory_store"] = size
+            elif name in ("max_file_store", "max_file"):
+                size = self.storage_size(name, entry)
+                if size is not None:
+                    section["max_file_store"] = size
+            elif name == "domain":
+                domain = self.string(entry)
+                if domain is not None:
+                    section["domain"] = domain
+            elif name in ("enable", "enabled"):
+                enabled = self.boolean(entry)
+                if enabled is not None:
+                    section["enabled"] = enabled
+            elif name in ("sync_interval", "sync"):
+                if isinstance(entry.value, str) and entry.value.lower() == "always":
+                    section["sync_always"] = True
+                else:
+                    interval = self.duration(name, entry)
+                    if interval is not None:
+                        section["sync_interval"] = interval
+            elif name == "strict":
+                strict = self.boolean(entry)
+                if strict is not None:
+                    section["strict"] = strict
+            elif name == "unique_tag":
+                tag = self.string(entry)
+                if tag is not None:
+                    section["unique_tag"] = tag
+            elif name == "limits":
+                limits = self.mapping(entry)
+                if limits is not None:
+                    section["limits"] = tuple((key, plain(value)) for key, value in limits.items())
+            elif name not in ignored:
+                self.unknown(key, entry)
+
+    # -- authorization ------------------------------------------------------------------------
+
+    def read_subject_permission(self, item: ConfValue) -> SubjectPermission | None:
+        if isinstance(item.value, (str, list)):
+            subjects = self.strings(item)
+            return None if subjects is None else SubjectPermission(allow=subjects)
+        entries = self.mapping(item)
+        if entries is None:
+            return None
+        allow: tuple[str, ...] = ()
+        deny: tuple[str, ...] = ()
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("allow", "deny"):
+                subjects = self.strings(entry)
+                if subjects is not None:
+                    if name == "allow":
+                        allow = subjects
+                    else:
+                        deny = subjects
+            else:
+                self.error(
+                    entry,
+                    f'Unknown field name "{key}" parsing subject permissions, '
+                    "only 'allow' or 'deny' are permitted",
+                )
+        return SubjectPermission(allow=allow, deny=deny)
+
+    def read_response_permission(self, item: ConfValue) -> ResponsePermission | None:
+        if isinstance(item.value, bool):
+            return ResponsePermission() if item.value else None
+        entries = self.mapping(item)
+        if entries is None:
+            return None
+        max_msgs, expires = 1, 120.0
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("max", "max_msgs", "max_messages", "max_responses"):
+                count = self.integer(entry)
+                if count is not None:
+                    max_msgs = count
+            elif name in ("expires", "expiration", "ttl"):
+                duration = self.duration(name, entry)
+                if duration is not None:
+                    expires = duration
+            else:
+                self.error(entry, f'Unknown field "{key}" parsing permissions')
+        return ResponsePermission(max_msgs=max_msgs, expires=expires)
+
+    def read_permissions(self, item: ConfValue) -> Permissions | None:
+        entries = self.mapping(item)
+        if entries is None:
+            return None
+        publish = subscribe = None
+        responses = None
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("pub", "publish", "import"):
+                publish = self.read_subject_permission(entry)
+            elif name in ("sub", "subscribe", "export"):
+                subscribe = self.read_subject_permission(entry)
+            elif name in ("allow_responses", "publish_allow_responses"):
+                responses = self.read_response_permission(entry)
+            else:
+                self.error(entry, f'Unknown field "{key}" parsing permissions')
+        return Permissions(publish=publish, subscribe=subscribe, allow_responses=responses)
+
+    def read_users(
+        self, item: ConfValue, account: str, default_permissions: Permissions | None
+    ) -> tuple[UserConfig, ...]:
+        elements = self.array(item)
+        if elements is None:
+            return ()
+        users = []
+        for element in elements:
+            entries = self.mapping(element)
+            if entries is None:
+                continue
+            fields: dict[str, Any] = {"account": account}
+            for key, entry in entries.items():
+                name = key.lower()
+                if name in ("user", "username"):
+                    fields["user"] = self.string(entry) or ""
+                elif name in ("pass", "password"):
+                    fields["password"] = self.string(entry) or ""
+                elif name == "nkey":
+                    fields["nkey"] = self.string(entry) or ""
+                elif name in ("permission", "permissions", "authorization"):
+                    fields["permissions"] = self.read_permissions(entry)
+                elif name in ("allowed_connection_types", "connection_types", "clients"):
+                    fields["allowed_connection_types"] = self.strings(entry) or ()
+                elif name == "account" and account == GLOBAL_ACCOUNT:
+                    fields["account"] = self.string(entry) or GLOBAL_ACCOUNT
+                else:
+                    self.unknown(key, entry)
+            fields.setdefault("permissions", default_permissions)
+            users.append(UserConfig(**fields))
+        return tuple(users)
+
+    def read_authorization(self, item: ConfValue) -> None:
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section = self.sections["auth"]
+        default_permissions = None
+        for key in entries:
+            if key.lower() in ("default_permissions", "permissions"):
+                default_permissions = self.read_permissions(entries[key])
+                section["default_permissions"] = default_permissions
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("user", "username"):
+                section["user"] = self.string(entry) or ""
+            elif name in ("pass", "password"):
+                section["password"] = self.string(entry) or ""
+            elif name == "token":
+                section["token"] = self.string(entry) or ""
+            elif name == "timeout":
+                timeout = self.seconds(entry)
+                if timeout is not None:
+                    section["timeout"] = timeout
+            elif name == "users":
+                section["users"] = self.read_users(entry, GLOBAL_ACCOUNT, default_permissions)
+            elif name in ("default_permissions", "permissions"):
+                continue
+            elif name == "auth_callout":
+                self.error(entry, 'field "auth_callout" is recognised by nats-server but not supported by jsedge')
+            else:
+                self.unknown(key, entry)
+        has_user = bool(section.get("user") or section.get("password"))
+        if has_user and section.get("token"):
+            self.error(item, "Cannot have a user/pass and token")
+            return
+        if "users" in section or any(account.users for account in self.accounts):
+            if section.get("user"):
+                self.error(item, "Can not have a single user/pass and a users array")
+            if section.get("token"):
+                self.error(item, "Can not have a token and a users array")
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def read_account_jetstream(self, item: ConfValue) -> AccountJetStreamConfig | None | bool:
+        value = item.value
+        if isinstance(value, bool):
+            return AccountJetStreamConfig() if value else None
+        if isinstance(value, str):
+            if value.lower() in ("enabled", "enable"):
+                return AccountJetStreamConfig()
+            if value.lower() in ("disabled", "disable"):
+                return None
+            self.error(item, f"Expected 'enabled' or 'disabled' for string value, got '{value}'")
+            return None
+        entries = self.mapping(item)
+        if entries is None:
+            return None
+        fields: dict[str, Any] = {}
+        names = {
+            "max_memory": "max_memory", "max_mem": "max_memory", "mem": "max_memory", "memory": "max_memory",
+            "max_store": "max_store", "max_file": "max_store", "max_disk": "max_store", "store": "max_store",
+            "disk": "max_store", "max_streams": "max_streams", "streams": "max_streams",
+            "max_consumers": "max_consumers", "consumers": "max_consumers",
+            "max_ack_pending": "max_ack_pending",
+        }  # fmt: skip
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in names:
+                number = self.integer(entry)
+                if number is not None:
+                    fields[names[name]] = number
+            elif name == "max_bytes_required":
+                required = self.boolean(entry)
+                if required is not None:
+                    fields["max_bytes_required"] = required
+            # Other per-account JetStream keys (tiers, cluster_traffic, ...) are accepted as is.
+        return AccountJetStreamConfig(**fields)
+
+    def read_accounts(self, item: ConfValue) -> None:
+        if isinstance(item.value, list):
+            names = self.strings(item) or ()
+            self.accounts.extend(AccountConfig(name=name) for name in names)
+            return
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        for account_name, account_item in entries.items():
+            if account_item.used_as_variable:
+                continue
+            account_entries = self.mapping(account_item)
+            if account_entries is None:
+                continue
+            fields: dict[str, Any] = {"name": account_name}
+            default_permissions = None
+            for key, entry in account_entries.items():
+                if key.lower() == "default_permissions":
+                    default_permissions = self.read_permissions(entry)
+                    fields["default_permissions"] = default_permissions
+            for key, entry in account_entries.items():
+                name = key.lower()
+                if name == "users":
+                    fields["users"] = self.read_users(entry, account_name, default_permissions)
+                elif name == "nkey":
+                    fields["nkey"] = self.string(entry) or ""
+                elif name == "jetstream":
+                    limits = self.read_account_jetstream(entry)
+                    fields["jetstream"] = limits is not None
+                    fields["jetstream_limits"] = limits
+                elif name in ("exports", "imports"):
+                    elements = self.array(entry)
+                    if elements is not None:
+                        fields[name] = tuple(plain(element) for element in elements)
+                elif name in ("mappings", "maps"):
+                    mapping = self.mapping(entry)
+                    if mapping is not None:
+                        fields["mappings"] = tuple((key, plain(value)) for key, value in mapping.items())
+                elif name == "limits":
+                    fields["limits"] = self.read_account_limits(entry)
+                elif name in ("default_permissions", "msg_trace", "trace_dest"):
+                    continue
+                else:
+                    self.unknown(key, entry)
+            self.accounts.append(AccountConfig(**fields))
+
+    def read_account_limits(self, item: ConfValue) -> AccountLimits:
+        entries = self.mapping(item) or {}
+        names = {
+            "max_connections": "max_connections", "max_conn": "max_connections",
+            "max_subscriptions": "max_subscriptions", "max_subs": "max_subscriptions",
+            "max_payload": "max_payload", "max_pay": "max_payload",
+            "max_leafnodes": "max_leafnodes", "max_leafs": "max_leafnodes",
+        }  # fmt: skip
+        fields: dict[str, int] = {}
+        for key, entry in entries.items():
+            if key.lower() in names:
+                number = self.integer(entry)
+                if number is not None:
+                    fields[names[key.lower()]] = number
+            else:
+                self.unknown(key, entry)
+        return AccountLimits(**fields)
+
+    # -- tls ----------------------------------------------------------------------------------
+
+    def read_tls(self, item: ConfValue) -> dict[str, Any] | None:
+        entries = self.mapping(item)
+        if entries is None:
+            return None
+        fields: dict[str, Any] = {"position": item.position}
+        string_fields = {"cert_file": "cert_file", "key_file": "key_file", "ca_file": "ca_file",
+                         "min_version": "min_version"}  # fmt: skip
+        bool_fields = {"verify": "verify", "verify_and_map": "verify_and_map", "map_and_verify": "verify_and_map",
+                       "insecure": "insecure"}  # fmt: skip
+        list_fields = {"cipher_suites": "cipher_suites", "curve_preferences": "curve_preferences",
+                       "pinned_certs": "pinned_certs"}  # fmt: skip
+        ignored = {"verify_cert_and_check_known_urls", "cert_store", "cert_match", "cert_match_by",
+                   "cert_match_skip_invalid", "ca_certs_match", "ocsp_peer", "certs", "connection_rate_limiter"}  # fmt: skip
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in string_fields:
+                value = self.string(entry)
+                if value is not None:
+                    fields[string_fields[name]] = value
+            elif name in bool_fields:
+                value = self.boolean(entry)
+                if value is not None:
+                    fields[bool_fields[name]] = value
+            elif name in list_fields:
+                values = self.strings(entry)
+                if values is not None:
+                    fields[list_fields[name]] = values
+            elif name == "timeout":
+                timeout = self.seconds(entry)
+                if timeout is not None:
+                    fields["timeout"] = timeout
+            elif name in ("handshake_first", "first", "immediate"):
+                value = entry.value
+                if isinstance(value, bool):
+                    fields["handshake_first"] = value
+                elif isinstance(value, str) and value.lower() == "auto":
+                    fields["handshake_first"] = True
+                    fields["handshake_first_fallback"] = 0.05
+                elif isinstance(value, str):
+                    try:
+                        fields["handshake_first_fallback"] = parse_go_duration(value)
+                        fields["handshake_first"] = True
+                    except ValueError as problem:
+                        self.error(entry, f"error parsing tls config, {problem}")
+                else:
+                    self.boolean(entry)
+            elif name not in ignored:
+                self.error(entry, f'error parsing tls config, unknown field "{key}"')
+        return fields
+
+    def tls_config(self, fields: dict[str, Any] | None) -> TLSConfig | None:
+        """Build a TLSConfig, checking the files as nats-server does when it loads them."""
+        if fields is None:
+            return None
+        fields = dict(fields)
+        position: Position | None = fields.pop("position", None)
+        prefix = position.prefix() if position else ""
+        cert, key = fields.get("cert_file", ""), fields.get("key_file", "")
+        if cert and not key:
+            self.errors.append(prefix + "missing 'key_file' in TLS configuration")
+        elif key and not cert:
+            self.errors.append(prefix + "missing 'cert_file' in TLS configuration")
+        elif cert:
+            for path in (cert, key):
+                if not os.path.isfile(path):
+                    self.errors.append(
+                        prefix + f"error parsing X509 certificate/key pair: open {path}: no such file or directory"
+                    )
+                    break
+        ca_file = fields.get("ca_file", "")
+        if ca_file and not os.path.isfile(ca_file):
+            self.errors.append(prefix + f"open {ca_file}: no such file or directory")
+        return TLSConfig(**fields)
+
+    # -- cluster and leaf nodes ---------------------------------------------------------------
+
+    def read_listener_entry(self, name: str, entry: ConfValue, section: dict[str, Any]) -> bool:
+        """Keys shared by `cluster` and `leafnodes`; True when `name` was one of them."""
+        if name == "listen":
+            parsed = self.host_port(entry)
+            if parsed is not None:
+                if parsed[0] is not None:
+                    section["host"] = parsed[0]
+                section["port"] = parsed[1]
+        elif name == "port":
+            port = self.integer(entry)
+            if port is not None:
+                section["port"] = port
+        elif name in ("host", "net"):
+            host = self.string(entry)
+            if host is not None:
+                section["host"] = host
+        elif name in ("advertise", "cluster_advertise"):
+            advertise = self.string(entry)
+            if advertise is not None:
+                section["advertise"] = advertise
+        elif name == "no_advertise":
+            flag = self.boolean(entry)
+            if flag is not None:
+                section["no_advertise"] = flag
+        elif name == "tls":
+            section["tls"] = self.tls_config(self.read_tls(entry))
+        elif name == "compression":
+            value = entry.value
+            section["compression"] = (
+                ("s2_fast" if value else "off") if isinstance(value, bool) else str(plain(value))
+            )
+        else:
+            return False
+        return True
+
+    def read_cluster(self, item: ConfValue) -> None:
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section = self.sections["cluster"]
+        ignored = {"permissions", "connect_backoff", "write_timeout", "pinned_certs", "route_compression"}
+        for key, entry in entries.items():
+            name = key.lower()
+            if self.read_listener_entry(name, entry, section):
+                continue
+            if name == "name":
+                cluster_name = self.string(entry)
+                if cluster_name is not None:
+                    if " " in cluster_name:
+                        self.error(entry, "cluster name cannot contain spaces")
+                    section["name"] = cluster_name
+            elif name == "routes":
+                routes = self.strings(entry)
+                if routes is not None:
+                    section["routes"] = routes
+            elif name == "connect_retries":
+                retries = self.integer(entry)
+                if retries is not None:
+                    section["connect_retries"] = retries
+            elif name == "pool_size":
+                size = self.integer(entry)
+                if size is not None:
+                    section["pool_size"] = size
+            elif name == "accounts":
+                accounts = self.strings(entry)
+                if accounts is not None:
+                    section["accounts"] = accounts
+            elif name in ("ping_interval", "write_deadline"):
+                duration = self.duration(name, entry)
+                if duration is not None:
+                    section[name] = duration
+            elif name == "ping_max":
+                section["ping_max"] = self.integer(entry)
+            elif name in ("authorization", "authentication"):
+                self.read_single_user_authorization(entry, section, "Cluster")
+            elif name not in ignored:
+                self.unknown(key, entry)
+
+    def read_single_user_authorization(self, item: ConfValue, section: dict[str, Any], owner: str) -> None:
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("user", "username"):
+                section["user"] = self.string(entry) or ""
+            elif name in ("pass", "password"):
+                section["password"] = self.string(entry) or ""
+            elif name == "timeout":
+                section["auth_timeout"] = self.seconds(entry)
+            elif name == "token":
+                self.error(item, f"{owner} authorization does not support tokens")
+            elif name == "users":
+                if owner == "Cluster":
+                    self.error(item, "Cluster authorization does not allow multiple users")
+                else:
+                    section["users"] = self.read_users(entry, GLOBAL_ACCOUNT, None)
+            elif name == "account" and owner != "Cluster":
+                section["account"] = self.string(entry) or ""
+            elif name in ("nkey", "permissions", "proxy_required"):
+                continue
+            else:
+                self.unknown(key, entry)
+
+    def read_leafnodes(self, item: ConfValue) -> None:
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section = self.sections["leafnodes"]
+        ignored = {"min_version", "write_deadline", "write_timeout", "isolate_leafnode_interest", "hub"}
+        for key, entry in entries.items():
+            name = key.lower()
+            if self.read_listener_entry(name, entry, section):
+                continue
+            if name == "remotes":
+                elements = self.array(entry)
+                if elements is not None:
+                    section["remotes"] = tuple(plain(element) for element in elements)
+            elif name in ("reconnect", "reconnect_delay", "reconnect_interval"):
+                section["reconnect_delay"] = self.seconds(entry)
+            elif name in ("authorization", "authentication"):
+                self.read_single_user_authorization(entry, section, "Leafnode")
+            elif name not in ignored:
+                self.unknown(key, entry)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+#: flag name -> (kind, setting). kind: "bool", "int" or "string".
+_FLAGS: dict[str, tuple[str, str]] = {}
+for _names, _kind, _setting in (
+    (("a", "addr", "net"), "string", "host"),
+    (("p", "port"), "int", "port"),
+    (("n", "name", "server_name"), "string", "server_name"),
+    (("P", "pid"), "string", "pidfile"),
+    (("m", "http_port"), "int", "http_port"),
+    (("ms", "https_port"), "int", "https_port"),
+    (("c", "config"), "string", "config"),
+    (("t",), "bool", "check_config"),
+    (("sl", "signal"), "string", "signal"),
+    (("client_advertise",), "string", "client_advertise"),
+    (("ports_file_dir",), "string", "ports_file_dir"),
+    (("l", "log"), "string", "logfile"),
+    (("T", "logtime"), "bool", "logtime"),
+    (("logtime_utc",), "bool", "logtime_utc"),
+    (("s", "syslog"), "bool", "syslog"),
+    (("r", "remote_syslog"), "string", "remote_syslog"),
+    (("D", "debug"), "bool", "debug"),
+    (("V", "trace"), "bool", "trace"),
+    (("VV",), "bool", "trace_verbose"),
+    (("DV",), "bool", "debug_and_trace"),
+    (("DVV",), "bool", "debug_and_trace_verbose"),
+    (("log_size_limit",), "int", "log_size_limit"),
+    (("max_traced_msg_len",), "int", "max_traced_msg_len"),
+    (("js", "jetstream"), "bool", "jetstream"),
+    (("sd", "store_dir"), "string", "store_dir"),
+    (("user",), "string", "user"),
+    (("pass",), "string", "password"),
+    (("auth",), "string", "token"),
+    (("tls",), "bool", "tls"),
+    (("tlscert",), "string", "tls_cert"),
+    (("tlskey",), "string", "tls_key"),
+    (("tlscacert",), "string", "tls_ca"),
+    (("tlsverify",), "bool", "tls_verify"),
+    (("routes",), "string", "routes"),
+    (("cluster", "cluster_listen"), "string", "cluster_listen"),
+    (("cluster_name",), "string", "cluster_name"),
+    (("cluster_advertise",), "string", "cluster_advertise"),
+    (("no_advertise",), "bool", "no_advertise"),
+    (("connect_retries",), "int", "connect_retries"),
+    (("profile",), "int", "profile"),
+    (("h", "help"), "bool", "help"),
+    (("v", "version"), "bool", "version"),
+    (("help_tls",), "bool", "help_tls"),
+):
+    for _name in _names:
+        _FLAGS[_name] = (_kind, _setting)
+
+HELP_TEXT = """\
+Usage: jsedge [options]
+
+Server Options:
+    -a, --addr, --net <host>         Bind to host address (default: 0.0.0.0)
+    -p, --port <port>                Use port for clients (default: 4222)
+    -n, --name, --server_name <name> Server name (default: auto)
+    -P, --pid <file>                 File to store PID
+    -m, --http_port <port>           Use port for http monitoring
+    -ms,--https_port <port>          Use port for https monitoring
+    -c, --config <file>              Configuration file
+    -t                               Test configuration and exit
+    -sl,--signal <signal>[=<pid>]    Send signal to jsedge process (ldm, stop, quit, term, reopen, reload)
+        --client_advertise <string>  Client URL to advertise to other servers
+        --ports_file_dir <dir>       Creates a ports file in the specified directory (<executable_name>_<pid>.ports).
+
+Logging Options:
+    -l, --log <file>                 File to redirect log output
+    -T, --logtime                    Timestamp log entries (default: true)
+        --logtime_utc                Timestamps in UTC instead of local timezone
+    -s, --syslog                     Log to syslog or windows event log
+    -r, --remote_syslog <addr>       Syslog server addr (udp://localhost:514)
+    -D, --debug                      Enable debugging output
+    -V, --trace                      Trace the raw protocol
+    -VV                              Verbose trace (traces system account as well)
+    -DV                              Debug and trace
+    -DVV                             Debug and verbose trace (traces system account as well)
+        --log_size_limit <limit>     Logfile size limit (default: auto)
+        --max_traced_msg_len <len>   Maximum printable length for traced messages (default: unlimited)
+
+JetStream Options:
+    -js, --jetstream                 Enable JetStream functionality
+    -sd, --store_dir <dir>           Set the storage directory
+
+Authorization Options:
+        --user <user>                User required for connections
+        --pass <password>            Password required for connections
+        --auth <token>               Authorization token required for connections
+
+TLS Options:
+        --tls                        Enable TLS, do not verify clients (default: false)
+        --tlscert <file>             Server certificate file
+        --tlskey <file>              Private key for server certificate
+        --tlsverify                  Enable TLS, verify client certificates
+        --tlscacert <file>           Client certificate CA for verification
+
+Cluster Options:
+        --routes <rurl-1, rurl-2>    Routes to solicit and connect
+        --cluster <cluster-url>      Cluster URL for solicited routes
+        --cluster_name <string>      Cluster Name, if not set one will be dynamically generated
+        --no_advertise <bool>        Do not advertise known cluster information to clients
+        --cluster_advertise <string> Cluster URL to advertise to other servers
+        --connect_retries <number>   For implicit routes, number of connect retries
+
+Common Options:
+    -h, --help                       Show this message
+    -v, --version                    Show version
+        --help_tls                   TLS help
+"""
+
+_GO_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_GO_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _parse_flags(argv: Sequence[str]) -> dict[str, Any]:
+    """Go `flag` package rules; returns setting -> value for the flags that were given."""
+    settings: dict[str, Any] = {}
+    index = 0
+    while index < len(argv):
+        argument = argv[index]
+        index += 1
+        if len(argument) < 2 or not argument.startswith("-"):
+            raise ConfigError([f"unexpected argument {argument!r}: jsedge takes options only"])
+        if argument == "--":
+            if index < len(argv):
+                raise ConfigError([f"unexpected argument {argv[index]!r}: jsedge takes options only"])
+            break
+        name = argument[2:] if argument.startswith("--") else argument[1:]
+        if not name or name.startswith("-") or name.startswith("="):
+            raise ConfigError([f"bad flag syntax: {argument}"])
+        value: str | None = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        if name not in _FLAGS:
+            raise ConfigError([f"flag provided but not defined: -{name}"])
+        kind, setting = _FLAGS[name]
+        if kind == "bool":
+            if value is None:
+                settings[setting] = True
+            elif value in _GO_TRUE:
+                settings[setting] = True
+            elif value in _GO_FALSE:
+                settings[setting] = False
+            else:
+                raise ConfigError([f'invalid boolean value "{value}" for -{name}: parse error'])
+            continue
+        if value is None:
+            if index >= len(argv):
+                raise ConfigError([f"flag needs an argument: -{name}"])
+            value = argv[index]
+            index += 1
+        if kind == "int":
+            try:
+                settings[setting] = int(value, 0) if value.lower().startswith(("0x", "0o", "0b")) else int(value)
+            except ValueError:
+                raise ConfigError([f'invalid value "{value}" for flag -{name}: parse error']) from None
+        else:
+            settings[setting] = value
+    return settings
+
+
+def _split_url_host_port(url: str) -> tuple[str, int, str, str]:
+    """`nats://user:pass@host:port` -> (host, port, user, password)."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    credentials, _, address = rest.rpartition("@")
+    user, _, password = credentials.partition(":")
+    address = address.split("/", 1)[0]
+    host, _, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError([f"could not parse cluster URL {url!r}: missing or bad port"]) from None
+    return host, port, user, password
+
+
+def _apply_flags(reader: _FileReader, flags: dict[str, Any]) -> None:
+    """Command-line flags override the file (nats-server's `MergeOptions`)."""
+    top, sections = reader.top, reader.sections
+    listen, monitor, logging_ = sections["listen"], sections["monitor"], sections["logging"]
+    auth, jetstream, cluster = sections["auth"], sections["jetstream"], sections["cluster"]
+    direct = {
+        "host": (listen, "host"), "port": (listen, "port"), "client_advertise": (listen, "client_advertise"),
+        "server_name": (top, "server_name"), "pidfile": (top, "pidfile"),
+        "ports_file_dir": (top, "ports_file_dir"), "http_port": (monitor, "port"),
+        "https_port": (monitor, "https_port"), "logfile": (logging_, "logfile"),
+        "logtime": (logging_, "logtime"), "logtime_utc": (logging_, "logtime_utc"),
+        "syslog": (logging_, "syslog"), "remote_syslog": (logging_, "remote_syslog"),
+        "debug": (logging_, "debug"), "trace": (logging_, "trace"),
+        "log_size_limit": (logging_, "log_size_limit"), "max_traced_msg_len": (logging_, "max_traced_msg_len"),
+        "jetstream": (jetstream, "enabled"), "store_dir": (jetstream, "store_dir"),
+        "user": (auth, "user"), "password": (auth, "password"), "token": (auth, "token"),
+        "cluster_name": (cluster, "name"), "cluster_advertise": (cluster, "advertise"),
+        "no_advertise": (cluster, "no_advertise"), "connect_retries": (cluster, "connect_retries"),
+        "check_config": (top, "check_config"), "signal": (top, "signal"), "profile": (top, "profile_port"),
+    }  # fmt: skip
+    for setting, value in flags.items():
+        if setting in direct:
+            target, attribute = direct[setting]
+            target[attribute] = value
+    if flags.get("trace_verbose"):
+        logging_.update(trace=True, trace_verbose=True)
+    if flags.get("debug_and_trace"):
+        logging_.update(debug=True, trace=True)
+    if flags.get("debug_and_trace_verbose"):
+        logging_.update(debug=True, trace=True, trace_verbose=True)
+    if "routes" in flags:
+        cluster["routes"] = tuple(route.strip() for route in flags["routes"].split(",") if route.strip())
+    if "cluster_listen" in flags:
+        host, port, user, password = _split_url_host_port(flags["cluster_listen"])
+        cluster.update(host=host, port=port)
+        if user:
+            cluster.update(user=user, password=password)
+    if flags.get("tls") or flags.get("tls_verify"):
+        tls = dict(reader.tls or {})
+        tls.pop("position", None)
+        for setting, attribute in (("tls_cert", "cert_file"), ("tls_key", "key_file"), ("tls_ca", "ca_file")):
+            if setting in flags:
+                tls[attribute] = flags[setting]
+        if "tls_verify" in flags:
+            tls["verify"] = flags["tls_verify"]
+        reader.tls = tls
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) -> None:
+    """nats-server's `validateOptions` and startup checks that span several options."""
+    limits = config.limits
+    if limits.max_payload > limits.max_pending:
+        problems.append(
+            f"max_payload ({limits.max_payload}) cannot be higher than max_pending ({limits.max_pending})"
+        )
+    if limits.max_payload > _PAYLOAD_WARNING_THRESHOLD:
+        warnings.append(
+            "Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance"
+        )
+    if config.lame_duck_grace_period >= config.lame_duck_duration:
+        problems.append(
+            f"lame duck grace period ({format_go_duration(config.lame_duck_grace_period)}) should be "
+            f"strictly lower than lame duck duration ({format_go_duration(config.lame_duck_duration)})"
+        )
+    if " " in config.server_name:
+        problems.append("server name cannot contain spaces")
+    if config.jetstream.enabled and config.cluster.port != 0:
+        if not config.server_name:
+            problems.append("jetstream cluster requires `server_name` to be set")
+        if not config.cluster.name:
+            problems.append("jetstream cluster requires `cluster.name` to be set")
+    auth = config.auth
+    if (auth.user or auth.password) and auth.token and not any("user/pass and token" in p for p in problems):
+        problems.append("Cannot have a user/pass and token")
+    all_users = list(auth.users) + [user for account in config.accounts for user in account.users]
+    seen: set[str] = set()
+    for user in all_users:
+        if user.user and user.user in seen:
+            problems.append(f'Duplicate user "{user.user}" detected')
+        seen.add(user.user)
+    if config.no_auth_user and config.no_auth_user not in seen:
+        problems.append(
+            f'no_auth_user: "{config.no_auth_user}" not present as user or nkey in authorization block '
+            "or account configuration"
+        )
+    passwords = [auth.password] + [user.password for user in all_users]
+    if any(password and not _BCRYPT_PATTERN.match(password) for password in passwords):
+        warnings.append("Plaintext passwords detected, use nkeys or bcrypt")
+
+
+def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
+    sections = reader.sections
+    auth = dict(sections["auth"])
+    if "users" in auth:
+        auth["users"] = tuple(auth["users"])
+    return ServerConfig(
+        **reader.top,
+        config_file=config_file,
+        config_digest=digest,
+        listen=ListenConfig(**sections["listen"]),
+        limits=LimitsConfig(**sections["limits"]),
+        auth=AuthConfig(**auth),
+        accounts=tuple(reader.accounts),
+        tls=reader.tls_config(reader.tls),
+        jetstream=JetStreamConfig(**sections["jetstream"]),
+        cluster=ClusterConfig(**sections["cluster"]),
+        leafnodes=LeafConfig(**sections["leafnodes"]),
+        monitor=MonitorConfig(**sections["monitor"]),
+        logging=LoggingConfig(**sections["logging"]),
+    )
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> LoadResult:
+    """Parse flags (`argv` without the program name), read `-c`, merge (flags win), validate.
+
+    Raises `ConfigError` listing every problem. As in nats-server, with `-t` the file's warnings
+    (an integer given for a duration) are fatal too; without it they are returned in `warnings`.
+    """
+    environment = os.environ if environ is None else environ
+    flags = _parse_flags(argv)
+    if flags.get("help") or flags.get("version") or flags.get("help_tls"):
+        return LoadResult(
+            config=ServerConfig(),
+            show_help=bool(flags.get("help")),
+            show_version=bool(flags.get("version")),
+            show_tls_help=bool(flags.get("help_tls")),
+            help_text=HELP_TEXT,
+        )
+    reader = _FileReader()
+    config_file = flags.get("config", "")
+    digest = ""
+    if config_file:
+        try:
+            tree = parse_file(config_file, environment)
+        except ConfParseError as error:
+            raise ConfigError([error.message]) from None
+        digest = config_digest(tree)
+        reader.read(tree)
+        if flags.get("check_config") and reader.warnings:
+            raise ConfigError(reader.warnings + reader.errors)
+    _apply_flags(reader, flags)
+    file_problems = list(reader.errors)
+    if file_problems:
+        raise ConfigError(file_problems)
+    try:
+        config = _build(reader, config_file, digest)
+    except TypeError as error:  # a section got a value of the wrong shape from a flag
+        raise ConfigError([str(error)]) from None
+    problems = list(reader.errors)
+    warnings = list(reader.warnings)
+    _validate(config, problems, warnings)
+    if problems:
+        raise ConfigError(problems)
+    return LoadResult(config=config, warnings=tuple(warnings), help_text=HELP_TEXT)
+
+
+# -- reload -----------------------------------------------------------------------------------
+
+#: Fields a reload cannot change: (label, getter).
+_RESTART_FIELDS: tuple[tuple[str, Callable[[ServerConfig], Any]], ...] = (
+    ("server_name", lambda config: config.server_name),
+    ("listen.host", lambda config: config.listen.host),
+    ("listen.port", lambda config: config.listen.port),
+    ("cluster.host", lambda config: config.cluster.host),
+    ("cluster.port", lambda config: config.cluster.port),
+    ("cluster.name", lambda config: config.cluster.name),
+    ("jetstream.store_dir", lambda config: config.jetstream.store_dir),
+    ("jetstream.domain", lambda config: config.jetstream.domain),
+    ("monitor.host", lambda config: config.monitor.host),
+    ("monitor.port", lambda config: config.monitor.port),
+)
+
+
+def diff_for_reload(old: ServerConfig, new: ServerConfig) -> tuple[list[str], list[str]]:
+    """What a SIGHUP reload changes: (changed, needs_restart).
+
+    `changed` describes reloadable changes, one line per area (`limits.max_payload: 1048576 -> 2097152`,
+    `authorization`, `accounts`, `tls`, `logging.debug: False -> True`); secrets are never printed.
+    `needs_restart` holds `config reload not supported for <field>: old=<old>, new=<new>` lines; when
+    it is not empty nothing may be applied.
+    """
+    needs_restart = [
+        f"config reload not supported for {label}: old={getter(old)}, new={getter(new)}"
+        for label, getter in _RESTART_FIELDS
+        if getter(old) != getter(new)
+    ]
+    changed: list[str] = []
+    for section in ("limits", "logging"):
+        old_section, new_section = getattr(old, section), getattr(new, section)
+        for item in dataclasses.fields(old_section):
+            before, after = getattr(old_section, item.name), getattr(new_section, item.name)
+            if before != after:
+                changed.append(f"{section}.{item.name}: {before} -> {after}")
+    for label, before, after in (
+        ("authorization", (old.auth, old.no_auth_user), (new.auth, new.no_auth_user)),
+        ("accounts", old.accounts, new.accounts),
+        ("tls", old.tls, new.tls),
+        ("allow_non_tls", old.allow_non_tls, new.allow_non_tls),
+        ("server_tags", old.server_tags, new.server_tags),
+        ("lame_duck_duration", old.lame_duck_duration, new.lame_duck_duration),
+        ("lame_duck_grace_period", old.lame_duck_grace_period, new.lame_duck_grace_period),
+        ("cluster.routes", old.cluster.routes, new.cluster.routes),
+        ("jetstream", dataclasses.replace(old.jetstream, store_dir="", domain=""),
+         dataclasses.replace(new.jetstream, store_dir="", domain="")),
+    ):  # fmt: skip
+        if before != after:
+            changed.append(label)
+    return changed, needs_restart
+

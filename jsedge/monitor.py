@@ -1,0 +1,1210 @@
+"""HTTP monitoring (layer 7): nats-server's `/varz`, `/connz`, `/subsz`, ... on a small asyncio server.
+
+May import every layer below (it only reads server state and serializes snapshots). The JSON shapes,
+key order, omission rules, error texts and status codes are nats-server 2.15.1's (spec/monitoring.md):
+Go consumers (prometheus-nats-exporter, the `nats` CLI) decode these documents into typed structs, so a
+key's JSON type matters as much as its name.
+
+The HTTP side is deliberately minimal (no dependency): HTTP/1.1 with keep-alive, any method served
+(HEAD without a body, as Go's net/http does), bounded request heads and bodies, read timeouts, and a
+`307` to the cleaned path for `//`-style paths like Go's ServeMux. Responses always carry
+`Content-Length`.
+
+Formatting rules shared with nats-server (each a small tested function below):
+* times: RFC 3339 in UTC with fractional seconds trimmed of trailing zeros; zero time `0001-01-01T00:00:00Z`;
+* `uptime`/`idle`: nats-server's `myUptime` (`0s`, `4m51s`, `2d0h0m5s`, `1y3d4h0m0s`);
+* `rtt`: Go `Duration.String()` after truncation to microseconds when between 1µs and 1ms;
+* durations as integer nanoseconds; floats with an integral value as JSON integers (Go writes `2`,
+  never `2.0`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import posixpath
+import re
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from jsedge import NATS_COMPAT_VERSION, __version__, _ext, gojson
+from jsedge.errors import go_quote
+from jsedge.subjects import subject_matches, valid_literal_subject
+
+# ------------------------------------------------------------------------------------------------
+# formatting helpers
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+_NS = 1_000_000_000
+
+
+def format_time_ns(ns: int | None) -> str:
+    """RFC 3339 with up to 9 fractional digits, trailing zeros trimmed (Go's `time.RFC3339Nano`), UTC."""
+    if not ns or ns <= 0:
+        return ZERO_TIME
+    seconds, frac = divmod(int(ns), _NS)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def format_time(ts: float | None) -> str:
+    """`format_time_ns` for a `time.time()` float; 0/None is Go's zero time.
+
+    A float epoch only carries ~0.2 µs of precision, so it is rounded to whole microseconds first
+    rather than printing noise digits.
+    """
+    if not ts or ts <= 0:
+        return ZERO_TIME
+    return format_time_ns(round(ts * 1_000_000) * 1000)
+
+
+def format_uptime(seconds: float) -> str:
+    """nats-server's `myUptime`: whole seconds as `[Ny][Nd][Nh][Nm]Ns`, leading zero units omitted."""
+    total = int(seconds) if seconds > 0 else 0
+    mins, secs = divmod(total, 60)
+    hours, mins = divmod(mins, 60)
+    days, hours = divmod(hours, 24)
+    years, days = divmod(days, 365)
+    if years:
+        return f"{years}y{days}d{hours}h{mins}m{secs}s"
+    if days:
+        return f"{days}d{hours}h{mins}m{secs}s"
+    if hours:
+        return f"{hours}h{mins}m{secs}s"
+    if mins:
+        return f"{mins}m{secs}s"
+    return f"{secs}s"
+
+
+def _fmt_frac(value: int, precision: int) -> str:
+    """`value` / 10**precision with the fraction's trailing zeros (and a bare dot) removed."""
+    whole, frac = divmod(value, 10**precision)
+    if not frac:
+        return str(whole)
+    return f"{whole}." + f"{frac:0{precision}d}".rstrip("0")
+
+
+def go_duration(ns: int) -> str:
+    """Go's `time.Duration.String()` for an integer number of nanoseconds (`941µs`, `1.5s`, `1h0m0s`)."""
+    ns = int(ns)
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    u = -ns if ns < 0 else ns
+    if u < 1000:
+        return f"{sign}{u}ns"
+    if u < 1_000_000:
+        return f"{sign}{_fmt_frac(u, 3)}\u00b5s"
+    if u < _NS:
+        return f"{sign}{_fmt_frac(u, 6)}ms"
+    hours, rest = divmod(u, 3600 * _NS)
+    mins, rest = divmod(rest, 60 * _NS)
+    text = _fmt_frac(rest, 9) + "s"
+    if hours:
+        return f"{sign}{hours}h{mins}m{text}"
+    if mins:
+        return f"{sign}{mins}m{text}"
+    return sign + text
+
+
+def format_rtt(seconds: float) -> str:
+    """A client's RTT as nats-server shows it: truncated to µs when between 1 µs and 1 ms."""
+    ns = int(seconds * _NS)
+    if 1000 < ns < 1_000_000:
+        ns -= ns % 1000
+    return go_duration(ns)
+
+
+def duration_ns(seconds: float | None) -> int:
+    """Seconds (float) as Go `time.Duration` nanoseconds."""
+    return int(round((seconds or 0) * _NS))
+
+
+def go_number(value: float | int) -> float | int:
+    """A float as Go's encoding/json writes it: an integral value is written without a fraction."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# query parameter decoding (nats-server's decodeBool/decodeInt/decodeUint64/decodeState)
+
+
+class BadRequest(Exception):
+    """A 400 with a plain-text body (nats-server writes these without a Content-Type; Go sniffs text)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+_TRUE = frozenset(("1", "t", "T", "TRUE", "true", "True"))
+_FALSE = frozenset(("0", "f", "F", "FALSE", "false", "False"))
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_UINT_RE = re.compile(r"[0-9]+\Z")
+_INT64_MAX = (1 << 63) - 1
+
+
+class Query:
+    """The first value of each query parameter, as Go's `r.URL.Query().Get`."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, raw: str) -> None:
+        parsed = parse_qs(raw, keep_blank_values=True) if raw else {}
+        self.values = {key: vals[0] for key, vals in parsed.items()}
+
+    def get(self, name: str) -> str:
+        return self.values.get(name, "")
+
+    def bool(self, name: str) -> bool:
+        text = self.get(name)
+        if text == "":
+            return False
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise BadRequest(
+            f"Error decoding boolean for '{name}': strconv.ParseBool: parsing {go_quote(text)}: invalid syntax"
+        )
+
+    def int(self, name: str) -> int:
+        text = self.get(name)
+        if text == "":
+            return 0
+        if not _INT_RE.match(text):
+            raise BadRequest(f"Error decoding int for '{name}': strconv.Atoi: parsing {go_quote(text)}: invalid syntax")
+        value = int(text)
+        if not -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            raise BadRequest(
+                f"Error decoding int for '{name}': strconv.Atoi: parsing {go_quote(text)}: value out of range"
+            )
+        return value
+
+    def uint64(self, name: str) -> int:
+        text = self.get(name)
+        if text == "":
+            return 0
+        if not _UINT_RE.match(text):
+            raise BadRequest(
+                f"Error decoding uint64 for '{name}': strconv.ParseUint: parsing {go_quote(text)}: invalid syntax"
+            )
+        value = int(text)
+        if value >= 1 << 64:
+            raise BadRequest(
+                f"Error decoding uint64 for '{name}': strconv.ParseUint: parsing {go_quote(text)}: value out of range"
+            )
+        return value
+
+    def subs(self) -> tuple[bool, bool]:
+        """`subs=detail` or a bool: (subs, subs_detail)."""
+        if self.get("subs").lower() == "detail":
+            return False, True
+        return self.bool("subs"), False
+
+
+STATE_OPEN, STATE_CLOSED, STATE_ALL = 0, 1, 2
+
+
+def decode_state(query: Query) -> int:
+    text = query.get("state")
+    if text == "":
+        return STATE_OPEN
+    lowered = text.lower()
+    if lowered == "open":
+        return STATE_OPEN
+    if lowered == "closed":
+        return STATE_CLOSED
+    if lowered in ("any", "all"):
+        return STATE_ALL
+    raise BadRequest(f"Error decoding state for {text}")
+
+
+# ------------------------------------------------------------------------------------------------
+# connection snapshots
+
+#: ConnInfo keys in nats-server's struct order (private `_` keys hold raw values for sorting/filtering).
+_CONN_KEYS = (
+    "cid", "kind", "type", "ip", "port", "start", "last_activity", "stop", "reason", "rtt", "uptime",
+    "idle", "pending_bytes", "in_msgs", "out_msgs", "in_bytes", "out_bytes", "stalls", "subscriptions",
+    "name", "lang", "version", "tls_version", "tls_cipher_suite", "tls_peer_certs", "tls_first",
+    "authorized_user", "account", "subscriptions_list", "subscriptions_list_detail", "jwt", "issuer_key",
+    "name_tag", "tags", "mqtt_client", "proxy",
+)  # fmt: skip
+_AUTH_KEYS = frozenset(("authorized_user", "account", "tls_peer_certs", "jwt", "issuer_key", "name_tag", "tags"))
+
+
+def _text(value: Any) -> str:
+    """CONNECT strings as strings: the exporter panics on a non-string `name`/`lang`/`version`."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _decode(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def sub_detail(sub: Any, account: str | None = None) -> dict[str, Any]:
+    """SubDetail: `account`/`account_tag` only in /subsz listings."""
+    detail: dict[str, Any] = {}
+    if account:
+        detail["account"] = account
+        detail["account_tag"] = account
+    detail["subject"] = _decode(sub.subject)
+    if sub.queue:
+        detail["qgroup"] = _decode(sub.queue)
+    detail["sid"] = _decode(sub.sid)
+    detail["msgs"] = int(sub.delivered)
+    if sub.max_msgs:
+        detail["max"] = int(sub.max_msgs)
+    client = sub.client
+    detail["cid"] = int(getattr(client, "cid", 0) or 0)
+    return detail
+
+
+def _last_activity(client: Any) -> float:
+    """Wall-clock time of the last inbound activity (the connection keeps a monotonic stamp)."""
+    start = float(getattr(client, "start", 0.0) or 0.0)
+    last = float(getattr(client, "last_activity", 0.0) or 0.0)
+    seen = getattr(client, "last_in_seen", None)
+    if seen is not None:
+        last = max(last, time.time() - (time.monotonic() - seen))
+    return max(last, start)
+
+
+def _pending_bytes(client: Any) -> int:
+    pending = len(getattr(client, "outbuf", b"") or b"")
+    transport = getattr(client, "transport", None)
+    if transport is not None and not getattr(client, "closed", False):
+        try:
+            pending += transport.get_write_buffer_size()
+        except Exception:  # noqa: BLE001 - a transport being torn down has no buffer to report
+            pass
+    return pending
+
+
+def connection_info(
+    server: Any, client: Any, subs: bool = False, closed: bool = False, *, auth: bool = True
+) -> dict[str, Any]:
+    """One connection's ConnInfo as a dict in nats-server's key order.
+
+    `subs` adds `subscriptions_list_detail` (rendering turns it into the plain list when asked);
+    `closed` adds `stop`/`reason` and freezes `uptime`/`idle` at the close time (and, like nats-server's
+    closed snapshots, account-qualified subscription details and no `name_tag`). With `auth` the
+    auth-only keys are included; `render_conn` drops them unless `/connz?auth=true`. The private
+    `_start`, `_last`, `_stop`, `_rtt`, `_user`, `_account` keys carry raw values for sorting and
+    filtering; `render_conn` strips them. `Server.unregister_client` stores `closed=True, subs=True`
+    snapshots in `server.closed_clients`.
+    """
+    start = float(client.start)
+    last = _last_activity(client)
+    stop = float(getattr(client, "stop", 0.0) or 0.0) if closed else 0.0
+    if closed and not stop:
+        stop = time.time()
+    now = stop if closed else time.time()
+    opts = getattr(client, "opts", None) or {}
+    account = getattr(getattr(client, "account", None), "name", "") or ""
+    user = getattr(client, "user", None)
+    user_name = _text(getattr(user, "name", "")) if user is not None else ""
+    if not user_name:
+        user_name = _text(opts.get("user", "")) if isinstance(opts, dict) else ""
+    rtt = float(getattr(client, "rtt", 0.0) or 0.0)
+    info: dict[str, Any] = {
+        "cid": int(client.cid),
+        "kind": "Client",
+        "type": "nats",
+        "ip": _text(getattr(client, "remote_host", "")),
+        "port": int(getattr(client, "remote_port", 0) or 0),
+        "start": format_time(start),
+        "last_activity": format_time(last),
+    }
+    if closed:
+        info["stop"] = format_time(stop)
+        reason = getattr(client, "closed_reason", None)
+        reason_text = _text(getattr(reason, "value", reason)) if reason is not None else ""
+        if reason_text:
+            info["reason"] = reason_text
+    if rtt > 0:
+        info["rtt"] = format_rtt(rtt)
+    info["uptime"] = format_uptime(now - start)
+    info["idle"] = format_uptime(now - last)
+    info["pending_bytes"] = 0 if closed else _pending_bytes(client)
+    info["in_msgs"] = int(client.in_msgs)
+    info["out_msgs"] = int(client.out_msgs)
+    info["in_bytes"] = int(client.in_bytes)
+    info["out_bytes"] = int(client.out_bytes)
+    client_subs = getattr(client, "subs", None) or {}
+    info["subscriptions"] = len(client_subs)
+    if isinstance(opts, dict):
+        for key in ("name", "lang", "version"):
+            value = _text(opts.get(key, ""))
+            if value:
+                info[key] = value
+    tls_version = _text(getattr(client, "tls_version", ""))
+    if tls_version:
+        info["tls_version"] = tls_version
+    tls_cipher = _text(getattr(client, "tls_cipher", ""))
+    if tls_cipher:
+        info["tls_cipher_suite"] = tls_cipher
+    tls = getattr(getattr(server, "config", None), "tls", None)
+    if tls is not None and getattr(tls, "handshake_first", False):
+        info["tls_first"] = True
+    if auth:
+        if user_name:
+            info["authorized_user"] = user_name
+        if account and account != "$G":
+            info["account"] = account
+    if subs and client_subs:
+        # nats-server's closed snapshots keep account-qualified details (its newSubDetail).
+        detail_account = account if closed else None
+        info["subscriptions_list_detail"] = [sub_detail(sub, detail_account) for sub in list(client_subs.values())]
+    if auth and account and not closed:
+        info["name_tag"] = account
+    info["_start"] = start
+    info["_last"] = last
+    info["_stop"] = stop
+    info["_rtt"] = rtt
+    info["_user"] = _text(opts.get("user", "")) if isinstance(opts, dict) and not closed else user_name
+    # nats-server remembers a closed connection's account only when it is not the global account, so
+    # `/connz?state=closed&acc=$G` matches nothing there (verified on 2.15.1).
+    info["_account"] = "" if closed and account == "$G" else account
+    return info
+
+
+def render_conn(info: dict[str, Any], subs: bool, subs_detail: bool, auth: bool) -> dict[str, Any]:
+    """The public ConnInfo: private keys dropped, auth and subscription keys only when asked for."""
+    out: dict[str, Any] = {}
+    details = info.get("subscriptions_list_detail")
+    for key in _CONN_KEYS:
+        if key == "subscriptions_list":
+            if subs and not subs_detail and details:
+                out[key] = [d["subject"] for d in details]
+            continue
+        if key == "subscriptions_list_detail":
+            if subs_detail and details:
+                out[key] = details
+            continue
+        if key not in info:
+            continue
+        if key in _AUTH_KEYS and not auth:
+            continue
+        out[key] = info[key]
+    return out
+
+
+# Sort keys: (key function, descending). Ties keep cid order (Python's sort is stable; Go's is not
+# stable at all, so any tie order is compatible).
+_SORTS: dict[str, tuple[Callable[[dict[str, Any], float], Any], bool]] = {
+    "cid": (lambda c, now: c["cid"], False),
+    "start": (lambda c, now: c["cid"], False),
+    "subs": (lambda c, now: c["subscriptions"], True),
+    "pending": (lambda c, now: c["pending_bytes"], True),
+    "msgs_to": (lambda c, now: c["out_msgs"], True),
+    "msgs_from": (lambda c, now: c["in_msgs"], True),
+    "bytes_to": (lambda c, now: c["out_bytes"], True),
+    "bytes_from": (lambda c, now: c["in_bytes"], True),
+    "last": (lambda c, now: c["_last"], True),
+    "idle": (lambda c, now: (c["_stop"] or now) - c["_last"], True),
+    # Verified on 2.15.1: uptime sorts ascending (shortest-lived first), unlike the other counters.
+    "uptime": (lambda c, now: (c["_stop"] or now) - c["_start"], False),
+    "stop": (lambda c, now: c["_stop"], True),
+    "reason": (lambda c, now: c.get("reason", ""), False),
+    "rtt": (lambda c, now: c["_rtt"], True),
+}
+
+DEFAULT_LIST_SIZE = 1024
+
+
+# ------------------------------------------------------------------------------------------------
+# process usage
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _cert_not_after(cert_file: str) -> float | None:
+    try:
+        decoded = ssl._ssl._test_decode_cert(cert_file)  # type: ignore[attr-defined]
+        return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
+    except Exception:  # noqa: BLE001 - the field is informational; never fail /varz over it
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# the HTTP server
+
+_MAX_HEAD = 16 * 1024
+_MAX_BODY = 64 * 1024
+_HEAD_TIMEOUT = 10.0
+_IDLE_TIMEOUT = 60.0
+_MAX_REQUESTS_PER_CONNECTION = 10_000
+
+_REASONS = {
+    200: "OK",
+    307: "Temporary Redirect",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+_JSON_HEADERS = (("Access-Control-Allow-Origin", "*"), ("Content-Type", "application/json"))
+_TEXT_HEADERS = (("Content-Type", "text/plain; charset=utf-8"),)
+
+_INDEX_LINKS = (
+    ("varz", "General"),
+    ("jsz", "JetStream"),
+    ("connz", "Connections"),
+    ("accountz", "Accounts"),
+    ("accstatz", "Account Stats"),
+    ("subsz", "Subscriptions"),
+    ("routez", "Routes"),
+    ("leafz", "LeafNodes"),
+    ("gatewayz", "Gateways"),
+    ("healthz", "Health Probe"),
+)
+
+
+class Response:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        self.status = status
+        self.headers = list(headers)
+        self.body = body
+
+
+def _json(obj: Any, status: int = 200, compact: bool = False) -> Response:
+    body = gojson.dumpb(obj) if compact else gojson.dumpb(obj, indent=2)
+    return Response(status, _JSON_HEADERS, body)
+
+
+def _text_response(status: int, text: str) -> Response:
+    return Response(status, _TEXT_HEADERS, text.encode())
+
+
+def _not_found() -> Response:
+    return Response(404, (*_TEXT_HEADERS, ("X-Content-Type-Options", "nosniff")), b"404 page not found\n")
+
+
+class Monitor:
+    """The monitoring listener of one `Server`."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.listener: asyncio.Server | None = None
+        self.host = ""
+        self.port = 0
+        self._connections: set[asyncio.Task[Any]] = set()
+        self._cpu_wall = time.monotonic()
+        self._cpu_time = _cpu_seconds()
+        self._cpu_percent = 0.0
+        self._routes: dict[str, tuple[str, Callable[[Query], Response]]] = {}
+        self._base = ""
+        self._build_routes()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _build_routes(self) -> None:
+        base = _text(getattr(self.server.config.monitor, "base_path", "") or "")
+        if base and not base.startswith("/"):
+            base = "/" + base
+        base = posixpath.normpath(base) if base else ""
+        self._base = "" if base in ("", "/", ".") else base
+        table: dict[str, tuple[str, Callable[[Query], Response]]] = {
+            "/varz": ("/varz", self.handle_varz),
+            "/connz": ("/connz", self.handle_connz),
+            "/subsz": ("/subsz", self.handle_subsz),
+            "/subscriptionsz": ("/subsz", self.handle_subsz),
+            "/routez": ("/routez", self.handle_routez),
+            "/leafz": ("/leafz", self.handle_leafz),
+            "/gatewayz": ("/gatewayz", self.handle_gatewayz),
+            "/accountz": ("/accountz", self.handle_accountz),
+            "/accstatz": ("/accstatz", self.handle_accstatz),
+            "/jsz": ("/jsz", self.handle_jsz),
+            "/healthz": ("/healthz", self.handle_healthz),
+        }
+        routes = {self._base + path: entry for path, entry in table.items()}
+        routes[self._base or "/"] = ("/", self.handle_root)
+        self._routes = routes
+
+    async def start(self) -> int:
+        config = self.server.config
+        host = config.monitor.host or config.listen.host or "0.0.0.0"
+        port = config.monitor.port
+        if port is None or port < 0:
+            port = 0
+        self.listener = await asyncio.start_server(
+            self._serve_connection, host=host, port=port, limit=_MAX_HEAD, reuse_address=True
+        )
+        self.host = host
+        self.port = self.listener.sockets[0].getsockname()[1]
+        shown = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.server.logger.info(f"Starting http monitor on {shown}")
+        return self.port
+
+    async def stop(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if listener is not None:
+            try:
+                await asyncio.wait_for(listener.wait_closed(), 2.0)
+            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
+                pass
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        try:
+            for count in range(_MAX_REQUESTS_PER_CONNECTION):
+                timeout = _HEAD_TIMEOUT if count == 0 else _IDLE_TIMEOUT
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+                except asyncio.LimitOverrunError:
+                    await self._write(writer, _text_response(431, "431 Request Header Fields Too Large"), False, False)
+                    return
+                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    return
+                keep_alive = await self._handle_head(head, reader, writer)
+                if not keep_alive:
+                    return
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - one bad request must not take the listener down
+            self.server.logger.error(f"http monitor: {exc!r}")
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+
+    async def _handle_head(
+        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._write(writer, _text_response(400, "400 Bad Request"), False, False)
+            return False
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if not line:
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                await self._write(writer, _text_response(400, "400 Bad Request"), False, False)
+                return False
+            headers[name.strip().lower()] = value.strip()
+        connection = headers.get("connection", "").lower()
+        keep_alive = ("close" not in connection) if version == "HTTP/1.1" else ("keep-alive" in connection)
+        if "transfer-encoding" in headers:
+            # Monitoring requests carry no body; a chunked one is not worth parsing: answer and close.
+            keep_alive = False
+        length_text = headers.get("content-length", "0") or "0"
+        if not length_text.isdigit():
+            await self._write(writer, _text_response(400, "400 Bad Request"), False, False)
+            return False
+        length = int(length_text)
+        if length > _MAX_BODY:
+            await self._write(writer, _text_response(413, "413 Request Entity Too Large"), False, False)
+            return False
+        if length:
+            try:
+                await asyncio.wait_for(reader.readexactly(length), _HEAD_TIMEOUT)
+            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                return False
+        response = self.dispatch(target)
+        await self._write(writer, response, method.upper() != "HEAD", keep_alive)
+        return keep_alive
+
+    async def _write(self, writer: asyncio.StreamWriter, response: Response, body: bool, keep_alive: bool) -> None:
+        reason = _REASONS.get(response.status, "")
+        lines = [f"HTTP/1.1 {response.status} {reason}"]
+        for name, value in response.headers:
+            lines.append(f"{name}: {value}")
+        lines.append(f"Date: {email.utils.formatdate(usegmt=True)}")
+        lines.append(f"Content-Length: {len(response.body)}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+        if body:
+            data += response.body
+        writer.write(data)
+        await writer.drain()
+
+    def dispatch(self, target: str) -> Response:
+        """Route one request target (path and query) to its handler."""
+        split = urlsplit(target)
+        path = split.path or "/"
+        cleaned = posixpath.normpath(path)
+        if cleaned.startswith("//"):
+            cleaned = "/" + cleaned.lstrip("/")
+        if path.endswith("/") and cleaned != "/":
+            cleaned += "/"
+        if cleaned != path:
+            location = cleaned + (f"?{split.query}" if split.query else "")
+            return Response(307, (("Content-Type", "text/html; charset=utf-8"), ("Location", location)), b"")
+        entry = self._routes.get(path)
+        if entry is None:
+            return _not_found()
+        stat_key, handler = entry
+        stats = self.server.http_req_stats
+        stats[stat_key] = stats.get(stat_key, 0) + 1
+        try:
+            return handler(Query(split.query))
+        except BadRequest as exc:
+            return _text_response(400, exc.text)
+
+    # -- shared pieces -----------------------------------------------------------------------
+    @staticmethod
+    def _now() -> str:
+        return format_time_ns(time.time_ns())
+
+    def _system_account(self) -> str:
+        config = self.server.config
+        if getattr(config, "no_system_account", False):
+            return ""
+        return config.system_account or "$SYS"
+
+    # -- / ---------------------------------------------------------------------------------
+    def handle_root(self, query: Query) -> Response:
+        links = "\n".join(
+            f'\t<a href=./{path}>{title}<span class="endpoint"> /{path}</span></a>' for path, title in _INDEX_LINKS
+        )
+        page = (
+            '<html lang="en">\n\t<head>\n\t<title>jsedge monitoring</title>\n'
+            '\t<style type="text/css">\n'
+            "\t\tbody { font-family: ui-sans-serif,system-ui,sans-serif; margin-left: 32px }\n"
+            "\t\ta { display:block; margin-left: 7px; padding-bottom: 6px; color: rgb(72 72 92); "
+            "text-decoration: none }\n"
+            "\t\ta:hover { font-weight: 600; color: rgb(59 50 202) }\n"
+            "\t\t.endpoint { font-size: 12px; color: #999; font-family: monospace; display: none }\n"
+            "\t\ta:hover .endpoint { display: inline }\n"
+            "\t</style>\n\t</head>\n\t<body>\n"
+            f"\t<h2>jsedge {__version__} (nats-server {NATS_COMPAT_VERSION} compatible)</h2>\n"
+            f"{links}\n"
+            '    <a href=https://docs.nats.io/running-a-nats-service/nats_admin/monitoring class="help">Help</a>\n'
+            "  </body>\n</html>\n"
+        )
+        return Response(200, (("Content-Type", "text/html; charset=utf-8"),), page.encode())
+
+    # -- /varz -----------------------------------------------------------------------------
+    def _cpu(self) -> float:
+        """Process CPU percent over the interval since the previous sample (at most once a second)."""
+        now = time.monotonic()
+        elapsed = now - self._cpu_wall
+        if elapsed >= 1.0 or self._cpu_percent == 0.0 and elapsed > 0.05:
+            cpu = _cpu_seconds()
+            self._cpu_percent = round(max(cpu - self._cpu_time, 0.0) / elapsed * 100.0, 1)
+            self._cpu_wall, self._cpu_time = now, cpu
+        return self._cpu_percent
+
+    def varz(self) -> dict[str, Any]:
+        server = self.server
+        config = server.config
+        limits = config.limits
+        info_base = getattr(server, "_info_base", {}) or {}
+        tls = config.tls
+        varz: dict[str, Any] = {
+            "server_id": server.server_id,
+            "server_name": server.server_name,
+            "version": NATS_COMPAT_VERSION,
+            "proto": 1,
+            "git_commit": f"jsedge-{__version__}",
+            "go": info_base.get("go", "python"),
+            "host": config.listen.host or "0.0.0.0",
+            "port": server.port or config.listen.port,
+        }
+        for key in ("auth_required", "tls_required", "tls_verify"):
+            if info_base.get(key):
+                varz[key] = True
+        varz["max_connections"] = limits.max_connections
+        if limits.max_subscriptions:
+            varz["max_subscriptions"] = limits.max_subscriptions
+        varz["ping_interval"] = duration_ns(limits.ping_interval)
+        varz["ping_max"] = limits.ping_max
+        varz["http_host"] = config.monitor.host or config.listen.host or "0.0.0.0"
+        varz["http_port"] = server.http_port or self.port
+        varz["http_base_path"] = _text(getattr(config.monitor, "base_path", "") or "")
+        varz["https_port"] = getattr(config.monitor, "https_port", 0) or 0
+        varz["auth_timeout"] = go_number(float(getattr(server, "auth_timeout", None) or config.auth.timeout or 2.0))
+        varz["max_control_line"] = limits.max_control_line
+        varz["max_payload"] = limits.max_payload
+        varz["max_pending"] = limits.max_pending
+        # Clustering, gateways, leaf nodes, MQTT, websocket and JetStream do not exist yet in jsedge:
+        # nats-server's shapes for "not configured".
+        varz["cluster"] = {}
+        varz["gateway"] = {}
+        varz["leaf"] = {}
+        varz["mqtt"] = {}
+        varz["websocket"] = {}
+        varz["jetstream"] = {}
+        varz["tls_timeout"] = go_number(float(tls.timeout if tls is not None and tls.timeout else 2.0))
+        varz["write_deadline"] = duration_ns(limits.write_deadline)
+        start = server.start_time
+        varz["start"] = format_time(start)
+        varz["now"] = self._now()
+        varz["uptime"] = format_uptime(time.time() - start)
+        varz["mem"] = _rss_bytes()
+        varz["cores"] = os.cpu_count() or 1
+        # One event loop runs everything: jsedge uses one core, the honest GOMAXPROCS equivalent.
+        varz["gomaxprocs"] = 1
+        varz["cpu"] = go_number(self._cpu())
+        varz["connections"] = len(server.clients)
+        varz["total_connections"] = server.total_connections
+        varz["routes"] = 0
+        varz["remotes"] = 0
+        varz["leafnodes"] = 0
+        in_msgs, in_bytes, out_msgs, out_bytes = server.totals()
+        varz["in_msgs"] = in_msgs
+        varz["in_bytes"] = in_bytes
+        varz["in_client_msgs"] = in_msgs
+        varz["in_client_bytes"] = in_bytes
+        varz["out_msgs"] = out_msgs
+        varz["out_bytes"] = out_bytes
+        varz["out_client_msgs"] = out_msgs
+        varz["out_client_bytes"] = out_bytes
+        varz["slow_consumers"] = server.slow_consumers
+        varz["stale_connections"] = server.stale_connections
+        varz["stalled_clients"] = int(getattr(server, "stalled_clients", 0) or 0)
+        varz["subscriptions"] = server.subscription_count()
+        # Go marshals a map with sorted keys.
+        varz["http_req_stats"] = dict(sorted(server.http_req_stats.items()))
+        varz["config_load_time"] = format_time(server.config_load_time)
+        varz["config_digest"] = _text(getattr(config, "config_digest", "") or "")
+        tags = list(getattr(config, "server_tags", None) or ())
+        if tags:
+            varz["tags"] = [_text(tag) for tag in tags]
+        metadata = getattr(config, "server_metadata", None)
+        if metadata:
+            varz["metadata"] = dict(sorted(metadata.items()))
+        system_account = self._system_account()
+        if system_account:
+            varz["system_account"] = system_account
+        varz["slow_consumer_stats"] = {"clients": server.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0}
+        varz["stale_connection_stats"] = {
+            "clients": server.stale_connections,
+            "routes": 0,
+            "gateways": 0,
+            "leafs": 0,
+        }
+        varz["disk_io_wait_stats"] = {"waiters": 0, "waits": 0, "wait_time": 0, "max_wait_time": 0}
+        if tls is not None and getattr(tls, "cert_file", None):
+            not_after = _cert_not_after(tls.cert_file)
+            if not_after is not None:
+                varz["tls_cert_not_after"] = format_time(not_after)
+        # jsedge extra (unknown keys are harmless to Go decoders): which compiled twins are loaded.
+        varz["jsedge_twins"] = dict(sorted(_ext.LOADED.items()))
+        return varz
+
+    def handle_varz(self, query: Query) -> Response:
+        return _json(self.varz())
+
+    # -- /connz ----------------------------------------------------------------------------
+    def connz(
+        self,
+        *,
+        sort: str = "",
+        auth: bool = False,
+        subs: bool = False,
+        subs_detail: bool = False,
+        offset: int = 0,
+        limit: int = 0,
+        cid: int = 0,
+        state: int = STATE_OPEN,
+        user: str = "",
+        acc: str = "",
+        mqtt_client: str = "",
+    ) -> dict[str, Any]:
+        server = self.server
+        sort = sort or "cid"
+        if sort not in _SORTS:
+            raise BadRequest(f"invalid sorting option: {sort}")
+        offset = max(offset, 0)
+        if limit <= 0:
+            limit = DEFAULT_LIST_SIZE
+        if sort == "stop" and state != STATE_CLOSED:
+            raise BadRequest("sort by stop only valid on closed connections")
+        if sort == "reason" and state != STATE_CLOSED:
+            raise BadRequest("sort by reason only valid on closed connections")
+        if cid > 0:
+            limit = 1
+        now_text = self._now()
+        if acc:
+            account = server.accounts.get(acc)
+            if account is None:
+                # nats-server returns its barely-filled struct here (verified on 2.15.1).
+                return {
+                    "server_id": "",
+                    "now": now_text,
+                    "num_connections": 0,
+                    "total": 0,
+                    "offset": offset,
+                    "limit": limit,
+                    "connections": None,
+                }
+            open_list = sorted(account.clients, key=lambda c: c.cid)
+        else:
+            open_list = [server.clients[k] for k in sorted(server.clients)]
+        closed_list: list[dict[str, Any]] = []
+        total = 0
+        if state in (STATE_OPEN, STATE_ALL):
+            total += len(open_list)
+        if state in (STATE_CLOSED, STATE_ALL):
+            closed_list = list(server.closed_clients)
+            if acc:
+                closed_list = [c for c in closed_list if c.get("_account") == acc]
+            total += len(closed_list)
+
+        infos: list[dict[str, Any]] = []
+        if cid > 0:
+            if state in (STATE_CLOSED, STATE_ALL):
+                closed_list = [c for c in closed_list if c["cid"] == cid][:1]
+            if state in (STATE_OPEN, STATE_ALL):
+                client = server.clients.get(cid)
+                if client is not None:
+                    infos.append(connection_info(server, client, subs=subs or subs_detail))
+        elif state in (STATE_OPEN, STATE_ALL):
+            for client in open_list:
+                if acc and client.account.name != acc:
+                    continue
+                if user and _text((client.opts or {}).get("user", "")) != user:
+                    continue
+                if mqtt_client:
+                    continue  # no MQTT connections in jsedge: an MQTT client id never matches
+                infos.append(connection_info(server, client, subs=subs or subs_detail))
+        for snapshot in closed_list:
+            if acc and snapshot.get("_account") != acc:
+                continue
+            if user and snapshot.get("_user") != user:
+                continue
+            if mqtt_client and snapshot.get("mqtt_client") != mqtt_client:
+                continue
+            infos.append(snapshot)
+
+        key, descending = _SORTS[sort]
+        wall = time.time()
+        infos.sort(key=lambda c: c["cid"])
+        if sort not in ("cid", "start"):
+            infos.sort(key=lambda c: key(c, wall), reverse=descending)
+        page = infos[offset : offset + limit]
+        return {
+            "server_id": server.server_id,
+            "now": now_text,
+            "num_connections": len(page),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+            "connections": [render_conn(info, subs, subs_detail, auth) for info in page],
+        }
+
+    def handle_connz(self, query: Query) -> Response:
+        sort = query.get("sort")
+        auth = query.bool("auth")
+        subs, subs_detail = query.subs()
+        offset = query.int("offset")
+        limit = query.int("limit")
+        cid = query.uint64("cid")
+        state = decode_state(query)
+        return _json(
+            self.connz(
+                sort=sort,
+                auth=auth,
+                subs=subs,
+                subs_detail=subs_detail,
+                offset=offset,
+                limit=limit,
+                cid=cid,
+                state=state,
+                user=query.get("user"),
+                acc=query.get("acc"),
+                mqtt_client=query.get("mqtt_client"),
+            )
+        )
+
+    # -- /subsz ----------------------------------------------------------------------------
+    @staticmethod
+    def sublist_stats(accounts: Iterable[Any]) -> dict[str, Any]:
+        """Sum of the accounts' sublist statistics, rates and averages recomputed as nats-server does."""
+        num_subs = num_cache = inserts = removes = matches = max_fanout = 0
+        hits = 0.0
+        total_fanout = 0.0
+        for account in accounts:
+            stats = account.sublist.statistics()
+            num_subs += int(stats["num_subscriptions"])
+            cache = int(stats["num_cache"])
+            num_cache += cache
+            inserts += int(stats["num_inserts"])
+            removes += int(stats["num_removes"])
+            account_matches = int(stats["num_matches"])
+            matches += account_matches
+            hits += float(stats["cache_hit_rate"]) * account_matches
+            max_fanout = max(max_fanout, int(stats["max_fanout"]))
+            total_fanout += float(stats["avg_fanout"]) * cache
+        return {
+            "num_subscriptions": num_subs,
+            "num_cache": num_cache,
+            "num_inserts": inserts,
+            "num_removes": removes,
+            "num_matches": matches,
+            "cache_hit_rate": go_number(hits / matches if matches else 0.0),
+            "max_fanout": max_fanout,
+            "avg_fanout": go_number(total_fanout / num_cache if num_cache else 0.0),
+        }
+
+    def subsz(
+        self, *, subs: bool = False, offset: int = 0, limit: int = 0, acc: str = "", test: str = ""
+    ) -> dict[str, Any]:
+        server = self.server
+        offset = max(offset, 0)
+        if limit <= 0:
+            limit = DEFAULT_LIST_SIZE
+        test_subject = test.encode() if test else b""
+        if test and not valid_literal_subject(test_subject):
+            raise BadRequest(f"invalid test subject, must be valid publish subject: {test}")
+        accounts = [a for name, a in list(server.accounts.items()) if not acc or name == acc]
+        result: dict[str, Any] = {"server_id": server.server_id, "now": self._now()}
+        result.update(self.sublist_stats(accounts))
+        details: list[dict[str, Any]] = []
+        if subs:
+            for account in accounts:
+                for sub in account.sublist.subscriptions():
+                    if sub.client is None or getattr(sub, "closed", False):
+                        continue
+                    if test and not subject_matches(sub.subject, test_subject):
+                        continue
+                    details.append(sub_detail(sub, account.name))
+        page = details[offset : offset + limit]
+        result["total"] = len(details)
+        result["offset"] = offset
+        result["limit"] = limit
+        if page:
+            result["subscriptions_list"] = page
+        return result
+
+    def handle_subsz(self, query: Query) -> Response:
+        subs = query.bool("subs")
+        offset = query.int("offset")
+        limit = query.int("limit")
+        return _json(self.subsz(subs=subs, offset=offset, limit=limit, acc=query.get("acc"), test=query.get("test")))
+
+    # -- /routez, /leafz, /gatewayz (no clustering yet: nats-server's empty shapes) -------------
+    def handle_routez(self, query: Query) -> Response:
+        query.subs()
+        server = self.server
+        return _json(
+            {
+                "server_id": server.server_id,
+                "server_name": server.server_name,
+                "now": self._now(),
+                "num_routes": 0,
+                "routes": [],
+            }
+        )
+
+    def handle_leafz(self, query: Query) -> Response:
+        query.bool("subs")
+        return _json({"server_id": self.server.server_id, "now": self._now(), "leafnodes": 0, "leafs": []})
+
+    def handle_gatewayz(self, query: Query) -> Response:
+        query.bool("accs")
+        query.bool("subs")
+        return _json(
+            {
+                "server_id": self.server.server_id,
+                "now": self._now(),
+                "outbound_gateways": {},
+                "inbound_gateways": {},
+            }
+        )
+
+    # -- /accountz, /accstatz ----------------------------------------------------------------
+    def accountz(self, acc: str = "") -> dict[str, Any]:
+        server = self.server
+        result: dict[str, Any] = {"server_id": server.server_id, "now": self._now()}
+        system_account = self._system_account()
+        if system_account:
+            result["system_account"] = system_account
+        if not acc:
+            result["accounts"] = list(server.accounts)
+            return result
+        account = server.accounts.get(acc)
+        if account is None:
+            raise BadRequest(f"Account {acc} does not exist")
+        detail: dict[str, Any] = {
+            "account_name": account.name,
+            "update_time": format_time(getattr(account, "created", 0.0)),
+        }
+        if getattr(account, "is_system", False):
+            detail["is_system"] = True
+        detail["expired"] = False
+        detail["complete"] = True
+        detail["jetstream_enabled"] = False
+        detail["leafnode_connections"] = 0
+        detail["client_connections"] = len(account.clients)
+        detail["subscriptions"] = account.sublist.count
+        detail["name_tag"] = account.name
+        detail["sublist_stats"] = self.sublist_stats([account])
+        result["account_detail"] = detail
+        return result
+
+    def handle_accountz(self, query: Query) -> Response:
+        return _json(self.accountz(query.get("acc")))
+
+    def accstatz(self, include_unused: bool = False, accounts: Iterable[str] = ()) -> dict[str, Any]:
+        server = self.server
+        wanted = set(accounts)
+        statz = []
+        for name, account in list(server.accounts.items()):
+            if wanted and name not in wanted:
+                continue
+            clients = list(account.clients)
+            if not clients and not include_unused:
+                continue
+            # Per-account message counters are the live connections' (jsedge keeps no per-account
+            # totals of closed connections yet).
+            sent_msgs = sum(c.out_msgs for c in clients)
+            sent_bytes = sum(c.out_bytes for c in clients)
+            recv_msgs = sum(c.in_msgs for c in clients)
+            recv_bytes = sum(c.in_bytes for c in clients)
+            statz.append(
+                {
+                    "acc": name,
+                    "name": name,
+                    "conns": len(clients),
+                    "leafnodes": 0,
+                    "total_conns": len(clients),
+                    "num_subscriptions": account.sublist.count,
+                    "sent": _msg_bytes(sent_msgs, sent_bytes),
+                    "received": _msg_bytes(recv_msgs, recv_bytes),
+                    "slow_consumers": 0,
+                }
+            )
+        return {"server_id": server.server_id, "now": self._now(), "account_statz": statz}
+
+    def handle_accstatz(self, query: Query) -> Response:
+        # Over HTTP nats-server reads only `unused`; an `acc` parameter is ignored (verified on 2.15.1).
+        return _json(self.accstatz(include_unused=query.bool("unused")))
+
+    # -- /jsz (JetStream not available: nats-server's answer with JetStream off) ----------------
+    def jsz(self) -> dict[str, Any]:
+        return {
+            "memory": 0,
+            "storage": 0,
+            "reserved_memory": 0,
+            "reserved_storage": 0,
+            "accounts": 0,
+            "ha_assets": 0,
+            "api": {"level": 0, "total": 0, "errors": 0},
+            "server_id": self.server.server_id,
+            "now": self._now(),
+            "disabled": True,
+            "config": {"max_memory": 0, "max_storage": 0},
+            "streams": 0,
+            "consumers": 0,
+            "messages": 0,
+            "bytes": 0,
+            "total": 0,
+        }
+
+    def handle_jsz(self, query: Query) -> Response:
+        for name in ("accounts", "streams", "consumers", "config"):
+            query.bool(name)
+        query.int("offset")
+        query.int("limit")
+        leader_only = query.bool("leader-only")
+        for name in ("raft", "stream-leader-only", "direct-consumers"):
+            query.bool(name)
+        if leader_only:
+            # Without JetStream there is no meta leader, so this server is never it.
+            raise BadRequest("filtered response: not leader")
+        return _json(self.jsz())
+
+    # -- /healthz --------------------------------------------------------------------------
+    def healthz(
+        self,
+        *,
+        js_enabled_only: bool = False,
+        js_server_only: bool = False,
+        js_meta_only: bool = False,
+        details: bool = False,
+        account: str = "",
+        stream: str = "",
+        consumer: str = "",
+    ) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body without `status_code`)."""
+        status = 200
+        error = ""
+        error_type = ""
+        if stream and not account:
+            status, error, error_type = 400, '"account" must not be empty when checking stream health', "BAD_REQUEST"
+        elif consumer and not stream:
+            status, error, error_type = 400, '"stream" must not be empty when checking consumer health', "BAD_REQUEST"
+        elif not self.server.accepting:
+            status, error_type = 500, "CONNECTION"
+            error = "failed to be ready for connections after 1ms: client"
+        # js-server-only, js-enabled-only, js-meta-only: JetStream is not available in jsedge yet,
+        # which nats-server treats like "not configured": healthy.
+        if status == 200:
+            return 200, {"status": "ok"}
+        label = "unavailable" if status == 503 else "error"
+        if details:
+            return status, {"status": "error", "errors": [{"type": error_type, "error": error}]}
+        return status, {"status": label, "error": error}
+
+    def handle_healthz(self, query: Query) -> Response:
+        js_enabled_only = query.bool("js-enabled-only")
+        js_enabled = query.bool("js-enabled")
+        if js_enabled:
+            self.server.logger.warn("Healthcheck: js-enabled deprecated, use js-enabled-only instead")
+        js_server_only = query.bool("js-server-only")
+        js_meta_only = query.bool("js-meta-only")
+        details = query.bool("details")
+        status, body = self.healthz(
+            js_enabled_only=js_enabled_only or js_enabled,
+            js_server_only=js_server_only,
+            js_meta_only=js_meta_only,
+            details=details,
+            account=query.get("account"),
+            stream=query.get("stream"),
+            consumer=query.get("consumer"),
+        )
+        return _json(body, status, compact=True)
+
+
+def _msg_bytes(msgs: int, nbytes: int) -> dict[str, Any]:
+    zero = {"msgs": 0, "bytes": 0}
+    return {"msgs": msgs, "bytes": nbytes, "gateways": dict(zero), "routes": dict(zero), "leafs": dict(zero)}

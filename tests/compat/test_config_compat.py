@@ -1,0 +1,179 @@
+"""Differential tests: the same config files through `nats-server -t -c` and jsedge's loader.
+
+Both must accept or both reject; where nats-server's message is known, jsedge's must be the same text,
+and for accepted files the `sha256:` digest nats-server prints must equal `ServerConfig.config_digest`.
+Skipped when `nats-server` is not on PATH.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from jsedge.config import ConfigError, load_config
+
+pytestmark = [
+    pytest.mark.compat,
+    pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server not on PATH"),
+]
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+#: (name, text). Each is accepted or rejected by both servers with the same first message line.
+CASES = [
+    ("seed", (DATA / "seed_nats.conf").read_text()),
+    ("separators", "listen 127.0.0.1:14224\nserver_name = homelab_1\nhttp: \"127.0.0.1:8222\"\n"),
+    ("terminators", "listen: 127.0.0.1:14260; http: 127.0.0.1:18260\n"),
+    ("braces", "{\n  port: 4333\n  server_name: x\n}\n"),
+    ("units", "max_payload: 2MB\nmax_pending: 10MB\nmax_control_line: 2KB\n"),
+    ("tags", 'N = x\nserver_tags: [a, "b c", $N\n  # comment\n  d ]\n'),
+    ("case", "Server_Name: x\nPORT: 4\n"),
+    ("digit-string", "server_name: 3secret\n"),
+    ("quoted-dollar", 'server_name: "$NAME"\n'),
+    ("used-variable", "A = 1\nport = $A\n"),
+    ("unused-variable", "foo = bar\n"),
+    ("scoped-variable", "N = top\nauthorization { N = inner\n user: $N, password: x }\nserver_name: $N\n"),
+    ("bcrypt", "authorization { user: a, password: $2a$11$abcdefghijklmnopqrstuv\n}\n"),
+    ("unknown", "\nunknown_key: 1\n  other: 2\n"),
+    ("unknown-variable", "a: 1\nport: $NOPE\n"),
+    ("bad-escape", 'x = "\\q"\n'),
+    ("quoted-size", 'max_payload: "1MB"\n'),
+    ("type-error", "server_name: 5\n"),
+    ("float-garbage", "server_name: 1.5x\n"),
+    ("array-quirk", "server_tags: [1]\n"),
+    ("too-big", "max_payload = 1T\n"),
+    ("duration-int", "ping_interval: 5\n"),
+    ("duration-unit", 'ping_interval: "2d"\n'),
+    ("durations", 'ping_interval: "2m"\nwrite_deadline: "1s"\nlame_duck_duration: "1m30s"\n'),
+    ("lame-duck-min", 'lame_duck_duration: "10s"\n'),
+    ("name-space", 'server_name: "a b"\n'),
+    ("user-and-token", "authorization { token: x, user: a, password: b }\n"),
+    ("token-and-users", "authorization { users: [{user: a, password: b}], token: t }\n"),
+    ("store-dir-twice", "store_dir: /tmp/a\njetstream { store_dir: /tmp/b }\n"),
+    ("js-string-size", 'jetstream { max_file_store: "1G", max_mem: 256MB }\n'),
+    ("js-lower-size", 'jetstream { max_file_store: "1g" }\n'),
+    ("js-gb-size", 'jetstream { max_file_store: "1GB" }\n'),
+    ("js-unknown", "jetstream { foo: 1 }\n"),
+    ("js-enabled", "jetstream: enabled\n"),
+    ("auth-unknown", "authorization { foo: 1, user: a, password: b }\n"),
+    ("user-unknown", "authorization { users: [{user: a, password: b, foo: 1}] }\n"),
+    ("perm-unknown", 'authorization { users: [{user: a, password: b, permissions: {publish: {allow: "a", foo: 1}}}] }\n'),
+    ("cluster-unknown", "cluster { foo: 1 }\n"),
+    ("tls-unknown", "tls { foo: 1 }\n"),
+    ("tls-missing-files", "tls { cert_file: nope.pem, key_file: nope.key }\n"),
+    ("listen-no-port", 'listen: "localhost"\n'),
+    ("max-conn-zero", "max_connections: 0\n"),
+    ("accounts-list", "accounts: [A, B]\n"),
+    ("permissions", """authorization {
+  default_permissions: { publish: "public.>", subscribe: ["public.>", "_INBOX.>"] }
+  users: [
+    { user: alice, password: secret,
+      permissions: {
+        publish:   { allow: ["foo.>", "_INBOX.>"], deny: ["foo.secret"] }
+        subscribe: { allow: ["foo.>", "_INBOX.>", "q.> grp"] }
+        allow_responses: true
+      } }
+    { user: svc, password: x, allowed_connection_types: ["STANDARD", "LEAFNODE"] }
+  ]
+}
+"""),
+    ("accounts", """accounts {
+  APP: {
+    jetstream: enabled
+    users: [ {user: app, password: app} ]
+    exports: [ { stream: "events.>" }, { service: "svc.time", accounts: [OTHER] } ]
+  }
+  OTHER: {
+    users: [ {user: o, password: o} ]
+    imports: [ { stream: { account: APP, subject: "events.>" }, prefix: "app" } ]
+  }
+  SYS: { users: [ {user: sys, password: sys} ] }
+}
+system_account: SYS
+"""),
+    ("cluster", """server_name: n1
+jetstream { store_dir: /tmp/js }
+cluster {
+  name: homelab
+  listen: 0.0.0.0:6222
+  routes: [ "nats-route://n1.lan:6222", "nats-route://user:pass@n2.lan:6222" ]
+  authorization { user: route, password: secret, timeout: 2 }
+}
+leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:7422", account: "$G" } ] }
+"""),
+    ("block-string", "server_name (\nabc\n)\n"),
+]
+
+#: Where jsedge deliberately differs from `nats-server -t` (documented choices).
+DIVERGENCES = [
+    # nats-server checks these only at startup, not with -t; jsedge checks them always.
+    ("payload-over-pending", "max_payload: 1000, max_pending: 100\n", "cannot be higher than max_pending"),
+    ("grace-over-duration", 'lame_duck_duration: "40s", lame_duck_grace_period: "50s"\n', "lame duck grace period"),
+    # Recognised by nats-server, not implemented by jsedge.
+    ("websocket", "websocket { port: 8080, no_tls: true }\n", "not supported by jsedge"),
+]
+
+
+def run_nats_server(path: Path) -> tuple[bool, str]:
+    completed = subprocess.run(
+        ["nats-server", "-t", "-c", path.name], capture_output=True, text=True, timeout=10, cwd=path.parent
+    )
+    output = (completed.stdout + completed.stderr).strip()
+    return completed.returncode == 0, output.removeprefix("nats-server: ")
+
+
+def run_jsedge(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, str, str]:
+    monkeypatch.chdir(path.parent)
+    try:
+        result = load_config(["-t", "-c", path.name], {})
+    except ConfigError as error:
+        return False, str(error), ""
+    return True, "", result.config.config_digest
+
+
+@pytest.mark.parametrize(("name", "text"), CASES, ids=[case[0] for case in CASES])
+def test_same_verdict_as_nats_server(
+    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / f"{name}.conf"
+    path.write_text(text)
+    nats_accepts, nats_output = run_nats_server(path)
+    jsedge_accepts, jsedge_problems, digest = run_jsedge(path, monkeypatch)
+    assert jsedge_accepts == nats_accepts, (nats_output, jsedge_problems)
+    if nats_accepts:
+        match = re.search(r"\((sha256:[0-9a-f]{64})\)", nats_output)
+        assert match is not None and digest == match.group(1)
+    else:
+        nats_lines = [line for line in nats_output.splitlines() if line.strip()]
+        assert sorted(nats_lines) == sorted(jsedge_problems.splitlines())
+
+
+@pytest.mark.parametrize(("name", "text", "message"), DIVERGENCES, ids=[case[0] for case in DIVERGENCES])
+def test_documented_divergences(
+    name: str, text: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / f"{name}.conf"
+    path.write_text(text)
+    assert run_nats_server(path)[0]
+    accepted, problems, _ = run_jsedge(path, monkeypatch)
+    assert not accepted and message in problems
+
+
+def test_include_relative_to_including_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inner.conf").write_text("max_payload: 2k\n")
+    (tmp_path / "sub" / "outer.conf").write_text('include "inner.conf"\nport: 4000\n')
+    (tmp_path / "sub" / "accounts.conf").write_text("A { users = [{user: a, password: b}] }\n")
+    main = tmp_path / "main.conf"
+    main.write_text("include sub/outer.conf\naccounts { include sub/accounts.conf }\n")
+    nats_accepts, nats_output = run_nats_server(main)
+    accepted, _, digest = run_jsedge(main, monkeypatch)
+    assert nats_accepts and accepted and digest in nats_output
+    main.write_text("include ./nope.conf\n")
+    nats_accepts, nats_output = run_nats_server(main)
+    accepted, problems, _ = run_jsedge(main, monkeypatch)
+    assert not nats_accepts and not accepted and problems == nats_output
