@@ -29,7 +29,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote
 
 from jsedge import NATS_COMPAT_VERSION, __version__, _ext, gojson
 from jsedge.errors import go_quote
@@ -667,15 +667,19 @@ class Monitor:
 
     def dispatch(self, target: str) -> Response:
         """Route one request target (path and query) to its handler."""
-        split = urlsplit(target)
-        path = split.path or "/"
+        if target.startswith(("http://", "https://")):  # absolute-form: keep the path only
+            target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+        raw_path, _, query = target.partition("#")[0].partition("?")
+        path = unquote(raw_path) or "/"
+        if not path.startswith("/"):
+            return _text_response(400, "400 Bad Request")
         cleaned = posixpath.normpath(path)
         if cleaned.startswith("//"):
             cleaned = "/" + cleaned.lstrip("/")
         if path.endswith("/") and cleaned != "/":
             cleaned += "/"
         if cleaned != path:
-            location = cleaned + (f"?{split.query}" if split.query else "")
+            location = cleaned + (f"?{query}" if query else "")
             return Response(307, (("Content-Type", "text/html; charset=utf-8"), ("Location", location)), b"")
         entry = self._routes.get(path)
         if entry is None:
@@ -684,7 +688,7 @@ class Monitor:
         stats = self.server.http_req_stats
         stats[stat_key] = stats.get(stat_key, 0) + 1
         try:
-            return handler(Query(split.query))
+            return handler(Query(query))
         except BadRequest as exc:
             return _text_response(400, exc.text)
 

@@ -18,7 +18,6 @@ import http.client
 import json
 import re
 import threading
-import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -279,7 +278,10 @@ def test_subsz_listing(pair):
     for path in ("/subsz?subs=1&test=foo", "/subsz?subs=1&test=hold.a", "/subsz?subs=1&test=nomatch"):
         ref, got = both(pair, path)
         view = [
-            [(d["account"], d["subject"], d.get("qgroup"), d["sid"], d["msgs"]) for d in doc.get("subscriptions_list", [])]
+            [
+                (d["account"], d["subject"], d.get("qgroup"), d["sid"], d["msgs"])
+                for d in doc.get("subscriptions_list", [])
+            ]
             for doc in (ref, got)
         ]
         assert view[1] == view[0], path
@@ -384,6 +386,17 @@ def test_http_conventions(pair):
     finally:
         conn.close()
     assert "\\u003e" in pair["jsedge"].raw("/connz?subs=1")[2]  # Go's escaping of `>` in "hold.>"
+    redirects = []
+    for ep in pair.values():  # Go's ServeMux redirects unclean paths to the cleaned one
+        conn = http.client.HTTPConnection("127.0.0.1", ep.srv.http_port, timeout=5)
+        try:
+            conn.request("GET", "//varz?x=1")
+            response = conn.getresponse()
+            response.read()
+            redirects.append((response.status, response.getheader("Location")))
+        finally:
+            conn.close()
+    assert redirects[1] == redirects[0] == (307, "/varz?x=1")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -505,6 +518,7 @@ def test_http_req_stats_counts_paths(pair):
 
 def test_http_base_path():
     conf = 'http_base_path: "/mon/x"\n'
+    paths = ("/", "/varz", "/mon/x", "/mon/x/", "/mon/x/varz", "/mon/x/connz", "/mon/x/nope")
     started = []
     try:
         for kind in KINDS:
@@ -513,8 +527,7 @@ def test_http_base_path():
         for srv in started:
             ep = Endpoint(srv)
             results.append(
-                [ep.raw(p)[0] for p in ("/", "/varz", "/mon/x", "/mon/x/", "/mon/x/varz", "/mon/x/connz", "/mon/x/nope")]
-                + [ep.json("/mon/x/varz")["http_base_path"]]
+                [ep.raw(p)[0] for p in paths] + [ep.json("/mon/x/varz")["http_base_path"]]
             )
         assert results[1] == results[0]
         assert results[1][:7] == [404, 404, 200, 404, 200, 200, 404]

@@ -173,7 +173,8 @@ def test_render_conn_filters_private_auth_and_subscription_keys():
         "subscriptions_list_detail": [{"subject": "a.>", "sid": "1", "msgs": 0, "cid": 1}],
         "_start": 1.0,
     }
-    assert render_conn(info, subs=False, subs_detail=False, auth=False) == {"cid": 1, "kind": "Client", "subscriptions": 1}
+    bare = render_conn(info, subs=False, subs_detail=False, auth=False)
+    assert bare == {"cid": 1, "kind": "Client", "subscriptions": 1}
     plain = render_conn(info, subs=True, subs_detail=False, auth=True)
     assert list(plain) == ["cid", "kind", "subscriptions", "authorized_user", "subscriptions_list", "name_tag"]
     assert plain["subscriptions_list"] == ["a.>"]
