@@ -149,6 +149,9 @@ class Server:
         info["max_payload"] = config.limits.max_payload
         return info
 
+    #: JetStream API level; nats-server 2.15 advertises it in INFO even with JetStream off.
+    API_LEVEL = 5
+
     def info_line(self, client: ClientConnection, *, connect_info: bool = False, ldm: bool = False) -> bytes:
         info = dict(self._info_base)
         info["client_id"] = client.cid
@@ -161,6 +164,7 @@ class Server:
             info["remote_account"] = client.account.name
             if client.account.is_system:
                 info["acc_is_sys"] = True
+        info["api_lvl"] = self.API_LEVEL
         return b"INFO " + gojson.dumpb(info) + b" \r\n"
 
     def valid_subscribe_subject(self, subject: bytes) -> bool:
@@ -434,11 +438,12 @@ def install_event_loop_policy() -> str:
 
 async def serve(config: Any, logger: Logger, argv: list[str] | None = None) -> int:
     server = Server(config, logger, argv)
+    # Handlers first: supervisors may signal as soon as they read "Server is ready".
+    server.install_signal_handlers()
     try:
         await server.start()
     except OSError as exc:
         logger.fatal(f"Error listening on port: {exc}")
         return 1
-    server.install_signal_handlers()
     await server.stopped.wait()
     return 0

@@ -24,15 +24,6 @@ def _check_extensions() -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            # TODO(lead): once jsedge.routing.sublist and jsedge.protocol.parser exist, make this
-            # strict (pytest.exit) instead of a warning.
-            if getattr(exc, "name", None) and name.startswith(str(exc.name)):
-                print(
-                    f"\n[conftest] WARNING: selector module {name} not importable yet ({exc}); "
-                    "skipping the compiled-extension check",
-                    file=sys.stderr,
-                )
-                return
             pytest.exit(f"importing {name} failed: {exc!r}", returncode=1)
     ext = importlib.import_module("jsedge._ext")
     if ext.MISSING:

@@ -369,10 +369,12 @@ class ServerPool:
         srv = self._servers.get(key)
         if srv is not None and srv.running:
             return srv
+        srv = ServerProcess(kind, args, config, start=False)
         try:
-            srv = ServerProcess(kind, args, config)
+            srv.start()
         except Exception as exc:
             self._failed[key] = f"{kind} server failed to start: {exc}"
+            srv.cleanup()
             raise
         self._servers[key] = srv
         return srv

@@ -22,7 +22,7 @@ What is compiled and why (benchmarks/bench_parser.py):
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 from jsedge._speedups.sublist cimport ClientCore, deliver
 
@@ -153,6 +153,26 @@ cdef inline bytes _tok(const char* a, Py_ssize_t* st, Py_ssize_t* ln, Py_ssize_t
     return PyBytes_FromStringAndSize(a + st[k], ln[k])
 
 
+cdef inline bint _has_prefix(const char* s, Py_ssize_t n, const char* prefix, Py_ssize_t k):
+    return n >= k and memcmp(s, prefix, k) == 0
+
+
+cdef inline bint _reserved(bytes subject, bytes reply):
+    """Reserved subjects and reply prefixes (spec/protocol.md §8.5) always take the checked path.
+    One byte compare rejects the common case."""
+    cdef const char* s = subject
+    cdef Py_ssize_t n = len(subject)
+    if n and (s[0] == 36 or s[0] == 95):  # '$' or '_'
+        if _has_prefix(s, n, b"$NRG.", 5) or _has_prefix(s, n, b"_GR_.", 5):
+            return True
+    n = len(reply)
+    if n:
+        s = reply
+        if s[0] == 36 or s[0] == 95:
+            return _has_prefix(s, n, b"$JS.ACK.", 8) or _has_prefix(s, n, b"_R_.", 4) or _has_prefix(s, n, b"_GR_.", 5)
+    return False
+
+
 cdef class Parser:
     """Incremental client-protocol parser; the contract is the docstring of _parser_py.py."""
 
@@ -227,7 +247,7 @@ cdef class Parser:
     cdef int _publish(self, bytes msg) except -1:
         """Hand a complete PUB/HPUB on; 0 when the core closed meanwhile."""
         cdef ClientCore core = self.core
-        if core.fast_pub:
+        if core.fast_pub and not _reserved(self.subject, self.reply):
             deliver(core, self.subject, self.reply, self.hdr, msg)
         else:
             self.handler.proto_pub(self.subject, self.reply, self.hdr, msg)

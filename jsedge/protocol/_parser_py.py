@@ -55,6 +55,9 @@ Framing, as nats-server does it (verified on the 2.15.1 binary where the spec is
   line check). nats-server itself errors there only when its read ends right after the line, and
   silently drops a `HMSG ...\\r\\n\\r\\n` that arrives in one read; we pick the split-invariant
   reading.
+
+Imports: nothing of the server; for the fused fast path only, `deliver` of the pure-Python sublist
+twin (the compiled parser cimports the compiled one).
 """
 
 from __future__ import annotations
@@ -151,6 +154,13 @@ def _arg_len(pending: bytes | bytearray) -> int:
     return len(pending) - (1 if pending.find(b"\r", 1) >= 0 else 0)
 
 
+def _reserved(subject: bytes, reply: bytes) -> bool:
+    """Reserved subjects and reply prefixes (spec/protocol.md §8.5) always take the checked path."""
+    return subject.startswith((b"$NRG.", b"_GR_.")) or (
+        bool(reply) and reply.startswith((b"$JS.ACK.", b"_R_.", b"_GR_."))
+    )
+
+
 class Parser:
     """Incremental client-protocol parser; see the module docstring for the calls it makes."""
 
@@ -199,7 +209,7 @@ class Parser:
 
     def _publish(self, msg: bytes) -> None:
         core = self._core
-        if core.fast_pub:
+        if core.fast_pub and not _reserved(self._subject, self._reply):
             _deliver(core, self._subject, self._reply, self._hdr, msg)
         else:
             self._handler.proto_pub(self._subject, self._reply, self._hdr, msg)

@@ -35,6 +35,27 @@ _CONNECT_DEFAULTS = {"verbose": True, "pedantic": True, "echo": True}
 
 _RTT_REFRESH = 3600.0
 
+# CONNECT keys with a Go type in nats-server's struct: a JSON value of another type fails Go's
+# json.Unmarshal, and nats-server then closes the connection without a word. null keeps the default.
+_CONNECT_TYPES: dict[str, type | tuple[type, ...]] = {
+    **dict.fromkeys(("verbose", "pedantic", "tls_required", "echo", "headers", "no_responders"), bool),
+    **dict.fromkeys(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version"), str),
+}
+
+
+def _connect_types_ok(given: dict[str, Any]) -> bool:
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key == "protocol":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+                return False
+            continue
+        expected = _CONNECT_TYPES.get(key)
+        if expected is not None and not isinstance(value, expected):
+            return False
+    return True
+
 
 def _reserved_reply(reply: bytes) -> bool:
     return reply.startswith((b"$JS.ACK.", b"_R_.", b"_GR_."))
@@ -83,6 +104,7 @@ class ClientConnection(ClientCore):
         "responses",
         "tls_pending",
         "on_close",
+        "info_sent_at",
     )
 
     def __init__(self, server: Any, cid: int) -> None:
@@ -131,6 +153,7 @@ class ClientConnection(ClientCore):
         self.responses: dict[bytes, ResponseGrant] = {}
         self.tls_pending = False
         self.on_close: list[Callable[[ClientConnection], None]] = []
+        self.info_sent_at = time.monotonic()
         if self.authorized and server.auth.no_auth_user:
             self._bind(server.auth.authenticate({}))
         self._update_fast_pub()
@@ -202,6 +225,10 @@ class ClientConnection(ClientCore):
         self.tls_pending = False
         self._record_tls(transport)
         self.log_debug("TLS handshake complete")
+        # The client's first ops may have been read before start_tls returned; their answers wait in
+        # outbuf for the TLS transport.
+        if self.outbuf:
+            self.flush()
 
     def _record_tls(self, transport: Any) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
@@ -356,13 +383,18 @@ class ClientConnection(ClientCore):
         except ValueError:
             self.close(ClosedReason.PROTOCOL_VIOLATION)
             return
-        if not isinstance(given, dict):
+        if not isinstance(given, dict) or not _connect_types_ok(given):
             self.close(ClosedReason.PROTOCOL_VIOLATION)
             return
         opts = dict(_CONNECT_DEFAULTS)
-        opts.update(given)
+        opts.update({key: value for key, value in given.items() if value is not None})
         self.opts = opts
         self.connect_seen = True
+        if self.rtt == 0.0:
+            # Like nats-server, the first RTT is INFO sent -> CONNECT received.
+            now = time.monotonic()
+            self.rtt = max(now - self.info_sent_at, 1e-6)
+            self.rtt_measured_at = now
         server = self.server
         if self.auth_handle is not None:
             self.auth_handle.cancel()
@@ -376,8 +408,8 @@ class ClientConnection(ClientCore):
             self.log_error('authentication error - user "%s"' % user if user else "authentication error")
             self.auth_violation()
             return
-        protocol = opts.get("protocol", 0)
-        if not isinstance(protocol, int) or isinstance(protocol, bool) or protocol < 0 or protocol > 1:
+        protocol = int(opts.get("protocol", 0))
+        if protocol < 0 or protocol > 1:
             self.send_err(errors.BAD_CLIENT_PROTOCOL)
             self.close(ClosedReason.BAD_CLIENT_PROTOCOL_VERSION)
             return

@@ -27,7 +27,6 @@ from helpers import (
     BARRIER,
     BARRIER2,
     CLOSED,
-    Barrier,
     Closed,
     ServerProcess,
     Until,
