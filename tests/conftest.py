@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+# Imported here, before any test starts a thread: pytest's hypothesis plugin otherwise imports it
+# lazily at session end, and CPython 3.11.7 can fail that import with "SystemError: AST constructor
+# recursion depth mismatch" when another thread runs during the parse (CPython gh-106905).
+import hypothesis  # noqa: F401
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import SERVER_KINDS, ServerPool, ServerProcess  # noqa: E402
