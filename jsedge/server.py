@@ -25,7 +25,7 @@ from jsedge.log import Logger
 from jsedge.routing.account import Account
 from jsedge.routing.auth import Authenticator, is_bcrypt
 from jsedge.routing.client import ClientConnection
-from jsedge.routing.sublist import flush_pending
+from jsedge.routing.sublist import Subscription, deliver_to, flush_pending
 from jsedge.subjects import valid_subject
 
 GO_FIELD = f"python{platform.python_version()}"
@@ -88,6 +88,9 @@ class Server:
         self.http_port = 0
         self.stopped = asyncio.Event()
         self.accounts: dict[str, Account] = {}
+        #: The JetStream engine (jsedge.jetstream.manager.JetStream) when enabled, else None.
+        self.jetstream: Any = None
+        self._flush_scheduled = False
         self._setup_from_config(config)
 
     # ---------------------------------------------------------------- config-derived state
@@ -167,6 +170,38 @@ class Server:
         info["api_lvl"] = self.API_LEVEL
         return b"INFO " + gojson.dumpb(info) + b" \r\n"
 
+    # ---------------------------------------------------------------- internal clients
+
+    def subscribe_internal(
+        self, account: Account, subject: bytes, callback: Any, queue: bytes | None = None
+    ) -> Subscription:
+        """A server-side subscription: `callback(sub, src, subject, reply, hdr_len, msg)` runs on
+        the event loop for every matching message (src is the publishing ClientCore or None)."""
+        sub = Subscription(None, subject, b"", queue, 0, callback)
+        account.sublist.insert(sub)
+        return sub
+
+    def unsubscribe_internal(self, account: Account, sub: Subscription) -> None:
+        sub.closed = True
+        account.sublist.remove(sub)
+
+    def send_internal(self, account: Account, subject: bytes, reply: bytes, hdr: bytes, data: bytes) -> int:
+        """Publish a server-originated message into `account` (hdr b"" = plain MSG). Output is
+        flushed right after the current callback chain (once per loop turn)."""
+        if hdr:
+            count = deliver_to(account.sublist, None, subject, reply, len(hdr), hdr + data)
+        else:
+            count = deliver_to(account.sublist, None, subject, reply, -1, data)
+        if self.pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_internal)
+        return count
+
+    def _flush_internal(self) -> None:
+        self._flush_scheduled = False
+        if self.pending:
+            flush_pending(self.pending)
+
     def valid_subscribe_subject(self, subject: bytes) -> bool:
         return valid_subject(subject)
 
@@ -239,8 +274,6 @@ class Server:
         if self.config.config_file:
             log.info(f"Using configuration file: {self.config.config_file} ({self.config.config_digest})")
         log.debug(f'Created system account: "{self.config.system_account or "$SYS"}"')
-        if self.config.jetstream.enabled:
-            log.warn("JetStream is not available yet in this jsedge build; starting without it")
         if any(account.exports or account.imports for account in self.config.accounts):
             log.warn("Account exports and imports are not supported yet; they are ignored")
         if any(user.nkey for user in self.config.auth.users) or any(
@@ -261,6 +294,11 @@ class Server:
 
             self.monitor = Monitor(self)
             self.http_port = await self.monitor.start()
+        if config.jetstream.enabled:
+            from jsedge.jetstream.manager import JetStream
+
+            self.jetstream = JetStream(self)
+            await self.jetstream.start()  # recovers stored streams before clients are accepted
         ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
         port = config.listen.port
         if port == -1:
@@ -340,6 +378,10 @@ class Server:
             self.listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.jetstream is not None:
+            self.logger.info("Initiating JetStream Shutdown...")
+            await self.jetstream.stop()
+            self.logger.info("JetStream Shutdown")
         if self.monitor is not None:
             await self.monitor.stop()
         if self.config.pidfile:
