@@ -35,4 +35,6 @@ def extensions():
     )
 
 
-setup(ext_modules=extensions())
+SYSTEMD_FILES = ["systemd/jsedge.service", "systemd/jsedge.sysusers.conf", "systemd/jsedge.tmpfiles.conf", "systemd/jsedge.conf"]
+
+setup(ext_modules=extensions(), data_files=[("share/jsedge/systemd", SYSTEMD_FILES)])

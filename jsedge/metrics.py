@@ -1,0 +1,153 @@
+"""Prometheus text exposition for `/metrics` on the monitoring port (layer 7).
+
+Names follow prometheus-nats-exporter, so existing dashboards (Grafana 2279) and alerts keep working
+when they scrape jsedge directly: every top-level number of `/varz` becomes
+`gnatsd_varz_<field>{server_id="…"}` (e.g. `gnatsd_varz_connections`, `gnatsd_varz_slow_consumers`),
+`/subsz` totals `gnatsd_subsz_<field>`, and JetStream `/jsz` data becomes
+`jetstream_server_*`, `jetstream_stream_*` and `jetstream_consumer_*` with the exporter's labels.
+jsedge-only series are prefixed `jsedge_` (compiled twins, store sync latency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+_SERVER_LABELS = ("server_id", "server_name", "cluster", "domain", "meta_leader", "is_meta_leader")
+_STREAM_LABELS = (*_SERVER_LABELS, "account", "account_id", "stream_name", "stream_leader", "is_stream_leader")
+_CONSUMER_LABELS = (
+    *_STREAM_LABELS,
+    "consumer_name",
+    "consumer_leader",
+    "is_consumer_leader",
+    "consumer_desc",
+    "consumer_created",
+)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class Exposition:
+    """Collects samples grouped by metric name, each name with one HELP and TYPE line."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[str, str, list[str]]] = {}
+
+    def add(self, name: str, value: Any, labels: Mapping[str, str], help_text: str = "", kind: str = "gauge") -> None:
+        text = _number(value)
+        if text is None:
+            return
+        family = self._families.get(name)
+        if family is None:
+            family = self._families[name] = (help_text or name, kind, [])
+        rendered = ",".join(f'{key}="{_escape(str(val))}"' for key, val in labels.items())
+        family[2].append(f"{name}{{{rendered}}} {text}" if rendered else f"{name} {text}")
+
+    def render(self) -> str:
+        out: list[str] = []
+        for name, (help_text, kind, samples) in self._families.items():
+            out.append(f"# HELP {name} {help_text}")
+            out.append(f"# TYPE {name} {kind}")
+            out.extend(samples)
+        return "\n".join(out) + "\n"
+
+
+def add_flat(exposition: Exposition, prefix: str, document: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+    """Every top-level number of a monitoring document, as the exporter maps them."""
+    for key, value in document.items():
+        exposition.add(f"{prefix}_{key}", value, labels, key)
+
+
+def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str, server_name: str) -> None:
+    config = jsz.get("config") or {}
+    meta = jsz.get("meta_cluster") or {}
+    server = dict(
+        zip(
+            _SERVER_LABELS,
+            (
+                server_id,
+                server_name,
+                meta.get("name", ""),
+                config.get("domain", ""),
+                meta.get("leader", ""),
+                "true" if not meta or meta.get("leader") == server_name else "false",
+            ),
+        )
+    )
+    exposition.add("jetstream_server_jetstream_disabled", 1 if jsz.get("disabled") else 0, server, "JetStream disabled or not")
+    exposition.add("jetstream_server_max_memory", config.get("max_memory", 0), server, "JetStream Max Memory")
+    exposition.add("jetstream_server_max_storage", config.get("max_storage", 0), server, "JetStream Max Storage")
+    exposition.add("jetstream_server_total_streams", jsz.get("streams", 0), server, "Total number of streams in JetStream")
+    exposition.add("jetstream_server_total_consumers", jsz.get("consumers", 0), server, "Total number of consumers in JetStream")
+    exposition.add("jetstream_server_total_messages", jsz.get("messages", 0), server, "Total number of stored messages in JetStream")
+    exposition.add("jetstream_server_total_message_bytes", jsz.get("bytes", 0), server, "Total number of bytes stored in JetStream")
+    for account in jsz.get("account_details") or ():
+        for stream in account.get("stream_detail") or ():
+            labels = dict(server)
+            labels.update(
+                account=account.get("name", ""),
+                account_id=account.get("id", account.get("name", "")),
+                stream_name=stream.get("name", ""),
+                stream_leader=server_name,
+                is_stream_leader="true",
+            )
+            state = stream.get("state") or {}
+            exposition.add("jetstream_stream_total_messages", state.get("messages", 0), labels, "Total number of messages from a stream")
+            exposition.add("jetstream_stream_total_bytes", state.get("bytes", 0), labels, "Total stored bytes from a stream")
+            exposition.add("jetstream_stream_first_seq", state.get("first_seq", 0), labels, "First sequence from a stream")
+            exposition.add("jetstream_stream_last_seq", state.get("last_seq", 0), labels, "Last sequence from a stream")
+            exposition.add("jetstream_stream_consumer_count", state.get("consumer_count", 0), labels, "Total number of consumers from a stream")
+            for consumer in stream.get("consumer_detail") or ():
+                clabels = dict(labels)
+                clabels.update(
+                    consumer_name=consumer.get("name", ""),
+                    consumer_leader=server_name,
+                    is_consumer_leader="true",
+                    consumer_desc=(consumer.get("config") or {}).get("description", ""),
+                    consumer_created=consumer.get("created", ""),
+                )
+                delivered = consumer.get("delivered") or {}
+                floor = consumer.get("ack_floor") or {}
+                exposition.add("jetstream_consumer_delivered_consumer_seq", delivered.get("consumer_seq", 0), clabels, "Latest sequence number of a stream consumer")
+                exposition.add("jetstream_consumer_delivered_stream_seq", delivered.get("stream_seq", 0), clabels, "Latest sequence number of a stream")
+                exposition.add("jetstream_consumer_num_ack_pending", consumer.get("num_ack_pending", 0), clabels, "Number of pending acks from a consumer")
+                exposition.add("jetstream_consumer_num_redelivered", consumer.get("num_redelivered", 0), clabels, "Number of redelivered messages from a consumer")
+                exposition.add("jetstream_consumer_num_waiting", consumer.get("num_waiting", 0), clabels, "Number of inflight fetch requests from a pull consumer")
+                exposition.add("jetstream_consumer_num_pending", consumer.get("num_pending", 0), clabels, "Number of pending messages from a consumer")
+                exposition.add("jetstream_consumer_ack_floor_stream_seq", floor.get("stream_seq", 0), clabels, "Number of ack floor stream seq from a consumer")
+                exposition.add("jetstream_consumer_ack_floor_consumer_seq", floor.get("consumer_seq", 0), clabels, "Number of ack floor consumer seq from a consumer")
+
+
+def render(
+    varz: Mapping[str, Any],
+    subsz: Mapping[str, Any] | None = None,
+    jsz: Mapping[str, Any] | None = None,
+    twins: Mapping[str, str] | None = None,
+    extra: Iterable[tuple[str, Any, Mapping[str, str], str]] = (),
+) -> str:
+    exposition = Exposition()
+    server_id = str(varz.get("server_id", ""))
+    labels = {"server_id": server_id}
+    add_flat(exposition, "gnatsd_varz", varz, labels)
+    slow = varz.get("slow_consumer_stats") or {}
+    for kind, value in slow.items():
+        exposition.add("gnatsd_varz_slow_consumer_stats", value, {**labels, "type": kind}, "slow consumers by connection kind")
+    if subsz is not None:
+        add_flat(exposition, "gnatsd_subsz", subsz, labels)
+    if jsz is not None:
+        add_jetstream(exposition, jsz, server_id, str(varz.get("server_name", "")))
+    for name, kind in sorted((twins or {}).items()):
+        exposition.add("jsedge_compiled_twin", 1 if kind == "c" else 0, {**labels, "twin": name}, "1 when the compiled (Cython) twin is loaded")
+    for name, value, extra_labels, help_text in extra:
+        exposition.add(name, value, {**labels, **extra_labels}, help_text)
+    return exposition.render()
