@@ -7,14 +7,15 @@
 # arm64: builds the compiled twins and runs the suite compiled, then pure Python
 #        (JSEDGE_NO_EXTENSIONS=1). armhf (32-bit, Raspberry Pi armv7): pure-Python suite only by
 #        default (JSEDGE_ARM_COMPILED=1 adds the compiled run). Root is needed (chroot, binfmt).
-# Work dir: $JSEDGE_ARM_DIR (default .platforms/, ignored by git). The bootstrapped rootfs is kept as
-# a tarball there, so later runs skip debootstrap (~5 min). Timings are in the README.
+# Work dir: $JSEDGE_ARM_DIR (default /var/tmp/jsedge-platforms, deliberately OUTSIDE the repository:
+# while a chroot has /proc and /dev mounted, a recursive copy of the tree would read them forever).
+# The bootstrapped rootfs is kept as a tarball there, so later runs skip debootstrap (~5 min).
 set -euo pipefail
 ARCH=${1:-arm64}
 shift || true
 case "$ARCH" in arm64|armhf) ;; *) echo "usage: $0 [arm64|armhf] [pytest args...]" >&2; exit 2 ;; esac
 TOP=$(cd "$(dirname "$0")/.." && pwd)
-W=${JSEDGE_ARM_DIR:-$TOP/.platforms}
+W=${JSEDGE_ARM_DIR:-/var/tmp/jsedge-platforms}
 R=$W/$ARCH
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PKGS=python3,python3-dev,python3-venv,python3-pip,gcc,libc6-dev,libffi-dev,make,ca-certificates,git
@@ -39,14 +40,16 @@ if ! [ -x "$R/usr/bin/python3" ]; then
   else
     step "debootstrap $ARCH (several minutes)"
     debootstrap --arch="$ARCH" --variant=minbase --include=$PKGS bookworm "$R" "$MIRROR" >/dev/null
-    tar -C "$R" --zstd -cf "$W/$ARCH-rootfs.tar.zst" .
+    # debootstrap may leave its own mounts behind: never archive a live /proc or /dev.
+    for m in proc sys dev/pts dev; do while mountpoint -q "$R/$m"; do umount "$R/$m"; done; done
+    tar -C "$R" --zstd --exclude=./proc/* --exclude=./sys/* --exclude=./dev/* -cf "$W/$ARCH-rootfs.tar.zst" .
   fi
 fi
 cp /etc/resolv.conf "$R/etc/resolv.conf"
 [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 mountpoint -q "$R/proc" || mount -t proc proc "$R/proc"
 mountpoint -q "$R/dev" || mount --bind /dev "$R/dev"
-cleanup() { umount "$R/proc" 2>/dev/null || true; umount "$R/dev" 2>/dev/null || true; }
+cleanup() { for m in proc dev; do while mountpoint -q "$R/$m"; do umount "$R/$m" || break; done; done; }
 trap cleanup EXIT
 # The reference nats-server on PyPI is 2.11 for aarch64 and absent for armv7: the differential
 # tests (written against 2.15) run on x86-64 only.
