@@ -56,9 +56,9 @@ trap cleanup EXIT
 arm() { chroot "$R" /usr/bin/env -i HOME=/root LANG=C.UTF-8 JSEDGE_NO_ORACLE=1 PATH=/root/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 step "machine: $(arm uname -m)"
 
-step "copying tracked files into the chroot"
+step "copying the committed tree (HEAD) into the chroot"
 rm -rf "$R/src" && mkdir -p "$R/src"
-(cd "$TOP" && git ls-files -z | tar --null -T - -cf - | tar -C "$R/src" -xf -)
+(cd "$TOP" && git archive --format=tar HEAD | tar -C "$R/src" -xf -)
 
 step "venv and install (builds the Cython twins under emulation)"
 COMPILED=1
