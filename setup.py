@@ -10,7 +10,7 @@ from setuptools import Extension, setup
 
 NO_EXTENSIONS = os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0")
 
-SPEEDUPS = ["sublist", "parser"]
+SPEEDUPS = ["sublist", "parser", "codec"]
 
 
 def extensions():

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import SERVER_KINDS, ServerPool, ServerProcess  # noqa: E402
 
-_SELECTOR_MODULES = ("jsedge._ext", "jsedge.routing.sublist", "jsedge.protocol.parser")
+_SELECTOR_MODULES = ("jsedge._ext", "jsedge.routing.sublist", "jsedge.protocol.parser", "jsedge.store.codec")
 
 
 def _check_extensions() -> None:

@@ -97,6 +97,10 @@ class StoreClosedError(StoreError):
 
 #: Called for every message that leaves the store for any reason other than a plain client
 #: delete: (seq, subject). Consumers of interest/workqueue streams and KV watchers rely on it.
+#: Exactly: removals by limits (per-subject, max_msgs, max_bytes, also when `update_config` lowers
+#: them), by expiry (max_age and TTL, from `expire()`, which also returns them) and by `purge`
+#: (rollups are purges). Never for `remove_msg`: its caller already knows. Called synchronously,
+#: after the message left the index, inside the store call that removed it.
 RemovedCallback = Callable[[int, bytes], None]
 
 
@@ -106,10 +110,14 @@ class StreamStore(Protocol):
     config: StoreConfig
 
     # ---- writes (each is durable once the awaitable from `sync()` taken afterwards resolves)
-    def store_msg(self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl_ns: int = 0) -> int:
+    def store_msg(
+        self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl_ns: int = 0, *, rollup: bool = False
+    ) -> int:
         """Append with the next sequence and timestamp `ts`; enforce discard-new (raising
         DiscardNewError), then per-subject limits, then discard-old limits (streams.md §8 order).
-        `ttl_ns` > 0: expire at ts + ttl; -1: never expires (exempt from max_age). Returns seq."""
+        `ttl_ns` > 0: expire at ts + ttl; -1: never expires (exempt from max_age). Returns seq.
+        `rollup`: the publish carries `Nats-Rollup`, which lifts the discard_new_per_subject
+        rejection (§8 step 1a); the rollup purge itself is the caller's `purge()` afterwards."""
         ...
 
     def skip_msg(self, ts: int) -> int:
@@ -171,6 +179,16 @@ class StreamStore(Protocol):
         ...
 
     def set_removed_callback(self, callback: RemovedCallback | None) -> None: ...
+
+    def save_meta(self, data: bytes) -> None:
+        """Persist the stream layer's own metadata (stream config JSON, created time, source
+        cursors…) beside the messages: atomically (temp file, fsync, rename, fsync dir) in the
+        file store; kept in memory by the memory store."""
+        ...
+
+    def load_meta(self) -> bytes | None:
+        """What `save_meta` last stored (None when never saved)."""
+        ...
 
     def consumer_store(self, name: str) -> ConsumerStore:
         """The state store of a durable (or ephemeral) consumer of this stream."""

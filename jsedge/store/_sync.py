@@ -1,0 +1,135 @@
+"""Group-commit fsync thread shared by every file store (layer 3).
+
+One daemon thread runs every fsync of the process, never the event loop. A store that wants
+durability calls `SYNCER.request(store)`; the thread asks the store for a `SyncJob` (under the store's
+lock: duplicated fds of every file written since the last job, with their lengths, the directories
+whose entries changed, the futures waiting, files to unlink once the rest is durable), fsyncs them
+and resolves the futures on their loop with `call_soon_threadsafe`. Writes that arrive while an fsync
+runs are collected into the *next* job, so one fsync covers all of them: group commit. Rounds are
+sequential, so a future taken into round N resolves only after every earlier round finished.
+
+Duplicated fds (`os.dup`) make the thread independent of the store closing or deleting a block
+while its fsync runs.
+
+Layer 3: stdlib only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(slots=True)
+class SyncJob:
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # (path, dup fd, length written)
+    dirs: list[str] = field(default_factory=list)
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    unlink_after: list[str] = field(default_factory=list)
+    on_synced: Callable[[str, int], None] | None = None
+
+
+class Syncable(Protocol):
+    def take_sync_job(self) -> SyncJob: ...
+
+    def sync_done(self) -> None: ...
+
+
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
+
+
+def run_job(job: SyncJob) -> BaseException | None:
+    """fsync everything in the job (any thread); returns the first error, if any."""
+    error: BaseException | None = None
+    for path, fd, length in job.files:
+        try:
+            os.fsync(fd)
+            if job.on_synced is not None:
+                job.on_synced(path, length)
+        except OSError as exc:
+            error = error or exc
+        finally:
+            os.close(fd)
+    for directory in job.dirs:
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # deleted meanwhile (stream deleted)
+        try:
+            os.fsync(dfd)
+        except OSError as exc:
+            error = error or exc
+        finally:
+            os.close(dfd)
+    if error is None and job.unlink_after:
+        dirs = set()
+        for path in job.unlink_after:
+            try:
+                os.unlink(path)
+                dirs.add(os.path.dirname(path))
+            except FileNotFoundError:
+                pass
+        for directory in dirs:
+            try:
+                dfd = os.open(directory, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    return error
+
+
+class Syncer:
+    """The single fsync thread (started on first use)."""
+
+    def __init__(self) -> None:
+        self._queue: deque[Syncable] = deque()
+        self._queued: set[int] = set()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        #: Completed rounds (tests and benchmarks read it to count fsync batches).
+        self.rounds = 0
+
+    def request(self, store: Syncable) -> None:
+        with self._cond:
+            if id(store) in self._queued:
+                return
+            self._queued.add(id(store))
+            self._queue.append(store)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="jsedge-fsync", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                store = self._queue.popleft()
+                self._queued.discard(id(store))
+            job = store.take_sync_job()
+            error = run_job(job)
+            self.rounds += 1
+            store.sync_done()
+            for fut in job.waiters:
+                try:
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut, error)
+                except RuntimeError:  # loop closed: nobody is waiting any more
+                    pass
+
+
+SYNCER = Syncer()

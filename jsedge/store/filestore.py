@@ -1,0 +1,821 @@
+"""File-backed stream store (layer 3), nats-server's filestore.
+
+Layout of a stream directory::
+
+    <dir>/msgs/<base_seq:016x>-<base_ts:016x>.blk   blocks: records of the segment codec (codec.py)
+    <dir>/obs/<consumer>/config.json                consumer config (atomic write)
+    <dir>/obs/<consumer>/state.<gen:08d>.log        consumer state log (BLOB records, see below)
+    <dir>/meta.bin                                  the stream layer's metadata (`save_meta`, atomic)
+
+Rules live in `_core.IndexedStore`; this module keeps payloads on disk. The index adds one array
+(`_off`, uint32 offset in the block) to the core's 16 bytes per sequence; the block of a sequence is
+found by bisecting the blocks' base sequences (a block holds the messages with base <= seq < next
+block's base). Nothing per message is kept in RAM but those 20 bytes.
+
+Writes append to the active block's buffer; it is written to the file (one `os.write`) by `sync()`,
+when it passes 64 KiB, before a read of an unwritten record, at rotation and at close. Rotation starts a
+new block at `block_size` (default 4 MiB: a 1 M message stream of 200 B records is 50 files; recovery
+reads blocks whole, and 4 MiB keeps that read one large sequential I/O). Each new block starts with a
+STATE record (first_seq, last_seq, last_ts), so the newest block always restores last_seq even when
+every message is gone.
+
+Removals: a message that is not the first gets a TOMBSTONE record in the active block (a restart must
+not resurrect it); removals from the front only move the floor, persisted by one STATE record at the
+next `sync()`/close (a purge writes it at once). A front removal lost in a crash before that sync is
+redone on open, because opening re-applies the limits — the same limits removed it. `erase` rewrites
+the record in place as an ERASED record of the same length. A block with no live message is deleted
+when its tombstones no longer refer to a message of another existing block (the active block stays).
+
+Durability (`sync()`): see `_sync.py` — group commit by default (the future resolves after the fsync
+that covers every write made before the call), `sync_policy="interval"` (resolve at once, fsync every
+`sync_interval` seconds: nats-server's `sync_interval`, an explicit opt-in to lose the last interval on
+power loss), `"always"` (every mutation requests an fsync at once, nats-server's `sync_always`). The
+`on_synced(path, length)` callback (called from the fsync thread) reports per file the length known
+to be on stable storage: the power-loss tests truncate files to those lengths.
+
+Recovery on open: every block is read and scanned by the codec; a torn or corrupt tail is truncated,
+a corrupt record in the middle is skipped (logged through `log`) and the scan resynchronises on the
+next valid record, so intact records after it survive; records are replayed in order (messages,
+skips, tombstones, state), then limits are applied.
+
+Consumer state: an append-only log of BLOB records per consumer — a full snapshot first, then small
+delivered/ack records (`update_delivered` costs one 37-byte record). When the log grows past 8x its
+snapshot (and 64 KiB) a new generation starts with a fresh snapshot; the old file is unlinked by the
+fsync thread only after the new one is durable. Open replays the newest generation whose snapshot is
+intact. Consumer logs are flushed and fsynced by the stream store's `sync()`.
+
+Layer 3: imports jsedge.store.base/_core/_sync, the codec selector and the stdlib.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import os
+import re
+import shutil
+import struct
+import threading
+import time
+from array import array
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from jsedge.store import codec
+from jsedge.store._core import DELETED, IndexedStore, apply_ack, apply_delivered, copy_state, resolved
+from jsedge.store._sync import SYNCER, SyncJob, run_job
+from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreClosedError, StoreConfig, StoredMsg
+
+DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
+#: Buffered bytes that trigger a write to the file without waiting for `sync()`.
+_FLUSH_AT = 64 * 1024
+_BLOCK_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.blk$")
+_U64 = (1 << 64) - 1
+# a record's framing never exceeds the accounted size by more than this (see `_read`)
+_READ_SLACK = 64
+
+
+def _block_name(base_seq: int, base_ts: int) -> str:
+    return f"{base_seq:016x}-{base_ts & _U64:016x}.blk"
+
+
+def _parse_block_name(name: str) -> tuple[int, int] | None:
+    m = _BLOCK_NAME.match(name)
+    if m is None:
+        return None
+    ts = int(m.group(2), 16)
+    return int(m.group(1), 16), ts - (1 << 64) if ts >= 1 << 63 else ts
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """temp file, fsync, rename, fsync dir: the file holds the old or the new bytes, never a mix."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """pwrite at an explicit offset: never depends on a file position (a reopened block's is 0)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
+
+
+class _Block:
+    """One segment file. `size` counts buffered bytes too; `flushed` is what the file holds."""
+
+    __slots__ = ("path", "fd", "base_seq", "base_ts", "size", "flushed", "buf", "live", "tomb_min", "tomb_max")
+
+    def __init__(self, path: str, fd: int, base_seq: int, base_ts: int, size: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.base_seq = base_seq
+        self.base_ts = base_ts
+        self.size = size
+        self.flushed = size
+        self.buf = bytearray()
+        self.live = 0
+        self.tomb_min = -1
+        self.tomb_max = -1
+
+    def note_tombstone(self, seq: int) -> None:
+        if self.tomb_min < 0 or seq < self.tomb_min:
+            self.tomb_min = seq
+        if seq > self.tomb_max:
+            self.tomb_max = seq
+
+
+class FileStore(IndexedStore):
+    """StreamStore on segment files (see the module docstring)."""
+
+    _OVERHEAD = 30
+    _HDR_OVERHEAD = 34
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        config: StoreConfig,
+        *,
+        sync_policy: str = "group",
+        sync_interval: float = 120.0,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        log: Callable[[str], None] | None = None,
+        on_synced: Callable[[str, int], None] | None = None,
+    ) -> None:
+        if sync_policy not in ("group", "interval", "always"):
+            raise ValueError(f"unknown sync_policy {sync_policy!r}")
+        super().__init__(config)
+        self.directory = Path(directory)
+        self.sync_policy = sync_policy
+        self.sync_interval = sync_interval
+        self.block_size = block_size
+        self._log = log or (lambda text: None)
+        self._on_synced = on_synced
+        self._msgs_dir = self.directory / "msgs"
+        self._obs_dir = self.directory / "obs"
+        self._msgs_dir.mkdir(parents=True, exist_ok=True)
+        self._off = array("L")
+        self._blocks: list[_Block] = []
+        self._bases: list[int] = []
+        self._lock = threading.Lock()
+        self._dirty: dict[str, tuple[int, Callable[[], int]]] = {}  # path -> (fd, length getter)
+        self._dirty_dirs: set[str] = set()
+        self._unlink_after: list[str] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._inflight = False
+        self._floor_dirty = False
+        self._recovering = False
+        self._consumers: dict[str, FileConsumerStore] = {}
+        self._interval_handle: asyncio.TimerHandle | None = None
+        #: Corrupt records skipped and torn tails truncated at open (for statistics and tests).
+        self.recovered_corrupt = 0
+        self.recovered_truncated = 0
+        self._recover()
+
+    # ------------------------------------------------------------------ blocks
+    @property
+    def _active(self) -> _Block:
+        return self._blocks[-1]
+
+    def _new_block(self, base_seq: int, base_ts: int) -> _Block:
+        if self._blocks:
+            self._flush_block(self._active)
+        path = str(self._msgs_dir / _block_name(base_seq, base_ts))
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        block = _Block(path, fd, base_seq, base_ts, 0)
+        self._blocks.append(block)
+        self._bases.append(base_seq)
+        with self._lock:
+            self._dirty_dirs.add(str(self._msgs_dir))
+        # every block opens with the stream's floor and last_seq (restores them if all else is gone)
+        self._floor_dirty = False
+        block.size += codec.encode_state(block.buf, self._first, self._last, self._last_ts)
+        return block
+
+    def _writable_block(self, seq: int, ts: int) -> _Block:
+        """The active block, or a new one when there is none yet or it is full."""
+        if not self._blocks or self._blocks[-1].size >= self.block_size:
+            return self._new_block(seq, ts)
+        return self._blocks[-1]
+
+    def _block_of(self, seq: int) -> _Block:
+        return self._blocks[bisect.bisect_right(self._bases, seq) - 1]
+
+    def _flush_block(self, block: _Block) -> None:
+        if block.buf:
+            _write_all(block.fd, block.buf, block.flushed)
+            block.flushed += len(block.buf)
+            block.buf = bytearray()
+            with self._lock:
+                self._dirty[block.path] = (block.fd, self._flushed_getter(block))
+
+    @staticmethod
+    def _flushed_getter(block: _Block) -> Callable[[], int]:
+        return lambda: block.flushed
+
+    def _append(self, encode: Callable[..., int], *args: object) -> None:
+        if not self._blocks:  # a tombstone/state before any message: base ts = now
+            self._new_block(self._last + 1, self._last_ts or time.time_ns())
+        block = self._blocks[-1]
+        block.size += encode(block.buf, *args)
+        if self.sync_policy == "always":
+            self._flush_block(block)
+            self._request_sync(None)
+        elif len(block.buf) >= _FLUSH_AT:
+            self._flush_block(block)
+
+    def _reap_blocks(self) -> None:
+        """Delete blocks without live messages whose tombstones no other block needs."""
+        changed = True
+        while changed:
+            changed = False
+            for k in range(len(self._blocks) - 1):  # never the active (last) block
+                block = self._blocks[k]
+                if block.live:
+                    continue
+                if block.tomb_max >= 0 and self._tombstones_needed(k):
+                    continue
+                self._flush_block(block)
+                os.close(block.fd)
+                os.unlink(block.path)
+                with self._lock:
+                    self._dirty.pop(block.path, None)
+                    self._dirty_dirs.add(str(self._msgs_dir))
+                del self._blocks[k]
+                del self._bases[k]
+                changed = True
+                break
+
+    def _tombstones_needed(self, k: int) -> bool:
+        lo, hi = self._blocks[k].tomb_min, self._blocks[k].tomb_max
+        for j, other in enumerate(self._blocks):
+            if j == k:
+                continue
+            end = self._bases[j + 1] - 1 if j + 1 < len(self._bases) else self._last
+            if other.base_seq <= hi and lo <= end:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ IndexedStore hooks
+    def _write_msg(self, seq: int, ts: int, subject: bytes, hdr: bytes, data: bytes, ttl_ns: int) -> None:
+        block = self._writable_block(seq, ts)
+        self._off.append(block.size)
+        block.live += 1
+        self._append(codec.encode_msg, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
+
+    def _write_skip(self, seq: int, ts: int) -> None:
+        block = self._writable_block(seq, ts)
+        self._off.append(0)
+        self._append(codec.encode_skip, block.base_seq, block.base_ts, seq, ts)
+
+    def _read_raw(self, block: _Block, offset: int, length: int) -> bytes:
+        if offset + length > block.flushed and offset < block.size:
+            if offset >= block.flushed:
+                start = offset - block.flushed
+                return bytes(block.buf[start : start + length])
+            self._flush_block(block)
+        return os.pread(block.fd, length, offset)
+
+    def _read(self, seq: int) -> StoredMsg | None:
+        i = seq - self._base
+        block = self._block_of(seq)
+        offset = self._off[i]
+        # the accounted size (30/34 + lengths) is never below the record length minus 64 bytes of
+        # worst-case varint framing, so one pread of size + slack holds the whole record
+        raw = self._read_raw(block, offset, self._size[i] + _READ_SLACK)
+        try:
+            kind, rseq, ts, _aux, subject, hdr, data, _n = codec.decode(raw, 0, block.base_seq, block.base_ts)
+        except codec.CorruptRecordError:
+            kind, rseq = -1, -1
+        if kind not in (codec.KIND_MSG, codec.KIND_MSG_TTL) or rseq != seq:
+            self._log(f"filestore {self.directory}: message {seq} is corrupt on disk ({block.path}@{offset}); not served")
+            return None
+        return StoredMsg(subject, seq, ts, hdr, data)
+
+    def _on_remove(self, seq: int, front: bool, erase: bool) -> None:
+        block = self._block_of(seq)
+        block.live -= 1
+        if self._recovering:
+            return
+        if erase:
+            offset = self._off[seq - self._base]
+            raw = self._read_raw(block, offset, self._size[seq - self._base] + _READ_SLACK)
+            try:
+                rec_len = codec.decode(raw, 0, block.base_seq, block.base_ts)[7]
+            except codec.CorruptRecordError:
+                rec_len = 0
+            if rec_len:
+                erased = codec.erased_record(rec_len, block.base_seq, seq)
+                if offset >= block.flushed:
+                    start = offset - block.flushed
+                    block.buf[start : start + rec_len] = erased
+                else:
+                    os.pwrite(block.fd, erased, offset)
+                    with self._lock:
+                        self._dirty[block.path] = (block.fd, self._flushed_getter(block))
+        if front and not erase:
+            self._floor_dirty = True
+        else:
+            self._write_tombstone(seq)
+        if block.live == 0 and block is not self._blocks[-1]:
+            self._reap_blocks()
+
+    def _write_tombstone(self, seq: int) -> None:
+        self._append(codec.encode_tombstone, seq)
+        self._blocks[-1].note_tombstone(seq)
+
+    def _write_floor(self) -> None:
+        self._floor_dirty = False
+        self._append(codec.encode_state, self._first, self._last, self._last_ts)
+
+    def _on_purge_all(self) -> None:
+        for block in self._blocks:
+            block.live = 0
+
+    def _on_bulk_front(self, new_first: int, moved_last: bool) -> None:
+        if self._recovering:
+            return
+        self._write_floor()
+        self._reap_blocks()
+
+    def _on_compact(self, count: int) -> None:
+        del self._off[:count]
+
+    # ------------------------------------------------------------------ recovery
+    def _recover(self) -> None:
+        found = []
+        for name in os.listdir(self._msgs_dir):
+            parsed = _parse_block_name(name)
+            if parsed is None:
+                if name.endswith(".tmp"):
+                    os.unlink(self._msgs_dir / name)
+                continue
+            found.append((parsed[0], parsed[1], name))
+        found.sort()
+        self._recovering = True
+        try:
+            for base_seq, base_ts, name in found:
+                self._recover_block(str(self._msgs_dir / name), base_seq, base_ts)
+        finally:
+            self._recovering = False
+        # limits may have changed, and front removals since the last floor record are redone here
+        self.update_config(self.config)
+        self._reap_blocks()
+
+    def _recover_block(self, path: str, base_seq: int, base_ts: int) -> None:
+        fd = os.open(path, os.O_RDWR)
+        length = os.fstat(fd).st_size
+        data = os.pread(fd, length, 0) if length else b""
+        entries, corrupt, valid_end = codec.scan(data, base_seq, base_ts)
+        for start, end in corrupt:
+            if end == length and start == valid_end:
+                self.recovered_truncated += 1
+                self._log(f"filestore {path}: truncating {length - start} bytes of torn/corrupt tail at {start}")
+            else:
+                self.recovered_corrupt += 1
+                self._log(f"filestore {path}: skipping corrupt bytes [{start}, {end})")
+        if valid_end < length:
+            os.ftruncate(fd, valid_end)
+            os.fsync(fd)
+        block = _Block(path, fd, base_seq, base_ts, valid_end)
+        self._blocks.append(block)
+        self._bases.append(base_seq)
+        self._replay(block, data, entries)
+
+    def _replay(self, block: _Block, data: bytes, entries: array) -> None:
+        """Apply one block's records in order (hot loop of a restart: locals bound, no calls for MSG)."""
+        F = codec.FIELDS
+        subjects = self._subjects
+        intern = self._intern
+        sids, tss, sizes, offs = self._sid, self._ts, self._size, self._off
+        never = self._never
+        ttl_deadline = self._ttl_deadline
+        ttl_heap = self._ttl_heap
+        kind_msg, kind_ttl = codec.KIND_MSG, codec.KIND_MSG_TTL
+        for r in range(0, len(entries), F):
+            kind = entries[r]
+            seq = entries[r + 3]
+            if kind == kind_msg or kind == kind_ttl:
+                if seq <= self._last:
+                    self._log(f"filestore {block.path}: out-of-order message {seq} ignored")
+                    continue
+                self._gap_to(seq)
+                so, sl, hl, dl = entries[r + 6], entries[r + 7], entries[r + 8], entries[r + 9]
+                subject = data[so : so + sl]
+                ss = subjects.get(subject)
+                if ss is None:
+                    ss = intern(subject)
+                ts = entries[r + 4]
+                size = (34 + sl + hl + dl) if hl else (30 + sl + dl)
+                sids.append(ss[0])
+                tss.append(ts)
+                sizes.append(size)
+                offs.append(entries[r + 1])
+                if ss[1] == 0:
+                    ss[2] = seq
+                ss[1] += 1
+                ss[3] = seq
+                if self._msgs == 0:
+                    self._first = seq
+                self._msgs += 1
+                self._bytes += size
+                self._last = seq
+                self._last_ts = ts
+                block.live += 1
+                if kind == kind_ttl:
+                    ttl = entries[r + 5]
+                    if ttl > 0:
+                        ttl_deadline[seq] = ts + ttl
+                        ttl_heap.append((ts + ttl, seq))
+                    elif ttl < 0:
+                        never.add(seq)
+            elif kind == codec.KIND_TOMBSTONE:
+                block.note_tombstone(seq)
+                if self._live(seq):
+                    self._remove(seq, notify=False)
+            elif kind == codec.KIND_SKIP or kind == codec.KIND_ERASED:
+                if seq > self._last:
+                    self._gap_to(seq + 1)
+                    if kind == codec.KIND_SKIP:
+                        self._last_ts = entries[r + 4]
+            elif kind == codec.KIND_STATE:
+                first, last, last_ts = seq, entries[r + 5], entries[r + 4]
+                if last > self._last:
+                    self._gap_to(last + 1)
+                    self._last_ts = last_ts
+                elif last == self._last and self._last_ts == 0:
+                    self._last_ts = last_ts
+                while self._msgs and self._first < first:
+                    self._remove(self._first, notify=False)
+                if not self._msgs and first > self._last + 1:
+                    self._reset_index(first)
+                self._used = True
+        if entries:
+            self._used = True
+        heapq.heapify(ttl_heap)
+
+    def _gap_to(self, next_seq: int) -> None:
+        """Make the index end just below `next_seq` with deleted slots (sequences never seen alive)."""
+        missing = next_seq - 1 - self._last
+        if missing <= 0:
+            return
+        self._used = True
+        if not self._msgs:
+            self._reset_index(next_seq)
+            return
+        self._sid.extend(array("L", [DELETED]) * missing)
+        self._ts.extend(array("q", [0]) * missing)
+        self._size.extend(array("L", [0]) * missing)
+        self._off.extend(array("L", [0]) * missing)
+        self._last = next_seq - 1
+
+    # ------------------------------------------------------------------ durability
+    def _flush_all(self) -> None:
+        if self._floor_dirty:
+            self._write_floor()
+        if self._blocks:
+            self._flush_block(self._blocks[-1])
+        for consumer in self._consumers.values():
+            consumer._flush()
+
+    def take_sync_job(self) -> SyncJob:
+        """Called by the fsync thread: everything written so far, and who waits for it."""
+        with self._lock:
+            job = SyncJob(on_synced=self._on_synced)
+            for path, (fd, length) in self._dirty.items():
+                job.files.append((path, os.dup(fd), length()))
+            job.dirs = sorted(self._dirty_dirs)
+            job.waiters = self._waiters
+            job.unlink_after = self._unlink_after
+            self._dirty = {}
+            self._dirty_dirs = set()
+            self._waiters = []
+            self._unlink_after = []
+            self._inflight = True
+            return job
+
+    def sync_done(self) -> None:
+        with self._lock:
+            self._inflight = False
+
+    def _request_sync(self, waiter: asyncio.Future[None] | None) -> None:
+        with self._lock:
+            if waiter is not None:
+                self._waiters.append(waiter)
+        SYNCER.request(self)
+
+    def sync(self) -> Awaitable[None]:
+        self._check_open()
+        self._flush_all()
+        if self.sync_policy == "interval":
+            self._arm_interval()
+            return resolved()
+        with self._lock:
+            idle = not self._dirty and not self._dirty_dirs and not self._inflight and not self._waiters
+        if idle:
+            return resolved()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            # no loop (tools, sync tests): do the fsync here
+            run_job(self.take_sync_job())
+            self.sync_done()
+            return resolved()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._request_sync(fut)
+        return fut
+
+    def _arm_interval(self) -> None:
+        if self._interval_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._interval_handle = loop.call_later(self.sync_interval, self._interval_tick)
+
+    def _interval_tick(self) -> None:
+        self._interval_handle = None
+        if self._closed:
+            return
+        self._flush_all()
+        self._request_sync(None)
+        self._arm_interval()
+
+    # ------------------------------------------------------------------ metadata, consumers, lifecycle
+    def save_meta(self, data: bytes) -> None:
+        self._check_open()
+        write_atomic(self.directory / "meta.bin", bytes(data))
+
+    def load_meta(self) -> bytes | None:
+        try:
+            return (self.directory / "meta.bin").read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def consumer_store(self, name: str) -> FileConsumerStore:
+        self._check_open()
+        store = self._consumers.get(name)
+        if store is None or store.deleted:
+            store = self._consumers[name] = FileConsumerStore(self, name)
+        return store
+
+    def _mark_dirty(self, path: str, fd: int, length: Callable[[], int], directory: str | None = None) -> None:
+        with self._lock:
+            self._dirty[path] = (fd, length)
+            if directory is not None:
+                self._dirty_dirs.add(directory)
+        if self.sync_policy == "always":
+            self._request_sync(None)
+
+    def close(self) -> None:
+        """Write what is buffered and fsync it (shutdown path: a synchronous fsync is acceptable)."""
+        if self._closed:
+            return
+        self._flush_all()
+        run_job(self.take_sync_job())
+        self.sync_done()
+        if self._interval_handle is not None:
+            self._interval_handle.cancel()
+        for consumer in self._consumers.values():
+            consumer._close_fd()
+        for block in self._blocks:
+            os.close(block.fd)
+        self._closed = True
+
+    def delete(self) -> None:
+        if not self._closed:
+            for consumer in self._consumers.values():
+                consumer._close_fd()
+            for block in self._blocks:
+                os.close(block.fd)
+            self._closed = True
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def statistics(self) -> dict[str, int]:  # type: ignore[override]
+        st = self.state()
+        return {
+            "messages": st.messages,
+            "bytes": st.bytes,
+            "blocks": len(self._blocks),
+            "disk_bytes": sum(b.size for b in self._blocks),
+            "recovered_corrupt": self.recovered_corrupt,
+            "recovered_truncated": self.recovered_truncated,
+        }
+
+    def disk_usage(self) -> int:
+        """Bytes of all block files (written or buffered)."""
+        return sum(b.size for b in self._blocks)
+
+
+# ---------------------------------------------------------------------------------------------
+# consumer state log
+
+_C_DELIVERED = 1
+_C_ACK = 2
+_C_SNAPSHOT = 3
+_DELIVERED = struct.Struct("<BQQQq")
+_ACK = struct.Struct("<BQQ")
+_SNAP_HEAD = struct.Struct("<BQQQQII")
+_SNAP_PENDING = struct.Struct("<QQq")
+_SNAP_REDELIVERED = struct.Struct("<QQ")
+_LOG_NAME = re.compile(r"^state\.(\d{8})\.log$")
+_COMPACT_MIN = 64 * 1024
+
+
+def _encode_snapshot(state: ConsumerState) -> bytes:
+    out = bytearray(
+        _SNAP_HEAD.pack(
+            _C_SNAPSHOT,
+            state.delivered.consumer_seq,
+            state.delivered.stream_seq,
+            state.ack_floor.consumer_seq,
+            state.ack_floor.stream_seq,
+            len(state.pending),
+            len(state.redelivered),
+        )
+    )
+    for sseq, pending in sorted(state.pending.items()):
+        out += _SNAP_PENDING.pack(sseq, pending.consumer_seq, pending.timestamp)
+    for sseq, count in sorted(state.redelivered.items()):
+        out += _SNAP_REDELIVERED.pack(sseq, count)
+    return bytes(out)
+
+
+def _decode_snapshot(blob: bytes) -> ConsumerState:
+    _, dc, ds, fc, fs, npend, nred = _SNAP_HEAD.unpack_from(blob, 0)
+    state = ConsumerState(SequencePair(dc, ds), SequencePair(fc, fs))
+    pos = _SNAP_HEAD.size
+    for _ in range(npend):
+        sseq, cseq, ts = _SNAP_PENDING.unpack_from(blob, pos)
+        state.pending[sseq] = Pending(cseq, ts)
+        pos += _SNAP_PENDING.size
+    for _ in range(nred):
+        sseq, count = _SNAP_REDELIVERED.unpack_from(blob, pos)
+        state.redelivered[sseq] = count
+        pos += _SNAP_REDELIVERED.size
+    return state
+
+
+class FileConsumerStore:
+    """ConsumerStore of a file stream: config file + state log (see the module docstring)."""
+
+    def __init__(self, stream: FileStore, name: str) -> None:
+        self.stream = stream
+        self.name = name
+        self.deleted = False
+        self.directory = stream._obs_dir / name
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._buf = bytearray()
+        self._fd = -1
+        self._path = ""
+        self._gen = 0
+        self._size = 0
+        self._flushed = 0
+        self._snapshot_size = 0
+        self._state = ConsumerState()
+        self._open()
+
+    def _open(self) -> None:
+        gens = sorted(
+            (int(m.group(1)) for m in (_LOG_NAME.match(n) for n in os.listdir(self.directory)) if m), reverse=True
+        )
+        loaded = False
+        for gen in gens:
+            path = self.directory / f"state.{gen:08d}.log"
+            data = path.read_bytes()
+            entries, corrupt, _ = codec.scan(data, 0, 0)
+            if corrupt:
+                self.stream._log(f"filestore consumer {path}: skipping corrupt bytes {corrupt}")
+            state = None
+            for r in range(0, len(entries), codec.FIELDS):
+                if entries[r] != codec.KIND_BLOB:
+                    continue
+                end = entries[r + 1] + entries[r + 2] - 4
+                blob = data[end - entries[r + 9] : end]
+                if state is None:
+                    if blob[:1] != bytes((_C_SNAPSHOT,)):
+                        break
+                    state = _decode_snapshot(blob)
+                    continue
+                self._apply(state, blob)
+            if state is not None:
+                self._state = state
+                self._gen = gen
+                self._path = str(path)  # unlinked once the next generation is durable
+                loaded = True
+                break
+        for gen in gens:  # older (or unusable newer) generations
+            if gen != self._gen or not loaded:
+                os.unlink(self.directory / f"state.{gen:08d}.log")
+        self._start_generation(self._gen + 1 if loaded else 1)
+
+    @staticmethod
+    def _apply(state: ConsumerState, blob: bytes) -> None:
+        op = blob[0]
+        if op == _C_DELIVERED:
+            _, cseq, sseq, dc, ts = _DELIVERED.unpack(blob)
+            apply_delivered(state, cseq, sseq, dc, ts)
+        elif op == _C_ACK:
+            _, cseq, sseq = _ACK.unpack(blob)
+            apply_ack(state, cseq, sseq)
+        elif op == _C_SNAPSHOT:
+            new = _decode_snapshot(blob)
+            state.delivered, state.ack_floor = new.delivered, new.ack_floor
+            state.pending, state.redelivered = new.pending, new.redelivered
+
+    def _start_generation(self, gen: int) -> None:
+        old = self._path
+        self._flush()
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._gen = gen
+        self._path = str(self.directory / f"state.{gen:08d}.log")
+        self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = self._flushed = 0
+        snapshot = _encode_snapshot(self._state)
+        self._snapshot_size = len(snapshot)
+        self._size += codec.encode_blob(self._buf, snapshot)
+        self._flush()
+        self.stream._mark_dirty(self._path, self._fd, lambda: self._flushed, str(self.directory))
+        if old:
+            with self.stream._lock:
+                self.stream._unlink_after.append(old)
+                self.stream._dirty.pop(old, None)
+
+    def _record(self, blob: bytes) -> None:
+        self._size += codec.encode_blob(self._buf, blob)
+        if self._size > _COMPACT_MIN and self._size > 8 * self._snapshot_size:
+            self._start_generation(self._gen + 1)
+        elif self.stream.sync_policy == "always":
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf and self._fd >= 0:
+            _write_all(self._fd, self._buf, self._flushed)
+            self._flushed += len(self._buf)
+            self._buf = bytearray()
+            self.stream._mark_dirty(self._path, self._fd, lambda: self._flushed)
+
+    def _close_fd(self) -> None:
+        if self._fd >= 0:
+            self._flush()
+            os.close(self._fd)
+            self._fd = -1
+
+    def _check(self) -> None:
+        if self.deleted:
+            raise StoreClosedError(f"consumer store {self.name} deleted")
+        self.stream._check_open()
+
+    # ---- ConsumerStore
+    def load(self) -> tuple[bytes | None, ConsumerState]:
+        try:
+            config = (self.directory / "config.json").read_bytes()
+        except FileNotFoundError:
+            config = None
+        return config, copy_state(self._state)
+
+    def save_config(self, config_json: bytes) -> None:
+        self._check()
+        write_atomic(self.directory / "config.json", bytes(config_json))
+
+    def update(self, state: ConsumerState) -> None:
+        self._check()
+        self._state = copy_state(state)
+        self._record(_encode_snapshot(self._state))
+
+    def update_delivered(self, consumer_seq: int, stream_seq: int, delivery_count: int, ts: int) -> None:
+        self._check()
+        apply_delivered(self._state, consumer_seq, stream_seq, delivery_count, ts)
+        self._record(_DELIVERED.pack(_C_DELIVERED, consumer_seq, stream_seq, delivery_count, ts))
+
+    def update_acks(self, consumer_seq: int, stream_seq: int) -> None:
+        self._check()
+        apply_ack(self._state, consumer_seq, stream_seq)
+        self._record(_ACK.pack(_C_ACK, consumer_seq, stream_seq))
+
+    def state(self) -> ConsumerState:
+        return copy_state(self._state)
+
+    def delete(self) -> None:
+        self._close_fd()
+        self.deleted = True
+        with self.stream._lock:
+            for path in list(self.stream._dirty):
+                if path.startswith(str(self.directory)):
+                    del self.stream._dirty[path]
+        shutil.rmtree(self.directory, ignore_errors=True)
