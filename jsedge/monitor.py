@@ -1123,39 +1123,130 @@ class Monitor:
         # Over HTTP nats-server reads only `unused`; an `acc` parameter is ignored (verified on 2.15.1).
         return _json(self.accstatz(include_unused=query.bool("unused")))
 
-    # -- /jsz (JetStream not available: nats-server's answer with JetStream off) ----------------
-    def jsz(self) -> dict[str, Any]:
-        return {
-            "memory": 0,
-            "storage": 0,
-            "reserved_memory": 0,
-            "reserved_storage": 0,
-            "accounts": 0,
+    # -- /jsz ----------------------------------------------------------------------------------
+    def jsz(
+        self,
+        *,
+        accounts: bool = False,
+        streams: bool = False,
+        config: bool = False,
+        account_filter: str = "",
+        offset: int = 0,
+        limit: int = 0,
+    ) -> dict[str, Any]:
+        """nats-server's JSInfo. With JetStream off: its "disabled" document."""
+        js = self.server.jetstream
+        if js is None:
+            return {
+                "memory": 0,
+                "storage": 0,
+                "reserved_memory": 0,
+                "reserved_storage": 0,
+                "accounts": 0,
+                "ha_assets": 0,
+                "api": {"level": 0, "total": 0, "errors": 0},
+                "server_id": self.server.server_id,
+                "now": self._now(),
+                "disabled": True,
+                "config": {"max_memory": 0, "max_storage": 0},
+                "streams": 0,
+                "consumers": 0,
+                "messages": 0,
+                "bytes": 0,
+                "total": 0,
+            }
+        stats = js.statistics()
+        js_config = js.config
+        config_doc: dict[str, Any] = {"max_memory": js.max_memory, "max_storage": js.max_store, "store_dir": js.store_root}
+        config_doc["sync_interval"] = int((js_config.sync_interval or 120.0) * 1_000_000_000)
+        if js_config.sync_always:
+            config_doc["sync_always"] = True
+        if js.domain:
+            config_doc["domain"] = js.domain
+        if js_config.strict:
+            config_doc["strict"] = True
+        out: dict[str, Any] = {
+            "memory": stats["memory"],
+            "storage": stats["storage"],
+            "reserved_memory": stats["reserved_memory"],
+            "reserved_storage": stats["reserved_storage"],
+            "accounts": stats["accounts"],
             "ha_assets": 0,
-            "api": {"level": 0, "total": 0, "errors": 0},
+            "api": {"level": 5, "total": stats["api_total"], "errors": stats["api_errors"]},
             "server_id": self.server.server_id,
             "now": self._now(),
-            "disabled": True,
-            "config": {"max_memory": 0, "max_storage": 0},
-            "streams": 0,
-            "consumers": 0,
-            "messages": 0,
-            "bytes": 0,
-            "total": 0,
+            "config": config_doc,
+            "limits": {"default_max_consumers": 1000},
+            "streams": stats["streams"],
+            "consumers": stats["consumers"],
+            "messages": stats["messages"],
+            "bytes": stats["bytes"],
         }
+        names = sorted(js.accounts)
+        if account_filter:
+            names = [name for name in names if name == account_filter]
+        if accounts or streams or account_filter:
+            details = []
+            for name in names:
+                jsa = js.accounts[name]
+                # Unlimited reservations are uint64 max inside account details (Go decoders need >= 0).
+                detail: dict[str, Any] = {
+                    "name": name,
+                    "id": name,
+                    "memory": jsa.usage(True),
+                    "storage": jsa.usage(False),
+                    "reserved_memory": 18446744073709551615,
+                    "reserved_storage": 18446744073709551615,
+                    "accounts": 0,
+                    "ha_assets": 0,
+                    "api": {"level": 0, "total": jsa.api_total, "errors": jsa.api_errors},
+                }
+                if streams:
+                    stream_details = []
+                    for stream_name in sorted(jsa.streams):
+                        stream = jsa.streams[stream_name]
+                        info = stream.info(cluster=True)
+                        entry: dict[str, Any] = {"name": stream_name, "created": info["created"], "cluster": info["cluster"]}
+                        if config:
+                            entry["config"] = stream.config_json(dynamic=False)
+                        entry["state"] = info["state"]
+                        stream_details.append(entry)
+                    if stream_details:
+                        detail["stream_detail"] = stream_details
+                details.append(detail)
+            if limit > 0:
+                details = details[offset : offset + limit]
+            elif offset > 0:
+                details = details[offset:]
+            if details:
+                out["account_details"] = details
+        out["total"] = len(names)
+        return out
 
     def handle_jsz(self, query: Query) -> Response:
-        for name in ("accounts", "streams", "consumers", "config"):
-            query.bool(name)
-        query.int("offset")
-        query.int("limit")
+        accounts = query.bool("accounts")
+        streams = query.bool("streams")
+        consumers = query.bool("consumers")
+        config = query.bool("config")
+        offset = query.int("offset")
+        limit = query.int("limit")
         leader_only = query.bool("leader-only")
         for name in ("raft", "stream-leader-only", "direct-consumers"):
             query.bool(name)
-        if leader_only:
-            # Without JetStream there is no meta leader, so this server is never it.
+        if leader_only and self.server.jetstream is None:
+            # Without JetStream there is no meta leader, so this server is never it (standalone
+            # JetStream is its own leader).
             raise BadRequest("filtered response: not leader")
-        return _json(self.jsz())
+        return _json(
+            self.jsz(
+                accounts=accounts or streams or consumers,
+                streams=streams or consumers,
+                config=config,
+                account_filter=query.get("acc"),
+                offset=offset or 0,
+                limit=limit or 0,
+            )
+        )
 
     # -- /healthz --------------------------------------------------------------------------
     def healthz(
@@ -1180,14 +1271,39 @@ class Monitor:
         elif not self.server.accepting:
             status, error_type = 500, "CONNECTION"
             error = "failed to be ready for connections after 1ms: client"
-        # js-server-only, js-enabled-only, js-meta-only: JetStream is not available in jsedge yet,
-        # which nats-server treats like "not configured": healthy.
+        js = self.server.jetstream
+        if status == 200 and not js_server_only and js is not None:
+            if not js.started:
+                status, error_type, error = 503, "JETSTREAM", "JetStream not enabled"
+            elif not js_enabled_only:
+                status, error_type, error = self._jetstream_health(js, account, stream, consumer)
         if status == 200:
             return 200, {"status": "ok"}
-        label = "unavailable" if status == 503 else "error"
+        label = "unavailable" if status in (503, 404) else "error"
         if details:
             return status, {"status": "error", "errors": [{"type": error_type, "error": error}]}
         return status, {"status": label, "error": error}
+
+    @staticmethod
+    def _jetstream_health(js: Any, account: str, stream: str, consumer: str) -> tuple[int, str, str]:
+        """Standalone JetStream: the requested account/stream/consumer must exist."""
+        if not account:
+            return 200, "", ""
+        jsa = js.accounts.get(account)
+        if jsa is None:
+            return 404, "ACCOUNT", f"JetStream account {go_quote(account)} not found"
+        if not stream:
+            return 200, "", ""
+        found = jsa.streams.get(stream)
+        if found is None:
+            return 404, "STREAM", f"JetStream stream {go_quote(stream)} not found on account {go_quote(account)}"
+        if consumer and consumer not in found.consumers:
+            return (
+                404,
+                "CONSUMER",
+                f"JetStream consumer {go_quote(consumer)} not found for stream {go_quote(stream)} on account {go_quote(account)}",
+            )
+        return 200, "", ""
 
     def handle_healthz(self, query: Query) -> Response:
         js_enabled_only = query.bool("js-enabled-only")

@@ -1,0 +1,184 @@
+"""The `$JS.API` subject table and dispatcher (layer 5): the only writer of API error JSON.
+
+One internal subscription per JetStream account on `$JS.API.>` (and `$JS.<domain>.API.>`) routes a
+request by its tokens to a handler. Handlers return the payload fields of the response (a dict in
+nats-server's key order) or raise `JSError`; the dispatcher wraps both into
+`{"type":"io.nats.jetstream.api.v1.<name>", ["error":{…},] …}` with the non-omitempty zero fields an
+error response still carries. Subjects no handler claims get no reply at all (nats-server does the
+same), and an unexpected exception is logged with its traceback and answered with the generic 10051.
+
+Consumers will register in `handlers` under `CONSUMER` (next issue). May import layers 0-4.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jsedge import gojson
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream import headers as H
+from jsedge.jetstream.streamconfig import API_LEVEL
+
+TYPE_PREFIX = "io.nats.jetstream.api.v1."
+
+
+@dataclass(slots=True)
+class Request:
+    """One API request as handlers see it."""
+
+    jsa: Any  # AccountJetStream
+    tokens: list[bytes]  # tokens after `$JS.API.`
+    subject: bytes
+    reply: bytes
+    hdr: bytes
+    body: bytes
+    src: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A handler for a fixed token shape. `arity` = number of tokens after `$JS.API.` (-1 = any ≥ len)."""
+
+    prefix: tuple[bytes, ...]
+    arity: int
+    response: str
+    handler: Callable[[Any, Request], dict[str, Any]]
+    error_fields: tuple[tuple[str, Any], ...] = ()
+    counted: bool = True
+
+
+class JetStreamAPI:
+    """Subscribes the API subjects of every JetStream account and dispatches requests."""
+
+    def __init__(self, server: Any, jetstream: Any) -> None:
+        self.server = server
+        self.jetstream = jetstream
+        self.endpoints: list[Endpoint] = []
+        self.subs: list[tuple[Any, Any]] = []
+        from jsedge.api import direct, streams
+
+        streams.register(self)
+        direct.register(self)
+
+    def add(self, endpoint: Endpoint) -> None:
+        self.endpoints.append(endpoint)
+
+    def start(self) -> None:
+        prefixes = [b"$JS.API.>"]
+        if self.jetstream.domain:
+            prefixes.append(b"$JS." + self.jetstream.domain.encode() + b".API.>")
+        for jsa in self.jetstream.accounts.values():
+            for prefix in prefixes:
+                callback = self._make_callback(jsa)
+                self.subs.append((jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback)))
+        self.jetstream.direct_get_handler = self._direct_get
+
+    def stop(self) -> None:
+        for account, sub in self.subs:
+            self.server.unsubscribe_internal(account, sub)
+        self.subs = []
+        self.jetstream.direct_get_handler = None
+
+    def _make_callback(self, jsa: Any) -> Callable[..., None]:
+        def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            if hdr_len >= 0:
+                hdr, body = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
+            else:
+                hdr, body = b"", bytes(msg)
+            tokens = subject.split(b".")
+            # `$JS.API.X` or `$JS.<domain>.API.X`
+            rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
+            self.dispatch(Request(jsa, rest, subject, reply, hdr, body, src))
+
+        return callback
+
+    def find(self, tokens: list[bytes]) -> Endpoint | None:
+        for endpoint in self.endpoints:
+            size = len(endpoint.prefix)
+            if tuple(tokens[:size]) != endpoint.prefix:
+                continue
+            if endpoint.arity >= 0 and len(tokens) != endpoint.arity:
+                continue
+            if endpoint.arity < 0 and len(tokens) <= size:
+                continue
+            return endpoint
+        return None
+
+    def dispatch(self, request: Request) -> None:
+        tokens = request.tokens
+        if tokens[:2] == [b"DIRECT", b"GET"]:
+            self._direct_without_stream(request)
+            return
+        endpoint = self.find(tokens)
+        if endpoint is None:
+            return  # nats-server: no subscriber, no reply
+        jsa = request.jsa
+        try:
+            level = H.get_header(request.hdr, H.REQUIRED_API_LEVEL)
+            if level is not None and (not level.strip().isdigit() or int(level) > API_LEVEL):
+                raise js_error("JSRequiredApiLevelErr")
+            payload = endpoint.handler(self, request)
+        except JSError as exc:
+            if endpoint.counted:
+                jsa.api_errors += 1
+            self.respond(request, self.error_response(endpoint, exc))
+            return
+        except Exception:  # noqa: BLE001 - the API must answer, and the traceback must be seen
+            self.server.logger.error(
+                f"JetStream API request '{jsa.name} > {request.subject.decode(errors='replace')}' failed:\n"
+                + traceback.format_exc()
+            )
+            if endpoint.counted:
+                jsa.api_errors += 1
+            exc = js_error("JSStreamGeneralErrorF", err="unexpected internal error")
+            self.respond(request, self.error_response(endpoint, exc))
+            return
+        if payload is None:
+            return  # the handler answered itself (or must stay silent)
+        response = {"type": TYPE_PREFIX + endpoint.response}
+        response.update(payload)
+        self.respond(request, response)
+
+    def error_response(self, endpoint: Endpoint, exc: JSError) -> dict[str, Any]:
+        response: dict[str, Any] = {"type": TYPE_PREFIX + endpoint.response, "error": exc.to_json()}
+        for key, value in endpoint.error_fields:
+            response[key] = value
+        return response
+
+    def respond(self, request: Request, response: dict[str, Any]) -> None:
+        # nats-server counts a call once it is answered ($JS.API.INFO shows total 0 on the first call)
+        endpoint = self.find(request.tokens)
+        if endpoint is not None and endpoint.counted:
+            request.jsa.api_total += 1
+        if request.reply:
+            self.server.send_internal(request.jsa.account, request.reply, b"", b"", gojson.dumpb(response))
+
+    # ------------------------------------------------------------------ DIRECT.GET plumbing
+
+    def _direct_without_stream(self, request: Request) -> None:
+        """DIRECT.GET for a stream that does not serve it: nobody subscribes in nats-server, so the
+        requester sees core no-responders. Our catch-all `$JS.API.>` sub must not hide that."""
+        if len(request.tokens) < 3:
+            return
+        jsa = request.jsa
+        stream = jsa.streams.get(request.tokens[2].decode("utf-8", "replace"))
+        if stream is not None and stream.direct_subs:
+            return  # the stream's own queue subscription answers
+        src = request.src
+        if request.reply and src is not None and getattr(src, "no_responders", False):
+            src.on_no_responders(request.subject, request.reply)
+
+    def _direct_get(self, stream: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        from jsedge.api.direct import direct_get
+
+        if hdr_len >= 0:
+            hdr, body = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
+        else:
+            hdr, body = b"", bytes(msg)
+        try:
+            direct_get(self, stream, subject, reply, hdr, body)
+        except Exception:  # noqa: BLE001
+            self.server.logger.error("JetStream direct get failed:\n" + traceback.format_exc())

@@ -1,0 +1,133 @@
+"""NATS header blocks as JetStream reads them (layer 4).
+
+nats-server's `sliceHeader`: names match case-sensitively, the first occurrence wins and leading
+spaces of the value are skipped. Blocks are raw `NATS/1.0[ status]\\r\\nName: value\\r\\n...\\r\\n\\r\\n`.
+Also Go-style duration parsing/formatting for `Nats-TTL`. Imports nothing from jsedge.
+"""
+
+from __future__ import annotations
+
+import re
+
+HDR_LINE = b"NATS/1.0\r\n"
+EMPTY_BLOCK = b"NATS/1.0\r\n\r\n"
+
+MSG_ID = b"Nats-Msg-Id"
+EXPECTED_STREAM = b"Nats-Expected-Stream"
+EXPECTED_LAST_SEQ = b"Nats-Expected-Last-Sequence"
+EXPECTED_LAST_SUBJ_SEQ = b"Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_SUBJ_SEQ_SUBJ = b"Nats-Expected-Last-Subject-Sequence-Subject"
+EXPECTED_LAST_MSG_ID = b"Nats-Expected-Last-Msg-Id"
+ROLLUP = b"Nats-Rollup"
+TTL = b"Nats-TTL"
+MARKER_REASON = b"Nats-Marker-Reason"
+STREAM_SOURCE = b"Nats-Stream-Source"
+REQUEST_INFO = b"Nats-Request-Info"
+REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
+
+
+def get_header(hdr: bytes, name: bytes) -> bytes | None:
+    """Value of the first `name:` header (exact case), leading spaces skipped; None when absent."""
+    if not hdr:
+        return None
+    key = b"\r\n" + name + b":"
+    index = hdr.find(key)
+    if index < 0:
+        return None
+    start = index + len(key)
+    end = hdr.find(b"\r\n", start)
+    if end < 0:
+        end = len(hdr)
+    return hdr[start:end].lstrip(b" ")
+
+
+def remove_header(hdr: bytes, name: bytes) -> bytes:
+    """The block without every `name:` line."""
+    key = b"\r\n" + name + b":"
+    while True:
+        index = hdr.find(key)
+        if index < 0:
+            return hdr
+        end = hdr.find(b"\r\n", index + 2)
+        hdr = hdr[:index] + hdr[end:]
+
+
+def append_headers(hdr: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
+    """Append `Name: value` lines at the end of the block (creating one if needed)."""
+    base = hdr[:-2] if hdr else HDR_LINE
+    return base + b"".join(name + b": " + value + b"\r\n" for name, value in pairs) + b"\r\n"
+
+
+def clean_inbound(hdr: bytes) -> bytes:
+    """What is stored: no `Nats-Request-Info`, no status on the first line; a block that is then
+    empty means "no headers"."""
+    if not hdr:
+        return hdr
+    if not hdr.startswith(HDR_LINE):
+        end = hdr.find(b"\r\n")
+        hdr = HDR_LINE + hdr[end + 2 :]
+    if b"\r\n" + REQUEST_INFO + b":" in hdr:
+        hdr = remove_header(hdr, REQUEST_INFO)
+    if hdr == EMPTY_BLOCK:
+        return b""
+    return hdr
+
+
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's `time.ParseDuration` (ns); ValueError when invalid."""
+    if not text:
+        raise ValueError("empty duration")
+    sign = 1
+    if text[0] in "+-":
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    if text == "0":
+        return 0
+    pos = 0
+    total = 0.0
+    while pos < len(text):
+        match = _DURATION_RE.match(text, pos)
+        if match is None:
+            raise ValueError("invalid duration")
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos == 0:
+        raise ValueError("invalid duration")
+    return sign * int(total)
+
+
+def format_go_duration(ns: int) -> str:
+    """Go's `Duration.String()` for whole seconds and above (`3s`, `1m0s`, `1h0m0s`), ms otherwise."""
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:g}ms" if ns else "0s"
+    seconds, frac = divmod(ns, 1_000_000_000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    sec_text = str(secs) + (("." + f"{frac:09d}".rstrip("0")) if frac else "") + "s"
+    if hours:
+        return f"{hours}h{minutes}m{sec_text}"
+    if minutes:
+        return f"{minutes}m{sec_text}"
+    return sec_text
+
+
+def parse_ttl(value: bytes) -> int:
+    """`Nats-TTL` in seconds: -1 for `never`; ValueError for 0, < 1 s or garbage."""
+    text = value.decode("utf-8", "replace").strip()
+    if text.lower() == "never":
+        return -1
+    try:
+        ns = parse_go_duration(text)
+        seconds = ns // 1_000_000_000
+    except ValueError:
+        if not text.lstrip("-").isdigit():
+            raise ValueError("invalid TTL") from None
+        seconds = int(text)
+    if seconds < 1:
+        raise ValueError("invalid TTL")
+    return seconds

@@ -1,0 +1,594 @@
+"""A JetStream stream (layer 4): capture, the publish path, and the one `apply()` for every mutation.
+
+Publishes on the stream's subjects arrive through internal subscriptions and run the checks of
+spec/streams.md §4 in nats-server's order (transform, sealed, expected-* headers, Nats-Stream-Source,
+Msg-Id dedup, rollup, TTL, sizes, interest) before a `StoreMsg` command is built. Every mutation —
+store, skip, delete, purge, expiry, config change — is a command object passed to `apply()`, so the
+same commands can later be replicated by Raft and applied on followers; side effects that only the
+leader performs (PubAck, republish, delete-marker scheduling) stay outside `apply()`.
+
+Consumers are the next layer of work: `consumers` holds them and `has_interest()` / `on_stored` are
+the hooks interest/workqueue retention and delivery will use. May import layers 0-3 and jetstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from jsedge import gojson
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream import headers as H
+from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
+from jsedge.jetstream.streamconfig import with_dynamic_metadata
+from jsedge.jetstream.transform import SubjectTransform
+from jsedge.store.base import (
+    DiscardNewError,
+    DiscardPolicy,
+    StorageType,
+    StoreConfig,
+    StoredMsg,
+    StreamState,
+    StreamStore,
+)
+from jsedge.subjects import subject_matches
+
+MAX_HEADER_SIZE = 65535
+
+
+# ------------------------------------------------------------------------------------------------
+# commands: the only way to change a stream
+
+
+@dataclass(frozen=True, slots=True)
+class StoreMsg:
+    subject: bytes
+    hdr: bytes
+    data: bytes
+    ts: int
+    ttl: int = 0  # seconds; -1 never; 0 none
+    msg_id: bytes = b""
+    rollup: str = ""  # "", "sub", "all"
+
+
+@dataclass(frozen=True, slots=True)
+class SkipMsg:
+    ts: int
+    msg_id: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteMsg:
+    seq: int
+    erase: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeMsgs:
+    filter: bytes | None = None
+    seq: int = 0
+    keep: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireMsgs:
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateConfig:
+    config: StreamConfig
+
+
+Command = StoreMsg | SkipMsg | DeleteMsg | PurgeMsgs | ExpireMsgs | UpdateConfig
+
+
+def store_config(config: StreamConfig) -> StoreConfig:
+    return StoreConfig(
+        name=config.name,
+        storage=StorageType.MEMORY if config.storage == "memory" else StorageType.FILE,
+        max_msgs=config.max_msgs,
+        max_bytes=config.max_bytes,
+        max_age_ns=config.max_age,
+        max_msgs_per_subject=config.max_msgs_per_subject,
+        discard=DiscardPolicy.NEW if config.discard == "new" else DiscardPolicy.OLD,
+        discard_new_per_subject=config.discard_new_per_subject,
+        first_seq=config.first_seq or 1,
+    )
+
+
+def state_to_json(state: StreamState, consumer_count: int) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "messages": state.messages,
+        "bytes": state.bytes,
+        "first_seq": state.first_seq,
+        "first_ts": format_time_ns(state.first_ts),
+        "last_seq": state.last_seq,
+        "last_ts": format_time_ns(state.last_ts),
+    }
+    if state.num_subjects:
+        out["num_subjects"] = state.num_subjects
+    if state.subjects:
+        out["subjects"] = {k.decode(): v for k, v in state.subjects.items()}
+    if state.num_deleted:
+        out["num_deleted"] = state.num_deleted
+    if state.deleted:
+        out["deleted"] = list(state.deleted)
+    out["consumer_count"] = consumer_count
+    return out
+
+
+class Stream:
+    """One stream of one account. `host` is the per-account JetStream (manager.AccountJetStream)."""
+
+    def __init__(self, host: Any, config: StreamConfig, store: StreamStore, created: int) -> None:
+        self.host = host
+        self.server = host.server
+        self.account = host.account
+        self.name = config.name
+        self.config = config
+        self.store = store
+        self.created = created
+        self.consumers: dict[str, Any] = {}
+        #: Msg-Id -> (seq, ts ns), oldest first (timestamps are monotonic per stream).
+        self.dedup: dict[bytes, tuple[int, int]] = {}
+        self.last_msg_id = b""
+        self.subs: list[Any] = []
+        self.direct_subs: list[Any] = []
+        self.closed = False
+        self._expiry_handle: asyncio.TimerHandle | None = None
+        self._expiry_at = 0
+        self._mirror: Any = None
+        #: Hook for consumers: called after a message is stored (seq, subject).
+        self.on_stored: Callable[[int, bytes], None] | None = None
+        self._compile()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _compile(self) -> None:
+        config = self.config
+        self.transform = (
+            SubjectTransform(config.subject_transform.src, config.subject_transform.dest)
+            if config.subject_transform is not None
+            else None
+        )
+        self.republish = (
+            SubjectTransform(config.republish.src or ">", config.republish.dest) if config.republish is not None else None
+        )
+
+    def start(self) -> None:
+        self._subscribe()
+        self._rebuild_dedup()
+        self._schedule_expiry()
+
+    def _subscribe(self) -> None:
+        for sub in self.subs + self.direct_subs:
+            self.server.unsubscribe_internal(self.account, sub)
+        self.subs = []
+        self.direct_subs = []
+        if self.closed:
+            return
+        for subject in self.config.subjects or []:
+            self.subs.append(self.server.subscribe_internal(self.account, subject.encode(), self._on_publish))
+        if self.config.allow_direct:
+            prefix = b"$JS.API.DIRECT.GET." + self.name.encode()
+            for subject in (prefix, prefix + b".>"):
+                self.direct_subs.append(
+                    self.server.subscribe_internal(self.account, subject, self.host.direct_get_callback(self), queue=b"_sys_")
+                )
+
+    def stop(self) -> None:
+        self.closed = True
+        for sub in self.subs + self.direct_subs:
+            self.server.unsubscribe_internal(self.account, sub)
+        self.subs = []
+        self.direct_subs = []
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
+            self._expiry_handle = None
+        if self._mirror is not None:
+            self._mirror.stop()
+
+    def _rebuild_dedup(self) -> None:
+        """Msg-Ids of stored messages inside the window (nats-server rebuilds the same map)."""
+        window = self.config.duplicate_window
+        state = self.store.state()
+        if state.last_seq == 0:
+            return
+        last = self.store.load_prev_msg(state.last_seq)
+        if last is not None:
+            self.last_msg_id = H.get_header(last.hdr, H.MSG_ID) or b""
+        if not window:
+            return
+        cutoff = time.time_ns() - window
+        found: list[tuple[bytes, int, int]] = []
+        msg = last
+        while msg is not None and msg.ts >= cutoff:
+            msg_id = H.get_header(msg.hdr, H.MSG_ID)
+            if msg_id:
+                found.append((msg_id, msg.seq, msg.ts))
+            if msg.seq <= 1:
+                break
+            msg = self.store.load_prev_msg(msg.seq - 1)
+        for msg_id, seq, ts in reversed(found):
+            self.dedup[msg_id] = (seq, ts)
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, command: Command) -> Any:
+        """Execute one mutation. Deterministic given the command (timestamps are inside it)."""
+        store = self.store
+        if isinstance(command, StoreMsg):
+            ttl_ns = command.ttl * NS if command.ttl > 0 else command.ttl
+            seq = store.store_msg(command.subject, command.hdr, command.data, command.ts, ttl_ns)
+            self._record_id(command.msg_id, seq, command.ts)
+            if command.rollup == "sub":
+                store.purge(command.subject, seq=seq)
+            elif command.rollup == "all":
+                store.purge(None, seq=seq)
+            return seq
+        if isinstance(command, SkipMsg):
+            seq = store.skip_msg(command.ts)
+            self._record_id(command.msg_id, seq, command.ts)
+            return seq
+        if isinstance(command, DeleteMsg):
+            return store.remove_msg(command.seq, erase=command.erase)
+        if isinstance(command, PurgeMsgs):
+            return store.purge(command.filter, seq=command.seq, keep=command.keep)
+        if isinstance(command, ExpireMsgs):
+            return store.expire(command.now)
+        if isinstance(command, UpdateConfig):
+            old = self.config
+            self.config = command.config
+            store.update_config(store_config(command.config))
+            self._compile()
+            if old.subjects != command.config.subjects or old.allow_direct != command.config.allow_direct:
+                self._subscribe()
+            if old.duplicate_window != command.config.duplicate_window:
+                self._prune_dedup(time.time_ns())
+            self._schedule_expiry()
+            return None
+        raise TypeError(f"unknown stream command {command!r}")
+
+    def _record_id(self, msg_id: bytes, seq: int, ts: int) -> None:
+        self.last_msg_id = msg_id
+        if msg_id and self.config.duplicate_window:
+            self.dedup.pop(msg_id, None)
+            self.dedup[msg_id] = (seq, ts)
+
+    def _prune_dedup(self, now: int) -> None:
+        cutoff = now - self.config.duplicate_window
+        dedup = self.dedup
+        while dedup:
+            key = next(iter(dedup))
+            if dedup[key][1] >= cutoff:
+                break
+            del dedup[key]
+
+    # ------------------------------------------------------------------ publish path
+
+    def _on_publish(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if hdr_len >= 0:
+            hdr, data = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
+        else:
+            hdr, data = b"", bytes(msg)
+        try:
+            self.process_publish(subject, reply, hdr, data)
+        except Exception:  # noqa: BLE001 - one bad publish must not break delivery for others
+            self.server.logger.error(f"JetStream stream '{self.account.name} > {self.name}' publish failed")
+            import traceback
+
+            self.server.logger.error(traceback.format_exc())
+            if reply and not self.config.no_ack:
+                self._send_ack(reply, self._ack_error(js_error("JSStreamStoreFailedF", err="internal error")))
+
+    def process_publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool = False) -> None:
+        """streams.md §4 for one inbound message; sends the PubAck when there is a reply."""
+        try:
+            result = self._check_and_store(subject, hdr, data, sourced)
+        except JSError as exc:
+            if reply and not self.config.no_ack:
+                self._send_ack(reply, self._ack_error(exc))
+            return
+        seq, duplicate = result
+        if reply and not self.config.no_ack:
+            body = self._ack_ok(seq, duplicate)
+            if duplicate:
+                self._send_ack(reply, body)
+            else:
+                self._send_ack_after_sync(reply, body)
+
+    def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool]:
+        config = self.config
+        store = self.store
+        # 1. transform
+        if self.transform is not None:
+            mapped = self.transform.apply(subject)
+            if mapped is not None:
+                subject = mapped
+        hdr = H.clean_inbound(hdr)
+        # 3. sealed
+        if config.sealed:
+            raise js_error("JSStreamSealedErr")
+        # 15./16. sizes: observed on nats-server 2.15.1 to come before every header check
+        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
+            raise js_error("JSStreamMessageExceedsMaximumErr")
+        if len(hdr) > MAX_HEADER_SIZE:
+            raise js_error("JSStreamHeaderExceedsMaximumErr")
+        if hdr:
+            # 5. expected stream
+            expected = H.get_header(hdr, H.EXPECTED_STREAM)
+            if expected is not None and expected.decode("utf-8", "replace") != self.name:
+                raise js_error("JSStreamNotMatchErr")
+            # 6. TTL disabled
+            ttl_value = H.get_header(hdr, H.TTL)
+            if ttl_value is not None and not sourced and not config.allow_msg_ttl:
+                raise js_error("JSMessageTTLDisabledErr")
+            # 7. expected last subject sequence
+            subj_seq = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ)
+            subj_filter = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+            if subj_seq is not None:
+                wanted = _parse_uint(subj_seq)
+                check_subject = subj_filter if subj_filter else subject
+                last = store.load_last_msg(check_subject)
+                actual = last.seq if last is not None else 0
+                if wanted != actual:
+                    raise js_error("JSStreamWrongLastSequenceErrF", seq=actual)
+            elif subj_filter is not None:
+                raise js_error("JSStreamExpectedLastSeqPerSubjectInvalid")
+            # 8. expected last sequence
+            last_seq_value = H.get_header(hdr, H.EXPECTED_LAST_SEQ)
+            if last_seq_value is not None:
+                actual = store.state().last_seq
+                if _parse_uint(last_seq_value) != actual:
+                    raise js_error("JSStreamWrongLastSequenceErrF", seq=actual)
+            # 10. Nats-Stream-Source only on sourced messages
+            if not sourced and H.get_header(hdr, H.STREAM_SOURCE) is not None:
+                raise js_error("JSMessageSourceHdrNotAllowedErr")
+            # 11. dedup
+            msg_id = H.get_header(hdr, H.MSG_ID) or b""
+            now = time.time_ns()
+            if msg_id and config.duplicate_window and config.mirror is None:
+                self._prune_dedup(now)
+                entry = self.dedup.get(msg_id)
+                if entry is not None:
+                    return entry[0], True
+            # 12. expected last msg id
+            expected_id = H.get_header(hdr, H.EXPECTED_LAST_MSG_ID)
+            if expected_id is not None and expected_id != self.last_msg_id:
+                raise js_error("JSStreamWrongLastMsgIDErrF", id=self.last_msg_id.decode("utf-8", "replace"))
+            # 13. rollup
+            rollup = ""
+            rollup_value = H.get_header(hdr, H.ROLLUP)
+            if rollup_value is not None:
+                if not config.allow_rollup_hdrs or config.deny_purge:
+                    raise js_error("JSStreamRollupFailedF", err="rollup not permitted")
+                rollup = rollup_value.decode("utf-8", "replace").lower()
+                if rollup not in ("sub", "all"):
+                    raise js_error(
+                        "JSStreamRollupFailedF", err=f'rollup value invalid: "{rollup_value.decode("utf-8", "replace")}"'
+                    )
+        else:
+            ttl_value = None
+            msg_id = b""
+            rollup = ""
+            now = time.time_ns()
+        # 17. server-wide resources
+        self.host.check_resources(self, store.msg_size(subject, hdr, data))
+        # 18. interest retention with nobody interested: consume the sequence only
+        if config.retention == "interest" and not self.has_interest(subject):
+            seq = self.apply(SkipMsg(now, msg_id))
+            if rollup:
+                self.apply(PurgeMsgs(subject if rollup == "sub" else None, seq=seq))
+            return seq, False
+        # 20. TTL
+        ttl = 0
+        if ttl_value is not None:
+            try:
+                ttl = H.parse_ttl(ttl_value)
+            except ValueError:
+                raise js_error("JSMessageTTLInvalidErr") from None
+            marker_ttl = config.subject_delete_marker_ttl // NS
+            if marker_ttl and config.max_msgs_per_subject != 1 and 0 < ttl < marker_ttl:
+                ttl = marker_ttl
+                hdr = H.append_headers(H.remove_header(hdr, H.TTL), [(H.TTL, str(ttl).encode())])
+        # republish needs the subject's previous sequence from before the store
+        previous = 0
+        if self.republish is not None:
+            last = store.load_last_msg(subject)
+            previous = last.seq if last is not None else 0
+        # 21. store
+        try:
+            seq = self.apply(StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup))
+        except DiscardNewError as exc:
+            raise js_error("JSStreamStoreFailedF", err=exc.reason) from None
+        # 24. republish
+        if self.republish is not None:
+            self._republish(subject, hdr, data, seq, now, previous)
+        if ttl or config.max_age:
+            self._schedule_expiry()
+        if self.on_stored is not None:
+            self.on_stored(seq, subject)
+        return seq, False
+
+    def has_interest(self, subject: bytes) -> bool:
+        """Interest retention: does any consumer's filter match? (no consumers yet: never)."""
+        for consumer in self.consumers.values():
+            matches = getattr(consumer, "matches_subject", None)
+            if matches is None or matches(subject):
+                return True
+        return False
+
+    def _republish(self, subject: bytes, hdr: bytes, data: bytes, seq: int, ts: int, previous: int) -> None:
+        assert self.republish is not None and self.config.republish is not None
+        dest = self.republish.apply(subject)
+        if dest is None:
+            return
+        from jsedge.subjects import valid_literal_subject
+
+        if not valid_literal_subject(dest):
+            return
+        pairs = [
+            (b"Nats-Stream", self.name.encode()),
+            (b"Nats-Subject", subject),
+            (b"Nats-Sequence", str(seq).encode()),
+            (b"Nats-Time-Stamp", format_time_ns(ts).encode()),
+            (b"Nats-Last-Sequence", str(previous).encode()),
+        ]
+        body = data
+        if self.config.republish.headers_only:
+            pairs.append((b"Nats-Msg-Size", str(len(data)).encode()))
+            body = b""
+        self.server.send_internal(self.account, dest, b"", H.append_headers(hdr, pairs), body)
+
+    # ------------------------------------------------------------------ acks
+
+    def _ack_ok(self, seq: int, duplicate: bool) -> bytes:
+        name = gojson.dumps(self.name)
+        domain = self.host.domain
+        head = f'{{"stream":{name}'
+        if domain:
+            head += f',"domain":{gojson.dumps(domain)}'
+        tail = ',"duplicate": true}' if duplicate else "}"
+        return f'{head},"seq":{seq}{tail}'.encode()
+
+    def _ack_error(self, exc: JSError) -> bytes:
+        error = gojson.dumps(exc.to_json())
+        domain = self.host.domain
+        text = f'{{"error":{error},"stream":{gojson.dumps(self.name)}'
+        if domain:
+            text += f',"domain":{gojson.dumps(domain)}'
+        return (text + ',"seq":0}').encode()
+
+    def _send_ack(self, reply: bytes, body: bytes) -> None:
+        self.server.send_internal(self.account, reply, b"", b"", body)
+
+    def _send_ack_after_sync(self, reply: bytes, body: bytes) -> None:
+        """Ack only once the write is durable (group commit in the file store)."""
+        waiter = self.store.sync()
+        if isinstance(waiter, asyncio.Future) and waiter.done():
+            self._send_ack(reply, body)
+            return
+        if not asyncio.isfuture(waiter) and not asyncio.iscoroutine(waiter):
+            self._send_ack(reply, body)
+            return
+
+        async def wait_and_ack() -> None:
+            try:
+                await waiter
+            except Exception as exc:  # noqa: BLE001 - a failed fsync is reported to the publisher
+                self._send_ack(reply, self._ack_error(js_error("JSStreamStoreFailedF", err=str(exc))))
+                return
+            self._send_ack(reply, body)
+
+        self.server.loop.create_task(wait_and_ack())
+
+    # ------------------------------------------------------------------ expiry
+
+    def _schedule_expiry(self) -> None:
+        if self.closed:
+            return
+        deadline = self.store.next_expiry()
+        if not deadline:
+            if self._expiry_handle is not None:
+                self._expiry_handle.cancel()
+                self._expiry_handle = None
+            return
+        if self._expiry_handle is not None and self._expiry_at <= deadline:
+            return
+        if self._expiry_handle is not None:
+            self._expiry_handle.cancel()
+        # At least 1 ms: a deadline the store does not yet consider due must not spin the loop.
+        delay = max((deadline - time.time_ns()) / NS, 0.001)
+        self._expiry_at = deadline
+        self._expiry_handle = self.server.loop.call_later(delay, self._run_expiry)
+
+    def _run_expiry(self) -> None:
+        self._expiry_handle = None
+        self._expiry_at = 0
+        if self.closed:
+            return
+        try:
+            removed: list[StoredMsg] = self.apply(ExpireMsgs(time.time_ns())) or []
+            if removed and self.config.subject_delete_marker_ttl:
+                self._write_markers(removed)
+        except Exception:  # noqa: BLE001 - keep the timer alive
+            import traceback
+
+            self.server.logger.error(traceback.format_exc())
+        self._schedule_expiry()
+
+    def _write_markers(self, removed: list[StoredMsg]) -> None:
+        """One `Nats-Marker-Reason: MaxAge` marker per subject that expiry emptied (not for markers)."""
+        ttl = self.config.subject_delete_marker_ttl
+        done: set[bytes] = set()
+        for msg in removed:
+            if msg.subject in done or H.get_header(msg.hdr, H.MARKER_REASON) is not None:
+                continue
+            done.add(msg.subject)
+            if self.store.load_last_msg(msg.subject) is not None:
+                continue
+            hdr = (
+                b"NATS/1.0\r\nNats-Marker-Reason: MaxAge\r\nNats-TTL: "
+                + H.format_go_duration(ttl).encode()
+                + b"\r\nNats-Rollup: sub\r\n\r\n"
+            )
+            self.apply(StoreMsg(msg.subject, hdr, b"", time.time_ns(), ttl // NS, b"", "sub"))
+
+    # ------------------------------------------------------------------ reads / info
+
+    def state(self, *, deleted_details: bool = False, subjects_filter: bytes | None = None) -> StreamState:
+        return self.store.state(deleted_details=deleted_details, subjects_filter=subjects_filter)
+
+    def config_json(self, *, dynamic: bool = True) -> dict[str, Any]:
+        out = encode(self.config)
+        out["metadata"] = with_dynamic_metadata(self.config.metadata) if dynamic else dict(sorted((self.config.metadata or {}).items()))
+        return out
+
+    def info(
+        self,
+        *,
+        dynamic: bool = True,
+        cluster: bool = False,
+        deleted_details: bool = False,
+        subjects_filter: bytes | None = None,
+        state: StreamState | None = None,
+    ) -> dict[str, Any]:
+        """StreamInfo (jetstream-api.md §5.6) as an ordered dict."""
+        if state is None:
+            state = self.state(deleted_details=deleted_details, subjects_filter=subjects_filter)
+        out: dict[str, Any] = {
+            "config": self.config_json(dynamic=dynamic),
+            "created": format_time_ns(self.created),
+            "state": state_to_json(state, len(self.consumers)),
+        }
+        if self.host.domain:
+            out["domain"] = self.host.domain
+        if cluster:
+            cluster_info: dict[str, Any] = {}
+            if self.server.config.cluster.name:
+                cluster_info["name"] = self.server.config.cluster.name
+            cluster_info["leader"] = self.server.server_name
+            out["cluster"] = cluster_info
+        if self._mirror is not None:
+            self._mirror.add_info(out)
+        out["ts"] = format_time_ns(time.time_ns())
+        return out
+
+    def statistics(self) -> dict[str, Any]:
+        state = self.store.state()
+        return {"name": self.name, "messages": state.messages, "bytes": state.bytes, "consumers": len(self.consumers)}
+
+    def matches(self, subject: bytes) -> bool:
+        return any(subject_matches(s.encode(), subject) for s in self.config.subjects or [])
+
+
+def _parse_uint(value: bytes) -> int:
+    """nats-server parses with a home-grown uint parser: anything unparsable becomes a huge value."""
+    text = value.strip()
+    if not text or not text.isdigit():
+        return (1 << 64) - 1
+    return int(text)
