@@ -5,7 +5,6 @@ With no subcommand, the arguments are nats-server's command line (`-c`, `-p`, `-
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
@@ -100,6 +99,20 @@ def main(argv: list[str] | None = None) -> int:
         print("jsedge: clustering is not available yet", file=sys.stderr)
         return 1
 
+    # Bind the client port first (a numeric host only; see jsedge.routing.listener), then import the
+    # server and asyncio (~60 % of start-up): a client connecting meanwhile waits in the backlog
+    # instead of being refused. A bind error is left for the server to raise and log as before.
+    listen_socket = None
+    if not config.jetstream.enabled:  # stream recovery may take long: refuse clients until it is done
+        from jsedge.routing.listener import bind_listener, listen_address
+
+        try:
+            listen_socket = bind_listener(*listen_address(config))
+        except OSError:
+            listen_socket = None
+
+    import asyncio
+
     from jsedge.log import Logger
     from jsedge.server import install_event_loop_policy, serve
 
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_kind = install_event_loop_policy()
     logger.debug(f"Event loop: {loop_kind}")
     try:
-        return asyncio.run(serve(config, logger, argv))
+        return asyncio.run(serve(config, logger, argv, listen_socket))
     except KeyboardInterrupt:
         return 0
     finally:

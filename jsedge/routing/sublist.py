@@ -2,19 +2,27 @@
 
 Exports the twin chosen by `jsedge._ext.load("sublist")` — the compiled `jsedge._speedups.sublist`
 unless JSEDGE_NO_EXTENSIONS is set (or it failed to import, which `_ext` records loudly) — under the
-plain names, plus both twins explicitly: `py_impl` (always) and `c_impl` (None when not loaded), and
+plain names, plus both twins explicitly: `py_impl` and `c_impl` (None when not loaded), and
 `SublistPy`/`SublistC` style aliases for tests and benchmarks. The choice is all-or-nothing with the
 parser, because the compiled parser calls straight into the compiled `deliver()`.
+
+When the compiled twin is in use, the pure-Python twin (`py_impl` and the `*Py` names) is imported on
+first access (module `__getattr__`): the server never needs it, and compiling ~600 lines of source it
+never runs cost ~3 ms of startup when no bytecode cache is available (PYTHONDONTWRITEBYTECODE).
 """
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
+from typing import Any
 
 from jsedge import _ext
-from jsedge.routing import _sublist_py as py_impl
 
 c_impl: ModuleType | None = _ext.load("sublist")
+
+if c_impl is None:
+    from jsedge.routing import _sublist_py as py_impl
 
 _impl: ModuleType = c_impl if c_impl is not None else py_impl
 
@@ -30,13 +38,34 @@ deliver_to = _impl.deliver_to
 flush_pending = _impl.flush_pending
 CACHE_MAX: int = _impl.CACHE_MAX
 
-ClientCorePy = py_impl.ClientCore
-SubscriptionPy = py_impl.Subscription
-SublistResultPy = py_impl.SublistResult
-SublistPy = py_impl.Sublist
-deliver_py = py_impl.deliver
-deliver_to_py = py_impl.deliver_to
-flush_pending_py = py_impl.flush_pending
+_PY_NAMES = {
+    "ClientCorePy": "ClientCore",
+    "SubscriptionPy": "Subscription",
+    "SublistResultPy": "SublistResult",
+    "SublistPy": "Sublist",
+    "deliver_py": "deliver",
+    "deliver_to_py": "deliver_to",
+    "flush_pending_py": "flush_pending",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """`py_impl` and the `*Py` aliases, imported on first use (see the module docstring)."""
+    if name == "py_impl":
+        return importlib.import_module("jsedge.routing._sublist_py")
+    if name in _PY_NAMES:
+        return getattr(importlib.import_module("jsedge.routing._sublist_py"), _PY_NAMES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if c_impl is None:
+    ClientCorePy = py_impl.ClientCore
+    SubscriptionPy = py_impl.Subscription
+    SublistResultPy = py_impl.SublistResult
+    SublistPy = py_impl.Sublist
+    deliver_py = py_impl.deliver
+    deliver_to_py = py_impl.deliver_to
+    flush_pending_py = py_impl.flush_pending
 
 ClientCoreC = c_impl.ClientCore if c_impl is not None else None
 SubscriptionC = c_impl.Subscription if c_impl is not None else None
