@@ -70,8 +70,16 @@ def send_signal(spec: str) -> int:
     return 0
 
 
+#: Management subcommands: `jsedge <name> ...`. Without one, the arguments are nats-server's flags.
+SUBCOMMANDS = {"service": "jsedge.service"}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
     from jsedge.config import ConfigError, load_config
 
     try:

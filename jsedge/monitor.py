@@ -549,6 +549,7 @@ class Monitor:
             "/accstatz": ("/accstatz", self.handle_accstatz),
             "/jsz": ("/jsz", self.handle_jsz),
             "/healthz": ("/healthz", self.handle_healthz),
+            "/metrics": ("/metrics", self.handle_metrics),
         }
         routes = {self._base + path: entry for path, entry in table.items()}
         routes[self._base or "/"] = ("/", self.handle_root)
@@ -1247,6 +1248,30 @@ class Monitor:
                 limit=limit or 0,
             )
         )
+
+    # -- /metrics (jsedge: Prometheus text, prometheus-nats-exporter names) ----------------
+    def handle_metrics(self, query: Query) -> Response:
+        from jsedge import _ext, metrics
+
+        jsz = None
+        if self.server.jetstream is not None:
+            try:
+                jsz = self.jsz(accounts=True, streams=True, config=True, consumers=True)  # type: ignore[call-arg]
+            except TypeError:  # a jsz without consumer details
+                jsz = self.jsz(accounts=True, streams=True, config=True)
+        extra = []
+        sync = getattr(self.server.jetstream, "sync_latency", None)
+        if callable(sync):
+            for quantile, seconds in sync():
+                extra.append(("jsedge_store_sync_seconds", seconds, {"quantile": quantile}, "store fsync latency"))
+        text = metrics.render(
+            self.varz(),
+            subsz=self.sublist_stats(self.server.accounts.values()),
+            jsz=jsz,
+            twins=dict(_ext.LOADED),
+            extra=extra,
+        )
+        return Response(200, (("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),), text.encode())
 
     # -- /healthz --------------------------------------------------------------------------
     def healthz(

@@ -98,6 +98,11 @@ class Server:
         #: The JetStream engine (jsedge.jetstream.manager.JetStream) when enabled, else None.
         self.jetstream: Any = None
         self._flush_scheduled = False
+        from jsedge.sdnotify import Notifier
+
+        #: systemd readiness/watchdog notifications (no-ops unless run by systemd, Type=notify).
+        self.notifier = Notifier()
+        self._status_handle: asyncio.TimerHandle | None = None
         self._setup_from_config(config)
 
     # ---------------------------------------------------------------- config-derived state
@@ -305,6 +310,7 @@ class Server:
             self.monitor = Monitor(self)
             self.http_port = await self.monitor.start()
         if config.jetstream.enabled:
+            self.notifier.status("recovering JetStream streams")
             from jsedge.api import JetStreamAPI
             from jsedge.jetstream.manager import JetStream
 
@@ -343,7 +349,32 @@ class Server:
         self.logger.info(f"Listening for client connections on {self._hostport(config.listen.host, self.port)}")
         self._write_pidfile()
         self._write_ports_file()
+        if os.environ.get("JSEDGE_TEST_HOOKS", "") == "1":
+            self._install_test_hooks()
         self.logger.info("Server is ready")
+        # READY=1 only now: listeners are up and JetStream recovery has finished.
+        self.notifier.ready(self._status_text())
+        self.notifier.start_watchdog(self.loop)
+        if self.notifier.enabled:
+            self._status_handle = self.loop.call_later(5.0, self._status_tick)
+
+    def _status_text(self) -> str:
+        return f"serving {len(self.clients)} clients"
+
+    def _status_tick(self) -> None:
+        self.notifier.status(self._status_text())
+        self._status_handle = self.loop.call_later(5.0, self._status_tick)
+
+    def _install_test_hooks(self) -> None:
+        """JSEDGE_TEST_HOOKS=1 only: `$JSEDGE.TEST.block` with a payload of N seconds blocks the event
+        loop, as a stuck handler would (the watchdog test)."""
+        import time as _time
+
+        def block(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            _time.sleep(float(msg[max(hdr_len, 0):] or b"0"))
+
+        self.subscribe_internal(self.global_account, b"$JSEDGE.TEST.block", block)
+        self.logger.warn("Test hooks are enabled (JSEDGE_TEST_HOOKS=1): never in production")
 
     @staticmethod
     def _hostport(host: str, port: int) -> str:
@@ -394,6 +425,9 @@ class Server:
             return
         self.shutting_down = True
         self.accepting = False
+        self.notifier.stopping()
+        if self._status_handle is not None:
+            self._status_handle.cancel()
         self.logger.info("Initiating Shutdown...")
         if self.listener is not None:
             self.listener.close()
@@ -411,6 +445,7 @@ class Server:
             except OSError:
                 pass
         self.logger.info("Server Exiting..")
+        self.notifier.close()
         self.stopped.set()
 
     async def enter_lame_duck(self) -> None:
@@ -418,6 +453,8 @@ class Server:
             return
         self.lame_duck = True
         self.accepting = False
+        self.notifier.stopping()
+        self.notifier.status("lame duck: closing clients")
         self.logger.info("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
@@ -442,6 +479,13 @@ class Server:
         await self.shutdown()
 
     def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self.notifier.ready(self._status_text())
+
+    def _reload(self) -> None:
         from jsedge.config import ConfigError, diff_for_reload, load_config
 
         try:
