@@ -182,8 +182,8 @@ def check_stream_config(
             raise js_error("JSMirrorWithBatchPublishErr")
         if config.allow_msg_schedules:
             raise js_error("JSMirrorWithMsgSchedulesErr")
-        if mirror.opt_start_seq and mirror.opt_start_time:
-            raise js_error("JSMirrorWithStartSeqAndTimeErr")
+        # JSMirrorWithStartSeqAndTimeErr exists in the error table, but nats-server 2.15.1 accepts a
+        # mirror with both opt_start_seq and opt_start_time (checked on the binary): so do we.
         if mirror.filter_subject and mirror.subject_transforms:
             raise js_error("JSMirrorMultipleFiltersNotAllowed")
         _check_source_transforms(mirror.subject_transforms or [], mirror=True)

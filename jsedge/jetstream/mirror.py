@@ -1,0 +1,634 @@
+"""Mirrors and sources (spec/streams.md §15, ADR-59), single server, same account.
+
+nats-server copies through internal consumers; jsedge copies straight from the origin stream's store
+(the origin is a `Stream` of the same account) and reproduces the observable results:
+
+* **mirror** — every origin message (optionally from `opt_start_seq` / `opt_start_time`, optionally
+  filtered / transformed) is stored under the **origin's sequence number and timestamp**, with its
+  headers minus `Nats-Expected-*` (nats-server drops those from copies too, verified):
+  gaps in the origin become gaps (skipped sequences) in the mirror; an empty mirror is moved to the
+  first copied sequence. No dedup, no `Nats-Stream-Source` header. The mirror's own `last_seq` is its
+  cursor, so it survives restarts by construction. A re-created origin whose sequences restart below
+  the mirror's `last_seq` is copied from `last_seq + 1` on (the mirror's history is kept).
+* **sources** — each origin message matching the source's filter/transforms goes through the normal
+  publish path (`Stream._check_and_store(..., sourced=True)`: dedup, limits, TTL rules) as a new
+  message with a `Nats-Stream-Source: <name> <origin seq> <filter> <dest> <origin subject> <id>` header
+  (an existing one is replaced). `<id>` is nats-server's 8-char identity of the origin (base62 of the
+  sha256 of its creation time); when it changes (origin deleted and re-created) the source starts
+  over from the new origin's beginning.
+* **cursors** (sources) are kept per source in the store's metadata (`save_meta`, JSON, written
+  shortly after changes and at stop) together with the destination's `last_seq` at that moment; on
+  recovery the destination's messages newer than that are scanned for `Nats-Stream-Source` headers,
+  so a crash between two metadata writes neither duplicates nor loses messages.
+* copying is triggered by the origin's `stored_listeners` (a new message) and by a 0.5 s retry tick
+  (origin created later, re-created, or back after an error); each run copies at most `BATCH`
+  messages per source before yielding to the event loop.
+* `external` origins (other account / domain) are not reachable from here: they are accepted and
+  reported like nats-server does while it cannot reach them (`active: -1`, no copy) and a warning is
+  logged.
+* `mirror_direct`: the mirror also answers `$JS.API.DIRECT.GET.<origin>` (queue `_sys_`).
+
+Layer 4 (jetstream): imported lazily by manager.py (`JetStream.mirror_module()`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream import headers as H
+from jsedge.jetstream.models import StreamConfig, StreamSource, encode, format_time_ns
+from jsedge.jetstream.stream import PurgeMsgs, SkipMsg, StoreMsg
+from jsedge.jetstream.transform import SubjectTransform
+from jsedge.store.base import DiscardNewError
+from jsedge.subjects import subject_matches
+
+RETRY_INTERVAL = 0.5  # seconds between retries / origin look-ups
+BATCH = 512  # messages per source per loop turn
+SAVE_DELAY = 0.2  # seconds: cursor metadata is written this long after a change
+FWC = ">"
+_DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+#: Errors that mean "try again later" (the message is not skipped).
+_RETRY_CODES = {10023, 10028, 10047, 10077}
+
+
+def hash8(text: str) -> str:
+    """nats-server's getHashSize(text, 8): sha256, first 8 bytes mapped onto base62 digits."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return "".join(_DIGITS[b % 62] for b in digest[:8])
+
+
+def stream_identity(created_ns: int) -> str:
+    """The 8-char identity nats-server 2.15 appends to `Nats-Stream-Source` (hash of the creation time)."""
+    return hash8(format_time_ns(created_ns))
+
+
+def compose_iname(source: StreamSource) -> str:
+    """`<name>[:<hash(api)>] <filter> <dest>`: the source's identity (and the header minus seq/subject)."""
+    name = source.name
+    if source.external is not None:
+        name += ":" + hash8(source.external.api)
+    if not source.subject_transforms:
+        src, dest = source.filter_subject or FWC, FWC
+    else:
+        src = "\f".join(t.src or FWC for t in source.subject_transforms)
+        dest = "\f".join(t.dest or FWC for t in source.subject_transforms)
+    return f"{name} {src} {dest}"
+
+
+def _local(source: StreamSource, domain: str) -> bool:
+    if source.external is None:
+        return True
+    api = source.external.api
+    return api == "$JS.API" or (bool(domain) and api == f"$JS.{domain}.API")
+
+
+# ------------------------------------------------------------------------------------------------
+# create/update checks (called by manager.py)
+
+
+def check_origins(jsa: Any, config: StreamConfig) -> None:
+    """Checks that need the other streams: max_msg_size (10030/10046), mirror_direct, cycles."""
+    streams = jsa.streams
+    domain = jsa.domain
+    mirror = config.mirror
+    if mirror is not None and _local(mirror, domain):
+        origin = streams.get(mirror.name)
+        if origin is not None:
+            limit = origin.config.max_msg_size
+            if limit > 0 and 0 < config.max_msg_size < limit:
+                raise js_error("JSMirrorMaxMessageSizeTooBigErr")
+            config.mirror_direct = bool(origin.config.allow_direct)
+    for source in config.sources or []:
+        if not _local(source, domain):
+            continue
+        origin = streams.get(source.name)
+        if origin is not None:
+            limit = origin.config.max_msg_size
+            if limit > 0 and 0 < config.max_msg_size < limit:
+                raise js_error("JSSourceMaxMessageSizeTooBigErr")
+    # cycle: following mirror/sources from the new config must not lead back to it
+    pending = _origin_names(config, domain)
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name == config.name:
+            raise js_error("JSStreamInvalidConfigF", err="detected cycle")
+        if name in seen:
+            continue
+        seen.add(name)
+        other = streams.get(name)
+        if other is not None:
+            pending.extend(_origin_names(other.config, domain))
+
+
+def _origin_names(config: StreamConfig, domain: str) -> list[str]:
+    names = []
+    if config.mirror is not None and _local(config.mirror, domain):
+        names.append(config.mirror.name)
+    names.extend(s.name for s in config.sources or [] if _local(s, domain))
+    return names
+
+
+def attach(stream: Any) -> None:
+    """Start (or reconfigure after an update) the copy loops of `stream`."""
+    replicator = stream._mirror
+    if replicator is None or replicator.stopped:
+        replicator = Replicator(stream)
+        stream._mirror = replicator
+    replicator.configure(stream.config)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+class _Cursor:
+    """One mirror or source: where it is in its origin, and what it last saw."""
+
+    def __init__(self, source: StreamSource, mirror: bool, local: bool) -> None:
+        self.source = source
+        self.mirror = mirror
+        self.local = local
+        self.iname = compose_iname(source)
+        name_token, self.src_token, self.dest_token = self.iname.split(" ", 2)
+        self.name_token = name_token
+        self.transforms: list[SubjectTransform] = []
+        self.filters: list[bytes] = []
+        if source.subject_transforms:
+            for t in source.subject_transforms:
+                self.transforms.append(SubjectTransform(t.src or FWC, t.dest or ""))
+                self.filters.append((t.src or FWC).encode())
+        elif source.filter_subject:
+            self.filters.append(source.filter_subject.encode())
+        #: filter handed to the store (one filter, or `>` and a check in Python)
+        self.load_filter = self.filters[0] if len(self.filters) == 1 else b">"
+        self.seq = 0  # sources: last origin seq copied (0 = none yet)
+        self.started = False  # sources: `seq` is meaningful (start position decided)
+        self.next = 0  # next origin seq to look at (0 = derive)
+        self.identity = ""
+        self.last_contact = 0  # time_ns of the last contact with the origin (0 = never)
+        self.error: JSError | None = None
+        self.origin: Any = None  # the origin Stream we listen to
+
+    def map_subject(self, subject: bytes) -> bytes | None:
+        """The destination subject, or None when the message is not selected."""
+        if self.transforms:
+            for transform in self.transforms:
+                mapped = transform.apply(subject)
+                if mapped is not None:
+                    return mapped
+            return None
+        if self.filters and not subject_matches(self.filters[0], subject):
+            return None
+        return subject
+
+    def pending(self, store: Any, start: int) -> int:
+        if not self.filters:
+            return store.num_pending(start, b">")
+        return sum(store.num_pending(start, f) for f in self.filters)
+
+
+class Replicator:
+    """The copy loops of one stream (its mirror or its sources). `stream._mirror` points here."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.host = stream.host
+        self.server = stream.server
+        self.loop = stream.server.loop
+        self.cursors: list[_Cursor] = []
+        self.stopped = False
+        self._scheduled = False
+        self._timer: Any = None
+        self._save_handle: Any = None
+        self._direct_subs: list[Any] = []
+        self._loaded = False
+        self._warned_external: set[str] = set()
+
+    # ------------------------------------------------------------------ configuration
+
+    def configure(self, config: StreamConfig) -> None:
+        domain = self.host.domain
+        old = {c.iname: c for c in self.cursors}
+        cursors: list[_Cursor] = []
+        if config.mirror is not None:
+            cursor = _Cursor(config.mirror, True, _local(config.mirror, domain))
+            previous = old.get(cursor.iname)
+            if previous is not None and previous.mirror:
+                cursor = previous
+            cursors.append(cursor)
+        for source in config.sources or []:
+            cursor = _Cursor(source, False, _local(source, domain))
+            previous = old.get(cursor.iname)
+            if previous is not None and not previous.mirror:
+                cursor = previous
+            cursors.append(cursor)
+        for cursor in old.values():
+            if cursor not in cursors:
+                self._unlisten(cursor)
+        self.cursors = cursors
+        for cursor in cursors:
+            if not cursor.local and cursor.iname not in self._warned_external:
+                self._warned_external.add(cursor.iname)
+                self.server.logger.warn(
+                    f"JetStream stream '{self.stream.account.name} > {self.stream.name}': external "
+                    f"{'mirror' if cursor.mirror else 'source'} '{cursor.source.name}' is not supported by jsedge"
+                )
+        if not self._loaded:
+            self._loaded = True
+            self._recover_cursors()
+        self._subscribe_direct(config)
+        if self._timer is None:
+            self._timer = self.loop.call_later(RETRY_INTERVAL, self._tick)
+        self._kick()
+
+    def _subscribe_direct(self, config: StreamConfig) -> None:
+        for sub in self._direct_subs:
+            self.server.unsubscribe_internal(self.stream.account, sub)
+        self._direct_subs = []
+        if self.stopped or config.mirror is None or not config.mirror_direct:
+            return
+        prefix = b"$JS.API.DIRECT.GET." + config.mirror.name.encode()
+        callback = self.host.direct_get_callback(self.stream)
+        for subject in (prefix, prefix + b".>"):
+            self._direct_subs.append(
+                self.server.subscribe_internal(self.stream.account, subject, callback, queue=b"_sys_")
+            )
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for sub in self._direct_subs:
+            self.server.unsubscribe_internal(self.stream.account, sub)
+        self._direct_subs = []
+        for cursor in self.cursors:
+            self._unlisten(cursor)
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+            self._save()
+
+    # ------------------------------------------------------------------ cursor persistence
+
+    def _recover_cursors(self) -> None:
+        sources = [c for c in self.cursors if not c.mirror]
+        if not sources:
+            return
+        by_name = {c.iname: c for c in sources}
+        floor = 0
+        try:
+            raw = self.stream.store.load_meta()
+            document = json.loads(raw) if raw else {}
+        except (ValueError, OSError):
+            document = {}
+        saved = document.get("sources") if isinstance(document, dict) else None
+        if isinstance(saved, dict):
+            floor = int(document.get("dest_last_seq", 0) or 0)
+            for iname, entry in saved.items():
+                cursor = by_name.get(iname)
+                if cursor is not None and isinstance(entry, dict):
+                    cursor.seq = int(entry.get("seq", 0))
+                    cursor.identity = str(entry.get("id", ""))
+                    cursor.started = True
+        # messages stored after the last metadata write carry their cursor in the header
+        store = self.stream.store
+        state = store.state()
+        missing = set(by_name)
+        seq = state.last_seq
+        while seq > floor and seq >= max(state.first_seq, 1) and missing:
+            msg = store.load_prev_msg(seq)
+            if msg is None or msg.seq <= floor:
+                break
+            value = H.get_header(msg.hdr, H.STREAM_SOURCE)
+            if value is not None:
+                parsed = _parse_source_header(value)
+                if parsed is not None:
+                    iname, origin_seq, identity = parsed
+                    cursor = by_name.get(iname)
+                    if cursor is not None and iname in missing:
+                        missing.discard(iname)
+                        if origin_seq > cursor.seq or not cursor.started:
+                            cursor.seq = origin_seq
+                            cursor.identity = identity or cursor.identity
+                        cursor.started = True
+            seq = msg.seq - 1
+
+    def _mark_dirty(self) -> None:
+        if self._save_handle is None and not self.stopped:
+            self._save_handle = self.loop.call_later(SAVE_DELAY, self._save_now)
+
+    def _save_now(self) -> None:
+        self._save_handle = None
+        self._save()
+
+    def _save(self) -> None:
+        sources = {c.iname: {"seq": c.seq, "id": c.identity} for c in self.cursors if not c.mirror and c.started}
+        if not sources:
+            return
+        store = self.stream.store
+        try:
+            raw = store.load_meta()
+            document = json.loads(raw) if raw else {}
+            if not isinstance(document, dict):
+                document = {}
+        except (ValueError, OSError):
+            document = {}
+        document["sources"] = sources
+        document["dest_last_seq"] = store.state().last_seq
+        try:
+            store.save_meta(json.dumps(document).encode())
+        except Exception as exc:  # noqa: BLE001 - a closed/deleted store: nothing to keep
+            if not self.stopped:
+                self.server.logger.warn(f"JetStream could not save source cursors of '{self.stream.name}': {exc}")
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _on_origin_stored(self, seq: int, subject: bytes) -> None:
+        self._kick()
+
+    def _kick(self) -> None:
+        if not self._scheduled and not self.stopped:
+            self._scheduled = True
+            self.loop.call_soon(self._run)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.stopped:
+            return
+        self._run()
+        if not self.stopped:
+            self._timer = self.loop.call_later(RETRY_INTERVAL, self._tick)
+
+    def _listen(self, cursor: _Cursor, origin: Any) -> None:
+        if cursor.origin is origin:
+            return
+        self._unlisten(cursor)
+        listeners = getattr(origin, "stored_listeners", None)
+        if listeners is not None and self._on_origin_stored not in listeners:
+            listeners.append(self._on_origin_stored)
+        cursor.origin = origin
+
+    def _unlisten(self, cursor: _Cursor) -> None:
+        origin = cursor.origin
+        cursor.origin = None
+        if origin is None:
+            return
+        if any(c.origin is origin for c in self.cursors if c is not cursor):
+            return
+        listeners = getattr(origin, "stored_listeners", None)
+        if listeners is not None:
+            try:
+                listeners.remove(self._on_origin_stored)
+            except ValueError:
+                pass
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if self.stopped or self.stream.closed:
+            return
+        more = False
+        for cursor in list(self.cursors):
+            if not cursor.local:
+                continue
+            try:
+                more = self._copy(cursor) or more
+            except Exception:  # noqa: BLE001 - keep the loop alive; retried at the next tick
+                import traceback
+
+                self.server.logger.error(traceback.format_exc())
+        if more:
+            self._kick()
+
+    # ------------------------------------------------------------------ copying
+
+    def _copy(self, cursor: _Cursor) -> bool:
+        """Copy up to BATCH messages; True when there may be more right away."""
+        origin = self.host.streams.get(cursor.source.name)
+        if origin is None or origin.closed or origin is self.stream:
+            cursor.error = js_error("JSStreamNotFoundErr")
+            self._unlisten(cursor)
+            return False
+        self._listen(cursor, origin)
+        cursor.error = None
+        cursor.last_contact = time.time_ns()
+        identity = stream_identity(origin.created)
+        if cursor.mirror:
+            cursor.identity = identity
+            return self._copy_mirror(cursor, origin)
+        if cursor.identity and cursor.identity != identity:
+            # the origin was deleted and re-created: a new stream, start over
+            cursor.seq = 0
+            cursor.started = False
+            cursor.next = 0
+        if cursor.identity != identity:
+            cursor.identity = identity
+            self._mark_dirty()
+        return self._copy_source(cursor, origin, identity)
+
+    def _start_seq(self, cursor: _Cursor, origin: Any) -> int:
+        """First origin sequence to copy for a cursor with no history."""
+        source = cursor.source
+        if source.opt_start_seq:
+            return source.opt_start_seq
+        if source.opt_start_time:
+            return _seq_for_time(origin.store, source.opt_start_time)
+        return 1
+
+    def _copy_source(self, cursor: _Cursor, origin: Any, identity: str) -> bool:
+        stream = self.stream
+        if not cursor.started:
+            cursor.seq = self._start_seq(cursor, origin) - 1
+            cursor.started = True
+            self._mark_dirty()
+        start = max(cursor.next, cursor.seq + 1)
+        store = origin.store
+        header_head = cursor.name_token
+        header_tail = f"{cursor.src_token} {cursor.dest_token}"
+        for _ in range(BATCH):
+            msg = store.load_next_msg(cursor.load_filter, start)
+            if msg is None:
+                cursor.next = start
+                return False
+            start = msg.seq + 1
+            subject = cursor.map_subject(msg.subject)
+            if subject is None:
+                cursor.next = start
+                continue
+            hdr = _strip(msg.hdr, _DROPPED + (H.STREAM_SOURCE,))
+            value = f"{header_head} {msg.seq} {header_tail} {msg.subject.decode('utf-8', 'replace')} {identity}"
+            hdr = H.append_headers(hdr, [(H.STREAM_SOURCE, value.encode())])
+            try:
+                stream._check_and_store(subject, hdr, msg.data, True)
+            except JSError as exc:
+                if exc.entry.err_code in _RETRY_CODES:
+                    cursor.error = exc
+                    return False  # retried at the next tick
+                self.server.logger.warn(
+                    f"JetStream stream '{stream.account.name} > {stream.name}' skipped sourced message "
+                    f"'{cursor.source.name}' seq {msg.seq}: {exc.description}"
+                )
+            cursor.seq = msg.seq
+            cursor.next = start
+            self._mark_dirty()
+        return True
+
+    def _copy_mirror(self, cursor: _Cursor, origin: Any) -> bool:
+        stream = self.stream
+        mine = stream.store
+        state = mine.state()
+        if state.last_seq == 0 and state.messages == 0 and cursor.next == 0:
+            start = self._start_seq(cursor, origin)
+        else:
+            start = max(state.last_seq + 1, cursor.next)
+        store = origin.store
+        allow_ttl = stream.config.allow_msg_ttl
+        for _ in range(BATCH):
+            msg = store.load_next_msg(cursor.load_filter, start)
+            if msg is None:
+                cursor.next = start
+                return False
+            start = msg.seq + 1
+            subject = cursor.map_subject(msg.subject)
+            if subject is None:
+                cursor.next = start
+                continue
+            hdr = _strip(msg.hdr, _DROPPED)
+            state = mine.state()
+            if msg.seq <= state.last_seq:
+                cursor.next = state.last_seq + 1
+                start = cursor.next
+                continue
+            try:
+                self.host.check_resources(stream, mine.msg_size(subject, hdr, msg.data))
+                if msg.seq > state.last_seq + 1:
+                    if state.messages == 0:
+                        stream.apply(PurgeMsgs(None, seq=msg.seq))
+                    else:
+                        for _gap in range(msg.seq - state.last_seq - 1):
+                            stream.apply(SkipMsg(msg.ts))
+                ttl = 0
+                if allow_ttl:
+                    value = H.get_header(hdr, H.TTL)
+                    if value is not None:
+                        try:
+                            ttl = H.parse_ttl(value)
+                        except ValueError:
+                            ttl = 0
+                seq = stream.apply(StoreMsg(subject, hdr, msg.data, msg.ts, ttl))
+            except (JSError, DiscardNewError) as exc:
+                cursor.error = exc if isinstance(exc, JSError) else js_error("JSStreamStoreFailedF", err=exc.reason)
+                cursor.next = msg.seq
+                return False
+            cursor.next = start
+            if ttl or stream.config.max_age:
+                stream._schedule_expiry()
+            _notify(stream, seq, subject)
+        return True
+
+    # ------------------------------------------------------------------ info
+
+    def add_info(self, out: dict[str, Any]) -> None:
+        config = self.stream.config
+        if config.mirror is not None:
+            cursor = next((c for c in self.cursors if c.mirror), None)
+            if cursor is not None:
+                out["mirror"] = self._info(cursor)
+        if config.sources:
+            out["sources"] = [self._info(c) for c in self.cursors if not c.mirror]
+
+    def _info(self, cursor: _Cursor) -> dict[str, Any]:
+        source = cursor.source
+        info: dict[str, Any] = {"name": source.name}
+        if source.external is not None:
+            info["external"] = encode(source.external)
+        origin = self.host.streams.get(source.name) if cursor.local else None
+        lag = 0
+        if origin is not None and cursor.last_contact:
+            try:
+                if cursor.mirror:
+                    lag = cursor.pending(origin.store, self.stream.store.state().last_seq + 1)
+                elif cursor.started:
+                    lag = cursor.pending(origin.store, cursor.seq + 1)
+            except Exception:  # noqa: BLE001 - info must not fail on a closing store
+                lag = 0
+        info["lag"] = lag
+        if not cursor.mirror and cursor.seq:
+            info["seq"] = cursor.seq
+        info["active"] = time.time_ns() - cursor.last_contact if cursor.last_contact else -1
+        if cursor.error is not None:
+            info["error"] = cursor.error.to_json()
+        if cursor.mirror and not cursor.last_contact:
+            return info  # nats-server shows a mirror's filter / transforms only once it is connected
+        if source.filter_subject:
+            info["filter_subject"] = source.filter_subject
+        if source.subject_transforms:
+            info["subject_transforms"] = [encode(t) for t in source.subject_transforms]
+        return info
+
+
+#: nats-server drops these from mirrored and sourced copies (verified against 2.15.1).
+_DROPPED = (
+    H.EXPECTED_STREAM,
+    H.EXPECTED_LAST_SEQ,
+    H.EXPECTED_LAST_SUBJ_SEQ,
+    H.EXPECTED_LAST_SUBJ_SEQ_SUBJ,
+    H.EXPECTED_LAST_MSG_ID,
+)
+
+
+def _strip(hdr: bytes, names: tuple[bytes, ...]) -> bytes:
+    if not hdr:
+        return hdr
+    for name in names:
+        if b"\r\n" + name + b":" in hdr:
+            hdr = H.remove_header(hdr, name)
+    return b"" if hdr == H.EMPTY_BLOCK else hdr
+
+
+def _notify(stream: Any, seq: int, subject: bytes) -> None:
+    if stream.on_stored is not None:
+        stream.on_stored(seq, subject)
+    for listener in list(getattr(stream, "stored_listeners", ())):
+        listener(seq, subject)
+
+
+def _parse_source_header(value: bytes) -> tuple[str, int, str] | None:
+    """`Nats-Stream-Source` -> (iname, origin seq, identity)."""
+    parts = value.decode("utf-8", "replace").split(" ")
+    if len(parts) < 4:
+        return None
+    try:
+        seq = int(parts[1])
+    except ValueError:
+        return None
+    iname = f"{parts[0]} {parts[2]} {parts[3]}"
+    identity = parts[5] if len(parts) > 5 else ""
+    return iname, seq, identity
+
+
+def _seq_for_time(store: Any, ts: int) -> int:
+    """First stored sequence with a timestamp >= ts (timestamps grow with sequences)."""
+    state = store.state()
+    if state.messages == 0:
+        return state.last_seq + 1
+    lo, hi = max(state.first_seq, 1), state.last_seq + 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        msg = store.load_next_msg(b">", mid)
+        if msg is None:
+            hi = mid
+        elif msg.ts >= ts:
+            hi = mid
+        else:
+            lo = msg.seq + 1
+    return lo
+
+
+__all__ = ["attach", "check_origins", "compose_iname", "stream_identity", "Replicator"]
