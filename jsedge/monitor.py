@@ -1134,6 +1134,7 @@ class Monitor:
         account_filter: str = "",
         offset: int = 0,
         limit: int = 0,
+        consumers: bool = False,
     ) -> dict[str, Any]:
         """nats-server's JSInfo. With JetStream off: its "disabled" document."""
         js = self.server.jetstream
@@ -1211,6 +1212,10 @@ class Monitor:
                         if config:
                             entry["config"] = stream.config_json(dynamic=False)
                         entry["state"] = info["state"]
+                        if consumers and stream.consumers:
+                            entry["consumer_detail"] = [
+                                stream.consumers[c].info(dynamic=False, with_config=config) for c in sorted(stream.consumers)
+                            ]
                         stream_details.append(entry)
                     if stream_details:
                         detail["stream_detail"] = stream_details
@@ -1246,6 +1251,7 @@ class Monitor:
                 account_filter=query.get("acc"),
                 offset=offset or 0,
                 limit=limit or 0,
+                consumers=consumers,
             )
         )
 

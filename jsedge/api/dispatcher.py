@@ -58,10 +58,12 @@ class JetStreamAPI:
         self.jetstream = jetstream
         self.endpoints: list[Endpoint] = []
         self.subs: list[tuple[Any, Any]] = []
-        from jsedge.api import direct, streams
+        from jsedge.api import consumers, direct, snapshot, streams
 
         streams.register(self)
         direct.register(self)
+        snapshot.register(self)
+        consumers.register(self)
 
     def add(self, endpoint: Endpoint) -> None:
         self.endpoints.append(endpoint)
@@ -167,6 +169,11 @@ class JetStreamAPI:
         stream = jsa.streams.get(request.tokens[2].decode("utf-8", "replace"))
         if stream is not None and stream.direct_subs:
             return  # the stream's own queue subscription answers
+        name = request.tokens[2].decode("utf-8", "replace")
+        for other in jsa.streams.values():
+            mirror = other.config.mirror
+            if mirror is not None and mirror.name == name and other.config.mirror_direct:
+                return  # a mirror with mirror_direct answers for its origin (mirror.py)
         src = request.src
         if request.reply and src is not None and getattr(src, "no_responders", False):
             src.on_no_responders(request.subject, request.reply)

@@ -204,6 +204,10 @@ class AccountJetStream:
         config = self.defaulted(request, request.pedantic)
         if config.num_replicas > 1:
             raise js_error("JSStreamReplicasNotSupportedErr")
+        if config.mirror is not None or config.sources:
+            mirror_module = self.jetstream.mirror_module()
+            if mirror_module is not None:
+                mirror_module.check_origins(self, config)  # may set mirror_direct: before the compare
         existing = self.streams.get(config.name)
         if existing is not None:
             candidate = config.copy()
@@ -215,11 +219,6 @@ class AccountJetStream:
                 raise js_error("JSStreamNameExistErr")
             return existing, True
         self._check_overlap(config)
-        mirror_module = None
-        if config.mirror is not None or config.sources:
-            mirror_module = self.jetstream.mirror_module()
-            if mirror_module is not None:
-                mirror_module.check_origins(self, config)
         self._check_limits(config)
         set_static_metadata(config)
         stream = self._open(config, time.time_ns(), fresh=True)
@@ -235,6 +234,14 @@ class AccountJetStream:
         stream = Stream(self, config, store, created)
         self.streams[config.name] = stream
         stream.start()
+        if not fresh:
+            from jsedge.jetstream.consumer import recover_consumers
+
+            recover_consumers(stream)
+        if config.compression == "s2":
+            self.server.logger.info(
+                f"JetStream stream '{self.name} > {config.name}' asks for s2 compression: jsedge stores it uncompressed"
+            )
         mirror_module = self.jetstream.mirror_module() if (config.mirror is not None or config.sources) else None
         if mirror_module is not None:
             mirror_module.attach(stream)
@@ -261,6 +268,10 @@ class AccountJetStream:
         if config.num_replicas > 1:
             raise js_error("JSStreamReplicasNotSupportedErr")
         config = check_update(stream.config, config)
+        if config.mirror is not None or config.sources:
+            mirror_module = self.jetstream.mirror_module()
+            if mirror_module is not None:
+                mirror_module.check_origins(self, config)
         self._check_overlap(config, exclude=stream.name)
         self._check_limits(config, replacing=stream)
         set_static_metadata(config)
@@ -280,6 +291,9 @@ class AccountJetStream:
         stream = self.streams.pop(name, None)
         if stream is None:
             raise js_error("JSStreamNotFoundErr")
+        from jsedge.jetstream.consumer import stop_consumers
+
+        stop_consumers(stream, deleted=True)
         stream.stop()
         stream.store.delete()
         shutil.rmtree(self.stream_dir(name), ignore_errors=True)
@@ -304,7 +318,11 @@ class AccountJetStream:
                 self.server.logger.error(f"  Error recreating stream '{self.name} > {name}': {exc}")
 
     def stop(self) -> None:
+        from jsedge.jetstream.consumer import release_account_subscriptions, stop_consumers
+
+        release_account_subscriptions(self)
         for stream in list(self.streams.values()):
+            stop_consumers(stream, deleted=False)
             stream.stop()
             try:
                 stream.store.close()

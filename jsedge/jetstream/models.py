@@ -520,3 +520,108 @@ class MsgDeleteRequest:
     GO_NAME = "JSApiMsgDeleteRequest"
     seq: int = spec("uint")
     no_erase: bool = spec("bool")
+
+
+# ------------------------------------------------------------------------------------------------
+# consumer config (jetstream-api.md §5.8) and consumer requests
+
+
+DELIVER_POLICY = Enum(
+    ("all", "last", "new", "by_start_sequence", "by_start_time", "last_per_subject"), aliases={"undefined": "all"}
+)
+ACK_POLICY = Enum(("none", "all", "explicit", "flow_control"))
+REPLAY_POLICY = Enum(("instant", "original"))
+PRIORITY_POLICY = Enum(("none", "overflow", "pinned_client", "prioritized"), aliases={"": "none"})
+
+
+@dataclass(slots=True)
+class ConsumerConfig:
+    GO_NAME = "ConsumerConfig"
+    durable_name: str = spec("str", "omit")
+    name: str = spec("str", "omit")
+    description: str = spec("str", "omit")
+    deliver_policy: str = spec(DELIVER_POLICY)
+    opt_start_seq: int = spec("uint", "omit")
+    opt_start_time: int = spec("time", "omit")
+    ack_policy: str = spec(ACK_POLICY)
+    ack_wait: int = spec("dur", "omit")
+    max_deliver: int = spec("int", "omit")
+    backoff: list[int] | None = spec("durlist", "omit")
+    filter_subject: str = spec("str", "omit")
+    filter_subjects: list[str] | None = spec("strlist", "omit")
+    replay_policy: str = spec(REPLAY_POLICY)
+    rate_limit_bps: int = spec("uint", "omit")
+    sample_freq: str = spec("str", "omit")
+    max_waiting: int = spec("int", "omit")
+    max_ack_pending: int = spec("int", "omit")
+    flow_control: bool = spec("bool", "omit")
+    headers_only: bool = spec("bool", "omit")
+    max_batch: int = spec("int", "omit")
+    max_expires: int = spec("dur", "omit")
+    max_bytes: int = spec("int", "omit")
+    deliver_subject: str = spec("str", "omit")
+    deliver_group: str = spec("str", "omit")
+    idle_heartbeat: int = spec("dur", "omit")
+    inactive_threshold: int = spec("dur", "omit")
+    num_replicas: int = spec("int")
+    mem_storage: bool = spec("bool", "omit")
+    direct: bool = spec("bool", "omit")
+    sourcing: bool = spec("bool", "omit")
+    metadata: dict[str, str] | None = spec("strmap", "omit")
+    pause_until: int = spec("time", "omit")
+    priority_groups: list[str] | None = spec("strlist", "omit")
+    priority_policy: str = spec(PRIORITY_POLICY, "omit", default="")
+    priority_timeout: int = spec("dur", "omit")
+
+    def copy(self) -> ConsumerConfig:
+        return dataclasses.replace(
+            self,
+            backoff=list(self.backoff) if self.backoff is not None else None,
+            filter_subjects=list(self.filter_subjects) if self.filter_subjects is not None else None,
+            metadata=dict(self.metadata) if self.metadata is not None else None,
+            priority_groups=list(self.priority_groups) if self.priority_groups is not None else None,
+        )
+
+    def filters(self) -> list[str]:
+        if self.filter_subjects:
+            return list(self.filter_subjects)
+        if self.filter_subject:
+            return [self.filter_subject]
+        return []
+
+
+@dataclass(slots=True)
+class CreateConsumerRequest:
+    GO_NAME = "CreateConsumerRequest"
+    stream_name: str = spec("str")
+    config: ConsumerConfig | None = spec(ConsumerConfig)
+    action: str = spec("str", "omit")
+    pedantic: bool = spec("bool", "omit")
+
+
+def decode_consumer_config(obj: Any) -> ConsumerConfig:
+    return decode(ConsumerConfig, obj, "ConsumerConfig")
+
+
+def decode_create_consumer_request(obj: Any) -> CreateConsumerRequest:
+    """The create body; the action is validated like nats-server's ConsumerAction.UnmarshalJSON."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key.lower() == "action" and isinstance(value, str) and value not in ("", "create", "update"):
+                raise js_error("JSInvalidJSONErr", err=f"unknown consumer action: {json.dumps(value)}")
+    request = decode(CreateConsumerRequest, obj, "CreateConsumerRequest")
+    if request.config is None:
+        request.config = ConsumerConfig()
+    return request
+
+
+@dataclass(slots=True)
+class ConsumerNamesRequest:
+    GO_NAME = "JSApiConsumersRequest"
+    offset: int = spec("int")
+
+
+@dataclass(slots=True)
+class ConsumerPauseRequest:
+    GO_NAME = "JSApiConsumerPauseRequest"
+    pause_until: int = spec("time", "omit")

@@ -143,8 +143,25 @@ class Stream:
         self._expiry_at = 0
         self._mirror: Any = None
         #: Hook for consumers: called after a message is stored (seq, subject).
-        self.on_stored: Callable[[int, bytes], None] | None = None
+        self.on_stored: Callable[[int, bytes], None] | None = self._consumers_stored
+        #: More hooks of the same shape (mirrors/sources of this stream listen here).
+        self.stored_listeners: list[Callable[[int, bytes], None]] = []
         self._compile()
+        store.set_removed_callback(self._consumers_removed)
+
+    # ------------------------------------------------------------------ consumer hooks
+
+    def _consumers_stored(self, seq: int, subject: bytes) -> None:
+        for consumer in list(self.consumers.values()):
+            consumer.on_stored(seq, subject)
+
+    def _consumers_removed(self, seq: int, subject: bytes | None) -> None:
+        for consumer in list(self.consumers.values()):
+            consumer.on_removed(seq, subject)
+
+    def _consumers_purged(self) -> None:
+        for consumer in list(self.consumers.values()):
+            consumer.on_purged()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -227,17 +244,27 @@ class Stream:
             self._record_id(command.msg_id, seq, command.ts)
             if command.rollup == "sub":
                 store.purge(command.subject, seq=seq)
+                self._consumers_purged()
             elif command.rollup == "all":
                 store.purge(None, seq=seq)
+                self._consumers_purged()
             return seq
         if isinstance(command, SkipMsg):
             seq = store.skip_msg(command.ts)
             self._record_id(command.msg_id, seq, command.ts)
             return seq
         if isinstance(command, DeleteMsg):
-            return store.remove_msg(command.seq, erase=command.erase)
+            if not self.consumers:
+                return store.remove_msg(command.seq, erase=command.erase)
+            doomed = store.load_msg(command.seq)
+            removed = store.remove_msg(command.seq, erase=command.erase)
+            if removed:
+                self._consumers_removed(command.seq, doomed.subject if doomed is not None else None)
+            return removed
         if isinstance(command, PurgeMsgs):
-            return store.purge(command.filter, seq=command.seq, keep=command.keep)
+            purged = store.purge(command.filter, seq=command.seq, keep=command.keep)
+            self._consumers_purged()
+            return purged
         if isinstance(command, ExpireMsgs):
             return store.expire(command.now)
         if isinstance(command, UpdateConfig):
@@ -412,6 +439,8 @@ class Stream:
             self._schedule_expiry()
         if self.on_stored is not None:
             self.on_stored(seq, subject)
+        for listener in self.stored_listeners:
+            listener(seq, subject)
         return seq, False
 
     def has_interest(self, subject: bytes) -> bool:

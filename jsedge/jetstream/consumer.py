@@ -1,0 +1,1444 @@
+"""A JetStream consumer (layer 4): cursor, delivery, acknowledgements, redelivery, durability.
+
+spec/consumers.md is the contract. One `Consumer` per (stream, name). State kept in memory and made
+durable through the stream store's ConsumerStore (incremental `update_delivered` / `update_acks`
+records, full snapshots for the rarer transitions) so it rides the stream's group-commit `sync()`:
+
+* `sseq` next stream sequence to examine, `dseq` next consumer sequence; `delivered` is (dseq-1,
+  sseq-1) as nats-server reports it;
+* `pending`: stream seq -> [consumer seq of the first delivery, delivery time, redelivery deadline];
+* `rdc`: stream seq -> delivery count when > 1; `rdq`: sorted stream seqs due for redelivery;
+* `adflr`/`asflr`: the ack floor.
+
+Delivery runs in `_run()`, scheduled with `call_soon` whenever something may be deliverable (new
+message, pull request, ack freeing `max_ack_pending`, redelivery due, interest appeared). Timers use
+the event loop; every decision reads `self.now()` (ns), injectable for tests. Pull requests live in
+`pull.py`. The router has no "deliver to X, show subject Y" primitive, so `deliver_as` below frames
+MSG/HMSG itself from the account sublist's match (the same steps as the sublist's `_deliver_one`).
+
+May import layers 0-3, jetstream models/config and advisories.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream import advisory
+from jsedge.jetstream import headers as H
+from jsedge.jetstream.consumerconfig import (
+    check_config,
+    check_update,
+    dynamic_metadata,
+    is_durable,
+    set_defaults,
+    set_static_metadata,
+    strip_dynamic_metadata,
+    valid_consumer_name,
+)
+from jsedge.jetstream.models import NS, ConsumerConfig, decode_consumer_config, encode, format_time_ns, parse_time_ns
+from jsedge.jetstream.pull import PullRequest, parse_pull_request, status
+from jsedge.store.base import ConsumerState, Pending, SequencePair
+from jsedge.subjects import subject_matches, subjects_overlap
+
+ACK_PREFIX = b"$JS.ACK."
+FC_PREFIX = b"$JS.FC."
+FC_WINDOW_START = 2 * 1024 * 1024
+FC_WINDOW_MAX = 32 * 1024 * 1024
+RUN_BUDGET = 256
+PUSH_POLL_INACTIVE = 0.1
+PUSH_POLL_ACTIVE = 0.5
+_CRLF = b"\r\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# delivery primitive: route with one subject, present another
+
+
+def deliver_as(server: Any, account: Any, route: bytes, shown: bytes, reply: bytes, hdr: bytes, data: bytes) -> int:
+    """Deliver like a core publish to `route` (queue groups honoured) but frame MSG/HMSG with
+    `shown` as the subject (consumers.md §3). Returns the number of deliveries."""
+    result = account.sublist.match(route)
+    if hdr:
+        msg, hdr_len = hdr + data, len(hdr)
+    else:
+        msg, hdr_len = data, -1
+    count = 0
+    for sub in result.psubs:
+        if _deliver_one(server, sub, shown, reply, hdr_len, msg):
+            count += 1
+    for group in result.qsubs:
+        size = len(group)
+        start = int(random.random() * size) if size > 1 else 0
+        for offset in range(size):
+            if _deliver_one(server, group[(start + offset) % size], shown, reply, hdr_len, msg):
+                count += 1
+                break
+    pending = getattr(server, "pending", None)
+    if pending and not getattr(server, "_flush_scheduled", True):
+        server._flush_scheduled = True
+        server.loop.call_soon(server._flush_internal)
+    return count
+
+
+def _deliver_one(server: Any, sub: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> bool:
+    if sub.closed:
+        return False
+    client = sub.client
+    if client is not None and client.closed:
+        return False
+    internal = sub.internal
+    if internal is not None:
+        sub.delivered += 1
+        limit = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
+        if limit:
+            sub.closed = True
+        internal(sub, None, subject, reply, hdr_len, msg)
+        if limit and client is not None:
+            client.on_auto_unsub(sub)
+        return True
+    if client is None:
+        return False
+    if hdr_len >= 0 and client.headers:
+        head = b"HMSG %b %b %b%d %d\r\n" % (subject, sub.sid, reply + b" " if reply else b"", hdr_len, len(msg))
+        body = msg
+    else:
+        body = msg[hdr_len:] if hdr_len > 0 else msg
+        head = b"MSG %b %b %b%d\r\n" % (subject, sub.sid, reply + b" " if reply else b"", len(body))
+    outbuf = client.outbuf
+    if len(outbuf) + len(head) + len(body) + 2 > client.max_pending:
+        client.on_slow_consumer()
+        return False
+    sub.delivered += 1
+    limit = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
+    if limit:
+        sub.closed = True
+    outbuf += head
+    outbuf += body
+    outbuf += _CRLF
+    client.out_msgs += 1
+    client.out_bytes += len(body)
+    if not client.flush_scheduled:
+        client.flush_scheduled = True
+        server.pending.append(client)
+    if reply and client.track_replies:
+        client.on_reply_delivered(reply)
+    if limit:
+        client.on_auto_unsub(sub)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _heartbeat(last_consumer: int, last_stream: int, stalled: bytes = b"") -> bytes:
+    text = b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: %d\r\nNats-Last-Stream: %d\r\n" % (
+        last_consumer,
+        last_stream,
+    )
+    if stalled:
+        text += b"Nats-Consumer-Stalled: " + stalled + b"\r\n"
+    return text + b"\r\n"
+
+
+class Consumer:
+    """One consumer of one stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        stream: Any,
+        name: str,
+        config: ConsumerConfig,
+        created: int,
+        store: Any,
+        *,
+        now: Callable[[], int] | None = None,
+    ) -> None:
+        self.stream = stream
+        self.server = stream.server
+        self.account = stream.account
+        self.loop = self.server.loop
+        self.name = name
+        self.created = created
+        self.store = store
+        self.now: Callable[[], int] = now or time.time_ns
+        self.closed = False
+        self.config = config
+        self._compile()
+        # cursor and ack state
+        self.sseq = 1
+        self.dseq = 1
+        self.adflr = 0
+        self.asflr = 0
+        self.pending: dict[int, list[int]] = {}
+        self.rdc: dict[int, int] = {}
+        self.rdq: list[int] = []
+        self._rdq_set: set[int] = set()
+        self.lss: list[int] = []
+        self.lss_resume = 0
+        self._npc: int | None = None
+        self.delivered_active = 0
+        self.ack_active = 0
+        self.waiting: list[PullRequest] = []
+        # push state
+        self.active = False
+        self._inactive_since = 0
+        self._last_delivery = 0
+        self.fc_window = FC_WINDOW_START
+        self.fc_bytes = 0
+        self.fc_subject = b""
+        self.fc_sent_bytes = 0
+        self._rl_next = 0
+        self._replay_last: tuple[int, int] | None = None  # (stored ts, sent at)
+        # timers
+        self._scheduled = False
+        self._sync_scheduled = False
+        self._run_timer: Any = None
+        self._ack_timer: Any = None
+        self._ack_timer_at = 0
+        self._wait_timer: Any = None
+        self._wait_timer_at = 0
+        self._hb_timer: Any = None
+        self._watch_timer: Any = None
+        self._inactive_timer: Any = None
+        self._pause_timer: Any = None
+        self._last_request = 0
+
+    # ------------------------------------------------------------------ config
+
+    def _compile(self) -> None:
+        config = self.config
+        self.filters = [f.encode() for f in config.filters() if f != ">"]
+        self.push = bool(config.deliver_subject)
+        self.deliver_subject = config.deliver_subject.encode()
+        self.ack_none = config.ack_policy == "none"
+        self.ack_all = config.ack_policy == "all"
+        self.maxp = config.max_ack_pending if not self.ack_none else 0
+        self.max_deliver = config.max_deliver if config.max_deliver > 0 else 0
+        self.backoff = list(config.backoff or [])
+        freq = config.sample_freq.rstrip("%") if config.sample_freq else ""
+        self.sample = int(freq) if freq.lstrip("+-").isdigit() else 0
+        self.durable = is_durable(config)
+
+    @property
+    def domain(self) -> str:
+        return self.stream.host.domain
+
+    def matches_subject(self, subject: bytes) -> bool:
+        if not self.filters:
+            return True
+        return any(subject_matches(f, subject) for f in self.filters)
+
+    def _wait_for(self, dc: int) -> int:
+        if self.backoff:
+            return self.backoff[min(max(dc, 1) - 1, len(self.backoff) - 1)]
+        return self.config.ack_wait
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def set_start_position(self) -> None:
+        """nats-server's selectStartingSeqNo (consumers.md §2) for a new consumer."""
+        config = self.config
+        store = self.stream.store
+        state = store.state()
+        policy = config.deliver_policy
+        if policy == "all":
+            sseq = state.first_seq
+        elif policy == "last":
+            if self.filters:
+                found = [m.seq for m in (store.load_last_msg(f) for f in self.filters) if m is not None]
+                sseq = max(found) if found else state.last_seq + 1
+            else:
+                sseq = state.last_seq
+        elif policy == "new":
+            sseq = state.last_seq + 1
+        elif policy == "by_start_sequence":
+            sseq = config.opt_start_seq
+        elif policy == "by_start_time":
+            sseq = self._seq_from_time(config.opt_start_time, state)
+        else:  # last_per_subject
+            seqs: set[int] = set()
+            for f in self.filters or [b">"]:
+                for entry in store.subjects_state(f).values():
+                    seqs.add(entry.last_seq)
+            self.lss = sorted(seqs)
+            self.lss_resume = state.last_seq + 1
+            sseq = self.lss[0] if self.lss else self.lss_resume
+        if state.first_seq == 0:
+            sseq = max(sseq, 1)
+        elif sseq < state.first_seq:
+            sseq = state.first_seq
+        self.sseq = max(sseq, 1)
+        self.dseq = 1
+        self.adflr, self.asflr = 0, self.sseq - 1
+        self._npc = None
+
+    def _seq_from_time(self, start: int, state: Any) -> int:
+        store = self.stream.store
+        lo, hi = state.first_seq, state.last_seq
+        if not state.messages:
+            return state.last_seq + 1
+        answer = state.last_seq + 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            msg = store.load_next_msg(b">", mid)
+            if msg is None:
+                hi = mid - 1
+                continue
+            if msg.ts >= start:
+                answer = min(answer, msg.seq)
+                hi = mid - 1
+            else:
+                lo = msg.seq + 1
+        return answer
+
+    def restore_state(self, state: ConsumerState) -> None:
+        self.dseq = state.delivered.consumer_seq + 1
+        self.sseq = state.delivered.stream_seq + 1
+        self.adflr = state.ack_floor.consumer_seq
+        self.asflr = state.ack_floor.stream_seq
+        self.rdc = {seq: count for seq, count in state.redelivered.items() if count > 1}
+        self.pending = {}
+        if not self.ack_none:
+            for seq, entry in sorted(state.pending.items()):
+                dc = self.rdc.get(seq, 1)
+                self.pending[seq] = [entry.consumer_seq, entry.timestamp, entry.timestamp + self._wait_for(dc)]
+        first = self.stream.store.state().first_seq
+        if first and self.sseq < first:
+            self.sseq = first
+        self._npc = None
+
+    def state_snapshot(self) -> ConsumerState:
+        return ConsumerState(
+            delivered=SequencePair(self.dseq - 1, self.sseq - 1),
+            ack_floor=SequencePair(self.adflr, self.asflr),
+            pending={seq: Pending(p[0], p[1]) for seq, p in self.pending.items()},
+            redelivered={seq: dc for seq, dc in self.rdc.items() if seq in self.pending},
+        )
+
+    def save(self) -> None:
+        """Full state snapshot (used for the rarer transitions: ack-all, TERM, purge, max deliver)."""
+        if self.closed:
+            return
+        self.store.update(self.state_snapshot())
+        self._schedule_sync()
+
+    def save_config(self) -> None:
+        document = {"config": encode(self.config), "created": format_time_ns(self.created), "name": self.name}
+        self.store.save_config(json.dumps(document).encode())
+
+    def start(self) -> None:
+        now = self.now()
+        self._last_request = now
+        if self.push:
+            self._push_watch()
+            if self.config.idle_heartbeat:
+                self._arm_heartbeat()
+        self._arm_inactivity()
+        self._arm_pause()
+        self._arm_ack_timer()
+        self.kick()
+
+    def stop(self, *, deleted: bool = False) -> None:
+        """Cancel timers. `deleted`: waiting pull requests get `409 Consumer Deleted`."""
+        if self.closed:
+            return
+        self.closed = True
+        for timer in (self._run_timer, self._ack_timer, self._wait_timer, self._hb_timer, self._watch_timer,
+                      self._inactive_timer, self._pause_timer):
+            if timer is not None:
+                timer.cancel()
+        if deleted:
+            for request in self.waiting:
+                self._send_status(request.reply, b"NATS/1.0 409 Consumer Deleted\r\n\r\n")
+        self.waiting = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _send_status(self, subject: bytes, hdr: bytes, reply: bytes = b"") -> None:
+        self.server.send_internal(self.account, subject, reply, hdr, b"")
+
+    def _schedule_sync(self) -> None:
+        if self._sync_scheduled:
+            return
+        self._sync_scheduled = True
+        self.loop.call_soon(self._sync)
+
+    def _sync(self) -> None:
+        self._sync_scheduled = False
+        try:
+            self.stream.store.sync()
+        except Exception:  # noqa: BLE001 - a closed store at shutdown
+            pass
+
+    def kick(self) -> None:
+        if self._scheduled or self.closed:
+            return
+        self._scheduled = True
+        self.loop.call_soon(self._run)
+
+    def _kick_later(self, delay_ns: int) -> None:
+        if self._run_timer is not None:
+            self._run_timer.cancel()
+        self._run_timer = self.loop.call_later(max(delay_ns, 1_000_000) / NS, self._timer_kick)
+
+    def _timer_kick(self) -> None:
+        self._run_timer = None
+        self.kick()
+
+    def paused(self, now: int | None = None) -> bool:
+        until = self.config.pause_until
+        return bool(until) and until > (now if now is not None else self.now())
+
+    # ------------------------------------------------------------------ pending count
+
+    def num_pending(self) -> int:
+        if self._npc is None:
+            self._npc = self._compute_pending()
+        return self._npc
+
+    def _compute_pending(self) -> int:
+        store = self.stream.store
+        if self.lss:
+            start = self.lss_resume
+            extra = len([s for s in self.lss if s >= self.sseq])
+        else:
+            start = self.sseq
+            extra = 0
+        if not self.filters:
+            return extra + store.num_pending(start, b">")
+        return extra + sum(store.num_pending(start, f) for f in self.filters)
+
+    # ------------------------------------------------------------------ stream events
+
+    def on_stored(self, seq: int, subject: bytes) -> None:
+        if not self.matches_subject(subject):
+            return
+        if self._npc is not None and seq >= self.sseq:
+            self._npc += 1
+        if (self.push and self.active) or self.waiting:
+            self.kick()
+
+    def on_removed(self, seq: int, subject: bytes | None) -> None:
+        if subject is None or self.lss:
+            self._npc = None
+        elif self._npc is not None and seq >= self.sseq and self.matches_subject(subject):
+            self._npc -= 1
+        if seq in self.pending:
+            entry = self.pending.pop(seq)
+            self.rdc.pop(seq, None)
+            self._remove_rdq(seq)
+            self._move_floor_after_ack(entry[0], seq)
+            self.store.update_acks(entry[0], seq)
+            self._schedule_sync()
+            if self.maxp and len(self.pending) == self.maxp - 1:
+                self.kick()
+
+    def on_purged(self) -> None:
+        """nats-server's consumer.purge: skip past the purged range, drop stale pending."""
+        state = self.stream.store.state()
+        first = state.first_seq or 1
+        if self.sseq < first:
+            self.sseq = first
+            self.lss = [s for s in self.lss if s >= first]
+        if self.asflr < first - 1:
+            self.asflr = first - 1
+            for seq in [s for s in self.pending if s <= self.asflr]:
+                entry = self.pending.pop(seq)
+                if entry[0] > self.adflr:
+                    self.adflr = entry[0]
+                self.rdc.pop(seq, None)
+                self._remove_rdq(seq)
+        if not self.pending:
+            self.adflr, self.asflr = self.dseq - 1, self.sseq - 1
+        self._npc = None
+        self.save()
+        self.kick()
+
+    # ------------------------------------------------------------------ delivery loop
+
+    def _run(self) -> None:
+        self._scheduled = False
+        if self.closed:
+            return
+        now = self.now()
+        if self.paused(now):
+            return
+        if self.push:
+            self.active = self.account.sublist.has_interest(self.deliver_subject)
+            if not self.active:
+                return
+        budget = RUN_BUDGET
+        while budget > 0:
+            budget -= 1
+            if self.push:
+                if self.config.flow_control and self.fc_bytes > self.fc_window:
+                    return
+                if self._rl_next > now:
+                    self._kick_later(self._rl_next - now)
+                    return
+            elif not self.waiting:
+                return
+            found = self._peek()
+            if found is None:
+                if found is None and not self.push and self._eos:
+                    self._end_of_stream()
+                return
+            msg, dc, redelivery = found
+            if self.config.replay_policy == "original" and not redelivery and self._replay_last is not None:
+                stored_gap = msg.ts - self._replay_last[0]
+                wait = stored_gap - (now - self._replay_last[1])
+                if wait > 0:
+                    self._kick_later(wait)
+                    return
+            if not self._deliver(msg, dc, redelivery, now):
+                return
+            now = self.now()
+        self.kick()
+
+    def _peek(self) -> tuple[Any, int, bool] | None:
+        self._eos = False
+        store = self.stream.store
+        while self.rdq:
+            seq = self.rdq[0]
+            if seq not in self.pending:
+                self._pop_rdq()
+                continue
+            msg = store.load_msg(seq)
+            if msg is None:
+                self._pop_rdq()
+                self.on_removed(seq, None)
+                continue
+            return msg, self.rdc.get(seq, 1) + 1, True
+        if self.maxp > 0 and len(self.pending) >= self.maxp:
+            return None
+        while self.lss:
+            seq = self.lss[0]
+            if seq < self.sseq:
+                self.lss.pop(0)
+                if not self.lss:
+                    self.sseq = max(self.sseq, self.lss_resume)
+                continue
+            msg = store.load_msg(seq)
+            if msg is None:
+                self.lss.pop(0)
+                if not self.lss:
+                    self.sseq = max(self.sseq, self.lss_resume)
+                continue
+            return msg, 1, False
+        if not self.filters:
+            msg = store.load_next_msg(b">", self.sseq)
+        else:
+            msg = None
+            for f in self.filters:
+                candidate = store.load_next_msg(f, self.sseq)
+                if candidate is not None and (msg is None or candidate.seq < msg.seq):
+                    msg = candidate
+        if msg is None:
+            last = store.state().last_seq
+            if last + 1 > self.sseq:
+                self.sseq = last + 1
+            self._eos = True
+            return None
+        return msg, 1, False
+
+    _eos = False
+
+    def _pop_rdq(self) -> None:
+        seq = self.rdq.pop(0)
+        self._rdq_set.discard(seq)
+
+    def _remove_rdq(self, seq: int) -> None:
+        if seq in self._rdq_set:
+            self._rdq_set.discard(seq)
+            self.rdq.remove(seq)
+
+    def _add_rdq(self, seq: int) -> None:
+        if seq not in self._rdq_set:
+            self._rdq_set.add(seq)
+            bisect.insort(self.rdq, seq)
+
+    def _deliver(self, msg: Any, dc: int, redelivery: bool, now: int) -> bool:
+        dseq = self.dseq
+        pending_after = self.num_pending() - (0 if redelivery else 1)
+        if pending_after < 0:
+            pending_after = 0
+            self._npc = None
+        reply = b"%b%b.%b.%d.%d.%d.%d.%d" % (
+            ACK_PREFIX,
+            self.stream.name.encode(),
+            self.name.encode(),
+            dc,
+            msg.seq,
+            dseq,
+            msg.ts,
+            pending_after,
+        )
+        hdr, data = msg.hdr, msg.data
+        if self.config.headers_only:
+            hdr = H.append_headers(hdr, [(b"Nats-Msg-Size", str(len(data)).encode())])
+            data = b""
+        if self.push:
+            size = len(self.deliver_subject) + len(reply) + len(hdr) + len(data)
+            deliver_as(self.server, self.account, self.deliver_subject, msg.subject, reply, hdr, data)
+            if self.config.flow_control:
+                self.fc_bytes += size
+                if not self.fc_subject and self.fc_bytes > self.fc_window // 2:
+                    self._send_flow_control()
+            if self.config.rate_limit_bps:
+                cost = size * 8 * NS // self.config.rate_limit_bps
+                self._rl_next = max(self._rl_next, now) + cost
+        else:
+            size = len(msg.subject) + len(reply) + len(hdr) + len(data)
+            request = self._next_waiting(size, now)
+            if request is None:
+                return False
+            deliver_as(self.server, self.account, request.reply, msg.subject, reply, hdr, data)
+            if request.n <= 0 and request.b > 0:
+                self._send_status(
+                    request.reply,
+                    b"NATS/1.0 409 Batch Completed\r\nNats-Pending-Messages: 0\r\nNats-Pending-Bytes: %d\r\n\r\n"
+                    % request.b,
+                )
+        self._commit(msg, dc, redelivery, dseq, now, pending_after)
+        return True
+
+    def _commit(self, msg: Any, dc: int, redelivery: bool, dseq: int, now: int, pending_after: int) -> None:
+        seq = msg.seq
+        self.dseq = dseq + 1
+        if not redelivery:
+            if self.lss and self.lss[0] == seq:
+                self.lss.pop(0)
+                self.sseq = seq + 1
+                if not self.lss:
+                    self.sseq = max(self.sseq, self.lss_resume)
+            else:
+                self.sseq = seq + 1
+            self._npc = pending_after
+        self.delivered_active = now
+        self._last_delivery = now
+        if self.config.replay_policy == "original" and not redelivery:
+            self._replay_last = (msg.ts, now)
+        store = self.store
+        if self.ack_none:
+            self.adflr, self.asflr = dseq, seq
+            store.update_delivered(dseq, seq, 1, now)
+            store.update_acks(dseq, seq)
+            self._schedule_sync()
+            self._check_retention(seq, msg.subject)
+            return
+        if redelivery:
+            self._pop_rdq()
+            entry = self.pending[seq]
+            entry[1] = now
+            entry[2] = now + self._wait_for(dc)
+            self.rdc[seq] = dc
+        else:
+            self.pending[seq] = [dseq, now, now + self._wait_for(1)]
+        store.update_delivered(dseq, seq, dc, now)
+        self._schedule_sync()
+        self._arm_ack_timer()
+
+    # ------------------------------------------------------------------ push specifics
+
+    def _send_flow_control(self) -> None:
+        self.fc_subject = b"%b%b.%b.%b" % (
+            FC_PREFIX,
+            self.stream.name.encode(),
+            self.name.encode(),
+            advisory.random_name(4).encode(),
+        )
+        self.fc_sent_bytes = self.fc_bytes
+        self._send_status(self.deliver_subject, b"NATS/1.0 100 FlowControl Request\r\n\r\n", reply=self.fc_subject)
+
+    def process_flow_control(self, subject: bytes) -> None:
+        if subject != self.fc_subject or self.closed:
+            return
+        self.fc_bytes = max(self.fc_bytes - self.fc_sent_bytes, 0)
+        self.fc_window = min(self.fc_window * 2, FC_WINDOW_MAX)
+        self.fc_subject = b""
+        self.fc_sent_bytes = 0
+        self.kick()
+
+    def _arm_heartbeat(self) -> None:
+        if self.closed:
+            return
+        interval = self.config.idle_heartbeat
+        self._hb_timer = self.loop.call_later(interval / NS, self._heartbeat_tick)
+
+    def _heartbeat_tick(self) -> None:
+        self._hb_timer = None
+        if self.closed:
+            return
+        now = self.now()
+        if now - self._last_delivery >= self.config.idle_heartbeat * 9 // 10:
+            if self.account.sublist.has_interest(self.deliver_subject):
+                self._send_status(self.deliver_subject, _heartbeat(self.dseq - 1, self.sseq - 1, self.fc_subject))
+                self._last_delivery = now
+        self._arm_heartbeat()
+
+    def _push_watch(self) -> None:
+        """Poll deliver-subject interest (the router has no interest-change callback)."""
+        self._watch_timer = None
+        if self.closed:
+            return
+        active = self.account.sublist.has_interest(self.deliver_subject)
+        now = self.now()
+        if active and not self.active:
+            self.active = True
+            self._inactive_since = 0
+            self.kick()
+        elif not active:
+            self.active = False
+            if not self._inactive_since:
+                self._inactive_since = now
+            threshold = self.config.inactive_threshold
+            if threshold and now - self._inactive_since >= threshold:
+                self.stream_delete()
+                return
+        self._watch_timer = self.loop.call_later(PUSH_POLL_ACTIVE if active else PUSH_POLL_INACTIVE, self._push_watch)
+
+    # ------------------------------------------------------------------ pull requests
+
+    def process_pull(self, reply: bytes, body: bytes, hdr: bytes = b"") -> None:
+        """A `CONSUMER.MSG.NEXT` request (consumers.md §7)."""
+        if self.closed or not reply:
+            return
+        if hdr:
+            level = H.get_header(hdr, H.REQUIRED_API_LEVEL)
+            if level is not None and (not level.strip().isdigit() or int(level) > 5):
+                self._send_status(reply, b"NATS/1.0 412 Required Api Level\r\n\r\n")
+                return
+        if self.push:
+            self._send_status(reply, b"NATS/1.0 409 Consumer is push based\r\n\r\n")
+            return
+        now = self.now()
+        try:
+            request = parse_pull_request(body, reply, now)
+        except ValueError as exc:
+            self._send_status(reply, status(400, f"Bad Request - {exc}"))
+            return
+        config = self.config
+        if config.max_batch > 0 and request.n > config.max_batch:
+            self._send_status(reply, status(409, f"Exceeded MaxRequestBatch of {config.max_batch}"))
+            return
+        if config.max_expires > 0 and request.ttl > config.max_expires:
+            self._send_status(reply, status(409, f"Exceeded MaxRequestExpires of {H.format_go_duration(config.max_expires)}"))
+            return
+        if request.b > 0 and config.max_bytes > 0 and request.b > config.max_bytes:
+            self._send_status(reply, status(409, f"Exceeded MaxRequestMaxBytes of {config.max_bytes}"))
+            return
+        self._last_request = now
+        if request.no_wait:
+            available = len(self.rdq)
+            if not (self.maxp > 0 and len(self.pending) >= self.maxp):
+                available += self.num_pending()
+            if available == 0 and not request.expires:
+                self._send_status(reply, b"NATS/1.0 404 No Messages\r\n\r\n")
+                return
+            if available > 0:
+                self._process_waiting(now)
+                batches = sum(r.n for r in self.waiting)
+                if available < batches:
+                    self._send_status(reply, b"NATS/1.0 408 Requests Pending\r\n\r\n")
+                    return
+        if len(self.waiting) >= config.max_waiting:
+            self._process_waiting(now)
+            if len(self.waiting) >= config.max_waiting:
+                if not request.hb:
+                    self._send_status(reply, b"NATS/1.0 409 Exceeded MaxWaiting\r\n\r\n")
+                return
+        self.waiting.append(request)
+        self._arm_wait_timer()
+        self._arm_inactivity()
+        self.kick()
+
+    def _next_waiting(self, size: int, now: int) -> PullRequest | None:
+        sublist = self.account.sublist
+        while self.waiting:
+            request = self.waiting[0]
+            if request.b > 0:
+                if size <= request.b:
+                    request.b -= size
+                    if request.b == 0:
+                        request.n = 1
+                else:
+                    self._send_status(
+                        request.reply,
+                        b"NATS/1.0 409 Message Size Exceeds MaxBytes\r\nNats-Pending-Messages: %d\r\n"
+                        b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
+                    )
+                    self.waiting.pop(0)
+                    continue
+            if request.expires and now >= request.expires:
+                self._send_status(request.reply, request.timeout_status())
+                self.waiting.pop(0)
+                continue
+            if not sublist.has_interest(request.reply):
+                self.waiting.pop(0)
+                continue
+            request.d += 1
+            request.n -= 1
+            request.hb_next = now + request.hb if request.hb else 0
+            self.waiting.pop(0)
+            if request.n > 0:
+                self.waiting.append(request)
+            return request
+        return None
+
+    def _end_of_stream(self) -> None:
+        kept = []
+        for request in self.waiting:
+            if request.no_wait and (request.d > 0 or not request.expires):
+                self._send_status(request.reply, b"NATS/1.0 404 No Messages\r\n\r\n")
+            else:
+                kept.append(request)
+        self.waiting = kept
+
+    def _process_waiting(self, now: int) -> None:
+        """Expire requests (408), drop those whose requester is gone, send due heartbeats."""
+        sublist = self.account.sublist
+        kept = []
+        for request in self.waiting:
+            if request.expires and now >= request.expires:
+                self._send_status(request.reply, request.timeout_status())
+                continue
+            if not sublist.has_interest(request.reply):
+                continue
+            if request.hb and now >= request.hb_next:
+                self._send_status(request.reply, _heartbeat(self.dseq - 1, self.sseq - 1))
+                request.hb_next = now + request.hb
+            kept.append(request)
+        self.waiting = kept
+
+    def _arm_wait_timer(self) -> None:
+        if self.closed:
+            return
+        deadlines = [r.expires for r in self.waiting if r.expires] + [r.hb_next for r in self.waiting if r.hb]
+        if not deadlines:
+            return
+        at = min(deadlines)
+        if self._wait_timer is not None:
+            if self._wait_timer_at <= at:
+                return
+            self._wait_timer.cancel()
+        self._wait_timer_at = at
+        self._wait_timer = self.loop.call_later(max(at - self.now(), 0) / NS, self._wait_tick)
+
+    def _wait_tick(self) -> None:
+        self._wait_timer = None
+        self._wait_timer_at = 0
+        if self.closed:
+            return
+        self._process_waiting(self.now())
+        self._arm_wait_timer()
+
+    def num_waiting(self) -> int:
+        if self.waiting:
+            self._process_waiting(self.now())
+        return len(self.waiting)
+
+    # ------------------------------------------------------------------ acks
+
+    def process_ack(self, tokens: list[bytes], reply: bytes, body: bytes) -> None:
+        """An ack published to this consumer's `$JS.ACK…` subject (tokens after the names)."""
+        if self.closed:
+            return
+        try:
+            dc, sseq, dseq = int(tokens[0]), int(tokens[1]), int(tokens[2])
+        except (ValueError, IndexError):
+            return
+        skip_reply = False
+        if not body or body == b"+ACK" or body == b"+OK":
+            if not self._ack(sseq, dseq, dc, sample=True):
+                skip_reply = True
+        elif body.startswith(b"+NXT"):
+            self._ack(sseq, dseq, dc, sample=True)
+            if reply:
+                self.process_pull(reply, body[4:].strip())
+            skip_reply = True
+        elif body.startswith(b"-NAK"):
+            self._nak(sseq, dseq, dc, body[4:].strip())
+        elif body == b"+WPI":
+            self._progress(sseq)
+        elif body.startswith(b"+TERM"):
+            reason = body[5:].strip().decode("utf-8", "replace")
+            if not self._ack(sseq, dseq, dc, sample=False):
+                skip_reply = True
+            advisory.terminated(self, dseq, sseq, dc, reason)
+        if reply and not skip_reply:
+            self._ack_reply(reply)
+
+    def _ack_reply(self, reply: bytes) -> None:
+        """The empty ack-ack, once the ack is durable (group commit)."""
+        try:
+            waiter = self.stream.store.sync()
+        except Exception:  # noqa: BLE001
+            waiter = None
+        self._sync_scheduled = False
+        if waiter is None or (hasattr(waiter, "done") and waiter.done()):
+            self.server.send_internal(self.account, reply, b"", b"", b"")
+            return
+
+        async def wait_and_reply() -> None:
+            try:
+                await waiter
+            except Exception:  # noqa: BLE001 - the client times out, as with a lost ack
+                return
+            self.server.send_internal(self.account, reply, b"", b"", b"")
+
+        self.loop.create_task(wait_and_reply())
+
+    def _move_floor_after_ack(self, dseq: int, sseq: int) -> None:
+        if not self.pending:
+            self.adflr, self.asflr = self.dseq - 1, self.sseq - 1
+        elif dseq == self.adflr + 1:
+            self.adflr, self.asflr = dseq, sseq
+            oldest = min(self.pending)
+            entry = self.pending[oldest]
+            if entry[0] > 0:
+                self.adflr, self.asflr = entry[0] - 1, oldest - 1
+
+    def _ack(self, sseq: int, dseq: int, dc: int, *, sample: bool) -> bool:
+        """processAckMsg: False when the ack is for something not delivered yet (no ack-ack)."""
+        if sseq >= self.sseq and not self.lss:
+            return False
+        if self.ack_none:
+            return True
+        now = self.now()
+        self.ack_active = now
+        freed = self.maxp > 0 and len(self.pending) >= self.maxp
+        acked: list[int] = []
+        if self.ack_all:
+            if dseq <= self.adflr or sseq <= self.asflr:
+                return True
+            if sample and self.sample and sseq in self.pending:
+                self._sample(sseq, dseq, dc, now)
+            for seq in [s for s in self.pending if s <= sseq]:
+                del self.pending[seq]
+                self.rdc.pop(seq, None)
+                self._remove_rdq(seq)
+            acked = list(range(self.asflr + 1, sseq + 1))
+            self.adflr, self.asflr = dseq, sseq
+            if not self.pending:
+                self.adflr, self.asflr = self.dseq - 1, self.sseq - 1
+                if self.adflr < dseq:
+                    self.adflr, self.asflr = dseq, sseq
+            self.save()
+        else:
+            entry = self.pending.pop(sseq, None)
+            if entry is not None:
+                if sample and self.sample:
+                    self.pending[sseq] = entry
+                    self._sample(sseq, dseq, dc, now)
+                    del self.pending[sseq]
+                self.rdc.pop(sseq, None)
+                self._remove_rdq(sseq)
+                self._move_floor_after_ack(entry[0], sseq)
+                self.store.update_acks(entry[0], sseq)
+                self._schedule_sync()
+                acked = [sseq]
+            else:
+                self.rdc.pop(sseq, None)
+                self._remove_rdq(sseq)
+        for seq in acked:
+            self._check_retention(seq, None)
+        if freed and len(self.pending) < self.maxp:
+            self.kick()
+        return True
+
+    def _sample(self, sseq: int, dseq: int, dc: int, now: int) -> None:
+        if dc != 1 or random.randint(1, 100) > self.sample:
+            return
+        entry = self.pending.get(sseq)
+        delivered_at = entry[1] if entry else now
+        advisory.ack_metric(self, dseq, sseq, now - delivered_at, dc)
+
+    def _nak(self, sseq: int, dseq: int, dc: int, arg: bytes) -> None:
+        if dseq <= self.adflr or dseq >= self.dseq:
+            return
+        entry = self.pending.get(sseq)
+        if entry is None:
+            return
+        advisory.nak(self, dseq, sseq, dc)
+        now = self.now()
+        if arg:
+            delay: int | None = None
+            try:
+                if arg[:1] == b"{":
+                    value = json.loads(arg).get("delay", 0)
+                    delay = int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+                else:
+                    delay = H.parse_go_duration(arg.decode())
+            except (ValueError, AttributeError, UnicodeDecodeError):
+                delay = None
+            if delay is not None:
+                self._remove_rdq(sseq)
+                entry[2] = now + delay
+                entry[1] = now - self.config.ack_wait + delay
+                self.store.update_delivered(entry[0], sseq, dc, entry[1])
+                self._schedule_sync()
+                self._arm_ack_timer(force=True)
+                return
+        if self._exhausted(sseq):
+            return
+        self._add_rdq(sseq)
+        self.kick()
+
+    def _progress(self, sseq: int) -> None:
+        entry = self.pending.get(sseq)
+        if entry is None:
+            return
+        now = self.now()
+        entry[1] = now
+        entry[2] = now + self._wait_for(self.rdc.get(sseq, 1))
+        self.store.update_delivered(entry[0], sseq, self.rdc.get(sseq, 1), now)
+        self._schedule_sync()
+
+    def _exhausted(self, sseq: int) -> bool:
+        """hasMaxDeliveries: the advisory once, then the message leaves pending for good."""
+        if not self.max_deliver:
+            return False
+        dc = self.rdc.get(sseq, 1)
+        if dc < self.max_deliver:
+            return False
+        if dc == self.max_deliver:
+            advisory.max_deliveries(self, sseq, dc)
+        entry = self.pending.pop(sseq, None)
+        self._remove_rdq(sseq)
+        self.rdc[sseq] = dc
+        if entry is not None:
+            self.save()
+        if self.maxp and len(self.pending) == self.maxp - 1:
+            self.kick()
+        return True
+
+    # ------------------------------------------------------------------ redelivery timer
+
+    def _arm_ack_timer(self, force: bool = False) -> None:
+        if self.closed or self.ack_none or not self.pending:
+            return
+        at = min(entry[2] for entry in self.pending.values()) if force or self._ack_timer is None else self._ack_timer_at
+        if self._ack_timer is not None:
+            if not force:
+                return
+            self._ack_timer.cancel()
+        self._ack_timer_at = at
+        self._ack_timer = self.loop.call_later(max(at - self.now(), 0) / NS + 0.001, self._ack_tick)
+
+    def _ack_tick(self) -> None:
+        self._ack_timer = None
+        if self.closed:
+            return
+        self.check_pending()
+        self._arm_ack_timer(force=True)
+
+    def check_pending(self) -> None:
+        """checkPending: queue expired deliveries for redelivery (or retire them at max_deliver)."""
+        now = self.now()
+        due = [seq for seq, entry in self.pending.items() if entry[2] <= now and seq not in self._rdq_set]
+        for seq in sorted(due):
+            if not self._exhausted(seq):
+                self._add_rdq(seq)
+        if self.rdq:
+            self.kick()
+
+    # ------------------------------------------------------------------ retention
+
+    def needs_ack(self, seq: int) -> bool:
+        if seq <= self.asflr:
+            return False
+        if self.ack_none or self.ack_all:
+            return True
+        if seq >= self.sseq:
+            return True
+        return seq in self.pending
+
+    def _check_retention(self, seq: int, subject: bytes | None) -> None:
+        retention = self.stream.config.retention
+        if retention == "limits":
+            return
+        check_message_retention(self.stream, seq, subject)
+
+    # ------------------------------------------------------------------ inactivity and pause
+
+    def _arm_inactivity(self) -> None:
+        threshold = self.config.inactive_threshold
+        if self.closed or not threshold or self.push:
+            return
+        if self._inactive_timer is not None:
+            self._inactive_timer.cancel()
+        self._inactive_timer = self.loop.call_later(threshold / NS, self._inactivity_tick)
+
+    def _inactivity_tick(self) -> None:
+        self._inactive_timer = None
+        if self.closed:
+            return
+        now = self.now()
+        threshold = self.config.inactive_threshold
+        last = max(self._last_request, self.delivered_active, self.ack_active)
+        if self.pending:
+            last = max(last, max(entry[2] for entry in self.pending.values()) - threshold)
+        if self.num_waiting() or now - last < threshold:
+            wait = max(last + threshold - now, threshold // 10, 10_000_000)
+            self._inactive_timer = self.loop.call_later(wait / NS, self._inactivity_tick)
+            return
+        self.stream_delete()
+
+    def stream_delete(self) -> None:
+        delete_consumer(self.stream, self.name)
+
+    def _arm_pause(self) -> None:
+        if self._pause_timer is not None:
+            self._pause_timer.cancel()
+            self._pause_timer = None
+        until = self.config.pause_until
+        now = self.now()
+        if until and until > now:
+            self._pause_timer = self.loop.call_later((until - now) / NS, self._unpause)
+
+    def _unpause(self) -> None:
+        self._pause_timer = None
+        if self.closed:
+            return
+        advisory.consumer_pause(self, False, self.config.pause_until)
+        self.kick()
+
+    def pause(self, until: int) -> None:
+        self.config.pause_until = until
+        set_static_metadata(self.config)
+        self.save_config()
+        self._arm_pause()
+        now = self.now()
+        advisory.consumer_pause(self, bool(until) and until > now, until)
+        self.kick()
+
+    # ------------------------------------------------------------------ update
+
+    def update(self, config: ConsumerConfig) -> None:
+        old = self.config
+        config.pause_until = old.pause_until
+        set_static_metadata(config)
+        self.config = config
+        self._compile()
+        if old.filters() != config.filters():
+            self._npc = None
+        self.save_config()
+        if old.inactive_threshold != config.inactive_threshold:
+            self._arm_inactivity()
+        self.kick()
+
+    # ------------------------------------------------------------------ info
+
+    def config_json(self, *, dynamic: bool = True) -> dict[str, Any]:
+        out = encode(self.config)
+        metadata = self.config.metadata
+        out["metadata"] = dynamic_metadata(metadata) if dynamic else dict(sorted((metadata or {}).items()))
+        return out
+
+    def info(self, *, dynamic: bool = True, with_config: bool = True) -> dict[str, Any]:
+        now = self.now()
+        delivered: dict[str, Any] = {"consumer_seq": self.dseq - 1, "stream_seq": self.sseq - 1}
+        if self.delivered_active:
+            delivered["last_active"] = format_time_ns(self.delivered_active)
+        floor: dict[str, Any] = {"consumer_seq": self.adflr, "stream_seq": self.asflr}
+        if self.ack_active:
+            floor["last_active"] = format_time_ns(self.ack_active)
+        out: dict[str, Any] = {"stream_name": self.stream.name, "name": self.name, "created": format_time_ns(self.created)}
+        if with_config:
+            out["config"] = self.config_json(dynamic=dynamic)
+        out["delivered"] = delivered
+        out["ack_floor"] = floor
+        out["num_ack_pending"] = len(self.pending)
+        out["num_redelivered"] = sum(1 for seq in self.pending if self.rdc.get(seq, 1) > 1)
+        out["num_waiting"] = self.num_waiting()
+        out["num_pending"] = self.num_pending()
+        if self.push and self.account.sublist.has_interest(self.deliver_subject):
+            out["push_bound"] = True
+        if self.paused(now):
+            out["paused"] = True
+            out["pause_remaining"] = self.config.pause_until - now
+        out["ts"] = format_time_ns(now)
+        return out
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "delivered": self.dseq - 1,
+            "ack_pending": len(self.pending),
+            "waiting": len(self.waiting),
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# retention across consumers (streams.md §7)
+
+
+def check_message_retention(stream: Any, seq: int, subject: bytes | None) -> None:
+    """Remove `seq` from an interest/workqueue stream once no consumer needs it."""
+    retention = stream.config.retention
+    if retention == "limits":
+        return
+    if retention == "interest":
+        if subject is None:
+            msg = stream.store.load_msg(seq)
+            if msg is None:
+                return
+            subject = msg.subject
+        for consumer in stream.consumers.values():
+            if consumer.matches_subject(subject) and consumer.needs_ack(seq):
+                return
+    from jsedge.jetstream.stream import DeleteMsg
+
+    stream.apply(DeleteMsg(seq, erase=False))
+
+
+def recheck_interest(stream: Any) -> None:
+    """After a consumer left an interest stream: drop every message nobody wants any more."""
+    if stream.config.retention != "interest":
+        return
+    store = stream.store
+    seq = store.state().first_seq
+    removable: list[int] = []
+    while True:
+        msg = store.load_next_msg(b">", seq)
+        if msg is None:
+            break
+        if not any(c.matches_subject(msg.subject) and c.needs_ack(msg.seq) for c in stream.consumers.values()):
+            removable.append(msg.seq)
+        seq = msg.seq + 1
+    from jsedge.jetstream.stream import DeleteMsg
+
+    for seq in removable:
+        stream.apply(DeleteMsg(seq, erase=False))
+
+
+# ------------------------------------------------------------------------------------------------
+# lifecycle across a stream (used by the API layer and the manager)
+
+
+def _wq_unique(stream: Any, name: str, filters: list[str]) -> bool:
+    for other in stream.consumers.values():
+        if other.name == name:
+            continue
+        if not other.filters:
+            return False
+        for mine in filters:
+            if any(subjects_overlap(mine.encode(), theirs) for theirs in other.filters):
+                return False
+    return True
+
+
+def _comparable(config: ConsumerConfig) -> dict[str, Any]:
+    copy = config.copy()
+    strip_dynamic_metadata(copy)
+    copy.pause_until = 0
+    return encode(copy)
+
+
+def create_consumer(
+    stream: Any, config: ConsumerConfig, action: str = "", *, now: Callable[[], int] | None = None
+) -> Consumer:
+    """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8)."""
+    jsa = stream.host
+    account_max_ack = jsa.limit("max_ack_pending") if hasattr(jsa, "limit") else -1
+    if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
+        account_max_ack = -1
+    name = config.name or config.durable_name
+    if config.durable_name and not valid_consumer_name(config.durable_name):
+        raise js_error("JSConsumerBadDurableNameErr")
+    if config.name and not valid_consumer_name(config.name):
+        raise js_error("JSConsumerBadDurableNameErr")
+    if len(name.encode()) > 255:
+        raise js_error("JSConsumerNameTooLongErrF", max=255)
+    set_defaults(config, stream.config, account_max_ack)
+    check_config(config, stream.config, account_max_ack)
+    strip_dynamic_metadata(config)
+    existing = stream.consumers.get(name) if name else None
+    if existing is not None:
+        if action == "create" and _comparable(config) != _comparable(existing.config):
+            raise js_error("JSConsumerAlreadyExists")
+        if stream.config.retention == "workqueue" and not _wq_unique(stream, name, config.filters()):
+            raise js_error("JSConsumerWQConsumerNotUniqueErr")
+        if _comparable(config) == _comparable(existing.config):
+            return existing
+        old = existing.config.copy()
+        strip_dynamic_metadata(old)
+        has_interest = bool(old.deliver_subject) and stream.account.sublist.has_interest(old.deliver_subject.encode())
+        check_update(old, config, has_interest)
+        existing.update(config)
+        return existing
+    if action == "update":
+        raise js_error("JSConsumerDoesNotExist")
+    max_consumers = stream.config.max_consumers
+    if max_consumers > 0 and len(stream.consumers) >= max_consumers:
+        raise js_error("JSMaximumConsumersLimitErr")
+    account_max = jsa.limit("max_consumers") if hasattr(jsa, "limit") else -1
+    if isinstance(account_max, int) and not isinstance(account_max, bool) and account_max > 0:
+        total = sum(len(s.consumers) for s in jsa.streams.values())
+        if total >= account_max:
+            raise js_error("JSMaximumConsumersLimitErr")
+    if stream.config.retention == "workqueue" and not config.direct:
+        if config.ack_policy != "explicit":
+            raise js_error("JSConsumerWQRequiresExplicitAckErr")
+        if stream.consumers:
+            filters = config.filters()
+            if not filters:
+                raise js_error("JSConsumerWQMultipleUnfilteredErr")
+            if not _wq_unique(stream, name, filters):
+                raise js_error("JSConsumerWQConsumerNotUniqueErr")
+        if config.deliver_policy != "all":
+            raise js_error("JSConsumerWQConsumerNotDeliverAllErr")
+    if not name:
+        while True:
+            name = advisory.random_name(8)
+            if name not in stream.consumers:
+                break
+    config.name = name
+    set_static_metadata(config)
+    consumer = Consumer(stream, name, config, (now or time.time_ns)(), _open_store(stream, name, config), now=now)
+    consumer.set_start_position()
+    consumer.save_config()
+    consumer.store.update(consumer.state_snapshot())
+    attach(stream, consumer)
+    advisory.consumer_action(consumer, "create")
+    if config.pause_until and config.pause_until > consumer.now():
+        advisory.consumer_pause(consumer, True, config.pause_until)
+    return consumer
+
+
+def _open_store(stream: Any, name: str, config: ConsumerConfig) -> Any:
+    if config.mem_storage or not is_durable(config):
+        from jsedge.store.memstore import MemConsumerStore
+
+        return MemConsumerStore(name)
+    return stream.store.consumer_store(name)
+
+
+def attach(stream: Any, consumer: Consumer) -> None:
+    stream.consumers[consumer.name] = consumer
+    ensure_account_subscriptions(stream.host)
+    consumer.start()
+
+
+def delete_consumer(stream: Any, name: str) -> None:
+    consumer = stream.consumers.pop(name, None)
+    if consumer is None:
+        raise js_error("JSConsumerNotFoundErr")
+    consumer.stop(deleted=True)
+    try:
+        consumer.store.delete()
+    except Exception:  # noqa: BLE001 - the stream store may already be gone
+        pass
+    advisory.consumer_action(consumer, "delete")
+    recheck_interest(stream)
+
+
+def stop_consumers(stream: Any, *, deleted: bool) -> None:
+    for consumer in list(stream.consumers.values()):
+        consumer.stop(deleted=deleted)
+        if deleted:
+            advisory.consumer_action(consumer, "delete")
+    if deleted:
+        stream.consumers.clear()
+
+
+def recover_consumers(stream: Any) -> None:
+    """Durable consumers of a file stream, from `<stream dir>/obs/<name>/` (config + state log)."""
+    import os
+
+    directory = getattr(stream.store, "_obs_dir", None)
+    if directory is None or not os.path.isdir(directory):
+        return
+    for name in sorted(os.listdir(directory)):
+        try:
+            store = stream.store.consumer_store(name)
+            raw, state = store.load()
+            if raw is None:
+                store.delete()
+                continue
+            document = json.loads(raw)
+            config = decode_consumer_config(document["config"])
+            created = parse_time_ns(document.get("created", "0001-01-01T00:00:00Z"))
+            consumer = Consumer(stream, name, config, created, store)
+            consumer.restore_state(state)
+            attach(stream, consumer)
+        except Exception as exc:  # noqa: BLE001 - one broken consumer must not stop the others
+            stream.server.logger.error(f"  Error recreating consumer '{stream.name} > {name}': {exc}")
+
+
+# ------------------------------------------------------------------------------------------------
+# `$JS.ACK.>` and `$JS.FC.>` for an account
+
+
+def ensure_account_subscriptions(jsa: Any) -> None:
+    if getattr(jsa, "consumer_subs", None):
+        return
+    server = jsa.server
+    account = jsa.account
+
+    def on_ack(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        body = bytes(msg[hdr_len:]) if hdr_len >= 0 else bytes(msg)
+        tokens = subject.split(b".")
+        if len(tokens) == 9:
+            stream_name, consumer_name, rest = tokens[2], tokens[3], tokens[4:7]
+        elif len(tokens) >= 11:
+            stream_name, consumer_name, rest = tokens[4], tokens[5], tokens[6:9]
+        else:
+            return
+        consumer = _lookup(jsa, stream_name, consumer_name)
+        if consumer is None:
+            return
+        try:
+            consumer.process_ack(rest, reply, body)
+        except Exception:  # noqa: BLE001
+            import traceback
+
+            server.logger.error("JetStream ack processing failed:\n" + traceback.format_exc())
+
+    def on_fc(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        tokens = subject.split(b".")
+        if len(tokens) == 5:
+            consumer = _lookup(jsa, tokens[2], tokens[3])
+        elif len(tokens) >= 7:
+            consumer = _lookup(jsa, tokens[4], tokens[5])
+        else:
+            return
+        if consumer is not None:
+            consumer.process_flow_control(subject)
+
+    jsa.consumer_subs = [
+        server.subscribe_internal(account, b"$JS.ACK.>", on_ack),
+        server.subscribe_internal(account, b"$JS.FC.>", on_fc),
+    ]
+
+
+def release_account_subscriptions(jsa: Any) -> None:
+    for sub in getattr(jsa, "consumer_subs", None) or ():
+        jsa.server.unsubscribe_internal(jsa.account, sub)
+    jsa.consumer_subs = []
+
+
+def _lookup(jsa: Any, stream_name: bytes, consumer_name: bytes) -> Consumer | None:
+    stream = jsa.streams.get(stream_name.decode("utf-8", "replace"))
+    if stream is None:
+        return None
+    return stream.consumers.get(consumer_name.decode("utf-8", "replace"))
+
+
+__all__ = [
+    "Consumer",
+    "JSError",
+    "attach",
+    "check_message_retention",
+    "create_consumer",
+    "delete_consumer",
+    "deliver_as",
+    "recover_consumers",
+    "stop_consumers",
+]

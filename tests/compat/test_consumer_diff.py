@@ -1,0 +1,239 @@
+"""Differential consumer tests: the same `$JS.API.CONSUMER.*` requests, publishes, pulls and acks
+against jsedge and nats-server 2.15.1. Replies (JSON and status headers, subjects, ack reply subjects)
+must be equal after masking times, ids and ephemeral names. Each script runs on a fresh server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import nats
+import pytest
+from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+
+from tests.helpers import ServerProcess
+
+pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
+
+_MASK = [
+    (re.compile(r"_INBOX\.[A-Za-z0-9.]+"), "INBOX"),
+    (re.compile(r'"(created|ts|last_active|timestamp|id)":"[^"]*"'), r'"\1":"T"'),
+    (re.compile(r"(\$JS\.ACK\.[^.]+\.[^.]+\.\d+\.\d+\.\d+\.)\d+"), r"\1TS"),
+    (re.compile(r'"pause_remaining":\d+'), '"pause_remaining":N'),
+    (re.compile(r'"(leader|first_ts|last_ts)":"[^"]*"'), r'"\1":"L"'),
+    (re.compile(r'"name":"[A-Za-z0-9]{8}"'), '"name":"EPH"'),
+]
+
+
+def normalize(text: str) -> str:
+    for pattern, repl in _MASK:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _data(body) -> bytes:
+    if body is None:
+        return b""
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def _show(msg) -> str:
+    hdrs = sorted((msg.headers or {}).items())
+    return f"{msg.subject} {msg.reply} {hdrs} {msg.data.decode(errors='replace')}"
+
+
+async def run_script(url: str, script: list[tuple]) -> list[str]:
+    """Steps: ("req", subject, body) | ("pub", subject, body) | ("pull", subject, body, seconds) |
+    ("ack", index of a message seen in the last pull, body)."""
+    nc = await nats.connect(url)
+    out: list[str] = []
+    last: list = []
+    try:
+        for step in script:
+            kind, subject = step[0], step[1]
+            if kind == "pub":
+                await nc.publish(subject, _data(step[2]))
+                await nc.flush()
+            elif kind == "req":
+                try:
+                    msg = await nc.request(subject, _data(step[2]), timeout=1.0)
+                    out.append(normalize(f"{subject} {_show(msg)}"))
+                except NoRespondersError:
+                    out.append(f"{subject} no-responders")
+                except NatsTimeout:
+                    out.append(f"{subject} timeout")
+            elif kind == "pull":
+                inbox = nc.new_inbox()
+                sub = await nc.subscribe(inbox)
+                await nc.publish(subject, _data(step[2]), reply=inbox)
+                deadline = asyncio.get_running_loop().time() + step[3]
+                last = []
+                while True:
+                    remaining = deadline - asyncio.get_running_loop().time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        msg = await sub.next_msg(timeout=remaining)
+                    except NatsTimeout:
+                        break
+                    last.append(msg)
+                    out.append(normalize(f"pull {_show(msg)}".replace(inbox, "INBOX")))
+                await sub.unsubscribe()
+            elif kind == "ack":
+                msg = last[subject]
+                try:
+                    reply = await nc.request(msg.reply, _data(step[2]), timeout=0.5)
+                    out.append(f"ack {reply.data!r}")
+                except NatsTimeout:
+                    out.append("ack no-reply")
+    finally:
+        await nc.close()
+    return out
+
+
+def both(tmp_path, script: list[tuple]) -> tuple[list[str], list[str]]:
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as srv:
+            results.append(asyncio.run(run_script(srv.url, script)))
+    return results[0], results[1]
+
+
+def assert_same(tmp_path, script: list[tuple]) -> None:
+    expected, actual = both(tmp_path, script)
+    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
+    assert not mismatches, "\n".join(mismatches)
+    assert len(expected) == len(actual), (expected, actual)
+
+
+API = "$JS.API."
+STREAM = ("req", API + "STREAM.CREATE.C", {"name": "C", "subjects": ["c.>"]})
+
+
+def create(name_part: str, config: dict, stream: str = "C", **extra) -> tuple:
+    body = {"stream_name": stream, "config": config}
+    body.update(extra)
+    subject = API + "CONSUMER.CREATE." + stream + (("." + name_part) if name_part else "")
+    return ("req", subject, body)
+
+
+def test_consumer_create_forms_and_errors(tmp_path):
+    assert_same(tmp_path, [
+        STREAM,
+        ("pub", "c.a", b"1"), ("pub", "c.b", b"2"), ("pub", "c.a", b"3"),
+        create("dur1", {"durable_name": "dur1", "ack_policy": "explicit"}),
+        create("dur1", {"durable_name": "dur1", "ack_policy": "explicit"}, action="create"),
+        create("dur1", {"durable_name": "dur1", "ack_policy": "explicit", "max_deliver": 3}, action="create"),
+        create("dur1", {"durable_name": "dur1", "ack_policy": "all"}),
+        create("dur1", {"durable_name": "dur1", "ack_policy": "explicit", "description": "x", "max_deliver": 5}),
+        create("nope", {"durable_name": "nope", "ack_policy": "explicit"}, action="update"),
+        create("x", {"durable_name": "y"}),
+        create("", {"durable_name": "y"}),
+        ("req", API + "CONSUMER.CREATE.C", {"stream_name": "C", "config": {"ack_policy": "none"}, "action": "bogus"}),
+        create("f1.c.a", {"name": "f1", "filter_subject": "c.b"}),
+        create("f1.c.a", {"name": "f1", "filter_subject": "c.a", "ack_policy": "explicit"}),
+        create("f2.c.a", {"filter_subjects": ["c.a"]}),
+        ("req", API + "CONSUMER.CREATE.X.a", {"stream_name": "X", "config": {}}),
+        ("req", API + "CONSUMER.CREATE.X.a", {"stream_name": "C", "config": {}}),
+        create("r3", {"num_replicas": 3}),
+        create("lp", {"deliver_policy": "last_per_subject"}),
+        create("ss", {"deliver_policy": "by_start_sequence"}),
+        create("ss", {"deliver_policy": "by_start_sequence", "opt_start_seq": 100, "ack_policy": "explicit"}),
+        create("la", {"deliver_policy": "last", "ack_policy": "explicit"}),
+        create("nw", {"deliver_policy": "new", "ack_policy": "explicit"}),
+        create("lps", {"deliver_policy": "last_per_subject", "filter_subject": "c.>"}),
+        create("both", {"filter_subject": "c.a", "filter_subjects": ["c.b"]}),
+        create("ovl", {"filter_subjects": ["c.>", "c.a"]}),
+        create("bo", {"ack_policy": "explicit", "backoff": [1000000000, 2000000000], "max_deliver": 1}),
+        create("bo2", {"ack_policy": "explicit", "ack_wait": 5000000000, "backoff": [1000000000, 2000000000]}),
+        create("fc", {"deliver_subject": "d.fc", "flow_control": True}),
+        create("wc", {"deliver_subject": "d.*"}),
+        create("cy", {"deliver_subject": "c.loop"}),
+        create("mw", {"deliver_subject": "d.mw", "max_waiting": 3}),
+        create("hb", {"deliver_subject": "d.hb", "idle_heartbeat": 50000000}),
+        create("pr", {"rate_limit_bps": 100}),
+        create("ph", {"idle_heartbeat": 1000000000}),
+        create("sf", {"sample_freq": "x%"}),
+        create("mp", {"deliver_subject": "d.mp", "max_ack_pending": 5}),
+        create("push", {"deliver_subject": "d.push", "ack_policy": "none"}),
+        create("push", {"deliver_subject": "d.push2", "ack_policy": "none"}),
+        create("push", {"ack_policy": "none"}),
+        ("req", API + "CONSUMER.DURABLE.CREATE.C.leg", {"stream_name": "C", "config": {"ack_policy": "explicit"}}),
+        ("req", API + "CONSUMER.DURABLE.CREATE.C.leg", {"stream_name": "C", "config": {"durable_name": "leg2"}}),
+        ("req", API + "CONSUMER.DURABLE.CREATE.C.leg", {"stream_name": "C", "config": {"durable_name": "leg",
+                                                                                       "ack_policy": "explicit"}}),
+        ("req", API + "CONSUMER.INFO.C.leg", b""),
+        ("req", API + "CONSUMER.INFO.C.leg", b"x"),
+        ("req", API + "CONSUMER.INFO.C.zz", b""),
+        ("req", API + "CONSUMER.INFO.X.zz", b""),
+        ("req", API + "CONSUMER.NAMES.C", b""),
+        ("req", API + "CONSUMER.NAMES.C", {"offset": 2}),
+        ("req", API + "CONSUMER.NAMES.X", b""),
+        ("req", API + "CONSUMER.LIST.C", {"offset": 6}),
+        ("req", API + "CONSUMER.DELETE.C.leg", b""),
+        ("req", API + "CONSUMER.DELETE.C.leg", b""),
+        ("req", API + "CONSUMER.DELETE.C.dur1", b"x"),
+        ("req", API + "CONSUMER.LEADER.STEPDOWN.C.dur1", b""),
+    ])
+
+
+def test_consumer_pull_and_acks_diff(tmp_path):
+    nxt = API + "CONSUMER.MSG.NEXT.C.pc"
+    assert_same(tmp_path, [
+        STREAM,
+        ("pub", "c.a", b"m1"), ("pub", "c.b", b"m2"), ("pub", "c.a", b"m3"),
+        create("pc", {"durable_name": "pc", "ack_policy": "explicit", "max_batch": 10, "max_bytes": 1000}),
+        ("pull", nxt, {"batch": 2}, 0.3),
+        ("ack", 0, b"+ACK"),
+        ("ack", 1, b"-NAK"),
+        ("pull", nxt, {"batch": 5, "no_wait": True}, 0.3),
+        ("ack", 0, b"+WPI"),
+        ("ack", 1, b"+TERM because"),
+        ("ack", 0, b"+ACK"),
+        ("req", API + "CONSUMER.INFO.C.pc", b""),
+        ("pull", nxt, {"batch": 1, "no_wait": True}, 0.3),
+        ("pull", nxt, {"batch": 3, "expires": 200000000}, 0.5),
+        ("pull", nxt, {"batch": 11}, 0.2),
+        ("pull", nxt, {"batch": 1, "max_bytes": 2000}, 0.2),
+        ("pull", nxt, b"garbage", 0.3),
+        ("pub", "c.z", b"m4"),
+        ("pull", nxt, b"2", 0.3),
+        ("pull", nxt, {"batch": "x"}, 0.2),
+        ("pull", API + "CONSUMER.MSG.NEXT.C.none", b"", 0.2),
+        ("req", API + "CONSUMER.INFO.C.pc", b""),
+        ("req", API + "CONSUMER.PAUSE.C.pc", {"pause_until": "2099-01-01T00:00:00Z"}),
+        ("req", API + "CONSUMER.INFO.C.pc", b""),
+        ("req", API + "CONSUMER.PAUSE.C.pc", b""),
+        ("req", API + "CONSUMER.PAUSE.C.nope", b""),
+        ("req", API + "CONSUMER.INFO.C.pc", b""),
+    ])
+
+
+def test_consumer_retention_diff(tmp_path):
+    assert_same(tmp_path, [
+        ("req", API + "STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"}),
+        create("a", {"durable_name": "a", "filter_subject": "w.a", "ack_policy": "explicit"}, stream="W"),
+        create("b", {"durable_name": "b", "filter_subject": "w.>", "ack_policy": "explicit"}, stream="W"),
+        create("c", {"durable_name": "c", "ack_policy": "explicit"}, stream="W"),
+        create("d", {"durable_name": "d", "filter_subject": "w.d", "ack_policy": "none"}, stream="W"),
+        create("e", {"durable_name": "e", "filter_subject": "w.e", "ack_policy": "explicit",
+                     "deliver_policy": "last"}, stream="W"),
+        ("pub", "w.a", b"job"),
+        ("pull", API + "CONSUMER.MSG.NEXT.W.a", b"", 0.3),
+        ("ack", 0, b""),
+        ("req", API + "STREAM.INFO.W", b""),
+        ("req", API + "STREAM.CREATE.I", {"name": "I", "subjects": ["i.>"], "retention": "interest"}),
+        ("pub", "i.a", b"lost"),
+        create("c1", {"durable_name": "c1", "ack_policy": "explicit"}, stream="I"),
+        create("c2", {"durable_name": "c2", "ack_policy": "explicit", "filter_subject": "i.a"}, stream="I"),
+        ("pub", "i.a", b"1"), ("pub", "i.b", b"2"),
+        ("pull", API + "CONSUMER.MSG.NEXT.I.c1", {"batch": 2}, 0.3),
+        ("ack", 0, b""), ("ack", 1, b""),
+        ("req", API + "STREAM.INFO.I", b""),
+        ("req", API + "CONSUMER.DELETE.I.c2", b""),
+        ("req", API + "STREAM.INFO.I", b""),
+    ])
