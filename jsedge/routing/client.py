@@ -103,6 +103,9 @@ class ClientConnection(ClientCore):
         "tls_cipher",
         "responses",
         "tls_pending",
+        "tls",
+        "tls_sniff",
+        "tls_handle",
         "on_close",
         "info_sent_at",
     )
@@ -152,6 +155,11 @@ class ClientConnection(ClientCore):
         self.tls_cipher = ""
         self.responses: dict[bytes, ResponseGrant] = {}
         self.tls_pending = False
+        #: The TLS layer once the client is upgrading or upgraded (jsedge.routing.tls), else None.
+        self.tls: Any = None
+        #: allow_non_tls: the first client byte decides between TLS and plain.
+        self.tls_sniff = False
+        self.tls_handle: asyncio.TimerHandle | None = None
         self.on_close: list[Callable[[ClientConnection], None]] = []
         self.info_sent_at = time.monotonic()
         if self.authorized and server.auth.no_auth_user:
@@ -195,11 +203,16 @@ class ClientConnection(ClientCore):
         self.log_debug("Client connection created")
         tls = server.tls_context
         if tls is not None and not server.config.tls.handshake_first:
-            # INFO goes out in the clear, then the client starts the TLS handshake.
-            transport.pause_reading()
+            # INFO in the clear, then the client starts the handshake on this socket; the TLS layer
+            # runs on memory BIOs inside data_received (see jsedge.routing.tls for why).
+            from jsedge.routing.tls import TLSShim
+
+            self._send_now(self.server.info_line(self))  # still plain
+            self.tls = TLSShim(tls)
             self.tls_pending = True
-            self._send_now(self.server.info_line(self))
-            self.loop.create_task(self._upgrade_tls(tls))
+            self.tls_sniff = server.config.allow_non_tls
+            timeout = server.config.tls.timeout or 2.0
+            self.tls_handle = self.loop.call_later(timeout, self._tls_timeout)
         else:
             if tls is not None:
                 self._record_tls(transport)
@@ -208,27 +221,14 @@ class ClientConnection(ClientCore):
             self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
         self.ping_handle = self.loop.call_later(server.config.limits.ping_interval, self._ping_timer)
 
-    async def _upgrade_tls(self, context: Any) -> None:
-        timeout = self.server.config.tls.timeout or 2.0
-        try:
-            transport = await asyncio.wait_for(
-                self.loop.start_tls(self.transport, self, context, server_side=True), timeout
-            )
-        except (OSError, asyncio.TimeoutError, ConnectionError, Exception) as exc:  # noqa: BLE001
-            if not self.closed:
-                self.log_error(f"TLS handshake error: {exc}")
-                self.close(ClosedReason.TLS_HANDSHAKE_ERROR, abort=True)
-            return
-        if transport is None or self.closed:
-            return
-        self.transport = transport
-        self.tls_pending = False
-        self._record_tls(transport)
-        self.log_debug("TLS handshake complete")
-        # The client's first ops may have been read before start_tls returned; their answers wait in
-        # outbuf for the TLS transport.
-        if self.outbuf:
-            self.flush()
+    def _tls_timeout(self) -> None:
+        self.tls_handle = None
+        if not self.closed and self.tls_pending:
+            self.log_error("TLS handshake timeout")
+            self.outbuf = bytearray()
+            if self.tls_sniff:  # nothing arrived at all: say why, in the clear, as nats-server does
+                self.transport.write(errors.TLS_REQUIRED.line())
+            self.close(ClosedReason.TLS_HANDSHAKE_ERROR)
 
     def _record_tls(self, transport: Any) -> None:
         ssl_object = transport.get_extra_info("ssl_object")
@@ -237,10 +237,57 @@ class ClientConnection(ClientCore):
             cipher = ssl_object.cipher()
             self.tls_cipher = cipher[0] if cipher else ""
 
+    def _tls_received(self, data: bytes) -> None:
+        """Ciphertext in: run the handshake, then feed the plaintext to the parser."""
+        import ssl
+
+        tls = self.tls
+        if self.tls_sniff:
+            self.tls_sniff = False
+            if data[0] != 0x16:  # not a ClientHello: allow_non_tls lets a plain client in
+                self.tls = None
+                self.tls_pending = False
+                if self.tls_handle is not None:
+                    self.tls_handle.cancel()
+                    self.tls_handle = None
+                self.parser.feed(data)
+                return
+        try:
+            chunks, reply = tls.receive(data)
+        except ssl.SSLError as exc:
+            alert = tls.pending_output()
+            if alert:
+                self.transport.write(alert)  # the client must see the alert, not a bare reset
+            self.log_error(f"TLS handshake error: {exc.reason or exc}")
+            self.outbuf = bytearray()
+            self.tls_pending = False
+            self.close(ClosedReason.TLS_HANDSHAKE_ERROR)
+            return
+        if reply:
+            self.transport.write(reply)
+        if self.tls_pending and not tls.handshaking:
+            self.tls_pending = False
+            self.tls_version, self.tls_cipher = tls.describe()
+            if self.tls_handle is not None:
+                self.tls_handle.cancel()
+                self.tls_handle = None
+            self.log_debug("TLS handshake complete")
+            if self.outbuf:
+                self.flush()
+        for chunk in chunks:
+            if self.closed:
+                return
+            self.parser.feed(chunk)
+        if tls.peer_closed and not self.closed:
+            self.close(ClosedReason.CLIENT_CLOSED)
+
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        self.parser.feed(data)
+        if self.tls is None:
+            self.parser.feed(data)
+        else:
+            self._tls_received(data)
         if self.pending:
             flush_pending(self.pending)
 
@@ -287,7 +334,7 @@ class ClientConnection(ClientCore):
         if self.tls_pending:
             self.outbuf = buf  # held until the TLS handshake finishes
             return
-        self.transport.write(buf)
+        self._write_raw(buf)
         if self.paused and self.transport.get_write_buffer_size() > self.max_pending:
             self.on_slow_consumer()
 
@@ -300,11 +347,21 @@ class ClientConnection(ClientCore):
             self.flush_scheduled = True
             self.pending.append(self)
 
+    def _write_raw(self, data: bytes | bytearray) -> None:
+        """Bytes to the socket, through the TLS layer once it is up."""
+        tls = self.tls
+        if tls is not None and not self.tls_pending:
+            data = tls.encrypt(data)
+        self.transport.write(data)
+
     def _send_now(self, data: bytes) -> None:
         if not self.closed and self.transport is not None:
             if self.outbuf:
                 self.flush()
-            self.transport.write(data)
+            if self.tls_pending:
+                self.outbuf += data  # after the handshake
+                return
+            self._write_raw(data)
 
     def send_err(self, err: ProtoErr, *args: object) -> None:
         self._send(err.line(*args))
@@ -649,7 +706,7 @@ class ClientConnection(ClientCore):
                 transport.abort()
             else:
                 if self.outbuf and not self.tls_pending:
-                    transport.write(bytes(self.outbuf))
+                    self._write_raw(bytes(self.outbuf))
                 self.outbuf = bytearray()
                 transport.close()
         self._finish_close(reason)
@@ -658,10 +715,10 @@ class ClientConnection(ClientCore):
         self.closed = True
         self.closed_reason = reason
         self.stop = time.time()
-        for handle in (self.ping_handle, self.auth_handle, self.deadline_handle):
+        for handle in (self.ping_handle, self.auth_handle, self.deadline_handle, self.tls_handle):
             if handle is not None:
                 handle.cancel()
-        self.ping_handle = self.auth_handle = self.deadline_handle = None
+        self.ping_handle = self.auth_handle = self.deadline_handle = self.tls_handle = None
         for sub in self.subs.values():
             sub.closed = True
             self.sublist.remove(sub)
