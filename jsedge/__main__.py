@@ -71,7 +71,20 @@ def send_signal(spec: str) -> int:
 
 
 #: Management subcommands: `jsedge <name> ...`. Without one, the arguments are nats-server's flags.
-SUBCOMMANDS = {"service": "jsedge.service"}
+SUBCOMMANDS = {
+    "service": "jsedge.service",
+    # clients managing any NATS server over the protocol (jsedge.cli, imported only when used)
+    "server": "jsedge.cli.server",
+    "stream": "jsedge.cli.stream",
+    "consumer": "jsedge.cli.consumer",
+    "pub": "jsedge.cli.pub",
+    "sub": "jsedge.cli.sub",
+    "req": "jsedge.cli.req",
+    "reply": "jsedge.cli.reply",
+    "kv": "jsedge.cli.kv",
+    "object": "jsedge.cli.obj",
+    "bench": "jsedge.cli.bench",
+}
 
 
 def main(argv: list[str] | None = None) -> int:

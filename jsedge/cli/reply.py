@@ -1,0 +1,7 @@
+"""`jsedge reply` (see jsedge.cli.pubsub)."""
+
+
+def main(argv: list[str]) -> int:
+    from jsedge.cli.pubsub import main as run
+
+    return run("reply", argv)
