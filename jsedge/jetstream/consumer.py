@@ -52,6 +52,7 @@ FC_WINDOW_START = 2 * 1024 * 1024
 FC_WINDOW_MAX = 32 * 1024 * 1024
 RUN_BUDGET = 256
 PUSH_POLL_INACTIVE = 0.1
+PUSH_POLL_FIRST = 0.001
 PUSH_POLL_ACTIVE = 0.5
 _CRLF = b"\r\n"
 
@@ -205,6 +206,7 @@ class Consumer:
         self._wait_timer_at = 0
         self._hb_timer: Any = None
         self._watch_timer: Any = None
+        self._watch_delay = PUSH_POLL_FIRST
         self._inactive_timer: Any = None
         self._pause_timer: Any = None
         self._last_request = 0
@@ -421,6 +423,11 @@ class Consumer:
             return
         if self._npc is not None and seq >= self.sseq:
             self._npc += 1
+        if self.push and not self.active:
+            # The deliver subject may have gained interest since the last watch poll (clients such as
+            # nats-py subscribe right after CONSUMER.CREATE): check now rather than up to
+            # PUSH_POLL_INACTIVE later, when a KV watcher would already have missed revisions.
+            self.active = self.account.sublist.has_interest(self.deliver_subject)
         if (self.push and self.active) or self.waiting:
             self.kick()
 
@@ -689,11 +696,13 @@ class Consumer:
             return
         active = self.account.sublist.has_interest(self.deliver_subject)
         now = self.now()
-        if active and not self.active:
-            self.active = True
+        if active:
             self._inactive_since = 0
-            self.kick()
-        elif not active:
+            self._watch_delay = PUSH_POLL_INACTIVE
+            if not self.active:
+                self.active = True
+                self.kick()
+        else:
             self.active = False
             if not self._inactive_since:
                 self._inactive_since = now
@@ -701,7 +710,14 @@ class Consumer:
             if threshold and now - self._inactive_since >= threshold:
                 self.stream_delete()
                 return
-        self._watch_timer = self.loop.call_later(PUSH_POLL_ACTIVE if active else PUSH_POLL_INACTIVE, self._push_watch)
+        if active:
+            delay = PUSH_POLL_ACTIVE
+        else:
+            # right after creation the client's SUB on the deliver subject is usually one round trip
+            # away: poll quickly at first (1, 2, 4 ... ms) so the initial deliveries are not delayed
+            delay = self._watch_delay
+            self._watch_delay = min(delay * 2, PUSH_POLL_INACTIVE)
+        self._watch_timer = self.loop.call_later(delay, self._push_watch)
 
     # ------------------------------------------------------------------ pull requests
 
