@@ -119,7 +119,10 @@ def op(draw: st.DrawFn) -> bytes:
         junk = draw(st.binary(max_size=5)).replace(b"\n", b"")
         return name + junk + draw(eol)
     # CONNECT / INFO / -ERR: free text
-    text = draw(st.binary(min_size=1, max_size=30)).replace(b"\n", b"")
+    # At least one byte that is not a space/TAB: after the op's separators the argument starts at the
+    # next byte whatever it is, so `INFO\t\n` would take the *next* line as its argument (as in
+    # nats-server) and is not a valid stream.
+    text = draw(st.binary(min_size=1, max_size=30).map(lambda t: t.replace(b"\n", b"")).filter(lambda t: t.strip(b" \t")))
     spacer = draw(sep) if kind == "-ERR" else draw(st.sampled_from([b"", b" ", b"\t "]))
     return name + spacer + text + draw(eol)
 
