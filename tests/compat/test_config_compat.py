@@ -149,7 +149,21 @@ def test_same_verdict_as_nats_server(
         assert match is not None and digest == match.group(1)
     else:
         nats_lines = [line for line in nats_output.splitlines() if line.strip()]
-        assert sorted(nats_lines) == sorted(jsedge_problems.splitlines())
+        jsedge_lines = jsedge_problems.splitlines()
+        if name in POSITION_VARIES:
+            # nats-server walks a Go map here: which of the two keys it reports first (and so the
+            # line:col) changes from run to run. The message itself must match.
+            nats_lines = [_strip_position(line) for line in nats_lines]
+            jsedge_lines = [_strip_position(line) for line in jsedge_lines]
+        assert sorted(nats_lines) == sorted(jsedge_lines)
+
+
+#: Cases where nats-server's reported position is not deterministic.
+POSITION_VARIES = {"store-dir-twice"}
+
+
+def _strip_position(line: str) -> str:
+    return re.sub(r"^[^:]*:\d+:\d+: ", "", line)
 
 
 @pytest.mark.parametrize(("name", "text", "message"), DIVERGENCES, ids=[case[0] for case in DIVERGENCES])
