@@ -74,5 +74,9 @@ if [ $COMPILED = 1 ]; then
 fi
 step "test suite, pure Python"
 arm bash -c "cd /src && JSEDGE_NO_EXTENSIONS=1 python -m pytest -q -p no:cacheprovider -o timeout=300 $*" || status=$?
+step "cross-architecture store: written on $ARCH, verified on the host"
+rm -rf "$R/tmp/arm-store"
+arm bash -c "cd /src && python tools/store_fixture.py write /tmp/arm-store" || status=$?
+(cd "$TOP" && python3 tools/store_fixture.py verify "$R/tmp/arm-store") || status=$?
 step "done (exit $status)"
 exit $status
