@@ -43,3 +43,23 @@ async def test_repeated_tls_handshakes(server_factory, tmp_path) -> None:
         )
         await nc.flush()
         await nc.close()
+
+
+async def test_tls_handshake_first(server_factory, tmp_path) -> None:
+    tls = make_tls_files(tmp_path / "tls")
+    config = tls.server_config().replace("tls {\n", "tls {\n  handshake_first: true\n")
+    server = server_factory(config=config)
+    nc = await nats.connect(
+        f"tls://127.0.0.1:{server.port}",
+        tls=tls.client_context(),
+        tls_handshake_first=True,
+        connect_timeout=2,
+        allow_reconnect=False,
+    )
+    try:
+        sub = await nc.subscribe("first")
+        await nc.publish("first", b"tls before INFO")
+        assert (await sub.next_msg(timeout=2)).data == b"tls before INFO"
+        assert nc._server_info.get("tls_required") is True
+    finally:
+        await nc.close()
