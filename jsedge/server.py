@@ -23,7 +23,7 @@ from jsedge.routing.account import Account
 from jsedge.routing.auth import Authenticator, is_bcrypt
 from jsedge.routing.client import ClientConnection
 from jsedge.routing.listener import bind_listener, listen_address
-from jsedge.routing.sublist import Subscription, deliver_to, flush_pending
+from jsedge.routing.sublist import Subscription, deliver_as, flush_pending
 from jsedge.subjects import valid_subject
 
 if TYPE_CHECKING:
@@ -200,10 +200,17 @@ class Server:
     def send_internal(self, account: Account, subject: bytes, reply: bytes, hdr: bytes, data: bytes) -> int:
         """Publish a server-originated message into `account` (hdr b"" = plain MSG). Output is
         flushed right after the current callback chain (once per loop turn)."""
+        return self.send_internal_as(account, subject, subject, reply, hdr, data)
+
+    def send_internal_as(
+        self, account: Account, subject: bytes, shown: bytes, reply: bytes, hdr: bytes, data: bytes
+    ) -> int:
+        """`send_internal` routed on `subject` but showing `shown` as the MSG subject (JetStream
+        deliveries: routed on the deliver subject, shown with the stored subject)."""
         if hdr:
-            count = deliver_to(account.sublist, None, subject, reply, len(hdr), hdr + data)
+            count = deliver_as(account.sublist, None, subject, shown, reply, len(hdr), hdr + data)
         else:
-            count = deliver_to(account.sublist, None, subject, reply, -1, data)
+            count = deliver_as(account.sublist, None, subject, shown, reply, -1, data)
         if self.pending and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_internal)

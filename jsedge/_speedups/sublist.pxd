@@ -66,3 +66,6 @@ cdef class Sublist:
 # client to take the account's sublist from). deliver(src, ...) == deliver_to(src.sublist, src, ...).
 cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes reply,
                             Py_ssize_t hdr_len, bytes msg) except -1
+# Routed on `subject`, framed with `shown` (JetStream deliveries: deliver subject vs stored subject).
+cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
+                            Py_ssize_t hdr_len, bytes msg) except -1

@@ -73,5 +73,14 @@ def deliver(src: ClientCore, subject: bytes, reply: bytes, hdr_len: int, msg: by
 def deliver_to(
     sublist: Sublist | None, src: ClientCore | None, subject: bytes, reply: bytes, hdr_len: int, msg: bytes
 ) -> int: ...
+def deliver_as(
+    sublist: Sublist | None,
+    src: ClientCore | None,
+    subject: bytes,
+    shown: bytes,
+    reply: bytes,
+    hdr_len: int,
+    msg: bytes,
+) -> int: ...
 def flush_pending(pending: list[ClientCore]) -> None: ...
 def _seed(seed: int | None = None) -> None: ...

@@ -537,7 +537,8 @@ cdef class Sublist:
 
 cdef int _deliver_one(ClientCore src, Subscription sub, bytes subject, bytes reply, Py_ssize_t hdr_len,
                       bytes msg) except -1:
-    """Deliver to one subscription: 1 when it took the message, else 0."""
+    """Deliver to one subscription: 1 when it took the message, else 0. `subject` is the subject
+    shown in MSG/HMSG and passed to internal callbacks (normally the routed one)."""
     cdef ClientCore client
     cdef bint limit_reached, hmsg
     cdef Py_ssize_t subj_len, sid_len, reply_len, msg_len, body_len, offset
@@ -645,12 +646,19 @@ cdef int _deliver_one(ClientCore src, Subscription sub, bytes subject, bytes rep
 cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes reply,
                             Py_ssize_t hdr_len, bytes msg) except -1:
     """Route one message through `sublist` (see `deliver`); `src` may be None (server-originated)."""
+    return deliver_as(sublist, src, subject, subject, reply, hdr_len, msg)
+
+
+cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
+                            Py_ssize_t hdr_len, bytes msg) except -1:
+    """`deliver_to`, routed on `subject` but framed with `shown` as the MSG/HMSG subject: how
+    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3)."""
     cdef SublistResult result
     cdef list psubs, qsubs, group
     cdef Py_ssize_t i, k, n, size, start, index
     cdef Py_ssize_t delivered = 0
-    if subject is None or msg is None:
-        raise TypeError("subject and msg must be bytes")
+    if subject is None or shown is None or msg is None:
+        raise TypeError("subject, shown and msg must be bytes")
     if src is not None:
         src.in_msgs += 1
         src.in_bytes += PyBytes_GET_SIZE(msg)
@@ -664,7 +672,7 @@ cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes
         psubs = result.psubs
         n = len(psubs)
         for i in range(n):
-            delivered += _deliver_one(src, <Subscription>psubs[i], subject, reply, hdr_len, msg)
+            delivered += _deliver_one(src, <Subscription>psubs[i], shown, reply, hdr_len, msg)
         qsubs = result.qsubs
         n = len(qsubs)
         for i in range(n):
@@ -675,7 +683,7 @@ cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes
                 index = start + k
                 if index >= size:
                     index -= size
-                if _deliver_one(src, <Subscription>group[index], subject, reply, hdr_len, msg):
+                if _deliver_one(src, <Subscription>group[index], shown, reply, hdr_len, msg):
                     delivered += 1
                     break
     if delivered == 0 and src is not None and src.no_responders and reply is not None \

@@ -13,8 +13,8 @@ records, full snapshots for the rarer transitions) so it rides the stream's grou
 Delivery runs in `_run()`, scheduled with `call_soon` whenever something may be deliverable (new
 message, pull request, ack freeing `max_ack_pending`, redelivery due, interest appeared). Timers use
 the event loop; every decision reads `self.now()` (ns), injectable for tests. Pull requests live in
-`pull.py`. The router has no "deliver to X, show subject Y" primitive, so `deliver_as` below frames
-MSG/HMSG itself from the account sublist's match (the same steps as the sublist's `_deliver_one`).
+`pull.py`. Deliveries go through the router's `deliver_as` (routed on the deliver subject, shown with
+the stored subject) via `Server.send_internal_as`.
 
 May import layers 0-3, jetstream models/config and advisories.
 """
@@ -54,87 +54,16 @@ RUN_BUDGET = 256
 PUSH_POLL_INACTIVE = 0.1
 PUSH_POLL_FIRST = 0.001
 PUSH_POLL_ACTIVE = 0.5
-_CRLF = b"\r\n"
 
 
 # ------------------------------------------------------------------------------------------------
-# delivery primitive: route with one subject, present another
+# delivery: route with one subject, present another (the router's primitive)
 
 
 def deliver_as(server: Any, account: Any, route: bytes, shown: bytes, reply: bytes, hdr: bytes, data: bytes) -> int:
     """Deliver like a core publish to `route` (queue groups honoured) but frame MSG/HMSG with
     `shown` as the subject (consumers.md §3). Returns the number of deliveries."""
-    result = account.sublist.match(route)
-    if hdr:
-        msg, hdr_len = hdr + data, len(hdr)
-    else:
-        msg, hdr_len = data, -1
-    count = 0
-    for sub in result.psubs:
-        if _deliver_one(server, sub, shown, reply, hdr_len, msg):
-            count += 1
-    for group in result.qsubs:
-        size = len(group)
-        start = int(random.random() * size) if size > 1 else 0
-        for offset in range(size):
-            if _deliver_one(server, group[(start + offset) % size], shown, reply, hdr_len, msg):
-                count += 1
-                break
-    pending = getattr(server, "pending", None)
-    if pending and not getattr(server, "_flush_scheduled", True):
-        server._flush_scheduled = True
-        server.loop.call_soon(server._flush_internal)
-    return count
-
-
-def _deliver_one(server: Any, sub: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> bool:
-    if sub.closed:
-        return False
-    client = sub.client
-    if client is not None and client.closed:
-        return False
-    internal = sub.internal
-    if internal is not None:
-        sub.delivered += 1
-        limit = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
-        if limit:
-            sub.closed = True
-        internal(sub, None, subject, reply, hdr_len, msg)
-        if limit and client is not None:
-            client.on_auto_unsub(sub)
-        return True
-    if client is None:
-        return False
-    if hdr_len >= 0 and client.headers:
-        head = b"HMSG %b %b %b%d %d\r\n" % (subject, sub.sid, reply + b" " if reply else b"", hdr_len, len(msg))
-        body = msg
-    else:
-        body = msg[hdr_len:] if hdr_len > 0 else msg
-        head = b"MSG %b %b %b%d\r\n" % (subject, sub.sid, reply + b" " if reply else b"", len(body))
-    outbuf = client.outbuf
-    if len(outbuf) + len(head) + len(body) + 2 > client.max_pending:
-        client.on_slow_consumer()
-        return False
-    sub.delivered += 1
-    limit = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
-    if limit:
-        sub.closed = True
-    outbuf += head
-    outbuf += body
-    outbuf += _CRLF
-    client.out_msgs += 1
-    client.out_bytes += len(body)
-    if not client.flush_scheduled:
-        client.flush_scheduled = True
-        server.pending.append(client)
-    if reply and client.track_replies:
-        client.on_reply_delivered(reply)
-    if limit:
-        client.on_auto_unsub(sub)
-    return True
-
-
-# ------------------------------------------------------------------------------------------------
+    return int(server.send_internal_as(account, route, shown, reply, hdr, data))
 
 
 def _heartbeat(last_consumer: int, last_stream: int, stalled: bytes = b"") -> bytes:

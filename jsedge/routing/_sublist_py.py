@@ -35,6 +35,7 @@ __all__ = [
     "Sublist",
     "deliver",
     "deliver_to",
+    "deliver_as",
     "flush_pending",
 ]
 
@@ -525,6 +526,20 @@ def deliver_to(
     msg: bytes,
 ) -> int:
     """Route one message through `sublist` (see `deliver`); `src` may be None (server-originated)."""
+    return deliver_as(sublist, src, subject, subject, reply, hdr_len, msg)
+
+
+def deliver_as(
+    sublist: Sublist | None,
+    src: ClientCore | None,
+    subject: bytes,
+    shown: bytes,
+    reply: bytes,
+    hdr_len: int,
+    msg: bytes,
+) -> int:
+    """`deliver_to`, routed on `subject` but framed with `shown` as the MSG/HMSG subject: how
+    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3)."""
     if src is not None:
         src.in_msgs += 1
         src.in_bytes += len(msg)
@@ -532,7 +547,7 @@ def deliver_to(
     if sublist is not None:
         result = sublist.match(subject)
         for sub in result.psubs:
-            if _deliver_one(src, sub, subject, reply, hdr_len, msg):
+            if _deliver_one(src, sub, shown, reply, hdr_len, msg):
                 delivered += 1
         for group in result.qsubs:
             size = len(group)
@@ -541,7 +556,7 @@ def deliver_to(
                 index = start + offset
                 if index >= size:
                     index -= size
-                if _deliver_one(src, group[index], subject, reply, hdr_len, msg):
+                if _deliver_one(src, group[index], shown, reply, hdr_len, msg):
                     delivered += 1
                     break
     if delivered == 0 and reply and src is not None and src.no_responders:

@@ -35,6 +35,7 @@ SublistResult = _impl.SublistResult
 Sublist = _impl.Sublist
 deliver = _impl.deliver
 deliver_to = _impl.deliver_to
+deliver_as = _impl.deliver_as
 flush_pending = _impl.flush_pending
 CACHE_MAX: int = _impl.CACHE_MAX
 
@@ -45,6 +46,7 @@ _PY_NAMES = {
     "SublistPy": "Sublist",
     "deliver_py": "deliver",
     "deliver_to_py": "deliver_to",
+    "deliver_as_py": "deliver_as",
     "flush_pending_py": "flush_pending",
 }
 
@@ -65,6 +67,7 @@ if c_impl is None:
     SublistPy = py_impl.Sublist
     deliver_py = py_impl.deliver
     deliver_to_py = py_impl.deliver_to
+    deliver_as_py = py_impl.deliver_as
     flush_pending_py = py_impl.flush_pending
 
 ClientCoreC = c_impl.ClientCore if c_impl is not None else None
@@ -73,6 +76,7 @@ SublistResultC = c_impl.SublistResult if c_impl is not None else None
 SublistC = c_impl.Sublist if c_impl is not None else None
 deliver_c = c_impl.deliver if c_impl is not None else None
 deliver_to_c = c_impl.deliver_to if c_impl is not None else None
+deliver_as_c = c_impl.deliver_as if c_impl is not None else None
 flush_pending_c = c_impl.flush_pending if c_impl is not None else None
 
 __all__ = [
@@ -84,6 +88,7 @@ __all__ = [
     "Sublist",
     "deliver",
     "deliver_to",
+    "deliver_as",
     "flush_pending",
     "py_impl",
     "c_impl",
@@ -93,6 +98,7 @@ __all__ = [
     "SublistPy",
     "deliver_py",
     "deliver_to_py",
+    "deliver_as_py",
     "flush_pending_py",
     "ClientCoreC",
     "SubscriptionC",
@@ -100,5 +106,6 @@ __all__ = [
     "SublistC",
     "deliver_c",
     "deliver_to_c",
+    "deliver_as_c",
     "flush_pending_c",
 ]

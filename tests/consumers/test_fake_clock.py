@@ -10,7 +10,7 @@ import pytest
 
 from jsedge.jetstream.consumer import create_consumer
 from jsedge.jetstream.models import NS, ConsumerConfig, StreamConfig
-from jsedge.routing.sublist import Sublist, Subscription
+from jsedge.routing.sublist import Sublist, Subscription, deliver_as
 from jsedge.store.base import StoreConfig, StorageType
 from jsedge.store.memstore import MemStore
 
@@ -51,6 +51,12 @@ class FakeServer:
     def send_internal(self, account, subject, reply, hdr, data):
         self.sent.append((subject, hdr, data))
         return 1
+
+    def send_internal_as(self, account, subject, shown, reply, hdr, data):
+        # The real router primitive, into the account's sublist (no sockets: flushed by the test).
+        if hdr:
+            return deliver_as(account.sublist, None, subject, shown, reply, len(hdr), hdr + data)
+        return deliver_as(account.sublist, None, subject, shown, reply, -1, data)
 
     def subscribe_internal(self, account, subject, callback, queue=None):
         sub = Subscription(None, subject, b"", queue, 0, callback)

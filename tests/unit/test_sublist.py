@@ -488,6 +488,20 @@ def test_deliver_framing(
     assert src.outbuf == bytearray()
 
 
+def test_deliver_as_routes_on_one_subject_and_shows_another(impl: ModuleType) -> None:
+    sublist, src, dst = setup_pair(impl, headers=True)
+    sublist.insert(impl.Subscription(dst, b"_INBOX.x", b"4"))
+    sublist.insert(impl.Subscription(dst, b"orders.>", b"5"))  # matches the shown subject only
+    hdr = b"NATS/1.0\r\nA: b\r\n\r\n"
+    assert impl.deliver_as(sublist, None, b"_INBOX.x", b"orders.new", b"$JS.ACK.a", len(hdr), hdr + b"hi") == 1
+    assert bytes(dst.outbuf) == b"HMSG orders.new 4 $JS.ACK.a 18 20\r\n" + hdr + b"hi\r\n"
+    seen: list[bytes] = []
+    sublist.insert(impl.Subscription(None, b"_INBOX.y", b"", None, 0, lambda sub, s, subj, *rest: seen.append(subj)))
+    assert impl.deliver_as(sublist, None, b"_INBOX.y", b"orders.old", b"", -1, b"x") == 1
+    assert seen == [b"orders.old"]
+    assert impl.deliver_to(sublist, None, b"orders.z", b"", -1, b"") == 1  # deliver_to == deliver_as(s, s)
+
+
 def test_deliver_large_numbers_and_appends(impl: ModuleType) -> None:
     sublist, src, dst = setup_pair(impl, headers=True)
     sublist.insert(impl.Subscription(dst, b"x", b"123456789012"))
