@@ -105,3 +105,19 @@ def server_pool():
     pool = ServerPool()
     yield pool
     pool.close()
+
+
+# JetStream fixtures shared by the consumer, KV and object-store suites: a server of the parametrized
+# kind with JetStream on a temporary store, and a nats-py connection to it.
+@pytest.fixture
+def js_server(server_factory, tmp_path):
+    return server_factory(args=["-js", "-sd", str(tmp_path)])
+
+
+@pytest.fixture
+async def nc(js_server):
+    import nats
+
+    conn = await nats.connect(js_server.url)
+    yield conn
+    await conn.close()

@@ -18,18 +18,6 @@ from helpers import acheck_for
 pytestmark = pytest.mark.timeout(30)
 
 
-@pytest.fixture
-def js_server(server_factory, tmp_path):
-    return server_factory(args=["-js", "-sd", str(tmp_path)])
-
-
-@pytest.fixture
-async def nc(js_server):
-    conn = await nats.connect(js_server.url)
-    yield conn
-    await conn.close()
-
-
 async def _stream(js, name="Q", subjects=("q.>",), count=0, **kw):
     await js.add_stream(name=name, subjects=list(subjects), **kw)
     for i in range(count):

@@ -5,25 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from helpers import acheck_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def js_server(server_factory, tmp_path):
-    return server_factory(args=["-js", "-sd", str(tmp_path)])
-
-
-@pytest.fixture
-async def nc(js_server):
-    conn = await nats.connect(js_server.url)
-    yield conn
-    await conn.close()
 
 
 async def test_push_subscribe_shows_stored_subject(nc):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import nats
 import pytest
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
@@ -30,18 +29,6 @@ from nats.js.kv import KV_DEL, KV_PURGE
 from helpers import acheck_for
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def js_server(server_factory, tmp_path):
-    return server_factory(args=["-js", "-sd", str(tmp_path)])
-
-
-@pytest.fixture
-async def nc(js_server):
-    conn = await nats.connect(js_server.url)
-    yield conn
-    await conn.close()
 
 
 async def _drain_initial(watcher, timeout=3.0):

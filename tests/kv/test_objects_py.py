@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 
-import nats
 import pytest
 from nats.js.api import ObjectMeta, ObjectMetaOptions, StorageType
 from nats.js.errors import (
@@ -25,18 +24,6 @@ from nats.js.errors import (
 )
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def js_server(server_factory, tmp_path):
-    return server_factory(args=["-js", "-sd", str(tmp_path)])
-
-
-@pytest.fixture
-async def nc(js_server):
-    conn = await nats.connect(js_server.url)
-    yield conn
-    await conn.close()
 
 
 def _blob(n: int) -> bytes:
