@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import base64
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -630,8 +629,6 @@ _RELAX = {"max_msgs": -1, "max_bytes": -1, "max_age": 0, "max_msgs_per_subject":
 
 
 async def _restore_json(ctx: Context, directory: Path, meta: dict[str, Any], name: str) -> dict[str, Any]:
-    import nats.js.api  # noqa: F401 - nats-py is imported anyway for the connection
-
     target = dict(meta["config"])
     target["name"] = name
     if target.get("mirror"):

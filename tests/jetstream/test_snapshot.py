@@ -9,7 +9,6 @@ round trips are jsedge → jsedge.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import time
 
