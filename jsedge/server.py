@@ -216,6 +216,16 @@ class Server:
             self.loop.call_soon(self._flush_internal)
         return count
 
+    def send_internal_many(self, account: Account, messages: list[tuple[bytes, bytes]]) -> None:
+        """`send_internal(account, subject, b"", b"", data)` for each (subject, data), in order
+        (JetStream PubAcks released by one fsync)."""
+        sublist = account.sublist
+        for subject, data in messages:
+            deliver_as(sublist, None, subject, subject, b"", -1, data)
+        if self.pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_internal)
+
     def _flush_internal(self) -> None:
         self._flush_scheduled = False
         if self.pending:

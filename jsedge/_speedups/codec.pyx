@@ -409,3 +409,35 @@ def scan(buf, int64_t base_seq, int64_t base_ts, Py_ssize_t start=0):
     del out
     del entries[count * 10:]
     return entries, corrupt, (p if p < n else n)
+
+
+def index_sid(arr, value, Py_ssize_t lo, Py_ssize_t hi):
+    """`arr.index(value, lo, hi)` for the stores' `array('L')` subject-id index (same result and
+    ValueError), as a C loop over the buffer: array.index boxes every slot into a Python int."""
+    cdef Py_buffer view
+    cdef const unsigned long *p
+    cdef unsigned long v
+    cdef Py_ssize_t n, i
+    if not isinstance(arr, array) or arr.typecode != "L" or not (0 <= value <= <object>(<unsigned long>-1)):
+        return arr.index(value, lo, hi)
+    v = value
+    PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE)
+    try:
+        p = <const unsigned long *>view.buf
+        n = view.len // <Py_ssize_t>sizeof(unsigned long)
+        if lo < 0:
+            lo += n
+            if lo < 0:
+                lo = 0
+        if hi < 0:
+            hi += n
+            if hi < 0:
+                hi = 0
+        if hi > n:
+            hi = n
+        for i in range(lo, hi):
+            if p[i] == v:
+                return i
+    finally:
+        PyBuffer_Release(&view)
+    raise ValueError("array.index(x): x not in array")

@@ -53,6 +53,24 @@ class StoreMsg:
     msg_id: bytes = b""
     rollup: str = ""  # "", "sub", "all"
 
+    def __init__(
+        self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl: int = 0, msg_id: bytes = b"", rollup: str = ""
+    ) -> None:
+        # Same fields as the generated __init__ (one per publish: the slot setters are ~40 % cheaper
+        # than the frozen dataclass's object.__setattr__ calls).
+        s = _STORE_MSG_SET
+        s[0](self, subject)
+        s[1](self, hdr)
+        s[2](self, data)
+        s[3](self, ts)
+        s[4](self, ttl)
+        s[5](self, msg_id)
+        s[6](self, rollup)
+
+
+_STORE_MSG_SET = tuple(getattr(StoreMsg, name).__set__ for name in StoreMsg.__slots__)
+assert StoreMsg.__slots__ == ("subject", "hdr", "data", "ts", "ttl", "msg_id", "rollup")
+
 
 @dataclass(frozen=True, slots=True)
 class SkipMsg:
@@ -146,12 +164,17 @@ class Stream:
         self.on_stored: Callable[[int, bytes], None] | None = self._consumers_stored
         #: More hooks of the same shape (mirrors/sources of this stream listen here).
         self.stored_listeners: list[Callable[[int, bytes], None]] = []
+        #: (reply, ack body) of publishes stored in this loop turn, acked after one shared fsync.
+        self._pending_acks: list[tuple[bytes, bytes]] = []
+        self._ack_head: tuple[str, str, bytes] | None = None
         self._compile()
         store.set_removed_callback(self._consumers_removed)
 
     # ------------------------------------------------------------------ consumer hooks
 
     def _consumers_stored(self, seq: int, subject: bytes) -> None:
+        if not self.consumers:
+            return
         for consumer in list(self.consumers.values()):
             consumer.on_stored(seq, subject)
 
@@ -336,7 +359,8 @@ class Stream:
             mapped = self.transform.apply(subject)
             if mapped is not None:
                 subject = mapped
-        hdr = H.clean_inbound(hdr)
+        if hdr:
+            hdr = H.clean_inbound(hdr)
         # 3. sealed
         if config.sealed:
             raise js_error("JSStreamSealedErr")
@@ -476,13 +500,17 @@ class Stream:
     # ------------------------------------------------------------------ acks
 
     def _ack_ok(self, seq: int, duplicate: bool) -> bytes:
-        name = gojson.dumps(self.name)
         domain = self.host.domain
-        head = f'{{"stream":{name}'
-        if domain:
-            head += f',"domain":{gojson.dumps(domain)}'
-        tail = ',"duplicate": true}' if duplicate else "}"
-        return f'{head},"seq":{seq}{tail}'.encode()
+        cached = self._ack_head
+        if cached is None or cached[0] != domain or cached[1] != self.name:
+            name = gojson.dumps(self.name)
+            head = f'{{"stream":{name}'
+            if domain:
+                head += f',"domain":{gojson.dumps(domain)}'
+            cached = self._ack_head = (domain, self.name, (head + ',"seq":').encode())
+        if duplicate:
+            return b"%s%d%s" % (cached[2], seq, b',"duplicate": true}')
+        return b"%s%d}" % (cached[2], seq)
 
     def _ack_error(self, exc: JSError) -> bytes:
         error = gojson.dumps(exc.to_json())
@@ -496,24 +524,80 @@ class Stream:
         self.server.send_internal(self.account, reply, b"", b"", body)
 
     def _send_ack_after_sync(self, reply: bytes, body: bytes) -> None:
-        """Ack only once the write is durable (group commit in the file store)."""
-        waiter = self.store.sync()
-        if isinstance(waiter, asyncio.Future) and waiter.done():
-            self._send_ack(reply, body)
-            return
-        if not asyncio.isfuture(waiter) and not asyncio.iscoroutine(waiter):
-            self._send_ack(reply, body)
-            return
+        """Ack only once the write is durable (group commit in the file store).
 
-        async def wait_and_ack() -> None:
-            try:
-                await waiter
-            except Exception as exc:  # noqa: BLE001 - a failed fsync is reported to the publisher
-                self._send_ack(reply, self._ack_error(js_error("JSStreamStoreFailedF", err=str(exc))))
-                return
+        With a file store that fsyncs before acking, acks are queued and one `store.sync()` is
+        requested for all publishes of the current event-loop turn (at its end), so the buffered
+        records are written with one `os.write` and covered by one fsync future; the acks are sent,
+        in order, from that future's done callback. Stores whose `sync()` resolves at once (memory,
+        `sync_interval`) ack immediately, as before."""
+        if getattr(self.store, "sync_policy", "interval") == "interval":
+            waiter = self.store.sync()
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.add_done_callback(lambda fut: self._acks_synced(fut, [(reply, body)]))
+            else:
+                self._send_ack(reply, body)
+            return
+        pending = self._pending_acks
+        pending.append((reply, body))
+        if len(pending) == 1:
+            self.server.loop.call_soon(self._sync_pending_acks)
+
+    def _sync_pending_acks(self) -> None:
+        batch = self._pending_acks
+        if not batch:
+            return
+        self._pending_acks = []
+        store = self.store
+        if getattr(store, "_closed", False):
+            return  # stream stopped/deleted meanwhile: its fsync future would never resolve either
+        try:
+            waiter = store.sync()
+        except Exception:  # noqa: BLE001 - same report as a publish that failed
+            self.server.logger.error(f"JetStream stream '{self.account.name} > {self.name}' publish failed")
+            import traceback
+
+            self.server.logger.error(traceback.format_exc())
+            error = self._ack_error(js_error("JSStreamStoreFailedF", err="internal error"))
+            for reply, _body in batch:
+                self._send_ack(reply, error)
+            return
+        if isinstance(waiter, asyncio.Future):
+            if waiter.done():
+                self._acks_synced(waiter, batch)
+            else:
+                waiter.add_done_callback(lambda fut: self._acks_synced(fut, batch))
+            return
+        if asyncio.iscoroutine(waiter):
+
+            async def wait() -> None:
+                try:
+                    await waiter
+                except Exception as exc:  # noqa: BLE001
+                    self._acks_failed(exc, batch)
+                    return
+                for reply, body in batch:
+                    self._send_ack(reply, body)
+
+            self.server.loop.create_task(wait())
+            return
+        for reply, body in batch:
             self._send_ack(reply, body)
 
-        self.server.loop.create_task(wait_and_ack())
+    def _acks_synced(self, fut: asyncio.Future[None], batch: list[tuple[bytes, bytes]]) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if fut.cancelled() or exc is not None:
+            self._acks_failed(exc, batch)
+            return
+        self.server.send_internal_many(self.account, batch)
+
+    def _acks_failed(self, exc: BaseException | None, batch: list[tuple[bytes, bytes]]) -> None:
+        """A failed fsync is reported to every publisher it covered."""
+        if exc is None:
+            return  # cancelled: nobody is waiting any more (as an abandoned await)
+        error = self._ack_error(js_error("JSStreamStoreFailedF", err=str(exc)))
+        for reply, _body in batch:
+            self._send_ack(reply, error)
 
     # ------------------------------------------------------------------ expiry
 

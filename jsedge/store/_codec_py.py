@@ -328,3 +328,8 @@ def scan(
         corrupt.append((p, q))
         p = q
     return entries, corrupt, n
+
+
+def index_sid(arr: array, value: int, lo: int, hi: int) -> int:
+    """`arr.index(value, lo, hi)` (the compiled twin scans the buffer in C; same result and ValueError)."""
+    return arr.index(value, lo, hi)

@@ -16,7 +16,8 @@ That is 16 bytes per sequence (the file store adds 4 for the offset in its block
 slots are dropped in bulk once they are more than half of the arrays (amortised O(1)). Subjects are
 interned: `_subjects` maps subject -> [sid, count, first_seq, last_seq] (one entry per *distinct*
 subject, which the contract allows), so subject-filtered scans compare integers, and a literal filter
-uses `array.index(sid, lo, hi)`, a C loop (about 1 ns per slot, measured: 1 M slots in 0.9 ms).
+uses `codec.index_sid(sids, sid, lo, hi)` (`array.index`; the compiled codec twin scans the buffer
+without boxing each slot: ~0.4 µs for 2000 slots instead of ~16 µs).
 
 Per-message TTLs live in a dict + heap (only messages that carry a TTL pay for an entry), `ttl_ns=-1`
 messages in a set (exempt from max_age).
@@ -25,7 +26,7 @@ The removed-callback (see `base.RemovedCallback`) is called for removals by limi
 max_msgs, max_bytes), expiry (max_age, TTL) and purge (which includes rollups) — never for
 `remove_msg`, whose caller already knows what it removed.
 
-Layer 3: imports only jsedge.subjects, jsedge.store.base and the stdlib.
+Layer 3: imports only jsedge.subjects, jsedge.store.base, the codec selector (`index_sid`) and the stdlib.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from collections.abc import Awaitable, Generator, Iterable
 from typing import Any
 
 from jsedge.subjects import is_literal, subject_matches
+from jsedge.store.codec import index_sid
 from jsedge.store.base import (
     ConsumerState,
     DiscardNewError,
@@ -238,7 +240,7 @@ class IndexedStore:
             self._free_sids.append(sid)
             self._subjects_gen += 1
         elif seq == ss[_FIRST]:
-            ss[_FIRST] = self._sid.index(sid, i + 1, ss[_LAST] - self._base + 1) + self._base
+            ss[_FIRST] = index_sid(self._sid, sid, i + 1, ss[_LAST] - self._base + 1) + self._base
         elif seq == ss[_LAST]:
             j = i - 1
             sids = self._sid
@@ -296,9 +298,13 @@ class IndexedStore:
     ) -> int:
         """See `base.StreamStore.store_msg`. `rollup=True` (the publish carries `Nats-Rollup`) lifts the
         discard_new_per_subject rejection (streams.md §8 1a)."""
-        self._check_open()
+        if self._closed:
+            self._check_open()
         cfg = self.config
-        size = self.msg_size(subject, hdr, data)
+        if hdr:
+            size = self._HDR_OVERHEAD + len(subject) + len(hdr) + len(data)
+        else:
+            size = self._OVERHEAD + len(subject) + len(data)
         if cfg.discard is DiscardPolicy.NEW:
             ss = self._subjects.get(subject)
             mps = cfg.max_msgs_per_subject
@@ -318,8 +324,10 @@ class IndexedStore:
         self._write_msg(seq, ts, subject, hdr, data, ttl_ns)
         self._add_live(seq, ts, subject, size, ttl_ns)
         self._last_ts = ts
-        self._enforce_per_subject(subject)
-        self._enforce_discard_old()
+        if cfg.max_msgs_per_subject > 0:
+            self._enforce_per_subject(subject)
+        if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
+            self._enforce_discard_old()
         return seq
 
     def _enforce_per_subject(self, subject: bytes) -> None:
@@ -369,11 +377,11 @@ class IndexedStore:
         victims: list[int] = []
         if len(matching) == 1:
             sid = matching[0][_SID]
-            index = self._sid.index
+            sid_array = self._sid
             i, end = lo - self._base, hi - self._base + 1
             while i < end:
                 try:
-                    i = index(sid, i, end)
+                    i = index_sid(sid_array, sid, i, end)
                 except ValueError:
                     break
                 victims.append(i + self._base)
@@ -543,7 +551,7 @@ class IndexedStore:
         if start > ss[_LAST]:
             return 0
         base = self._base
-        return self._sid.index(ss[_SID], start - base, ss[_LAST] - base + 1) + base
+        return index_sid(self._sid, ss[_SID], start - base, ss[_LAST] - base + 1) + base
 
     def load_next_msg(self, subject_filter: bytes, start_seq: int) -> StoredMsg | None:
         self._check_open()

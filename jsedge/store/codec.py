@@ -57,6 +57,7 @@ encode_blob = _impl.encode_blob
 erased_record = _impl.erased_record
 decode = _impl.decode
 scan = _impl.scan
+index_sid = _impl.index_sid
 
 __all__ = [
     "IMPLEMENTATION",
@@ -72,4 +73,5 @@ __all__ = [
     "erased_record",
     "decode",
     "scan",
+    "index_sid",
 ]

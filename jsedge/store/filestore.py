@@ -271,10 +271,21 @@ class FileStore(IndexedStore):
 
     # ------------------------------------------------------------------ IndexedStore hooks
     def _write_msg(self, seq: int, ts: int, subject: bytes, hdr: bytes, data: bytes, ttl_ns: int) -> None:
-        block = self._writable_block(seq, ts)
+        # `_writable_block` + `_append`, inlined: this runs once per stored message.
+        blocks = self._blocks
+        if not blocks or blocks[-1].size >= self.block_size:
+            block = self._new_block(seq, ts)
+        else:
+            block = blocks[-1]
         self._off.append(block.size)
         block.live += 1
-        self._append(codec.encode_msg, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
+        buf = block.buf
+        block.size += codec.encode_msg(buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
+        if self.sync_policy == "always":
+            self._flush_block(block)
+            self._request_sync(None)
+        elif len(buf) >= _FLUSH_AT:
+            self._flush_block(block)
 
     def _write_skip(self, seq: int, ts: int) -> None:
         block = self._writable_block(seq, ts)
