@@ -25,6 +25,7 @@ import bisect
 import json
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +95,7 @@ class Consumer:
         self.account = stream.account
         self.loop = self.server.loop
         self.name = name
+        self._ack_prefix = b"%b%b.%b." % (ACK_PREFIX, stream.name.encode(), name.encode())
         self.created = created
         self.store = store
         self.now: Callable[[], int] = now or time.time_ns
@@ -106,6 +108,9 @@ class Consumer:
         self.adflr = 0
         self.asflr = 0
         self.pending: dict[int, list[int]] = {}
+        # stream seqs of `pending` in ascending order (first deliveries only ever add higher seqs);
+        # acked/dropped seqs leave lazily, so the oldest pending seq is found in amortised O(1)
+        self._order: deque[int] = deque()
         self.rdc: dict[int, int] = {}
         self.rdq: list[int] = []
         self._rdq_set: set[int] = set()
@@ -128,6 +133,10 @@ class Consumer:
         # timers
         self._scheduled = False
         self._sync_scheduled = False
+        # store records not written yet (flushed once per event-loop turn, and before any other store
+        # write): acks as (consumer seq, stream seq); with ack policy none, the last delivery
+        self._ack_buf: list[tuple[int, int]] = []
+        self._none_last: tuple[int, int, int] | None = None
         self._run_timer: Any = None
         self._ack_timer: Any = None
         self._ack_timer_at = 0
@@ -239,6 +248,7 @@ class Consumer:
             for seq, entry in sorted(state.pending.items()):
                 dc = self.rdc.get(seq, 1)
                 self.pending[seq] = [entry.consumer_seq, entry.timestamp, entry.timestamp + self._wait_for(dc)]
+        self._order = deque(self.pending)
         first = self.stream.store.state().first_seq
         if first and self.sseq < first:
             self.sseq = first
@@ -256,6 +266,8 @@ class Consumer:
         """Full state snapshot (used for the rarer transitions: ack-all, TERM, purge, max deliver)."""
         if self.closed:
             return
+        if self._ack_buf or self._none_last is not None:
+            self._flush_acks()
         self.store.update(self.state_snapshot())
         self._schedule_sync()
 
@@ -279,6 +291,12 @@ class Consumer:
         """Cancel timers. `deleted`: waiting pull requests get `409 Consumer Deleted`."""
         if self.closed:
             return
+        if self._ack_buf or self._none_last is not None:
+            try:
+                self._flush_acks()
+            except Exception:  # noqa: BLE001 - the store may already be closed
+                self._ack_buf = []
+                self._none_last = None
         self.closed = True
         for timer in (self._run_timer, self._ack_timer, self._wait_timer, self._hb_timer, self._watch_timer,
                       self._inactive_timer, self._pause_timer):
@@ -300,9 +318,33 @@ class Consumer:
         self._sync_scheduled = True
         self.loop.call_soon(self._sync)
 
+    def _flush_acks(self) -> None:
+        """Write the buffered ack records. Highest consumer sequence first: the final state (ack floor,
+        pending, redelivered) does not depend on the order of a run of acks, and this way only the ack
+        of the oldest pending message moves the floor (one scan for the new oldest instead of one per
+        ack)."""
+        last = self._none_last
+        if last is not None:
+            # ack policy none: each delivery is recorded delivered-then-acked, which leaves the store
+            # state at (delivered = ack floor = the last delivery, nothing pending); record only the last
+            self._none_last = None
+            self.store.update_delivered(last[0], last[1], 1, last[2])
+            self.store.update_acks(last[0], last[1])
+        buf = self._ack_buf
+        if not buf:
+            return
+        self._ack_buf = []
+        if len(buf) > 1:
+            buf.sort(reverse=True)
+        update_acks = self.store.update_acks
+        for cseq, sseq in buf:
+            update_acks(cseq, sseq)
+
     def _sync(self) -> None:
         self._sync_scheduled = False
         try:
+            if self._ack_buf or self._none_last is not None:
+                self._flush_acks()
             self.stream.store.sync()
         except Exception:  # noqa: BLE001 - a closed store at shutdown
             pass
@@ -370,7 +412,7 @@ class Consumer:
             self.rdc.pop(seq, None)
             self._remove_rdq(seq)
             self._move_floor_after_ack(entry[0], seq)
-            self.store.update_acks(entry[0], seq)
+            self._ack_buf.append((entry[0], seq))
             self._schedule_sync()
             if self.maxp and len(self.pending) == self.maxp - 1:
                 self.kick()
@@ -505,10 +547,8 @@ class Consumer:
         if pending_after < 0:
             pending_after = 0
             self._npc = None
-        reply = b"%b%b.%b.%d.%d.%d.%d.%d" % (
-            ACK_PREFIX,
-            self.stream.name.encode(),
-            self.name.encode(),
+        reply = b"%b%d.%d.%d.%d.%d" % (
+            self._ack_prefix,
             dc,
             msg.seq,
             dseq,
@@ -560,14 +600,18 @@ class Consumer:
         self._last_delivery = now
         if self.config.replay_policy == "original" and not redelivery:
             self._replay_last = (msg.ts, now)
-        store = self.store
         if self.ack_none:
             self.adflr, self.asflr = dseq, seq
-            store.update_delivered(dseq, seq, 1, now)
-            store.update_acks(dseq, seq)
+            if self._ack_buf:
+                self._flush_acks()
+            self._none_last = (dseq, seq, now)
             self._schedule_sync()
-            self._check_retention(seq, msg.subject)
+            if self.stream.config.retention != "limits":
+                check_message_retention(self.stream, seq, msg.subject)
             return
+        store = self.store
+        if self._ack_buf or self._none_last is not None:
+            self._flush_acks()
         if redelivery:
             self._pop_rdq()
             entry = self.pending[seq]
@@ -575,10 +619,17 @@ class Consumer:
             entry[2] = now + self._wait_for(dc)
             self.rdc[seq] = dc
         else:
-            self.pending[seq] = [dseq, now, now + self._wait_for(1)]
+            pending = self.pending
+            pending[seq] = [dseq, now, now + self._wait_for(1)]
+            order = self._order
+            order.append(seq)
+            if len(order) > 2 * len(pending) + 1024:
+                self._order = deque(sorted(pending))
         store.update_delivered(dseq, seq, dc, now)
-        self._schedule_sync()
-        self._arm_ack_timer()
+        if not self._sync_scheduled:
+            self._schedule_sync()
+        if self._ack_timer is None:
+            self._arm_ack_timer()
 
     # ------------------------------------------------------------------ push specifics
 
@@ -822,6 +873,8 @@ class Consumer:
     def _ack_reply(self, reply: bytes) -> None:
         """The empty ack-ack, once the ack is durable (group commit)."""
         try:
+            if self._ack_buf or self._none_last is not None:
+                self._flush_acks()
             waiter = self.stream.store.sync()
         except Exception:  # noqa: BLE001
             waiter = None
@@ -844,8 +897,14 @@ class Consumer:
             self.adflr, self.asflr = self.dseq - 1, self.sseq - 1
         elif dseq == self.adflr + 1:
             self.adflr, self.asflr = dseq, sseq
-            oldest = min(self.pending)
-            entry = self.pending[oldest]
+            pending = self.pending
+            order = self._order
+            while order and order[0] not in pending:
+                order.popleft()
+            if not order:  # defensive: never expected
+                self._order = order = deque(sorted(pending))
+            oldest = order[0]
+            entry = pending[oldest]
             if entry[0] > 0:
                 self.adflr, self.asflr = entry[0] - 1, oldest - 1
 
@@ -857,8 +916,9 @@ class Consumer:
             return True
         now = self.now()
         self.ack_active = now
-        freed = self.maxp > 0 and len(self.pending) >= self.maxp
-        acked: list[int] = []
+        pending = self.pending
+        maxp = self.maxp
+        freed = maxp > 0 and len(pending) >= maxp
         if self.ack_all:
             if dseq <= self.adflr or sseq <= self.asflr:
                 return True
@@ -875,24 +935,26 @@ class Consumer:
                 if self.adflr < dseq:
                     self.adflr, self.asflr = dseq, sseq
             self.save()
+            if self.stream.config.retention != "limits":
+                for seq in acked:
+                    check_message_retention(self.stream, seq, None)
         else:
-            entry = self.pending.pop(sseq, None)
+            entry = pending.pop(sseq, None)
+            if entry is not None and sample and self.sample:
+                pending[sseq] = entry
+                self._sample(sseq, dseq, dc, now)
+                del pending[sseq]
+            if self.rdc:
+                self.rdc.pop(sseq, None)
+            if sseq in self._rdq_set:
+                self._remove_rdq(sseq)
             if entry is not None:
-                if sample and self.sample:
-                    self.pending[sseq] = entry
-                    self._sample(sseq, dseq, dc, now)
-                    del self.pending[sseq]
-                self.rdc.pop(sseq, None)
-                self._remove_rdq(sseq)
                 self._move_floor_after_ack(entry[0], sseq)
-                self.store.update_acks(entry[0], sseq)
-                self._schedule_sync()
-                acked = [sseq]
-            else:
-                self.rdc.pop(sseq, None)
-                self._remove_rdq(sseq)
-        for seq in acked:
-            self._check_retention(seq, None)
+                self._ack_buf.append((entry[0], sseq))
+                if not self._sync_scheduled:
+                    self._schedule_sync()
+                if self.stream.config.retention != "limits":
+                    check_message_retention(self.stream, sseq, None)
         if freed and len(self.pending) < self.maxp:
             self.kick()
         return True
@@ -926,6 +988,8 @@ class Consumer:
                 self._remove_rdq(sseq)
                 entry[2] = now + delay
                 entry[1] = now - self.config.ack_wait + delay
+                if self._ack_buf or self._none_last is not None:
+                    self._flush_acks()
                 self.store.update_delivered(entry[0], sseq, dc, entry[1])
                 self._schedule_sync()
                 self._arm_ack_timer(force=True)
@@ -942,6 +1006,8 @@ class Consumer:
         now = self.now()
         entry[1] = now
         entry[2] = now + self._wait_for(self.rdc.get(sseq, 1))
+        if self._ack_buf or self._none_last is not None:
+            self._flush_acks()
         self.store.update_delivered(entry[0], sseq, self.rdc.get(sseq, 1), now)
         self._schedule_sync()
 
