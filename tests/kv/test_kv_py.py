@@ -245,10 +245,15 @@ async def test_watch_empty_bucket_then_updates(nc):
     await w.stop()
 
 
-async def test_watch_sees_every_revision_of_rapid_puts_history_1(nc):
+async def test_watch_sees_every_revision_of_rapid_puts_history_1(nc, js_server):
     """Regression (jsedge): nats-py subscribes to the deliver subject *after* CONSUMER.CREATE; jsedge
     only noticed that interest at its next 100 ms poll, so with history 1 a watcher missed revisions
-    that a quick later put had already replaced. Deliveries must start as soon as interest exists."""
+    that a quick later put had already replaced. Deliveries must start as soon as interest exists.
+
+    jsedge only: nats-server does not guarantee this either (its consumer goroutine races the next
+    put; the test failed once against it in CI), while jsedge delivers from the same event loop turn."""
+    if js_server.kind == "nats":
+        pytest.skip("not guaranteed by nats-server: its delivery goroutine races the next put")
     js = nc.jetstream()
     kv = await js.create_key_value(bucket="rapid", history=1)
     w = await kv.watchall()
