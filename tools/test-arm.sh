@@ -22,6 +22,7 @@ shift || true
 case "$ARCH" in arm64|armhf) ;; *) echo "usage: $0 [arm64|armhf] [pytest args...]" >&2; exit 2 ;; esac
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 W=${JSEDGE_ARM_DIR:-/var/tmp/jsedge-platforms}
+case "$(realpath -m "$W")/" in "$TOP"/*) echo "JSEDGE_ARM_DIR must be outside the repository ($TOP)" >&2; exit 2 ;; esac
 R=$W/$ARCH
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PKGS=python3,python3-dev,python3-venv,python3-pip,gcc,libc6-dev,libffi-dev,make,ca-certificates,git
