@@ -300,6 +300,8 @@ class Server:
         log.debug(f"  Go build: {GO_FIELD}")
         log.info(f"  Name:     {self.server_name}")
         log.info(f"  ID:       {self.server_id}")
+        if self.config.jetstream.enabled:
+            import jsedge.store.codec  # noqa: F401 - so the line below names the store's twin too
         log.info(f"  Twins:    {_ext.describe()}")
         for name, why in sorted(_ext.MISSING.items()):
             log.error(f"Compiled twin {name!r} is missing ({why}); running the pure-Python twin")
