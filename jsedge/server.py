@@ -56,15 +56,6 @@ def build_tls_context(tls: Any) -> ssl.SSLContext:
     return context
 
 
-class ClosedClient:
-    """What `/connz?state=closed` shows of a connection after it is gone."""
-
-    __slots__ = ("snapshot",)
-
-    def __init__(self, snapshot: dict[str, Any]) -> None:
-        self.snapshot = snapshot
-
-
 class Server:
     def __init__(self, config: Any, logger: Logger, argv: list[str] | None = None) -> None:
         self.config = config

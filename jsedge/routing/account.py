@@ -23,10 +23,6 @@ class Account:
         self.created = time.time()
         self.config = config
 
-    # The fast path skips no account today; kept as the single switch for accounts that will need
-    # every publish checked (e.g. service imports).
-    is_system_like: bool = False
-
     def add_client(self, client: Any) -> None:
         self.clients.add(client)
 

@@ -533,7 +533,6 @@ class ClientConnection(ClientCore):
             and not self.pedantic
             and not self.trace
             and (self.perms is None or not self.perms.restricts_publish)
-            and not self.account.is_system_like
         )
 
     def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
