@@ -1634,7 +1634,8 @@ def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) ->
         if user.user and user.user in seen:
             problems.append(f'Duplicate user "{user.user}" detected')
         seen.add(user.user)
-    if config.no_auth_user and config.no_auth_user not in seen:
+    nkeys = {user.nkey for user in all_users if user.nkey}
+    if config.no_auth_user and config.no_auth_user not in seen and config.no_auth_user not in nkeys:
         problems.append(
             f'no_auth_user: "{config.no_auth_user}" not present as user or nkey in authorization block '
             "or account configuration"

@@ -143,7 +143,7 @@ class Server:
             "port": self.port or config.listen.port,
             "headers": not config.limits.no_header_support,
         }
-        if self.auth.info_auth_required:
+        if self.auth.required:
             info["auth_required"] = True
         if config.tls is not None:
             if config.allow_non_tls:
@@ -158,11 +158,19 @@ class Server:
     #: JetStream API level; nats-server 2.15 advertises it in INFO even with JetStream off.
     API_LEVEL = 5
 
-    def info_line(self, client: ClientConnection, *, connect_info: bool = False, ldm: bool = False) -> bytes:
+    def info_line(
+        self, client: ClientConnection, *, connect_info: bool = False, ldm: bool = False, greeting: bool = False
+    ) -> bytes:
+        """An INFO for `client`: the greeting (with the nonce, and without `auth_required` when a
+        `no_auth_user` lets anonymous clients in), or a later async INFO (connect_info, ldm)."""
         info = dict(self._info_base)
+        if greeting and not self.auth.info_auth_required:
+            info.pop("auth_required", None)
         info["client_id"] = client.cid
         if client.remote_host:
             info["client_ip"] = client.remote_host
+        if greeting and client.nonce:
+            info["nonce"] = client.nonce
         if ldm:
             info["ldm"] = True
         if connect_info:
@@ -234,7 +242,7 @@ class Server:
             client.closed = True
             return False
         if limits.max_connections < 0 or len(self.clients) >= limits.max_connections:
-            client.transport.write(self.info_line(client) + MAX_CONNECTIONS.line())
+            client.transport.write(self.info_line(client, greeting=True) + MAX_CONNECTIONS.line())
             self.logger.error(
                 f"{client.remote_host}:{client.remote_port} - cid:{client.cid} - "
                 f"Maximum Connections Exceeded (max={limits.max_connections})"

@@ -199,9 +199,16 @@ class AuthResult:
 
 
 class Authenticator:
-    """Decides who a CONNECT is. Built from the config tree; rebuilt on reload."""
+    """Decides who a CONNECT is. Built from the config tree; rebuilt on reload.
 
-    __slots__ = ("token", "single_user", "users", "no_auth_user")
+    The decision follows nats-server's `processClientOrLeafAuthentication` step by step:
+    nkey users are looked up by the CONNECT's `nkey` only, users by a non-empty `user` only (an entry
+    without a name can never match), `no_auth_user` fills in the credentials of a CONNECT that has
+    none, and only then do the token and the single user apply. A CONNECT that matches none of these
+    is refused.
+    """
+
+    __slots__ = ("token", "single_user", "users", "nkeys", "no_auth_user")
 
     def __init__(
         self,
@@ -209,15 +216,19 @@ class Authenticator:
         single_user: User | None = None,
         users: dict[str, User] | None = None,
         no_auth_user: str = "",
+        nkeys: dict[str, User] | None = None,
     ) -> None:
         self.token = token
         self.single_user = single_user
         self.users: dict[str, User] = {} if users is None else users
+        #: nkey users by public key. They authenticate by signing the INFO nonce, which the
+        #: multi-tenant issue builds; until then no CONNECT can log in as one.
+        self.nkeys: dict[str, User] = {} if nkeys is None else nkeys
         self.no_auth_user = no_auth_user
 
     @property
     def required(self) -> bool:
-        return bool(self.token or self.single_user or self.users)
+        return bool(self.token or self.single_user or self.users or self.nkeys)
 
     @property
     def info_auth_required(self) -> bool:
@@ -241,39 +252,70 @@ class Authenticator:
 
     def _add(self, user: Any, account: str, default_perms: Any) -> None:
         perms = user.permissions or default_perms
-        self.users[user.user] = User(
-            user.user,
+        entry = User(
+            user.nkey or user.user,
             user.password,
             account,
             Permissions(perms) if perms else None,
             tuple(user.allowed_connection_types),
             perms,
         )
+        if user.nkey:
+            self.nkeys[user.nkey] = entry
+        else:
+            self.users[user.user] = entry
 
-    def authenticate(self, opts: dict[str, Any]) -> AuthResult | None:
+    def authenticate(self, opts: dict[str, Any], connection_type: str = "STANDARD") -> AuthResult | None:
         """The identity for a CONNECT's options, or None (Authorization Violation)."""
         if not self.required:
             return AuthResult(None, "$G")
-        given_user = opts.get("user") or ""
-        given_pass = opts.get("pass") or ""
-        given_token = opts.get("auth_token") or ""
-        if self.no_auth_user and not (given_user or given_pass or given_token or opts.get("nkey")):
-            user = self.users.get(self.no_auth_user)
-            return AuthResult(user, user.account if user else "$G")
+        given_user = _text(opts.get("user"))
+        given_pass = _text(opts.get("pass"))
+        given_token = _text(opts.get("auth_token"))
+        given_nkey = _text(opts.get("nkey"))
+        no_auth = self.no_auth_user
+        if self.nkeys:
+            if no_auth and not (given_user or given_pass or given_token or given_nkey) and no_auth in self.nkeys:
+                given_nkey = no_auth
+            if given_nkey:
+                nkey_user = self.nkeys.get(given_nkey)
+                if nkey_user is None or not _type_allowed(nkey_user, connection_type):
+                    return None
+                if given_nkey == no_auth:
+                    return AuthResult(nkey_user, nkey_user.account)
+                return None  # a signature over the nonce is required: not built yet (see __init__)
+        if self.users:
+            if no_auth and not (given_user or given_pass or given_token):
+                filled = self.users.get(no_auth)
+                if filled is not None:
+                    # nats-server copies the user's configured secret into the CONNECT and then
+                    # compares as usual (so a bcrypt-hashed no_auth_user never matches).
+                    given_user, given_pass = filled.name, filled.secret
+            if given_user:
+                user = self.users.get(given_user)
+                if user is None or not _type_allowed(user, connection_type):
+                    return None
+                if not secret_matches(user.secret, given_pass):
+                    return None
+                return AuthResult(user, user.account)
         if self.token:
-            if isinstance(given_token, str) and given_token and secret_matches(self.token, given_token):
+            if secret_matches(self.token, given_token):
                 return AuthResult(None, "$G")
             return None
         if self.single_user is not None:
-            if given_user == self.single_user.name and secret_matches(self.single_user.secret, str(given_pass)):
+            if given_user == self.single_user.name and secret_matches(self.single_user.secret, given_pass):
                 return AuthResult(self.single_user, "$G")
-            return None
-        user = self.users.get(given_user) if isinstance(given_user, str) else None
-        if user is None or not secret_matches(user.secret, str(given_pass)):
-            return None
-        if user.allowed_connection_types and "STANDARD" not in {t.upper() for t in user.allowed_connection_types}:
-            return None
-        return AuthResult(user, user.account)
+        return None
+
+
+def _text(value: Any) -> str:
+    """A CONNECT credential as Go sees it: the client already checked the JSON types."""
+    return value if isinstance(value, str) else ""
+
+
+def _type_allowed(user: User, connection_type: str) -> bool:
+    allowed = user.allowed_connection_types
+    return not allowed or connection_type in {t.upper() for t in allowed}
 
 
 def response_grant(perms: Permissions) -> ResponseGrant:

@@ -57,6 +57,14 @@ def _connect_types_ok(given: dict[str, Any]) -> bool:
     return True
 
 
+def _make_nonce() -> str:
+    """11 random bytes in unpadded URL-safe base64 (15 characters), as nats-server's nonce."""
+    import base64
+    import os
+
+    return base64.urlsafe_b64encode(os.urandom(11)).rstrip(b"=").decode()
+
+
 def _reserved_reply(reply: bytes) -> bool:
     return reply.startswith((b"$JS.ACK.", b"_R_.", b"_GR_."))
 
@@ -108,6 +116,7 @@ class ClientConnection(ClientCore):
         "tls_handle",
         "on_close",
         "info_sent_at",
+        "nonce",
     )
 
     def __init__(self, server: Any, cid: int) -> None:
@@ -162,8 +171,12 @@ class ClientConnection(ClientCore):
         self.tls_handle: asyncio.TimerHandle | None = None
         self.on_close: list[Callable[[ClientConnection], None]] = []
         self.info_sent_at = time.monotonic()
+        #: The INFO nonce an nkey user signs (nats-server sends one whenever nkey users exist).
+        self.nonce = _make_nonce() if server.auth.nkeys else ""
         if self.authorized and server.auth.no_auth_user:
-            self._bind(server.auth.authenticate({}))
+            anonymous = server.auth.authenticate({})
+            if anonymous is not None:
+                self._bind(anonymous)
         self._update_fast_pub()
 
     # ---------------------------------------------------------------- logging
@@ -207,7 +220,7 @@ class ClientConnection(ClientCore):
             # runs on memory BIOs inside data_received (see jsedge.routing.tls for why).
             from jsedge.routing.tls import TLSShim
 
-            self._send_now(self.server.info_line(self))  # still plain
+            self._send_now(self.server.info_line(self, greeting=True))  # still plain
             self.tls = TLSShim(tls)
             self.tls_pending = True
             self.tls_sniff = server.config.allow_non_tls
@@ -216,7 +229,7 @@ class ClientConnection(ClientCore):
         else:
             if tls is not None:
                 self._record_tls(transport)
-            self._send_now(self.server.info_line(self))
+            self._send_now(self.server.info_line(self, greeting=True))
         if server.auth.required:
             self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
         self.ping_handle = self.loop.call_later(server.config.limits.ping_interval, self._ping_timer)
