@@ -14,6 +14,8 @@ cdef class ClientCore:
     cdef public bint fast_pub             # PUBs may skip Python (authenticated, no verbose/pedantic/
                                           # trace, no publish permissions)
     cdef public bint track_replies        # allow_responses: tell Python about replies delivered
+    cdef public object deny_filter        # None, or callable(subject, queue) -> bool: subscribe
+                                          # deny entries checked at delivery
     cdef public bint closed
     cdef public Py_ssize_t max_payload
     cdef public Py_ssize_t max_pending

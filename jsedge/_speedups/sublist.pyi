@@ -16,6 +16,7 @@ class ClientCore:
     no_responders: bool
     fast_pub: bool
     track_replies: bool
+    deny_filter: Callable[[bytes, bytes | None], bool] | None
     closed: bool
     max_payload: int
     max_pending: int

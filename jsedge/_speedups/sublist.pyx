@@ -147,6 +147,7 @@ cdef int _client_defaults(ClientCore core) except -1:
     core.no_responders = False
     core.fast_pub = False
     core.track_replies = False
+    core.deny_filter = None
     core.closed = False
     core.max_payload = 1048576
     core.max_pending = 67108864
@@ -535,10 +536,11 @@ cdef class Sublist:
 
 # ---- delivery -------------------------------------------------------------------------------------
 
-cdef int _deliver_one(ClientCore src, Subscription sub, bytes subject, bytes reply, Py_ssize_t hdr_len,
-                      bytes msg) except -1:
-    """Deliver to one subscription: 1 when it took the message, else 0. `subject` is the subject
-    shown in MSG/HMSG and passed to internal callbacks (normally the routed one)."""
+cdef int _deliver_one(ClientCore src, Subscription sub, bytes routed, bytes subject, bytes reply,
+                      Py_ssize_t hdr_len, bytes msg) except -1:
+    """Deliver to one subscription: 1 when it took the message, else 0. `routed` is the subject the
+    subscription matched; `subject` is the one shown in MSG/HMSG and passed to internal callbacks
+    (normally the same)."""
     cdef ClientCore client
     cdef bint limit_reached, hmsg
     cdef Py_ssize_t subj_len, sid_len, reply_len, msg_len, body_len, offset
@@ -553,6 +555,8 @@ cdef int _deliver_one(ClientCore src, Subscription sub, bytes subject, bytes rep
         if client.closed:
             return 0
         if client is src and not src.echo:
+            return 0
+        if client.deny_filter is not None and client.deny_filter(routed, sub.queue):
             return 0
     if sub.internal is not None:
         sub.delivered += 1
@@ -672,7 +676,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         psubs = result.psubs
         n = len(psubs)
         for i in range(n):
-            delivered += _deliver_one(src, <Subscription>psubs[i], shown, reply, hdr_len, msg)
+            delivered += _deliver_one(src, <Subscription>psubs[i], subject, shown, reply, hdr_len, msg)
         qsubs = result.qsubs
         n = len(qsubs)
         for i in range(n):
@@ -683,7 +687,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                 index = start + k
                 if index >= size:
                     index -= size
-                if _deliver_one(src, <Subscription>group[index], shown, reply, hdr_len, msg):
+                if _deliver_one(src, <Subscription>group[index], subject, shown, reply, hdr_len, msg):
                     delivered += 1
                     break
     if delivered == 0 and src is not None and src.no_responders and reply is not None \

@@ -66,6 +66,7 @@ class ClientCore:
         "no_responders",
         "fast_pub",
         "track_replies",
+        "deny_filter",
         "closed",
         "max_payload",
         "max_pending",
@@ -85,6 +86,10 @@ class ClientCore:
         self.no_responders: bool = False
         self.fast_pub: bool = False
         self.track_replies: bool = False
+        #: None, or `deny_filter(subject, queue) -> bool`: subscribe deny entries checked at
+        #: delivery (a wildcard SUB that overlaps a deny entry is accepted, as in nats-server, and
+        #: the denied subjects are filtered out here). None costs one test per delivery.
+        self.deny_filter: Callable[[bytes, bytes | None], bool] | None = None
         self.closed: bool = False
         self.max_payload: int = 1048576
         self.max_pending: int = 67108864
@@ -456,12 +461,14 @@ _random = random.random
 def _deliver_one(
     src: ClientCore | None,
     sub: Subscription,
+    routed: bytes,
     subject: bytes,
     reply: bytes,
     hdr_len: int,
     msg: bytes,
 ) -> bool:
-    """Deliver to one subscription; False when it did not take the message."""
+    """Deliver to one subscription; False when it did not take the message. `routed` is the
+    subject the subscription matched, `subject` the one shown in MSG/HMSG (normally the same)."""
     if sub.closed:
         return False
     client = sub.client
@@ -469,6 +476,9 @@ def _deliver_one(
         if client.closed:
             return False
         if client is src and not src.echo:
+            return False
+        deny = client.deny_filter
+        if deny is not None and deny(routed, sub.queue):
             return False
     internal = sub.internal
     if internal is not None:
@@ -547,7 +557,7 @@ def deliver_as(
     if sublist is not None:
         result = sublist.match(subject)
         for sub in result.psubs:
-            if _deliver_one(src, sub, shown, reply, hdr_len, msg):
+            if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                 delivered += 1
         for group in result.qsubs:
             size = len(group)
@@ -556,7 +566,7 @@ def deliver_as(
                 index = start + offset
                 if index >= size:
                     index -= size
-                if _deliver_one(src, group[index], shown, reply, hdr_len, msg):
+                if _deliver_one(src, group[index], subject, shown, reply, hdr_len, msg):
                     delivered += 1
                     break
     if delivered == 0 and reply and src is not None and src.no_responders:

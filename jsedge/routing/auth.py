@@ -13,7 +13,7 @@ import re
 import time
 from typing import Any
 
-from jsedge.subjects import subject_matches
+from jsedge.subjects import is_literal, subject_is_subset, subject_matches, subjects_overlap
 
 _BCRYPT = re.compile(r"^\$2[abxy]\$\d{2}\$")
 
@@ -115,6 +115,9 @@ class Permissions:
         publish = config.publish
         subscribe = config.subscribe
         self.pub_allow = SubjectList(publish.allow) if publish is not None and publish.allow else None
+        if config.allow_responses is not None and self.pub_allow is None:
+            # nats-server turns a missing publish allow list into "nothing but responses".
+            self.pub_allow = SubjectList(())
         self.pub_deny = SubjectList(publish.deny) if publish is not None and publish.deny else None
         self.sub_allow = SubjectList(subscribe.allow) if subscribe is not None and subscribe.allow else None
         self.sub_deny = SubjectList(subscribe.deny) if subscribe is not None and subscribe.deny else None
@@ -143,6 +146,16 @@ class Permissions:
         self._pub_cache[subject] = allowed
         return allowed
 
+    def needs_deny_filter(self, subject: bytes, queue: bytes | None) -> bool:
+        """Can an accepted SUB on `subject` receive a denied subject? A wildcard SUB (or a queue
+        SUB) that overlaps a deny entry can; the connection then filters at delivery
+        (`DenyFilter`), as nats-server's `loadMsgDenyFilterIfNeeded`."""
+        deny = self.sub_deny
+        if deny is None or (queue is None and is_literal(subject)):
+            return False
+        entries = deny.plain + [entry for entry, _ in deny.queued]
+        return any(subjects_overlap(entry, subject) for entry in entries)
+
     def can_subscribe(self, subject: bytes, queue: bytes | None) -> bool:
         allowed = True
         if self.sub_allow is not None:
@@ -158,6 +171,44 @@ class Permissions:
                 if queues:
                     allowed = not _queue_matches(queue, queues)
         return allowed
+
+
+class DenyFilter:
+    """A connection's delivery-time subscribe deny check: `filter(subject, queue) -> denied`.
+
+    Plain deny entries refuse the subject to every subscription; `"subject queue"` entries only to
+    members of a matching queue group. Answers are cached per (subject, queue), bounded like
+    nats-server's deny cache.
+    """
+
+    __slots__ = ("plain", "queued", "cache")
+
+    CACHE_MAX = 4096
+
+    def __init__(self, deny: SubjectList) -> None:
+        self.plain = deny.plain
+        self.queued = deny.queued
+        self.cache: dict[tuple[bytes, bytes | None], bool] = {}
+
+    def __call__(self, subject: bytes, queue: bytes | None) -> bool:
+        key = (subject, queue)
+        denied = self.cache.get(key)
+        if denied is None:
+            denied = any(subject_matches(entry, subject) for entry in self.plain)
+            if not denied and queue is not None:
+                denied = any(
+                    subject_matches(entry, subject) and _queue_in_deny(queue, pattern)
+                    for entry, pattern in self.queued
+                )
+            if len(self.cache) >= self.CACHE_MAX:
+                self.cache.clear()
+            self.cache[key] = denied
+        return denied
+
+
+def _queue_in_deny(queue: bytes, pattern: bytes) -> bool:
+    # nats-server's queueMatches: the literal name, or a wildcard queue pattern covering it
+    return queue == pattern or (_has_wildcard(pattern) and subject_is_subset(queue, pattern))
 
 
 class User:

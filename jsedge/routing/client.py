@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jsedge import errors
 from jsedge.errors import ClosedReason, ProtoErr, go_quote
 from jsedge.protocol.parser import Parser
-from jsedge.routing.auth import ResponseGrant, response_grant
+from jsedge.routing.auth import DenyFilter, ResponseGrant, response_grant
 from jsedge.routing.sublist import ClientCore, Subscription, deliver, flush_pending
 from jsedge.subjects import valid_literal_subject
 
@@ -523,6 +523,13 @@ class ClientConnection(ClientCore):
     def _bind(self, result: Any) -> None:
         self.user = result.user
         self.perms = result.user.permissions if result.user is not None else None
+        # Rebuilt from the (possibly reloaded) permissions when a SUB needs it again.
+        self.deny_filter = None
+        if self.perms is not None and self.perms.sub_deny is not None:
+            for sub in self.subs.values():
+                if self.perms.needs_deny_filter(sub.subject, sub.queue):
+                    self.deny_filter = DenyFilter(self.perms.sub_deny)
+                    break
         self.track_replies = self.perms is not None and self.perms.tracks_responses
 
     def _rebind_account(self, result: Any) -> None:
@@ -632,6 +639,8 @@ class ClientConnection(ClientCore):
             if not self.server.valid_subscribe_subject(subject):
                 self.send_err(errors.INVALID_SUBJECT)
                 return
+            if perms is not None and self.deny_filter is None and perms.needs_deny_filter(subject, queue):
+                self.deny_filter = DenyFilter(perms.sub_deny)
             sub = Subscription(self, subject, sid, queue)
             self.subs[sid] = sub
             self.sublist.insert(sub)

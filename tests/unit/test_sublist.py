@@ -192,6 +192,7 @@ def test_client_core_defaults(impl: ModuleType) -> None:
     assert core.sublist is None
     assert (core.headers, core.echo, core.no_responders, core.fast_pub) == (False, True, False, False)
     assert (core.track_replies, core.closed) == (False, False)
+    assert core.deny_filter is None
     assert core.max_payload == 1048576
     assert core.max_pending == 67108864
     assert (core.in_msgs, core.in_bytes, core.out_msgs, core.out_bytes) == (0, 0, 0, 0)
@@ -695,6 +696,35 @@ def test_slow_consumer_queue_member_falls_through(impl: ModuleType) -> None:
     for _ in range(10):
         assert impl.deliver(src, b"a", b"", -1, b"x") == 1
     assert ok.out_msgs == 10 and dst.out_msgs == 0
+
+
+def test_deny_filter_at_delivery(impl: ModuleType) -> None:
+    """A client's deny filter refuses subjects to its subscriptions (plain and queue), on the routed
+    subject; a refused queue member passes the message to another member."""
+    sublist, src, dst = setup_pair(impl)
+    other = recorder(impl, sublist)
+    asked: list[tuple[bytes, bytes | None]] = []
+
+    def deny(subject: bytes, queue: bytes | None) -> bool:
+        asked.append((subject, queue))
+        return subject.startswith(b"a.secret")
+
+    dst.deny_filter = deny
+    sublist.insert(impl.Subscription(dst, b"a.>", b"1"))
+    sublist.insert(impl.Subscription(dst, b"a.>", b"2", b"q"))
+    sublist.insert(impl.Subscription(other, b"a.>", b"3", b"q"))
+    assert impl.deliver(src, b"a.ok", b"", -1, b"x") == 2
+    for _ in range(40):  # the queue member is chosen at random: the refused one must pass it on
+        assert impl.deliver(src, b"a.secret.x", b"", -1, b"y") == 1  # only the other queue member
+    assert b"a.secret.x" in bytes(other.outbuf)
+    assert b"a.secret" not in bytes(dst.outbuf)
+    assert (b"a.secret.x", None) in asked and (b"a.secret.x", b"q") in asked
+    # deliver_as asks about the routed subject, not the one shown
+    asked.clear()
+    sublist.insert(impl.Subscription(dst, b"d.x", b"4"))
+    impl.deliver_as(sublist, None, b"d.x", b"a.secret.shown", b"", -1, b"z")
+    assert asked == [(b"d.x", None)]
+    assert b"MSG a.secret.shown 4 1" in bytes(dst.outbuf)
 
 
 def test_no_responders(impl: ModuleType) -> None:
