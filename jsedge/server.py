@@ -24,7 +24,7 @@ from jsedge.routing.auth import Authenticator, is_bcrypt
 from jsedge.routing.client import ClientConnection
 from jsedge.routing.listener import bind_listener, listen_address
 from jsedge.routing.sublist import Subscription, deliver_as, flush_pending
-from jsedge.subjects import valid_subject
+from jsedge.subjects import valid_sublist_subject
 
 if TYPE_CHECKING:
     import ssl
@@ -231,7 +231,7 @@ class Server:
             flush_pending(self.pending)
 
     def valid_subscribe_subject(self, subject: bytes) -> bool:
-        return valid_subject(subject)
+        return valid_sublist_subject(subject)
 
     # ---------------------------------------------------------------- client registry
 

@@ -18,6 +18,8 @@ __all__ = [
     "SEP",
     "valid_subject",
     "valid_literal_subject",
+    "valid_sublist_subject",
+    "valid_pedantic_publish_subject",
     "subject_matches",
     "tokens_count",
     "subject_is_subset",
@@ -60,6 +62,29 @@ def valid_literal_subject(subject: bytes) -> bool:
     if not valid_subject(subject):
         return False
     return all(token != PWC and token != FWC for token in subject.split(SEP))
+
+
+def valid_sublist_subject(subject: bytes) -> bool:
+    """What a SUB may use (nats-server's Sublist.Insert rule): non-empty tokens, nothing after `>`.
+    Unlike `valid_subject`, bytes such as FF or CR inside a token are allowed, as nats-server allows
+    them (the parser already split the line on spaces and TABs)."""
+    if not subject:
+        return False
+    tokens = subject.split(SEP)
+    last = len(tokens) - 1
+    for index, token in enumerate(tokens):
+        if not token or (token == FWC and index != last):
+            return False
+    return True
+
+
+def valid_pedantic_publish_subject(subject: bytes) -> bool:
+    """What a pedantic PUB may use (nats-server's IsValidLiteralSubject): non-empty tokens, no
+    wildcard token; other bytes are not checked."""
+    for token in subject.split(SEP):
+        if not token or token == PWC or token == FWC:
+            return False
+    return True
 
 
 def is_literal(subject: bytes) -> bool:

@@ -318,7 +318,7 @@ cdef class Parser:
             self.subject = _tok(a, st, ln, 0)
             self.reply = _tok(a, st, ln, 1) if nt == 4 else _EMPTY
             self.size = size
-            self.hdr = hdr
+            self.hdr = hdr if hdr > 0 else -1  # an empty header block is no header (nats-server: MSG)
             self.state = S_PAYLOAD
             return 1
         self.state = S_START

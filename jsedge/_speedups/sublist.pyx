@@ -26,7 +26,7 @@ from libc.string cimport memchr, memcmp, memcpy
 
 import os
 
-from jsedge.subjects import valid_subject
+from jsedge.subjects import valid_sublist_subject
 
 #: Most cached match results (nats-server: slCacheMax = 1024).
 CACHE_MAX = 1024
@@ -335,7 +335,7 @@ cdef class Sublist:
         cdef PyObject* found
         cdef dict qsubs
         cdef list members
-        if subject is None or not valid_subject(subject):
+        if subject is None or not valid_sublist_subject(subject):
             raise ValueError(f"invalid subject {subject!r}")
         node = self._root
         for token in subject.split(b"."):

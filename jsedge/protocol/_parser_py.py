@@ -274,7 +274,7 @@ class Parser:
             self._subject = args[0]
             self._reply = reply
             self._size = size
-            self._hdr = hdr
+            self._hdr = hdr if hdr > 0 else -1  # an empty header block is no header (nats-server: MSG)
             self._state = _PAYLOAD
             return True
         self._state = _START

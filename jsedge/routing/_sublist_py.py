@@ -24,7 +24,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from jsedge.subjects import FWC, PWC, SEP, is_literal, subject_matches, valid_subject
+from jsedge.subjects import FWC, PWC, SEP, is_literal, subject_matches, valid_sublist_subject
 
 __all__ = [
     "CACHE_MAX",
@@ -229,7 +229,7 @@ class Sublist:
     def insert(self, sub: Subscription) -> None:
         """Add `sub`; raises ValueError for an invalid subject (§8.2)."""
         subject = sub.subject
-        if not valid_subject(subject):
+        if not valid_sublist_subject(subject):
             raise ValueError(f"invalid subject {subject!r}")
         node = self._root
         for token in subject.split(SEP):

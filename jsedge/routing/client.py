@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from jsedge import errors
+from jsedge import errors, gojson
 from jsedge.errors import ClosedReason, ProtoErr, go_quote
 from jsedge.protocol.parser import Parser
 from jsedge.routing.auth import DenyFilter, ResponseGrant, response_grant
 from jsedge.routing.sublist import ClientCore, Subscription, deliver, flush_pending
-from jsedge.subjects import valid_literal_subject
+from jsedge.subjects import valid_pedantic_publish_subject
 
 if TYPE_CHECKING:
     from jsedge.routing.account import Account
@@ -35,26 +35,70 @@ _CONNECT_DEFAULTS = {"verbose": True, "pedantic": True, "echo": True}
 
 _RTT_REFRESH = 3600.0
 
-# CONNECT keys with a Go type in nats-server's struct: a JSON value of another type fails Go's
-# json.Unmarshal, and nats-server then closes the connection without a word. null keeps the default.
-_CONNECT_TYPES: dict[str, type | tuple[type, ...]] = {
-    **dict.fromkeys(("verbose", "pedantic", "tls_required", "echo", "headers", "no_responders"), bool),
-    **dict.fromkeys(("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version"), str),
+# CONNECT fields of nats-server's ClientOpts with their Go types. Go's json.Unmarshal matches keys
+# case-insensitively (an exact match first), leaves a field alone for null, ignores unknown keys, and
+# fails on a value of the wrong type; nats-server then closes the connection without a word.
+_CONNECT_FIELDS: dict[str, str] = {
+    **dict.fromkeys(("echo", "verbose", "pedantic", "tls_required", "new_account", "headers", "no_responders"), "bool"),
+    **dict.fromkeys(
+        ("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account",
+         "remote_account", "proxy_sig"),
+        "str",
+    ),
+    "protocol": "int",
+    "import": "perm",
+    "export": "perm",
 }
+_INT64 = 1 << 63
+# Go folds keys by Unicode simple folding: besides ASCII case, KELVIN SIGN folds to k and LONG S to s.
+_FOLD = str.maketrans({"\u212a": "k", "\u017f": "s"})
 
 
-def _connect_types_ok(given: dict[str, Any]) -> bool:
-    for key, value in given.items():
-        if value is None:
-            continue
-        if key == "protocol":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+def _fold(key: str) -> str:
+    return key.translate(_FOLD).lower() if not key.isascii() else key.lower()
+
+
+_FOLDED_FIELDS = {name: name for name in _CONNECT_FIELDS}
+
+
+def _go_type_ok(kind: str, value: Any) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "int":
+        # an integer literal within Go's int: `1e3` and `1.0` are floats to Go's decoder too
+        return isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value < _INT64
+    # *SubjectPermission {allow, deny []string}
+    if not isinstance(value, dict):
+        return False
+    for key, item in value.items():
+        if _fold(key) in ("allow", "deny") and item is not None:
+            if not isinstance(item, list) or not all(entry is None or isinstance(entry, str) for entry in item):
                 return False
-            continue
-        expected = _CONNECT_TYPES.get(key)
-        if expected is not None and not isinstance(value, expected):
-            return False
     return True
+
+
+def decode_connect(arg: bytes) -> dict[str, Any] | None:
+    """A CONNECT argument as Go's json.Unmarshal into ClientOpts sees it: the known fields under
+    their canonical names (null leaves the default), or None when Go would fail."""
+    try:
+        given = gojson.loads(arg)
+    except ValueError:
+        return None
+    if given is None:
+        return {}  # `null` decodes into a struct as a no-op
+    if not isinstance(given, dict):
+        return None
+    opts: dict[str, Any] = {}
+    for key, value in given.items():
+        name = key if key in _CONNECT_FIELDS else _FOLDED_FIELDS.get(_fold(key))
+        if name is None or value is None:
+            continue
+        if not _go_type_ok(_CONNECT_FIELDS[name], value):
+            return None
+        opts[name] = value
+    return opts
 
 
 def _make_nonce() -> str:
@@ -441,23 +485,19 @@ class ClientConnection(ClientCore):
 
     def proto_info(self, arg: bytes) -> None:
         try:
-            json.loads(arg)
+            gojson.loads(arg)
         except ValueError:
             self.close(ClosedReason.PROTOCOL_VIOLATION)
 
     def proto_connect(self, arg: bytes) -> None:
         if self.trace:
             self.log_trace(f"<<- [CONNECT {self._redacted(arg)}]")
-        try:
-            given = json.loads(arg)
-        except ValueError:
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        if not isinstance(given, dict) or not _connect_types_ok(given):
+        given = decode_connect(arg)
+        if given is None:
             self.close(ClosedReason.PROTOCOL_VIOLATION)
             return
         opts = dict(_CONNECT_DEFAULTS)
-        opts.update({key: value for key, value in given.items() if value is not None})
+        opts.update(given)
         self.opts = opts
         self.connect_seen = True
         if self.rtt == 0.0:
@@ -469,7 +509,7 @@ class ClientConnection(ClientCore):
         if self.auth_handle is not None:
             self.auth_handle.cancel()
             self.auth_handle = None
-        if "account" in given or "new_account" in given:
+        if opts.get("account") or opts.get("new_account"):
             self.auth_violation()
             return
         result = server.auth.authenticate(opts)
@@ -569,7 +609,7 @@ class ClientConnection(ClientCore):
             args.append(str(size))
             self.log_trace(f"<<- [{'HPUB' if hdr_len >= 0 else 'PUB'} {' '.join(args)}]")
             self.log_trace(f"<<- MSG_PAYLOAD: [{json.dumps(msg[max(hdr_len, 0):].decode(errors='replace'))}]")
-        if self.pedantic and not valid_literal_subject(subject):
+        if self.pedantic and not valid_pedantic_publish_subject(subject):
             self.send_err(errors.INVALID_PUBLISH_SUBJECT)
         if subject.startswith((b"$NRG.", b"_GR_.")) and not (
             subject.startswith(b"$NRG.") and self.account.name == self.server.config.system_account

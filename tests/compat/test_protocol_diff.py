@@ -338,6 +338,30 @@ SCENARIOS: list[S] = [
       expect=INFO0 + PONG + b'INFO {"proto":1,"headers":true,"max_payload":1048576,"connect_info":true,'
       b'"remote_account":"$G","api_lvl":5} \r\n' + PONG),
     S("connect_info_protocol0_none", connect_line(protocol=0), BARRIER2, expect=PONG + PONG),
+    # ---- regressions found by the security review (issue: bad input answered as nats-server) --------
+    S("hpub_empty_header_block_is_msg", CH, b"SUB foo 1\r\n", b"HPUB foo 0 5\r\nhello\r\n", b"HPUB foo r 0 0\r\n\r\n",
+      BARRIER, expect=b"MSG foo 1 5\r\nhello\r\nMSG foo 1 r 0\r\n\r\n" + PONG),
+    S("connect_key_case_name_object", b'CONNECT {"NAME":{}}\r\n', CLOSED, expect=E),
+    S("connect_key_case_pedantic_number", b'CONNECT {"PEDANTIC":1}\r\n', CLOSED, expect=E),
+    S("connect_key_case_tls_required", b'CONNECT {"TLS_REQUIRED":-1}\r\n', CLOSED, expect=E),
+    S("connect_key_case_verbose_off", b'CONNECT {"Verbose":false,"PEDANTIC":false}\r\n', b"SUB a..b 1\r\n", BARRIER,
+      expect=b"-ERR 'Invalid Subject'\r\n" + PONG),
+    S("connect_key_kelvin_sign", 'CONNECT {"verbose":false,"pedantic":false,"\u212aey":1,"ech\u212f":1}\r\n'.encode(),
+      BARRIER, expect=PONG),
+    S("connect_protocol_exponent", b'CONNECT {"protocol":1e3}\r\n', CLOSED, expect=E),
+    S("connect_protocol_float", b'CONNECT {"verbose":false,"protocol":1.0}\r\n', CLOSED, expect=E),
+    S("connect_protocol_huge", b'CONNECT {"verbose":false,"protocol":99999999999999999999}\r\n', CLOSED, expect=E),
+    S("connect_nan", b'CONNECT {"verbose":NaN}\r\n', CLOSED, expect=E),
+    S("connect_null", b"CONNECT null\r\n", BARRIER, expect=b"+OK\r\n" + PONG),
+    S("connect_array", b"CONNECT []\r\n", CLOSED, expect=E),
+    S("connect_invalid_utf8_key", b'CONNECT {"verbose":false,"pedantic":false,"n\xffame":"\xfe"}\r\n', BARRIER, expect=PONG),
+    S("connect_lone_surrogate", b'CONNECT {"verbose":false,"pedantic":false,"name":"\\ud800"}\r\n', BARRIER, expect=PONG),
+    S("connect_import_wrong_type", b'CONNECT {"verbose":false,"import":{"allow":"x"}}\r\n', CLOSED, expect=E),
+    S("connect_empty_account_is_fine", b'CONNECT {"verbose":false,"pedantic":false,"account":"","new_account":false}\r\n',
+      BARRIER, expect=PONG),
+    S("control_bytes_pedantic", connect_line(verbose=True, pedantic=True), b"SUB a\x01b.\x0c 1\r\n",
+      b"PUB a\x01b.\x0c 1\r\nx\r\n", b"PUB a.\rb 1\r\ny\r\n", BARRIER,
+      expect=b"+OK\r\n+OK\r\n+OK\r\nMSG a\x01b.\x0c 1 1\r\nx\r\n+OK\r\n" + PONG),
 ]
 
 _names = [s.name for s in SCENARIOS]

@@ -193,7 +193,7 @@ def test_all_ops(impl: Twin) -> None:
     [
         (b"pub foo 1\r\nx\r\n", ("pub", b"foo", b"", -1, b"x")),
         (b"PuB foo 1\r\nx\r\n", ("pub", b"foo", b"", -1, b"x")),
-        (b"hPuB foo 0 1\r\nx\r\n", ("pub", b"foo", b"", 0, b"x")),
+        (b"hPuB foo 0 1\r\nx\r\n", ("pub", b"foo", b"", -1, b"x")),
         (b"sUb foo 1\r\n", ("sub", b"foo", None, b"1")),
         (b"unsub 1\r\n", ("unsub", b"1", None)),
         (b"UnSuB 1\r\n", ("unsub", b"1", None)),
@@ -225,7 +225,7 @@ def test_client_ok_ignored_in_any_case(impl: Twin) -> None:
         (b"SUB \t foo \t q \t 1 \t\r\n", ("sub", b"foo", b"q", b"1")),
         (b"PUB foo  1\r\nx\r\n", ("pub", b"foo", b"", -1, b"x")),  # nats.py's empty reply
         (b"PUB\t\tfoo\t \tbar \t 1\t \r\nx\r\n", ("pub", b"foo", b"bar", -1, b"x")),
-        (b"HPUB\tfoo \t r\t0  1 \r\nx\r\n", ("pub", b"foo", b"r", 0, b"x")),
+        (b"HPUB\tfoo \t r\t0  1 \r\nx\r\n", ("pub", b"foo", b"r", -1, b"x")),
         (b"UNSUB\t 1 \t 2\r\n", ("unsub", b"1", 2)),
         (b"CONNECT \t {} \r\n", ("connect", b"{} ")),
         (b"CONNECT{}\r\n", ("connect", b"{}")),
@@ -246,7 +246,7 @@ def test_space_and_tab_runs(impl: Twin, line: bytes, event: tuple[Any, ...]) -> 
         (b"SUB foo 1\n", ("sub", b"foo", None, b"1")),
         (b"UNSUB 1\n", ("unsub", b"1", None)),
         (b"PUB foo 1\nx\r\n", ("pub", b"foo", b"", -1, b"x")),
-        (b"HPUB foo 0 1\nx\r\n", ("pub", b"foo", b"", 0, b"x")),
+        (b"HPUB foo 0 1\nx\r\n", ("pub", b"foo", b"", -1, b"x")),
         (b"-ERR x\n", ("client_err", b"x")),
         (b"INFO {}\n", ("info", b"{}")),
     ],
@@ -320,7 +320,7 @@ def test_zero_length_payloads(impl: Twin) -> None:
     assert events(impl, stream) == [
         ("pub", b"foo", b"", -1, b""),
         ("pub", b"foo", b"r", -1, b""),
-        ("pub", b"foo", b"", 0, b""),
+        ("pub", b"foo", b"", -1, b""),  # an empty header block is no header block
         ("pub", b"foo", b"", 12, b"NATS/1.0\r\n\r\n"),
     ]
 
@@ -677,7 +677,7 @@ MIXED_EVENTS = [
     ("info", b"{}"),
     ("unsub", b"2", 5),
     ("unsub", b"1", None),
-    ("pub", b"bar", b"r", 0, b"\r\n\r\n"),
+    ("pub", b"bar", b"r", -1, b"\r\n\r\n"),
     ("client_err", b"'x'"),
 ]
 

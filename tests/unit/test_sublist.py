@@ -98,6 +98,19 @@ def test_invalid_subject(subject: bytes) -> None:
     assert not subjects.valid_subject(subject)
 
 
+def test_sublist_and_pedantic_subject_rules() -> None:
+    """nats-server's Sublist.Insert rule (SUB) and IsValidLiteralSubject (pedantic PUB) check tokens
+    only: control bytes inside a token are accepted."""
+    for subject in (b"a\x0cb", b"a.\rb", b"a.\x01", b"*.x.>", b">"):
+        assert subjects.valid_sublist_subject(subject)
+    for subject in (b"", b"a..b", b"a.>.b", b".a"):
+        assert not subjects.valid_sublist_subject(subject)
+    for subject in (b"a\x0cb", b"a.\rb", b"a.\x01", b"a.b*"):
+        assert subjects.valid_pedantic_publish_subject(subject)
+    for subject in (b"", b"a..b", b"a.*", b">", b"a.>"):
+        assert not subjects.valid_pedantic_publish_subject(subject)
+
+
 def test_valid_literal_subject() -> None:
     assert subjects.valid_literal_subject(b"foo.bar")
     assert subjects.valid_literal_subject(b"foo.*bar.baz>")
@@ -288,7 +301,7 @@ def test_match_empty_tokens_match_nothing(impl: ModuleType, subject: bytes) -> N
     assert sublist.statistics()["num_cache"] == 0
 
 
-@pytest.mark.parametrize("subject", [b"", b"foo..bar", b"foo.>.bar", b"a b", b".x"])
+@pytest.mark.parametrize("subject", [b"", b"foo..bar", b"foo.>.bar", b".x", b"x.", b">.>"])
 def test_insert_invalid_subject_raises(impl: ModuleType, subject: bytes) -> None:
     sublist = impl.Sublist()
     with pytest.raises(ValueError):
