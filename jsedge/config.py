@@ -462,52 +462,15 @@ class LoadResult:
 
 # -- Go durations -----------------------------------------------------------------------------
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,
-    "\u03bcs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-
-
 def _go_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def parse_go_duration(text: str) -> float:
     """Go's `time.ParseDuration`, in seconds; raises ValueError with Go's message."""
-    original = text
-    invalid = ValueError(f"time: invalid duration {_go_quote(original)}")
-    sign = 1.0
-    if text[:1] in ("-", "+"):
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    if text == "0":
-        return 0.0
-    if not text:
-        raise invalid
-    total = 0.0
-    while text:
-        match = re.match(r"(\d*)(\.\d*)?", text)
-        assert match is not None
-        whole, fraction = match.group(1), match.group(2) or ""
-        if not whole and len(fraction) <= 1:
-            raise invalid
-        text = text[match.end() :]
-        unit_match = re.match(r"[^\d.]*", text)
-        assert unit_match is not None
-        unit = unit_match.group(0)
-        if not unit:
-            raise ValueError(f"time: missing unit in duration {_go_quote(original)}")
-        if unit not in _DURATION_UNITS:
-            raise ValueError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(original)}")
-        text = text[len(unit) :]
-        total += float((whole or "0") + (fraction if len(fraction) > 1 else "")) * _DURATION_UNITS[unit]
-    return sign * total
+    from jsedge.goparse import parse_duration_ns
+
+    return parse_duration_ns(text) / 1e9
 
 
 def format_go_duration(seconds: float) -> str:

@@ -96,7 +96,7 @@ def _conflicts(options: MsgGetRequest) -> bool:
         or (seq and start)
         or (start and last)
         or (last and nxt)
-        or (last and options.batch)
+        or (last and options.batch > 0)
         or (last and multi)
         or (nxt and multi)
         or (options.up_to_seq and options.has_up_to_time)
@@ -159,8 +159,7 @@ def direct_get(api: Any, stream: Any, subject: bytes, reply: bytes, hdr: bytes, 
             status(STATUS_MALFORMED)
             return
         if not any(
-            [options.seq, options.last_by_subj, options.next_by_subj, options.multi_last, options.batch,
-             options.has_start_time, options.up_to_seq, options.has_up_to_time]
+            [options.seq, options.last_by_subj, options.next_by_subj, options.multi_last, options.has_start_time]
         ):
             status(STATUS_EMPTY)
             return
@@ -170,7 +169,7 @@ def direct_get(api: Any, stream: Any, subject: bytes, reply: bytes, hdr: bytes, 
     if options.multi_last:
         _multi_last(api, stream, reply, options)
         return
-    if options.batch > 0:
+    if options.batch != 0:  # nats-server: any non-zero batch, even a negative one, is a batch request
         _batch(api, stream, reply, options)
         return
     msg = find_message(stream, options)
@@ -197,6 +196,9 @@ def _batch(api: Any, stream: Any, reply: bytes, options: MsgGetRequest) -> None:
     start = max(start, 1)
     max_bytes = options.max_bytes if options.max_bytes > 0 else DEFAULT_MAX_BYTES
     pending = store.num_pending(start, subject_filter)
+    if options.batch < 0:  # nats-server's loop runs zero times: only the end of batch
+        api.server.send_internal(stream.account, reply, b"", _eob(pending, 0), b"")
+        return
     last_sent = 0
     sent = 0
     size = 0
@@ -218,11 +220,14 @@ def _batch(api: Any, stream: Any, reply: bytes, options: MsgGetRequest) -> None:
         if size >= max_bytes:
             break
     remaining = store.num_pending(last_sent + 1, subject_filter)
-    eob = (
-        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: " + str(remaining).encode()
-        + b"\r\nNats-Last-Sequence: " + str(last_sent).encode() + b"\r\n\r\n"
+    api.server.send_internal(stream.account, reply, b"", _eob(remaining, last_sent), b"")
+
+
+def _eob(pending: int, last_seq: int) -> bytes:
+    return (
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: " + str(pending).encode()
+        + b"\r\nNats-Last-Sequence: " + str(last_seq).encode() + b"\r\n\r\n"
     )
-    api.server.send_internal(stream.account, reply, b"", eob, b"")
 
 
 def _multi_last(api: Any, stream: Any, reply: bytes, options: MsgGetRequest) -> None:

@@ -208,7 +208,7 @@ def stream_msg_get(api: Any, request: Request) -> dict[str, Any]:
         raise js_error("JSBadRequestErr")
     stream = lookup(request, 3)
     options = parse_get_request(parse_json(body), strict=True)
-    if options is None or options.batch or options.max_bytes or options.multi_last:
+    if options is None or options.batch > 0 or options.max_bytes > 0:
         raise js_error("JSBadRequestErr")
     if not _valid_single_get(options):
         raise js_error("JSBadRequestErr")

@@ -1261,10 +1261,6 @@ def create_consumer(
     if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
         account_max_ack = -1
     name = config.name or config.durable_name
-    if config.durable_name and not valid_consumer_name(config.durable_name):
-        raise js_error("JSConsumerBadDurableNameErr")
-    if config.name and not valid_consumer_name(config.name):
-        raise js_error("JSConsumerBadDurableNameErr")
     if len(name.encode()) > 255:
         raise js_error("JSConsumerNameTooLongErrF", max=255)
     set_defaults(config, stream.config, account_max_ack)

@@ -108,6 +108,12 @@ def _policy(text: str) -> JSError:
 
 def check_config(config: ConsumerConfig, stream: StreamConfig, account_max_ack_pending: int = -1) -> None:
     """nats-server's checkConsumerCfg; raises the first failing rule."""
+    if config.name and not valid_consumer_name(config.name):
+        raise js_error("JSStreamInvalidConfigF", err="consumer name can not contain '.', '*', '>', '\\', '/'")
+    if config.durable_name and not valid_consumer_name(config.durable_name):
+        raise js_error(
+            "JSStreamInvalidConfigF", err="consumer durable name can not contain '.', '*', '>', '\\', '/'"
+        )
     if config.num_replicas > 0 and config.num_replicas > stream.num_replicas:
         raise js_error("JSConsumerReplicasExceedsStream")
     if config.num_replicas < 0:

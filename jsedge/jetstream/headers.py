@@ -2,12 +2,12 @@
 
 nats-server's `sliceHeader`: names match case-sensitively, the first occurrence wins and leading
 spaces of the value are skipped. Blocks are raw `NATS/1.0[ status]\\r\\nName: value\\r\\n...\\r\\n\\r\\n`.
-Also Go-style duration parsing/formatting for `Nats-TTL`. Imports nothing from jsedge.
+Also Go-style duration parsing/formatting for `Nats-TTL`. Imports layer 0 only (`jsedge.goparse`).
 """
 
 from __future__ import annotations
 
-import re
+from jsedge.goparse import parse_duration_ns, parse_int64
 
 HDR_LINE = b"NATS/1.0\r\n"
 EMPTY_BLOCK = b"NATS/1.0\r\n\r\n"
@@ -24,6 +24,14 @@ MARKER_REASON = b"Nats-Marker-Reason"
 STREAM_SOURCE = b"Nats-Stream-Source"
 REQUEST_INFO = b"Nats-Request-Info"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
+INCR = b"Nats-Incr"
+BATCH_ID = b"Nats-Batch-Id"
+SCHEDULE = b"Nats-Schedule"
+SCHEDULE_TIME_ZONE = b"Nats-Schedule-Time-Zone"
+SCHEDULER = b"Nats-Scheduler"
+SCHEDULE_NEXT = b"Nats-Schedule-Next"
+#: The reply suffix of a fast batch publish (`<prefix>.<uuid>.<flow>.<gap>.<seq>.<op>.$FI`).
+FAST_BATCH_SUFFIX = b".$FI"
 
 
 def get_header(hdr: bytes, name: bytes) -> bytes | None:
@@ -73,32 +81,9 @@ def clean_inbound(hdr: bytes) -> bytes:
     return hdr
 
 
-_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-          "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_go_duration(text: str) -> int:
-    """Go's `time.ParseDuration` (ns); ValueError when invalid."""
-    if not text:
-        raise ValueError("empty duration")
-    sign = 1
-    if text[0] in "+-":
-        sign = -1 if text[0] == "-" else 1
-        text = text[1:]
-    if text == "0":
-        return 0
-    pos = 0
-    total = 0.0
-    while pos < len(text):
-        match = _DURATION_RE.match(text, pos)
-        if match is None:
-            raise ValueError("invalid duration")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if pos == 0:
-        raise ValueError("invalid duration")
-    return sign * int(total)
+    """Go's `time.ParseDuration` (ns); ValueError when invalid or out of int64 range."""
+    return parse_duration_ns(text)
 
 
 def format_go_duration(ns: int) -> str:
@@ -117,17 +102,24 @@ def format_go_duration(ns: int) -> str:
 
 
 def parse_ttl(value: bytes) -> int:
-    """`Nats-TTL` in seconds: -1 for `never`; ValueError for 0, < 1 s or garbage."""
-    text = value.decode("utf-8", "replace").strip()
+    """`Nats-TTL` as nats-server's `parseMessageTTL`: seconds, -1 for `never`, 0 for no TTL (`00`
+    parses so); ValueError (10165) for durations under a second, negative or unparsable values."""
+    text = value.decode("utf-8", "replace")
     if text.lower() == "never":
         return -1
     try:
-        ns = parse_go_duration(text)
-        seconds = ns // 1_000_000_000
+        ns = parse_duration_ns(text)
     except ValueError:
-        if not text.lstrip("-").isdigit():
+        seconds = parse_int64(value)
+        if seconds < 0:
             raise ValueError("invalid TTL") from None
-        seconds = int(text)
-    if seconds < 1:
+        return seconds
+    if ns < 1_000_000_000:
         raise ValueError("invalid TTL")
-    return seconds
+    return ns // 1_000_000_000
+
+
+def header_int(value: bytes) -> int:
+    """An `Nats-Expected-*` sequence as nats-server reads it: `uint64(parseInt64(v))`, so garbage is
+    2**64-1 and overflow wraps."""
+    return parse_int64(value) % (1 << 64)

@@ -70,13 +70,28 @@ def parse_time_ns(text: str) -> int:
 # field specs
 
 
-class Enum:
-    """A string enum decoded by a custom UnmarshalJSON in nats-server."""
+def _cannot_unmarshal(raw: str) -> str:
+    return f"can not unmarshal {json.dumps(raw)}"
 
-    def __init__(self, values: tuple[str, ...], case_insensitive: bool = False, aliases: dict[str, str] | None = None):
+
+class Enum:
+    """A string enum decoded by a custom UnmarshalJSON in nats-server. Go calls UnmarshalJSON for
+    `null` too, so null is refused like any unknown value; `error` builds Go's text from the raw
+    JSON of the value."""
+
+    def __init__(
+        self,
+        values: tuple[str, ...],
+        case_insensitive: bool = False,
+        aliases: dict[str, str] | None = None,
+        error: Any = _cannot_unmarshal,
+        null_ok: bool = False,
+    ):
         self.values = values
         self.case_insensitive = case_insensitive
         self.aliases = aliases or {}
+        self.error = error
+        self.null_ok = null_ok
 
 
 def spec(kind: Any, emit: str = "always", default: Any = None, go: str = "") -> Any:
@@ -165,15 +180,17 @@ def _decode_int(state: _Decode, value: Any, path: str, go_type: str, lo: int, hi
 
 
 def _decode_value(state: _Decode, kind: Any, value: Any, path: str, current: Any) -> Any:
-    if value is None:
-        return current  # Go leaves the field as it was for null
     if isinstance(kind, Enum):
+        if value is None and kind.null_ok:
+            return current
         if isinstance(value, str):
             text = value.lower() if kind.case_insensitive else value
             text = kind.aliases.get(text, text)
             if text in kind.values:
                 return text
-        raise _Abort(f"can not unmarshal {json.dumps(json.dumps(value, separators=(',', ':')))}")
+        raise _Abort(kind.error(json.dumps(value, separators=(",", ":"))))
+    if value is None:
+        return current  # Go leaves the field as it was for null
     if isinstance(kind, list):
         if not isinstance(value, list):
             state.type_error(value, path, "[]*server." + kind[0].GO_NAME)
@@ -339,7 +356,8 @@ def encode(obj: Any) -> dict[str, Any]:
 RETENTION = Enum(("limits", "interest", "workqueue"))
 DISCARD = Enum(("old", "new"), case_insensitive=True)
 STORAGE = Enum(("file", "memory"))
-COMPRESSION = Enum(("none", "s2"))
+# StoreCompression decodes a Go string first: null is "" there, then refused like any unknown name.
+COMPRESSION = Enum(("none", "s2"), error=lambda raw: "unknown compression algorithm")
 PERSIST_MODE = Enum(("default", "async"), aliases={"": "default"})
 
 
@@ -531,7 +549,11 @@ DELIVER_POLICY = Enum(
 )
 ACK_POLICY = Enum(("none", "all", "explicit", "flow_control"))
 REPLAY_POLICY = Enum(("instant", "original"))
-PRIORITY_POLICY = Enum(("none", "overflow", "pinned_client", "prioritized"), aliases={"": "none"})
+PRIORITY_POLICY = Enum(
+    ("none", "overflow", "pinned_client", "prioritized"),
+    aliases={"": "none"},
+    error=lambda raw: f"unknown priority policy: {raw}",
+)
 
 
 @dataclass(slots=True)
@@ -607,8 +629,9 @@ def decode_create_consumer_request(obj: Any) -> CreateConsumerRequest:
     """The create body; the action is validated like nats-server's ConsumerAction.UnmarshalJSON."""
     if isinstance(obj, dict):
         for key, value in obj.items():
-            if key.lower() == "action" and isinstance(value, str) and value not in ("", "create", "update"):
-                raise js_error("JSInvalidJSONErr", err=f"unknown consumer action: {json.dumps(value)}")
+            if key.lower() == "action" and not (isinstance(value, str) and value in ("", "create", "update")):
+                raw = json.dumps(value, separators=(",", ":"))
+                raise js_error("JSInvalidJSONErr", err=f"unknown consumer action: {raw}")
     request = decode(CreateConsumerRequest, obj, "CreateConsumerRequest")
     if request.config is None:
         request.config = ConsumerConfig()

@@ -14,13 +14,14 @@ the hooks interest/workqueue retention and delivery will use. May import layers 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from jsedge import gojson
-from jsedge.errors import JSError, js_error
+from jsedge.errors import JSError, go_quote, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
 from jsedge.jetstream.streamconfig import with_dynamic_metadata
@@ -34,7 +35,7 @@ from jsedge.store.base import (
     StreamState,
     StreamStore,
 )
-from jsedge.subjects import subject_matches
+from jsedge.subjects import subject_matches, valid_literal_subject
 
 MAX_HEADER_SIZE = 65535
 
@@ -338,6 +339,8 @@ class Stream:
     def process_publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool = False) -> None:
         """streams.md §4 for one inbound message; sends the PubAck when there is a reply."""
         try:
+            if not sourced:
+                self._refuse_batches(reply, hdr, data)
             result = self._check_and_store(subject, hdr, data, sourced)
         except JSError as exc:
             if reply and not self.config.no_ack:
@@ -350,6 +353,21 @@ class Stream:
                 self._send_ack(reply, body)
             else:
                 self._send_ack_after_sync(reply, body)
+
+    def _refuse_batches(self, reply: bytes, hdr: bytes, data: bytes) -> None:
+        """Batch publishing is not built yet: a fast-batch reply (`...$FI`) or a `Nats-Batch-Id`
+        gets nats-server's answer for a stream without `allow_batched` / `allow_atomic`, after the
+        checks its batch paths make first (sealed, resources, message size)."""
+        fast = len(reply) > 4 and reply.endswith(H.FAST_BATCH_SUFFIX)
+        if not fast and not H.get_header(hdr, H.BATCH_ID):
+            return
+        config = self.config
+        if config.sealed:
+            raise js_error("JSStreamSealedErr")
+        self.host.check_resources(self, self.store.msg_size(b"", hdr, data))
+        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
+            raise js_error("JSStreamMessageExceedsMaximumErr")
+        raise js_error("JSBatchPublishDisabledErr" if fast else "JSAtomicPublishDisabledErr")
 
     def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool]:
         config = self.config
@@ -370,34 +388,45 @@ class Stream:
         if len(hdr) > MAX_HEADER_SIZE:
             raise js_error("JSStreamHeaderExceedsMaximumErr")
         if hdr:
+            # nats-server reads every header with getHeader/sliceHeader: an empty value is no value.
+            # 4. counters (not built: refused as on a stream without allow_msg_counter)
+            incr = H.get_header(hdr, H.INCR)
+            if incr:
+                if not _BIG_INT.fullmatch(incr):
+                    raise js_error("JSMessageIncrInvalidErr")
+                if not sourced:
+                    raise js_error("JSMessageIncrDisabledErr")
             # 5. expected stream
             expected = H.get_header(hdr, H.EXPECTED_STREAM)
-            if expected is not None and expected.decode("utf-8", "replace") != self.name:
+            if expected and expected.decode("utf-8", "replace") != self.name:
                 raise js_error("JSStreamNotMatchErr")
-            # 6. TTL disabled
-            ttl_value = H.get_header(hdr, H.TTL)
-            if ttl_value is not None and not sourced and not config.allow_msg_ttl:
+            # 6. TTL disabled (an unparsable TTL is reported later, as 10165)
+            ttl_value = H.get_header(hdr, H.TTL) or None
+            if ttl_value is not None and not sourced and not config.allow_msg_ttl and _ttl_or_zero(ttl_value):
                 raise js_error("JSMessageTTLDisabledErr")
             # 7. expected last subject sequence
             subj_seq = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ)
             subj_filter = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ_SUBJ)
-            if subj_seq is not None:
-                wanted = _parse_uint(subj_seq)
+            if subj_seq:
+                wanted = H.header_int(subj_seq)
                 check_subject = subj_filter if subj_filter else subject
                 last = store.load_last_msg(check_subject)
                 actual = last.seq if last is not None else 0
                 if wanted != actual:
                     raise js_error("JSStreamWrongLastSequenceErrF", seq=actual)
-            elif subj_filter is not None:
+            elif subj_filter:
                 raise js_error("JSStreamExpectedLastSeqPerSubjectInvalid")
             # 8. expected last sequence
             last_seq_value = H.get_header(hdr, H.EXPECTED_LAST_SEQ)
-            if last_seq_value is not None:
+            if last_seq_value:
                 actual = store.state().last_seq
-                if _parse_uint(last_seq_value) != actual:
+                if H.header_int(last_seq_value) != actual:
                     raise js_error("JSStreamWrongLastSequenceErrF", seq=actual)
+            # 9. schedules (not built: refused as on a stream without allow_msg_schedules)
+            if not sourced:
+                _refuse_schedule_headers(hdr, subject)
             # 10. Nats-Stream-Source only on sourced messages
-            if not sourced and H.get_header(hdr, H.STREAM_SOURCE) is not None:
+            if not sourced and H.get_header(hdr, H.STREAM_SOURCE):
                 raise js_error("JSMessageSourceHdrNotAllowedErr")
             # 11. dedup
             msg_id = H.get_header(hdr, H.MSG_ID) or b""
@@ -409,19 +438,17 @@ class Stream:
                     return entry[0], True
             # 12. expected last msg id
             expected_id = H.get_header(hdr, H.EXPECTED_LAST_MSG_ID)
-            if expected_id is not None and expected_id != self.last_msg_id:
+            if expected_id and expected_id != self.last_msg_id:
                 raise js_error("JSStreamWrongLastMsgIDErrF", id=self.last_msg_id.decode("utf-8", "replace"))
             # 13. rollup
             rollup = ""
             rollup_value = H.get_header(hdr, H.ROLLUP)
-            if rollup_value is not None:
-                if not config.allow_rollup_hdrs or config.deny_purge:
+            if rollup_value:
+                if (not config.allow_rollup_hdrs or config.deny_purge) and not sourced:
                     raise js_error("JSStreamRollupFailedF", err="rollup not permitted")
                 rollup = rollup_value.decode("utf-8", "replace").lower()
                 if rollup not in ("sub", "all"):
-                    raise js_error(
-                        "JSStreamRollupFailedF", err=f'rollup value invalid: "{rollup_value.decode("utf-8", "replace")}"'
-                    )
+                    raise js_error("JSStreamRollupFailedF", err=f"rollup value invalid: {go_quote(rollup)}")
         else:
             ttl_value = None
             msg_id = b""
@@ -435,7 +462,7 @@ class Stream:
             if rollup:
                 self.apply(PurgeMsgs(subject if rollup == "sub" else None, seq=seq))
             return seq, False
-        # 20. TTL
+        # 20. TTL (nats-server checks that it parses only now, after the checks above)
         ttl = 0
         if ttl_value is not None:
             try:
@@ -699,9 +726,47 @@ class Stream:
         return any(subject_matches(s.encode(), subject) for s in self.config.subjects or [])
 
 
-def _parse_uint(value: bytes) -> int:
-    """nats-server parses with a home-grown uint parser: anything unparsable becomes a huge value."""
-    text = value.strip()
-    if not text or not text.isdigit():
-        return (1 << 64) - 1
-    return int(text)
+#: What Go's big.Int.SetString(v, 10) accepts (Nats-Incr).
+_BIG_INT = re.compile(rb"[+-]?[0-9]+")
+
+
+def _ttl_or_zero(value: bytes) -> int:
+    """nats-server's `ttl, _ := getMessageTTL(hdr)`: the TTL, 0 when it does not parse."""
+    try:
+        return H.parse_ttl(value)
+    except ValueError:
+        return 0
+
+
+def _valid_time_zone(name: bytes) -> bool:
+    """Would Go's time.LoadLocation accept this (non-empty) zone name?"""
+    text = name.decode("utf-8", "replace")
+    if text in ("UTC", "Local"):
+        return True
+    try:
+        from zoneinfo import ZoneInfo
+
+        ZoneInfo(text)
+    except (ValueError, OSError, LookupError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
+
+
+def _refuse_schedule_headers(hdr: bytes, subject: bytes) -> None:
+    """Message schedules are not built yet: every schedule header gets the answer nats-server gives
+    on a stream without `allow_msg_schedules` (a bad time zone or any schedule pattern: 10188)."""
+    zone = H.get_header(hdr, H.SCHEDULE_TIME_ZONE)
+    if zone is not None and (not zone or not _valid_time_zone(zone)):
+        raise js_error("JSMessageSchedulesDisabledErr")
+    if H.get_header(hdr, H.SCHEDULE):
+        raise js_error("JSMessageSchedulesDisabledErr")
+    schedule_next = H.get_header(hdr, H.SCHEDULE_NEXT)
+    scheduler = H.get_header(hdr, H.SCHEDULER)
+    if schedule_next:
+        if schedule_next != b"purge" or not scheduler or scheduler == subject:
+            raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+        if not valid_literal_subject(scheduler):
+            raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+        raise js_error("JSMessageSchedulesDisabledErr")
+    if scheduler:
+        raise js_error("JSMessageSchedulesSchedulerInvalidErr")

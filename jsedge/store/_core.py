@@ -58,6 +58,8 @@ DELETED = 0xFFFFFFFF
 # Subject-state list fields (a list, not an object: it is mutated on every store/remove).
 _SID, _COUNT, _FIRST, _LAST = 0, 1, 2, 3
 
+_INT64_MAX = (1 << 63) - 1
+
 #: Leading deleted slots tolerated before the index arrays are shifted (see `_maybe_compact`).
 _COMPACT_MIN = 4096
 #: Wildcard filters matching at most this many subjects are served by per-subject `array.index`
@@ -320,6 +322,10 @@ class IndexedStore:
                 oldest = self._size[ss[_FIRST] - self._base]
                 if self._bytes + size - oldest > cfg.max_bytes:
                     raise DiscardNewError("maximum bytes exceeded")
+        if ttl_ns > _INT64_MAX - ts:
+            # nats-server accepts TTLs whose deadline is past year 2262 (its digits wrap around
+            # int64); the store keeps the latest deadline an int64 can hold.
+            ttl_ns = _INT64_MAX - ts
         seq = self._last + 1
         self._write_msg(seq, ts, subject, hdr, data, ttl_ns)
         self._add_live(seq, ts, subject, size, ttl_ns)
