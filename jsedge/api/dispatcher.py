@@ -23,6 +23,32 @@ from jsedge.jetstream import headers as H
 from jsedge.jetstream.streamconfig import API_LEVEL
 
 TYPE_PREFIX = "io.nats.jetstream.api.v1."
+AUDIT_SUBJECT = b"$JS.EVENT.ADVISORY.API"
+
+
+def client_info(server: Any, client: Any) -> dict[str, Any] | None:
+    """nats-server's detailed ClientInfo of a client connection (advisories), empty fields omitted;
+    None for server-internal requests."""
+    if client is None or not hasattr(client, "cid"):
+        return None
+    from jsedge.jetstream.models import format_time_ns
+
+    opts = client.opts
+    info: dict[str, Any] = {
+        "start": format_time_ns(int(client.start * 1e9)),
+        "host": client.remote_host,
+        "id": client.cid,
+        "acc": client.account.name,
+        "user": client.user.name if client.user is not None else "",
+        "name": opts.get("name", ""),
+        "lang": opts.get("lang", ""),
+        "ver": opts.get("version", ""),
+        "rtt": int(client.rtt * 1e9),
+        "server": server.server_name,
+        "kind": "Client",
+        "client_type": "nats",
+    }
+    return {key: value for key, value in info.items() if value not in ("", 0)}
 
 
 @dataclass(slots=True)
@@ -155,8 +181,30 @@ class JetStreamAPI:
         endpoint = self.find(request.tokens)
         if endpoint is not None and endpoint.counted:
             request.jsa.api_total += 1
+        body = gojson.dumpb(response)
         if request.reply:
-            self.server.send_internal(request.jsa.account, request.reply, b"", b"", gojson.dumpb(response))
+            self.server.send_internal(request.jsa.account, request.reply, b"", b"", body)
+        self._audit(request, body)
+
+    def _audit(self, request: Request, response: bytes) -> None:
+        """`$JS.EVENT.ADVISORY.API`: every answered call, as nats-server's JSAPIAudit, when someone
+        in the account listens."""
+        account = request.jsa.account
+        if not account.sublist.has_interest(AUDIT_SUBJECT):
+            return
+        from jsedge.jetstream import advisory
+
+        fields: list[tuple[str, Any]] = [("server", self.server.server_name)]
+        client = client_info(self.server, request.src)
+        if client is not None:
+            fields.append(("client", client))
+        fields.append(("subject", request.subject.decode("utf-8", "replace")))
+        if request.body:
+            fields.append(("request", request.body.decode("utf-8", "replace")))
+        fields.append(("response", response.decode("utf-8", "replace")))
+        advisory.publish(
+            self.server, account, AUDIT_SUBJECT.decode(), "api_audit", fields, domain=self.jetstream.domain
+        )
 
     # ------------------------------------------------------------------ DIRECT.GET plumbing
 

@@ -292,28 +292,15 @@ def decode(cls: Any, obj: Any, root: str) -> Any:
 
 
 def parse_json(data: bytes) -> Any:
-    """Parse bytes as JSON; syntax errors become 10025 with a Go-like text."""
+    """A request body as nats-server's strict API decoder reads it (gojson.decode_stream): syntax
+    errors become 10025 with Go's text; an empty body or `null` is an empty object."""
+    from jsedge.gojson import GoSyntaxError, decode_stream
+
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise js_error("JSInvalidJSONErr", err=_go_syntax_error(data, exc)) from None
-
-
-def _go_syntax_error(data: bytes, exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        if exc.pos >= len(exc.doc.rstrip()):
-            return "unexpected EOF"
-        char = exc.doc[exc.pos]
-        return f"invalid character {_go_char(char)} looking for beginning of value at offset {exc.pos + 1}"
-    return "invalid character"
-
-
-def _go_char(char: str) -> str:
-    if char == "'":
-        return "'\\''"
-    if char == '"':
-        return "'\"'"
-    return f"'{char}'"
+        value = decode_stream(data)
+    except GoSyntaxError as exc:
+        raise js_error("JSInvalidJSONErr", err=str(exc)) from None
+    return {} if value is None else value
 
 
 def _is_empty(value: Any) -> bool:

@@ -226,7 +226,10 @@ def test_unexpected_exception_becomes_generic_error():
         raise RuntimeError("kaboom")
 
     api.endpoints.insert(0, Endpoint((b"BOOM",), 1, "boom_response", boom))
-    jsa = type("JSA", (), {"name": "$G", "account": None, "api_total": 0, "api_errors": 0, "streams": {}})()
+    from jsedge.routing.sublist import Sublist
+
+    account = type("Account", (), {"sublist": Sublist()})()  # nobody listens for API audits
+    jsa = type("JSA", (), {"name": "$G", "account": account, "api_total": 0, "api_errors": 0, "streams": {}})()
     api.dispatch(Request(jsa, [b"BOOM"], b"$JS.API.BOOM", b"_R", b"", b"", None))
     assert json.loads(sent[0]) == {
         "type": "io.nats.jetstream.api.v1.boom_response",
