@@ -64,6 +64,9 @@ class Counter:
     def __init__(self) -> None:
         self.pubs = 0
 
+    def proto_pub_arg(self, subject: bytes) -> None:
+        pass
+
     def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         self.pubs += 1
 

@@ -301,6 +301,8 @@ cdef class Parser:
             self.size = size
             self.hdr = -1
             self.state = S_PAYLOAD
+            if not core.fast_pub:
+                self.handler.proto_pub_arg(self.subject)
             return 1
         if op == OP_HPUB:
             if not core.headers:
@@ -320,6 +322,8 @@ cdef class Parser:
             self.size = size
             self.hdr = hdr if hdr > 0 else -1  # an empty header block is no header (nats-server: MSG)
             self.state = S_PAYLOAD
+            if not core.fast_pub:
+                self.handler.proto_pub_arg(self.subject)
             return 1
         self.state = S_START
         if op == OP_SUB:

@@ -15,7 +15,9 @@ Interface::
 `core.max_payload` and `core.closed`. Calls made, in stream order:
 
 * complete PUB/HPUB: `deliver(core, subject, reply, hdr_len, msg)` when `core.fast_pub`, else
-  `handler.proto_pub(subject, reply, hdr_len, msg)`. `reply` is b"" when absent; `hdr_len` is -1
+  `handler.proto_pub_arg(subject)` as soon as the control line is accepted (nats-server answers a
+  pedantic subject error before it reads the payload) and `handler.proto_pub(subject, reply,
+  hdr_len, msg)` once the payload is complete. `reply` is b"" when absent; `hdr_len` is -1
   for PUB; `msg` is headers + payload;
 * `handler.proto_sub(subject, queue_or_None, sid)`, `handler.proto_unsub(sid, max_or_None)` (an
   unparsable max is 0), `handler.proto_connect(arg)`, `handler.proto_info(arg)` (raw text after
@@ -248,6 +250,8 @@ class Parser:
             self._size = size
             self._hdr = -1
             self._state = _PAYLOAD
+            if not core.fast_pub:
+                self._handler.proto_pub_arg(self._subject)
             return True
         if op == OP_HPUB:
             if not core.headers:
@@ -276,6 +280,8 @@ class Parser:
             self._size = size
             self._hdr = hdr if hdr > 0 else -1  # an empty header block is no header (nats-server: MSG)
             self._state = _PAYLOAD
+            if not core.fast_pub:
+                self._handler.proto_pub_arg(self._subject)
             return True
         self._state = _START
         if op == OP_SUB:

@@ -496,7 +496,9 @@ class ClientConnection(ClientCore):
         if given is None:
             self.close(ClosedReason.PROTOCOL_VIOLATION)
             return
-        opts = dict(_CONNECT_DEFAULTS)
+        # Go decodes a CONNECT into the connection's existing options: a second CONNECT changes
+        # only the fields it names (`CONNECT null` changes nothing).
+        opts = dict(self.opts) if self.connect_seen else dict(_CONNECT_DEFAULTS)
         opts.update(given)
         self.opts = opts
         self.connect_seen = True
@@ -595,6 +597,11 @@ class ClientConnection(ClientCore):
             and (self.perms is None or not self.perms.restricts_publish)
         )
 
+    def proto_pub_arg(self, subject: bytes) -> None:
+        """A PUB/HPUB control line was accepted; its payload follows."""
+        if self.pedantic and self.authorized and not valid_pedantic_publish_subject(subject):
+            self.send_err(errors.INVALID_PUBLISH_SUBJECT)
+
     def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         if not self._require_auth():
             return
@@ -609,8 +616,6 @@ class ClientConnection(ClientCore):
             args.append(str(size))
             self.log_trace(f"<<- [{'HPUB' if hdr_len >= 0 else 'PUB'} {' '.join(args)}]")
             self.log_trace(f"<<- MSG_PAYLOAD: [{json.dumps(msg[max(hdr_len, 0):].decode(errors='replace'))}]")
-        if self.pedantic and not valid_pedantic_publish_subject(subject):
-            self.send_err(errors.INVALID_PUBLISH_SUBJECT)
         if subject.startswith((b"$NRG.", b"_GR_.")) and not (
             subject.startswith(b"$NRG.") and self.account.name == self.server.config.system_account
         ):

@@ -354,6 +354,8 @@ SCENARIOS: list[S] = [
     S("connect_nan", b'CONNECT {"verbose":NaN}\r\n', CLOSED, expect=E),
     S("connect_null", b"CONNECT null\r\n", BARRIER, expect=b"+OK\r\n" + PONG),
     S("connect_array", b"CONNECT []\r\n", CLOSED, expect=E),
+    S("second_connect_keeps_unnamed_fields", C, b"CONNECT null\r\n", b'CONNECT {"pedantic":true}\r\n',
+      b"PUB a.* 1\r\nx\r\n", BARRIER, expect=b"-ERR 'Invalid Publish Subject'\r\n" + PONG),
     S("connect_invalid_utf8_key", b'CONNECT {"verbose":false,"pedantic":false,"n\xffame":"\xfe"}\r\n', BARRIER, expect=PONG),
     S("connect_lone_surrogate", b'CONNECT {"verbose":false,"pedantic":false,"name":"\\ud800"}\r\n', BARRIER, expect=PONG),
     S("connect_import_wrong_type", b'CONNECT {"verbose":false,"import":{"allow":"x"}}\r\n', CLOSED, expect=E),

@@ -54,11 +54,16 @@ class Rec:
         self.events: list[tuple[Any, ...]] = []
         self.core = core
         self.close_on = close_on
+        self.pub_args: list[bytes] = []  # proto_pub_arg calls (control line accepted)
 
     def _rec(self, *event: Any) -> None:
         self.events.append(event)
         if self.close_on == event[0]:
             self.core.closed = True
+
+    def proto_pub_arg(self, subject: bytes) -> None:
+        assert type(subject) is bytes
+        self.pub_args.append(subject)
 
     def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         assert type(subject) is bytes and type(reply) is bytes and type(msg) is bytes
@@ -781,3 +786,21 @@ def test_fast_pub_publisher_closed_stops(impl: Twin) -> None:
     p = impl.parser(pub2, rec2)
     p.feed(b"PUB foo.x 20\r\n" + b"z" * 20 + b"\r\nPING\r\n")
     assert pub2.closed and rec2.events == []
+
+
+def test_pub_arg_reported_before_the_payload(impl: Twin) -> None:
+    """The slow path hears about an accepted PUB/HPUB control line before its payload arrives
+    (nats-server answers a pedantic subject error at that point); the fast path does not."""
+    core = make_core(impl, headers=True)
+    rec = Rec(core)
+    p = impl.parser(core, rec, 4096)
+    p.feed(b"PUB a.* 5\r\nhel")
+    assert rec.pub_args == [b"a.*"] and rec.events == []
+    p.feed(b"lo\r\nHPUB b 12 12\r\n")
+    assert rec.pub_args == [b"a.*", b"b"] and rec.events == [("pub", b"a.*", b"", -1, b"hello")]
+    p.feed(b"PUB c 99999\r\n")  # refused control lines are not reported
+    assert rec.pub_args == [b"a.*", b"b"]
+    fast = make_core(impl, fast_pub=True)
+    fast_rec = Rec(fast)
+    impl.parser(fast, fast_rec, 4096).feed(b"PUB a 1\r\nx\r\n")
+    assert fast_rec.pub_args == []
