@@ -9,6 +9,8 @@ The request body is decoded leniently (unknown keys ignored), unlike the JSON AP
 from __future__ import annotations
 
 import json
+
+from jsedge import gojson
 from typing import Any
 
 from jsedge.errors import JSError
@@ -133,7 +135,7 @@ def direct_get(api: Any, stream: Any, subject: bytes, reply: bytes, hdr: bytes, 
     document: Any = None
     if stripped:
         try:
-            document = json.loads(stripped)
+            document = gojson.loads(stripped)
         except ValueError:
             status(STATUS_MALFORMED)
             return

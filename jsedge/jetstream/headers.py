@@ -67,17 +67,19 @@ def append_headers(hdr: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:
 
 
 def clean_inbound(hdr: bytes) -> bytes:
-    """What is stored: no `Nats-Request-Info`, no status on the first line; a block that is then
-    empty means "no headers"."""
+    """What is stored: no `Nats-Request-Info`, no status on the first line; a block that this
+    leaves empty means "no headers" (a block that arrived empty is kept, as nats-server keeps it)."""
     if not hdr:
         return hdr
     if not hdr.startswith(HDR_LINE):
         end = hdr.find(b"\r\n")
         hdr = HDR_LINE + hdr[end + 2 :]
+        if hdr == EMPTY_BLOCK:
+            return b""
     if b"\r\n" + REQUEST_INFO + b":" in hdr:
         hdr = remove_header(hdr, REQUEST_INFO)
-    if hdr == EMPTY_BLOCK:
-        return b""
+        if hdr == EMPTY_BLOCK:
+            return b""
     return hdr
 
 

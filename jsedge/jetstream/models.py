@@ -195,7 +195,13 @@ def _decode_value(state: _Decode, kind: Any, value: Any, path: str, current: Any
         if not isinstance(value, list):
             state.type_error(value, path, "[]*server." + kind[0].GO_NAME)
             return current
-        return [decode_into(state, kind[0], item, path) for item in value if item is not None]
+        items = []
+        for item in value:
+            if isinstance(item, dict):
+                items.append(decode_into(state, kind[0], item, path))
+            elif item is not None:
+                state.type_error(item, path, "server." + kind[0].GO_NAME)
+        return items
     if isinstance(kind, type):
         if not isinstance(value, dict):
             state.type_error(value, path, "server." + kind.GO_NAME)
