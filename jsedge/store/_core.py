@@ -58,7 +58,8 @@ DELETED = 0xFFFFFFFF
 # Subject-state list fields (a list, not an object: it is mutated on every store/remove).
 _SID, _COUNT, _FIRST, _LAST = 0, 1, 2, 3
 
-_INT64_MAX = (1 << 63) - 1
+#: The longest TTL a record holds: svarint values stay below 2**62 (146 years of nanoseconds).
+_MAX_TTL_NS = (1 << 62) - 1
 
 #: Leading deleted slots tolerated before the index arrays are shifted (see `_maybe_compact`).
 _COMPACT_MIN = 4096
@@ -322,10 +323,10 @@ class IndexedStore:
                 oldest = self._size[ss[_FIRST] - self._base]
                 if self._bytes + size - oldest > cfg.max_bytes:
                     raise DiscardNewError("maximum bytes exceeded")
-        if ttl_ns > _INT64_MAX - ts:
-            # nats-server accepts TTLs whose deadline is past year 2262 (its digits wrap around
-            # int64); the store keeps the latest deadline an int64 can hold.
-            ttl_ns = _INT64_MAX - ts
+        if ttl_ns > _MAX_TTL_NS:
+            # nats-server accepts TTLs of billions of years (`Nats-TTL` digits wrap around int64);
+            # the record format holds 146 years, which is as good as forever.
+            ttl_ns = _MAX_TTL_NS
         seq = self._last + 1
         self._write_msg(seq, ts, subject, hdr, data, ttl_ns)
         self._add_live(seq, ts, subject, size, ttl_ns)

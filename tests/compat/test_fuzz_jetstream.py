@@ -305,3 +305,43 @@ def test_api_body_fuzz(servers) -> None:
 @pytest.mark.timeout(60 + EXAMPLES * 4)
 def test_publish_header_fuzz(servers) -> None:
     _fuzz(servers, publish_case(), run_publish_case)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.timeout(240)
+def test_streams_leave_no_memory_behind(servers) -> None:
+    """Creating, filling and deleting streams (the fuzzers' pattern) returns jsedge's memory to its
+    baseline: no per-stream leak."""
+    jsedge = servers["jsedge"]
+    loop = asyncio.new_event_loop()
+
+    async def burst(count: int) -> None:
+        nc = await nats.connect(jsedge.url)
+        try:
+            for _ in range(count):
+                name = f"L{next(_names)}"
+                await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps(
+                    {"name": name, "subjects": [name.lower() + ".>"], "allow_msg_ttl": True}).encode(), timeout=2)
+                for index in range(5):
+                    await nc.request(f"{name.lower()}.{index}", b"x" * 100, headers={"Nats-TTL": "1h"}, timeout=2)
+                await nc.request(f"$JS.API.CONSUMER.CREATE.{name}", json.dumps(
+                    {"stream_name": name, "config": {"durable_name": "d", "ack_policy": "explicit"}}).encode(), timeout=2)
+                await nc.request(f"$JS.API.STREAM.DELETE.{name}", b"", timeout=2)
+        finally:
+            await nc.close()
+
+    try:
+        loop.run_until_complete(burst(100))  # warm-up
+        baseline = _rss_kib(jsedge.pid)
+        loop.run_until_complete(burst(400))
+        grown = _rss_kib(jsedge.pid) - baseline
+    finally:
+        loop.close()
+    assert grown < 4 * 1024, f"RSS grew by {grown} KiB over 400 streams"
