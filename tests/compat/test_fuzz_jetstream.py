@@ -199,7 +199,7 @@ STREAM_CONFIGS = [
 
 @st.composite
 def publish_case(draw: st.DrawFn):
-    config = draw(st.sampled_from(STREAM_CONFIGS))
+    config = {**draw(st.sampled_from(STREAM_CONFIGS)), "storage": draw(st.sampled_from(["memory", "file"]))}
     publishes = []
     for _ in range(draw(st.integers(1, 3))):
         headers = {}
@@ -220,7 +220,7 @@ async def run_publish_case(nc, case, name: str) -> list:
         return text.replace("@S", name).replace("@s", lower)
 
     out: list = []
-    document = {"name": name, "subjects": [lower + ".>"], "storage": "memory", **config}
+    document = {"name": name, "subjects": [lower + ".>"], **config}
     reply = await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps(document).encode(), timeout=2)
     out.append(_normalize(reply.headers, reply.data))
     inbox = nc.new_inbox()
