@@ -1302,11 +1302,14 @@ def create_consumer(
         if config.deliver_policy != "all":
             raise js_error("JSConsumerWQConsumerNotDeliverAllErr")
     if not name:
+        # A generated name is not written into the config: nats-server 2.15 leaves `name` out of an
+        # unnamed ephemeral consumer's config in every answer.
         while True:
             name = advisory.random_name(8)
             if name not in stream.consumers:
                 break
-    config.name = name
+    else:
+        config.name = name
     set_static_metadata(config)
     consumer = Consumer(stream, name, config, (now or time.time_ns)(), _open_store(stream, name, config), now=now)
     consumer.set_start_position()

@@ -146,3 +146,16 @@ async def test_direct_get_answers(server_factory, tmp_path, body, status, descri
             assert reply.headers.get("Nats-Num-Pending") == "1" and reply.headers.get("Nats-Last-Sequence") == "0"
     finally:
         await nc.close()
+
+
+async def test_unnamed_ephemeral_config_has_no_name(server_factory, tmp_path) -> None:
+    server = server_factory(args=["-js", "-sd", str(tmp_path)])
+    nc = await nats.connect(server.url)
+    try:
+        await _stream(nc, "S")
+        created = await _request(nc, "$JS.API.CONSUMER.CREATE.S", {"stream_name": "S", "config": {}})
+        assert len(created["name"]) == 8 and "name" not in created["config"]
+        info = await _request(nc, f"$JS.API.CONSUMER.INFO.S.{created['name']}")
+        assert info["name"] == created["name"] and "name" not in info["config"]
+    finally:
+        await nc.close()
