@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote
 
 from jsedge import NATS_COMPAT_VERSION, __version__, _ext, gojson
 from jsedge.errors import go_quote
-from jsedge.subjects import subject_matches, valid_literal_subject
+from jsedge.subjects import subject_matches, subjects_overlap, valid_literal_subject
 
 # ------------------------------------------------------------------------------------------------
 # formatting helpers
@@ -769,14 +769,14 @@ class Monitor:
         varz["max_control_line"] = limits.max_control_line
         varz["max_payload"] = limits.max_payload
         varz["max_pending"] = limits.max_pending
-        # Clustering, gateways, leaf nodes, MQTT, websocket and JetStream do not exist yet in jsedge:
-        # nats-server's shapes for "not configured".
+        # Clustering, gateways, leaf nodes, MQTT and websocket do not exist yet in jsedge: nats-server's
+        # shapes for "not configured".
         varz["cluster"] = {}
         varz["gateway"] = {}
         varz["leaf"] = {}
         varz["mqtt"] = {}
         varz["websocket"] = {}
-        varz["jetstream"] = {}
+        varz["jetstream"] = self.jetstream_varz()
         varz["tls_timeout"] = go_number(float(tls.timeout if tls is not None and tls.timeout else 2.0))
         varz["write_deadline"] = duration_ns(limits.write_deadline)
         start = server.start_time
@@ -853,7 +853,10 @@ class Monitor:
         user: str = "",
         acc: str = "",
         mqtt_client: str = "",
+        filter_subject: str = "",
     ) -> dict[str, Any]:
+        """`filter_subject` (only over `$SYS`, with `acc`): open connections with a subscription
+        that collides with it."""
         server = self.server
         sort = sort or "cid"
         if sort not in _SORTS:
@@ -867,6 +870,10 @@ class Monitor:
             raise BadRequest("sort by reason only valid on closed connections")
         if cid > 0:
             limit = 1
+        if filter_subject == ">":
+            filter_subject = ""
+        if filter_subject and not acc:
+            raise BadRequest("filter by subject only valid with account filtering")
         now_text = self._now()
         if acc:
             account = server.accounts.get(acc)
@@ -900,7 +907,7 @@ class Monitor:
                 closed_list = [c for c in closed_list if c["cid"] == cid][:1]
             if state in (STATE_OPEN, STATE_ALL):
                 client = server.clients.get(cid)
-                if client is not None:
+                if client is not None and _interested(client, filter_subject):
                     infos.append(connection_info(server, client, subs=subs or subs_detail))
         elif state in (STATE_OPEN, STATE_ALL):
             for client in open_list:
@@ -910,6 +917,8 @@ class Monitor:
                     continue
                 if mqtt_client:
                     continue  # no MQTT connections in jsedge: an MQTT client id never matches
+                if not _interested(client, filter_subject):
+                    continue
                 infos.append(connection_info(server, client, subs=subs or subs_detail))
         for snapshot in closed_list:
             if acc and snapshot.get("_account") != acc:
@@ -1027,34 +1036,34 @@ class Monitor:
         return _json(self.subsz(subs=subs, offset=offset, limit=limit, acc=query.get("acc"), test=query.get("test")))
 
     # -- /routez, /leafz, /gatewayz (no clustering yet: nats-server's empty shapes) -------------
+    def routez(self) -> dict[str, Any]:
+        server = self.server
+        return {
+            "server_id": server.server_id,
+            "server_name": server.server_name,
+            "now": self._now(),
+            "num_routes": 0,
+            "routes": [],
+        }
+
     def handle_routez(self, query: Query) -> Response:
         query.subs()
-        server = self.server
-        return _json(
-            {
-                "server_id": server.server_id,
-                "server_name": server.server_name,
-                "now": self._now(),
-                "num_routes": 0,
-                "routes": [],
-            }
-        )
+        return _json(self.routez())
+
+    def leafz(self) -> dict[str, Any]:
+        return {"server_id": self.server.server_id, "now": self._now(), "leafnodes": 0, "leafs": []}
 
     def handle_leafz(self, query: Query) -> Response:
         query.bool("subs")
-        return _json({"server_id": self.server.server_id, "now": self._now(), "leafnodes": 0, "leafs": []})
+        return _json(self.leafz())
+
+    def gatewayz(self) -> dict[str, Any]:
+        return {"server_id": self.server.server_id, "now": self._now(), "outbound_gateways": {}, "inbound_gateways": {}}
 
     def handle_gatewayz(self, query: Query) -> Response:
         query.bool("accs")
         query.bool("subs")
-        return _json(
-            {
-                "server_id": self.server.server_id,
-                "now": self._now(),
-                "outbound_gateways": {},
-                "inbound_gateways": {},
-            }
-        )
+        return _json(self.gatewayz())
 
     # -- /accountz, /accstatz ----------------------------------------------------------------
     def accountz(self, acc: str = "") -> dict[str, Any]:
@@ -1158,68 +1167,20 @@ class Monitor:
                 "total": 0,
             }
         stats = js.statistics()
-        js_config = js.config
-        config_doc: dict[str, Any] = {"max_memory": js.max_memory, "max_storage": js.max_store, "store_dir": js.store_root}
-        config_doc["sync_interval"] = int((js_config.sync_interval or 120.0) * 1_000_000_000)
-        if js_config.sync_always:
-            config_doc["sync_always"] = True
-        if js.domain:
-            config_doc["domain"] = js.domain
-        if js_config.strict:
-            config_doc["strict"] = True
-        out: dict[str, Any] = {
-            "memory": stats["memory"],
-            "storage": stats["storage"],
-            "reserved_memory": stats["reserved_memory"],
-            "reserved_storage": stats["reserved_storage"],
-            "accounts": stats["accounts"],
-            "ha_assets": 0,
-            "api": {"level": 5, "total": stats["api_total"], "errors": stats["api_errors"]},
-            "server_id": self.server.server_id,
-            "now": self._now(),
-            "config": config_doc,
-            "limits": {"default_max_consumers": 1000},
-            "streams": stats["streams"],
-            "consumers": stats["consumers"],
-            "messages": stats["messages"],
-            "bytes": stats["bytes"],
-        }
+        out: dict[str, Any] = self._js_stats(stats)  # JetStreamStats first, flattened as in Go
+        out["server_id"] = self.server.server_id
+        out["now"] = self._now()
+        out["config"] = self._js_config(js)
+        out["limits"] = {"default_max_consumers": 1000}
+        for key in ("streams", "consumers", "messages", "bytes"):
+            out[key] = stats[key]
         names = sorted(js.accounts)
         if account_filter:
             names = [name for name in names if name == account_filter]
         if accounts or streams or account_filter:
             details = []
             for name in names:
-                jsa = js.accounts[name]
-                # Unlimited reservations are uint64 max inside account details (Go decoders need >= 0).
-                detail: dict[str, Any] = {
-                    "name": name,
-                    "id": name,
-                    "memory": jsa.usage(True),
-                    "storage": jsa.usage(False),
-                    "reserved_memory": 18446744073709551615,
-                    "reserved_storage": 18446744073709551615,
-                    "accounts": 0,
-                    "ha_assets": 0,
-                    "api": {"level": 0, "total": jsa.api_total, "errors": jsa.api_errors},
-                }
-                if streams:
-                    stream_details = []
-                    for stream_name in sorted(jsa.streams):
-                        stream = jsa.streams[stream_name]
-                        info = stream.info(cluster=True)
-                        entry: dict[str, Any] = {"name": stream_name, "created": info["created"], "cluster": info["cluster"]}
-                        if config:
-                            entry["config"] = stream.config_json(dynamic=False)
-                        entry["state"] = info["state"]
-                        if consumers and stream.consumers:
-                            entry["consumer_detail"] = [
-                                stream.consumers[c].info(dynamic=False, with_config=config) for c in sorted(stream.consumers)
-                            ]
-                        stream_details.append(entry)
-                    if stream_details:
-                        detail["stream_detail"] = stream_details
-                details.append(detail)
+                details.append(self.jsz_account_detail(js.accounts[name], streams=streams, consumers=consumers, config=config))
             if limit > 0:
                 details = details[offset : offset + limit]
             elif offset > 0:
@@ -1228,6 +1189,80 @@ class Monitor:
                 out["account_details"] = details
         out["total"] = len(names)
         return out
+
+    @staticmethod
+    def jsz_account_detail(jsa: Any, *, streams: bool = False, consumers: bool = False, config: bool = False) -> dict[str, Any]:
+        """One JetStream account's AccountDetail (`/jsz` account_details[], `$SYS.REQ.ACCOUNT.<a>.JSZ`)."""
+        name = jsa.name
+        # Unlimited reservations are uint64 max inside account details (Go decoders need >= 0).
+        detail: dict[str, Any] = {
+            "name": name,
+            "id": name,
+            "memory": jsa.usage(True),
+            "storage": jsa.usage(False),
+            "reserved_memory": 18446744073709551615,
+            "reserved_storage": 18446744073709551615,
+            "accounts": 0,
+            "ha_assets": 0,
+            "api": {"level": 0, "total": jsa.api_total, "errors": jsa.api_errors},
+        }
+        if streams:
+            stream_details = []
+            for stream_name in sorted(jsa.streams):
+                stream = jsa.streams[stream_name]
+                info = stream.info(cluster=True)
+                entry: dict[str, Any] = {"name": stream_name, "created": info["created"], "cluster": info["cluster"]}
+                if config:
+                    entry["config"] = stream.config_json(dynamic=False)
+                entry["state"] = info["state"]
+                if consumers and stream.consumers:
+                    entry["consumer_detail"] = [
+                        stream.consumers[c].info(dynamic=False, with_config=config) for c in sorted(stream.consumers)
+                    ]
+                stream_details.append(entry)
+            if stream_details:
+                detail["stream_detail"] = stream_details
+        return detail
+
+    @staticmethod
+    def _js_config(js: Any, store_dir: bool = True) -> dict[str, Any]:
+        """JetStreamConfig (`/jsz` config, `/varz` jetstream.config; statsz leaves out the store dir)."""
+        js_config = js.config
+        doc: dict[str, Any] = {"max_memory": js.max_memory, "max_storage": js.max_store}
+        if store_dir:
+            doc["store_dir"] = js.store_root
+        doc["sync_interval"] = int((js_config.sync_interval or 120.0) * 1_000_000_000)
+        if js_config.sync_always:
+            doc["sync_always"] = True
+        if js.domain:
+            doc["domain"] = js.domain
+        if js_config.strict:
+            doc["strict"] = True
+        return doc
+
+    @staticmethod
+    def _js_stats(stats: dict[str, Any]) -> dict[str, Any]:
+        """JetStreamStats from `JetStream.statistics()`."""
+        return {
+            "memory": stats["memory"],
+            "storage": stats["storage"],
+            "reserved_memory": stats["reserved_memory"],
+            "reserved_storage": stats["reserved_storage"],
+            "accounts": stats["accounts"],
+            "ha_assets": 0,
+            "api": {"level": 5, "total": stats["api_total"], "errors": stats["api_errors"]},
+        }
+
+    def jetstream_varz(self, store_dir: bool = True) -> dict[str, Any]:
+        """`/varz` jetstream (JetStreamVarz; also statsz's jetstream without the store dir): `{}` when off."""
+        js = self.server.jetstream
+        if js is None:
+            return {}
+        return {
+            "config": self._js_config(js, store_dir),
+            "stats": self._js_stats(js.statistics()),
+            "limits": {"default_max_consumers": 1000},
+        }
 
     def handle_jsz(self, query: Query) -> Response:
         accounts = query.bool("accounts")
@@ -1354,6 +1389,14 @@ class Monitor:
             consumer=query.get("consumer"),
         )
         return _json(body, status, compact=True)
+
+
+def _interested(client: Any, filter_subject: str) -> bool:
+    """No filter, or one of the client's subscriptions collides with it (nats-server's Connz)."""
+    if not filter_subject:
+        return True
+    wanted = filter_subject.encode()
+    return any(subjects_overlap(wanted, sub.subject) for sub in list((getattr(client, "subs", None) or {}).values()))
 
 
 def _msg_bytes(msgs: int, nbytes: int) -> dict[str, Any]:
