@@ -368,3 +368,22 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         elif value is not None or key not in merged:
             merged[key] = value
     return merged
+
+
+def unmarshal_syntax_error(data: bytes) -> str:
+    """The syntax error Go's json.Unmarshal reports for `data` (its checkValid pass: no offset, and
+    `unexpected end of JSON input` for a truncated or empty body); "" when Go finds none."""
+    scanner = _Scanner()
+    for c in data:
+        try:
+            scanner.step(c)
+        except GoSyntaxError as exc:
+            return str(exc)
+    if scanner.end_top:
+        return ""
+    try:
+        if scanner.step(0x20) == "end" or scanner.end_top:
+            return ""
+    except GoSyntaxError:
+        pass
+    return "unexpected end of JSON input"

@@ -88,6 +88,8 @@ class Server:
         self.accounts: dict[str, Account] = {}
         #: The JetStream engine (jsedge.jetstream.manager.JetStream) when enabled, else None.
         self.jetstream: Any = None
+        #: The system account's `$SYS.REQ` services (jsedge.events.Events), when it exists.
+        self.events: Any = None
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -335,6 +337,12 @@ class Server:
             self.jetstream = JetStream(self)
             self.jetstream.attach_api(JetStreamAPI(self, self.jetstream))
             await self.jetstream.start()  # recovers stored streams before clients are accepted
+        system = self.accounts.get(config.system_account or "$SYS")
+        if system is not None and system.is_system:
+            from jsedge.events import Events
+
+            self.events = Events(self, system)
+            self.events.start()
         ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
         handshake_timeout = config.tls.timeout if ssl_context is not None else None
         host, port = listen_address(config)
@@ -528,6 +536,8 @@ class Server:
             logfile=logging.logfile,
         )
         self._setup_from_config(new)
+        if self.events is not None:
+            self.events.sync_accounts()  # accounts added by the reload get the system imports
         for client in list(self.clients.values()):
             client.max_payload = new.limits.max_payload
             client.max_pending = new.limits.max_pending
