@@ -191,12 +191,11 @@ class Server:
         """A server-side subscription: `callback(sub, src, subject, reply, hdr_len, msg)` runs on
         the event loop for every matching message (src is the publishing ClientCore or None)."""
         sub = Subscription(None, subject, b"", queue, 0, callback)
-        account.sublist.insert(sub)
+        account.subscribe(sub)
         return sub
 
     def unsubscribe_internal(self, account: Account, sub: Subscription) -> None:
-        sub.closed = True
-        account.sublist.remove(sub)
+        account.unsubscribe(sub)
 
     def send_internal(self, account: Account, subject: bytes, reply: bytes, hdr: bytes, data: bytes) -> int:
         """Publish a server-originated message into `account` (hdr b"" = plain MSG). Output is

@@ -16,6 +16,7 @@ cdef class ClientCore:
     cdef public bint track_replies        # allow_responses: tell Python about replies delivered
     cdef public object deny_filter        # None, or callable(subject, queue) -> bool: subscribe
                                           # deny entries checked at delivery
+    cdef public int kind                  # KIND_CLIENT, KIND_ROUTER or KIND_LEAF
     cdef public bint closed
     cdef public Py_ssize_t max_payload
     cdef public Py_ssize_t max_pending

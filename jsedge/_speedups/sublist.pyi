@@ -5,6 +5,9 @@ from typing import Any
 
 CACHE_MAX: int
 CACHE_SWEEP_TO: int
+KIND_CLIENT: int
+KIND_ROUTER: int
+KIND_LEAF: int
 
 class ClientCore:
     outbuf: bytearray
@@ -17,6 +20,7 @@ class ClientCore:
     fast_pub: bool
     track_replies: bool
     deny_filter: Callable[[bytes, bytes | None], bool] | None
+    kind: int
     closed: bool
     max_payload: int
     max_pending: int

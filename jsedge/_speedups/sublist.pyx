@@ -33,6 +33,11 @@ CACHE_MAX = 1024
 #: Sweep target when the cache grows past CACHE_MAX (oldest entries first).
 CACHE_SWEEP_TO = 768
 
+#: Connection kinds (nats-server's CLIENT, ROUTER, LEAF): `ClientCore.kind`.
+KIND_CLIENT = 0
+KIND_ROUTER = 1
+KIND_LEAF = 2
+
 cdef Py_ssize_t _CACHE_MAX = CACHE_MAX
 cdef Py_ssize_t _CACHE_SWEEP_TO = CACHE_SWEEP_TO
 
@@ -148,6 +153,7 @@ cdef int _client_defaults(ClientCore core) except -1:
     core.fast_pub = False
     core.track_replies = False
     core.deny_filter = None
+    core.kind = KIND_CLIENT
     core.closed = False
     core.max_payload = 1048576
     core.max_pending = 67108864

@@ -52,9 +52,6 @@ FC_PREFIX = b"$JS.FC."
 FC_WINDOW_START = 2 * 1024 * 1024
 FC_WINDOW_MAX = 32 * 1024 * 1024
 RUN_BUDGET = 256
-PUSH_POLL_INACTIVE = 0.1
-PUSH_POLL_FIRST = 0.001
-PUSH_POLL_ACTIVE = 0.5
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +119,6 @@ class Consumer:
         self.waiting: list[PullRequest] = []
         # push state
         self.active = False
-        self._inactive_since = 0
         self._last_delivery = 0
         self.fc_window = FC_WINDOW_START
         self.fc_bytes = 0
@@ -144,7 +140,6 @@ class Consumer:
         self._wait_timer_at = 0
         self._hb_timer: Any = None
         self._watch_timer: Any = None
-        self._watch_delay = PUSH_POLL_FIRST
         self._inactive_timer: Any = None
         self._pause_timer: Any = None
         self._last_request = 0
@@ -279,7 +274,8 @@ class Consumer:
         now = self.now()
         self._last_request = now
         if self.push:
-            self._push_watch()
+            self.account.add_interest_listener(self._on_interest)
+            self._push_interest()
             if self.config.idle_heartbeat:
                 self._arm_heartbeat()
         self._arm_inactivity()
@@ -298,6 +294,8 @@ class Consumer:
                 self._ack_buf = []
                 self._none_last = None
         self.closed = True
+        if self.push:
+            self.account.remove_interest_listener(self._on_interest)
         for timer in (self._run_timer, self._ack_timer, self._wait_timer, self._hb_timer, self._watch_timer,
                       self._inactive_timer, self._pause_timer):
             if timer is not None:
@@ -394,11 +392,6 @@ class Consumer:
             return
         if self._npc is not None and seq >= self.sseq:
             self._npc += 1
-        if self.push and not self.active:
-            # The deliver subject may have gained interest since the last watch poll (clients such as
-            # nats-py subscribe right after CONSUMER.CREATE): check now rather than up to
-            # PUSH_POLL_INACTIVE later, when a KV watcher would already have missed revisions.
-            self.active = self.account.sublist.has_interest(self.deliver_subject)
         if (self.push and self.active) or self.waiting:
             self.kick()
 
@@ -669,35 +662,32 @@ class Consumer:
                 self._last_delivery = now
         self._arm_heartbeat()
 
-    def _push_watch(self) -> None:
-        """Poll deliver-subject interest (the router has no interest-change callback)."""
-        self._watch_timer = None
-        if self.closed:
-            return
+    def _on_interest(self, account: Any, subject: bytes, queue: bytes | None, count: int, delta: int) -> None:
+        """The account's interest changed: does anyone (here or, over a route, elsewhere) still
+        listen on the deliver subject?"""
+        if not self.closed and subject_matches(subject, self.deliver_subject):
+            self._push_interest()
+
+    def _push_interest(self) -> None:
         active = self.account.sublist.has_interest(self.deliver_subject)
-        now = self.now()
         if active:
-            self._inactive_since = 0
-            self._watch_delay = PUSH_POLL_INACTIVE
+            if self._watch_timer is not None:
+                self._watch_timer.cancel()
+                self._watch_timer = None
             if not self.active:
                 self.active = True
                 self.kick()
-        else:
-            self.active = False
-            if not self._inactive_since:
-                self._inactive_since = now
-            threshold = self.config.inactive_threshold
-            if threshold and now - self._inactive_since >= threshold:
-                self.stream_delete()
-                return
-        if active:
-            delay = PUSH_POLL_ACTIVE
-        else:
-            # right after creation the client's SUB on the deliver subject is usually one round trip
-            # away: poll quickly at first (1, 2, 4 ... ms) so the initial deliveries are not delayed
-            delay = self._watch_delay
-            self._watch_delay = min(delay * 2, PUSH_POLL_INACTIVE)
-        self._watch_timer = self.loop.call_later(delay, self._push_watch)
+            return
+        self.active = False
+        threshold = self.config.inactive_threshold
+        if threshold and self._watch_timer is None:
+            self._watch_timer = self.loop.call_later(threshold / NS, self._push_inactive)
+
+    def _push_inactive(self) -> None:
+        """Nobody listened on the deliver subject for `inactive_threshold`: delete (ephemerals)."""
+        self._watch_timer = None
+        if not self.closed and not self.account.sublist.has_interest(self.deliver_subject):
+            self.stream_delete()
 
     # ------------------------------------------------------------------ pull requests
 

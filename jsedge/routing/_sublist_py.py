@@ -28,6 +28,9 @@ from jsedge.subjects import FWC, PWC, SEP, is_literal, subject_matches, valid_su
 
 __all__ = [
     "CACHE_MAX",
+    "KIND_CLIENT",
+    "KIND_ROUTER",
+    "KIND_LEAF",
     "CACHE_SWEEP_TO",
     "ClientCore",
     "Subscription",
@@ -46,6 +49,11 @@ CACHE_MAX = 1024
 CACHE_SWEEP_TO = 768
 
 _CRLF = b"\r\n"
+
+#: Connection kinds (nats-server's CLIENT, ROUTER, LEAF): `ClientCore.kind`.
+KIND_CLIENT = 0
+KIND_ROUTER = 1
+KIND_LEAF = 2
 
 InternalCallback = Callable[..., Any]
 
@@ -67,6 +75,7 @@ class ClientCore:
         "fast_pub",
         "track_replies",
         "deny_filter",
+        "kind",
         "closed",
         "max_payload",
         "max_pending",
@@ -90,6 +99,8 @@ class ClientCore:
         #: delivery (a wildcard SUB that overlaps a deny entry is accepted, as in nats-server, and
         #: the denied subjects are filtered out here). None costs one test per delivery.
         self.deny_filter: Callable[[bytes, bytes | None], bool] | None = None
+        #: KIND_CLIENT, KIND_ROUTER or KIND_LEAF.
+        self.kind: int = KIND_CLIENT
         self.closed: bool = False
         self.max_payload: int = 1048576
         self.max_pending: int = 67108864

@@ -2,18 +2,37 @@
 
 `$G` (the global account) and the system account (`$SYS` by default) always exist. Exports and
 imports between accounts are not wired yet: the server logs that they are ignored.
+
+Every subscription enters and leaves an account through `subscribe()` / `unsubscribe()`, the one
+place that knows about interest: the account counts the local subscriptions (clients and the
+server's internal ones, not those standing for a remote server's interest) per subject and queue
+group, and tells its interest listeners each time a count changes. Routes turn that into `RS+`/`RS-`
+(only local interest crosses a route), push consumers into "someone listens on my deliver subject".
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
-from jsedge.routing.sublist import Sublist
+from jsedge.routing.sublist import KIND_ROUTER, Sublist, Subscription
+
+#: `listener(account, subject, queue, count, delta)` after every subscribe (`delta` +1) and
+#: unsubscribe (-1); queue is None for plain subscriptions. For a local subscription `count` is the
+#: number of local subscriptions left on (subject, queue); for a remote server's, it is -1 (routes
+#: ignore those: interest crosses one route at most).
+InterestListener = Callable[["Account", bytes, "bytes | None", int, int], None]
+
+
+def is_local(sub: Subscription) -> bool:
+    """A subscription of this server (a client's or an internal one), not a remote server's."""
+    client = sub.client
+    return client is None or client.kind != KIND_ROUTER
 
 
 class Account:
-    __slots__ = ("name", "sublist", "clients", "is_system", "created", "config")
+    __slots__ = ("name", "sublist", "clients", "is_system", "created", "config", "interest", "listeners")
 
     def __init__(self, name: str, *, cache: bool = True, is_system: bool = False, config: Any = None) -> None:
         self.name = name
@@ -22,12 +41,52 @@ class Account:
         self.is_system = is_system
         self.created = time.time()
         self.config = config
+        #: Local subscriptions per (subject, queue).
+        self.interest: dict[tuple[bytes, bytes | None], int] = {}
+        self.listeners: list[InterestListener] = []
 
     def add_client(self, client: Any) -> None:
         self.clients.add(client)
 
     def remove_client(self, client: Any) -> None:
         self.clients.discard(client)
+
+    # ---------------------------------------------------------------- subscriptions
+
+    def subscribe(self, sub: Subscription) -> None:
+        """Insert `sub` (ValueError for an invalid subject, nothing changed then)."""
+        self.sublist.insert(sub)
+        self._changed(sub, 1)
+
+    def unsubscribe(self, sub: Subscription) -> bool:
+        """Remove `sub`; False when it was not subscribed (nothing is announced then)."""
+        sub.closed = True
+        if not self.sublist.remove(sub):
+            return False
+        self._changed(sub, -1)
+        return True
+
+    def _changed(self, sub: Subscription, delta: int) -> None:
+        if is_local(sub):
+            key = (sub.subject, sub.queue)
+            count = self.interest.get(key, 0) + delta
+            if count > 0:
+                self.interest[key] = count
+            else:
+                self.interest.pop(key, None)
+        else:
+            count = -1
+        for listener in list(self.listeners):
+            listener(self, sub.subject, sub.queue, count, delta)
+
+    def add_interest_listener(self, listener: InterestListener) -> None:
+        self.listeners.append(listener)
+
+    def remove_interest_listener(self, listener: InterestListener) -> None:
+        try:
+            self.listeners.remove(listener)
+        except ValueError:
+            pass
 
     def statistics(self) -> dict[str, Any]:
         return {"name": self.name, "connections": len(self.clients), "subscriptions": self.sublist.count}

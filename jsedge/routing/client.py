@@ -437,7 +437,7 @@ class ClientConnection(ClientCore):
     def on_auto_unsub(self, sub: Subscription) -> None:
         if self.subs.get(sub.sid) is sub:
             del self.subs[sub.sid]
-        self.sublist.remove(sub)
+        self.account.unsubscribe(sub)
 
     def on_no_responders(self, subject: bytes, reply: bytes) -> None:
         # Only when the reply is covered by one of this connection's own subscriptions.
@@ -577,8 +577,7 @@ class ClientConnection(ClientCore):
     def _rebind_account(self, result: Any) -> None:
         """(Re)authenticate into an account: subscriptions of the old account are dropped first."""
         for sub in list(self.subs.values()):
-            sub.closed = True
-            self.sublist.remove(sub)
+            self.account.unsubscribe(sub)
         self.subs.clear()
         old = self.account
         old.remove_client(self)
@@ -688,7 +687,7 @@ class ClientConnection(ClientCore):
                 self.deny_filter = DenyFilter(perms.sub_deny)
             sub = Subscription(self, subject, sid, queue)
             self.subs[sid] = sub
-            self.sublist.insert(sub)
+            self.account.subscribe(sub)
         if self.verbose:
             self._send(_OK)
 
@@ -703,9 +702,8 @@ class ClientConnection(ClientCore):
             if max_msgs is not None and max_msgs > sub.delivered:
                 sub.max_msgs = max_msgs
             else:
-                sub.closed = True
                 del self.subs[sid]
-                self.sublist.remove(sub)
+                self.account.unsubscribe(sub)
         if self.verbose:
             self._send(_OK)
 
@@ -786,8 +784,7 @@ class ClientConnection(ClientCore):
                 handle.cancel()
         self.ping_handle = self.auth_handle = self.deadline_handle = self.tls_handle = None
         for sub in self.subs.values():
-            sub.closed = True
-            self.sublist.remove(sub)
+            self.account.unsubscribe(sub)
         self.log_debug(f'Client connection closed: {reason.value}')
         self.server.unregister_client(self)
         for callback in self.on_close:

@@ -38,6 +38,9 @@ deliver_to = _impl.deliver_to
 deliver_as = _impl.deliver_as
 flush_pending = _impl.flush_pending
 CACHE_MAX: int = _impl.CACHE_MAX
+KIND_CLIENT: int = _impl.KIND_CLIENT
+KIND_ROUTER: int = _impl.KIND_ROUTER
+KIND_LEAF: int = _impl.KIND_LEAF
 
 _PY_NAMES = {
     "ClientCorePy": "ClientCore",
@@ -81,6 +84,9 @@ flush_pending_c = c_impl.flush_pending if c_impl is not None else None
 
 __all__ = [
     "CACHE_MAX",
+    "KIND_CLIENT",
+    "KIND_ROUTER",
+    "KIND_LEAF",
     "IMPLEMENTATION",
     "ClientCore",
     "Subscription",

@@ -206,6 +206,7 @@ def test_client_core_defaults(impl: ModuleType) -> None:
     assert (core.headers, core.echo, core.no_responders, core.fast_pub) == (False, True, False, False)
     assert (core.track_replies, core.closed) == (False, False)
     assert core.deny_filter is None
+    assert core.kind == impl.KIND_CLIENT == 0 and (impl.KIND_ROUTER, impl.KIND_LEAF) == (1, 2)
     assert core.max_payload == 1048576
     assert core.max_pending == 67108864
     assert (core.in_msgs, core.in_bytes, core.out_msgs, core.out_bytes) == (0, 0, 0, 0)
