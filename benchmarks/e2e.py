@@ -211,13 +211,32 @@ def build_rows(nats: dict | None, js: dict | None) -> list[dict]:
         if target is not None:
             met = met_fn(ratio, b)
         rows.append(
-            dict(scenario=label, unit=unit, nats=a, jsedge=b, ratio=ratio, ratio_kind=ratio_kind, target=target, met=met, fmt=fmt)
+            dict(
+                scenario=label,
+                unit=unit,
+                nats=a,
+                jsedge=b,
+                ratio=ratio,
+                ratio_kind=ratio_kind,
+                target=target,
+                met=met,
+                fmt=fmt,
+            )
         )
 
     for key, label, params in THROUGHPUT:
         a = _get(nats, key, "msgs_per_s")
         b = _get(js, key, "msgs_per_s")
-        add(label + " (msgs/s)", "msgs/s", a, b, "js/nats", ">= 0.5x", lambda r, _b: None if r is None else r >= 0.5, "rate")
+        add(
+            label + " (msgs/s)",
+            "msgs/s",
+            a,
+            b,
+            "js/nats",
+            ">= 0.5x",
+            lambda r, _b: None if r is None else r >= 0.5,
+            "rate",
+        )
         if params.get("subs", 0) == 0 or params["size"] >= 1024:
             a = _get(nats, key, "mb_per_s")
             b = _get(js, key, "mb_per_s")
@@ -226,13 +245,40 @@ def build_rows(nats: dict | None, js: dict | None) -> list[dict]:
     b = _get(js, "reqrep", "p50_us")
     # latency: ratio is jsedge/nats (lower is better), target jsedge p50 <= 1.3x nats
     add("request/reply p50 (us)", "us", a, b, "js/nats", "<= 1.3x", lambda r, _b: None if r is None else r <= 1.3, "us")
-    add("request/reply p99 (us)", "us", _get(nats, "reqrep", "p99_us"), _get(js, "reqrep", "p99_us"), "js/nats", None, None, "us")
+    add(
+        "request/reply p99 (us)",
+        "us",
+        _get(nats, "reqrep", "p99_us"),
+        _get(js, "reqrep", "p99_us"),
+        "js/nats",
+        None,
+        None,
+        "us",
+    )
     a = _get(nats, "idle_rss_kib")
     b = _get(js, "idle_rss_kib")
-    add("idle RSS (MiB)", "MiB", a and a / 1024, b and b / 1024, "js/nats", "<= 1.5x", lambda r, _b: None if r is None else r <= 1.5, "mib")
+    add(
+        "idle RSS (MiB)",
+        "MiB",
+        a and a / 1024,
+        b and b / 1024,
+        "js/nats",
+        "<= 1.5x",
+        lambda r, _b: None if r is None else r <= 1.5,
+        "mib",
+    )
     a = _get(nats, "start_ms")
     b = _get(js, "start_ms")
-    add("start -> first PONG (ms)", "ms", a, b, "js/nats", "<= 100 ms", lambda _r, bb: None if bb is None else bb <= 100, "ms")
+    add(
+        "start -> first PONG (ms)",
+        "ms",
+        a,
+        b,
+        "js/nats",
+        "<= 100 ms",
+        lambda _r, bb: None if bb is None else bb <= 100,
+        "ms",
+    )
     return rows
 
 
@@ -292,11 +338,13 @@ def environment(args) -> dict:
     except ImportError:
         loop = "asyncio"
     try:
-        nats_version = subprocess.run(["nats-server", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        nats_version = subprocess.run(
+            ["nats-server", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except OSError:
         nats_version = None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "python": platform.python_version(),
@@ -362,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_rows(results["servers"].get("nats"), results["servers"].get("jsedge"))
     results["table"] = [{k: v for k, v in r.items() if k != "fmt"} for r in rows]
     print()
-    print("ratio = jsedge / nats-server for every row (throughput: higher is better; latency, RSS, start: lower is better)")
+    print(
+        "ratio = jsedge / nats-server for every row (throughput: higher is better; latency, RSS, start: lower is better)"
+    )
     print(render_table(rows, args.markdown))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

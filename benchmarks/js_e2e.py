@@ -196,7 +196,7 @@ class Conn:
                 f = self.next_frame()
                 if f.subject == inbox:
                     break
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise NoAnswer(f"no answer to {subject.decode()} within {timeout:.0f}s") from None
         finally:
             self.sock.settimeout(None)
@@ -283,8 +283,13 @@ def pipelined(port: int, ring: Ring, inbox_prefix: bytes, window: int, seconds: 
     finally:
         t1 = loadgen.now()
         conn.close()
-    return {"msgs": acked, "seconds": t1 - t0, "msgs_per_s": acked / (t1 - t0), "window": window,
-            "client_cpu": (time.process_time() - c0) / (t1 - t0)}
+    return {
+        "msgs": acked,
+        "seconds": t1 - t0,
+        "msgs_per_s": acked / (t1 - t0),
+        "window": window,
+        "client_cpu": (time.process_time() - c0) / (t1 - t0),
+    }
 
 
 def latency(conn: Conn, frames: list[bytes], inbox: bytes, count: int, warmup: int, seconds: float) -> dict:
@@ -333,7 +338,9 @@ def fill(port: int, subjects: list[bytes], count: int, seconds: float, window: i
 def du_bytes(path: Path) -> tuple[int, int]:
     """(apparent bytes, allocated bytes) of a directory tree, as `du -sb` / `du -s -B1` report them."""
     app = int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
-    alloc = int(subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True, check=True).stdout.split()[0])
+    alloc = int(
+        subprocess.run(["du", "-s", "-B1", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+    )
     return app, alloc
 
 
@@ -412,8 +419,15 @@ def run_pull(port: int, stream: str, durable: str, batch: int, available: int, s
     try:
         conn.request(
             f"$JS.API.CONSUMER.CREATE.{stream}.{durable}",
-            {"stream_name": stream, "config": {"durable_name": durable, "ack_policy": "explicit",
-                                               "deliver_policy": "all", "max_ack_pending": 100_000}},
+            {
+                "stream_name": stream,
+                "config": {
+                    "durable_name": durable,
+                    "ack_policy": "explicit",
+                    "deliver_policy": "all",
+                    "max_ack_pending": 100_000,
+                },
+            },
         )
         inbox = b"_INBOX.pull"
         conn.sub(inbox + b".*")
@@ -466,9 +480,11 @@ def run_pull(port: int, stream: str, durable: str, batch: int, available: int, s
                 pos = 0
             try:
                 chunk = sock.recv(1 << 20)
-            except (socket.timeout, TimeoutError):
-                raise JSError(f"fetch {fetches + 1}: {got_in_batch} of {want} messages, then nothing for 10 s "
-                              f"({received} received before)") from None
+            except TimeoutError:
+                raise JSError(
+                    f"fetch {fetches + 1}: {got_in_batch} of {want} messages, then nothing for 10 s "
+                    f"({received} received before)"
+                ) from None
             if not chunk:
                 raise EOFError("server closed the connection")
             buf += chunk
@@ -482,9 +498,16 @@ def run_pull(port: int, stream: str, durable: str, batch: int, available: int, s
         t1 = loadgen.now()
         sock.settimeout(None)
         info = conn.request(f"$JS.API.CONSUMER.INFO.{stream}.{durable}")
-        res = {"msgs": received, "seconds": t1 - t0, "msgs_per_s": received / (t1 - t0), "batch": batch,
-               "fetches": fetches, "client_cpu": (time.process_time() - c0) / (t1 - t0), "ack_floor": info.get("ack_floor", {}).get("stream_seq"),
-               "num_ack_pending": info.get("num_ack_pending")}
+        res = {
+            "msgs": received,
+            "seconds": t1 - t0,
+            "msgs_per_s": received / (t1 - t0),
+            "batch": batch,
+            "fetches": fetches,
+            "client_cpu": (time.process_time() - c0) / (t1 - t0),
+            "ack_floor": info.get("ack_floor", {}).get("stream_seq"),
+            "num_ack_pending": info.get("num_ack_pending"),
+        }
         if res["ack_floor"] != received or res["num_ack_pending"]:
             res["warning"] = "ack floor / pending do not match the messages acked"
         conn.request(f"$JS.API.CONSUMER.DELETE.{stream}.{durable}")
@@ -505,13 +528,25 @@ def run_push(port: int, stream: str, available: int, seconds: float, ordered: bo
         sock = conn.sock
         target = min(available, count or available)
         if ordered:
-            cfg = {"deliver_subject": deliver.decode(), "deliver_policy": "all", "ack_policy": "none",
-                   "max_deliver": 1, "ack_wait": 22 * 3600 * 10**9, "flow_control": True,
-                   "idle_heartbeat": 5 * 10**9, "mem_storage": True, "num_replicas": 1}
+            cfg = {
+                "deliver_subject": deliver.decode(),
+                "deliver_policy": "all",
+                "ack_policy": "none",
+                "max_deliver": 1,
+                "ack_wait": 22 * 3600 * 10**9,
+                "flow_control": True,
+                "idle_heartbeat": 5 * 10**9,
+                "mem_storage": True,
+                "num_replicas": 1,
+            }
             subject = f"$JS.API.CONSUMER.CREATE.{stream}"
         else:
-            cfg = {"durable_name": "PUSH", "deliver_subject": deliver.decode(), "deliver_policy": "all",
-                   "ack_policy": "explicit"}
+            cfg = {
+                "durable_name": "PUSH",
+                "deliver_subject": deliver.decode(),
+                "deliver_policy": "all",
+                "ack_policy": "explicit",
+            }
             subject = f"$JS.API.CONSUMER.CREATE.{stream}.PUSH"
         statuses: list = []
         fc = [0]
@@ -565,8 +600,14 @@ def run_push(port: int, stream: str, available: int, seconds: float, ordered: bo
         t1 = loadgen.now()
         sock.settimeout(None)
         conn.buf, conn.pos = bytearray(), 0  # stop reading this connection's deliveries
-        res = {"msgs": received, "seconds": t1 - t0, "msgs_per_s": received / (t1 - t0), "target": target,
-               "complete": received >= target, "client_cpu": (time.process_time() - c0) / (t1 - t0)}
+        res = {
+            "msgs": received,
+            "seconds": t1 - t0,
+            "msgs_per_s": received / (t1 - t0),
+            "target": target,
+            "complete": received >= target,
+            "client_cpu": (time.process_time() - c0) / (t1 - t0),
+        }
         if ordered:
             res["flow_control_replies"] = fc[0]
         ctl = Conn(port)
@@ -671,7 +712,10 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
 
         r = _safe(res, "pub_sync", "publish sync", kind, s1)
         if "error" not in r:
-            _say(kind, f"publish sync: {r['msgs_per_s']:.0f} msgs/s, p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us ({r['count']} acks)")
+            _say(
+                kind,
+                f"publish sync: {r['msgs_per_s']:.0f} msgs/s, p50 {r['p50_us']:.0f} us, p99 {r['p99_us']:.0f} us ({r['count']} acks)",
+            )
 
         # 2. publish, 256 in flight
         def s2():
@@ -683,7 +727,10 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
 
         r = _safe(res, "pub_256", "publish 256 in flight", kind, s2)
         if "error" not in r:
-            _say(kind, f"publish 256 in flight: {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} acks, client CPU {r['client_cpu']:.0%})")
+            _say(
+                kind,
+                f"publish 256 in flight: {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} acks, client CPU {r['client_cpu']:.0%})",
+            )
 
         # 3. KV-style put
         def s3():
@@ -700,7 +747,10 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
 
         r = _safe(res, "kv_put", "KV put 256 in flight", kind, s3)
         if "error" not in r:
-            _say(kind, f"KV put (history 5, 1000 keys) 256 in flight: {r['msgs_per_s']:.0f} msgs/s (stored {r['stored']})")
+            _say(
+                kind,
+                f"KV put (history 5, 1000 keys) 256 in flight: {r['msgs_per_s']:.0f} msgs/s (stored {r['stored']})",
+            )
 
         # 4. direct get
         def s4():
@@ -715,15 +765,20 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
                 lat = latency(conn, reqs, b"_INBOX.ctl.dg", 500 if q else 2000, 50 if q else 100, secs)
             finally:
                 conn.close()
-            ring = Ring([b"PUB $JS.API.DIRECT.GET.DG.%s _INBOX.dg.%d 0\r\n\r\n" % (subjects[i % 1000], i) for i in range(4000)])
+            ring = Ring(
+                [b"PUB $JS.API.DIRECT.GET.DG.%s _INBOX.dg.%d 0\r\n\r\n" % (subjects[i % 1000], i) for i in range(4000)]
+            )
             tput = pipelined(port, ring, b"_INBOX.dg", 64, secs, 10**9)
             ctl.delete_stream("DG")
             return {"fill": f, "latency": lat, "inflight64": tput}
 
         r = _safe(res, "direct_get", "direct get", kind, s4)
         if "error" not in r:
-            _say(kind, f"direct get: p50 {r['latency']['p50_us']:.0f} us, p99 {r['latency']['p99_us']:.0f} us; "
-                 f"64 in flight {r['inflight64']['msgs_per_s']:.0f} msgs/s (fill {r['fill']['msgs_per_s']:.0f} msgs/s)")
+            _say(
+                kind,
+                f"direct get: p50 {r['latency']['p50_us']:.0f} us, p99 {r['latency']['p99_us']:.0f} us; "
+                f"64 in flight {r['inflight64']['msgs_per_s']:.0f} msgs/s (fill {r['fill']['msgs_per_s']:.0f} msgs/s)",
+            )
 
         # 5. bytes on disk per message (then restart on the same store for the consumer scenarios)
         n_store = 50_000 if q else 200_000
@@ -743,15 +798,26 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
             ctl.close()
             srv.stop()
             app, alloc = du_bytes(srv.stream_dir("STORE"))
-            return {"target": n_store, "msgs": stored, "fill_msgs_per_s": f["msgs_per_s"], "state_bytes": st["bytes"],
-                    "du_bytes": app, "du_alloc_bytes": alloc, "bytes_per_msg": app / stored,
-                    "alloc_bytes_per_msg": alloc / stored, "complete": stored == n_store}
+            return {
+                "target": n_store,
+                "msgs": stored,
+                "fill_msgs_per_s": f["msgs_per_s"],
+                "state_bytes": st["bytes"],
+                "du_bytes": app,
+                "du_alloc_bytes": alloc,
+                "bytes_per_msg": app / stored,
+                "alloc_bytes_per_msg": alloc / stored,
+                "complete": stored == n_store,
+            }
 
         r = _safe(res, "disk", "bytes on disk", kind, s5)
         if "error" not in r:
-            _say(kind, f"bytes on disk: {r['bytes_per_msg']:.1f} B/msg over {r['msgs']} msgs "
-                 f"({r['alloc_bytes_per_msg']:.1f} allocated; fill {r['fill_msgs_per_s']:.0f} msgs/s)"
-                 + ("" if r["complete"] else f" -- time box hit, {r['msgs']} of {n_store}"))
+            _say(
+                kind,
+                f"bytes on disk: {r['bytes_per_msg']:.1f} B/msg over {r['msgs']} msgs "
+                f"({r['alloc_bytes_per_msg']:.1f} allocated; fill {r['fill_msgs_per_s']:.0f} msgs/s)"
+                + ("" if r["complete"] else f" -- time box hit, {r['msgs']} of {n_store}"),
+            )
         srv.stop()
 
         # 7. consumers (on the STORE stream, after a restart)
@@ -767,18 +833,40 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
             else:
                 csecs = 1.0 if q else 3.0
                 for b in (100, 500):
-                    r = _safe(res, f"pull_{b}", f"pull batch {b}", kind, run_pull, port, "STORE", f"PULL{b}", b, stored, csecs)
+                    r = _safe(
+                        res, f"pull_{b}", f"pull batch {b}", kind, run_pull, port, "STORE", f"PULL{b}", b, stored, csecs
+                    )
                     if "error" not in r:
-                        _say(kind, f"pull fetch+ack batch {b}: {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} msgs, client CPU {r['client_cpu']:.0%})"
-                             + (f" WARNING {r['warning']}" if "warning" in r else ""))
+                        _say(
+                            kind,
+                            f"pull fetch+ack batch {b}: {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} msgs, client CPU {r['client_cpu']:.0%})"
+                            + (f" WARNING {r['warning']}" if "warning" in r else ""),
+                        )
                 r = _safe(res, "push", "push consumer", kind, run_push, port, "STORE", stored, csecs, False)
                 if "error" not in r:
-                    _say(kind, f"push consumer (explicit ack): {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} msgs, client CPU {r['client_cpu']:.0%})")
-                r = _safe(res, "ordered", "ordered replay", kind, run_push, port, "STORE", stored, 10.0 if q else 30.0,
-                          True, 100_000)
+                    _say(
+                        kind,
+                        f"push consumer (explicit ack): {r['msgs_per_s']:.0f} msgs/s ({r['msgs']} msgs, client CPU {r['client_cpu']:.0%})",
+                    )
+                r = _safe(
+                    res,
+                    "ordered",
+                    "ordered replay",
+                    kind,
+                    run_push,
+                    port,
+                    "STORE",
+                    stored,
+                    10.0 if q else 30.0,
+                    True,
+                    100_000,
+                )
                 if "error" not in r:
-                    _say(kind, f"ordered consumer replay of {r['target']}: {r['msgs_per_s']:.0f} msgs/s "
-                         f"({r['seconds']:.2f} s{'' if r['complete'] else ', INCOMPLETE: time box'})")
+                    _say(
+                        kind,
+                        f"ordered consumer replay of {r['target']}: {r['msgs_per_s']:.0f} msgs/s "
+                        f"({r['seconds']:.2f} s{'' if r['complete'] else ', INCOMPLETE: time box'})",
+                    )
             ctl.close()
             srv.stop()
         shutil.rmtree(store, ignore_errors=True)
@@ -786,7 +874,10 @@ def bench_server(kind: str, args, tmp: Path) -> dict:
         # 6. 1 M messages stored: RSS and restart
         if not args.no_million:
             if kind == "nats-always" and not args.million_always:
-                _say(kind, "1 M scenario: skipped (fsync per write makes the fill minutes long; same store format as default)")
+                _say(
+                    kind,
+                    "1 M scenario: skipped (fsync per write makes the fill minutes long; same store format as default)",
+                )
             else:
                 _safe(res, "million", "1 M stored", kind, million, srv, store, kind, args)
     finally:
@@ -811,12 +902,24 @@ def million(srv: JSServer, store: Path, kind: str, args) -> dict:
     time.sleep(0.5)
     rss_restart = srv.rss_kib()
     srv.stop()
-    r = {"target": n, "msgs": f["msgs"], "fill_msgs_per_s": f["msgs_per_s"], "complete": f["msgs"] == n,
-         "rss_after_publish_kib": rss_pub, "rss_after_restart_kib": rss_restart, "restart_ready_s": st["ready_s"],
-         "restart_info_s": st["info_s"], "recovered": st["messages"], "du_bytes": du}
-    _say(kind, f"{n} stored ({f['msgs_per_s']:.0f} msgs/s fill): RSS {rss_pub / 1024:.1f} MiB, after restart "
-         f"{rss_restart / 1024:.1f} MiB; restart: ready {st['ready_s'] * 1000:.0f} ms, STREAM.INFO {st['info_s'] * 1000:.0f} ms"
-         + ("" if r["complete"] else f" -- time box hit, only {f['msgs']} stored"))
+    r = {
+        "target": n,
+        "msgs": f["msgs"],
+        "fill_msgs_per_s": f["msgs_per_s"],
+        "complete": f["msgs"] == n,
+        "rss_after_publish_kib": rss_pub,
+        "rss_after_restart_kib": rss_restart,
+        "restart_ready_s": st["ready_s"],
+        "restart_info_s": st["info_s"],
+        "recovered": st["messages"],
+        "du_bytes": du,
+    }
+    _say(
+        kind,
+        f"{n} stored ({f['msgs_per_s']:.0f} msgs/s fill): RSS {rss_pub / 1024:.1f} MiB, after restart "
+        f"{rss_restart / 1024:.1f} MiB; restart: ready {st['ready_s'] * 1000:.0f} ms, STREAM.INFO {st['info_s'] * 1000:.0f} ms"
+        + ("" if r["complete"] else f" -- time box hit, only {f['msgs']} stored"),
+    )
     if st["messages"] != f["msgs"]:
         raise JSError(f"recovered {st['messages']} messages, {f['msgs']} were acked")
     return r
@@ -844,8 +947,19 @@ def build_rows(s: dict, args) -> list[dict]:
         vals = [_g(x, *path) for x in (js, nd, na)]
         vals = [None if v is None else v * scale for v in vals]
         r_d, r_a = ratio(vals[0], vals[1]), ratio(vals[0], vals[2])
-        rows.append(dict(scenario=label, jsedge=vals[0], nats=vals[1], nats_always=vals[2], ratio_default=r_d,
-                         ratio_always=r_a, target=target, met=None if met is None else met(r_d, r_a), fmt=fmt))
+        rows.append(
+            dict(
+                scenario=label,
+                jsedge=vals[0],
+                nats=vals[1],
+                nats_always=vals[2],
+                ratio_default=r_d,
+                ratio_always=r_a,
+                target=target,
+                met=None if met is None else met(r_d, r_a),
+                fmt=fmt,
+            )
+        )
 
     def both(lo_d, lo_a):  # met on both counts; the table says which part fails
         def met(rd, ra):
@@ -856,25 +970,51 @@ def build_rows(s: dict, args) -> list[dict]:
         return met
 
     add("publish sync (msgs/s)", ("pub_sync", "msgs_per_s"), "rate")
-    add("publish sync p50 (us)", ("pub_sync", "p50_us"), "us", "<= 1.3x always",
-        lambda rd, ra: None if ra is None else ra <= 1.3)
+    add(
+        "publish sync p50 (us)",
+        ("pub_sync", "p50_us"),
+        "us",
+        "<= 1.3x always",
+        lambda rd, ra: None if ra is None else ra <= 1.3,
+    )
     add("publish sync p99 (us)", ("pub_sync", "p99_us"), "us")
-    add("publish 256 in flight (msgs/s)", ("pub_256", "msgs_per_s"), "rate", ">= 0.5x default, >= 5x always", both(0.5, 5.0))
+    add(
+        "publish 256 in flight (msgs/s)",
+        ("pub_256", "msgs_per_s"),
+        "rate",
+        ">= 0.5x default, >= 5x always",
+        both(0.5, 5.0),
+    )
     add("KV put, history 5, 256 in flight (msgs/s)", ("kv_put", "msgs_per_s"), "rate")
     add("direct get p50 (us)", ("direct_get", "latency", "p50_us"), "us")
     add("direct get p99 (us)", ("direct_get", "latency", "p99_us"), "us")
     add("direct get 64 in flight (msgs/s)", ("direct_get", "inflight64", "msgs_per_s"), "rate")
-    add("bytes on disk per msg (B)", ("disk", "bytes_per_msg"), "b1", "<= 0.95x default",
-        lambda rd, ra: None if rd is None else rd <= 0.95)
+    add(
+        "bytes on disk per msg (B)",
+        ("disk", "bytes_per_msg"),
+        "b1",
+        "<= 0.95x default",
+        lambda rd, ra: None if rd is None else rd <= 0.95,
+    )
     if not args.no_million:
         m = "100 k" if args.quick else "1 M"
-        add(f"RSS, {m} stored (MiB)", ("million", "rss_after_publish_kib"), "mib", "<= 1.0x default",
-            lambda rd, ra: None if rd is None else rd <= 1.0, scale=1 / 1024)
+        add(
+            f"RSS, {m} stored (MiB)",
+            ("million", "rss_after_publish_kib"),
+            "mib",
+            "<= 1.0x default",
+            lambda rd, ra: None if rd is None else rd <= 1.0,
+            scale=1 / 1024,
+        )
         add(f"RSS after restart, {m} (MiB)", ("million", "rss_after_restart_kib"), "mib", scale=1 / 1024)
         add(f"restart to ready, {m} (ms)", ("million", "restart_ready_s"), "ms", scale=1000)
         add(f"restart to STREAM.INFO, {m} (ms)", ("million", "restart_info_s"), "ms", scale=1000)
-    cons = [("pull fetch+ack batch 100 (msgs/s)", "pull_100"), ("pull fetch+ack batch 500 (msgs/s)", "pull_500"),
-            ("push consumer, explicit ack (msgs/s)", "push"), ("ordered consumer replay 100 k (msgs/s)", "ordered")]
+    cons = [
+        ("pull fetch+ack batch 100 (msgs/s)", "pull_100"),
+        ("pull fetch+ack batch 500 (msgs/s)", "pull_500"),
+        ("push consumer, explicit ack (msgs/s)", "push"),
+        ("ordered consumer replay 100 k (msgs/s)", "ordered"),
+    ]
     for label, key in cons:
         add(label, (key, "msgs_per_s"), "rate", ">= 0.5x default", lambda rd, ra: None if rd is None else rd >= 0.5)
     return rows
@@ -898,12 +1038,18 @@ def render_table(rows: list[dict], markdown: bool) -> str:
         if r["target"] and r["target"].startswith(">= 0.5x default, >= 5x always") and r["met"] is False:
             parts = [("default", r["ratio_default"] >= 0.5), ("always", r["ratio_always"] >= 5.0)]
             met = "NOT met (" + ", ".join(f"{k} {'met' if ok else 'not'}" for k, ok in parts) + ")"
-        body.append([
-            r["scenario"], _fmt(r["jsedge"], r["fmt"]), _fmt(r["nats"], r["fmt"]), _fmt(r["nats_always"], r["fmt"]),
-            "-" if r["ratio_default"] is None else f"{r['ratio_default']:.2f}x",
-            "-" if r["ratio_always"] is None else f"{r['ratio_always']:.2f}x",
-            r["target"] or "", met,
-        ])
+        body.append(
+            [
+                r["scenario"],
+                _fmt(r["jsedge"], r["fmt"]),
+                _fmt(r["nats"], r["fmt"]),
+                _fmt(r["nats_always"], r["fmt"]),
+                "-" if r["ratio_default"] is None else f"{r['ratio_default']:.2f}x",
+                "-" if r["ratio_always"] is None else f"{r['ratio_always']:.2f}x",
+                r["target"] or "",
+                met,
+            ]
+        )
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in body]
@@ -916,12 +1062,18 @@ def render_table(rows: list[dict], markdown: bool) -> str:
 
 def twins(pure: bool) -> str | None:
     """Which twins jsedge loads in the servers' environment, e.g. ``parser=c, sublist=c, codec=c``."""
-    code = ("import jsedge.protocol.parser as p, jsedge.routing.sublist as s, jsedge.store.codec as c; "
-            "print(f'parser={p.IMPLEMENTATION}, sublist={s.IMPLEMENTATION}, codec={c.IMPLEMENTATION}')")
+    code = (
+        "import jsedge.protocol.parser as p, jsedge.routing.sublist as s, jsedge.store.codec as c; "
+        "print(f'parser={p.IMPLEMENTATION}, sublist={s.IMPLEMENTATION}, codec={c.IMPLEMENTATION}')"
+    )
     srv = JSServer("jsedge", pure, Path("/tmp"), Path("/tmp"))
     try:
-        return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=srv.env(), capture_output=True,
-                              text=True, timeout=60).stdout.strip() or None
+        return (
+            subprocess.run(
+                [sys.executable, "-c", code], cwd=REPO, env=srv.env(), capture_output=True, text=True, timeout=60
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -930,7 +1082,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="JetStream end-to-end: jsedge vs nats-server (default and sync always)")
     ap.add_argument("--quick", action="store_true", help="1 s time boxes, 50 k stored, 100 k instead of 1 M")
     ap.add_argument("--no-million", action="store_true", help="skip the 1 M messages RSS/restart scenario")
-    ap.add_argument("--million-always", action="store_true", help="also run the 1 M scenario on nats-server sync always")
+    ap.add_argument(
+        "--million-always", action="store_true", help="also run the 1 M scenario on nats-server sync always"
+    )
     ap.add_argument("--json", help="write results here")
     ap.add_argument("--servers", default=",".join(KINDS), help="comma list of jsedge,nats,nats-always")
     ap.add_argument("--pure", action="store_true", help="run jsedge with JSEDGE_NO_EXTENSIONS=1")
@@ -981,8 +1135,10 @@ def main(argv: list[str] | None = None) -> int:
     js = results["servers"].get("jsedge", {})
     if js and not js.get("consumers_supported", True):
         print("\njsedge: $JS.API.CONSUMER.CREATE does not answer yet -- consumer rows have no jsedge figure")
-    print(f"\nratios = jsedge / nats-server (throughput: higher is better; latency, bytes, RSS, time: lower is better); "
-          f"wall time {env['wall_s']:.0f} s")
+    print(
+        f"\nratios = jsedge / nats-server (throughput: higher is better; latency, bytes, RSS, time: lower is better); "
+        f"wall time {env['wall_s']:.0f} s"
+    )
     print(render_table(rows, args.markdown))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

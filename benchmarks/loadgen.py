@@ -128,7 +128,7 @@ def _subscriber(host, port, subject, queue, idx, counts, last, ready, stop, erro
         while True:
             try:
                 n = recv_into(tail_view)
-            except socket.timeout:
+            except TimeoutError:
                 if stop.is_set():
                     break
                 continue
@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cpus:
         set_generator_cpus({int(c) for c in args.cpus.split(",")})
     if args.cmd == "pub":
-        res = run_pubsub(args.host, args.port, args.size, args.subs, args.queue.encode() or None, args.seconds, args.msgs)
+        res = run_pubsub(
+            args.host, args.port, args.size, args.subs, args.queue.encode() or None, args.seconds, args.msgs
+        )
     else:
         res = run_reqrep(args.host, args.port, args.count, size=args.size)
     print(json.dumps(res, indent=2))

@@ -247,8 +247,7 @@ class _Parser:
                 return
             self.advance()
             raise self.error(
-                "Expected a top-level value to end with a new line, comment or EOF, "
-                f"but got '{_show(char)}' instead."
+                f"Expected a top-level value to end with a new line, comment or EOF, but got '{_show(char)}' instead."
             )
 
     def map_value_end(self) -> bool:
@@ -269,8 +268,7 @@ class _Parser:
                 return True
             self.advance()
             raise self.error(
-                "Expected a map value terminator \",\" or a map terminator \"}\", "
-                f"but got '{_show(char)}' instead."
+                f'Expected a map value terminator "," or a map terminator "}}", but got \'{_show(char)}\' instead.'
             )
 
     # -- entries ------------------------------------------------------------------------------
@@ -380,9 +378,7 @@ class _Parser:
         try:
             included = _parse_path(path, self.environ, self.environment_chain)
         except ConfParseError as error:
-            raise ConfParseError(
-                f"error parsing include file '{name}', {error.message}", error.position
-            ) from error
+            raise ConfParseError(f"error parsing include file '{name}', {error.message}", error.position) from error
         for key, value in included.items():
             target[key] = value
 
@@ -461,8 +457,7 @@ class _Parser:
                 return True
             self.advance()
             raise self.error(
-                "Expected an array value terminator \",\" or an array terminator \"]\", "
-                f"but got '{_show(char)}' instead."
+                f'Expected an array value terminator "," or an array terminator "]", but got \'{_show(char)}\' instead.'
             )
 
     def parse_map(self) -> dict[str, ConfValue]:
@@ -515,13 +510,11 @@ class _Parser:
             try:
                 into += bytes.fromhex(digits)
             except ValueError:
-                raise self.error(
-                    f"Expected two hexadecimal digits after '\\x', but got '{digits}'"
-                ) from None
+                raise self.error(f"Expected two hexadecimal digits after '\\x', but got '{digits}'") from None
             return
         raise self.error(
             f"Invalid escape character '{_show(char)}'. Only the following escape characters "
-            "are allowed: \\xXX, \\t, \\n, \\r, \\\", \\\\."
+            'are allowed: \\xXX, \\t, \\n, \\r, \\", \\\\.'
         )
 
     def parse_quoted_string(self) -> str:
@@ -544,12 +537,7 @@ class _Parser:
             char = self.advance()
             if char == _EOF:
                 raise self.error("Unexpected EOF processing block.")
-            if (
-                char == ")"
-                and self.offset >= 2
-                and self.text[self.offset - 2] == "\n"
-                and self.peek() in ("\n", _EOF)
-            ):
+            if char == ")" and self.offset >= 2 and self.text[self.offset - 2] == "\n" and self.peek() in ("\n", _EOF):
                 return self.text[begin : self.offset - 1]
 
     def parse_bare(self, start: tuple[int, int, int], prefix: list[str]) -> ConfValue:
@@ -678,13 +666,9 @@ class _Parser:
             char = self.advance()
             if expected == "0":
                 if not (char.isdigit() and char.isascii()):
-                    raise self.error(
-                        f"Expected digit in ISO8601 datetime, but found '{_show(char)}' instead."
-                    )
+                    raise self.error(f"Expected digit in ISO8601 datetime, but found '{_show(char)}' instead.")
             elif char != expected:
-                raise self.error(
-                    f"Expected '{expected}' in ISO8601 datetime, but found '{_show(char)}' instead."
-                )
+                raise self.error(f"Expected '{expected}' in ISO8601 datetime, but found '{_show(char)}' instead.")
         token = self.text[begin : self.offset]
         try:
             moment = datetime.datetime.strptime(token, "%Y-%m-%dT%H:%M:%SZ")
@@ -692,7 +676,7 @@ class _Parser:
             raise ConfParseError(
                 f"expected Zulu formatted DateTime, but got '{token}'", self.position_at(*start)
             ) from None
-        return ConfValue(moment.replace(tzinfo=datetime.timezone.utc), self.position_at(*start))
+        return ConfValue(moment.replace(tzinfo=datetime.UTC), self.position_at(*start))
 
     # -- variables ----------------------------------------------------------------------------
 
@@ -727,9 +711,7 @@ class _Parser:
                     f"variable reference for '{name}' on line {line} could not be parsed: {cause}",
                     position,
                 )
-        raise ConfParseError(
-            f"variable reference for '{name}' on line {line} can not be found", position
-        )
+        raise ConfParseError(f"variable reference for '{name}' on line {line} can not be found", position)
 
 
 def parse(
@@ -741,9 +723,7 @@ def parse(
     return _Parser(text, file_name, os.environ if environ is None else environ, ()).parse_document()
 
 
-def _parse_path(
-    path: str, environ: Mapping[str, str], environment_chain: tuple[str, ...]
-) -> dict[str, ConfValue]:
+def _parse_path(path: str, environ: Mapping[str, str], environment_chain: tuple[str, ...]) -> dict[str, ConfValue]:
     try:
         with open(path, "rb") as handle:
             data = handle.read()

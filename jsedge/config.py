@@ -462,6 +462,7 @@ class LoadResult:
 
 # -- Go durations -----------------------------------------------------------------------------
 
+
 def _go_quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -564,8 +565,7 @@ class _FileReader:
         self.warnings: list[str] = []
         self.top: dict[str, Any] = {}
         self.sections: dict[str, dict[str, Any]] = {
-            name: {}
-            for name in ("listen", "limits", "auth", "jetstream", "cluster", "leafnodes", "monitor", "logging")
+            name: {} for name in ("listen", "limits", "auth", "jetstream", "cluster", "leafnodes", "monitor", "logging")
         }
         self.tls: dict[str, Any] | None = None
         self.accounts: list[AccountConfig] = []
@@ -619,7 +619,7 @@ class _FileReader:
                 self.error(item, f"error parsing {name}: {problem}")
                 return None
         self.warnings.append(
-            f"{item.position.prefix()}invalid use of field \"{name}\": {name} should be converted to a duration"
+            f'{item.position.prefix()}invalid use of field "{name}": {name} should be converted to a duration'
         )
         seconds = self.integer(item)
         return None if seconds is None else float(seconds)
@@ -914,8 +914,7 @@ class _FileReader:
             else:
                 self.error(
                     entry,
-                    f'Unknown field name "{key}" parsing subject permissions, '
-                    "only 'allow' or 'deny' are permitted",
+                    f"Unknown field name \"{key}\" parsing subject permissions, only 'allow' or 'deny' are permitted",
                 )
         return SubjectPermission(allow=allow, deny=deny)
 
@@ -1237,9 +1236,7 @@ class _FileReader:
             section["tls"] = self.tls_config(self.read_tls(entry))
         elif name == "compression":
             value = entry.value
-            section["compression"] = (
-                ("s2_fast" if value else "off") if isinstance(value, bool) else str(_plain(value))
-            )
+            section["compression"] = ("s2_fast" if value else "off") if isinstance(value, bool) else str(_plain(value))
         else:
             return False
         return True
@@ -1569,13 +1566,9 @@ def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) ->
     """nats-server's `validateOptions` and startup checks that span several options."""
     limits = config.limits
     if limits.max_payload > limits.max_pending:
-        problems.append(
-            f"max_payload ({limits.max_payload}) cannot be higher than max_pending ({limits.max_pending})"
-        )
+        problems.append(f"max_payload ({limits.max_payload}) cannot be higher than max_pending ({limits.max_pending})")
     if limits.max_payload > _PAYLOAD_WARNING_THRESHOLD:
-        warnings.append(
-            "Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance"
-        )
+        warnings.append("Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance")
     if config.lame_duck_grace_period >= config.lame_duck_duration:
         problems.append(
             f"lame duck grace period ({format_go_duration(config.lame_duck_grace_period)}) should be "
@@ -1728,4 +1721,3 @@ def diff_for_reload(old: ServerConfig, new: ServerConfig) -> tuple[list[str], li
         if before != after:
             changed.append(label)
     return changed, needs_restart
-

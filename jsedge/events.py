@@ -70,11 +70,29 @@ from typing import Any
 
 from jsedge import NATS_COMPAT_VERSION, gojson
 
-SERVER_KINDS = ("IDZ", "STATSZ", "VARZ", "SUBSZ", "CONNZ", "ROUTEZ", "GATEWAYZ", "LEAFZ", "ACCOUNTZ", "JSZ", "HEALTHZ", "RAFTZ")
+SERVER_KINDS = (
+    "IDZ",
+    "STATSZ",
+    "VARZ",
+    "SUBSZ",
+    "CONNZ",
+    "ROUTEZ",
+    "GATEWAYZ",
+    "LEAFZ",
+    "ACCOUNTZ",
+    "JSZ",
+    "HEALTHZ",
+    "RAFTZ",
+)
 ACCOUNT_KINDS = ("SUBSZ", "CONNZ", "LEAFZ", "JSZ", "INFO", "STATZ", "CONNS")
 
 #: Subjects of nats-server's automatic system imports into every other account.
-IMPORTED = (b"$SYS.REQ.SERVER.PING.CONNZ", b"$SYS.REQ.ACCOUNT.PING.CONNZ", b"$SYS.REQ.ACCOUNT.PING.STATZ", b"$SYS.REQ.USER.INFO")
+IMPORTED = (
+    b"$SYS.REQ.SERVER.PING.CONNZ",
+    b"$SYS.REQ.ACCOUNT.PING.CONNZ",
+    b"$SYS.REQ.ACCOUNT.PING.STATZ",
+    b"$SYS.REQ.USER.INFO",
+)
 
 _STATSZ_INTERVAL = 1.0  # nats-server's statszRateLimit for the broadcast subject
 
@@ -469,7 +487,7 @@ class Events:
                 return
             except RequestError as exc:
                 code, error = 500, str(exc)
-            except Exception as exc:  # noqa: BLE001 - monitor's BadRequest, or a bug: a 500 either way
+            except Exception as exc:
                 code, error = 500, getattr(exc, "text", "") or str(exc)
                 if not hasattr(exc, "text"):
                     import traceback
@@ -520,7 +538,9 @@ class Events:
             try:
                 opts = decode_options(body, "StatszEventOptions", _FILTER)
             except OptionsError as exc:
-                self._send(self.system, reply, {"server": self.server_info(), "error": {"code": 400, "description": str(exc)}})
+                self._send(
+                    self.system, reply, {"server": self.server_info(), "error": {"code": 400, "description": str(exc)}}
+                )
                 return
             if self._filtered(opts):
                 return
@@ -555,7 +575,12 @@ class Events:
             stats["slow_consumer_stats"] = {"clients": server.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0}
         if server.stale_connections:
             stats["stale_connections"] = server.stale_connections
-            stats["stale_connection_stats"] = {"clients": server.stale_connections, "routes": 0, "gateways": 0, "leafs": 0}
+            stats["stale_connection_stats"] = {
+                "clients": server.stale_connections,
+                "routes": 0,
+                "gateways": 0,
+                "leafs": 0,
+            }
         stalled = int(getattr(server, "stalled_clients", 0) or 0)
         if stalled:
             stats["stalled_clients"] = stalled
@@ -571,7 +596,11 @@ class Events:
 
     def _subsz(self, opts: dict[str, Any]) -> Any:
         return self.monitor.subsz(
-            subs=opts["subscriptions"], offset=opts["offset"], limit=opts["limit"], acc=opts["account"], test=opts["test"]
+            subs=opts["subscriptions"],
+            offset=opts["offset"],
+            limit=opts["limit"],
+            acc=opts["account"],
+            test=opts["test"],
         )
 
     def _connz(self, opts: dict[str, Any], account: str | None = None) -> Any:
@@ -676,7 +705,9 @@ class Events:
         jsa = js.accounts.get(account)
         if jsa is None:
             raise RequestError(f"account {go_quote(account)} not jetstream enabled")
-        return self.monitor.jsz_account_detail(jsa, streams=opts["streams"], consumers=opts["consumer"], config=opts["config"])
+        return self.monitor.jsz_account_detail(
+            jsa, streams=opts["streams"], consumers=opts["consumer"], config=opts["config"]
+        )
 
     def _account_info(self, opts: dict[str, Any], account: str) -> Any:
         return self.monitor.accountz(account)["account_detail"]
@@ -695,7 +726,13 @@ class Events:
     def _on_ping_statz(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: Any) -> None:
         hdr, body = _split(hdr_len, msg)
         self.zreq(
-            self.system, reply, hdr, body, "AccountStatzEventOptions", _ACCSTATZ, lambda opts: self._statz(opts, opts["accounts"] or [])
+            self.system,
+            reply,
+            hdr,
+            body,
+            "AccountStatzEventOptions",
+            _ACCSTATZ,
+            lambda opts: self._statz(opts, opts["accounts"] or []),
         )
 
     def _on_conns(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: Any) -> None:
@@ -729,7 +766,9 @@ class Events:
     def _imported_connz(self, account: Any) -> Callback:
         def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: Any) -> None:
             hdr, body = _split(hdr_len, msg)
-            self.zreq(account, reply, hdr, body, "ConnzEventOptions", _CONNZ, lambda opts: self._connz(opts, account.name))
+            self.zreq(
+                account, reply, hdr, body, "ConnzEventOptions", _CONNZ, lambda opts: self._connz(opts, account.name)
+            )
 
         return callback
 
@@ -737,7 +776,13 @@ class Events:
         def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: Any) -> None:
             hdr, body = _split(hdr_len, msg)
             self.zreq(
-                account, reply, hdr, body, "AccountStatzEventOptions", _ACCSTATZ, lambda opts: self._statz(opts, [account.name])
+                account,
+                reply,
+                hdr,
+                body,
+                "AccountStatzEventOptions",
+                _ACCSTATZ,
+                lambda opts: self._statz(opts, [account.name]),
             )
 
         return callback

@@ -124,7 +124,7 @@ class _Scanner:
         else:
             self.state = "end_value"
 
-    def step(self, c: int) -> str | None:  # noqa: C901 - one branch per Go state
+    def step(self, c: int) -> str | None:
         state = self.state
         if state == "begin_value_or_empty":
             if c in _SPACE:

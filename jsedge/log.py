@@ -44,7 +44,7 @@ class Logger:
         self.journald = bool(os.environ.get("JOURNAL_STREAM")) if journald is None else journald
         self._pid = os.getpid()
         if logfile:
-            self._file = open(logfile, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the server's life
+            self._file = open(logfile, "a", encoding="utf-8")
 
     def configure(self, *, debug: bool, trace: bool, logtime: bool, utc: bool, logfile: str) -> None:
         """Apply new logging options (reload)."""
@@ -63,7 +63,7 @@ class Logger:
                 self._file.close()
                 self._file = None
             if self.logfile:
-                self._file = open(self.logfile, "a", encoding="utf-8")  # noqa: SIM115
+                self._file = open(self.logfile, "a", encoding="utf-8")
 
     def close(self) -> None:
         with self._lock:

@@ -84,13 +84,26 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
             ),
         )
     )
-    exposition.add("jetstream_server_jetstream_disabled", 1 if jsz.get("disabled") else 0, server, "JetStream disabled or not")
+    exposition.add(
+        "jetstream_server_jetstream_disabled", 1 if jsz.get("disabled") else 0, server, "JetStream disabled or not"
+    )
     exposition.add("jetstream_server_max_memory", config.get("max_memory", 0), server, "JetStream Max Memory")
     exposition.add("jetstream_server_max_storage", config.get("max_storage", 0), server, "JetStream Max Storage")
-    exposition.add("jetstream_server_total_streams", jsz.get("streams", 0), server, "Total number of streams in JetStream")
-    exposition.add("jetstream_server_total_consumers", jsz.get("consumers", 0), server, "Total number of consumers in JetStream")
-    exposition.add("jetstream_server_total_messages", jsz.get("messages", 0), server, "Total number of stored messages in JetStream")
-    exposition.add("jetstream_server_total_message_bytes", jsz.get("bytes", 0), server, "Total number of bytes stored in JetStream")
+    exposition.add(
+        "jetstream_server_total_streams", jsz.get("streams", 0), server, "Total number of streams in JetStream"
+    )
+    exposition.add(
+        "jetstream_server_total_consumers", jsz.get("consumers", 0), server, "Total number of consumers in JetStream"
+    )
+    exposition.add(
+        "jetstream_server_total_messages",
+        jsz.get("messages", 0),
+        server,
+        "Total number of stored messages in JetStream",
+    )
+    exposition.add(
+        "jetstream_server_total_message_bytes", jsz.get("bytes", 0), server, "Total number of bytes stored in JetStream"
+    )
     for account in jsz.get("account_details") or ():
         for stream in account.get("stream_detail") or ():
             labels = dict(server)
@@ -102,11 +115,25 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
                 is_stream_leader="true",
             )
             state = stream.get("state") or {}
-            exposition.add("jetstream_stream_total_messages", state.get("messages", 0), labels, "Total number of messages from a stream")
-            exposition.add("jetstream_stream_total_bytes", state.get("bytes", 0), labels, "Total stored bytes from a stream")
-            exposition.add("jetstream_stream_first_seq", state.get("first_seq", 0), labels, "First sequence from a stream")
+            exposition.add(
+                "jetstream_stream_total_messages",
+                state.get("messages", 0),
+                labels,
+                "Total number of messages from a stream",
+            )
+            exposition.add(
+                "jetstream_stream_total_bytes", state.get("bytes", 0), labels, "Total stored bytes from a stream"
+            )
+            exposition.add(
+                "jetstream_stream_first_seq", state.get("first_seq", 0), labels, "First sequence from a stream"
+            )
             exposition.add("jetstream_stream_last_seq", state.get("last_seq", 0), labels, "Last sequence from a stream")
-            exposition.add("jetstream_stream_consumer_count", state.get("consumer_count", 0), labels, "Total number of consumers from a stream")
+            exposition.add(
+                "jetstream_stream_consumer_count",
+                state.get("consumer_count", 0),
+                labels,
+                "Total number of consumers from a stream",
+            )
             for consumer in stream.get("consumer_detail") or ():
                 clabels = dict(labels)
                 clabels.update(
@@ -118,14 +145,54 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
                 )
                 delivered = consumer.get("delivered") or {}
                 floor = consumer.get("ack_floor") or {}
-                exposition.add("jetstream_consumer_delivered_consumer_seq", delivered.get("consumer_seq", 0), clabels, "Latest sequence number of a stream consumer")
-                exposition.add("jetstream_consumer_delivered_stream_seq", delivered.get("stream_seq", 0), clabels, "Latest sequence number of a stream")
-                exposition.add("jetstream_consumer_num_ack_pending", consumer.get("num_ack_pending", 0), clabels, "Number of pending acks from a consumer")
-                exposition.add("jetstream_consumer_num_redelivered", consumer.get("num_redelivered", 0), clabels, "Number of redelivered messages from a consumer")
-                exposition.add("jetstream_consumer_num_waiting", consumer.get("num_waiting", 0), clabels, "Number of inflight fetch requests from a pull consumer")
-                exposition.add("jetstream_consumer_num_pending", consumer.get("num_pending", 0), clabels, "Number of pending messages from a consumer")
-                exposition.add("jetstream_consumer_ack_floor_stream_seq", floor.get("stream_seq", 0), clabels, "Number of ack floor stream seq from a consumer")
-                exposition.add("jetstream_consumer_ack_floor_consumer_seq", floor.get("consumer_seq", 0), clabels, "Number of ack floor consumer seq from a consumer")
+                exposition.add(
+                    "jetstream_consumer_delivered_consumer_seq",
+                    delivered.get("consumer_seq", 0),
+                    clabels,
+                    "Latest sequence number of a stream consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_delivered_stream_seq",
+                    delivered.get("stream_seq", 0),
+                    clabels,
+                    "Latest sequence number of a stream",
+                )
+                exposition.add(
+                    "jetstream_consumer_num_ack_pending",
+                    consumer.get("num_ack_pending", 0),
+                    clabels,
+                    "Number of pending acks from a consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_num_redelivered",
+                    consumer.get("num_redelivered", 0),
+                    clabels,
+                    "Number of redelivered messages from a consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_num_waiting",
+                    consumer.get("num_waiting", 0),
+                    clabels,
+                    "Number of inflight fetch requests from a pull consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_num_pending",
+                    consumer.get("num_pending", 0),
+                    clabels,
+                    "Number of pending messages from a consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_ack_floor_stream_seq",
+                    floor.get("stream_seq", 0),
+                    clabels,
+                    "Number of ack floor stream seq from a consumer",
+                )
+                exposition.add(
+                    "jetstream_consumer_ack_floor_consumer_seq",
+                    floor.get("consumer_seq", 0),
+                    clabels,
+                    "Number of ack floor consumer seq from a consumer",
+                )
 
 
 def render(
@@ -141,13 +208,20 @@ def render(
     add_flat(exposition, "gnatsd_varz", varz, labels)
     slow = varz.get("slow_consumer_stats") or {}
     for kind, value in slow.items():
-        exposition.add("gnatsd_varz_slow_consumer_stats", value, {**labels, "type": kind}, "slow consumers by connection kind")
+        exposition.add(
+            "gnatsd_varz_slow_consumer_stats", value, {**labels, "type": kind}, "slow consumers by connection kind"
+        )
     if subsz is not None:
         add_flat(exposition, "gnatsd_subsz", subsz, labels)
     if jsz is not None:
         add_jetstream(exposition, jsz, server_id, str(varz.get("server_name", "")))
     for name, kind in sorted((twins or {}).items()):
-        exposition.add("jsedge_compiled_twin", 1 if kind == "c" else 0, {**labels, "twin": name}, "1 when the compiled (Cython) twin is loaded")
+        exposition.add(
+            "jsedge_compiled_twin",
+            1 if kind == "c" else 0,
+            {**labels, "twin": name},
+            "1 when the compiled (Cython) twin is loaded",
+        )
     for name, value, extra_labels, help_text in extra:
         exposition.add(name, value, {**labels, **extra_labels}, help_text)
     return exposition.render()

@@ -290,7 +290,7 @@ def _pending_bytes(client: Any) -> int:
     if transport is not None and not getattr(client, "closed", False):
         try:
             pending += transport.get_write_buffer_size()
-        except Exception:  # noqa: BLE001 - a transport being torn down has no buffer to report
+        except Exception:
             pass
     return pending
 
@@ -450,7 +450,7 @@ def _cert_not_after(cert_file: str) -> float | None:
     try:
         decoded = ssl._ssl._test_decode_cert(cert_file)  # type: ignore[attr-defined]
         return float(ssl.cert_time_to_seconds(decoded["notAfter"]))
-    except Exception:  # noqa: BLE001 - the field is informational; never fail /varz over it
+    except Exception:
         return None
 
 
@@ -581,7 +581,7 @@ class Monitor:
         if listener is not None:
             try:
                 await asyncio.wait_for(listener.wait_closed(), 2.0)
-            except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - shutting down anyway
+            except (TimeoutError, Exception):
                 pass
 
     # -- HTTP ------------------------------------------------------------------------------
@@ -597,23 +597,21 @@ class Monitor:
                 except asyncio.LimitOverrunError:
                     await self._write(writer, _text_response(431, "431 Request Header Fields Too Large"), False, False)
                     return
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
                 keep_alive = await self._handle_head(head, reader, writer)
                 if not keep_alive:
                     return
         except asyncio.CancelledError:
             pass
-        except Exception as exc:  # noqa: BLE001 - one bad request must not take the listener down
+        except Exception as exc:
             self.server.logger.error(f"http monitor: {exc!r}")
         finally:
             if task is not None:
                 self._connections.discard(task)
             writer.close()
 
-    async def _handle_head(
-        self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _handle_head(self, head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split(" ")
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
@@ -645,7 +643,7 @@ class Monitor:
         if length:
             try:
                 await asyncio.wait_for(reader.readexactly(length), _HEAD_TIMEOUT)
-            except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return False
         response = self.dispatch(target)
         await self._write(writer, response, method.upper() != "HEAD", keep_alive)
@@ -1180,7 +1178,9 @@ class Monitor:
         if accounts or streams or account_filter:
             details = []
             for name in names:
-                details.append(self.jsz_account_detail(js.accounts[name], streams=streams, consumers=consumers, config=config))
+                details.append(
+                    self.jsz_account_detail(js.accounts[name], streams=streams, consumers=consumers, config=config)
+                )
             if limit > 0:
                 details = details[offset : offset + limit]
             elif offset > 0:
@@ -1191,7 +1191,9 @@ class Monitor:
         return out
 
     @staticmethod
-    def jsz_account_detail(jsa: Any, *, streams: bool = False, consumers: bool = False, config: bool = False) -> dict[str, Any]:
+    def jsz_account_detail(
+        jsa: Any, *, streams: bool = False, consumers: bool = False, config: bool = False
+    ) -> dict[str, Any]:
         """One JetStream account's AccountDetail (`/jsz` account_details[], `$SYS.REQ.ACCOUNT.<a>.JSZ`)."""
         name = jsa.name
         # Unlimited reservations are uint64 max inside account details (Go decoders need >= 0).

@@ -369,7 +369,9 @@ class Server:
         self._info_base = self._build_info_base()
         if config.tls is not None:
             self.logger.info(
-                "TLS available for client connections" if config.allow_non_tls else "TLS required for client connections"
+                "TLS available for client connections"
+                if config.allow_non_tls
+                else "TLS required for client connections"
             )
         self.logger.info(f"Listening for client connections on {self._hostport(config.listen.host, self.port)}")
         self._write_pidfile()
@@ -396,7 +398,7 @@ class Server:
         import time as _time
 
         def block(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-            _time.sleep(float(msg[max(hdr_len, 0):] or b"0"))
+            _time.sleep(float(msg[max(hdr_len, 0) :] or b"0"))
 
         self.subscribe_internal(self.global_account, b"$JSEDGE.TEST.block", block)
         self.logger.warn("Test hooks are enabled (JSEDGE_TEST_HOOKS=1): never in production")

@@ -7,16 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 # Imported here, before any test starts a thread: pytest's hypothesis plugin otherwise imports it
 # lazily at session end, and CPython 3.11.7 can fail that import with "SystemError: AST constructor
 # recursion depth mismatch" when another thread runs during the parse (CPython gh-106905).
 import hypothesis  # noqa: F401
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import SERVER_KINDS, ServerPool, ServerProcess  # noqa: E402
+from helpers import SERVER_KINDS, ServerPool, ServerProcess
 
 _SELECTOR_MODULES = ("jsedge._ext", "jsedge.routing.sublist", "jsedge.protocol.parser", "jsedge.store.codec")
 
@@ -87,7 +86,7 @@ def jsedge_server():
 
 @pytest.fixture(params=SERVER_KINDS)
 def server_kind(request: pytest.FixtureRequest) -> str:
-    """"jsedge" or "nats" (select with `-k nats` / `-k jsedge`)."""
+    """ "jsedge" or "nats" (select with `-k nats` / `-k jsedge`)."""
     return request.param
 
 

@@ -29,9 +29,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_KINDS = ("jsedge", "nats")
@@ -60,7 +61,7 @@ def check_for(timeout: float, fn: Callable[[], Any], interval: float = 0.01) -> 
             if last_val:
                 return last_val
             last_exc = None
-        except Exception as exc:  # noqa: BLE001 - polling swallows and reports the last one
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             msg = f"condition not met within {timeout}s"
@@ -80,7 +81,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 # --------------------------------------------------------------------------------------------------
 # server processes
 
-_LIVE: "set[ServerProcess]" = set()
+_LIVE: set[ServerProcess] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -175,7 +176,7 @@ class ServerProcess:
             argv += ["-c", str(self.config_path)]
         return argv + args
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self._lines = []
         self._eof = False
@@ -270,7 +271,7 @@ class ServerProcess:
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def restart(self, timeout: float = 5.0, same_port: bool = True) -> "ServerProcess":
+    def restart(self, timeout: float = 5.0, same_port: bool = True) -> ServerProcess:
         """Stop and start again, by default on the same client port."""
         port = self.port
         self.stop(timeout)
@@ -278,7 +279,7 @@ class ServerProcess:
             self.requested_port = port
         return self.start()
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -350,7 +351,7 @@ def _stop_all_live() -> None:
     for s in live:
         try:
             s.kill()
-        except Exception:  # noqa: BLE001 - best effort at interpreter exit
+        except Exception:
             pass
 
 
@@ -399,7 +400,7 @@ class RawClient:
     """Blocking raw-socket client. Every read has a deadline; reads raise AssertionError on timeout
     or EOF, with what was received so far in the message."""
 
-    def __init__(self, port: int | "ServerProcess", host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+    def __init__(self, port: int | ServerProcess, host: str = "127.0.0.1", timeout: float = 5.0) -> None:
         if isinstance(port, ServerProcess):
             host, port = port.host, port.port
         self.timeout = timeout
@@ -423,7 +424,7 @@ class RawClient:
         self.sock.settimeout(remaining)
         try:
             chunk = self.sock.recv(65536)
-        except socket.timeout:
+        except TimeoutError:
             return False
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             chunk = b""
@@ -516,7 +517,7 @@ class RawClient:
         except OSError:
             pass
 
-    def __enter__(self) -> "RawClient":
+    def __enter__(self) -> RawClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -656,7 +657,7 @@ class _Conn:
             self.out += c.drain() + (EOF_MARK if c.eof else b"<TIMEOUT>")
             self.done = True
 
-    def step(self, step: "Step") -> None:
+    def step(self, step: Step) -> None:
         if self.done:
             return
         c = self.client
@@ -712,7 +713,7 @@ def run_raw(
 
 def run_multi(
     server: ServerProcess,
-    *steps: "tuple[str, Step]",
+    *steps: tuple[str, Step],
     read_info: bool = True,
     normalize: bool = True,
     timeout: float = 5.0,
@@ -733,9 +734,7 @@ def run_multi(
     return normalize_transcript(out) if normalize else out
 
 
-def run_raw_both(
-    servers: dict[str, ServerProcess], *steps: Step, **kw: Any
-) -> dict[str, bytes]:
+def run_raw_both(servers: dict[str, ServerProcess], *steps: Step, **kw: Any) -> dict[str, bytes]:
     """`run_raw` on each server of `{kind: server}`; returns `{kind: transcript}`."""
     return {kind: run_raw(srv, *steps, **kw) for kind, srv in servers.items()}
 
@@ -768,7 +767,11 @@ class TlsFiles:
 
     def server_config(self, verify: bool = False, timeout: float | None = None) -> str:
         """A `tls { }` block for the client port."""
-        lines = [f'  cert_file: "{self.server_cert}"', f'  key_file: "{self.server_key}"', f'  ca_file: "{self.ca_cert}"']
+        lines = [
+            f'  cert_file: "{self.server_cert}"',
+            f'  key_file: "{self.server_key}"',
+            f'  ca_file: "{self.ca_cert}"',
+        ]
         if verify:
             lines.append("  verify: true")
         if timeout is not None:
@@ -796,7 +799,7 @@ def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
 
     def key():
         return ec.generate_private_key(ec.SECP256R1())
@@ -823,9 +826,7 @@ def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -843,9 +844,7 @@ def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         )
         if san:
             b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
@@ -879,7 +878,7 @@ async def acheck_for(timeout: float, fn: Callable[[], Any], interval: float = 0.
             if last_val:
                 return last_val
             last_exc = None
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             last_exc = exc
         if time.monotonic() >= deadline:
             msg = f"condition not met within {timeout}s"

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreConfig  # noqa: E402
-from jsedge.store.filestore import FileStore  # noqa: E402
+from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreConfig
+from jsedge.store.filestore import FileStore
 
 BASE_TS = 1_795_000_000_000_000_000
 COUNT = 300
@@ -41,7 +41,10 @@ def expected_consumer_state() -> ConsumerState:
     return ConsumerState(
         delivered=SequencePair(consumer_seq=120, stream_seq=130),
         ack_floor=SequencePair(consumer_seq=100, stream_seq=110),
-        pending={125: Pending(consumer_seq=115, timestamp=BASE_TS + 7), 128: Pending(consumer_seq=118, timestamp=BASE_TS + 9)},
+        pending={
+            125: Pending(consumer_seq=115, timestamp=BASE_TS + 7),
+            128: Pending(consumer_seq=118, timestamp=BASE_TS + 9),
+        },
         redelivered={125: 2},
     )
 

@@ -91,7 +91,9 @@ def consumer_info(api: Any, request: Request) -> dict[str, Any]:
 def _paged(request: Request) -> tuple[Any, int]:
     document = optional_body(request.body)
     options = (
-        decode(ConsumerNamesRequest, document, "JSApiConsumersRequest") if document is not None else ConsumerNamesRequest()
+        decode(ConsumerNamesRequest, document, "JSApiConsumersRequest")
+        if document is not None
+        else ConsumerNamesRequest()
     )
     stream = lookup(request)
     consumers = sorted(stream.consumers.values(), key=lambda c: c.name.encode())
@@ -120,7 +122,9 @@ def consumer_delete(api: Any, request: Request) -> dict[str, Any]:
 def consumer_pause(api: Any, request: Request) -> dict[str, Any]:
     document = optional_body(request.body)
     options = (
-        decode(ConsumerPauseRequest, document, "JSApiConsumerPauseRequest") if document is not None else ConsumerPauseRequest()
+        decode(ConsumerPauseRequest, document, "JSApiConsumerPauseRequest")
+        if document is not None
+        else ConsumerPauseRequest()
     )
     consumer = _lookup_consumer(request)
     consumer.pause(options.pause_until)

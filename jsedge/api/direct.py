@@ -8,11 +8,9 @@ The request body is decoded leniently (unknown keys ignored), unlike the JSON AP
 
 from __future__ import annotations
 
-import json
-
-from jsedge import gojson
 from typing import Any
 
+from jsedge import gojson
 from jsedge.errors import JSError
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.models import MsgGetRequest, decode, format_time_ns
@@ -181,7 +179,9 @@ def direct_get(api: Any, stream: Any, subject: bytes, reply: bytes, hdr: bytes, 
     _send_msg(api, stream, reply, msg, options.no_hdr, [])
 
 
-def _send_msg(api: Any, stream: Any, reply: bytes, msg: StoredMsg, no_hdr: bool, extra: list[tuple[bytes, bytes]]) -> None:
+def _send_msg(
+    api: Any, stream: Any, reply: bytes, msg: StoredMsg, no_hdr: bool, extra: list[tuple[bytes, bytes]]
+) -> None:
     hdr = b"" if no_hdr else _message_headers(stream, msg, extra)
     api.server.send_internal(stream.account, reply, b"", hdr, msg.data)
 
@@ -227,8 +227,11 @@ def _batch(api: Any, stream: Any, reply: bytes, options: MsgGetRequest) -> None:
 
 def _eob(pending: int, last_seq: int) -> bytes:
     return (
-        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: " + str(pending).encode()
-        + b"\r\nNats-Last-Sequence: " + str(last_seq).encode() + b"\r\n\r\n"
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: "
+        + str(pending).encode()
+        + b"\r\nNats-Last-Sequence: "
+        + str(last_seq).encode()
+        + b"\r\n\r\n"
     )
 
 
@@ -286,9 +289,13 @@ def _multi_last(api: Any, stream: Any, reply: bytes, options: MsgGetRequest) -> 
         if size >= max_bytes:
             break
     eob = (
-        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: " + str(len(ordered) - sent).encode()
-        + b"\r\nNats-Last-Sequence: " + str(last_sent).encode()
-        + b"\r\nNats-UpTo-Sequence: " + str(up_to).encode() + b"\r\n\r\n"
+        b"NATS/1.0 204 EOB\r\nNats-Num-Pending: "
+        + str(len(ordered) - sent).encode()
+        + b"\r\nNats-Last-Sequence: "
+        + str(last_sent).encode()
+        + b"\r\nNats-UpTo-Sequence: "
+        + str(up_to).encode()
+        + b"\r\n\r\n"
     )
     server.send_internal(stream.account, reply, b"", eob, b"")
 

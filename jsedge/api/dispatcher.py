@@ -154,7 +154,7 @@ class JetStreamAPI:
                 jsa.api_errors += 1
             self.respond(request, self.error_response(endpoint, exc))
             return
-        except Exception:  # noqa: BLE001 - the API must answer, and the traceback must be seen
+        except Exception:
             self.server.logger.error(
                 f"JetStream API request '{jsa.name} > {request.subject.decode(errors='replace')}' failed:\n"
                 + traceback.format_exc()
@@ -235,5 +235,5 @@ class JetStreamAPI:
             hdr, body = b"", bytes(msg)
         try:
             direct_get(self, stream, subject, reply, hdr, body)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.server.logger.error("JetStream direct get failed:\n" + traceback.format_exc())

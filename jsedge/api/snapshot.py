@@ -292,7 +292,7 @@ def stream_snapshot(api: Any, request: Request) -> dict[str, Any] | None:
 
     try:
         archive = build_archive(stream, consumers=not options.no_consumers)
-    except Exception as exc:  # noqa: BLE001 - reported like nats-server's snapshot errors
+    except Exception as exc:
         raise js_error("JSStreamSnapshotErrF", err=str(exc)) from None
     response = {
         "type": TYPE_PREFIX + "stream_snapshot_response",
@@ -342,7 +342,7 @@ class _Sender:
                     self.acked.clear()
                     try:
                         await asyncio.wait_for(self.acked.wait(), FLOW_TIMEOUT)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         self._status(b"408 No Flow Response")
                         return
                 reply = self.ack_prefix + b".%d.%d" % (self.chunk, index) if full else b""
@@ -354,7 +354,7 @@ class _Sender:
                     self.outstanding += len(piece)
                 await asyncio.sleep(0)
             self.server.send_internal(self.account, self.deliver, b"", _STATUS_EOF, b"")
-        except Exception as exc:  # noqa: BLE001 - tell the receiver, keep the server alive
+        except Exception as exc:
             self._status(b"500 " + str(exc).encode(errors="replace")[:200])
         finally:
             self.server.unsubscribe_internal(self.account, sub)
@@ -437,7 +437,7 @@ class _Receiver:
             response.update(stream.info())
         except JSError as exc:
             response = {"type": TYPE_PREFIX + "stream_create_response", "error": exc.to_json()}
-        except Exception as exc:  # noqa: BLE001 - a bad archive is the client's problem, reported
+        except Exception as exc:
             err = js_error("JSStreamRestoreErrF", err=str(exc) or type(exc).__name__)
             response = {"type": TYPE_PREFIX + "stream_create_response", "error": err.to_json()}
         finally:
@@ -507,9 +507,7 @@ def _restore_extras(store: Any, meta: bytes | None, consumer_docs: list[dict[str
 
 def register(api: Any) -> None:
     api.add(Endpoint((b"STREAM", b"SNAPSHOT"), 3, "stream_snapshot_response", stream_snapshot))
-    api.add(
-        Endpoint((b"STREAM", b"RESTORE"), 3, "stream_restore_response", stream_restore, (("deliver_subject", ""),))
-    )
+    api.add(Endpoint((b"STREAM", b"RESTORE"), 3, "stream_restore_response", stream_restore, (("deliver_subject", ""),)))
 
 
 __all__ = ["build_archive", "restore_stream", "register"]

@@ -126,7 +126,9 @@ def stream_update(api: Any, request: Request) -> dict[str, Any]:
 
 def stream_info(api: Any, request: Request) -> dict[str, Any]:
     document = optional_body(request.body)
-    options = decode(StreamInfoRequest, document, "JSApiStreamInfoRequest") if document is not None else StreamInfoRequest()
+    options = (
+        decode(StreamInfoRequest, document, "JSApiStreamInfoRequest") if document is not None else StreamInfoRequest()
+    )
     stream = lookup(request)
     subjects_filter = options.subjects_filter.encode() if options.subjects_filter else None
     state = stream.state(deleted_details=options.deleted_details, subjects_filter=subjects_filter)
@@ -145,7 +147,11 @@ def stream_info(api: Any, request: Request) -> dict[str, Any]:
 
 def _filtered_streams(request: Request) -> tuple[list[Any], int]:
     document = optional_body(request.body)
-    options = decode(StreamNamesRequest, document, "JSApiStreamNamesRequest") if document is not None else StreamNamesRequest()
+    options = (
+        decode(StreamNamesRequest, document, "JSApiStreamNamesRequest")
+        if document is not None
+        else StreamNamesRequest()
+    )
     streams = sorted(request.jsa.streams.values(), key=lambda s: s.name.encode())
     if options.subject:
         wanted = options.subject.encode()
@@ -186,7 +192,11 @@ def stream_delete(api: Any, request: Request) -> dict[str, Any]:
 def stream_purge(api: Any, request: Request) -> dict[str, Any]:
     stream = lookup(request)
     document = optional_body(request.body)
-    options = decode(StreamPurgeRequest, document, "JSApiStreamPurgeRequest") if document is not None else StreamPurgeRequest()
+    options = (
+        decode(StreamPurgeRequest, document, "JSApiStreamPurgeRequest")
+        if document is not None
+        else StreamPurgeRequest()
+    )
     if options.seq and options.keep:
         raise js_error("JSBadRequestErr")
     if stream.config.sealed:

@@ -70,9 +70,17 @@ def summary(kind: str, stats: list[Stats], size: int) -> dict[str, Any]:
     end = max(s.end for s in stats)
     msgs = sum(s.msgs for s in stats)
     rate = msgs / max(end - start, 1e-9)
-    return {"kind": kind, "msgs": msgs, "bytes": msgs * size, "seconds": end - start, "msgs_per_sec": rate,
-            "mb_per_sec": rate * size / (1024 * 1024),
-            "clients": [{"msgs": s.msgs, "msgs_per_sec": s.rate(), "mb_per_sec": s.rate() * size / (1024 * 1024)} for s in stats]}
+    return {
+        "kind": kind,
+        "msgs": msgs,
+        "bytes": msgs * size,
+        "seconds": end - start,
+        "msgs_per_sec": rate,
+        "mb_per_sec": rate * size / (1024 * 1024),
+        "clients": [
+            {"msgs": s.msgs, "msgs_per_sec": s.rate(), "mb_per_sec": s.rate() * size / (1024 * 1024)} for s in stats
+        ],
+    }
 
 
 def print_summary(kind: str, data: dict[str, Any]) -> None:
@@ -80,19 +88,31 @@ def print_summary(kind: str, data: dict[str, Any]) -> None:
     clients = data["clients"]
     if len(clients) > 1:
         for i, c in enumerate(clients, 1):
-            print(f" [{i}] {out.comma(int(c['msgs_per_sec']))} msgs/sec ~ {c['mb_per_sec']:.2f} MB/sec ({out.comma(c['msgs'])} msgs)")
+            print(
+                f" [{i}] {out.comma(int(c['msgs_per_sec']))} msgs/sec ~ {c['mb_per_sec']:.2f} MB/sec ({out.comma(c['msgs'])} msgs)"
+            )
         rates = [c["msgs_per_sec"] for c in clients]
         avg = sum(rates) / len(rates)
         std = math.sqrt(sum((r - avg) ** 2 for r in rates) / len(rates))
-        print(f" min {out.comma(int(min(rates)))} | avg {out.comma(int(avg))} | max {out.comma(int(max(rates)))} | stddev {out.comma(int(std))} msgs")
+        print(
+            f" min {out.comma(int(min(rates)))} | avg {out.comma(int(avg))} | max {out.comma(int(max(rates)))} | stddev {out.comma(int(std))} msgs"
+        )
 
 
 def latency_stats(latencies: list[int]) -> dict[str, int]:
     values = sorted(latencies)
     if not values:
         return {}
-    return {"min": values[0], "p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99),
-            "p99.9": percentile(values, 99.9), "max": values[-1], "avg": int(sum(values) / len(values)), "count": len(values)}
+    return {
+        "min": values[0],
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "p99.9": percentile(values, 99.9),
+        "max": values[-1],
+        "avg": int(sum(values) / len(values)),
+        "count": len(values),
+    }
 
 
 def print_latency(label: str, lat: dict[str, int]) -> None:
@@ -128,8 +148,10 @@ class Bench:
         if not self.ctx.json:
             a = self.args
             subject = f"subject={a.subject}, " if getattr(a, "subject", None) else ""
-            print(f"Starting {what} benchmark [{subject}msgs={out.comma(self.msgs)}, "
-                  f"msgsize={out.ibytes(self.size)}, clients={self.clients}{extra}]")
+            print(
+                f"Starting {what} benchmark [{subject}msgs={out.comma(self.msgs)}, "
+                f"msgsize={out.ibytes(self.size)}, clients={self.clients}{extra}]"
+            )
 
     def finish(self, results: dict[str, list[Stats]], latency_label: str) -> int:
         lat = latency_stats(self.latencies)
@@ -164,7 +186,9 @@ async def _publisher(b: Bench, nc: Any, subject: str, count: int, record_latency
     return st
 
 
-async def _subscriber(b: Bench, nc: Any, subject: str, expect: int, ready: asyncio.Event | None = None) -> tuple[Stats, Any]:
+async def _subscriber(
+    b: Bench, nc: Any, subject: str, expect: int, ready: asyncio.Event | None = None
+) -> tuple[Stats, Any]:
     st = Stats("sub")
     done = asyncio.get_running_loop().create_future()
     lat = b.latencies
@@ -200,7 +224,9 @@ async def _wait(done: list[Any], idle: float, stats: list[Stats]) -> None:
                 if not s.end:
                     s.end = time.perf_counter()
             got = sum(s.msgs for s in stats)
-            raise CLIError(f"subscribers stopped receiving after {out.comma(got)} messages (slow consumer or lost messages?)")
+            raise CLIError(
+                f"subscribers stopped receiving after {out.comma(got)} messages (slow consumer or lost messages?)"
+            )
 
 
 async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
@@ -208,7 +234,9 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
     b.header("Core NATS publisher")
     try:
         conns = [await b.conn() for _ in range(b.clients)]
-        stats = await asyncio.gather(*(_publisher(b, nc, args.subject, n, True, False) for nc, n in zip(conns, _split(b.msgs, b.clients))))
+        stats = await asyncio.gather(
+            *(_publisher(b, nc, args.subject, n, True, False) for nc, n in zip(conns, _split(b.msgs, b.clients)))
+        )
     finally:
         await b.close()
     return b.finish({"Pub": list(stats)}, "Publish call")
@@ -233,7 +261,9 @@ async def cmd_pubsub(ctx: Context, args: argparse.Namespace) -> int:
     try:
         subs = [await _subscriber(b, await b.conn(), args.subject, b.msgs) for _ in range(b.clients)]
         conns = [await b.conn() for _ in range(b.clients)]
-        pubs_task = asyncio.gather(*(_publisher(b, nc, args.subject, n, False, True) for nc, n in zip(conns, _split(b.msgs, b.clients))))
+        pubs_task = asyncio.gather(
+            *(_publisher(b, nc, args.subject, n, False, True) for nc, n in zip(conns, _split(b.msgs, b.clients)))
+        )
         pubs = await pubs_task
         await _wait([d for _, d in subs], out.parse_duration(args.idle) / 1e9, [s for s, _ in subs])
     finally:
@@ -288,8 +318,17 @@ async def _ensure_stream(ctx: Context, args: argparse.Namespace) -> None:
     except APIError as exc:
         if exc.err_code != 10059:
             raise
-    cfg = {"name": args.stream, "subjects": [args.subject], "storage": args.storage, "retention": "limits",
-           "max_msgs": -1, "max_bytes": -1, "max_age": 0, "discard": "old", "num_replicas": 1}
+    cfg = {
+        "name": args.stream,
+        "subjects": [args.subject],
+        "storage": args.storage,
+        "retention": "limits",
+        "max_msgs": -1,
+        "max_bytes": -1,
+        "max_age": 0,
+        "discard": "old",
+        "num_replicas": 1,
+    }
     await ctx.api(f"STREAM.CREATE.{args.stream}", cfg, context=f"could not create stream {args.stream}")
 
 
@@ -329,21 +368,33 @@ async def cmd_js_pub(ctx: Context, args: argparse.Namespace) -> int:
 
 async def cmd_js_fetch(ctx: Context, args: argparse.Namespace) -> int:
     b = Bench(ctx, args)
-    info = await ctx.api(f"STREAM.INFO.{args.stream}", context=f"could not use stream {args.stream} (run `bench js pub` first)")
+    info = await ctx.api(
+        f"STREAM.INFO.{args.stream}", context=f"could not use stream {args.stream} (run `bench js pub` first)"
+    )
     available = int((info.get("state") or {}).get("messages") or 0)
     if available == 0:
         raise CLIError(f"stream {args.stream} has no messages (run `jsedge bench js pub {args.subject}` first)")
     b.msgs = min(b.msgs, available)
     b.header("JetStream fetch consumer", f", stream={args.stream}, batch={args.batch}")
     consumer = "jsedge-bench-fetch"
-    cfg = {"durable_name": consumer, "name": consumer, "deliver_policy": "all", "ack_policy": "explicit",
-           "ack_wait": 30_000_000_000, "max_ack_pending": -1, "replay_policy": "instant"}
+    cfg = {
+        "durable_name": consumer,
+        "name": consumer,
+        "deliver_policy": "all",
+        "ack_policy": "explicit",
+        "ack_wait": 30_000_000_000,
+        "max_ack_pending": -1,
+        "replay_policy": "instant",
+    }
     try:
         await ctx.api(f"CONSUMER.DELETE.{args.stream}.{consumer}")
     except CLIError:
         pass
-    await ctx.api(f"CONSUMER.CREATE.{args.stream}.{consumer}", {"stream_name": args.stream, "config": cfg},
-                  context="could not create the benchmark consumer")
+    await ctx.api(
+        f"CONSUMER.CREATE.{args.stream}.{consumer}",
+        {"stream_name": args.stream, "config": cfg},
+        context="could not create the benchmark consumer",
+    )
     subject = f"{ctx.api_prefix}.CONSUMER.MSG.NEXT.{args.stream}.{consumer}"
     remaining = [b.msgs]
 
@@ -361,7 +412,7 @@ async def cmd_js_fetch(ctx: Context, args: argparse.Namespace) -> int:
             while got < want:
                 try:
                     msg = await sub.next_msg(timeout=3)
-                except Exception:  # noqa: BLE001 - the pull expired
+                except Exception:
                     break
                 if msg.headers and msg.headers.get("Status"):
                     break
@@ -397,9 +448,22 @@ async def _ensure_bucket(ctx: Context, args: argparse.Namespace) -> None:
     except APIError as exc:
         if exc.err_code != 10059:
             raise
-    cfg = {"name": f"KV_{args.bucket}", "subjects": [f"$KV.{args.bucket}.>"], "max_msgs_per_subject": 1, "discard": "new",
-           "allow_rollup_hdrs": True, "deny_delete": True, "allow_direct": True, "storage": args.storage, "num_replicas": 1,
-           "max_msgs": -1, "max_bytes": -1, "max_age": 0, "max_consumers": -1, "duplicate_window": 120_000_000_000}
+    cfg = {
+        "name": f"KV_{args.bucket}",
+        "subjects": [f"$KV.{args.bucket}.>"],
+        "max_msgs_per_subject": 1,
+        "discard": "new",
+        "allow_rollup_hdrs": True,
+        "deny_delete": True,
+        "allow_direct": True,
+        "storage": args.storage,
+        "num_replicas": 1,
+        "max_msgs": -1,
+        "max_bytes": -1,
+        "max_age": 0,
+        "max_consumers": -1,
+        "duplicate_window": 120_000_000_000,
+    }
     await ctx.api(f"STREAM.CREATE.KV_{args.bucket}", cfg, context=f"could not create bucket {args.bucket}")
 
 
@@ -425,7 +489,9 @@ async def cmd_kv_put(ctx: Context, args: argparse.Namespace) -> int:
 
     try:
         conns = [await b.conn() for _ in range(b.clients)]
-        stats = await asyncio.gather(*(putter(nc, i, n) for i, (nc, n) in enumerate(zip(conns, _split(b.msgs, b.clients)))))
+        stats = await asyncio.gather(
+            *(putter(nc, i, n) for i, (nc, n) in enumerate(zip(conns, _split(b.msgs, b.clients))))
+        )
     finally:
         await b.close()
     return b.finish({"Put": list(stats)}, "Put round trip")
@@ -451,7 +517,11 @@ async def cmd_kv_get(ctx: Context, args: argparse.Namespace) -> int:
                 if msg.headers and msg.headers.get("Status") == "404":
                     raise CLIError(f"key {key} not found (run `jsedge bench kv put` with as many --keys first)")
             else:
-                msg = await nc.request(f"{ctx.api_prefix}.STREAM.MSG.GET.KV_{args.bucket}", json.dumps({"last_by_subj": key}).encode(), timeout=ctx.timeout)
+                msg = await nc.request(
+                    f"{ctx.api_prefix}.STREAM.MSG.GET.KV_{args.bucket}",
+                    json.dumps({"last_by_subj": key}).encode(),
+                    timeout=ctx.timeout,
+                )
                 if b'"error"' in msg.data[:40]:
                     raise CLIError(f"key {key} not found (run `jsedge bench kv put` with as many --keys first)")
             b.latencies.append(time.perf_counter_ns() - t0)
@@ -461,7 +531,9 @@ async def cmd_kv_get(ctx: Context, args: argparse.Namespace) -> int:
 
     try:
         conns = [await b.conn() for _ in range(b.clients)]
-        stats = await asyncio.gather(*(getter(nc, i, n) for i, (nc, n) in enumerate(zip(conns, _split(b.msgs, b.clients)))))
+        stats = await asyncio.gather(
+            *(getter(nc, i, n) for i, (nc, n) in enumerate(zip(conns, _split(b.msgs, b.clients))))
+        )
     finally:
         await b.close()
     b.size = max(b.size, 0)
@@ -476,14 +548,20 @@ def _common(p: argparse.ArgumentParser, subject: bool = True) -> None:
         p.add_argument("subject")
     p.add_argument("--msgs", type=int, default=100_000, help="number of messages (default 100000)")
     p.add_argument("--size", default="128", help="message size, e.g. 128, 1KB (default 128)")
-    p.add_argument("--clients", type=int, default=1, help="concurrent clients, each with its own connection (default 1)")
+    p.add_argument(
+        "--clients", type=int, default=1, help="concurrent clients, each with its own connection (default 1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("bench", "Benchmark a NATS server")
     sub = subcommands(parser)
-    for name, fn, text in (("pub", cmd_pub, "core publishers"), ("sub", cmd_sub, "core subscribers (publish elsewhere)"),
-                           ("pubsub", cmd_pubsub, "core publishers and subscribers"), ("request", cmd_request, "request/reply")):
+    for name, fn, text in (
+        ("pub", cmd_pub, "core publishers"),
+        ("sub", cmd_sub, "core subscribers (publish elsewhere)"),
+        ("pubsub", cmd_pubsub, "core publishers and subscribers"),
+        ("request", cmd_request, "request/reply"),
+    ):
         p = add_command(sub, name, fn, text)
         _common(p)
         if name in ("sub", "pubsub"):
@@ -493,12 +571,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     js = sub.add_parser("js", help="JetStream benchmarks")
     jsub = subcommands(js, "JetStream benchmarks")
-    for name, fn, text in (("pub", cmd_js_pub, "JetStream publishers (acknowledged)"), ("fetch", cmd_js_fetch, "pull consumer fetches")):
+    for name, fn, text in (
+        ("pub", cmd_js_pub, "JetStream publishers (acknowledged)"),
+        ("fetch", cmd_js_fetch, "pull consumer fetches"),
+    ):
         p = add_command(jsub, name, fn, text)
         _common(p)
         p.add_argument("--stream", default="benchstream", help="stream (default benchstream)")
         p.add_argument("--storage", type=str.lower, choices=["file", "memory"], default="file")
-        p.add_argument("--batch", type=int, default=100 if name == "fetch" else 1, help="fetch batch / publishes in flight per client")
+        p.add_argument(
+            "--batch",
+            type=int,
+            default=100 if name == "fetch" else 1,
+            help="fetch batch / publishes in flight per client",
+        )
         p.add_argument("--purge", action="store_true", help="purge the stream first")
 
     kv = sub.add_parser("kv", help="key-value benchmarks")

@@ -17,22 +17,30 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jsedge.cli import output as out
 from jsedge.cli.main import CLIError, Context, add_command, confirm, execute, new_parser, subcommands
 from jsedge.cli.stream import load_json_file
 
-_DELIVER = {"all": "all", "new": "new", "last": "last", "last-per-subject": "last_per_subject",
-            "subject": "last_per_subject", "last_per_subject": "last_per_subject"}
+_DELIVER = {
+    "all": "all",
+    "new": "new",
+    "last": "last",
+    "last-per-subject": "last_per_subject",
+    "subject": "last_per_subject",
+    "last_per_subject": "last_per_subject",
+}
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("consumer configuration")
     g.add_argument("--pull", action="store_true", help="a pull consumer")
     g.add_argument("--target", help="push consumer: deliver to this subject")
-    g.add_argument("--deliver", help="all, new, last, last-per-subject, a start sequence, or a duration/RFC3339 start time")
+    g.add_argument(
+        "--deliver", help="all, new, last, last-per-subject, a start sequence, or a duration/RFC3339 start time"
+    )
     g.add_argument("--ack", type=str.lower, choices=["none", "all", "explicit"], help="acknowledgement policy")
     g.add_argument("--max-deliver", type=int, help="maximum deliveries per message (-1 unlimited)")
     g.add_argument("--ack-wait", help="time to wait for an ack, e.g. 30s")
@@ -75,7 +83,7 @@ def apply_flags(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
             cfg["deliver_policy"], cfg["opt_start_time"] = "by_start_time", value
         else:
             ago = _dur(value, "deliver")
-            start = datetime.now(timezone.utc) - timedelta(microseconds=ago / 1000)
+            start = datetime.now(UTC) - timedelta(microseconds=ago / 1000)
             cfg["deliver_policy"], cfg["opt_start_time"] = "by_start_time", start.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if args.ack:
         cfg["ack_policy"] = args.ack
@@ -146,8 +154,16 @@ def consumer_info_text(info: dict[str, Any]) -> str:
     if cfg.get("filter_subjects"):
         conf.append(("Filter Subjects", ", ".join(cfg["filter_subjects"])))
     policy = cfg.get("deliver_policy", "all")
-    conf.append(("Deliver Policy", {"last_per_subject": "Last Per Subject", "by_start_sequence": f"From Sequence {cfg.get('opt_start_seq')}",
-                                    "by_start_time": f"Since {cfg.get('opt_start_time')}"}.get(policy, _title(policy))))
+    conf.append(
+        (
+            "Deliver Policy",
+            {
+                "last_per_subject": "Last Per Subject",
+                "by_start_sequence": f"From Sequence {cfg.get('opt_start_seq')}",
+                "by_start_time": f"Since {cfg.get('opt_start_time')}",
+            }.get(policy, _title(policy)),
+        )
+    )
     conf.append(("Ack Policy", _title(cfg.get("ack_policy", "none"))))
     if cfg.get("ack_wait"):
         conf.append(("Ack Wait", out.human_duration(cfg["ack_wait"])))
@@ -169,20 +185,41 @@ def consumer_info_text(info: dict[str, Any]) -> str:
     if cfg.get("inactive_threshold"):
         conf.append(("Inactive Threshold", out.human_duration(cfg["inactive_threshold"])))
     if cfg.get("pause_until") and info.get("paused"):
-        conf.append(("Paused Until", f"{out.fmt_time(cfg['pause_until'])} ({out.human_duration(info.get('pause_remaining', 0))} remaining)"))
+        conf.append(
+            (
+                "Paused Until",
+                f"{out.fmt_time(cfg['pause_until'])} ({out.human_duration(info.get('pause_remaining', 0))} remaining)",
+            )
+        )
     delivered = info.get("delivered") or {}
     floor = info.get("ack_floor") or {}
     last_active = delivered.get("last_active")
     state = [
-        ("Last Delivered Message", f"Consumer sequence: {out.comma(delivered.get('consumer_seq', 0))} Stream sequence: "
-                                   f"{out.comma(delivered.get('stream_seq', 0))}" + (f" Last delivery: {out.since(last_active)} ago" if last_active else "")),
-        ("Acknowledgment Floor", f"Consumer sequence: {out.comma(floor.get('consumer_seq', 0))} Stream sequence: {out.comma(floor.get('stream_seq', 0))}"),
-        ("Outstanding Acks", f"{out.comma(info.get('num_ack_pending', 0))}" + (f" out of maximum {out.limit_count(cfg['max_ack_pending'])}" if cfg.get("max_ack_pending") else "")),
+        (
+            "Last Delivered Message",
+            f"Consumer sequence: {out.comma(delivered.get('consumer_seq', 0))} Stream sequence: "
+            f"{out.comma(delivered.get('stream_seq', 0))}"
+            + (f" Last delivery: {out.since(last_active)} ago" if last_active else ""),
+        ),
+        (
+            "Acknowledgment Floor",
+            f"Consumer sequence: {out.comma(floor.get('consumer_seq', 0))} Stream sequence: {out.comma(floor.get('stream_seq', 0))}",
+        ),
+        (
+            "Outstanding Acks",
+            f"{out.comma(info.get('num_ack_pending', 0))}"
+            + (f" out of maximum {out.limit_count(cfg['max_ack_pending'])}" if cfg.get("max_ack_pending") else ""),
+        ),
         ("Redelivered Messages", out.comma(info.get("num_redelivered", 0))),
         ("Unprocessed Messages", out.comma(info.get("num_pending", 0))),
     ]
     if not cfg.get("deliver_subject"):
-        state.append(("Waiting Pulls", f"{out.comma(info.get('num_waiting', 0))} of maximum {out.comma(cfg.get('max_waiting', 512))}"))
+        state.append(
+            (
+                "Waiting Pulls",
+                f"{out.comma(info.get('num_waiting', 0))} of maximum {out.comma(cfg.get('max_waiting', 512))}",
+            )
+        )
     else:
         state.append(("Active Interest", "Active" if info.get("push_bound") else "No interest"))
     header = f"Information for Consumer {info.get('stream_name')} > {info.get('name')}"
@@ -232,7 +269,9 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
-    info = await ctx.api(f"CONSUMER.INFO.{args.stream}.{args.name}", context=f"could not load consumer {args.stream} > {args.name}")
+    info = await ctx.api(
+        f"CONSUMER.INFO.{args.stream}.{args.name}", context=f"could not load consumer {args.stream} > {args.name}"
+    )
     if ctx.json:
         out.print_json(_strip(info))
     else:
@@ -257,12 +296,22 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     if not infos:
         print(f"No Consumers defined for stream {args.stream}")
         return 0
-    table = out.Table(f"Consumers for Stream {args.stream}", ["Name", "Description", "Created", "Ack Pending", "Unprocessed", "Last Delivery"], right=(3, 4))
+    table = out.Table(
+        f"Consumers for Stream {args.stream}",
+        ["Name", "Description", "Created", "Ack Pending", "Unprocessed", "Last Delivery"],
+        right=(3, 4),
+    )
     for info in infos:
         cfg = info.get("config") or {}
         last = (info.get("delivered") or {}).get("last_active")
-        table.add(info.get("name"), cfg.get("description", ""), out.fmt_time(info.get("created")), out.comma(info.get("num_ack_pending", 0)),
-                  out.comma(info.get("num_pending", 0)), out.since(last) if last else "never")
+        table.add(
+            info.get("name"),
+            cfg.get("description", ""),
+            out.fmt_time(info.get("created")),
+            out.comma(info.get("num_ack_pending", 0)),
+            out.comma(info.get("num_pending", 0)),
+            out.since(last) if last else "never",
+        )
     print(table)
     return 0
 
@@ -270,7 +319,9 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
     if not confirm(f"Really delete consumer {args.stream} > {args.name}?", args.force):
         return 1
-    await ctx.api(f"CONSUMER.DELETE.{args.stream}.{args.name}", context=f"could not delete consumer {args.stream} > {args.name}")
+    await ctx.api(
+        f"CONSUMER.DELETE.{args.stream}.{args.name}", context=f"could not delete consumer {args.stream} > {args.name}"
+    )
     if ctx.json:
         out.print_json({"success": True})
     else:
@@ -283,22 +334,31 @@ async def cmd_pause(ctx: Context, args: argparse.Namespace) -> int:
     if re.match(r"^\d{4}-\d\d-\d\d", until):
         stamp = until
     else:
-        when = datetime.now(timezone.utc) + timedelta(microseconds=_dur(until, "until") / 1000)
+        when = datetime.now(UTC) + timedelta(microseconds=_dur(until, "until") / 1000)
         stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    resp = await ctx.api(f"CONSUMER.PAUSE.{args.stream}.{args.name}", {"pause_until": stamp},
-                         context=f"could not pause consumer {args.stream} > {args.name}")
+    resp = await ctx.api(
+        f"CONSUMER.PAUSE.{args.stream}.{args.name}",
+        {"pause_until": stamp},
+        context=f"could not pause consumer {args.stream} > {args.name}",
+    )
     if ctx.json:
         out.print_json(_strip(resp))
     elif resp.get("paused"):
-        print(f"Paused {args.stream} > {args.name} until {out.fmt_time(resp.get('pause_until'))} "
-              f"({out.human_duration(resp.get('pause_remaining', 0))} remaining)")
+        print(
+            f"Paused {args.stream} > {args.name} until {out.fmt_time(resp.get('pause_until'))} "
+            f"({out.human_duration(resp.get('pause_remaining', 0))} remaining)"
+        )
     else:
         print(f"Consumer {args.stream} > {args.name} is not paused (the time is in the past)")
     return 0
 
 
 async def cmd_resume(ctx: Context, args: argparse.Namespace) -> int:
-    resp = await ctx.api(f"CONSUMER.PAUSE.{args.stream}.{args.name}", None, context=f"could not resume consumer {args.stream} > {args.name}")
+    resp = await ctx.api(
+        f"CONSUMER.PAUSE.{args.stream}.{args.name}",
+        None,
+        context=f"could not resume consumer {args.stream} > {args.name}",
+    )
     if ctx.json:
         out.print_json(_strip(resp))
     else:
@@ -309,9 +369,13 @@ async def cmd_resume(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_next(ctx: Context, args: argparse.Namespace) -> int:
     import nats.errors
 
-    info = await ctx.api(f"CONSUMER.INFO.{args.stream}.{args.name}", context=f"could not load consumer {args.stream} > {args.name}")
+    info = await ctx.api(
+        f"CONSUMER.INFO.{args.stream}.{args.name}", context=f"could not load consumer {args.stream} > {args.name}"
+    )
     if (info.get("config") or {}).get("deliver_subject"):
-        raise CLIError(f"consumer {args.stream} > {args.name} is a push consumer; use `jsedge sub` on its delivery subject")
+        raise CLIError(
+            f"consumer {args.stream} > {args.name} is a push consumer; use `jsedge sub` on its delivery subject"
+        )
     ack_policy = (info.get("config") or {}).get("ack_policy", "none")
     wait = _dur(args.wait, "wait")
     subject = f"{ctx.api_prefix}.CONSUMER.MSG.NEXT.{args.stream}.{args.name}"
@@ -330,7 +394,9 @@ async def cmd_next(ctx: Context, args: argparse.Namespace) -> int:
         status = (msg.headers or {}).get("Status") if msg.headers else None
         if status:
             if status in ("404", "408", "409") or not msg.reply:
-                if status == "409" and (msg.headers or {}).get("Description", "").lower().startswith("consumer deleted"):
+                if status == "409" and (msg.headers or {}).get("Description", "").lower().startswith(
+                    "consumer deleted"
+                ):
                     raise CLIError(f"consumer {args.stream} > {args.name} was deleted")
                 break
         received += 1
@@ -339,17 +405,28 @@ async def cmd_next(ctx: Context, args: argparse.Namespace) -> int:
         if args.ack and ack_policy != "none" and msg.reply:
             try:
                 await ctx.nc.request(msg.reply, b"+ACK", timeout=2)
-            except Exception:  # noqa: BLE001 - an ack without confirmation still counts
+            except Exception:
                 await ctx.nc.flush()
             acked = True
         if ctx.json:
-            results.append({"subject": msg.subject, "headers": dict(msg.headers or {}), "data": msg.data.decode("utf-8", "replace"),
-                            "stream_seq": meta.get("stream_seq"), "consumer_seq": meta.get("consumer_seq"),
-                            "delivered": meta.get("delivered"), "pending": meta.get("pending"), "acked": acked})
+            results.append(
+                {
+                    "subject": msg.subject,
+                    "headers": dict(msg.headers or {}),
+                    "data": msg.data.decode("utf-8", "replace"),
+                    "stream_seq": meta.get("stream_seq"),
+                    "consumer_seq": meta.get("consumer_seq"),
+                    "delivered": meta.get("delivered"),
+                    "pending": meta.get("pending"),
+                    "acked": acked,
+                }
+            )
             continue
         stamp = datetime.now().strftime("%H:%M:%S")
-        print(f"[{stamp}] subj: {msg.subject} / tries: {meta.get('delivered', '?')} / cons seq: {meta.get('consumer_seq', '?')} "
-              f"/ str seq: {meta.get('stream_seq', '?')} / pending: {meta.get('pending', '?')}")
+        print(
+            f"[{stamp}] subj: {msg.subject} / tries: {meta.get('delivered', '?')} / cons seq: {meta.get('consumer_seq', '?')} "
+            f"/ str seq: {meta.get('stream_seq', '?')} / pending: {meta.get('pending', '?')}"
+        )
         if msg.headers:
             print()
             for k, v in msg.headers.items():
@@ -379,7 +456,12 @@ def _ack_meta(reply: str | None) -> dict[str, int]:
     if len(tokens) < 9:
         return {}
     try:
-        return {"delivered": int(tokens[4]), "stream_seq": int(tokens[5]), "consumer_seq": int(tokens[6]), "pending": int(tokens[8])}
+        return {
+            "delivered": int(tokens[4]),
+            "stream_seq": int(tokens[5]),
+            "consumer_seq": int(tokens[6]),
+            "pending": int(tokens[8]),
+        }
     except ValueError:
         return {}
 
@@ -405,7 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stream")
     p.add_argument("name")
     p.add_argument("--count", type=int, default=1, help="number of messages (default 1)")
-    p.add_argument("--ack", action=argparse.BooleanOptionalAction, default=True, help="acknowledge the messages (default)")
+    p.add_argument(
+        "--ack", action=argparse.BooleanOptionalAction, default=True, help="acknowledge the messages (default)"
+    )
     p.add_argument("--wait", default="5s", help="how long to wait for the first message (default 5s)")
 
     p = add_command(sub, "rm", cmd_rm, "delete a consumer", aliases=("delete",))
@@ -426,4 +510,3 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     return execute(build_parser(), argv)
-

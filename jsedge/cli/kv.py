@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jsedge.cli import output as out
@@ -57,7 +57,7 @@ def _created(entry: Any) -> str:
         return ""
     created = entry.created
     if isinstance(created, (int, float)):
-        dt = datetime.fromtimestamp(created / 1e9 if created > 1e12 else created, timezone.utc)
+        dt = datetime.fromtimestamp(created / 1e9 if created > 1e12 else created, UTC)
     else:
         dt = created
     return dt.astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -104,11 +104,22 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     ttl = out.parse_duration(args.ttl) if args.ttl else 0
     dupe = 120_000_000_000 if not ttl or ttl >= 120_000_000_000 else ttl
     cfg = {
-        "name": f"KV_{args.bucket}", "subjects": [f"$KV.{args.bucket}.>"], "retention": "limits",
-        "max_msgs_per_subject": args.history, "max_bytes": out.parse_size(args.max_bucket_size) if args.max_bucket_size else -1,
-        "max_age": ttl, "max_msg_size": out.parse_size(args.max_value_size) if args.max_value_size else -1,
-        "storage": args.storage, "num_replicas": args.replicas, "allow_rollup_hdrs": True, "deny_delete": True,
-        "duplicate_window": dupe, "max_msgs": -1, "max_consumers": -1, "allow_direct": True, "discard": "new",
+        "name": f"KV_{args.bucket}",
+        "subjects": [f"$KV.{args.bucket}.>"],
+        "retention": "limits",
+        "max_msgs_per_subject": args.history,
+        "max_bytes": out.parse_size(args.max_bucket_size) if args.max_bucket_size else -1,
+        "max_age": ttl,
+        "max_msg_size": out.parse_size(args.max_value_size) if args.max_value_size else -1,
+        "storage": args.storage,
+        "num_replicas": args.replicas,
+        "allow_rollup_hdrs": True,
+        "deny_delete": True,
+        "duplicate_window": dupe,
+        "max_msgs": -1,
+        "max_consumers": -1,
+        "allow_direct": True,
+        "discard": "new",
     }
     if args.description:
         cfg["description"] = args.description
@@ -200,8 +211,14 @@ async def get_entry(ctx: Context, bucket: str, key: str, revision: int | None) -
     op = headers.get("KV-Operation") or ("PURGE" if headers.get("Nats-Marker-Reason") else "PUT")
     if op != "PUT" and not revision:
         raise CLIError(f"key {key} not found in bucket {bucket}")
-    return {"bucket": bucket, "key": key, "revision": msg["seq"], "created": msg.get("time"), "operation": op,
-            "value": base64.b64decode(msg.get("data") or "")}
+    return {
+        "bucket": bucket,
+        "key": key,
+        "revision": msg["seq"],
+        "created": msg.get("time"),
+        "operation": op,
+        "value": base64.b64decode(msg.get("data") or ""),
+    }
 
 
 async def cmd_get(ctx: Context, args: argparse.Namespace) -> int:
@@ -244,13 +261,32 @@ async def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
     kv = await _bucket(ctx, args.bucket)
     entries = await kv.history(args.key)
     if ctx.json:
-        out.print_json([{"key": e.key, "revision": e.revision, "operation": e.operation or "PUT", "created": _created(e),
-                         "value": _value(e.value)} for e in entries])
+        out.print_json(
+            [
+                {
+                    "key": e.key,
+                    "revision": e.revision,
+                    "operation": e.operation or "PUT",
+                    "created": _created(e),
+                    "value": _value(e.value),
+                }
+                for e in entries
+            ]
+        )
         return 0
-    table = out.Table(f"History for {args.bucket} > {args.key}", ["Key", "Revision", "Op", "Created", "Length", "Value"], right=(1, 4))
+    table = out.Table(
+        f"History for {args.bucket} > {args.key}", ["Key", "Revision", "Op", "Created", "Length", "Value"], right=(1, 4)
+    )
     for e in entries:
         value = _value(e.value)
-        table.add(e.key, e.revision, e.operation or "PUT", _created(e), len(e.value or b""), value if len(value) <= 40 else value[:37] + "...")
+        table.add(
+            e.key,
+            e.revision,
+            e.operation or "PUT",
+            _created(e),
+            len(e.value or b""),
+            value if len(value) <= 40 else value[:37] + "...",
+        )
     print(table)
     return 0
 
@@ -287,7 +323,11 @@ async def cmd_watch(ctx: Context, args: argparse.Namespace) -> int:
             n += 1
             op = entry.operation or "PUT"
             if ctx.json:
-                print(__import__("json").dumps({"key": entry.key, "revision": entry.revision, "operation": op, "value": _value(entry.value)}))
+                print(
+                    __import__("json").dumps(
+                        {"key": entry.key, "revision": entry.revision, "operation": op, "value": _value(entry.value)}
+                    )
+                )
             elif op == "PUT":
                 print(f"[{_created(entry)}] {op} {args.bucket} > {entry.key}: {_value(entry.value)}")
             else:
@@ -313,11 +353,19 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     if not infos:
         print("No Key-Value buckets found")
         return 0
-    table = out.Table("Key-Value Buckets", ["Bucket", "Description", "Created", "Size", "Values", "Last Update"], right=(3, 4))
+    table = out.Table(
+        "Key-Value Buckets", ["Bucket", "Description", "Created", "Size", "Values", "Last Update"], right=(3, 4)
+    )
     for i in infos:
         cfg, state = i["config"], i["state"]
-        table.add(cfg["name"][3:], cfg.get("description", ""), out.fmt_time(i.get("created")), out.ibytes(state.get("bytes", 0)),
-                  out.comma(state.get("messages", 0)), out.since(state.get("last_ts")))
+        table.add(
+            cfg["name"][3:],
+            cfg.get("description", ""),
+            out.fmt_time(i.get("created")),
+            out.ibytes(state.get("bytes", 0)),
+            out.comma(state.get("messages", 0)),
+            out.since(state.get("last_ts")),
+        )
     print(table)
     return 0
 
@@ -391,7 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", type=int, help="a specific revision")
     p.add_argument("--raw", action="store_true", help="print only the value")
 
-    for name, fn, text in (("del", cmd_del, "delete a key (history kept)"), ("purge", cmd_purge, "delete a key and its history")):
+    for name, fn, text in (
+        ("del", cmd_del, "delete a key (history kept)"),
+        ("purge", cmd_purge, "delete a key and its history"),
+    ):
         p = add_command(sub, name, fn, text, aliases=("delete",) if name == "del" else ())
         p.add_argument("bucket")
         p.add_argument("key")

@@ -20,7 +20,8 @@ import asyncio
 import json
 import os
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -159,7 +160,7 @@ class Context:
         started = time.perf_counter()
         try:
             self.nc = await asyncio.wait_for(nats.connect(**options), self.timeout * 2 + 1)
-        except Exception as exc:  # noqa: BLE001 - every connect failure is reported the same way
+        except Exception as exc:
             cause = self._last_error or exc
             reason = str(cause) or type(cause).__name__
             raise CLIError(f"could not connect to {', '.join(servers)}: {reason}") from exc
@@ -173,17 +174,21 @@ class Context:
             self._js = self.nc.jetstream(timeout=self.timeout, domain=domain)
         return self._js
 
-    async def request(self, subject: str, payload: bytes = b"", timeout: float | None = None, headers: Any = None) -> Any:
+    async def request(
+        self, subject: str, payload: bytes = b"", timeout: float | None = None, headers: Any = None
+    ) -> Any:
         import nats.errors
 
         try:
             return await self.nc.request(subject, payload, timeout=timeout or self.timeout, headers=headers)
         except nats.errors.NoRespondersError:
             raise CLIError(f"no responders for {subject}") from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             raise CLIError(f"timeout waiting for a response on {subject}") from None
 
-    async def api(self, suffix: str, body: Any = None, context: str = "", timeout: float | None = None) -> dict[str, Any]:
+    async def api(
+        self, suffix: str, body: Any = None, context: str = "", timeout: float | None = None
+    ) -> dict[str, Any]:
         """A `$JS.API.<suffix>` request; raises APIError with the server's description on errors."""
         import nats.errors
 
@@ -192,8 +197,10 @@ class Context:
         try:
             msg = await self.nc.request(subject, payload, timeout=timeout or self.timeout)
         except nats.errors.NoRespondersError:
-            raise CLIError(f"{context + ': ' if context else ''}JetStream not enabled (no responders for {subject})") from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            raise CLIError(
+                f"{context + ': ' if context else ''}JetStream not enabled (no responders for {subject})"
+            ) from None
+        except (TimeoutError, nats.errors.TimeoutError):
             raise CLIError(f"{context + ': ' if context else ''}timeout waiting for a response on {subject}") from None
         try:
             resp = json.loads(msg.data)
@@ -221,10 +228,10 @@ class Context:
         if self.nc is not None and not self.nc.is_closed:
             try:
                 await asyncio.wait_for(self.nc.drain(), 2)
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:
                 try:
                     await self.nc.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
 
 
@@ -284,7 +291,7 @@ def execute(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - report, don't dump a traceback at users
+    except Exception as exc:
         import nats.errors
 
         text = js_error_text(exc)

@@ -90,16 +90,25 @@ def bucket_info_text(info: dict[str, Any]) -> str:
 async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     _check_bucket(args.bucket)
     cfg = {
-        "name": f"OBJ_{args.bucket}", "subjects": [f"$O.{args.bucket}.C.>", f"$O.{args.bucket}.M.>"],
+        "name": f"OBJ_{args.bucket}",
+        "subjects": [f"$O.{args.bucket}.C.>", f"$O.{args.bucket}.M.>"],
         "max_age": out.parse_duration(args.ttl) if args.ttl else 0,
         "max_bytes": out.parse_size(args.max_bucket_size) if args.max_bucket_size else -1,
-        "storage": args.storage, "num_replicas": args.replicas, "discard": "new",
-        "allow_rollup_hdrs": True, "allow_direct": True, "max_consumers": -1, "max_msgs": -1,
-        "max_msgs_per_subject": -1, "max_msg_size": -1,
+        "storage": args.storage,
+        "num_replicas": args.replicas,
+        "discard": "new",
+        "allow_rollup_hdrs": True,
+        "allow_direct": True,
+        "max_consumers": -1,
+        "max_msgs": -1,
+        "max_msgs_per_subject": -1,
+        "max_msg_size": -1,
     }
     if args.description:
         cfg["description"] = args.description
-    info = await ctx.api(f"STREAM.CREATE.OBJ_{args.bucket}", cfg, context=f"could not create object store {args.bucket}")
+    info = await ctx.api(
+        f"STREAM.CREATE.OBJ_{args.bucket}", cfg, context=f"could not create object store {args.bucket}"
+    )
     info.pop("type", None)
     if ctx.json:
         out.print_json(info)
@@ -124,7 +133,9 @@ async def cmd_put(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         out.print_json(info.as_dict())
     else:
-        print(f"Stored {name} in bucket {args.bucket}: {out.ibytes(info.size)} in {info.chunks} chunks, digest {info.digest}")
+        print(
+            f"Stored {name} in bucket {args.bucket}: {out.ibytes(info.size)} in {info.chunks} chunks, digest {info.digest}"
+        )
     return 0
 
 
@@ -141,7 +152,9 @@ async def cmd_get(ctx: Context, args: argparse.Namespace) -> int:
     if bar:
         bar.close()
     if ctx.json:
-        out.print_json({"bucket": args.bucket, "name": args.name, "file": str(target), "size": meta.size, "digest": meta.digest})
+        out.print_json(
+            {"bucket": args.bucket, "name": args.name, "file": str(target), "size": meta.size, "digest": meta.digest}
+        )
     else:
         print(f"Wrote {out.ibytes(meta.size or 0)} to {target}")
     return 0
@@ -161,8 +174,13 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     table = out.Table("Object Store Buckets", ["Bucket", "Description", "Created", "Size", "Last Update"], right=(3,))
     for i in infos:
         cfg, state = i["config"], i["state"]
-        table.add(cfg["name"][4:], cfg.get("description", ""), out.fmt_time(i.get("created")), out.ibytes(state.get("bytes", 0)),
-                  out.since(state.get("last_ts")))
+        table.add(
+            cfg["name"][4:],
+            cfg.get("description", ""),
+            out.fmt_time(i.get("created")),
+            out.ibytes(state.get("bytes", 0)),
+            out.since(state.get("last_ts")),
+        )
     print(table)
     return 0
 
@@ -185,7 +203,11 @@ async def _ls_objects(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     table = out.Table(f"Bucket Contents {args.bucket}", ["Name", "Size", "Time"], right=(1,))
     for i in items:
-        table.add(i.name, out.ibytes(i.size or 0), out.fmt_time(i.mtime) if i.mtime and "T" in str(i.mtime) else str(i.mtime or ""))
+        table.add(
+            i.name,
+            out.ibytes(i.size or 0),
+            out.fmt_time(i.mtime) if i.mtime and "T" in str(i.mtime) else str(i.mtime or ""),
+        )
     print(table)
     return 0
 
@@ -213,8 +235,14 @@ async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.json:
         out.print_json(meta.as_dict())
         return 0
-    pairs = [("Bucket", args.bucket), ("Name", meta.name), ("Size", out.ibytes(meta.size or 0)), ("Chunks", out.comma(meta.chunks or 0)),
-             ("Digest", meta.digest or ""), ("Modified", str(meta.mtime or ""))]
+    pairs = [
+        ("Bucket", args.bucket),
+        ("Name", meta.name),
+        ("Size", out.ibytes(meta.size or 0)),
+        ("Chunks", out.comma(meta.chunks or 0)),
+        ("Digest", meta.digest or ""),
+        ("Modified", str(meta.mtime or "")),
+    ]
     if meta.description:
         pairs.insert(2, ("Description", meta.description))
     print(render_sections(f"Object information for {args.bucket} > {meta.name}", [("Configuration", pairs)]))

@@ -9,8 +9,9 @@ import json
 import re
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 # -------------------------------------------------------------------------------------------------
 # numbers and sizes
@@ -47,12 +48,28 @@ def limit_bytes(n: int | None) -> str:
 
 _SIZE_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "k": 1024, "kb": 1024, "ki": 1024, "kib": 1024,
-    "m": 1024**2, "mb": 1024**2, "mi": 1024**2, "mib": 1024**2,
-    "g": 1024**3, "gb": 1024**3, "gi": 1024**3, "gib": 1024**3,
-    "t": 1024**4, "tb": 1024**4, "ti": 1024**4, "tib": 1024**4,
-    "p": 1024**5, "pb": 1024**5, "pi": 1024**5, "pib": 1024**5,
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "ki": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mi": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gi": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1024**4,
+    "ti": 1024**4,
+    "tib": 1024**4,
+    "p": 1024**5,
+    "pb": 1024**5,
+    "pi": 1024**5,
+    "pib": 1024**5,
 }
 
 
@@ -70,9 +87,17 @@ def parse_size(text: str) -> int:
 
 _DUR_RE = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d|w|M|y)")
 _DUR_UNITS = {
-    "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-    "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9, "w": 7 * 86400 * 10**9,
-    "M": 30 * 86400 * 10**9, "y": 365 * 86400 * 10**9,
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86400 * 10**9,
+    "w": 7 * 86400 * 10**9,
+    "M": 30 * 86400 * 10**9,
+    "y": 365 * 86400 * 10**9,
 }
 
 
@@ -150,7 +175,7 @@ def since(ts: str | None, now: datetime | None = None) -> str:
     dt = parse_time(ts)
     if dt is None:
         return "never"
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return human_duration(max(0, int((now - dt).total_seconds() * 1e9)))
 
 

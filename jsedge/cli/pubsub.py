@@ -24,7 +24,7 @@ import string
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jsedge.cli import output as out
@@ -36,7 +36,7 @@ _TEMPLATE = re.compile(r"\{\{\s*\.?(\w+)((?:\s+\d+)*)\s*\}\}")
 def render(template: str, count: int, request: bytes = b"") -> str:
     def sub(m: re.Match) -> str:
         name, params = m.group(1).lower(), [int(p) for p in m.group(2).split()]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if name == "count":
             return str(count)
         if name == "timestamp":
@@ -100,7 +100,11 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
         body = "" if sys.stdin.isatty() else sys.stdin.read()
     count = max(1, args.count)
     sleep = out.parse_duration(args.sleep) / 1e9 if args.sleep else 0.0
-    bar = out.Progress(f"Publishing to {args.subject}", count, unit="msgs") if count > 1 and not ctx.json and not args.quiet else None
+    bar = (
+        out.Progress(f"Publishing to {args.subject}", count, unit="msgs")
+        if count > 1 and not ctx.json and not args.quiet
+        else None
+    )
     acks = []
     for i in range(1, count + 1):
         data = render(body, i).encode()
@@ -113,11 +117,13 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
             acks.append(ack)
             if count == 1 and not ctx.json:
                 dup = " (duplicate)" if ack.get("duplicate") else ""
-                print(f"{_now()} Published {len(data)} bytes to \"{args.subject}\"\n{_now()} Stored in Stream: {ack.get('stream')} Sequence: {ack.get('seq')}{dup}")
+                print(
+                    f'{_now()} Published {len(data)} bytes to "{args.subject}"\n{_now()} Stored in Stream: {ack.get("stream")} Sequence: {ack.get("seq")}{dup}'
+                )
         else:
             await ctx.nc.publish(args.subject, data, reply=args.reply or "", headers=headers)
             if count == 1 and not ctx.json and not args.quiet:
-                print(f"{_now()} Published {len(data)} bytes to \"{args.subject}\"")
+                print(f'{_now()} Published {len(data)} bytes to "{args.subject}"')
         if bar:
             bar.update(1)
         if sleep:
@@ -126,9 +132,13 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
     if bar:
         bar.close()
     if ctx.json:
-        out.print_json({"subject": args.subject, "published": count, "acks": acks} if args.jetstream else {"subject": args.subject, "published": count})
+        out.print_json(
+            {"subject": args.subject, "published": count, "acks": acks}
+            if args.jetstream
+            else {"subject": args.subject, "published": count}
+        )
     elif count > 1 and not args.quiet:
-        print(f"{_now()} Published {out.comma(count)} messages to \"{args.subject}\"")
+        print(f'{_now()} Published {out.comma(count)} messages to "{args.subject}"')
     return 0
 
 
@@ -137,9 +147,18 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def _stream_consumer(ctx: Context, args: argparse.Namespace, inbox: str) -> str:
-    cfg: dict[str, Any] = {"deliver_subject": inbox, "ack_policy": "none", "max_deliver": 1, "flow_control": True,
-                           "idle_heartbeat": 5_000_000_000, "replay_policy": "instant", "mem_storage": True,
-                           "num_replicas": 1, "inactive_threshold": 300_000_000_000, "deliver_policy": "all"}
+    cfg: dict[str, Any] = {
+        "deliver_subject": inbox,
+        "ack_policy": "none",
+        "max_deliver": 1,
+        "flow_control": True,
+        "idle_heartbeat": 5_000_000_000,
+        "replay_policy": "instant",
+        "mem_storage": True,
+        "num_replicas": 1,
+        "inactive_threshold": 300_000_000_000,
+        "deliver_policy": "all",
+    }
     if args.new:
         cfg["deliver_policy"] = "new"
     elif args.last:
@@ -149,13 +168,16 @@ async def _stream_consumer(ctx: Context, args: argparse.Namespace, inbox: str) -
     elif args.start_seq:
         cfg["deliver_policy"], cfg["opt_start_seq"] = "by_start_sequence", args.start_seq
     elif args.since:
-        start = datetime.now(timezone.utc).timestamp() - out.parse_duration(args.since) / 1e9
+        start = datetime.now(UTC).timestamp() - out.parse_duration(args.since) / 1e9
         cfg["deliver_policy"] = "by_start_time"
-        cfg["opt_start_time"] = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        cfg["opt_start_time"] = datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     if args.subject and args.subject != ">":
         cfg["filter_subject"] = args.subject
-    info = await ctx.api(f"CONSUMER.CREATE.{args.stream}", {"stream_name": args.stream, "config": cfg},
-                         context=f"could not subscribe to stream {args.stream}")
+    info = await ctx.api(
+        f"CONSUMER.CREATE.{args.stream}",
+        {"stream_name": args.stream, "config": cfg},
+        context=f"could not subscribe to stream {args.stream}",
+    )
     return info["name"]
 
 
@@ -189,7 +211,7 @@ async def cmd_sub(ctx: Context, args: argparse.Namespace) -> int:
                 break
             try:
                 msg = await asyncio.wait_for(queue.get(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             if args.stream and msg.headers and msg.headers.get("Status") == "100":
                 if msg.reply:  # flow control
@@ -207,10 +229,18 @@ async def cmd_sub(ctx: Context, args: argparse.Namespace) -> int:
                 from jsedge.cli.consumer import _ack_meta
 
                 meta = _ack_meta(msg.reply)
-                _print_msg(msg, args.raw, f"[#{n}] Received JetStream message: stream: {args.stream} seq {meta.get('stream_seq', '?')} "
-                                          f"/ subject: {msg.subject} / pending: {meta.get('pending', '?')}")
+                _print_msg(
+                    msg,
+                    args.raw,
+                    f"[#{n}] Received JetStream message: stream: {args.stream} seq {meta.get('stream_seq', '?')} "
+                    f"/ subject: {msg.subject} / pending: {meta.get('pending', '?')}",
+                )
             else:
-                _print_msg(msg, args.raw, f"[#{n}] Received on \"{msg.subject}\"" + (f" with reply \"{msg.reply}\"" if msg.reply else ""))
+                _print_msg(
+                    msg,
+                    args.raw,
+                    f'[#{n}] Received on "{msg.subject}"' + (f' with reply "{msg.reply}"' if msg.reply else ""),
+                )
             sys.stdout.flush()
     finally:
         await sub.unsubscribe()
@@ -236,17 +266,26 @@ async def cmd_req(ctx: Context, args: argparse.Namespace) -> int:
     for i in range(1, count + 1):
         data = render(body, i).encode()
         if not args.raw and not ctx.json:
-            print(f"{_now()} Sending request on \"{args.subject}\"")
+            print(f'{_now()} Sending request on "{args.subject}"')
         started = time.perf_counter()
         try:
             msg = await ctx.nc.request(args.subject, data, timeout=ctx.timeout, headers=parse_headers(args.header, i))
         except nats.errors.NoRespondersError:
             raise CLIError(f"no responders are available on {args.subject}") from None
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             raise CLIError(f"timeout waiting for a reply on {args.subject}") from None
         rtt = time.perf_counter() - started
         if ctx.json:
-            print(json.dumps({"subject": msg.subject, "data": msg.data.decode("utf-8", "replace"), "headers": dict(msg.headers or {}), "rtt": int(rtt * 1e9)}))
+            print(
+                json.dumps(
+                    {
+                        "subject": msg.subject,
+                        "data": msg.data.decode("utf-8", "replace"),
+                        "headers": dict(msg.headers or {}),
+                        "rtt": int(rtt * 1e9),
+                    }
+                )
+            )
         else:
             _print_msg(msg, args.raw, f"{_now()} Received with rtt {out.go_duration(int(rtt * 1e9))}")
     return 0
@@ -262,7 +301,7 @@ async def cmd_reply(ctx: Context, args: argparse.Namespace) -> int:
         nonlocal n
         n += 1
         if not ctx.json:
-            _print_msg(msg, False, f"{_now()} [#{n}] Received on \"{msg.subject}\"")
+            _print_msg(msg, False, f'{_now()} [#{n}] Received on "{msg.subject}"')
         else:
             print(json.dumps({"subject": msg.subject, "data": msg.data.decode("utf-8", "replace")}))
         sys.stdout.flush()
@@ -278,12 +317,12 @@ async def cmd_reply(ctx: Context, args: argparse.Namespace) -> int:
     sub = await ctx.nc.subscribe(args.subject, queue=args.queue, cb=on_request)
     await ctx.nc.flush(timeout=ctx.timeout)
     if not ctx.json:
-        print(f"{_now()} Listening on \"{args.subject}\" in group \"{args.queue}\"")
+        print(f'{_now()} Listening on "{args.subject}" in group "{args.queue}"')
         sys.stdout.flush()
     wait = out.parse_duration(args.wait) / 1e9 if args.wait else None
     try:
         await asyncio.wait_for(done.wait(), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass
     await ctx.nc.flush(timeout=ctx.timeout)
     await sub.unsubscribe()

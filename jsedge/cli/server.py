@@ -45,7 +45,7 @@ async def gather(ctx: Context, subject: str, body: Any = None, timeout: float = 
                 break
             try:
                 msg = await sub.next_msg(timeout=remaining)
-            except Exception:  # noqa: BLE001 - timeout ends the gathering
+            except Exception:
                 break
             if msg.headers and msg.headers.get("Status") == "503":
                 break
@@ -113,11 +113,17 @@ async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         conn.append(("Cluster", sinfo["cluster"]))
     if sinfo.get("connect_urls"):
         conn.append(("Client URLs", ", ".join(sinfo["connect_urls"])))
-    sections: list[tuple[str | None, list[tuple[str, Any]]]] = [("Process Details", process), ("Connection Details", conn)]
+    sections: list[tuple[str | None, list[tuple[str, Any]]]] = [
+        ("Process Details", process),
+        ("Connection Details", conn),
+    ]
     if v:
         limits = [
             ("Maximum Connections", out.comma(v.get("max_connections", 0))),
-            ("Maximum Subscriptions", out.comma(v.get("max_subscriptions", 0)) if v.get("max_subscriptions") else "unlimited"),
+            (
+                "Maximum Subscriptions",
+                out.comma(v.get("max_subscriptions", 0)) if v.get("max_subscriptions") else "unlimited",
+            ),
             ("Maximum Control Line", out.ibytes(v.get("max_control_line", 0))),
             ("Maximum Pending", out.ibytes(v.get("max_pending", 0))),
             ("Write Deadline", out.go_duration(v.get("write_deadline", 0))),
@@ -148,8 +154,11 @@ async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         ]
         if v.get("jetstream", {}).get("config"):
             cfg = v["jetstream"]["config"]
-            jsec += [("Storage Directory", cfg.get("store_dir", "")), ("Max Memory", out.limit_bytes(cfg.get("max_memory"))),
-                     ("Max File", out.limit_bytes(cfg.get("max_storage")))]
+            jsec += [
+                ("Storage Directory", cfg.get("store_dir", "")),
+                ("Max Memory", out.limit_bytes(cfg.get("max_memory"))),
+                ("Max File", out.limit_bytes(cfg.get("max_storage"))),
+            ]
         sections.append(("JetStream", jsec))
     else:
         sections.append(("JetStream", [("Enabled", str(bool(sinfo.get("jetstream"))).lower())]))
@@ -186,7 +195,9 @@ class Check:
             self.status = UNKNOWN
         self.details.append(f"UNKNOWN:{text}")
 
-    def threshold(self, label: str, value: float, warn: float, crit: float, text: str, higher_is_worse: bool = True) -> None:
+    def threshold(
+        self, label: str, value: float, warn: float, crit: float, text: str, higher_is_worse: bool = True
+    ) -> None:
         if crit > 0 and value >= crit:
             self.crit(text)
         elif warn > 0 and value >= warn:
@@ -196,7 +207,10 @@ class Check:
 
     def render(self, as_json: bool) -> str:
         if as_json:
-            return json.dumps({"name": self.name, "status": _STATUS[self.status], "details": self.details, "perf_data": self.perf}, indent=2)
+            return json.dumps(
+                {"name": self.name, "status": _STATUS[self.status], "details": self.details, "perf_data": self.perf},
+                indent=2,
+            )
         text = f"{_STATUS[self.status]} {self.name} {' '.join(self.details)}".rstrip()
         if self.perf:
             text += " | " + " ".join(self.perf)
@@ -219,7 +233,13 @@ async def cmd_check_connection(ctx: Context, args: argparse.Namespace) -> int:
         print(check.render(ctx.json))
         return check.status
     connect = ctx.connect_time
-    check.threshold("connect", connect * 1e9, cw, cc, f"connected to {ctx.nc.connected_url.geturl() if ctx.nc.connected_url else ctx.url} in {out.go_duration(connect * 1e9)}")
+    check.threshold(
+        "connect",
+        connect * 1e9,
+        cw,
+        cc,
+        f"connected to {ctx.nc.connected_url.geturl() if ctx.nc.connected_url else ctx.url} in {out.go_duration(connect * 1e9)}",
+    )
     check.perf.append(f"connect_time={connect:.4f}s;{_secs(cw):.4f};{_secs(cc):.4f}")
     started = time.perf_counter()
     await ctx.nc.flush(timeout=ctx.timeout)
@@ -238,7 +258,7 @@ async def cmd_check_connection(ctx: Context, args: argparse.Namespace) -> int:
         took = time.perf_counter() - started
         check.threshold("request", took * 1e9, qw, qc, f"round trip took {took:.6f}s")
         check.perf.append(f"request_time={took:.4f}s;{_secs(qw):.4f};{_secs(qc):.4f}")
-    except Exception as exc:  # noqa: BLE001 - any failure of the round trip is critical
+    except Exception as exc:
         check.crit(f"request failed: {exc or type(exc).__name__}")
     print(check.render(ctx.json))
     return check.status
@@ -259,7 +279,9 @@ async def cmd_check_jetstream(ctx: Context, args: argparse.Namespace) -> int:
         print(check.render(ctx.json))
         return check.status
     jsz = None
-    replies = await gather(ctx, f"$SYS.REQ.SERVER.{_server_info(ctx).get('server_id')}.JSZ", {}, timeout=min(ctx.timeout, 1.0), expect=1)
+    replies = await gather(
+        ctx, f"$SYS.REQ.SERVER.{_server_info(ctx).get('server_id')}.JSZ", {}, timeout=min(ctx.timeout, 1.0), expect=1
+    )
     if replies and isinstance(replies[0], dict):
         jsz = replies[0].get("data")
     lim = acct.get("limits") or {}
@@ -267,14 +289,18 @@ async def cmd_check_jetstream(ctx: Context, args: argparse.Namespace) -> int:
     if jsz and jsz.get("config"):
         max_mem = max_mem if max_mem and max_mem > 0 else jsz["config"].get("max_memory", -1)
         max_store = max_store if max_store and max_store > 0 else jsz["config"].get("max_storage", -1)
-    for label, used, limit, warn, crit in (("memory", acct.get("memory", 0), max_mem, args.mem_warn, args.mem_critical),
-                                           ("storage", acct.get("storage", 0), max_store, args.store_warn, args.store_critical)):
+    for label, used, limit, warn, crit in (
+        ("memory", acct.get("memory", 0), max_mem, args.mem_warn, args.mem_critical),
+        ("storage", acct.get("storage", 0), max_store, args.store_warn, args.store_critical),
+    ):
         pct = 0 if not limit or limit <= 0 else used * 100 / limit
         check.threshold(label, pct, warn, crit, f"{pct:.0f}% {label}")
         check.perf += [f"{label}={used}B", f"{label}_pct={pct:.0f}%;{warn:g};{crit:g}"]
     streams, consumers = acct.get("streams", 0), acct.get("consumers", 0)
-    for label, value, warn, crit in (("streams", streams, args.stream_warn, args.stream_critical),
-                                     ("consumers", consumers, args.consumer_warn, args.consumer_critical)):
+    for label, value, warn, crit in (
+        ("streams", streams, args.stream_warn, args.stream_critical),
+        ("consumers", consumers, args.consumer_warn, args.consumer_critical),
+    ):
         check.threshold(label, value, warn, crit, f"{value} {label}")
         check.perf.append(f"{label}={value}")
     api = acct.get("api") or {}
@@ -304,34 +330,93 @@ async def cmd_report_jetstream(ctx: Context, args: argparse.Namespace) -> int:
         srv = (reply or {}).get("server") or {}
         if not data:
             continue
-        rows.append({"server": srv.get("name"), "cluster": srv.get("cluster", ""), "domain": data.get("config", {}).get("domain", ""),
-                     "streams": data.get("streams", 0), "consumers": data.get("consumers", 0), "messages": data.get("messages", 0),
-                     "bytes": data.get("bytes", 0), "memory": data.get("memory", 0), "storage": data.get("storage", 0),
-                     "api_requests": (data.get("api") or {}).get("total", 0), "api_errors": (data.get("api") or {}).get("errors", 0)})
+        rows.append(
+            {
+                "server": srv.get("name"),
+                "cluster": srv.get("cluster", ""),
+                "domain": data.get("config", {}).get("domain", ""),
+                "streams": data.get("streams", 0),
+                "consumers": data.get("consumers", 0),
+                "messages": data.get("messages", 0),
+                "bytes": data.get("bytes", 0),
+                "memory": data.get("memory", 0),
+                "storage": data.get("storage", 0),
+                "api_requests": (data.get("api") or {}).get("total", 0),
+                "api_errors": (data.get("api") or {}).get("errors", 0),
+            }
+        )
     if not rows:
         acct = await ctx.api("INFO", context="could not get JetStream information")
         sinfo = _server_info(ctx)
         infos = await ctx.paged("STREAM.LIST", "streams")
-        rows.append({"server": sinfo.get("server_name") or sinfo.get("server_id"), "cluster": sinfo.get("cluster", ""),
-                     "domain": acct.get("domain", ""), "streams": acct.get("streams", 0), "consumers": acct.get("consumers", 0),
-                     "messages": sum((i.get("state") or {}).get("messages", 0) for i in infos),
-                     "bytes": sum((i.get("state") or {}).get("bytes", 0) for i in infos),
-                     "memory": acct.get("memory", 0), "storage": acct.get("storage", 0),
-                     "api_requests": (acct.get("api") or {}).get("total", 0), "api_errors": (acct.get("api") or {}).get("errors", 0)})
+        rows.append(
+            {
+                "server": sinfo.get("server_name") or sinfo.get("server_id"),
+                "cluster": sinfo.get("cluster", ""),
+                "domain": acct.get("domain", ""),
+                "streams": acct.get("streams", 0),
+                "consumers": acct.get("consumers", 0),
+                "messages": sum((i.get("state") or {}).get("messages", 0) for i in infos),
+                "bytes": sum((i.get("state") or {}).get("bytes", 0) for i in infos),
+                "memory": acct.get("memory", 0),
+                "storage": acct.get("storage", 0),
+                "api_requests": (acct.get("api") or {}).get("total", 0),
+                "api_errors": (acct.get("api") or {}).get("errors", 0),
+            }
+        )
     rows.sort(key=lambda r: r["server"] or "")
     if ctx.json:
         out.print_json(rows)
         return 0
-    table = out.Table("JetStream Summary", ["Server", "Cluster", "Domain", "Streams", "Consumers", "Messages", "Bytes", "Memory", "File", "API Req", "API Err"],
-                      right=range(3, 11))
-    totals = {k: 0 for k in ("streams", "consumers", "messages", "bytes", "memory", "storage", "api_requests", "api_errors")}
+    table = out.Table(
+        "JetStream Summary",
+        [
+            "Server",
+            "Cluster",
+            "Domain",
+            "Streams",
+            "Consumers",
+            "Messages",
+            "Bytes",
+            "Memory",
+            "File",
+            "API Req",
+            "API Err",
+        ],
+        right=range(3, 11),
+    )
+    totals = {
+        k: 0 for k in ("streams", "consumers", "messages", "bytes", "memory", "storage", "api_requests", "api_errors")
+    }
     for r in rows:
         for k in totals:
             totals[k] += int(r.get(k) or 0)
-        table.add(r["server"], r["cluster"], r["domain"], out.comma(r["streams"]), out.comma(r["consumers"]), out.comma(r["messages"]),
-                  out.ibytes(r["bytes"]), out.ibytes(r["memory"]), out.ibytes(r["storage"]), out.comma(r["api_requests"]), out.comma(r["api_errors"]))
-    table.add("", "", "", out.comma(totals["streams"]), out.comma(totals["consumers"]), out.comma(totals["messages"]), out.ibytes(totals["bytes"]),
-              out.ibytes(totals["memory"]), out.ibytes(totals["storage"]), out.comma(totals["api_requests"]), out.comma(totals["api_errors"]))
+        table.add(
+            r["server"],
+            r["cluster"],
+            r["domain"],
+            out.comma(r["streams"]),
+            out.comma(r["consumers"]),
+            out.comma(r["messages"]),
+            out.ibytes(r["bytes"]),
+            out.ibytes(r["memory"]),
+            out.ibytes(r["storage"]),
+            out.comma(r["api_requests"]),
+            out.comma(r["api_errors"]),
+        )
+    table.add(
+        "",
+        "",
+        "",
+        out.comma(totals["streams"]),
+        out.comma(totals["consumers"]),
+        out.comma(totals["messages"]),
+        out.ibytes(totals["bytes"]),
+        out.ibytes(totals["memory"]),
+        out.ibytes(totals["storage"]),
+        out.comma(totals["api_requests"]),
+        out.comma(totals["api_errors"]),
+    )
     print(table)
     return 0
 
@@ -346,7 +431,7 @@ async def cmd_ping(ctx: Context, args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         try:
             msg = await sub.next_msg(timeout=max(0.01, deadline - time.monotonic()))
-        except Exception:  # noqa: BLE001
+        except Exception:
             break
         if msg.headers and msg.headers.get("Status") == "503":
             break
@@ -396,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--req-critical", default="1s")
     p = add_command(csub, "jetstream", cmd_check_jetstream, "check JetStream usage and peers", aliases=("js",))
     p.set_defaults(connect=False)
-    p.add_argument("--expected", "--peer-expect", dest="expected", type=int, help="expected JetStream peers (cluster size)")
+    p.add_argument(
+        "--expected", "--peer-expect", dest="expected", type=int, help="expected JetStream peers (cluster size)"
+    )
     p.add_argument("--mem-warn", type=float, default=75, help="memory use warning %% (default 75)")
     p.add_argument("--mem-critical", type=float, default=90, help="memory use critical %% (default 90)")
     p.add_argument("--store-warn", type=float, default=75, help="storage use warning %% (default 75)")
@@ -418,4 +505,3 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     return execute(build_parser(), argv)
-

@@ -48,7 +48,13 @@ from jsedge.cli.main import APIError, CLIError, Context, add_command, confirm, e
 
 BACKUP_FORMAT = "jsedge-stream-backup/1"
 
-_RETENTION = {"limits": "limits", "interest": "interest", "work": "workqueue", "workq": "workqueue", "workqueue": "workqueue"}
+_RETENTION = {
+    "limits": "limits",
+    "interest": "interest",
+    "work": "workqueue",
+    "workq": "workqueue",
+    "workqueue": "workqueue",
+}
 _STORAGE = {"file": "file", "f": "file", "memory": "memory", "mem": "memory", "m": "memory"}
 
 
@@ -63,14 +69,22 @@ def add_config_flags(p: argparse.ArgumentParser, editing: bool = False) -> None:
     g.add_argument("--storage", type=str.lower, choices=sorted(_STORAGE), help="file or memory")
     g.add_argument("--retention", type=str.lower, choices=sorted(_RETENTION), help="limits, interest or workqueue")
     g.add_argument("--discard", type=str.lower, choices=["old", "new"], help="discard policy when full")
-    g.add_argument("--discard-per-subject", action=argparse.BooleanOptionalAction, default=None,
-                   help="discard new per subject (needs --discard new and --max-msgs-per-subject)")
+    g.add_argument(
+        "--discard-per-subject",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="discard new per subject (needs --discard new and --max-msgs-per-subject)",
+    )
     g.add_argument("--max-msgs", help="maximum messages (-1 unlimited)")
     g.add_argument("--max-bytes", help="maximum size, e.g. 5GB (-1 unlimited)")
     g.add_argument("--max-age", help="maximum message age, e.g. 7d, 1h (0 unlimited)")
     g.add_argument("--max-msg-size", help="maximum message size, e.g. 1MB (-1 unlimited)")
-    g.add_argument("--max-msgs-per-subject", "--max-per-subject", dest="max_msgs_per_subject",
-                   help="maximum messages per subject (-1 unlimited)")
+    g.add_argument(
+        "--max-msgs-per-subject",
+        "--max-per-subject",
+        dest="max_msgs_per_subject",
+        help="maximum messages per subject (-1 unlimited)",
+    )
     g.add_argument("--max-consumers", help="maximum consumers (-1 unlimited)")
     g.add_argument("--replicas", type=int, help="number of replicas")
     g.add_argument("--dupe-window", help="duplicate detection window, e.g. 2m")
@@ -87,7 +101,11 @@ def add_config_flags(p: argparse.ArgumentParser, editing: bool = False) -> None:
 
 def _int(text: str, what: str) -> int:
     try:
-        return int(out.parse_size(text)) if what in ("max-bytes", "max-msg-size") else int(str(text).replace(",", "").replace("_", ""))
+        return (
+            int(out.parse_size(text))
+            if what in ("max-bytes", "max-msg-size")
+            else int(str(text).replace(",", "").replace("_", ""))
+        )
     except ValueError:
         raise CLIError(f"invalid --{what} {text!r}") from None
 
@@ -123,8 +141,11 @@ def apply_flags(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         cfg["discard"] = args.discard
     if args.discard_per_subject is not None:
         cfg["discard_new_per_subject"] = args.discard_per_subject
-    for flag, key in (("max_msgs", "max_msgs"), ("max_msgs_per_subject", "max_msgs_per_subject"),
-                      ("max_consumers", "max_consumers")):
+    for flag, key in (
+        ("max_msgs", "max_msgs"),
+        ("max_msgs_per_subject", "max_msgs_per_subject"),
+        ("max_consumers", "max_consumers"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             cfg[key] = _int(value, flag.replace("_", "-"))
@@ -138,9 +159,13 @@ def apply_flags(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
         cfg["duplicate_window"] = _dur(args.dupe_window, "dupe-window")
     if args.replicas is not None:
         cfg["num_replicas"] = args.replicas
-    for flag, key in (("allow_rollup", "allow_rollup_hdrs"), ("deny_delete", "deny_delete"),
-                      ("deny_purge", "deny_purge"), ("allow_direct", "allow_direct"),
-                      ("allow_msg_ttl", "allow_msg_ttl")):
+    for flag, key in (
+        ("allow_rollup", "allow_rollup_hdrs"),
+        ("deny_delete", "deny_delete"),
+        ("deny_purge", "deny_purge"),
+        ("allow_direct", "allow_direct"),
+        ("allow_msg_ttl", "allow_msg_ttl"),
+    ):
         value = getattr(args, flag)
         if value is not None:
             cfg[key] = value
@@ -152,10 +177,23 @@ def apply_flags(cfg: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]
 def default_config(name: str) -> dict[str, Any]:
     """natscli's `--defaults` answers."""
     return {
-        "name": name, "subjects": [name], "retention": "limits", "max_consumers": -1, "max_msgs": -1,
-        "max_bytes": -1, "max_age": 0, "max_msgs_per_subject": -1, "max_msg_size": -1, "discard": "old",
-        "storage": "file", "num_replicas": 1, "duplicate_window": 120_000_000_000, "allow_rollup_hdrs": False,
-        "deny_delete": False, "deny_purge": False, "allow_direct": False,
+        "name": name,
+        "subjects": [name],
+        "retention": "limits",
+        "max_consumers": -1,
+        "max_msgs": -1,
+        "max_bytes": -1,
+        "max_age": 0,
+        "max_msgs_per_subject": -1,
+        "max_msg_size": -1,
+        "discard": "old",
+        "storage": "file",
+        "num_replicas": 1,
+        "duplicate_window": 120_000_000_000,
+        "allow_rollup_hdrs": False,
+        "deny_delete": False,
+        "deny_purge": False,
+        "allow_direct": False,
     }
 
 
@@ -209,11 +247,16 @@ def stream_info_text(info: dict[str, Any]) -> str:
     if cfg.get("sealed"):
         top.append(("Sealed", "true"))
     sections.append((None, top))
-    retention = {"limits": "Limits", "interest": "Interest", "workqueue": "WorkQueue"}.get(cfg.get("retention", "limits"), cfg.get("retention"))
+    retention = {"limits": "Limits", "interest": "Interest", "workqueue": "WorkQueue"}.get(
+        cfg.get("retention", "limits"), cfg.get("retention")
+    )
     options = [
         ("Retention", retention),
         ("Acknowledgments", str(not cfg.get("no_ack", False)).lower()),
-        ("Discard Policy", _title(cfg.get("discard", "old")) + (" Per Subject" if cfg.get("discard_new_per_subject") else "")),
+        (
+            "Discard Policy",
+            _title(cfg.get("discard", "old")) + (" Per Subject" if cfg.get("discard_new_per_subject") else ""),
+        ),
         ("Duplicate Window", out.go_duration(cfg.get("duplicate_window") or 0)),
         ("Direct Get", str(bool(cfg.get("allow_direct"))).lower()),
         ("Allows Msg Delete", str(not cfg.get("deny_delete", False)).lower()),
@@ -233,14 +276,26 @@ def stream_info_text(info: dict[str, Any]) -> str:
     sections.append(("Limits", limits))
     cluster = info.get("cluster") or {}
     if cluster:
-        sections.append(("Cluster Information", [("Name", cluster.get("name", "")), ("Leader", cluster.get("leader", ""))]))
+        sections.append(
+            ("Cluster Information", [("Name", cluster.get("name", "")), ("Leader", cluster.get("leader", ""))])
+        )
     for label, key in (("Mirror Information", "mirror"),):
         src = info.get(key)
         if src:
-            sections.append((label, [("Stream Name", src.get("name")), ("Lag", out.comma(src.get("lag", 0))),
-                                     ("Last Seen", "never" if src.get("active", -1) < 0 else out.human_duration(src["active"]))]))
+            sections.append(
+                (
+                    label,
+                    [
+                        ("Stream Name", src.get("name")),
+                        ("Lag", out.comma(src.get("lag", 0))),
+                        ("Last Seen", "never" if src.get("active", -1) < 0 else out.human_duration(src["active"])),
+                    ],
+                )
+            )
     for src in info.get("sources") or []:
-        sections.append(("Source Information", [("Stream Name", src.get("name")), ("Lag", out.comma(src.get("lag", 0)))]))
+        sections.append(
+            ("Source Information", [("Stream Name", src.get("name")), ("Lag", out.comma(src.get("lag", 0)))])
+        )
     first_ts, last_ts = out.fmt_time(state.get("first_ts")), out.fmt_time(state.get("last_ts"))
     st = [
         ("Messages", out.comma(state.get("messages", 0))),
@@ -274,7 +329,9 @@ def render_sections(header: str, sections: list[tuple[str | None, list[tuple[str
 
 def message_text(msg: dict[str, Any], stream: str) -> str:
     """`nats stream get`'s layout for a StoredMsg."""
-    lines = [f"Item: {stream}#{msg.get('seq')} received {out.fmt_time(msg.get('time'))} on Subject {msg.get('subject')}"]
+    lines = [
+        f"Item: {stream}#{msg.get('seq')} received {out.fmt_time(msg.get('time'))} on Subject {msg.get('subject')}"
+    ]
     headers = decode_headers(msg.get("hdrs"))
     if headers:
         lines += ["", "Headers:"] + [f"  {k}: {v}" for k, v in headers]
@@ -372,8 +429,14 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     table = out.Table("Streams", ["Name", "Description", "Created", "Messages", "Size", "Last Message"], right=(3, 4))
     for info in infos:
         cfg, state = info["config"], info["state"]
-        table.add(cfg["name"], cfg.get("description", ""), out.fmt_time(info.get("created")), out.comma(state.get("messages", 0)),
-                  out.ibytes(state.get("bytes", 0)), out.since(state.get("last_ts")))
+        table.add(
+            cfg["name"],
+            cfg.get("description", ""),
+            out.fmt_time(info.get("created")),
+            out.comma(state.get("messages", 0)),
+            out.ibytes(state.get("bytes", 0)),
+            out.since(state.get("last_ts")),
+        )
     print(table)
     return 0
 
@@ -526,7 +589,7 @@ async def _snapshot(ctx: Context, name: str, directory: Path, consumers: bool, c
             while True:
                 try:
                     msg = await asyncio.wait_for(queue.get(), 10)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise CLIError(f"could not back up stream {name}: no data from the server for 10s") from None
                 status = (msg.headers or {}).get("Status") if msg.headers else None
                 if status and status not in ("204",):
@@ -575,8 +638,13 @@ async def _json_backup(ctx: Context, name: str, directory: Path) -> dict[str, An
     if bar:
         bar.total = count
         bar.close()
-    meta = {"format": BACKUP_FORMAT, "config": _clean_config(info["config"]), "state": state,
-            "created": info.get("created"), "messages": count}
+    meta = {
+        "format": BACKUP_FORMAT,
+        "config": _clean_config(info["config"]),
+        "state": state,
+        "created": info.get("created"),
+        "messages": count,
+    }
     (directory / "backup.json").write_text(json.dumps(meta, indent=2))
     return {"format": BACKUP_FORMAT, "messages": count, "state": state}
 
@@ -601,8 +669,11 @@ async def cmd_backup(ctx: Context, args: argparse.Namespace) -> int:
 async def _restore_snapshot(ctx: Context, directory: Path, meta: dict[str, Any], name: str) -> dict[str, Any]:
     cfg = dict(meta.get("config") or {})
     cfg["name"] = name
-    resp = await ctx.api(f"STREAM.RESTORE.{name}", {"config": cfg, "state": meta.get("state") or {}},
-                         context=f"could not restore stream {name}")
+    resp = await ctx.api(
+        f"STREAM.RESTORE.{name}",
+        {"config": cfg, "state": meta.get("state") or {}},
+        context=f"could not restore stream {name}",
+    )
     deliver = resp["deliver_subject"]
     path = directory / "stream.tar.s2"
     size = path.stat().st_size
@@ -624,8 +695,17 @@ async def _restore_snapshot(ctx: Context, directory: Path, meta: dict[str, Any],
     return info
 
 
-_RELAX = {"max_msgs": -1, "max_bytes": -1, "max_age": 0, "max_msgs_per_subject": -1, "discard": "old",
-          "deny_delete": False, "sealed": False, "max_msg_size": -1, "discard_new_per_subject": False}
+_RELAX = {
+    "max_msgs": -1,
+    "max_bytes": -1,
+    "max_age": 0,
+    "max_msgs_per_subject": -1,
+    "discard": "old",
+    "deny_delete": False,
+    "sealed": False,
+    "max_msg_size": -1,
+    "discard_new_per_subject": False,
+}
 
 
 async def _restore_json(ctx: Context, directory: Path, meta: dict[str, Any], name: str) -> dict[str, Any]:
@@ -661,13 +741,19 @@ async def _restore_json(ctx: Context, directory: Path, meta: dict[str, Any], nam
             seq = int(rec["seq"])
             while expected < seq:  # interior gap: placeholders, deleted right away
                 ack = await _publish(ctx, rec["subject"], b"", None)
-                await ctx.api(f"STREAM.MSG.DELETE.{name}", {"seq": ack["seq"], "no_erase": True},
-                              context=f"could not restore stream {name}")
+                await ctx.api(
+                    f"STREAM.MSG.DELETE.{name}",
+                    {"seq": ack["seq"], "no_erase": True},
+                    context=f"could not restore stream {name}",
+                )
                 expected = ack["seq"] + 1
             headers = None
             if rec.get("hdrs"):
-                pairs = [(k, v) for k, v in parse_header_block(base64.b64decode(rec["hdrs"]))
-                         if not k.lower().startswith("nats-expected-")]
+                pairs = [
+                    (k, v)
+                    for k, v in parse_header_block(base64.b64decode(rec["hdrs"]))
+                    if not k.lower().startswith("nats-expected-")
+                ]
                 headers = pairs or None
             ack = await _publish(ctx, rec["subject"], base64.b64decode(rec.get("data") or ""), headers)
             if ack.get("seq") != seq:
@@ -717,7 +803,9 @@ async def cmd_restore(ctx: Context, args: argparse.Namespace) -> int:
         out.print_json(info)
     else:
         state = info.get("state") or {}
-        print(f"Restored stream {name} with {out.comma(state.get('messages', 0))} messages and {out.ibytes(state.get('bytes', 0))}")
+        print(
+            f"Restored stream {name} with {out.comma(state.get('messages', 0))} messages and {out.ibytes(state.get('bytes', 0))}"
+        )
     return 0
 
 
@@ -775,7 +863,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "backup", cmd_backup, "back a stream up to a directory")
     p.add_argument("name")
     p.add_argument("dir")
-    p.add_argument("--consumers", action=argparse.BooleanOptionalAction, default=True, help="include consumers (snapshot)")
+    p.add_argument(
+        "--consumers", action=argparse.BooleanOptionalAction, default=True, help="include consumers (snapshot)"
+    )
     p.add_argument("--check", action="store_true", help="have the server check the data first (snapshot)")
     p.add_argument("--json-format", action="store_true", help="use the JSON-lines format even if snapshots work")
     p.add_argument("-f", "--force", action="store_true", help="write into a non-empty directory")

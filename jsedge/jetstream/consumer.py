@@ -40,7 +40,6 @@ from jsedge.jetstream.consumerconfig import (
     set_defaults,
     set_static_metadata,
     strip_dynamic_metadata,
-    valid_consumer_name,
 )
 from jsedge.jetstream.models import NS, ConsumerConfig, decode_consumer_config, encode, format_time_ns, parse_time_ns
 from jsedge.jetstream.pull import PullRequest, parse_pull_request, status
@@ -290,14 +289,21 @@ class Consumer:
         if self._ack_buf or self._none_last is not None:
             try:
                 self._flush_acks()
-            except Exception:  # noqa: BLE001 - the store may already be closed
+            except Exception:
                 self._ack_buf = []
                 self._none_last = None
         self.closed = True
         if self.push:
             self.account.remove_interest_listener(self._on_interest)
-        for timer in (self._run_timer, self._ack_timer, self._wait_timer, self._hb_timer, self._watch_timer,
-                      self._inactive_timer, self._pause_timer):
+        for timer in (
+            self._run_timer,
+            self._ack_timer,
+            self._wait_timer,
+            self._hb_timer,
+            self._watch_timer,
+            self._inactive_timer,
+            self._pause_timer,
+        ):
             if timer is not None:
                 timer.cancel()
         if deleted:
@@ -344,7 +350,7 @@ class Consumer:
             if self._ack_buf or self._none_last is not None:
                 self._flush_acks()
             self.stream.store.sync()
-        except Exception:  # noqa: BLE001 - a closed store at shutdown
+        except Exception:
             pass
 
     def kick(self) -> None:
@@ -714,7 +720,9 @@ class Consumer:
             self._send_status(reply, status(409, f"Exceeded MaxRequestBatch of {config.max_batch}"))
             return
         if config.max_expires > 0 and request.ttl > config.max_expires:
-            self._send_status(reply, status(409, f"Exceeded MaxRequestExpires of {H.format_go_duration(config.max_expires)}"))
+            self._send_status(
+                reply, status(409, f"Exceeded MaxRequestExpires of {H.format_go_duration(config.max_expires)}")
+            )
             return
         if request.b > 0 and config.max_bytes > 0 and request.b > config.max_bytes:
             self._send_status(reply, status(409, f"Exceeded MaxRequestMaxBytes of {config.max_bytes}"))
@@ -866,7 +874,7 @@ class Consumer:
             if self._ack_buf or self._none_last is not None:
                 self._flush_acks()
             waiter = self.stream.store.sync()
-        except Exception:  # noqa: BLE001
+        except Exception:
             waiter = None
         self._sync_scheduled = False
         if waiter is None or (hasattr(waiter, "done") and waiter.done()):
@@ -876,7 +884,7 @@ class Consumer:
         async def wait_and_reply() -> None:
             try:
                 await waiter
-            except Exception:  # noqa: BLE001 - the client times out, as with a lost ack
+            except Exception:
                 return
             self.server.send_internal(self.account, reply, b"", b"", b"")
 
@@ -1024,7 +1032,9 @@ class Consumer:
     def _arm_ack_timer(self, force: bool = False) -> None:
         if self.closed or self.ack_none or not self.pending:
             return
-        at = min(entry[2] for entry in self.pending.values()) if force or self._ack_timer is None else self._ack_timer_at
+        at = (
+            min(entry[2] for entry in self.pending.values()) if force or self._ack_timer is None else self._ack_timer_at
+        )
         if self._ack_timer is not None:
             if not force:
                 return
@@ -1150,7 +1160,11 @@ class Consumer:
         floor: dict[str, Any] = {"consumer_seq": self.adflr, "stream_seq": self.asflr}
         if self.ack_active:
             floor["last_active"] = format_time_ns(self.ack_active)
-        out: dict[str, Any] = {"stream_name": self.stream.name, "name": self.name, "created": format_time_ns(self.created)}
+        out: dict[str, Any] = {
+            "stream_name": self.stream.name,
+            "name": self.name,
+            "created": format_time_ns(self.created),
+        }
         if with_config:
             out["config"] = self.config_json(dynamic=dynamic)
         out["delivered"] = delivered
@@ -1333,7 +1347,7 @@ def delete_consumer(stream: Any, name: str) -> None:
     consumer.stop(deleted=True)
     try:
         consumer.store.delete()
-    except Exception:  # noqa: BLE001 - the stream store may already be gone
+    except Exception:
         pass
     advisory.consumer_action(consumer, "delete")
     recheck_interest(stream)
@@ -1368,7 +1382,7 @@ def recover_consumers(stream: Any) -> None:
             consumer = Consumer(stream, name, config, created, store)
             consumer.restore_state(state)
             attach(stream, consumer)
-        except Exception as exc:  # noqa: BLE001 - one broken consumer must not stop the others
+        except Exception as exc:
             stream.server.logger.error(f"  Error recreating consumer '{stream.name} > {name}': {exc}")
 
 
@@ -1396,7 +1410,7 @@ def ensure_account_subscriptions(jsa: Any) -> None:
             return
         try:
             consumer.process_ack(rest, reply, body)
-        except Exception:  # noqa: BLE001
+        except Exception:
             import traceback
 
             server.logger.error("JetStream ack processing failed:\n" + traceback.format_exc())

@@ -55,7 +55,9 @@ def set_static_metadata(config: ConsumerConfig) -> None:
 
 def strip_dynamic_metadata(config: ConsumerConfig) -> None:
     if config.metadata:
-        metadata = {k: v for k, v in config.metadata.items() if k not in ("_nats.ver", "_nats.level", "_nats.req.level")}
+        metadata = {
+            k: v for k, v in config.metadata.items() if k not in ("_nats.ver", "_nats.level", "_nats.req.level")
+        }
         config.metadata = metadata or None
 
 
@@ -68,8 +70,15 @@ def dynamic_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
 
 def set_defaults(config: ConsumerConfig, stream: StreamConfig, account_max_ack_pending: int = -1) -> None:
     """nats-server's setConsumerConfigDefaults (plus the negative-value clamps of §8.1)."""
-    for name in ("max_waiting", "max_batch", "max_expires", "max_bytes", "idle_heartbeat", "inactive_threshold",
-                 "priority_timeout"):
+    for name in (
+        "max_waiting",
+        "max_batch",
+        "max_expires",
+        "max_bytes",
+        "idle_heartbeat",
+        "inactive_threshold",
+        "priority_timeout",
+    ):
         if getattr(config, name) < 0:
             setattr(config, name, 0)
     if config.max_ack_pending < -1:
@@ -111,9 +120,7 @@ def check_config(config: ConsumerConfig, stream: StreamConfig, account_max_ack_p
     if config.name and not valid_consumer_name(config.name):
         raise js_error("JSStreamInvalidConfigF", err="consumer name can not contain '.', '*', '>', '\\', '/'")
     if config.durable_name and not valid_consumer_name(config.durable_name):
-        raise js_error(
-            "JSStreamInvalidConfigF", err="consumer durable name can not contain '.', '*', '>', '\\', '/'"
-        )
+        raise js_error("JSStreamInvalidConfigF", err="consumer durable name can not contain '.', '*', '>', '\\', '/'")
     if config.num_replicas > 0 and config.num_replicas > stream.num_replicas:
         raise js_error("JSConsumerReplicasExceedsStream")
     if config.num_replicas < 0:

@@ -191,9 +191,7 @@ class AccountJetStream:
             raise js_error("JSStorageResourcesExceededErr")
 
     def defaulted(self, config: StreamConfig, pedantic: bool) -> StreamConfig:
-        return check_stream_config(
-            config, pedantic=pedantic, max_duplicate_window=self.jetstream.max_duplicate_window
-        )
+        return check_stream_config(config, pedantic=pedantic, max_duplicate_window=self.jetstream.max_duplicate_window)
 
     def create_stream(self, request: StreamConfig) -> tuple[Stream, bool]:
         """STREAM.CREATE after the name check: (stream, did_create)."""
@@ -314,7 +312,7 @@ class AccountJetStream:
                 created = parse_time_ns(created_text)
                 self._open(config, created, fresh=False)
                 self.server.logger.info(f"  Restored stream '{self.name} > {name}'")  # nats-server says similar
-            except Exception as exc:  # noqa: BLE001 - one broken stream must not stop the others
+            except Exception as exc:
                 self.server.logger.error(f"  Error recreating stream '{self.name} > {name}': {exc}")
 
     def stop(self) -> None:
@@ -326,7 +324,7 @@ class AccountJetStream:
             stream.stop()
             try:
                 stream.store.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
 
 

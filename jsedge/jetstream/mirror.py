@@ -344,7 +344,7 @@ class Replicator:
         document["dest_last_seq"] = store.state().last_seq
         try:
             store.save_meta(json.dumps(document).encode())
-        except Exception as exc:  # noqa: BLE001 - a closed/deleted store: nothing to keep
+        except Exception as exc:
             if not self.stopped:
                 self.server.logger.warn(f"JetStream could not save source cursors of '{self.stream.name}': {exc}")
 
@@ -399,7 +399,7 @@ class Replicator:
                 continue
             try:
                 more = self._copy(cursor) or more
-            except Exception:  # noqa: BLE001 - keep the loop alive; retried at the next tick
+            except Exception:
                 import traceback
 
                 self.server.logger.error(traceback.format_exc())
@@ -556,7 +556,7 @@ class Replicator:
                     lag = cursor.pending(origin.store, self.stream.store.state().last_seq + 1)
                 elif cursor.started:
                     lag = cursor.pending(origin.store, cursor.seq + 1)
-            except Exception:  # noqa: BLE001 - info must not fail on a closing store
+            except Exception:
                 lag = 0
         info["lag"] = lag
         if not cursor.mirror and cursor.seq:

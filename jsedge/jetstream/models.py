@@ -104,7 +104,11 @@ def spec(kind: Any, emit: str = "always", default: Any = None, go: str = "") -> 
     if kind == "strmap" or isinstance(kind, type):
         return field(default=None, metadata=meta)
     if default is None:
-        default = {"str": "", "bool": False}.get(kind, 0) if isinstance(kind, str) else (kind.values[0] if isinstance(kind, Enum) else None)
+        default = (
+            {"str": "", "bool": False}.get(kind, 0)
+            if isinstance(kind, str)
+            else (kind.values[0] if isinstance(kind, Enum) else None)
+        )
     return field(default=default, metadata=meta)
 
 

@@ -104,8 +104,13 @@ def parse_pull_request(body: bytes, reply: bytes, now: int) -> PullRequest:
     if hb > 0 and hb * 2 > expires:
         raise ValueError("heartbeat value too large")
     request = PullRequest(
-        reply, batch if batch > 0 else 1, max(values.get("max_bytes", 0), 0), bool(values.get("no_wait")), expires,
-        hb, now,
+        reply,
+        batch if batch > 0 else 1,
+        max(values.get("max_bytes", 0), 0),
+        bool(values.get("no_wait")),
+        expires,
+        hb,
+        now,
     )
     request.group = values.get("group", "")
     return request

@@ -197,7 +197,9 @@ class Stream:
             else None
         )
         self.republish = (
-            SubjectTransform(config.republish.src or ">", config.republish.dest) if config.republish is not None else None
+            SubjectTransform(config.republish.src or ">", config.republish.dest)
+            if config.republish is not None
+            else None
         )
 
     def start(self) -> None:
@@ -218,7 +220,9 @@ class Stream:
             prefix = b"$JS.API.DIRECT.GET." + self.name.encode()
             for subject in (prefix, prefix + b".>"):
                 self.direct_subs.append(
-                    self.server.subscribe_internal(self.account, subject, self.host.direct_get_callback(self), queue=b"_sys_")
+                    self.server.subscribe_internal(
+                        self.account, subject, self.host.direct_get_callback(self), queue=b"_sys_"
+                    )
                 )
 
     def stop(self) -> None:
@@ -328,7 +332,7 @@ class Stream:
             hdr, data = b"", bytes(msg)
         try:
             self.process_publish(subject, reply, hdr, data)
-        except Exception:  # noqa: BLE001 - one bad publish must not break delivery for others
+        except Exception:
             self.server.logger.error(f"JetStream stream '{self.account.name} > {self.name}' publish failed")
             import traceback
 
@@ -580,7 +584,7 @@ class Stream:
             return  # stream stopped/deleted meanwhile: its fsync future would never resolve either
         try:
             waiter = store.sync()
-        except Exception:  # noqa: BLE001 - same report as a publish that failed
+        except Exception:
             self.server.logger.error(f"JetStream stream '{self.account.name} > {self.name}' publish failed")
             import traceback
 
@@ -600,7 +604,7 @@ class Stream:
             async def wait() -> None:
                 try:
                     await waiter
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     self._acks_failed(exc, batch)
                     return
                 for reply, body in batch:
@@ -655,7 +659,7 @@ class Stream:
             removed: list[StoredMsg] = self.apply(ExpireMsgs(time.time_ns())) or []
             if removed and self.config.subject_delete_marker_ttl:
                 self._write_markers(removed)
-        except Exception:  # noqa: BLE001 - keep the timer alive
+        except Exception:
             import traceback
 
             self.server.logger.error(traceback.format_exc())
@@ -685,7 +689,11 @@ class Stream:
 
     def config_json(self, *, dynamic: bool = True) -> dict[str, Any]:
         out = encode(self.config)
-        out["metadata"] = with_dynamic_metadata(self.config.metadata) if dynamic else dict(sorted((self.config.metadata or {}).items()))
+        out["metadata"] = (
+            with_dynamic_metadata(self.config.metadata)
+            if dynamic
+            else dict(sorted((self.config.metadata or {}).items()))
+        )
         return out
 
     def info(

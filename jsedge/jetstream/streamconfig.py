@@ -230,7 +230,11 @@ def check_stream_config(
         for api in (b"$JS.>", b"$JSC.>", b"$NRG.>"):
             if subjects_overlap(subject, api) and not subject_is_subset(subject, b"$JS.EVENT.>") and not config.no_ack:
                 raise invalid("subjects that overlap with jetstream api require no-ack to be true")
-        if subjects_overlap(subject, b"$SYS.>") and not subject_is_subset(subject, b"$SYS.ACCOUNT.>") and not config.no_ack:
+        if (
+            subjects_overlap(subject, b"$SYS.>")
+            and not subject_is_subset(subject, b"$SYS.ACCOUNT.>")
+            and not config.no_ack
+        ):
             raise invalid("subjects that overlap with system api require no-ack to be true")
     # 17.
     if not subjects and config.mirror is None and not config.sources:
@@ -254,7 +258,9 @@ def check_stream_config(
             config.republish = republish
         dest = republish.dest.encode()
         if not valid_subject(republish.src.encode()) or not valid_subject(dest):
-            raise invalid(f"stream configuration for republish with transform from '{republish.src}' to '{republish.dest}' not valid")
+            raise invalid(
+                f"stream configuration for republish with transform from '{republish.src}' to '{republish.dest}' not valid"
+            )
         for subject in subjects:
             if subjects_overlap(dest, subject):
                 raise invalid("stream configuration for republish destination forms a cycle")
@@ -287,7 +293,9 @@ def _check_source_transforms(transforms: list, *, mirror: bool) -> None:
         try:
             SubjectTransform(transform.src, transform.dest)
         except TransformError:
-            raise js_error(f"{prefix}InvalidTransformDestination", err="invalid subject transform destination") from None
+            raise js_error(
+                f"{prefix}InvalidTransformDestination", err="invalid subject transform destination"
+            ) from None
         for other in sources:
             if subjects_overlap(src, other):
                 raise js_error(f"{prefix}OverlappingSubjectFilters")

@@ -39,4 +39,5 @@ def __getattr__(name: str) -> Any:
         return importlib.import_module("jsedge.protocol._parser_py").Parser
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = ["IMPLEMENTATION", "Parser", "ParserC", "ParserPy", "c_impl", "py_impl"]

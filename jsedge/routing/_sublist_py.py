@@ -160,9 +160,7 @@ class SublistResult:
 
     __slots__ = ("psubs", "qsubs")
 
-    def __init__(
-        self, psubs: list[Subscription] | None = None, qsubs: list[list[Subscription]] | None = None
-    ) -> None:
+    def __init__(self, psubs: list[Subscription] | None = None, qsubs: list[list[Subscription]] | None = None) -> None:
         self.psubs: list[Subscription] = psubs if psubs is not None else []
         self.qsubs: list[list[Subscription]] = qsubs if qsubs is not None else []
 
@@ -184,13 +182,7 @@ class _Node:
         self.fwc: _Node | None = None
 
     def is_empty(self) -> bool:
-        return (
-            not self.psubs
-            and not self.qsubs
-            and not self.literal
-            and self.pwc is None
-            and self.fwc is None
-        )
+        return not self.psubs and not self.qsubs and not self.literal and self.pwc is None and self.fwc is None
 
 
 def _split(subject: bytes) -> list[bytes] | None:

@@ -197,8 +197,7 @@ class DenyFilter:
             denied = any(subject_matches(entry, subject) for entry in self.plain)
             if not denied and queue is not None:
                 denied = any(
-                    subject_matches(entry, subject) and _queue_in_deny(queue, pattern)
-                    for entry, pattern in self.queued
+                    subject_matches(entry, subject) and _queue_in_deny(queue, pattern) for entry, pattern in self.queued
                 )
             if len(self.cache) >= self.CACHE_MAX:
                 self.cache.clear()

@@ -41,8 +41,20 @@ _RTT_REFRESH = 3600.0
 _CONNECT_FIELDS: dict[str, str] = {
     **dict.fromkeys(("echo", "verbose", "pedantic", "tls_required", "new_account", "headers", "no_responders"), "bool"),
     **dict.fromkeys(
-        ("nkey", "jwt", "sig", "auth_token", "user", "pass", "name", "lang", "version", "account",
-         "remote_account", "proxy_sig"),
+        (
+            "nkey",
+            "jwt",
+            "sig",
+            "auth_token",
+            "user",
+            "pass",
+            "name",
+            "lang",
+            "version",
+            "account",
+            "remote_account",
+            "proxy_sig",
+        ),
         "str",
     ),
     "protocol": "int",
@@ -428,9 +440,7 @@ class ClientConnection(ClientCore):
     def on_slow_consumer(self) -> None:
         if self.closed:
             return
-        self.server.logger.info(
-            self._prefix() + f"Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded"
-        )
+        self.server.logger.info(self._prefix() + f"Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded")
         self.server.slow_consumers += 1
         self.close(ClosedReason.SLOW_CONSUMER_PENDING_BYTES, abort=True)
 
@@ -517,7 +527,7 @@ class ClientConnection(ClientCore):
         result = server.auth.authenticate(opts)
         if result is None:
             user = opts.get("user")
-            self.log_error('authentication error - user "%s"' % user if user else "authentication error")
+            self.log_error(f'authentication error - user "{user}"' if user else "authentication error")
             self.auth_violation()
             return
         protocol = int(opts.get("protocol", 0))
@@ -614,7 +624,7 @@ class ClientConnection(ClientCore):
                 args.append(str(hdr_len))
             args.append(str(size))
             self.log_trace(f"<<- [{'HPUB' if hdr_len >= 0 else 'PUB'} {' '.join(args)}]")
-            self.log_trace(f"<<- MSG_PAYLOAD: [{json.dumps(msg[max(hdr_len, 0):].decode(errors='replace'))}]")
+            self.log_trace(f"<<- MSG_PAYLOAD: [{json.dumps(msg[max(hdr_len, 0) :].decode(errors='replace'))}]")
         if subject.startswith((b"$NRG.", b"_GR_.")) and not (
             subject.startswith(b"$NRG.") and self.account.name == self.server.config.system_account
         ):
@@ -654,7 +664,9 @@ class ClientConnection(ClientCore):
             return
         self.last_in_seen = time.monotonic()
         if self.trace:
-            self.log_trace(f"<<- [SUB {subject.decode(errors='replace')}{' ' + queue.decode() if queue else ''} {sid.decode(errors='replace')}]")
+            self.log_trace(
+                f"<<- [SUB {subject.decode(errors='replace')}{' ' + queue.decode() if queue else ''} {sid.decode(errors='replace')}]"
+            )
         perms = self.perms
         if perms is not None and not perms.can_subscribe(subject, queue):
             subj = go_quote(subject.decode(errors="replace"))
@@ -696,7 +708,9 @@ class ClientConnection(ClientCore):
             return
         self.last_in_seen = time.monotonic()
         if self.trace:
-            self.log_trace(f"<<- [UNSUB {sid.decode(errors='replace')}{'' if max_msgs is None else ' ' + str(max_msgs)}]")
+            self.log_trace(
+                f"<<- [UNSUB {sid.decode(errors='replace')}{'' if max_msgs is None else ' ' + str(max_msgs)}]"
+            )
         sub = self.subs.get(sid)
         if sub is not None:
             if max_msgs is not None and max_msgs > sub.delivered:
@@ -785,7 +799,7 @@ class ClientConnection(ClientCore):
         self.ping_handle = self.auth_handle = self.deadline_handle = self.tls_handle = None
         for sub in self.subs.values():
             self.account.unsubscribe(sub)
-        self.log_debug(f'Client connection closed: {reason.value}')
+        self.log_debug(f"Client connection closed: {reason.value}")
         self.server.unregister_client(self)
         for callback in self.on_close:
             callback(self)

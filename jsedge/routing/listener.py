@@ -42,7 +42,9 @@ def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket | 
     family = numeric_family(host)
     if family is None:
         return None
-    address: tuple[str, int] | tuple[str, int, int, int] = (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+    address: tuple[str, int] | tuple[str, int, int, int] = (
+        (host, port) if family == socket.AF_INET else (host, port, 0, 0)
+    )
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

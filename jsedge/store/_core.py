@@ -37,8 +37,6 @@ from array import array
 from collections.abc import Awaitable, Generator, Iterable
 from typing import Any
 
-from jsedge.subjects import is_literal, subject_matches
-from jsedge.store.codec import index_sid
 from jsedge.store.base import (
     ConsumerState,
     DiscardNewError,
@@ -52,6 +50,8 @@ from jsedge.store.base import (
     StreamState,
     SubjectState,
 )
+from jsedge.store.codec import index_sid
+from jsedge.subjects import is_literal, subject_matches
 
 DELETED = 0xFFFFFFFF
 

@@ -312,7 +312,9 @@ class FileStore(IndexedStore):
         except codec.CorruptRecordError:
             kind, rseq = -1, -1
         if kind not in (codec.KIND_MSG, codec.KIND_MSG_TTL) or rseq != seq:
-            self._log(f"filestore {self.directory}: message {seq} is corrupt on disk ({block.path}@{offset}); not served")
+            self._log(
+                f"filestore {self.directory}: message {seq} is corrupt on disk ({block.path}@{offset}); not served"
+            )
             return None
         return StoredMsg(subject, seq, ts, hdr, data)
 

@@ -52,9 +52,7 @@ def read_msg(client: RawClient) -> tuple[bytes, bytes, bytes]:
 
 def request(client: RawClient, subject: str, body: bytes = b"", hdr: bytes = b"") -> tuple[bytes, bytes]:
     if hdr:
-        client.send(
-            f"HPUB {subject} _R.1 {len(hdr)} {len(hdr) + len(body)}\r\n".encode() + hdr + body + b"\r\n"
-        )
+        client.send(f"HPUB {subject} _R.1 {len(hdr)} {len(hdr) + len(body)}\r\n".encode() + hdr + body + b"\r\n")
     else:
         client.send(f"PUB {subject} _R.1 {len(body)}\r\n".encode() + body + b"\r\n")
     _, h, payload = read_msg(client)

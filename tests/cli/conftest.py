@@ -10,11 +10,11 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
-
 from helpers import REPO_ROOT
 
 CLI_TIMEOUT = 8.0
@@ -45,8 +45,13 @@ class CLI:
 
     def __call__(self, *args: str, input: str | None = None, timeout: float = CLI_TIMEOUT, ok: bool = True) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "jsedge", *args], input=input if input is not None else "", capture_output=True,
-            text=True, timeout=timeout, env=self.env(), cwd=str(REPO_ROOT),
+            [sys.executable, "-m", "jsedge", *args],
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(),
+            cwd=str(REPO_ROOT),
         )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
         if ok:
@@ -55,8 +60,13 @@ class CLI:
 
     def popen(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [sys.executable, "-m", "jsedge", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=self.env(), cwd=str(REPO_ROOT),
+            [sys.executable, "-m", "jsedge", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            cwd=str(REPO_ROOT),
         )
 
     def state(self, fn: Callable[[Any, Any], Awaitable[Any]]) -> Any:

@@ -6,8 +6,23 @@ import json
 
 from test_stream_cli import _seed
 
-ARTICLE_CONSUMER = ["consumer", "add", "ORDERS", "order-processor", "--pull", "--deliver", "all", "--ack", "explicit",
-                    "--max-deliver", "5", "--ack-wait", "30s", "--filter", "orders.>"]
+ARTICLE_CONSUMER = [
+    "consumer",
+    "add",
+    "ORDERS",
+    "order-processor",
+    "--pull",
+    "--deliver",
+    "all",
+    "--ack",
+    "explicit",
+    "--max-deliver",
+    "5",
+    "--ack-wait",
+    "30s",
+    "--filter",
+    "orders.>",
+]
 
 
 def test_add_info_ls_rm(cli):
@@ -20,7 +35,12 @@ def test_add_info_ls_rm(cli):
         return (await js.consumer_info("ORDERS", "order-processor")).config
 
     c = cli.state(cfg)
-    assert c.durable_name == "order-processor" and c.max_deliver == 5 and c.ack_wait == 30 and c.filter_subject == "orders.>"
+    assert (
+        c.durable_name == "order-processor"
+        and c.max_deliver == 5
+        and c.ack_wait == 30
+        and c.filter_subject == "orders.>"
+    )
     r = cli("consumer", "ls", "ORDERS")
     assert "order-processor" in r.out and "Unprocessed" in r.out
     assert cli("consumer", "ls", "ORDERS", "--names").out.split() == ["order-processor"]
@@ -35,7 +55,9 @@ def test_add_requires_flags_or_defaults(cli):
     _seed(cli)
     r = cli("consumer", "add", "ORDERS", "c1", ok=False)
     assert r.rc == 1 and "--pull" in r.err and "--defaults" in r.err
-    info = json.loads(cli("consumer", "add", "ORDERS", "c1", "--defaults", "--backoff", "1s,5s", "--max-deliver", "3", "--json").out)
+    info = json.loads(
+        cli("consumer", "add", "ORDERS", "c1", "--defaults", "--backoff", "1s,5s", "--max-deliver", "3", "--json").out
+    )
     assert info["config"]["backoff"] == [1_000_000_000, 5_000_000_000] and info["config"]["ack_policy"] == "explicit"
 
 

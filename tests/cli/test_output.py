@@ -9,18 +9,32 @@ import pytest
 from jsedge.cli import output as out
 
 
-@pytest.mark.parametrize("n,text", [(0, "0 B"), (245, "245 B"), (1536, "1.5 KiB"), (5 * 1024**3, "5.0 GiB"), (20 * 1024**3, "20 GiB")])
+@pytest.mark.parametrize(
+    "n,text", [(0, "0 B"), (245, "245 B"), (1536, "1.5 KiB"), (5 * 1024**3, "5.0 GiB"), (20 * 1024**3, "20 GiB")]
+)
 def test_ibytes(n, text):
     assert out.ibytes(n) == text
 
 
-@pytest.mark.parametrize("text,n", [("5GB", 5 * 1024**3), ("1024", 1024), ("1K", 1024), ("2MiB", 2 * 1024**2), ("-1", -1)])
+@pytest.mark.parametrize(
+    "text,n", [("5GB", 5 * 1024**3), ("1024", 1024), ("1K", 1024), ("2MiB", 2 * 1024**2), ("-1", -1)]
+)
 def test_parse_size(text, n):
     assert out.parse_size(text) == n
 
 
-@pytest.mark.parametrize("text,ns", [("7d", 7 * 86400 * 10**9), ("2m", 120 * 10**9), ("1h30m", 5400 * 10**9),
-                                     ("500ms", 500_000_000), ("30", 30 * 10**9), ("0", 0), ("1y", 365 * 86400 * 10**9)])
+@pytest.mark.parametrize(
+    "text,ns",
+    [
+        ("7d", 7 * 86400 * 10**9),
+        ("2m", 120 * 10**9),
+        ("1h30m", 5400 * 10**9),
+        ("500ms", 500_000_000),
+        ("30", 30 * 10**9),
+        ("0", 0),
+        ("1y", 365 * 86400 * 10**9),
+    ],
+)
 def test_parse_duration(text, ns):
     assert out.parse_duration(text) == ns
 
@@ -34,13 +48,24 @@ def test_parse_errors():
             out.parse_duration(bad)
 
 
-@pytest.mark.parametrize("ns,text", [(120 * 10**9, "2m0s"), (168 * 3600 * 10**9, "168h0m0s"), (1_500_000_000, "1.5s"),
-                                     (250_000_000, "250ms"), (0, "0s"), (1500, "1.5µs")])
+@pytest.mark.parametrize(
+    "ns,text",
+    [
+        (120 * 10**9, "2m0s"),
+        (168 * 3600 * 10**9, "168h0m0s"),
+        (1_500_000_000, "1.5s"),
+        (250_000_000, "250ms"),
+        (0, "0s"),
+        (1500, "1.5µs"),
+    ],
+)
 def test_go_duration(ns, text):
     assert out.go_duration(ns) == text
 
 
-@pytest.mark.parametrize("ns,text", [(7 * 86400 * 10**9, "7d0h0m0s"), (120 * 10**9, "2m0s"), (30 * 10**9, "30.00s"), (0, "forever")])
+@pytest.mark.parametrize(
+    "ns,text", [(7 * 86400 * 10**9, "7d0h0m0s"), (120 * 10**9, "2m0s"), (30 * 10**9, "30.00s"), (0, "forever")]
+)
 def test_human_duration(ns, text):
     assert out.human_duration(ns) == text
 

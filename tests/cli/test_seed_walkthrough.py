@@ -18,7 +18,9 @@ def test_article_walkthrough(cli):
     info = cli("stream", "info", "ORDERS").out
     assert "Subjects: orders.>" in info and "Retention: Limits" in info and "Discard Policy: Old" in info
     assert "ORDERS" in cli("stream", "ls").out
-    assert 'Published 31 bytes to "orders.created"' in cli("pub", "orders.created", '{"id":"ord-001","amount":49.99}').out
+    assert (
+        'Published 31 bytes to "orders.created"' in cli("pub", "orders.created", '{"id":"ord-001","amount":49.99}').out
+    )
     cli("pub", "orders.shipped", '{"id":"ord-001","carrier":"DHL"}')
     view = cli("stream", "view", "ORDERS").out
     assert '{"id":"ord-001","amount":49.99}' in view and '"carrier":"DHL"' in view
@@ -27,11 +29,27 @@ def test_article_walkthrough(cli):
     assert "Information for Consumer ORDERS > order-processor" in cli(*ARTICLE_CONSUMER).out
     nxt = cli("consumer", "next", "ORDERS", "order-processor", "--count", "5").out
     assert nxt.count("Acknowledged message") == 2 and "ord-001" in nxt
-    cli("consumer", "add", "ORDERS", "order-processor-queue", "--pull", "--deliver", "all", "--ack", "explicit",
-        "--max-deliver", "5", "--filter", "orders.>")
+    cli(
+        "consumer",
+        "add",
+        "ORDERS",
+        "order-processor-queue",
+        "--pull",
+        "--deliver",
+        "all",
+        "--ack",
+        "explicit",
+        "--max-deliver",
+        "5",
+        "--filter",
+        "orders.>",
+    )
 
     # KV
-    assert "Information for Key-Value Store Bucket config" in cli("kv", "add", "config", "--ttl", "1h", "--replicas", "1").out
+    assert (
+        "Information for Key-Value Store Bucket config"
+        in cli("kv", "add", "config", "--ttl", "1h", "--replicas", "1").out
+    )
     cli("kv", "put", "config", "database.host", "pg.internal")
     cli("kv", "put", "config", "database.port", "5432")
     assert "pg.internal" in cli("kv", "get", "config", "database.host").out

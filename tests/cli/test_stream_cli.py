@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import json
 
-ARTICLE_ADD = ["stream", "add", "ORDERS", "--subjects", "orders.>", "--storage", "file", "--retention", "limits",
-               "--max-msgs", "1000000", "--max-bytes", "5GB", "--max-age", "7d", "--replicas", "1", "--discard", "old",
-               "--dupe-window", "2m"]
+ARTICLE_ADD = [
+    "stream",
+    "add",
+    "ORDERS",
+    "--subjects",
+    "orders.>",
+    "--storage",
+    "file",
+    "--retention",
+    "limits",
+    "--max-msgs",
+    "1000000",
+    "--max-bytes",
+    "5GB",
+    "--max-age",
+    "7d",
+    "--replicas",
+    "1",
+    "--discard",
+    "old",
+    "--dupe-window",
+    "2m",
+]
 
 
 async def _publish(js, items):
@@ -16,7 +36,11 @@ async def _publish(js, items):
 
 def _seed(cli, n=3):
     cli(*ARTICLE_ADD)
-    cli.state(lambda nc, js: _publish(js, [(f"orders.{i % 2 and 'shipped' or 'created'}", f"m{i}".encode()) for i in range(1, n + 1)]))
+    cli.state(
+        lambda nc, js: _publish(
+            js, [(f"orders.{i % 2 and 'shipped' or 'created'}", f"m{i}".encode()) for i in range(1, n + 1)]
+        )
+    )
 
 
 def test_add_with_article_flags_sets_config(cli):
@@ -36,7 +60,9 @@ def test_add_with_article_flags_sets_config(cli):
 def test_add_requires_flags_or_defaults(cli):
     r = cli("stream", "add", "X", ok=False)
     assert r.rc == 1 and "--subjects" in r.err and "--defaults" in r.err
-    r = cli("stream", "add", "X", "--defaults", "--max-msgs-per-subject", "5", "--allow-rollup", "--deny-delete", "--json")
+    r = cli(
+        "stream", "add", "X", "--defaults", "--max-msgs-per-subject", "5", "--allow-rollup", "--deny-delete", "--json"
+    )
     info = json.loads(r.out)
     assert info["config"]["subjects"] == ["X"] and info["config"]["max_msgs_per_subject"] == 5
     assert info["config"]["allow_rollup_hdrs"] is True and info["config"]["deny_delete"] is True

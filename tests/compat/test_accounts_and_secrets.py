@@ -8,9 +8,8 @@ import asyncio
 import bcrypt
 import nats
 import pytest
-from nats.errors import TimeoutError as NatsTimeoutError
-
 from helpers import RawClient
+from nats.errors import TimeoutError as NatsTimeoutError
 
 pytestmark = pytest.mark.compat
 
@@ -73,7 +72,7 @@ async def test_bcrypt_password(server_factory) -> None:
     nc = await _connect(url, user="admin", password="s3cret")
     await nc.flush()
     await nc.close()
-    with pytest.raises(Exception):  # noqa: B017 - nats-py raises different errors across versions
+    with pytest.raises(Exception):
         await _connect(url, user="admin", password="wrong")
 
 

@@ -15,7 +15,6 @@ import json
 import bcrypt
 import nkeys
 import pytest
-
 from helpers import Barrier, Closed, ServerProcess, normalize_transcript, run_raw
 
 pytestmark = pytest.mark.compat
@@ -148,7 +147,7 @@ def _json(opts: dict) -> bytes:
 
 
 def _outcome(transcript: bytes) -> str:
-    """"refused", "closed", or the account named by the connect_info INFO of an accepted client."""
+    """ "refused", "closed", or the account named by the connect_info INFO of an accepted client."""
     if transcript == REFUSED:
         return "refused"
     if transcript == b"<EOF>":

@@ -11,9 +11,9 @@ from collections import Counter
 
 import nats
 import pytest
-from nats.errors import MaxPayloadError, NoRespondersError, TimeoutError as NatsTimeoutError
-
 from helpers import RawClient, acheck_for, connect_line, make_tls_files
+from nats.errors import MaxPayloadError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(30)]
 

@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 #: (name, text). Each is accepted or rejected by both servers with the same first message line.
 CASES = [
     ("seed", (DATA / "seed_nats.conf").read_text()),
-    ("separators", "listen 127.0.0.1:14224\nserver_name = homelab_1\nhttp: \"127.0.0.1:8222\"\n"),
+    ("separators", 'listen 127.0.0.1:14224\nserver_name = homelab_1\nhttp: "127.0.0.1:8222"\n'),
     ("terminators", "listen: 127.0.0.1:14260; http: 127.0.0.1:18260\n"),
     ("braces", "{\n  port: 4333\n  server_name: x\n}\n"),
     ("units", "max_payload: 2MB\nmax_pending: 10MB\nmax_control_line: 2KB\n"),
@@ -61,14 +61,19 @@ CASES = [
     ("js-enabled", "jetstream: enabled\n"),
     ("auth-unknown", "authorization { foo: 1, user: a, password: b }\n"),
     ("user-unknown", "authorization { users: [{user: a, password: b, foo: 1}] }\n"),
-    ("perm-unknown", 'authorization { users: [{user: a, password: b, permissions: {publish: {allow: "a", foo: 1}}}] }\n'),
+    (
+        "perm-unknown",
+        'authorization { users: [{user: a, password: b, permissions: {publish: {allow: "a", foo: 1}}}] }\n',
+    ),
     ("cluster-unknown", "cluster { foo: 1 }\n"),
     ("tls-unknown", "tls { foo: 1 }\n"),
     ("tls-missing-files", "tls { cert_file: nope.pem, key_file: nope.key }\n"),
     ("listen-no-port", 'listen: "localhost"\n'),
     ("max-conn-zero", "max_connections: 0\n"),
     ("accounts-list", "accounts: [A, B]\n"),
-    ("permissions", """authorization {
+    (
+        "permissions",
+        """authorization {
   default_permissions: { publish: "public.>", subscribe: ["public.>", "_INBOX.>"] }
   users: [
     { user: alice, password: secret,
@@ -80,8 +85,11 @@ CASES = [
     { user: svc, password: x, allowed_connection_types: ["STANDARD", "LEAFNODE"] }
   ]
 }
-"""),
-    ("accounts", """accounts {
+""",
+    ),
+    (
+        "accounts",
+        """accounts {
   APP: {
     jetstream: enabled
     users: [ {user: app, password: app} ]
@@ -94,8 +102,11 @@ CASES = [
   SYS: { users: [ {user: sys, password: sys} ] }
 }
 system_account: SYS
-"""),
-    ("cluster", """server_name: n1
+""",
+    ),
+    (
+        "cluster",
+        """server_name: n1
 jetstream { store_dir: /tmp/js }
 cluster {
   name: homelab
@@ -104,7 +115,8 @@ cluster {
   authorization { user: route, password: secret, timeout: 2 }
 }
 leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:7422", account: "$G" } ] }
-"""),
+""",
+    ),
     ("block-string", "server_name (\nabc\n)\n"),
 ]
 
@@ -136,9 +148,7 @@ def run_jsedge(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, str, 
 
 
 @pytest.mark.parametrize(("name", "text"), CASES, ids=[case[0] for case in CASES])
-def test_same_verdict_as_nats_server(
-    name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_same_verdict_as_nats_server(name: str, text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / f"{name}.conf"
     path.write_text(text)
     nats_accepts, nats_output = run_nats_server(path)

@@ -27,10 +27,9 @@ import os
 
 import nats
 import pytest
+from helpers import ServerProcess
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-
-from helpers import ServerProcess
 
 pytestmark = pytest.mark.compat
 
@@ -40,34 +39,139 @@ LONG_RUN = "JSEDGE_FUZZ_EXAMPLES" in os.environ
 _names = itertools.count(1)
 
 STREAM_FIELDS = [
-    "name", "description", "subjects", "retention", "max_consumers", "max_msgs", "max_bytes", "max_age",
-    "max_msgs_per_subject", "max_msg_size", "discard", "storage", "num_replicas", "no_ack", "duplicate_window",
-    "placement", "mirror", "sources", "compression", "first_seq", "subject_transform", "republish",
-    "allow_direct", "mirror_direct", "discard_new_per_subject", "sealed", "deny_delete", "deny_purge",
-    "allow_rollup_hdrs", "consumer_limits", "allow_msg_ttl", "subject_delete_marker_ttl", "persist_mode",
-    "metadata", "pedantic", "unknown_field", "MAX_MSGS", "Retention",
+    "name",
+    "description",
+    "subjects",
+    "retention",
+    "max_consumers",
+    "max_msgs",
+    "max_bytes",
+    "max_age",
+    "max_msgs_per_subject",
+    "max_msg_size",
+    "discard",
+    "storage",
+    "num_replicas",
+    "no_ack",
+    "duplicate_window",
+    "placement",
+    "mirror",
+    "sources",
+    "compression",
+    "first_seq",
+    "subject_transform",
+    "republish",
+    "allow_direct",
+    "mirror_direct",
+    "discard_new_per_subject",
+    "sealed",
+    "deny_delete",
+    "deny_purge",
+    "allow_rollup_hdrs",
+    "consumer_limits",
+    "allow_msg_ttl",
+    "subject_delete_marker_ttl",
+    "persist_mode",
+    "metadata",
+    "pedantic",
+    "unknown_field",
+    "MAX_MSGS",
+    "Retention",
 ]
 CONSUMER_FIELDS = [
-    "durable_name", "name", "description", "deliver_policy", "opt_start_seq", "opt_start_time", "ack_policy",
-    "ack_wait", "max_deliver", "backoff", "filter_subject", "filter_subjects", "replay_policy", "rate_limit_bps",
-    "sample_freq", "max_waiting", "max_ack_pending", "flow_control", "headers_only", "max_batch", "max_expires",
-    "max_bytes", "deliver_subject", "deliver_group", "idle_heartbeat", "inactive_threshold", "num_replicas",
-    "mem_storage", "metadata", "pause_until", "unknown", "ACK_POLICY",
+    "durable_name",
+    "name",
+    "description",
+    "deliver_policy",
+    "opt_start_seq",
+    "opt_start_time",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "backoff",
+    "filter_subject",
+    "filter_subjects",
+    "replay_policy",
+    "rate_limit_bps",
+    "sample_freq",
+    "max_waiting",
+    "max_ack_pending",
+    "flow_control",
+    "headers_only",
+    "max_batch",
+    "max_expires",
+    "max_bytes",
+    "deliver_subject",
+    "deliver_group",
+    "idle_heartbeat",
+    "inactive_threshold",
+    "num_replicas",
+    "mem_storage",
+    "metadata",
+    "pause_until",
+    "unknown",
+    "ACK_POLICY",
 ]
-MSG_GET_FIELDS = ["seq", "last_by_subj", "next_by_subj", "batch", "max_bytes", "start_time", "multi_last",
-                  "up_to_seq", "up_to_time", "no_hdr", "bogus"]
+MSG_GET_FIELDS = [
+    "seq",
+    "last_by_subj",
+    "next_by_subj",
+    "batch",
+    "max_bytes",
+    "start_time",
+    "multi_last",
+    "up_to_seq",
+    "up_to_time",
+    "no_hdr",
+    "bogus",
+]
 
 scalar = st.one_of(
     st.none(),
     st.booleans(),
     st.sampled_from([0, 1, -1, 2, 100, 10**9, 10**18, 2**63 - 1, 2**63, -(2**63), 2**64, 1.5, 1e3, -0.0]),
-    st.sampled_from(["", "x", "limits", "interest", "workqueue", "memory", "file", "new", "old", "none", "s2",
-                     "all", "last", "explicit", "instant", "original", "1s", "async", "default", "foo.>", "*",
-                     "2020-01-01T00:00:00Z", "not a time", "\u00e9", "a.b"]),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "limits",
+            "interest",
+            "workqueue",
+            "memory",
+            "file",
+            "new",
+            "old",
+            "none",
+            "s2",
+            "all",
+            "last",
+            "explicit",
+            "instant",
+            "original",
+            "1s",
+            "async",
+            "default",
+            "foo.>",
+            "*",
+            "2020-01-01T00:00:00Z",
+            "not a time",
+            "\u00e9",
+            "a.b",
+        ]
+    ),
 )
-value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.sampled_from(["name", "allow", "subject", "src", "dest", "max_ack_pending", "x", "ack_policy"]), inner,
-    max_size=2), max_leaves=5)
+value = st.recursive(
+    scalar,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["name", "allow", "subject", "src", "dest", "max_ack_pending", "x", "ack_policy"]),
+            inner,
+            max_size=2,
+        )
+    ),
+    max_leaves=5,
+)
 
 
 @st.composite
@@ -124,8 +228,12 @@ async def run_api_case(nc, case: tuple[str, bytes, bytes], name: str) -> list:
     if kind == "stream":
         await request(f"$JS.API.STREAM.CREATE.{name}", raw)
     else:
-        await request(f"$JS.API.STREAM.CREATE.{name}", json.dumps(
-            {"name": name, "subjects": [name.lower() + ".>"], "storage": "memory", "allow_direct": True}).encode())
+        await request(
+            f"$JS.API.STREAM.CREATE.{name}",
+            json.dumps(
+                {"name": name, "subjects": [name.lower() + ".>"], "storage": "memory", "allow_direct": True}
+            ).encode(),
+        )
         await nc.request(name.lower() + ".a", b"one", headers={"H": "1"}, timeout=2)  # stored: acked
         await nc.request(name.lower() + ".b", b"two", timeout=2)
         if kind == "consumer":
@@ -174,17 +282,62 @@ def _normalize(headers, data: bytes):
 # ------------------------------------------------------------------------------ publish headers
 
 HEADER_NAMES = [
-    "Nats-Msg-Id", "Nats-Expected-Stream", "Nats-Expected-Last-Sequence", "Nats-Expected-Last-Subject-Sequence",
-    "Nats-Expected-Last-Subject-Sequence-Subject", "Nats-Expected-Last-Msg-Id", "Nats-Rollup", "Nats-TTL",
-    "Nats-Incr", "Nats-Batch-Id", "Nats-Batch-Sequence", "Nats-Batch-Commit", "Nats-Schedule",
-    "Nats-Schedule-Time-Zone", "Nats-Schedule-Next", "Nats-Scheduler", "Nats-Stream-Source", "Nats-Request-Info",
-    "Nats-Marker-Reason", "X-Other",
+    "Nats-Msg-Id",
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-Expected-Last-Subject-Sequence-Subject",
+    "Nats-Expected-Last-Msg-Id",
+    "Nats-Rollup",
+    "Nats-TTL",
+    "Nats-Incr",
+    "Nats-Batch-Id",
+    "Nats-Batch-Sequence",
+    "Nats-Batch-Commit",
+    "Nats-Schedule",
+    "Nats-Schedule-Time-Zone",
+    "Nats-Schedule-Next",
+    "Nats-Scheduler",
+    "Nats-Stream-Source",
+    "Nats-Request-Info",
+    "Nats-Marker-Reason",
+    "X-Other",
 ]
-HEADER_VALUES = st.sampled_from([
-    "", "0", "1", "2", "-1", "00", "abc", "1s", "500ms", "never", "NEVER", "99999999999999999999", "9999999999h",
-    "sub", "all", "SUB", "bad", "@S", "@s.a", "@s.b", "purge", "UTC", "Bad/Zone", "@every 1s", "@at 2020-01-01T00:00:00Z",
-    "id-1", "id-2", "+5", "1_0", "18446744073709551615", "18446744073709551616",
-])
+HEADER_VALUES = st.sampled_from(
+    [
+        "",
+        "0",
+        "1",
+        "2",
+        "-1",
+        "00",
+        "abc",
+        "1s",
+        "500ms",
+        "never",
+        "NEVER",
+        "99999999999999999999",
+        "9999999999h",
+        "sub",
+        "all",
+        "SUB",
+        "bad",
+        "@S",
+        "@s.a",
+        "@s.b",
+        "purge",
+        "UTC",
+        "Bad/Zone",
+        "@every 1s",
+        "@at 2020-01-01T00:00:00Z",
+        "id-1",
+        "id-2",
+        "+5",
+        "1_0",
+        "18446744073709551615",
+        "18446744073709551616",
+    ]
+)
 STREAM_CONFIGS = [
     {},
     {"allow_msg_ttl": True},
@@ -264,8 +417,10 @@ def _diff(ref: list, got: list) -> str:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory):
-    pair = {kind: ServerProcess(kind, args=["-js", "-sd", str(tmp_path_factory.mktemp(kind))])
-            for kind in ("nats", "jsedge")}
+    pair = {
+        kind: ServerProcess(kind, args=["-js", "-sd", str(tmp_path_factory.mktemp(kind))])
+        for kind in ("nats", "jsedge")
+    }
     yield pair
     for server in pair.values():
         server.cleanup()
@@ -277,8 +432,14 @@ def _fuzz(servers, strategy, runner) -> None:
     mismatches: list[str] = []
 
     @seed(SEED)
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG_RUN, database=None,
-              phases=(Phase.generate,), suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=not LONG_RUN,
+        database=None,
+        phases=(Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def run(case) -> None:
         name = f"F{next(_names)}"
@@ -329,12 +490,20 @@ def test_streams_leave_no_memory_behind(servers) -> None:
         try:
             for _ in range(count):
                 name = f"L{next(_names)}"
-                await nc.request(f"$JS.API.STREAM.CREATE.{name}", json.dumps(
-                    {"name": name, "subjects": [name.lower() + ".>"], "allow_msg_ttl": True}).encode(), timeout=2)
+                await nc.request(
+                    f"$JS.API.STREAM.CREATE.{name}",
+                    json.dumps({"name": name, "subjects": [name.lower() + ".>"], "allow_msg_ttl": True}).encode(),
+                    timeout=2,
+                )
                 for index in range(5):
                     await nc.request(f"{name.lower()}.{index}", b"x" * 100, headers={"Nats-TTL": "1h"}, timeout=2)
-                await nc.request(f"$JS.API.CONSUMER.CREATE.{name}", json.dumps(
-                    {"stream_name": name, "config": {"durable_name": "d", "ack_policy": "explicit"}}).encode(), timeout=2)
+                await nc.request(
+                    f"$JS.API.CONSUMER.CREATE.{name}",
+                    json.dumps(
+                        {"stream_name": name, "config": {"durable_name": "d", "ack_policy": "explicit"}}
+                    ).encode(),
+                    timeout=2,
+                )
                 await nc.request(f"$JS.API.STREAM.DELETE.{name}", b"", timeout=2)
         finally:
             await nc.close()

@@ -23,10 +23,9 @@ import os
 import time
 
 import pytest
+from helpers import RawClient, ServerProcess, normalize_transcript
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
-
-from helpers import ServerProcess, normalize_transcript, RawClient
 
 pytestmark = pytest.mark.compat
 
@@ -52,12 +51,29 @@ def cased(name: bytes) -> st.SearchStrategy[bytes]:
     return st.sampled_from([name, name.lower(), name.capitalize()])
 
 
-_CONNECT_KEYS = ["verbose", "pedantic", "headers", "echo", "no_responders", "protocol", "name", "lang",
-                 "version", "tls_required", "user", "pass", "auth_token", "account", "import", "unknown"]
+_CONNECT_KEYS = [
+    "verbose",
+    "pedantic",
+    "headers",
+    "echo",
+    "no_responders",
+    "protocol",
+    "name",
+    "lang",
+    "version",
+    "tls_required",
+    "user",
+    "pass",
+    "auth_token",
+    "account",
+    "import",
+    "unknown",
+]
 json_value = st.recursive(
-    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.5, 1e3, 2**64])
-    | st.text(max_size=4),
-    lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["allow", "deny", "x"]), inner, max_size=2),
+    st.none() | st.booleans() | st.integers(-3, 3) | st.sampled_from([1.5, 1e3, 2**64]) | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["allow", "deny", "x"]), inner, max_size=2)
+    ),
     max_leaves=4,
 )
 
@@ -94,7 +110,9 @@ def pub(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def hpub(draw: st.DrawFn) -> bytes:
-    headers = draw(st.sampled_from([b"NATS/1.0\r\n\r\n", b"NATS/1.0\r\nA: b\r\n\r\n", b"", b"garbage", b"NATS/1.0 503\r\n\r\n"]))
+    headers = draw(
+        st.sampled_from([b"NATS/1.0\r\n\r\n", b"NATS/1.0\r\nA: b\r\n\r\n", b"", b"garbage", b"NATS/1.0 503\r\n\r\n"])
+    )
     data = draw(payload)
     hdr_size = len(headers) + draw(st.sampled_from([0, 0, 0, -1, 1]))
     total = len(headers) + len(data) + draw(st.sampled_from([0, 0, 0, 0, -1, 1]))
@@ -121,8 +139,26 @@ def unsub(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def other(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from([b"PING", b"PONG", b"+OK", b"-ERR 'x'", b"INFO {}", b"INFO {", b"MSG a 1 1",
-                                 b"HMSG", b"PINGX", b"P", b"", b"\x00", b"SUB", b"UNSUB"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                b"PING",
+                b"PONG",
+                b"+OK",
+                b"-ERR 'x'",
+                b"INFO {}",
+                b"INFO {",
+                b"MSG a 1 1",
+                b"HMSG",
+                b"PINGX",
+                b"P",
+                b"",
+                b"\x00",
+                b"SUB",
+                b"UNSUB",
+            ]
+        )
+    )
     if draw(st.integers(0, 19)) == 0:
         kind = draw(st.sampled_from([b"P", b"S", b"A", b"PUB a "])) * draw(st.integers(100, 300))
     return kind + draw(eol)
@@ -209,9 +245,15 @@ def test_connections_leave_no_memory_behind(servers) -> None:
     """After thousands of short fuzz-style connections, jsedge's resident memory is back near its
     baseline (bounded growth, no per-connection leak)."""
     jsedge = servers["jsedge"]
-    frames = [b'CONNECT {"verbose":true,"pedantic":true,"headers":true}\r\n', b"SUB foo.* q 1\r\n",
-              b"PUB foo.a r 3\r\nabc\r\n", b"HPUB foo.b 12 14\r\nNATS/1.0\r\n\r\nhi\r\n", b"UNSUB 1\r\n",
-              b"PUB x..y 1\r\n1\r\n", b"BAD\r\n"]
+    frames = [
+        b'CONNECT {"verbose":true,"pedantic":true,"headers":true}\r\n',
+        b"SUB foo.* q 1\r\n",
+        b"PUB foo.a r 3\r\nabc\r\n",
+        b"HPUB foo.b 12 14\r\nNATS/1.0\r\n\r\nhi\r\n",
+        b"UNSUB 1\r\n",
+        b"PUB x..y 1\r\n1\r\n",
+        b"BAD\r\n",
+    ]
 
     def burst(count: int) -> None:
         for _ in range(count):

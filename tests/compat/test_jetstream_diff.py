@@ -11,7 +11,8 @@ import re
 
 import nats
 import pytest
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeout
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
 
 from tests.helpers import ServerProcess
 
@@ -74,106 +75,138 @@ API = "$JS.API."
 
 def test_stream_create_validation_diff(tmp_path):
     create = API + "STREAM.CREATE."
-    assert_same(tmp_path, [
-        (API + "INFO", b""),
-        (create + "MIN", {"name": "MIN"}),
-        (create + "MIN", {"name": "MIN"}),
-        (create + "MIN", {"name": "MIN", "subjects": ["x"]}),
-        (create + "X", {"name": "X", "bogus": 1}),
-        (create + "X", {"name": "X", "max_age": "1h"}),
-        (create + "X", {"name": "X", "retention": "nope"}),
-        (create + "X", {"name": "X", "storage": "Memory"}),
-        (create + "X", {"name": "X", "max_msgs": 1.5}),
-        (create + "X", {"name": "X", "first_seq": -1}),
-        (create + "X", {"name": "X", "metadata": {"a": 1}}),
-        (create + "X", {"name": "X", "num_replicas": 3}),
-        (create + "X", {"name": "X", "subjects": ["MIN"]}),
-        (create + "X", b""),
-        (create + "X", {"name": "Y"}),
-        (create + "X", {"name": "X", "sealed": True}),
-        (create + "X", {"name": "X", "mirror_direct": True}),
-        (create + "X", {"name": "X", "max_age": 10}),
-        (create + "X", {"name": "X", "max_age": -1}),
-        (create + "X", {"name": "X", "max_age": 1_000_000_000, "duplicate_window": 2_000_000_000}),
-        (create + "X", {"name": "X", "subjects": ["bad.x", "bad.*"]}),
-        (create + "X", {"name": "X", "subjects": ["a", "a"]}),
-        (create + "X", {"name": "X", "subjects": ["a..b"]}),
-        (create + "X", {"name": "X", "subjects": [">"]}),
-        (create + "X", {"name": "X", "subjects": ["$JS.API.x"]}),
-        (create + "X", {"name": "X", "discard_new_per_subject": True}),
-        (create + "X", {"name": "X", "subject_delete_marker_ttl": 500_000_000}),
-        (create + "X", {"name": "X", "deny_purge": True, "allow_rollup_hdrs": True}),
-        (create + "X", {"name": "X", "max_msgs": -5, "pedantic": True}),
-        (create + "X", {"name": "X", "republish": {"src": ">", "dest": "X"}}),
-        (create + "X", {"name": "X", "placement": {"preferred": "a"}}),
-        (create + "X", {"name": "X", "num_replicas": -1}),
-        (create + "X", {"name": "X", "subject_delete_marker_ttl": 2_000_000_000, "metadata": {"a": "b"}}),
-        (create + "M", {"name": "M", "storage": "memory", "max_age": 60_000_000_000, "discard": "NEW",
-                        "subject_transform": {"src": "m.*", "dest": "m.{{wildcard(1)}}.x"},
-                        "republish": {"dest": "rp.>"}, "placement": {}, "consumer_limits": {"max_ack_pending": 5},
-                        "subjects": ["m.*"], "allow_direct": True, "description": "d", "first_seq": 7}),
-        (API + "STREAM.NAMES", b""),
-        (API + "STREAM.NAMES", b"garbage"),
-        (API + "STREAM.NAMES", {"subject": "m.>"}),
-        (API + "STREAM.NAMES", {"subject": "nothing"}),
-        (API + "STREAM.NAMES", {"limit": 1}),
-        (API + "STREAM.NAMES", {"offset": 5}),
-        (API + "STREAM.LIST", b""),
-        (API + "STREAM.LIST", {"subject": "nothing"}),
-        (API + "INFO", b""),
-        (API + "BOGUS", b""),
-        (API + "STREAM.LEADER.STEPDOWN.MIN", b""),
-    ])
+    assert_same(
+        tmp_path,
+        [
+            (API + "INFO", b""),
+            (create + "MIN", {"name": "MIN"}),
+            (create + "MIN", {"name": "MIN"}),
+            (create + "MIN", {"name": "MIN", "subjects": ["x"]}),
+            (create + "X", {"name": "X", "bogus": 1}),
+            (create + "X", {"name": "X", "max_age": "1h"}),
+            (create + "X", {"name": "X", "retention": "nope"}),
+            (create + "X", {"name": "X", "storage": "Memory"}),
+            (create + "X", {"name": "X", "max_msgs": 1.5}),
+            (create + "X", {"name": "X", "first_seq": -1}),
+            (create + "X", {"name": "X", "metadata": {"a": 1}}),
+            (create + "X", {"name": "X", "num_replicas": 3}),
+            (create + "X", {"name": "X", "subjects": ["MIN"]}),
+            (create + "X", b""),
+            (create + "X", {"name": "Y"}),
+            (create + "X", {"name": "X", "sealed": True}),
+            (create + "X", {"name": "X", "mirror_direct": True}),
+            (create + "X", {"name": "X", "max_age": 10}),
+            (create + "X", {"name": "X", "max_age": -1}),
+            (create + "X", {"name": "X", "max_age": 1_000_000_000, "duplicate_window": 2_000_000_000}),
+            (create + "X", {"name": "X", "subjects": ["bad.x", "bad.*"]}),
+            (create + "X", {"name": "X", "subjects": ["a", "a"]}),
+            (create + "X", {"name": "X", "subjects": ["a..b"]}),
+            (create + "X", {"name": "X", "subjects": [">"]}),
+            (create + "X", {"name": "X", "subjects": ["$JS.API.x"]}),
+            (create + "X", {"name": "X", "discard_new_per_subject": True}),
+            (create + "X", {"name": "X", "subject_delete_marker_ttl": 500_000_000}),
+            (create + "X", {"name": "X", "deny_purge": True, "allow_rollup_hdrs": True}),
+            (create + "X", {"name": "X", "max_msgs": -5, "pedantic": True}),
+            (create + "X", {"name": "X", "republish": {"src": ">", "dest": "X"}}),
+            (create + "X", {"name": "X", "placement": {"preferred": "a"}}),
+            (create + "X", {"name": "X", "num_replicas": -1}),
+            (create + "X", {"name": "X", "subject_delete_marker_ttl": 2_000_000_000, "metadata": {"a": "b"}}),
+            (
+                create + "M",
+                {
+                    "name": "M",
+                    "storage": "memory",
+                    "max_age": 60_000_000_000,
+                    "discard": "NEW",
+                    "subject_transform": {"src": "m.*", "dest": "m.{{wildcard(1)}}.x"},
+                    "republish": {"dest": "rp.>"},
+                    "placement": {},
+                    "consumer_limits": {"max_ack_pending": 5},
+                    "subjects": ["m.*"],
+                    "allow_direct": True,
+                    "description": "d",
+                    "first_seq": 7,
+                },
+            ),
+            (API + "STREAM.NAMES", b""),
+            (API + "STREAM.NAMES", b"garbage"),
+            (API + "STREAM.NAMES", {"subject": "m.>"}),
+            (API + "STREAM.NAMES", {"subject": "nothing"}),
+            (API + "STREAM.NAMES", {"limit": 1}),
+            (API + "STREAM.NAMES", {"offset": 5}),
+            (API + "STREAM.LIST", b""),
+            (API + "STREAM.LIST", {"subject": "nothing"}),
+            (API + "INFO", b""),
+            (API + "BOGUS", b""),
+            (API + "STREAM.LEADER.STEPDOWN.MIN", b""),
+        ],
+    )
 
 
 def test_publish_headers_diff(tmp_path):
     create = API + "STREAM.CREATE."
-    assert_same(tmp_path, [
-        (create + "P", {"name": "P", "subjects": ["p.*"], "allow_rollup_hdrs": True, "max_msg_size": 200,
-                                 "storage": "memory"}),
-        ("p.a", b"1"),
-        ("p.a", b"2", {"Nats-Msg-Id": "id1"}),
-        ("p.b", b"2", {"Nats-Msg-Id": "id1"}),
-        ("p.a", b"3", {"Nats-Expected-Last-Sequence": "1"}),
-        ("p.a", b"3", {"Nats-Expected-Last-Sequence": "abc"}),
-        ("p.a", b"3", {"Nats-Expected-Last-Sequence": "2"}),
-        ("p.a", b"4", {"Nats-Expected-Last-Msg-Id": "zz"}),
-        ("p.a", b"4", {"Nats-Expected-Last-Msg-Id": ""}),
-        ("p.a", b"5", {"Nats-Expected-Stream": "Q"}),
-        ("p.a", b"5", {"Nats-Expected-Stream": "P"}),
-        ("p.c", b"6", {"Nats-Expected-Last-Subject-Sequence": "9"}),
-        ("p.c", b"6", {"Nats-Expected-Last-Subject-Sequence": "0"}),
-        ("p.d", b"6", {"Nats-Expected-Last-Subject-Sequence-Subject": "p.c"}),
-        ("p.d", b"7", {"Nats-Expected-Last-Subject-Sequence": "6", "Nats-Expected-Last-Subject-Sequence-Subject": "p.*"}),
-        ("p.a", b"8", {"Nats-Stream-Source": "X 1 > > p.a"}),
-        ("p.a", b"8", {"Nats-TTL": "1s"}),
-        ("p.a", b"8", {"Nats-Rollup": "bogus"}),
-        ("p.a", b"8", {"Nats-Rollup": "sub"}),
-        ("p.a", b"x" * 201),
-        ("p.a", b"x" * 190, {"Hdr": "vvvvvvv"}),
-        ("p.a", b"dup", {"Nats-Msg-Id": "id1", "Nats-Expected-Last-Subject-Sequence": "1"}),
-        (API + "STREAM.INFO.P", {"subjects_filter": ">", "deleted_details": True}),
-        (API + "STREAM.INFO.P", {"subjects_filter": "p.a"}),
-        (API + "STREAM.INFO.P", {"subjects_filter": "zzz"}),
-        (API + "STREAM.INFO.NOPE", b""),
-        (create + "S", {"name": "S", "subjects": ["s"], "deny_purge": True, "deny_delete": True, "storage": "memory"}),
-        ("s", b"1", {"Nats-Rollup": "all"}),
-        (create + "T", {"name": "T", "subjects": ["t"], "allow_msg_ttl": True}),
-        ("t", b"1", {"Nats-TTL": "0"}),
-        ("t", b"1", {"Nats-TTL": "500ms"}),
-        ("t", b"1", {"Nats-TTL": "abc"}),
-        ("t", b"1", {"Nats-TTL": "never"}),
-        ("t", b"1", {"Nats-TTL": "10"}),
-        (create + "I", {"name": "I", "subjects": ["i"], "retention": "interest"}),
-        ("i", b"1"),
-        (API + "STREAM.INFO.I", b""),
-    ])
+    assert_same(
+        tmp_path,
+        [
+            (
+                create + "P",
+                {"name": "P", "subjects": ["p.*"], "allow_rollup_hdrs": True, "max_msg_size": 200, "storage": "memory"},
+            ),
+            ("p.a", b"1"),
+            ("p.a", b"2", {"Nats-Msg-Id": "id1"}),
+            ("p.b", b"2", {"Nats-Msg-Id": "id1"}),
+            ("p.a", b"3", {"Nats-Expected-Last-Sequence": "1"}),
+            ("p.a", b"3", {"Nats-Expected-Last-Sequence": "abc"}),
+            ("p.a", b"3", {"Nats-Expected-Last-Sequence": "2"}),
+            ("p.a", b"4", {"Nats-Expected-Last-Msg-Id": "zz"}),
+            ("p.a", b"4", {"Nats-Expected-Last-Msg-Id": ""}),
+            ("p.a", b"5", {"Nats-Expected-Stream": "Q"}),
+            ("p.a", b"5", {"Nats-Expected-Stream": "P"}),
+            ("p.c", b"6", {"Nats-Expected-Last-Subject-Sequence": "9"}),
+            ("p.c", b"6", {"Nats-Expected-Last-Subject-Sequence": "0"}),
+            ("p.d", b"6", {"Nats-Expected-Last-Subject-Sequence-Subject": "p.c"}),
+            (
+                "p.d",
+                b"7",
+                {"Nats-Expected-Last-Subject-Sequence": "6", "Nats-Expected-Last-Subject-Sequence-Subject": "p.*"},
+            ),
+            ("p.a", b"8", {"Nats-Stream-Source": "X 1 > > p.a"}),
+            ("p.a", b"8", {"Nats-TTL": "1s"}),
+            ("p.a", b"8", {"Nats-Rollup": "bogus"}),
+            ("p.a", b"8", {"Nats-Rollup": "sub"}),
+            ("p.a", b"x" * 201),
+            ("p.a", b"x" * 190, {"Hdr": "vvvvvvv"}),
+            ("p.a", b"dup", {"Nats-Msg-Id": "id1", "Nats-Expected-Last-Subject-Sequence": "1"}),
+            (API + "STREAM.INFO.P", {"subjects_filter": ">", "deleted_details": True}),
+            (API + "STREAM.INFO.P", {"subjects_filter": "p.a"}),
+            (API + "STREAM.INFO.P", {"subjects_filter": "zzz"}),
+            (API + "STREAM.INFO.NOPE", b""),
+            (
+                create + "S",
+                {"name": "S", "subjects": ["s"], "deny_purge": True, "deny_delete": True, "storage": "memory"},
+            ),
+            ("s", b"1", {"Nats-Rollup": "all"}),
+            (create + "T", {"name": "T", "subjects": ["t"], "allow_msg_ttl": True}),
+            ("t", b"1", {"Nats-TTL": "0"}),
+            ("t", b"1", {"Nats-TTL": "500ms"}),
+            ("t", b"1", {"Nats-TTL": "abc"}),
+            ("t", b"1", {"Nats-TTL": "never"}),
+            ("t", b"1", {"Nats-TTL": "10"}),
+            (create + "I", {"name": "I", "subjects": ["i"], "retention": "interest"}),
+            ("i", b"1"),
+            (API + "STREAM.INFO.I", b""),
+        ],
+    )
 
 
 def test_purge_get_delete_diff(tmp_path):
     create = API + "STREAM.CREATE."
-    script: list[tuple] = [(create + "PG", {"name": "PG", "subjects": ["pg.*"], "first_seq": 100,
-                                            "allow_direct": True, "storage": "memory"})]
+    script: list[tuple] = [
+        (
+            create + "PG",
+            {"name": "PG", "subjects": ["pg.*"], "first_seq": 100, "allow_direct": True, "storage": "memory"},
+        )
+    ]
     for subject in ("a", "b", "a", "c", "a", "b", "a"):
         script.append(("pg." + subject, b"m", {"X": "1"} if subject == "b" else None))
     script += [
@@ -224,36 +257,42 @@ def test_purge_get_delete_diff(tmp_path):
 def test_update_rules_diff(tmp_path):
     create, update = API + "STREAM.CREATE.", API + "STREAM.UPDATE."
     base = {"name": "U", "subjects": ["u"], "storage": "memory"}
-    assert_same(tmp_path, [
-        (create + "U", base),
-        (create + "O", {"name": "O", "subjects": ["o.>"]}),
-        (update + "NOPE", {"name": "NOPE"}),
-        (update + "U", {"name": "V", "subjects": ["u"]}),
-        (update + "U", {**base, "storage": "memory"}),
-        (update + "U", {**base, "retention": "workqueue"}),
-        (update + "U", {**base, "retention": "interest"}),
-        (update + "U", {**base, "retention": "limits", "subjects": ["o.x"]}),
-        (update + "U", {**base, "deny_delete": True}),
-        (update + "U", {**base, "deny_delete": False}),
-        (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True}),
-        (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": False}),
-        (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "first_seq": 500}),
-        (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "sealed": True}),
-        (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "sealed": False}),
-        ("u", b"x"),
-        (API + "STREAM.PURGE.U", b""),
-        (API + "STREAM.MSG.DELETE.U", {"seq": 1}),
-    ])
+    assert_same(
+        tmp_path,
+        [
+            (create + "U", base),
+            (create + "O", {"name": "O", "subjects": ["o.>"]}),
+            (update + "NOPE", {"name": "NOPE"}),
+            (update + "U", {"name": "V", "subjects": ["u"]}),
+            (update + "U", {**base, "storage": "memory"}),
+            (update + "U", {**base, "retention": "workqueue"}),
+            (update + "U", {**base, "retention": "interest"}),
+            (update + "U", {**base, "retention": "limits", "subjects": ["o.x"]}),
+            (update + "U", {**base, "deny_delete": True}),
+            (update + "U", {**base, "deny_delete": False}),
+            (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True}),
+            (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": False}),
+            (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "first_seq": 500}),
+            (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "sealed": True}),
+            (update + "U", {**base, "deny_delete": True, "allow_msg_ttl": True, "sealed": False}),
+            ("u", b"x"),
+            (API + "STREAM.PURGE.U", b""),
+            (API + "STREAM.MSG.DELETE.U", {"seq": 1}),
+        ],
+    )
 
 
 def test_file_storage_accounting_diff(tmp_path):
     create = API + "STREAM.CREATE."
-    assert_same(tmp_path, [
-        (create + "F", {"name": "F", "subjects": ["f.*"], "max_bytes": 200, "discard": "new"}),
-        ("f.a", b"0123456789"),
-        ("f.b", b"0123456789", {"Nats-Rollup": "x"}),
-        ("f.b", b"0123456789", {"X": "y"}),
-        ("f.c", b"x" * 150),
-        (API + "STREAM.INFO.F", b""),
-        (API + "INFO", b""),
-    ])
+    assert_same(
+        tmp_path,
+        [
+            (create + "F", {"name": "F", "subjects": ["f.*"], "max_bytes": 200, "discard": "new"}),
+            ("f.a", b"0123456789"),
+            ("f.b", b"0123456789", {"Nats-Rollup": "x"}),
+            ("f.b", b"0123456789", {"X": "y"}),
+            ("f.c", b"x" * 150),
+            (API + "STREAM.INFO.F", b""),
+            (API + "INFO", b""),
+        ],
+    )

@@ -93,22 +93,50 @@ async def test_empty_header_block_is_stored(server_factory, tmp_path) -> None:
 
 
 API_CASES = [
-    ("$JS.API.STREAM.CREATE.T", b'{"name":"T","subjects":["t"],"retention":null}', 10025,
-     'invalid JSON: can not unmarshal "null"'),
-    ("$JS.API.STREAM.CREATE.T", b'{"name":"T","subjects":["t"],"compression":null}', 10025,
-     "invalid JSON: unknown compression algorithm"),
+    (
+        "$JS.API.STREAM.CREATE.T",
+        b'{"name":"T","subjects":["t"],"retention":null}',
+        10025,
+        'invalid JSON: can not unmarshal "null"',
+    ),
+    (
+        "$JS.API.STREAM.CREATE.T",
+        b'{"name":"T","subjects":["t"],"compression":null}',
+        10025,
+        "invalid JSON: unknown compression algorithm",
+    ),
     ("$JS.API.STREAM.CREATE.T", b'{"name":"T","subjects":["t"],"sources":[false]}', 10025, None),
     ("$JS.API.STREAM.CREATE.T", b'{"name":"T","subjects":["t"]', 10025, "invalid JSON: unexpected EOF"),
-    ("$JS.API.STREAM.CREATE.T", b'{not json', 10025,
-     "invalid JSON: invalid character 'n' looking for beginning of object key string at offset 2"),
-    ("$JS.API.CONSUMER.CREATE.S", b'{"stream_name":"S","config":{"deliver_policy":null}}', 10025,
-     'invalid JSON: can not unmarshal "null"'),
-    ("$JS.API.CONSUMER.CREATE.S", b'{"stream_name":"S","config":{"priority_policy":null}}', 10025,
-     "invalid JSON: unknown priority policy: null"),
-    ("$JS.API.CONSUMER.CREATE.S", b'{"stream_name":"S","action":null,"config":{}}', 10025,
-     "invalid JSON: unknown consumer action: null"),
-    ("$JS.API.CONSUMER.CREATE.S", b'{"stream_name":"S","config":{"name":"*"}}', 10052,
-     "consumer name can not contain '.', '*', '>', '\\', '/'"),
+    (
+        "$JS.API.STREAM.CREATE.T",
+        b"{not json",
+        10025,
+        "invalid JSON: invalid character 'n' looking for beginning of object key string at offset 2",
+    ),
+    (
+        "$JS.API.CONSUMER.CREATE.S",
+        b'{"stream_name":"S","config":{"deliver_policy":null}}',
+        10025,
+        'invalid JSON: can not unmarshal "null"',
+    ),
+    (
+        "$JS.API.CONSUMER.CREATE.S",
+        b'{"stream_name":"S","config":{"priority_policy":null}}',
+        10025,
+        "invalid JSON: unknown priority policy: null",
+    ),
+    (
+        "$JS.API.CONSUMER.CREATE.S",
+        b'{"stream_name":"S","action":null,"config":{}}',
+        10025,
+        "invalid JSON: unknown consumer action: null",
+    ),
+    (
+        "$JS.API.CONSUMER.CREATE.S",
+        b'{"stream_name":"S","config":{"name":"*"}}',
+        10052,
+        "consumer name can not contain '.', '*', '>', '\\', '/'",
+    ),
     ("$JS.API.STREAM.MSG.GET.S", b'{"batch":-1}', 10003, "bad request"),
     ("$JS.API.STREAM.MSG.GET.S", b'{"seq":1,"batch":-1}', None, None),
 ]
@@ -131,8 +159,11 @@ async def test_api_answers(server_factory, tmp_path, subject, body, err_code, de
 
 @pytest.mark.parametrize(
     ("body", "status", "description"),
-    [(b'{"batch":-1}', "408", "Empty Request"), (b'{"seq":1,"batch":-1}', "204", "EOB"),
-     (b'{"seq\xff":1}', "408", "Empty Request")],
+    [
+        (b'{"batch":-1}', "408", "Empty Request"),
+        (b'{"seq":1,"batch":-1}', "204", "EOB"),
+        (b'{"seq\xff":1}', "408", "Empty Request"),
+    ],
 )
 async def test_direct_get_answers(server_factory, tmp_path, body, status, description) -> None:
     server = server_factory(args=["-js", "-sd", str(tmp_path)])

@@ -12,7 +12,6 @@ import time
 import urllib.request
 
 import pytest
-
 from helpers import RawClient, check_for
 
 pytestmark = pytest.mark.compat

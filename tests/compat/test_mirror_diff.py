@@ -60,19 +60,37 @@ async def scenario(url: str) -> list[str]:
     nc = await nats.connect(url)
     out: list[str] = []
     try:
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.ORIG", {"name": "ORIG", "subjects": ["orig.>"], "allow_direct": True})))
+        out.append(
+            normalize(
+                await api(
+                    nc, "$JS.API.STREAM.CREATE.ORIG", {"name": "ORIG", "subjects": ["orig.>"], "allow_direct": True}
+                )
+            )
+        )
         await nc.request("orig.a", b"a1", headers={"Nats-Msg-Id": "i1", "X": "y"}, timeout=2)
         await nc.request("orig.b", b"b1", headers={"Nats-Expected-Stream": "ORIG"}, timeout=2)
         await nc.request("orig.a", b"a2", timeout=2)
         await nc.request("orig.c.d", b"c1", timeout=2)
         await api(nc, "$JS.API.STREAM.MSG.DELETE.ORIG", {"seq": 2})
         out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.MIR", {"name": "MIR", "mirror": {"name": "ORIG"}})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.FM", {"name": "FM", "mirror": {"name": "ORIG", "filter_subject": "orig.a"}})))
+        out.append(
+            normalize(
+                await api(
+                    nc,
+                    "$JS.API.STREAM.CREATE.FM",
+                    {"name": "FM", "mirror": {"name": "ORIG", "filter_subject": "orig.a"}},
+                )
+            )
+        )
         sources = [
             {"name": "ORIG", "filter_subject": "orig.a"},
             {"name": "ORIG", "subject_transforms": [{"src": "orig.c.*", "dest": "moved.{{wildcard(1)}}"}]},
         ]
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.SRC", {"name": "SRC", "subjects": ["own"], "sources": sources})))
+        out.append(
+            normalize(
+                await api(nc, "$JS.API.STREAM.CREATE.SRC", {"name": "SRC", "subjects": ["own"], "sources": sources})
+            )
+        )
         await settle(nc, "MIR", 3, "mirror")
         await settle(nc, "FM", 2, "mirror")
         await settle(nc, "SRC", 3, "sources")
@@ -88,13 +106,47 @@ async def scenario(url: str) -> list[str]:
             m["message"]["seq"] = 0  # the two sources interleave in any order
             out.append(normalize(m))
         # validation and update errors
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD1", {"name": "BAD1", "mirror": {"name": "ORIG"}, "subjects": ["x"]})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD2", {"name": "BAD2", "mirror": {"name": "ORIG"}, "sources": [{"name": "ORIG"}]})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD3", {"name": "BAD3", "sources": [{"name": "ORIG"}, {"name": "ORIG"}]})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD4", {"name": "BAD4", "sources": [{"name": "BAD4"}]})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD5", {"name": "BAD5", "mirror": {"name": "ORIG"}, "first_seq": 5})))
+        out.append(
+            normalize(
+                await api(
+                    nc, "$JS.API.STREAM.CREATE.BAD1", {"name": "BAD1", "mirror": {"name": "ORIG"}, "subjects": ["x"]}
+                )
+            )
+        )
+        out.append(
+            normalize(
+                await api(
+                    nc,
+                    "$JS.API.STREAM.CREATE.BAD2",
+                    {"name": "BAD2", "mirror": {"name": "ORIG"}, "sources": [{"name": "ORIG"}]},
+                )
+            )
+        )
+        out.append(
+            normalize(
+                await api(
+                    nc, "$JS.API.STREAM.CREATE.BAD3", {"name": "BAD3", "sources": [{"name": "ORIG"}, {"name": "ORIG"}]}
+                )
+            )
+        )
+        out.append(
+            normalize(await api(nc, "$JS.API.STREAM.CREATE.BAD4", {"name": "BAD4", "sources": [{"name": "BAD4"}]}))
+        )
+        out.append(
+            normalize(
+                await api(
+                    nc, "$JS.API.STREAM.CREATE.BAD5", {"name": "BAD5", "mirror": {"name": "ORIG"}, "first_seq": 5}
+                )
+            )
+        )
         out.append(normalize(await api(nc, "$JS.API.STREAM.UPDATE.MIR", {"name": "MIR", "mirror": {"name": "SRC"}})))
-        out.append(normalize(await api(nc, "$JS.API.STREAM.UPDATE.SRC", {"name": "SRC", "subjects": ["own"], "mirror": {"name": "ORIG"}})))
+        out.append(
+            normalize(
+                await api(
+                    nc, "$JS.API.STREAM.UPDATE.SRC", {"name": "SRC", "subjects": ["own"], "mirror": {"name": "ORIG"}}
+                )
+            )
+        )
         # promotion: removing the mirror turns it into a normal stream with default subjects
         promoted = await api(nc, "$JS.API.STREAM.UPDATE.MIR", {"name": "MIR"})
         out.append(normalize(promoted))

@@ -24,7 +24,6 @@ from typing import Any
 
 import nats
 import pytest
-
 from helpers import ServerProcess, check_for
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
@@ -64,7 +63,7 @@ class Clients:
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # noqa: BLE001 - reported to the fixture
+        except BaseException as exc:
             self.error = exc
             self.ready.set()
 
@@ -94,7 +93,7 @@ class Clients:
             for nc in (holder, publisher):
                 try:
                     await nc.close()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     pass
 
 
@@ -264,14 +263,18 @@ def test_exact_bodies(pair):
         assert got == ref, path
     ref, got = both(pair, "/connz?acc=nope")
     ref.pop("now"), got.pop("now")
-    assert got == ref == {
-        "server_id": "",
-        "num_connections": 0,
-        "total": 0,
-        "offset": 0,
-        "limit": 1024,
-        "connections": None,
-    }
+    assert (
+        got
+        == ref
+        == {
+            "server_id": "",
+            "num_connections": 0,
+            "total": 0,
+            "offset": 0,
+            "limit": 1024,
+            "connections": None,
+        }
+    )
 
 
 def test_subsz_listing(pair):
@@ -534,9 +537,7 @@ def test_http_base_path():
         results = []
         for srv in started:
             ep = Endpoint(srv)
-            results.append(
-                [ep.raw(p)[0] for p in paths] + [ep.json("/mon/x/varz")["http_base_path"]]
-            )
+            results.append([ep.raw(p)[0] for p in paths] + [ep.json("/mon/x/varz")["http_base_path"]])
         assert results[1] == results[0]
         assert results[1][:7] == [404, 404, 200, 404, 200, 200, 404]
     finally:

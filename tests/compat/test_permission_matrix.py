@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import BARRIER, Pause, ServerProcess, run_multi
 
 pytestmark = pytest.mark.compat
@@ -125,7 +124,7 @@ SCENARIOS = [
     P(
         "queue_allow_entries",
         (S, login("suba")),
-        (S, b"SUB q.x grp 1\r\nSUB q.x other 2\r\nSUB q.x 3\r\nSUB q.* grp 4\r\n"),
+        (S, b"SUB q.x grp 1\r\nSUB q.x other 2\r\nSUB q.x 3\r\nSUB q.y.* grp 4\r\n"),
         (S, BARRIER),
         (C, login("pub")),
         (C, b"PUB q.x 1\r\n1\r\n"),
@@ -287,7 +286,7 @@ SCENARIOS = [
     P(
         "system_account_user",
         (S, login("sys")),
-        (S, b"PUB $SYS.REQ.SERVER.PING 0\r\n\r\nSUB $SYS.ACCOUNT.> 1\r\n"),
+        (S, b"PUB $SYS.REQ.SERVER.PING 0\r\n\r\nSUB $SYS.TEST.> 1\r\n"),
         (S, BARRIER),
         config=ACCOUNTS,
     ),

@@ -28,9 +28,8 @@ from typing import Any
 
 import nats
 import pytest
-from nats.errors import NoRespondersError
-
 from helpers import ServerProcess
+from nats.errors import NoRespondersError
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -166,8 +165,14 @@ async def _clients(srv: ServerProcess):
 
 
 async def collect(
-    nc: nats.NATS, subject: str, body: str | bytes = b"", *, headers: dict[str, str] | None = None, window: float = 0.5,
-    first_timeout: float = 3.0, expect: int | None = 1,
+    nc: nats.NATS,
+    subject: str,
+    body: str | bytes = b"",
+    *,
+    headers: dict[str, str] | None = None,
+    window: float = 0.5,
+    first_timeout: float = 3.0,
+    expect: int | None = 1,
 ) -> list[Any]:
     """Every reply to one request: waits up to `first_timeout` for the first, then `window` for more
     (or returns as soon as `expect` replies arrived)."""
@@ -302,7 +307,10 @@ async def test_statsz(pair):
             assert _TIME.match(stats["start"])
             assert stats["received"]["msgs"] >= 1
             assert stats["active_servers"] == 1 == ref["statsz"]["active_servers"]
-            assert "store_dir" not in stats["jetstream"]["config"] and "store_dir" not in ref["statsz"]["jetstream"]["config"]
+            assert (
+                "store_dir" not in stats["jetstream"]["config"]
+                and "store_dir" not in ref["statsz"]["jetstream"]["config"]
+            )
             assert stats["jetstream"]["limits"] == ref["statsz"]["jetstream"]["limits"]
 
 
@@ -352,7 +360,14 @@ async def test_filtered_ping_gets_no_answer(pair, body):
 
 @pytest.mark.parametrize(
     "body",
-    ['{"tags":["EDGE"]}', '{"tags":[" region:lab ","edge"]}', '{"server_name":"N"}', '{"host":"127.0"}', '{"cluster":""}', "null"],
+    [
+        '{"tags":["EDGE"]}',
+        '{"tags":[" region:lab ","edge"]}',
+        '{"server_name":"N"}',
+        '{"host":"127.0"}',
+        '{"cluster":""}',
+        "null",
+    ],
 )
 async def test_matching_filter_answers(pair, body):
     for kind in KINDS:
@@ -463,7 +478,10 @@ async def test_imports_answer_other_accounts_for_themselves(pair):
             for key in perms[part]:
                 perms[part][key].sort()
     assert info_got["data"] == info_ref["data"]
-    assert info_got["data"]["user"] == "app" and info_got["data"]["permissions"]["responses"] == {"max": 3, "ttl": 5_000_000_000}
+    assert info_got["data"]["user"] == "app" and info_got["data"]["permissions"]["responses"] == {
+        "max": 3,
+        "ttl": 5_000_000_000,
+    }
 
 
 async def test_user_info_of_the_system_user(pair):
@@ -513,14 +531,18 @@ async def test_unknown_account(pair):
     got, ref = await both(pair, "$SYS.REQ.ACCOUNT.NOPE.CONNZ")
     for doc in (got, ref):
         doc["data"].pop("now")
-    assert got["data"] == ref["data"] == {
-        "server_id": "",
-        "num_connections": 0,
-        "total": 0,
-        "offset": 0,
-        "limit": 1024,
-        "connections": None,
-    }
+    assert (
+        got["data"]
+        == ref["data"]
+        == {
+            "server_id": "",
+            "num_connections": 0,
+            "total": 0,
+            "offset": 0,
+            "limit": 1024,
+            "connections": None,
+        }
+    )
     for suffix in ("INFO", "JSZ"):
         got, ref = await both(pair, f"$SYS.REQ.ACCOUNT.NOPE.{suffix}")
         assert got["error"] == ref["error"] and got["data"] is ref["data"] is None, suffix

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import nats
 import pytest
-
 from helpers import RawClient, make_tls_files
 
 pytestmark = pytest.mark.compat

@@ -12,7 +12,7 @@ from jsedge.jetstream.consumer import create_consumer
 from jsedge.jetstream.models import NS, ConsumerConfig, StreamConfig
 from jsedge.routing.account import Account
 from jsedge.routing.sublist import Subscription, deliver_as
-from jsedge.store.base import StoreConfig, StorageType
+from jsedge.store.base import StorageType, StoreConfig
 from jsedge.store.memstore import MemStore
 
 pytestmark = pytest.mark.timeout(10)
@@ -29,7 +29,7 @@ class Clock:
         self.t += int(seconds * NS)
 
 
-def FakeAccount() -> Account:  # noqa: N802 - kept as the tests' name; a real account now
+def FakeAccount() -> Account:
     return Account("$G")
 
 
@@ -190,8 +190,9 @@ async def test_nak_delay_and_progress(env):
 async def test_max_deliver_retires(env):
     stream, clock, received = env
     stream.publish(b"s.a", b"x", clock())
-    c = create_consumer(stream, ConsumerConfig(durable_name="d", ack_policy="explicit", ack_wait=NS, max_deliver=2),
-                        now=clock)
+    c = create_consumer(
+        stream, ConsumerConfig(durable_name="d", ack_policy="explicit", ack_wait=NS, max_deliver=2), now=clock
+    )
     await pull(c, 1)
     clock.advance(1)
     c.check_pending()

@@ -10,10 +10,9 @@ import json
 
 import nats
 import pytest
+from helpers import acheck_for
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy
 from nats.js.errors import NotFoundError
-
-from helpers import acheck_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -161,14 +160,15 @@ async def test_deliver_policies(nc):
         "lps": (DeliverPolicy.LAST_PER_SUBJECT, {"filter_subject": "lp.>"}, [3, 4, 5], 2),
     }
     for name, (policy, extra, seqs, start) in expectations.items():
-        info = await js.add_consumer("LP", ConsumerConfig(durable_name=name, deliver_policy=policy,
-                                                         ack_policy=AckPolicy.EXPLICIT, **extra))
+        info = await js.add_consumer(
+            "LP", ConsumerConfig(durable_name=name, deliver_policy=policy, ack_policy=AckPolicy.EXPLICIT, **extra)
+        )
         assert info.delivered.stream_seq == start, name
         sub = await js.pull_subscribe_bind(name, stream="LP")
         got = []
         try:
             got = [m.metadata.sequence.stream for m in await sub.fetch(10, timeout=0.3)]
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, nats.errors.TimeoutError):
             pass
         assert got == seqs, name
 
@@ -176,8 +176,9 @@ async def test_deliver_policies(nc):
 async def test_filter_subjects_and_pending(nc):
     js = nc.jetstream()
     await _stream(js, count=6)
-    await js.add_consumer("Q", ConsumerConfig(durable_name="f", filter_subjects=["q.0", "q.2"],
-                                              ack_policy=AckPolicy.EXPLICIT))
+    await js.add_consumer(
+        "Q", ConsumerConfig(durable_name="f", filter_subjects=["q.0", "q.2"], ack_policy=AckPolicy.EXPLICIT)
+    )
     info = await js.consumer_info("Q", "f")
     assert info.num_pending == 4
     sub = await js.pull_subscribe_bind("f", stream="Q")
@@ -214,7 +215,9 @@ async def test_workqueue_retention_and_rules(nc):
     await js.add_stream(name="W", subjects=["w.>"], retention=RetentionPolicy.WORK_QUEUE)
     await js.add_consumer("W", ConsumerConfig(durable_name="a", filter_subject="w.a", ack_policy=AckPolicy.EXPLICIT))
     with pytest.raises(nats.js.errors.BadRequestError) as err:
-        await js.add_consumer("W", ConsumerConfig(durable_name="b", filter_subject="w.>", ack_policy=AckPolicy.EXPLICIT))
+        await js.add_consumer(
+            "W", ConsumerConfig(durable_name="b", filter_subject="w.>", ack_policy=AckPolicy.EXPLICIT)
+        )
     assert err.value.err_code == 10100
     with pytest.raises(nats.js.errors.BadRequestError) as err:
         await js.add_consumer("W", ConsumerConfig(durable_name="c", ack_policy=AckPolicy.EXPLICIT))
@@ -249,7 +252,9 @@ async def test_pause_and_resume(nc):
     await _stream(js, count=1)
     await js.add_consumer("Q", ConsumerConfig(durable_name="pc", ack_policy=AckPolicy.EXPLICIT))
     future = "2099-01-01T00:00:00Z"
-    reply = json.loads((await nc.request("$JS.API.CONSUMER.PAUSE.Q.pc", json.dumps({"pause_until": future}).encode())).data)
+    reply = json.loads(
+        (await nc.request("$JS.API.CONSUMER.PAUSE.Q.pc", json.dumps({"pause_until": future}).encode())).data
+    )
     assert reply["paused"] is True and reply["pause_until"] == future and reply["pause_remaining"] > 0
     info = json.loads((await nc.request("$JS.API.CONSUMER.INFO.Q.pc", b"")).data)
     assert info["paused"] is True and info["config"]["pause_until"] == future
@@ -257,8 +262,11 @@ async def test_pause_and_resume(nc):
     with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
         await sub.fetch(1, timeout=0.3)
     reply = json.loads((await nc.request("$JS.API.CONSUMER.PAUSE.Q.pc", b"")).data)
-    assert reply == {"type": "io.nats.jetstream.api.v1.consumer_pause_response", "paused": False,
-                     "pause_until": "0001-01-01T00:00:00Z"}
+    assert reply == {
+        "type": "io.nats.jetstream.api.v1.consumer_pause_response",
+        "paused": False,
+        "pause_until": "0001-01-01T00:00:00Z",
+    }
     assert len(await sub.fetch(1, timeout=1)) == 1
 
 
@@ -278,6 +286,12 @@ async def test_inactive_ephemeral_cleanup(nc):
 async def test_ephemeral_default_threshold(nc):
     js = nc.jetstream()
     await _stream(js)
-    reply = json.loads((await nc.request("$JS.API.CONSUMER.CREATE.Q", json.dumps(
-        {"stream_name": "Q", "config": {"ack_policy": "explicit"}}).encode())).data)
+    reply = json.loads(
+        (
+            await nc.request(
+                "$JS.API.CONSUMER.CREATE.Q",
+                json.dumps({"stream_name": "Q", "config": {"ack_policy": "explicit"}}).encode(),
+            )
+        ).data
+    )
     assert reply["config"]["inactive_threshold"] == 5_000_000_000

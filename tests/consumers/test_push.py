@@ -6,9 +6,8 @@ import asyncio
 import json
 
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
-
 from helpers import acheck_for
+from nats.js.api import AckPolicy, ConsumerConfig
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -67,8 +66,17 @@ async def test_headers_only_and_flow_control_heartbeat(nc):
     await js.publish("ho.a", b"1234")
     inbox = nc.new_inbox()
     sub = await nc.subscribe(inbox)
-    await js.add_consumer("HO", ConsumerConfig(durable_name="h", deliver_subject=inbox, headers_only=True,
-                                               ack_policy=AckPolicy.NONE, flow_control=True, idle_heartbeat=0.2))
+    await js.add_consumer(
+        "HO",
+        ConsumerConfig(
+            durable_name="h",
+            deliver_subject=inbox,
+            headers_only=True,
+            ack_policy=AckPolicy.NONE,
+            flow_control=True,
+            idle_heartbeat=0.2,
+        ),
+    )
     msg = await sub.next_msg(timeout=2)
     assert msg.subject == "ho.a" and msg.data == b"" and msg.headers["Nats-Msg-Size"] == "4"
     assert msg.reply.startswith("$JS.ACK.HO.h.1.1.1.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
-
 from helpers import RawClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -39,6 +39,11 @@ def setup_stream(c: RawClient, count: int = 3, **consumer) -> None:
     request(c, "$JS.API.STREAM.CREATE.Q", {"name": "Q", "subjects": ["q.>"]})
     for i in range(count):
         c.send(b"PUB q.a 2\r\nm%d\r\n" % i)
+    # nats-server stores asynchronously: wait until the stream has them all
+    deadline = time.monotonic() + 5
+    while request(c, "$JS.API.STREAM.INFO.Q", b"")["state"]["messages"] < count:
+        assert time.monotonic() < deadline, "messages not stored in time"
+        time.sleep(0.01)
     config = {"durable_name": "pc", "ack_policy": "explicit"}
     config.update(consumer)
     reply = request(c, "$JS.API.CONSUMER.CREATE.Q.pc", {"stream_name": "Q", "config": config})
@@ -100,7 +105,10 @@ def test_request_errors(client):
         ({"batch": 11}, b"409 Exceeded MaxRequestBatch of 10"),
         ({"batch": 1, "expires": 2_000_000_000}, b"409 Exceeded MaxRequestExpires of 1s"),
         ({"batch": 1, "max_bytes": 2000}, b"409 Exceeded MaxRequestMaxBytes of 1000"),
-        ({"batch": 1, "expires": 500_000_000, "idle_heartbeat": 400_000_000}, b"400 Bad Request - heartbeat value too large"),
+        (
+            {"batch": 1, "expires": 500_000_000, "idle_heartbeat": 400_000_000},
+            b"400 Bad Request - heartbeat value too large",
+        ),
     ):
         pull(client, body)
         line = client.read_until(b"\r\n\r\n\r\n")
@@ -147,8 +155,10 @@ def test_push_heartbeat_and_consumer_seq(client):
     data = client.read_until(b"Nats-Last-Stream: 1\r\n\r\n\r\n", timeout=3)
     assert b'"push_bound":true' in data
     assert re.search(rb"MSG q\.a 7 " + ACK_RE + rb" 2\r\nm0\r\n", data)
-    assert data.endswith(b"HMSG dlv.ps 7 75 75\r\nNATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1\r\n"
-                         b"Nats-Last-Stream: 1\r\n\r\n\r\n")
+    assert data.endswith(
+        b"HMSG dlv.ps 7 75 75\r\nNATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1\r\n"
+        b"Nats-Last-Stream: 1\r\n\r\n\r\n"
+    )
     client.send(b"UNSUB 7\r\n")
     client.ping_barrier()
     pull(client, {"batch": 1})

@@ -6,9 +6,8 @@ import asyncio
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig
-
 from helpers import ServerProcess
+from nats.js.api import AckPolicy, ConsumerConfig
 
 pytestmark = pytest.mark.timeout(30)
 

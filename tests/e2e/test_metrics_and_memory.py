@@ -7,9 +7,8 @@ import urllib.request
 
 import nats
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from helpers import ServerProcess
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def _scrape(port: int) -> dict[str, list]:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT, RawClient
 
 
@@ -32,7 +31,7 @@ class FakeSystemd:
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             try:
                 lines = self.sock.recv(4096).decode().split("\n")
-            except socket.timeout:
+            except TimeoutError:
                 break
             self.seen.append((time.monotonic(), lines))
             if key in lines or any(line.startswith(key) for line in lines):
@@ -43,7 +42,9 @@ class FakeSystemd:
         self.sock.close()
 
 
-def _start(tmp_path: Path, extra_env: dict[str, str], args: list[str] | None = None) -> tuple[subprocess.Popen, FakeSystemd]:
+def _start(
+    tmp_path: Path, extra_env: dict[str, str], args: list[str] | None = None
+) -> tuple[subprocess.Popen, FakeSystemd]:
     systemd = FakeSystemd(tmp_path / "notify.sock")
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), NOTIFY_SOCKET=str(systemd.path), **extra_env)
     proc = subprocess.Popen(
@@ -111,7 +112,7 @@ def test_blocked_event_loop_stops_watchdog_pings(tmp_path: Path) -> None:
         while time.monotonic() - blocked_at < 1.2:
             try:
                 data = systemd.sock.recv(4096).decode()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             if "WATCHDOG=1" in data:
                 pings.append(time.monotonic() - blocked_at)
@@ -146,8 +147,9 @@ def test_without_notify_socket_nothing_breaks() -> None:
 
 @pytest.mark.parametrize("level", ["INF", "ERR"])
 def test_journald_priority_prefixes(level: str) -> None:
-    from jsedge.log import Logger
     import io
+
+    from jsedge.log import Logger
 
     out = io.StringIO()
     logger = Logger(stream=out, journald=True)

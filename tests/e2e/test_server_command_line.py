@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT, RawClient, ServerProcess, check_for
 
 
@@ -163,7 +162,9 @@ def test_trace_shows_protocol(flag: str) -> None:
     with ServerProcess("jsedge", [flag]) as server:
         client = RawClient(server)
         client.read_info()
-        client.send(b'CONNECT {"verbose":false,"pedantic":false,"pass":"x"}\r\nSUB foo 1\r\nPUB foo 5\r\nhello\r\nPING\r\n')
+        client.send(
+            b'CONNECT {"verbose":false,"pedantic":false,"pass":"x"}\r\nSUB foo 1\r\nPUB foo 5\r\nhello\r\nPING\r\n'
+        )
         client.read_until(b"PONG\r\n")
         server.wait_for_log(r"<<- \[SUB foo 1\]", 5)
         server.wait_for_log(r"<<- \[PUB foo 5\]", 5)

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "tools" / "test-systemd.sh"

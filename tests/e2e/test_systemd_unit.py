@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT
 
 ANALYZE = shutil.which("systemd-analyze")
@@ -37,9 +36,7 @@ def test_unit_verifies_without_any_complaint(tmp_path: Path) -> None:
 @needs_analyze
 def test_unit_security_exposure_is_low(tmp_path: Path) -> None:
     unit = _unit_with_existing_exec(tmp_path, (REPO_ROOT / "systemd" / "jsedge.service").read_text())
-    done = subprocess.run(
-        [ANALYZE, "security", "--offline=yes", str(unit)], capture_output=True, text=True, timeout=30
-    )
+    done = subprocess.run([ANALYZE, "security", "--offline=yes", str(unit)], capture_output=True, text=True, timeout=30)
     match = re.search(r"Overall exposure level for jsedge.service: ([0-9.]+)", done.stdout)
     assert match, done.stdout + done.stderr
     # Recorded in the README: 1.3 OK with systemd 252.
@@ -102,6 +99,10 @@ def test_service_install_writes_unit_for_this_environment(tmp_path: Path) -> Non
     assert (tmp_path / "etc/tmpfiles.d/jsedge.conf").exists()
     assert (tmp_path / "etc/jsedge/jsedge.conf").exists()
     if ANALYZE is not None:
-        verify = subprocess.run([ANALYZE, "verify", str(tmp_path / "etc/systemd/system/jsedge.service")],
-                                capture_output=True, text=True, timeout=30)
+        verify = subprocess.run(
+            [ANALYZE, "verify", str(tmp_path / "etc/systemd/system/jsedge.service")],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert verify.stdout == "" and verify.stderr == "", verify.stdout + verify.stderr

@@ -98,8 +98,11 @@ async def test_expected_headers(js):
     assert err.value.err_code == 10071 and err.value.description == "wrong last sequence: 0"
     ok = await js.publish("ex.b", b"2", headers={"Nats-Expected-Last-Subject-Sequence": "0"})
     assert ok.seq == 2
-    ok = await js.publish("ex.c", b"3", headers={"Nats-Expected-Last-Subject-Sequence": "2",
-                                                 "Nats-Expected-Last-Subject-Sequence-Subject": "ex.*"})
+    ok = await js.publish(
+        "ex.c",
+        b"3",
+        headers={"Nats-Expected-Last-Subject-Sequence": "2", "Nats-Expected-Last-Subject-Sequence-Subject": "ex.*"},
+    )
     assert ok.seq == 3
 
 

@@ -131,7 +131,9 @@ async def test_source_header_filter_and_transforms(nc_any):
 
 async def test_validation_errors(nc_any):
     nc = nc_any
-    await api(nc, "$JS.API.STREAM.CREATE.V", {"name": "V", "subjects": ["v"], "max_msg_size": 100, "allow_direct": True})
+    await api(
+        nc, "$JS.API.STREAM.CREATE.V", {"name": "V", "subjects": ["v"], "max_msg_size": 100, "allow_direct": True}
+    )
     r = await api(nc, "$JS.API.STREAM.CREATE.M1", {"name": "M1", "mirror": {"name": "V"}, "subjects": ["x"]})
     assert r["error"]["err_code"] == 10034
     r = await api(nc, "$JS.API.STREAM.CREATE.M2", {"name": "M2", "mirror": {"name": "V"}, "max_msg_size": 50})
@@ -158,7 +160,9 @@ async def test_source_cursor_survives_restart(jsedge_server, tmp_path):
     srv = jsedge_server(args=["-js", "-sd", str(tmp_path)])
     nc = await nats.connect(srv.url)
     await api(nc, "$JS.API.STREAM.CREATE.R", {"name": "R", "subjects": ["r.>"]})
-    await api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"], "sources": [{"name": "R"}], "max_msgs": 3})
+    await api(
+        nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["s"], "sources": [{"name": "R"}], "max_msgs": 3}
+    )
     await api(nc, "$JS.API.STREAM.CREATE.M", {"name": "M", "mirror": {"name": "R"}})
     for i in range(10):
         await nc.request("r.a", b"%d" % i, timeout=2)

@@ -184,8 +184,12 @@ async def test_consumer_state_round_trip(jsedge_server, tmp_path):
     for _ in range(5):
         await nc.request("c", b"x", timeout=2)
     try:
-        r = await api(nc, "$JS.API.CONSUMER.CREATE.C.D", {"stream_name": "C", "config": {"durable_name": "D", "ack_policy": "explicit"}})
-    except Exception:  # noqa: BLE001 - consumers not implemented yet
+        r = await api(
+            nc,
+            "$JS.API.CONSUMER.CREATE.C.D",
+            {"stream_name": "C", "config": {"durable_name": "D", "ack_policy": "explicit"}},
+        )
+    except Exception:
         pytest.skip("consumer API not available")
     if "error" in r:
         pytest.skip(f"consumer API not available: {r['error']}")
@@ -200,6 +204,7 @@ async def test_consumer_state_round_trip(jsedge_server, tmp_path):
     restored = await restore(nc, "C", response, chunks)
     assert restored["state"]["consumer_count"] == 1
     after = await api(nc, "$JS.API.CONSUMER.INFO.C.D")
+
     def positions(pair: dict) -> dict:
         # `last_active` is activity time, kept in memory only (as in nats-server): not restored.
         return {k: v for k, v in pair.items() if k != "last_active"}

@@ -16,6 +16,7 @@ import json
 
 import nats
 import pytest
+from helpers import acheck_for
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
@@ -26,8 +27,6 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
-
-from helpers import acheck_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -155,7 +154,11 @@ async def test_kv_cli_and_go_kv_program(js_server):
         with pytest.raises(KeyNotFoundError):
             await kv.get("database.host")
         seen = [(e.key, e.value, e.operation) for e in [await wall.updates(timeout=3) for _ in range(3)]]
-        assert seen == [("database.host", b"pg.internal", None), ("database.port", b"5432", None), ("database.host", b"", "DEL")]
+        assert seen == [
+            ("database.host", b"pg.internal", None),
+            ("database.port", b"5432", None),
+            ("database.host", b"", "DEL"),
+        ]
         await wall.stop()
 
         # Go program: CreateOrUpdateKeyValue with the same config is fine

@@ -13,6 +13,7 @@ import asyncio
 import json
 
 import pytest
+from helpers import acheck_for
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     APIError,
@@ -25,8 +26,6 @@ from nats.js.errors import (
     NotFoundError,
 )
 from nats.js.kv import KV_DEL, KV_PURGE
-
-from helpers import acheck_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -405,11 +404,17 @@ async def test_direct_and_msg_get_wire_forms(nc):
     assert m.data == b"" and m.headers.get("Status") == "404" and m.headers.get("Description") == "Message Not Found"
     m = await nc.request("$JS.API.DIRECT.GET.KV_raw", b'{"last_by_subj":"$KV.raw.>"}', timeout=2)
     assert m.headers["Nats-Sequence"] == "3"
-    r = json.loads((await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.gone"}', timeout=2)).data)
+    r = json.loads(
+        (await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.gone"}', timeout=2)).data
+    )
     assert r["message"]["seq"] == 3 and "data" not in r["message"] and r["message"]["hdrs"]
-    r = json.loads((await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.*.>"}', timeout=2)).data)
+    r = json.loads(
+        (await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.*.>"}', timeout=2)).data
+    )
     assert r["message"]["seq"] == 2 and r["message"]["subject"] == "$KV.raw.a.b.c"
-    r = json.loads((await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.nope"}', timeout=2)).data)
+    r = json.loads(
+        (await nc.request("$JS.API.STREAM.MSG.GET.KV_raw", b'{"last_by_subj":"$KV.raw.nope"}', timeout=2)).data
+    )
     assert r["error"]["err_code"] == 10037
     # bucket listing as nats.go does it: STREAM.NAMES with a wildcard subject filter
     await js.create_key_value(bucket="other")

@@ -20,7 +20,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO_ROOT
 
 JS_DIR = REPO_ROOT / "tests" / "js"
@@ -92,7 +91,14 @@ def run_scenario(node: str, server, scenario: str) -> dict:
 
 
 def _e(key, value, revision, operation="PUT", delta=0):
-    return {"key": key, "value": value, "revision": revision, "operation": operation, "delta": delta, "length": len(value)}
+    return {
+        "key": key,
+        "value": value,
+        "revision": revision,
+        "operation": operation,
+        "delta": delta,
+        "length": len(value),
+    }
 
 
 def test_kv_operations(node_js, js_server):
@@ -118,7 +124,12 @@ def test_kv_operations(node_js, js_server):
     assert r["delete_wrong_prev"] == {"error": "wrong last sequence: 8", "code": 10071}
     assert r["get_purged"] == _e("b", "", 9, "PURGE")
     assert r["history_b"] == [_e("b", "", 9, "PURGE")]
-    assert r["history_a"] == [_e("a", "1", 1, delta=3), _e("a", "2", 2, delta=2), _e("a", "", 7, "DEL", 1), _e("a", "again", 8)]
+    assert r["history_a"] == [
+        _e("a", "1", 1, delta=3),
+        _e("a", "2", 2, delta=2),
+        _e("a", "", 7, "DEL", 1),
+        _e("a", "again", 8),
+    ]
     assert r["keys"] == ["a", "other.key"] and r["keys_filtered"] == ["other.key"]
     assert r["keys_multi"] == ["a", "other.key"]
     assert r["state"] == {"messages": 6, "last_seq": 9, "num_deleted": 3}
@@ -159,7 +170,11 @@ def test_kv_watch(node_js, js_server):
         _w("svc.c", "", 8, delta=1, length=3),
         _w("z", "", 11, update=True, length=1),
     ]
-    assert [(e["key"], e["revision"], e["delta"]) for e in r["watch_resume"]] == [("other", 9, 3), ("svc.a", 10, 2), ("z", 11, 1)]
+    assert [(e["key"], e["revision"], e["delta"]) for e in r["watch_resume"]] == [
+        ("other", 9, 3),
+        ("svc.a", 10, 2),
+        ("z", 11, 1),
+    ]
     assert [(e["key"], e["operation"]) for e in r["watch_ignore_deletes"]] == [("svc.c", "PUT"), ("svc.a", "PURGE")]
     assert r["many"] == {"count": 20, "updates": 1, "last_delta": 0, "late": _w("k.0.v", "late", 61, update=True)}
     assert r["many_keys"] == 20
@@ -188,7 +203,11 @@ def test_object_store(node_js, js_server):
     assert r["list_empty"] == 0
     assert r["put_big"]["size"] == 300_000 and r["put_big"]["chunks"] == 3
     assert r["put_big"]["digest"] == r["put_big"]["expected_digest"]
-    assert r["watch_puts"] == [["dir/a.txt", 300000, False, True], ["small", 18, False, True], ["empty", 0, False, True]]
+    assert r["watch_puts"] == [
+        ["dir/a.txt", 300000, False, True],
+        ["small", 18, False, True],
+        ["empty", 0, False, True],
+    ]
     assert r["get_big_sha"] == r["expected_big_sha"]
     assert r["get_small"] == "hello object store" and r["get_empty_len"] == 0
     assert r["get_stream"] == {"len": 300000, "error": "undefined"}
@@ -236,7 +255,13 @@ def test_direct_get_forms_and_last_per_subject(node_js, js_server):
 def test_article_programs(node_js, js_server):
     r = run_scenario(node_js, js_server, "article")
     stream = ["ORDERS", 7 * 24 * 3600 * 10**9, 5 * 1024**3, 120 * 10**9]
-    assert r["first"] == {"stream": stream, "seq": 1, "duplicate": False, "processed": [["ord-002", 129.99, 1]], "nakked": []}
+    assert r["first"] == {
+        "stream": stream,
+        "seq": 1,
+        "duplicate": False,
+        "processed": [["ord-002", 129.99, 1]],
+        "nakked": [],
+    }
     # second run: the same message id is a duplicate; the bad order is nak'ed and redelivered
     # within the same fetch until max_deliver (5) is exhausted
     assert r["second"] == {
@@ -250,7 +275,11 @@ def test_article_programs(node_js, js_server):
     assert r["consumer"] == {"num_pending": 0, "num_ack_pending": 0, "max_deliver": 5}
     assert r["kv_puts"] == [1, 2] and r["kv_get"] == "pg.internal"
     assert r["kv_after_del"] == _e("database.host", "", 3, "DEL")
-    assert r["kv_watch_all"] == [["database.host", "pg.internal", "PUT"], ["database.port", "5432", "PUT"], ["database.host", "", "DEL"]]
+    assert r["kv_watch_all"] == [
+        ["database.host", "pg.internal", "PUT"],
+        ["database.port", "5432", "PUT"],
+        ["database.host", "", "DEL"],
+    ]
     assert r["kv_put"] == 4 and r["kv_entry"] == ["pg.internal", 4] and r["kv_cas"] == 5
     assert r["kv_cas_stale"] == {"error": "wrong last sequence: 5", "code": 10071}
     assert r["kv_watch_initial"] == [["database.port", "5432", False], ["database.host", "pg2.internal", True]]

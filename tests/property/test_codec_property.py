@@ -59,7 +59,9 @@ record = st.one_of(
     st.tuples(st.just("msg"), msg_record),
     st.tuples(st.just("skip"), st.tuples(st.integers(0, 1 << 30), st.integers(-(1 << 40), 1 << 40))),
     st.tuples(st.just("tomb"), st.integers(0, (1 << 63) - 1)),
-    st.tuples(st.just("state"), st.tuples(st.integers(0, 1 << 62), st.integers(0, 1 << 62), st.integers(-(1 << 61), 1 << 61))),
+    st.tuples(
+        st.just("state"), st.tuples(st.integers(0, 1 << 62), st.integers(0, 1 << 62), st.integers(-(1 << 61), 1 << 61))
+    ),
     st.tuples(st.just("blob"), st.binary(max_size=100)),
 )
 
@@ -102,7 +104,15 @@ def test_round_trip(impl, rec, base_seq, base_ts):
     assert n == len(out) - 6
     kind, seq, ts, aux, s, h, d, rec_len = impl.decode(bytes(out), 6, base_seq, base_ts)
     assert (kind, seq, ts, aux, s, h, d, rec_len) == (
-        impl.KIND_MSG_TTL if ttl else impl.KIND_MSG, base_seq + dseq, base_ts + dts, ttl, subj, hdr, data, n)
+        impl.KIND_MSG_TTL if ttl else impl.KIND_MSG,
+        base_seq + dseq,
+        base_ts + dts,
+        ttl,
+        subj,
+        hdr,
+        data,
+        n,
+    )
     erased = impl.erased_record(n, base_seq, base_seq + dseq)
     assert len(erased) == n
     assert impl.decode(erased, 0, base_seq, base_ts)[:2] == (impl.KIND_ERASED, base_seq + dseq)
@@ -131,12 +141,16 @@ def test_twins_agree_on_garbage(twins, garbage, base_seq, base_ts, prefix):
 def test_single_bit_flip_detected(impl, rec, neighbours, data):
     base_seq, base_ts = 1000, 10**18
     before = bytearray()
-    impl.encode_msg(before, base_seq, base_ts, base_seq + neighbours[0][0], base_ts + neighbours[0][1], *neighbours[0][2:])
+    impl.encode_msg(
+        before, base_seq, base_ts, base_seq + neighbours[0][0], base_ts + neighbours[0][1], *neighbours[0][2:]
+    )
     start = len(before)
     dseq, dts, subj, hdr, payload, ttl = rec
     impl.encode_msg(before, base_seq, base_ts, base_seq + dseq, base_ts + dts, subj, hdr, payload, ttl)
     end = len(before)
-    impl.encode_msg(before, base_seq, base_ts, base_seq + neighbours[1][0], base_ts + neighbours[1][1], *neighbours[1][2:])
+    impl.encode_msg(
+        before, base_seq, base_ts, base_seq + neighbours[1][0], base_ts + neighbours[1][1], *neighbours[1][2:]
+    )
     bit = data.draw(st.integers(0, (end - start) * 8 - 1))
     flipped = bytearray(before)
     flipped[start + bit // 8] ^= 1 << (bit % 8)

@@ -83,9 +83,7 @@ def check(impl: tuple[Any, ModuleType], data: bytes, cuts: list[int], cfg: dict[
 
 # -- strategies -----------------------------------------------------------------------------------
 
-token = st.binary(min_size=1, max_size=8).map(
-    lambda b: bytes(c for c in b if c not in b" \t\r\n") or b"t"
-)
+token = st.binary(min_size=1, max_size=8).map(lambda b: bytes(c for c in b if c not in b" \t\r\n") or b"t")
 sep = st.lists(st.sampled_from([b" ", b"\t"]), min_size=1, max_size=3).map(b"".join)
 eol = st.sampled_from([b"\r\n", b"\n"])
 
@@ -122,7 +120,9 @@ def op(draw: st.DrawFn) -> bytes:
     # At least one byte that is not a space/TAB: after the op's separators the argument starts at the
     # next byte whatever it is, so `INFO\t\n` would take the *next* line as its argument (as in
     # nats-server) and is not a valid stream.
-    text = draw(st.binary(min_size=1, max_size=30).map(lambda t: t.replace(b"\n", b"")).filter(lambda t: t.strip(b" \t")))
+    text = draw(
+        st.binary(min_size=1, max_size=30).map(lambda t: t.replace(b"\n", b"")).filter(lambda t: t.strip(b" \t"))
+    )
     spacer = draw(sep) if kind == "-ERR" else draw(st.sampled_from([b"", b" ", b"\t "]))
     return name + spacer + text + draw(eol)
 
@@ -130,9 +130,46 @@ def op(draw: st.DrawFn) -> bytes:
 valid_stream = st.lists(op(), max_size=12).map(b"".join)
 garbage = st.lists(
     st.sampled_from(
-        [b"P", b"U", b"B", b"S", b"H", b"M", b"G", b"I", b"N", b"O", b"K", b"+", b"-", b"E", b"R", b"C", b"T",
-         b"F", b" ", b"\t", b"\r", b"\n", b"\r\n", b"0", b"1", b"2", b"5", b"x", b"PUB ", b"SUB ", b"PING",
-         b"HPUB ", b"UNSUB ", b"\x00", b"\xff", b"p", b"u", b"b"]
+        [
+            b"P",
+            b"U",
+            b"B",
+            b"S",
+            b"H",
+            b"M",
+            b"G",
+            b"I",
+            b"N",
+            b"O",
+            b"K",
+            b"+",
+            b"-",
+            b"E",
+            b"R",
+            b"C",
+            b"T",
+            b"F",
+            b" ",
+            b"\t",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"0",
+            b"1",
+            b"2",
+            b"5",
+            b"x",
+            b"PUB ",
+            b"SUB ",
+            b"PING",
+            b"HPUB ",
+            b"UNSUB ",
+            b"\x00",
+            b"\xff",
+            b"p",
+            b"u",
+            b"b",
+        ]
     ),
     max_size=80,
 ).map(b"".join)

@@ -49,9 +49,7 @@ def twins() -> list[ModuleType]:
 
 
 # The fixtures are stateless module selectors, so sharing them across examples is fine.
-SETTINGS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Small alphabets make collisions (shared nodes, overlapping wildcards, queue merges) frequent.
 literal_tokens = st.sampled_from([b"a", b"b", b"c", "ö".encode(), b"*x", b"x>"])
@@ -93,9 +91,7 @@ def normalize(result: Any) -> tuple[frozenset[bytes], frozenset[frozenset[bytes]
 def model_match(
     live: list[tuple[bytes, bytes, bytes | None]], subject: bytes
 ) -> tuple[frozenset[bytes], frozenset[frozenset[bytes]]]:
-    psubs = frozenset(
-        sid for filt, sid, queue in live if queue is None and subjects.subject_matches(filt, subject)
-    )
+    psubs = frozenset(sid for filt, sid, queue in live if queue is None and subjects.subject_matches(filt, subject))
     grouped: dict[bytes, set[bytes]] = {}
     for filt, sid, queue in live:
         if queue is not None and subjects.subject_matches(filt, subject):
@@ -173,9 +169,7 @@ def test_cached_results_follow_changes(impl: ModuleType, inserted: list[Any], pr
 # universe holds a witness for every (non-)subset and overlap question about filters over {a, b, *, >}
 # of up to 4 tokens.
 UNIVERSE = [
-    b".".join(tokens)
-    for length in range(1, 6)
-    for tokens in itertools.product([b"a", b"b", b"c"], repeat=length)
+    b".".join(tokens) for length in range(1, 6) for tokens in itertools.product([b"a", b"b", b"c"], repeat=length)
 ]
 
 small_filters = st.lists(st.sampled_from([b"a", b"b", b"*"]), min_size=1, max_size=3).flatmap(
@@ -240,9 +234,7 @@ messages = st.tuples(
 )
 
 
-def run_scenario(
-    module: ModuleType, clients_cfg: list[dict[str, Any]], specs: list[Any], msgs: list[Any]
-) -> Any:
+def run_scenario(module: ModuleType, clients_cfg: list[dict[str, Any]], specs: list[Any], msgs: list[Any]) -> Any:
     log: list[Any] = []
 
     class Client(module.ClientCore):  # type: ignore[misc, name-defined]
@@ -302,9 +294,7 @@ def run_scenario(
         if count % 2:
             module.flush_pending(pending)  # flush sometimes, so outbufs also accumulate
             module.flush_pending(clients[0].pending)
-    state = [
-        (bytes(c.outbuf), c.in_msgs, c.in_bytes, c.out_msgs, c.out_bytes, c.flush_scheduled) for c in clients
-    ]
+    state = [(bytes(c.outbuf), c.in_msgs, c.in_bytes, c.out_msgs, c.out_bytes, c.flush_scheduled) for c in clients]
     subs_state = sorted((sub.sid, sub.delivered, sub.closed) for sub in sublist.subscriptions())
     return log, state, subs_state, sublist.statistics()
 
@@ -328,9 +318,7 @@ def test_deliver_twins_identical(
     specs=st.lists(st.tuples(filters(), st.booleans()), max_size=8),
     msgs=st.lists(st.tuples(publish_subjects, st.binary(max_size=20)), min_size=1, max_size=5),
 )
-def test_deliver_reaches_exactly_the_matching_subs(
-    impl: ModuleType, specs: list[Any], msgs: list[Any]
-) -> None:
+def test_deliver_reaches_exactly_the_matching_subs(impl: ModuleType, specs: list[Any], msgs: list[Any]) -> None:
     sublist = impl.Sublist()
     src = impl.ClientCore()
     src.sublist = sublist

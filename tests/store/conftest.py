@@ -54,7 +54,7 @@ class StoreFactory:
         for store in self.stores:
             try:
                 store.close()
-            except Exception:  # noqa: BLE001 - teardown of stores a test already closed/deleted
+            except Exception:
                 pass
 
 

@@ -48,7 +48,12 @@ def test_store_and_load(stores):
     assert seq == 1
     msg = store.load_msg(1)
     assert (msg.subject, msg.seq, msg.ts, msg.hdr, msg.data) == (
-        b"foo.bar", 1, T0, b"NATS/1.0\r\nX: y\r\n\r\n", b"hello")
+        b"foo.bar",
+        1,
+        T0,
+        b"NATS/1.0\r\nX: y\r\n\r\n",
+        b"hello",
+    )
     assert store.load_msg(2) is None
     assert store.load_msg(0) is None
     st = store.state()
@@ -99,7 +104,11 @@ def test_remove_msg_and_gaps(stores):
     assert (st.messages, st.last_seq, st.num_deleted) == (2, 5, 2)  # last_seq never moves back
     assert store.store_msg(b"z", b"", b"", T0 + 10) == 6  # never reused
     assert store.subjects_state(b"a") == {}
-    assert store.subjects_state(b">") == {b"b": SubjectState(1, 2, 2), b"c": SubjectState(1, 4, 4), b"z": SubjectState(1, 6, 6)}
+    assert store.subjects_state(b">") == {
+        b"b": SubjectState(1, 2, 2),
+        b"c": SubjectState(1, 4, 4),
+        b"z": SubjectState(1, 6, 6),
+    }
 
 
 def test_remove_everything_keeps_last(stores):

@@ -16,7 +16,7 @@ from jsedge.store.filestore import FileStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crash_child import payload  # noqa: E402
+from crash_child import payload
 
 CHILD = Path(__file__).with_name("crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,9 @@ def core(kind: int = KIND_CLIENT) -> ClientCore:
 def test_local_interest_counts_and_events() -> None:
     account = Account("A")
     events: list[tuple] = []
-    account.add_interest_listener(lambda acc, subject, queue, count, delta: events.append((subject, queue, count, delta)))
+    account.add_interest_listener(
+        lambda acc, subject, queue, count, delta: events.append((subject, queue, count, delta))
+    )
     client = core()
     a1 = Subscription(client, b"foo.*", b"1")
     a2 = Subscription(client, b"foo.*", b"2")
@@ -31,8 +33,12 @@ def test_local_interest_counts_and_events() -> None:
     account.unsubscribe(a2)
     assert (b"foo.*", None) not in account.interest
     assert events == [
-        (b"foo.*", None, 1, 1), (b"foo.*", None, 2, 1), (b"bar", b"q", 1, 1), (b"baz", None, 1, 1),
-        (b"foo.*", None, 1, -1), (b"foo.*", None, 0, -1),
+        (b"foo.*", None, 1, 1),
+        (b"foo.*", None, 2, 1),
+        (b"bar", b"q", 1, 1),
+        (b"baz", None, 1, 1),
+        (b"foo.*", None, 1, -1),
+        (b"foo.*", None, 0, -1),
     ]
     assert account.sublist.has_interest(b"bar") and not account.sublist.has_interest(b"foo.x")
 

@@ -84,13 +84,11 @@ def test_numbers_units_and_booleans(literal: str, expected: object) -> None:
 
 
 def test_datetime_is_zulu_utc() -> None:
-    assert values("v: 2026-01-02T15:04:05Z")["v"] == datetime.datetime(
-        2026, 1, 2, 15, 4, 5, tzinfo=datetime.timezone.utc
-    )
+    assert values("v: 2026-01-02T15:04:05Z")["v"] == datetime.datetime(2026, 1, 2, 15, 4, 5, tzinfo=datetime.UTC)
 
 
 def test_block_string_keeps_raw_lines() -> None:
-    assert values("v (\nline one\n  two $X \"q\"\n)\nw: 1\n") == {"v": '\nline one\n  two $X "q"\n', "w": 1}
+    assert values('v (\nline one\n  two $X "q"\n)\nw: 1\n') == {"v": '\nline one\n  two $X "q"\n', "w": 1}
 
 
 def test_positions_follow_nats_server_columns() -> None:

@@ -118,7 +118,7 @@ def test_top_level_options_and_aliases(tmp_path: Path) -> None:
     [
         ("listen: 127.0.0.1:14224\n", "127.0.0.1", 14224, (None, 0)),
         ("listen: 4333\nhttp: 127.0.0.1:8222\n", "0.0.0.0", 4333, ("127.0.0.1", 8222)),
-        ("listen: \"[::1]:4222\"\nhttp: 8222\n", "::1", 4222, (None, 8222)),
+        ('listen: "[::1]:4222"\nhttp: 8222\n', "::1", 4222, (None, 8222)),
     ],
 )
 def test_listen_forms(tmp_path: Path, text: str, host: str, port: int, monitor: tuple) -> None:
@@ -158,7 +158,12 @@ def test_jetstream_forms_and_sizes(tmp_path: Path) -> None:
     jetstream = load_text(tmp_path, text).config.jetstream
     assert jetstream.enabled and jetstream.store_dir == "/data"
     assert jetstream.max_memory_store == 2**30 and jetstream.max_file_store == 10**9
-    assert (jetstream.domain, jetstream.sync_interval, jetstream.strict, jetstream.unique_tag) == ("hub", 60.0, False, "az")
+    assert (jetstream.domain, jetstream.sync_interval, jetstream.strict, jetstream.unique_tag) == (
+        "hub",
+        60.0,
+        False,
+        "az",
+    )
     assert jetstream.limits == (("max_ha_assets", 10),)
     always = load_text(tmp_path, "jetstream { sync_interval: always }\n").config.jetstream
     assert always.sync_always and always.sync_interval is None
@@ -261,7 +266,9 @@ def test_authorization_users_and_permissions(tmp_path: Path) -> None:
         publish=SubjectPermission(allow=("a",)), subscribe=SubjectPermission(deny=("b",)),
         allow_responses=ResponsePermission(max_msgs=5, expires=60.0),
     )  # fmt: skip
-    assert imp.permissions == Permissions(publish=SubjectPermission(allow=("i",)), subscribe=SubjectPermission(allow=("e",)))
+    assert imp.permissions == Permissions(
+        publish=SubjectPermission(allow=("i",)), subscribe=SubjectPermission(allow=("e",))
+    )
     assert "Plaintext passwords detected, use nkeys or bcrypt" in result.warnings
 
 
@@ -455,7 +462,9 @@ def test_tls_flags(tmp_path: Path) -> None:
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     cert.write_text("c")
     key.write_text("k")
-    config = load_config(["--tlsverify", "--tlscert", str(cert), "--tlskey", str(key), "--tlscacert", str(cert)], {}).config
+    config = load_config(
+        ["--tlsverify", "--tlscert", str(cert), "--tlskey", str(key), "--tlscacert", str(cert)], {}
+    ).config
     assert config.tls is not None and config.tls.verify and config.tls.ca_file == str(cert)
     assert load_config(["--tlscert", str(cert)], {}).config.tls is None  # needs --tls or --tlsverify
     assert load_config(["--tls", "--tlscert", str(cert), "--tlskey", str(key)], {}).config.tls is not None
@@ -534,7 +543,9 @@ def test_diff_for_reload(tmp_path: Path) -> None:
     old = load_text(tmp_path, "port: 4222\nmax_payload: 1MB\nauthorization { user: a, password: b }\n").config
     same = load_text(tmp_path, "port: 4222\nmax_payload: 1MB\nauthorization { user: a, password: b }\n").config
     assert diff_for_reload(old, same) == ([], [])
-    new = load_text(tmp_path, "port: 4222\nmax_payload: 2MB\ndebug: true\nauthorization { user: a, password: c }\n").config
+    new = load_text(
+        tmp_path, "port: 4222\nmax_payload: 2MB\ndebug: true\nauthorization { user: a, password: c }\n"
+    ).config
     changed, restart = diff_for_reload(old, new)
     assert changed == ["limits.max_payload: 1048576 -> 2097152", "logging.debug: False -> True", "authorization"]
     assert restart == []

@@ -91,8 +91,7 @@ def test_valid_subject(subject: bytes) -> None:
 
 @pytest.mark.parametrize(
     "subject",
-    [b"", b"foo..bar", b"foo.", b".foo", b"foo.>.bar", b">.a", b"fo o", b"a\tb", b"a\rb", b"a\nb", b"a\fb"]
-    + [b"."],
+    [b"", b"foo..bar", b"foo.", b".foo", b"foo.>.bar", b">.a", b"fo o", b"a\tb", b"a\rb", b"a\nb", b"a\fb"] + [b"."],
 )
 def test_invalid_subject(subject: bytes) -> None:
     assert not subjects.valid_subject(subject)
