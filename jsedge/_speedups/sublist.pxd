@@ -17,6 +17,7 @@ cdef class ClientCore:
     cdef public object deny_filter        # None, or callable(subject, queue) -> bool: subscribe
                                           # deny entries checked at delivery
     cdef public int kind                  # KIND_CLIENT, KIND_ROUTER or KIND_LEAF
+    cdef public object routed_sublists    # a route's dict: account name -> Sublist; None for clients
     cdef public bint closed
     cdef public Py_ssize_t max_payload
     cdef public Py_ssize_t max_pending
@@ -34,6 +35,7 @@ cdef class Subscription:
     cdef public long long delivered
     cdef public object internal           # None, or callable(sub, src, subject, reply, hdr_len, msg)
     cdef public bint closed
+    cdef public long long weight          # a remote queue sub stands for `weight` members (RS+)
 
 cdef class SublistResult:
     cdef public list psubs                # plain subscriptions
@@ -54,6 +56,7 @@ cdef class _Node:
     cdef _Node fwc                        # the `>` child
 
 cdef class Sublist:
+    cdef public bytes account             # the account's name, as routed messages carry it
     cdef _Node _root
     cdef dict _cache                      # published subject -> SublistResult (insertion ordered)
     cdef bint _cache_enabled
@@ -70,5 +73,6 @@ cdef class Sublist:
 cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes reply,
                             Py_ssize_t hdr_len, bytes msg) except -1
 # Routed on `subject`, framed with `shown` (JetStream deliveries: deliver subject vs stored subject).
+# `queues`: for a message from a route, the queue groups the sending server chose (None = none).
 cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
-                            Py_ssize_t hdr_len, bytes msg) except -1
+                            Py_ssize_t hdr_len, bytes msg, object queues=*) except -1

@@ -21,6 +21,7 @@ class ClientCore:
     track_replies: bool
     deny_filter: Callable[[bytes, bytes | None], bool] | None
     kind: int
+    routed_sublists: dict[bytes, Sublist] | None
     closed: bool
     max_payload: int
     max_pending: int
@@ -44,6 +45,7 @@ class Subscription:
     delivered: int
     internal: Callable[..., Any] | None
     closed: bool
+    weight: int
     def __init__(
         self,
         client: ClientCore | None,
@@ -62,6 +64,7 @@ class SublistResult:
     ) -> None: ...
 
 class Sublist:
+    account: bytes
     def __init__(self, cache: bool = True) -> None: ...
     @property
     def count(self) -> int: ...
@@ -86,6 +89,7 @@ def deliver_as(
     reply: bytes,
     hdr_len: int,
     msg: bytes,
+    queues: list[bytes] | None = None,
 ) -> int: ...
 def flush_pending(pending: list[ClientCore]) -> None: ...
 def _seed(seed: int | None = None) -> None: ...

@@ -34,9 +34,14 @@ CACHE_MAX = 1024
 CACHE_SWEEP_TO = 768
 
 #: Connection kinds (nats-server's CLIENT, ROUTER, LEAF): `ClientCore.kind`.
-KIND_CLIENT = 0
-KIND_ROUTER = 1
-KIND_LEAF = 2
+cdef enum:
+    _KIND_CLIENT = 0
+    _KIND_ROUTER = 1
+    _KIND_LEAF = 2
+
+KIND_CLIENT = _KIND_CLIENT
+KIND_ROUTER = _KIND_ROUTER
+KIND_LEAF = _KIND_LEAF
 
 cdef Py_ssize_t _CACHE_MAX = CACHE_MAX
 cdef Py_ssize_t _CACHE_SWEEP_TO = CACHE_SWEEP_TO
@@ -154,6 +159,7 @@ cdef int _client_defaults(ClientCore core) except -1:
     core.track_replies = False
     core.deny_filter = None
     core.kind = KIND_CLIENT
+    core.routed_sublists = None
     core.closed = False
     core.max_payload = 1048576
     core.max_pending = 67108864
@@ -205,6 +211,7 @@ cdef class Subscription:
         self.delivered = 0
         self.internal = internal
         self.closed = False
+        self.weight = 1
 
     def __repr__(self):
         queue = f" queue={self.queue!r}" if self.queue is not None else ""
@@ -238,17 +245,27 @@ cdef inline bint _node_is_empty(_Node node):
 
 cdef inline int _add_node(_Node node, list psubs, dict groups) except -1:
     cdef object queue
-    cdef list members
+    cdef list members, target
     cdef PyObject* group
+    cdef Subscription sub
+    cdef long long k
     if node.psubs:
         psubs.extend(node.psubs)
     if node.qsubs:
         for queue, members in node.qsubs.items():
             group = PyDict_GetItem(groups, queue)
             if group == NULL:
-                groups[queue] = list(members)
+                target = []
+                groups[queue] = target
             else:
-                (<list>group).extend(members)
+                target = <list>group
+            for sub in members:
+                # a remote queue sub stands for `weight` members (nats-server shadows it so)
+                if sub.weight > 1:
+                    for k in range(sub.weight):
+                        target.append(sub)
+                else:
+                    target.append(sub)
     return 0
 
 
@@ -315,6 +332,7 @@ cdef class Sublist:
     """Subscription trie of one account, with a bounded, selectively invalidated match cache."""
 
     def __cinit__(self, cache=True):
+        self.account = b"$G"
         self._root = _Node()
         self._cache = {}
         self._cache_enabled = bool(cache)
@@ -659,20 +677,139 @@ cpdef Py_ssize_t deliver_to(object sublist, ClientCore src, bytes subject, bytes
     return deliver_as(sublist, src, subject, subject, reply, hdr_len, msg)
 
 
+cdef list _route_target(list routes, ClientCore route, object queue):
+    """Add `route` (once) to the routes a message goes to, with `queue` among its queue groups."""
+    cdef list entry
+    cdef Py_ssize_t i
+    if routes is None:
+        routes = []
+    for i in range(len(routes)):
+        entry = <list>routes[i]
+        if entry[0] is route:
+            if queue is not None:
+                (<list>entry[1]).append(queue)
+            return routes
+    routes.append([route, [queue] if queue is not None else []])
+    return routes
+
+
+cdef int _frame_routed(ClientCore src, ClientCore route, bytes account, bytes subject, bytes reply,
+                       list queues, Py_ssize_t hdr_len, bytes msg) except -1:
+    """Append `RMSG <account> <subject> [+ <reply> <queues>… | | <queues>… | <reply>] <size>` (or
+    `HMSG ... <hdr> <total>`) to the route's buffer: 1 when appended, 0 on a slow route."""
+    cdef bint hmsg = hdr_len > 0 and route.headers
+    cdef Py_ssize_t msg_len = PyBytes_GET_SIZE(msg)
+    cdef Py_ssize_t offset, body_len, frame_len, old_len, body_digits, hdr_digits = 0
+    cdef Py_ssize_t acc_len = PyBytes_GET_SIZE(account)
+    cdef Py_ssize_t subj_len = PyBytes_GET_SIZE(subject)
+    cdef Py_ssize_t reply_len = PyBytes_GET_SIZE(reply) if reply is not None else 0
+    cdef Py_ssize_t nq = len(queues)
+    cdef Py_ssize_t i, qlen
+    cdef bytes q
+    cdef const char* body
+    cdef char* p
+    cdef bytearray outbuf
+    if hmsg:
+        body = PyBytes_AS_STRING(msg)
+        body_len = msg_len
+        hdr_digits = _digits(hdr_len)
+    else:
+        offset = hdr_len if hdr_len > 0 else 0
+        if offset > msg_len:
+            offset = msg_len
+        body = PyBytes_AS_STRING(msg) + offset
+        body_len = msg_len - offset
+    body_digits = _digits(body_len)
+    # "RMSG "/"HMSG " account " " subject " "
+    frame_len = 5 + acc_len + 1 + subj_len + 1
+    if nq:
+        frame_len += 2  # "+ " or "| "
+        if reply_len:
+            frame_len += reply_len + 1
+        for i in range(nq):
+            frame_len += PyBytes_GET_SIZE(<bytes>queues[i]) + 1
+    elif reply_len:
+        frame_len += reply_len + 1
+    if hmsg:
+        frame_len += hdr_digits + 1
+    frame_len += body_digits + 2 + body_len + 2
+    outbuf = route.outbuf
+    old_len = PyByteArray_GET_SIZE(outbuf)
+    if old_len + frame_len > route.max_pending:
+        route.on_slow_consumer()
+        return 0
+    PyByteArray_Resize(outbuf, old_len + frame_len)
+    p = PyByteArray_AS_STRING(outbuf) + old_len
+    p = _put(p, b"HMSG " if hmsg else b"RMSG ", 5)
+    p = _put(p, PyBytes_AS_STRING(account), acc_len)
+    p[0] = 32
+    p = _put(p + 1, PyBytes_AS_STRING(subject), subj_len)
+    p[0] = 32
+    p += 1
+    if nq:
+        p[0] = 43 if reply_len else 124  # '+' or '|'
+        p[1] = 32
+        p += 2
+        if reply_len:
+            p = _put(p, PyBytes_AS_STRING(reply), reply_len)
+            p[0] = 32
+            p += 1
+        for i in range(nq):
+            q = <bytes>queues[i]
+            qlen = PyBytes_GET_SIZE(q)
+            p = _put(p, PyBytes_AS_STRING(q), qlen)
+            p[0] = 32
+            p += 1
+    elif reply_len:
+        p = _put(p, PyBytes_AS_STRING(reply), reply_len)
+        p[0] = 32
+        p += 1
+    if hmsg:
+        p = _put_int(p, hdr_len, hdr_digits)
+        p[0] = 32
+        p += 1
+    p = _put_int(p, body_len, body_digits)
+    p[0] = 13
+    p[1] = 10
+    p = _put(p + 2, body, body_len)
+    p[0] = 13
+    p[1] = 10
+    route.out_msgs += 1
+    route.out_bytes += body_len
+    if not route.flush_scheduled:
+        route.flush_scheduled = True
+        if src is not None:
+            src.pending.append(route)
+        else:
+            route.pending.append(route)
+    return 1
+
+
+cdef inline bint _is_route(Subscription sub) noexcept:
+    return sub.client is not None and sub.client.kind == _KIND_ROUTER
+
+
 cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
-                            Py_ssize_t hdr_len, bytes msg) except -1:
+                            Py_ssize_t hdr_len, bytes msg, object queues=None) except -1:
     """`deliver_to`, routed on `subject` but framed with `shown` as the MSG/HMSG subject: how
-    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3)."""
+    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3).
+
+    Routes: see the reference twin's docstring (one RMSG per route that needs the message, local
+    queue members first, one hop only, `queues` = the groups a routed message may reach)."""
     cdef SublistResult result
-    cdef list psubs, qsubs, group
+    cdef list psubs, qsubs, group, routes = None, entry
     cdef Py_ssize_t i, k, n, size, start, index
     cdef Py_ssize_t delivered = 0
+    cdef bint from_route, taken
+    cdef Subscription sub, remote
+    cdef bytes account
     if subject is None or shown is None or msg is None:
         raise TypeError("subject, shown and msg must be bytes")
     if src is not None:
         src.in_msgs += 1
         src.in_bytes += PyBytes_GET_SIZE(msg)
     if sublist is not None:
+        from_route = src is not None and src.kind == _KIND_ROUTER
         if isinstance(sublist, Sublist):
             result = (<Sublist>sublist)._match(subject)
         else:
@@ -682,20 +819,44 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         psubs = result.psubs
         n = len(psubs)
         for i in range(n):
-            delivered += _deliver_one(src, <Subscription>psubs[i], subject, shown, reply, hdr_len, msg)
+            sub = <Subscription>psubs[i]
+            if _is_route(sub):
+                if not from_route and not sub.closed and not sub.client.closed:
+                    routes = _route_target(routes, sub.client, None)
+                continue
+            delivered += _deliver_one(src, sub, subject, shown, reply, hdr_len, msg)
         qsubs = result.qsubs
         n = len(qsubs)
         for i in range(n):
             group = <list>qsubs[i]
             size = len(group)
+            if from_route:
+                if queues is None or (<Subscription>group[0]).queue not in queues:
+                    continue
+            remote = None
+            taken = False
             start = _random_below(size) if size > 1 else 0
             for k in range(size):
                 index = start + k
                 if index >= size:
                     index -= size
-                if _deliver_one(src, <Subscription>group[index], subject, shown, reply, hdr_len, msg):
+                sub = <Subscription>group[index]
+                if _is_route(sub):
+                    if remote is None and not from_route and not sub.closed and not sub.client.closed:
+                        remote = sub
+                    continue
+                if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                     delivered += 1
+                    taken = True
                     break
+            if not taken and remote is not None:
+                routes = _route_target(routes, remote.client, remote.queue)
+        if routes is not None:
+            account = (<Sublist>sublist).account if isinstance(sublist, Sublist) else sublist.account
+            for i in range(len(routes)):
+                entry = <list>routes[i]
+                delivered += _frame_routed(src, <ClientCore>entry[0], account, shown, reply, <list>entry[1],
+                                           hdr_len, msg)
     if delivered == 0 and src is not None and src.no_responders and reply is not None \
             and PyBytes_GET_SIZE(reply) > 0:
         src.on_no_responders(subject, reply)

@@ -76,6 +76,7 @@ class ClientCore:
         "track_replies",
         "deny_filter",
         "kind",
+        "routed_sublists",
         "closed",
         "max_payload",
         "max_pending",
@@ -101,6 +102,9 @@ class ClientCore:
         self.deny_filter: Callable[[bytes, bytes | None], bool] | None = None
         #: KIND_CLIENT, KIND_ROUTER or KIND_LEAF.
         self.kind: int = KIND_CLIENT
+        #: A route's map of account name -> Sublist (the server's accounts), for routed messages;
+        #: None for clients.
+        self.routed_sublists: dict[bytes, Sublist] | None = None
         self.closed: bool = False
         self.max_payload: int = 1048576
         self.max_pending: int = 67108864
@@ -130,7 +134,7 @@ class ClientCore:
 class Subscription:
     """One subscription: `sid` is echoed verbatim in MSG; `queue` is bytes or None."""
 
-    __slots__ = ("client", "subject", "queue", "sid", "max_msgs", "delivered", "internal", "closed")
+    __slots__ = ("client", "subject", "queue", "sid", "max_msgs", "delivered", "internal", "closed", "weight")
 
     def __init__(
         self,
@@ -149,6 +153,9 @@ class Subscription:
         self.delivered = 0
         self.internal = internal
         self.closed = False
+        #: A remote server's queue subscription stands for `weight` members (RS+ queue weight):
+        #: it appears that many times in match results, as nats-server shadows it.
+        self.weight = 1
 
     def __repr__(self) -> str:
         queue = f" queue={self.queue!r}" if self.queue is not None else ""
@@ -208,9 +215,12 @@ class Sublist:
         "_removes",
         "_matches",
         "_cache_hits",
+        "account",
     )
 
     def __init__(self, cache: bool = True) -> None:
+        #: The account's name, as routed messages carry it (`RMSG <account> ...`).
+        self.account = b"$G"
         self._root = _Node()
         self._cache: dict[bytes, SublistResult] = {}
         self._cache_enabled = bool(cache)
@@ -410,9 +420,12 @@ def _add_node(node: _Node, psubs: list[Subscription], groups: dict[bytes, list[S
     for queue, members in node.qsubs.items():
         group = groups.get(queue)
         if group is None:
-            groups[queue] = list(members)
-        else:
-            group.extend(members)
+            group = groups[queue] = []
+        for sub in members:
+            if sub.weight > 1:
+                group.extend([sub] * sub.weight)
+            else:
+                group.append(sub)
 
 
 def _collect(
@@ -550,31 +563,115 @@ def deliver_as(
     reply: bytes,
     hdr_len: int,
     msg: bytes,
+    queues: list[bytes] | None = None,
 ) -> int:
     """`deliver_to`, routed on `subject` but framed with `shown` as the MSG/HMSG subject: how
-    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3)."""
+    JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3).
+
+    Routes (subscriptions of KIND_ROUTER connections stand for a remote server's interest): each
+    route that needs the message gets it once, as `RMSG`/`HMSG` with the queue groups it must
+    deliver to; a queue group prefers a local member and goes to a route only when none here took
+    the message. A message that came from a route (`src.kind == KIND_ROUTER`) never goes back to
+    a route (one hop), and reaches only the queue groups named in `queues` (what the sending
+    server chose), one local member each.
+    """
     if src is not None:
         src.in_msgs += 1
         src.in_bytes += len(msg)
     delivered = 0
     if sublist is not None:
+        from_route = src is not None and src.kind == KIND_ROUTER
+        routes: list[list[Any]] | None = None  # [route core, queue names] in first-seen order
         result = sublist.match(subject)
         for sub in result.psubs:
+            client = sub.client
+            if client is not None and client.kind == KIND_ROUTER:
+                if not from_route and not sub.closed and not client.closed:
+                    routes = _route_target(routes, client, None)
+                continue
             if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                 delivered += 1
         for group in result.qsubs:
+            if from_route and (not queues or group[0].queue not in queues):
+                continue
+            remote: Subscription | None = None
             size = len(group)
             start = int(_random() * size) if size > 1 else 0
             for offset in range(size):
                 index = start + offset
                 if index >= size:
                     index -= size
-                if _deliver_one(src, group[index], subject, shown, reply, hdr_len, msg):
+                sub = group[index]
+                client = sub.client
+                if client is not None and client.kind == KIND_ROUTER:
+                    if remote is None and not from_route and not sub.closed and not client.closed:
+                        remote = sub
+                    continue
+                if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                     delivered += 1
                     break
+            else:
+                if remote is not None:
+                    routes = _route_target(routes, remote.client, remote.queue)
+        if routes is not None:
+            account = sublist.account
+            for route, names in routes:
+                if _frame_routed(src, route, account, shown, reply, names, hdr_len, msg):
+                    delivered += 1
     if delivered == 0 and reply and src is not None and src.no_responders:
         src.on_no_responders(subject, reply)
     return delivered
+
+
+def _route_target(routes: list[list[Any]] | None, route: ClientCore, queue: bytes | None) -> list[list[Any]]:
+    if routes is None:
+        routes = []
+    for entry in routes:
+        if entry[0] is route:
+            if queue is not None:
+                entry[1].append(queue)
+            return routes
+    routes.append([route, [queue] if queue is not None else []])
+    return routes
+
+
+def _frame_routed(
+    src: ClientCore | None,
+    route: ClientCore,
+    account: bytes,
+    subject: bytes,
+    reply: bytes,
+    queues: list[bytes],
+    hdr_len: int,
+    msg: bytes,
+) -> bool:
+    """Append one `RMSG <account> <subject> [+ <reply> <queues>… | | <queues>… | <reply>] <size>`
+    (or `HMSG ... <hdr> <total>`) frame to the route's buffer."""
+    if queues:
+        middle = (b"+ " + reply + b" " if reply else b"| ") + b" ".join(queues) + b" "
+    elif reply:
+        middle = reply + b" "
+    else:
+        middle = b""
+    if hdr_len > 0 and route.headers:
+        head = b"HMSG %b %b %b%d %d\r\n" % (account, subject, middle, hdr_len, len(msg))
+        body = msg
+    else:
+        body = msg[hdr_len:] if hdr_len > 0 else msg
+        head = b"RMSG %b %b %b%d\r\n" % (account, subject, middle, len(body))
+    outbuf = route.outbuf
+    if len(outbuf) + len(head) + len(body) + 2 > route.max_pending:
+        route.on_slow_consumer()
+        return False
+    outbuf += head
+    outbuf += body
+    outbuf += _CRLF
+    route.out_msgs += 1
+    route.out_bytes += len(body)
+    if not route.flush_scheduled:
+        route.flush_scheduled = True
+        (src.pending if src is not None else route.pending).append(route)
+    return True
 
 
 def deliver(src: ClientCore, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:

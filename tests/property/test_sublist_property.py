@@ -211,6 +211,7 @@ client_configs = st.fixed_dictionaries(
         "track_replies": st.booleans(),
         "closed": st.booleans(),
         "max_pending": st.sampled_from([0, 60, 200, 67108864]),
+        "kind": st.sampled_from([0, 0, 1]),  # KIND_CLIENT, or KIND_ROUTER (RMSG framing, one hop)
     }
 )
 
@@ -231,6 +232,7 @@ messages = st.tuples(
         st.tuples(st.just(-1), st.binary(max_size=40)),
         st.binary(max_size=40).flatmap(lambda m: st.tuples(st.integers(0, len(m)), st.just(m))),
     ),
+    st.one_of(st.none(), st.lists(st.sampled_from([b"g0", b"g1", b"g3", b"gx"]), max_size=3)),  # routed queues
 )
 
 
@@ -285,8 +287,10 @@ def run_scenario(module: ModuleType, clients_cfg: list[dict[str, Any]], specs: l
         sub.closed = closed
         sublist.insert(sub)
 
-    for publisher, subject, reply, (hdr_len, msg) in msgs:
-        if publisher < 2:
+    for publisher, subject, reply, (hdr_len, msg), queues in msgs:
+        if publisher < 2 and queues is not None:
+            count = module.deliver_as(sublist, clients[publisher], subject, subject, reply, hdr_len, msg, queues)
+        elif publisher < 2:
             count = module.deliver(clients[publisher], subject, reply, hdr_len, msg)
         else:
             count = module.deliver_to(sublist, None, subject, reply, hdr_len, msg)

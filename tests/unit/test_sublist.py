@@ -802,3 +802,87 @@ def test_result_safe_while_sublist_changes(impl: ModuleType) -> None:
     sublist.insert(impl.Subscription(core, b"a.b", b"x"))
     assert result.psubs == psubs_before
     assert [list(group) for group in result.qsubs] == qsubs_before
+
+
+# -- routes ----------------------------------------------------------------------------------------
+
+
+def route_core(impl: ModuleType, sublist: Any, headers: bool = True) -> Any:
+    return recorder(impl, sublist, kind=impl.KIND_ROUTER, headers=headers)
+
+
+def test_route_gets_one_rmsg_per_message(impl: ModuleType) -> None:
+    sublist, src, local = setup_pair(impl)
+    sublist.account = b"APP"
+    route = route_core(impl, sublist)
+    sublist.insert(impl.Subscription(local, b"a.b", b"1"))
+    sublist.insert(impl.Subscription(route, b"a.*", b"r1"))
+    sublist.insert(impl.Subscription(route, b"a.>", b"r2"))
+    assert impl.deliver(src, b"a.b", b"", -1, b"hi") == 2
+    assert bytes(route.outbuf) == b"RMSG APP a.b 2\r\nhi\r\n"
+    assert bytes(local.outbuf) == b"MSG a.b 1 2\r\nhi\r\n"
+    assert route.out_msgs == 1 and route.out_bytes == 2
+    impl.deliver(src, b"a.c", b"_INBOX.x", 12, b"NATS/1.0\r\n\r\nyo")
+    assert bytes(route.outbuf).endswith(b"HMSG APP a.c _INBOX.x 12 14\r\nNATS/1.0\r\n\r\nyo\r\n")
+    plain = route_core(impl, sublist, headers=False)
+    sublist.insert(impl.Subscription(plain, b"z", b"r3"))
+    impl.deliver(src, b"z", b"", 12, b"NATS/1.0\r\n\r\nyo")
+    assert bytes(plain.outbuf) == b"RMSG APP z 2\r\nyo\r\n"
+
+
+def test_queue_prefers_local_then_route(impl: ModuleType) -> None:
+    sublist, src, local = setup_pair(impl)
+    sublist.account = b"A"
+    route = route_core(impl, sublist)
+    sublist.insert(impl.Subscription(route, b"q", b"r", b"g1"))
+    sublist.insert(impl.Subscription(route, b"q", b"r", b"g2"))
+    local_member = impl.Subscription(local, b"q", b"1", b"g1")
+    sublist.insert(local_member)
+    for _ in range(20):
+        impl.deliver(src, b"q", b"", -1, b"x")
+    assert local.out_msgs == 20  # g1 always local
+    assert bytes(route.outbuf) == b"RMSG A q | g2 1\r\nx\r\n" * 20
+    route.outbuf = bytearray()
+    sublist.remove(local_member)
+    impl.deliver(src, b"q", b"rep", -1, b"x")
+    assert bytes(route.outbuf) in (b"RMSG A q + rep g2 g1 1\r\nx\r\n", b"RMSG A q + rep g1 g2 1\r\nx\r\n")
+
+
+def test_routed_message_stays_here(impl: ModuleType) -> None:
+    """A message from a route reaches local plain subs and the queue groups it names, never a route."""
+    sublist = impl.Sublist()
+    inbound = route_core(impl, sublist)
+    other_route = route_core(impl, sublist)
+    local = recorder(impl, sublist)
+    sublist.insert(impl.Subscription(local, b"m", b"1"))
+    sublist.insert(impl.Subscription(local, b"m", b"2", b"g"))
+    sublist.insert(impl.Subscription(local, b"m", b"3", b"h"))
+    sublist.insert(impl.Subscription(other_route, b"m", b"r"))
+    sublist.insert(impl.Subscription(other_route, b"m", b"r", b"g"))
+    assert impl.deliver_as(sublist, inbound, b"m", b"m", b"", -1, b"x", [b"g"]) == 2
+    assert bytes(local.outbuf) == b"MSG m 1 1\r\nx\r\nMSG m 2 1\r\nx\r\n"
+    assert bytes(other_route.outbuf) == b""
+    local.outbuf = bytearray()
+    assert impl.deliver_as(sublist, inbound, b"m", b"m", b"", -1, b"x") == 1  # no queues named
+    assert bytes(local.outbuf) == b"MSG m 1 1\r\nx\r\n"
+
+
+def test_remote_queue_weight_shadows_the_sub(impl: ModuleType) -> None:
+    sublist = impl.Sublist()
+    route = route_core(impl, sublist)
+    sub = impl.Subscription(route, b"w", b"r", b"g")
+    sub.weight = 3
+    sublist.insert(sub)
+    sublist.insert(impl.Subscription(recorder(impl, sublist), b"w", b"1", b"g"))
+    (group,) = sublist.match(b"w").qsubs
+    assert len(group) == 4 and group.count(sub) == 3
+    assert sublist.count == 2
+
+
+def test_route_interest_counts_for_no_responders(impl: ModuleType) -> None:
+    sublist, src, _ = setup_pair(impl, headers=True)
+    src.no_responders = True
+    route = route_core(impl, sublist)
+    sublist.insert(impl.Subscription(route, b"svc", b"r"))
+    assert impl.deliver(src, b"svc", b"_INBOX.1", -1, b"?") == 1
+    assert ("no_responders", b"svc", b"_INBOX.1") not in src.events
