@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsedge.api.dispatcher import Endpoint, Request
+from jsedge.api.request import Endpoint, Request
 from jsedge.api.streams import lookup, optional_body, require_empty
 from jsedge.errors import js_error
 from jsedge.jetstream.consumer import create_consumer, delete_consumer

@@ -7,22 +7,25 @@ nats-server's key order) or raise `JSError`; the dispatcher wraps both into
 error response still carries. Subjects no handler claims get no reply at all (nats-server does the
 same), and an unexpected exception is logged with its traceback and answered with the generic 10051.
 
-Consumers will register in `handlers` under `CONSUMER` (next issue). May import layers 0-4.
+The handler modules (`streams`, `direct`, `snapshot`, `consumers`) add their `Endpoint`s in
+`JetStreamAPI.__init__`. The types both sides share live in `jsedge.api.request`, so the import graph
+is one-way: dispatcher -> handlers -> request (re-exported here for callers that know them from here).
+May import layers 0-4 and the api modules below it.
 """
 
 from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from jsedge import gojson
+from jsedge.api import consumers, direct, snapshot, streams
+from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.streamconfig import API_LEVEL
 
-TYPE_PREFIX = "io.nats.jetstream.api.v1."
 AUDIT_SUBJECT = b"$JS.EVENT.ADVISORY.API"
 
 
@@ -51,31 +54,6 @@ def client_info(server: Any, client: Any) -> dict[str, Any] | None:
     return {key: value for key, value in info.items() if value not in ("", 0)}
 
 
-@dataclass(slots=True)
-class Request:
-    """One API request as handlers see it."""
-
-    jsa: Any  # AccountJetStream
-    tokens: list[bytes]  # tokens after `$JS.API.`
-    subject: bytes
-    reply: bytes
-    hdr: bytes
-    body: bytes
-    src: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """A handler for a fixed token shape. `arity` = number of tokens after `$JS.API.` (-1 = any ≥ len)."""
-
-    prefix: tuple[bytes, ...]
-    arity: int
-    response: str
-    handler: Callable[[Any, Request], dict[str, Any]]
-    error_fields: tuple[tuple[str, Any], ...] = ()
-    counted: bool = True
-
-
 class JetStreamAPI:
     """Subscribes the API subjects of every JetStream account and dispatches requests."""
 
@@ -84,8 +62,6 @@ class JetStreamAPI:
         self.jetstream = jetstream
         self.endpoints: list[Endpoint] = []
         self.subs: list[tuple[Any, Any]] = []
-        from jsedge.api import consumers, direct, snapshot, streams
-
         streams.register(self)
         direct.register(self)
         snapshot.register(self)
@@ -161,8 +137,8 @@ class JetStreamAPI:
             )
             if endpoint.counted:
                 jsa.api_errors += 1
-            exc = js_error("JSStreamGeneralErrorF", err="unexpected internal error")
-            self.respond(request, self.error_response(endpoint, exc))
+            error = js_error("JSStreamGeneralErrorF", err="unexpected internal error")
+            self.respond(request, self.error_response(endpoint, error))
             return
         if payload is None:
             return  # the handler answered itself (or must stay silent)
@@ -227,13 +203,14 @@ class JetStreamAPI:
             src.on_no_responders(request.subject, request.reply)
 
     def _direct_get(self, stream: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-        from jsedge.api.direct import direct_get
-
         if hdr_len >= 0:
             hdr, body = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
         else:
             hdr, body = b"", bytes(msg)
         try:
-            direct_get(self, stream, subject, reply, hdr, body)
+            direct.direct_get(self, stream, subject, reply, hdr, body)
         except Exception:
             self.server.logger.error("JetStream direct get failed:\n" + traceback.format_exc())
+
+
+__all__ = ["AUDIT_SUBJECT", "TYPE_PREFIX", "Endpoint", "JetStreamAPI", "Request", "client_info"]

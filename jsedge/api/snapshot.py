@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsedge import gojson
-from jsedge.api.dispatcher import TYPE_PREFIX, Endpoint, Request
+from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.models import (

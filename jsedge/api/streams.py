@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from jsedge.api.dispatcher import Endpoint, Request
+from jsedge.api.request import Endpoint, Request
 from jsedge.errors import js_error
 from jsedge.jetstream.models import (
     MsgDeleteRequest,
