@@ -1,4 +1,5 @@
-"""systemd readiness and watchdog notifications without libsystemd (layer 0).
+"""systemd readiness and watchdog notifications without libsystemd (layer 7: used by the server only;
+its watchdog runs on the event loop, which layer 0 must not import).
 
 A datagram to `$NOTIFY_SOCKET` (a path, or `@name` for the abstract namespace). The watchdog pings
 are scheduled on the event loop itself, at half of `$WATCHDOG_USEC`: a loop that stalls stops
