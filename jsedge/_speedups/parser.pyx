@@ -24,9 +24,9 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memchr, memcmp, memcpy, memset
 
-from jsedge._speedups.sublist cimport ClientCore, deliver
+from jsedge._speedups.sublist cimport ClientCore, deliver, deliver_as
 
-__all__ = ["Parser", "KEYWORDS"]
+__all__ = ["Parser", "KEYWORDS", "ROUTE_KEYWORDS"]
 
 # ---- parser states (same meaning as in _parser_py.py) -----------------------------------------
 cdef enum:
@@ -52,6 +52,13 @@ cdef enum:
     OP_PING = 9
     OP_PONG = 10
     OP_OK = 11
+    # route protocol (a parser made with route=True)
+    OP_RSUB = 12
+    OP_RUNSUB = 13
+    OP_LSUB = 14
+    OP_LUNSUB = 15
+    OP_RMSG = 16
+    OP_LMSG = 17
 
 #: Every op name a client may send (upper case), plus HMSG which is read then rejected.
 KEYWORDS = {
@@ -68,19 +75,39 @@ KEYWORDS = {
     b"+OK": OP_OK,
 }
 
-# Op-name trie as a transition table: node 0 is the empty prefix; _TRANS[node][byte] is the next
-# node or -1 (unknown op at this byte); _TERM[node] is the op a complete name spells, else 0.
+#: The ops a route speaks (nats-server's route protocol; HMSG is the routed header message).
+ROUTE_KEYWORDS = {
+    b"RS+": OP_RSUB,
+    b"RS-": OP_RUNSUB,
+    b"LS+": OP_LSUB,
+    b"LS-": OP_LUNSUB,
+    b"RMSG": OP_RMSG,
+    b"LMSG": OP_LMSG,
+    b"HMSG": OP_HMSG,
+    b"CONNECT": OP_CONNECT,
+    b"INFO": OP_INFO,
+    b"-ERR": OP_ERR,
+    b"PING": OP_PING,
+    b"PONG": OP_PONG,
+    b"+OK": OP_OK,
+}
+
+# Op-name tries as transition tables (one for clients, one for routes): node 0 is the empty
+# prefix; TRANS[node][byte] is the next node or -1 (unknown op at this byte); TERM[node] is the op
+# a complete name spells, else 0.
 cdef enum:
     MAX_NODES = 64
 cdef signed char _TRANS[MAX_NODES][256]
 cdef unsigned char _TERM[MAX_NODES]
+cdef signed char _RTRANS[MAX_NODES][256]
+cdef unsigned char _RTERM[MAX_NODES]
 
 
-cdef int _build_trie() except -1:
-    memset(_TRANS, -1, sizeof(_TRANS))
-    memset(_TERM, 0, sizeof(_TERM))
+cdef int _build_trie(dict keywords, signed char (*trans)[256], unsigned char* term) except -1:
+    memset(trans, -1, sizeof(signed char) * MAX_NODES * 256)
+    memset(term, 0, sizeof(unsigned char) * MAX_NODES)
     index = {b"": 0}
-    for kw, op in KEYWORDS.items():
+    for kw, op in keywords.items():
         for k in range(1, len(kw) + 1):
             pfx = kw[:k]
             if pfx not in index:
@@ -89,14 +116,18 @@ cdef int _build_trie() except -1:
                     raise RuntimeError("op-name trie too large")
                 index[pfx] = node
                 c = kw[k - 1]
-                _TRANS[<int>index[kw[:k - 1]]][c] = node
+                trans[<int>index[kw[:k - 1]]][c] = node
                 if 65 <= c <= 90:  # op names are case-insensitive (ASCII letters only)
-                    _TRANS[<int>index[kw[:k - 1]]][c + 32] = node
-        _TERM[<int>index[kw]] = op
+                    trans[<int>index[kw[:k - 1]]][c + 32] = node
+        term[<int>index[kw]] = op
     return 0
 
 
-_build_trie()
+_build_trie(KEYWORDS, _TRANS, _TERM)
+_build_trie(ROUTE_KEYWORDS, _RTRANS, _RTERM)
+
+#: RS+/RS-/LS+/LS- split on space, TAB, CR and LF (nats-server's splitArg): map them all to space.
+cdef bytes _SUB_WS = bytes.maketrans(b"\t\r\n", b"   ")
 
 cdef str E_UNKNOWN = "unknown_op"
 cdef str E_MCL = "max_control_line"
@@ -106,6 +137,7 @@ cdef bytes _EMPTY = b""
 
 cdef enum:
     MAXTOK = 5      # tokens recorded per control line (PUB/HPUB/SUB/UNSUB need at most 4)
+    RMAXTOK = 32    # tokens recorded per routed message line (queue names); longer lines: Python
 
 
 cdef inline Py_ssize_t _parse_size(const char* s, Py_ssize_t n) noexcept nogil:
@@ -126,6 +158,11 @@ cdef inline Py_ssize_t _tokens(const char* a, Py_ssize_t n, bint split_crlf,
                                Py_ssize_t* st, Py_ssize_t* ln) noexcept nogil:
     """Split on runs of space/TAB (and CR/LF when `split_crlf`, as SUB/UNSUB do). Records the
     first MAXTOK tokens, returns how many there are in all."""
+    return _tokens_n(a, n, split_crlf, st, ln, MAXTOK)
+
+
+cdef inline Py_ssize_t _tokens_n(const char* a, Py_ssize_t n, bint split_crlf,
+                                 Py_ssize_t* st, Py_ssize_t* ln, Py_ssize_t maxtok) noexcept nogil:
     cdef Py_ssize_t k = 0, start = -1, count = 0
     cdef char c
     cdef bint sep
@@ -134,7 +171,7 @@ cdef inline Py_ssize_t _tokens(const char* a, Py_ssize_t n, bint split_crlf,
         sep = c == 32 or c == 9 or (split_crlf and (c == 13 or c == 10))
         if sep:
             if start >= 0:
-                if count < MAXTOK:
+                if count < maxtok:
                     st[count] = start
                     ln[count] = k - start
                 count += 1
@@ -142,7 +179,7 @@ cdef inline Py_ssize_t _tokens(const char* a, Py_ssize_t n, bint split_crlf,
         elif start < 0:
             start = k
     if start >= 0:
-        if count < MAXTOK:
+        if count < maxtok:
             st[count] = start
             ln[count] = n - start
         count += 1
@@ -194,8 +231,13 @@ cdef class Parser:
     cdef Py_ssize_t hdr
     cdef bytes subject
     cdef bytes reply
+    # route mode
+    cdef bint route
+    cdef bytes account
+    cdef object origin          # LMSG origin cluster, else None
+    cdef object queues          # queue names of a routed message, else None
 
-    def __cinit__(self, ClientCore core not None, handler, Py_ssize_t max_control_line=4096):
+    def __cinit__(self, ClientCore core not None, handler, Py_ssize_t max_control_line=4096, bint route=False):
         if max_control_line < 0:
             raise ValueError("max_control_line must be >= 0")
         self.core = core
@@ -214,6 +256,10 @@ cdef class Parser:
         self.hdr = -1
         self.subject = _EMPTY
         self.reply = _EMPTY
+        self.route = route
+        self.account = _EMPTY
+        self.origin = None
+        self.queues = None
 
     def __dealloc__(self):
         if self.arg != NULL:
@@ -245,8 +291,18 @@ cdef class Parser:
         return 0
 
     cdef int _publish(self, bytes msg) except -1:
-        """Hand a complete PUB/HPUB on; 0 when the core closed meanwhile."""
+        """Hand a complete PUB/HPUB (or routed message) on; 0 when the core closed meanwhile."""
         cdef ClientCore core = self.core
+        cdef object sublist = None
+        if self.route:
+            if core.routed_sublists is not None and self.origin is None and core.fast_pub:
+                sublist = (<dict>core.routed_sublists).get(self.account)
+            if sublist is not None:
+                deliver_as(sublist, core, self.subject, self.subject, self.reply, self.hdr, msg, self.queues)
+            else:
+                self.handler.proto_routed(self.origin, self.account, self.subject, self.reply, self.hdr, msg,
+                                          self.queues)
+            return 0 if core.closed else 1
         if core.fast_pub and not _reserved(self.subject, self.reply):
             deliver(core, self.subject, self.reply, self.hdr, msg)
         else:
@@ -286,6 +342,8 @@ cdef class Parser:
         cdef int op = self.op
         if alen > self.mcl:
             return self._fail(E_MCL)
+        if self.route:
+            return self._route_control(a, alen)
         if op == OP_PUB:
             nt = _tokens(a, alen, False, st, ln)
             if nt != 2 and nt != 3:
@@ -353,6 +411,94 @@ cdef class Parser:
             return self._fail(E_UNKNOWN)
         return 0 if core.closed else 1
 
+    cdef int _route_control(self, const char* a, Py_ssize_t alen) except -1:
+        """A complete route control line: see the reference twin's `_route_control`."""
+        cdef Py_ssize_t st[RMAXTOK]
+        cdef Py_ssize_t ln[RMAXTOK]
+        cdef Py_ssize_t nt, first, count, size, hdr, qstart, qend, k, mp
+        cdef int op = self.op
+        cdef bint header
+        cdef list args = None, queues = None
+        cdef bytes reply, line
+        cdef ClientCore core = self.core
+        if op == OP_RMSG or op == OP_HMSG or op == OP_LMSG:
+            header = op == OP_HMSG
+            nt = _tokens_n(a, alen, False, st, ln, RMAXTOK)
+            if nt > RMAXTOK:
+                # many queue names: the rare long line goes through Python's split
+                line = PyBytes_FromStringAndSize(a, alen)
+                args = line.replace(b"\t", b" ").split()
+            first = 1 if op == OP_LMSG else 0
+            count = nt - first
+            if count < 3 + header:
+                return self._fail(E_SILENT)
+            if count == 3 + header:
+                reply = _EMPTY
+            elif count == 4 + header:
+                reply = <bytes>args[first + 2] if args is not None else _tok(a, st, ln, first + 2)
+            else:
+                if args is None:
+                    if ln[first + 2] != 1 or (a[st[first + 2]] != 43 and a[st[first + 2]] != 124):
+                        return self._fail(E_SILENT)
+                    k = a[st[first + 2]]
+                else:
+                    if len(<bytes>args[first + 2]) != 1 or (<bytes>args[first + 2])[0] not in (43, 124):
+                        return self._fail(E_SILENT)
+                    k = (<bytes>args[first + 2])[0]
+                if k == 43:  # '+'
+                    reply = <bytes>args[first + 3] if args is not None else _tok(a, st, ln, first + 3)
+                    qstart = first + 4
+                else:
+                    reply = _EMPTY
+                    qstart = first + 3
+                qend = nt - 1 - header
+                if args is not None:
+                    queues = args[qstart:qend]
+                else:
+                    queues = [_tok(a, st, ln, k) for k in range(qstart, qend)]
+            if args is not None:
+                size = _parse_size(<bytes>args[nt - 1], len(<bytes>args[nt - 1]))
+                hdr = _parse_size(<bytes>args[nt - 2], len(<bytes>args[nt - 2])) if header else -1
+            else:
+                size = _parse_size(a + st[nt - 1], ln[nt - 1])
+                hdr = _parse_size(a + st[nt - 2], ln[nt - 2]) if header else -1
+            if size < 0 or (header and (hdr < 0 or hdr > size)):
+                return self._fail(E_SILENT)
+            mp = core.max_payload
+            if mp >= 0 and size > mp:
+                return self._fail(E_MAX_PAYLOAD)
+            if args is not None:
+                self.origin = args[0] if first else None
+                self.account = <bytes>args[first]
+                self.subject = <bytes>args[first + 1]
+            else:
+                self.origin = _tok(a, st, ln, 0) if first else None
+                self.account = _tok(a, st, ln, first)
+                self.subject = _tok(a, st, ln, first + 1)
+            self.reply = reply
+            self.queues = queues
+            self.size = size
+            self.hdr = hdr if hdr > 0 else -1
+            self.state = S_PAYLOAD
+            return 1
+        self.state = S_START
+        line = PyBytes_FromStringAndSize(a, alen)
+        if op == OP_RSUB:
+            self.handler.proto_rsub(line.translate(_SUB_WS).split())
+        elif op == OP_RUNSUB:
+            self.handler.proto_runsub(line.translate(_SUB_WS).split())
+        elif op == OP_LSUB:
+            self.handler.proto_lsub(line.translate(_SUB_WS).split())
+        elif op == OP_LUNSUB:
+            self.handler.proto_lunsub(line.translate(_SUB_WS).split())
+        elif op == OP_CONNECT:
+            self.handler.proto_connect(line)
+        elif op == OP_INFO:
+            self.handler.proto_info(line)
+        else:  # OP_ERR
+            self.handler.proto_client_err(line)
+        return 0 if core.closed else 1
+
     cdef inline int _line(self, const char* a, Py_ssize_t alen) except -1:
         """A complete control line, `a` = its first byte, `alen` = bytes up to (not with) LF."""
         # Sticky drop: any CR after the first byte removes the byte before LF.
@@ -392,12 +538,14 @@ cdef class Parser:
         cdef char c
         cdef ClientCore core = self.core
         cdef bytes msg
+        cdef signed char (*trans)[256]
+        cdef unsigned char* term
         while i < n:
             st = self.state
             if st == S_START:
                 # Fast path for the hot op: "PUB " / "pub\t" ... in one go.
-                if (self.pfx == 0 and i + 4 <= n and (p[i] | 0x20) == 112 and (p[i + 1] | 0x20) == 117
-                        and (p[i + 2] | 0x20) == 98 and (p[i + 3] == 32 or p[i + 3] == 9)):
+                if (self.pfx == 0 and not self.route and i + 4 <= n and (p[i] | 0x20) == 112
+                        and (p[i + 1] | 0x20) == 117 and (p[i + 2] | 0x20) == 98 and (p[i + 3] == 32 or p[i + 3] == 9)):
                     self.op = OP_PUB
                     self.state = S_SPC
                     i += 4
@@ -405,14 +553,20 @@ cdef class Parser:
                 # Trie walk: the error comes at the first byte that cannot continue a name.
                 node = self.pfx
                 op = 0
+                if self.route:
+                    trans = &_RTRANS[0]
+                    term = &_RTERM[0]
+                else:
+                    trans = &_TRANS[0]
+                    term = &_TERM[0]
                 while i < n:
-                    node = _TRANS[node][<unsigned char>p[i]]
+                    node = trans[node][<unsigned char>p[i]]
                     i += 1
                     if node < 0:
                         self.pfx = 0
                         self._fail(E_UNKNOWN)
                         return 0
-                    op = _TERM[node]
+                    op = term[node]
                     if op:
                         break
                 if not op:

@@ -67,6 +67,7 @@ from __future__ import annotations
 from typing import Any
 
 from jsedge.routing._sublist_py import deliver as _deliver
+from jsedge.routing._sublist_py import deliver_as as _deliver_as
 
 __all__ = ["Parser"]
 
@@ -92,6 +93,13 @@ OP_HMSG = 8
 OP_PING = 9
 OP_PONG = 10
 OP_OK = 11
+# route protocol (a parser made with route=True)
+OP_RSUB = 12
+OP_RUNSUB = 13
+OP_LSUB = 14
+OP_LUNSUB = 15
+OP_RMSG = 16
+OP_LMSG = 17
 
 #: Every op name a client may send (upper case), plus HMSG which is read then rejected.
 KEYWORDS: dict[bytes, int] = {
@@ -107,15 +115,40 @@ KEYWORDS: dict[bytes, int] = {
     b"PONG": OP_PONG,
     b"+OK": OP_OK,
 }
-_NEEDS_SEP = frozenset((OP_PUB, OP_HPUB, OP_SUB, OP_UNSUB, OP_ERR, OP_HMSG))
+#: The ops a route speaks (nats-server's route protocol; HMSG is the routed header message).
+ROUTE_KEYWORDS: dict[bytes, int] = {
+    b"RS+": OP_RSUB,
+    b"RS-": OP_RUNSUB,
+    b"LS+": OP_LSUB,
+    b"LS-": OP_LUNSUB,
+    b"RMSG": OP_RMSG,
+    b"LMSG": OP_LMSG,
+    b"HMSG": OP_HMSG,
+    b"CONNECT": OP_CONNECT,
+    b"INFO": OP_INFO,
+    b"-ERR": OP_ERR,
+    b"PING": OP_PING,
+    b"PONG": OP_PONG,
+    b"+OK": OP_OK,
+}
+_NEEDS_SEP = frozenset(
+    (OP_PUB, OP_HPUB, OP_SUB, OP_UNSUB, OP_ERR, OP_HMSG, OP_RSUB, OP_RUNSUB, OP_LSUB, OP_LUNSUB, OP_RMSG, OP_LMSG)
+)
 _SKIPS = frozenset((OP_PING, OP_PONG, OP_OK))
 
-#: Upper-case prefix -> op (0 while incomplete). A prefix not in here is an unknown op.
-_PREFIX: dict[bytes, int] = {}
-for _kw, _op in KEYWORDS.items():
-    for _k in range(1, len(_kw)):
-        _PREFIX.setdefault(_kw[:_k], 0)
-    _PREFIX[_kw] = _op
+
+def _prefix_table(keywords: dict[bytes, int]) -> dict[bytes, int]:
+    """Upper-case prefix -> op (0 while incomplete). A prefix not in here is an unknown op."""
+    table: dict[bytes, int] = {}
+    for keyword, op in keywords.items():
+        for k in range(1, len(keyword)):
+            table.setdefault(keyword[:k], 0)
+        table[keyword] = op
+    return table
+
+
+_PREFIX = _prefix_table(KEYWORDS)
+_ROUTE_PREFIX = _prefix_table(ROUTE_KEYWORDS)
 
 #: The common op heads, matched with one slice + dict lookup instead of the byte-wise trie walk.
 _FAST4: dict[bytes, int] = {}
@@ -151,6 +184,36 @@ def _split_sub(arg: bytes) -> list[bytes]:
     return [p for p in arg.translate(_SUB_WS).split(b" ") if p]
 
 
+def _routed_args(args: list[bytes], header: bool) -> tuple[bytes, list[bytes] | None, int, int] | None:
+    """(reply, queues, header size, total size) of `RMSG`/`HMSG` arguments after the origin:
+    `<account> <subject> [+ <reply> <queue>… | | <queue>… | <reply>] [<hdr>] <size>`; None when
+    nats-server would refuse them."""
+    extra = 1 if header else 0
+    count = len(args)
+    if count < 3 + extra:
+        return None
+    queues: list[bytes] | None = None
+    if count == 3 + extra:
+        reply = b""
+    elif count == 4 + extra:
+        reply = args[2]
+    else:
+        marker = args[2]
+        if marker == b"+":
+            reply = args[3]
+            queues = args[4 : count - 1 - extra]
+        elif marker == b"|":
+            reply = b""
+            queues = args[3 : count - 1 - extra]
+        else:
+            return None
+    size = parse_size(args[-1])
+    hdr = parse_size(args[-2]) if header else -1
+    if size < 0 or (header and (hdr < 0 or hdr > size)):
+        return None
+    return reply, queues, hdr, size
+
+
 def _arg_len(pending: bytes | bytearray) -> int:
     """Length an incomplete argument counts for the control-line limit (after the sticky drop)."""
     return len(pending) - (1 if pending.find(b"\r", 1) >= 0 else 0)
@@ -180,9 +243,14 @@ class Parser:
         "_hdr",
         "_subject",
         "_reply",
+        "_route",
+        "_prefixes",
+        "_account",
+        "_origin",
+        "_queues",
     )
 
-    def __init__(self, core: Any, handler: Any, max_control_line: int = 4096) -> None:
+    def __init__(self, core: Any, handler: Any, max_control_line: int = 4096, route: bool = False) -> None:
         self._core = core
         self._handler = handler
         self._mcl: int = max_control_line
@@ -196,6 +264,12 @@ class Parser:
         self._hdr: int = -1
         self._subject: bytes = b""
         self._reply: bytes = b""
+        #: A route's parser: route ops (RS+, RMSG, ...) instead of the client's.
+        self._route = route
+        self._prefixes = _ROUTE_PREFIX if route else _PREFIX
+        self._account: bytes = b""
+        self._origin: bytes | None = None
+        self._queues: list[bytes] | None = None
 
     @property
     def closed(self) -> bool:
@@ -211,6 +285,16 @@ class Parser:
 
     def _publish(self, msg: bytes) -> None:
         core = self._core
+        if self._route:
+            routed = core.routed_sublists
+            sublist = routed.get(self._account) if routed is not None and self._origin is None else None
+            if sublist is not None and core.fast_pub:
+                _deliver_as(sublist, core, self._subject, self._subject, self._reply, self._hdr, msg, self._queues)
+            else:
+                self._handler.proto_routed(
+                    self._origin, self._account, self._subject, self._reply, self._hdr, msg, self._queues
+                )
+            return
         if core.fast_pub and not _reserved(self._subject, self._reply):
             _deliver(core, self._subject, self._reply, self._hdr, msg)
         else:
@@ -227,6 +311,8 @@ class Parser:
             return False
         op = self._op
         core = self._core
+        if self._route:
+            return self._route_control(op, arg)
         if op == OP_PUB:
             args = _split_pub(arg)
             nargs = len(args)
@@ -313,6 +399,55 @@ class Parser:
             return False
         return not core.closed
 
+    def _route_control(self, op: int, arg: bytes) -> bool:
+        """A complete control line of the route protocol (nats-server's processRoutedMsgArgs,
+        processRoutedHeaderMsgArgs and the RS+/RS-/LS+/LS- handlers). Argument errors close the
+        route without an -ERR, as nats-server does."""
+        core = self._core
+        if op in (OP_RMSG, OP_HMSG, OP_LMSG):
+            args = _split_pub(arg)
+            origin = None
+            if op == OP_LMSG:
+                if not args:
+                    self._fail("silent")
+                    return False
+                origin = args.pop(0)
+            routed = _routed_args(args, op == OP_HMSG)
+            if routed is None:
+                self._fail("silent")
+                return False
+            reply, queues, hdr, size = routed
+            max_payload = core.max_payload
+            if 0 <= max_payload < size:
+                self._fail("max_payload")
+                return False
+            self._origin = origin
+            self._account = args[0]
+            self._subject = args[1]
+            self._reply = reply
+            self._queues = queues
+            self._size = size
+            self._hdr = hdr if hdr > 0 else -1
+            self._state = _PAYLOAD
+            return True
+        self._state = _START
+        handler = self._handler
+        if op == OP_RSUB:
+            handler.proto_rsub(_split_sub(arg))
+        elif op == OP_RUNSUB:
+            handler.proto_runsub(_split_sub(arg))
+        elif op == OP_LSUB:
+            handler.proto_lsub(_split_sub(arg))
+        elif op == OP_LUNSUB:
+            handler.proto_lunsub(_split_sub(arg))
+        elif op == OP_CONNECT:
+            handler.proto_connect(arg)
+        elif op == OP_INFO:
+            handler.proto_info(arg)
+        else:  # OP_ERR
+            handler.proto_client_err(arg)
+        return not core.closed
+
     # ------------------------------------------------------------------------------------------
     def feed(self, data: bytes) -> None:
         """Parse the next chunk of the client's stream (any split point is fine)."""
@@ -328,7 +463,7 @@ class Parser:
         while i < n:
             state = self._state
             if state == _START:
-                op = _FAST4.get(data[i : i + 4]) if not self._op_prefix else None
+                op = _FAST4.get(data[i : i + 4]) if not self._op_prefix and not self._route else None
                 if op is not None:
                     self._op = op
                     i += 4
@@ -337,10 +472,11 @@ class Parser:
                 # Byte-wise walk of the op-name trie (at most 7 bytes): the error must come at
                 # the first byte that cannot continue a name, even if the line is incomplete.
                 prefix = self._op_prefix
+                prefixes = self._prefixes
                 while i < n:
                     prefix += data[i : i + 1].upper()
                     i += 1
-                    op = _PREFIX.get(prefix)
+                    op = prefixes.get(prefix)
                     if op is None:
                         self._fail("unknown_op")
                         return

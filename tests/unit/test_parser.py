@@ -804,3 +804,124 @@ def test_pub_arg_reported_before_the_payload(impl: Twin) -> None:
     fast_rec = Rec(fast)
     impl.parser(fast, fast_rec, 4096).feed(b"PUB a 1\r\nx\r\n")
     assert fast_rec.pub_args == []
+
+
+# -- route mode -------------------------------------------------------------------------------------
+
+
+class RouteRec(Rec):
+    def proto_rsub(self, args: list[bytes]) -> None:
+        self._rec("rs+", *args)
+
+    def proto_runsub(self, args: list[bytes]) -> None:
+        self._rec("rs-", *args)
+
+    def proto_lsub(self, args: list[bytes]) -> None:
+        self._rec("ls+", *args)
+
+    def proto_lunsub(self, args: list[bytes]) -> None:
+        self._rec("ls-", *args)
+
+    def proto_routed(self, origin, account, subject, reply, hdr_len, msg, queues) -> None:
+        self._rec("routed", origin, account, subject, reply, hdr_len, msg, queues)
+
+
+def route_events(impl: Twin, data: bytes, **fields: Any) -> list[tuple[Any, ...]]:
+    """Route-mode events of `data`, identical whole and at every split point."""
+
+    def once(chunks: list[int] | None) -> list[tuple[Any, ...]]:
+        core = make_core(impl, kind=impl.sublist.KIND_ROUTER, max_payload=-1, **fields)
+        rec = RouteRec(core)
+        p = impl.parser(core, rec, 4096, True)
+        pos = 0
+        for size in chunks or []:
+            p.feed(data[pos : pos + size])
+            pos += size
+        p.feed(data[pos:])
+        return rec.events
+
+    whole = once(None)
+    for k in range(1, len(data)):
+        assert once([k]) == whole, f"split at {k} differs"
+    return whole
+
+
+def test_route_control_ops(impl: Twin) -> None:
+    stream = (
+        b"RS+ APP svc.x workers 2\r\nrs- APP svc.x workers\r\nLS+ leaf1 APP a.>\r\nLS- leaf1 APP a.>\r\n"
+        b'INFO {"server_id":"N"}\r\nCONNECT {"cluster":"c"}\r\nPING\r\nPONG\r\n-ERR \'x\'\r\n+OK\r\n'
+    )
+    assert route_events(impl, stream) == [
+        ("rs+", b"APP", b"svc.x", b"workers", b"2"),
+        ("rs-", b"APP", b"svc.x", b"workers"),
+        ("ls+", b"leaf1", b"APP", b"a.>"),
+        ("ls-", b"leaf1", b"APP", b"a.>"),
+        ("info", b'{"server_id":"N"}'),
+        ("connect", b'{"cluster":"c"}'),
+        ("ping",),
+        ("pong",),
+        ("client_err", b"'x'"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "payload", "event"),
+    [
+        (b"RMSG APP a.b 5", b"hello", (None, b"APP", b"a.b", b"", -1, b"hello", None)),
+        (b"RMSG APP a.b _INBOX.1 2", b"hi", (None, b"APP", b"a.b", b"_INBOX.1", -1, b"hi", None)),
+        (b"RMSG APP a.b + _R.1 q1 q2 2", b"hi", (None, b"APP", b"a.b", b"_R.1", -1, b"hi", [b"q1", b"q2"])),
+        (b"RMSG APP a.b | q1 2", b"hi", (None, b"APP", b"a.b", b"", -1, b"hi", [b"q1"])),
+        (b"HMSG APP a.b 12 14", b"NATS/1.0\r\n\r\nhi", (None, b"APP", b"a.b", b"", 12, b"NATS/1.0\r\n\r\nhi", None)),
+        (
+            b"HMSG APP a.b + r g 12 12",
+            b"NATS/1.0\r\n\r\n",
+            (None, b"APP", b"a.b", b"r", 12, b"NATS/1.0\r\n\r\n", [b"g"]),
+        ),
+        (b"LMSG leaf1 APP a.b | g 1", b"x", (b"leaf1", b"APP", b"a.b", b"", -1, b"x", [b"g"])),
+        (b"rmsg\tAPP  a.b\t1", b"x", (None, b"APP", b"a.b", b"", -1, b"x", None)),
+    ],
+)
+def test_routed_messages(impl: Twin, line: bytes, payload: bytes, event: tuple) -> None:
+    assert route_events(impl, line + b"\r\n" + payload + b"\r\n") == [("routed", *event)]
+
+
+def test_routed_message_with_many_queues(impl: Twin) -> None:
+    queues = [b"q%d" % i for i in range(40)]  # more tokens than the compiled twin records in C
+    line = b"RMSG A s + r " + b" ".join(queues) + b" 1\r\nx\r\n"
+    assert route_events(impl, line) == [("routed", None, b"A", b"s", b"r", -1, b"x", queues)]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"RMSG A 5",
+        b"RMSG A s x y 1",
+        b"RMSG A s * q 1",
+        b"RMSG A s 1x",
+        b"HMSG A s 5",
+        b"HMSG A s 6 5",
+        b"LMSG o A 1",
+        b"RMSG A s ++ r q 1",
+    ],
+)
+def test_bad_routed_lines_close_silently(impl: Twin, line: bytes) -> None:
+    assert route_events(impl, line + b"\r\nx\r\n") == [("error", "silent")]
+
+
+def test_client_ops_are_unknown_on_a_route(impl: Twin) -> None:
+    assert route_events(impl, b"PUB a 1\r\nx\r\n") == [("error", "unknown_op")]
+    assert route_events(impl, b"SUB a 1\r\n") == [("error", "unknown_op")]
+
+
+def test_routed_fast_path_delivers_in_the_named_account(impl: Twin) -> None:
+    mod = impl.sublist
+    app = mod.Sublist()
+    core = make_core(impl, kind=mod.KIND_ROUTER, max_payload=-1, fast_pub=True)
+    core.routed_sublists = {b"APP": app}
+    local = mod.ClientCore()
+    app.insert(mod.Subscription(local, b"a.*", b"7"))
+    rec = RouteRec(core)
+    p = impl.parser(core, rec, 4096, True)
+    p.feed(b"RMSG APP a.b 2\r\nhi\r\nRMSG OTHER a.b 2\r\nho\r\n")
+    assert bytes(local.outbuf) == b"MSG a.b 7 2\r\nhi\r\n"
+    assert rec.events == [("routed", None, b"OTHER", b"a.b", b"", -1, b"ho", None)]  # unknown account: Python
