@@ -259,7 +259,7 @@ async def cmd_check_connection(ctx: Context, args: argparse.Namespace) -> int:
         check.threshold("request", took * 1e9, qw, qc, f"round trip took {took:.6f}s")
         check.perf.append(f"request_time={took:.4f}s;{_secs(qw):.4f};{_secs(qc):.4f}")
     except Exception as exc:
-        check.crit(f"request failed: {exc or type(exc).__name__}")
+        check.crit(f"request failed: {str(exc) or type(exc).__name__}")
     print(check.render(ctx.json))
     return check.status
 

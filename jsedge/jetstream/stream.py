@@ -218,10 +218,10 @@ class Stream:
             self.subs.append(self.server.subscribe_internal(self.account, subject.encode(), self._on_publish))
         if self.config.allow_direct:
             prefix = b"$JS.API.DIRECT.GET." + self.name.encode()
-            for subject in (prefix, prefix + b".>"):
+            for direct_subject in (prefix, prefix + b".>"):
                 self.direct_subs.append(
                     self.server.subscribe_internal(
-                        self.account, subject, self.host.direct_get_callback(self), queue=b"_sys_"
+                        self.account, direct_subject, self.host.direct_get_callback(self), queue=b"_sys_"
                     )
                 )
 

@@ -12,6 +12,7 @@ bytes (`b""` when the message has no headers).
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -68,7 +69,8 @@ class StreamState:
     num_subjects: int = 0
     num_deleted: int = 0
     deleted: list[int] | None = None  # only when asked for
-    subjects: dict[bytes, int] | None = None  # only when asked for
+    # `builtins.bytes`: inside this class body `bytes` names the field above (nats-server's JSON name)
+    subjects: dict[builtins.bytes, int] | None = None  # only when asked for
 
 
 @dataclass(frozen=True, slots=True)
