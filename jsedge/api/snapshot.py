@@ -47,6 +47,7 @@ import struct
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,7 +212,7 @@ def _read_archive(fileobj: Any) -> tuple[dict[str, Any], Any, bytes | None, list
     return document, messages, meta, consumer_docs
 
 
-def _iter_records(handle: Any):
+def _iter_records(handle: Any) -> Iterator[tuple[int, int, bytes, bytes, bytes]]:
     if handle is None:
         return
     size = _RECORD.size

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from jsedge.cli import output as out
 from jsedge.cli.main import APIError, CLIError, Context, add_command, confirm, execute, new_parser, subcommands
 
+#: A subcommand's coroutine function, as `add_command` registers it.
+_Command = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
-def _kv_errors(fn):
+
+def _kv_errors(fn: _Command) -> _Command:
     async def wrapper(ctx: Context, args: argparse.Namespace) -> int:
         import nats.js.errors as jse
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,11 @@ class _Writer:
         return n
 
 
-def _errors(fn):
+#: A subcommand's coroutine function, as `add_command` registers it.
+_Command = Callable[[Context, argparse.Namespace], Awaitable[int]]
+
+
+def _errors(fn: _Command) -> _Command:
     async def wrapper(ctx: Context, args: argparse.Namespace) -> int:
         import nats.js.errors as jse
 

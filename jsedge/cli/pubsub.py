@@ -34,7 +34,7 @@ _TEMPLATE = re.compile(r"\{\{\s*\.?(\w+)((?:\s+\d+)*)\s*\}\}")
 
 
 def render(template: str, count: int, request: bytes = b"") -> str:
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         name, params = m.group(1).lower(), [int(p) for p in m.group(2).split()]
         now = datetime.now(UTC)
         if name == "count":
@@ -184,7 +184,7 @@ async def _stream_consumer(ctx: Context, args: argparse.Namespace, inbox: str) -
 async def cmd_sub(ctx: Context, args: argparse.Namespace) -> int:
     if not args.subject and not args.stream:
         raise CLIError("a subject (or --stream) is required")
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_msg(msg: Any) -> None:
         await queue.put(msg)

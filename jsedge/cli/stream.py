@@ -40,6 +40,7 @@ import asyncio
 import base64
 import json
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -512,7 +513,9 @@ async def cmd_rm_msg(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-async def iter_messages(ctx: Context, stream: str, start: int = 0, subject: str | None = None):
+async def iter_messages(
+    ctx: Context, stream: str, start: int = 0, subject: str | None = None
+) -> AsyncIterator[dict[str, Any]]:
     """Stored messages from `start` on, one MSG.GET each (works on any server, no consumer)."""
     seq = max(0, start)
     while True:
@@ -562,7 +565,7 @@ async def cmd_view(ctx: Context, args: argparse.Namespace) -> int:
 async def _snapshot(ctx: Context, name: str, directory: Path, consumers: bool, check: bool) -> dict[str, Any] | None:
     """nats CLI layout via $JS.API.STREAM.SNAPSHOT; None when the server does not serve it."""
     inbox = ctx.nc.new_inbox()
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_chunk(msg: Any) -> None:
         await queue.put(msg)

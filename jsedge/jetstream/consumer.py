@@ -463,7 +463,7 @@ class Consumer:
                 return
             found = self._peek()
             if found is None:
-                if found is None and not self.push and self._eos:
+                if not self.push and self._eos:
                     self._end_of_stream()
                 return
             msg, dc, redelivery = found

@@ -242,7 +242,7 @@ def _decode_value(state: _Decode, kind: Any, value: Any, path: str, current: Any
         if not isinstance(value, list):
             state.type_error(value, path, _GO_TYPES[kind])
             return current
-        out = []
+        out: list[str | int] = []  # strings for strlist, nanoseconds for durlist
         for item in value:
             if kind == "strlist":
                 if isinstance(item, str):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream.models import NS, ConsumerLimits, RePublish, StreamConfig
+from jsedge.jetstream.models import SubjectTransform as SubjectTransformConfig
 from jsedge.jetstream.transform import SubjectTransform, TransformError
 from jsedge.subjects import subject_is_subset, subjects_overlap, valid_subject
 
@@ -283,7 +284,7 @@ def check_stream_config(
     return config
 
 
-def _check_source_transforms(transforms: list, *, mirror: bool) -> None:
+def _check_source_transforms(transforms: list[SubjectTransformConfig], *, mirror: bool) -> None:
     prefix = "JSMirror" if mirror else "JSSource"
     sources: list[bytes] = []
     for transform in transforms:

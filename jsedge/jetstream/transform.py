@@ -9,6 +9,7 @@ mapping yet, so it lives here until it is needed lower down. Imports layer 0 onl
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from jsedge.subjects import FWC, PWC, subject_matches, valid_subject
 
@@ -41,7 +42,9 @@ class SubjectTransform:
         tokens = source.split(b".")
         self._src_wildcards = [index for index, token in enumerate(tokens) if token == PWC]
         has_fwc = tokens[-1] == FWC
-        self._ops: list[tuple[str, object]] = []
+        # (op, argument): "lit" bytes, "wc" token index, "rest" None, "part" (buckets, token indexes),
+        # "split" (token index, delimiter)
+        self._ops: list[tuple[str, Any]] = []
         if not dest:
             return
         if not valid_subject(self.dest.replace(b" ", b"")):
@@ -87,16 +90,16 @@ class SubjectTransform:
         out: list[bytes] = []
         for op, arg in self._ops:
             if op == "lit":
-                out.append(arg)  # type: ignore[arg-type]
+                out.append(arg)
             elif op == "wc":
-                out.append(tokens[arg])  # type: ignore[index]
+                out.append(tokens[arg])
             elif op == "rest":
                 out.extend(tokens[src_len - 1 :])
             elif op == "part":
-                buckets, positions = arg  # type: ignore[misc]
+                buckets, positions = arg
                 key = b"".join(tokens[p] for p in positions) if positions else subject
                 out.append(str(_fnv32a(key) % buckets).encode())
             elif op == "split":
-                position, delimiter = arg  # type: ignore[misc]
+                position, delimiter = arg
                 out.extend(part for part in tokens[position].split(delimiter) if part)
         return b".".join(out)

@@ -289,7 +289,7 @@ def decode(
 
 def scan(
     buf: bytes | bytearray | memoryview, base_seq: int, base_ts: int, start: int = 0
-) -> tuple[array, list[tuple[int, int]], int]:
+) -> tuple[array[int], list[tuple[int, int]], int]:
     """Decode every record from `start`: (entries, corrupt ranges, valid_end).
 
     `entries` is an array('q') with FIELDS values per valid record (see F_*; the data starts at
@@ -330,6 +330,6 @@ def scan(
     return entries, corrupt, n
 
 
-def index_sid(arr: array, value: int, lo: int, hi: int) -> int:
+def index_sid(arr: array[int], value: int, lo: int, hi: int) -> int:
     """`arr.index(value, lo, hi)` (the compiled twin scans the buffer in C; same result and ValueError)."""
     return arr.index(value, lo, hi)

@@ -641,7 +641,7 @@ class IndexedStore:
             if _whole(subjects_filter):
                 st.subjects = {s: ss[_COUNT] for s, ss in self._subjects.items()}
             else:
-                st.subjects = {self._sid_subject[ss[_SID]]: ss[_COUNT] for ss in self._matching(subjects_filter)}  # type: ignore[misc]
+                st.subjects = {self._sid_subject[ss[_SID]]: ss[_COUNT] for ss in self._matching(subjects_filter)}  # type: ignore[misc]  # a live subject's slot is never None
         return st
 
     def subjects_state(self, subject_filter: bytes) -> dict[bytes, SubjectState]:

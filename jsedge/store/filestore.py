@@ -310,7 +310,7 @@ class FileStore(IndexedStore):
         try:
             kind, rseq, ts, _aux, subject, hdr, data, _n = codec.decode(raw, 0, block.base_seq, block.base_ts)
         except codec.CorruptRecordError:
-            kind, rseq = -1, -1
+            kind, rseq, ts, subject, hdr, data = -1, -1, 0, b"", b"", b""  # never served: the check below
         if kind not in (codec.KIND_MSG, codec.KIND_MSG_TTL) or rseq != seq:
             self._log(
                 f"filestore {self.directory}: message {seq} is corrupt on disk ({block.path}@{offset}); not served"
@@ -408,7 +408,7 @@ class FileStore(IndexedStore):
         self._bases.append(base_seq)
         self._replay(block, data, entries)
 
-    def _replay(self, block: _Block, data: bytes, entries: array) -> None:
+    def _replay(self, block: _Block, data: bytes, entries: array[int]) -> None:
         """Apply one block's records in order (hot loop of a restart: locals bound, no calls for MSG)."""
         F = codec.FIELDS
         subjects = self._subjects
