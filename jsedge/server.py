@@ -488,7 +488,7 @@ class Server:
         clients = list(self.clients.values())
         for client in clients:
             if client.protocol >= 1:
-                client._send_now(self.info_line(client, ldm=True))
+                client.send_now(self.info_line(client, ldm=True))
         grace = self.config.lame_duck_grace_period
         duration = self.config.lame_duck_duration
         await asyncio.sleep(grace)

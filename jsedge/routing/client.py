@@ -12,14 +12,15 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jsedge import errors, gojson
-from jsedge.errors import ClosedReason, ProtoErr, go_quote
+from jsedge.errors import ClosedReason, go_quote
 from jsedge.protocol.parser import Parser
 from jsedge.routing.auth import DenyFilter, ResponseGrant, response_grant
-from jsedge.routing.sublist import ClientCore, Subscription, deliver, flush_pending
+from jsedge.routing.connection import PONG as _PONG
+from jsedge.routing.connection import RTT_REFRESH, Connection
+from jsedge.routing.sublist import Subscription, deliver
 from jsedge.subjects import valid_pedantic_publish_subject
 
 if TYPE_CHECKING:
@@ -27,13 +28,9 @@ if TYPE_CHECKING:
     from jsedge.routing.auth import Permissions, User
 
 _OK = b"+OK\r\n"
-_PING = b"PING\r\n"
-_PONG = b"PONG\r\n"
 
 # CONNECT defaults when keys are absent (spec/protocol.md §5): verbose and pedantic are ON.
 _CONNECT_DEFAULTS = {"verbose": True, "pedantic": True, "echo": True}
-
-_RTT_REFRESH = 3600.0
 
 # CONNECT fields of nats-server's ClientOpts with their Go types. Go's json.Unmarshal matches keys
 # case-insensitively (an exact match first), leaves a field alone for null, ignores unknown keys, and
@@ -125,19 +122,10 @@ def _reserved_reply(reply: bytes) -> bool:
     return reply.startswith((b"$JS.ACK.", b"_R_.", b"_GR_."))
 
 
-class ClientConnection(ClientCore):
-    """One client on the client port."""
+class ClientConnection(Connection):
+    """One client on the client port: the client protocol on top of the shared transport."""
 
     __slots__ = (
-        "server",
-        "cid",
-        "transport",
-        "parser",
-        "loop",
-        "remote_host",
-        "remote_port",
-        "start",
-        "last_activity",
         "opts",
         "verbose",
         "pedantic",
@@ -149,47 +137,17 @@ class ClientConnection(ClientCore):
         "account",
         "perms",
         "subs",
-        "pings_out",
-        "ping_sent_at",
-        "rtt",
-        "rtt_measured_at",
         "first_pong_pending",
         "connect_info_sent",
-        "last_in_seen",
-        "last_in_msgs",
-        "ping_handle",
         "auth_handle",
-        "deadline_handle",
-        "paused",
-        "closed_reason",
-        "stop",
-        "tls_version",
-        "tls_cipher",
         "responses",
-        "tls_pending",
-        "tls",
-        "tls_sniff",
-        "tls_handle",
-        "on_close",
         "info_sent_at",
         "nonce",
     )
 
     def __init__(self, server: Any, cid: int) -> None:
-        super().__init__()
-        self.server = server
-        self.cid = cid
-        self.transport: Any = None
-        self.loop = server.loop
-        self.pending = server.pending
-        limits = server.config.limits
-        self.max_payload = limits.max_payload
-        self.max_pending = limits.max_pending
-        self.parser = Parser(self, self, limits.max_control_line)
-        self.remote_host = ""
-        self.remote_port = 0
-        self.start = time.time()
-        self.last_activity = self.start
+        super().__init__(server, cid)
+        self.parser = Parser(self, self, server.config.limits.max_control_line)
         self.opts: dict[str, Any] = {}
         self.verbose = True
         self.pedantic = True
@@ -202,30 +160,10 @@ class ClientConnection(ClientCore):
         self.sublist = self.account.sublist
         self.perms: Permissions | None = None
         self.subs: dict[bytes, Subscription] = {}
-        self.pings_out = 0
-        self.ping_sent_at = 0.0
-        self.rtt = 0.0
-        self.rtt_measured_at = 0.0
         self.first_pong_pending = False
         self.connect_info_sent = False
-        self.last_in_seen = time.monotonic()
-        self.last_in_msgs = 0
-        self.ping_handle: asyncio.TimerHandle | None = None
         self.auth_handle: asyncio.TimerHandle | None = None
-        self.deadline_handle: asyncio.TimerHandle | None = None
-        self.paused = False
-        self.closed_reason: ClosedReason | None = None
-        self.stop = 0.0
-        self.tls_version = ""
-        self.tls_cipher = ""
         self.responses: dict[bytes, ResponseGrant] = {}
-        self.tls_pending = False
-        #: The TLS layer once the client is upgrading or upgraded (jsedge.routing.tls), else None.
-        self.tls: Any = None
-        #: allow_non_tls: the first client byte decides between TLS and plain.
-        self.tls_sniff = False
-        self.tls_handle: asyncio.TimerHandle | None = None
-        self.on_close: list[Callable[[ClientConnection], None]] = []
         self.info_sent_at = time.monotonic()
         #: The INFO nonce an nkey user signs (nats-server sends one whenever nkey users exist).
         self.nonce = _make_nonce() if server.auth.nkeys else ""
@@ -235,9 +173,9 @@ class ClientConnection(ClientCore):
                 self._bind(anonymous)
         self._update_fast_pub()
 
-    # ---------------------------------------------------------------- logging
+    # ---------------------------------------------------------------- transport hooks
 
-    def _prefix(self) -> str:
+    def log_prefix(self) -> str:
         prefix = f"{self.remote_host}:{self.remote_port} - cid:{self.cid} - "
         if self.connect_seen:
             lang = self.opts.get("lang", "")
@@ -248,201 +186,42 @@ class ClientConnection(ClientCore):
             prefix += f'{ident} - "{self.account.name}{user}" - '
         return prefix
 
-    def log_debug(self, text: str) -> None:
-        if self.server.logger.debug_enabled:
-            self.server.logger.debug(self._prefix() + text)
+    def register(self) -> bool:
+        return bool(self.server.register_client(self))
 
-    def log_error(self, text: str) -> None:
-        self.server.logger.error(self._prefix() + text)
-
-    def log_trace(self, text: str) -> None:
-        self.server.logger.trace(self._prefix() + text)
-
-    # ---------------------------------------------------------------- asyncio protocol
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.remote_host, self.remote_port = peer[0], peer[1]
-        transport.set_write_buffer_limits(high=256 * 1024)
+    def greet(self) -> None:
         server = self.server
-        if not server.register_client(self):
-            return
         self.log_debug("Client connection created")
         tls = server.tls_context
         if tls is not None and not server.config.tls.handshake_first:
             # INFO in the clear, then the client starts the handshake on this socket; the TLS layer
             # runs on memory BIOs inside data_received (see jsedge.routing.tls for why).
-            from jsedge.routing.tls import TLSShim
-
-            self._send_now(self.server.info_line(self, greeting=True))  # still plain
-            self.tls = TLSShim(tls)
-            self.tls_pending = True
-            self.tls_sniff = server.config.allow_non_tls
-            timeout = server.config.tls.timeout or 2.0
-            self.tls_handle = self.loop.call_later(timeout, self._tls_timeout)
+            self.send_now(server.info_line(self, greeting=True))  # still plain
+            self.start_tls(tls, timeout=server.config.tls.timeout or 2.0, sniff=server.config.allow_non_tls)
         else:
             if tls is not None:
-                self._record_tls(transport)
-            self._send_now(self.server.info_line(self, greeting=True))
+                self.record_tls(self.transport)
+            self.send_now(server.info_line(self, greeting=True))
         if server.auth.required:
             self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
-        self.ping_handle = self.loop.call_later(server.config.limits.ping_interval, self._ping_timer)
 
-    def _tls_timeout(self) -> None:
-        self.tls_handle = None
-        if not self.closed and self.tls_pending:
-            self.log_error("TLS handshake timeout")
-            self.outbuf = bytearray()
-            if self.tls_sniff:  # nothing arrived at all: say why, in the clear, as nats-server does
-                self.transport.write(errors.TLS_REQUIRED.line())
-            self.close(ClosedReason.TLS_HANDSHAKE_ERROR)
+    def ping_suppressed(self, now: float) -> bool:
+        """nats-server skips a client's PING while it sends data, unless the RTT is stale."""
+        need_rtt = self.rtt == 0.0 or now - self.rtt_measured_at > RTT_REFRESH
+        active = self.in_msgs != self.last_in_msgs or now - self.last_in_seen < self.ping_interval
+        self.last_in_msgs = self.in_msgs
+        return active and not need_rtt
 
-    def _record_tls(self, transport: Any) -> None:
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            self.tls_version = (ssl_object.version() or "").replace("TLSv", "")
-            cipher = ssl_object.cipher()
-            self.tls_cipher = cipher[0] if cipher else ""
-
-    def _tls_received(self, data: bytes) -> None:
-        """Ciphertext in: run the handshake, then feed the plaintext to the parser."""
-        import ssl
-
-        tls = self.tls
-        if self.tls_sniff:
-            self.tls_sniff = False
-            if data[0] != 0x16:  # not a ClientHello: allow_non_tls lets a plain client in
-                self.tls = None
-                self.tls_pending = False
-                if self.tls_handle is not None:
-                    self.tls_handle.cancel()
-                    self.tls_handle = None
-                self.parser.feed(data)
-                return
-        try:
-            chunks, reply = tls.receive(data)
-        except ssl.SSLError as exc:
-            alert = tls.pending_output()
-            if alert:
-                self.transport.write(alert)  # the client must see the alert, not a bare reset
-            self.log_error(f"TLS handshake error: {exc.reason or exc}")
-            self.outbuf = bytearray()
-            self.tls_pending = False
-            self.close(ClosedReason.TLS_HANDSHAKE_ERROR)
-            return
-        if reply:
-            self.transport.write(reply)
-        if self.tls_pending and not tls.handshaking:
-            self.tls_pending = False
-            self.tls_version, self.tls_cipher = tls.describe()
-            if self.tls_handle is not None:
-                self.tls_handle.cancel()
-                self.tls_handle = None
-            self.log_debug("TLS handshake complete")
-            if self.outbuf:
-                self.flush()
-        for chunk in chunks:
-            if self.closed:
-                return
-            self.parser.feed(chunk)
-        if tls.peer_closed and not self.closed:
-            self.close(ClosedReason.CLIENT_CLOSED)
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.tls is None:
-            self.parser.feed(data)
-        else:
-            self._tls_received(data)
-        if self.pending:
-            flush_pending(self.pending)
-
-    def eof_received(self) -> bool:
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self._finish_close(ClosedReason.CLIENT_CLOSED if exc is None else ClosedReason.READ_ERROR)
-
-    def pause_writing(self) -> None:
-        self.paused = True
-        deadline = self.server.config.limits.write_deadline
-        if deadline > 0 and self.deadline_handle is None:
-            self.deadline_handle = self.loop.call_later(deadline, self._write_deadline)
-
-    def resume_writing(self) -> None:
-        self.paused = False
-        if self.deadline_handle is not None:
-            self.deadline_handle.cancel()
-            self.deadline_handle = None
-
-    def _write_deadline(self) -> None:
-        self.deadline_handle = None
-        if self.paused and not self.closed:
-            deadline = self.server.config.limits.write_deadline
-            pending = self.transport.get_write_buffer_size() + len(self.outbuf)
-            self.server.logger.info(
-                self._prefix()
-                + f"Slow Consumer Detected: WriteDeadline of {deadline:g}s exceeded with {pending} total bytes."
-            )
-            self.server.slow_consumers += 1
-            self.close(ClosedReason.SLOW_CONSUMER_WRITE_DEADLINE, abort=True)
-
-    # ---------------------------------------------------------------- output
-
-    def flush(self) -> None:
-        """Hand the framed output to the transport (called once per read by flush_pending)."""
-        buf = self.outbuf
-        if not buf or self.closed:
-            return
-        # A fresh buffer: the transport may keep the old one until the kernel takes it.
-        self.outbuf = bytearray()
-        if self.tls_pending:
-            self.outbuf = buf  # held until the TLS handshake finishes
-            return
-        self._write_raw(buf)
-        if self.paused and self.transport.get_write_buffer_size() > self.max_pending:
-            self.on_slow_consumer()
-
-    def _send(self, data: bytes) -> None:
-        """Queue protocol output and make sure it is flushed after the current read."""
-        if self.closed:
-            return
-        self.outbuf += data
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            self.pending.append(self)
-
-    def _write_raw(self, data: bytes | bytearray) -> None:
-        """Bytes to the socket, through the TLS layer once it is up."""
-        tls = self.tls
-        if tls is not None and not self.tls_pending:
-            data = tls.encrypt(data)
-        self.transport.write(data)
-
-    def _send_now(self, data: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            if self.outbuf:
-                self.flush()
-            if self.tls_pending:
-                self.outbuf += data  # after the handshake
-                return
-            self._write_raw(data)
-
-    def send_err(self, err: ProtoErr, *args: object) -> None:
-        self._send(err.line(*args))
+    def closed_hook(self, reason: ClosedReason) -> None:
+        if self.auth_handle is not None:
+            self.auth_handle.cancel()
+            self.auth_handle = None
+        for sub in self.subs.values():
+            self.account.unsubscribe(sub)
+        self.log_debug(f"Client connection closed: {reason.value}")
+        self.server.unregister_client(self)
 
     # ---------------------------------------------------------------- ClientCore hooks
-
-    def on_slow_consumer(self) -> None:
-        if self.closed:
-            return
-        self.server.logger.info(self._prefix() + f"Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded")
-        self.server.slow_consumers += 1
-        self.close(ClosedReason.SLOW_CONSUMER_PENDING_BYTES, abort=True)
 
     def on_auto_unsub(self, sub: Subscription) -> None:
         if self.subs.get(sub.sid) is sub:
@@ -459,7 +238,7 @@ class ClientConnection(ClientCore):
             return
         header = errors.STATUS_NO_RESPONDERS + b"Nats-Subject: " + subject + b"\r\n\r\n"
         size = str(len(header)).encode()
-        self._send(b"HMSG " + reply + b" " + sub.sid + b" " + size + b" " + size + b"\r\n" + header + b"\r\n")
+        self.send(b"HMSG " + reply + b" " + sub.sid + b" " + size + b" " + size + b"\r\n" + header + b"\r\n")
 
     def on_reply_delivered(self, reply: bytes) -> None:
         if self.perms is not None and self.perms.tracks_responses:
@@ -551,13 +330,11 @@ class ClientConnection(ClientCore):
             self._bind(result)
         self.authorized = True
         if self.verbose:
-            self._send(_OK)
+            self.send(_OK)
         self._update_fast_pub()
         # Ping schedule restarts from CONNECT: first PING after min(interval, 2 s) + 0-20 %.
-        if self.ping_handle is not None:
-            self.ping_handle.cancel()
-        interval = min(server.config.limits.ping_interval, 2.0)
-        self.ping_handle = self.loop.call_later(interval * (1 + random.random() * 0.2), self._ping_timer)
+        interval = min(self.ping_interval, 2.0)
+        self.restart_pings(interval * (1 + random.random() * 0.2))
 
     def _redacted(self, arg: bytes) -> str:
         text = arg.decode(errors="replace")
@@ -640,7 +417,7 @@ class ClientConnection(ClientCore):
             self.send_err(errors.PERM_PUBLISH_REPLY, go_quote(reply.decode(errors="replace")))
             return
         if self.verbose:
-            self._send(_OK)
+            self.send(_OK)
         deliver(self, subject, reply, hdr_len, msg)
 
     def _user_desc(self) -> str:
@@ -701,7 +478,7 @@ class ClientConnection(ClientCore):
             self.subs[sid] = sub
             self.account.subscribe(sub)
         if self.verbose:
-            self._send(_OK)
+            self.send(_OK)
 
     def proto_unsub(self, sid: bytes, max_msgs: int | None) -> None:
         if not self._require_auth():
@@ -719,25 +496,20 @@ class ClientConnection(ClientCore):
                 del self.subs[sid]
                 self.account.unsubscribe(sub)
         if self.verbose:
-            self._send(_OK)
+            self.send(_OK)
 
     def proto_ping(self) -> None:
         if not self._require_auth():
             return
         self.last_in_seen = time.monotonic()
-        self._send(_PONG)
+        self.send(_PONG)
         # Protocol-1 clients learn their account in an async INFO after the first PING.
         if self.connect_seen and not self.connect_info_sent and self.protocol >= 1:
             self.connect_info_sent = True
-            self._send(self.server.info_line(self, connect_info=True))
+            self.send(self.server.info_line(self, connect_info=True))
 
     def proto_pong(self) -> None:
-        self.pings_out = 0
-        if self.ping_sent_at:
-            now = time.monotonic()
-            self.rtt = now - self.ping_sent_at
-            self.rtt_measured_at = now
-            self.ping_sent_at = 0.0
+        self.record_pong()
 
     # ---------------------------------------------------------------- timers
 
@@ -745,61 +517,5 @@ class ClientConnection(ClientCore):
         self.auth_handle = None
         if not self.closed and not self.connect_seen:
             self.log_error("Authentication Timeout")
-            self._send_now(errors.AUTH_TIMEOUT.line())
+            self.send_now(errors.AUTH_TIMEOUT.line())
             self.close(ClosedReason.AUTHENTICATION_TIMEOUT)
-
-    def _ping_timer(self) -> None:
-        self.ping_handle = None
-        if self.closed:
-            return
-        limits = self.server.config.limits
-        now = time.monotonic()
-        need_rtt = self.rtt == 0.0 or now - self.rtt_measured_at > _RTT_REFRESH
-        active = self.in_msgs != self.last_in_msgs or now - self.last_in_seen < limits.ping_interval
-        self.last_in_msgs = self.in_msgs
-        if active and not need_rtt:
-            pass
-        else:
-            if self.pings_out + 1 > limits.ping_max:
-                self.log_debug("Stale Client Connection - Closing")
-                self.server.stale_connections += 1
-                self._send_now(errors.STALE_CONNECTION.line())
-                self.close(ClosedReason.STALE_CONNECTION)
-                return
-            self.pings_out += 1
-            self.ping_sent_at = now
-            self._send_now(_PING)
-        self.ping_handle = self.loop.call_later(limits.ping_interval, self._ping_timer)
-
-    # ---------------------------------------------------------------- close
-
-    def close(self, reason: ClosedReason, abort: bool = False) -> None:
-        """Close with a reason: flush what is queued (unless `abort`), then drop the socket."""
-        if self.closed:
-            return
-        transport = self.transport
-        if transport is not None:
-            if abort:
-                self.outbuf = bytearray()
-                transport.abort()
-            else:
-                if self.outbuf and not self.tls_pending:
-                    self._write_raw(bytes(self.outbuf))
-                self.outbuf = bytearray()
-                transport.close()
-        self._finish_close(reason)
-
-    def _finish_close(self, reason: ClosedReason) -> None:
-        self.closed = True
-        self.closed_reason = reason
-        self.stop = time.time()
-        for handle in (self.ping_handle, self.auth_handle, self.deadline_handle, self.tls_handle):
-            if handle is not None:
-                handle.cancel()
-        self.ping_handle = self.auth_handle = self.deadline_handle = self.tls_handle = None
-        for sub in self.subs.values():
-            self.account.unsubscribe(sub)
-        self.log_debug(f"Client connection closed: {reason.value}")
-        self.server.unregister_client(self)
-        for callback in self.on_close:
-            callback(self)

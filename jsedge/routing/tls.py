@@ -1,4 +1,5 @@
-"""TLS on a client connection after the plain INFO (layer 2), on memory BIOs.
+"""TLS on a connection after the plain INFO (layer 2), on memory BIOs: the server side for clients
+(and accepted routes), the client side for routes this server connects to.
 
 nats-server sends INFO in the clear and the client then starts the handshake on the same socket.
 asyncio's `start_tls()` has two faults for that: under uvloop the client's ClientHello can reach the
@@ -21,11 +22,18 @@ _READ_CHUNK = 256 * 1024
 class TLSShim:
     __slots__ = ("ssl_object", "incoming", "outgoing", "handshaking", "peer_closed")
 
-    def __init__(self, context: ssl.SSLContext) -> None:
+    def __init__(self, context: ssl.SSLContext, server_side: bool = True, server_hostname: str | None = None) -> None:
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.ssl_object = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.ssl_object = context.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
+        )
         self.handshaking = True
+        if not server_side:  # the client speaks first: queue the ClientHello
+            try:
+                self.ssl_object.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
         #: The client sent close_notify: answer it (clients wait for ours) and close.
         self.peer_closed = False
 
