@@ -21,6 +21,7 @@ Formatting rules shared with nats-server (each a small tested function below):
 from __future__ import annotations
 
 import asyncio
+import builtins
 import email.utils
 import os
 import posixpath
@@ -190,7 +191,7 @@ class Query:
             )
         return value
 
-    def uint64(self, name: str) -> int:
+    def uint64(self, name: str) -> builtins.int:
         text = self.get(name)
         if text == "":
             return 0
@@ -205,7 +206,7 @@ class Query:
             )
         return value
 
-    def subs(self) -> tuple[bool, bool]:
+    def subs(self) -> tuple[builtins.bool, builtins.bool]:
         """`subs=detail` or a bool: (subs, subs_detail)."""
         if self.get("subs").lower() == "detail":
             return False, True
@@ -1298,10 +1299,7 @@ class Monitor:
 
         jsz = None
         if self.server.jetstream is not None:
-            try:
-                jsz = self.jsz(accounts=True, streams=True, config=True, consumers=True)  # type: ignore[call-arg]
-            except TypeError:  # a jsz without consumer details
-                jsz = self.jsz(accounts=True, streams=True, config=True)
+            jsz = self.jsz(accounts=True, streams=True, config=True, consumers=True)
         extra = []
         sync = getattr(self.server.jetstream, "sync_latency", None)
         if callable(sync):

@@ -85,6 +85,8 @@ class Server:
         self.port = 0
         self.http_port = 0
         self.stopped = asyncio.Event()
+        #: Background tasks the server started (kept referenced until they finish).
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.accounts: dict[str, Account] = {}
         #: The JetStream engine (jsedge.jetstream.manager.JetStream) when enabled, else None.
         self.jetstream: Any = None
@@ -433,19 +435,24 @@ class Server:
         loop.add_signal_handler(signal.SIGUSR1, self._on_signal, "user defined signal 1")
         loop.add_signal_handler(signal.SIGUSR2, self._on_signal, "user defined signal 2")
 
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a reference until the task ends (the loop keeps only a weak one)."""
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     def _on_signal(self, name: str) -> None:
         self.logger.debug(f'Trapped "{name}" signal')
         if name in ("terminated", "interrupt"):
             if self.lame_duck and name == "terminated":
                 return
-            self.loop.create_task(self.shutdown())
+            self._keep(self.loop.create_task(self.shutdown()))
         elif name == "hangup":
             self.reload()
         elif name == "user defined signal 1":
             self.logger.reopen()
             self.logger.info("File log re-opened")
         elif name == "user defined signal 2":
-            self.loop.create_task(self.enter_lame_duck())
+            self._keep(self.loop.create_task(self.enter_lame_duck()))
 
     async def shutdown(self) -> None:
         if self.shutting_down:
