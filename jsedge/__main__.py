@@ -115,11 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     if config.check_config:
         print(f"jsedge: configuration file {config.config_file} is valid ({config.config_digest})")
         return 0
-    cluster = config.cluster
-    if cluster.name or cluster.port or cluster.routes:
-        print("jsedge: clustering is not available yet", file=sys.stderr)
-        return 1
-
     # Bind the client port first (a numeric host only; see jsedge.routing.listener), then import the
     # server and asyncio (~60 % of start-up): a client connecting meanwhile waits in the backlog
     # instead of being refused. A bind error is left for the server to raise and log as before.

@@ -53,6 +53,11 @@ class ClosedReason(enum.Enum):
     AUTHENTICATION_EXPIRED = "Authentication Expired"
     NO_RESPONDERS_REQUIRES_HEADERS = "No Responders Requires Headers"
     KICKED = "Kicked"
+    DUPLICATE_ROUTE = "Duplicate Route"
+    ROUTE_REMOVED = "Route Removed"
+    WRONG_GATEWAY = "Wrong Gateway"
+    CLUSTER_NAME_CONFLICT = "Cluster Name Conflict"
+    DUPLICATE_SERVER_NAME = "Duplicate Server Name"
 
 
 # Core -ERR table (spec/protocol.md §13.1).

@@ -755,6 +755,8 @@ class Monitor:
         for key in ("auth_required", "tls_required", "tls_verify"):
             if info_base.get(key):
                 varz[key] = True
+        if info_base.get("connect_urls"):
+            varz["connect_urls"] = list(info_base["connect_urls"])
         varz["max_connections"] = limits.max_connections
         if limits.max_subscriptions:
             varz["max_subscriptions"] = limits.max_subscriptions
@@ -768,9 +770,9 @@ class Monitor:
         varz["max_control_line"] = limits.max_control_line
         varz["max_payload"] = limits.max_payload
         varz["max_pending"] = limits.max_pending
-        # Clustering, gateways, leaf nodes, MQTT and websocket do not exist yet in jsedge: nats-server's
-        # shapes for "not configured".
-        varz["cluster"] = {}
+        # Gateways, leaf nodes, MQTT and websocket do not exist yet in jsedge: nats-server's shapes
+        # for "not configured".
+        varz["cluster"] = self.cluster_varz()
         varz["gateway"] = {}
         varz["leaf"] = {}
         varz["mqtt"] = {}
@@ -789,8 +791,9 @@ class Monitor:
         varz["cpu"] = go_number(self._cpu())
         varz["connections"] = len(server.clients)
         varz["total_connections"] = server.total_connections
-        varz["routes"] = 0
-        varz["remotes"] = 0
+        routes = server.routes
+        varz["routes"] = len(routes.routes) if routes is not None else 0
+        varz["remotes"] = len(routes.routes) if routes is not None else 0
         varz["leafnodes"] = 0
         in_msgs, in_bytes, out_msgs, out_bytes = server.totals()
         varz["in_msgs"] = in_msgs
@@ -1035,19 +1038,77 @@ class Monitor:
         return _json(self.subsz(subs=subs, offset=offset, limit=limit, acc=query.get("acc"), test=query.get("test")))
 
     # -- /routez, /leafz, /gatewayz (no clustering yet: nats-server's empty shapes) -------------
-    def routez(self) -> dict[str, Any]:
+    def cluster_varz(self) -> dict[str, Any]:
+        """/varz `cluster`: nats-server's ClusterOptsVarz, or {} without a cluster."""
         server = self.server
+        routes = server.routes
+        if routes is None:
+            return {}
+        config = server.config.cluster
+        out: dict[str, Any] = {"name": routes.cluster_name, "addr": routes.host, "cluster_port": routes.port}
+        out["auth_timeout"] = go_number(float(routes.auth_timeout))
+        urls = [url.key for url in routes.configured.values()]
+        if urls:
+            out["urls"] = urls
+        out["tls_timeout"] = go_number(
+            float(config.tls.timeout if config.tls is not None and config.tls.timeout else 2.0)
+        )
+        if config.tls is not None:
+            out["tls_required"] = True
+            out["tls_verify"] = True
+        # jsedge keeps one connection per peer (nats-server's un-pooled routes)
+        out["pool_size"] = -1
+        return out
+
+    def routez(self, subs: bool = False, subs_detail: bool = False) -> dict[str, Any]:
+        server = self.server
+        routes = server.routes
+        entries: list[dict[str, Any]] = []
+        now = time.time()
+        for route in list(routes.routes.values()) if routes is not None else []:
+            entry: dict[str, Any] = {
+                "rid": route.cid,
+                "remote_id": route.remote_id,
+                "remote_name": route.remote_name,
+                "did_solicit": route.solicited,
+                "is_configured": route.solicited and not route.implicit,
+                "ip": route.remote_host,
+                "port": route.remote_port,
+                "start": format_time(route.start),
+                "last_activity": format_time(max(route.last_activity, route.start)),
+                "rtt": format_rtt(route.rtt),
+                "uptime": format_uptime(now - route.start),
+                "idle": format_uptime(now - max(route.last_activity, route.start)),
+                "pending_size": len(route.outbuf)
+                + (route.transport.get_write_buffer_size() if route.transport is not None else 0),
+                "in_msgs": route.in_msgs,
+                "out_msgs": route.out_msgs,
+                "in_bytes": route.in_bytes,
+                "out_bytes": route.out_bytes,
+                "subscriptions": len(route.remote_subs),
+            }
+            if subs and route.remote_subs:
+                entry["subscriptions_list"] = [
+                    sub.subject.decode(errors="replace") for sub in route.remote_subs.values()
+                ]
+            if subs_detail and route.remote_subs:
+                entry["subscriptions_list_detail"] = [
+                    sub_detail(sub, account.decode(errors="replace"))
+                    for (account, _subject, _queue), sub in route.remote_subs.items()
+                ]
+            entry["compression"] = "off"
+            entries.append(entry)
         return {
             "server_id": server.server_id,
             "server_name": server.server_name,
             "now": self._now(),
-            "num_routes": 0,
-            "routes": [],
+            "num_routes": len(entries),
+            "routes": entries,
         }
 
     def handle_routez(self, query: Query) -> Response:
-        query.subs()
-        return _json(self.routez())
+        subs, subs_detail = query.subs()
+        return _json(self.routez(subs, subs_detail))
 
     def leafz(self) -> dict[str, Any]:
         return {"server_id": self.server.server_id, "now": self._now(), "leafnodes": 0, "leafs": []}

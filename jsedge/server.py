@@ -27,7 +27,7 @@ from jsedge.routing.sublist import Subscription, deliver_as, flush_pending
 from jsedge.subjects import valid_sublist_subject
 
 if TYPE_CHECKING:
-    import ssl
+    pass
 
 # Startup cost matters (start -> first PONG): `platform` (~1.4 ms to import) only for this string,
 # and `secrets` is os.urandom. The version text is what platform.python_version() returns.
@@ -38,22 +38,6 @@ def make_server_id() -> str:
     """A 56-character upper-case base32 id starting with N, shaped like nats-server's public nkey."""
     raw = base64.b32encode(os.urandom(35)).decode().rstrip("=")
     return ("N" + raw)[:56]
-
-
-def build_tls_context(tls: Any) -> ssl.SSLContext:
-    import ssl  # only when TLS is configured
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls.cert_file, tls.key_file)
-    if tls.ca_file:
-        context.load_verify_locations(tls.ca_file)
-    if tls.verify or tls.verify_and_map:
-        context.verify_mode = ssl.CERT_REQUIRED
-    if tls.min_version == "1.3":
-        context.minimum_version = ssl.TLSVersion.TLSv1_3
-    else:
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class Server:
@@ -98,6 +82,12 @@ class Server:
         #: systemd readiness/watchdog notifications (no-ops unless run by systemd, Type=notify).
         self.notifier = Notifier()
         self._status_handle: asyncio.TimerHandle | None = None
+        #: The cluster's route table (jsedge.routing.routes) when a cluster port is configured.
+        self.routes: Any = None
+        if config.cluster.port:
+            from jsedge.routing.routes import RouteTable
+
+            self.routes = RouteTable(self)
         self._setup_from_config(config)
 
     # ---------------------------------------------------------------- config-derived state
@@ -121,8 +111,15 @@ class Server:
         if system in self.accounts:
             self.accounts[system].is_system = True
         self.global_account = self.accounts["$G"]
+        if self.routes is not None:
+            for account in self.accounts.values():
+                self.routes.add_account(account)
         self.auth = Authenticator.from_config(config)
-        self.tls_context = build_tls_context(config.tls) if config.tls is not None else None
+        self.tls_context = None
+        if config.tls is not None:
+            from jsedge.routing.tls import build_tls_context  # ssl only when TLS is configured
+
+            self.tls_context = build_tls_context(config.tls)
         if config.tls is not None:
             self.auth_timeout = config.auth.timeout if config.auth.timeout is not None else config.tls.timeout + 1.0
         else:
@@ -133,6 +130,8 @@ class Server:
         account = self.accounts.get(name)
         if account is None:
             account = self.accounts[name] = Account(name, cache=not self.config.disable_sublist_cache)
+            if self.routes is not None:
+                self.routes.add_account(account)
         return account
 
     def _build_info_base(self) -> dict[str, Any]:
@@ -157,7 +156,49 @@ class Server:
             if config.tls.verify or config.tls.verify_and_map:
                 info["tls_verify"] = True
         info["max_payload"] = config.limits.max_payload
+        routes = self.routes
+        if routes is not None:
+            info["cluster"] = routes.cluster_name
+            if routes.dynamic:
+                info["cluster_dynamic"] = True
+            if not config.cluster.no_advertise and self.port:
+                urls = self.own_client_urls()
+                urls += [url for url in routes.peer_client_urls() if url not in urls]
+                if urls:
+                    info["connect_urls"] = urls
         return info
+
+    version_text = NATS_COMPAT_VERSION
+    go_text = GO_FIELD
+
+    def own_client_urls(self) -> list[str]:
+        """This server's client URLs as peers and clients should use them: `client_advertise`,
+        else the listen address (every non-loopback IPv4 address for 0.0.0.0, as nats-server)."""
+        config = self.config
+        if config.listen.client_advertise:
+            return [config.listen.client_advertise]
+        host = config.listen.host or "0.0.0.0"
+        if host in ("0.0.0.0", "::", ""):
+            from jsedge.routing.listener import local_addresses
+
+            return [self._hostport(ip, self.port) for ip in local_addresses()]
+        return [self._hostport(host, self.port)]
+
+    def cluster_changed(self) -> None:
+        """Cluster membership or the peers' client URLs changed: protocol-1 clients get an async
+        INFO with the new `connect_urls` (nats-server's sendAsyncInfoToClients)."""
+        old = self._info_base.get("connect_urls"), self._info_base.get("cluster")
+        self._info_base = self._build_info_base()
+        if (self._info_base.get("connect_urls"), self._info_base.get("cluster")) == old or self.lame_duck:
+            return
+        for client in list(self.clients.values()):
+            if client.protocol >= 1 and client.connect_seen and not client.closed:
+                client.send_now(self.info_line(client))
+
+    def next_connection_id(self) -> int:
+        """Clients and routes share one id counter (`cid` / `rid`), as in nats-server."""
+        self.next_cid += 1
+        return self.next_cid
 
     #: JetStream API level; nats-server 2.15 advertises it in INFO even with JetStream off.
     API_LEVEL = 5
@@ -277,8 +318,7 @@ class Server:
             self.closed_clients.append(connection_info(self, client, subs=True, closed=True))
 
     def new_connection(self) -> ClientConnection:
-        self.next_cid += 1
-        return ClientConnection(self, self.next_cid)
+        return ClientConnection(self, self.next_connection_id())
 
     def totals(self) -> tuple[int, int, int, int]:
         in_msgs, in_bytes, out_msgs, out_bytes = self.closed_counters
@@ -300,6 +340,8 @@ class Server:
         log.info(f"  Version:  {NATS_COMPAT_VERSION} (jsedge {__version__})")
         log.info(f"  Git:      [jsedge-{__version__}]")
         log.debug(f"  Go build: {GO_FIELD}")
+        if self.config.cluster.name:
+            log.info(f"  Cluster:  {self.config.cluster.name}")
         log.info(f"  Name:     {self.server_name}")
         log.info(f"  ID:       {self.server_id}")
         if self.config.jetstream.enabled:
@@ -369,6 +411,9 @@ class Server:
             )
         self.port = self.listener.sockets[0].getsockname()[1]
         self._info_base = self._build_info_base()
+        if self.routes is not None:
+            # after the client listener: peers learn this server's client URLs from the route INFO
+            await self.routes.start()
         if config.tls is not None:
             self.logger.info(
                 "TLS available for client connections"
@@ -467,6 +512,8 @@ class Server:
             self.listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.routes is not None:
+            await self.routes.stop()
         if self.jetstream is not None:
             self.logger.info("Initiating JetStream Shutdown...")
             await self.jetstream.stop()
@@ -492,6 +539,8 @@ class Server:
         self.logger.info("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
+        if self.routes is not None:
+            self.routes.send_lame_duck()
         clients = list(self.clients.values())
         for client in clients:
             if client.protocol >= 1:

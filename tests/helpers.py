@@ -886,3 +886,100 @@ async def acheck_for(timeout: float, fn: Callable[[], Any], interval: float = 0.
                 raise AssertionError(f"{msg}; last error: {last_exc!r}") from last_exc
             raise AssertionError(f"{msg}; last value: {last_val!r}")
         await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------------
+# clusters
+
+
+def http_json(server: ServerProcess, path: str, timeout: float = 2.0) -> Any:
+    """GET a monitoring endpoint of `server` (started with http=True) as JSON."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class Cluster:
+    """N servers (each "jsedge" or "nats") in one cluster on loopback, every node listing every
+    node's route URL (itself included, as the seed article's config does), monitoring on.
+
+    `routes_of(i)` can restrict what node i lists (gossip tests). Stop with `cleanup()` (by PID).
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[str],
+        *,
+        name: str = "c1",
+        extra_args: Sequence[str] = (),
+        routes_of: Callable[[int, list[str]], list[str]] | None = None,
+        start: bool = True,
+    ) -> None:
+        self.kinds = list(kinds)
+        self.name = name
+        self.cluster_ports = [free_port() for _ in kinds]
+        self.urls = [f"nats-route://127.0.0.1:{port}" for port in self.cluster_ports]
+        self.extra_args = list(extra_args)
+        self.routes_of = routes_of
+        self.servers: list[ServerProcess | None] = [None] * len(kinds)
+        if start:
+            for index in range(len(kinds)):
+                self.start(index)
+
+    def args(self, index: int) -> list[str]:
+        routes = self.urls if self.routes_of is None else self.routes_of(index, self.urls)
+        args = [
+            "--cluster",
+            f"nats://127.0.0.1:{self.cluster_ports[index]}",
+            "--cluster_name",
+            self.name,
+            "-n",
+            f"n{index + 1}",
+        ]
+        if routes:
+            args += ["--routes", ",".join(routes)]
+        return args + self.extra_args
+
+    def start(self, index: int, port: int | None = None) -> ServerProcess:
+        server = ServerProcess(self.kinds[index], self.args(index), http=True, port=port)
+        self.servers[index] = server
+        return server
+
+    def __getitem__(self, index: int) -> ServerProcess:
+        server = self.servers[index]
+        assert server is not None, f"node {index} is not running"
+        return server
+
+    def running(self) -> list[ServerProcess]:
+        return [s for s in self.servers if s is not None and s.running]
+
+    def wait_mesh(self, timeout: float = 10.0) -> None:
+        """Every running node has a route to every other running node."""
+        running = self.running()
+
+        def meshed() -> bool:
+            names = {f"n{self.servers.index(s) + 1}" for s in running}
+            for server in running:
+                routez = http_json(server, "/routez")
+                peers = {route["remote_name"] for route in routez["routes"]}
+                own = f"n{self.servers.index(server) + 1}"
+                if not (names - {own}) <= peers:
+                    return False
+            return True
+
+        check_for(timeout, meshed, interval=0.05)
+
+    def kill(self, index: int) -> None:
+        self[index].kill()
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            if server is not None:
+                server.cleanup()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()

@@ -794,14 +794,15 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
     """`deliver_to`, routed on `subject` but framed with `shown` as the MSG/HMSG subject: how
     JetStream delivers a stored message to a consumer's deliver subject (consumers.md §3).
 
-    Routes: see the reference twin's docstring (one RMSG per route that needs the message, local
-    queue members first, one hop only, `queues` = the groups a routed message may reach)."""
+    Routes: see the reference twin's docstring (one RMSG per route that needs the message, queue
+    members chosen over the whole cluster, one hop only, `queues` = the groups a routed message
+    may reach)."""
     cdef SublistResult result
     cdef list psubs, qsubs, group, routes = None, entry
     cdef Py_ssize_t i, k, n, size, start, index
     cdef Py_ssize_t delivered = 0
-    cdef bint from_route, taken
-    cdef Subscription sub, remote
+    cdef bint from_route
+    cdef Subscription sub
     cdef bytes account
     if subject is None or shown is None or msg is None:
         raise TypeError("subject, shown and msg must be bytes")
@@ -833,8 +834,6 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
             if from_route:
                 if queues is None or (<Subscription>group[0]).queue not in queues:
                     continue
-            remote = None
-            taken = False
             start = _random_below(size) if size > 1 else 0
             for k in range(size):
                 index = start + k
@@ -842,15 +841,14 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                     index -= size
                 sub = <Subscription>group[index]
                 if _is_route(sub):
-                    if remote is None and not from_route and not sub.closed and not sub.client.closed:
-                        remote = sub
-                    continue
+                    # a member on another server, chosen as a local one would be
+                    if from_route or sub.closed or sub.client.closed:
+                        continue
+                    routes = _route_target(routes, sub.client, sub.queue)
+                    break
                 if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                     delivered += 1
-                    taken = True
                     break
-            if not taken and remote is not None:
-                routes = _route_target(routes, remote.client, remote.queue)
         if routes is not None:
             account = (<Sublist>sublist).account if isinstance(sublist, Sublist) else sublist.account
             for i in range(len(routes)):

@@ -570,10 +570,10 @@ def deliver_as(
 
     Routes (subscriptions of KIND_ROUTER connections stand for a remote server's interest): each
     route that needs the message gets it once, as `RMSG`/`HMSG` with the queue groups it must
-    deliver to; a queue group prefers a local member and goes to a route only when none here took
-    the message. A message that came from a route (`src.kind == KIND_ROUTER`) never goes back to
-    a route (one hop), and reaches only the queue groups named in `queues` (what the sending
-    server chose), one local member each.
+    deliver to; a queue group's member is chosen at random among all members, here and on other
+    servers (a remote member counts `weight` times), as nats-server does. A message that came from
+    a route (`src.kind == KIND_ROUTER`) never goes back to a route (one hop), and reaches only the
+    queue groups named in `queues` (what the sending server chose), one local member each.
     """
     if src is not None:
         src.in_msgs += 1
@@ -594,7 +594,6 @@ def deliver_as(
         for group in result.qsubs:
             if from_route and (not queues or group[0].queue not in queues):
                 continue
-            remote: Subscription | None = None
             size = len(group)
             start = int(_random() * size) if size > 1 else 0
             for offset in range(size):
@@ -604,15 +603,15 @@ def deliver_as(
                 sub = group[index]
                 client = sub.client
                 if client is not None and client.kind == KIND_ROUTER:
-                    if remote is None and not from_route and not sub.closed and not client.closed:
-                        remote = sub
-                    continue
+                    # a member on another server (shadowed `weight` times): it is chosen as any
+                    # local one would be (nats-server spreads a group over the whole cluster)
+                    if from_route or sub.closed or client.closed:
+                        continue
+                    routes = _route_target(routes, client, sub.queue)
+                    break
                 if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                     delivered += 1
                     break
-            else:
-                if remote is not None:
-                    routes = _route_target(routes, remote.client, remote.queue)
         if routes is not None:
             account = sublist.account
             for route, names in routes:

@@ -37,6 +37,7 @@ class Account:
     def __init__(self, name: str, *, cache: bool = True, is_system: bool = False, config: Any = None) -> None:
         self.name = name
         self.sublist = Sublist(cache)
+        self.sublist.account = name.encode()
         self.clients: set[Any] = set()
         self.is_system = is_system
         self.created = time.time()

@@ -156,11 +156,19 @@ class Connection(ClientCore):
         if not self.closed and self.ping_handle is None:
             self.ping_handle = self.loop.call_later(self.ping_interval, self._ping_timer)
 
-    def start_tls(self, context: Any, *, server_side: bool = True, timeout: float = 2.0, sniff: bool = False) -> None:
+    def start_tls(
+        self,
+        context: Any,
+        *,
+        server_side: bool = True,
+        timeout: float = 2.0,
+        sniff: bool = False,
+        hostname: str | None = None,
+    ) -> None:
         """Run TLS on this socket from now on (memory BIOs, see jsedge.routing.tls)."""
         from jsedge.routing.tls import TLSShim
 
-        self.tls = TLSShim(context, server_side=server_side)
+        self.tls = TLSShim(context, server_side=server_side, server_hostname=None if server_side else hostname)
         self.tls_pending = True
         self.tls_sniff = sniff
         self.tls_handle = self.loop.call_later(timeout, self._tls_timeout)

@@ -62,3 +62,23 @@ def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket | 
         sock.close()
         raise
     return sock
+
+
+def local_addresses() -> list[str]:
+    """This host's non-loopback IPv4 addresses (what nats-server advertises for a 0.0.0.0 listener),
+    read from the interfaces with SIOCGIFADDR; ["127.0.0.1"] when there are none."""
+    import fcntl
+    import struct
+
+    addresses: list[str] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for _index, name in socket.if_nameindex():
+            request = struct.pack("256s", name.encode()[:15])
+            try:
+                answer = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
+            except OSError:
+                continue  # no IPv4 address on this interface
+            address = socket.inet_ntoa(answer[20:24])
+            if not address.startswith("127.") and address not in addresses:
+                addresses.append(address)
+    return addresses or ["127.0.0.1"]

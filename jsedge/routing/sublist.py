@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jsedge import _ext
 
@@ -24,19 +24,34 @@ c_impl: ModuleType | None = _ext.load("sublist")
 if c_impl is None:
     from jsedge.routing import _sublist_py as py_impl
 
-_impl: ModuleType = c_impl if c_impl is not None else py_impl
+    _impl: ModuleType = py_impl
+else:
+    _impl = c_impl
 
 #: "c" or "py": the twin in use.
 IMPLEMENTATION: str = "c" if c_impl is not None else "py"
 
-ClientCore = _impl.ClientCore
-Subscription = _impl.Subscription
-SublistResult = _impl.SublistResult
-Sublist = _impl.Sublist
-deliver = _impl.deliver
-deliver_to = _impl.deliver_to
-deliver_as = _impl.deliver_as
-flush_pending = _impl.flush_pending
+if TYPE_CHECKING:
+    # Both twins have one interface, written down in the compiled twin's stub: type against it.
+    from jsedge._speedups.sublist import (
+        ClientCore,
+        Sublist,
+        SublistResult,
+        Subscription,
+        deliver,
+        deliver_as,
+        deliver_to,
+        flush_pending,
+    )
+else:
+    ClientCore = _impl.ClientCore
+    Subscription = _impl.Subscription
+    SublistResult = _impl.SublistResult
+    Sublist = _impl.Sublist
+    deliver = _impl.deliver
+    deliver_to = _impl.deliver_to
+    deliver_as = _impl.deliver_as
+    flush_pending = _impl.flush_pending
 CACHE_MAX: int = _impl.CACHE_MAX
 KIND_CLIENT: int = _impl.KIND_CLIENT
 KIND_ROUTER: int = _impl.KIND_ROUTER

@@ -80,3 +80,34 @@ class TLSShim:
 
     def peer_certificate(self) -> Any:
         return self.ssl_object.getpeercert()
+
+
+def build_tls_context(tls: Any) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file:
+        context.load_verify_locations(tls.ca_file)
+    if tls.verify or tls.verify_and_map:
+        context.verify_mode = ssl.CERT_REQUIRED
+    if tls.min_version == "1.3":
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+    else:
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def build_tls_client_context(tls: Any) -> ssl.SSLContext:
+    """The dialling side of a TLS route: our certificate, the peer's checked against `ca_file`
+    (and its name against the route URL's host unless `insecure`)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.cert_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.ca_file:
+        context.load_verify_locations(tls.ca_file)
+    else:
+        context.load_default_certs()
+    if getattr(tls, "insecure", False):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    return context

@@ -65,10 +65,12 @@ def test_seed_config_loads_unchanged(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def test_cluster_flags_refused_until_clustering_lands() -> None:
-    done = run_jsedge("--cluster_name", "homelab", "--cluster_listen", "nats://127.0.0.1:-1")
-    assert done.returncode == 1
-    assert "clustering is not available yet" in done.stderr
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_cluster_flags_start_a_route_listener(kind: str) -> None:
+    with ServerProcess(kind, ["--cluster_name", "homelab", "--cluster_listen", "nats://127.0.0.1:-1"]) as server:
+        server.wait_for_log(r"Cluster name is homelab", 5)
+        server.wait_for_log(r"Listening for route connections on 127\.0\.0\.1:\d+", 5)
+        assert any(line.endswith("  Cluster:  homelab") for line in server.log_lines())
 
 
 def test_random_port_key_lines_pidfile_and_ports_file(tmp_path: Path) -> None:
