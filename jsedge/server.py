@@ -229,12 +229,13 @@ class Server:
     # ---------------------------------------------------------------- internal clients
 
     def subscribe_internal(
-        self, account: Account, subject: bytes, callback: Any, queue: bytes | None = None
+        self, account: Account, subject: bytes, callback: Any, queue: bytes | None = None, *, routed: bool = True
     ) -> Subscription:
         """A server-side subscription: `callback(sub, src, subject, reply, hdr_len, msg)` runs on
-        the event loop for every matching message (src is the publishing ClientCore or None)."""
+        the event loop for every matching message (src is the publishing ClientCore or None).
+        `routed=False` keeps it to this server (no `RS+` to the cluster)."""
         sub = Subscription(None, subject, b"", queue, 0, callback)
-        account.subscribe(sub)
+        account.subscribe(sub, routed=routed)
         return sub
 
     def unsubscribe_internal(self, account: Account, sub: Subscription) -> None:
@@ -414,6 +415,11 @@ class Server:
         if self.routes is not None:
             # after the client listener: peers learn this server's client URLs from the route INFO
             await self.routes.start()
+            if config.jetstream.enabled:
+                self.logger.warn(
+                    "JetStream is not clustered yet: this node serves its own streams, and its JetStream "
+                    "API is not visible to the other nodes"
+                )
         if config.tls is not None:
             self.logger.info(
                 "TLS available for client connections"

@@ -77,7 +77,9 @@ class JetStreamAPI:
         for jsa in self.jetstream.accounts.values():
             for prefix in prefixes:
                 callback = self._make_callback(jsa)
-                self.subs.append((jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback)))
+                self.subs.append(
+                    (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=False))
+                )
         self.jetstream.direct_get_handler = self._direct_get
 
     def stop(self) -> None:

@@ -331,7 +331,7 @@ class _Sender:
         self.server.send_internal(self.account, self.deliver, b"", b"NATS/1.0 " + line + b"\r\n\r\n", b"")
 
     async def run(self) -> None:
-        sub = self.server.subscribe_internal(self.account, self.ack_prefix + b".>", self._on_ack)
+        sub = self.server.subscribe_internal(self.account, self.ack_prefix + b".>", self._on_ack, routed=False)
         try:
             data = self.data
             index = 0
@@ -403,7 +403,7 @@ class _Receiver:
         self.jsa = jsa
         self.name = name
         self.spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
-        self.sub = self.server.subscribe_internal(jsa.account, subject, self._on_chunk)
+        self.sub = self.server.subscribe_internal(jsa.account, subject, self._on_chunk, routed=False)
         self.timer = self.server.loop.call_later(RESTORE_TIMEOUT, self._expire)
         self.done = False
         _IN_PROGRESS[(jsa.name, name)] = self

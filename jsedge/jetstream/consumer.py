@@ -1427,8 +1427,8 @@ def ensure_account_subscriptions(jsa: Any) -> None:
             consumer.process_flow_control(subject)
 
     jsa.consumer_subs = [
-        server.subscribe_internal(account, b"$JS.ACK.>", on_ack),
-        server.subscribe_internal(account, b"$JS.FC.>", on_fc),
+        server.subscribe_internal(account, b"$JS.ACK.>", on_ack, routed=False),
+        server.subscribe_internal(account, b"$JS.FC.>", on_fc, routed=False),
     ]
 
 

@@ -255,7 +255,7 @@ class Replicator:
         callback = self.host.direct_get_callback(self.stream)
         for subject in (prefix, prefix + b".>"):
             self._direct_subs.append(
-                self.server.subscribe_internal(self.stream.account, subject, callback, queue=b"_sys_")
+                self.server.subscribe_internal(self.stream.account, subject, callback, queue=b"_sys_", routed=False)
             )
 
     def stop(self) -> None:

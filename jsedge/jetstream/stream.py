@@ -215,13 +215,15 @@ class Stream:
         if self.closed:
             return
         for subject in self.config.subjects or []:
-            self.subs.append(self.server.subscribe_internal(self.account, subject.encode(), self._on_publish))
+            self.subs.append(
+                self.server.subscribe_internal(self.account, subject.encode(), self._on_publish, routed=False)
+            )
         if self.config.allow_direct:
             prefix = b"$JS.API.DIRECT.GET." + self.name.encode()
             for direct_subject in (prefix, prefix + b".>"):
                 self.direct_subs.append(
                     self.server.subscribe_internal(
-                        self.account, direct_subject, self.host.direct_get_callback(self), queue=b"_sys_"
+                        self.account, direct_subject, self.host.direct_get_callback(self), queue=b"_sys_", routed=False
                     )
                 )
 

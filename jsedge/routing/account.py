@@ -32,7 +32,7 @@ def is_local(sub: Subscription) -> bool:
 
 
 class Account:
-    __slots__ = ("name", "sublist", "clients", "is_system", "created", "config", "interest", "listeners")
+    __slots__ = ("name", "sublist", "clients", "is_system", "created", "config", "interest", "listeners", "unrouted")
 
     def __init__(self, name: str, *, cache: bool = True, is_system: bool = False, config: Any = None) -> None:
         self.name = name
@@ -45,6 +45,9 @@ class Account:
         #: Local subscriptions per (subject, queue).
         self.interest: dict[tuple[bytes, bytes | None], int] = {}
         self.listeners: list[InterestListener] = []
+        #: Internal subscriptions that serve this server only (standalone JetStream): they are
+        #: neither counted nor announced.
+        self.unrouted: set[Subscription] = set()
 
     def add_client(self, client: Any) -> None:
         self.clients.add(client)
@@ -54,17 +57,24 @@ class Account:
 
     # ---------------------------------------------------------------- subscriptions
 
-    def subscribe(self, sub: Subscription) -> None:
-        """Insert `sub` (ValueError for an invalid subject, nothing changed then)."""
+    def subscribe(self, sub: Subscription, *, routed: bool = True) -> None:
+        """Insert `sub` (ValueError for an invalid subject, nothing changed then). `routed=False`:
+        an internal subscription other servers must not learn about."""
         self.sublist.insert(sub)
-        self._changed(sub, 1)
+        if routed:
+            self._changed(sub, 1)
+        else:
+            self.unrouted.add(sub)
 
     def unsubscribe(self, sub: Subscription) -> bool:
         """Remove `sub`; False when it was not subscribed (nothing is announced then)."""
         sub.closed = True
         if not self.sublist.remove(sub):
             return False
-        self._changed(sub, -1)
+        if self.unrouted and sub in self.unrouted:
+            self.unrouted.discard(sub)
+        else:
+            self._changed(sub, -1)
         return True
 
     def _changed(self, sub: Subscription, delta: int) -> None:

@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from jsedge import gojson
+from jsedge import __version__, gojson
 from jsedge.errors import ClosedReason
 from jsedge.routing.route import RouteConnection, join_host_port
 
@@ -190,6 +190,9 @@ class RouteTable:
         urls = [] if self.config.no_advertise else server.own_client_urls()
         if urls:
             info["connect_urls"] = urls
+        # jsedge's own key (nats-server ignores keys it does not know): tells a jsedge peer from a
+        # nats-server one, for features only jsedge nodes share (clustered JetStream)
+        info["jsedge"] = __version__
         return info
 
     def info_line(self) -> bytes:

@@ -390,3 +390,26 @@ def test_self_route_is_dropped_without_retrying() -> None:
         assert http_json(server, "/routez")["num_routes"] == 0
     finally:
         server.cleanup()
+
+
+async def test_jetstream_stays_per_node_until_clustered(tmp_path) -> None:
+    """Before clustered JetStream, a node's JetStream answers its own clients only: one answer to
+    an API request, never one from every node."""
+    with Cluster(["jsedge", "jsedge"], extra_args=["-js"]) as cluster:
+        for index in range(2):
+            assert cluster[index].wait_for_log("JetStream is not clustered yet", 5)
+        cluster.wait_mesh()
+        a, b = await _connect(cluster[0]), await _connect(cluster[1])
+        try:
+            js_a = a.jetstream()
+            await js_a.add_stream(name="ONLY_A", subjects=["only.a"])
+            inbox = b.new_inbox()
+            answers = await b.subscribe(inbox)
+            await b.publish("$JS.API.STREAM.NAMES", b"", reply=inbox)
+            first = json.loads((await answers.next_msg(timeout=2)).data)
+            assert first["streams"] is None  # node 2 has no stream
+            with pytest.raises(NatsTimeout):
+                await answers.next_msg(timeout=0.5)  # and node 1 did not answer too
+        finally:
+            await a.close()
+            await b.close()

@@ -56,9 +56,9 @@ class FakeServer:
             return deliver_as(account.sublist, None, subject, shown, reply, len(hdr), hdr + data)
         return deliver_as(account.sublist, None, subject, shown, reply, -1, data)
 
-    def subscribe_internal(self, account, subject, callback, queue=None):
+    def subscribe_internal(self, account, subject, callback, queue=None, *, routed=True):
         sub = Subscription(None, subject, b"", queue, 0, callback)
-        account.subscribe(sub)
+        account.subscribe(sub, routed=routed)
         return sub
 
     def unsubscribe_internal(self, account, sub):

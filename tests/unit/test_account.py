@@ -75,3 +75,13 @@ def test_listener_removal() -> None:
     account.remove_interest_listener(listener)  # harmless twice
     account.subscribe(Subscription(core(), b"x", b"1"))
     assert seen == []
+
+
+def test_unrouted_internal_subscriptions_are_not_announced() -> None:
+    account = Account("A")
+    events: list[tuple] = []
+    account.add_interest_listener(lambda *args: events.append(args))
+    sub = Subscription(None, b"$JS.API.>", b"", None, 0, lambda *args: None)
+    account.subscribe(sub, routed=False)
+    assert account.sublist.has_interest(b"$JS.API.INFO") and account.interest == {}
+    assert account.unsubscribe(sub) and events == [] and account.unrouted == set()
