@@ -1715,6 +1715,8 @@ def diff_for_reload(old: ServerConfig, new: ServerConfig) -> tuple[list[str], li
         ("lame_duck_duration", old.lame_duck_duration, new.lame_duck_duration),
         ("lame_duck_grace_period", old.lame_duck_grace_period, new.lame_duck_grace_period),
         ("cluster.routes", old.cluster.routes, new.cluster.routes),
+        ("cluster.authorization", (old.cluster.user, old.cluster.password), (new.cluster.user, new.cluster.password)),
+        ("cluster.no_advertise", old.cluster.no_advertise, new.cluster.no_advertise),
         ("jetstream", dataclasses.replace(old.jetstream, store_dir="", domain=""),
          dataclasses.replace(new.jetstream, store_dir="", domain="")),
     ):  # fmt: skip

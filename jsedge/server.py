@@ -599,6 +599,8 @@ class Server:
             logfile=logging.logfile,
         )
         self._setup_from_config(new)
+        if self.routes is not None:
+            self.routes.reload(new.cluster)
         if self.events is not None:
             self.events.sync_accounts()  # accounts added by the reload get the system imports
         for client in list(self.clients.values()):

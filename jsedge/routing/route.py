@@ -56,6 +56,7 @@ class RouteConnection(Connection):
         "remote_cluster",
         "ip_url",
         "remote_jetstream",
+        "connect_opts",
     )
 
     KIND_NAME = "Route"
@@ -76,6 +77,8 @@ class RouteConnection(Connection):
         #: The peer's route URL as we reached it or as it advertised it (for gossip).
         self.ip_url = ""
         self.connect_seen = False
+        #: The peer's CONNECT (its credentials are checked again when a reload changes ours).
+        self.connect_opts: dict[str, Any] = {}
         self.info_seen = False
         self.registered = False
         #: Remote interest: (account, subject, queue) -> the subscription standing for it.
@@ -210,6 +213,7 @@ class RouteConnection(Connection):
             self.close(ClosedReason.CLUSTER_NAME_CONFLICT)
             return
         self.connect_seen = True
+        self.connect_opts = opts
         self.headers = bool(opts.get("headers")) and not self.server.config.limits.no_header_support
         name = opts.get("name")
         if isinstance(name, str) and name:

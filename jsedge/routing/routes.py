@@ -286,6 +286,30 @@ class RouteTable:
             if route.url is not None and route.url.key == url.key and not route.implicit:
                 route.close(ClosedReason.ROUTE_REMOVED)
 
+    def reload(self, cluster: Any) -> None:
+        """SIGHUP: the routes list (dial new ones, drop removed ones), the route credentials
+        (accepted routes that no longer pass them are closed) and `no_advertise`."""
+        old = self.config
+        self.config = cluster
+        self.auth_required = bool(cluster.user)
+        if cluster.auth_timeout is not None:
+            self.auth_timeout = cluster.auth_timeout
+        old_keys = {RouteURL(raw).key: raw for raw in old.routes}
+        new_keys = {RouteURL(raw).key: raw for raw in cluster.routes}
+        for key, raw in old_keys.items():
+            if key not in new_keys:
+                self.remove_route_url(raw)
+        for key, raw in new_keys.items():
+            if key not in old_keys:
+                self.add_route_url(raw)
+        if (old.user, old.password) != (cluster.user, cluster.password):
+            for route in list(self.routes.values()) + list(self.pending):
+                if not route.solicited and route.connect_seen and not self.check_credentials(route.connect_opts):
+                    route.log_error("authentication error (credentials changed by a reload)")
+                    route.close(ClosedReason.AUTHENTICATION_VIOLATION)
+        if old.no_advertise != cluster.no_advertise:
+            self.server.cluster_changed()
+
     async def stop(self) -> None:
         self.running = False
         if self.listener is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import nats
 import pytest
@@ -413,3 +414,111 @@ async def test_jetstream_stays_per_node_until_clustered(tmp_path) -> None:
         finally:
             await a.close()
             await b.close()
+
+
+ACCOUNTS = """
+accounts {
+  A: { users: [ {user: a, password: a} ] }
+  B: { users: [ {user: b, password: b} ] }
+}
+"""
+
+
+def _node_config(index: int, ports: list[int], extra: str = "", routes: list[int] | None = None) -> str:
+    listed = ports if routes is None else routes
+    urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in listed)
+    return (
+        f"server_name: n{index + 1}\n{extra}\n"
+        f"cluster {{ name: c1, listen: 127.0.0.1:{ports[index]}, routes: [{urls}] }}\n"
+    )
+
+
+@pytest.mark.parametrize("kinds", [["jsedge", "jsedge"], ["jsedge", "nats"]])
+async def test_accounts_stay_isolated_across_the_cluster(kinds: list[str]) -> None:
+    ports = [free_port(), free_port()]
+    servers = [ServerProcess(kind, config=_node_config(i, ports, ACCOUNTS), http=True) for i, kind in enumerate(kinds)]
+    try:
+        check_for(10, lambda: all(http_json(s, "/routez")["num_routes"] >= 1 for s in servers))
+        a_there = await _connect(servers[1], user="a", password="a")
+        b_there = await _connect(servers[1], user="b", password="b")
+        a_here = await _connect(servers[0], user="a", password="a")
+        try:
+            sub_a = await a_there.subscribe("shared.subject")
+            sub_b = await b_there.subscribe("shared.subject")
+            await _settle(a_there, b_there)
+            assert await acheck_for(10, lambda: _published_reaches(a_here, "shared.subject", sub_a))
+            await asyncio.sleep(0.2)
+            assert sub_b.pending_msgs == 0  # account B never sees account A's traffic
+        finally:
+            for conn in (a_there, b_there, a_here):
+                await conn.close()
+    finally:
+        for server in servers:
+            server.cleanup()
+
+
+def _async_info(client: RawClient) -> dict[str, Any]:
+    """The next async INFO a protocol-1 client gets, skipping the one-off `connect_info` INFO that
+    follows its first PONG."""
+    while True:
+        line = client.read_until(b"\r\n", timeout=10)
+        assert line.startswith(b"INFO "), line
+        info: dict[str, Any] = json.loads(line[5:-3])
+        if not info.get("connect_info"):
+            return info
+
+
+def test_clients_learn_of_joining_and_leaving_members() -> None:
+    with Cluster(["jsedge", "jsedge", "jsedge"], start=False) as cluster:
+        cluster.start(0)
+        with RawClient(cluster[0]) as client:
+            info = client.read_info()
+            assert info["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
+            client.send(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n')
+            client.ping_barrier()
+            cluster.start(1)
+            update = _async_info(client)
+            assert set(update["connect_urls"]) == {f"127.0.0.1:{cluster[0].port}", f"127.0.0.1:{cluster[1].port}"}
+            cluster.kill(1)
+            update = _async_info(client)
+            assert update["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
+
+
+def test_lame_duck_node_is_dropped_from_peers_client_lists() -> None:
+    import signal
+
+    with Cluster(["jsedge", "jsedge"]) as cluster:
+        cluster.wait_mesh()
+        with RawClient(cluster[0]) as peer_client, RawClient(cluster[1]) as ldm_client:
+            for client in (peer_client, ldm_client):
+                client.read_info()
+                client.send(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n')
+                client.ping_barrier()
+            cluster[1].signal(signal.SIGUSR2)
+            assert _async_info(ldm_client)["ldm"] is True
+            update = _async_info(peer_client)
+            assert update["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
+
+
+def test_reload_adds_and_removes_routes() -> None:
+    import signal
+
+    ports = [free_port(), free_port()]
+    first = ServerProcess("jsedge", config=_node_config(0, ports, routes=[]), http=True)
+    second = ServerProcess("jsedge", config=_node_config(1, ports, routes=[]), http=True)
+    try:
+        assert http_json(first, "/routez")["num_routes"] == 0
+        assert first.config_path is not None
+        first.config_path.write_text(_node_config(0, ports, routes=[ports[1]]))
+        mark = first.log_mark()
+        first.signal(signal.SIGHUP)
+        first.wait_for_log("Reloaded: cluster.routes", 5, since=mark)
+        check_for(10, lambda: http_json(first, "/routez")["num_routes"] == 1)
+        first.config_path.write_text(_node_config(0, ports, routes=[]))
+        mark = first.log_mark()
+        first.signal(signal.SIGHUP)
+        first.wait_for_log("Router connection closed: Route Removed", 5, since=mark)
+        check_for(10, lambda: http_json(second, "/routez")["num_routes"] == 0)
+    finally:
+        first.cleanup()
+        second.cleanup()
