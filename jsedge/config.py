@@ -307,6 +307,9 @@ class LimitsConfig:
     ping_interval: float = 120.0
     ping_max: int = 2
     write_deadline: float = 10.0
+    #: What a client write that misses `write_deadline` does: "default" (= close for clients),
+    #: "close" or "retry" (nats-server's `write_timeout`).
+    write_timeout: str = "default"
     max_closed_clients: int = 10000
     no_header_support: bool = False
 
@@ -354,6 +357,8 @@ class ClusterConfig:
     ping_interval: float | None = None
     ping_max: int | None = None
     write_deadline: float | None = None
+    #: "default" (= retry for routes), "close" or "retry".
+    write_timeout: str = "default"
     tls: TLSConfig | None = None
 
 
@@ -542,7 +547,6 @@ _IGNORED_FIELDS = frozenset(
         "prof_block_rate",
         "connect_error_reports",
         "reconnect_error_reports",
-        "write_timeout",
         "default_js_domain",
         "no_fast_producer_stall",
         "jetstream_max_memory",
@@ -768,6 +772,10 @@ class _FileReader:
             value = self.duration(name, item)
             if value is not None:
                 limits[name] = value
+        elif name == "write_timeout":
+            policy = self.write_timeout_policy(item)
+            if policy is not None:
+                limits["write_timeout"] = policy
         elif name in ("lame_duck_duration", "lame_duck_grace_period"):
             value = self.duration(name, item)
             if value is not None:
@@ -1246,7 +1254,7 @@ class _FileReader:
         if entries is None:
             return
         section = self.sections["cluster"]
-        ignored = {"permissions", "connect_backoff", "write_timeout", "pinned_certs", "route_compression"}
+        ignored = {"permissions", "connect_backoff", "pinned_certs", "route_compression"}
         for key, entry in entries.items():
             name = key.lower()
             if self.read_listener_entry(name, entry, section):
@@ -1279,10 +1287,24 @@ class _FileReader:
                     section[name] = duration
             elif name == "ping_max":
                 section["ping_max"] = self.integer(entry)
+            elif name == "write_timeout":
+                policy = self.write_timeout_policy(entry)
+                if policy is not None:
+                    section["write_timeout"] = policy
             elif name in ("authorization", "authentication"):
                 self.read_single_user_authorization(entry, section, "Cluster")
             elif name not in ignored:
                 self.unknown(key, entry)
+
+    def write_timeout_policy(self, item: ConfValue) -> str | None:
+        """`write_timeout: default | close | retry` (nats-server's parseWriteDeadlinePolicy)."""
+        value = self.string(item)
+        if value is None:
+            return None
+        if value not in ("default", "close", "retry"):
+            self.error(item, "write_timeout must be 'default', 'close' or 'retry'")
+            return None
+        return value
 
     def read_single_user_authorization(self, item: ConfValue, section: dict[str, Any], owner: str) -> None:
         entries = self.mapping(item)

@@ -572,19 +572,15 @@ class Events:
             "slow_consumers": server.slow_consumers,
         }
         if server.slow_consumers:
-            stats["slow_consumer_stats"] = {"clients": server.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0}
+            stats["slow_consumer_stats"] = dict(server.slow_consumer_stats)
         if server.stale_connections:
             stats["stale_connections"] = server.stale_connections
-            stats["stale_connection_stats"] = {
-                "clients": server.stale_connections,
-                "routes": 0,
-                "gateways": 0,
-                "leafs": 0,
-            }
+            stats["stale_connection_stats"] = dict(server.stale_connection_stats)
         stalled = int(getattr(server, "stalled_clients", 0) or 0)
         if stalled:
             stats["stalled_clients"] = stalled
-        stats["active_servers"] = 1
+        routes = server.routes
+        stats["active_servers"] = 1 + (len(routes.routes) if routes is not None else 0)
         jetstream = monitor.jetstream_varz(store_dir=False)
         if jetstream:
             stats["jetstream"] = jetstream

@@ -3,15 +3,22 @@
 Names follow prometheus-nats-exporter, so existing dashboards (Grafana 2279) and alerts keep working
 when they scrape jsedge directly: every top-level number of `/varz` becomes
 `gnatsd_varz_<field>{server_id="…"}` (e.g. `gnatsd_varz_connections`, `gnatsd_varz_slow_consumers`),
-`/subsz` totals `gnatsd_subsz_<field>`, and JetStream `/jsz` data becomes
+`/subsz` totals `gnatsd_subsz_<field>`, `/routez` (in a cluster) `gnatsd_routez_*`, and JetStream `/jsz` data becomes
 `jetstream_server_*`, `jetstream_stream_*` and `jetstream_consumer_*` with the exporter's labels.
 jsedge-only series are prefixed `jsedge_` (compiled twins, store sync latency).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from jsedge.goparse import parse_duration_ns
+
+#: nats-server's uptime text ("1y2d3h4m5s").
+_UPTIME = re.compile(r"(?:(\d+)y)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_UPTIME_SCALES = (365 * 86400, 86400, 3600, 60, 1)
 
 _SERVER_LABELS = ("server_id", "server_name", "cluster", "domain", "meta_leader", "is_meta_leader")
 _STREAM_LABELS = (*_SERVER_LABELS, "account", "account_id", "stream_name", "stream_leader", "is_stream_leader")
@@ -195,10 +202,42 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
                 )
 
 
+def add_routes(exposition: Exposition, routez: Mapping[str, Any], server_id: str) -> None:
+    """prometheus-nats-exporter's `-routez` series: the route count and, per route, an info
+    series plus rtt, subscriptions, uptime and the message/byte counters."""
+    labels = {"server_id": server_id}
+    exposition.add("gnatsd_routez_num_routes", routez.get("num_routes", 0), labels, "num_routes")
+    for route in routez.get("routes") or ():
+        base = {**labels, "rid": str(route.get("rid", ""))}
+        info = {
+            **base,
+            "remote_id": str(route.get("remote_id", "")),
+            "remote_name": str(route.get("remote_name", "")),
+            "account": str(route.get("account", "")),
+            "ip": str(route.get("ip", "")),
+            "compression": str(route.get("compression", "")),
+        }
+        exposition.add("gnatsd_routez_route_info", 1, info, "route_info")
+        rtt = route.get("rtt")
+        if isinstance(rtt, str) and rtt:
+            try:
+                exposition.add("gnatsd_routez_route_rtt_seconds", parse_duration_ns(rtt) / 1e9, base, "rtt_seconds")
+            except ValueError:
+                pass
+        uptime = _UPTIME.fullmatch(str(route.get("uptime", "")))
+        if uptime and any(uptime.groups()):
+            seconds = sum(int(part or 0) * scale for part, scale in zip(uptime.groups(), _UPTIME_SCALES, strict=True))
+            exposition.add("gnatsd_routez_route_uptime_seconds", seconds, base, "uptime_seconds")
+        exposition.add("gnatsd_routez_route_subscriptions", route.get("subscriptions", 0), base, "subscriptions")
+        for field in ("in_msgs", "out_msgs", "in_bytes", "out_bytes"):
+            exposition.add(f"gnatsd_routez_route_{field}", route.get(field, 0), base, field)
+
+
 def render(
     varz: Mapping[str, Any],
     subsz: Mapping[str, Any] | None = None,
     jsz: Mapping[str, Any] | None = None,
+    routez: Mapping[str, Any] | None = None,
     twins: Mapping[str, str] | None = None,
     extra: Iterable[tuple[str, Any, Mapping[str, str], str]] = (),
 ) -> str:
@@ -213,6 +252,8 @@ def render(
         )
     if subsz is not None:
         add_flat(exposition, "gnatsd_subsz", subsz, labels)
+    if routez is not None:
+        add_routes(exposition, routez, server_id)
     if jsz is not None:
         add_jetstream(exposition, jsz, server_id, str(varz.get("server_name", "")))
     for name, kind in sorted((twins or {}).items()):

@@ -821,13 +821,8 @@ class Monitor:
         system_account = self._system_account()
         if system_account:
             varz["system_account"] = system_account
-        varz["slow_consumer_stats"] = {"clients": server.slow_consumers, "routes": 0, "gateways": 0, "leafs": 0}
-        varz["stale_connection_stats"] = {
-            "clients": server.stale_connections,
-            "routes": 0,
-            "gateways": 0,
-            "leafs": 0,
-        }
+        varz["slow_consumer_stats"] = dict(server.slow_consumer_stats)
+        varz["stale_connection_stats"] = dict(server.stale_connection_stats)
         varz["disk_io_wait_stats"] = {"waiters": 0, "waits": 0, "wait_time": 0, "max_wait_time": 0}
         if tls is not None and getattr(tls, "cert_file", None):
             not_after = _cert_not_after(tls.cert_file)
@@ -1370,6 +1365,7 @@ class Monitor:
             self.varz(),
             subsz=self.sublist_stats(self.server.accounts.values()),
             jsz=jsz,
+            routez=self.routez() if self.server.routes is not None else None,
             twins=dict(_ext.LOADED),
             extra=extra,
         )

@@ -23,7 +23,7 @@ from jsedge.routing.account import Account
 from jsedge.routing.auth import Authenticator, is_bcrypt
 from jsedge.routing.client import ClientConnection
 from jsedge.routing.listener import bind_listener, listen_address
-from jsedge.routing.sublist import Subscription, deliver_as, flush_pending
+from jsedge.routing.sublist import KIND_LEAF, KIND_ROUTER, Subscription, deliver_as, flush_pending
 from jsedge.subjects import valid_sublist_subject
 
 if TYPE_CHECKING:
@@ -57,6 +57,11 @@ class Server:
         self.total_connections = 0
         self.slow_consumers = 0
         self.stale_connections = 0
+        #: A route has brought peers' client URLs at least once (see _build_info_base).
+        self.peer_urls_seen = False
+        #: /varz slow_consumer_stats and stale_connection_stats, by connection kind.
+        self.slow_consumer_stats = {"clients": 0, "routes": 0, "gateways": 0, "leafs": 0}
+        self.stale_connection_stats = {"clients": 0, "routes": 0, "gateways": 0, "leafs": 0}
         self.closed_counters = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed clients
         self.http_req_stats: dict[str, int] = {}
         self.accepting = False
@@ -161,9 +166,14 @@ class Server:
             info["cluster"] = routes.cluster_name
             if routes.dynamic:
                 info["cluster_dynamic"] = True
-            if not config.cluster.no_advertise and self.port:
+            # nats-server fills `connect_urls` the first time a peer brings client URLs (a lone
+            # node has none), then keeps this server's own first; never with no_advertise
+            peers = routes.peer_client_urls()
+            if peers:
+                self.peer_urls_seen = True
+            if not config.cluster.no_advertise and self.port and self.peer_urls_seen:
                 urls = self.own_client_urls()
-                urls += [url for url in routes.peer_client_urls() if url not in urls]
+                urls += [url for url in peers if url not in urls]
                 if urls:
                     info["connect_urls"] = urls
         return info
@@ -195,6 +205,18 @@ class Server:
             if client.protocol >= 1 and client.connect_seen and not client.closed:
                 client.send_now(self.info_line(client))
 
+    @staticmethod
+    def _kind_key(kind: int) -> str:
+        return {KIND_ROUTER: "routes", KIND_LEAF: "leafs"}.get(kind, "clients")
+
+    def count_slow_consumer(self, kind: int) -> None:
+        self.slow_consumers += 1
+        self.slow_consumer_stats[self._kind_key(kind)] += 1
+
+    def count_stale_connection(self, kind: int) -> None:
+        self.stale_connections += 1
+        self.stale_connection_stats[self._kind_key(kind)] += 1
+
     def next_connection_id(self) -> int:
         """Clients and routes share one id counter (`cid` / `rid`), as in nats-server."""
         self.next_cid += 1
@@ -218,6 +240,12 @@ class Server:
             info["nonce"] = client.nonce
         if ldm:
             info["ldm"] = True
+            # only the other members: clients should move away from this one
+            info.pop("connect_urls", None)
+            if self.routes is not None and not self.config.cluster.no_advertise:
+                peers = self.routes.peer_client_urls()
+                if peers:
+                    info["connect_urls"] = peers
         if connect_info:
             info["connect_info"] = True
             info["remote_account"] = client.account.name

@@ -983,3 +983,41 @@ class Cluster:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+# -- a hand-made route peer (raw socket on a server's cluster port) ------------------------------
+
+
+def route_peer(server: ServerProcess, port: int | None = None) -> RawClient:
+    """A raw connection to `server`'s route port (`port`, else the `cluster_port` attribute a test
+    set on it), its INFO read and checked."""
+    client = RawClient(port if port is not None else server.cluster_port)  # type: ignore[attr-defined]
+    info = client.read_info()
+    assert info["proto"] == 3, info
+    return client
+
+
+def route_handshake(client: RawClient, server_id: str = "NTESTPEER", cluster: str = "c1", name: str = "peer") -> None:
+    """Send a route CONNECT and INFO as a nats-server peer would."""
+    client.send(
+        b'CONNECT {"echo":true,"verbose":false,"pedantic":false,"tls_required":false,"headers":true,'
+        b'"name":"' + server_id.encode() + b'","cluster":"' + cluster.encode() + b'"}\r\n'
+    )
+    info = {
+        "server_id": server_id,
+        "server_name": name,
+        "version": "2.15.1",
+        "proto": 3,
+        "host": "127.0.0.1",
+        "port": 1,
+        "headers": True,
+        "max_payload": 1048576,
+        "cluster": cluster,
+    }
+    client.send(b"INFO " + json.dumps(info).encode() + b"\r\n")
+
+
+def until_pong(client: RawClient, timeout: float | None = None) -> bytes:
+    """PING and read up to the PONG: everything the server sent before answering it."""
+    client.send(b"PING\r\n")
+    return client.read_until(b"PONG\r\n", timeout)

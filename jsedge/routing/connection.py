@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jsedge import errors
+from jsedge.config import format_go_duration
 from jsedge.errors import ClosedReason, ProtoErr
 from jsedge.routing.sublist import ClientCore, flush_pending
 
@@ -64,6 +65,10 @@ class Connection(ClientCore):
         "ping_interval",
         "ping_max",
         "write_deadline",
+        "write_retry",
+        "bytes_handed",
+        "deadline_sent",
+        "slow_marked",
     )
 
     #: The word in "<Kind> connection created/closed" log lines.
@@ -83,6 +88,14 @@ class Connection(ClientCore):
         self.ping_interval: float = limits.ping_interval
         self.ping_max: int = limits.ping_max
         self.write_deadline: float = limits.write_deadline
+        #: nats-server's write_timeout policy: a write that misses the deadline closes the
+        #: connection ("close", the client default) or, when some bytes went out, only marks it a
+        #: slow consumer and keeps writing ("retry", the route default).
+        self.write_retry = limits.write_timeout == "retry"
+        #: Bytes handed to the transport so far; minus its buffer, what the socket took.
+        self.bytes_handed = 0
+        self.deadline_sent = 0
+        self.slow_marked = False
         self.remote_host = ""
         self.remote_port = 0
         self.start = time.time()
@@ -258,10 +271,15 @@ class Connection(ClientCore):
         self.paused = True
         deadline = self.write_deadline
         if deadline > 0 and self.deadline_handle is None:
+            self.deadline_sent = self._bytes_sent()
             self.deadline_handle = self.loop.call_later(deadline, self._write_deadline)
+
+    def _bytes_sent(self) -> int:
+        return self.bytes_handed - (self.transport.get_write_buffer_size() if self.transport is not None else 0)
 
     def resume_writing(self) -> None:
         self.paused = False
+        self.slow_marked = False
         if self.deadline_handle is not None:
             self.deadline_handle.cancel()
             self.deadline_handle = None
@@ -271,10 +289,21 @@ class Connection(ClientCore):
         if self.paused and not self.closed:
             deadline = self.write_deadline
             pending = self.transport.get_write_buffer_size() + len(self.outbuf)
+            sent = self._bytes_sent()
+            progressed = sent > self.deadline_sent
+            state = "State" if self.slow_marked else "Detected"
             self.log_info(
-                f"Slow Consumer Detected: WriteDeadline of {deadline:g}s exceeded with {pending} total bytes."
+                f"Slow Consumer {state}: WriteDeadline of {format_go_duration(deadline)} exceeded "
+                f"with {pending} total bytes."
             )
-            self.server.slow_consumers += 1
+            if not self.slow_marked:
+                # nats-server counts a route's slow-consumer episode once
+                self.server.count_slow_consumer(self.kind)
+            if self.write_retry and progressed:
+                self.slow_marked = True
+                self.deadline_sent = sent
+                self.deadline_handle = self.loop.call_later(deadline, self._write_deadline)
+                return
             self.close(ClosedReason.SLOW_CONSUMER_WRITE_DEADLINE, abort=True)
 
     # ---------------------------------------------------------------- output
@@ -290,7 +319,7 @@ class Connection(ClientCore):
             self.outbuf = buf  # held until the TLS handshake finishes
             return
         self._write_raw(buf)
-        if self.paused and self.transport.get_write_buffer_size() > self.max_pending:
+        if self.paused and not self.write_retry and self.transport.get_write_buffer_size() > self.max_pending:
             self.on_slow_consumer()
 
     def send(self, data: bytes) -> None:
@@ -307,6 +336,7 @@ class Connection(ClientCore):
         tls = self.tls
         if tls is not None and not self.tls_pending:
             data = tls.encrypt(data)
+        self.bytes_handed += len(data)
         self.transport.write(data)
 
     def send_now(self, data: bytes) -> None:
@@ -328,7 +358,7 @@ class Connection(ClientCore):
         if self.closed:
             return
         self.log_info(f"Slow Consumer Detected: MaxPending of {self.max_pending} Exceeded")
-        self.server.slow_consumers += 1
+        self.server.count_slow_consumer(self.kind)
         self.close(ClosedReason.SLOW_CONSUMER_PENDING_BYTES, abort=True)
 
     # ---------------------------------------------------------------- pings
@@ -349,7 +379,7 @@ class Connection(ClientCore):
         if not self.ping_suppressed(now):
             if self.pings_out + 1 > self.ping_max:
                 self.log_debug(f"Stale {self.KIND_NAME} Connection - Closing")
-                self.server.stale_connections += 1
+                self.server.count_stale_connection(self.kind)
                 self.send_now(errors.STALE_CONNECTION.line())
                 self.close(ClosedReason.STALE_CONNECTION)
                 return

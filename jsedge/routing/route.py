@@ -100,6 +100,11 @@ class RouteConnection(Connection):
             self.ping_max = cluster.ping_max
         if cluster.write_deadline:
             self.write_deadline = cluster.write_deadline
+        # nats-server never closes a route for pending bytes (only clients have max_pending); a
+        # stuck route is closed by the write deadline, and a slow one that still takes bytes is
+        # kept ("retry", the route default of `cluster.write_timeout`)
+        self.write_retry = cluster.write_timeout != "close"
+        self.max_pending = 1 << 62
         self.headers = not limits.no_header_support
         self.routed_sublists = table.routed_sublists
         self.fast_pub = not self.trace
@@ -143,7 +148,8 @@ class RouteConnection(Connection):
             if account is not None:
                 account.unsubscribe(sub)
         self.remote_subs.clear()
-        self.log_info(f"Router connection closed: {reason.value}")
+        remote = f" - Remote: {self.remote_name}" if self.remote_name else ""
+        self.log_info(f"Router connection closed: {reason.value}{remote}")
         self.table.route_closed(self, reason)
 
     def _auth_timeout(self) -> None:

@@ -383,9 +383,9 @@ class RouteTable:
                     waiter = self.done.setdefault(winner, self.loop.create_future())
                     await waiter
                     winner = winner.duplicate_of
-                if implicit:
-                    return
-                await asyncio.sleep(CONNECT_DELAY + random.random() * 0.1)
+                # nats-server reconnects a route it dialled, implicit ones too (with
+                # `connect_retries` dial attempts); explicit ones after a second
+                await asyncio.sleep((0.0 if implicit else CONNECT_DELAY) + random.random() * 0.1)
         except asyncio.CancelledError:
             pass
 

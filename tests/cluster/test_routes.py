@@ -10,7 +10,18 @@ from typing import Any
 
 import nats
 import pytest
-from helpers import Cluster, RawClient, ServerProcess, acheck_for, check_for, free_port, http_json
+from helpers import (
+    Cluster,
+    RawClient,
+    ServerProcess,
+    acheck_for,
+    check_for,
+    free_port,
+    http_json,
+    route_handshake,
+    route_peer,
+    until_pong,
+)
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
@@ -245,75 +256,44 @@ def lone(request):
     server.cleanup()
 
 
-def _route_client(server: ServerProcess) -> RawClient:
-    client = RawClient(server.cluster_port)
-    info = client.read_info()
-    assert info["cluster"] == "c1" and info["proto"] == 3
-    return client
-
-
 def test_client_on_the_route_port(lone: ServerProcess) -> None:
-    with _route_client(lone) as client:
+    with route_peer(lone) as client:
         client.send(b'CONNECT {"verbose":false,"pedantic":false,"lang":"python3","version":"2.9"}\r\n')
         assert client.expect_closed(3)
         assert client.drain() == b"-ERR 'attempted to connect to route port'\r\n"
 
 
 def test_cluster_name_mismatch(lone: ServerProcess) -> None:
-    with _route_client(lone) as client:
+    with route_peer(lone) as client:
         client.send(b'CONNECT {"echo":true,"verbose":false,"pedantic":false,"name":"NX","cluster":"other"}\r\n')
         assert client.expect_closed(3)
         assert client.drain() == b'-ERR \'Rejecting connection, cluster name "other" does not match "c1"\'\r\n'
 
 
-def _handshake(client: RawClient, server_id: str = "NTESTPEER") -> None:
-    client.send(
-        b'CONNECT {"echo":true,"verbose":false,"pedantic":false,"tls_required":false,"headers":true,'
-        b'"name":"' + server_id.encode() + b'","cluster":"c1"}\r\n'
-    )
-    info = {
-        "server_id": server_id,
-        "server_name": "peer",
-        "version": "2.15.1",
-        "proto": 3,
-        "host": "127.0.0.1",
-        "port": 1,
-        "headers": True,
-        "max_payload": 1048576,
-        "cluster": "c1",
-    }
-    client.send(b"INFO " + json.dumps(info).encode() + b"\r\n")
-
-
-def _read_until_pong(client: RawClient) -> bytes:
-    client.send(b"PING\r\n")
-    return client.read_until(b"PONG\r\n")
-
-
 def test_route_handshake_interest_and_messages(lone: ServerProcess) -> None:
     """A hand-made peer: it gets the server's interest as RS+, its RS+ brings the server's
     publishes as RMSG, and its RMSG reaches the server's subscribers."""
-    with _route_client(lone) as peer, RawClient(lone) as local:
+    with route_peer(lone) as peer, RawClient(lone) as local:
         local.read_info()
         local.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nSUB in.> 1\r\nSUB q.x grp 2\r\n')
         local.ping_barrier()
-        _handshake(peer)
-        lines = _read_until_pong(peer)
+        route_handshake(peer)
+        lines = until_pong(peer)
         assert b"RS+ $G in.>\r\n" in lines and b"RS+ $G q.x grp 1\r\n" in lines
         peer.send(b"RS+ $G out.*\r\nRS+ $G svc grp 3\r\n")
-        _read_until_pong(peer)
+        until_pong(peer)
         local.send(b"PUB out.a r 2\r\nhi\r\nHPUB out.b 12 14\r\nNATS/1.0\r\n\r\nyo\r\nPUB svc 1\r\nx\r\n")
         local.ping_barrier()
         got = peer.read_until(b"RMSG $G svc | grp 1\r\nx\r\n", timeout=3)
         assert b"RMSG $G out.a r 2\r\nhi\r\n" in got
         assert b"HMSG $G out.b 12 14\r\nNATS/1.0\r\n\r\nyo\r\n" in got
         peer.send(b"RMSG $G in.x 5\r\nhello\r\nRMSG $G q.x | grp 1\r\nq\r\nRMSG $G q.x 1\r\nz\r\n")
-        _read_until_pong(peer)  # the server has read them all
+        until_pong(peer)  # the server has read them all
         received = local.read_until(b"MSG q.x 2 1\r\nq\r\n", timeout=3) + local.read_all_available(0.3, 1)
         assert b"MSG in.x 1 5\r\nhello\r\n" in received
         assert received.count(b"MSG q.x 2 1\r\nq\r\n") == 1 and b"z" not in received  # queue only when named
         peer.send(b"RMSG NOSUCHACCOUNT in.x 1\r\nx\r\n")  # ignored, the route stays up
-        assert _read_until_pong(peer).endswith(b"PONG\r\n")
+        assert until_pong(peer).endswith(b"PONG\r\n")
 
 
 @pytest.mark.parametrize(
@@ -321,17 +301,17 @@ def test_route_handshake_interest_and_messages(lone: ServerProcess) -> None:
     [b"RMSG $G 5\r\nhello\r\n", b"RMSG $G a.b x y 1\r\nz\r\n", b"HMSG $G a 6 5\r\nxxxxx\r\n"],
 )
 def test_malformed_routed_messages_close_the_route(lone: ServerProcess, frame: bytes) -> None:
-    with _route_client(lone) as peer:
-        _handshake(peer)
-        _read_until_pong(peer)
+    with route_peer(lone) as peer:
+        route_handshake(peer)
+        until_pong(peer)
         peer.send(frame)
         assert peer.expect_closed(3)
 
 
 def test_unknown_op_on_a_route(lone: ServerProcess) -> None:
-    with _route_client(lone) as peer:
-        _handshake(peer)
-        _read_until_pong(peer)
+    with route_peer(lone) as peer:
+        route_handshake(peer)
+        until_pong(peer)
         peer.send(b"XYZ\r\n")
         assert peer.expect_closed(3)
         assert peer.drain().endswith(b"-ERR 'Unknown Protocol Operation'\r\n")
@@ -356,7 +336,7 @@ def test_route_authorization(kind: str) -> None:
             peer.send(
                 b'CONNECT {"echo":true,"verbose":false,"pedantic":false,"user":"ru","pass":"rp","name":"NX","cluster":"c1"}\r\n'
             )
-            assert _read_until_pong(peer).endswith(b"PONG\r\n")
+            assert until_pong(peer).endswith(b"PONG\r\n")
 
 
 def test_two_nodes_with_route_credentials() -> None:
@@ -396,7 +376,7 @@ def test_self_route_is_dropped_without_retrying() -> None:
 async def test_jetstream_stays_per_node_until_clustered(tmp_path) -> None:
     """Before clustered JetStream, a node's JetStream answers its own clients only: one answer to
     an API request, never one from every node."""
-    with Cluster(["jsedge", "jsedge"], extra_args=["-js"]) as cluster:
+    with Cluster(["jsedge", "jsedge"], extra_args=["-js", "-sd", "js"]) as cluster:  # a store per node dir
         for index in range(2):
             assert cluster[index].wait_for_log("JetStream is not clustered yet", 5)
         cluster.wait_mesh()
@@ -468,12 +448,13 @@ def _async_info(client: RawClient) -> dict[str, Any]:
             return info
 
 
-def test_clients_learn_of_joining_and_leaving_members() -> None:
-    with Cluster(["jsedge", "jsedge", "jsedge"], start=False) as cluster:
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_clients_learn_of_joining_and_leaving_members(kind: str) -> None:
+    with Cluster([kind, kind, kind], start=False) as cluster:
         cluster.start(0)
         with RawClient(cluster[0]) as client:
             info = client.read_info()
-            assert info["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
+            assert "connect_urls" not in info  # nats-server lists URLs once a peer brought some
             client.send(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n')
             client.ping_barrier()
             cluster.start(1)
@@ -484,10 +465,11 @@ def test_clients_learn_of_joining_and_leaving_members() -> None:
             assert update["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
 
 
-def test_lame_duck_node_is_dropped_from_peers_client_lists() -> None:
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_lame_duck_node_is_dropped_from_peers_client_lists(kind: str) -> None:
     import signal
 
-    with Cluster(["jsedge", "jsedge"]) as cluster:
+    with Cluster([kind, kind]) as cluster:
         cluster.wait_mesh()
         with RawClient(cluster[0]) as peer_client, RawClient(cluster[1]) as ldm_client:
             for client in (peer_client, ldm_client):
@@ -495,7 +477,9 @@ def test_lame_duck_node_is_dropped_from_peers_client_lists() -> None:
                 client.send(b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\n')
                 client.ping_barrier()
             cluster[1].signal(signal.SIGUSR2)
-            assert _async_info(ldm_client)["ldm"] is True
+            ldm = _async_info(ldm_client)
+            assert ldm["ldm"] is True
+            assert ldm["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]  # only the others
             update = _async_info(peer_client)
             assert update["connect_urls"] == [f"127.0.0.1:{cluster[0].port}"]
 
