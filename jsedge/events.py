@@ -367,13 +367,14 @@ class Events:
                 continue
             self._imported.add(name)
             connz = self._imported_connz(account)
-            self._sub(account, IMPORTED[0], connz)
-            self._sub(account, IMPORTED[1], connz)
-            self._sub(account, IMPORTED[2], self._imported_statz(account))
-            self._sub(account, IMPORTED[3], self._on_user_info)
+            # imports, not subscriptions: nats-server announces none of them to its routes
+            self._sub(account, IMPORTED[0], connz, routed=False)
+            self._sub(account, IMPORTED[1], connz, routed=False)
+            self._sub(account, IMPORTED[2], self._imported_statz(account), routed=False)
+            self._sub(account, IMPORTED[3], self._on_user_info, routed=False)
 
-    def _sub(self, account: Any, subject: bytes, callback: Callback) -> None:
-        self.subs.append((account, self.server.subscribe_internal(account, subject, callback)))
+    def _sub(self, account: Any, subject: bytes, callback: Callback, routed: bool = True) -> None:
+        self.subs.append((account, self.server.subscribe_internal(account, subject, callback, routed=routed)))
 
     @property
     def monitor(self) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 import signal
 import sys
 import time
@@ -573,26 +574,30 @@ class Server:
         self.logger.info("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
+        clients = list(self.clients.values())
+        if not clients:
+            # nothing to hand over: nats-server shuts down at once
+            await self.shutdown()
+            return
         if self.routes is not None:
             self.routes.send_lame_duck()
-        clients = list(self.clients.values())
         for client in clients:
             if client.protocol >= 1:
                 client.send_now(self.info_line(client, ldm=True))
         grace = self.config.lame_duck_grace_period
-        duration = self.config.lame_duck_duration
+        # nats-server spreads the closes over (duration - grace), at most 1 s apart, each gap a
+        # random length between half and all of that interval, and shuts down after the last one
+        spread = self.config.lame_duck_duration - grace
+        if spread <= 0:
+            spread = 1.0
+        interval = min(spread / len(clients), 1.0)
         await asyncio.sleep(grace)
-        clients = list(self.clients.values())
-        if clients:
-            self.logger.info("Closing existing clients")
-            spread = max(duration - grace, 0.0)
-            step = spread / len(clients) if clients else 0.0
-            # nats-server closes clients in batches spread over the remaining time.
-            step = min(step, 1.0)
-            for client in clients:
-                client.close(ClosedReason.SERVER_SHUTDOWN)
-                if step:
-                    await asyncio.sleep(step)
+        self.logger.info("Closing existing clients")
+        for index, client in enumerate(clients):
+            client.close(ClosedReason.SERVER_SHUTDOWN)
+            if index == len(clients) - 1:
+                break
+            await asyncio.sleep(interval * random.uniform(0.5, 1.0))
         await self.shutdown()
 
     def reload(self) -> None:

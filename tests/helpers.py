@@ -788,7 +788,8 @@ class TlsFiles:
 
 
 def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
-    """A self-signed CA plus a server cert (SAN 127.0.0.1/localhost) and a client cert, as PEM files."""
+    """A self-signed CA plus a server cert (SAN 127.0.0.1/localhost, usable for routes: server and
+    client auth) and a client cert, as PEM files."""
     import datetime
     import ipaddress
 
@@ -843,20 +844,21 @@ def make_tls_files(directory: str | os.PathLike) -> TlsFiles:
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=2))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         )
         if san:
             b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
         return k, b.sign(ca_key, hashes.SHA256())
 
+    # the server cert also serves routes, where each side presents it as a client too
     sk, sc = leaf(
         "localhost",
-        ExtendedKeyUsageOID.SERVER_AUTH,
+        [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
     )
     write(d / "server", sk, sc)
-    ck, cc = leaf("jsedge test client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("client")])
+    ck, cc = leaf("jsedge test client", [ExtendedKeyUsageOID.CLIENT_AUTH], [x509.DNSName("client")])
     write(d / "client", ck, cc)
     return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key")
 

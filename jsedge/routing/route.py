@@ -18,6 +18,7 @@ connection too), so jsedge and nats-server nodes can share a cluster for core NA
 from __future__ import annotations
 
 import json
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,9 @@ class RouteConnection(Connection):
             if table.auth_required:
                 self.auth_handle = self.loop.call_later(table.auth_timeout, self._auth_timeout)
         self.log_info("Route connection created")
+        # nats-server's short first PING for servers: after 1 s (or the interval, if shorter) plus
+        # up to 20 %; then every ping_interval
+        self.restart_pings(min(self.ping_interval, 1.0) * (1 + random.random() * 0.2))
 
     def ping_suppressed(self, now: float) -> bool:
         return False  # nats-server never skips a route's PING

@@ -421,7 +421,6 @@ class RouteTable:
         self.routes[remote] = conn
         conn.log_debug(f'Registering remote route "{remote}"')
         conn.send(self.interest_lines())
-        conn.send(b"PING\r\n")
         if first_seen:
             self._gossip(conn)
             server.cluster_changed()

@@ -404,12 +404,12 @@ accounts {
 """
 
 
-def _node_config(index: int, ports: list[int], extra: str = "", routes: list[int] | None = None) -> str:
+def _node_config(index: int, ports: list[int], extra: str = "", routes: list[int] | None = None, tls: str = "") -> str:
     listed = ports if routes is None else routes
     urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in listed)
     return (
         f"server_name: n{index + 1}\n{extra}\n"
-        f"cluster {{ name: c1, listen: 127.0.0.1:{ports[index]}, routes: [{urls}] }}\n"
+        f"cluster {{ name: c1, listen: 127.0.0.1:{ports[index]}, routes: [{urls}]\n  {tls} }}\n"
     )
 
 
@@ -506,3 +506,35 @@ def test_reload_adds_and_removes_routes() -> None:
     finally:
         first.cleanup()
         second.cleanup()
+
+
+@pytest.mark.parametrize("kinds", [["jsedge", "jsedge"], ["jsedge", "nats"], ["nats", "jsedge"]])
+async def test_routes_over_tls(kinds: list[str], tmp_path) -> None:
+    """`cluster { tls { } }`: mutual TLS from the first byte, with nats-server nodes too; a plain
+    peer on the TLS route port gets nothing but a failed handshake."""
+    from helpers import make_tls_files
+
+    tls = make_tls_files(tmp_path)
+    block = tls.server_config(verify=True, timeout=2).replace("\n", "\n  ")
+    ports = [free_port(), free_port()]
+    servers = [
+        ServerProcess(kind, config=_node_config(i, ports, extra="", tls=block), http=True)
+        for i, kind in enumerate(kinds)
+    ]
+    try:
+        check_for(15, lambda: all(http_json(s, "/routez")["num_routes"] == 1 for s in servers))
+        here, there = await _connect(servers[0]), await _connect(servers[1])
+        try:
+            sub = await there.subscribe("over.tls")
+            await _settle(here, there)
+            assert await acheck_for(10, lambda: _published_reaches(here, "over.tls", sub))
+        finally:
+            await here.close()
+            await there.close()
+        with RawClient(ports[0]) as plain:
+            plain.send(b"CONNECT {}\r\nPING\r\n")
+            assert plain.expect_closed(5)
+            assert b"PONG" not in plain.drain()
+    finally:
+        for server in servers:
+            server.cleanup()
