@@ -138,7 +138,11 @@ class ServerProcess:
         ready_timeout: float = READY_TIMEOUT,
         start: bool = True,
         workdir: str | os.PathLike | None = None,
+        netns: tuple[str, str] | None = None,
     ) -> None:
+        #: (namespace, address): run inside that network namespace (tests/netns.py), reached at
+        #: that address from the test process
+        self.netns = netns
         self.kind = kind
         self.extra_args = list(args)
         self.config = config
@@ -163,6 +167,8 @@ class ServerProcess:
     # -- lifecycle ---------------------------------------------------------------------------
     def build_argv(self) -> list[str]:
         argv = server_command(self.kind)
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns[0], *argv]
         args = list(self.extra_args)
         if not _has_flag(args, "-a", "--addr", "-addr", "--net", "-net"):
             argv += ["-a", "127.0.0.1"]
@@ -204,6 +210,8 @@ class ServerProcess:
         try:
             m = self.wait_for_log(_LISTEN_RE, self.ready_timeout)
             self.host, self.port = m.group(1), int(m.group(2))
+            if self.netns is not None:
+                self.host = self.netns[1]
             self.wait_for_log(_READY_RE, self.ready_timeout)
             if self.http:
                 m = self.wait_for_log(_HTTP_RE, 1.0)
@@ -898,7 +906,8 @@ def http_json(server: ServerProcess, path: str, timeout: float = 2.0) -> Any:
     """GET a monitoring endpoint of `server` (started with http=True) as JSON."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=timeout) as response:
+    host = server.netns[1] if server.netns is not None else "127.0.0.1"
+    with urllib.request.urlopen(f"http://{host}:{server.http_port}{path}", timeout=timeout) as response:
         return json.loads(response.read())
 
 

@@ -152,6 +152,9 @@ class Connection(ClientCore):
     def log_info(self, text: str) -> None:
         self.server.logger.info(self.log_prefix() + text)
 
+    def log_warn(self, text: str) -> None:
+        self.server.logger.warn(self.log_prefix() + text)
+
     def log_trace(self, text: str) -> None:
         self.server.logger.trace(self.log_prefix() + text)
 

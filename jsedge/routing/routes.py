@@ -424,6 +424,11 @@ class RouteTable:
         if first_seen:
             self._gossip(conn)
             server.cluster_changed()
+            if server.config.jetstream.enabled and conn.remote_jetstream and "jsedge" not in conn.remote_info:
+                conn.log_warn(
+                    f'JetStream is not clustered with "{conn.remote_name or remote}": it is a nats-server '
+                    "node, and jsedge clusters JetStream with jsedge nodes only (core NATS is routed as usual)"
+                )
         if server.pending:
             from jsedge.routing.sublist import flush_pending
 

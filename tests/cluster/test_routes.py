@@ -538,3 +538,9 @@ async def test_routes_over_tls(kinds: list[str], tmp_path) -> None:
     finally:
         for server in servers:
             server.cleanup()
+
+
+def test_jetstream_is_not_clustered_with_nats_server_peers() -> None:
+    with Cluster(["jsedge", "nats"], extra_args=["-js", "-sd", "js"]) as cluster:
+        cluster.wait_mesh()
+        cluster[0].wait_for_log(r'\[WRN\] .*JetStream is not clustered with "n2": it is a nats-server node', 5)
