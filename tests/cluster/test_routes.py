@@ -544,3 +544,58 @@ def test_jetstream_is_not_clustered_with_nats_server_peers() -> None:
     with Cluster(["jsedge", "nats"], extra_args=["-js", "-sd", "js"]) as cluster:
         cluster.wait_mesh()
         cluster[0].wait_for_log(r'\[WRN\] .*JetStream is not clustered with "n2": it is a nats-server node', 5)
+
+
+PERMISSIONS = """
+authorization {
+  users: [
+    {user: limited, password: l, permissions: {publish: {deny: ["secret.>"]}, subscribe: {deny: ["private.>"]}}}
+    {user: open, password: o}
+  ]
+}
+"""
+
+
+@pytest.mark.parametrize("kinds", [["jsedge", "jsedge"], ["jsedge", "nats"], ["nats", "jsedge"]])
+async def test_permissions_are_checked_on_the_publishers_node(kinds: list[str]) -> None:
+    """Node 0's limited user cannot publish what it is denied, wherever the subscriber is, and
+    cannot receive what it may not subscribe to from publishers on other nodes."""
+    ports = [free_port(), free_port()]
+    servers = [
+        ServerProcess(kind, config=_node_config(i, ports, PERMISSIONS), http=True) for i, kind in enumerate(kinds)
+    ]
+    try:
+        check_for(10, lambda: all(http_json(s, "/routez")["num_routes"] >= 1 for s in servers))
+        # the limited user speaks raw protocol (nats-py closes its connection on a permissions -ERR)
+        there = await _connect(servers[1], user="open", password="o")
+        try:
+            with RawClient(servers[0]) as limited:
+                limited.read_info()
+                limited.send(b'CONNECT {"verbose":false,"pedantic":false,"user":"limited","pass":"l"}\r\n')
+                limited.send(b"SUB > 1\r\n")
+                limited.ping_barrier()
+                secret = await there.subscribe("secret.>")
+                public = await there.subscribe("public.>")
+                await there.flush()
+
+                def reaches_public() -> bool:
+                    limited.send(b"PUB public.x 1\r\n?\r\n")
+                    limited.ping_barrier()
+                    return public.pending_msgs > 0
+
+                await acheck_for(10, lambda: asyncio.to_thread(reaches_public))
+                limited.send(b"PUB secret.x 2\r\nno\r\n")
+                got = limited.ping_barrier()
+                assert b"-ERR 'Permissions Violation for Publish to \"secret.x\"'" in got
+                await there.publish("private.y", b"hidden")
+                await there.publish("public.z", b"shown")
+                await there.flush()
+                received = await asyncio.to_thread(limited.read_until, b"MSG public.z 1 5\r\nshown\r\n", 5)
+                assert b"private.y" not in received
+                await asyncio.sleep(0.2)
+                assert secret.pending_msgs == 0
+        finally:
+            await there.close()
+    finally:
+        for server in servers:
+            server.cleanup()
