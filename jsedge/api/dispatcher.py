@@ -24,6 +24,7 @@ from jsedge.api import consumers, direct, snapshot, streams
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
+from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.streamconfig import API_LEVEL
 
 AUDIT_SUBJECT = b"$JS.EVENT.ADVISORY.API"
@@ -57,7 +58,7 @@ def client_info(server: Any, client: Any) -> dict[str, Any] | None:
 class JetStreamAPI:
     """Subscribes the API subjects of every JetStream account and dispatches requests."""
 
-    def __init__(self, server: Any, jetstream: Any) -> None:
+    def __init__(self, server: ServerHandle, jetstream: Any) -> None:
         self.server = server
         self.jetstream = jetstream
         self.endpoints: list[Endpoint] = []

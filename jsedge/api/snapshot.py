@@ -40,9 +40,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import secrets
-import shutil
 import struct
 import tarfile
 import tempfile
@@ -55,8 +53,8 @@ from jsedge import gojson
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
+from jsedge.jetstream.commands import PurgeMsgs, SkipMsg, StoreMsg
 from jsedge.jetstream.models import (
-    NS,
     decode,
     decode_stream_config_request,
     format_time_ns,
@@ -229,41 +227,42 @@ def _iter_records(handle: Any) -> Iterator[tuple[int, int, bytes, bytes, bytes]]
         yield seq, ts, body[:slen], body[slen : slen + hlen], body[slen + hlen :]
 
 
-def _move_to(store: Any, seq: int, ts: int) -> None:
-    """Make `seq` the next sequence of `store` (gaps become deleted sequences)."""
-    state = store.state()
+def _move_to(stream: Any, seq: int, ts: int) -> None:
+    """Make `seq` the next sequence of `stream` (gaps become deleted sequences), with commands."""
+    state = stream.store.state()
     nxt = state.last_seq + 1
     if seq <= nxt:
         return
     if state.messages == 0:
-        store.purge(None, seq=seq)
+        stream.apply(PurgeMsgs(None, seq=seq))
         return
     for _ in range(seq - nxt):
-        store.skip_msg(ts)
+        stream.apply(SkipMsg(ts))
 
 
-def fill_store(store: Any, config: Any, document: dict[str, Any], messages: Any) -> None:
-    allow_ttl = bool(config.allow_msg_ttl)
+def fill_stream(stream: Any, document: dict[str, Any], messages: Any) -> None:
+    """The archive's messages applied to a new, not yet started stream as StoreMsg/SkipMsg/PurgeMsgs
+    commands (the same commands a replicated stream would replicate)."""
+    allow_ttl = bool(stream.config.allow_msg_ttl)
     last_ts = 0
     for seq, ts, subject, hdr, data in _iter_records(messages):
-        _move_to(store, seq, ts)
-        if store.state().last_seq + 1 != seq:
+        _move_to(stream, seq, ts)
+        if stream.store.state().last_seq + 1 != seq:
             raise ValueError(f"message sequence {seq} out of order")
-        ttl_ns = 0
+        ttl = 0
         if allow_ttl and hdr:
             value = H.get_header(hdr, H.TTL)
             if value is not None:
                 try:
                     ttl = H.parse_ttl(value)
-                    ttl_ns = ttl * NS if ttl > 0 else ttl
                 except ValueError:
-                    ttl_ns = 0
-        store.store_msg(subject, hdr, data, ts, ttl_ns)
+                    ttl = 0
+        stream.apply(StoreMsg(subject, hdr, data, ts, ttl))
         last_ts = ts
     wanted = document.get("state") or {}
     last_seq = int(wanted.get("last_seq", 0) or 0)
-    if last_seq > store.state().last_seq:
-        _move_to(store, last_seq + 1, int(wanted.get("last_ts", 0) or last_ts))
+    if last_seq > stream.store.state().last_seq:
+        _move_to(stream, last_seq + 1, int(wanted.get("last_ts", 0) or last_ts))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -449,7 +448,6 @@ class _Receiver:
 
 def restore_stream(jsa: Any, name: str, fileobj: Any) -> Any:
     """Create stream `name` of account `jsa` from an archive; returns the opened Stream."""
-    from jsedge.jetstream.manager import open_store
     from jsedge.jetstream.streamconfig import set_static_metadata
 
     try:
@@ -465,35 +463,12 @@ def restore_stream(jsa: Any, name: str, fileobj: Any) -> Any:
     jsa._check_overlap(config)
     jsa._check_limits(config)
     set_static_metadata(config)
-    created = time.time_ns()
-    directory = jsa.stream_dir(name)
-    if os.path.isdir(directory):
-        shutil.rmtree(directory, ignore_errors=True)
-    if config.storage == "memory":
-        stream = jsa._open(config, created, fresh=True)
-        try:
-            fill_store(stream.store, config, document, messages)
-            _restore_extras(stream.store, meta, consumer_docs)
-        except Exception:
-            jsa.delete_stream(name)
-            raise
-        stream._rebuild_dedup()
-        stream._schedule_expiry()
-        recover = getattr(stream, "recover_consumers", None)
-        if callable(recover):
-            recover()
-        return stream
-    os.makedirs(directory, exist_ok=True)
-    store = open_store(config, directory, jsa.jetstream.config, jsa.server.logger.warn)
-    try:
-        fill_store(store, config, document, messages)
-        _restore_extras(store, meta, consumer_docs)
-    except Exception:
-        store.delete()
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    store.close()
-    return jsa._open(config, created, fresh=False)
+
+    def fill(stream: Any) -> None:
+        fill_stream(stream, document, messages)
+        _restore_extras(stream.store, meta, consumer_docs)
+
+    return jsa._open(config, time.time_ns(), fresh=True, fill=fill)
 
 
 def _restore_extras(store: Any, meta: bytes | None, consumer_docs: list[dict[str, Any]]) -> None:

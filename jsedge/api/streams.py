@@ -12,6 +12,7 @@ from typing import Any
 
 from jsedge.api.request import Endpoint, Request
 from jsedge.errors import js_error
+from jsedge.jetstream.commands import DeleteMsg, PurgeMsgs
 from jsedge.jetstream.models import (
     MsgDeleteRequest,
     MsgGetRequest,
@@ -23,7 +24,6 @@ from jsedge.jetstream.models import (
     format_time_ns,
     parse_json,
 )
-from jsedge.jetstream.stream import DeleteMsg, PurgeMsgs
 from jsedge.subjects import subject_matches, subjects_overlap, valid_subject
 
 NAMES_LIMIT = 1024
@@ -206,7 +206,7 @@ def stream_purge(api: Any, request: Request) -> dict[str, Any]:
     subject_filter = options.filter.encode() if options.filter and options.filter != ">" else None
     if subject_filter is not None and not valid_subject(subject_filter):
         raise js_error("JSStreamPurgeFailedF", err="invalid subject filter")
-    purged = stream.apply(PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep))
+    purged = stream.execute(PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep))
     return {"success": True, "purged": purged}
 
 
@@ -258,7 +258,7 @@ def stream_msg_delete(api: Any, request: Request) -> dict[str, Any]:
         raise js_error("JSStreamSealedErr")
     if stream.config.deny_delete:
         raise js_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
-    if not stream.apply(DeleteMsg(options.seq, erase=not options.no_erase)):
+    if not stream.execute(DeleteMsg(options.seq, erase=not options.no_erase)):
         raise js_error("JSSequenceNotFoundErrF", seq=options.seq)
     return {"success": True}
 

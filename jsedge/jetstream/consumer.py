@@ -41,6 +41,7 @@ from jsedge.jetstream.consumerconfig import (
     set_static_metadata,
     strip_dynamic_metadata,
 )
+from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import NS, ConsumerConfig, decode_consumer_config, encode, format_time_ns, parse_time_ns
 from jsedge.jetstream.pull import PullRequest, parse_pull_request, status
 from jsedge.store.base import ConsumerState, Pending, SequencePair
@@ -87,7 +88,7 @@ class Consumer:
         now: Callable[[], int] | None = None,
     ) -> None:
         self.stream = stream
-        self.server = stream.server
+        self.server: ServerHandle = stream.server
         self.account = stream.account
         self.loop = self.server.loop
         self.name = name
@@ -1208,9 +1209,9 @@ def check_message_retention(stream: Any, seq: int, subject: bytes | None) -> Non
         for consumer in stream.consumers.values():
             if consumer.matches_subject(subject) and consumer.needs_ack(seq):
                 return
-    from jsedge.jetstream.stream import DeleteMsg
+    from jsedge.jetstream.commands import DeleteMsg
 
-    stream.apply(DeleteMsg(seq, erase=False))
+    stream.execute(DeleteMsg(seq, erase=False))
 
 
 def recheck_interest(stream: Any) -> None:
@@ -1227,10 +1228,10 @@ def recheck_interest(stream: Any) -> None:
         if not any(c.matches_subject(msg.subject) and c.needs_ack(msg.seq) for c in stream.consumers.values()):
             removable.append(msg.seq)
         seq = msg.seq + 1
-    from jsedge.jetstream.stream import DeleteMsg
+    from jsedge.jetstream.commands import DeleteMsg
 
     for seq in removable:
-        stream.apply(DeleteMsg(seq, erase=False))
+        stream.execute(DeleteMsg(seq, erase=False))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -22,8 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from jsedge.errors import js_error
+from jsedge.jetstream.commands import UpdateConfig
+from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import ZERO_TIME, StreamConfig, decode_stream_config_request, format_time_ns, parse_time_ns
-from jsedge.jetstream.stream import Stream, UpdateConfig, store_config
+from jsedge.jetstream.stream import Stream, store_config
 from jsedge.jetstream.streamconfig import (
     API_LEVEL,
     check_stream_config,
@@ -98,7 +100,7 @@ class AccountJetStream:
 
     def __init__(self, jetstream: JetStream, account: Any, limits: Any) -> None:
         self.jetstream = jetstream
-        self.server = jetstream.server
+        self.server: ServerHandle = jetstream.server
         self.account = account
         self.name: str = account.name
         self.limits = limits  # AccountJetStreamConfig or None (= unlimited)
@@ -222,7 +224,11 @@ class AccountJetStream:
         stream = self._open(config, time.time_ns(), fresh=True)
         return stream, True
 
-    def _open(self, config: StreamConfig, created: int, fresh: bool) -> Stream:
+    def _open(
+        self, config: StreamConfig, created: int, fresh: bool, fill: Callable[[Stream], None] | None = None
+    ) -> Stream:
+        """Open (or create, `fresh`) a stream's store and start it. `fill` runs before the start
+        (restore: the archive's messages applied as commands); then its consumers are recovered."""
         directory = self.stream_dir(config.name)
         if fresh and os.path.isdir(directory):
             shutil.rmtree(directory, ignore_errors=True)
@@ -230,9 +236,16 @@ class AccountJetStream:
         self._write_meta(config, created)
         store = open_store(config, directory, self.jetstream.config, self.server.logger.warn)
         stream = Stream(self, config, store, created)
+        if fill is not None:
+            try:
+                fill(stream)
+            except BaseException:
+                store.delete()
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
         self.streams[config.name] = stream
         stream.start()
-        if not fresh:
+        if not fresh or fill is not None:
             from jsedge.jetstream.consumer import recover_consumers
 
             recover_consumers(stream)
@@ -275,7 +288,7 @@ class AccountJetStream:
         set_static_metadata(config)
         if config.mirror is None and stream.config.mirror is not None and not config.subjects:
             config.subjects = [config.name]
-        stream.apply(UpdateConfig(config))
+        stream.execute(UpdateConfig(config))
         self._write_meta(config, stream.created)
         mirror_module = self.jetstream.mirror_module() if (config.mirror is not None or config.sources) else None
         if mirror_module is not None:
@@ -331,7 +344,7 @@ class AccountJetStream:
 class JetStream:
     """The server's JetStream engine."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: ServerHandle) -> None:
         self.server = server
         self.config = server.config.jetstream
         self.domain: str = self.config.domain

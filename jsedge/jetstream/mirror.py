@@ -40,8 +40,9 @@ from typing import Any
 
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
+from jsedge.jetstream.commands import PurgeMsgs, SkipMsg, StoreMsg
+from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import StreamConfig, StreamSource, encode, format_time_ns
-from jsedge.jetstream.stream import PurgeMsgs, SkipMsg, StoreMsg
 from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import DiscardNewError
 from jsedge.subjects import subject_matches
@@ -197,7 +198,7 @@ class Replicator:
     def __init__(self, stream: Any) -> None:
         self.stream = stream
         self.host = stream.host
-        self.server = stream.server
+        self.server: ServerHandle = stream.server
         self.loop = stream.server.loop
         self.cursors: list[_Cursor] = []
         self.stopped = False
@@ -509,10 +510,10 @@ class Replicator:
                 self.host.check_resources(stream, mine.msg_size(subject, hdr, msg.data))
                 if msg.seq > state.last_seq + 1:
                     if state.messages == 0:
-                        stream.apply(PurgeMsgs(None, seq=msg.seq))
+                        stream.execute(PurgeMsgs(None, seq=msg.seq))
                     else:
                         for _gap in range(msg.seq - state.last_seq - 1):
-                            stream.apply(SkipMsg(msg.ts))
+                            stream.execute(SkipMsg(msg.ts))
                 ttl = 0
                 if allow_ttl:
                     value = H.get_header(hdr, H.TTL)
@@ -521,15 +522,12 @@ class Replicator:
                             ttl = H.parse_ttl(value)
                         except ValueError:
                             ttl = 0
-                seq = stream.apply(StoreMsg(subject, hdr, msg.data, msg.ts, ttl))
+                stream.execute(StoreMsg(subject, hdr, msg.data, msg.ts, ttl))
             except (JSError, DiscardNewError) as exc:
                 cursor.error = exc if isinstance(exc, JSError) else js_error("JSStreamStoreFailedF", err=exc.reason)
                 cursor.next = msg.seq
                 return False
-            cursor.next = start
-            if ttl or stream.config.max_age:
-                stream._schedule_expiry()
-            _notify(stream, seq, subject)
+            cursor.next = start  # execute() reacted: expiry timer, consumers and listeners
         return True
 
     # ------------------------------------------------------------------ info
@@ -590,13 +588,6 @@ def _strip(hdr: bytes, names: tuple[bytes, ...]) -> bytes:
         if b"\r\n" + name + b":" in hdr:
             hdr = H.remove_header(hdr, name)
     return b"" if hdr == H.EMPTY_BLOCK else hdr
-
-
-def _notify(stream: Any, seq: int, subject: bytes) -> None:
-    if stream.on_stored is not None:
-        stream.on_stored(seq, subject)
-    for listener in list(getattr(stream, "stored_listeners", ())):
-        listener(seq, subject)
 
 
 def _parse_source_header(value: bytes) -> tuple[str, int, str] | None:

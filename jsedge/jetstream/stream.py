@@ -23,6 +23,18 @@ from typing import Any
 from jsedge import gojson
 from jsedge.errors import JSError, go_quote, js_error
 from jsedge.jetstream import headers as H
+
+# the commands (the only way to change a stream) live in commands.py, with their byte encoding
+from jsedge.jetstream.commands import (
+    Command,
+    DeleteMsg,
+    ExpireMsgs,
+    PurgeMsgs,
+    SkipMsg,
+    StoreMsg,
+    UpdateConfig,
+)
+from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
 from jsedge.jetstream.streamconfig import with_dynamic_metadata
 from jsedge.jetstream.transform import SubjectTransform
@@ -38,71 +50,6 @@ from jsedge.store.base import (
 from jsedge.subjects import subject_matches, valid_literal_subject
 
 MAX_HEADER_SIZE = 65535
-
-
-# ------------------------------------------------------------------------------------------------
-# commands: the only way to change a stream
-
-
-@dataclass(frozen=True, slots=True)
-class StoreMsg:
-    subject: bytes
-    hdr: bytes
-    data: bytes
-    ts: int
-    ttl: int = 0  # seconds; -1 never; 0 none
-    msg_id: bytes = b""
-    rollup: str = ""  # "", "sub", "all"
-
-    def __init__(
-        self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl: int = 0, msg_id: bytes = b"", rollup: str = ""
-    ) -> None:
-        # Same fields as the generated __init__ (one per publish: the slot setters are ~40 % cheaper
-        # than the frozen dataclass's object.__setattr__ calls).
-        s = _STORE_MSG_SET
-        s[0](self, subject)
-        s[1](self, hdr)
-        s[2](self, data)
-        s[3](self, ts)
-        s[4](self, ttl)
-        s[5](self, msg_id)
-        s[6](self, rollup)
-
-
-_STORE_MSG_SET = tuple(getattr(StoreMsg, name).__set__ for name in StoreMsg.__slots__)
-assert StoreMsg.__slots__ == ("subject", "hdr", "data", "ts", "ttl", "msg_id", "rollup")
-
-
-@dataclass(frozen=True, slots=True)
-class SkipMsg:
-    ts: int
-    msg_id: bytes = b""
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteMsg:
-    seq: int
-    erase: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class PurgeMsgs:
-    filter: bytes | None = None
-    seq: int = 0
-    keep: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ExpireMsgs:
-    now: int
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateConfig:
-    config: StreamConfig
-
-
-Command = StoreMsg | SkipMsg | DeleteMsg | PurgeMsgs | ExpireMsgs | UpdateConfig
 
 
 def store_config(config: StreamConfig) -> StoreConfig:
@@ -140,12 +87,25 @@ def state_to_json(state: StreamState, consumer_count: int) -> dict[str, Any]:
     return out
 
 
+@dataclass(slots=True)
+class PreparedPublish:
+    """A checked publish: the commands that store it (a StoreMsg; or a SkipMsg and maybe a rollup
+    PurgeMsgs when interest retention finds nobody interested) and what republish needs."""
+
+    commands: list[Command]
+    subject: bytes
+    hdr: bytes
+    data: bytes
+    ts: int
+    previous: int  # the subject's last sequence before this publish (Nats-Last-Sequence)
+
+
 class Stream:
     """One stream of one account. `host` is the per-account JetStream (manager.AccountJetStream)."""
 
     def __init__(self, host: Any, config: StreamConfig, store: StreamStore, created: int) -> None:
         self.host = host
-        self.server = host.server
+        self.server: ServerHandle = host.server
         self.account = host.account
         self.name = config.name
         self.config = config
@@ -168,8 +128,11 @@ class Stream:
         #: (reply, ack body) of publishes stored in this loop turn, acked after one shared fsync.
         self._pending_acks: list[tuple[bytes, bytes]] = []
         self._ack_head: tuple[str, str, bytes] | None = None
+        self._ack_task: asyncio.Task[None] | None = None
+        #: (seq, subject) of messages the last apply() removed, for react().
+        self.removed: list[tuple[int, bytes | None]] = []
         self._compile()
-        store.set_removed_callback(self._consumers_removed)
+        store.set_removed_callback(self._on_store_removed)
 
     # ------------------------------------------------------------------ consumer hooks
 
@@ -265,8 +228,19 @@ class Stream:
 
     # ------------------------------------------------------------------ apply
 
+    def execute(self, command: Command) -> Any:
+        """Change the stream: `apply()` the command, then `react()` to the result. A replicated
+        stream's replicas run the same pair when the command commits."""
+        old_config = self.config
+        result = self.apply(command)
+        self.react(command, result, old_config)
+        return result
+
     def apply(self, command: Command) -> Any:
-        """Execute one mutation. Deterministic given the command (timestamps are inside it)."""
+        """Execute one mutation on the stream's replicated state (the store, the Msg-Id map, the
+        config). Deterministic given the state and the command: no clock (timestamps are inside
+        the commands), no timers, no subscriptions, no notifications — `react()` does those. The
+        messages it removes are collected in `self.removed` for `react()`."""
         store = self.store
         if isinstance(command, StoreMsg):
             ttl_ns = command.ttl * NS if command.ttl > 0 else command.ttl
@@ -274,41 +248,63 @@ class Stream:
             self._record_id(command.msg_id, seq, command.ts)
             if command.rollup == "sub":
                 store.purge(command.subject, seq=seq)
-                self._consumers_purged()
             elif command.rollup == "all":
                 store.purge(None, seq=seq)
-                self._consumers_purged()
             return seq
         if isinstance(command, SkipMsg):
             seq = store.skip_msg(command.ts)
             self._record_id(command.msg_id, seq, command.ts)
             return seq
         if isinstance(command, DeleteMsg):
-            if not self.consumers:
-                return store.remove_msg(command.seq, erase=command.erase)
-            doomed = store.load_msg(command.seq)
+            doomed = store.load_msg(command.seq) if self.consumers else None
             removed = store.remove_msg(command.seq, erase=command.erase)
-            if removed:
-                self._consumers_removed(command.seq, doomed.subject if doomed is not None else None)
+            if removed and self.consumers:
+                self.removed.append((command.seq, doomed.subject if doomed is not None else None))
             return removed
         if isinstance(command, PurgeMsgs):
-            purged = store.purge(command.filter, seq=command.seq, keep=command.keep)
-            self._consumers_purged()
-            return purged
+            return store.purge(command.filter, seq=command.seq, keep=command.keep)
         if isinstance(command, ExpireMsgs):
             return store.expire(command.now)
         if isinstance(command, UpdateConfig):
-            old = self.config
             self.config = command.config
             store.update_config(store_config(command.config))
             self._compile()
-            if old.subjects != command.config.subjects or old.allow_direct != command.config.allow_direct:
-                self._subscribe()
-            if old.duplicate_window != command.config.duplicate_window:
-                self._prune_dedup(time.time_ns())
-            self._schedule_expiry()
             return None
         raise TypeError(f"unknown stream command {command!r}")
+
+    def react(self, command: Command, result: Any, old_config: StreamConfig | None = None) -> None:
+        """The effects of an applied command outside the replicated state: consumers and mirrors
+        hear of stored and removed messages, subscriptions follow a config change, the expiry
+        timer is rescheduled."""
+        removed = self.removed
+        if removed:
+            self.removed = []
+            for seq, subject in removed:
+                self._consumers_removed(seq, subject)
+        if isinstance(command, StoreMsg):
+            if command.rollup:
+                self._consumers_purged()
+            if command.ttl or self.config.max_age:
+                self._schedule_expiry()
+            if self.on_stored is not None:
+                self.on_stored(result, command.subject)
+            for listener in self.stored_listeners:
+                listener(result, command.subject)
+        elif isinstance(command, PurgeMsgs):
+            self._consumers_purged()
+        elif isinstance(command, UpdateConfig):
+            config = self.config
+            if (
+                old_config is None
+                or old_config.subjects != config.subjects
+                or old_config.allow_direct != config.allow_direct
+            ):
+                self._subscribe()
+            self._prune_dedup(time.time_ns())
+            self._schedule_expiry()
+
+    def _on_store_removed(self, seq: int, subject: bytes | None) -> None:
+        self.removed.append((seq, subject))
 
     def _record_id(self, msg_id: bytes, seq: int, ts: int) -> None:
         self.last_msg_id = msg_id
@@ -376,6 +372,28 @@ class Stream:
         raise js_error("JSBatchPublishDisabledErr" if fast else "JSAtomicPublishDisabledErr")
 
     def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool]:
+        """The single-node publish: checks, then the store, then republish and reactions."""
+        prepared = self.prepare_publish(subject, hdr, data, sourced)
+        if isinstance(prepared, int):
+            return prepared, True  # a duplicate: the stored message's sequence
+        commands = prepared.commands
+        if len(commands) != 1:  # interest retention with nobody interested: skip (and rollup)
+            seq = self.execute(commands[0])
+            for command in commands[1:]:
+                self.execute(command)
+            return seq, False
+        command = commands[0]
+        try:
+            seq = self.apply(command)
+        except DiscardNewError as exc:
+            raise js_error("JSStreamStoreFailedF", err=exc.reason) from None
+        self.published(prepared, seq)
+        self.react(command, seq)
+        return seq, False
+
+    def prepare_publish(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> int | PreparedPublish:
+        """streams.md §4's checks for one inbound message against the applied state: the commands
+        that store it, or the sequence of the message it duplicates (an int). Raises JSError."""
         config = self.config
         store = self.store
         # 1. transform
@@ -440,8 +458,8 @@ class Stream:
             if msg_id and config.duplicate_window and config.mirror is None:
                 self._prune_dedup(now)
                 entry = self.dedup.get(msg_id)
-                if entry is not None:
-                    return entry[0], True
+                if entry is not None and entry[1] >= now - config.duplicate_window:
+                    return entry[0]
             # 12. expected last msg id
             expected_id = H.get_header(hdr, H.EXPECTED_LAST_MSG_ID)
             if expected_id and expected_id != self.last_msg_id:
@@ -464,10 +482,11 @@ class Stream:
         self.host.check_resources(self, store.msg_size(subject, hdr, data))
         # 18. interest retention with nobody interested: consume the sequence only
         if config.retention == "interest" and not self.has_interest(subject):
-            seq = self.apply(SkipMsg(now, msg_id))
+            skip: list[Command] = [SkipMsg(now, msg_id)]
             if rollup:
-                self.apply(PurgeMsgs(subject if rollup == "sub" else None, seq=seq))
-            return seq, False
+                # the rollup purges up to the skipped sequence (the next one), as nats-server
+                skip.append(PurgeMsgs(subject if rollup == "sub" else None, seq=store.state().last_seq + 1))
+            return PreparedPublish(skip, subject, hdr, data, now, 0)
         # 20. TTL (nats-server checks that it parses only now, after the checks above)
         ttl = 0
         if ttl_value is not None:
@@ -484,21 +503,14 @@ class Stream:
         if self.republish is not None:
             last = store.load_last_msg(subject)
             previous = last.seq if last is not None else 0
-        # 21. store
-        try:
-            seq = self.apply(StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup))
-        except DiscardNewError as exc:
-            raise js_error("JSStreamStoreFailedF", err=exc.reason) from None
-        # 24. republish
+        return PreparedPublish(
+            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous
+        )
+
+    def published(self, prepared: PreparedPublish, seq: int) -> None:
+        """After the store of a publish (on the node that took it): 24. republish."""
         if self.republish is not None:
-            self._republish(subject, hdr, data, seq, now, previous)
-        if ttl or config.max_age:
-            self._schedule_expiry()
-        if self.on_stored is not None:
-            self.on_stored(seq, subject)
-        for listener in self.stored_listeners:
-            listener(seq, subject)
-        return seq, False
+            self._republish(prepared.subject, prepared.hdr, prepared.data, seq, prepared.ts, prepared.previous)
 
     def has_interest(self, subject: bytes) -> bool:
         """Interest retention: does any consumer's filter match? (no consumers yet: never)."""
@@ -612,7 +624,7 @@ class Stream:
                 for reply, body in batch:
                     self._send_ack(reply, body)
 
-            self.server.loop.create_task(wait())
+            self._ack_task = self.server.loop.create_task(wait())  # kept referenced until it ends
             return
         for reply, body in batch:
             self._send_ack(reply, body)
@@ -658,7 +670,7 @@ class Stream:
         if self.closed:
             return
         try:
-            removed: list[StoredMsg] = self.apply(ExpireMsgs(time.time_ns())) or []
+            removed: list[StoredMsg] = self.execute(ExpireMsgs(time.time_ns())) or []
             if removed and self.config.subject_delete_marker_ttl:
                 self._write_markers(removed)
         except Exception:
@@ -682,7 +694,7 @@ class Stream:
                 + H.format_go_duration(ttl).encode()
                 + b"\r\nNats-Rollup: sub\r\n\r\n"
             )
-            self.apply(StoreMsg(msg.subject, hdr, b"", time.time_ns(), ttl // NS, b"", "sub"))
+            self.execute(StoreMsg(msg.subject, hdr, b"", time.time_ns(), ttl // NS, b"", "sub"))
 
     # ------------------------------------------------------------------ reads / info
 
