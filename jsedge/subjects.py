@@ -161,3 +161,21 @@ def subjects_overlap(a: bytes, b: bytes) -> bool:
             continue
         return False
     return len(a_tokens) == len(b_tokens)
+
+
+_JS_ACK = b"$JS.ACK."
+
+
+def js_deliver_split(reply: bytes) -> int:
+    """In a routed JetStream delivery the reply is `$JS.ACK.<8 tokens>@<subject to show>` (how
+    nats-server carries the stored subject across a route while routing on the deliver subject):
+    the index of that `@`, else -1. Only an `@` after the eighth dot counts (tokens may hold `@`)."""
+    if not reply.startswith(_JS_ACK):
+        return -1
+    dots = 0
+    for i, byte in enumerate(reply):
+        if byte == 0x2E:
+            dots += 1
+        elif byte == 0x40 and dots >= 8:
+            return i
+    return -1

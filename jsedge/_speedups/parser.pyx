@@ -190,6 +190,22 @@ cdef inline bytes _tok(const char* a, Py_ssize_t* st, Py_ssize_t* ln, Py_ssize_t
     return PyBytes_FromStringAndSize(a + st[k], ln[k])
 
 
+cdef Py_ssize_t _js_deliver_split(bytes reply):
+    """The `@` of a routed JetStream delivery's `$JS.ACK.<8 tokens>@<subject>` reply, else -1
+    (twin of jsedge.subjects.js_deliver_split)."""
+    cdef const char* s = PyBytes_AS_STRING(reply)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(reply)
+    cdef Py_ssize_t i, dots = 0
+    if n < 8 or memcmp(s, b"$JS.ACK.", 8) != 0:
+        return -1
+    for i in range(n):
+        if s[i] == 46:
+            dots += 1
+        elif s[i] == 64 and dots >= 8:
+            return i
+    return -1
+
+
 cdef inline bint _has_prefix(const char* s, Py_ssize_t n, const char* prefix, Py_ssize_t k):
     return n >= k and memcmp(s, prefix, k) == 0
 
@@ -294,11 +310,20 @@ cdef class Parser:
         """Hand a complete PUB/HPUB (or routed message) on; 0 when the core closed meanwhile."""
         cdef ClientCore core = self.core
         cdef object sublist = None
+        cdef bytes reply, shown
+        cdef Py_ssize_t at
         if self.route:
             if core.routed_sublists is not None and self.origin is None and core.fast_pub:
                 sublist = (<dict>core.routed_sublists).get(self.account)
             if sublist is not None:
-                deliver_as(sublist, core, self.subject, self.subject, self.reply, self.hdr, msg, self.queues)
+                reply = self.reply
+                shown = self.subject
+                if reply is not None and PyBytes_GET_SIZE(reply) > 8:
+                    at = _js_deliver_split(reply)
+                    if at >= 0:  # a JetStream delivery: shown with the stored subject
+                        shown = reply[at + 1:]
+                        reply = reply[:at]
+                deliver_as(sublist, core, self.subject, shown, reply, self.hdr, msg, self.queues)
             else:
                 self.handler.proto_routed(self.origin, self.account, self.subject, self.reply, self.hdr, msg,
                                           self.queues)

@@ -851,10 +851,15 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                     break
         if routes is not None:
             account = (<Sublist>sublist).account if isinstance(sublist, Sublist) else sublist.account
+            # routed on the deliver subject; a JetStream delivery carries the subject to show after
+            # an `@` in its ack reply (nats-server's form)
+            routed_reply = reply
+            if shown is not subject and reply is not None and PyBytes_GET_SIZE(reply) > 0 and shown != subject:
+                routed_reply = reply + b"@" + shown
             for i in range(len(routes)):
                 entry = <list>routes[i]
-                delivered += _frame_routed(src, <ClientCore>entry[0], account, shown, reply, <list>entry[1],
-                                           hdr_len, msg)
+                delivered += _frame_routed(src, <ClientCore>entry[0], account, subject, routed_reply,
+                                           <list>entry[1], hdr_len, msg)
     if delivered == 0 and src is not None and src.no_responders and reply is not None \
             and PyBytes_GET_SIZE(reply) > 0:
         src.on_no_responders(subject, reply)

@@ -68,6 +68,7 @@ from typing import Any
 
 from jsedge.routing._sublist_py import deliver as _deliver
 from jsedge.routing._sublist_py import deliver_as as _deliver_as
+from jsedge.subjects import js_deliver_split
 
 __all__ = ["Parser"]
 
@@ -289,7 +290,13 @@ class Parser:
             routed = core.routed_sublists
             sublist = routed.get(self._account) if routed is not None and self._origin is None else None
             if sublist is not None and core.fast_pub:
-                _deliver_as(sublist, core, self._subject, self._subject, self._reply, self._hdr, msg, self._queues)
+                subject, reply = self._subject, self._reply
+                shown = subject
+                if reply:
+                    at = js_deliver_split(reply)
+                    if at >= 0:  # a JetStream delivery: shown with the stored subject
+                        shown, reply = reply[at + 1 :], reply[:at]
+                _deliver_as(sublist, core, subject, shown, reply, self._hdr, msg, self._queues)
             else:
                 self._handler.proto_routed(
                     self._origin, self._account, self._subject, self._reply, self._hdr, msg, self._queues

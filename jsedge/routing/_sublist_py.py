@@ -614,8 +614,11 @@ def deliver_as(
                     break
         if routes is not None:
             account = sublist.account
+            # routed on the deliver subject; a JetStream delivery carries the subject to show after
+            # an `@` in its ack reply (nats-server's form), as the receiving server needs both
+            routed_reply = reply + b"@" + shown if shown is not subject and reply and shown != subject else reply
             for route, names in routes:
-                if _frame_routed(src, route, account, shown, reply, names, hdr_len, msg):
+                if _frame_routed(src, route, account, subject, routed_reply, names, hdr_len, msg):
                     delivered += 1
     if delivered == 0 and reply and src is not None and src.no_responders:
         src.on_no_responders(subject, reply)

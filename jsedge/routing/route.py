@@ -389,8 +389,13 @@ class RouteConnection(Connection):
             )
             return
         from jsedge.routing.sublist import deliver_as
+        from jsedge.subjects import js_deliver_split
 
-        deliver_as(account.sublist, self, subject, subject, reply, hdr_len, msg, queues)
+        shown = subject
+        at = js_deliver_split(reply) if reply else -1
+        if at >= 0:  # a JetStream delivery: shown with the stored subject
+            shown, reply = reply[at + 1 :], reply[:at]
+        deliver_as(account.sublist, self, subject, shown, reply, hdr_len, msg, queues)
 
     # ---------------------------------------------------------------- statistics
 

@@ -81,3 +81,38 @@ def test_route_frames_match_nats_server() -> None:
     assert nats_keys - jsedge_keys == INFO_ONLY_IN["nats"]
     assert jsedge_keys - nats_keys == INFO_ONLY_IN["jsedge"]
     assert [_normalized(c) for c in jsedge_chunks] == [_normalized(c) for c in nats_chunks]
+
+
+def _routed_js_delivery(kind: str) -> tuple[bytes, bytes]:
+    """A peer routes a JetStream delivery (deliver subject, stored subject after `@` in the ack
+    reply): what a local subscriber of the deliver subject sees."""
+    port = free_port()
+    server = ServerProcess(kind, ["--cluster", f"nats://127.0.0.1:{port}", "--cluster_name", "c1"])
+    try:
+        server.wait_for_log("Listening for route connections", 5)
+        with RawClient(port) as peer, RawClient(server) as local:
+            peer.read_info()
+            local.read_info()
+            local.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\nSUB deliver.x 1\r\n')
+            local.ping_barrier()
+            route_handshake(peer)
+            until_pong(peer)
+            ack = b"$JS.ACK.S.C.1.5.5.1700000000000000000.0"
+            peer.send(b"RMSG $G deliver.x " + ack + b"@orders.new 2\r\nhi\r\n")
+            peer.send(b"HMSG $G deliver.x " + ack + b"@orders.h 12 14\r\nNATS/1.0\r\n\r\nyo\r\n")
+            peer.send(b"RMSG $G deliver.x $JS.ACK.not.enough@x 1\r\nz\r\n")
+            until_pong(peer)
+            got = local.read_until(b"\r\nz\r\n", timeout=5)
+            return got, ack
+    finally:
+        server.cleanup()
+
+
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_routed_jetstream_deliveries_show_the_stored_subject(kind: str) -> None:
+    got, ack = _routed_js_delivery(kind)
+    assert got == (
+        b"MSG orders.new 1 " + ack + b" 2\r\nhi\r\n"
+        b"HMSG orders.h 1 " + ack + b" 12 14\r\nNATS/1.0\r\n\r\nyo\r\n"
+        b"MSG deliver.x 1 $JS.ACK.not.enough@x 1\r\nz\r\n"
+    )
