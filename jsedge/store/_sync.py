@@ -8,6 +8,13 @@ and resolves the futures on their loop with `call_soon_threadsafe`. Writes that 
 runs are collected into the *next* job, so one fsync covers all of them: group commit. Rounds are
 sequential, so a future taken into round N resolves only after every earlier round finished.
 
+Test hook (power-loss simulation on real processes): when the environment variable
+`JSEDGE_SYNC_JOURNAL` names a file at import, every completed fsync appends one line to it --
+``<absolute file path> <synced length>`` for a file, ``<absolute dir path> dir <name>/<name>/...``
+for a directory (the entries it held when its fsync started: those names are durable). Callers that
+fsync outside `run_job` (`write_atomic`, recovery truncations) report through `journal_file`. Unset,
+it costs one module-level `None` check per file.
+
 Duplicated fds (`os.dup`) make the thread independent of the store closing or deleting a block
 while its fsync runs.
 
@@ -23,6 +30,43 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+#: Open fd of the sync journal (test hook, see the module docstring), or None (the default).
+_JOURNAL_FD: int | None = None
+_journal_path = os.environ.get("JSEDGE_SYNC_JOURNAL")
+if _journal_path:
+    _JOURNAL_FD = os.open(_journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+def journal_file(path: str, length: int) -> None:
+    """Record that `path` is durable up to `length` bytes (no-op unless the journal is on)."""
+    if _JOURNAL_FD is not None:
+        os.write(_JOURNAL_FD, f"{os.path.abspath(path)} {length}\n".encode())
+
+
+def _list_dir(directory: str) -> list[str] | None:
+    if _JOURNAL_FD is None:
+        return None
+    try:
+        return sorted(os.listdir(directory))
+    except OSError:
+        return []
+
+
+def _journal_dir(directory: str, names: list[str] | None) -> None:
+    if _JOURNAL_FD is not None and names is not None:
+        os.write(_JOURNAL_FD, f"{os.path.abspath(directory)} dir {'/'.join(names)}\n".encode())
+
+
+def fsync_dir(directory: str) -> None:
+    """fsync a directory (its entries become durable); journaled like `run_job`'s."""
+    names = _list_dir(directory)
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    _journal_dir(directory, names)
 
 
 @dataclass(slots=True)
@@ -57,17 +101,21 @@ def run_job(job: SyncJob) -> BaseException | None:
             os.fsync(fd)
             if job.on_synced is not None:
                 job.on_synced(path, length)
+            if _JOURNAL_FD is not None:
+                journal_file(path, length)
         except OSError as exc:
             error = error or exc
         finally:
             os.close(fd)
     for directory in job.dirs:
+        names = _list_dir(directory)
         try:
             dfd = os.open(directory, os.O_RDONLY)
         except FileNotFoundError:
             continue  # deleted meanwhile (stream deleted)
         try:
             os.fsync(dfd)
+            _journal_dir(directory, names)
         except OSError as exc:
             error = error or exc
         finally:
@@ -82,13 +130,9 @@ def run_job(job: SyncJob) -> BaseException | None:
                 pass
         for directory in dirs:
             try:
-                dfd = os.open(directory, os.O_RDONLY)
+                fsync_dir(directory)
             except FileNotFoundError:
                 continue
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
     return error
 
 

@@ -64,7 +64,7 @@ from pathlib import Path
 
 from jsedge.store import codec
 from jsedge.store._core import DELETED, IndexedStore, apply_ack, apply_delivered, copy_state, resolved
-from jsedge.store._sync import SYNCER, SyncJob, run_job
+from jsedge.store._sync import SYNCER, SyncJob, fsync_dir, journal_file, run_job
 from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreClosedError, StoreConfig, StoredMsg
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
@@ -98,11 +98,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(str(path.parent))
+    journal_file(str(path), len(data))
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
@@ -403,6 +400,7 @@ class FileStore(IndexedStore):
         if valid_end < length:
             os.ftruncate(fd, valid_end)
             os.fsync(fd)
+            journal_file(path, valid_end)
         block = _Block(path, fd, base_seq, base_ts, valid_end)
         self._blocks.append(block)
         self._bases.append(base_seq)
