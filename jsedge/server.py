@@ -408,8 +408,17 @@ class Server:
             from jsedge.jetstream.manager import JetStream
 
             self.jetstream = JetStream(self)
-            self.jetstream.attach_api(JetStreamAPI(self, self.jetstream))
+            api = JetStreamAPI(self, self.jetstream)
+            if self.routes is not None:
+                # a cluster: the meta group decides which streams this server holds
+                from jsedge.cluster.jetstream import JetStreamCluster
+
+                self.jetstream.clustered = True
+                self.jetstream.cluster = JetStreamCluster(self, self.jetstream, api)
+            self.jetstream.attach_api(api)
             await self.jetstream.start()  # recovers stored streams before clients are accepted
+            if self.jetstream.cluster is not None:
+                await self.jetstream.cluster.start()
         system = self.accounts.get(config.system_account or "$SYS")
         if system is not None and system.is_system:
             from jsedge.events import Events
@@ -444,11 +453,6 @@ class Server:
         if self.routes is not None:
             # after the client listener: peers learn this server's client URLs from the route INFO
             await self.routes.start()
-            if config.jetstream.enabled:
-                self.logger.warn(
-                    "JetStream is not clustered yet: this node serves its own streams, and its JetStream "
-                    "API is not visible to the other nodes"
-                )
         if config.tls is not None:
             self.logger.info(
                 "TLS available for client connections"
@@ -547,10 +551,14 @@ class Server:
             self.listener.close()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.jetstream is not None and self.jetstream.cluster is not None:
+            await self.jetstream.cluster.hand_over()  # while the routes still carry the transfer
         if self.routes is not None:
             await self.routes.stop()
         if self.jetstream is not None:
             self.logger.info("Initiating JetStream Shutdown...")
+            if self.jetstream.cluster is not None:
+                self.jetstream.cluster.stop()
             await self.jetstream.stop()
             self.logger.info("JetStream Shutdown")
         if self.monitor is not None:
@@ -574,6 +582,8 @@ class Server:
         self.logger.info("Entering lame duck mode, stop accepting new clients")
         if self.listener is not None:
             self.listener.close()
+        if self.jetstream is not None and self.jetstream.cluster is not None:
+            await self.jetstream.cluster.hand_over()
         clients = list(self.clients.values())
         if not clients:
             # nothing to hand over: nats-server shuts down at once

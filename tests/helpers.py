@@ -926,8 +926,10 @@ class Cluster:
         extra_args: Sequence[str] = (),
         routes_of: Callable[[int, list[str]], list[str]] | None = None,
         start: bool = True,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kinds = list(kinds)
+        self.env = env
         self.name = name
         self.cluster_ports = [free_port() for _ in kinds]
         self.urls = [f"nats-route://127.0.0.1:{port}" for port in self.cluster_ports]
@@ -953,7 +955,7 @@ class Cluster:
         return args + self.extra_args
 
     def start(self, index: int, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(self.kinds[index], self.args(index), http=True, port=port)
+        server = ServerProcess(self.kinds[index], self.args(index), http=True, port=port, env=self.env)
         self.servers[index] = server
         return server
 
@@ -983,6 +985,15 @@ class Cluster:
 
     def kill(self, index: int) -> None:
         self[index].kill()
+
+    def restart(self, index: int) -> ServerProcess:
+        """Start a stopped or killed node again on its own directory (its stores survive)."""
+        server = self[index]
+        port = server.port
+        if server.running:
+            server.stop()
+        server.requested_port = port
+        return server.start()
 
     def cleanup(self) -> None:
         for server in self.servers:

@@ -33,6 +33,19 @@ def _text(token: bytes) -> str:
 
 
 def consumer_create(api: Any, request: Request) -> dict[str, Any]:
+    stream_token, config, action = parse_create(request)
+    if config.num_replicas > 1:
+        raise js_error("JSStreamReplicasNotSupportedErr")
+    stream = request.jsa.streams.get(stream_token)
+    if stream is None:
+        raise js_error("JSStreamNotFoundErr")
+    consumer = create_consumer(stream, config, action)
+    return consumer.info()
+
+
+def parse_create(request: Request) -> tuple[str, Any, str]:
+    """The request checks of a consumer create, in nats-server's order, up to the stream lookup:
+    (stream name, config, action)."""
     tokens = request.tokens
     durable_form = tokens[1] == b"DURABLE"
     if durable_form:
@@ -66,13 +79,7 @@ def consumer_create(api: Any, request: Request) -> dict[str, Any]:
         raise js_error("JSConsumerMultipleFiltersNotAllowed")
     if filtered and config.filter_subject != filtered:
         raise js_error("JSConsumerCreateFilterSubjectMismatchErr")
-    if config.num_replicas > 1:
-        raise js_error("JSStreamReplicasNotSupportedErr")
-    stream = request.jsa.streams.get(stream_token)
-    if stream is None:
-        raise js_error("JSStreamNotFoundErr")
-    consumer = create_consumer(stream, config, create.action)
-    return consumer.info()
+    return stream_token, config, create.action
 
 
 def _lookup_consumer(request: Request, stream_index: int = 2) -> Any:

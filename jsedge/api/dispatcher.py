@@ -63,6 +63,11 @@ class JetStreamAPI:
         self.jetstream = jetstream
         self.endpoints: list[Endpoint] = []
         self.subs: list[tuple[Any, Any]] = []
+        #: Clustered JetStream: the API subscriptions are announced to the routes (every server
+        #: sees every request and the cluster's handlers decide who answers); `stream_exists`
+        #: tells whether a stream exists anywhere in the cluster.
+        self.routed = False
+        self.stream_exists: Callable[[Any, str], bool] | None = None
         streams.register(self)
         direct.register(self)
         snapshot.register(self)
@@ -70,6 +75,15 @@ class JetStreamAPI:
 
     def add(self, endpoint: Endpoint) -> None:
         self.endpoints.append(endpoint)
+
+    def replace(self, endpoint: Endpoint) -> None:
+        """Put `endpoint` in place of the one with the same prefix and arity (clustered JetStream
+        installs its own handlers this way), or in front of all."""
+        for i, old in enumerate(self.endpoints):
+            if old.prefix == endpoint.prefix and old.arity == endpoint.arity:
+                self.endpoints[i] = endpoint
+                return
+        self.endpoints.insert(0, endpoint)
 
     def start(self) -> None:
         prefixes = [b"$JS.API.>"]
@@ -79,7 +93,7 @@ class JetStreamAPI:
             for prefix in prefixes:
                 callback = self._make_callback(jsa)
                 self.subs.append(
-                    (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=False))
+                    (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=self.routed))
                 )
         self.jetstream.direct_get_handler = self._direct_get
 
@@ -197,6 +211,12 @@ class JetStreamAPI:
         if stream is not None and stream.direct_subs:
             return  # the stream's own queue subscription answers
         name = request.tokens[2].decode("utf-8", "replace")
+        src = request.src
+        if self.stream_exists is not None:
+            # a cluster: a replica elsewhere answers in the stream's queue group, unless there is no
+            # such stream at all (then the requester's own server tells it: no responders)
+            if self.stream_exists(jsa, name) or src is None or getattr(src, "kind", 0) != 0:
+                return
         for other in jsa.streams.values():
             mirror = other.config.mirror
             if mirror is not None and mirror.name == name and other.config.mirror_direct:

@@ -330,7 +330,9 @@ class _Sender:
         self.server.send_internal(self.account, self.deliver, b"", b"NATS/1.0 " + line + b"\r\n\r\n", b"")
 
     async def run(self) -> None:
-        sub = self.server.subscribe_internal(self.account, self.ack_prefix + b".>", self._on_ack, routed=False)
+        # in a cluster the client may be on another server: its acks cross the routes
+        routed = bool(getattr(self.server.jetstream, "clustered", False))
+        sub = self.server.subscribe_internal(self.account, self.ack_prefix + b".>", self._on_ack, routed=routed)
         try:
             data = self.data
             index = 0
@@ -402,7 +404,8 @@ class _Receiver:
         self.jsa = jsa
         self.name = name
         self.spool = tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024)
-        self.sub = self.server.subscribe_internal(jsa.account, subject, self._on_chunk, routed=False)
+        routed = bool(getattr(self.server.jetstream, "clustered", False))  # chunks may come across a route
+        self.sub = self.server.subscribe_internal(jsa.account, subject, self._on_chunk, routed=routed)
         self.timer = self.server.loop.call_later(RESTORE_TIMEOUT, self._expire)
         self.done = False
         _IN_PROGRESS[(jsa.name, name)] = self
@@ -431,6 +434,10 @@ class _Receiver:
                 self.server.send_internal(self.jsa.account, reply, b"", b"", b"")
             return
         self._close()
+        cluster_restore = getattr(self.api, "cluster_restore", None)
+        if cluster_restore is not None:
+            self._finish_in_cluster(cluster_restore, reply)
+            return
         try:
             stream = restore_stream(self.jsa, self.name, self.spool)
             response: dict[str, Any] = {"type": TYPE_PREFIX + "stream_create_response"}
@@ -444,6 +451,38 @@ class _Receiver:
             self.spool.close()
         if reply:
             self.server.send_internal(self.jsa.account, reply, b"", b"", gojson.dumpb(response))
+
+    def _finish_in_cluster(self, cluster_restore: Any, reply: bytes) -> None:
+        """A JetStream cluster: the meta group registers the restored stream (cluster/api.py)."""
+
+        def respond(response: dict[str, Any]) -> None:
+            if reply:
+                self.server.send_internal(self.jsa.account, reply, b"", b"", gojson.dumpb(response))
+
+        def error(exc: BaseException) -> dict[str, Any]:
+            if not isinstance(exc, JSError):
+                exc = js_error("JSStreamRestoreErrF", err=str(exc) or type(exc).__name__)
+            return {"type": TYPE_PREFIX + "stream_create_response", "error": exc.to_json()}
+
+        try:
+            fut = cluster_restore(self.jsa, self.name, self.spool)
+        except Exception as exc:
+            respond(error(exc))
+            return
+        finally:
+            self.spool.close()
+
+        def finished(f: Any) -> None:
+            if f.cancelled():
+                return
+            if f.exception() is not None:
+                respond(error(f.exception()))
+                return
+            response: dict[str, Any] = {"type": TYPE_PREFIX + "stream_create_response"}
+            response.update(f.result())
+            respond(response)
+
+        fut.add_done_callback(finished)
 
 
 def restore_stream(jsa: Any, name: str, fileobj: Any) -> Any:

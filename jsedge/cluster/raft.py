@@ -332,6 +332,11 @@ class RaftNode:
         return self._leader_since
 
     @property
+    def last_leader_contact(self) -> float:
+        """Follower: the `now` of the last message from the current leader (-inf when none)."""
+        return self._last_leader_contact
+
+    @property
     def commit_index(self) -> int:
         return self._commit
 

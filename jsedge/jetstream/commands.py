@@ -8,10 +8,10 @@ list of encoded commands and every replica applies them through the same `apply(
 Encoding (ours, between jsedge nodes only; compact because the Raft log is written per message)::
 
     byte 0          kind: 1 STORE, 2 SKIP, 3 DELETE, 4 PURGE, 5 EXPIRE, 6 CONFIG
-    STORE   flags (bit 0 rollup=sub, bit 1 rollup=all, bit 2 ttl, bit 3 msg id, bit 4 headers)
-            svarint ts, uvarint len subject, subject, [svarint ttl], [uvarint len, msg id],
-            [uvarint len, headers], data = the rest
-    SKIP    svarint ts, uvarint len msg id, msg id
+    STORE   flags (bit 0 rollup=sub, bit 1 rollup=all, bit 2 ttl, bit 3 msg id, bit 4 headers,
+            bit 5 seq), svarint ts, [uvarint seq], uvarint len subject, subject, [svarint ttl],
+            [uvarint len, msg id], [uvarint len, headers], data = the rest
+    SKIP    svarint ts, uvarint len msg id, msg id, [uvarint seq]
     DELETE  uvarint seq, byte erase (0/1)
     PURGE   flags (bit 0 filter), [uvarint len, filter], uvarint seq, uvarint keep
     EXPIRE  svarint now
@@ -20,7 +20,7 @@ Encoding (ours, between jsedge nodes only; compact because the Raft log is writt
     uvarint = LEB128 (at most 10 bytes); svarint = zigzag then uvarint.
 
 A 128 B payload on a 14 B subject with no headers costs 1 + 1 + 9 + 1 = 12 bytes beyond subject and
-payload. `decode` raises ValueError on anything malformed (it never trusts a length it cannot back).
+payload (plus 1-4 for a stated sequence). `decode` raises ValueError on anything malformed (it never trusts a length it cannot back).
 """
 
 from __future__ import annotations
@@ -44,9 +44,20 @@ class StoreMsg:
     ttl: int = 0  # seconds; -1 never; 0 none
     msg_id: bytes = b""
     rollup: str = ""  # "", "sub", "all"
+    #: The sequence the message gets (0 = unstated). A replicated stream states it, so a command
+    #: replayed from the Raft log after a restart is recognised as already applied.
+    seq: int = 0
 
     def __init__(
-        self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl: int = 0, msg_id: bytes = b"", rollup: str = ""
+        self,
+        subject: bytes,
+        hdr: bytes,
+        data: bytes,
+        ts: int,
+        ttl: int = 0,
+        msg_id: bytes = b"",
+        rollup: str = "",
+        seq: int = 0,
     ) -> None:
         # Same fields as the generated __init__ (one per publish: the slot setters are ~40 % cheaper
         # than the frozen dataclass's object.__setattr__ calls).
@@ -58,16 +69,18 @@ class StoreMsg:
         s[4](self, ttl)
         s[5](self, msg_id)
         s[6](self, rollup)
+        s[7](self, seq)
 
 
 _STORE_MSG_SET = tuple(getattr(StoreMsg, name).__set__ for name in StoreMsg.__slots__)
-assert StoreMsg.__slots__ == ("subject", "hdr", "data", "ts", "ttl", "msg_id", "rollup")
+assert StoreMsg.__slots__ == ("subject", "hdr", "data", "ts", "ttl", "msg_id", "rollup", "seq")
 
 
 @dataclass(frozen=True, slots=True)
 class SkipMsg:
     ts: int
     msg_id: bytes = b""
+    seq: int = 0  # as StoreMsg.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +120,7 @@ _ROLLUP_ALL = 0x02
 _HAS_TTL = 0x04
 _HAS_MSG_ID = 0x08
 _HAS_HDR = 0x10
+_HAS_SEQ = 0x20
 
 # ------------------------------------------------------------------------------------------------
 # varints
@@ -177,9 +191,13 @@ def encode_command(command: Command) -> bytes:
             flags |= _HAS_MSG_ID
         if command.hdr:
             flags |= _HAS_HDR
+        if command.seq:
+            flags |= _HAS_SEQ
         out.append(KIND_STORE)
         out.append(flags)
         _svarint(command.ts, out)
+        if flags & _HAS_SEQ:
+            _uvarint(command.seq, out)
         _uvarint(len(command.subject), out)
         out += command.subject
         if flags & _HAS_TTL:
@@ -197,6 +215,8 @@ def encode_command(command: Command) -> bytes:
         _svarint(command.ts, out)
         _uvarint(len(command.msg_id), out)
         out += command.msg_id
+        if command.seq:
+            _uvarint(command.seq, out)
     elif isinstance(command, DeleteMsg):
         out.append(KIND_DELETE)
         _uvarint(command.seq, out)
@@ -229,9 +249,14 @@ def decode_command(data: bytes) -> Command:
         if len(data) < 2:
             raise ValueError("truncated store command")
         flags = data[1]
-        if flags & ~0x1F or (flags & _ROLLUP_SUB and flags & _ROLLUP_ALL):
+        if flags & ~0x3F or (flags & _ROLLUP_SUB and flags & _ROLLUP_ALL):
             raise ValueError("bad store flags")
         ts, pos = _read_svarint(data, 2)
+        seq = 0
+        if flags & _HAS_SEQ:
+            seq, pos = _read_uvarint(data, pos)
+            if not seq:
+                raise ValueError("a stated sequence is never 0")
         subject, pos = _read_bytes(data, pos)
         ttl = 0
         msg_id = b""
@@ -243,12 +268,17 @@ def decode_command(data: bytes) -> Command:
         if flags & _HAS_HDR:
             hdr, pos = _read_bytes(data, pos)
         rollup = "sub" if flags & _ROLLUP_SUB else "all" if flags & _ROLLUP_ALL else ""
-        return StoreMsg(subject, hdr, data[pos:], ts, ttl, msg_id, rollup)
+        return StoreMsg(subject, hdr, data[pos:], ts, ttl, msg_id, rollup, seq)
     if kind == KIND_SKIP:
         ts, pos = _read_svarint(data, 1)
         msg_id, pos = _read_bytes(data, pos)
+        seq = 0
+        if pos < len(data):
+            seq, pos = _read_uvarint(data, pos)
+            if not seq:
+                raise ValueError("a stated sequence is never 0")
         _end(data, pos)
-        return SkipMsg(ts, msg_id)
+        return SkipMsg(ts, msg_id, seq)
     if kind == KIND_DELETE:
         seq, pos = _read_uvarint(data, 1)
         if pos >= len(data) or data[pos] > 1:

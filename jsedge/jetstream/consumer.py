@@ -142,6 +142,9 @@ class Consumer:
         self._watch_timer: Any = None
         self._inactive_timer: Any = None
         self._pause_timer: Any = None
+        #: In a cluster: this consumer's own `$JS.ACK.<stream>.<name>.>` and `$JS.FC…` subscriptions,
+        #: announced to the routes so acks reach the one server that runs it.
+        self.routed_subs: list[Any] = []
         self._last_request = 0
 
     # ------------------------------------------------------------------ config
@@ -294,6 +297,9 @@ class Consumer:
                 self._ack_buf = []
                 self._none_last = None
         self.closed = True
+        for sub in self.routed_subs:
+            self.server.unsubscribe_internal(self.account, sub)
+        self.routed_subs = []
         if self.push:
             self.account.remove_interest_listener(self._on_interest)
         for timer in (
@@ -1174,6 +1180,10 @@ class Consumer:
         out["num_redelivered"] = sum(1 for seq in self.pending if self.rdc.get(seq, 1) > 1)
         out["num_waiting"] = self.num_waiting()
         out["num_pending"] = self.num_pending()
+        replicated = getattr(self.stream, "replicated", None)
+        if replicated is not None:
+            # clustered: the consumer runs on this server alone (R1), nats-server's shape for an R1 group
+            out["cluster"] = replicated.consumer_cluster_info()
         if self.push and self.account.sublist.has_interest(self.deliver_subject):
             out["push_bound"] = True
         if self.paused(now):
@@ -1258,14 +1268,20 @@ def _comparable(config: ConsumerConfig) -> dict[str, Any]:
 
 
 def create_consumer(
-    stream: Any, config: ConsumerConfig, action: str = "", *, now: Callable[[], int] | None = None
+    stream: Any,
+    config: ConsumerConfig,
+    action: str = "",
+    *,
+    now: Callable[[], int] | None = None,
+    assigned_name: str = "",
 ) -> Consumer:
-    """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8)."""
+    """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8).
+    `assigned_name`: the name a cluster's meta leader chose for an unnamed ephemeral consumer."""
     jsa = stream.host
     account_max_ack = jsa.limit("max_ack_pending") if hasattr(jsa, "limit") else -1
     if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
         account_max_ack = -1
-    name = config.name or config.durable_name
+    name = config.name or config.durable_name or assigned_name
     if len(name.encode()) > 255:
         raise js_error("JSConsumerNameTooLongErrF", max=255)
     set_defaults(config, stream.config, account_max_ack)
@@ -1313,7 +1329,7 @@ def create_consumer(
             name = advisory.random_name(8)
             if name not in stream.consumers:
                 break
-    else:
+    elif name != assigned_name or config.name or config.durable_name:
         config.name = name
     set_static_metadata(config)
     consumer = Consumer(stream, name, config, (now or time.time_ns)(), _open_store(stream, name, config), now=now)
@@ -1337,7 +1353,19 @@ def _open_store(stream: Any, name: str, config: ConsumerConfig) -> Any:
 
 def attach(stream: Any, consumer: Consumer) -> None:
     stream.consumers[consumer.name] = consumer
-    ensure_account_subscriptions(stream.host)
+    jsa = stream.host
+    if getattr(stream, "replicated", None) is not None:
+        # a cluster: the consumer runs on one server, and acks may be published on any, so its ack
+        # and flow-control subjects are subscribed per consumer and routed (as nats-server does)
+        on_ack, on_fc = _handlers(jsa)
+        server, account = jsa.server, jsa.account
+        prefix = stream.name.encode() + b"." + consumer.name.encode() + b".>"
+        consumer.routed_subs = [
+            server.subscribe_internal(account, ACK_PREFIX + prefix, on_ack, routed=True),
+            server.subscribe_internal(account, b"$JS.FC." + prefix, on_fc, routed=True),
+        ]
+    else:
+        ensure_account_subscriptions(jsa)
     consumer.start()
 
 
@@ -1345,6 +1373,9 @@ def delete_consumer(stream: Any, name: str) -> None:
     consumer = stream.consumers.pop(name, None)
     if consumer is None:
         raise js_error("JSConsumerNotFoundErr")
+    replicated = getattr(stream, "replicated", None)
+    if replicated is not None:
+        replicated.consumer_gone(name)  # a cluster's meta group forgets it too
     consumer.stop(deleted=True)
     try:
         consumer.store.delete()
@@ -1391,11 +1422,9 @@ def recover_consumers(stream: Any) -> None:
 # `$JS.ACK.>` and `$JS.FC.>` for an account
 
 
-def ensure_account_subscriptions(jsa: Any) -> None:
-    if getattr(jsa, "consumer_subs", None):
-        return
+def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The callbacks for `$JS.ACK…` and `$JS.FC…` messages of an account's consumers."""
     server = jsa.server
-    account = jsa.account
 
     def on_ack(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         body = bytes(msg[hdr_len:]) if hdr_len >= 0 else bytes(msg)
@@ -1427,6 +1456,17 @@ def ensure_account_subscriptions(jsa: Any) -> None:
         if consumer is not None:
             consumer.process_flow_control(subject)
 
+    return on_ack, on_fc
+
+
+def ensure_account_subscriptions(jsa: Any) -> None:
+    """A single server: one `$JS.ACK.>` and one `$JS.FC.>` subscription serve every consumer of the
+    account (kept to this server)."""
+    if getattr(jsa, "consumer_subs", None):
+        return
+    server = jsa.server
+    account = jsa.account
+    on_ack, on_fc = _handlers(jsa)
     jsa.consumer_subs = [
         server.subscribe_internal(account, b"$JS.ACK.>", on_ack, routed=False),
         server.subscribe_internal(account, b"$JS.FC.>", on_fc, routed=False),

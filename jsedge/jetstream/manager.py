@@ -258,18 +258,74 @@ class AccountJetStream:
             mirror_module.attach(stream)
         return stream
 
-    def _write_meta(self, config: StreamConfig, created: int) -> None:
+    def open_replica(
+        self, config: StreamConfig, created: int, group: str, attach: Callable[[Stream], None], *, keep: bool = False
+    ) -> Stream:
+        """A stream of a JetStream cluster on this server (cluster/stream.py): its store is reopened
+        when the directory belongs to the same Raft group (or `keep`: a replica change carries it
+        over to a new group), else started afresh; `attach` runs before the stream starts (it
+        decides which subscriptions the replica takes)."""
+        directory = self.stream_dir(config.name)
+        fresh = not keep and self._read_group(config.name) != group
+        if fresh and os.path.isdir(directory):
+            shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory, exist_ok=True)
+        self._write_meta(config, created, group)
+        store = open_store(config, directory, self.jetstream.config, self.server.logger.warn)
+        stream = Stream(self, config, store, created)
+        attach(stream)
+        self.streams[config.name] = stream
+        stream.start()
+        if not fresh:
+            from jsedge.jetstream.consumer import recover_consumers
+
+            recover_consumers(stream)  # durable consumers placed here; the meta group confirms them
+        return stream
+
+    def _read_group(self, name: str) -> str:
+        try:
+            with open(os.path.join(self.stream_dir(name), META_FILE), encoding="utf-8") as handle:
+                return str(json.load(handle).get("group", ""))
+        except (OSError, ValueError):
+            return ""
+
+    def close_replica(self, name: str, *, delete: bool) -> None:
+        """Stop (and with `delete`, remove) this server's replica of a clustered stream."""
+        stream = self.streams.pop(name, None)
+        if stream is None:
+            return
+        from jsedge.jetstream.consumer import stop_consumers
+
+        stop_consumers(stream, deleted=delete)
+        stream.stop()
+        if delete:
+            stream.store.delete()
+            shutil.rmtree(self.stream_dir(name), ignore_errors=True)
+        else:
+            try:
+                stream.store.close()
+            except Exception:
+                pass
+
+    def _write_meta(self, config: StreamConfig, created: int, group: str = "") -> None:
         from jsedge.jetstream.models import encode
 
         directory = self.stream_dir(config.name)
-        document = {"config": encode(config), "created": format_time_ns(created)}
-        path = os.path.join(directory, META_FILE)
-        temporary = path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(document, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        document: dict[str, Any] = {"config": encode(config), "created": format_time_ns(created)}
+        if not group and self.jetstream.clustered:
+            group = self._read_group(config.name)
+        if group:
+            document["group"] = group
+        # atomic and durable: temp file, fsync, rename, fsync the directory (without that last
+        # fsync a power loss can lose the rename, and a clustered replica whose meta.inf is gone
+        # restarts its store afresh); the stream directory's own entry is made durable too
+        from pathlib import Path
+
+        from jsedge.store._sync import fsync_dir
+        from jsedge.store.filestore import write_atomic
+
+        write_atomic(Path(directory) / META_FILE, json.dumps(document).encode())
+        fsync_dir(os.path.dirname(os.path.abspath(directory)))
 
     def update_stream(self, request: StreamConfig) -> Stream:
         stream = self.streams.get(request.name)
@@ -310,8 +366,8 @@ class AccountJetStream:
         shutil.rmtree(self.stream_dir(name), ignore_errors=True)
 
     def recover(self) -> None:
-        if not os.path.isdir(self.directory):
-            return
+        if not os.path.isdir(self.directory) or self.jetstream.clustered:
+            return  # in a cluster the meta group says which streams this server holds
         for name in sorted(os.listdir(self.directory)):
             path = os.path.join(self.directory, name, META_FILE)
             if not os.path.isfile(path):
@@ -360,6 +416,9 @@ class JetStream:
         #: Set by the API layer: `handler(stream, src, subject, reply, hdr_len, msg)` for DIRECT.GET.
         self.direct_get_handler: Callable[..., None] | None = None
         self.api: Any = None
+        #: Set by the composition root when JetStream runs clustered (cluster/jetstream.py).
+        self.clustered = False
+        self.cluster: Any = None
         self.started = False
         self._mirror_module: Any = None
 

@@ -537,6 +537,12 @@ class MsgDeleteRequest:
     no_erase: bool = spec("bool")
 
 
+@dataclass(slots=True)
+class StreamRemovePeerRequest:
+    GO_NAME = "JSApiStreamRemovePeerRequest"
+    peer: str = spec("str")
+
+
 # ------------------------------------------------------------------------------------------------
 # consumer config (jetstream-api.md §5.8) and consumer requests
 

@@ -129,6 +129,8 @@ class Stream:
         self._pending_acks: list[tuple[bytes, bytes]] = []
         self._ack_head: tuple[str, str, bytes] | None = None
         self._ack_task: asyncio.Task[None] | None = None
+        #: The cluster side of a stream that lives in a JetStream cluster (cluster/stream.py), else None.
+        self.replicated: Any = None
         #: (seq, subject) of messages the last apply() removed, for react().
         self.removed: list[tuple[int, bytes | None]] = []
         self._compile()
@@ -171,22 +173,29 @@ class Stream:
         self._schedule_expiry()
 
     def _subscribe(self) -> None:
+        """Subscribe the stream's subjects (and DIRECT.GET). A single node keeps them to itself; in
+        a cluster only the stream's leader takes publishes (its subscription is announced to the
+        routes, so publishes from any node reach it) and every replica serves DIRECT.GET in one
+        cluster-wide queue group."""
         for sub in self.subs + self.direct_subs:
             self.server.unsubscribe_internal(self.account, sub)
         self.subs = []
         self.direct_subs = []
         if self.closed:
             return
-        for subject in self.config.subjects or []:
-            self.subs.append(
-                self.server.subscribe_internal(self.account, subject.encode(), self._on_publish, routed=False)
-            )
+        replicated = self.replicated
+        routed = replicated is not None
+        if replicated is None or replicated.publishing:
+            for subject in self.config.subjects or []:
+                self.subs.append(
+                    self.server.subscribe_internal(self.account, subject.encode(), self._on_publish, routed=routed)
+                )
         if self.config.allow_direct:
             prefix = b"$JS.API.DIRECT.GET." + self.name.encode()
             for direct_subject in (prefix, prefix + b".>"):
                 self.direct_subs.append(
                     self.server.subscribe_internal(
-                        self.account, direct_subject, self.host.direct_get_callback(self), queue=b"_sys_", routed=False
+                        self.account, direct_subject, self.host.direct_get_callback(self), queue=b"_sys_", routed=routed
                     )
                 )
 
@@ -230,7 +239,15 @@ class Stream:
 
     def execute(self, command: Command) -> Any:
         """Change the stream: `apply()` the command, then `react()` to the result. A replicated
-        stream's replicas run the same pair when the command commits."""
+        stream's replicas run the same pair when the command commits: here the command is proposed
+        and the result is a future (see cluster/stream.py)."""
+        replicated = self.replicated
+        if replicated is not None and replicated.group is not None:
+            return replicated.submit(command)
+        return self.execute_local(command)
+
+    def execute_local(self, command: Command) -> Any:
+        """apply() and react() on this replica only (single node; a replica catching up)."""
         old_config = self.config
         result = self.apply(command)
         self.react(command, result, old_config)
@@ -243,6 +260,8 @@ class Stream:
         messages it removes are collected in `self.removed` for `react()`."""
         store = self.store
         if isinstance(command, StoreMsg):
+            if command.seq and command.seq <= store.state().last_seq:
+                return command.seq  # replayed from a Raft log after a restart: already stored
             ttl_ns = command.ttl * NS if command.ttl > 0 else command.ttl
             seq = store.store_msg(command.subject, command.hdr, command.data, command.ts, ttl_ns)
             self._record_id(command.msg_id, seq, command.ts)
@@ -252,6 +271,8 @@ class Stream:
                 store.purge(None, seq=seq)
             return seq
         if isinstance(command, SkipMsg):
+            if command.seq and command.seq <= store.state().last_seq:
+                return command.seq
             seq = store.skip_msg(command.ts)
             self._record_id(command.msg_id, seq, command.ts)
             return seq
@@ -340,6 +361,10 @@ class Stream:
 
     def process_publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool = False) -> None:
         """streams.md §4 for one inbound message; sends the PubAck when there is a reply."""
+        replicated = self.replicated
+        if replicated is not None and replicated.group is not None:
+            replicated.publish(subject, reply, hdr, data, sourced)
+            return
         try:
             if not sourced:
                 self._refuse_batches(reply, hdr, data)
@@ -669,6 +694,10 @@ class Stream:
         self._expiry_at = 0
         if self.closed:
             return
+        replicated = self.replicated
+        if replicated is not None and replicated.group is not None:
+            replicated.expire()  # the leader proposes it; the commit reschedules every replica
+            return
         try:
             removed: list[StoredMsg] = self.execute(ExpireMsgs(time.time_ns())) or []
             if removed and self.config.subject_delete_marker_ttl:
@@ -725,11 +754,15 @@ class Stream:
         out: dict[str, Any] = {
             "config": self.config_json(dynamic=dynamic),
             "created": format_time_ns(self.created),
-            "state": state_to_json(state, len(self.consumers)),
+            "state": state_to_json(
+                state, self.replicated.consumer_count() if self.replicated is not None else len(self.consumers)
+            ),
         }
         if self.host.domain:
             out["domain"] = self.host.domain
-        if cluster:
+        if cluster and self.replicated is not None:
+            out["cluster"] = self.replicated.cluster_info()
+        elif cluster:
             cluster_info: dict[str, Any] = {}
             if self.server.config.cluster.name:
                 cluster_info["name"] = self.server.config.cluster.name

@@ -51,8 +51,9 @@ commands = st.one_of(
         st.integers(min_value=-1, max_value=1 << 40),
         st.one_of(st.just(b""), blobs),
         st.sampled_from(["", "sub", "all"]),
+        st.integers(min_value=0, max_value=1 << 62),
     ),
-    st.builds(SkipMsg, int64, st.one_of(st.just(b""), blobs)),
+    st.builds(SkipMsg, int64, st.one_of(st.just(b""), blobs), st.integers(min_value=0, max_value=1 << 62)),
     st.builds(DeleteMsg, st.integers(min_value=0, max_value=1 << 62), st.booleans()),
     st.builds(
         PurgeMsgs,
@@ -128,7 +129,9 @@ def _random_log(rng: random.Random, length: int) -> list:
             hdr = rng.choice([b"", b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n"])
             ttl = rng.choice([0, 0, 0, 5, -1])
             rollup = rng.choice(["", "", "", "", "sub", "all"])
-            log.append(StoreMsg(subject, hdr, rng.randbytes(rng.randrange(0, 40)), ts, ttl, rng.choice(msg_ids), rollup))
+            log.append(
+                StoreMsg(subject, hdr, rng.randbytes(rng.randrange(0, 40)), ts, ttl, rng.choice(msg_ids), rollup)
+            )
         elif roll < 0.68:
             log.append(SkipMsg(ts, rng.choice(msg_ids)))
         elif roll < 0.8:

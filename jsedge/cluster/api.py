@@ -1,0 +1,1033 @@
+"""The `$JS.API` in a JetStream cluster (layer 6): who answers what, and how a request becomes a meta
+or stream command.
+
+Every server subscribes the API subjects (announced to the routes), so every server sees every
+request; exactly one answers (spec/clustering.md §4.3):
+
+* account info, stream create/update/delete/names/list, consumer create/delete/names/list, meta
+  stepdown and server remove: the meta leader. Create and update are proposed to `_meta_`; the
+  stream's leader (the one replica for R1) answers once the assignment took effect and it leads.
+* stream info/purge/msg get/msg delete/stepdown/snapshot and the consumer requests: the stream's
+  leader (a leaderless group's members answer info so it stays readable); DIRECT.GET: any replica.
+* with no meta leader for longer than the lost-quorum interval, servers answer with 10008 after
+  nats-server's 500 ms delay (giving a leader the chance to answer first).
+
+Consumers of a clustered stream live on the stream leader that created them, with their state on that
+server (replicated consumers are the next step); their requests are answered where they live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from jsedge.api import consumers as consumer_api
+from jsedge.api import snapshot as snapshot_api
+from jsedge.api import streams as stream_api
+from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
+from jsedge.cluster.meta import StreamAssignment
+from jsedge.cluster.peers import group_name, peer_id
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream.commands import DeleteMsg, PurgeMsgs
+from jsedge.jetstream.models import (
+    MsgDeleteRequest,
+    StreamNamesRequest,
+    StreamPurgeRequest,
+    StreamRemovePeerRequest,
+    decode,
+    decode_stream_config_request,
+    encode,
+    parse_json,
+)
+from jsedge.jetstream.streamconfig import check_update, set_static_metadata
+from jsedge.subjects import subject_matches, subjects_overlap, valid_subject
+
+ERR_DELAY = 0.5
+#: A create/update answer is only sent for a meta command this fresh (not for a replayed log).
+FRESH = 10 * 1_000_000_000
+INFO_TIMEOUT = 2.0
+
+
+def _name(request: Request, index: int = 2) -> str:
+    return request.tokens[index].decode("utf-8", "replace")
+
+
+class ClusterAPI:
+    def __init__(self, api: Any, cluster: Any) -> None:
+        self.api = api
+        self.cluster = cluster
+        self.server = api.server
+        #: scatter-gather of infos for LIST: id -> (waiting peers, results, finish)
+        self._gathers: dict[str, dict[str, Any]] = {}
+        self._next_gather = 0
+
+    def install(self) -> None:
+        api = self.api
+        api.routed = True
+        api.stream_exists = lambda jsa, name: self.cluster.state.stream(jsa.name, name) is not None
+        api.cluster_info_request = self.cluster_info_request
+        api.cluster_info_reply = self.cluster_info_reply
+        paged = (("total", 0), ("offset", 0), ("limit", 0))
+        replace = api.replace
+        replace(Endpoint((b"INFO",), 1, "account_info_response", self.account_info))
+        replace(Endpoint((b"STREAM", b"CREATE"), 3, "stream_create_response", self.stream_create))
+        replace(Endpoint((b"STREAM", b"UPDATE"), 3, "stream_update_response", self.stream_update))
+        replace(Endpoint((b"STREAM", b"DELETE"), 3, "stream_delete_response", self.stream_delete))
+        replace(
+            Endpoint((b"STREAM", b"INFO"), 3, "stream_info_response", self.leader_only(stream_api.stream_info), paged)
+        )
+        replace(
+            Endpoint((b"STREAM", b"NAMES"), 2, "stream_names_response", self.stream_names, (*paged, ("streams", None)))
+        )
+        replace(Endpoint((b"STREAM", b"LIST"), 2, "stream_list_response", self.stream_list, (*paged, ("streams", []))))
+        replace(Endpoint((b"STREAM", b"PURGE"), 3, "stream_purge_response", self.stream_purge, (("purged", 0),)))
+        replace(
+            Endpoint(
+                (b"STREAM", b"MSG", b"GET"),
+                4,
+                "stream_msg_get_response",
+                self.leader_only(stream_api.stream_msg_get, 3),
+                counted=False,
+            )
+        )
+        replace(Endpoint((b"STREAM", b"MSG", b"DELETE"), 4, "stream_msg_delete_response", self.stream_msg_delete))
+        replace(
+            Endpoint((b"STREAM", b"LEADER", b"STEPDOWN"), 4, "stream_leader_stepdown_response", self.stream_stepdown)
+        )
+        replace(Endpoint((b"STREAM", b"PEER", b"REMOVE"), 4, "stream_remove_peer_response", self.stream_peer_remove))
+        # a snapshot comes from the stream's leader alone; a restore is received by the meta leader,
+        # which seeds the stream from its store (R1, then a replica change to the archive's count)
+        replace(
+            Endpoint(
+                (b"STREAM", b"SNAPSHOT"), 3, "stream_snapshot_response", self.leader_only(snapshot_api.stream_snapshot)
+            )
+        )
+        replace(
+            Endpoint(
+                (b"STREAM", b"RESTORE"), 3, "stream_restore_response", self.stream_restore, (("deliver_subject", ""),)
+            )
+        )
+        api.cluster_restore = self.finish_restore
+        replace(Endpoint((b"META", b"LEADER", b"STEPDOWN"), 3, "meta_leader_stepdown_response", self.meta_stepdown))
+        replace(Endpoint((b"SERVER", b"REMOVE"), 2, "meta_server_remove_response", self.server_remove))
+        replace(Endpoint((b"CONSUMER", b"MSG", b"NEXT"), 5, "", self.consumer_msg_next, counted=False))
+        replace(Endpoint((b"CONSUMER", b"CREATE"), -1, "consumer_create_response", self.consumer_create))
+        replace(Endpoint((b"CONSUMER", b"DURABLE", b"CREATE"), -1, "consumer_create_response", self.consumer_create))
+        replace(Endpoint((b"CONSUMER", b"DELETE"), 4, "consumer_delete_response", self.consumer_delete))
+        replace(
+            Endpoint(
+                (b"CONSUMER", b"NAMES"), 3, "consumer_names_response", self.consumer_names, (*paged, ("consumers", []))
+            )
+        )
+        replace(
+            Endpoint(
+                (b"CONSUMER", b"LIST"), 3, "consumer_list_response", self.consumer_list, (*paged, ("consumers", []))
+            )
+        )
+        # the rest is answered where the consumer lives
+        for endpoint in list(api.endpoints):
+            if endpoint.prefix[:2] in ((b"CONSUMER", b"INFO"), (b"CONSUMER", b"PAUSE")):
+                replace(
+                    Endpoint(
+                        endpoint.prefix,
+                        endpoint.arity,
+                        endpoint.response,
+                        self.consumer_local(endpoint.handler),
+                        endpoint.error_fields,
+                        endpoint.counted,
+                    )
+                )
+        replace(
+            Endpoint(
+                (b"CONSUMER", b"LEADER", b"STEPDOWN"),
+                5,
+                "consumer_leader_stepdown_response",
+                self.consumer_local(lambda api, request: {"success": True}, 3),
+            )
+        )
+
+    # ------------------------------------------------------------------ answering rules
+
+    def respond_later(self, request: Request, endpoint_name: str, error: JSError, delay: float = ERR_DELAY) -> None:
+        endpoint = self.api.find(request.tokens)
+        if endpoint is None:
+            return
+        response = self.api.error_response(endpoint, error)
+        self.server.loop.call_later(delay, self.api.respond, request, response)
+
+    def meta_only(self, request: Request, *, leaderless_now: bool = False) -> bool:
+        """True when this server must handle a meta-level request; answers 10008 when leaderless."""
+        cluster = self.cluster
+        if cluster.is_meta_leader:
+            return True
+        if cluster.meta_leaderless():
+            error = js_error("JSClusterNotAvailErr")
+            if leaderless_now:
+                raise error
+            self.respond_later(request, "", error)
+        return False
+
+    def stream_role(self, request: Request, index: int = 2) -> tuple[str, Any]:
+        """('answer', replica) when this server answers for the stream named by token `index`,
+        ('silent', None) otherwise (after arranging nats-server's error answers)."""
+        cluster = self.cluster
+        account = request.jsa.name
+        name = _name(request, index)
+        sa = cluster.state.stream(account, name)
+        if sa is None:
+            if cluster.is_meta_leader:
+                raise js_error("JSStreamNotFoundErr")
+            if cluster.meta_leaderless():
+                self.respond_later(request, "", js_error("JSClusterNotAvailErr"))
+            return "silent", None
+        replica = cluster.replica(account, name)
+        if replica is None:
+            if cluster.is_meta_leader and not any(cluster.peer_online(p) for p in sa.peers):
+                self.respond_later(request, "", js_error("JSStreamOfflineErr"))
+            elif cluster.meta_leaderless():
+                self.respond_later(request, "", js_error("JSClusterNotAvailErr"))
+            return "silent", None
+        if replica.is_leader:
+            return "answer", replica
+        group = replica.group
+        if group is not None and not group.leader:
+            return "leaderless", replica
+        return "silent", None
+
+    def leader_only(self, handler: Any, index: int = 2) -> Any:
+        def wrapped(api: Any, request: Request) -> Any:
+            tokens = request.tokens
+            if tokens[:2] == [b"CONSUMER", b"DURABLE"]:
+                index_here = 3
+            else:
+                index_here = index
+            if len(tokens) <= index_here:
+                return handler(api, request)
+            role, _replica = self.stream_role(request, index_here)
+            if role == "answer" or (role == "leaderless" and tokens[:2] == [b"STREAM", b"INFO"]):
+                return handler(api, request)
+            return None
+
+        return wrapped
+
+    # ------------------------------------------------------------------ consumers
+
+    def consumer_local(self, handler: Any, index: int = 2) -> Any:
+        """A consumer request answered where the consumer lives; the meta leader answers when it
+        does not exist."""
+
+        def wrapped(api: Any, request: Request) -> Any:
+            tokens = request.tokens
+            if len(tokens) <= index + 1:
+                return handler(api, request)
+            stream = request.jsa.streams.get(_name(request, index))
+            name = _name(request, index + 1)
+            if stream is not None and name in stream.consumers:
+                return handler(api, request)
+            cluster = self.cluster
+            sa = cluster.state.stream(request.jsa.name, _name(request, index))
+            if cluster.is_meta_leader:
+                if sa is None:
+                    raise js_error("JSStreamNotFoundErr")
+                if name not in sa.consumers:
+                    raise js_error("JSConsumerNotFoundErr")
+            elif cluster.meta_leaderless():
+                self.respond_later(request, "", js_error("JSClusterNotAvailErr"))
+            return None
+
+        return wrapped
+
+    def consumer_create(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request, leaderless_now=True):
+            return None
+        from jsedge.jetstream import advisory
+        from jsedge.jetstream.consumer import _comparable
+        from jsedge.jetstream.consumerconfig import check_config, set_defaults, strip_dynamic_metadata
+        from jsedge.jetstream.models import decode_consumer_config
+
+        stream_name, config, action = consumer_api.parse_create(request)
+        jsa = request.jsa
+        cluster = self.cluster
+        sa = cluster.state.stream(jsa.name, stream_name)
+        if sa is None:
+            raise js_error("JSStreamNotFoundErr")
+        stream_config = decode_stream_config_request(sa.config)
+        stream_config.pedantic = False
+        account_max_ack = jsa.limit("max_ack_pending")
+        if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
+            account_max_ack = -1
+        name = config.name or config.durable_name
+        if len(name.encode()) > 255:
+            raise js_error("JSConsumerNameTooLongErrF", max=255)
+        set_defaults(config, stream_config, account_max_ack)
+        check_config(config, stream_config, account_max_ack)
+        strip_dynamic_metadata(config)
+        existing = sa.consumers.get(name) if name else None
+        if existing is not None:
+            current = decode_consumer_config(existing.config)
+            if action == "create" and _comparable(config) != _comparable(current):
+                raise js_error("JSConsumerAlreadyExists")
+            host, created = existing.peers, existing.created
+        else:
+            if action == "update":
+                raise js_error("JSConsumerDoesNotExist")
+            if stream_config.max_consumers > 0 and len(sa.consumers) >= stream_config.max_consumers:
+                raise js_error("JSMaximumConsumersLimitErr")
+            if not name:
+                while True:
+                    name = advisory.random_name(8)
+                    if name not in sa.consumers:
+                        break
+            host = [self._consumer_host(sa)]
+            created = time.time_ns()
+        cluster.propose_meta(
+            {
+                "op": "consumer",
+                "account": jsa.name,
+                "stream": stream_name,
+                "name": name,
+                "config": encode(config),
+                "group": "",
+                "peers": host,
+                "created": created,
+                "action": action,
+                "reply": request.reply.decode("utf-8", "replace"),
+                "subject": request.subject.decode("utf-8", "replace"),
+                "ts": time.time_ns(),
+            }
+        )
+        return None  # the server that hosts it answers
+
+    def _consumer_host(self, sa: StreamAssignment) -> str:
+        """Where a new consumer lives: the stream's leader when this server knows it, else its
+        first online replica."""
+        cluster = self.cluster
+        replica = cluster.replica(sa.account, sa.name)
+        if replica is not None:
+            leader = replica.leader_peer if replica.group is None else replica.group.leader
+            if leader:
+                return str(leader)
+        for peer in sa.peers:
+            if cluster.peer_online(peer):
+                return peer
+        return sa.peers[0]
+
+    def host_consumer(self, replica: Any, ca: Any, command: dict[str, Any]) -> None:
+        """This server hosts the consumer of a committed assignment: create or update it here and
+        answer the request."""
+        from jsedge.jetstream.consumer import create_consumer
+        from jsedge.jetstream.models import decode_consumer_config
+
+        stream = replica.stream
+        config = decode_consumer_config(ca.config)
+        fresh = bool(command.get("reply")) and time.time_ns() - int(command.get("ts", 0)) <= FRESH
+        request = None
+        if fresh:
+            subject = str(command.get("subject") or "").encode()
+            tokens = subject.split(b".")
+            rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
+            request = Request(replica.jsa, rest, subject, str(command["reply"]).encode(), b"", b"", None)
+        try:
+            consumer = create_consumer(stream, config, str(command.get("action", "")), assigned_name=ca.name)
+        except JSError as exc:
+            if request is not None:
+                endpoint = self.api.find(request.tokens)
+                if endpoint is not None:
+                    self.api.respond(request, self.api.error_response(endpoint, exc))
+            if ca.name not in stream.consumers:
+                self.cluster.propose_meta_anywhere(
+                    {"op": "consumer_remove", "account": ca.account, "stream": ca.stream, "name": ca.name}
+                )
+            return
+        if request is not None:
+            response: dict[str, Any] = {"type": TYPE_PREFIX + "consumer_create_response"}
+            response.update(consumer.info())
+            self.api.respond(request, response)
+
+    def consumer_delete(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        stream_api.require_empty(request.body)
+        jsa = request.jsa
+        sa = self.cluster.state.stream(jsa.name, _name(request))
+        if sa is None:
+            raise js_error("JSStreamNotFoundErr")
+        name = _name(request, 3)
+        if name not in sa.consumers:
+            raise js_error("JSConsumerNotFoundErr")
+        fut = self.cluster.propose_meta({"op": "consumer_remove", "account": jsa.name, "stream": sa.name, "name": name})
+        self._answer_when(fut, request, lambda _result: {"success": True})
+        return None
+
+    def _consumer_page(self, request: Request) -> tuple[StreamAssignment, list[str], int]:
+        from jsedge.jetstream.models import ConsumerNamesRequest
+
+        document = stream_api.optional_body(request.body)
+        options = (
+            decode(ConsumerNamesRequest, document, "JSApiConsumersRequest")
+            if document is not None
+            else ConsumerNamesRequest()
+        )
+        sa = self.cluster.state.stream(request.jsa.name, _name(request))
+        if sa is None:
+            raise js_error("JSStreamNotFoundErr")
+        names = sorted(sa.consumers, key=lambda n: n.encode())
+        return sa, names, min(max(options.offset, 0), len(names))
+
+    def consumer_names(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        _sa, names, offset = self._consumer_page(request)
+        page = names[offset : offset + consumer_api.NAMES_LIMIT]
+        return {"total": len(names), "offset": offset, "limit": consumer_api.NAMES_LIMIT, "consumers": page}
+
+    def consumer_list(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        sa, names, offset = self._consumer_page(request)
+        page = names[offset : offset + consumer_api.LIST_LIMIT]
+        head = {"total": len(names), "offset": offset, "limit": consumer_api.LIST_LIMIT}
+        cluster = self.cluster
+        results: dict[str, Any] = {}
+        asked: set[str] = set()
+        self._next_gather += 1
+        gather_id = f"{cluster.me}.{self._next_gather}"
+        stream = request.jsa.streams.get(sa.name)
+        for name in page:
+            if stream is not None and name in stream.consumers:
+                results[name] = stream.consumers[name].info(dynamic=False)
+                continue
+            ca = sa.consumers[name]
+            asked.add(name)
+            for peer in ca.peers:
+                if peer != cluster.me:
+                    cluster.transport.send_control(
+                        peer, "info", {"id": gather_id, "account": sa.account, "stream": sa.name, "consumer": name}
+                    )
+        endpoint = self.api.find(request.tokens)
+
+        def finish() -> None:
+            gather = self._gathers.pop(gather_id, None)
+            if gather is None or endpoint is None:
+                return
+            if gather["handle"] is not None:
+                gather["handle"].cancel()
+            response: dict[str, Any] = {"type": TYPE_PREFIX + endpoint.response}
+            response.update(head)
+            response["consumers"] = [results[n] for n in page if n in results]
+            missing = [n for n in page if n not in results]
+            if missing:
+                response["missing"] = missing
+            self.api.respond(request, response)
+
+        if not asked:
+            self._gathers[gather_id] = {"handle": None}
+            finish()
+            return None
+        handle = self.server.loop.call_later(INFO_TIMEOUT, finish)
+        self._gathers[gather_id] = {"handle": handle, "asked": asked, "results": results, "finish": finish}
+        return None
+
+    def consumer_msg_next(self, api: Any, request: Request) -> None:
+        """A pull request goes to the server where the consumer lives; where it lives nowhere (no
+        such stream), the requester's own server answers no-responders, as nats-server."""
+        stream = request.jsa.streams.get(_name(request, 3))
+        if stream is not None and _name(request, 4) in stream.consumers:
+            return consumer_api.consumer_msg_next(api, request)
+        if self.cluster.state.stream(request.jsa.name, _name(request, 3)) is not None:
+            return None
+        src = request.src
+        if request.reply and src is not None and getattr(src, "kind", 0) == 0 and getattr(src, "no_responders", False):
+            src.on_no_responders(request.subject, request.reply)
+        return None
+
+    # ------------------------------------------------------------------ account info
+
+    def account_info(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        out = stream_api.account_info(api, request)
+        streams = self.cluster.state.account_streams(request.jsa.name)
+        out["streams"] = len(streams)
+        out["consumers"] = sum(len(sa.consumers) for sa in streams) or out["consumers"]
+        return out
+
+    # ------------------------------------------------------------------ create / update / delete
+
+    def _placement(
+        self, config: Any, sa: StreamAssignment | None = None, exclude: list[str] | None = None
+    ) -> list[str]:
+        cluster = self.cluster
+        replicas = config.num_replicas or 1
+        if exclude:
+            replicas -= len(exclude)
+        placement = config.placement
+        if placement is not None and placement.cluster and placement.cluster != cluster.cluster_name:
+            raise js_error("JSClusterNoPeersErrF", err="no suitable peers for placement")
+        members = set(cluster.meta.node.peers) or {cluster.me}
+        candidates = []
+        for peer in members:
+            if not cluster.peer_online(peer) or (exclude and peer in exclude):
+                continue
+            tags = (
+                set(cluster.server.config.server_tags)
+                if peer == cluster.me
+                else set((cluster.peers.get(peer) or {}).get("tags", []))
+            )
+            if placement is not None and placement.tags and not set(placement.tags) <= tags:
+                continue
+            candidates.append(peer)
+        if len(candidates) < replicas:
+            raise js_error("JSClusterNoPeersErrF", err="no suitable peers for placement")
+        load = {peer: 0 for peer in candidates}
+        for other in cluster.state.streams.values():
+            for peer in other.peers:
+                if peer in load:
+                    load[peer] += 1
+        random.shuffle(candidates)
+        candidates.sort(key=lambda p: load[p])
+        chosen = candidates[:replicas]
+        preferred = placement.preferred if placement is not None else ""
+        if preferred:
+            wanted = cluster.state.peer_of(preferred) or preferred
+            if wanted in candidates and wanted not in chosen:
+                chosen[-1] = wanted
+        return chosen
+
+    def _rescale_peers(self, config: Any, sa: StreamAssignment, replicas: int) -> list[str]:
+        """The peers wanted after a replica change: the current ones that are online first (they hold
+        the data), then new ones by placement. The replica that seals the old group puts itself in
+        when it is not (it seeds the new group)."""
+        cluster = self.cluster
+        keep = [p for p in sa.peers if cluster.peer_online(p)]
+        if replicas <= len(keep):
+            return keep[:replicas]
+        return keep + self._placement(config, exclude=keep)
+
+    # ------------------------------------------------------------------ restore
+
+    def stream_restore(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request, leaderless_now=True):
+            return None
+        if self.cluster.state.stream(request.jsa.name, _name(request)) is not None:
+            raise js_error("JSStreamNameExistRestoreFailedErr")
+        return snapshot_api.stream_restore(api, request)
+
+    def finish_restore(self, jsa: Any, name: str, fileobj: Any) -> asyncio.Future[Any]:
+        """The archive of a restore arrived here (the meta leader): build the store on this server,
+        register the stream with this server as its one replica and seed, then change the replica
+        count to the archive's. The future resolves to the stream's info once it is done."""
+        cluster = self.cluster
+        loop = self.server.loop
+        done: asyncio.Future[Any] = loop.create_future()
+        if cluster.state.stream(jsa.name, name) is not None:
+            raise js_error("JSStreamNameExistRestoreFailedErr")
+        stream = snapshot_api.restore_stream(jsa, name, fileobj)  # a local stream, for now
+        config = stream.config
+        wanted = config.num_replicas or 1
+        for other in cluster.state.account_streams(jsa.name):
+            mine = [s.encode() for s in config.subjects or []]
+            for subject in other.config.get("subjects") or []:
+                if any(subjects_overlap(subject.encode(), m) for m in mine):
+                    jsa.delete_stream(name)
+                    raise js_error("JSStreamSubjectOverlapErr")
+        consumers = [(c.name, encode(c.config), c.created) for c in stream.consumers.values()]
+        created = stream.created
+        jsa.close_replica(name, delete=False)
+        single = encode(config)
+        single["num_replicas"] = 1
+        group = group_name("S", 1, config.storage)
+        jsa._write_meta(decode_stream_config_request(single), created, group)  # the replica reopens it
+        me = cluster.me
+
+        def registered(change: Any) -> None:
+            replica = cluster.replica(jsa.name, name)
+            if replica is None or replica.stream is None:
+                if not done.done():
+                    done.set_exception(js_error("JSStreamRestoreErrF", err="the restored stream did not open"))
+                return
+            for consumer_name, consumer_config, consumer_created in consumers:
+                if consumer_name in replica.stream.consumers:
+                    cluster.propose_meta(
+                        {
+                            "op": "consumer",
+                            "account": jsa.name,
+                            "stream": name,
+                            "name": consumer_name,
+                            "config": consumer_config,
+                            "group": "",
+                            "peers": [me],
+                            "created": consumer_created,
+                        }
+                    )
+            if wanted == 1:
+                done.set_result(replica.stream.info(cluster=True))
+                return
+            target = dict(single)
+            target["num_replicas"] = wanted
+            sa = cluster.state.stream(jsa.name, name)
+            assert sa is not None
+            try:
+                peers = self._rescale_peers(decode_stream_config_request(target), sa, wanted)
+            except JSError as exc:
+                done.set_exception(exc)
+                return
+            new_group = group_name("S", wanted, config.storage)
+            cluster.propose_meta(
+                {
+                    "op": "stream_scale",
+                    "account": jsa.name,
+                    "name": name,
+                    "config": target,
+                    "group": new_group,
+                    "peers": peers,
+                    "ts": time.time_ns(),
+                }
+            )
+
+            def scaled(change2: Any) -> None:
+                replica2 = cluster.replica(jsa.name, name)
+                if replica2 is None or replica2.group_name != new_group:
+                    cluster.wait_for(jsa.name, name, scaled)  # not yet the seeded group
+                    return
+
+                def answer(r: Any) -> None:
+                    if not done.done():
+                        done.set_result(r.stream.info(cluster=True))
+
+                if replica2.is_leader:
+                    answer(replica2)
+                else:
+                    replica2.waiting_response.append(answer)
+
+            cluster.wait_for(jsa.name, name, scaled)
+
+        cluster.wait_for(jsa.name, name, registered)
+        cluster.propose_meta(
+            {
+                "op": "stream",
+                "account": jsa.name,
+                "config": single,
+                "group": group,
+                "peers": [me],
+                "created": created,
+                "seed": me,
+            }
+        )
+        return done
+
+    def stream_create(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request, leaderless_now=True):
+            return None
+        document = parse_json(request.body) if request.body.strip() else {}
+        config = decode_stream_config_request(document)
+        if config.name != _name(request):
+            raise js_error("JSStreamMismatchErr")
+        token = request.tokens[2]
+        if b"/" in token or b"\\" in token:
+            raise js_error("JSStreamNameContainsPathSeparatorsErr")
+        if config.sealed:
+            raise js_error("JSStreamInvalidConfigF", err="stream configuration for create can not be sealed")
+        jsa = request.jsa
+        config = jsa.defaulted(config, config.pedantic)
+        if config.mirror is not None or config.sources:
+            raise js_error(
+                "JSStreamInvalidConfigF", err="mirrors and sources are not supported in a jsedge cluster yet"
+            )
+        cluster = self.cluster
+        existing = cluster.state.stream(jsa.name, config.name)
+        set_static_metadata(config)
+        encoded = encode(config)
+        if existing is not None:
+            if _comparable(existing.config) != _comparable(encoded):
+                raise js_error("JSStreamNameExistErr")
+            peers, group, created = existing.peers, existing.group, existing.created
+            encoded = existing.config
+        else:
+            for other in cluster.state.account_streams(jsa.name):
+                mine = [s.encode() for s in config.subjects or []]
+                for subject in other.config.get("subjects") or []:
+                    if any(subjects_overlap(subject.encode(), m) for m in mine):
+                        raise js_error("JSStreamSubjectOverlapErr")
+            max_streams = jsa.limit("max_streams")
+            if isinstance(max_streams, int) and max_streams > 0:
+                if len(cluster.state.account_streams(jsa.name)) >= max_streams:
+                    raise js_error("JSMaximumStreamsLimitErr")
+            peers = self._placement(config)
+            group = group_name("S", len(peers), config.storage)
+            created = time.time_ns()
+        cluster.propose_meta(
+            {
+                "op": "stream",
+                "account": jsa.name,
+                "config": encoded,
+                "group": group,
+                "peers": peers,
+                "created": created,
+                "reply": request.reply.decode("utf-8", "replace"),
+                "subject": request.subject.decode("utf-8", "replace"),
+                "ts": time.time_ns(),
+            }
+        )
+        return None  # the stream's leader answers
+
+    def stream_update(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request, leaderless_now=True):
+            return None
+        document = parse_json(request.body) if request.body.strip() else {}
+        config = decode_stream_config_request(document)
+        jsa = request.jsa
+        jsa.defaulted(config, config.pedantic)
+        if config.name != _name(request):
+            raise js_error("JSStreamMismatchErr")
+        config = jsa.defaulted(config, config.pedantic)
+        sa = self.cluster.state.stream(jsa.name, config.name)
+        if sa is None:
+            raise js_error("JSStreamNotFoundErr")
+        current = decode_stream_config_request(sa.config)
+        current.pedantic = False
+        replicas = config.num_replicas or 1
+        scaling = replicas != len(sa.peers)
+        if scaling:
+            if sa.scale is not None:
+                raise js_error("JSClusterNotAvailErr")  # the previous replica change is not done yet
+            current.num_replicas = config.num_replicas
+        config = check_update(current, config)
+        for other in self.cluster.state.account_streams(jsa.name):
+            if other.name == config.name:
+                continue
+            mine = [s.encode() for s in config.subjects or []]
+            for subject in other.config.get("subjects") or []:
+                if any(subjects_overlap(subject.encode(), m) for m in mine):
+                    raise js_error("JSStreamSubjectOverlapErr")
+        set_static_metadata(config)
+        if scaling:
+            self.cluster.propose_meta(
+                {
+                    "op": "stream_scale",
+                    "account": jsa.name,
+                    "name": config.name,
+                    "config": encode(config),
+                    "group": group_name("S", replicas, config.storage),
+                    "peers": self._rescale_peers(config, sa, replicas),
+                    "reply": request.reply.decode("utf-8", "replace"),
+                    "subject": request.subject.decode("utf-8", "replace"),
+                    "ts": time.time_ns(),
+                }
+            )
+            return None  # the seed of the new group answers once it leads
+        self.cluster.propose_meta(
+            {
+                "op": "stream_update",
+                "account": jsa.name,
+                "config": encode(config),
+                "reply": request.reply.decode("utf-8", "replace"),
+                "subject": request.subject.decode("utf-8", "replace"),
+                "ts": time.time_ns(),
+            }
+        )
+        return None
+
+    def stream_delete(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        stream_api.require_empty(request.body)
+        jsa = request.jsa
+        name = _name(request)
+        if self.cluster.state.stream(jsa.name, name) is None:
+            raise js_error("JSStreamNotFoundErr")
+        fut = self.cluster.propose_meta({"op": "stream_remove", "account": jsa.name, "name": name})
+        self._answer_when(fut, request, lambda _result: {"success": True})
+        return None
+
+    def _answer_when(self, fut: asyncio.Future[Any], request: Request, payload: Any) -> None:
+        endpoint = self.api.find(request.tokens)
+        if endpoint is None:
+            return
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if isinstance(exc, JSError):
+                self.api.respond(request, self.api.error_response(endpoint, exc))
+                return
+            if exc is not None:
+                return  # leadership lost before the commit: the client times out and retries
+            try:
+                body = payload(f.result())
+            except JSError as error:
+                self.api.respond(request, self.api.error_response(endpoint, error))
+                return
+            response = {"type": TYPE_PREFIX + endpoint.response}
+            response.update(body)
+            self.api.respond(request, response)
+
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ names / list
+
+    def _assignments(self, request: Request) -> tuple[list[StreamAssignment], int]:
+        document = stream_api.optional_body(request.body)
+        options = (
+            decode(StreamNamesRequest, document, "JSApiStreamNamesRequest")
+            if document is not None
+            else StreamNamesRequest()
+        )
+        streams = sorted(self.cluster.state.account_streams(request.jsa.name), key=lambda sa: sa.name.encode())
+        if options.subject:
+            wanted = options.subject.encode()
+            kept = []
+            for sa in streams:
+                subjects = sa.config.get("subjects") or []
+                if subjects:
+                    if any(subjects_overlap(s.encode(), wanted) for s in subjects):
+                        kept.append(sa)
+                elif subject_matches(wanted, sa.name.encode()) or sa.name.encode() == wanted:
+                    kept.append(sa)
+            streams = kept
+        return streams, options.offset
+
+    def stream_names(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        streams, offset = self._assignments(request)
+        total = len(streams)
+        offset = min(max(offset, 0), total)
+        page = [sa.name for sa in streams[offset : offset + stream_api.NAMES_LIMIT]]
+        return {"total": total, "offset": offset, "limit": stream_api.NAMES_LIMIT, "streams": page or None}
+
+    def stream_list(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not self.meta_only(request):
+            return None
+        streams, offset = self._assignments(request)
+        total = len(streams)
+        offset = min(max(offset, 0), total)
+        page = streams[offset : offset + stream_api.LIST_LIMIT]
+        head = {"total": total, "offset": offset, "limit": stream_api.LIST_LIMIT}
+        self._gather(request, page, head)
+        return None
+
+    def _gather(self, request: Request, page: list[StreamAssignment], head: dict[str, Any]) -> None:
+        """Collect each stream's info from its leader (locally when we lead it), then answer."""
+        cluster = self.cluster
+        results: dict[str, Any] = {}
+        asked: set[str] = set()
+        self._next_gather += 1
+        gather_id = f"{cluster.me}.{self._next_gather}"
+        for sa in page:
+            replica = cluster.replica(sa.account, sa.name)
+            if replica is not None and replica.is_leader:
+                results[sa.name] = replica.stream.info(dynamic=False, cluster=True)
+                continue
+            asked.add(sa.name)
+            for peer in sa.peers:
+                if peer != cluster.me:
+                    cluster.transport.send_control(
+                        peer, "info", {"id": gather_id, "account": sa.account, "stream": sa.name}
+                    )
+        endpoint = self.api.find(request.tokens)
+
+        def finish() -> None:
+            gather = self._gathers.pop(gather_id, None)
+            if gather is None or endpoint is None:
+                return
+            if gather["handle"] is not None:
+                gather["handle"].cancel()
+            response: dict[str, Any] = {"type": TYPE_PREFIX + endpoint.response}
+            response.update(head)
+            response["streams"] = [results[sa.name] for sa in page if sa.name in results]
+            missing = [sa.name for sa in page if sa.name not in results]
+            if missing:
+                response["missing"] = missing
+            self.api.respond(request, response)
+
+        if not asked:
+            self._gathers[gather_id] = {"handle": None}
+            finish()
+            return
+        handle = self.server.loop.call_later(INFO_TIMEOUT, finish)
+        self._gathers[gather_id] = {"handle": handle, "asked": asked, "results": results, "finish": finish}
+
+    def cluster_info_request(self, sender: str, document: dict[str, Any]) -> None:
+        replica = self.cluster.replica(str(document.get("account", "")), str(document.get("stream", "")))
+        if replica is None:
+            return
+        consumer_name = document.get("consumer")
+        if consumer_name:
+            consumer = replica.stream.consumers.get(str(consumer_name))
+            if consumer is None:
+                return
+            self.cluster.transport.send_control(
+                sender,
+                "info_reply",
+                {"id": document.get("id"), "name": consumer.name, "info": consumer.info(dynamic=False)},
+            )
+            return
+        if not replica.is_leader:
+            return
+        info = replica.stream.info(dynamic=False, cluster=True)
+        self.cluster.transport.send_control(
+            sender, "info_reply", {"id": document.get("id"), "name": replica.name, "info": info}
+        )
+
+    def cluster_info_reply(self, sender: str, document: dict[str, Any]) -> None:
+        gather = self._gathers.get(str(document.get("id", "")))
+        if gather is None or "asked" not in gather:
+            return
+        name = str(document.get("name", ""))
+        if name not in gather["asked"]:
+            return
+        gather["asked"].discard(name)
+        gather["results"][name] = document.get("info")
+        if not gather["asked"]:
+            gather["finish"]()
+
+    # ------------------------------------------------------------------ stream leader requests
+
+    def stream_purge(self, api: Any, request: Request) -> dict[str, Any] | None:
+        role, replica = self.stream_role(request)
+        if role != "answer":
+            return None
+        stream = replica.stream
+        document = stream_api.optional_body(request.body)
+        options = (
+            decode(StreamPurgeRequest, document, "JSApiStreamPurgeRequest")
+            if document is not None
+            else StreamPurgeRequest()
+        )
+        if options.seq and options.keep:
+            raise js_error("JSBadRequestErr")
+        if stream.config.sealed:
+            raise js_error("JSStreamSealedErr")
+        if stream.config.deny_purge:
+            raise js_error("JSStreamPurgeFailedF", err="stream purge not permitted")
+        subject_filter = options.filter.encode() if options.filter and options.filter != ">" else None
+        if subject_filter is not None and not valid_subject(subject_filter):
+            raise js_error("JSStreamPurgeFailedF", err="invalid subject filter")
+        command = PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep)
+        if replica.group is None:
+            return {"success": True, "purged": stream.execute(command)}
+        self._answer_when(stream.execute(command), request, lambda purged: {"success": True, "purged": purged})
+        return None
+
+    def stream_msg_delete(self, api: Any, request: Request) -> dict[str, Any] | None:
+        role, replica = self.stream_role(request, 3)
+        if role != "answer":
+            return None
+        stream = replica.stream
+        body = request.body.strip()
+        if not body:
+            raise js_error("JSBadRequestErr")
+        options = decode(MsgDeleteRequest, parse_json(body), "JSApiMsgDeleteRequest")
+        if options.seq == 0:
+            raise js_error("JSBadRequestErr")
+        if stream.config.sealed:
+            raise js_error("JSStreamSealedErr")
+        if stream.config.deny_delete:
+            raise js_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
+        command = DeleteMsg(options.seq, erase=not options.no_erase)
+        seq = options.seq
+
+        def result(removed: Any) -> dict[str, Any]:
+            if not removed:
+                raise js_error("JSSequenceNotFoundErrF", seq=seq)
+            return {"success": True}
+
+        if replica.group is None:
+            return result(stream.execute(command))
+        self._answer_when(stream.execute(command), request, result)
+        return None
+
+    def stream_stepdown(self, api: Any, request: Request) -> dict[str, Any] | None:
+        role, replica = self.stream_role(request, 3)
+        if role != "answer":
+            return None
+        preferred = ""
+        document = stream_api.optional_body(request.body)
+        if isinstance(document, dict):
+            placement = document.get("placement") or {}
+            if isinstance(placement, dict):
+                preferred = str(placement.get("preferred") or "")
+        group = replica.group
+        if group is not None:
+            target = self.cluster.state.peer_of(preferred) if preferred else None
+            if preferred and (target is None or target not in group.node.peers):
+                raise js_error("JSClusterNoPeersErrF", err="preferred server not a member of the group")
+            group.transfer(target)
+        return {"success": True}
+
+    def stream_peer_remove(self, api: Any, request: Request) -> dict[str, Any] | None:
+        role, _replica = self.stream_role(request, 3)
+        if role != "answer":
+            return None
+        # nats-server's checks, in its order; a member can only be removed when a server outside
+        # the group can take its place (requireReplicas), else "peer remap failed"
+        if not request.body.strip():
+            raise js_error("JSBadRequestErr")
+        peer_request = decode(StreamRemovePeerRequest, parse_json(request.body), "JSApiStreamRemovePeerRequest")
+        if not peer_request.peer:
+            raise js_error("JSBadRequestErr")
+        sa = _replica.assignment
+        wanted = peer_id(peer_request.peer)
+        if wanted not in sa.peers:
+            wanted = peer_request.peer
+        if wanted not in sa.peers:
+            raise js_error("JSClusterPeerNotMemberErr")
+        spare = [p for p in self.cluster.state.servers if p not in sa.peers and self.cluster.peer_online(p)]
+        if not spare:
+            raise js_error("JSPeerRemapErr")
+        # moving a replica to another server (a membership change plus catch-up) is not built yet
+        raise js_error("JSClusterNotLeaderErr")
+
+    # ------------------------------------------------------------------ system account requests
+
+    def meta_stepdown(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not getattr(request.jsa.account, "is_system", False) or not self.cluster.is_meta_leader:
+            return None  # only the system account may, and others get no answer (nats-server)
+        preferred = ""
+        document = stream_api.optional_body(request.body)
+        if isinstance(document, dict):
+            placement = document.get("placement") or {}
+            if isinstance(placement, dict):
+                preferred = str(placement.get("preferred") or "")
+        target = self.cluster.state.peer_of(preferred) if preferred else None
+        self.cluster.meta.transfer(target)
+        return {"success": True}
+
+    def server_remove(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if not getattr(request.jsa.account, "is_system", False) or not self.cluster.is_meta_leader:
+            return None
+        raise js_error("JSClusterNotLeaderErr")
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    out = dict(config)
+    metadata = dict(out.get("metadata") or {})
+    metadata.pop("_nats.req.level", None)
+    out["metadata"] = metadata
+    return out
+
+
+# answers sent by a stream's leader for requests the meta leader proposed
+
+
+def answer_assignment(
+    api: Any, replica: Any, command: dict[str, Any], response_name: str, extra: dict[str, Any]
+) -> None:
+    reply = str(command.get("reply") or "")
+    if not reply or time.time_ns() - int(command.get("ts", 0)) > FRESH:
+        return
+    subject = str(command.get("subject") or "").encode()
+    tokens = subject.split(b".")
+    rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
+    request = Request(replica.jsa, rest, subject, reply.encode(), b"", b"", None)
+    response: dict[str, Any] = {"type": TYPE_PREFIX + response_name}
+    response.update(replica.stream.info(cluster=True))
+    response.update(extra)
+    api.respond(request, response)
+
+
+__all__ = ["ClusterAPI", "answer_assignment"]

@@ -1,0 +1,271 @@
+"""The meta group's state machine (layer 6, pure): which streams and consumers exist, their configs,
+Raft groups and peers, and the names of the servers behind the peer ids.
+
+Every change is a meta command, a small JSON object proposed to `_meta_` by its leader and applied on
+every JetStream server through the one `apply_meta()`; the coordinator (`jetstream.py`) then reacts to
+what changed (start or stop a local replica). JSON, not a binary codec: meta traffic is a few commands
+per API call, and a readable log helps operators. Commands::
+
+    {"op": "server", "peer": id, "name": server name, "cluster": name, "tags": [...]}
+    {"op": "server_remove", "peer": id}
+    {"op": "stream", "account": a, "config": {StreamConfig}, "group": g, "peers": [ids], "created": ns}
+    {"op": "stream_update", "account": a, "config": {StreamConfig}, "peers": [ids]}
+    {"op": "stream_scale", "account": a, "name": n, "config": {...}, "group": new g, "peers": [new ids],
+     "reply": r, "subject": s, "ts": ns}                      (a replica change, phase 1: seal)
+    {"op": "stream_update", "account": a, "config": {...}, "group": new g, "peers": [new ids],
+     "seed": id, "reply": r, "subject": s, "ts": ns}          (phase 2: the sealed store seeds g)
+    {"op": "stream_remove", "account": a, "name": n}
+    {"op": "consumer", "account": a, "stream": s, "name": n, "config": {ConsumerConfig}, "group": g,
+     "peers": [ids], "created": ns}
+    {"op": "consumer_remove", "account": a, "stream": s, "name": n}
+
+A snapshot of the state is the same objects in one JSON document (`encode_state`/`decode_state`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class ServerEntry:
+    peer: str
+    name: str
+    cluster: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ConsumerAssignment:
+    account: str
+    stream: str
+    name: str
+    config: dict[str, Any]
+    group: str
+    peers: list[str]
+    created: int
+
+
+@dataclass(slots=True)
+class StreamAssignment:
+    account: str
+    name: str
+    config: dict[str, Any]  # the StreamConfig as nats-server's JSON (models.encode)
+    group: str
+    peers: list[str]
+    created: int
+    consumers: dict[str, ConsumerAssignment] = field(default_factory=dict)
+    #: the replica whose store seeded the current group after a replica change ("" otherwise)
+    seed: str = ""
+    #: a replica change under way: {"group", "peers", "reply", "subject", "ts"} until it is done
+    scale: dict[str, Any] | None = None
+
+    @property
+    def replicas(self) -> int:
+        return len(self.peers)
+
+
+@dataclass(slots=True)
+class MetaChange:
+    """What one applied command changed, for the coordinator to react to."""
+
+    op: str
+    stream: StreamAssignment | None = None
+    previous: StreamAssignment | None = None
+    consumer: ConsumerAssignment | None = None
+    server: ServerEntry | None = None
+
+
+class MetaState:
+    def __init__(self) -> None:
+        self.servers: dict[str, ServerEntry] = {}
+        #: (account, stream name) -> assignment
+        self.streams: dict[tuple[str, str], StreamAssignment] = {}
+
+    # ------------------------------------------------------------------ reads
+
+    def stream(self, account: str, name: str) -> StreamAssignment | None:
+        return self.streams.get((account, name))
+
+    def account_streams(self, account: str) -> list[StreamAssignment]:
+        return [sa for (acc, _), sa in self.streams.items() if acc == account]
+
+    def server_name(self, peer: str) -> str:
+        entry = self.servers.get(peer)
+        return entry.name if entry is not None else peer
+
+    def peer_of(self, name_or_peer: str) -> str | None:
+        if name_or_peer in self.servers:
+            return name_or_peer
+        for entry in self.servers.values():
+            if entry.name == name_or_peer:
+                return entry.peer
+        return None
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, command: dict[str, Any]) -> MetaChange:
+        op = command.get("op")
+        if op == "server":
+            entry = ServerEntry(
+                str(command["peer"]),
+                str(command["name"]),
+                str(command.get("cluster", "")),
+                list(command.get("tags") or []),
+            )
+            self.servers[entry.peer] = entry
+            return MetaChange("server", server=entry)
+        if op == "server_remove":
+            removed = self.servers.pop(str(command["peer"]), None)
+            return MetaChange("server_remove", server=removed)
+        if op == "stream":
+            config = dict(command["config"])
+            key = (str(command["account"]), str(config["name"]))
+            previous = self.streams.get(key)
+            assignment = StreamAssignment(
+                key[0], key[1], config, str(command["group"]), list(command["peers"]), int(command["created"])
+            )
+            if previous is not None:
+                assignment.consumers = previous.consumers
+            assignment.seed = str(command.get("seed", ""))
+            scale = command.get("scale")
+            assignment.scale = dict(scale) if isinstance(scale, dict) else None
+            self.streams[key] = assignment
+            return MetaChange("stream", stream=assignment, previous=previous)
+        if op == "stream_scale":
+            # phase 1 of a replica change: the stream's current group seals its log (every replica
+            # stops at the same entry), then its leader proposes phase 2, a stream_update with the
+            # new group that it seeds
+            key = (str(command["account"]), str(command["name"]))
+            current = self.streams.get(key)
+            if current is None or current.scale is not None:
+                return MetaChange("noop")
+            current.scale = {
+                "group": str(command["group"]),
+                "peers": list(command["peers"]),
+                "config": dict(command["config"]),
+                "reply": str(command.get("reply", "")),
+                "subject": str(command.get("subject", "")),
+                "ts": int(command.get("ts", 0)),
+            }
+            return MetaChange("stream_scale", stream=current)
+        if op == "stream_update":
+            config = dict(command["config"])
+            key = (str(command["account"]), str(config["name"]))
+            current = self.streams.get(key)
+            if current is None:
+                return MetaChange("noop")
+            group = str(command.get("group") or "")
+            if group and group == current.group:
+                return MetaChange("noop")  # a second leader of the sealed group proposed it too
+            previous = StreamAssignment(
+                current.account, current.name, current.config, current.group, list(current.peers), current.created
+            )
+            current.config = config
+            if command.get("peers"):
+                current.peers = list(command["peers"])
+            if group:
+                seed = str(command.get("seed", ""))
+                current.group = group
+                current.seed = seed
+                current.scale = None
+                for ca in current.consumers.values():
+                    if ca.peers and ca.peers[0] not in current.peers:
+                        ca.peers = [seed]  # its server left the stream: the seed runs it from now on
+            return MetaChange("stream_update", stream=current, previous=previous)
+        if op == "stream_remove":
+            gone = self.streams.pop((str(command["account"]), str(command["name"])), None)
+            return MetaChange("stream_remove", stream=gone)
+        if op == "consumer":
+            key = (str(command["account"]), str(command["stream"]))
+            owner = self.streams.get(key)
+            if owner is None:
+                return MetaChange("noop")
+            consumer = ConsumerAssignment(
+                key[0],
+                key[1],
+                str(command["name"]),
+                dict(command["config"]),
+                str(command.get("group", "")),
+                list(command.get("peers") or []),
+                int(command.get("created", 0)),
+            )
+            owner.consumers[consumer.name] = consumer
+            return MetaChange("consumer", stream=owner, consumer=consumer)
+        if op == "consumer_remove":
+            key = (str(command["account"]), str(command["stream"]))
+            owner = self.streams.get(key)
+            dropped = owner.consumers.pop(str(command["name"]), None) if owner is not None else None
+            return MetaChange("consumer_remove", stream=owner, consumer=dropped)
+        return MetaChange("noop")
+
+    # ------------------------------------------------------------------ snapshots
+
+    def encode(self) -> bytes:
+        document = {
+            "servers": [
+                {"peer": s.peer, "name": s.name, "cluster": s.cluster, "tags": s.tags} for s in self.servers.values()
+            ],
+            "streams": [
+                {
+                    "account": sa.account,
+                    "config": sa.config,
+                    "group": sa.group,
+                    "peers": sa.peers,
+                    "created": sa.created,
+                    "seed": sa.seed,
+                    "scale": sa.scale,
+                    "consumers": [
+                        {
+                            "name": ca.name,
+                            "config": ca.config,
+                            "group": ca.group,
+                            "peers": ca.peers,
+                            "created": ca.created,
+                        }
+                        for ca in sa.consumers.values()
+                    ],
+                }
+                for sa in self.streams.values()
+            ],
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> MetaState:
+        state = cls()
+        if not data:
+            return state
+        document = json.loads(data)
+        for s in document.get("servers") or []:
+            state.apply({"op": "server", **s})
+        for sa in document.get("streams") or []:
+            consumers = sa.get("consumers") or []
+            state.apply({"op": "stream", **{k: v for k, v in sa.items() if k != "consumers"}})
+            for ca in consumers:
+                state.apply({"op": "consumer", "account": sa["account"], "stream": sa["config"]["name"], **ca})
+        return state
+
+
+def encode_command(command: dict[str, Any]) -> bytes:
+    return json.dumps(command, separators=(",", ":")).encode()
+
+
+def decode_command(data: bytes) -> dict[str, Any]:
+    value = json.loads(data)
+    if not isinstance(value, dict):
+        raise ValueError("meta command is not an object")
+    return value
+
+
+__all__ = [
+    "ConsumerAssignment",
+    "MetaChange",
+    "MetaState",
+    "ServerEntry",
+    "StreamAssignment",
+    "decode_command",
+    "encode_command",
+]

@@ -1,0 +1,714 @@
+"""A stream of a JetStream cluster (layer 6): the local replica of an assigned stream and, with more
+than one replica, the Raft group that replicates its commands.
+
+* R1: the one server the meta group placed it on runs it like a single-node stream (no Raft), with
+  its subscriptions announced to the routes so publishes from any node reach it.
+* R>1: every replica opens the stream's store and joins the group `S-R<n><F|M>-xxxxxxxx`. Only the
+  leader subscribes to the stream's subjects. A publish is checked by the leader against the applied
+  state (streams.md §4), proposed as an encoded StoreMsg (with the sequence it will get), and the
+  PubAck is sent when the entry is applied on the leader — after a majority of the replicas fsynced it
+  in their Raft log. Every replica applies committed commands through the one `Stream.apply()` and
+  `react()`. Other mutations (purge, delete, expiry, config updates, acks of work-queue consumers)
+  are proposed the same way.
+
+In-flight proposals: the leader keeps publishes in order, and a publish whose checks depend on
+state that in-flight commands may change (an `Nats-Expected-*` header, a Msg-Id inside the
+duplicate window, a rollup, discard-new limits, interest retention) waits until everything before it
+is applied. Plain publishes are pipelined: the sequence each will get is known in advance.
+
+Durability: the Raft log is fsynced before an append is acknowledged; the stream store is written on
+apply and fsynced in groups, after which the Raft log is compacted up to what the store holds (a
+restart replays the rest; commands carry their sequence, so one already in the store is skipped).
+
+Catch-up: a replica too far behind the leader's log gets a snapshot — the leader's stream state
+(first/last sequence, interior deletions, config) — and then pulls the messages it lacks in batches
+(control message `catchup` -> CATCHUP frames of stored messages).
+
+Replica changes (`num_replicas` 1 <-> 3 ...) make a new group rather than changing the old one's
+membership: the meta group records the wanted peers (`stream_scale`); the old group's leader seals its
+log with a REGROUP entry (every replica stops applying at that entry, so every replica that applied it
+holds the same state, and a replica that did not holds a prefix of it); the replica that applied it
+as leader proposes the new assignment with itself as `seed` (`stream_update` with the new group); the
+seed starts the new group from a snapshot of its store at index 1, members that stay keep their
+stores and reconcile with that snapshot like any lagging follower, new members start empty and catch
+up, and servers that leave delete their replica. Publishes between the seal and the new leader get no
+answer (the client retries), as during any leader change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections import deque
+from typing import Any
+
+from jsedge.cluster.group import NotLeaderError, ProposalLost, RaftGroup
+from jsedge.cluster.types import Entry, SnapshotMeta
+from jsedge.errors import JSError, js_error
+from jsedge.jetstream import headers as H
+from jsedge.jetstream.commands import (
+    Command,
+    DeleteMsg,
+    ExpireMsgs,
+    PurgeMsgs,
+    SkipMsg,
+    StoreMsg,
+    UpdateConfig,
+    decode_command,
+    encode_command,
+)
+from jsedge.store.base import DiscardNewError
+
+#: Compact the Raft log once this many entries were applied since the last compaction...
+COMPACT_EVERY = int(os.environ.get("JSEDGE_RAFT_COMPACT_EVERY") or 8192)
+#: ...keeping this many of the newest entries, so a briefly lagging replica catches up from the log.
+#: (Both environment variables are for tests: fault tests compact often to exercise snapshots.)
+RETAIN = int(os.environ.get("JSEDGE_RAFT_RETAIN") or 4096)
+#: Catch-up batch size (bytes of stored messages per CATCHUP frame).
+CATCHUP_BYTES = 256 * 1024
+CATCHUP_TIMEOUT = 5.0
+#: First byte of the entry that seals a group before a replica change (stream commands use 1..6).
+REGROUP = 0xFF
+
+
+def _uvarint(value: int, out: bytearray) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = _read_uvarint(data, pos)
+    if pos + length > len(data):
+        raise ValueError("length beyond the end")
+    return data[pos : pos + length], pos + length
+
+
+def _barrier(hdr: bytes, stream: Any) -> bool:
+    """Must this publish wait until every earlier command is applied?"""
+    config = stream.config
+    if config.retention == "interest" or config.discard == "new" or config.mirror is not None:
+        return True
+    if not hdr:
+        return False
+    for name in (
+        H.EXPECTED_LAST_SEQ,
+        H.EXPECTED_LAST_SUBJ_SEQ,
+        H.EXPECTED_LAST_MSG_ID,
+        H.EXPECTED_STREAM,
+        H.ROLLUP,
+    ):
+        if H.get_header(hdr, name):
+            return True
+    return bool(config.duplicate_window and H.get_header(hdr, H.MSG_ID))
+
+
+class ClusteredStream:
+    """The cluster side of one local stream replica (`stream.replicated`)."""
+
+    def __init__(self, coordinator: Any, jsa: Any, assignment: Any) -> None:
+        self.coordinator = coordinator
+        self.server = coordinator.server
+        self.jsa = jsa
+        self.assignment = assignment
+        #: the group this replica runs (the assignment's changes with a replica change; this does not)
+        self.group_name: str = assignment.group
+        self.stream: Any = None
+        self.group: RaftGroup | None = None
+        self.publishing = False
+        self.leader_since = 0
+        self.leader_peer = ""
+        #: the create/update API request waiting for this replica to lead: (reply, api, request)
+        self.waiting_response: list[Any] = []
+        self._inflight = 0
+        self._next_seq = 0
+        #: publishes (subject, reply, hdr, data, sourced) and other commands (callables) in order
+        self._queue: deque[Any] = deque()
+        self._applied_since_compact = 0
+        self._compacting = False
+        self._catchup: dict[str, Any] | None = None
+        self._stopped = False
+        self._caught_up = False
+        self._caught_up_at = 0
+        #: the group applied its REGROUP entry: nothing after it is applied, nothing new is proposed
+        self.sealed = False
+        self._seal_proposed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def name(self) -> str:
+        return str(self.assignment.name)
+
+    @property
+    def replicas(self) -> int:
+        return len(self.assignment.peers)
+
+    def open(self, stream: Any) -> None:
+        """Attach to the opened (not yet started) local Stream and start the group."""
+        self.stream = stream
+        stream.replicated = self
+        coordinator = self.coordinator
+        if self.replicas > 1:
+            directory = None
+            if stream.config.storage != "memory":
+                directory = coordinator.group_dir(self.group_name)
+            seed = self.assignment.seed
+            peers = tuple(self.assignment.peers)
+            seeding = None
+            if seed:
+                if seed == coordinator.me:
+                    # this store seeds the group: its state is the group's snapshot at index 1
+                    seeding = (SnapshotMeta(1, 1, peers), self.snapshot())
+                else:
+                    peers = ()  # learn the membership from the seed (never campaign without its data)
+            self.group = RaftGroup(
+                self.group_name,
+                directory,
+                coordinator.me,
+                peers,
+                coordinator.transport,
+                self.server,
+                self,
+            )
+            coordinator.transport.catchup[self.group_name] = self._on_catchup_batch
+            self.group.start(seed=seeding)
+        else:
+            self.publishing = True
+            self.leader_peer = coordinator.me
+            self.leader_since = time.time_ns()
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self.group is not None:
+            self.coordinator.transport.catchup.pop(self.group_name, None)
+            self.group.stop()
+
+    def delete(self) -> None:
+        self._stopped = True
+        if self.group is not None:
+            self.coordinator.transport.catchup.pop(self.group_name, None)
+            self.group.delete()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.group.is_leader if self.group is not None else True
+
+    # ------------------------------------------------------------------ StateMachine
+
+    def apply(self, entry: Entry) -> Any:
+        if self.sealed:
+            return None  # the group was sealed for a replica change: its state ends at the seal
+        if entry.data[:1] == bytes((REGROUP,)):
+            self._sealed()
+            return None
+        command = decode_command(entry.data)
+        stream = self.stream
+        old = stream.config
+        result = stream.apply(command)
+        stream.react(command, result, old)
+        if isinstance(command, UpdateConfig):
+            self.jsa._write_meta(command.config, stream.created)
+        self._applied_since_compact += 1
+        if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
+            self._compact()
+        return result
+
+    def applied_upto(self, index: int) -> None:
+        """The group applied every entry up to `index` (its own no-ops included)."""
+        if not self._caught_up and index >= self._caught_up_at and self.publishing:
+            self._caught_up = True
+            self.server.loop.call_soon(self._start_leading)
+
+    def _start_leading(self) -> None:
+        if self._stopped or not self.publishing:
+            return
+        self._resync()
+        self._drain()
+        if self.assignment.scale is not None:
+            self.seal()
+
+    # ------------------------------------------------------------------ replica changes
+
+    def seal(self) -> None:
+        """The meta group wants a replica change: seal this group (leader or R1 only)."""
+        if self.assignment.scale is None or self._stopped:
+            return
+        if self.sealed:
+            self.finish_seal()
+            return
+        if self.group is None:
+            self._sealed()
+            return
+        if self._seal_proposed or not self.group.is_leader or not self._caught_up:
+            return
+        self._seal_proposed = True
+        marker = bytes((REGROUP,)) + str(self.assignment.scale["group"]).encode()
+        group = self.group
+
+        def run() -> None:
+            fut = group.propose(marker)
+            fut.add_done_callback(self._seal_settled)
+
+        self._queue.append(run)
+        self._drain()
+
+    def _seal_settled(self, fut: asyncio.Future[Any]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._seal_proposed = False  # leadership moved first: the next leader seals
+
+    def _sealed(self) -> None:
+        self.sealed = True
+        if self.publishing:
+            self.publishing = False
+            self.stream._subscribe()  # stop taking publishes: the new group's leader will
+        self._queue.clear()
+        self.finish_seal()
+
+    def finish_seal(self) -> None:
+        """Phase 2, by the sealed group's leader (or the R1 server): the new assignment, seeded here.
+        Repeated (every hello) until the meta group applied it; a repeat is a no-op there."""
+        scale = self.assignment.scale
+        if scale is None or not self.sealed or self._stopped:
+            return
+        if self.group is not None and not self.group.is_leader:
+            return
+        coordinator = self.coordinator
+        me = coordinator.me
+        peers = list(scale["peers"])
+        if me not in peers:
+            peers[-1] = me
+        coordinator.propose_meta_anywhere(
+            {
+                "op": "stream_update",
+                "account": self.assignment.account,
+                "config": scale["config"],
+                "group": scale["group"],
+                "peers": peers,
+                "seed": me,
+                "reply": scale.get("reply", ""),
+                "subject": scale.get("subject", ""),
+                "ts": scale.get("ts", 0),
+            }
+        )
+
+    def snapshot(self) -> bytes:
+        state = self.stream.store.state(deleted_details=True)
+        document = {
+            "first_seq": state.first_seq,
+            "last_seq": state.last_seq,
+            "last_ts": state.last_ts,
+            "deleted": list(state.deleted or ()),
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    async def restore(self, meta: SnapshotMeta, data: bytes, leader: str) -> None:
+        """Bring the local store to the leader's snapshot: drop what the leader dropped, then pull
+        the messages this replica lacks."""
+        summary = json.loads(data) if data else {}
+        stream = self.stream
+        first = int(summary.get("first_seq", 0))
+        last = int(summary.get("last_seq", 0))
+        last_ts = int(summary.get("last_ts", 0))
+        state = stream.store.state()
+        if first > state.first_seq and state.messages:
+            stream.execute_local(PurgeMsgs(None, seq=first))
+        for seq in summary.get("deleted") or ():
+            if seq <= state.last_seq:
+                stream.execute_local(DeleteMsg(int(seq), erase=False))
+        state = stream.store.state()
+        if state.last_seq < last:
+            await self._pull(leader, state.last_seq + 1, last)
+        state = stream.store.state()
+        if state.last_seq < last:
+            # the tail the leader no longer holds (deleted at its end): consume the sequences
+            if not state.messages:
+                stream.execute_local(PurgeMsgs(None, seq=last + 1))
+            else:
+                while stream.store.state().last_seq < last:
+                    stream.execute_local(SkipMsg(last_ts))
+        stream._rebuild_dedup()
+
+    def leader_changed(self, is_leader: bool, leader: str) -> None:
+        stream = self.stream
+        if stream is None or self._stopped:
+            return
+        self.leader_peer = leader
+        was = self.publishing
+        self.publishing = is_leader and not self.sealed
+        name = f"'{self.jsa.name} > {self.name}'"
+        if is_leader:
+            self.leader_since = time.time_ns()
+            self._inflight = 0
+            # publishes wait until this leader applied its whole log (up to its first entry of
+            # the term): only then does the applied state predict the next sequence
+            assert self.group is not None
+            self._caught_up_at = self.group.node.last_index
+            self._caught_up = self.group.applied >= self._caught_up_at
+            self._next_seq = stream.store.state().last_seq + 1
+            if self._caught_up:
+                self.server.loop.call_soon(self._start_leading)
+            self.server.logger.info(f"JetStream cluster new stream leader for {name}")
+            if not was:
+                stream._subscribe()
+                stream._schedule_expiry()
+            self._respond_waiting()
+        else:
+            if leader:
+                self.leader_since = time.time_ns()
+            if was:
+                stream._subscribe()
+            self._queue.clear()
+
+    # ------------------------------------------------------------------ the publish path (leader)
+
+    def publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool) -> None:
+        self._queue.append((subject, reply, hdr, data, sourced))
+        self._drain()
+
+    def _publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool) -> None:
+        stream = self.stream
+        ack = bool(reply) and not stream.config.no_ack
+        if self.group is None or not self.group.is_leader or self._seal_proposed or self.sealed:
+            return  # leadership moved: the publisher times out and retries, as with nats-server
+        try:
+            if not sourced:
+                stream._refuse_batches(reply, hdr, data)
+            prepared = stream.prepare_publish(subject, hdr, data, sourced)
+        except JSError as exc:
+            if ack:
+                stream._send_ack(reply, stream._ack_error(exc))
+            return
+        if isinstance(prepared, int):
+            if ack:
+                stream._send_ack(reply, stream._ack_ok(prepared, True))
+            return
+        commands = []
+        for command in prepared.commands:
+            if isinstance(command, StoreMsg):
+                command = StoreMsg(
+                    command.subject,
+                    command.hdr,
+                    command.data,
+                    command.ts,
+                    command.ttl,
+                    command.msg_id,
+                    command.rollup,
+                    self._next_seq,
+                )
+                self._next_seq += 1
+            elif isinstance(command, SkipMsg):
+                command = SkipMsg(command.ts, command.msg_id, self._next_seq)
+                self._next_seq += 1
+            commands.append(command)
+        futures = [self._propose(command) for command in commands]
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            self._inflight -= 1
+            try:
+                seq = fut.result()
+            except DiscardNewError as exc:
+                self._resync()
+                if ack:
+                    error = js_error("JSStreamStoreFailedF", err=exc.reason)
+                    stream._send_ack(reply, stream._ack_error(error))
+                self._drain()
+                return
+            except (NotLeaderError, ProposalLost, asyncio.CancelledError):
+                self._drain()
+                return  # no ack: the client's request times out (nats-server does the same)
+            except Exception as exc:
+                self.server.logger.error(f"JetStream stream '{self.jsa.name} > {self.name}' publish failed: {exc}")
+                if ack:
+                    error = js_error("JSStreamStoreFailedF", err="internal error")
+                    stream._send_ack(reply, stream._ack_error(error))
+                self._drain()
+                return
+            if isinstance(commands[0], StoreMsg):
+                stream.published(prepared, seq)
+            if ack:
+                stream._send_ack(reply, stream._ack_ok(seq, False))
+            self._drain()
+
+        self._inflight += 1
+        futures[0].add_done_callback(done)
+        for extra in futures[1:]:
+            self._inflight += 1
+            extra.add_done_callback(self._settled)
+
+    def _settled(self, fut: asyncio.Future[Any]) -> None:
+        self._inflight -= 1
+        if not fut.cancelled():
+            fut.exception()  # retrieved: nobody else waits for it
+        self._drain()
+
+    def _resync(self) -> None:
+        """A command did not consume the sequence the leader predicted: predict again from the
+        applied state (everything still in flight fails its sequence check harmlessly)."""
+        self._next_seq = self.stream.store.state().last_seq + 1 + self._inflight
+
+    def _drain(self) -> None:
+        """Start queued work in order: a publish goes at once unless it must see everything before
+        it applied (a barrier), other commands always wait for that."""
+        queue = self._queue
+        if not self._caught_up:
+            return
+        while queue and not self._stopped:
+            item = queue[0]
+            if callable(item):
+                if self._inflight:
+                    return
+                queue.popleft()
+                item()
+                continue
+            if self._inflight and _barrier(item[2], self.stream):
+                return
+            queue.popleft()
+            self._publish(*item)
+
+    def _propose(self, command: Command) -> asyncio.Future[Any]:
+        assert self.group is not None
+        return self.group.propose(encode_command(command))
+
+    # ------------------------------------------------------------------ other mutations
+
+    def submit(self, command: Command) -> asyncio.Future[Any]:
+        """A mutation other than a publish (purge, delete, config, consumer acks): proposed by the
+        leader after everything in flight (a barrier), or forwarded to the leader."""
+        assert self.group is not None
+        loop = self.server.loop
+        if not self.group.is_leader:
+            leader = self.group.leader
+            fut: asyncio.Future[Any] = loop.create_future()
+            if leader and isinstance(command, DeleteMsg):
+                # a consumer on a follower acked a work-queue message: the leader deletes it
+                self.coordinator.forward_proposal(leader, self.group_name, encode_command(command))
+                fut.set_result(None)
+            else:
+                fut.set_exception(NotLeaderError(leader))
+            return fut
+        outer: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            if self._seal_proposed or self.sealed:
+                outer.set_exception(NotLeaderError(""))  # sealed for a replica change
+                return
+            inner = self._propose(command)
+            self._inflight += 1
+
+            def finished(f: asyncio.Future[Any]) -> None:
+                self._inflight -= 1
+                if f.cancelled():
+                    outer.cancel()
+                elif f.exception() is not None:
+                    outer.set_exception(f.exception())  # type: ignore[arg-type]
+                else:
+                    outer.set_result(f.result())
+                if not self._inflight:
+                    self._resync()
+                self._drain()
+
+            inner.add_done_callback(finished)
+
+        self._queue.append(run)
+        self._drain()
+        return outer
+
+    def forwarded(self, data: bytes) -> None:
+        """A proposal a follower forwarded (consumer acks): propose it if still leader."""
+        if self.group is not None and self.group.is_leader:
+            try:
+                command = decode_command(data)
+            except ValueError:
+                return
+            fut = self.submit(command)
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def expire(self) -> None:
+        """The expiry timer fired: the leader proposes the expiry (markers follow from its result)."""
+        if self.group is None or not self.group.is_leader or self._stopped:
+            return
+        fut = self.submit(ExpireMsgs(time.time_ns()))
+
+        def done(f: asyncio.Future[Any]) -> None:
+            if f.cancelled() or f.exception() is not None:
+                return
+            removed = f.result() or []
+            if removed and self.stream.config.subject_delete_marker_ttl:
+                self.stream._write_markers(removed)
+
+        fut.add_done_callback(done)
+
+    # ------------------------------------------------------------------ compaction
+
+    def _compact(self) -> None:
+        group = self.group
+        if group is None or self._stopped:
+            return
+        self._compacting = True
+        self._applied_since_compact = 0
+        mark = group.applied
+        waiter = self.stream.store.sync()
+
+        def synced(_fut: Any = None) -> None:
+            self._compacting = False
+            if self._stopped or group.stopped:
+                return
+            upto = mark - RETAIN
+            if upto > 0:
+                group.compact(upto)
+
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(synced)
+        else:
+
+            async def wait() -> None:
+                await waiter
+                synced()
+
+            self.server.loop.create_task(wait())
+
+    # ------------------------------------------------------------------ catch-up
+
+    async def _pull(self, leader: str, start: int, last: int) -> None:
+        """Fetch [start, last] from the leader in batches, applying each as it arrives."""
+        loop = self.server.loop
+        nxt = start
+        while nxt <= last and not self._stopped:
+            waiter: asyncio.Future[int] = loop.create_future()
+            self._catchup = {"waiter": waiter, "last": last}
+            self.coordinator.transport.send_control(
+                leader or self.leader_peer,
+                "catchup",
+                {"group": self.group_name, "start": nxt, "last": last},
+            )
+            try:
+                nxt = await asyncio.wait_for(waiter, CATCHUP_TIMEOUT)
+            except TimeoutError:
+                leader = self.group.leader if self.group is not None else leader
+                continue
+            finally:
+                self._catchup = None
+
+    def serve_catchup(self, peer: str, start: int, last: int) -> None:
+        """Send `peer` the stored messages from `start` (one batch), telling it where to go on."""
+        store = self.stream.store
+        out = bytearray()
+        seq = start
+        size = 0
+        while seq <= last and size < CATCHUP_BYTES:
+            msg = store.load_next_msg(b">", seq)
+            if msg is None or msg.seq > last:
+                seq = last + 1
+                break
+            _uvarint(msg.seq, out)
+            _uvarint(msg.ts & ((1 << 64) - 1), out)
+            for part in (msg.subject, msg.hdr, msg.data):
+                _uvarint(len(part), out)
+                out += part
+            size += len(msg.subject) + len(msg.hdr) + len(msg.data) + 16
+            seq = msg.seq + 1
+        head = bytearray()
+        _uvarint(seq, head)
+        self.coordinator.transport.send_catchup(peer, self.group_name, bytes(head) + bytes(out))
+
+    def _on_catchup_batch(self, payload: bytes) -> None:
+        pending = self._catchup
+        if pending is None:
+            return
+        stream = self.stream
+        try:
+            nxt, pos = _read_uvarint(payload, 0)
+            while pos < len(payload):
+                seq, pos = _read_uvarint(payload, pos)
+                ts, pos = _read_uvarint(payload, pos)
+                if ts >= 1 << 63:
+                    ts -= 1 << 64
+                subject, pos = _read_bytes(payload, pos)
+                hdr, pos = _read_bytes(payload, pos)
+                data, pos = _read_bytes(payload, pos)
+                state = stream.store.state()
+                if seq <= state.last_seq:
+                    continue
+                if seq > state.last_seq + 1:
+                    if not state.messages:
+                        stream.execute_local(PurgeMsgs(None, seq=seq))
+                    else:
+                        for _ in range(seq - state.last_seq - 1):
+                            stream.execute_local(SkipMsg(ts))
+                ttl = 0
+                if hdr and stream.config.allow_msg_ttl:
+                    value = H.get_header(hdr, H.TTL)
+                    if value is not None:
+                        try:
+                            ttl = H.parse_ttl(value)
+                        except ValueError:
+                            ttl = 0
+                stream.execute_local(StoreMsg(subject, hdr, data, ts, ttl, H.get_header(hdr, H.MSG_ID) or b""))
+        except (ValueError, DiscardNewError) as exc:
+            self.server.logger.warn(f"JetStream stream '{self.jsa.name} > {self.name}' catch-up batch dropped: {exc}")
+            return
+        waiter = pending["waiter"]
+        if not waiter.done():
+            waiter.set_result(nxt)
+
+    # ------------------------------------------------------------------ consumers
+
+    def consumer_gone(self, name: str) -> None:
+        """A consumer of this stream was deleted here (an ephemeral's inactivity): the meta group
+        forgets it (a delete that came from the meta group finds it already gone there)."""
+        sa = self.coordinator.state.stream(self.jsa.name, self.name)
+        if sa is not None and name in sa.consumers:
+            self.coordinator.propose_meta_anywhere(
+                {"op": "consumer_remove", "account": self.jsa.name, "stream": self.name, "name": name}
+            )
+
+    def consumer_count(self) -> int:
+        sa = self.coordinator.state.stream(self.jsa.name, self.name)
+        return len(sa.consumers) if sa is not None else len(self.stream.consumers)
+
+    # ------------------------------------------------------------------ API answers
+
+    def _respond_waiting(self) -> None:
+        waiting, self.waiting_response = self.waiting_response, []
+        for respond in waiting:
+            respond(self)
+
+    def consumer_cluster_info(self) -> dict[str, Any]:
+        """CONSUMER.INFO's `cluster` block for a consumer this server runs (consumers are R1 here)."""
+        coordinator = self.coordinator
+        info: dict[str, Any] = {}
+        if coordinator.cluster_name:
+            info["name"] = coordinator.cluster_name
+        info["leader"] = coordinator.server_name
+        return info
+
+    def cluster_info(self) -> dict[str, Any]:
+        """STREAM.INFO's `cluster` block (spec/clustering.md §4.6), the same on every replica as
+        nats-server builds it: `leader_since` only on the leader, every peer but this one listed."""
+        from jsedge.cluster.report import group_cluster_info
+
+        group = self.group
+        leader_since = int(self.leader_since or 0) if group is not None and group.is_leader else 0
+        return group_cluster_info(self.coordinator, group, self.group_name, leader_since)
+
+
+__all__ = ["ClusteredStream"]

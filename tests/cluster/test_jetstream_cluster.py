@@ -1,0 +1,450 @@
+"""Clustered JetStream on real jsedge processes: the meta group, replicated (R3) streams through
+nats-py, leader failover with acks in flight, restarts that catch up, KV and consumers on replicated
+streams, and the API's cluster answers (spec/clustering.md §4)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import nats
+import pytest
+from helpers import Cluster, acheck_for, check_for, http_json
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError, NoStreamResponseError
+
+pytestmark = pytest.mark.timeout(120)
+
+#: Raft timing for tests: nats-server's shape, ten times faster.
+FAST = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
+
+
+def js_cluster(size: int = 3) -> Cluster:
+    return Cluster(["jsedge"] * size, extra_args=["-js", "-sd", "js"], env=FAST)
+
+
+async def connect(server, **kw):
+    kw.setdefault("connect_timeout", 2)
+    kw.setdefault("max_reconnect_attempts", -1)
+    kw.setdefault("reconnect_time_wait", 0.2)
+    return await nats.connect(server.url, **kw)
+
+
+async def add_stream(js, **config):
+    """Create a stream, retrying while the meta group elects its first leader."""
+
+    async def attempt():
+        try:
+            return await js.add_stream(**config)
+        except (TimeoutError, NatsTimeout):
+            return None
+        except APIError as exc:
+            if exc.err_code == 10008:
+                return None
+            raise
+
+    return await acheck_for(30, attempt, interval=0.2)
+
+
+async def test_replicated_stream_basics() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            info = await add_stream(js, name="ORDERS", subjects=["orders.>"], num_replicas=3)
+            assert info.config.num_replicas == 3
+            assert info.cluster.name == "c1" and info.cluster.leader in ("n1", "n2", "n3")
+            assert info.cluster.raft_group.startswith("S-R3F-")
+            assert len(info.cluster.replicas) == 2
+            acks = [await js.publish("orders.new", f"o{i}".encode()) for i in range(50)]
+            assert [a.seq for a in acks] == list(range(1, 51))
+            si = await js.stream_info("ORDERS")
+            assert si.state.messages == 50 and si.state.last_seq == 50
+            assert sorted([si.cluster.leader] + [r.name for r in si.cluster.replicas]) == ["n1", "n2", "n3"]
+            msg = await js.get_msg("ORDERS", 7)
+            assert msg.data == b"o6"
+            await js.delete_msg("ORDERS", 7)
+            with pytest.raises(APIError) as err:
+                await js.get_msg("ORDERS", 7)
+            assert err.value.err_code == 10037
+            purged = await js.purge_stream("ORDERS", subject="orders.new", keep=10)
+            assert purged
+            si = await js.stream_info("ORDERS")
+            assert si.state.messages == 10
+            assert await js.streams_info() and [s.config.name for s in await js.streams_info()] == ["ORDERS"]
+            names = await js.stream_names() if hasattr(js, "stream_names") else None
+            assert names in (None, ["ORDERS"])
+            # every replica holds the same messages
+            for index in range(3):
+                other = await connect(cluster[index])
+                try:
+                    got = await other.jetstream().get_msg("ORDERS", 50)
+                    assert got.data == b"o49"
+                finally:
+                    await other.close()
+            assert await js.delete_stream("ORDERS")
+            with pytest.raises(APIError) as err:
+                await js.stream_info("ORDERS")
+            assert err.value.err_code == 10059
+        finally:
+            await nc.close()
+
+
+async def test_errors_of_a_cluster() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[1])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="ONE", subjects=["one"], num_replicas=1)
+            with pytest.raises(APIError) as err:
+                await js.add_stream(name="R5", subjects=["r5"], num_replicas=5)
+            assert (err.value.err_code, err.value.description) == (10005, "no suitable peers for placement")
+            with pytest.raises(APIError) as err:
+                await js.add_stream(name="R6", subjects=["r6"], num_replicas=6)
+            assert (err.value.err_code, err.value.description) == (10052, "maximum replicas is 5")
+            with pytest.raises(APIError) as err:
+                await js.add_stream(name="TWO", subjects=["one"], num_replicas=3)
+            assert err.value.err_code == 10065
+            info = await js.stream_info("ONE")
+            assert set(vars(info.cluster)) >= {"leader"} and info.cluster.leader in ("n1", "n2", "n3")
+        finally:
+            await nc.close()
+
+
+async def test_leader_failover_loses_no_acknowledged_message() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=2)
+            await add_stream(js, name="R3", subjects=["r3.>"], num_replicas=3)
+            acked: dict[int, bytes] = {}
+            for i in range(100):
+                ack = await js.publish("r3.x", f"before-{i}".encode())
+                acked[ack.seq] = f"before-{i}".encode()
+            leader = (await js.stream_info("R3")).cluster.leader
+            victim = int(leader[1:]) - 1
+            if victim == 0:
+                await nc.close()
+                nc = await connect(cluster[1])
+                js = nc.jetstream(timeout=2)
+            cluster.kill(victim)
+            sent = 0
+            while sent < 100:
+                payload = f"after-{sent}".encode()
+                try:
+                    ack = await js.publish("r3.x", payload)
+                except (TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError):
+                    await asyncio.sleep(0.1)
+                    continue
+                acked[ack.seq] = payload
+                sent += 1
+            cluster.restart(victim)
+            # every replica converges on the same content, with every acknowledged message in it
+            for index in range(3):
+                conn = await connect(cluster[index])
+                try:
+                    js_here = conn.jetstream(timeout=3)
+
+                    async def caught_up(js_here=js_here):
+                        last = max(acked)
+                        try:
+                            return (await js_here.get_msg("R3", last, direct=False)).data == acked[last]
+                        except Exception:
+                            return False
+
+                    await acheck_for(20, caught_up, interval=0.2)
+                finally:
+                    await conn.close()
+            si = await js.stream_info("R3")
+            assert si.state.messages == len(acked) == si.state.last_seq
+            for seq in (1, 50, 100, 101, 150, 200):
+                assert (await js.get_msg("R3", seq)).data == acked[seq]
+        finally:
+            await nc.close()
+
+
+async def test_quorum_loss_then_recovery() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=1)
+            await add_stream(js, name="Q", subjects=["q"], num_replicas=3)
+            await js.publish("q", b"1")
+            cluster.kill(1)
+            cluster.kill(2)
+
+            async def no_responders() -> bool:
+                try:
+                    await nc.request("q", b"x", timeout=0.5)
+                except NoRespondersError:
+                    return True
+                except NatsTimeout:
+                    return False
+                return False
+
+            await acheck_for(20, no_responders, interval=0.3)
+
+            async def unavailable() -> bool:
+                try:
+                    await js.add_stream(name="LATER", subjects=["later"], num_replicas=1)
+                except APIError as exc:
+                    return exc.err_code == 10008
+                except NatsTimeout:
+                    return False  # the meta leader has not noticed yet
+                return False
+
+            await acheck_for(20, unavailable, interval=0.3)
+            cluster.restart(1)
+            cluster.restart(2)
+
+            async def writable() -> bool:
+                try:
+                    return bool(await js.publish("q", b"2"))
+                except Exception:
+                    return False
+
+            await acheck_for(30, writable, interval=0.3)
+            assert (await js.stream_info("Q")).state.messages >= 2
+        finally:
+            await nc.close()
+
+
+async def test_kv_and_consumers_on_replicated_streams() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[2])
+        try:
+            js = nc.jetstream(timeout=3)
+
+            async def bucket():
+                try:
+                    return await js.create_key_value(bucket="cfg", replicas=3, history=5)
+                except (TimeoutError, NatsTimeout):
+                    return None
+
+            kv = await acheck_for(30, bucket, interval=0.2)
+            assert await kv.put("a", b"1") == 1
+            assert await kv.put("a", b"2") == 2
+            assert (await kv.get("a")).value == b"2"
+            await kv.update("a", b"3", last=2)
+            assert [e.value for e in await kv.history("a")] == [b"1", b"2", b"3"]
+            watcher = await kv.watchall()
+            await kv.put("b", b"bee")
+
+            async def first_update():
+                async for entry in watcher:
+                    if entry is not None:
+                        return entry
+
+            seen = await asyncio.wait_for(first_update(), 5)
+            assert (seen.key, seen.value) == ("a", b"3")
+            await add_stream(js, name="WORK", subjects=["work.>"], num_replicas=3, retention="workqueue")
+            for i in range(5):
+                await js.publish("work.x", str(i).encode())
+            sub = await js.pull_subscribe("work.>", durable="workers", stream="WORK")
+            msgs = await sub.fetch(5, timeout=3)
+            assert [m.data for m in msgs] == [b"0", b"1", b"2", b"3", b"4"]
+            for m in msgs:
+                await m.ack_sync()
+
+            async def drained() -> bool:
+                return (await js.stream_info("WORK")).state.messages == 0
+
+            await acheck_for(10, drained, interval=0.2)
+        finally:
+            await nc.close()
+
+
+async def test_consumers_on_another_node_get_acks_and_flow_control() -> None:
+    """A consumer runs on the stream leader; a client on another node fetches, acks (ack_sync gets the
+    host's answer across the route) and takes push deliveries with flow control."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        first = await connect(cluster[0])
+        try:
+            js = first.jetstream(timeout=3)
+            info = await add_stream(js, name="EV", subjects=["ev.>"], num_replicas=3)
+            for i in range(40):
+                await js.publish("ev.x", str(i).encode())
+            info = await js.stream_info("EV")
+            leader = info.cluster.leader
+        finally:
+            await first.close()
+        other = next(i for i in range(3) if f"n{i + 1}" != leader)
+        nc = await connect(cluster[other])
+        try:
+            js = nc.jetstream(timeout=3)
+            sub = await js.pull_subscribe("ev.>", durable="puller", stream="EV")
+            ci = await js.consumer_info("EV", "puller")
+            assert ci.cluster is not None and ci.cluster.leader == leader
+            msgs = await sub.fetch(10, timeout=3)
+            assert len(msgs) == 10
+            for m in msgs:
+                await m.ack_sync()
+            ci = await js.consumer_info("EV", "puller")
+            assert ci.ack_floor.stream_seq == 10 and ci.num_ack_pending == 0
+
+            got: list[bytes] = []
+            done = asyncio.get_running_loop().create_future()
+
+            async def handler(msg):
+                got.append(msg.data)
+                await msg.ack()
+                if len(got) == 40 and not done.done():
+                    done.set_result(True)
+
+            await js.subscribe("ev.>", durable="pusher", cb=handler, flow_control=True, idle_heartbeat=0.5, stream="EV")
+            await asyncio.wait_for(done, 10)
+            assert got == [str(i).encode() for i in range(40)]
+
+            async def all_acked() -> bool:
+                return (await js.consumer_info("EV", "pusher")).num_ack_pending == 0
+
+            await acheck_for(10, all_acked, interval=0.2)
+        finally:
+            await nc.close()
+
+
+async def _update(js, config):
+    """Update a stream, retrying while a leader change or a replica change is under way."""
+
+    async def attempt():
+        try:
+            return await js.update_stream(config)
+        except (TimeoutError, NatsTimeout):
+            return None
+        except APIError as exc:
+            if exc.err_code == 10008:
+                return None
+            raise
+
+    return await acheck_for(30, attempt, interval=0.3)
+
+
+async def _publish(js, subject, data):
+    async def attempt():
+        try:
+            return await js.publish(subject, data, timeout=2)
+        except (TimeoutError, NatsTimeout, NoRespondersError):
+            return None
+
+    return await acheck_for(30, attempt, interval=0.2)
+
+
+async def test_scaling_replicas_keeps_messages_and_consumers() -> None:
+    """num_replicas 1 -> 3 -> 2 -> 1 (nats stream edit --replicas): every step keeps the messages and
+    the consumer's state, publishing goes on, and every replica ends with the same messages."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            info = await add_stream(js, name="SC", subjects=["sc.>"], num_replicas=1)
+            for i in range(20):
+                await js.publish("sc.x", f"a{i}".encode())
+            sub = await js.pull_subscribe("sc.>", durable="reader", stream="SC")
+            msgs = await sub.fetch(5, timeout=3)
+            for m in msgs:
+                await m.ack_sync()
+            sent = [f"a{i}".encode() for i in range(20)]
+            for replicas, tag in ((3, "b"), (2, "c"), (1, "d")):
+                config = info.config
+                config.num_replicas = replicas
+                info = await _update(js, config)
+                assert info.config.num_replicas == replicas
+                assert info.state.messages == len(sent) and info.state.last_seq == len(sent)
+                if replicas > 1:
+                    assert info.cluster.raft_group.startswith(f"S-R{replicas}F-")
+                for i in range(5):
+                    ack = await _publish(js, "sc.x", f"{tag}{i}".encode())
+                    assert ack.seq == len(sent) + 1
+                    sent.append(f"{tag}{i}".encode())
+
+                async def everywhere(replicas: int = replicas) -> bool:
+                    si = await js.stream_info("SC")
+                    if si.state.messages != len(sent):
+                        return False
+                    if replicas == 1:
+                        return True
+                    return len(si.cluster.replicas or []) == replicas - 1 and all(
+                        r.current for r in si.cluster.replicas
+                    )
+
+                await acheck_for(30, everywhere, interval=0.3)
+            ci = await js.consumer_info("SC", "reader")
+            assert ci.ack_floor.stream_seq >= 5 or ci.num_pending > 0
+            msgs = await sub.fetch(len(sent), timeout=5)
+            assert [m.data for m in msgs][-5:] == sent[-5:]
+        finally:
+            await nc.close()
+
+
+def _cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NATS_URL=url)
+    return subprocess.run(
+        [sys.executable, "-m", "jsedge", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+async def test_backup_and_restore_of_a_replicated_stream(tmp_path) -> None:
+    """`stream backup` of an R3 stream gets one snapshot (from the leader), and `stream restore` on
+    the cluster brings it back as an R3 stream with every message on every replica."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="BK", subjects=["bk.>"], num_replicas=3)
+            for i in range(30):
+                await js.publish(f"bk.{i % 3}", f"m{i}".encode())
+            await js.delete_msg("BK", 7)
+            backup = _cli(cluster[1].url, "stream", "backup", "BK", str(tmp_path / "bk"))
+            assert backup.returncode == 0, backup.stderr
+            await js.delete_stream("BK")
+            restore = _cli(cluster[2].url, "stream", "restore", str(tmp_path / "bk"))
+            assert restore.returncode == 0, restore.stdout + restore.stderr
+
+            async def restored() -> bool:
+                try:
+                    si = await js.stream_info("BK")
+                except Exception:
+                    return False
+                return (
+                    si.config.num_replicas == 3
+                    and si.state.messages == 29
+                    and si.state.last_seq == 30
+                    and len(si.cluster.replicas or []) == 2
+                    and all(r.current for r in si.cluster.replicas)
+                )
+
+            await acheck_for(30, restored, interval=0.3)
+            assert (await js.get_msg("BK", 30)).data == b"m29"
+            ack = await _publish(js, "bk.x", b"after")
+            assert ack.seq == 31
+        finally:
+            await nc.close()
+        # every replica holds the restored messages (each node's own /jsz state)
+
+        def replica_states() -> bool:
+            states = []
+            for index in range(3):
+                jsz = http_json(cluster[index], "/jsz?streams=true", timeout=1.0)
+                for account in jsz.get("account_details") or []:
+                    for stream in account.get("stream_detail") or []:
+                        if stream["name"] == "BK":
+                            states.append((stream["state"]["messages"], stream["state"]["last_seq"]))
+            return states == [(30, 31)] * 3
+
+        check_for(30, replica_states, interval=0.3)

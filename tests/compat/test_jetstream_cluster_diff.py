@@ -1,0 +1,201 @@
+"""Differential tests of clustered JetStream: the same `$JS.API` script against a three-node jsedge
+cluster and a three-node nats-server 2.15.1 cluster, through a client on the first node. Answers must
+be equal once times, ids, leader names, peer ids and the replicas' momentary progress are masked (the
+`cluster` block is compared by shape: name, group kind, leader present, replica count).
+
+Consumers are created on an R1 stream: an R3 stream's consumers are replicated in nats-server and R1
+in jsedge until replicated consumers exist (README, "What is replicated")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+import nats
+import pytest
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from tests.helpers import Cluster
+
+pytestmark = [pytest.mark.compat, pytest.mark.timeout(180)]
+
+FAST = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
+API = "$JS.API."
+_TIMES = ("created", "ts", "first_ts", "last_ts", "time", "leader_since", "last_active")
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "cluster" and isinstance(item, dict):
+                out[key] = _cluster_shape(item)
+            elif key in _TIMES and isinstance(item, str):
+                out[key] = "T"
+            elif key == "api" and isinstance(item, dict):
+                out[key] = {k: v for k, v in item.items() if k not in ("total", "errors")}
+            else:
+                out[key] = _mask(item)
+        return out
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return value
+
+
+def _cluster_shape(block: dict[str, Any]) -> dict[str, Any]:
+    shape: dict[str, Any] = {"name": block.get("name"), "leader": bool(block.get("leader"))}
+    group = block.get("raft_group")
+    if group:
+        shape["raft_group"] = re.sub(r"-[0-9A-Za-z]{8}$", "-*", group)
+        shape["system_account"] = block.get("system_account")
+        shape["traffic_account"] = block.get("traffic_account")
+        shape["replicas"] = len(block.get("replicas") or [])
+    return shape
+
+
+def _body(body: Any) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    return json.dumps(body).encode() if body is not None else b""
+
+
+async def _wait_for_meta(nc: Any) -> None:
+    """Poll until the meta group has a leader (account info answers without 10008)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while loop.time() < deadline:
+        try:
+            msg = await nc.request(API + "INFO", b"", timeout=1)
+            if b'"error"' not in msg.data:
+                return
+        except (NatsTimeout, NoRespondersError):
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError("the meta group never elected a leader")
+
+
+async def _leader(nc: Any, stream: str) -> str:
+    try:
+        msg = await nc.request(API + "STREAM.INFO." + stream, b"", timeout=1)
+    except (NatsTimeout, NoRespondersError):
+        return ""
+    return str((json.loads(msg.data).get("cluster") or {}).get("leader") or "")
+
+
+async def _stepdown(nc: Any, stream: str) -> str:
+    """STREAM.LEADER.STEPDOWN, then poll until another server leads: both servers answer the
+    request before the hand-over completes, and a request sent in between goes unanswered."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    old = ""
+    while not old and loop.time() < deadline:
+        old = await _leader(nc, stream)
+    msg = await nc.request(API + "STREAM.LEADER.STEPDOWN." + stream, b"", timeout=5)
+    while loop.time() < deadline:
+        now = await _leader(nc, stream)
+        if now and now != old and await _leader(nc, stream) == now:
+            return msg.data.decode()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"stream {stream} never elected another leader")
+
+
+async def _run(url: str, script: list[tuple[str, Any]]) -> list[str]:
+    nc = await nats.connect(url, connect_timeout=3)
+    out = []
+    try:
+        await _wait_for_meta(nc)
+        for subject, body in script:
+            if subject == "stepdown":
+                out.append(f"stepdown {await _stepdown(nc, body)}")
+                continue
+            try:
+                msg = await nc.request(subject, _body(body), timeout=5)
+                try:
+                    document = json.loads(msg.data)
+                except ValueError:
+                    out.append(f"{subject} {msg.data!r}")
+                    continue
+                out.append(f"{subject} {json.dumps(_mask(document))}")
+            except NoRespondersError:
+                out.append(f"{subject} no-responders")
+            except NatsTimeout:
+                out.append(f"{subject} timeout")
+    finally:
+        await nc.close()
+    return out
+
+
+def _both(script: list[tuple[str, Any]]) -> tuple[list[str], list[str]]:
+    results = []
+    for kind in ("nats", "jsedge"):
+        with Cluster([kind] * 3, extra_args=["-js", "-sd", "js"], env=FAST) as cluster:
+            cluster.wait_mesh()
+            results.append(asyncio.run(_run(cluster[0].url, script)))
+    return results[0], results[1]
+
+
+def _assert_same(script: list[tuple[str, Any]]) -> None:
+    expected, actual = _both(script)
+    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
+    assert not mismatches, "\n\n".join(mismatches)
+    assert len(expected) == len(actual) == len(script)
+
+
+def test_replicated_stream_api_diff() -> None:
+    orders = {"name": "ORDERS", "subjects": ["orders.>"], "num_replicas": 3}
+    _assert_same(
+        [
+            (API + "INFO", None),
+            (API + "STREAM.CREATE.ORDERS", orders),
+            ("orders.1", b"hello"),
+            ("orders.2", b"world"),
+            (API + "STREAM.INFO.ORDERS", None),
+            (API + "STREAM.CREATE.ORDERS", orders),  # idempotent
+            (API + "STREAM.CREATE.ORDERS", {**orders, "num_replicas": 1}),  # 10058
+            (API + "STREAM.CREATE.BIG", {"name": "BIG", "subjects": ["big"], "num_replicas": 5}),  # 10005
+            (API + "STREAM.CREATE.MEM", {"name": "MEM", "subjects": ["mem"], "num_replicas": 2, "storage": "memory"}),
+            (API + "STREAM.CREATE.OVER", {"name": "OVER", "subjects": ["orders.x"], "num_replicas": 3}),  # 10065
+            (API + "STREAM.UPDATE.ORDERS", {**orders, "max_msgs": 100}),
+            (API + "STREAM.NAMES", None),
+            (API + "STREAM.LIST", None),
+            (API + "STREAM.MSG.GET.ORDERS", {"seq": 1}),
+            (API + "STREAM.MSG.GET.ORDERS", {"seq": 9}),  # 10037
+            (API + "STREAM.MSG.DELETE.ORDERS", {"seq": 1}),
+            (API + "STREAM.INFO.ORDERS", None),
+            ("stepdown", "ORDERS"),
+            (API + "STREAM.PEER.REMOVE.ORDERS", None),  # 10003
+            (API + "STREAM.PEER.REMOVE.ORDERS", {"peer": "n9"}),  # 10040
+            (API + "STREAM.PEER.REMOVE.ORDERS", {"peer": "n2"}),  # a member, no spare server: 10075
+            (API + "STREAM.PURGE.ORDERS", None),
+            (API + "STREAM.DELETE.ORDERS", None),
+            (API + "STREAM.INFO.ORDERS", None),  # 10059
+            (API + "STREAM.DELETE.MEM", None),
+            (API + "STREAM.INFO.MEM", None),  # 10059 (names may lag in nats-server)
+        ]
+    )
+
+
+def test_consumer_api_on_a_cluster_diff() -> None:
+    one = {"name": "ONE", "subjects": ["one.>"], "num_replicas": 1}
+    durable = {"stream_name": "ONE", "config": {"durable_name": "D", "ack_policy": "explicit"}}
+    _assert_same(
+        [
+            (API + "STREAM.CREATE.ONE", one),
+            ("one.a", b"1"),
+            ("one.b", b"2"),
+            (API + "CONSUMER.CREATE.ONE.D", durable),
+            (API + "CONSUMER.CREATE.ONE.D", durable),  # idempotent
+            (API + "CONSUMER.INFO.ONE.D", None),
+            (API + "CONSUMER.NAMES.ONE", None),
+            (API + "CONSUMER.LIST.ONE", None),
+            (API + "CONSUMER.INFO.ONE.NOPE", None),  # 10014
+            (API + "CONSUMER.CREATE.NOSTREAM.D", {"stream_name": "NOSTREAM", "config": {"durable_name": "D"}}),
+            (API + "STREAM.INFO.ONE", None),
+            (API + "CONSUMER.DELETE.ONE.D", None),
+            (API + "CONSUMER.INFO.ONE.D", None),  # 10014 once deleted (names may lag in nats-server)
+            (API + "STREAM.DELETE.ONE", None),
+        ]
+    )
