@@ -629,8 +629,12 @@ class Events:
         return self.monitor.accountz(opts["account"])
 
     def _jsz(self, opts: dict[str, Any]) -> Any:
-        if opts["leader_only"] and self.server.jetstream is None:
-            raise _Skip()  # no meta leader without JetStream; standalone JetStream is its own leader
+        js = self.server.jetstream
+        cluster = getattr(js, "cluster", None)
+        if opts["leader_only"] and (js is None or (cluster is not None and not cluster.is_meta_leader)):
+            # no meta leader without JetStream; standalone JetStream is its own leader; in a cluster
+            # only the meta leader answers
+            raise _Skip()
         consumers = opts["consumer"]
         streams = opts["streams"] or consumers
         return self.monitor.jsz(
@@ -641,6 +645,8 @@ class Events:
             offset=max(opts["offset"], 0),
             limit=opts["limit"],
             consumers=consumers,
+            raft=opts["raft"],
+            stream_leader_only=opts["stream_leader_only"],
         )
 
     def _healthz(self, opts: dict[str, Any]) -> Any:

@@ -5,7 +5,9 @@ when they scrape jsedge directly: every top-level number of `/varz` becomes
 `gnatsd_varz_<field>{server_id="…"}` (e.g. `gnatsd_varz_connections`, `gnatsd_varz_slow_consumers`),
 `/subsz` totals `gnatsd_subsz_<field>`, `/routez` (in a cluster) `gnatsd_routez_*`, and JetStream `/jsz` data becomes
 `jetstream_server_*`, `jetstream_stream_*` and `jetstream_consumer_*` with the exporter's labels.
-jsedge-only series are prefixed `jsedge_` (compiled twins, store sync latency).
+jsedge-only series are prefixed `jsedge_` (compiled twins, store sync latency, and in a JetStream cluster
+`jsedge_jetstream_meta_cluster_size` and `jsedge_raft_*` per Raft group: term, commit/applied/last index,
+leader, peers, current).
 """
 
 from __future__ import annotations
@@ -113,13 +115,15 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
     )
     for account in jsz.get("account_details") or ():
         for stream in account.get("stream_detail") or ():
+            # the exporter's labels: the leader named in the stream's cluster block
+            stream_leader = str((stream.get("cluster") or {}).get("leader", ""))
             labels = dict(server)
             labels.update(
                 account=account.get("name", ""),
                 account_id=account.get("id", account.get("name", "")),
                 stream_name=stream.get("name", ""),
-                stream_leader=server_name,
-                is_stream_leader="true",
+                stream_leader=stream_leader,
+                is_stream_leader="true" if stream_leader == server_name else "false",
             )
             state = stream.get("state") or {}
             exposition.add(
@@ -142,11 +146,12 @@ def add_jetstream(exposition: Exposition, jsz: Mapping[str, Any], server_id: str
                 "Total number of consumers from a stream",
             )
             for consumer in stream.get("consumer_detail") or ():
+                consumer_leader = str((consumer.get("cluster") or {}).get("leader", server_name))
                 clabels = dict(labels)
                 clabels.update(
                     consumer_name=consumer.get("name", ""),
-                    consumer_leader=server_name,
-                    is_consumer_leader="true",
+                    consumer_leader=consumer_leader,
+                    is_consumer_leader="true" if consumer_leader == server_name else "false",
                     consumer_desc=(consumer.get("config") or {}).get("description", ""),
                     consumer_created=consumer.get("created", ""),
                 )

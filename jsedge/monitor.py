@@ -1199,6 +1199,8 @@ class Monitor:
         offset: int = 0,
         limit: int = 0,
         consumers: bool = False,
+        raft: bool = False,
+        stream_leader_only: bool = False,
     ) -> dict[str, Any]:
         """nats-server's JSInfo. With JetStream off: its "disabled" document."""
         js = self.server.jetstream
@@ -1222,13 +1224,30 @@ class Monitor:
                 "total": 0,
             }
         stats = js.statistics()
-        out: dict[str, Any] = self._js_stats(stats)  # JetStreamStats first, flattened as in Go
+        cluster = getattr(js, "cluster", None)
+        report = _cluster_report() if cluster is not None else None
+        out: dict[str, Any] = self._js_stats(stats, cluster)  # JetStreamStats first, flattened as in Go
         out["server_id"] = self.server.server_id
         out["now"] = self._now()
         out["config"] = self._js_config(js)
         out["limits"] = {"default_max_consumers": 1000}
-        for key in ("streams", "consumers", "messages", "bytes"):
-            out[key] = stats[key]
+        out["streams"] = stats["streams"]
+        if raft and report is not None:
+            streams_leader, consumers_leader = report.leader_counts(cluster)
+        else:
+            # standalone: every stream and consumer is led here
+            streams_leader, consumers_leader = stats["streams"], stats["consumers"]
+        if raft and streams_leader:
+            out["streams_leader"] = streams_leader
+        out["consumers"] = stats["consumers"]
+        if raft and consumers_leader:
+            out["consumers_leader"] = consumers_leader
+        out["messages"] = stats["messages"]
+        out["bytes"] = stats["bytes"]
+        if report is not None:
+            meta = report.meta_cluster_info(cluster)
+            if meta is not None:
+                out["meta_cluster"] = meta
         names = sorted(js.accounts)
         if account_filter:
             names = [name for name in names if name == account_filter]
@@ -1236,7 +1255,16 @@ class Monitor:
             details = []
             for name in names:
                 details.append(
-                    self.jsz_account_detail(js.accounts[name], streams=streams, consumers=consumers, config=config)
+                    self.jsz_account_detail(
+                        js.accounts[name],
+                        streams=streams,
+                        consumers=consumers,
+                        config=config,
+                        raft=raft,
+                        stream_leader_only=stream_leader_only,
+                        cluster=cluster,
+                        server_name=self.server.server_name,
+                    )
                 )
             if limit > 0:
                 details = details[offset : offset + limit]
@@ -1249,7 +1277,15 @@ class Monitor:
 
     @staticmethod
     def jsz_account_detail(
-        jsa: Any, *, streams: bool = False, consumers: bool = False, config: bool = False
+        jsa: Any,
+        *,
+        streams: bool = False,
+        consumers: bool = False,
+        config: bool = False,
+        raft: bool = False,
+        stream_leader_only: bool = False,
+        cluster: Any = None,
+        server_name: str = "",
     ) -> dict[str, Any]:
         """One JetStream account's AccountDetail (`/jsz` account_details[], `$SYS.REQ.ACCOUNT.<a>.JSZ`)."""
         name = jsa.name
@@ -1266,11 +1302,19 @@ class Monitor:
             "api": {"level": 0, "total": jsa.api_total, "errors": jsa.api_errors},
         }
         if streams:
+            report = _cluster_report() if cluster is not None else None
             stream_details = []
             for stream_name in sorted(jsa.streams):
                 stream = jsa.streams[stream_name]
                 info = stream.info(cluster=True)
-                entry: dict[str, Any] = {"name": stream_name, "created": info["created"], "cluster": info["cluster"]}
+                cluster_info = info["cluster"]
+                raft_group = ""
+                if report is not None:
+                    cluster_info = report.stream_cluster_info(cluster, name, stream_name) or cluster_info
+                    raft_group = report.stream_raft_group(cluster, name, stream_name)
+                if stream_leader_only and cluster_info.get("leader") != server_name:
+                    continue
+                entry: dict[str, Any] = {"name": stream_name, "created": info["created"], "cluster": cluster_info}
                 if config:
                     entry["config"] = stream.config_json(dynamic=False)
                 entry["state"] = info["state"]
@@ -1278,6 +1322,8 @@ class Monitor:
                     entry["consumer_detail"] = [
                         stream.consumers[c].info(dynamic=False, with_config=config) for c in sorted(stream.consumers)
                     ]
+                if raft and raft_group:
+                    entry["stream_raft_group"] = raft_group
                 stream_details.append(entry)
             if stream_details:
                 detail["stream_detail"] = stream_details
@@ -1300,15 +1346,15 @@ class Monitor:
         return doc
 
     @staticmethod
-    def _js_stats(stats: dict[str, Any]) -> dict[str, Any]:
-        """JetStreamStats from `JetStream.statistics()`."""
+    def _js_stats(stats: dict[str, Any], cluster: Any = None) -> dict[str, Any]:
+        """JetStreamStats from `JetStream.statistics()` (`ha_assets`: the Raft groups run here)."""
         return {
             "memory": stats["memory"],
             "storage": stats["storage"],
             "reserved_memory": stats["reserved_memory"],
             "reserved_storage": stats["reserved_storage"],
             "accounts": stats["accounts"],
-            "ha_assets": 0,
+            "ha_assets": _cluster_report().ha_assets(cluster) if cluster is not None else 0,
             "api": {"level": 5, "total": stats["api_total"], "errors": stats["api_errors"]},
         }
 
@@ -1317,11 +1363,17 @@ class Monitor:
         js = self.server.jetstream
         if js is None:
             return {}
-        return {
+        cluster = getattr(js, "cluster", None)
+        out: dict[str, Any] = {
             "config": self._js_config(js, store_dir),
-            "stats": self._js_stats(js.statistics()),
-            "limits": {"default_max_consumers": 1000},
+            "stats": self._js_stats(js.statistics(), cluster),
         }
+        if cluster is not None:
+            meta = _cluster_report().meta_cluster_info(cluster, statsz=not store_dir)
+            if meta is not None:
+                out["meta"] = meta
+        out["limits"] = {"default_max_consumers": 1000}
+        return out
 
     def handle_jsz(self, query: Query) -> Response:
         accounts = query.bool("accounts")
@@ -1331,9 +1383,12 @@ class Monitor:
         offset = query.int("offset")
         limit = query.int("limit")
         leader_only = query.bool("leader-only")
-        for name in ("raft", "stream-leader-only", "direct-consumers"):
-            query.bool(name)
-        if leader_only and self.server.jetstream is None:
+        raft = query.bool("raft")
+        stream_leader_only = query.bool("stream-leader-only")
+        query.bool("direct-consumers")
+        js = self.server.jetstream
+        cluster = getattr(js, "cluster", None)
+        if leader_only and (js is None or (cluster is not None and not cluster.is_meta_leader)):
             # Without JetStream there is no meta leader, so this server is never it (standalone
             # JetStream is its own leader).
             raise BadRequest("filtered response: not leader")
@@ -1346,6 +1401,8 @@ class Monitor:
                 offset=offset or 0,
                 limit=limit or 0,
                 consumers=consumers,
+                raft=raft,
+                stream_leader_only=stream_leader_only,
             )
         )
 
@@ -1361,6 +1418,9 @@ class Monitor:
         if callable(sync):
             for quantile, seconds in sync():
                 extra.append(("jsedge_store_sync_seconds", seconds, {"quantile": quantile}, "store fsync latency"))
+        cluster = getattr(self.server.jetstream, "cluster", None)
+        if cluster is not None:
+            extra.extend(_cluster_report().raft_metrics(cluster))
         text = metrics.render(
             self.varz(),
             subsz=self.sublist_stats(self.server.accounts.values()),
@@ -1396,9 +1456,21 @@ class Monitor:
             error = "failed to be ready for connections after 1ms: client"
         js = self.server.jetstream
         if status == 200 and not js_server_only and js is not None:
+            cluster = getattr(js, "cluster", None)
             if not js.started:
                 status, error_type, error = 503, "JETSTREAM", "JetStream not enabled"
-            elif not js_enabled_only:
+            elif js_enabled_only:
+                pass
+            elif cluster is not None:
+                status, errors = _cluster_report().health(
+                    cluster, meta_only=js_meta_only, account=account, stream=stream, consumer=consumer
+                )
+                if errors and details:
+                    return status, {"status": "error", "errors": errors}
+                if errors:
+                    label = "unavailable" if status in (503, 404) else "error"
+                    return status, {"status": label, "error": errors[0]["error"]}
+            else:
                 status, error_type, error = self._jetstream_health(js, account, stream, consumer)
         if status == 200:
             return 200, {"status": "ok"}
@@ -1446,6 +1518,13 @@ class Monitor:
             consumer=query.get("consumer"),
         )
         return _json(body, status, compact=True)
+
+
+def _cluster_report() -> Any:
+    """jsedge.cluster.report, imported on first use (only clustered JetStream needs it)."""
+    from jsedge.cluster import report
+
+    return report
 
 
 def _interested(client: Any, filter_subject: str) -> bool:

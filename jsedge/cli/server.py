@@ -325,14 +325,24 @@ async def cmd_check_jetstream(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_report_jetstream(ctx: Context, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     replies = await gather(ctx, "$SYS.REQ.SERVER.PING.JSZ", {"accounts": False}, timeout=min(ctx.timeout, 2.0))
+    meta: dict[str, Any] | None = None  # the meta leader's meta_cluster
+    expected_size = 0
     for reply in replies:
         data = (reply or {}).get("data") or {}
         srv = (reply or {}).get("server") or {}
         if not data:
             continue
+        is_leader = False
+        row_meta = data.get("meta_cluster")
+        if isinstance(row_meta, dict):
+            if row_meta.get("leader") and row_meta.get("leader") == srv.get("name"):
+                is_leader = True
+                meta = row_meta
+            expected_size = max(expected_size, int(row_meta.get("cluster_size") or 0))
         rows.append(
             {
                 "server": srv.get("name"),
+                "meta_leader": is_leader,
                 "cluster": srv.get("cluster", ""),
                 "domain": data.get("config", {}).get("domain", ""),
                 "streams": data.get("streams", 0),
@@ -392,7 +402,7 @@ async def cmd_report_jetstream(ctx: Context, args: argparse.Namespace) -> int:
         for k in totals:
             totals[k] += int(r.get(k) or 0)
         table.add(
-            r["server"],
+            (r["server"] or "") + ("*" if r.get("meta_leader") else ""),
             r["cluster"],
             r["domain"],
             out.comma(r["streams"]),
@@ -418,7 +428,40 @@ async def cmd_report_jetstream(ctx: Context, args: argparse.Namespace) -> int:
         out.comma(totals["api_errors"]),
     )
     print(table)
+    if expected_size and meta is None:
+        print()
+        print(
+            f"WARNING: No cluster meta leader found. The cluster expects {expected_size} nodes but only "
+            f"{len(rows)} responded. JetStream operation requires at least {expected_size // 2 + 1} up nodes."
+        )
+    elif meta is not None:
+        print()
+        print(meta_group_table(meta))
     return 0
+
+
+def meta_group_table(meta: dict[str, Any]) -> out.Table:
+    """natscli's "RAFT Meta Group Information" from the meta leader's `meta_cluster`: its replicas
+    plus the leader itself, by name."""
+    leader = str(meta.get("leader", ""))
+    peers = [dict(p) for p in meta.get("replicas") or [] if isinstance(p, dict)]
+    peers.append({"name": leader, "current": True, "active": 0, "lag": 0, "peer": meta.get("peer", "")})
+    peers.sort(key=lambda p: str(p.get("name", "")))
+    table = out.Table(
+        "RAFT Meta Group Information", ["Connection Name", "ID", "Leader", "Current", "Online", "Active", "Lag"]
+    )
+    for peer in peers:
+        active = int(peer.get("active") or 0)
+        table.add(
+            peer.get("name", ""),
+            peer.get("peer", ""),
+            "yes" if peer.get("name") == leader else "",
+            str(bool(peer.get("current"))).lower(),
+            "false" if peer.get("offline") else "true",
+            out.human_duration(active) if active > 0 else "0.00s",
+            out.comma(int(peer.get("lag") or 0)),
+        )
+    return table
 
 
 async def cmd_ping(ctx: Context, args: argparse.Namespace) -> int:

@@ -277,9 +277,9 @@ def stream_info_text(info: dict[str, Any]) -> str:
     sections.append(("Limits", limits))
     cluster = info.get("cluster") or {}
     if cluster:
-        sections.append(
-            ("Cluster Information", [("Name", cluster.get("name", "")), ("Leader", cluster.get("leader", ""))])
-        )
+        rows = [("Name", cluster.get("name", "")), ("Leader", cluster.get("leader", ""))]
+        rows += [("Replica", replica_state(r)) for r in cluster.get("replicas") or [] if isinstance(r, dict)]
+        sections.append(("Cluster Information", rows))
     for label, key in (("Mirror Information", "mirror"),):
         src = info.get(key)
         if src:
@@ -315,6 +315,21 @@ def stream_info_text(info: dict[str, Any]) -> str:
     if created:
         header += f" created {created}"
     return render_sections(header, sections)
+
+
+def replica_state(replica: dict[str, Any]) -> str:
+    """natscli's replica line: "n2, current, seen 1.51s ago" (outdated, OFFLINE, N operations behind)."""
+    state = [str(replica.get("name", "")), "current" if replica.get("current") else "outdated"]
+    if replica.get("offline"):
+        state.append("OFFLINE")
+    active = int(replica.get("active") or 0)
+    state.append(f"seen {out.human_duration(active)} ago" if active > 0 else "not seen")
+    lag = int(replica.get("lag") or 0)
+    if lag > 1:
+        state.append(f"{out.comma(lag)} operations behind")
+    elif lag == 1:
+        state.append("1 operation behind")
+    return ", ".join(state)
 
 
 def render_sections(header: str, sections: list[tuple[str | None, list[tuple[str, Any]]]]) -> str:
