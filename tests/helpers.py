@@ -927,9 +927,12 @@ class Cluster:
         routes_of: Callable[[int, list[str]], list[str]] | None = None,
         start: bool = True,
         env: dict[str, str] | None = None,
+        config: str | None = None,
     ) -> None:
         self.kinds = list(kinds)
         self.env = env
+        #: a config file every node reads (accounts, a system account...), besides the flags
+        self.config = config
         self.name = name
         self.cluster_ports = [free_port() for _ in kinds]
         self.urls = [f"nats-route://127.0.0.1:{port}" for port in self.cluster_ports]
@@ -955,7 +958,9 @@ class Cluster:
         return args + self.extra_args
 
     def start(self, index: int, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(self.kinds[index], self.args(index), http=True, port=port, env=self.env)
+        server = ServerProcess(
+            self.kinds[index], self.args(index), config=self.config, http=True, port=port, env=self.env
+        )
         self.servers[index] = server
         return server
 

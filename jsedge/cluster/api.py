@@ -29,9 +29,11 @@ from jsedge.api import streams as stream_api
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.cluster.meta import StreamAssignment
 from jsedge.cluster.peers import group_name, peer_id
+from jsedge.cluster.raft import MembershipBusy, NotLeader
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream.commands import DeleteMsg, PurgeMsgs
 from jsedge.jetstream.models import (
+    MetaServerRemoveRequest,
     MsgDeleteRequest,
     StreamNamesRequest,
     StreamPurgeRequest,
@@ -61,6 +63,7 @@ class ClusterAPI:
         self.server = api.server
         #: scatter-gather of infos for LIST: id -> (waiting peers, results, finish)
         self._gathers: dict[str, dict[str, Any]] = {}
+        self.system_subs: list[Any] = []
         self._next_gather = 0
 
     def install(self) -> None:
@@ -110,6 +113,7 @@ class ClusterAPI:
             )
         )
         api.cluster_restore = self.finish_restore
+        self._subscribe_system()
         replace(Endpoint((b"META", b"LEADER", b"STEPDOWN"), 3, "meta_leader_stepdown_response", self.meta_stepdown))
         replace(Endpoint((b"SERVER", b"REMOVE"), 2, "meta_server_remove_response", self.server_remove))
         replace(Endpoint((b"CONSUMER", b"MSG", b"NEXT"), 5, "", self.consumer_msg_next, counted=False))
@@ -505,6 +509,22 @@ class ClusterAPI:
         if replicas <= len(keep):
             return keep[:replicas]
         return keep + self._placement(config, exclude=keep)
+
+    def _subscribe_system(self) -> None:
+        """The system account has no JetStream of its own, yet its users send the meta-level
+        requests (SERVER.REMOVE, META.LEADER.STEPDOWN): subscribe those subjects there."""
+        account = self.cluster.system_account
+        if account is None:
+            return
+        requester = _SystemRequester(account)
+        api = self.api
+
+        def on_request(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            hdr, body = (bytes(msg[:hdr_len]), bytes(msg[hdr_len:])) if hdr_len >= 0 else (b"", bytes(msg))
+            api.dispatch(Request(requester, subject.split(b".")[2:], subject, reply, hdr, body, src))
+
+        for subject in (b"$JS.API.SERVER.REMOVE", b"$JS.API.META.LEADER.STEPDOWN"):
+            self.system_subs.append(self.server.subscribe_internal(account, subject, on_request, routed=True))
 
     # ------------------------------------------------------------------ restore
 
@@ -976,11 +996,28 @@ class ClusterAPI:
             wanted = peer_request.peer
         if wanted not in sa.peers:
             raise js_error("JSClusterPeerNotMemberErr")
-        spare = [p for p in self.cluster.state.servers if p not in sa.peers and self.cluster.peer_online(p)]
-        if not spare:
+        cluster = self.cluster
+        spare = [p for p in cluster.state.servers if p not in sa.peers and cluster.peer_online(p)]
+        if not spare or sa.scale is not None or len(sa.peers) < 2:
+            # (an R1 stream would need its store copied by its only server before it leaves: not built)
             raise js_error("JSPeerRemapErr")
-        # moving a replica to another server (a membership change plus catch-up) is not built yet
-        raise js_error("JSClusterNotLeaderErr")
+        # the replica moves to a spare server: a replica change to the same count (the old group is
+        # sealed and a new one seeded by a replica that stays, see cluster/stream.py)
+        config = dict(sa.config)
+        peers = [p for p in sa.peers if p != wanted] + [random.choice(spare)]
+        cluster.propose_meta_anywhere(
+            {
+                "op": "stream_scale",
+                "account": sa.account,
+                "name": sa.name,
+                "config": config,
+                "group": group_name("S", len(peers), str(config.get("storage", "file"))),
+                "peers": peers,
+                "remove": wanted,
+                "ts": time.time_ns(),
+            }
+        )
+        return {"success": True}
 
     # ------------------------------------------------------------------ system account requests
 
@@ -998,9 +1035,86 @@ class ClusterAPI:
         return {"success": True}
 
     def server_remove(self, api: Any, request: Request) -> dict[str, Any] | None:
-        if not getattr(request.jsa.account, "is_system", False) or not self.cluster.is_meta_leader:
+        """$JS.API.SERVER.REMOVE (system account): take a server out of the meta group (answered
+        once the membership change commits), then move its stream replicas to spare servers."""
+        cluster = self.cluster
+        if not getattr(request.jsa.account, "is_system", False) or not cluster.is_meta_leader:
             return None
-        raise js_error("JSClusterNotLeaderErr")
+        if not request.body.strip():
+            raise js_error("JSBadRequestErr")
+        options = decode(MetaServerRemoveRequest, parse_json(request.body), "JSApiMetaServerRemoveRequest")
+        found = ""
+        for peer in cluster.meta.node.peers:
+            if options.peer_id:
+                if peer == options.peer_id:
+                    found = peer
+                    break
+                continue
+            if cluster.name_of(peer) == options.peer:
+                found = peer
+                break
+        if not found:
+            raise js_error("JSClusterServerNotMemberErr")
+        if cluster.removing:
+            raise js_error("JSClusterServerMemberChangeInflightErr")
+        try:
+            index = cluster.meta.propose_peers(tuple(p for p in cluster.meta.node.peers if p != found))
+        except MembershipBusy:
+            raise js_error("JSClusterServerMemberChangeInflightErr") from None
+        except NotLeader:
+            return None
+        cluster.removing[found] = index
+        endpoint = self.api.find(request.tokens)
+
+        def committed() -> None:
+            if not cluster.is_meta_leader:
+                cluster.removing.pop(found, None)
+                return  # the client times out, as with nats-server when its leader changes
+            if cluster.meta.node.commit_index < index:
+                self.server.loop.call_later(0.05, committed)
+                return
+            cluster.removing.pop(found, None)
+            cluster.removed.add(found)
+            cluster.propose_meta({"op": "server_remove", "peer": found})
+            self._move_replicas_off(found)
+            if endpoint is not None:
+                self.api.respond(request, {"type": TYPE_PREFIX + endpoint.response, "success": True})
+
+        committed()
+        return None
+
+    def _move_replicas_off(self, gone: str) -> None:
+        """Streams with a replica on a removed server: move it to a spare server where one exists."""
+        cluster = self.cluster
+        for sa in list(cluster.state.streams.values()):
+            if gone not in sa.peers or sa.scale is not None or len(sa.peers) < 2:
+                continue
+            spare = [p for p in cluster.state.servers if p not in sa.peers and p != gone and cluster.peer_online(p)]
+            if not spare:
+                continue
+            peers = [p for p in sa.peers if p != gone] + [random.choice(spare)]
+            cluster.propose_meta(
+                {
+                    "op": "stream_scale",
+                    "account": sa.account,
+                    "name": sa.name,
+                    "config": dict(sa.config),
+                    "group": group_name("S", len(peers), str(sa.config.get("storage", "file"))),
+                    "peers": peers,
+                    "remove": gone,
+                    "ts": time.time_ns(),
+                }
+            )
+
+
+class _SystemRequester:
+    """Stands in for an account's JetStream when a system account user calls the meta-level API."""
+
+    def __init__(self, account: Any) -> None:
+        self.account = account
+        self.name = account.name
+        self.api_total = 0
+        self.api_errors = 0
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:

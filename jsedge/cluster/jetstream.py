@@ -99,6 +99,10 @@ class JetStreamCluster:
         self._hello_handle: Any = None
         self._bootstrap_candidate_since = 0.0
         self._adding: str = ""
+        #: SERVER.REMOVE: peers being taken out of the meta group (-> proposal index), and the ones
+        #: taken out (never added back automatically while this server leads)
+        self.removing: dict[str, int] = {}
+        self.removed: set[str] = set()
         #: (account, stream) -> callbacks waiting for a meta change to that stream
         self.waiting: dict[tuple[str, str], list[Callable[[MetaChange], None]]] = {}
         self.stopped = False
@@ -296,7 +300,7 @@ class JetStreamCluster:
         node = self.meta.node
         members = set(node.peers)
         for peer, seen in self.peers.items():
-            if not self.peer_online(peer):
+            if not self.peer_online(peer) or peer in self.removed or peer in self.removing:
                 continue
             if peer not in self.state.servers:
                 self.propose_meta(
@@ -567,6 +571,8 @@ class JetStreamCluster:
                     self.propose_meta_anywhere(command)
                 elif command.get("op") == "stream_update" and self._is_seal_report(sender, command):
                     self.propose_meta_anywhere(command)
+                elif command.get("op") == "stream_scale" and self._is_peer_move(sender, command):
+                    self.propose_meta_anywhere(command)
             return
         for replica in self.replicas.values():
             if replica.group_name == group:
@@ -581,6 +587,14 @@ class JetStreamCluster:
             return False
         sa = self.state.stream(str(command.get("account", "")), str(config.get("name", "")))
         return sa is not None and sa.scale is not None and sa.scale.get("group") == command.get("group")
+
+    def _is_peer_move(self, sender: str, command: dict[str, Any]) -> bool:
+        """STREAM.PEER.REMOVE, forwarded by the stream's leader: a move of one replica."""
+        sa = self.state.stream(str(command.get("account", "")), str(command.get("name", "")))
+        if sa is None or sa.scale is not None or sender not in sa.peers:
+            return False
+        peers = command.get("peers")
+        return isinstance(peers, list) and len(peers) == len(sa.peers) and command.get("remove") in sa.peers
 
     def _on_catchup_request(self, sender: str, document: dict[str, Any]) -> None:
         group = str(document.get("group", ""))

@@ -149,6 +149,7 @@ class MetaState:
                 "reply": str(command.get("reply", "")),
                 "subject": str(command.get("subject", "")),
                 "ts": int(command.get("ts", 0)),
+                "remove": str(command.get("remove", "")),
             }
             return MetaChange("stream_scale", stream=current)
         if op == "stream_update":

@@ -294,6 +294,11 @@ class ClusteredStream:
         coordinator = self.coordinator
         me = coordinator.me
         peers = list(scale["peers"])
+        if me == scale.get("remove"):
+            # this replica is the one being moved away: another sealed replica seeds the new group
+            if self.group is not None:
+                self.group.transfer(None)
+            return
         if me not in peers:
             peers[-1] = me
         coordinator.propose_meta_anywhere(

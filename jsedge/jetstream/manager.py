@@ -95,6 +95,10 @@ def open_store(
     return FileStore(directory, settings, sync_policy=policy, sync_interval=interval, log=log)
 
 
+#: Directories above the stream directories whose entries are known durable (fsynced once).
+_DURABLE_DIRS: set[str] = set()
+
+
 class AccountJetStream:
     """JetStream state of one account: its streams, limits and API counters."""
 
@@ -325,7 +329,17 @@ class AccountJetStream:
         from jsedge.store.filestore import write_atomic
 
         write_atomic(Path(directory) / META_FILE, json.dumps(document).encode())
-        fsync_dir(os.path.dirname(os.path.abspath(directory)))
+        # the new directories' own entries too, up to the store root: `streams/` and the account's
+        # directory are created with the first stream, and a power loss must not take them back
+        root = os.path.dirname(os.path.abspath(self.jetstream.store_root))
+        parent = os.path.dirname(os.path.abspath(directory))
+        while parent.startswith(root) and parent not in _DURABLE_DIRS:
+            fsync_dir(parent)
+            if parent != os.path.dirname(os.path.abspath(directory)):
+                _DURABLE_DIRS.add(parent)  # an ancestor is made durable once per process
+            if parent == root:
+                break
+            parent = os.path.dirname(parent)
 
     def update_stream(self, request: StreamConfig) -> Stream:
         stream = self.streams.get(request.name)

@@ -538,6 +538,13 @@ class MsgDeleteRequest:
 
 
 @dataclass(slots=True)
+class MetaServerRemoveRequest:
+    GO_NAME = "JSApiMetaServerRemoveRequest"
+    peer: str = spec("str")  # the server's name
+    peer_id: str = spec("str")
+
+
+@dataclass(slots=True)
 class StreamRemovePeerRequest:
     GO_NAME = "JSApiStreamRemovePeerRequest"
     peer: str = spec("str")

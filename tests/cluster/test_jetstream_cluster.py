@@ -5,6 +5,7 @@ streams, and the API's cluster answers (spec/clustering.md §4)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -448,3 +449,119 @@ async def test_backup_and_restore_of_a_replicated_stream(tmp_path) -> None:
             return states == [(30, 31)] * 3
 
         check_for(30, replica_states, interval=0.3)
+
+
+async def test_peer_remove_moves_a_replica_to_a_spare_server() -> None:
+    """Four servers, an R3 stream: STREAM.PEER.REMOVE of a replica (the leader included) moves it to
+    the fourth server; the stream keeps every message and its replica count."""
+    with Cluster(["jsedge"] * 4, extra_args=["-js", "-sd", "js"], env=FAST) as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="MV", subjects=["mv.>"], num_replicas=3)
+            for i in range(20):
+                await js.publish("mv.x", f"m{i}".encode())
+            sent = 20
+            for _ in range(2):
+                si = await js.stream_info("MV")
+                before = {si.cluster.leader} | {r.name for r in si.cluster.replicas}
+                victim = si.cluster.leader  # the hardest case: the leader moves away
+                reply = await nc.request(
+                    "$JS.API.STREAM.PEER.REMOVE.MV", json.dumps({"peer": victim}).encode(), timeout=3
+                )
+                assert json.loads(reply.data) == {
+                    "type": "io.nats.jetstream.api.v1.stream_remove_peer_response",
+                    "success": True,
+                }
+
+                async def moved(before=before, victim=victim, sent=sent) -> bool:
+                    try:
+                        si = await js.stream_info("MV")
+                    except Exception:
+                        return False
+                    members = {si.cluster.leader} | {r.name for r in si.cluster.replicas or []}
+                    return (
+                        victim not in members
+                        and len(members) == 3
+                        and len(members - before) == 1
+                        and si.state.messages == sent
+                        and all(r.current for r in si.cluster.replicas)
+                    )
+
+                await acheck_for(30, moved, interval=0.3)
+                ack = await _publish(js, "mv.x", b"after")
+                sent += 1
+                assert ack.seq == sent
+        finally:
+            await nc.close()
+
+
+SYS_ACCOUNTS = """
+accounts {
+  SYS: { users: [ {user: sys, password: sys} ] }
+  APP: { jetstream: enabled, users: [ {user: app, password: app} ] }
+}
+system_account: SYS
+"""
+
+
+async def test_server_remove_takes_a_dead_server_out_and_moves_its_replicas() -> None:
+    """$JS.API.SERVER.REMOVE (system account): unknown servers get 10044; a dead server leaves the
+    meta group, and the R3 stream it held a replica of moves that replica to the spare server."""
+    with Cluster(["jsedge"] * 4, extra_args=["-js", "-sd", "js"], env=FAST, config=SYS_ACCOUNTS) as cluster:
+        cluster.wait_mesh()
+        app = await connect(cluster[0], user="app", password="app")
+        sys_nc = await connect(cluster[0], user="sys", password="sys")
+        try:
+            js = app.jetstream(timeout=3)
+            await add_stream(js, name="SR", subjects=["sr.>"], num_replicas=3)
+            for i in range(10):
+                await js.publish("sr.x", f"m{i}".encode())
+            si = await js.stream_info("SR")
+            members = {si.cluster.leader} | {r.name for r in si.cluster.replicas}
+            follower = sorted(r.name for r in si.cluster.replicas)[0]
+            index = int(follower[1:]) - 1
+            if index == 0:  # keep our connections' server alive
+                follower = sorted(r.name for r in si.cluster.replicas)[1]
+                index = int(follower[1:]) - 1
+            reply = await sys_nc.request("$JS.API.SERVER.REMOVE", b'{"peer": "nope"}', timeout=3)
+            assert json.loads(reply.data)["error"]["err_code"] == 10044
+            cluster[index].kill()
+
+            async def removed() -> dict | None:
+                try:
+                    msg = await sys_nc.request(
+                        "$JS.API.SERVER.REMOVE", json.dumps({"peer": follower}).encode(), timeout=3
+                    )
+                except (TimeoutError, NatsTimeout, NoRespondersError):
+                    return None
+                return json.loads(msg.data)
+
+            answer = await acheck_for(30, removed, interval=0.5)
+            assert answer == {"type": "io.nats.jetstream.api.v1.meta_server_remove_response", "success": True}
+
+            async def moved() -> bool:
+                try:
+                    si = await js.stream_info("SR")
+                except Exception:
+                    return False
+                now = {si.cluster.leader} | {r.name for r in si.cluster.replicas or []}
+                return (
+                    follower not in now
+                    and len(now) == 3
+                    and len(now - members) == 1
+                    and si.state.messages == 10
+                    and all(r.current for r in si.cluster.replicas)
+                )
+
+            await acheck_for(30, moved, interval=0.3)
+            # the system account also moves the meta leader
+            reply = await sys_nc.request("$JS.API.META.LEADER.STEPDOWN", b"", timeout=3)
+            assert json.loads(reply.data) == {
+                "type": "io.nats.jetstream.api.v1.meta_leader_stepdown_response",
+                "success": True,
+            }
+        finally:
+            await app.close()
+            await sys_nc.close()
