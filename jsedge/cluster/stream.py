@@ -356,6 +356,9 @@ class ClusteredStream:
         stream = self.stream
         if stream is None or self._stopped:
             return
+        if not is_leader and not leader and self.leader_peer == self.coordinator.me:
+            # check-quorum made this leader step down (spec/clustering.md §4.7)
+            self.server.logger.warn(f"JetStream cluster stream '{self.jsa.name} > {self.name}' has NO quorum, stalled")
         self.leader_peer = leader
         was = self.publishing
         self.publishing = is_leader and not self.sealed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -178,6 +179,7 @@ async def test_quorum_loss_then_recovery() -> None:
             js = nc.jetstream(timeout=1)
             await add_stream(js, name="Q", subjects=["q"], num_replicas=3)
             await js.publish("q", b"1")
+            leader = (await js.stream_info("Q")).cluster.leader
             cluster.kill(1)
             cluster.kill(2)
 
@@ -191,6 +193,12 @@ async def test_quorum_loss_then_recovery() -> None:
                 return False
 
             await acheck_for(20, no_responders, interval=0.3)
+            # the survivor logs what nats-server logs when its groups lose their majority
+            assert cluster[0].wait_for_log("JetStream cluster no metadata leader", 10)
+            if leader == "n1":
+                assert cluster[0].wait_for_log(
+                    re.escape("JetStream cluster stream '$G > Q' has NO quorum, stalled"), 10
+                )
 
             async def unavailable() -> bool:
                 try:
@@ -565,3 +573,39 @@ async def test_server_remove_takes_a_dead_server_out_and_moves_its_replicas() ->
         finally:
             await app.close()
             await sys_nc.close()
+
+
+async def test_five_nodes_r5_survives_two_failures_and_stalls_at_three() -> None:
+    """Five servers, an R5 stream: with two servers killed the stream still acks (3 of 5); with a
+    third gone publishes stop being acknowledged; restarting one brings the acks back, with nothing
+    acknowledged lost."""
+    with Cluster(["jsedge"] * 5, extra_args=["-js", "-sd", "js"], env=FAST) as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="FIVE", subjects=["five.>"], num_replicas=5)
+            acked = [(await js.publish("five.x", f"a{i}".encode())).seq for i in range(10)]
+            for index in (4, 3):
+                cluster[index].kill()
+            for i in range(10):
+                acked.append((await _publish(js, "five.x", f"b{i}".encode())).seq)
+            cluster[2].kill()
+            with pytest.raises((TimeoutError, NatsTimeout, NoRespondersError, NoStreamResponseError)):
+                await js.publish("five.x", b"stalled", timeout=1)
+            cluster.restart(2)
+            acked.append((await _publish(js, "five.x", b"back")).seq)
+            assert acked == sorted(set(acked))
+
+            async def all_there() -> bool:
+                try:
+                    si = await js.stream_info("FIVE")
+                except Exception:
+                    return False
+                return si.state.last_seq >= acked[-1]
+
+            await acheck_for(30, all_there, interval=0.3)
+            for seq in acked:
+                await js.get_msg("FIVE", seq)
+        finally:
+            await nc.close()
