@@ -371,7 +371,7 @@ class ClusteredStream:
             assert self.group is not None
             self._caught_up_at = self.group.node.last_index
             self._caught_up = self.group.applied >= self._caught_up_at
-            self._next_seq = stream.store.state().last_seq + 1
+            self._next_seq = stream.store.last_seq() + 1
             if self._caught_up:
                 self.server.loop.call_soon(self._start_leading)
             self.server.logger.info(f"JetStream cluster new stream leader for {name}")
@@ -471,7 +471,7 @@ class ClusteredStream:
     def _resync(self) -> None:
         """A command did not consume the sequence the leader predicted: predict again from the
         applied state (everything still in flight fails its sequence check harmlessly)."""
-        self._next_seq = self.stream.store.state().last_seq + 1 + self._inflight
+        self._next_seq = self.stream.store.last_seq() + 1 + self._inflight
 
     def _drain(self) -> None:
         """Start queued work in order: a publish goes at once unless it must see everything before

@@ -260,7 +260,7 @@ class Stream:
         messages it removes are collected in `self.removed` for `react()`."""
         store = self.store
         if isinstance(command, StoreMsg):
-            if command.seq and command.seq <= store.state().last_seq:
+            if command.seq and command.seq <= store.last_seq():
                 return command.seq  # replayed from a Raft log after a restart: already stored
             ttl_ns = command.ttl * NS if command.ttl > 0 else command.ttl
             seq = store.store_msg(command.subject, command.hdr, command.data, command.ts, ttl_ns)
@@ -271,7 +271,7 @@ class Stream:
                 store.purge(None, seq=seq)
             return seq
         if isinstance(command, SkipMsg):
-            if command.seq and command.seq <= store.state().last_seq:
+            if command.seq and command.seq <= store.last_seq():
                 return command.seq
             seq = store.skip_msg(command.ts)
             self._record_id(command.msg_id, seq, command.ts)

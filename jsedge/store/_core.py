@@ -617,6 +617,9 @@ class IndexedStore:
         seq = self._scan_back(start_seq, None)
         return self._read(seq) if seq else None
 
+    def last_seq(self) -> int:
+        return self._last
+
     def state(self, *, deleted_details: bool = False, subjects_filter: bytes | None = None) -> StreamState:
         st = StreamState(
             messages=self._msgs,

@@ -163,6 +163,10 @@ class StreamStore(Protocol):
 
     def state(self, *, deleted_details: bool = False, subjects_filter: bytes | None = None) -> StreamState: ...
 
+    def last_seq(self) -> int:
+        """`state().last_seq` without building the state (the per-message replicated path)."""
+        ...
+
     def subjects_state(self, subject_filter: bytes) -> dict[bytes, SubjectState]: ...
 
     def num_pending(self, start_seq: int, subject_filter: bytes, last_per_subject: bool = False) -> int:
