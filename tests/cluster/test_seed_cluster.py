@@ -103,10 +103,39 @@ async def test_the_articles_three_node_cluster(kind: str, hosts: NetHosts, tmp_p
             await three.flush()
             assert await acheck_for(10, lambda: _answers(one))
             await reply.unsubscribe()
+            # "With three nodes, set --replicas 3 on your streams and consumers"
+            js = one.jetstream(timeout=3)
+
+            async def replicated_stream():
+                try:
+                    return await js.add_stream(name="ORDERS", subjects=["shop.>"], num_replicas=3)
+                except Exception:
+                    return None  # the meta group is still electing its first leader
+
+            info = await acheck_for(60, replicated_stream, interval=0.5)
+            assert info.config.num_replicas == 3 and len(info.cluster.replicas) == 2
+            acked = [(await js.publish("shop.order", f"o{i}".encode())).seq for i in range(20)]
+            durable = await js.pull_subscribe("shop.>", durable="billing", stream="ORDERS")
+            got = await durable.fetch(5, timeout=5)
+            for msg in got:
+                await msg.ack()
             # kill -9 the client's node: it reconnects to a host it learned from INFO
             servers[0].kill()
             await acheck_for(15, lambda: one.is_connected and one.connected_url.hostname != hosts.addresses["nats-1"])
             assert await acheck_for(10, delivered)
+
+            # "Losing one node is survivable": the R3 stream keeps taking and keeping writes
+            async def publish_again():
+                try:
+                    return await js.publish("shop.order", b"after", timeout=2)
+                except Exception:
+                    return None  # the stream's leader may be electing a successor
+
+            acked.append((await acheck_for(60, publish_again, interval=0.5)).seq)
+            info = await js.stream_info("ORDERS")
+            assert info.state.last_seq >= acked[-1] and info.state.messages >= len(acked)
+            for seq in acked:
+                assert (await js.get_msg("ORDERS", seq)).subject == "shop.order"
         finally:
             await one.close()
             await three.close()
