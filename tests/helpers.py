@@ -927,11 +927,12 @@ class Cluster:
         routes_of: Callable[[int, list[str]], list[str]] | None = None,
         start: bool = True,
         env: dict[str, str] | None = None,
-        config: str | None = None,
+        config: str | Callable[[int], str] | None = None,
     ) -> None:
         self.kinds = list(kinds)
         self.env = env
-        #: a config file every node reads (accounts, a system account...), besides the flags
+        #: a config file every node reads (accounts, a system account...), besides the flags, or
+        #: a function of the node's index giving each its own (server tags...)
         self.config = config
         self.name = name
         self.cluster_ports = [free_port() for _ in kinds]
@@ -958,9 +959,8 @@ class Cluster:
         return args + self.extra_args
 
     def start(self, index: int, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(
-            self.kinds[index], self.args(index), config=self.config, http=True, port=port, env=self.env
-        )
+        config = self.config(index) if callable(self.config) else self.config
+        server = ServerProcess(self.kinds[index], self.args(index), config=config, http=True, port=port, env=self.env)
         self.servers[index] = server
         return server
 

@@ -472,19 +472,55 @@ class ClusterAPI:
             raise js_error("JSClusterNoPeersErrF", err="no suitable peers for placement")
         members = set(cluster.meta.node.peers) or {cluster.me}
         candidates = []
-        for peer in members:
-            if not cluster.peer_online(peer) or (exclude and peer in exclude):
+        # why servers were passed over, for nats-server's error text (selectPeerError)
+        offline = exclude_set = False
+        missing: list[str] = []
+        excluded: list[str] = []
+        wanted_tags = list(placement.tags) if placement is not None and placement.tags else []
+        for peer in sorted(members):
+            if not cluster.peer_online(peer):
+                offline = True
                 continue
-            tags = (
-                set(cluster.server.config.server_tags)
-                if peer == cluster.me
-                else set((cluster.peers.get(peer) or {}).get("tags", []))
-            )
-            if placement is not None and placement.tags and not set(placement.tags) <= tags:
+            if exclude and peer in exclude:
                 continue
-            candidates.append(peer)
+            tags = {
+                t.lower()
+                for t in (
+                    cluster.server.config.server_tags
+                    if peer == cluster.me
+                    else (cluster.peers.get(peer) or {}).get("tags", [])
+                )
+            }
+            if "!jetstream" in tags:
+                exclude_set = True
+                continue
+            matched = True
+            for tag in wanted_tags:
+                name = tag[1:] if tag.startswith("!") else tag
+                present = name.lower() in tags
+                if tag.startswith("!") and present:
+                    if name not in excluded:
+                        excluded.append(name)
+                    matched = False
+                    break
+                if not tag.startswith("!") and not present:
+                    if name not in missing:
+                        missing.append(name)
+                    matched = False
+                    break
+            if matched:
+                candidates.append(peer)
         if len(candidates) < replicas:
-            raise js_error("JSClusterNoPeersErrF", err="no suitable peers for placement")
+            text = "no suitable peers for placement"
+            if offline:
+                text += ", peer offline"
+            if exclude_set:
+                text += ", exclude tag set"
+            if missing:
+                text += ", tags not matched [" + ", ".join(f"'{t}'" for t in missing) + "]"
+            if excluded:
+                text += ", tags excluded [" + ", ".join(f"'{t}'" for t in excluded) + "]"
+            raise js_error("JSClusterNoPeersErrF", err=text)
         load = {peer: 0 for peer in candidates}
         for other in cluster.state.streams.values():
             for peer in other.peers:

@@ -128,17 +128,17 @@ async def _run(url: str, script: list[tuple[str, Any]]) -> list[str]:
     return out
 
 
-def _both(script: list[tuple[str, Any]]) -> tuple[list[str], list[str]]:
+def _both(script: list[tuple[str, Any]], config: Any = None) -> tuple[list[str], list[str]]:
     results = []
     for kind in ("nats", "jsedge"):
-        with Cluster([kind] * 3, extra_args=["-js", "-sd", "js"], env=FAST) as cluster:
+        with Cluster([kind] * 3, extra_args=["-js", "-sd", "js"], env=FAST, config=config) as cluster:
             cluster.wait_mesh()
             results.append(asyncio.run(_run(cluster[0].url, script)))
     return results[0], results[1]
 
 
-def _assert_same(script: list[tuple[str, Any]]) -> None:
-    expected, actual = _both(script)
+def _assert_same(script: list[tuple[str, Any]], config: Any = None) -> None:
+    expected, actual = _both(script, config)
     mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
     assert not mismatches, "\n\n".join(mismatches)
     assert len(expected) == len(actual) == len(script)
@@ -198,4 +198,29 @@ def test_consumer_api_on_a_cluster_diff() -> None:
             (API + "CONSUMER.INFO.ONE.D", None),  # 10014 once deleted (names may lag in nats-server)
             (API + "STREAM.DELETE.ONE", None),
         ]
+    )
+
+
+def test_placement_by_server_tags_diff() -> None:
+    """`server_tags` per server and `placement.tags` (with `!` to exclude), and nats-server's error
+    text naming the tags that were not matched or were excluded."""
+    tags = ["az:1", "az:2", "az:2"]
+
+    def config(index: int) -> str:
+        return f'server_tags: ["{tags[index]}", "Rack:A"]\n'
+
+    def stream(name: str, replicas: int, *wanted: str) -> tuple[str, Any]:
+        body = {"name": name, "subjects": [name.lower()], "num_replicas": replicas, "placement": {"tags": list(wanted)}}
+        return (API + "STREAM.CREATE." + name, body)
+
+    _assert_same(
+        [
+            stream("TWO", 2, "az:2"),
+            stream("THREE", 3, "az:2"),  # only two servers have it
+            stream("ONE", 1, "!az:2"),
+            stream("EXCL", 2, "!az:2"),  # only one server lacks it
+            stream("CASE", 3, "rack:a"),  # tags compare without case
+            stream("NONE", 1, "az:9"),
+        ],
+        config,
     )
