@@ -258,12 +258,14 @@ class JetStreamCluster:
             self.transport.send_control(peer, "hello", document)
 
     def _on_hello(self, sender: str, document: dict[str, Any]) -> None:
-        if not sender:
-            return
+        name = document.get("name")
+        if not sender or not isinstance(name, str) or peer_id(name) != sender:
+            return  # a peer id is its server name's hash: anything else is not a JetStream server
+        tags = document.get("tags")
         self.peers[sender] = {
-            "name": str(document.get("name", "")),
+            "name": name,
             "cluster": str(document.get("cluster", "")),
-            "tags": [str(t) for t in document.get("tags") or []],
+            "tags": [str(t) for t in tags] if isinstance(tags, list) else [],
             "configured": bool(document.get("configured")),
             "leader": str(document.get("leader", "")),
             "at": time.monotonic(),

@@ -102,9 +102,9 @@ class Transport:
                 catchup = self.catchup.get(group)
                 if catchup is not None:
                     catchup(data[2 + size :])
-        except ValueError as exc:  # a malformed payload from a peer: drop it, never crash
+        except Exception as exc:  # a malformed payload (a peer's or a system user's): drop it, never crash
             self.dropped += 1
-            self.server.logger.warn(f"JetStream cluster dropped a malformed message: {exc}")
+            self.server.logger.warn(f"JetStream cluster dropped a malformed message: {type(exc).__name__}: {exc}")
 
 
 __all__ = ["CATCHUP", "CONTROL", "RAFT", "SUBJECT_PREFIX", "Transport"]

@@ -609,3 +609,61 @@ async def test_five_nodes_r5_survives_two_failures_and_stalls_at_three() -> None
                 await js.get_msg("FIVE", seq)
         finally:
             await nc.close()
+
+
+async def test_malformed_raft_traffic_is_dropped_and_the_cluster_carries_on() -> None:
+    """Garbage on `$NRG.<peer>` (only the system account can publish there): Raft frames, control
+    JSON and catch-up batches that are truncated, mistyped or random are dropped with a warning; no
+    traceback, no crash, and the replicated stream keeps acking."""
+    import random as _random
+
+    from jsedge.cluster.peers import peer_id
+
+    rng = _random.Random(11)
+    with Cluster(["jsedge"] * 3, extra_args=["-js", "-sd", "js"], env=FAST, config=SYS_ACCOUNTS) as cluster:
+        cluster.wait_mesh()
+        app = await connect(cluster[0], user="app", password="app")
+        sys_nc = await connect(cluster[1], user="sys", password="sys")
+        try:
+            js = app.jetstream(timeout=3)
+            await add_stream(js, name="FZ", subjects=["fz.>"], num_replicas=3)
+            await js.publish("fz.x", b"before")
+            payloads = [
+                b"",
+                b"\x01",
+                b"\x02",
+                b"\x03",
+                b"\x03\xff",
+                b"\x02not json",
+                b'\x02{"t": "hello"}',
+                b'\x02{"t": "hello", "from": 5, "name": [], "cluster": {}}',
+                b'\x02{"t": "hello", "from": "AAAAAAAA", "name": "phantom", "cluster": "c1"}',
+                b'\x02{"t": "propose", "group": "_meta_", "data": "!!!"}',
+                b'\x02{"t": "catchup", "group": 1, "start": "x"}',
+                b'\x02{"t": "info", "id": null}',
+                b'\x02{"t": "info_reply"}',
+                b"\x02[1, 2]",
+                b"\x09" + b"x" * 10,
+            ]
+            payloads += [bytes([rng.choice((1, 2, 3))]) + rng.randbytes(rng.randrange(0, 80)) for _ in range(300)]
+            for index in range(3):
+                subject = f"$NRG.{peer_id(f'n{index + 1}')}"
+                for payload in payloads:
+                    await sys_nc.publish(subject, payload)
+            await sys_nc.flush()
+            for i in range(5):
+                assert (await _publish(js, "fz.x", f"after{i}".encode())).seq == i + 2
+            # no phantom server joined the meta group (a hello must come from its name's peer id)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 3
+            while loop.time() < until:
+                sizes = {http_json(cluster[i], "/jsz")["meta_cluster"]["cluster_size"] for i in range(3)}
+                assert sizes == {3}
+                await asyncio.sleep(0.2)
+            assert any("dropped a malformed message" in line for i in range(3) for line in cluster[i].log_lines())
+            for index in range(3):
+                assert cluster[index].running
+                assert not [line for line in cluster[index].log_lines() if "Traceback" in line]
+        finally:
+            await app.close()
+            await sys_nc.close()
