@@ -477,20 +477,30 @@ class ClusterAPI:
         missing: list[str] = []
         excluded: list[str] = []
         wanted_tags = list(placement.tags) if placement is not None and placement.tags else []
-        for peer in sorted(members):
+        # jetstream { unique_tag: "az" }: the replicas' servers each need a different az:* tag (off
+        # when the placement names such a tag itself)
+        unique = cluster.server.config.jetstream.unique_tag.lower()
+        if unique and any(t.lstrip("!").lower().startswith(unique) for t in wanted_tags):
+            unique = ""
+        unique_owners: set[str] = set()
+        unique_failed = False
+        order = sorted(members)
+        random.shuffle(order)
+        for peer in order:
             if not cluster.peer_online(peer):
                 offline = True
                 continue
             if exclude and peer in exclude:
                 continue
-            tags = {
+            tag_list = [
                 t.lower()
                 for t in (
                     cluster.server.config.server_tags
                     if peer == cluster.me
                     else (cluster.peers.get(peer) or {}).get("tags", [])
                 )
-            }
+            ]
+            tags = set(tag_list)
             if "!jetstream" in tags:
                 exclude_set = True
                 continue
@@ -508,14 +518,23 @@ class ClusterAPI:
                         missing.append(name)
                     matched = False
                     break
-            if matched:
-                candidates.append(peer)
+            if not matched:
+                continue
+            if unique:
+                value = next((t for t in tag_list if t.startswith(unique)), None)
+                if value is None or value in unique_owners:
+                    unique_failed = True
+                    continue
+                unique_owners.add(value)
+            candidates.append(peer)
         if len(candidates) < replicas:
             text = "no suitable peers for placement"
             if offline:
                 text += ", peer offline"
             if exclude_set:
                 text += ", exclude tag set"
+            if unique_failed:
+                text += ", server tag not unique"
             if missing:
                 text += ", tags not matched [" + ", ".join(f"'{t}'" for t in missing) + "]"
             if excluded:

@@ -224,3 +224,27 @@ def test_placement_by_server_tags_diff() -> None:
         ],
         config,
     )
+
+
+def test_unique_tag_placement_diff() -> None:
+    """`jetstream { unique_tag: az }`: replicas go to servers with different az:* tags; R3 over two
+    zones fails with nats-server's "server tag not unique"."""
+    zones = ["az:1", "az:2", "az:2"]
+
+    def config(index: int) -> str:
+        return f'server_tags: ["{zones[index]}"]\njetstream {{ unique_tag: "az" }}\n'
+
+    def stream(name: str, replicas: int, *wanted: str) -> tuple[str, Any]:
+        body: dict[str, Any] = {"name": name, "subjects": [name.lower()], "num_replicas": replicas}
+        if wanted:
+            body["placement"] = {"tags": list(wanted)}
+        return (API + "STREAM.CREATE." + name, body)
+
+    _assert_same(
+        [
+            stream("TWO", 2),
+            stream("THREE", 3),  # two zones only
+            stream("NAMED", 2, "az:2"),  # naming a unique-prefixed tag turns the rule off
+        ],
+        config,
+    )
