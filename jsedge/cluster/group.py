@@ -148,7 +148,7 @@ class RaftGroup:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, seed: tuple[SnapshotMeta, bytes] | None = None) -> None:
+    def start(self, seed: tuple[SnapshotMeta, bytes] | None = None, *, campaign: bool = False) -> None:
         """Open the log and start the core. `seed`: a new group made from an existing store (a
         replica change): when the log is empty, it starts from this snapshot (durable before the
         core can campaign on it)."""
@@ -159,7 +159,8 @@ class RaftGroup:
 
             self.log = RaftLog.open(self.directory, log=self.logger.warn)
         log = self.log
-        if seed is not None and log.snapshot is None and not log.entries and not log.hard_state.term:
+        fresh = log.snapshot is None and not log.entries and not log.hard_state.term
+        if seed is not None and fresh:
             meta, data = seed
             log.install_snapshot(meta, data)
             log.set_hard_state(HardState(meta.term, ""))
@@ -177,6 +178,9 @@ class RaftGroup:
             snapshot_data=self.machine.snapshot,
         )
         self.applied = log.snapshot.index if log.snapshot is not None else 0
+        if campaign and fresh:
+            # the designated first leader of a new group does not wait a whole election timeout
+            self.node.campaign_soon(self.loop.time(), min(0.2, self.timing.heartbeat))
         self.started = True
         self.transport.groups[self.name] = self.handle
         self._timer = self.loop.call_later(TICK, self._tick)
@@ -293,6 +297,8 @@ class RaftGroup:
                 now=self.loop.time(),
                 snapshot_data=self.machine.snapshot,
             )
+            # the bootstrapping server is the new group's designated first leader
+            self.node.campaign_soon(self.loop.time(), min(0.2, self.timing.heartbeat))
 
         fut.add_done_callback(restart)
 

@@ -753,6 +753,13 @@ class RaftNode:
             if self._transfer_target and self._transfer_target not in progress:
                 self._transfer_target = ""
 
+    def campaign_soon(self, now: float, within: float) -> None:
+        """A new group's designated first leader: campaign within `within` seconds rather than after
+        a whole election timeout (nats-server's new assets elect at once, and clients wait for the
+        create with a 5 s timeout). Timeouts are not a safety matter: votes still decide."""
+        if self._role != _LEADER and not self._leader and self._can_campaign():
+            self._election_deadline = now + self._rng.uniform(0.0, within)
+
     # ------------------------------------------------------------------------------ roles
 
     def _reset_election(self, now: float) -> None:

@@ -190,7 +190,9 @@ class ClusteredStream:
                 self,
             )
             coordinator.transport.catchup[self.group_name] = self._on_catchup_batch
-            self.group.start(seed=seeding)
+            # a new group's first leader: the seed, or the first peer the meta leader placed
+            first = seed == coordinator.me if seed else bool(peers) and peers[0] == coordinator.me
+            self.group.start(seed=seeding, campaign=first)
         else:
             self.publishing = True
             self.leader_peer = coordinator.me

@@ -699,3 +699,17 @@ def test_follower_whose_disk_was_wiped_catches_up_again() -> None:
         g.run()
     assert g.nodes["c"].last_index == g.nodes["a"].last_index
     assert [e.data for e in g.applied["c"] if e.kind == ENTRY_NORMAL] == [b"c%d" % k for k in range(5)]
+
+
+def test_campaign_soon_starts_a_new_groups_election_without_a_full_timeout() -> None:
+    n = node("a")
+    n.campaign_soon(0.0, 0.2)
+    ready = n.tick(0.21)
+    assert sent(ready, VoteRequest), "a pre-vote goes out well before election_min"
+    assert T.election_min > 0.21
+    # a node that already follows a leader ignores it
+    g = Group()
+    g.elect("a")
+    b = g.nodes["b"]
+    b.campaign_soon(g.now, 0.2)
+    assert not sent(b.tick(g.now + 0.21), VoteRequest)
