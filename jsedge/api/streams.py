@@ -189,9 +189,10 @@ def stream_delete(api: Any, request: Request) -> dict[str, Any]:
     return {"success": True}
 
 
-def stream_purge(api: Any, request: Request) -> dict[str, Any]:
-    stream = lookup(request)
-    document = optional_body(request.body)
+def purge_command(stream: Any, body: bytes) -> PurgeMsgs:
+    """STREAM.PURGE's checks in nats-server's order, and the command they allow (single node and
+    cluster alike)."""
+    document = optional_body(body)
     options = (
         decode(StreamPurgeRequest, document, "JSApiStreamPurgeRequest")
         if document is not None
@@ -206,8 +207,12 @@ def stream_purge(api: Any, request: Request) -> dict[str, Any]:
     subject_filter = options.filter.encode() if options.filter and options.filter != ">" else None
     if subject_filter is not None and not valid_subject(subject_filter):
         raise js_error("JSStreamPurgeFailedF", err="invalid subject filter")
-    purged = stream.execute(PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep))
-    return {"success": True, "purged": purged}
+    return PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep)
+
+
+def stream_purge(api: Any, request: Request) -> dict[str, Any]:
+    stream = lookup(request)
+    return {"success": True, "purged": stream.execute(purge_command(stream, request.body))}
 
 
 def stream_msg_get(api: Any, request: Request) -> dict[str, Any]:
@@ -246,11 +251,9 @@ def _valid_single_get(options: MsgGetRequest) -> bool:
     return bool(options.seq or options.last_by_subj or options.next_by_subj or options.has_start_time)
 
 
-def stream_msg_delete(api: Any, request: Request) -> dict[str, Any]:
-    body = request.body.strip()
-    if not body:
-        raise js_error("JSBadRequestErr")
-    stream = lookup(request, 3)
+def msg_delete_command(stream: Any, body: bytes) -> DeleteMsg:
+    """STREAM.MSG.DELETE's checks after the empty-body check and the stream lookup, and the command
+    they allow (single node and cluster alike)."""
     options = decode(MsgDeleteRequest, parse_json(body), "JSApiMsgDeleteRequest")
     if options.seq == 0:
         raise js_error("JSBadRequestErr")
@@ -258,8 +261,17 @@ def stream_msg_delete(api: Any, request: Request) -> dict[str, Any]:
         raise js_error("JSStreamSealedErr")
     if stream.config.deny_delete:
         raise js_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
-    if not stream.execute(DeleteMsg(options.seq, erase=not options.no_erase)):
-        raise js_error("JSSequenceNotFoundErrF", seq=options.seq)
+    return DeleteMsg(options.seq, erase=not options.no_erase)
+
+
+def stream_msg_delete(api: Any, request: Request) -> dict[str, Any]:
+    body = request.body.strip()
+    if not body:
+        raise js_error("JSBadRequestErr")
+    stream = lookup(request, 3)
+    command = msg_delete_command(stream, body)
+    if not stream.execute(command):
+        raise js_error("JSSequenceNotFoundErrF", seq=command.seq)
     return {"success": True}
 
 

@@ -31,12 +31,9 @@ from jsedge.cluster.meta import StreamAssignment
 from jsedge.cluster.peers import group_name, peer_id
 from jsedge.cluster.raft import MembershipBusy, NotLeader
 from jsedge.errors import JSError, js_error
-from jsedge.jetstream.commands import DeleteMsg, PurgeMsgs
 from jsedge.jetstream.models import (
     MetaServerRemoveRequest,
-    MsgDeleteRequest,
     StreamNamesRequest,
-    StreamPurgeRequest,
     StreamRemovePeerRequest,
     decode,
     decode_stream_config_request,
@@ -44,7 +41,7 @@ from jsedge.jetstream.models import (
     parse_json,
 )
 from jsedge.jetstream.streamconfig import check_update, set_static_metadata
-from jsedge.subjects import subject_matches, subjects_overlap, valid_subject
+from jsedge.subjects import subject_matches, subjects_overlap
 
 ERR_DELAY = 0.5
 #: A create/update answer is only sent for a meta command this fresh (not for a replayed log).
@@ -967,22 +964,7 @@ class ClusterAPI:
         if role != "answer":
             return None
         stream = replica.stream
-        document = stream_api.optional_body(request.body)
-        options = (
-            decode(StreamPurgeRequest, document, "JSApiStreamPurgeRequest")
-            if document is not None
-            else StreamPurgeRequest()
-        )
-        if options.seq and options.keep:
-            raise js_error("JSBadRequestErr")
-        if stream.config.sealed:
-            raise js_error("JSStreamSealedErr")
-        if stream.config.deny_purge:
-            raise js_error("JSStreamPurgeFailedF", err="stream purge not permitted")
-        subject_filter = options.filter.encode() if options.filter and options.filter != ">" else None
-        if subject_filter is not None and not valid_subject(subject_filter):
-            raise js_error("JSStreamPurgeFailedF", err="invalid subject filter")
-        command = PurgeMsgs(subject_filter, seq=options.seq, keep=options.keep)
+        command = stream_api.purge_command(stream, request.body)
         if replica.group is None:
             return {"success": True, "purged": stream.execute(command)}
         self._answer_when(stream.execute(command), request, lambda purged: {"success": True, "purged": purged})
@@ -996,15 +978,8 @@ class ClusterAPI:
         body = request.body.strip()
         if not body:
             raise js_error("JSBadRequestErr")
-        options = decode(MsgDeleteRequest, parse_json(body), "JSApiMsgDeleteRequest")
-        if options.seq == 0:
-            raise js_error("JSBadRequestErr")
-        if stream.config.sealed:
-            raise js_error("JSStreamSealedErr")
-        if stream.config.deny_delete:
-            raise js_error("JSStreamMsgDeleteFailedF", err="message delete not permitted")
-        command = DeleteMsg(options.seq, erase=not options.no_erase)
-        seq = options.seq
+        command = stream_api.msg_delete_command(stream, body)
+        seq = command.seq
 
         def result(removed: Any) -> dict[str, Any]:
             if not removed:
