@@ -390,45 +390,16 @@ class ClusterAPI:
         sa, names, offset = self._consumer_page(request)
         page = names[offset : offset + consumer_api.LIST_LIMIT]
         head = {"total": len(names), "offset": offset, "limit": consumer_api.LIST_LIMIT}
-        cluster = self.cluster
         results: dict[str, Any] = {}
-        asked: set[str] = set()
-        self._next_gather += 1
-        gather_id = f"{cluster.me}.{self._next_gather}"
+        asks: list[tuple[str, list[str], dict[str, Any]]] = []
         stream = request.jsa.streams.get(sa.name)
         for name in page:
             if stream is not None and name in stream.consumers:
                 results[name] = stream.consumers[name].info(dynamic=False)
-                continue
-            ca = sa.consumers[name]
-            asked.add(name)
-            for peer in ca.peers:
-                if peer != cluster.me:
-                    cluster.transport.send_control(
-                        peer, "info", {"id": gather_id, "account": sa.account, "stream": sa.name, "consumer": name}
-                    )
-        endpoint = self.api.find(request.tokens)
-
-        def finish() -> None:
-            gather = self._gathers.pop(gather_id, None)
-            if gather is None or endpoint is None:
-                return
-            if gather["handle"] is not None:
-                gather["handle"].cancel()
-            response: dict[str, Any] = {"type": TYPE_PREFIX + endpoint.response}
-            response.update(head)
-            response["consumers"] = [results[n] for n in page if n in results]
-            missing = [n for n in page if n not in results]
-            if missing:
-                response["missing"] = missing
-            self.api.respond(request, response)
-
-        if not asked:
-            self._gathers[gather_id] = {"handle": None}
-            finish()
-            return None
-        handle = self.server.loop.call_later(INFO_TIMEOUT, finish)
-        self._gathers[gather_id] = {"handle": handle, "asked": asked, "results": results, "finish": finish}
+            else:
+                document = {"account": sa.account, "stream": sa.name, "consumer": name}
+                asks.append((name, sa.consumers[name].peers, document))
+        self._scatter(request, head, "consumers", page, results, asks)
         return None
 
     def consumer_msg_next(self, api: Any, request: Request) -> None:
@@ -884,22 +855,36 @@ class ClusterAPI:
 
     def _gather(self, request: Request, page: list[StreamAssignment], head: dict[str, Any]) -> None:
         """Collect each stream's info from its leader (locally when we lead it), then answer."""
-        cluster = self.cluster
         results: dict[str, Any] = {}
-        asked: set[str] = set()
-        self._next_gather += 1
-        gather_id = f"{cluster.me}.{self._next_gather}"
+        asks: list[tuple[str, list[str], dict[str, Any]]] = []
         for sa in page:
-            replica = cluster.replica(sa.account, sa.name)
+            replica = self.cluster.replica(sa.account, sa.name)
             if replica is not None and replica.is_leader:
                 results[sa.name] = replica.stream.info(dynamic=False, cluster=True)
-                continue
-            asked.add(sa.name)
-            for peer in sa.peers:
+            else:
+                asks.append((sa.name, sa.peers, {"account": sa.account, "stream": sa.name}))
+        self._scatter(request, head, "streams", [sa.name for sa in page], results, asks)
+
+    def _scatter(
+        self,
+        request: Request,
+        head: dict[str, Any],
+        field: str,
+        names: list[str],
+        results: dict[str, Any],
+        asks: list[tuple[str, list[str], dict[str, Any]]],
+    ) -> None:
+        """Answer a LIST with the infos in `results` and those `asks` (name, peers, info request)
+        bring from other servers within INFO_TIMEOUT; names nobody answered for are `missing`."""
+        cluster = self.cluster
+        self._next_gather += 1
+        gather_id = f"{cluster.me}.{self._next_gather}"
+        asked: set[str] = set()
+        for name, peers, document in asks:
+            asked.add(name)
+            for peer in peers:
                 if peer != cluster.me:
-                    cluster.transport.send_control(
-                        peer, "info", {"id": gather_id, "account": sa.account, "stream": sa.name}
-                    )
+                    cluster.transport.send_control(peer, "info", {"id": gather_id, **document})
         endpoint = self.api.find(request.tokens)
 
         def finish() -> None:
@@ -910,8 +895,8 @@ class ClusterAPI:
                 gather["handle"].cancel()
             response: dict[str, Any] = {"type": TYPE_PREFIX + endpoint.response}
             response.update(head)
-            response["streams"] = [results[sa.name] for sa in page if sa.name in results]
-            missing = [sa.name for sa in page if sa.name not in results]
+            response[field] = [results[n] for n in names if n in results]
+            missing = [n for n in names if n not in results]
             if missing:
                 response["missing"] = missing
             self.api.respond(request, response)
