@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import random
 import re
 import shutil
 import signal as _signal
@@ -71,11 +72,35 @@ def check_for(timeout: float, fn: Callable[[], Any], interval: float = 0.01) -> 
         time.sleep(interval)
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """An ephemeral TCP port that was free a moment ago (racy by nature; prefer `-p -1`)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that was free a moment ago, chosen below the kernel's ephemeral range and never
+    twice in one test run: a port the kernel hands out for `-p -1` / `-m -1` (or a client's
+    source port) can then never be the one a test reserved for a route or leaf listener."""
+    low = max(_ephemeral_low(), 12000)
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(10000, low)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 # --------------------------------------------------------------------------------------------------
