@@ -145,7 +145,7 @@ class ClusterAPI:
                 (b"CONSUMER", b"LEADER", b"STEPDOWN"),
                 5,
                 "consumer_leader_stepdown_response",
-                self.consumer_local(lambda api, request: {"success": True}, 3),
+                self.consumer_local(self.consumer_stepdown, 3),
             )
         )
 
@@ -270,7 +270,7 @@ class ClusterAPI:
             current = decode_consumer_config(existing.config)
             if action == "create" and _comparable(config) != _comparable(current):
                 raise js_error("JSConsumerAlreadyExists")
-            host, created = existing.peers, existing.created
+            host, created, group = existing.peers, existing.created, existing.group
         else:
             if action == "update":
                 raise js_error("JSConsumerDoesNotExist")
@@ -281,7 +281,7 @@ class ClusterAPI:
                     name = advisory.random_name(8)
                     if name not in sa.consumers:
                         break
-            host = [self._consumer_host(sa)]
+            host, group = self._consumer_placement(sa, config, stream_config)
             created = time.time_ns()
         cluster.propose_meta(
             {
@@ -290,7 +290,7 @@ class ClusterAPI:
                 "stream": stream_name,
                 "name": name,
                 "config": encode(config),
-                "group": "",
+                "group": group,
                 "peers": host,
                 "created": created,
                 "action": action,
@@ -300,6 +300,30 @@ class ClusterAPI:
             }
         )
         return None  # the server that hosts it answers
+
+    def _consumer_placement(self, sa: StreamAssignment, config: Any, stream_config: Any) -> tuple[list[str], str]:
+        """(peers, Raft group) of a new consumer: nats-server's replica count (`num_replicas`, else
+        the stream's; an unnamed-replicas ephemeral of a limits stream is R1), on the stream's
+        peers with its leader first (the group's first leader); R1 has no group."""
+        from jsedge.cluster.peers import group_name
+        from jsedge.jetstream.consumerconfig import is_durable
+
+        replicas = config.num_replicas
+        if replicas == 0 or replicas > len(sa.peers):
+            if not is_durable(config) and stream_config.retention == "limits" and replicas == 0:
+                replicas = 1
+            else:
+                replicas = len(sa.peers)
+        first = self._consumer_host(sa)
+        if replicas <= 1:
+            return [first], ""
+        cluster = self.cluster
+        others = [p for p in sa.peers if p != first]
+        online = [p for p in others if cluster.peer_online(p)]
+        rest = online + [p for p in others if p not in online]
+        peers = [first, *rest][:replicas]
+        storage = "memory" if config.mem_storage else stream_config.storage
+        return peers, group_name("C", replicas, storage)
 
     def _consumer_host(self, sa: StreamAssignment) -> str:
         """Where a new consumer lives: the stream's leader when this server knows it, else its
@@ -315,9 +339,12 @@ class ClusterAPI:
                 return peer
         return sa.peers[0]
 
-    def host_consumer(self, replica: Any, ca: Any, command: dict[str, Any]) -> None:
-        """This server hosts the consumer of a committed assignment: create or update it here and
-        answer the request."""
+    def host_consumer(
+        self, replica: Any, ca: Any, command: dict[str, Any], *, clustered: Any = None, store: Any = None
+    ) -> Any:
+        """This server hosts the consumer of a committed assignment (R1: the server it is placed on;
+        replicated: its group's leader): create or update it here and answer the request. Returns
+        the consumer, or None when the create failed (the meta group then forgets it)."""
         from jsedge.jetstream.consumer import create_consumer
         from jsedge.jetstream.models import decode_consumer_config
 
@@ -331,7 +358,15 @@ class ClusterAPI:
             rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
             request = Request(replica.jsa, rest, subject, str(command["reply"]).encode(), b"", b"", None)
         try:
-            consumer = create_consumer(stream, config, str(command.get("action", "")), assigned_name=ca.name)
+            consumer = create_consumer(
+                stream,
+                config,
+                str(command.get("action", "")),
+                assigned_name=ca.name,
+                store=store,
+                created=ca.created if clustered is not None else 0,
+                clustered=clustered,
+            )
         except JSError as exc:
             if request is not None:
                 endpoint = self.api.find(request.tokens)
@@ -341,11 +376,12 @@ class ClusterAPI:
                 self.cluster.propose_meta_anywhere(
                     {"op": "consumer_remove", "account": ca.account, "stream": ca.stream, "name": ca.name}
                 )
-            return
+            return None
         if request is not None:
             response: dict[str, Any] = {"type": TYPE_PREFIX + "consumer_create_response"}
             response.update(consumer.info())
             self.api.respond(request, response)
+        return consumer
 
     def consumer_delete(self, api: Any, request: Request) -> dict[str, Any] | None:
         if not self.meta_only(request):
@@ -980,19 +1016,62 @@ class ClusterAPI:
         role, replica = self.stream_role(request, 3)
         if role != "answer":
             return None
-        preferred = ""
-        document = stream_api.optional_body(request.body)
-        if isinstance(document, dict):
-            placement = document.get("placement") or {}
-            if isinstance(placement, dict):
-                preferred = str(placement.get("preferred") or "")
         group = replica.group
         if group is not None:
-            target = self.cluster.state.peer_of(preferred) if preferred else None
-            if preferred and (target is None or target not in group.node.peers):
-                raise js_error("JSClusterNoPeersErrF", err="preferred server not a member of the group")
-            group.transfer(target)
+            group.transfer(self._stepdown_target(group, request.body))
         return {"success": True}
+
+    def consumer_stepdown(self, api: Any, request: Request) -> dict[str, Any] | None:
+        """Answered by the consumer's leader (consumer_local): an R1 consumer has nothing to step
+        down from (success, as nats-server); a replicated one hands leadership over, to
+        `placement.preferred` when given."""
+        stream = request.jsa.streams.get(_name(request, 3))
+        consumer = stream.consumers.get(_name(request, 4)) if stream is not None else None
+        member = getattr(consumer, "clustered", None)
+        if member is None or member.group is None:
+            return {"success": True}
+        group = member.group
+        group.transfer(self._stepdown_target(group, request.body))
+        return {"success": True}
+
+    def _stepdown_target(self, group: Any, body: bytes) -> str | None:
+        """The peer a leader stepdown hands over to (None: any), from the request's `placement` as
+        nats-server picks it (getStepDownPreferredPlacement): `preferred` names a member of the
+        group; `cluster` and `tags` filter the online members."""
+        document = stream_api.optional_body(body)
+        placement = document.get("placement") if isinstance(document, dict) else None
+        if not isinstance(placement, dict):
+            return None
+        cluster = self.cluster
+        preferred = str(placement.get("preferred") or "")
+        peers = [p for p in group.node.peers]
+        if preferred:
+            target = next((p for p in peers if cluster.name_of(p) == preferred), None)
+            if target == cluster.me:
+                raise js_error("JSClusterNoPeersErrF", err=f'preferred server "{preferred}" is already leader')
+            if target is None:
+                raise js_error("JSClusterNoPeersErrF", err=f'preferred server "{preferred}" not known')
+            return str(target)
+        wanted_cluster = str(placement.get("cluster") or "")
+        tags = [str(t) for t in placement.get("tags") or []]
+        possible = []
+        for peer in peers:
+            if peer == cluster.me or not cluster.peer_online(peer):
+                continue
+            if wanted_cluster and wanted_cluster != cluster.cluster_name:
+                continue
+            have = (
+                cluster.server.config.server_tags
+                if peer == cluster.me
+                else (cluster.peers.get(peer) or {}).get("tags", [])
+            )
+            have_lower = {str(t).lower() for t in have}
+            if any(t.lower() not in have_lower for t in tags):
+                continue
+            possible.append(peer)
+        if not possible:
+            raise js_error("JSClusterNoPeersErrF", err="no replacement peer connected")
+        return str(random.choice(possible))
 
     def stream_peer_remove(self, api: Any, request: Request) -> dict[str, Any] | None:
         role, _replica = self.stream_role(request, 3)

@@ -366,7 +366,9 @@ class JetStreamCluster:
             if key not in wanted:
                 self._close_replica(key, delete=True)
         for key in wanted:
-            self._ensure_replica(state.streams[key])
+            replica = self._ensure_replica(state.streams[key])
+            if replica is not None:
+                self._ensure_consumer_groups(replica, state.streams[key])
 
     def on_meta_change(self, change: MetaChange, command: dict[str, Any]) -> None:
         op = change.op
@@ -416,6 +418,10 @@ class JetStreamCluster:
             return
         stream = replica.stream
         if change.op == "consumer_remove":
+            member = replica.consumer_groups.pop(ca.name, None)
+            if member is not None:
+                member.delete()
+                return
             if ca.name in stream.consumers:
                 from jsedge.jetstream.consumer import delete_consumer
 
@@ -424,9 +430,47 @@ class JetStreamCluster:
                 except Exception as exc:
                     self.logger.warn(f"JetStream cluster: deleting consumer '{sa.name} > {ca.name}' failed: {exc}")
             return
+        if ca.group:
+            self._ensure_consumer_group(replica, ca, command)
+            return
         if not ca.peers or ca.peers[0] != self.me:
             return
         self.cluster_api.host_consumer(replica, ca, command)
+
+    def _ensure_consumer_group(self, replica: ClusteredStream, ca: Any, command: dict[str, Any]) -> None:
+        """A replicated consumer: its members join its Raft group (the leader runs and answers)."""
+        from jsedge.cluster.consumer import ClusteredConsumer
+
+        member = replica.consumer_groups.get(ca.name)
+        if member is not None and member.group_name != ca.group:
+            replica.consumer_groups.pop(ca.name, None)
+            member.delete()
+            member = None
+        if self.me not in ca.peers:
+            return
+        if member is not None:
+            member.update(ca, command)
+            return
+        member = ClusteredConsumer(self, replica, ca)
+        try:
+            member.open(command)
+        except Exception as exc:
+            self.logger.error(f"JetStream cluster: opening consumer '{ca.stream} > {ca.name}' failed: {exc}")
+            return
+        replica.consumer_groups[ca.name] = member
+
+    def _ensure_consumer_groups(self, replica: ClusteredStream, sa: StreamAssignment) -> None:
+        """After a replica opened (a restart, a meta snapshot): its replicated consumers too, and
+        no member of a consumer the meta group no longer has."""
+        if replica.stream is None:
+            return
+        for name in list(replica.consumer_groups):
+            ca = sa.consumers.get(name)
+            if ca is None or ca.group != replica.consumer_groups[name].group_name:
+                replica.consumer_groups.pop(name).delete()
+        for ca in list(sa.consumers.values()):
+            if ca.group and ca.name not in replica.consumer_groups:
+                self._ensure_consumer_group(replica, ca, {})
 
     def _answer_create(self, replica: ClusteredStream, command: dict[str, Any], *, existed: bool = False) -> None:
         """STREAM.CREATE is answered by the new stream's leader, once it leads (a repeated create
@@ -512,7 +556,7 @@ class JetStreamCluster:
             # the new group's snapshot, the others' are a prefix of it); a re-created stream starts over
             keep = bool(sa.seed) and replica.sealed
             if keep:
-                replica.delete()  # the old group's log only
+                replica.delete(consumers=False)  # the old group's log only
                 self.replicas.pop(key, None)
                 jsa.close_replica(sa.name, delete=False)
             else:
@@ -529,6 +573,7 @@ class JetStreamCluster:
                 self.logger.error(f"JetStream cluster: opening stream '{sa.account} > {sa.name}' failed: {exc}")
                 return None
             self.replicas[key] = replica
+            self._ensure_consumer_groups(replica, sa)
             return replica
         replica.assignment = sa
         return replica

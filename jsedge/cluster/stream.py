@@ -151,6 +151,8 @@ class ClusteredStream:
         #: the group applied its REGROUP entry: nothing after it is applied, nothing new is proposed
         self.sealed = False
         self._seal_proposed = False
+        #: this server's members of the stream's replicated consumers (cluster/consumer.py)
+        self.consumer_groups: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,12 +202,22 @@ class ClusteredStream:
 
     def stop(self) -> None:
         self._stopped = True
+        for member in self.consumer_groups.values():
+            member.stop()
+        self.consumer_groups.clear()
         if self.group is not None:
             self.coordinator.transport.catchup.pop(self.group_name, None)
             self.group.stop()
 
-    def delete(self) -> None:
+    def delete(self, *, consumers: bool = True) -> None:
+        """Stop and delete this replica's group log; with `consumers`, its replicated consumers'
+        logs too (a replica change keeps them: the consumers reopen on the new group's replica)."""
         self._stopped = True
+        for member in self.consumer_groups.values():
+            member.stop()
+            if consumers and member.group is not None:
+                member.group.delete()
+        self.consumer_groups.clear()
         if self.group is not None:
             self.coordinator.transport.catchup.pop(self.group_name, None)
             self.group.delete()

@@ -145,6 +145,9 @@ class Consumer:
         #: In a cluster: this consumer's own `$JS.ACK.<stream>.<name>.>` and `$JS.FC…` subscriptions,
         #: announced to the routes so acks reach the one server that runs it.
         self.routed_subs: list[Any] = []
+        #: In a cluster, with more than one replica: the consumer's Raft group member
+        #: (cluster/consumer.py); this Consumer runs on its leader and `store` proposes to it.
+        self.clustered: Any = None
         self._last_request = 0
 
     # ------------------------------------------------------------------ config
@@ -875,16 +878,24 @@ class Consumer:
         if reply and not skip_reply:
             self._ack_reply(reply)
 
+    def _durable(self) -> Any:
+        """An awaitable done when every state change so far is durable: the stream store's group
+        commit, or, replicated, the commit of the group's entries on a majority."""
+        sync = getattr(self.store, "sync", None)
+        return sync() if sync is not None else self.stream.store.sync()
+
     def _ack_reply(self, reply: bytes) -> None:
-        """The empty ack-ack, once the ack is durable (group commit)."""
+        """The empty ack-ack, once the ack is durable (group commit; replicated: committed)."""
         try:
             if self._ack_buf or self._none_last is not None:
                 self._flush_acks()
-            waiter = self.stream.store.sync()
+            waiter = self._durable()
         except Exception:
             waiter = None
         self._sync_scheduled = False
         if waiter is None or (hasattr(waiter, "done") and waiter.done()):
+            if waiter is not None and not waiter.cancelled() and waiter.exception() is not None:
+                return  # leadership moved before the ack committed: no ack-ack, the client retries
             self.server.send_internal(self.account, reply, b"", b"", b"")
             return
 
@@ -1181,7 +1192,9 @@ class Consumer:
         out["num_waiting"] = self.num_waiting()
         out["num_pending"] = self.num_pending()
         replicated = getattr(self.stream, "replicated", None)
-        if replicated is not None:
+        if self.clustered is not None:
+            out["cluster"] = self.clustered.cluster_info()
+        elif replicated is not None:
             # clustered: the consumer runs on this server alone (R1), nats-server's shape for an R1 group
             out["cluster"] = replicated.consumer_cluster_info()
         if self.push and self.account.sublist.has_interest(self.deliver_subject):
@@ -1274,9 +1287,14 @@ def create_consumer(
     *,
     now: Callable[[], int] | None = None,
     assigned_name: str = "",
+    store: Any = None,
+    created: int = 0,
+    clustered: Any = None,
 ) -> Consumer:
     """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8).
-    `assigned_name`: the name a cluster's meta leader chose for an unnamed ephemeral consumer."""
+    `assigned_name`: the name a cluster's meta leader chose for an unnamed ephemeral consumer;
+    `store`, `created`, `clustered`: a replicated consumer's store, creation time and group member
+    (cluster/consumer.py)."""
     jsa = stream.host
     account_max_ack = jsa.limit("max_ack_pending") if hasattr(jsa, "limit") else -1
     if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
@@ -1332,7 +1350,15 @@ def create_consumer(
     elif name != assigned_name or config.name or config.durable_name:
         config.name = name
     set_static_metadata(config)
-    consumer = Consumer(stream, name, config, (now or time.time_ns)(), _open_store(stream, name, config), now=now)
+    consumer = Consumer(
+        stream,
+        name,
+        config,
+        created or (now or time.time_ns)(),
+        store if store is not None else _open_store(stream, name, config),
+        now=now,
+    )
+    consumer.clustered = clustered
     consumer.set_start_position()
     consumer.save_config()
     consumer.store.update(consumer.state_snapshot())
@@ -1409,6 +1435,8 @@ def recover_consumers(stream: Any) -> None:
                 store.delete()
                 continue
             document = json.loads(raw)
+            if document.get("group"):
+                continue  # a replicated consumer: its Raft group runs it (cluster/consumer.py)
             config = decode_consumer_config(document["config"])
             created = parse_time_ns(document.get("created", "0001-01-01T00:00:00Z"))
             consumer = Consumer(stream, name, config, created, store)

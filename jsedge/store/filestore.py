@@ -647,7 +647,7 @@ _LOG_NAME = re.compile(r"^state\.(\d{8})\.log$")
 _COMPACT_MIN = 64 * 1024
 
 
-def _encode_snapshot(state: ConsumerState) -> bytes:
+def encode_consumer_state(state: ConsumerState) -> bytes:
     out = bytearray(
         _SNAP_HEAD.pack(
             _C_SNAPSHOT,
@@ -666,7 +666,7 @@ def _encode_snapshot(state: ConsumerState) -> bytes:
     return bytes(out)
 
 
-def _decode_snapshot(blob: bytes) -> ConsumerState:
+def decode_consumer_state(blob: bytes) -> ConsumerState:
     _, dc, ds, fc, fs, npend, nred = _SNAP_HEAD.unpack_from(blob, 0)
     state = ConsumerState(SequencePair(dc, ds), SequencePair(fc, fs))
     pos = _SNAP_HEAD.size
@@ -720,7 +720,7 @@ class FileConsumerStore:
                 if state is None:
                     if blob[:1] != bytes((_C_SNAPSHOT,)):
                         break
-                    state = _decode_snapshot(blob)
+                    state = decode_consumer_state(blob)
                     continue
                 self._apply(state, blob)
             if state is not None:
@@ -744,7 +744,7 @@ class FileConsumerStore:
             _, cseq, sseq = _ACK.unpack(blob)
             apply_ack(state, cseq, sseq)
         elif op == _C_SNAPSHOT:
-            new = _decode_snapshot(blob)
+            new = decode_consumer_state(blob)
             state.delivered, state.ack_floor = new.delivered, new.ack_floor
             state.pending, state.redelivered = new.pending, new.redelivered
 
@@ -757,7 +757,7 @@ class FileConsumerStore:
         self._path = str(self.directory / f"state.{gen:08d}.log")
         self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         self._size = self._flushed = 0
-        snapshot = _encode_snapshot(self._state)
+        snapshot = encode_consumer_state(self._state)
         self._snapshot_size = len(snapshot)
         self._size += codec.encode_blob(self._buf, snapshot)
         self._flush()
@@ -807,7 +807,7 @@ class FileConsumerStore:
     def update(self, state: ConsumerState) -> None:
         self._check()
         self._state = copy_state(state)
-        self._record(_encode_snapshot(self._state))
+        self._record(encode_consumer_state(self._state))
 
     def update_delivered(self, consumer_seq: int, stream_seq: int, delivery_count: int, ts: int) -> None:
         self._check()

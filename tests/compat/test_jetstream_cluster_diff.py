@@ -3,8 +3,8 @@ cluster and a three-node nats-server 2.15.1 cluster, through a client on the fir
 be equal once times, ids, leader names, peer ids and the replicas' momentary progress are masked (the
 `cluster` block is compared by shape: name, group kind, leader present, replica count).
 
-Consumers are created on an R1 stream: an R3 stream's consumers are replicated in nats-server and R1
-in jsedge until replicated consumers exist (README, "What is replicated")."""
+Consumers are scripted on an R1 stream and on an R3 stream, whose durable consumers get their own
+Raft group (C-R3F) on both servers."""
 
 from __future__ import annotations
 
@@ -197,6 +197,38 @@ def test_consumer_api_on_a_cluster_diff() -> None:
             (API + "CONSUMER.DELETE.ONE.D", None),
             (API + "CONSUMER.INFO.ONE.D", None),  # 10014 once deleted (names may lag in nats-server)
             (API + "STREAM.DELETE.ONE", None),
+        ]
+    )
+
+
+def test_replicated_consumer_api_diff() -> None:
+    """Consumers of an R3 stream: durables are replicated (C-R3F), a consumer may ask for one replica,
+    an ephemeral of a limits stream is R1; info, stepdown (with a preferred server that is no member)
+    and delete answer alike."""
+    three = {"name": "TRI", "subjects": ["tri.>"], "num_replicas": 3}
+    durable = {"stream_name": "TRI", "config": {"durable_name": "D", "ack_policy": "explicit"}}
+    single = {"stream_name": "TRI", "config": {"durable_name": "S", "ack_policy": "explicit", "num_replicas": 1}}
+    mem = {"stream_name": "TRI", "config": {"durable_name": "M", "ack_policy": "explicit", "mem_storage": True}}
+    too_many = {"stream_name": "TRI", "config": {"durable_name": "X", "num_replicas": 5}}
+    _assert_same(
+        [
+            (API + "STREAM.CREATE.TRI", three),
+            ("tri.a", b"1"),
+            ("tri.b", b"2"),
+            (API + "CONSUMER.CREATE.TRI.D", durable),
+            (API + "CONSUMER.INFO.TRI.D", None),
+            (API + "CONSUMER.CREATE.TRI.S", single),
+            (API + "CONSUMER.INFO.TRI.S", None),
+            (API + "CONSUMER.CREATE.TRI.M", mem),
+            (API + "CONSUMER.CREATE.TRI.X", too_many),
+            (API + "CONSUMER.LEADER.STEPDOWN.TRI.D", b'{"placement":{"preferred":"nowhere"}}'),
+            (API + "CONSUMER.LEADER.STEPDOWN.TRI.D", b'{"placement":{"tags":["nowhere"]}}'),
+            (API + "STREAM.LEADER.STEPDOWN.TRI", b'{"placement":{"preferred":"nowhere"}}'),
+            (API + "STREAM.LEADER.STEPDOWN.TRI", b'{"placement":{"tags":["nowhere"]}}'),
+            (API + "CONSUMER.LEADER.STEPDOWN.TRI.S", None),  # R1: nothing to step down from
+            (API + "CONSUMER.DELETE.TRI.D", None),
+            (API + "CONSUMER.INFO.TRI.D", None),
+            (API + "STREAM.DELETE.TRI", None),
         ]
     )
 

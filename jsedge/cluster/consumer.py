@@ -1,0 +1,477 @@
+"""A replicated consumer of a JetStream cluster (layer 6): the Raft group `C-R<n><F|M>-xxxxxxxx` that
+replicates one consumer's delivery and ack state (nats-server's clustered consumers).
+
+Every peer of the group keeps the consumer's state in its stream replica's ConsumerStore, beside the
+messages, as one node does. Only the group's leader runs the `Consumer` (delivery, pull requests,
+acks, redelivery timers). Its store writes are not written locally: `ReplicatedConsumerStore`
+proposes them, and every peer, the leader included, writes them to its store when they commit. The
+Raft log's apply is therefore the one write point for deliveries (`update_delivered`), acks
+(`update_acks`) and the rarer full states (`update`); the ack-floor rule is the store's
+(`store._core.apply_delivered` / `apply_ack`), on every replica.
+
+Leadership: a new leader waits until it applied its whole log, then builds the Consumer from its
+store's state (`restore_state`), or, for a group that never recorded a state (a consumer being
+created), creates it (start position from its replica of the stream) and answers the create request.
+A leader that loses leadership stops its Consumer; deliveries it made that did not commit are made
+again by the next leader (at-least-once), and its waiting pull requests expire at the client.
+
+An ack that asked for a reply (AckSync, double ack) is answered only once the ack committed on a
+majority (`sync()`): an acknowledged ack is never undone by a failover.
+
+Entry encoding (ours; only jsedge nodes read it): one entry carries the ops one event-loop turn
+produced, each a kind byte and uvarints:
+  0x01 delivered  consumer seq, stream seq, delivery count, zigzag(timestamp ns)
+  0x02 ack        consumer seq, stream seq
+  0x03 state      length, then the consumer store's snapshot encoding (`encode_consumer_state`)
+A snapshot of the group (log compaction, install-snapshot) is a flag byte (1: a state was
+recorded) followed by that same state encoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from jsedge.cluster.group import RaftGroup
+from jsedge.cluster.types import Entry, SnapshotMeta
+from jsedge.store.base import ConsumerState
+from jsedge.store.filestore import decode_consumer_state, encode_consumer_state
+
+OP_DELIVERED = 1
+OP_ACK = 2
+OP_STATE = 3
+
+#: Compact a consumer group's log after this many applied entries (each a turn's worth of ops).
+COMPACT_EVERY = int(os.environ.get("JSEDGE_RAFT_COMPACT_EVERY") or 8192)
+
+
+def _uvarint(value: int, out: bytearray) -> None:
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(data):
+            raise ValueError("truncated varint")
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _zigzag(value: int) -> int:
+    return value * 2 if value >= 0 else -value * 2 - 1
+
+
+def _unzigzag(value: int) -> int:
+    return value // 2 if not value & 1 else -(value + 1) // 2
+
+
+def encode_delivered(out: bytearray, consumer_seq: int, stream_seq: int, count: int, ts: int) -> None:
+    out.append(OP_DELIVERED)
+    _uvarint(consumer_seq, out)
+    _uvarint(stream_seq, out)
+    _uvarint(count, out)
+    _uvarint(_zigzag(ts), out)
+
+
+def encode_ack(out: bytearray, consumer_seq: int, stream_seq: int) -> None:
+    out.append(OP_ACK)
+    _uvarint(consumer_seq, out)
+    _uvarint(stream_seq, out)
+
+
+def encode_state(out: bytearray, state: ConsumerState) -> None:
+    blob = encode_consumer_state(state)
+    out.append(OP_STATE)
+    _uvarint(len(blob), out)
+    out += blob
+
+
+def apply_ops(store: Any, data: bytes) -> bool:
+    """Write one entry's ops to a ConsumerStore; True when it carried a full state. A malformed
+    entry raises ValueError before anything is written."""
+    ops: list[tuple[int, tuple[Any, ...]]] = []
+    pos = 0
+    end = len(data)
+    while pos < end:
+        op = data[pos]
+        pos += 1
+        if op == OP_DELIVERED:
+            dseq, pos = _read_uvarint(data, pos)
+            sseq, pos = _read_uvarint(data, pos)
+            count, pos = _read_uvarint(data, pos)
+            ts, pos = _read_uvarint(data, pos)
+            ops.append((op, (dseq, sseq, count, _unzigzag(ts))))
+        elif op == OP_ACK:
+            dseq, pos = _read_uvarint(data, pos)
+            sseq, pos = _read_uvarint(data, pos)
+            ops.append((op, (dseq, sseq)))
+        elif op == OP_STATE:
+            length, pos = _read_uvarint(data, pos)
+            if pos + length > end:
+                raise ValueError("state beyond the end")
+            try:
+                state = decode_consumer_state(data[pos : pos + length])
+            except Exception as exc:
+                raise ValueError(f"bad consumer state: {exc}") from None
+            pos += length
+            ops.append((op, (state,)))
+        else:
+            raise ValueError(f"unknown consumer op {op}")
+    full = False
+    for op, args in ops:
+        if op == OP_DELIVERED:
+            store.update_delivered(*args)
+        elif op == OP_ACK:
+            store.update_acks(*args)
+        else:
+            store.update(args[0])
+            full = True
+    return full
+
+
+class ReplicatedConsumerStore:
+    """The ConsumerStore the leader's Consumer writes to: reads and config go to the local store,
+    state changes are proposed to the group (one entry per event-loop turn)."""
+
+    def __init__(self, owner: ClusteredConsumer) -> None:
+        self.owner = owner
+        self.local = owner.store
+        self._buf = bytearray()
+        self._scheduled = False
+        self._last: asyncio.Future[Any] | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return bool(getattr(self.local, "deleted", False))
+
+    # reads and config: the local replica
+    def load(self) -> tuple[bytes | None, ConsumerState]:
+        return self.local.load()  # type: ignore[no-any-return]
+
+    def state(self) -> ConsumerState:
+        return self.local.state()  # type: ignore[no-any-return]
+
+    def save_config(self, config_json: bytes) -> None:
+        self.owner.save_config(config_json)
+
+    def delete(self) -> None:
+        self.owner.delete_store()
+
+    # state changes: proposed
+    def update(self, state: ConsumerState) -> None:
+        encode_state(self._buf, state)
+        self._schedule()
+
+    def update_delivered(self, consumer_seq: int, stream_seq: int, delivery_count: int, ts: int) -> None:
+        encode_delivered(self._buf, consumer_seq, stream_seq, delivery_count, ts)
+        self._schedule()
+
+    def update_acks(self, consumer_seq: int, stream_seq: int) -> None:
+        encode_ack(self._buf, consumer_seq, stream_seq)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self.owner.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._buf:
+            return
+        data = bytes(self._buf)
+        self._buf.clear()
+        group = self.owner.group
+        if group is None:
+            return
+        fut = group.propose(data)
+        fut.add_done_callback(_retrieve)
+        self._last = fut
+
+    def sync(self) -> asyncio.Future[Any]:
+        """Done when everything written so far committed on a majority (and applied here); failed
+        when leadership moved first."""
+        self.flush()
+        last = self._last
+        if last is not None:
+            return last
+        fut: asyncio.Future[Any] = self.owner.loop.create_future()
+        fut.set_result(None)
+        return fut
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class ClusteredConsumer:
+    """This server's member of one consumer's Raft group."""
+
+    def __init__(self, coordinator: Any, replica: Any, assignment: Any) -> None:
+        self.coordinator = coordinator
+        self.server = coordinator.server
+        self.loop = self.server.loop
+        self.replica = replica
+        self.assignment = assignment
+        self.name: str = assignment.name
+        self.group_name: str = assignment.group
+        self.group: RaftGroup | None = None
+        self.store: Any = None
+        #: the running Consumer (on the leader only)
+        self.consumer: Any = None
+        self.leader_since = 0
+        self.has_state = False
+        #: the last create/update request of the assignment, answered by the leader
+        self.command: dict[str, Any] = {}
+        self._lead_at = -1
+        self._stopped = False
+        self._applied_since_compact = 0
+        self._compacting = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _config(self) -> Any:
+        from jsedge.jetstream.models import decode_consumer_config
+
+        return decode_consumer_config(self.assignment.config)
+
+    def _memory(self) -> bool:
+        return bool(self.replica.stream.config.storage == "memory" or self.assignment.config.get("mem_storage"))
+
+    def open(self, command: dict[str, Any]) -> None:
+        from jsedge.store.memstore import MemConsumerStore
+
+        self.command = command
+        stream = self.replica.stream
+        memory = self._memory()
+        self.store = MemConsumerStore(self.name) if memory else stream.store.consumer_store(self.name)
+        raw, _state = self.store.load()
+        try:
+            document = json.loads(raw) if raw else {}
+        except ValueError:
+            document = {}
+        self.has_state = document.get("group") == self.group_name and bool(document.get("state"))
+        self._write_config()
+        coordinator = self.coordinator
+        peers = tuple(self.assignment.peers)
+        directory = None if memory else coordinator.group_dir(self.group_name)
+        self.group = RaftGroup(
+            self.group_name, directory, coordinator.me, peers, coordinator.transport, self.server, self
+        )
+        self.group.start(campaign=bool(peers) and peers[0] == coordinator.me)
+
+    def _write_config(self) -> None:
+        from jsedge.jetstream.models import format_time_ns
+
+        document = {
+            "config": self.assignment.config,
+            "created": format_time_ns(self.assignment.created),
+            "name": self.name,
+            "group": self.group_name,
+            "state": self.has_state,
+        }
+        self.save_config(json.dumps(document).encode())
+
+    def save_config(self, config_json: bytes) -> None:
+        """The consumer's config file, marked with its group so a restart does not run it alone
+        (`recover_consumers` skips it; the meta group brings the group back)."""
+        try:
+            document = json.loads(config_json)
+        except ValueError:
+            document = {}
+        document["group"] = self.group_name
+        document["state"] = self.has_state
+        store = self.store
+        if store is not None and not getattr(store, "deleted", False):
+            store.save_config(json.dumps(document).encode())
+
+    def delete_store(self) -> None:
+        store = self.store
+        if store is not None and not getattr(store, "deleted", False):
+            try:
+                store.delete()
+            except Exception:
+                pass
+
+    def update(self, assignment: Any, command: dict[str, Any]) -> None:
+        """The meta group applied a new config for this consumer (an update)."""
+        self.assignment = assignment
+        self.command = command
+        self._write_config()
+        if self.consumer is not None and not self.consumer.closed:
+            self.coordinator.cluster_api.host_consumer(self.replica, assignment, command, clustered=self)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._stop_consumer(deleted=False)
+        if self.group is not None:
+            self.group.stop()
+
+    def delete(self) -> None:
+        """The consumer was deleted (meta group): stop everything and remove its state and log."""
+        self._stopped = True
+        consumer = self.consumer
+        self.consumer = None
+        stream = self.replica.stream
+        if consumer is not None and not consumer.closed and stream is not None:
+            if stream.consumers.get(self.name) is consumer:
+                from jsedge.jetstream.consumer import delete_consumer
+
+                try:
+                    delete_consumer(stream, self.name)
+                except Exception:
+                    pass
+            else:
+                consumer.stop(deleted=True)
+        if self.group is not None:
+            self.group.delete()
+        self.delete_store()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.group is not None and self.group.is_leader
+
+    # ------------------------------------------------------------------ StateMachine
+
+    def apply(self, entry: Entry) -> Any:
+        if apply_ops(self.store, entry.data) and not self.has_state:
+            self.has_state = True
+            self._write_config()
+        self._applied_since_compact += 1
+        if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
+            self._compact()
+        return None
+
+    def applied_upto(self, index: int) -> None:
+        if 0 <= self._lead_at <= index:
+            self._lead_at = -1
+            self.loop.call_soon(self._lead)
+
+    def snapshot(self) -> bytes:
+        return bytes((1 if self.has_state else 0,)) + encode_consumer_state(self.store.state())
+
+    async def restore(self, meta: SnapshotMeta, data: bytes, leader: str) -> None:
+        if not data:
+            return
+        self.store.update(decode_consumer_state(data[1:]))
+        if data[0] and not self.has_state:
+            self.has_state = True
+            self._write_config()
+
+    def leader_changed(self, is_leader: bool, leader: str) -> None:
+        if self._stopped:
+            return
+        stream_name = f"'{self.replica.jsa.name} > {self.replica.name} > {self.name}'"
+        if is_leader:
+            self.leader_since = time.time_ns()
+            self.server.logger.info(f"JetStream cluster new consumer leader for {stream_name}")
+            assert self.group is not None
+            # run the consumer only once the whole log (up to this term's first entry) is applied
+            self._lead_at = self.group.node.last_index
+            if self.group.applied >= self._lead_at:
+                self._lead_at = -1
+                self.loop.call_soon(self._lead)
+        else:
+            self._lead_at = -1
+            if leader:
+                self.leader_since = time.time_ns()
+            elif self.consumer is not None:
+                self.server.logger.warn(f"JetStream cluster consumer {stream_name} has NO quorum, stalled")
+            self._stop_consumer(deleted=False)
+
+    # ------------------------------------------------------------------ the leader's Consumer
+
+    def _lead(self) -> None:
+        if self._stopped or not self.is_leader or self.consumer is not None:
+            return
+        stream = self.replica.stream
+        if stream is None:
+            return
+        store = ReplicatedConsumerStore(self)
+        if self.has_state:
+            from jsedge.jetstream.consumer import Consumer, attach
+
+            _raw, state = self.store.load()
+            consumer = Consumer(stream, self.name, self._config(), self.assignment.created, store)
+            consumer.clustered = self
+            consumer.restore_state(state)
+            self.consumer = consumer
+            attach(stream, consumer)
+            return
+        # a consumer being created: the first leader makes it and answers the request
+        self.consumer = self.coordinator.cluster_api.host_consumer(
+            self.replica, self.assignment, self.command, clustered=self, store=store
+        )
+
+    def _stop_consumer(self, *, deleted: bool) -> None:
+        consumer = self.consumer
+        self.consumer = None
+        if consumer is None:
+            return
+        stream = self.replica.stream
+        if stream is not None and stream.consumers.get(self.name) is consumer:
+            del stream.consumers[self.name]
+        consumer.stop(deleted=deleted)
+
+    def step_down(self, preferred: str = "") -> None:
+        if self.group is not None and self.group.is_leader:
+            if preferred:
+                self.group.transfer(preferred)
+            else:
+                self.group.step_down()
+
+    def cluster_info(self) -> dict[str, Any]:
+        from jsedge.cluster.report import group_cluster_info
+
+        group = self.group
+        leader_since = int(self.leader_since or 0) if group is not None and group.is_leader else 0
+        return group_cluster_info(self.coordinator, group, self.group_name, leader_since)
+
+    # ------------------------------------------------------------------ log compaction
+
+    def _compact(self) -> None:
+        group = self.group
+        stream = self.replica.stream
+        if group is None or self._stopped or stream is None:
+            return
+        self._compacting = True
+        self._applied_since_compact = 0
+        mark = group.applied
+        waiter = stream.store.sync()
+
+        def synced(_fut: Any = None) -> None:
+            self._compacting = False
+            if self._stopped or group.stopped:
+                return
+            group.compact(mark)
+
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(synced)
+        else:
+
+            async def wait() -> None:
+                try:
+                    await waiter
+                except Exception:
+                    self._compacting = False
+                    return
+                synced()
+
+            self.loop.create_task(wait())
+
+
+__all__ = ["ClusteredConsumer", "ReplicatedConsumerStore", "apply_ops"]

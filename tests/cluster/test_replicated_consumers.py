@@ -1,0 +1,224 @@
+"""Replicated consumers (C-R3F groups) on real jsedge processes through nats-py: the consumer's
+delivery and ack state survives its leader's kill -9 and a restart of every node, stepdown hands
+leadership over, a work-queue message acked with ack_sync never comes back, and consumer info shows
+the group (spec/clustering.md §4, consumers.md)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from helpers import acheck_for
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError
+from test_jetstream_cluster import add_stream, connect, js_cluster
+
+pytestmark = pytest.mark.timeout(150)
+
+
+def _index(server_name: str) -> int:
+    return int(server_name[1:]) - 1
+
+
+async def _consumer_info(js, stream: str, name: str, *, want_leader: bool = True):
+    """Consumer info, retried while the consumer's group elects a leader."""
+
+    async def attempt():
+        try:
+            ci = await js.consumer_info(stream, name)
+        except (TimeoutError, NatsTimeout):
+            return None
+        except APIError as exc:
+            if exc.err_code in (10008, 10014):  # leaderless, or not found on a server that lost it
+                return None
+            raise
+        if want_leader and (ci.cluster is None or not ci.cluster.leader):
+            return None
+        return ci
+
+    return await acheck_for(30, attempt, interval=0.2)
+
+
+async def _fetch(sub, n: int, deadline: float = 20):
+    """Fetch `n` messages, retrying while a consumer leader changes."""
+    got = []
+
+    async def attempt():
+        try:
+            msgs = await sub.fetch(n - len(got), timeout=1)
+        except (TimeoutError, NatsTimeout):
+            return len(got) >= n
+        got.extend(msgs)
+        return len(got) >= n
+
+    await acheck_for(deadline, attempt, interval=0.05)
+    return got
+
+
+async def _ack_sync(msg, deadline: float = 20) -> None:
+    async def attempt():
+        try:
+            await msg.ack_sync(timeout=1)
+            return True
+        except (TimeoutError, NatsTimeout):
+            return False
+
+    await acheck_for(deadline, attempt, interval=0.05)
+
+
+async def test_consumer_group_info_and_failover_keeps_acks() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="ORD", subjects=["ord.>"], num_replicas=3)
+            for i in range(20):
+                await js.publish("ord.x", str(i).encode())
+            sub = await js.pull_subscribe("ord.>", durable="proc", stream="ORD")
+            ci = await _consumer_info(js, "ORD", "proc")
+            assert ci.cluster.raft_group.startswith("C-R3F-")
+            assert len(ci.cluster.replicas) == 2
+            assert {r.name for r in ci.cluster.replicas} | {ci.cluster.leader} == {"n1", "n2", "n3"}
+            msgs = await _fetch(sub, 10)
+            assert [m.data for m in msgs] == [str(i).encode() for i in range(10)]
+            for m in msgs:
+                await _ack_sync(m)
+            # the consumer's leader dies: another replica leads from the replicated state
+            leader = ci.cluster.leader
+            victim = _index(leader)
+            if victim == 0:
+                await nc.close()
+                nc = await connect(cluster[1])
+                js = nc.jetstream(timeout=3)
+                sub = await js.pull_subscribe_bind("proc", stream="ORD")
+            cluster.kill(victim)
+
+            async def new_leader():
+                ci = await _consumer_info(js, "ORD", "proc")
+                return ci if ci.cluster.leader != leader else None
+
+            ci = await acheck_for(30, new_leader, interval=0.2)
+            assert ci.ack_floor.stream_seq == 10
+            assert ci.delivered.stream_seq == 10
+            assert ci.num_pending == 10 and ci.num_ack_pending == 0
+            rest = await _fetch(sub, 10)
+            assert [m.data for m in rest] == [str(i).encode() for i in range(10, 20)]
+            for m in rest:
+                await _ack_sync(m)
+            cluster.restart(victim)
+            ci = await _consumer_info(js, "ORD", "proc")
+            assert ci.ack_floor.stream_seq == 20 and ci.num_ack_pending == 0 and ci.num_pending == 0
+        finally:
+            await nc.close()
+
+
+async def test_consumer_stepdown_and_full_restart_keep_state() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="EV", subjects=["ev.>"], num_replicas=3)
+            for i in range(10):
+                await js.publish("ev.x", str(i).encode())
+            sub = await js.pull_subscribe("ev.>", durable="d", stream="EV")
+            msgs = await _fetch(sub, 4)
+            for m in msgs:
+                await _ack_sync(m)
+            ci = await _consumer_info(js, "EV", "d")
+            before = ci.cluster.leader
+            reply = await nc.request("$JS.API.CONSUMER.LEADER.STEPDOWN.EV.d", b"", timeout=3)
+            assert reply.data == b'{"type":"io.nats.jetstream.api.v1.consumer_leader_stepdown_response","success":true}'
+
+            async def moved():
+                ci = await _consumer_info(js, "EV", "d")
+                return ci if ci.cluster.leader != before else None
+
+            ci = await acheck_for(30, moved, interval=0.2)
+            assert ci.ack_floor.stream_seq == 4 and ci.num_pending == 6
+            # the preferred placement must name a member of the group
+            bad = await nc.request(
+                "$JS.API.CONSUMER.LEADER.STEPDOWN.EV.d", b'{"placement":{"preferred":"nope"}}', timeout=3
+            )
+            assert b'"err_code":10005' in bad.data
+        finally:
+            await nc.close()
+        for index in range(3):
+            cluster.kill(index)
+        for index in range(3):
+            cluster.restart(index)
+        cluster.wait_mesh()
+        nc = await connect(cluster[2])
+        try:
+            js = nc.jetstream(timeout=3)
+            ci = await _consumer_info(js, "EV", "d")
+            assert ci.ack_floor.stream_seq == 4 and ci.num_pending == 6 and ci.num_ack_pending == 0
+            sub = await js.pull_subscribe_bind("d", stream="EV")
+            rest = await _fetch(sub, 6)
+            assert [m.data for m in rest] == [str(i).encode() for i in range(4, 10)]
+        finally:
+            await nc.close()
+
+
+async def test_work_queue_acked_messages_never_come_back_after_failover() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[1])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="WQ", subjects=["wq.>"], num_replicas=3, retention="workqueue")
+            for i in range(30):
+                await js.publish("wq.x", str(i).encode())
+            sub = await js.pull_subscribe("wq.>", durable="workers", stream="WQ")
+            done = set()
+            msgs = await _fetch(sub, 15)
+            for m in msgs:
+                await _ack_sync(m)
+                done.add(m.data)
+            ci = await _consumer_info(js, "WQ", "workers")
+            victim = _index(ci.cluster.leader)
+            if victim == 1:
+                await nc.close()
+                nc = await connect(cluster[2])
+                js = nc.jetstream(timeout=3)
+                sub = await js.pull_subscribe_bind("workers", stream="WQ")
+            cluster.kill(victim)
+            rest = await _fetch(sub, 15, deadline=40)
+            again = [m.data for m in rest if m.data in done]
+            assert again == [], f"acknowledged work came back: {again}"
+            for m in rest:
+                await _ack_sync(m)
+                done.add(m.data)
+            assert done == {str(i).encode() for i in range(30)}
+
+            async def drained():
+                try:
+                    return (await js.stream_info("WQ")).state.messages == 0
+                except (TimeoutError, NatsTimeout):
+                    return False
+
+            await acheck_for(20, drained, interval=0.2)
+        finally:
+            await nc.close()
+
+
+async def test_ephemeral_of_a_limits_stream_stays_r1_and_r1_consumers_keep_working() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="LIM", subjects=["lim.>"], num_replicas=3)
+            await js.publish("lim.x", b"1")
+            sub = await js.pull_subscribe("lim.>", stream="LIM")  # ephemeral
+            ci = await sub.consumer_info()
+            assert ci.cluster is not None and not ci.cluster.raft_group
+            await js.add_consumer("LIM", durable_name="one", num_replicas=1, ack_policy="explicit")
+            ci = await _consumer_info(js, "LIM", "one")
+            assert not ci.cluster.raft_group and not ci.cluster.replicas
+            msgs = await _fetch(sub, 1)
+            assert msgs[0].data == b"1"
+            await asyncio.sleep(0)
+        finally:
+            await nc.close()
