@@ -305,15 +305,10 @@ class ClusterAPI:
         """(peers, Raft group) of a new consumer: nats-server's replica count (`num_replicas`, else
         the stream's; an unnamed-replicas ephemeral of a limits stream is R1), on the stream's
         peers with its leader first (the group's first leader); R1 has no group."""
+        from jsedge.cluster.meta import consumer_replicas
         from jsedge.cluster.peers import group_name
-        from jsedge.jetstream.consumerconfig import is_durable
 
-        replicas = config.num_replicas
-        if replicas == 0 or replicas > len(sa.peers):
-            if not is_durable(config) and stream_config.retention == "limits" and replicas == 0:
-                replicas = 1
-            else:
-                replicas = len(sa.peers)
+        replicas = consumer_replicas(encode(config), sa.config, len(sa.peers))
         first = self._consumer_host(sa)
         if replicas <= 1:
             return [first], ""

@@ -259,20 +259,22 @@ class ClusteredConsumer:
         stream = self.replica.stream
         memory = self._memory()
         self.store = MemConsumerStore(self.name) if memory else stream.store.consumer_store(self.name)
-        raw, _state = self.store.load()
-        try:
-            document = json.loads(raw) if raw else {}
-        except ValueError:
-            document = {}
-        self.has_state = document.get("group") == self.group_name and bool(document.get("state"))
-        self._write_config()
         coordinator = self.coordinator
+        me = coordinator.me
+        seed = self.assignment.seed
+        self.has_state = _holds_state(self.store, self.group_name, seed == me)
+        self._write_config()
         peers = tuple(self.assignment.peers)
+        seeding = None
+        if seed == me:
+            # a replica change: this store's state is the new group's snapshot at index 1
+            seeding = (SnapshotMeta(1, 1, peers), self.snapshot())
+        elif seed:
+            peers = ()  # learn the membership from the seed (never campaign without its state)
         directory = None if memory else coordinator.group_dir(self.group_name)
-        self.group = RaftGroup(
-            self.group_name, directory, coordinator.me, peers, coordinator.transport, self.server, self
-        )
-        self.group.start(campaign=bool(peers) and peers[0] == coordinator.me)
+        self.group = RaftGroup(self.group_name, directory, me, peers, coordinator.transport, self.server, self)
+        first = seed == me if seed else bool(peers) and peers[0] == me
+        self.group.start(seed=seeding, campaign=first)
 
     def _write_config(self) -> None:
         from jsedge.jetstream.models import format_time_ns
@@ -306,6 +308,15 @@ class ClusteredConsumer:
                 store.delete()
             except Exception:
                 pass
+
+    def retire(self, *, keep_store: bool) -> None:
+        """The consumer moved to a new group (its stream changed replicas): leave this one, deleting
+        its log, and its state unless this server is a member of the new group."""
+        self.stop()
+        if self.group is not None:
+            self.group.delete()
+        if not keep_store:
+            self.delete_store()
 
     def update(self, assignment: Any, command: dict[str, Any]) -> None:
         """The meta group applied a new config for this consumer (an update)."""
@@ -474,4 +485,40 @@ class ClusteredConsumer:
             self.loop.create_task(wait())
 
 
-__all__ = ["ClusteredConsumer", "ReplicatedConsumerStore", "apply_ops"]
+def _holds_state(store: Any, group: str, seeding: bool) -> bool:
+    """Does this consumer store hold a state to continue from? Its config file says so: written
+    by this group (with `state` once one was recorded), by an R1 consumer (always), or by an earlier
+    group when this server seeds the new one."""
+    raw, _state = store.load()
+    if raw is None:
+        return False
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return False
+    owner = document.get("group") or ""
+    return bool(document.get("state", True)) and (not owner or owner == group or seeding)
+
+
+def run_local(coordinator: Any, replica: Any, ca: Any, command: dict[str, Any] | None = None) -> Any:
+    """Run an R1 consumer on this server (the one it is placed on): continue from the state its
+    store holds here (a restart, a replica change that made it R1), else create it."""
+    from jsedge.jetstream.consumer import Consumer, attach
+    from jsedge.jetstream.models import decode_consumer_config
+
+    stream = replica.stream
+    if ca.name in stream.consumers:
+        return coordinator.cluster_api.host_consumer(replica, ca, command or {})
+    memory = stream.config.storage == "memory" or ca.config.get("mem_storage")
+    if not memory and ca.config.get("durable_name"):
+        store = stream.store.consumer_store(ca.name)
+        if _holds_state(store, "", True):
+            _raw, state = store.load()
+            consumer = Consumer(stream, ca.name, decode_consumer_config(ca.config), ca.created, store)
+            consumer.restore_state(state)
+            attach(stream, consumer)
+            return consumer
+    return coordinator.cluster_api.host_consumer(replica, ca, command or {})
+
+
+__all__ = ["ClusteredConsumer", "ReplicatedConsumerStore", "apply_ops", "run_local"]

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from jsedge.cluster.api import FRESH as FRESH_REQUEST
 from jsedge.cluster.api import ClusterAPI, answer_assignment
 from jsedge.cluster.group import RaftGroup
 from jsedge.cluster.meta import MetaChange, MetaState, StreamAssignment, decode_command, encode_command
@@ -368,7 +369,7 @@ class JetStreamCluster:
         for key in wanted:
             replica = self._ensure_replica(state.streams[key])
             if replica is not None:
-                self._ensure_consumer_groups(replica, state.streams[key])
+                self._reconcile_consumers(replica, state.streams[key])
 
     def on_meta_change(self, change: MetaChange, command: dict[str, Any]) -> None:
         op = change.op
@@ -391,7 +392,7 @@ class JetStreamCluster:
                     if op == "stream":
                         self._answer_create(replica, command, existed=change.previous is not None)
                     elif regrouped:
-                        self._host_moved_consumers(replica, sa)
+                        self._reconcile_consumers(replica, sa)
                         if sa.seed == self.me:
                             self._answer_regroup(replica, command)
                     else:
@@ -435,18 +436,39 @@ class JetStreamCluster:
             return
         if not ca.peers or ca.peers[0] != self.me:
             return
-        self.cluster_api.host_consumer(replica, ca, command)
+        if command.get("reply") and time.time_ns() - int(command.get("ts", 0)) <= FRESH_REQUEST:
+            self.cluster_api.host_consumer(replica, ca, command)
+        else:
+            # not a request being answered (a replay of the meta log after a restart, a re-placed
+            # consumer): continue from the state stored here rather than create it afresh
+            from jsedge.cluster.consumer import run_local
+
+            member = replica.consumer_groups.pop(ca.name, None)
+            if member is not None:
+                member.retire(keep_store=True)
+            run_local(self, replica, ca, command)
 
     def _ensure_consumer_group(self, replica: ClusteredStream, ca: Any, command: dict[str, Any]) -> None:
-        """A replicated consumer: its members join its Raft group (the leader runs and answers)."""
+        """A replicated consumer: its members join its Raft group (the leader runs and answers). A
+        member of the consumer's previous group (a replica change) leaves it, keeping its store when
+        it stays a member (the seed continues from it; the others are brought to the seed's)."""
         from jsedge.cluster.consumer import ClusteredConsumer
 
+        stream = replica.stream
+        stays = self.me in ca.peers
         member = replica.consumer_groups.get(ca.name)
         if member is not None and member.group_name != ca.group:
             replica.consumer_groups.pop(ca.name, None)
-            member.delete()
+            member.retire(keep_store=stays)
             member = None
-        if self.me not in ca.peers:
+        running = stream.consumers.get(ca.name) if stream is not None else None
+        if running is not None and running.clustered is None:
+            # it ran here alone (R1) until now: stop it; its store seeds the group
+            del stream.consumers[ca.name]
+            running.stop()
+            if not stays:
+                running.store.delete()
+        if not stays:
             return
         if member is not None:
             member.update(ca, command)
@@ -459,18 +481,25 @@ class JetStreamCluster:
             return
         replica.consumer_groups[ca.name] = member
 
-    def _ensure_consumer_groups(self, replica: ClusteredStream, sa: StreamAssignment) -> None:
-        """After a replica opened (a restart, a meta snapshot): its replicated consumers too, and
-        no member of a consumer the meta group no longer has."""
-        if replica.stream is None:
+    def _reconcile_consumers(self, replica: ClusteredStream, sa: StreamAssignment) -> None:
+        """After a replica opened (a restart, a meta snapshot) or its stream changed replicas: run
+        this server's part of every consumer of the stream as assigned, and nothing else."""
+        from jsedge.cluster.consumer import run_local
+
+        stream = replica.stream
+        if stream is None:
             return
         for name in list(replica.consumer_groups):
             ca = sa.consumers.get(name)
-            if ca is None or ca.group != replica.consumer_groups[name].group_name:
+            if ca is None:
                 replica.consumer_groups.pop(name).delete()
+            elif ca.group != replica.consumer_groups[name].group_name:
+                replica.consumer_groups.pop(name).retire(keep_store=bool(ca.peers) and ca.peers[0] == self.me)
         for ca in list(sa.consumers.values()):
-            if ca.group and ca.name not in replica.consumer_groups:
+            if ca.group:
                 self._ensure_consumer_group(replica, ca, {})
+            elif ca.peers and ca.peers[0] == self.me and ca.name not in stream.consumers:
+                run_local(self, replica, ca)
 
     def _answer_create(self, replica: ClusteredStream, command: dict[str, Any], *, existed: bool = False) -> None:
         """STREAM.CREATE is answered by the new stream's leader, once it leads (a repeated create
@@ -499,20 +528,6 @@ class JetStreamCluster:
             answer(replica)
         else:
             replica.waiting_response.append(answer)
-
-    def _host_moved_consumers(self, replica: ClusteredStream, sa: StreamAssignment) -> None:
-        """Consumers whose server left the stream in a replica change now run on the seed: start
-        the ones assigned here that this replica does not run yet (their state starts afresh)."""
-        stream = replica.stream
-        if stream is None:
-            return
-        for ca in list(sa.consumers.values()):
-            if ca.peers and ca.peers[0] == self.me and ca.name not in stream.consumers:
-                self.logger.warn(
-                    f"JetStream cluster: consumer '{sa.name} > {ca.name}' moved here after its server left "
-                    "the stream; its delivery state starts over"
-                )
-                self.cluster_api.host_consumer(replica, ca, {})
 
     def _update_config(self, replica: ClusteredStream, command: dict[str, Any]) -> None:
         """STREAM.UPDATE: the stream's leader puts the new config into the stream's own log (every
@@ -573,7 +588,7 @@ class JetStreamCluster:
                 self.logger.error(f"JetStream cluster: opening stream '{sa.account} > {sa.name}' failed: {exc}")
                 return None
             self.replicas[key] = replica
-            self._ensure_consumer_groups(replica, sa)
+            self._reconcile_consumers(replica, sa)
             return replica
         replica.assignment = sa
         return replica

@@ -24,9 +24,12 @@ A snapshot of the state is the same objects in one JSON document (`encode_state`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from jsedge.cluster.peers import ALPHABET
 
 
 @dataclass(slots=True)
@@ -46,6 +49,9 @@ class ConsumerAssignment:
     group: str
     peers: list[str]
     created: int
+    #: after the stream's replica change: the server whose consumer store holds the state the
+    #: consumer continues from (it seeds the new group, or runs the R1 consumer); "" otherwise
+    seed: str = ""
 
 
 @dataclass(slots=True)
@@ -173,8 +179,7 @@ class MetaState:
                 current.seed = seed
                 current.scale = None
                 for ca in current.consumers.values():
-                    if ca.peers and ca.peers[0] not in current.peers:
-                        ca.peers = [seed]  # its server left the stream: the seed runs it from now on
+                    _replace_consumer(ca, current, seed)
             return MetaChange("stream_update", stream=current, previous=previous)
         if op == "stream_remove":
             gone = self.streams.pop((str(command["account"]), str(command["name"])), None)
@@ -192,6 +197,7 @@ class MetaState:
                 str(command.get("group", "")),
                 list(command.get("peers") or []),
                 int(command.get("created", 0)),
+                str(command.get("seed", "")),
             )
             owner.consumers[consumer.name] = consumer
             return MetaChange("consumer", stream=owner, consumer=consumer)
@@ -225,6 +231,7 @@ class MetaState:
                             "group": ca.group,
                             "peers": ca.peers,
                             "created": ca.created,
+                            "seed": ca.seed,
                         }
                         for ca in sa.consumers.values()
                     ],
@@ -248,6 +255,40 @@ class MetaState:
             for ca in consumers:
                 state.apply({"op": "consumer", "account": sa["account"], "stream": sa["config"]["name"], **ca})
         return state
+
+
+def consumer_replicas(config: dict[str, Any], stream_config: dict[str, Any], stream_replicas: int) -> int:
+    """nats-server's replica count of a consumer (ConsumerConfig.replicas): its `num_replicas`, else
+    (0, or more than the stream has) the stream's, except an ephemeral of a limits stream that did
+    not ask, which is R1."""
+    wanted = int(config.get("num_replicas") or 0)
+    if wanted == 0 or wanted > stream_replicas:
+        if wanted == 0 and not config.get("durable_name") and stream_config.get("retention", "limits") == "limits":
+            return 1
+        return stream_replicas
+    return wanted
+
+
+def _replace_consumer(ca: ConsumerAssignment, sa: StreamAssignment, stream_seed: str) -> None:
+    """The stream changed replicas (a new group on new peers): re-place its consumer on them with
+    its replica count recomputed, continuing from the state of a server that holds it (its R1
+    server, a member of its group, or the stream's seed). Deterministic: every meta replica
+    computes the same assignment, group name included."""
+    replicas = min(consumer_replicas(ca.config, sa.config, len(sa.peers)), len(sa.peers))
+    fits = all(p in sa.peers for p in ca.peers) and len(ca.peers) == replicas and bool(ca.group) == (replicas > 1)
+    if fits:
+        return
+    holders = [p for p in ca.peers if p in sa.peers]
+    seed = stream_seed if stream_seed in holders else (holders[0] if holders else stream_seed)
+    if replicas <= 1:
+        ca.peers, ca.group = [seed], ""
+    else:
+        ca.peers = [seed, *[p for p in sa.peers if p != seed]][:replicas]
+        storage = "memory" if ca.config.get("mem_storage") or sa.config.get("storage") == "memory" else "file"
+        digest = hashlib.sha256(f"{ca.group}|{sa.group}|{ca.name}".encode()).digest()
+        suffix = "".join(ALPHABET[b % 62] for b in digest[:8])
+        ca.group = f"C-R{replicas}{'M' if storage == 'memory' else 'F'}-{suffix}"
+    ca.seed = seed if holders else ""
 
 
 def encode_command(command: dict[str, Any]) -> bytes:

@@ -222,3 +222,42 @@ async def test_ephemeral_of_a_limits_stream_stays_r1_and_r1_consumers_keep_worki
             await asyncio.sleep(0)
         finally:
             await nc.close()
+
+
+async def test_stream_replica_changes_carry_the_consumers_state() -> None:
+    """num_replicas 3 -> 1 -> 3 with a durable consumer (replicas follow the stream's): its ack state
+    survives each change and it keeps delivering."""
+    from test_jetstream_cluster import _update
+
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            info = await add_stream(js, name="SC", subjects=["sc.>"], num_replicas=3)
+            for i in range(12):
+                await js.publish("sc.x", str(i).encode())
+            sub = await js.pull_subscribe("sc.>", durable="reader", stream="SC")
+            for m in await _fetch(sub, 4):
+                await _ack_sync(m)
+            expected = 4
+            for replicas in (1, 3):
+                config = info.config
+                config.num_replicas = replicas
+                info = await _update(js, config)
+
+                async def settled(replicas: int = replicas, expected: int = expected):
+                    ci = await _consumer_info(js, "SC", "reader")
+                    group = ci.cluster.raft_group or ""
+                    shaped = group.startswith("C-R3F-") if replicas == 3 else not group
+                    return ci if shaped and ci.ack_floor.stream_seq == expected else None
+
+                ci = await acheck_for(30, settled, interval=0.3)
+                assert ci.num_pending == 12 - expected
+                for m in await _fetch(sub, 4):
+                    await _ack_sync(m)
+                expected += 4
+            ci = await _consumer_info(js, "SC", "reader")
+            assert ci.ack_floor.stream_seq == 12 and ci.num_pending == 0
+        finally:
+            await nc.close()
