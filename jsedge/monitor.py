@@ -1318,12 +1318,22 @@ class Monitor:
                 if config:
                     entry["config"] = stream.config_json(dynamic=False)
                 entry["state"] = info["state"]
-                if consumers and stream.consumers:
+                # a cluster: replicated consumers are listed by every member of their group (the
+                # leader runs the consumer; a follower reports its replica of the state)
+                members = getattr(getattr(stream, "replicated", None), "consumer_groups", None) or {}
+                names = sorted(set(stream.consumers) | set(members))
+                if consumers and names:
                     entry["consumer_detail"] = [
-                        stream.consumers[c].info(dynamic=False, with_config=config) for c in sorted(stream.consumers)
+                        stream.consumers[c].info(dynamic=False, with_config=config)
+                        if c in stream.consumers
+                        else members[c].info(with_config=config)
+                        for c in names
                     ]
                 if raft and raft_group:
                     entry["stream_raft_group"] = raft_group
+                    groups = [{"name": c, "raft_group": members[c].group_name} for c in names if c in members]
+                    if consumers and groups:
+                        entry["consumer_raft_groups"] = groups
                 stream_details.append(entry)
             if stream_details:
                 detail["stream_detail"] = stream_details

@@ -2,7 +2,7 @@
 
 Create has four subject forms (legacy ephemeral, named, named + filter, legacy durable); the checks
 run in nats-server's order (§4.12): JSON, stream name, path separators, durable/name rules, filter in
-subject, replicas, stream lookup, then `jetstream.consumer.create_consumer` (defaults, validation,
+subject, replicas, stream lookup, then `jetstream.consumers.create_consumer` (defaults, validation,
 create-or-update). MSG.NEXT hands the request to the consumer, or — when the consumer does not exist
 — answers with core no-responders like nats-server, where nobody subscribes that subject.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from jsedge.api.request import Endpoint, Request
 from jsedge.api.streams import lookup, optional_body, require_empty
 from jsedge.errors import js_error
-from jsedge.jetstream.consumer import create_consumer, delete_consumer
+from jsedge.jetstream.consumers import create_consumer, delete_consumer
 from jsedge.jetstream.models import (
     ConsumerNamesRequest,
     ConsumerPauseRequest,

@@ -244,8 +244,8 @@ class ClusterAPI:
         if not self.meta_only(request, leaderless_now=True):
             return None
         from jsedge.jetstream import advisory
-        from jsedge.jetstream.consumer import _comparable
         from jsedge.jetstream.consumerconfig import check_config, set_defaults, strip_dynamic_metadata
+        from jsedge.jetstream.consumers import _comparable
         from jsedge.jetstream.models import decode_consumer_config
 
         stream_name, config, action = consumer_api.parse_create(request)
@@ -309,10 +309,13 @@ class ClusterAPI:
         from jsedge.cluster.peers import group_name
 
         replicas = consumer_replicas(encode(config), sa.config, len(sa.peers))
-        first = self._consumer_host(sa)
-        if replicas <= 1:
-            return [first], ""
         cluster = self.cluster
+        if replicas <= 1:
+            # one replica: a random online server of the stream, as nats-server spreads them (an
+            # ordered consumer or a KV watcher is then not always on the stream leader's server)
+            online = [p for p in sa.peers if cluster.peer_online(p)]
+            return [random.choice(online) if online else self._consumer_host(sa)], ""
+        first = self._consumer_host(sa)
         others = [p for p in sa.peers if p != first]
         online = [p for p in others if cluster.peer_online(p)]
         rest = online + [p for p in others if p not in online]
@@ -340,7 +343,7 @@ class ClusterAPI:
         """This server hosts the consumer of a committed assignment (R1: the server it is placed on;
         replicated: its group's leader): create or update it here and answer the request. Returns
         the consumer, or None when the create failed (the meta group then forgets it)."""
-        from jsedge.jetstream.consumer import create_consumer
+        from jsedge.jetstream.consumers import create_consumer
         from jsedge.jetstream.models import decode_consumer_config
 
         stream = replica.stream

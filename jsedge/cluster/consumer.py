@@ -46,6 +46,8 @@ OP_STATE = 3
 
 #: Compact a consumer group's log after this many applied entries (each a turn's worth of ops).
 COMPACT_EVERY = int(os.environ.get("JSEDGE_RAFT_COMPACT_EVERY") or 8192)
+#: Seconds between the leader's retention sweeps (interest and work-queue streams).
+SWEEP_INTERVAL = 1.0
 
 
 def _uvarint(value: int, out: bytearray) -> None:
@@ -241,6 +243,7 @@ class ClusteredConsumer:
         self._stopped = False
         self._applied_since_compact = 0
         self._compacting = False
+        self._sweep_timer: Any = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -340,7 +343,7 @@ class ClusteredConsumer:
         stream = self.replica.stream
         if consumer is not None and not consumer.closed and stream is not None:
             if stream.consumers.get(self.name) is consumer:
-                from jsedge.jetstream.consumer import delete_consumer
+                from jsedge.jetstream.consumers import delete_consumer
 
                 try:
                     delete_consumer(stream, self.name)
@@ -414,7 +417,8 @@ class ClusteredConsumer:
             return
         store = ReplicatedConsumerStore(self)
         if self.has_state:
-            from jsedge.jetstream.consumer import Consumer, attach
+            from jsedge.jetstream.consumer import Consumer
+            from jsedge.jetstream.consumers import attach
 
             _raw, state = self.store.load()
             consumer = Consumer(stream, self.name, self._config(), self.assignment.created, store)
@@ -422,13 +426,33 @@ class ClusteredConsumer:
             consumer.restore_state(state)
             self.consumer = consumer
             attach(stream, consumer)
+        else:
+            # a consumer being created: the first leader makes it and answers the request
+            self.consumer = self.coordinator.cluster_api.host_consumer(
+                self.replica, self.assignment, self.command, clustered=self, store=store
+            )
+        if self.consumer is not None and stream.config.retention != "limits":
+            self._sweep()
+
+    def _sweep(self) -> None:
+        """Interest and work-queue streams: a message is removed through the stream's own log, by
+        its leader, once no consumer needs it; a removal lost to a stream leader change, or not
+        decided yet because this server's view of another consumer lagged, is asked for again
+        here, until the stream holds nothing this consumer acknowledged that nobody else needs."""
+        self._sweep_timer = None
+        consumer = self.consumer
+        if consumer is None or consumer.closed or self._stopped:
             return
-        # a consumer being created: the first leader makes it and answers the request
-        self.consumer = self.coordinator.cluster_api.host_consumer(
-            self.replica, self.assignment, self.command, clustered=self, store=store
-        )
+        try:
+            consumer.retention_sweep()
+        except Exception as exc:
+            self.server.logger.warn(f"JetStream consumer '{self.replica.name} > {self.name}' retention sweep: {exc}")
+        self._sweep_timer = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _stop_consumer(self, *, deleted: bool) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         consumer = self.consumer
         self.consumer = None
         if consumer is None:
@@ -444,6 +468,39 @@ class ClusteredConsumer:
                 self.group.transfer(preferred)
             else:
                 self.group.step_down()
+
+    def info(self, *, with_config: bool = True) -> dict[str, Any]:
+        """ConsumerInfo from this member's replica of the state (`/jsz` on a follower; the leader's
+        running Consumer answers CONSUMER.INFO)."""
+        from jsedge.jetstream.models import format_time_ns
+
+        if self.consumer is not None and not self.consumer.closed:
+            return self.consumer.info(dynamic=False, with_config=with_config)  # type: ignore[no-any-return]
+        state = self.store.state()
+        stream = self.replica.stream
+        out: dict[str, Any] = {
+            "stream_name": self.replica.name,
+            "name": self.name,
+            "created": format_time_ns(self.assignment.created),
+        }
+        if with_config:
+            out["config"] = dict(self.assignment.config)
+        delivered, floor = state.delivered, state.ack_floor
+        out["delivered"] = {"consumer_seq": delivered.consumer_seq, "stream_seq": delivered.stream_seq}
+        out["ack_floor"] = {"consumer_seq": floor.consumer_seq, "stream_seq": floor.stream_seq}
+        out["num_ack_pending"] = len(state.pending)
+        out["num_redelivered"] = sum(1 for seq in state.pending if state.redelivered.get(seq, 1) > 1)
+        out["num_waiting"] = 0
+        pending = 0
+        if stream is not None:
+            config = self.assignment.config
+            filters = list(config.get("filter_subjects") or []) or [config.get("filter_subject") or ">"]
+            for subject in filters:
+                pending += stream.store.num_pending(delivered.stream_seq + 1, str(subject).encode())
+        out["num_pending"] = pending
+        out["cluster"] = self.cluster_info()
+        out["ts"] = format_time_ns(time.time_ns())
+        return out
 
     def cluster_info(self) -> dict[str, Any]:
         from jsedge.cluster.report import group_cluster_info
@@ -485,6 +542,42 @@ class ClusteredConsumer:
             self.loop.create_task(wait())
 
 
+def _filters(config: dict[str, Any]) -> list[bytes]:
+    subjects = config.get("filter_subjects") or [config.get("filter_subject") or ""]
+    return [str(f).encode() for f in subjects if f and f != ">"]
+
+
+class ConsumerView:
+    """A consumer that does not run here, as retention asks it (`matches_subject`, `needs_ack`):
+    a replicated consumer led elsewhere answers from this member's replica of its state (which may
+    lag the leader's: that only makes it say "needed" for longer); with no state here (`member`
+    None: an R1 consumer on another server) every message it matches is needed."""
+
+    def __init__(self, config: dict[str, Any], member: ClusteredConsumer | None = None) -> None:
+        from jsedge.subjects import subject_matches
+
+        self._filters = _filters(config)
+        self._matches = subject_matches
+        self._member = member if member is not None and member.store is not None else None
+        self._state: ConsumerState | None = None  # read on the first needs_ack
+        self._floor_only = config.get("ack_policy") in ("none", "all")
+
+    def matches_subject(self, subject: bytes) -> bool:
+        return not self._filters or any(self._matches(f, subject) for f in self._filters)
+
+    def needs_ack(self, seq: int) -> bool:
+        if self._member is None:
+            return True
+        state = self._state
+        if state is None:
+            state = self._state = self._member.store.state()
+        if seq <= state.ack_floor.stream_seq:
+            return False
+        if self._floor_only or seq > state.delivered.stream_seq:
+            return True
+        return seq in state.pending
+
+
 def _holds_state(store: Any, group: str, seeding: bool) -> bool:
     """Does this consumer store hold a state to continue from? Its config file says so: written
     by this group (with `state` once one was recorded), by an R1 consumer (always), or by an earlier
@@ -503,7 +596,8 @@ def _holds_state(store: Any, group: str, seeding: bool) -> bool:
 def run_local(coordinator: Any, replica: Any, ca: Any, command: dict[str, Any] | None = None) -> Any:
     """Run an R1 consumer on this server (the one it is placed on): continue from the state its
     store holds here (a restart, a replica change that made it R1), else create it."""
-    from jsedge.jetstream.consumer import Consumer, attach
+    from jsedge.jetstream.consumer import Consumer
+    from jsedge.jetstream.consumers import attach
     from jsedge.jetstream.models import decode_consumer_config
 
     stream = replica.stream

@@ -424,7 +424,7 @@ class JetStreamCluster:
                 member.delete()
                 return
             if ca.name in stream.consumers:
-                from jsedge.jetstream.consumer import delete_consumer
+                from jsedge.jetstream.consumers import delete_consumer
 
                 try:
                     delete_consumer(stream, ca.name)

@@ -703,6 +703,22 @@ class ClusteredStream:
                 {"op": "consumer_remove", "account": self.jsa.name, "stream": self.name, "name": name}
             )
 
+    def consumer_views(self) -> list[Any]:
+        """For retention (jetstream/retention.py): the stream's consumers that do not run here, as
+        this server knows them — a replicated consumer's state as this member holds it, or, with
+        no state here (an R1 consumer on another server), a view that needs everything."""
+        from jsedge.cluster.consumer import ConsumerView
+
+        sa = self.coordinator.state.stream(self.jsa.name, self.name)
+        if sa is None:
+            return []
+        running = self.stream.consumers if self.stream is not None else {}
+        views: list[Any] = []
+        for name, ca in sa.consumers.items():
+            if name not in running:
+                views.append(ConsumerView(ca.config, self.consumer_groups.get(name)))
+        return views
+
     def consumer_count(self) -> int:
         sa = self.coordinator.state.stream(self.jsa.name, self.name)
         return len(sa.consumers) if sa is not None else len(self.stream.consumers)

@@ -29,26 +29,21 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from jsedge.errors import JSError, js_error
 from jsedge.jetstream import advisory
 from jsedge.jetstream import headers as H
+from jsedge.jetstream.ackroute import ACK_PREFIX, FC_PREFIX
 from jsedge.jetstream.consumerconfig import (
-    check_config,
-    check_update,
     dynamic_metadata,
     is_durable,
-    set_defaults,
     set_static_metadata,
-    strip_dynamic_metadata,
 )
 from jsedge.jetstream.host import ServerHandle
-from jsedge.jetstream.models import NS, ConsumerConfig, decode_consumer_config, encode, format_time_ns, parse_time_ns
-from jsedge.jetstream.pull import PullRequest, parse_pull_request, status
+from jsedge.jetstream.models import NS, ConsumerConfig, encode, format_time_ns
+from jsedge.jetstream.pull import PullRequest, end_of_stream, expire_waiting, parse_pull_request, status, take_next
+from jsedge.jetstream.retention import check_message_retention, consumers_of
 from jsedge.store.base import ConsumerState, Pending, SequencePair
-from jsedge.subjects import subject_matches, subjects_overlap
+from jsedge.subjects import subject_matches
 
-ACK_PREFIX = b"$JS.ACK."
-FC_PREFIX = b"$JS.FC."
 FC_WINDOW_START = 2 * 1024 * 1024
 FC_WINDOW_MAX = 32 * 1024 * 1024
 RUN_BUDGET = 256
@@ -148,6 +143,8 @@ class Consumer:
         #: In a cluster, with more than one replica: the consumer's Raft group member
         #: (cluster/consumer.py); this Consumer runs on its leader and `store` proposes to it.
         self.clustered: Any = None
+        #: deletes this consumer from its stream (set by consumers.attach)
+        self.remove: Callable[[], None] | None = None
         self._last_request = 0
 
     # ------------------------------------------------------------------ config
@@ -763,62 +760,20 @@ class Consumer:
         self.kick()
 
     def _next_waiting(self, size: int, now: int) -> PullRequest | None:
-        sublist = self.account.sublist
-        while self.waiting:
-            request = self.waiting[0]
-            if request.b > 0:
-                if size <= request.b:
-                    request.b -= size
-                    if request.b == 0:
-                        request.n = 1
-                else:
-                    self._send_status(
-                        request.reply,
-                        b"NATS/1.0 409 Message Size Exceeds MaxBytes\r\nNats-Pending-Messages: %d\r\n"
-                        b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
-                    )
-                    self.waiting.pop(0)
-                    continue
-            if request.expires and now >= request.expires:
-                self._send_status(request.reply, request.timeout_status())
-                self.waiting.pop(0)
-                continue
-            if not sublist.has_interest(request.reply):
-                self.waiting.pop(0)
-                continue
-            request.d += 1
-            request.n -= 1
-            request.hb_next = now + request.hb if request.hb else 0
-            self.waiting.pop(0)
-            if request.n > 0:
-                self.waiting.append(request)
-            return request
-        return None
+        return take_next(self.waiting, size, now, self.account.sublist.has_interest, self._send_status)
 
     def _end_of_stream(self) -> None:
-        kept = []
-        for request in self.waiting:
-            if request.no_wait and (request.d > 0 or not request.expires):
-                self._send_status(request.reply, b"NATS/1.0 404 No Messages\r\n\r\n")
-            else:
-                kept.append(request)
-        self.waiting = kept
+        self.waiting = end_of_stream(self.waiting, self._send_status)
 
     def _process_waiting(self, now: int) -> None:
         """Expire requests (408), drop those whose requester is gone, send due heartbeats."""
-        sublist = self.account.sublist
-        kept = []
-        for request in self.waiting:
-            if request.expires and now >= request.expires:
-                self._send_status(request.reply, request.timeout_status())
-                continue
-            if not sublist.has_interest(request.reply):
-                continue
-            if request.hb and now >= request.hb_next:
-                self._send_status(request.reply, _heartbeat(self.dseq - 1, self.sseq - 1))
-                request.hb_next = now + request.hb
-            kept.append(request)
-        self.waiting = kept
+        self.waiting = expire_waiting(
+            self.waiting,
+            now,
+            self.account.sublist.has_interest,
+            self._send_status,
+            lambda: _heartbeat(self.dseq - 1, self.sseq - 1),
+        )
 
     def _arm_wait_timer(self) -> None:
         if self.closed:
@@ -1088,6 +1043,30 @@ class Consumer:
             return True
         return seq in self.pending
 
+    def retention_sweep(self, scan: int = 10_000) -> int:
+        """An interest or work-queue stream still holding messages this consumer acknowledged
+        (their removal was lost: in a cluster, a delete forwarded to a stream leader that died):
+        ask for their removal again. Looks at no more than `scan` stored messages below the
+        cursor; returns how many it asked to remove."""
+        stream = self.stream
+        if self.closed or stream.config.retention == "limits":
+            return 0
+        store = stream.store
+        seq = store.state().first_seq
+        found = 0
+        consumers = None
+        for _ in range(scan):
+            msg = store.load_next_msg(b">", seq)
+            if msg is None or msg.seq >= self.sseq:
+                break
+            if self.matches_subject(msg.subject) and not self.needs_ack(msg.seq):
+                if consumers is None:
+                    consumers = consumers_of(stream)
+                check_message_retention(stream, msg.seq, msg.subject, consumers)
+                found += 1
+            seq = msg.seq + 1
+        return found
+
     def _check_retention(self, seq: int, subject: bytes | None) -> None:
         retention = self.stream.config.retention
         if retention == "limits":
@@ -1120,7 +1099,10 @@ class Consumer:
         self.stream_delete()
 
     def stream_delete(self) -> None:
-        delete_consumer(self.stream, self.name)
+        """Delete this consumer from its stream (an ephemeral's inactivity), through the lifecycle
+        module's `delete_consumer` that `attach` handed over (it imports this module)."""
+        if self.remove is not None:
+            self.remove()
 
     def _arm_pause(self) -> None:
         if self._pause_timer is not None:
@@ -1214,314 +1196,4 @@ class Consumer:
         }
 
 
-# ------------------------------------------------------------------------------------------------
-# retention across consumers (streams.md §7)
-
-
-def check_message_retention(stream: Any, seq: int, subject: bytes | None) -> None:
-    """Remove `seq` from an interest/workqueue stream once no consumer needs it."""
-    retention = stream.config.retention
-    if retention == "limits":
-        return
-    if retention == "interest":
-        if subject is None:
-            msg = stream.store.load_msg(seq)
-            if msg is None:
-                return
-            subject = msg.subject
-        for consumer in stream.consumers.values():
-            if consumer.matches_subject(subject) and consumer.needs_ack(seq):
-                return
-    from jsedge.jetstream.commands import DeleteMsg
-
-    stream.execute(DeleteMsg(seq, erase=False))
-
-
-def recheck_interest(stream: Any) -> None:
-    """After a consumer left an interest stream: drop every message nobody wants any more."""
-    if stream.config.retention != "interest":
-        return
-    store = stream.store
-    seq = store.state().first_seq
-    removable: list[int] = []
-    while True:
-        msg = store.load_next_msg(b">", seq)
-        if msg is None:
-            break
-        if not any(c.matches_subject(msg.subject) and c.needs_ack(msg.seq) for c in stream.consumers.values()):
-            removable.append(msg.seq)
-        seq = msg.seq + 1
-    from jsedge.jetstream.commands import DeleteMsg
-
-    for seq in removable:
-        stream.execute(DeleteMsg(seq, erase=False))
-
-
-# ------------------------------------------------------------------------------------------------
-# lifecycle across a stream (used by the API layer and the manager)
-
-
-def _wq_unique(stream: Any, name: str, filters: list[str]) -> bool:
-    for other in stream.consumers.values():
-        if other.name == name:
-            continue
-        if not other.filters:
-            return False
-        for mine in filters:
-            if any(subjects_overlap(mine.encode(), theirs) for theirs in other.filters):
-                return False
-    return True
-
-
-def _comparable(config: ConsumerConfig) -> dict[str, Any]:
-    copy = config.copy()
-    strip_dynamic_metadata(copy)
-    copy.pause_until = 0
-    return encode(copy)
-
-
-def create_consumer(
-    stream: Any,
-    config: ConsumerConfig,
-    action: str = "",
-    *,
-    now: Callable[[], int] | None = None,
-    assigned_name: str = "",
-    store: Any = None,
-    created: int = 0,
-    clustered: Any = None,
-) -> Consumer:
-    """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8).
-    `assigned_name`: the name a cluster's meta leader chose for an unnamed ephemeral consumer;
-    `store`, `created`, `clustered`: a replicated consumer's store, creation time and group member
-    (cluster/consumer.py)."""
-    jsa = stream.host
-    account_max_ack = jsa.limit("max_ack_pending") if hasattr(jsa, "limit") else -1
-    if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
-        account_max_ack = -1
-    name = config.name or config.durable_name or assigned_name
-    if len(name.encode()) > 255:
-        raise js_error("JSConsumerNameTooLongErrF", max=255)
-    set_defaults(config, stream.config, account_max_ack)
-    check_config(config, stream.config, account_max_ack)
-    strip_dynamic_metadata(config)
-    existing = stream.consumers.get(name) if name else None
-    if existing is not None:
-        if action == "create" and _comparable(config) != _comparable(existing.config):
-            raise js_error("JSConsumerAlreadyExists")
-        if stream.config.retention == "workqueue" and not _wq_unique(stream, name, config.filters()):
-            raise js_error("JSConsumerWQConsumerNotUniqueErr")
-        if _comparable(config) == _comparable(existing.config):
-            return existing
-        old = existing.config.copy()
-        strip_dynamic_metadata(old)
-        has_interest = bool(old.deliver_subject) and stream.account.sublist.has_interest(old.deliver_subject.encode())
-        check_update(old, config, has_interest)
-        existing.update(config)
-        return existing
-    if action == "update":
-        raise js_error("JSConsumerDoesNotExist")
-    max_consumers = stream.config.max_consumers
-    if max_consumers > 0 and len(stream.consumers) >= max_consumers:
-        raise js_error("JSMaximumConsumersLimitErr")
-    account_max = jsa.limit("max_consumers") if hasattr(jsa, "limit") else -1
-    if isinstance(account_max, int) and not isinstance(account_max, bool) and account_max > 0:
-        total = sum(len(s.consumers) for s in jsa.streams.values())
-        if total >= account_max:
-            raise js_error("JSMaximumConsumersLimitErr")
-    if stream.config.retention == "workqueue" and not config.direct:
-        if config.ack_policy != "explicit":
-            raise js_error("JSConsumerWQRequiresExplicitAckErr")
-        if stream.consumers:
-            filters = config.filters()
-            if not filters:
-                raise js_error("JSConsumerWQMultipleUnfilteredErr")
-            if not _wq_unique(stream, name, filters):
-                raise js_error("JSConsumerWQConsumerNotUniqueErr")
-        if config.deliver_policy != "all":
-            raise js_error("JSConsumerWQConsumerNotDeliverAllErr")
-    if not name:
-        # A generated name is not written into the config: nats-server 2.15 leaves `name` out of an
-        # unnamed ephemeral consumer's config in every answer.
-        while True:
-            name = advisory.random_name(8)
-            if name not in stream.consumers:
-                break
-    elif name != assigned_name or config.name or config.durable_name:
-        config.name = name
-    set_static_metadata(config)
-    consumer = Consumer(
-        stream,
-        name,
-        config,
-        created or (now or time.time_ns)(),
-        store if store is not None else _open_store(stream, name, config),
-        now=now,
-    )
-    consumer.clustered = clustered
-    consumer.set_start_position()
-    consumer.save_config()
-    consumer.store.update(consumer.state_snapshot())
-    attach(stream, consumer)
-    advisory.consumer_action(consumer, "create")
-    if config.pause_until and config.pause_until > consumer.now():
-        advisory.consumer_pause(consumer, True, config.pause_until)
-    return consumer
-
-
-def _open_store(stream: Any, name: str, config: ConsumerConfig) -> Any:
-    if config.mem_storage or not is_durable(config):
-        from jsedge.store.memstore import MemConsumerStore
-
-        return MemConsumerStore(name)
-    return stream.store.consumer_store(name)
-
-
-def attach(stream: Any, consumer: Consumer) -> None:
-    stream.consumers[consumer.name] = consumer
-    jsa = stream.host
-    if getattr(stream, "replicated", None) is not None:
-        # a cluster: the consumer runs on one server, and acks may be published on any, so its ack
-        # and flow-control subjects are subscribed per consumer and routed (as nats-server does)
-        on_ack, on_fc = _handlers(jsa)
-        server, account = jsa.server, jsa.account
-        prefix = stream.name.encode() + b"." + consumer.name.encode() + b".>"
-        consumer.routed_subs = [
-            server.subscribe_internal(account, ACK_PREFIX + prefix, on_ack, routed=True),
-            server.subscribe_internal(account, b"$JS.FC." + prefix, on_fc, routed=True),
-        ]
-    else:
-        ensure_account_subscriptions(jsa)
-    consumer.start()
-
-
-def delete_consumer(stream: Any, name: str) -> None:
-    consumer = stream.consumers.pop(name, None)
-    if consumer is None:
-        raise js_error("JSConsumerNotFoundErr")
-    replicated = getattr(stream, "replicated", None)
-    if replicated is not None:
-        replicated.consumer_gone(name)  # a cluster's meta group forgets it too
-    consumer.stop(deleted=True)
-    try:
-        consumer.store.delete()
-    except Exception:
-        pass
-    advisory.consumer_action(consumer, "delete")
-    recheck_interest(stream)
-
-
-def stop_consumers(stream: Any, *, deleted: bool) -> None:
-    for consumer in list(stream.consumers.values()):
-        consumer.stop(deleted=deleted)
-        if deleted:
-            advisory.consumer_action(consumer, "delete")
-    if deleted:
-        stream.consumers.clear()
-
-
-def recover_consumers(stream: Any) -> None:
-    """Durable consumers of a file stream, from `<stream dir>/obs/<name>/` (config + state log)."""
-    import os
-
-    directory = getattr(stream.store, "_obs_dir", None)
-    if directory is None or not os.path.isdir(directory):
-        return
-    for name in sorted(os.listdir(directory)):
-        try:
-            store = stream.store.consumer_store(name)
-            raw, state = store.load()
-            if raw is None:
-                store.delete()
-                continue
-            document = json.loads(raw)
-            if document.get("group"):
-                continue  # a replicated consumer: its Raft group runs it (cluster/consumer.py)
-            config = decode_consumer_config(document["config"])
-            created = parse_time_ns(document.get("created", "0001-01-01T00:00:00Z"))
-            consumer = Consumer(stream, name, config, created, store)
-            consumer.restore_state(state)
-            attach(stream, consumer)
-        except Exception as exc:
-            stream.server.logger.error(f"  Error recreating consumer '{stream.name} > {name}': {exc}")
-
-
-# ------------------------------------------------------------------------------------------------
-# `$JS.ACK.>` and `$JS.FC.>` for an account
-
-
-def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The callbacks for `$JS.ACK…` and `$JS.FC…` messages of an account's consumers."""
-    server = jsa.server
-
-    def on_ack(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-        body = bytes(msg[hdr_len:]) if hdr_len >= 0 else bytes(msg)
-        tokens = subject.split(b".")
-        if len(tokens) == 9:
-            stream_name, consumer_name, rest = tokens[2], tokens[3], tokens[4:7]
-        elif len(tokens) >= 11:
-            stream_name, consumer_name, rest = tokens[4], tokens[5], tokens[6:9]
-        else:
-            return
-        consumer = _lookup(jsa, stream_name, consumer_name)
-        if consumer is None:
-            return
-        try:
-            consumer.process_ack(rest, reply, body)
-        except Exception:
-            import traceback
-
-            server.logger.error("JetStream ack processing failed:\n" + traceback.format_exc())
-
-    def on_fc(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-        tokens = subject.split(b".")
-        if len(tokens) == 5:
-            consumer = _lookup(jsa, tokens[2], tokens[3])
-        elif len(tokens) >= 7:
-            consumer = _lookup(jsa, tokens[4], tokens[5])
-        else:
-            return
-        if consumer is not None:
-            consumer.process_flow_control(subject)
-
-    return on_ack, on_fc
-
-
-def ensure_account_subscriptions(jsa: Any) -> None:
-    """A single server: one `$JS.ACK.>` and one `$JS.FC.>` subscription serve every consumer of the
-    account (kept to this server)."""
-    if getattr(jsa, "consumer_subs", None):
-        return
-    server = jsa.server
-    account = jsa.account
-    on_ack, on_fc = _handlers(jsa)
-    jsa.consumer_subs = [
-        server.subscribe_internal(account, b"$JS.ACK.>", on_ack, routed=False),
-        server.subscribe_internal(account, b"$JS.FC.>", on_fc, routed=False),
-    ]
-
-
-def release_account_subscriptions(jsa: Any) -> None:
-    for sub in getattr(jsa, "consumer_subs", None) or ():
-        jsa.server.unsubscribe_internal(jsa.account, sub)
-    jsa.consumer_subs = []
-
-
-def _lookup(jsa: Any, stream_name: bytes, consumer_name: bytes) -> Consumer | None:
-    stream = jsa.streams.get(stream_name.decode("utf-8", "replace"))
-    if stream is None:
-        return None
-    return stream.consumers.get(consumer_name.decode("utf-8", "replace"))
-
-
-__all__ = [
-    "Consumer",
-    "JSError",
-    "attach",
-    "check_message_retention",
-    "create_consumer",
-    "delete_consumer",
-    "deliver_as",
-    "recover_consumers",
-    "stop_consumers",
-]
+__all__ = ["Consumer", "deliver_as"]

@@ -250,7 +250,7 @@ class AccountJetStream:
         self.streams[config.name] = stream
         stream.start()
         if not fresh or fill is not None:
-            from jsedge.jetstream.consumer import recover_consumers
+            from jsedge.jetstream.consumers import recover_consumers
 
             recover_consumers(stream)
         if config.compression == "s2":
@@ -281,7 +281,7 @@ class AccountJetStream:
         self.streams[config.name] = stream
         stream.start()
         if not fresh:
-            from jsedge.jetstream.consumer import recover_consumers
+            from jsedge.jetstream.consumers import recover_consumers
 
             recover_consumers(stream)  # durable consumers placed here; the meta group confirms them
         return stream
@@ -298,7 +298,7 @@ class AccountJetStream:
         stream = self.streams.pop(name, None)
         if stream is None:
             return
-        from jsedge.jetstream.consumer import stop_consumers
+        from jsedge.jetstream.consumers import stop_consumers
 
         stop_consumers(stream, deleted=delete)
         stream.stop()
@@ -372,7 +372,7 @@ class AccountJetStream:
         stream = self.streams.pop(name, None)
         if stream is None:
             raise js_error("JSStreamNotFoundErr")
-        from jsedge.jetstream.consumer import stop_consumers
+        from jsedge.jetstream.consumers import stop_consumers
 
         stop_consumers(stream, deleted=True)
         stream.stop()
@@ -399,7 +399,8 @@ class AccountJetStream:
                 self.server.logger.error(f"  Error recreating stream '{self.name} > {name}': {exc}")
 
     def stop(self) -> None:
-        from jsedge.jetstream.consumer import release_account_subscriptions, stop_consumers
+        from jsedge.jetstream.ackroute import release_account_subscriptions
+        from jsedge.jetstream.consumers import stop_consumers
 
         release_account_subscriptions(self)
         for stream in list(self.streams.values()):

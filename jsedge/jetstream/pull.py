@@ -1,4 +1,5 @@
-"""Pull requests (layer 4): the `CONSUMER.MSG.NEXT` body and the status messages of consumers.md §7.
+"""Pull requests (layer 4): the `CONSUMER.MSG.NEXT` body, the status messages of consumers.md §7,
+and the waiting queue of a pull consumer (which request gets the next message, expiry, heartbeats).
 
 A body is empty (batch 1), a decimal integer (batch N; anything unparsable is batch 1, as in
 nats-server), or JSON whose unknown fields are ignored and whose type errors become
@@ -8,6 +9,7 @@ nats-server), or JSON whose unknown fields are ignored and whose type errors bec
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 _FIELDS = {
@@ -49,6 +51,84 @@ class PullRequest:
             self.n,
             self.b,
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# the waiting queue of a pull consumer (nats-server's waitQueue): requests in arrival order, a
+# request with batch left goes to the back after each delivery (round robin between requesters)
+
+SendStatus = Callable[[bytes, bytes], None]
+
+
+def take_next(
+    waiting: list[PullRequest], size: int, now: int, has_interest: Callable[[bytes], bool], send_status: SendStatus
+) -> PullRequest | None:
+    """The request that gets the next message of `size` bytes (its batch and byte budget counted
+    down), dropping expired requests (408), requests whose requester is gone, and requests the
+    message does not fit (409 Message Size Exceeds MaxBytes)."""
+    while waiting:
+        request = waiting[0]
+        if request.b > 0:
+            if size <= request.b:
+                request.b -= size
+                if request.b == 0:
+                    request.n = 1
+            else:
+                send_status(
+                    request.reply,
+                    b"NATS/1.0 409 Message Size Exceeds MaxBytes\r\nNats-Pending-Messages: %d\r\n"
+                    b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
+                )
+                waiting.pop(0)
+                continue
+        if request.expires and now >= request.expires:
+            send_status(request.reply, request.timeout_status())
+            waiting.pop(0)
+            continue
+        if not has_interest(request.reply):
+            waiting.pop(0)
+            continue
+        request.d += 1
+        request.n -= 1
+        request.hb_next = now + request.hb if request.hb else 0
+        waiting.pop(0)
+        if request.n > 0:
+            waiting.append(request)
+        return request
+    return None
+
+
+def end_of_stream(waiting: list[PullRequest], send_status: SendStatus) -> list[PullRequest]:
+    """Nothing more to deliver: no-wait requests that got something (or never wait) end with 404."""
+    kept = []
+    for request in waiting:
+        if request.no_wait and (request.d > 0 or not request.expires):
+            send_status(request.reply, b"NATS/1.0 404 No Messages\r\n\r\n")
+        else:
+            kept.append(request)
+    return kept
+
+
+def expire_waiting(
+    waiting: list[PullRequest],
+    now: int,
+    has_interest: Callable[[bytes], bool],
+    send_status: SendStatus,
+    heartbeat: Callable[[], bytes],
+) -> list[PullRequest]:
+    """Expire requests (408), drop those whose requester is gone, send due idle heartbeats."""
+    kept = []
+    for request in waiting:
+        if request.expires and now >= request.expires:
+            send_status(request.reply, request.timeout_status())
+            continue
+        if not has_interest(request.reply):
+            continue
+        if request.hb and now >= request.hb_next:
+            send_status(request.reply, heartbeat())
+            request.hb_next = now + request.hb
+        kept.append(request)
+    return kept
 
 
 def _kind(value: Any) -> str:

@@ -36,6 +36,7 @@ from jsedge.jetstream.commands import (
 )
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
+from jsedge.jetstream.retention import consumers_of
 from jsedge.jetstream.streamconfig import with_dynamic_metadata
 from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import (
@@ -538,8 +539,9 @@ class Stream:
             self._republish(prepared.subject, prepared.hdr, prepared.data, seq, prepared.ts, prepared.previous)
 
     def has_interest(self, subject: bytes) -> bool:
-        """Interest retention: does any consumer's filter match? (no consumers yet: never)."""
-        for consumer in self.consumers.values():
+        """Interest retention: does any consumer's filter match? (no consumers yet: never; in a
+        cluster, consumers running on other servers count too)."""
+        for consumer in consumers_of(self) if self.replicated is not None else self.consumers.values():
             matches = getattr(consumer, "matches_subject", None)
             if matches is None or matches(subject):
                 return True

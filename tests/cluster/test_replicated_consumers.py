@@ -6,6 +6,7 @@ the group (spec/clustering.md §4, consumers.md)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from helpers import acheck_for
@@ -259,5 +260,68 @@ async def test_stream_replica_changes_carry_the_consumers_state() -> None:
                 expected += 4
             ci = await _consumer_info(js, "SC", "reader")
             assert ci.ack_floor.stream_seq == 12 and ci.num_pending == 0
+        finally:
+            await nc.close()
+
+
+async def _move_leader(nc, subject: str, target: str, info) -> None:
+    """Ask for leadership to move to `target` (placement.preferred) until `info()` shows it there."""
+
+    async def moved():
+        if (await info()) == target:
+            return True
+        try:
+            body = json.dumps({"placement": {"preferred": target}}).encode()
+            await nc.request(subject, body, timeout=2)
+        except Exception:
+            pass
+        return False
+
+    await acheck_for(30, moved, interval=0.5)
+
+
+async def test_interest_retention_waits_for_consumers_led_by_other_servers() -> None:
+    """Two consumers of an interest stream led by different servers, and the stream led by a third:
+    a message stays until both acknowledged it, publishes are kept while any consumer is
+    interested, and the stream empties once both acked."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="INT", subjects=["int.>"], num_replicas=3, retention="interest")
+            await js.add_consumer("INT", durable_name="a", ack_policy="explicit")
+            await js.add_consumer("INT", durable_name="b", ack_policy="explicit")
+            await _consumer_info(js, "INT", "a")
+            await _consumer_info(js, "INT", "b")
+
+            async def leader_of(kind: str, name: str = "") -> str:
+                try:
+                    if kind == "stream":
+                        return (await js.stream_info("INT")).cluster.leader
+                    return (await js.consumer_info("INT", name)).cluster.leader
+                except Exception:
+                    return ""
+
+            api = "$JS.API."
+            await _move_leader(nc, api + "STREAM.LEADER.STEPDOWN.INT", "n1", lambda: leader_of("stream"))
+            await _move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.a", "n2", lambda: leader_of("c", "a"))
+            await _move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.b", "n3", lambda: leader_of("c", "b"))
+            for i in range(10):
+                await js.publish("int.x", str(i).encode())
+            assert (await js.stream_info("INT")).state.messages == 10  # kept: a and b are interested
+            sub_a = await js.pull_subscribe_bind("a", stream="INT")
+            for m in await _fetch(sub_a, 10):
+                await _ack_sync(m)
+            await asyncio.sleep(1.5)  # longer than a retention sweep: nothing may go while b needs it
+            assert (await js.stream_info("INT")).state.messages == 10
+            sub_b = await js.pull_subscribe_bind("b", stream="INT")
+            for m in await _fetch(sub_b, 10):
+                await _ack_sync(m)
+
+            async def empty():
+                return (await js.stream_info("INT")).state.messages == 0
+
+            await acheck_for(20, empty, interval=0.2)
         finally:
             await nc.close()

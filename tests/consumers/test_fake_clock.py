@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jsedge.jetstream.consumer import create_consumer
+from jsedge.jetstream.consumers import create_consumer
 from jsedge.jetstream.models import NS, ConsumerConfig, StreamConfig
 from jsedge.routing.account import Account
 from jsedge.routing.sublist import Subscription, deliver_as
