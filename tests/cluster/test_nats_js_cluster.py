@@ -86,10 +86,11 @@ class Driver:
     """cluster.mjs as a child process: JSON lines out, one stdin line per `ready`. Every read is
     bounded by the scenario's deadline; the process is killed (by PID) on exit."""
 
-    def __init__(self, node: str, scenario: str, urls: list[str]) -> None:
+    def __init__(self, node: str, scenario: str, urls: list[str], timeout: float = SCENARIO_TIMEOUT) -> None:
         self.scenario = scenario
-        self.deadline = time.monotonic() + SCENARIO_TIMEOUT
-        env = dict(os.environ, CLUSTER_WATCHDOG_MS=str((SCENARIO_TIMEOUT - 5) * 1000))
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        env = dict(os.environ, CLUSTER_WATCHDOG_MS=str(int((timeout - 5) * 1000)))
         self.proc = subprocess.Popen(
             [node, str(SCRIPT), scenario, *urls],
             cwd=str(JS_DIR),
@@ -121,7 +122,7 @@ class Driver:
             try:
                 line = self.lines.get(timeout=max(remaining, 0.01))
             except queue.Empty:
-                raise AssertionError(f"cluster.mjs {self.scenario}: no output within {SCENARIO_TIMEOUT}s") from None
+                raise AssertionError(f"cluster.mjs {self.scenario}: no output within {self.timeout}s") from None
             if line is None:
                 self.proc.wait(5)
                 self._threads[1].join(2)
@@ -296,3 +297,30 @@ def test_lame_duck_info_lists_only_the_other_members(node_js: str, kinds: list[s
             r = driver.result()
     assert r["before"] == sorted([n0, n1, n2])
     assert r["at_ldm"] == {"server": n0, "ldm": True, "connect_urls": sorted([n1, n2])}
+
+
+def test_kv_and_object_store_with_three_replicas_through_a_leader_kill(node_js: str, kinds: list[str]) -> None:
+    """nats.js KV (put, compare-and-set, history, watch) and object store buckets with replicas: 3;
+    the KV stream's leader is killed midway and everything goes on through the new one."""
+    env = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
+    with Cluster(kinds, extra_args=["-js", "-sd", "js"], env=env) as cluster:
+        cluster.wait_mesh()
+        with Driver(node_js, "kvr3", [s.url for s in cluster.servers], timeout=90) as driver:
+            ready = driver.ready()
+            cluster.kill(int(ready["leader"][1:]) - 1)
+            driver.answer("killed")
+            result = driver.result()
+    assert result == {
+        "replicas": 3,
+        "put": [1, 2, 3],
+        "update": 4,
+        "update_stale": "wrong last sequence: 4",
+        "obj": {"size": 300_000, "chunks": 3},
+        "put_after": result["put_after"],
+        "get_after": "5",
+        "cas_after": result["put_after"] + 1,
+        "history": ["3", "5", "6"],
+        "obj_get": True,
+        "watched": ["3", "5", "6"],
+        "leader_changed": True,
+    }, result

@@ -11,6 +11,10 @@
 // Any unexpected failure prints {"fatal": ...} and exits 1; a watchdog exits 2 after WATCHDOG_MS so
 // nothing hangs. Every wait inside is a poll with a deadline (`until`), never a bare sleep.
 import { connect, headers } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { Objm } from "@nats-io/obj";
+import { createHash } from "node:crypto";
 import { createInterface } from "node:readline";
 
 const WATCHDOG_MS = Number(process.env.CLUSTER_WATCHDOG_MS || 40000);
@@ -321,9 +325,63 @@ async function ldmInfoScenario() {
   return r;
 }
 
+// a KV bucket and an object store with replicas: 3, through the stream leader's death: operations
+// are retried (as an application would) until the cluster answers again, and nothing acknowledged
+// before the kill is missing after it
+async function retry(fn, what) {
+  return await until(async () => ({ v: await fn() }), WAIT_MS, what).then((x) => x.v);
+}
+
+const hexsha = (b) => createHash("sha256").update(b).digest("hex");
+
+async function kvr3Scenario() {
+  const r = {};
+  const nc = await connect({ servers: urls, timeout: 5000, reconnectTimeWait: 200, maxReconnectAttempts: -1 });
+  const kvm = new Kvm(nc, { timeout: 2000 });
+  const objm = new Objm(nc, { timeout: 2000 });
+  // the meta group may still be electing its first leader: JetStream answers once it has one
+  const jsm = await retry(() => jetstreamManager(nc, { timeout: 2000 }), "JetStream");
+  const kv = await retry(() => kvm.create("r3", { history: 5, replicas: 3 }), "an R3 bucket");
+  const st = await kv.status();
+  r.replicas = st.replicas;
+  r.put = [await kv.put("a", "1"), await kv.put("a", "2"), await kv.put("b", "x")];
+  r.update = await kv.update("a", "3", 2);
+  r.update_stale = await kv.update("a", "4", 2).then(() => "ok", (err) => String(err?.message));
+  const os = await retry(() => objm.create("files", { replicas: 3 }), "an R3 object store");
+  const big = new Uint8Array(300_000).map((_, i) => (i * 7) % 251);
+  const info = await os.putBlob({ name: "big" }, big);
+  r.obj = { size: info.size, chunks: info.chunks };
+  const watched = [];
+  const w = await kv.watch({ key: "a" });
+  (async () => {
+    for await (const e of w) watched.push([e.key, e.operation, e.value ? new TextDecoder().decode(e.value) : ""]);
+  })().catch(() => {});
+  await until(() => watched.length >= 1, WAIT_MS, "the watcher's initial value");
+  const leader = (await jsm.streams.info("KV_r3")).cluster.leader;
+  await ready({ stage: "kill the KV stream leader", leader });
+  // after the kill: writes and reads go on through the new leader
+  r.put_after = await retry(() => kv.put("a", "5"), "a put after the kill");
+  r.get_after = new TextDecoder().decode((await retry(() => kv.get("a"), "a get")).value);
+  r.cas_after = await retry(() => kv.update("a", "6", r.put_after), "an update after the kill");
+  r.history = (await retry(async () => {
+    const out = [];
+    for await (const e of await kv.history({ key: "a" })) out.push(new TextDecoder().decode(e.value));
+    return out;
+  }, "the history")).slice(-3);
+  r.obj_get = hexsha(await retry(() => os.getBlob("big"), "the object")) === hexsha(big);
+  // a watcher whose (R1) consumer was on the killed server notices only after two missed idle
+  // heartbeats (5 s each), then re-creates its consumer from where it was
+  await until(() => watched.some((e) => e[2] === "6"), 3 * WAIT_MS, "the watcher to see the update made after the kill");
+  r.watched = watched.map((e) => e[2]);
+  const leaderAfter = await retry(async () => (await jsm.streams.info("KV_r3")).cluster.leader, "a new leader");
+  r.leader_changed = leaderAfter !== leader;
+  await nc.close();
+  return r;
+}
+
 // ------------------------------------------------------------------------------------------------
 
-const scenarios = { discovery: discoveryScenario, traffic: trafficScenario, reconnect: reconnectScenario, ldm: ldmScenario, ldminfo: ldmInfoScenario };
+const scenarios = { discovery: discoveryScenario, traffic: trafficScenario, reconnect: reconnectScenario, ldm: ldmScenario, ldminfo: ldmInfoScenario, kvr3: kvr3Scenario };
 
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}; one of ${Object.keys(scenarios).join(", ")}`);
