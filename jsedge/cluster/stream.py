@@ -105,7 +105,15 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
 def _barrier(hdr: bytes, stream: Any) -> bool:
     """Must this publish wait until every earlier command is applied?"""
     config = stream.config
-    if config.retention == "interest" or config.discard == "new" or config.mirror is not None:
+    if config.retention == "interest" or config.mirror is not None:
+        return True
+    if config.discard == "new" and (
+        config.max_msgs > 0
+        or config.max_bytes > 0
+        or (config.discard_new_per_subject and config.max_msgs_per_subject > 0)
+    ):
+        # a limit that refuses new messages: whether this one fits depends on everything before it
+        # (a KV bucket is discard-new without such limits: its puts are pipelined)
         return True
     if not hdr:
         return False
