@@ -1028,8 +1028,7 @@ class ClusterAPI:
         member = getattr(consumer, "clustered", None)
         if member is None or member.group is None:
             return {"success": True}
-        group = member.group
-        group.transfer(self._stepdown_target(group, request.body))
+        member.step_down(self._stepdown_target(member.group, request.body))
         return {"success": True}
 
     def _stepdown_target(self, group: Any, body: bytes) -> str | None:

@@ -244,6 +244,7 @@ class ClusteredConsumer:
         self._applied_since_compact = 0
         self._compacting = False
         self._sweep_timer: Any = None
+        self._stepping_down = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -293,11 +294,29 @@ class ClusteredConsumer:
 
     def save_config(self, config_json: bytes) -> None:
         """The consumer's config file, marked with its group so a restart does not run it alone
-        (`recover_consumers` skips it; the meta group brings the group back)."""
+        (`recover_consumers` skips it; the meta group brings the group back). A config the leader's
+        Consumer changed by itself (CONSUMER.PAUSE) also goes to the meta group, so every member,
+        and the next leader, has it."""
         try:
             document = json.loads(config_json)
         except ValueError:
             document = {}
+        config = document.get("config")
+        if self.is_leader and isinstance(config, dict) and config != self.assignment.config:
+            ca = self.assignment
+            self.coordinator.propose_meta_anywhere(
+                {
+                    "op": "consumer",
+                    "account": ca.account,
+                    "stream": ca.stream,
+                    "name": ca.name,
+                    "config": config,
+                    "group": ca.group,
+                    "peers": list(ca.peers),
+                    "created": ca.created,
+                    "seed": ca.seed,
+                }
+            )
         document["group"] = self.group_name
         document["state"] = self.has_state
         store = self.store
@@ -326,8 +345,12 @@ class ClusteredConsumer:
         self.assignment = assignment
         self.command = command
         self._write_config()
-        if self.consumer is not None and not self.consumer.closed:
+        consumer = self.consumer
+        if consumer is not None and not consumer.closed:
             self.coordinator.cluster_api.host_consumer(self.replica, assignment, command, clustered=self)
+            until = self._config().pause_until
+            if until != consumer.config.pause_until:
+                consumer.pause(until)  # a pause made on the previous leader
 
     def stop(self) -> None:
         self._stopped = True
@@ -403,8 +426,9 @@ class ClusteredConsumer:
             self._lead_at = -1
             if leader:
                 self.leader_since = time.time_ns()
-            elif self.consumer is not None:
+            elif self.consumer is not None and not self._stepping_down:
                 self.server.logger.warn(f"JetStream cluster consumer {stream_name} has NO quorum, stalled")
+            self._stepping_down = False
             self._stop_consumer(deleted=False)
 
     # ------------------------------------------------------------------ the leader's Consumer
@@ -462,12 +486,11 @@ class ClusteredConsumer:
             del stream.consumers[self.name]
         consumer.stop(deleted=deleted)
 
-    def step_down(self, preferred: str = "") -> None:
+    def step_down(self, target: str | None = None) -> None:
+        """CONSUMER.LEADER.STEPDOWN: hand leadership to `target` (None: any caught-up member)."""
         if self.group is not None and self.group.is_leader:
-            if preferred:
-                self.group.transfer(preferred)
-            else:
-                self.group.step_down()
+            self._stepping_down = True
+            self.group.transfer(target)
 
     def info(self, *, with_config: bool = True) -> dict[str, Any]:
         """ConsumerInfo from this member's replica of the state (`/jsz` on a follower; the leader's

@@ -635,6 +635,8 @@ class JetStreamCluster:
                     self.propose_meta_anywhere(command)
                 elif command.get("op") == "stream_scale" and self._is_peer_move(sender, command):
                     self.propose_meta_anywhere(command)
+                elif command.get("op") == "consumer" and self._is_consumer_config_report(sender, command):
+                    self.propose_meta_anywhere(command)
             return
         for replica in self.replicas.values():
             if replica.group_name == group:
@@ -649,6 +651,21 @@ class JetStreamCluster:
             return False
         sa = self.state.stream(str(command.get("account", "")), str(config.get("name", "")))
         return sa is not None and sa.scale is not None and sa.scale.get("group") == command.get("group")
+
+    def _is_consumer_config_report(self, sender: str, command: dict[str, Any]) -> bool:
+        """A replicated consumer's leader reporting a config it changed itself (CONSUMER.PAUSE):
+        the same consumer, group and peers, from one of those peers, answering nobody."""
+        sa = self.state.stream(str(command.get("account", "")), str(command.get("stream", "")))
+        ca = sa.consumers.get(str(command.get("name", ""))) if sa is not None else None
+        return (
+            ca is not None
+            and bool(ca.group)
+            and sender in ca.peers
+            and command.get("group") == ca.group
+            and command.get("peers") == ca.peers
+            and isinstance(command.get("config"), dict)
+            and not command.get("reply")
+        )
 
     def _is_peer_move(self, sender: str, command: dict[str, Any]) -> bool:
         """STREAM.PEER.REMOVE, forwarded by the stream's leader: a move of one replica."""

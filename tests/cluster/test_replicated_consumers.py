@@ -325,3 +325,28 @@ async def test_interest_retention_waits_for_consumers_led_by_other_servers() -> 
             await acheck_for(20, empty, interval=0.2)
         finally:
             await nc.close()
+
+
+async def test_a_pause_survives_a_consumer_leader_change() -> None:
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="PZ", subjects=["pz.>"], num_replicas=3)
+            await js.add_consumer("PZ", durable_name="p", ack_policy="explicit")
+            ci = await _consumer_info(js, "PZ", "p")
+            until = "2099-01-01T00:00:00Z"
+            reply = await nc.request("$JS.API.CONSUMER.PAUSE.PZ.p", json.dumps({"pause_until": until}).encode(), 3)
+            assert json.loads(reply.data)["paused"] is True
+            before = ci.cluster.leader
+            await nc.request("$JS.API.CONSUMER.LEADER.STEPDOWN.PZ.p", b"", timeout=3)
+
+            async def paused_elsewhere():
+                ci = await _consumer_info(js, "PZ", "p")
+                return ci if ci.cluster.leader != before and ci.paused else None
+
+            ci = await acheck_for(30, paused_elsewhere, interval=0.3)
+            assert ci.config.pause_until is not None
+        finally:
+            await nc.close()
