@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.error
 import urllib.request
 from typing import Any
@@ -64,6 +65,18 @@ async def add_r3_stream(server: Any) -> None:
         await acheck_for(60, attempt, interval=0.2)
         for i in range(3):
             await js.publish("r3.x", f"m{i}".encode())
+    finally:
+        await nc.close()
+
+
+async def add_durable(server: Any) -> None:
+    """A durable pull consumer of R3 (R3 itself) that fetched and acked one message."""
+    nc = await nats.connect(server.url, connect_timeout=2)
+    try:
+        js = nc.jetstream(timeout=5)
+        sub = await js.pull_subscribe("r3.>", durable="D", stream="R3")
+        msgs = await sub.fetch(1, timeout=5)
+        await msgs[0].ack_sync()
     finally:
         await nc.close()
 
@@ -134,6 +147,28 @@ def shape(kind: str) -> dict[str, Any]:
         # plain /jsz?streams=true: no raft group names
         _jsz, plain = stream_detail(cluster[0])
         out["plain_detail_has_raft"] = "stream_raft_group" in plain
+        # a replicated (R3) consumer: listed by every member, its group under consumer_raft_groups
+        asyncio.run(add_durable(cluster[0]))
+
+        def consumer_views() -> dict[str, Any] | None:
+            seen = {}
+            for i in range(3):
+                _jsz, detail = stream_detail(cluster[i], "streams=true&consumers=true&raft=true")
+                for consumer in detail.get("consumer_detail") or []:
+                    if consumer["name"] == "D" and consumer.get("cluster", {}).get("leader"):
+                        seen[f"n{i + 1}"] = (consumer, detail.get("consumer_raft_groups"))
+            return seen if len(seen) == 3 else None
+
+        seen = check_for(30, consumer_views, interval=0.2)
+        cleader = next(iter(seen.values()))[0]["cluster"]["leader"]
+        lconsumer, groups = seen[cleader]
+        fconsumer = next(c for name, (c, _g) in seen.items() if name != cleader)
+        out["consumer_listed_on"] = len(seen)
+        out["consumer_raft_groups"] = [(g["name"], re.sub(r"-[0-9A-Za-z]{8}$", "-*", g["raft_group"])) for g in groups]
+        out["consumer_leader_keys"] = sorted(k for k in lconsumer if k not in ("ts",))
+        out["consumer_follower_keys"] = sorted(k for k in fconsumer if k not in ("ts",))
+        out["consumer_cluster_keys"] = (sorted(lconsumer["cluster"]), sorted(fconsumer["cluster"]))
+        out["consumer_delivered"] = (lconsumer["delivered"]["stream_seq"], fconsumer["delivered"]["stream_seq"])
         # /healthz, clustered checks (identical bodies on both servers)
         checks = [
             "/healthz",
