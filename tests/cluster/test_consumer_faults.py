@@ -26,7 +26,8 @@ from helpers import acheck_for, http_json
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError
 from test_jetstream_cluster import add_stream
-from test_jetstream_faults import FaultCluster, connect_to, stop_all
+from test_jetstream_faults import _BAD_LOG, FaultCluster, connect_to, stop_all
+from test_jetstream_faults import hosts as hosts
 
 SEED = int(os.environ.get("JSEDGE_FAULT_SEED", "1515"))
 LOOPS = int(os.environ.get("JSEDGE_FAULT_LOOPS", "4"))
@@ -79,13 +80,12 @@ class Workers:
 
     async def run(self, conn) -> None:
         js = conn.jetstream(timeout=2)
-        sub = None
         while not self.stop:
+            # a fresh inbox per fetch: a delivery answering an earlier (timed out) request is not
+            # taken for one sent after this request, so each batch was sent after `asked`
+            sub = None
             try:
-                if sub is None:
-                    sub = await js.pull_subscribe_bind("w", stream="WQ")
-                # a message of this batch was sent after the request: its delivery time is at least
-                # this (the batch arrives up to a second later, and is worked through after that)
+                sub = await js.pull_subscribe_bind("w", stream="WQ")
                 asked = time.monotonic()
                 msgs = await sub.fetch(10, timeout=1)
             except (TimeoutError, NatsTimeout, APIError):
@@ -93,6 +93,12 @@ class Workers:
             except Exception:
                 await asyncio.sleep(0.1)
                 continue
+            finally:
+                if sub is not None:
+                    try:
+                        await sub.unsubscribe()
+                    except Exception:
+                        pass
             for msg in msgs:
                 self.deliveries[msg.data].append(asked)
                 try:
@@ -175,3 +181,126 @@ async def test_work_queue_drained_by_three_workers_while_the_consumer_leader_die
             await conn.close()
         await stop_all(cluster)
         assert not cluster.bad_lines, cluster.bad_lines
+
+
+# ---------------------------------------------------------------------------------------- partition
+
+_MINORITY_WORKER = r"""
+import asyncio, sys, time
+import nats
+
+async def main(url, out, seconds):
+    nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    js = nc.jetstream(timeout=0.5)
+    end = time.time() + seconds
+    with open(out, "w") as f:
+        while time.time() < end:
+            sub = None
+            try:
+                sub = await js.pull_subscribe_bind("w", stream="WQ")  # a fresh inbox per fetch
+                asked = time.time()
+                msgs = await sub.fetch(5, timeout=0.5)
+            except Exception:
+                await asyncio.sleep(0.05)
+                continue
+            finally:
+                if sub is not None:
+                    try:
+                        await sub.unsubscribe()
+                    except Exception:
+                        pass
+            for msg in msgs:
+                f.write(f"got {msg.data.decode()} {asked}\n")
+                try:
+                    await msg.ack_sync(timeout=0.5)
+                    f.write(f"ack {msg.data.decode()} {time.time()}\n")
+                except Exception:
+                    pass
+                f.flush()
+    await nc.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
+"""
+
+
+@pytest.mark.timeout(180)
+async def test_an_isolated_consumer_leader_acknowledges_no_ack(hosts, tmp_path) -> None:
+    """The consumer's leader is cut off (network namespaces) with a worker on its side: no ack made
+    there after the cut gets an answer, the majority elects a new consumer leader and finishes the
+    work, and after the heal no answered ack was undone."""
+    import subprocess
+    import sys
+
+    from test_jetstream_faults import HOSTS, _netns_node
+
+    servers = [_netns_node(hosts, name) for name in HOSTS]
+    minority = None
+    conns = []
+    workers = Workers()
+    tasks = []
+    try:
+        conns = [await connect_to(servers[i:] + servers[:i]) for i in range(3)]
+        js = conns[0].jetstream(timeout=3)
+        await add_stream(js, name="WQ", subjects=["wq.>"], num_replicas=3, retention="workqueue")
+        await js.add_consumer("WQ", durable_name="w", ack_policy="explicit", ack_wait=2.0, max_ack_pending=50)
+        for i in range(MESSAGES):
+            await js.publish("wq.x", f"m{i}".encode())
+        leader = await acheck_for(20, lambda: _consumer_leader(js), interval=0.2)
+        iso = HOSTS.index(leader)
+        out = tmp_path / "minority.log"
+        argv = ["ip", "netns", "exec", hosts.namespaces[leader], sys.executable, "-c", _MINORITY_WORKER]
+        minority = subprocess.Popen([*argv, "nats://127.0.0.1:4222", str(out), "10"])
+        await acheck_for(15, lambda: out.exists() and "ack " in out.read_text(), interval=0.1)
+        majority = [conns[i] for i in range(3) if i != iso]
+        for conn in conns:
+            if conn not in majority:
+                await conn.close()
+        js = majority[0].jetstream(timeout=3)
+        hosts.partition(leader)
+        cut_at = time.time()
+        try:
+            tasks = [asyncio.create_task(workers.run(conn)) for conn in majority]
+            await acheck_for(30, lambda: len(workers.acked_at) >= 20, interval=0.1)  # a new leader acks
+        finally:
+            await asyncio.to_thread(minority.wait, 30)
+            hosts.heal(leader)
+        await acheck_for(60, lambda: drained(js), interval=0.2)
+    finally:
+        workers.stop = True
+        for task in tasks:
+            await asyncio.wait_for(task, 10)
+        for conn in conns:
+            if not conn.is_closed:
+                await conn.close()
+        if minority is not None and minority.poll() is None:
+            minority.kill()
+            minority.wait(5)
+        for server in servers:
+            await asyncio.to_thread(server.stop)
+    bad = [line for s in servers for line in s.log_lines() if _BAD_LOG.search(line)]
+    for server in servers:
+        server.cleanup()
+    records = [line.split() for line in out.read_text().splitlines()]
+    late = [r for r in records if r[0] == "ack" and float(r[2]) > cut_at + GRACE]
+    assert not late, f"the isolated consumer leader answered acks after the cut: {late[:5]}"
+    # no answered ack (either side) was undone: nothing delivered again after it (wall clock here)
+    answered: dict[str, float] = {r[1]: float(r[2]) for r in records if r[0] == "ack"}
+    offset = time.time() - time.monotonic()
+    for data, at in workers.acked_at.items():
+        answered.setdefault(data.decode(), at + offset)
+    deliveries = [(r[1], float(r[2])) for r in records if r[0] == "got"]
+    deliveries += [(d.decode(), t + offset) for d, times in workers.deliveries.items() for t in times]
+    undone = sorted({d for d, t in deliveries if d in answered and t > answered[d] + GRACE})
+    if undone:
+        detail = {
+            d: (
+                [r for r in records if r[1] == d],
+                [t - cut_at for t in workers.deliveries.get(d.encode(), [])],
+                workers.acked_at.get(d.encode(), 0) + offset - cut_at,
+            )
+            for d in undone[:3]
+        }
+        raise AssertionError(f"acknowledged work came back: {undone[:10]}; cut at {cut_at}: {detail}")
+    delivered = {d for d, _t in deliveries}
+    assert delivered == {f"m{i}" for i in range(MESSAGES)}
+    assert not bad, bad
