@@ -356,7 +356,11 @@ class Consumer:
         try:
             if self._ack_buf or self._none_last is not None:
                 self._flush_acks()
-            self.stream.store.sync()
+            flush = getattr(self.store, "flush", None)
+            if flush is not None:
+                flush()  # replicated: proposed to the consumer's group, whose log is fsynced
+            else:
+                self.stream.store.sync()
         except Exception:
             pass
 
