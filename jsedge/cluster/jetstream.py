@@ -55,11 +55,17 @@ class MetaMachine:
     def apply(self, entry: Entry) -> Any:
         command = decode_command(entry.data)
         change = self.cluster.state.apply(command)
-        self.cluster.on_meta_change(change, command)
+        if not self.cluster.recovering:
+            self.cluster.on_meta_change(change, command)
         self.applied_since_compact += 1
         return change
 
     def applied_upto(self, index: int) -> None:
+        cluster = self.cluster
+        if cluster.recovering:
+            node = cluster.meta.node
+            if index >= cluster.recover_upto or (node.leader and index >= node.commit_index):
+                cluster.finish_recovery()
         if self.applied_since_compact >= META_COMPACT_EVERY:
             self.applied_since_compact = 0
             # the meta state lives in memory: the snapshot written with the compaction is its copy
@@ -69,6 +75,7 @@ class MetaMachine:
         return self.cluster.state.encode()
 
     async def restore(self, meta: SnapshotMeta, data: bytes, leader: str) -> None:
+        self.cluster.recovering = False  # the leader's snapshot is the whole state
         self.cluster.restore_state(MetaState.decode(data))
 
     def leader_changed(self, is_leader: bool, leader: str) -> None:
@@ -89,6 +96,9 @@ class JetStreamCluster:
         self.system_account = server.accounts.get(self.system_account_name)
         self.transport = Transport(server, self.system_account, self.me)
         self.state = MetaState()
+        #: replaying this server's own meta log at start (see start()); up to this index
+        self.recovering = False
+        self.recover_upto = 0
         self.machine = MetaMachine(self)
         self.meta = RaftGroup(META_GROUP, self.group_dir(META_GROUP), self.me, (), self.transport, server, self.machine)
         #: (account, stream) -> this server's replica
@@ -168,8 +178,18 @@ class JetStreamCluster:
         self.logger.info("Starting JetStream cluster")
         self.logger.info("Creating JetStream metadata controller")
         self.meta.start()
-        if self.meta.log.snapshot is not None and self.meta.log.snapshot_data:
-            self.restore_state(MetaState.decode(self.meta.log.snapshot_data))
+        log = self.meta.log
+        if log.snapshot is not None and log.snapshot_data:
+            self.state = MetaState.decode(log.snapshot_data)
+        # Recovery: the commands in this server's own meta log are applied to the state only, and
+        # the replicas are reconciled once, with the state they end in (nats-server's
+        # recoveryUpdates). Acting on each replayed command would act on assignments that later
+        # ones replaced: an old stream command names the group a replica change retired, and
+        # opening the store for that group would start it afresh.
+        self.recover_upto = self.meta.node.last_index
+        self.recovering = self.recover_upto > (log.snapshot.index if log.snapshot is not None else 0)
+        if not self.recovering:
+            self.restore_state(self.state)
         self.logger.info(f"JetStream cluster Node: {self.me}")
         self._hello_handle = self.loop.call_soon(self._hello)
 
@@ -358,6 +378,12 @@ class JetStreamCluster:
             self.logger.info(f"JetStream cluster new metadata leader: {self.name_of(leader)}/{self.cluster_name}")
         else:
             self.logger.warn("JetStream cluster no metadata leader")
+
+    def finish_recovery(self) -> None:
+        """The meta log this server had at start is applied: reconcile with the state it ends in."""
+        self.recovering = False
+        self.logger.debug(f"JetStream cluster recovered the meta state up to {self.recover_upto}")
+        self.restore_state(self.state)
 
     def restore_state(self, state: MetaState) -> None:
         """A meta snapshot replaced the state: reconcile the local replicas with it."""

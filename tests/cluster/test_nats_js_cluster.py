@@ -305,7 +305,7 @@ def test_kv_and_object_store_with_three_replicas_through_a_leader_kill(node_js: 
     env = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
     with Cluster(kinds, extra_args=["-js", "-sd", "js"], env=env) as cluster:
         cluster.wait_mesh()
-        with Driver(node_js, "kvr3", [s.url for s in cluster.servers], timeout=90) as driver:
+        with Driver(node_js, "kvr3", [s.url for s in cluster.servers], timeout=150) as driver:
             ready = driver.ready()
             cluster.kill(int(ready["leader"][1:]) - 1)
             driver.answer("killed")

@@ -370,8 +370,9 @@ async function kvr3Scenario() {
   }, "the history")).slice(-3);
   r.obj_get = hexsha(await retry(() => os.getBlob("big"), "the object")) === hexsha(big);
   // a watcher whose (R1) consumer was on the killed server notices only after two missed idle
-  // heartbeats (5 s each), then re-creates its consumer from where it was
-  await until(() => watched.some((e) => e[2] === "6"), 3 * WAIT_MS, "the watcher to see the update made after the kill");
+  // heartbeats (nats.js asks for one every 30 s), then re-creates its consumer from where it was:
+  // with nats-server as with jsedge, wherever the server placed that consumer
+  await until(() => watched.some((e) => e[2] === "6"), 6 * WAIT_MS, "the watcher to see the update made after the kill");
   r.watched = watched.map((e) => e[2]);
   const leaderAfter = await retry(async () => (await jsm.streams.info("KV_r3")).cluster.leader, "a new leader");
   r.leader_changed = leaderAfter !== leader;
