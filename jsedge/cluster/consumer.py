@@ -20,7 +20,7 @@ majority (`sync()`): an acknowledged ack is never undone by a failover.
 
 Entry encoding (ours; only jsedge nodes read it): one entry carries the ops one event-loop turn
 produced, each a kind byte and uvarints:
-  0x01 delivered  consumer seq, stream seq, delivery count, zigzag(timestamp ns)
+  0x01 delivered  consumer seq, stream seq, delivery count, timestamp ns (zigzag)
   0x02 ack        consumer seq, stream seq
   0x03 state      length, then the consumer store's snapshot encoding (`encode_consumer_state`)
 A snapshot of the group (log compaction, install-snapshot) is a flag byte (1: a state was
@@ -37,6 +37,7 @@ from typing import Any
 
 from jsedge.cluster.group import RaftGroup
 from jsedge.cluster.types import Entry, SnapshotMeta
+from jsedge.jetstream.commands import read_svarint, read_uvarint, svarint, uvarint
 from jsedge.store.base import ConsumerState
 from jsedge.store.filestore import decode_consumer_state, encode_consumer_state
 
@@ -50,54 +51,24 @@ COMPACT_EVERY = int(os.environ.get("JSEDGE_RAFT_COMPACT_EVERY") or 8192)
 SWEEP_INTERVAL = 1.0
 
 
-def _uvarint(value: int, out: bytearray) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _zigzag(value: int) -> int:
-    return value * 2 if value >= 0 else -value * 2 - 1
-
-
-def _unzigzag(value: int) -> int:
-    return value // 2 if not value & 1 else -(value + 1) // 2
-
-
 def encode_delivered(out: bytearray, consumer_seq: int, stream_seq: int, count: int, ts: int) -> None:
     out.append(OP_DELIVERED)
-    _uvarint(consumer_seq, out)
-    _uvarint(stream_seq, out)
-    _uvarint(count, out)
-    _uvarint(_zigzag(ts), out)
+    uvarint(consumer_seq, out)
+    uvarint(stream_seq, out)
+    uvarint(count, out)
+    svarint(ts, out)
 
 
 def encode_ack(out: bytearray, consumer_seq: int, stream_seq: int) -> None:
     out.append(OP_ACK)
-    _uvarint(consumer_seq, out)
-    _uvarint(stream_seq, out)
+    uvarint(consumer_seq, out)
+    uvarint(stream_seq, out)
 
 
 def encode_state(out: bytearray, state: ConsumerState) -> None:
     blob = encode_consumer_state(state)
     out.append(OP_STATE)
-    _uvarint(len(blob), out)
+    uvarint(len(blob), out)
     out += blob
 
 
@@ -111,17 +82,17 @@ def apply_ops(store: Any, data: bytes) -> bool:
         op = data[pos]
         pos += 1
         if op == OP_DELIVERED:
-            dseq, pos = _read_uvarint(data, pos)
-            sseq, pos = _read_uvarint(data, pos)
-            count, pos = _read_uvarint(data, pos)
-            ts, pos = _read_uvarint(data, pos)
-            ops.append((op, (dseq, sseq, count, _unzigzag(ts))))
+            dseq, pos = read_uvarint(data, pos)
+            sseq, pos = read_uvarint(data, pos)
+            count, pos = read_uvarint(data, pos)
+            ts, pos = read_svarint(data, pos)
+            ops.append((op, (dseq, sseq, count, ts)))
         elif op == OP_ACK:
-            dseq, pos = _read_uvarint(data, pos)
-            sseq, pos = _read_uvarint(data, pos)
+            dseq, pos = read_uvarint(data, pos)
+            sseq, pos = read_uvarint(data, pos)
             ops.append((op, (dseq, sseq)))
         elif op == OP_STATE:
-            length, pos = _read_uvarint(data, pos)
+            length, pos = read_uvarint(data, pos)
             if pos + length > end:
                 raise ValueError("state beyond the end")
             try:

@@ -58,6 +58,8 @@ from jsedge.jetstream.commands import (
     UpdateConfig,
     decode_command,
     encode_command,
+    read_uvarint,
+    uvarint,
 )
 from jsedge.store.base import DiscardNewError
 
@@ -73,30 +75,8 @@ CATCHUP_TIMEOUT = 5.0
 REGROUP = 0xFF
 
 
-def _uvarint(value: int, out: bytearray) -> None:
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("truncated varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = _read_uvarint(data, pos)
+    length, pos = read_uvarint(data, pos)
     if pos + length > len(data):
         raise ValueError("length beyond the end")
     return data[pos : pos + length], pos + length
@@ -649,15 +629,15 @@ class ClusteredStream:
             if msg is None or msg.seq > last:
                 seq = last + 1
                 break
-            _uvarint(msg.seq, out)
-            _uvarint(msg.ts & ((1 << 64) - 1), out)
+            uvarint(msg.seq, out)
+            uvarint(msg.ts & ((1 << 64) - 1), out)
             for part in (msg.subject, msg.hdr, msg.data):
-                _uvarint(len(part), out)
+                uvarint(len(part), out)
                 out += part
             size += len(msg.subject) + len(msg.hdr) + len(msg.data) + 16
             seq = msg.seq + 1
         head = bytearray()
-        _uvarint(seq, head)
+        uvarint(seq, head)
         self.coordinator.transport.send_catchup(peer, self.group_name, bytes(head) + bytes(out))
 
     def _on_catchup_batch(self, payload: bytes) -> None:
@@ -666,10 +646,10 @@ class ClusteredStream:
             return
         stream = self.stream
         try:
-            nxt, pos = _read_uvarint(payload, 0)
+            nxt, pos = read_uvarint(payload, 0)
             while pos < len(payload):
-                seq, pos = _read_uvarint(payload, pos)
-                ts, pos = _read_uvarint(payload, pos)
+                seq, pos = read_uvarint(payload, pos)
+                ts, pos = read_uvarint(payload, pos)
                 if ts >= 1 << 63:
                     ts -= 1 << 64
                 subject, pos = _read_bytes(payload, pos)

@@ -126,7 +126,7 @@ _HAS_SEQ = 0x20
 # varints
 
 
-def _uvarint(value: int, out: bytearray) -> None:
+def uvarint(value: int, out: bytearray) -> None:
     if value < 0:
         raise ValueError("negative uvarint")
     while value >= 0x80:
@@ -135,15 +135,15 @@ def _uvarint(value: int, out: bytearray) -> None:
     out.append(value)
 
 
-def _svarint(value: int, out: bytearray) -> None:
-    _uvarint((value << 1) ^ (value >> 63) if -(1 << 63) <= value < (1 << 63) else _too_big(), out)
+def svarint(value: int, out: bytearray) -> None:
+    uvarint((value << 1) ^ (value >> 63) if -(1 << 63) <= value < (1 << 63) else _too_big(), out)
 
 
 def _too_big() -> int:
     raise ValueError("integer out of int64 range")
 
 
-def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
     result = 0
     shift = 0
     end = len(data)
@@ -160,13 +160,13 @@ def _read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _read_svarint(data: bytes, pos: int) -> tuple[int, int]:
-    value, pos = _read_uvarint(data, pos)
+def read_svarint(data: bytes, pos: int) -> tuple[int, int]:
+    value, pos = read_uvarint(data, pos)
     return (value >> 1) ^ -(value & 1), pos
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
-    length, pos = _read_uvarint(data, pos)
+    length, pos = read_uvarint(data, pos)
     end = pos + length
     if end > len(data):
         raise ValueError("length beyond the end")
@@ -195,43 +195,43 @@ def encode_command(command: Command) -> bytes:
             flags |= _HAS_SEQ
         out.append(KIND_STORE)
         out.append(flags)
-        _svarint(command.ts, out)
+        svarint(command.ts, out)
         if flags & _HAS_SEQ:
-            _uvarint(command.seq, out)
-        _uvarint(len(command.subject), out)
+            uvarint(command.seq, out)
+        uvarint(len(command.subject), out)
         out += command.subject
         if flags & _HAS_TTL:
-            _svarint(command.ttl, out)
+            svarint(command.ttl, out)
         if flags & _HAS_MSG_ID:
-            _uvarint(len(command.msg_id), out)
+            uvarint(len(command.msg_id), out)
             out += command.msg_id
         if flags & _HAS_HDR:
-            _uvarint(len(command.hdr), out)
+            uvarint(len(command.hdr), out)
             out += command.hdr
         out += command.data
         return bytes(out)
     if isinstance(command, SkipMsg):
         out.append(KIND_SKIP)
-        _svarint(command.ts, out)
-        _uvarint(len(command.msg_id), out)
+        svarint(command.ts, out)
+        uvarint(len(command.msg_id), out)
         out += command.msg_id
         if command.seq:
-            _uvarint(command.seq, out)
+            uvarint(command.seq, out)
     elif isinstance(command, DeleteMsg):
         out.append(KIND_DELETE)
-        _uvarint(command.seq, out)
+        uvarint(command.seq, out)
         out.append(1 if command.erase else 0)
     elif isinstance(command, PurgeMsgs):
         out.append(KIND_PURGE)
         out.append(1 if command.filter is not None else 0)
         if command.filter is not None:
-            _uvarint(len(command.filter), out)
+            uvarint(len(command.filter), out)
             out += command.filter
-        _uvarint(command.seq, out)
-        _uvarint(command.keep, out)
+        uvarint(command.seq, out)
+        uvarint(command.keep, out)
     elif isinstance(command, ExpireMsgs):
         out.append(KIND_EXPIRE)
-        _svarint(command.now, out)
+        svarint(command.now, out)
     elif isinstance(command, UpdateConfig):
         out.append(KIND_CONFIG)
         out += gojson.dumpb(encode(command.config))
@@ -251,10 +251,10 @@ def decode_command(data: bytes) -> Command:
         flags = data[1]
         if flags & ~0x3F or (flags & _ROLLUP_SUB and flags & _ROLLUP_ALL):
             raise ValueError("bad store flags")
-        ts, pos = _read_svarint(data, 2)
+        ts, pos = read_svarint(data, 2)
         seq = 0
         if flags & _HAS_SEQ:
-            seq, pos = _read_uvarint(data, pos)
+            seq, pos = read_uvarint(data, pos)
             if not seq:
                 raise ValueError("a stated sequence is never 0")
         subject, pos = _read_bytes(data, pos)
@@ -262,7 +262,7 @@ def decode_command(data: bytes) -> Command:
         msg_id = b""
         hdr = b""
         if flags & _HAS_TTL:
-            ttl, pos = _read_svarint(data, pos)
+            ttl, pos = read_svarint(data, pos)
         if flags & _HAS_MSG_ID:
             msg_id, pos = _read_bytes(data, pos)
         if flags & _HAS_HDR:
@@ -270,17 +270,17 @@ def decode_command(data: bytes) -> Command:
         rollup = "sub" if flags & _ROLLUP_SUB else "all" if flags & _ROLLUP_ALL else ""
         return StoreMsg(subject, hdr, data[pos:], ts, ttl, msg_id, rollup, seq)
     if kind == KIND_SKIP:
-        ts, pos = _read_svarint(data, 1)
+        ts, pos = read_svarint(data, 1)
         msg_id, pos = _read_bytes(data, pos)
         seq = 0
         if pos < len(data):
-            seq, pos = _read_uvarint(data, pos)
+            seq, pos = read_uvarint(data, pos)
             if not seq:
                 raise ValueError("a stated sequence is never 0")
         _end(data, pos)
         return SkipMsg(ts, msg_id, seq)
     if kind == KIND_DELETE:
-        seq, pos = _read_uvarint(data, 1)
+        seq, pos = read_uvarint(data, 1)
         if pos >= len(data) or data[pos] > 1:
             raise ValueError("bad delete command")
         _end(data, pos + 1)
@@ -292,12 +292,12 @@ def decode_command(data: bytes) -> Command:
         subject_filter: bytes | None = None
         if data[1]:
             subject_filter, pos = _read_bytes(data, pos)
-        seq, pos = _read_uvarint(data, pos)
-        keep, pos = _read_uvarint(data, pos)
+        seq, pos = read_uvarint(data, pos)
+        keep, pos = read_uvarint(data, pos)
         _end(data, pos)
         return PurgeMsgs(subject_filter, seq=seq, keep=keep)
     if kind == KIND_EXPIRE:
-        now, pos = _read_svarint(data, 1)
+        now, pos = read_svarint(data, 1)
         _end(data, pos)
         return ExpireMsgs(now)
     if kind == KIND_CONFIG:
@@ -329,4 +329,8 @@ __all__ = [
     "UpdateConfig",
     "decode_command",
     "encode_command",
+    "read_svarint",
+    "read_uvarint",
+    "svarint",
+    "uvarint",
 ]
