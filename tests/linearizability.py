@@ -70,12 +70,7 @@ def _step(state: State, op: Op) -> tuple[bool, State]:
         value, rev = op.result
         return (state[0] == value and (have_rev is None or have_rev == rev)), (value, rev)
     if op.kind == "put":
-        if unknown:
-            return True, (op.value, None)
-        rev = op.result
-        if have_rev is not None and rev <= have_rev:
-            return False, state
-        return True, (op.value, rev)
+        return _write(state, op, unknown, have_rev)
     if op.kind in ("update", "create"):
         if op.kind == "create":
             matches = state is None
@@ -87,13 +82,19 @@ def _step(state: State, op: Op) -> tuple[bool, State]:
             return (not matches), state
         if not matches:
             return False, state
-        if unknown:
-            return True, (op.value, None)
-        rev = op.result
-        if have_rev is not None and rev <= have_rev:
-            return False, state
-        return True, (op.value, rev)
+        return _write(state, op, unknown, have_rev)
     raise ValueError(f"unknown op kind {op.kind!r}")
+
+
+def _write(state: State, op: Op, unknown: bool, have_rev: int | None) -> tuple[bool, State]:
+    """A write that took effect: the key holds its value at its revision (unknown when its
+    outcome was), which must be above the key's last one."""
+    if unknown:
+        return True, (op.value, None)
+    rev = op.result
+    if have_rev is not None and rev <= have_rev:
+        return False, state
+    return True, (op.value, rev)
 
 
 def check_key(ops: list[Op], initial: State = None, budget: int = 2_000_000) -> Result:
@@ -127,16 +128,12 @@ def check_key(ops: list[Op], initial: State = None, budget: int = 2_000_000) -> 
             allowed, nxt = _step(state, op)
             if not allowed:
                 continue
-            key = (done | {i}, _freeze(nxt))
+            key = (done | {i}, nxt)
             if key in seen:
                 continue
             seen.add(key)
             stack.append((done | {i}, nxt, (*order, i)))
     return Result(False, ops[0].key if ops else "", [ops[i] for i in best])
-
-
-def _freeze(state: State) -> Any:
-    return state
 
 
 def check(history: Iterable[Op], initial: dict[str, State] | None = None) -> Result:
