@@ -51,6 +51,22 @@ async def add_stream(js, **config):
     return await acheck_for(30, attempt, interval=0.2)
 
 
+async def add_bucket(js, **config):
+    """Create a KV bucket, retrying as `add_stream` does."""
+
+    async def attempt():
+        try:
+            return await js.create_key_value(**config)
+        except (TimeoutError, NatsTimeout):
+            return None
+        except APIError as exc:
+            if exc.err_code == 10008:
+                return None
+            raise
+
+    return await acheck_for(30, attempt, interval=0.2)
+
+
 async def test_replicated_stream_basics() -> None:
     with js_cluster() as cluster:
         cluster.wait_mesh()
@@ -233,13 +249,7 @@ async def test_kv_and_consumers_on_replicated_streams() -> None:
         try:
             js = nc.jetstream(timeout=3)
 
-            async def bucket():
-                try:
-                    return await js.create_key_value(bucket="cfg", replicas=3, history=5)
-                except (TimeoutError, NatsTimeout):
-                    return None
-
-            kv = await acheck_for(30, bucket, interval=0.2)
+            kv = await add_bucket(js, bucket="cfg", replicas=3, history=5)
             assert await kv.put("a", b"1") == 1
             assert await kv.put("a", b"2") == 2
             assert (await kv.get("a")).value == b"2"

@@ -21,7 +21,7 @@ from linearizability import FAILED, Recorder, check
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError, KeyWrongLastSequenceError, NoStreamResponseError, NotFoundError
-from test_jetstream_cluster import connect, js_cluster
+from test_jetstream_cluster import add_bucket, connect, js_cluster
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -103,17 +103,7 @@ async def test_kv_register_history_is_linearizable_across_a_leader_kill() -> Non
         try:
             js = nc.jetstream(timeout=3)
 
-            async def bucket():
-                try:
-                    return await js.create_key_value(bucket="reg", replicas=3, history=1)
-                except (TimeoutError, NatsTimeout):
-                    return None
-                except APIError as exc:
-                    if exc.err_code == 10008:
-                        return None
-                    raise
-
-            await acheck_for(30, bucket, interval=0.2)
+            await add_bucket(js, bucket="reg", replicas=3, history=1)
 
             async def stream_leader():
                 return (await js.stream_info("KV_reg")).cluster.leader
