@@ -35,6 +35,11 @@ def extensions():
     )
 
 
-SYSTEMD_FILES = ["systemd/jsedge.service", "systemd/jsedge.sysusers.conf", "systemd/jsedge.tmpfiles.conf", "systemd/jsedge.conf"]
+SYSTEMD_FILES = [
+    "systemd/jsedge.service",
+    "systemd/jsedge.sysusers.conf",
+    "systemd/jsedge.tmpfiles.conf",
+    "systemd/jsedge.conf",
+]
 
 setup(ext_modules=extensions(), data_files=[("share/jsedge/systemd", SYSTEMD_FILES)])

@@ -142,6 +142,13 @@ def stream_info(api: Any, request: Request) -> dict[str, Any]:
             state.subjects = {k: state.subjects[k] for k in keys}
     out: dict[str, Any] = {"total": total, "offset": offset, "limit": limit}
     out.update(stream.info(cluster=True, state=state))
+    alternates = getattr(stream.replicated, "alternates", None) if stream.replicated is not None else None
+    if alternates is not None:
+        found = alternates()
+        if found:  # a cluster: the stream and its mirrors, before `ts` as nats-server orders them
+            ts = out.pop("ts")
+            out["alternates"] = found
+            out["ts"] = ts
     return out
 
 

@@ -240,7 +240,34 @@ class ClusterAPI:
 
         return wrapped
 
+    @staticmethod
+    def _direct_create(request: Request) -> bool:
+        """A `direct` consumer (the internal consumer of a mirror or source, nats-server's
+        `JS_MIRROR_`/`JS_SRC_`): not replicated, not in the meta group, created and answered by
+        the stream's leader alone (as nats-server's cluster does)."""
+        if b'"direct"' not in request.body or request.tokens[1:2] == [b"DURABLE"]:
+            return False
+        try:
+            document = parse_json(request.body)
+            config = document.get("config") if isinstance(document, dict) else None
+            return isinstance(config, dict) and config.get("direct") is True
+        except Exception:
+            return False
+
+    def _create_direct(self, request: Request) -> dict[str, Any] | None:
+        from jsedge.jetstream.consumers import create_consumer
+
+        role, replica = self.stream_role(request, 2)
+        if role != "answer" or replica is None or replica.stream is None:
+            return None
+        _stream_name, config, action = consumer_api.parse_create(request)
+        consumer = create_consumer(replica.stream, config, action)
+        info: dict[str, Any] = consumer.info()
+        return info
+
     def consumer_create(self, api: Any, request: Request) -> dict[str, Any] | None:
+        if self._direct_create(request):
+            return self._create_direct(request)
         if not self.meta_only(request, leaderless_now=True):
             return None
         from jsedge.jetstream import advisory
@@ -695,6 +722,22 @@ class ClusterAPI:
         )
         return done
 
+    def _check_origins(self, jsa: Any, config: Any) -> None:
+        """The mirror/source checks that need the other streams (sizes, cycles, mirror_direct),
+        against the meta group's view of the account's streams (the origins may run elsewhere)."""
+        if config.mirror is None and not config.sources:
+            return
+        from types import SimpleNamespace
+
+        from jsedge.jetstream import mirror
+
+        streams: dict[str, Any] = {}
+        for sa in self.cluster.state.account_streams(jsa.name):
+            if sa.name != config.name:
+                origin = decode_stream_config_request(sa.config)
+                streams[sa.name] = SimpleNamespace(config=origin)
+        mirror.check_origins(SimpleNamespace(streams=streams, domain=jsa.domain), config)
+
     def stream_create(self, api: Any, request: Request) -> dict[str, Any] | None:
         if not self.meta_only(request, leaderless_now=True):
             return None
@@ -709,10 +752,9 @@ class ClusterAPI:
             raise js_error("JSStreamInvalidConfigF", err="stream configuration for create can not be sealed")
         jsa = request.jsa
         config = jsa.defaulted(config, config.pedantic)
-        if config.mirror is not None or config.sources:
-            raise js_error(
-                "JSStreamInvalidConfigF", err="mirrors and sources are not supported in a jsedge cluster yet"
-            )
+        if config.mirror_direct and config.mirror is None:
+            raise js_error("JSStreamInvalidConfigF", err="stream has no mirror but does have mirror direct")
+        self._check_origins(jsa, config)
         cluster = self.cluster
         existing = cluster.state.stream(jsa.name, config.name)
         set_static_metadata(config)
@@ -772,6 +814,7 @@ class ClusterAPI:
                 raise js_error("JSClusterNotAvailErr")  # the previous replica change is not done yet
             current.num_replicas = config.num_replicas
         config = check_update(current, config)
+        self._check_origins(jsa, config)
         for other in self.cluster.state.account_streams(jsa.name):
             if other.name == config.name:
                 continue

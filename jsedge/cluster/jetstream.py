@@ -573,6 +573,7 @@ class JetStreamCluster:
             result.add_done_callback(answer)
         else:
             replica.jsa._write_meta(config, replica.stream.created)
+            replica.jsa.attach_mirror(replica.stream)
             answer()
 
     def wait_for(self, account: str, stream: str, callback: Callable[[MetaChange], None]) -> None:

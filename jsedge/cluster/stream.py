@@ -229,6 +229,7 @@ class ClusteredStream:
         stream.react(command, result, old)
         if isinstance(command, UpdateConfig):
             self.jsa._write_meta(command.config, stream.created)
+            self.jsa.attach_mirror(stream)
         self._applied_since_compact += 1
         if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
             self._compact()
@@ -245,6 +246,8 @@ class ClusteredStream:
             return
         self._resync()
         self._drain()
+        if self.stream._mirror is not None:
+            self.stream._mirror._kick()  # a mirror or sources: this leader copies now
         if self.assignment.scale is not None:
             self.seal()
 
@@ -387,17 +390,39 @@ class ClusteredStream:
             if was:
                 stream._subscribe()
             self._queue.clear()
+            if stream._mirror is not None:
+                stream._mirror._kick()  # stop copying
 
     # ------------------------------------------------------------------ the publish path (leader)
 
-    def publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool) -> None:
-        self._queue.append((subject, reply, hdr, data, sourced))
+    def publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool, notify: Any = None) -> None:
+        """Queue one inbound message. `notify(result)` (a source's copy loop) hears how it ended:
+        the sequence, or the exception (JSError, NotLeaderError...)."""
+        self._queue.append((subject, reply, hdr, data, sourced, notify))
         self._drain()
 
-    def _publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool) -> None:
+    def copy(self, command: Command) -> asyncio.Future[Any]:
+        """A mirror's copy (StoreMsg/SkipMsg carrying the origin's sequence, or a PurgeMsgs that
+        moves an empty mirror): proposed at once, pipelined like a plain publish. The apply stores
+        it at that sequence or refuses it, so a failed copy cannot shift the ones behind it."""
+        fut: asyncio.Future[Any]
+        if self.group is None or not self.publishing or not self._caught_up or self._seal_proposed or self.sealed:
+            fut = self.server.loop.create_future()
+            fut.set_exception(NotLeaderError(self.group.leader if self.group is not None else ""))
+            return fut
+        fut = self._propose(command)
+        self._inflight += 1
+        fut.add_done_callback(self._settled)
+        return fut
+
+    def _publish(
+        self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool, notify: Any = None
+    ) -> None:
         stream = self.stream
         ack = bool(reply) and not stream.config.no_ack
         if self.group is None or not self.group.is_leader or self._seal_proposed or self.sealed:
+            if notify is not None:
+                notify(NotLeaderError(""))
             return  # leadership moved: the publisher times out and retries, as with nats-server
         try:
             if not sourced:
@@ -406,10 +431,14 @@ class ClusteredStream:
         except JSError as exc:
             if ack:
                 stream._send_ack(reply, stream._ack_error(exc))
+            if notify is not None:
+                notify(exc)
             return
         if isinstance(prepared, int):
             if ack:
                 stream._send_ack(reply, stream._ack_ok(prepared, True))
+            if notify is not None:
+                notify(prepared)
             return
         commands = []
         for command in prepared.commands:
@@ -437,25 +466,33 @@ class ClusteredStream:
                 seq = fut.result()
             except DiscardNewError as exc:
                 self._resync()
+                error = js_error("JSStreamStoreFailedF", err=exc.reason)
                 if ack:
-                    error = js_error("JSStreamStoreFailedF", err=exc.reason)
                     stream._send_ack(reply, stream._ack_error(error))
+                if notify is not None:
+                    notify(error)
                 self._drain()
                 return
-            except (NotLeaderError, ProposalLost, asyncio.CancelledError):
+            except (NotLeaderError, ProposalLost, asyncio.CancelledError) as exc:
+                if notify is not None:
+                    notify(exc)
                 self._drain()
                 return  # no ack: the client's request times out (nats-server does the same)
             except Exception as exc:
                 self.server.logger.error(f"JetStream stream '{self.jsa.name} > {self.name}' publish failed: {exc}")
+                error = js_error("JSStreamStoreFailedF", err="internal error")
                 if ack:
-                    error = js_error("JSStreamStoreFailedF", err="internal error")
                     stream._send_ack(reply, stream._ack_error(error))
+                if notify is not None:
+                    notify(error)
                 self._drain()
                 return
             if isinstance(commands[0], StoreMsg):
                 stream.published(prepared, seq)
             if ack:
                 stream._send_ack(reply, stream._ack_ok(seq, False))
+            if notify is not None:
+                notify(seq)
             self._drain()
 
         self._inflight += 1
@@ -726,6 +763,25 @@ class ClusteredStream:
             info["name"] = coordinator.cluster_name
         info["leader"] = coordinator.server_name
         return info
+
+    def alternates(self) -> list[dict[str, Any]]:
+        """STREAM.INFO's `alternates`: this stream and the account's mirrors of it, with their
+        cluster (nats-server's streamAlternates; nothing when there is no mirror)."""
+        coordinator = self.coordinator
+        cluster = coordinator.cluster_name
+        found: list[dict[str, Any]] = []
+        for sa in coordinator.state.account_streams(self.jsa.name):
+            mirror = sa.config.get("mirror") if isinstance(sa.config, dict) else None
+            if sa.name == self.name or (isinstance(mirror, dict) and mirror.get("name") == self.name):
+                entry: dict[str, Any] = {"name": sa.name}
+                if self.jsa.domain:
+                    entry["domain"] = self.jsa.domain
+                entry["cluster"] = cluster
+                found.append(entry)
+        if len(found) < 2:
+            return []
+        found.sort(key=lambda e: (e["name"] != self.name, e["name"]))
+        return found
 
     def cluster_info(self) -> dict[str, Any]:
         """STREAM.INFO's `cluster` block (spec/clustering.md §4.6), the same on every replica as

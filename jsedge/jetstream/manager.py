@@ -257,10 +257,19 @@ class AccountJetStream:
             self.server.logger.info(
                 f"JetStream stream '{self.name} > {config.name}' asks for s2 compression: jsedge stores it uncompressed"
             )
+        self.attach_mirror(stream)
+        return stream
+
+    def attach_mirror(self, stream: Stream) -> None:
+        """Start, reconfigure or stop the copy loops of a stream's mirror or sources (after its
+        start and after every config change; a cluster's replicas all do, only the leader copies)."""
+        config = stream.config
         mirror_module = self.jetstream.mirror_module() if (config.mirror is not None or config.sources) else None
         if mirror_module is not None:
             mirror_module.attach(stream)
-        return stream
+        elif stream._mirror is not None:
+            stream._mirror.stop()
+            stream._mirror = None
 
     def open_replica(
         self, config: StreamConfig, created: int, group: str, attach: Callable[[Stream], None], *, keep: bool = False
@@ -284,6 +293,7 @@ class AccountJetStream:
             from jsedge.jetstream.consumers import recover_consumers
 
             recover_consumers(stream)  # durable consumers placed here; the meta group confirms them
+        self.attach_mirror(stream)
         return stream
 
     def _read_group(self, name: str) -> str:
@@ -360,12 +370,7 @@ class AccountJetStream:
             config.subjects = [config.name]
         stream.execute(UpdateConfig(config))
         self._write_meta(config, stream.created)
-        mirror_module = self.jetstream.mirror_module() if (config.mirror is not None or config.sources) else None
-        if mirror_module is not None:
-            mirror_module.attach(stream)
-        elif stream._mirror is not None:
-            stream._mirror.stop()
-            stream._mirror = None
+        self.attach_mirror(stream)
         return stream
 
     def delete_stream(self, name: str) -> None:

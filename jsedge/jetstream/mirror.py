@@ -33,19 +33,21 @@ Layer 4 (jetstream): imported lazily by manager.py (`JetStream.mirror_module()`)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections import deque
 from typing import Any
 
-from jsedge.errors import JSError, js_error
+from jsedge.errors import JS_ERRORS_BY_CODE, JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.commands import PurgeMsgs, SkipMsg, StoreMsg
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import StreamConfig, StreamSource, encode, format_time_ns
 from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import DiscardNewError
-from jsedge.subjects import subject_matches
+from jsedge.subjects import subject_matches, subjects_overlap
 
 RETRY_INTERVAL = 0.5  # seconds between retries / origin look-ups
 BATCH = 512  # messages per source per loop turn
@@ -54,6 +56,15 @@ FWC = ">"
 _DIGITS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: Errors that mean "try again later" (the message is not skipped).
 _RETRY_CODES = {10023, 10028, 10047, 10077}
+#: The internal consumer of a clustered mirror/source (nats-server's sourceHealthHB and
+#: sourceHealthCheckInterval): heartbeat, how long without contact before it is re-created, and
+#: how long the origin keeps a consumer nobody listens to.
+FEED_HEARTBEAT = 1.0
+FEED_STALL = 3.0
+FEED_INACTIVE = 10.0
+FEED_CREATE_TIMEOUT = 5.0
+#: Copies in flight (proposed, not yet applied) per mirror/source on a replicated stream.
+COPY_WINDOW = 1024
 
 
 def hash8(text: str) -> str:
@@ -111,27 +122,37 @@ def check_origins(jsa: Any, config: StreamConfig) -> None:
             limit = origin.config.max_msg_size
             if limit > 0 and 0 < config.max_msg_size < limit:
                 raise js_error("JSSourceMaxMessageSizeTooBigErr")
-    # cycle: following mirror/sources from the new config must not lead back to it
-    pending = _origin_names(config, domain)
-    seen: set[str] = set()
+    # cycles, by nats-server's rule: walking the sources and mirrors from the new config, a source
+    # already visited is a cycle only when its filter overlaps the subjects of the stream that
+    # sources it (no filter overlaps everything); a mirror already visited always is
+    pending: list[StreamConfig] = [config]
+    visited: set[str] = set()
     while pending:
-        name = pending.pop()
-        if name == config.name:
-            raise js_error("JSStreamInvalidConfigF", err="detected cycle")
-        if name in seen:
-            continue
-        seen.add(name)
-        other = streams.get(name)
-        if other is not None:
-            pending.extend(_origin_names(other.config, domain))
+        current = pending.pop(0)
+        visited.add(current.name)
+        for source in current.sources or []:
+            if source.external is not None:
+                continue
+            if source.name in visited:
+                if _overlaps(current.subjects or [], source.filter_subject):
+                    raise js_error("JSStreamInvalidConfigF", err="detected cycle")
+            else:
+                other = streams.get(source.name)
+                if other is not None:
+                    pending.append(other.config)
+        mirror = current.mirror
+        if mirror is not None and mirror.external is None:
+            if mirror.name in visited:
+                raise js_error("JSStreamInvalidConfigF", err="detected cycle")
+            other = streams.get(mirror.name)
+            if other is not None:
+                pending.append(other.config)
 
 
-def _origin_names(config: StreamConfig, domain: str) -> list[str]:
-    names = []
-    if config.mirror is not None and _local(config.mirror, domain):
-        names.append(config.mirror.name)
-    names.extend(s.name for s in config.sources or [] if _local(s, domain))
-    return names
+def _overlaps(subjects: list[str], filter_subject: str) -> bool:
+    if not filter_subject:
+        return True
+    return any(subjects_overlap(subject.encode(), filter_subject.encode()) for subject in subjects)
 
 
 def attach(stream: Any) -> None:
@@ -173,6 +194,15 @@ class _Cursor:
         self.last_contact = 0  # time_ns of the last contact with the origin (0 = never)
         self.error: JSError | None = None
         self.origin: Any = None  # the origin Stream we listen to
+        # a clustered stream reads through an internal consumer (`_Feed`) and, when replicated,
+        # writes through proposals: copies in flight, the last origin seq proposed (mirror), and
+        # whether one failed (the feed restarts from the applied state once the rest settled)
+        self.feed: _Feed | None = None
+        self.inflight = 0
+        self.proposed = 0
+        self.failed = False
+        self.restart_from = 0  # sources: restart the feed here after a retryable failure
+        self.retry_at = 0.0
 
     def map_subject(self, subject: bytes) -> bytes | None:
         """The destination subject, or None when the message is not selected."""
@@ -192,6 +222,181 @@ class _Cursor:
         return sum(store.num_pending(start, f) for f in self.filters)
 
 
+class _FeedMsg:
+    """One message delivered by a feed: the origin's sequence and timestamp with the message."""
+
+    __slots__ = ("seq", "subject", "hdr", "data", "ts")
+
+    def __init__(self, seq: int, subject: bytes, hdr: bytes, data: bytes, ts: int) -> None:
+        self.seq = seq
+        self.subject = subject
+        self.hdr = hdr
+        self.data = data
+        self.ts = ts
+
+
+def _remote_error(document: Any) -> JSError:
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return js_error("JSStreamNotFoundErr")
+    entry = JS_ERRORS_BY_CODE.get(int(error.get("err_code") or 0))
+    description = str(error.get("description") or "")
+    if entry is None:
+        from jsedge.errors import JSApiError
+
+        entry = JSApiError(int(error.get("code") or 500), int(error.get("err_code") or 0), description)
+    return JSError(entry, description or None)
+
+
+class _Feed:
+    """An origin read through an internal push consumer, the way nats-server's mirrors and sources
+    read (`JS_MIRROR_<id>` / `JS_SRC_<id>`): created with `$JS.API.CONSUMER.CREATE` as a `direct`
+    consumer (not replicated; the origin's leader runs it), ack none, flow control, 1 s idle
+    heartbeats, deleted by the origin 10 s after nobody listens. Works wherever the origin runs
+    (another node of the cluster). Messages carry the origin's sequence and time in their
+    `$JS.ACK` reply; a consumer sequence that skips, a heartbeat that disagrees or 3 s of silence
+    make the replicator start a new feed from where its stream is."""
+
+    def __init__(self, replicator: Replicator, cursor: _Cursor, start_seq: int, start_time: int = 0) -> None:
+        from jsedge.jetstream.advisory import random_name
+
+        self.replicator = replicator
+        self.cursor = cursor
+        self.server = replicator.server
+        self.account = replicator.stream.account
+        token = random_name(10)
+        self.name = ("JS_MIRROR_" if cursor.mirror else "JS_SRC_") + random_name(8)
+        self._name = self.name.encode()
+        self.deliver = (b"$JS.M." if cursor.mirror else b"$JS.S.") + token.encode()
+        self.inbox = b"$JSE.SRC." + token.encode()
+        self.buffer: deque[_FeedMsg] = deque()
+        self.dseq = 0
+        self.lag = 0
+        self.fc_reply = b""
+        self.created = False
+        self.closed = False
+        self.contact = time.monotonic()
+        source = cursor.source
+        self.api = source.external.api if source.external is not None and source.external.api else "$JS.API"
+        config: dict[str, Any] = {
+            "name": self.name,
+            "deliver_subject": self.deliver.decode(),
+            "ack_policy": "none",
+            "ack_wait": 22 * 3600 * 1_000_000_000,
+            "max_deliver": 1,
+            "idle_heartbeat": int(FEED_HEARTBEAT * 1e9),
+            "flow_control": True,
+            "direct": True,
+            "inactive_threshold": int(FEED_INACTIVE * 1e9),
+        }
+        if start_time:
+            config["deliver_policy"] = "by_start_time"
+            config["opt_start_time"] = format_time_ns(start_time)
+        else:
+            config["deliver_policy"] = "by_start_sequence"
+            config["opt_start_seq"] = max(start_seq, 1)
+        filters = [f.decode() for f in cursor.filters]
+        if len(filters) == 1 and filters[0] != FWC:
+            config["filter_subject"] = filters[0]
+        elif len(filters) > 1:
+            config["filter_subjects"] = filters
+        self.subs = [
+            self.server.subscribe_internal(self.account, self.deliver, self._on_message),
+            self.server.subscribe_internal(self.account, self.inbox, self._on_created),
+        ]
+        request = json.dumps({"stream_name": source.name, "config": config}).encode()
+        subject = f"{self.api}.CONSUMER.CREATE.{source.name}.{self.name}".encode()
+        self.requested = time.monotonic()
+        self.server.send_internal(self.account, subject, self.inbox, b"", request)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sub in self.subs:
+            self.server.unsubscribe_internal(self.account, sub)
+        self.subs = []
+        self.buffer.clear()
+        if self.created:  # the origin would drop it after FEED_INACTIVE anyway: sooner is kinder
+            subject = f"{self.api}.CONSUMER.DELETE.{self.cursor.source.name}.{self.name}".encode()
+            self.server.send_internal(self.account, subject, self.inbox + b".gone", b"", b"")
+
+    def stalled(self, now: float) -> bool:
+        if self.created:
+            return now - self.contact > FEED_STALL
+        return now - self.requested > FEED_CREATE_TIMEOUT
+
+    def _on_created(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            document = json.loads(msg[hdr_len:] if hdr_len > 0 else msg)
+        except ValueError:
+            return
+        cursor = self.cursor
+        if isinstance(document, dict) and document.get("error") is not None:
+            cursor.error = _remote_error(document)
+            cursor.retry_at = time.monotonic() + RETRY_INTERVAL
+            self.close()
+            return
+        self.created = True
+        self.contact = time.monotonic()
+        cursor.error = None
+        cursor.last_contact = time.time_ns()
+
+    def _on_message(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if self.closed:
+            return
+        self.contact = time.monotonic()
+        self.cursor.last_contact = time.time_ns()
+        if hdr_len > 0:
+            hdr, data = msg[:hdr_len], msg[hdr_len:]
+        else:
+            hdr, data = b"", msg
+        if hdr.startswith(b"NATS/1.0 100"):
+            if b"FlowControl" in hdr[:40]:
+                self.fc_reply = reply
+            else:
+                last = H.get_header(hdr, b"Nats-Last-Consumer")
+                stalled = H.get_header(hdr, b"Nats-Consumer-Stalled")
+                if stalled:
+                    self.fc_reply = stalled
+                if last is not None and last.isdigit() and int(last) != self.dseq:
+                    self.replicator._restart(self.cursor)  # missed a message
+                    return
+            self.replicator._kick()
+            return
+        tokens = reply.split(b".")
+        if len(tokens) == 9:
+            name, fields = tokens[3], tokens[4:9]
+        elif len(tokens) >= 11:
+            name, fields = tokens[5], tokens[6:11]
+        else:
+            return
+        if name != self._name or tokens[0] != b"$JS" or tokens[1] != b"ACK":
+            return
+        try:
+            sseq, dseq, ts, pending = int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4])
+        except ValueError:
+            return
+        if dseq != self.dseq + 1:
+            self.replicator._restart(self.cursor)  # a gap in the consumer's sequence
+            return
+        self.dseq = dseq
+        self.lag = pending
+        self.buffer.append(_FeedMsg(sseq, subject, hdr, data, ts))
+        self.replicator._kick()
+
+    def next(self, start: int) -> _FeedMsg | None:
+        """The next buffered message at or after origin sequence `start`."""
+        buffer = self.buffer
+        while buffer:
+            msg = buffer.popleft()
+            if msg.seq >= start:
+                return msg
+        return None
+
+
 class Replicator:
     """The copy loops of one stream (its mirror or its sources). `stream._mirror` points here."""
 
@@ -208,6 +413,8 @@ class Replicator:
         self._direct_subs: list[Any] = []
         self._loaded = False
         self._warned_external: set[str] = set()
+        #: a clustered stream copies only while it leads (R1: always); None = not decided yet
+        self._leading: bool | None = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -230,6 +437,7 @@ class Replicator:
         for cursor in old.values():
             if cursor not in cursors:
                 self._unlisten(cursor)
+                self._close_feed(cursor)
         self.cursors = cursors
         for cursor in cursors:
             if not cursor.local and cursor.iname not in self._warned_external:
@@ -254,9 +462,10 @@ class Replicator:
             return
         prefix = b"$JS.API.DIRECT.GET." + config.mirror.name.encode()
         callback = self.host.direct_get_callback(self.stream)
+        routed = self.stream.replicated is not None  # a cluster: every replica, one queue group
         for subject in (prefix, prefix + b".>"):
             self._direct_subs.append(
-                self.server.subscribe_internal(self.stream.account, subject, callback, queue=b"_sys_", routed=False)
+                self.server.subscribe_internal(self.stream.account, subject, callback, queue=b"_sys_", routed=routed)
             )
 
     def stop(self) -> None:
@@ -271,6 +480,7 @@ class Replicator:
         self._direct_subs = []
         for cursor in self.cursors:
             self._unlisten(cursor)
+            self._close_feed(cursor)
         if self._save_handle is not None:
             self._save_handle.cancel()
             self._save_handle = None
@@ -330,6 +540,11 @@ class Replicator:
         self._save()
 
     def _save(self) -> None:
+        if self._group() is not None and any(c.inflight for c in self.cursors):
+            # a replicated stream saves only when every proposed copy is applied, so the saved
+            # cursors never claim a copy that a leader change could still lose
+            self._mark_dirty()
+            return
         sources = {c.iname: {"seq": c.seq, "id": c.identity} for c in self.cursors if not c.mirror and c.started}
         if not sources:
             return
@@ -390,16 +605,173 @@ class Replicator:
             except ValueError:
                 pass
 
+    # ------------------------------------------------------------------ clustered streams
+
+    def _clustered(self) -> bool:
+        return self.stream.replicated is not None
+
+    def _group(self) -> Any:
+        """The stream's replication when it has a Raft group (R>1), else None (writes are local)."""
+        replicated = self.stream.replicated
+        return replicated if replicated is not None and replicated.group is not None else None
+
+    def _is_leading(self) -> bool:
+        replicated = self.stream.replicated
+        if replicated is None:
+            return True
+        if replicated.group is None:
+            return bool(replicated.publishing)
+        return bool(replicated.publishing and replicated._caught_up and not replicated.sealed)
+
+    def _follow_leadership(self) -> bool:
+        """Start copying when this replica became the leader (cursors recovered from the store, as
+        every replica holds the same copies), stop when it no longer is. True while leading."""
+        leading = self._is_leading()
+        if leading == self._leading:
+            return leading
+        self._leading = leading
+        for cursor in self.cursors:
+            self._close_feed(cursor)
+        # fresh cursors: callbacks of copies proposed under an earlier leadership find old objects
+        self.cursors = [_Cursor(c.source, c.mirror, c.local) for c in self.cursors]
+        if leading:
+            self._recover_cursors()
+        return leading
+
+    def _close_feed(self, cursor: _Cursor) -> None:
+        feed = cursor.feed
+        if feed is not None:
+            cursor.feed = None
+            feed.close()
+
+    def _restart(self, cursor: _Cursor) -> None:
+        """The feed missed something: start a new one from the stream's state once copies settle."""
+        self._close_feed(cursor)
+        self._kick()
+
+    def _origin_created(self, name: str) -> int:
+        origin = self.host.streams.get(name)
+        if origin is not None:
+            return int(origin.created)
+        replicated = self.stream.replicated
+        coordinator = getattr(replicated, "coordinator", None)
+        if coordinator is not None:
+            sa = coordinator.state.stream(self.stream.account.name, name)
+            if sa is not None:
+                return int(sa.created or 0)
+        return 0
+
+    def _copy_feed(self, cursor: _Cursor) -> bool:
+        """Copy what the feed delivered (clustered streams); True when there may be more now."""
+        now = time.monotonic()
+        feed = cursor.feed
+        if feed is not None and not feed.closed and feed.stalled(now):
+            self._close_feed(cursor)
+            feed = None
+        if feed is None or feed.closed:
+            cursor.feed = None
+            if cursor.inflight or now < cursor.retry_at:
+                return False
+            if cursor.failed:
+                cursor.failed = False
+                cursor.proposed = 0
+                if cursor.restart_from:
+                    cursor.seq = cursor.restart_from - 1
+                    cursor.next = cursor.restart_from
+                    cursor.restart_from = 0
+            cursor.retry_at = now + RETRY_INTERVAL
+            cursor.feed = self._open_feed(cursor)
+            return False
+        if cursor.failed:
+            if not cursor.inflight:
+                self._close_feed(cursor)
+                cursor.retry_at = now + RETRY_INTERVAL
+            return False
+        if cursor.mirror:
+            more = self._copy_mirror(cursor, feed.next)
+        else:
+            created = self._origin_created(cursor.source.name)
+            identity = stream_identity(created) if created else cursor.identity
+            if cursor.identity and identity and cursor.identity != identity:
+                cursor.seq, cursor.started, cursor.next = 0, False, 0  # a new origin: start over
+                cursor.identity = identity
+                self._mark_dirty()
+                self._close_feed(cursor)
+                return True
+            if identity and cursor.identity != identity:
+                cursor.identity = identity
+                self._mark_dirty()
+            more = self._copy_source(cursor, feed.next, identity)
+        if feed.fc_reply and not feed.buffer and not cursor.inflight and not feed.closed:
+            self.server.send_internal(self.stream.account, feed.fc_reply, b"", b"", b"")
+            feed.fc_reply = b""
+        return more and bool(feed.buffer)
+
+    def _open_feed(self, cursor: _Cursor) -> _Feed:
+        source = cursor.source
+        if cursor.mirror:
+            state = self.stream.store.state()
+            if state.last_seq == 0 and state.messages == 0:
+                if source.opt_start_time and not source.opt_start_seq:
+                    return _Feed(self, cursor, 0, source.opt_start_time)
+                return _Feed(self, cursor, source.opt_start_seq or 1)
+            return _Feed(self, cursor, state.last_seq + 1)
+        if not cursor.started:
+            if source.opt_start_time and not source.opt_start_seq:
+                cursor.seq = 0
+                cursor.started = True
+                cursor.next = 0
+                return _Feed(self, cursor, 0, source.opt_start_time)
+            cursor.seq = (source.opt_start_seq or 1) - 1
+            cursor.started = True
+            self._mark_dirty()
+        return _Feed(self, cursor, max(cursor.next, cursor.seq + 1))
+
+    def _copied(self, cursor: _Cursor, origin_seq: int, result: Any) -> None:
+        """A replicated copy settled (`result`: the sequence, or the exception)."""
+        cursor.inflight -= 1
+        if isinstance(result, asyncio.Future):
+            if result.cancelled():
+                result = asyncio.CancelledError()
+            else:
+                result = result.exception()
+        if isinstance(result, BaseException):
+            stream = self.stream
+            retry = isinstance(result, JSError) and result.entry.err_code in _RETRY_CODES
+            if cursor.mirror or retry:
+                if isinstance(result, JSError):
+                    cursor.error = result
+                elif isinstance(result, DiscardNewError):
+                    cursor.error = js_error("JSStreamStoreFailedF", err=result.reason)
+                if not cursor.failed and not cursor.mirror:
+                    cursor.restart_from = origin_seq
+                cursor.failed = True
+            elif isinstance(result, JSError):
+                self.server.logger.warn(
+                    f"JetStream stream '{stream.account.name} > {stream.name}' skipped sourced message "
+                    f"'{cursor.source.name}' seq {origin_seq}: {result.description}"
+                )
+            else:
+                cursor.failed = True  # leadership moved: the next leader carries on
+        if not cursor.inflight:
+            cursor.proposed = 0
+            self._kick()
+
+    # ------------------------------------------------------------------ running
+
     def _run(self) -> None:
         self._scheduled = False
         if self.stopped or self.stream.closed:
+            return
+        clustered = self._clustered()
+        if clustered and not self._follow_leadership():
             return
         more = False
         for cursor in list(self.cursors):
             if not cursor.local:
                 continue
             try:
-                more = self._copy(cursor) or more
+                more = (self._copy_feed(cursor) if clustered else self._copy(cursor)) or more
             except Exception:
                 import traceback
 
@@ -420,9 +792,13 @@ class Replicator:
         cursor.error = None
         cursor.last_contact = time.time_ns()
         identity = stream_identity(origin.created)
+        store = origin.store
+        reader = lambda start: store.load_next_msg(cursor.load_filter, start)  # noqa: E731
         if cursor.mirror:
             cursor.identity = identity
-            return self._copy_mirror(cursor, origin)
+            if cursor.next == 0 and self.stream.store.state().last_seq == 0 and not self.stream.store.state().messages:
+                cursor.next = self._start_seq(cursor, origin)
+            return self._copy_mirror(cursor, reader)
         if cursor.identity and cursor.identity != identity:
             # the origin was deleted and re-created: a new stream, start over
             cursor.seq = 0
@@ -431,7 +807,11 @@ class Replicator:
         if cursor.identity != identity:
             cursor.identity = identity
             self._mark_dirty()
-        return self._copy_source(cursor, origin, identity)
+        if not cursor.started:
+            cursor.seq = self._start_seq(cursor, origin) - 1
+            cursor.started = True
+            self._mark_dirty()
+        return self._copy_source(cursor, reader, identity)
 
     def _start_seq(self, cursor: _Cursor, origin: Any) -> int:
         """First origin sequence to copy for a cursor with no history."""
@@ -442,18 +822,18 @@ class Replicator:
             return _seq_for_time(origin.store, source.opt_start_time)
         return 1
 
-    def _copy_source(self, cursor: _Cursor, origin: Any, identity: str) -> bool:
+    def _copy_source(self, cursor: _Cursor, reader: Any, identity: str) -> bool:
+        """Copy up to BATCH messages from `reader(start)` (the origin's store, or a feed) through
+        the stream's publish path; a replicated stream proposes them (COPY_WINDOW in flight)."""
         stream = self.stream
-        if not cursor.started:
-            cursor.seq = self._start_seq(cursor, origin) - 1
-            cursor.started = True
-            self._mark_dirty()
+        group = self._group()
         start = max(cursor.next, cursor.seq + 1)
-        store = origin.store
         header_head = cursor.name_token
         header_tail = f"{cursor.src_token} {cursor.dest_token}"
         for _ in range(BATCH):
-            msg = store.load_next_msg(cursor.load_filter, start)
+            if group is not None and cursor.inflight >= COPY_WINDOW:
+                return False
+            msg = reader(start)
             if msg is None:
                 cursor.next = start
                 return False
@@ -465,33 +845,43 @@ class Replicator:
             hdr = _strip(msg.hdr, _DROPPED + (H.STREAM_SOURCE,))
             value = f"{header_head} {msg.seq} {header_tail} {msg.subject.decode('utf-8', 'replace')} {identity}"
             hdr = H.append_headers(hdr, [(H.STREAM_SOURCE, value.encode())])
-            try:
-                stream._check_and_store(subject, hdr, msg.data, True)
-            except JSError as exc:
-                if exc.entry.err_code in _RETRY_CODES:
-                    cursor.error = exc
-                    return False  # retried at the next tick
-                self.server.logger.warn(
-                    f"JetStream stream '{stream.account.name} > {stream.name}' skipped sourced message "
-                    f"'{cursor.source.name}' seq {msg.seq}: {exc.description}"
-                )
+            if group is not None:
+                cursor.inflight += 1
+                group.publish(subject, b"", hdr, msg.data, True, lambda r, c=cursor, q=msg.seq: self._copied(c, q, r))
+                if cursor.failed:
+                    return False
+            else:
+                try:
+                    stream._check_and_store(subject, hdr, msg.data, True)
+                except JSError as exc:
+                    if exc.entry.err_code in _RETRY_CODES:
+                        cursor.error = exc
+                        if cursor.feed is not None:  # the feed moved on: restart it from here
+                            cursor.next = msg.seq
+                            self._close_feed(cursor)
+                            cursor.retry_at = time.monotonic() + RETRY_INTERVAL
+                        return False  # retried at the next tick
+                    self.server.logger.warn(
+                        f"JetStream stream '{stream.account.name} > {stream.name}' skipped sourced message "
+                        f"'{cursor.source.name}' seq {msg.seq}: {exc.description}"
+                    )
             cursor.seq = msg.seq
             cursor.next = start
             self._mark_dirty()
         return True
 
-    def _copy_mirror(self, cursor: _Cursor, origin: Any) -> bool:
+    def _copy_mirror(self, cursor: _Cursor, reader: Any) -> bool:
+        """Copy up to BATCH messages from `reader(start)` under the origin's sequences."""
         stream = self.stream
         mine = stream.store
+        group = self._group()
         state = mine.state()
-        if state.last_seq == 0 and state.messages == 0 and cursor.next == 0:
-            start = self._start_seq(cursor, origin)
-        else:
-            start = max(state.last_seq + 1, cursor.next)
-        store = origin.store
+        start = max(state.last_seq + 1, cursor.next, cursor.proposed + 1)
         allow_ttl = stream.config.allow_msg_ttl
         for _ in range(BATCH):
-            msg = store.load_next_msg(cursor.load_filter, start)
+            if group is not None and (cursor.inflight >= COPY_WINDOW or cursor.failed):
+                return False
+            msg = reader(start)
             if msg is None:
                 cursor.next = start
                 return False
@@ -502,30 +892,48 @@ class Replicator:
                 continue
             hdr = _strip(msg.hdr, _DROPPED)
             state = mine.state()
-            if msg.seq <= state.last_seq:
-                cursor.next = state.last_seq + 1
+            last = max(state.last_seq, cursor.proposed)
+            if msg.seq <= last:
+                cursor.next = last + 1
                 start = cursor.next
                 continue
+            ttl = 0
+            if allow_ttl:
+                value = H.get_header(hdr, H.TTL)
+                if value is not None:
+                    try:
+                        ttl = H.parse_ttl(value)
+                    except ValueError:
+                        ttl = 0
             try:
                 self.host.check_resources(stream, mine.msg_size(subject, hdr, msg.data))
-                if msg.seq > state.last_seq + 1:
-                    if state.messages == 0:
-                        stream.execute(PurgeMsgs(None, seq=msg.seq))
-                    else:
-                        for _gap in range(msg.seq - state.last_seq - 1):
-                            stream.execute(SkipMsg(msg.ts))
-                ttl = 0
-                if allow_ttl:
-                    value = H.get_header(hdr, H.TTL)
-                    if value is not None:
-                        try:
-                            ttl = H.parse_ttl(value)
-                        except ValueError:
-                            ttl = 0
-                stream.execute(StoreMsg(subject, hdr, msg.data, msg.ts, ttl))
+                if group is not None:
+                    commands: list[Any] = []
+                    if msg.seq > last + 1:
+                        if state.messages == 0 and not cursor.inflight:
+                            commands.append(PurgeMsgs(None, seq=msg.seq))
+                        else:
+                            commands.extend(SkipMsg(msg.ts, b"", gap) for gap in range(last + 1, msg.seq))
+                    commands.append(StoreMsg(subject, hdr, msg.data, msg.ts, ttl, b"", "", msg.seq))
+                    for command in commands:
+                        cursor.inflight += 1
+                        group.copy(command).add_done_callback(lambda f, c=cursor, q=msg.seq: self._copied(c, q, f))
+                    cursor.proposed = msg.seq
+                else:
+                    if msg.seq > state.last_seq + 1:
+                        if state.messages == 0:
+                            stream.execute(PurgeMsgs(None, seq=msg.seq))
+                        else:
+                            for _gap in range(msg.seq - state.last_seq - 1):
+                                stream.execute(SkipMsg(msg.ts))
+                    stream.execute(StoreMsg(subject, hdr, msg.data, msg.ts, ttl))
             except (JSError, DiscardNewError) as exc:
                 cursor.error = exc if isinstance(exc, JSError) else js_error("JSStreamStoreFailedF", err=exc.reason)
                 cursor.next = msg.seq
+                if cursor.feed is not None:
+                    cursor.failed = group is not None and cursor.inflight > 0
+                    self._close_feed(cursor)  # restarted from the stream's state
+                    cursor.retry_at = time.monotonic() + RETRY_INTERVAL
                 return False
             cursor.next = start  # execute() reacted: expiry timer, consumers and listeners
         return True
@@ -546,9 +954,11 @@ class Replicator:
         info: dict[str, Any] = {"name": source.name}
         if source.external is not None:
             info["external"] = encode(source.external)
-        origin = self.host.streams.get(source.name) if cursor.local else None
+        origin = self.host.streams.get(source.name) if cursor.local and not self._clustered() else None
         lag = 0
-        if origin is not None and cursor.last_contact:
+        if cursor.feed is not None:
+            lag = cursor.feed.lag
+        elif origin is not None and cursor.last_contact:
             try:
                 if cursor.mirror:
                     lag = cursor.pending(origin.store, self.stream.store.state().last_seq + 1)

@@ -263,6 +263,9 @@ class Stream:
         if isinstance(command, StoreMsg):
             if command.seq and command.seq <= store.last_seq():
                 return command.seq  # replayed from a Raft log after a restart: already stored
+            if command.seq and self.config.mirror is not None and command.seq != store.last_seq() + 1:
+                # a replicated mirror's copy carries the origin's sequence: stored there or not at all
+                raise DiscardNewError("mirror sequence mismatch")
             ttl_ns = command.ttl * NS if command.ttl > 0 else command.ttl
             seq = store.store_msg(command.subject, command.hdr, command.data, command.ts, ttl_ns)
             self._record_id(command.msg_id, seq, command.ts)
@@ -274,6 +277,8 @@ class Stream:
         if isinstance(command, SkipMsg):
             if command.seq and command.seq <= store.last_seq():
                 return command.seq
+            if command.seq and self.config.mirror is not None and command.seq != store.last_seq() + 1:
+                raise DiscardNewError("mirror sequence mismatch")
             seq = store.skip_msg(command.ts)
             self._record_id(command.msg_id, seq, command.ts)
             return seq

@@ -35,6 +35,10 @@ def _mask(value: Any) -> Any:
                 out[key] = _cluster_shape(item)
             elif key in _TIMES and isinstance(item, str):
                 out[key] = "T"
+            elif key == "alternates" and isinstance(item, list):
+                out[key] = sorted(item, key=json.dumps)  # nats-server's order follows a Go map
+            elif key == "active" and isinstance(item, int):
+                out[key] = "D"  # a mirror's or source's time since its last contact (-1: none yet)
             elif key == "api" and isinstance(item, dict):
                 out[key] = {k: v for k, v in item.items() if k not in ("total", "errors")}
             else:
@@ -102,6 +106,22 @@ async def _stepdown(nc: Any, stream: str) -> str:
     raise AssertionError(f"stream {stream} never elected another leader")
 
 
+async def _settle(nc: Any, stream: str, messages: int) -> bool:
+    """Poll STREAM.INFO until the stream (a mirror or a stream with sources) holds `messages`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while loop.time() < deadline:
+        try:
+            msg = await nc.request(API + "STREAM.INFO." + stream, b"", timeout=1)
+            document = json.loads(msg.data)
+            if (document.get("state") or {}).get("messages") == messages:
+                return True
+        except (NatsTimeout, NoRespondersError, ValueError):
+            pass
+        await asyncio.sleep(0.2)
+    return False
+
+
 async def _run(url: str, script: list[tuple[str, Any]]) -> list[str]:
     nc = await nats.connect(url, connect_timeout=3)
     out = []
@@ -110,6 +130,9 @@ async def _run(url: str, script: list[tuple[str, Any]]) -> list[str]:
         for subject, body in script:
             if subject == "stepdown":
                 out.append(f"stepdown {await _stepdown(nc, body)}")
+                continue
+            if subject == "settle":
+                out.append(f"settle {await _settle(nc, *body)}")
                 continue
             try:
                 msg = await nc.request(subject, _body(body), timeout=5)
@@ -279,4 +302,45 @@ def test_unique_tag_placement_diff() -> None:
             stream("NAMED", 2, "az:2"),  # naming a unique-prefixed tag turns the rule off
         ],
         config,
+    )
+
+
+def test_mirror_and_sources_on_a_cluster_diff() -> None:
+    """An R3 mirror and an R3 stream with a filtered source of an R3 origin: create answers, info
+    with the `mirror`/`sources` blocks once copied, the copies, the origin's info and consumer names
+    (the internal consumers are not listed), the config checks, delete."""
+    orig = {"name": "ORIG", "subjects": ["orig.>"], "num_replicas": 3, "max_msg_size": 1024}
+    mirror = {"name": "MIR", "mirror": {"name": "ORIG"}, "num_replicas": 3}
+    agg = {
+        "name": "AGG",
+        "subjects": ["agg"],
+        "sources": [{"name": "ORIG", "filter_subject": "orig.a"}],
+        "num_replicas": 3,
+    }
+    small = {"name": "SMALL", "mirror": {"name": "ORIG"}, "num_replicas": 3, "max_msg_size": 10}
+    cycle = {**orig, "sources": [{"name": "AGG"}]}
+    _assert_same(
+        [
+            (API + "STREAM.CREATE.ORIG", orig),
+            ("orig.a", b"1"),
+            ("orig.b", b"2"),
+            ("orig.a", b"3"),
+            (API + "STREAM.CREATE.MIR", mirror),
+            (API + "STREAM.CREATE.AGG", agg),
+            ("settle", ("MIR", 3)),
+            ("settle", ("AGG", 2)),
+            (API + "STREAM.INFO.MIR", None),
+            (API + "STREAM.INFO.AGG", None),
+            (API + "STREAM.MSG.GET.MIR", {"seq": 2}),
+            ("orig.b", b"4"),
+            ("settle", ("MIR", 4)),
+            (API + "STREAM.MSG.GET.MIR", {"seq": 4}),
+            (API + "STREAM.INFO.ORIG", None),
+            (API + "CONSUMER.NAMES.ORIG", None),
+            (API + "STREAM.CREATE.SMALL", small),  # 10030
+            (API + "STREAM.UPDATE.ORIG", cycle),  # 10052 detected cycle
+            ("mir.x", b"no"),  # a mirror takes no publishes
+            (API + "STREAM.DELETE.MIR", None),
+            (API + "STREAM.DELETE.AGG", None),
+        ]
     )
