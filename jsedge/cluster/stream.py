@@ -49,6 +49,7 @@ from jsedge.cluster.types import Entry, SnapshotMeta
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.commands import (
+    KIND_BATCH,
     Command,
     DeleteMsg,
     ExpireMsgs,
@@ -56,7 +57,9 @@ from jsedge.jetstream.commands import (
     SkipMsg,
     StoreMsg,
     UpdateConfig,
+    decode_batch,
     decode_command,
+    encode_batch,
     encode_command,
     read_uvarint,
     uvarint,
@@ -71,8 +74,9 @@ RETAIN = int(os.environ.get("JSEDGE_RAFT_RETAIN") or 4096)
 #: Catch-up batch size (bytes of stored messages per CATCHUP frame).
 CATCHUP_BYTES = 256 * 1024
 CATCHUP_TIMEOUT = 5.0
-#: First byte of the entry that seals a group before a replica change (stream commands use 1..6).
+#: First byte of the entry that seals a group before a replica change (stream commands use 1..7).
 REGROUP = 0xFF
+_BATCH = bytes((KIND_BATCH,))
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -128,9 +132,13 @@ class ClusteredStream:
         self.waiting_response: list[Any] = []
         self._inflight = 0
         self._next_seq = 0
+        self._drain_scheduled = False
+        #: batches this leader proposed, by their encoding, until applied
+        self._proposed: dict[bytes, list[Command]] = {}
         #: publishes (subject, reply, hdr, data, sourced) and other commands (callables) in order
         self._queue: deque[Any] = deque()
-        self._applied_since_compact = 0
+        self._applied_since_compact = 0  # messages (a batch entry counts each of its messages)
+        self._entries_since_compact = 0
         self._compacting = False
         self._catchup: dict[str, Any] | None = None
         self._stopped = False
@@ -222,8 +230,11 @@ class ClusteredStream:
         if entry.data[:1] == bytes((REGROUP,)):
             self._sealed()
             return None
-        command = decode_command(entry.data)
         stream = self.stream
+        if entry.data[:1] == _BATCH:
+            commands = self._proposed.pop(entry.data, None)  # the leader's own: not decoded again
+            return self._apply_batch(commands if commands is not None else decode_batch(entry.data))
+        command = decode_command(entry.data)
         old = stream.config
         result = stream.apply(command)
         stream.react(command, result, old)
@@ -231,9 +242,29 @@ class ClusteredStream:
             self.jsa._write_meta(command.config, stream.created)
             self.jsa.attach_mirror(stream)
         self._applied_since_compact += 1
+        self._entries_since_compact += 1
         if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
             self._compact()
         return result
+
+    def _apply_batch(self, commands: list[Command]) -> list[Any]:
+        """A batch of stored messages: each applied and reacted to on its own; the result is one
+        sequence or exception (a discard-new refusal) per message, in order."""
+        stream = self.stream
+        results: list[Any] = []
+        for command in commands:
+            try:
+                result = stream.apply(command)
+            except DiscardNewError as exc:
+                results.append(exc)
+                continue
+            stream.react(command, result, None)
+            results.append(result)
+        self._applied_since_compact += len(commands)
+        self._entries_since_compact += 1
+        if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
+            self._compact()
+        return results
 
     def applied_upto(self, index: int) -> None:
         """The group applied every entry up to `index` (its own no-ops included)."""
@@ -399,6 +430,13 @@ class ClusteredStream:
         """Queue one inbound message. `notify(result)` (a source's copy loop) hears how it ended:
         the sequence, or the exception (JSError, NotLeaderError...)."""
         self._queue.append((subject, reply, hdr, data, sourced, notify))
+        if not self._drain_scheduled:
+            # drained once per event-loop turn: the turn's pipelined publishes become one entry
+            self._drain_scheduled = True
+            self.server.loop.call_soon(self._scheduled_drain)
+
+    def _scheduled_drain(self) -> None:
+        self._drain_scheduled = False
         self._drain()
 
     def copy(self, command: Command) -> asyncio.Future[Any]:
@@ -416,8 +454,17 @@ class ClusteredStream:
         return fut
 
     def _publish(
-        self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool, notify: Any = None
+        self,
+        subject: bytes,
+        reply: bytes,
+        hdr: bytes,
+        data: bytes,
+        sourced: bool,
+        notify: Any = None,
+        batch: list[Any] | None = None,
     ) -> None:
+        """Check one publish and propose it; with `batch`, a publish that is one stored message
+        joins the batch (proposed by `_flush_publishes`) instead of its own entry."""
         stream = self.stream
         ack = bool(reply) and not stream.config.no_ack
         if self.group is None or not self.group.is_leader or self._seal_proposed or self.sealed:
@@ -458,6 +505,12 @@ class ClusteredStream:
                 command = SkipMsg(command.ts, command.msg_id, self._next_seq)
                 self._next_seq += 1
             commands.append(command)
+        if batch is not None:
+            if len(commands) == 1 and type(commands[0]) is StoreMsg:
+                batch.append((commands[0], prepared, reply, ack, notify))
+                return
+            if batch:
+                self._flush_publishes(batch)  # proposed before these, in sequence order
         futures = [self._propose(command) for command in commands]
 
         def done(fut: asyncio.Future[Any]) -> None:
@@ -501,6 +554,58 @@ class ClusteredStream:
             self._inflight += 1
             extra.add_done_callback(self._settled)
 
+    def _flush_publishes(self, batch: list[Any]) -> None:
+        """Propose the batched publishes as one entry; each gets its PubAck from its own result."""
+        items = batch[:]
+        batch.clear()
+        assert self.group is not None
+        data = encode_batch([encode_command(item[0]) for item in items])
+        self._proposed[data] = [item[0] for item in items]
+        fut = self.group.propose(data)
+        self._inflight += len(items)
+        fut.add_done_callback(lambda f: self._batch_done(f, items))
+
+    def _batch_done(self, fut: asyncio.Future[Any], items: list[Any]) -> None:
+        self._inflight -= len(items)
+        stream = self.stream
+        if fut.cancelled() or fut.exception() is not None:
+            self._proposed.clear()  # leadership moved: whatever was not applied never will be here
+        try:
+            results = fut.result()
+        except (NotLeaderError, ProposalLost, asyncio.CancelledError) as exc:
+            for item in items:
+                if item[4] is not None:
+                    item[4](exc)
+            self._drain()
+            return  # no acks: the clients' requests time out and are retried (as nats-server)
+        except Exception as exc:
+            self.server.logger.error(f"JetStream stream '{self.jsa.name} > {self.name}' publish failed: {exc}")
+            results = [exc] * len(items)
+        acks: list[tuple[bytes, bytes]] = []
+        resync = False
+        for (_command, prepared, reply, ack, notify), result in zip(items, results, strict=False):
+            if isinstance(result, BaseException):
+                if isinstance(result, DiscardNewError):
+                    resync = True
+                    error = js_error("JSStreamStoreFailedF", err=result.reason)
+                else:
+                    error = js_error("JSStreamStoreFailedF", err="internal error")
+                if ack:
+                    stream._send_ack(reply, stream._ack_error(error))
+                if notify is not None:
+                    notify(error)
+                continue
+            stream.published(prepared, result)
+            if ack:
+                acks.append((reply, stream._ack_ok(result, False)))
+            if notify is not None:
+                notify(result)
+        if acks:
+            self.server.send_internal_many(stream.account, acks)
+        if resync:
+            self._resync()
+        self._drain()
+
     def _settled(self, fut: asyncio.Future[Any]) -> None:
         self._inflight -= 1
         if not fut.cancelled():
@@ -518,18 +623,31 @@ class ClusteredStream:
         queue = self._queue
         if not self._caught_up:
             return
-        while queue and not self._stopped:
-            item = queue[0]
-            if callable(item):
-                if self._inflight:
-                    return
+        batch: list[Any] = []
+        try:
+            while queue and not self._stopped:
+                item = queue[0]
+                if callable(item):
+                    if batch:
+                        self._flush_publishes(batch)
+                    if self._inflight:
+                        return
+                    queue.popleft()
+                    item()
+                    continue
+                if _barrier(item[2], self.stream):
+                    if batch:
+                        self._flush_publishes(batch)
+                    if self._inflight:
+                        return
+                    queue.popleft()
+                    self._publish(*item)
+                    continue
                 queue.popleft()
-                item()
-                continue
-            if self._inflight and _barrier(item[2], self.stream):
-                return
-            queue.popleft()
-            self._publish(*item)
+                self._publish(*item, batch=batch)
+        finally:
+            if batch and not self._stopped:
+                self._flush_publishes(batch)
 
     def _propose(self, command: Command) -> asyncio.Future[Any]:
         assert self.group is not None
@@ -611,7 +729,10 @@ class ClusteredStream:
         if group is None or self._stopped:
             return
         self._compacting = True
+        # RETAIN is in messages: with batch entries, keep as many entries as held that many lately
+        retain = max(16, RETAIN * self._entries_since_compact // max(self._applied_since_compact, 1))
         self._applied_since_compact = 0
+        self._entries_since_compact = 0
         mark = group.applied
         waiter = self.stream.store.sync()
 
@@ -619,7 +740,7 @@ class ClusteredStream:
             self._compacting = False
             if self._stopped or group.stopped:
                 return
-            upto = mark - RETAIN
+            upto = mark - retain
             if upto > 0:
                 group.compact(upto)
 

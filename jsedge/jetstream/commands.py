@@ -114,6 +114,10 @@ KIND_DELETE = 3
 KIND_PURGE = 4
 KIND_EXPIRE = 5
 KIND_CONFIG = 6
+#: Several StoreMsg commands in one Raft entry (a replicated stream's pipelined publishes of one
+#: event-loop turn): ``7 uvarint(count) (uvarint(len) store-command)*``. Decoded with
+#: `decode_batch`, never by `decode_command` (a batch is the cluster's framing, not a stream command).
+KIND_BATCH = 7
 
 _ROLLUP_SUB = 0x01
 _ROLLUP_ALL = 0x02
@@ -314,6 +318,36 @@ def decode_command(data: bytes) -> Command:
     raise ValueError(f"unknown command kind {kind}")
 
 
+def encode_batch(encoded: list[bytes]) -> bytes:
+    """One entry for several encoded StoreMsg commands (KIND_BATCH)."""
+    out = bytearray((KIND_BATCH,))
+    uvarint(len(encoded), out)
+    for command in encoded:
+        uvarint(len(command), out)
+        out += command
+    return bytes(out)
+
+
+def decode_batch(data: bytes) -> list[Command]:
+    """The commands of a KIND_BATCH entry (each a StoreMsg); ValueError when malformed."""
+    if not data or data[0] != KIND_BATCH:
+        raise ValueError("not a batch")
+    count, pos = read_uvarint(data, 1)
+    commands: list[Command] = []
+    for _ in range(count):
+        length, pos = read_uvarint(data, pos)
+        end = pos + length
+        if end > len(data):
+            raise ValueError("length beyond the end")
+        command = decode_command(data[pos:end])
+        if type(command) is not StoreMsg:
+            raise ValueError("a batch holds only stored messages")
+        commands.append(command)
+        pos = end
+    _end(data, pos)
+    return commands
+
+
 def _end(data: bytes, pos: int) -> None:
     if pos != len(data):
         raise ValueError("trailing bytes after command")
@@ -327,7 +361,9 @@ __all__ = [
     "SkipMsg",
     "StoreMsg",
     "UpdateConfig",
+    "decode_batch",
     "decode_command",
+    "encode_batch",
     "encode_command",
     "read_svarint",
     "read_uvarint",

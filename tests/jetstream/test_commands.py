@@ -19,7 +19,9 @@ from jsedge.jetstream.commands import (
     SkipMsg,
     StoreMsg,
     UpdateConfig,
+    decode_batch,
     decode_command,
+    encode_batch,
     encode_command,
 )
 from jsedge.jetstream.models import StreamConfig
@@ -69,6 +71,44 @@ commands = st.one_of(
 @settings(max_examples=400, deadline=None)
 def test_round_trip(command) -> None:
     assert decode_command(encode_command(command)) == command
+
+
+store_commands = st.builds(
+    StoreMsg,
+    subjects,
+    st.one_of(st.just(b""), st.just(b"NATS/1.0\r\nA: b\r\n\r\n")),
+    blobs,
+    int64,
+    st.integers(min_value=-1, max_value=1 << 40),
+    st.one_of(st.just(b""), blobs),
+    st.just(""),
+    st.integers(min_value=1, max_value=1 << 62),
+)
+
+
+@given(st.lists(store_commands, max_size=8))
+@settings(max_examples=200, deadline=None)
+def test_batch_round_trip(batch) -> None:
+    """A replicated stream's batch entry: several stored messages in one Raft entry."""
+    assert decode_batch(encode_batch([encode_command(c) for c in batch])) == batch
+
+
+@given(st.binary(max_size=80))
+@settings(max_examples=800, deadline=None)
+def test_batch_garbage_is_a_value_error(data: bytes) -> None:
+    try:
+        decode_batch(b"\x07" + data)
+    except ValueError:
+        pass
+
+
+def test_a_batch_holds_only_stored_messages() -> None:
+    with pytest.raises(ValueError):
+        decode_batch(encode_batch([encode_command(DeleteMsg(3))]))
+    with pytest.raises(ValueError):
+        decode_batch(encode_command(StoreMsg(b"a", b"", b"x", 1)))  # a plain command is no batch
+    with pytest.raises(ValueError):
+        decode_command(encode_batch([]))  # nor a batch a plain command
 
 
 def test_config_round_trip() -> None:
