@@ -162,6 +162,8 @@ class Server:
             if config.tls.verify or config.tls.verify_and_map:
                 info["tls_verify"] = True
         info["max_payload"] = config.limits.max_payload
+        if config.jetstream.enabled:
+            info["jetstream"] = True  # nats-server's greeting says so (tools read it)
         routes = self.routes
         if routes is not None:
             info["cluster"] = routes.cluster_name
@@ -239,6 +241,9 @@ class Server:
             info["client_ip"] = client.remote_host
         if greeting and client.nonce:
             info["nonce"] = client.nonce
+        jetstream = self.config.jetstream
+        if jetstream.enabled and jetstream.domain:
+            info["domain"] = jetstream.domain
         if ldm:
             info["ldm"] = True
             # only the other members: clients should move away from this one

@@ -959,3 +959,20 @@ def test_connect_info_keys(side: str, server_pool) -> None:
     if side == "jsedge":
         optional = {"git_commit", "xkey"}
         assert [k for k in keys["jsedge"] if k not in optional] == [k for k in keys["nats"] if k not in optional]
+
+
+@pytest.mark.parametrize("side", ["nats", "jsedge"])
+def test_info_with_jetstream_and_domain(side: str, tmp_path) -> None:
+    """With JetStream on, the greeting INFO says `"jetstream":true` after max_payload (tools read
+    it), and a JetStream domain appears as `domain`."""
+    from helpers import RawClient
+
+    keys = {}
+    for kind in ["nats"] + (["jsedge"] if side == "jsedge" else []):
+        conf = f'jetstream {{ store_dir: "{tmp_path / kind}", domain: "edge" }}\n'
+        with ServerProcess(kind, config=conf) as srv, RawClient(srv) as c:
+            info = c.read_info()
+            assert info["jetstream"] is True and info["domain"] == "edge"
+            keys[kind] = [k for k in info if k not in ("git_commit", "xkey")]
+    if side == "jsedge":
+        assert keys["jsedge"] == keys["nats"]
