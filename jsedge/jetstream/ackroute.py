@@ -30,7 +30,10 @@ def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
         else:
             return
         consumer = _lookup(jsa, stream_name, consumer_name)
-        if consumer is None:
+        if consumer is None or consumer.config.ack_policy == "none":
+            # nats-server has no ack subscription for these: a request gets "no responders"
+            if reply and src is not None and getattr(src, "no_responders", False):
+                src.on_no_responders(subject, reply)
             return
         try:
             consumer.process_ack(rest, reply, body)

@@ -89,6 +89,8 @@ async def run_script(url: str, script: list[tuple]) -> list[str]:
                     out.append(f"ack {reply.data!r}")
                 except NatsTimeout:
                     out.append("ack no-reply")
+                except NoRespondersError:
+                    out.append("ack no-responders")
     finally:
         await nc.close()
     return out
@@ -261,5 +263,24 @@ def test_consumer_retention_diff(tmp_path):
             ("req", API + "STREAM.INFO.I", b""),
             ("req", API + "CONSUMER.DELETE.I.c2", b""),
             ("req", API + "STREAM.INFO.I", b""),
+        ],
+    )
+
+
+def test_ack_sync_on_ack_none_and_unknown_consumers_diff(tmp_path):
+    """nats-server has no ack subscription for an AckNone consumer (or one that does not exist): an
+    AckSync there gets 503 no responders instead of an ack-ack."""
+    assert_same(
+        tmp_path,
+        [
+            STREAM,
+            ("pub", "c.a", b"m1"),
+            create("nn", {"durable_name": "nn", "ack_policy": "none"}),
+            ("pull", API + "CONSUMER.MSG.NEXT.C.nn", {"batch": 1}, 0.3),
+            ("ack", 0, b"+ACK"),
+            ("req", "$JS.ACK.C.nope.1.1.1.1.0", b"+ACK"),
+            create("ex", {"durable_name": "ex", "ack_policy": "explicit"}),
+            ("pull", API + "CONSUMER.MSG.NEXT.C.ex", {"batch": 1}, 0.3),
+            ("ack", 0, b"+ACK"),
         ],
     )
