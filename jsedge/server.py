@@ -200,6 +200,9 @@ class Server:
     def cluster_changed(self) -> None:
         """Cluster membership or the peers' client URLs changed: protocol-1 clients get an async
         INFO with the new `connect_urls` (nats-server's sendAsyncInfoToClients)."""
+        jetstream = self.jetstream
+        if jetstream is not None and jetstream.cluster is not None:
+            jetstream.cluster.routes_changed()
         old = self._info_base.get("connect_urls"), self._info_base.get("cluster")
         self._info_base = self._build_info_base()
         if (self._info_base.get("connect_urls"), self._info_base.get("cluster")) == old or self.lame_duck:

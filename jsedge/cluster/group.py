@@ -305,6 +305,11 @@ class RaftGroup:
     def transfer(self, target: str | None) -> None:
         self._process(self.node.transfer_leadership(target, self.loop.time()))
 
+    def leader_unreachable(self) -> None:
+        """The route to the leader's server closed: elect a new leader soon (raft.py)."""
+        if not self.stopped and self.started:
+            self.node.leader_unreachable(self.loop.time(), 1.5)
+
     def step_down(self) -> None:
         self._process(self.node.step_down(self.loop.time()))
 

@@ -193,6 +193,26 @@ class JetStreamCluster:
         self.logger.info(f"JetStream cluster Node: {self.me}")
         self._hello_handle = self.loop.call_soon(self._hello)
 
+    def routes_changed(self) -> None:
+        """A route opened or closed. Groups whose leader runs on a server this one no longer has a
+        route to elect a new leader soon instead of after a whole election timeout: a killed
+        process closes its routes at once, so a crash fails over in about a second (a partition,
+        which closes nothing, still waits for the timeout)."""
+        routes = getattr(self.server, "routes", None)
+        if routes is None or self.stopped:
+            return
+        reachable = {peer_id(conn.remote_name) for conn in routes.routes.values() if conn.remote_name}
+        groups = [self.meta]
+        for replica in self.replicas.values():
+            if replica.group is not None:
+                groups.append(replica.group)
+            groups.extend(m.group for m in replica.consumer_groups.values() if m.group is not None)
+        for group in groups:
+            leader = group.leader if group.started else ""
+            if leader and leader != self.me and leader not in reachable:
+                self.logger.debug(f"RAFT [{self.me} - {group.name}] The route to leader {leader} closed")
+                group.leader_unreachable()
+
     async def hand_over(self, timeout: float = 1.0) -> None:
         """Lame duck and shutdown: hand every group this server leads to a caught-up follower
         (nats-server's transferRaftLeaders), waiting up to `timeout` for the transfers."""

@@ -760,6 +760,16 @@ class RaftNode:
         if self._role != _LEADER and not self._leader and self._can_campaign():
             self._election_deadline = now + self._rng.uniform(0.0, within)
 
+    def leader_unreachable(self, now: float, within: float) -> None:
+        """The driver saw the connection to the leader's server close (its process died, or the
+        link broke): stop counting on that leader and campaign within `within` seconds instead of
+        after a whole election timeout. Not a safety matter (votes decide), nor a disruption: a
+        voter that still hears the leader refuses the pre-vote (leader stickiness)."""
+        if self._role == _LEADER or not self._leader or not self._can_campaign():
+            return
+        self._last_leader_contact = -_INF
+        self._election_deadline = min(self._election_deadline, now + self._rng.uniform(0.1 * within, within))
+
     # ------------------------------------------------------------------------------ roles
 
     def _reset_election(self, now: float) -> None:

@@ -99,7 +99,7 @@ async def test_mirror_and_sources_across_nodes_survive_the_copying_leader() -> N
                 si = await _info(js, name)
                 if si is not None and si.cluster.leader == "n1":
                     try:
-                        await js._jsm._api_request(f"$JS.API.STREAM.LEADER.STEPDOWN.{name}", b"", timeout=3)
+                        await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{name}", b"", timeout=3)
                     except Exception:
                         pass
 

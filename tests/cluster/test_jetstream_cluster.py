@@ -729,3 +729,44 @@ async def test_a_full_restart_after_replica_changes_keeps_everything() -> None:
             assert ci.ack_floor.stream_seq == 5 and ci.num_pending == 15
         finally:
             await nc.close()
+
+
+async def test_a_killed_leader_is_replaced_before_the_election_timeout() -> None:
+    """With nats-server's timing (election timeout 4-9 s), a leader whose process dies is replaced
+    within about a second: its routes close, and the followers campaign at once instead of waiting
+    out the timeout (a partition, which closes nothing, still waits). Stream and consumer groups."""
+    slow = {"JSEDGE_RAFT_HEARTBEAT": "1", "JSEDGE_RAFT_ELECTION": "4-9", "JSEDGE_RAFT_LOST_QUORUM": "10"}
+    with Cluster(["jsedge"] * 3, extra_args=["-js", "-sd", "js"], env=slow) as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="FAST", subjects=["fast"], num_replicas=3)
+
+            async def leader() -> str:
+                try:
+                    info = await js.stream_info("FAST")
+                except (TimeoutError, NatsTimeout, APIError):
+                    return ""
+                return info.cluster.leader if info.cluster is not None else ""
+
+            old = await acheck_for(30, leader, interval=0.2)
+            victim = int(old[1:]) - 1
+            if victim == 0:  # keep the client's server: move the leadership off it first
+                await nc.request("$JS.API.STREAM.LEADER.STEPDOWN.FAST", b"", timeout=3)
+                old = await acheck_for(30, lambda: _other_leader(leader, "n1"), interval=0.2)
+                victim = int(old[1:]) - 1
+            loop = asyncio.get_running_loop()
+            cluster.kill(victim)
+            killed = loop.time()
+            new = await acheck_for(10, lambda: _other_leader(leader, old), interval=0.1)
+            assert new != old
+            # below the 4 s minimum election timeout: only the closed route explains it
+            assert loop.time() - killed < 3.5
+        finally:
+            await nc.close()
+
+
+async def _other_leader(leader, old: str) -> str:
+    now = await leader()
+    return now if now and now != old else ""
