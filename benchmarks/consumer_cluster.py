@@ -40,6 +40,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import jetstream_cluster as jc  # noqa: E402
 import nats  # noqa: E402
 from nats.errors import TimeoutError as NatsTimeout  # noqa: E402
+from nats.js.errors import ServiceUnavailableError  # noqa: E402
 
 KINDS = ("nats", "jsedge")
 PAYLOAD = b"x" * 128
@@ -71,6 +72,9 @@ async def fetch_ack(nc, count: int) -> float:
         try:
             msgs = await sub.fetch(100, timeout=2)
         except NatsTimeout:
+            continue
+        except ServiceUnavailableError:  # 503: the new consumer's group has no leader yet
+            await asyncio.sleep(0.1)
             continue
         for msg in msgs:
             await msg.ack()
