@@ -644,7 +644,8 @@ class ClusteredStream:
                     self._publish(*item)
                     continue
                 queue.popleft()
-                self._publish(*item, batch=batch)
+                subject, reply, hdr, data, sourced, notify = item
+                self._publish(subject, reply, hdr, data, sourced, notify, batch=batch)
         finally:
             if batch and not self._stopped:
                 self._flush_publishes(batch)
