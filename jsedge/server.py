@@ -439,23 +439,30 @@ class Server:
         # A numeric host is bound here (or was already, by `python -m jsedge`): no getaddrinfo on the
         # loop's thread pool (jsedge.routing.listener). A host name goes through create_server.
         sock, self.listen_socket = self.listen_socket, None
-        if sock is None:
-            sock = bind_listener(host, port)
-        self.accepting = True
-        if sock is not None:
-            self.listener = await self.loop.create_server(
-                self.new_connection, sock=sock, ssl=ssl_context, backlog=1024, ssl_handshake_timeout=handshake_timeout
-            )
-        else:
-            self.listener = await self.loop.create_server(
-                self.new_connection,
-                host=host,
-                port=port,
-                ssl=ssl_context,
-                reuse_address=True,
-                backlog=1024,
-                ssl_handshake_timeout=handshake_timeout,
-            )
+        try:
+            if sock is None:
+                sock = bind_listener(host, port)
+            self.accepting = True
+            if sock is not None:
+                self.listener = await self.loop.create_server(
+                    self.new_connection,
+                    sock=sock,
+                    ssl=ssl_context,
+                    backlog=1024,
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+            else:
+                self.listener = await self.loop.create_server(
+                    self.new_connection,
+                    host=host,
+                    port=port,
+                    ssl=ssl_context,
+                    reuse_address=True,
+                    backlog=1024,
+                    ssl_handshake_timeout=handshake_timeout,
+                )
+        except OSError as exc:
+            raise ListenError(host, port, exc) from None
         self.port = self.listener.sockets[0].getsockname()[1]
         self._info_base = self._build_info_base()
         if self.routes is not None:
@@ -557,6 +564,9 @@ class Server:
         self.logger.info("Initiating Shutdown...")
         if self.listener is not None:
             self.listener.close()
+        if self.jetstream is not None and self.jetstream.started:
+            self.jetstream.notify_shutdown()  # 409 Server Shutdown to waiting pulls, then flushed
+            self._flush_internal()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
         if self.jetstream is not None and self.jetstream.cluster is not None:
@@ -687,14 +697,32 @@ def install_event_loop_policy() -> str:
     return "uvloop"
 
 
+class ListenError(OSError):
+    """The client port could not be bound; str() is nats-server's text after "Error listening on
+    port: " (Go's `listen tcp host:port: bind: reason`)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        address = f"[{host}]:{port}" if ":" in host else f"{host or '0.0.0.0'}:{port}"
+        reason = os.strerror(cause.errno).lower() if cause.errno else str(cause)
+        super().__init__(cause.errno, f'{address}, "listen tcp {address}: bind: {reason}"')
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 async def serve(config: Any, logger: Logger, argv: list[str] | None = None, listen_socket: Any = None) -> int:
     """Run until shutdown; `listen_socket`, when given, is the already bound client listener."""
     server = Server(config, logger, argv)
     server.listen_socket = listen_socket
     # Handlers first: supervisors may signal as soon as they read "Server is ready".
     server.install_signal_handlers()
+    from jsedge.jetstream.manager import JetStreamStartError
+
     try:
         await server.start()
+    except JetStreamStartError as exc:
+        logger.fatal(f"Can't start JetStream: {exc}")
+        return 1
     except OSError as exc:
         logger.fatal(f"Error listening on port: {exc}")
         return 1

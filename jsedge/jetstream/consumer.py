@@ -318,6 +318,17 @@ class Consumer:
                 self._send_status(request.reply, b"NATS/1.0 409 Consumer Deleted\r\n\r\n")
         self.waiting = []
 
+    def shutdown_waiting(self) -> None:
+        """The server shuts down: every waiting pull request gets nats-server's `409 Server
+        Shutdown` with what it still wanted."""
+        waiting, self.waiting = self.waiting, []
+        for request in waiting:
+            self._send_status(
+                request.reply,
+                b"NATS/1.0 409 Server Shutdown\r\nNats-Pending-Messages: %d\r\nNats-Pending-Bytes: %d\r\n\r\n"
+                % (max(request.n, 0), max(request.b, 0)),
+            )
+
     # ------------------------------------------------------------------ helpers
 
     def _send_status(self, subject: bytes, hdr: bytes, reply: bytes = b"") -> None:

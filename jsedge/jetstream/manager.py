@@ -12,6 +12,7 @@ gets its API layer (`jsedge.api`, layer 5) from the composition root, server.py,
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -417,6 +418,34 @@ class AccountJetStream:
                 pass
 
 
+class JetStreamStartError(RuntimeError):
+    """JetStream cannot start; str() is the reason nats-server gives after "Can't start JetStream: "."""
+
+
+def prepare_store_dir(path: str) -> None:
+    """nats-server's checks of the store directory, with its texts: created when missing, else it
+    must be a directory this process can write into."""
+    try:
+        exists = os.path.lexists(path)
+        if not exists:
+            os.makedirs(path, exist_ok=True)
+            return
+    except OSError as exc:
+        where = exc.filename or path
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        if exc.errno == errno.ENOTDIR:
+            raise JetStreamStartError("storage directory is not a directory") from None
+        raise JetStreamStartError(f"could not create storage directory - mkdir {where}: {reason}") from None
+    if not os.path.isdir(path):
+        raise JetStreamStartError("storage directory is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix="_test_", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:
+        raise JetStreamStartError("storage directory is not writable") from None
+
+
 class JetStream:
     """The server's JetStream engine."""
 
@@ -429,7 +458,7 @@ class JetStream:
         self.store_root = os.path.join(os.path.abspath(base), "jetstream")
         self.explicit_limits = self.config.max_memory_store >= 0 or self.config.max_file_store >= 0
         self.max_memory = self.config.max_memory_store if self.config.max_memory_store >= 0 else _auto_memory()
-        os.makedirs(self.store_root, exist_ok=True)
+        prepare_store_dir(self.store_root)
         self.max_store = self.config.max_file_store if self.config.max_file_store >= 0 else _auto_disk(self.store_root)
         self.max_duplicate_window = _duration_limit(self.config.limits, "duplicate_window")
         self.accounts: dict[str, AccountJetStream] = {}
@@ -469,6 +498,13 @@ class JetStream:
         if self.api is not None:
             self.api.start()  # the composition root (server.py) attached it before start()
         log.info(f"Took {go_duration_text(time.monotonic() - began)} to start JetStream")
+
+    def notify_shutdown(self) -> None:
+        """Before the clients are closed: waiting pull requests hear that the server goes away."""
+        for jsa in self.accounts.values():
+            for stream in list(jsa.streams.values()):
+                for consumer in list(stream.consumers.values()):
+                    consumer.shutdown_waiting()
 
     def attach_api(self, api: Any) -> None:
         """For a composition root that builds the API itself (call before `start()`)."""

@@ -284,3 +284,47 @@ def test_ack_sync_on_ack_none_and_unknown_consumers_diff(tmp_path):
             ("ack", 0, b"+ACK"),
         ],
     )
+
+
+async def _pull_through_shutdown(srv) -> list[str]:
+    import signal
+
+    nc = await nats.connect(srv.url, max_reconnect_attempts=0)
+    seen: list[str] = []
+    try:
+        js = nc.jetstream()
+        await js.add_stream(name="SD", subjects=["sd"])
+        await js.add_consumer("SD", durable_name="D", ack_policy="explicit")
+        inbox = nc.new_inbox()
+        got = asyncio.Event()
+
+        async def on_msg(msg) -> None:
+            seen.append(_show(msg).replace(inbox, "INBOX"))
+            got.set()
+
+        await nc.subscribe(inbox, cb=on_msg)
+        body = json.dumps({"batch": 5, "max_bytes": 4096, "expires": 10_000_000_000}).encode()
+        await nc.publish(API + "CONSUMER.MSG.NEXT.SD.D", body, reply=inbox)
+        await nc.flush()
+        await asyncio.sleep(0.2)  # the request is waiting
+        srv.signal(signal.SIGTERM)
+        await asyncio.wait_for(got.wait(), 5)
+    finally:
+        try:
+            await nc.close()
+        except Exception:
+            pass
+    return seen
+
+
+def test_waiting_pulls_hear_server_shutdown_diff(tmp_path):
+    """A pull request still waiting when the server stops gets `409 Server Shutdown` with what it
+    still wanted, before the connection closes."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as srv:
+            results.append(asyncio.run(_pull_through_shutdown(srv)))
+    assert results[0] == results[1]
+    assert len(results[0]) == 1 and "Server Shutdown" in results[0][0] and "4096" in results[0][0]
