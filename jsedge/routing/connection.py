@@ -164,7 +164,10 @@ class Connection(ClientCore):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         if peer:
-            self.remote_host, self.remote_port = peer[0], peer[1]
+            host = peer[0]
+            if host.startswith("::ffff:") and "." in host:
+                host = host[7:]  # an IPv4 client of a dual-stack listener, shown as nats-server does
+            self.remote_host, self.remote_port = host, peer[1]
         transport.set_write_buffer_limits(high=256 * 1024)
         if not self.register():
             return

@@ -1,7 +1,8 @@
 """The client listening socket (layer 2, stdlib `socket` only).
 
 `bind_listener(host, port)` binds and listens the way `loop.create_server(host=..., port=...)` does for
-one numeric address (SO_REUSEADDR, IPV6_V6ONLY on IPv6, the same bind error text), but without the
+one numeric address (SO_REUSEADDR, IPV6_V6ONLY on IPv6, the same bind error text; a wildcard host
+gets one dual-stack socket, as nats-server listens), but without the
 event loop's getaddrinfo, which uvloop runs on libuv's thread pool: four threads and their malloc
 arenas (~0.3 MiB of idle RSS) and a millisecond of startup, for an address that needs no lookup.
 `python -m jsedge` binds before importing the server and asyncio, so a client connecting during
@@ -13,6 +14,7 @@ which may bind several addresses.
 
 from __future__ import annotations
 
+import errno
 import socket
 from typing import Any
 
@@ -42,14 +44,30 @@ def bind_listener(host: str, port: int, backlog: int = 1024) -> socket.socket | 
     family = numeric_family(host)
     if family is None:
         return None
+    if host in ("0.0.0.0", "::") and socket.has_ipv6:
+        # nats-server (Go's "tcp" listener) serves a wildcard host on one dual-stack socket: a
+        # client reaching ::1 or any IPv6 address gets in as well as an IPv4 one
+        try:
+            return _bind(socket.AF_INET6, ("::", port, 0, 0), backlog, dual=True)
+        except OSError as err:
+            if host == "::" or err.errno not in _NO_IPV6:
+                raise
     address: tuple[str, int] | tuple[str, int, int, int] = (
         (host, port) if family == socket.AF_INET else (host, port, 0, 0)
     )
+    return _bind(family, address, backlog, dual=False)
+
+
+#: errno values that mean "this host has no IPv6": fall back to an IPv4 socket.
+_NO_IPV6 = {errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL}
+
+
+def _bind(family: int, address: Any, backlog: int, *, dual: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual else 1)
         try:
             sock.bind(address)
         except OSError as err:
