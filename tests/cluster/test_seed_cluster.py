@@ -81,7 +81,8 @@ async def test_the_articles_three_node_cluster(kind: str, hosts: NetHosts, tmp_p
         one = await nats.connect(servers[0].url)
         three = await nats.connect(servers[2].url)
         try:
-            assert {f"{s.hostname}:{s.port}" for s in one.servers} == urls
+            # the greeting may predate the last route; an async INFO completes the list
+            assert await acheck_for(10, lambda: {f"{s.hostname}:{s.port}" for s in one.servers} == urls)
             sub = await three.subscribe("orders.>")
             await three.flush()
             await asyncio.sleep(0)
@@ -116,7 +117,14 @@ async def test_the_articles_three_node_cluster(kind: str, hosts: NetHosts, tmp_p
             assert info.config.num_replicas == 3 and len(info.cluster.replicas) == 2
             acked = [(await js.publish("shop.order", f"o{i}".encode())).seq for i in range(20)]
             durable = await js.pull_subscribe("shop.>", durable="billing", stream="ORDERS")
-            got = await durable.fetch(5, timeout=5)
+
+            async def first_fetch():
+                try:
+                    return await durable.fetch(5, timeout=5)
+                except nats.js.errors.ServiceUnavailableError:
+                    return None  # 503: the new R3 consumer's group has no leader yet (nats-server too)
+
+            got = await acheck_for(30, first_fetch, interval=0.2)
             for msg in got:
                 await msg.ack()
             # kill -9 the client's node: it reconnects to a host it learned from INFO
