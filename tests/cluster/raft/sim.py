@@ -661,6 +661,18 @@ class Cluster:
                 self._t(f"{node.id} step down")
             self._handle(node, node.core.step_down(self.now))
 
+    def leader_unreachable(self) -> None:
+        """A random live follower is told its leader's route closed (the driver's hint, raft.py
+        `leader_unreachable`), true or not: it must never break safety, only hasten elections."""
+        followers = [n for n in self.live() if n.core is not None and n.core.role != "leader" and n.core.leader]
+        if followers:
+            node = self.rng.choice(followers)
+            assert node.core is not None
+            if self.tracing:
+                self._t(f"{node.id} hears its leader {node.core.leader} is unreachable")
+            node.core.leader_unreachable(self.now, 1.5)
+            self._schedule_tick(node)
+
     def partition(self) -> None:
         ids = sorted(self.nodes)
         side = {i for i in ids if self.rng.random() < 0.5}
@@ -845,10 +857,12 @@ class Cluster:
 Action = Callable[[Cluster], None]
 
 
-def run_seed(seed: int, steps: int = 300, *, trace: bool = False) -> Cluster:
+def run_seed(seed: int, steps: int = 300, *, trace: bool = False, unreachable: bool = False) -> Cluster:
     """One random scenario: `steps` random actions (events, client proposals, faults, compactions,
     membership changes, transfers) with the invariants checked after each, then the faults stop and
-    the group must converge. Deterministic in `seed`."""
+    the group must converge. Deterministic in `seed`. With `unreachable`, followers are also told at
+    random that their leader is unreachable (a separate family of runs: the default runs, and so the
+    regression seeds, stay as they were)."""
     setup = random.Random(seed)
     # a quarter of the seeds churn leaders: appends of one entry, leaders crashed or cut off right
     # after they appended, so that entries of many terms sit on minorities (Figure 8's material)
@@ -883,6 +897,8 @@ def run_seed(seed: int, steps: int = 300, *, trace: bool = False) -> Cluster:
         "transfer": rng.choice((0.0, 0.3, 1.0)),
         "step_down": rng.choice((0.0, 0.2)),
     }
+    if unreachable:
+        weights["unreachable"] = 2.0
     names = list(weights)
     cumulative = []
     total = 0.0
@@ -928,6 +944,8 @@ def run_seed(seed: int, steps: int = 300, *, trace: bool = False) -> Cluster:
             c.transfer()
         elif action == "step_down":
             c.step_down()
+        elif action == "unreachable":
+            c.leader_unreachable()
         c.check()
     c.calm()
     c.run_until_converged()

@@ -106,6 +106,20 @@ def test_seeds(chunk: int) -> None:
     print(f"seeds {chunk}..{min(chunk + CHUNK, SEEDS) - 1}: {time.perf_counter() - start:.1f}s")
 
 
+UNREACHABLE_SEEDS = int(os.environ.get("JSEDGE_RAFT_UNREACHABLE_SEEDS", "300"))
+
+
+@pytest.mark.skipif(REPLAY is not None, reason="replaying one seed")
+def test_seeds_with_leader_unreachable_hints() -> None:
+    """The closed-route hint (followers campaign soon when told their leader is unreachable) is
+    given at random, true or false, on top of every other fault: the invariants still hold."""
+    for seed in range(UNREACHABLE_SEEDS):
+        try:
+            sim.run_seed(seed, STEPS, unreachable=True)
+        except Exception as exc:
+            pytest.fail(f"seed {seed} with unreachable hints failed: {exc!r}", pytrace=False)
+
+
 def test_scenarios_exercise_the_interesting_paths() -> None:
     """Guard against a simulator that silently stopped testing anything (a change that, say, never
     lets a leader be elected would make every seed pass)."""
