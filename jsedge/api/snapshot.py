@@ -249,14 +249,7 @@ def fill_stream(stream: Any, document: dict[str, Any], messages: Any) -> None:
         _move_to(stream, seq, ts)
         if stream.store.state().last_seq + 1 != seq:
             raise ValueError(f"message sequence {seq} out of order")
-        ttl = 0
-        if allow_ttl and hdr:
-            value = H.get_header(hdr, H.TTL)
-            if value is not None:
-                try:
-                    ttl = H.parse_ttl(value)
-                except ValueError:
-                    ttl = 0
+        ttl = H.stored_ttl(hdr) if allow_ttl else 0
         stream.apply(StoreMsg(subject, hdr, data, ts, ttl))
         last_ts = ts
     wanted = document.get("state") or {}

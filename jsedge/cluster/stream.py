@@ -823,14 +823,7 @@ class ClusteredStream:
                     else:
                         for _ in range(seq - state.last_seq - 1):
                             stream.execute_local(SkipMsg(ts))
-                ttl = 0
-                if hdr and stream.config.allow_msg_ttl:
-                    value = H.get_header(hdr, H.TTL)
-                    if value is not None:
-                        try:
-                            ttl = H.parse_ttl(value)
-                        except ValueError:
-                            ttl = 0
+                ttl = H.stored_ttl(hdr) if stream.config.allow_msg_ttl else 0
                 stream.execute_local(StoreMsg(subject, hdr, data, ts, ttl, H.get_header(hdr, H.MSG_ID) or b""))
         except (ValueError, DiscardNewError) as exc:
             self.server.logger.warn(f"JetStream stream '{self.jsa.name} > {self.name}' catch-up batch dropped: {exc}")

@@ -103,6 +103,18 @@ def format_go_duration(ns: int) -> str:
     return sec_text
 
 
+def stored_ttl(hdr: bytes) -> int:
+    """The TTL a copied or restored message keeps: its `Nats-TTL` parsed, 0 when absent or
+    unparsable (nats-server's `ttl, _ := getMessageTTL(hdr)`)."""
+    value = get_header(hdr, TTL) if hdr else None
+    if value is None:
+        return 0
+    try:
+        return parse_ttl(value)
+    except ValueError:
+        return 0
+
+
 def parse_ttl(value: bytes) -> int:
     """`Nats-TTL` as nats-server's `parseMessageTTL`: seconds, -1 for `never`, 0 for no TTL (`00`
     parses so); ValueError (10165) for durations under a second, negative or unparsable values."""

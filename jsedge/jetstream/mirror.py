@@ -897,14 +897,7 @@ class Replicator:
                 cursor.next = last + 1
                 start = cursor.next
                 continue
-            ttl = 0
-            if allow_ttl:
-                value = H.get_header(hdr, H.TTL)
-                if value is not None:
-                    try:
-                        ttl = H.parse_ttl(value)
-                    except ValueError:
-                        ttl = 0
+            ttl = H.stored_ttl(hdr) if allow_ttl else 0
             try:
                 self.host.check_resources(stream, mine.msg_size(subject, hdr, msg.data))
                 if group is not None:
