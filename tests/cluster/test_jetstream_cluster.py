@@ -35,12 +35,13 @@ async def connect(server, **kw):
     return await nats.connect(server.url, **kw)
 
 
-async def add_stream(js, **config):
-    """Create a stream, retrying while the meta group elects its first leader."""
+async def _while_leaderless(make):
+    """Run `make()` until it answers, retrying while the meta group elects its first leader (a
+    timeout or 10008)."""
 
     async def attempt():
         try:
-            return await js.add_stream(**config)
+            return await make()
         except (TimeoutError, NatsTimeout):
             return None
         except APIError as exc:
@@ -49,22 +50,16 @@ async def add_stream(js, **config):
             raise
 
     return await acheck_for(30, attempt, interval=0.2)
+
+
+async def add_stream(js, **config):
+    """Create a stream, retrying while the meta group elects its first leader."""
+    return await _while_leaderless(lambda: js.add_stream(**config))
 
 
 async def add_bucket(js, **config):
     """Create a KV bucket, retrying as `add_stream` does."""
-
-    async def attempt():
-        try:
-            return await js.create_key_value(**config)
-        except (TimeoutError, NatsTimeout):
-            return None
-        except APIError as exc:
-            if exc.err_code == 10008:
-                return None
-            raise
-
-    return await acheck_for(30, attempt, interval=0.2)
+    return await _while_leaderless(lambda: js.create_key_value(**config))
 
 
 async def test_replicated_stream_basics() -> None:
