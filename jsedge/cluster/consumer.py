@@ -156,6 +156,9 @@ class ReplicatedConsumerStore:
         encode_ack(self._buf, consumer_seq, stream_seq)
         self._schedule()
 
+    def sync_blocking(self) -> None:
+        self.local.sync_blocking()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
@@ -242,7 +245,9 @@ class ClusteredConsumer:
         peers = tuple(self.assignment.peers)
         seeding = None
         if seed == me:
-            # a replica change: this store's state is the new group's snapshot at index 1
+            # a replica change: this store's state is the new group's snapshot at index 1; it is
+            # written and fsynced first (it may hold entries of a retired group's deleted log)
+            self.store.sync_blocking()
             seeding = (SnapshotMeta(1, 1, peers), self.snapshot())
         elif seed:
             peers = ()  # learn the membership from the seed (never campaign without its state)
@@ -306,6 +311,9 @@ class ClusteredConsumer:
         """The consumer moved to a new group (its stream changed replicas): leave this one, deleting
         its log, and its state unless this server is a member of the new group."""
         self.stop()
+        if keep_store and self.store is not None and not getattr(self.store, "deleted", False):
+            # what this group applied is in the store's buffer: durable before its log goes
+            self.store.sync_blocking()
         if self.group is not None:
             self.group.delete()
         if not keep_store:
@@ -376,6 +384,9 @@ class ClusteredConsumer:
         if not data:
             return
         self.store.update(decode_consumer_state(data[1:]))
+        # durable before the group records the snapshot as installed (and applied): a restart
+        # does not apply it again, so a state still in the store's buffer would be lost
+        self.store.sync_blocking()
         if data[0] and not self.has_state:
             self.has_state = True
             self._write_config()

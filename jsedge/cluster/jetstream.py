@@ -618,9 +618,12 @@ class JetStreamCluster:
             # the new group's snapshot, the others' are a prefix of it); a re-created stream starts over
             keep = bool(sa.seed) and replica.sealed
             if keep:
-                replica.delete(consumers=False)  # the old group's log only
+                replica.stop()
                 self.replicas.pop(key, None)
+                # the store is written and fsynced (close) before the old group's log is deleted:
+                # until then that log is the only durable copy of what was applied from it
                 jsa.close_replica(sa.name, delete=False)
+                replica.delete(consumers=False)  # the old group's log only
             else:
                 self._close_replica(key, delete=True)
             replica = None

@@ -13,7 +13,8 @@ per API call, and a readable log helps operators. Commands::
     {"op": "stream_scale", "account": a, "name": n, "config": {...}, "group": new g, "peers": [new ids],
      "reply": r, "subject": s, "ts": ns}                      (a replica change, phase 1: seal)
     {"op": "stream_update", "account": a, "config": {...}, "group": new g, "peers": [new ids],
-     "seed": id, "reply": r, "subject": s, "ts": ns}          (phase 2: the sealed store seeds g)
+     "seed": id, "consumer_seeds": {consumer: id}, "reply": r, "subject": s, "ts": ns}
+                                                              (phase 2: the sealed store seeds g)
     {"op": "stream_remove", "account": a, "name": n}
     {"op": "consumer", "account": a, "stream": s, "name": n, "config": {ConsumerConfig}, "group": g,
      "peers": [ids], "created": ns}
@@ -178,8 +179,9 @@ class MetaState:
                 current.group = group
                 current.seed = seed
                 current.scale = None
+                hints = command.get("consumer_seeds")
                 for ca in current.consumers.values():
-                    _replace_consumer(ca, current, seed)
+                    _replace_consumer(ca, current, seed, hints)
             return MetaChange("stream_update", stream=current, previous=previous)
         if op == "stream_remove":
             gone = self.streams.pop((str(command["account"]), str(command["name"])), None)
@@ -269,17 +271,28 @@ def consumer_replicas(config: dict[str, Any], stream_config: dict[str, Any], str
     return wanted
 
 
-def _replace_consumer(ca: ConsumerAssignment, sa: StreamAssignment, stream_seed: str) -> None:
+def _replace_consumer(
+    ca: ConsumerAssignment, sa: StreamAssignment, stream_seed: str, hints: dict[str, Any] | None = None
+) -> None:
     """The stream changed replicas (a new group on new peers): re-place its consumer on them with
-    its replica count recomputed, continuing from the state of a server that holds it (its R1
-    server, a member of its group, or the stream's seed). Deterministic: every meta replica
-    computes the same assignment, group name included."""
+    its replica count recomputed, continuing from the state of a server that holds it. Deterministic:
+    every meta replica computes the same assignment, group name included.
+
+    The seed is, in order: the consumer group's leader as the stream's leader saw it when it
+    proposed the change (`hints`, from `consumer_seeds`: it holds every committed ack), the server
+    that seeded the current group (it holds the state even before the group elected a leader), the
+    stream's seed, another holder. A command without `consumer_seeds` (an older meta log) keeps the
+    older rule, stream seed first, so replaying it gives the assignments it gave."""
     replicas = min(consumer_replicas(ca.config, sa.config, len(sa.peers)), len(sa.peers))
     fits = all(p in sa.peers for p in ca.peers) and len(ca.peers) == replicas and bool(ca.group) == (replicas > 1)
     if fits:
         return
     holders = [p for p in ca.peers if p in sa.peers]
-    seed = stream_seed if stream_seed in holders else (holders[0] if holders else stream_seed)
+    if hints is None:
+        order = [stream_seed]
+    else:
+        order = [str(hints.get(ca.name) or ""), ca.seed, stream_seed]
+    seed = next((p for p in order if p and p in holders), holders[0] if holders else stream_seed)
     if replicas <= 1:
         ca.peers, ca.group = [seed], ""
     else:

@@ -337,6 +337,13 @@ class ClusteredStream:
             return
         if me not in peers:
             peers[-1] = me
+        # which server each consumer continues from: its group's leader, when it stays (see
+        # meta._replace_consumer)
+        consumer_seeds = {}
+        for name, member in self.consumer_groups.items():
+            leader = member.group.leader if member.group is not None else ""
+            if leader in peers:
+                consumer_seeds[name] = leader
         coordinator.propose_meta_anywhere(
             {
                 "op": "stream_update",
@@ -345,6 +352,7 @@ class ClusteredStream:
                 "group": scale["group"],
                 "peers": peers,
                 "seed": me,
+                "consumer_seeds": consumer_seeds,
                 "reply": scale.get("reply", ""),
                 "subject": scale.get("subject", ""),
                 "ts": scale.get("ts", 0),

@@ -250,4 +250,10 @@ class ConsumerStore(Protocol):
 
     def state(self) -> ConsumerState: ...
 
+    def sync_blocking(self) -> None:
+        """Write and fsync the state now (a blocking fsync of one small file): before a Raft log
+        that the state came from is deleted or marked as applied (a replica change, a snapshot
+        installed from the leader)."""
+        ...
+
     def delete(self) -> None: ...

@@ -822,6 +822,12 @@ class FileConsumerStore:
     def state(self) -> ConsumerState:
         return copy_state(self._state)
 
+    def sync_blocking(self) -> None:
+        if self.deleted or self._fd < 0:
+            return  # deleted, or closed with its stream store (which wrote and fsynced it)
+        self._flush()
+        os.fsync(self._fd)
+
     def delete(self) -> None:
         self._close_fd()
         self.deleted = True

@@ -112,5 +112,8 @@ class MemConsumerStore:
     def state(self) -> ConsumerState:
         return copy_state(self._state)
 
+    def sync_blocking(self) -> None:
+        pass  # nothing to write: a memory consumer lives as long as the process
+
     def delete(self) -> None:
         self.deleted = True

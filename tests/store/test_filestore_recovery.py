@@ -232,6 +232,26 @@ def test_consumer_state_survives(tmp_path):
     fourth.close()
 
 
+def test_consumer_sync_blocking_survives_an_abrupt_stop(tmp_path):
+    """A replicated consumer's state written with `update()` (a snapshot from the Raft leader, or
+    the state seeding a new group) is durable once `sync_blocking()` returns: the Raft log is told
+    it is applied right after, so it is never applied again (the regression: acks lost when a
+    server was killed just after installing a consumer snapshot)."""
+    store = open_store(tmp_path / "s")
+    cs = store.consumer_store("dur")
+    cs.save_config(b'{"durable_name":"dur"}')
+    full = ConsumerState(SequencePair(5, 5), SequencePair(5, 5), {}, {})
+    cs.update(full)
+    cs.sync_blocking()
+    # no close(): dropped with its descriptors and buffers, like a killed process
+    again = open_store(tmp_path / "s")
+    assert again.consumer_store("dur").state() == full
+    again.close()
+    cs.delete()
+    cs.sync_blocking()  # deleted: nothing to write, no error
+    store.close()
+
+
 def test_tombstones_survive_and_blocks_are_reaped(tmp_path):
     store = open_store(tmp_path / "s", block_size=1024)
     populate(store, 300)
