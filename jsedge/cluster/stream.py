@@ -89,7 +89,8 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
 def _barrier(hdr: bytes, stream: Any) -> bool:
     """Must this publish wait until every earlier command is applied?"""
     config = stream.config
-    if config.retention == "interest" or config.mirror is not None:
+    if config.retention == "interest" or config.mirror is not None or config.allow_msg_counter:
+        # (a counter's total is computed from the applied state: one increment at a time)
         return True
     if config.discard == "new" and (
         config.max_msgs > 0
@@ -551,7 +552,7 @@ class ClusteredStream:
             if isinstance(commands[0], StoreMsg):
                 stream.published(prepared, seq)
             if ack:
-                stream._send_ack(reply, stream._ack_ok(seq, False))
+                stream._send_ack(reply, stream._ack_ok(seq, False, prepared.counter))
             if notify is not None:
                 notify(seq)
             self._drain()
@@ -605,7 +606,7 @@ class ClusteredStream:
                 continue
             stream.published(prepared, result)
             if ack:
-                acks.append((reply, stream._ack_ok(result, False)))
+                acks.append((reply, stream._ack_ok(result, False, prepared.counter)))
             if notify is not None:
                 notify(result)
         if acks:

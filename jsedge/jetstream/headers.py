@@ -25,6 +25,7 @@ STREAM_SOURCE = b"Nats-Stream-Source"
 REQUEST_INFO = b"Nats-Request-Info"
 REQUIRED_API_LEVEL = b"Nats-Required-Api-Level"
 INCR = b"Nats-Incr"
+COUNTER_SOURCES = b"Nats-Counter-Sources"
 BATCH_ID = b"Nats-Batch-Id"
 SCHEDULE = b"Nats-Schedule"
 SCHEDULE_TIME_ZONE = b"Nats-Schedule-Time-Zone"
@@ -58,6 +59,22 @@ def remove_header(hdr: bytes, name: bytes) -> bytes:
             return hdr
         end = hdr.find(b"\r\n", index + 2)
         hdr = hdr[:index] + hdr[end:]
+
+
+def set_header(hdr: bytes, name: bytes, value: bytes) -> bytes:
+    """The first `name:` line's value replaced in place (one space after the colon kept, as
+    nats-server's setHeader does), or the line appended when there is none."""
+    key = b"\r\n" + name + b":"
+    index = hdr.find(key) if hdr else -1
+    if index < 0:
+        return append_headers(hdr, [(name, value)])
+    start = index + len(key)
+    if hdr[start : start + 1] == b" ":
+        start += 1
+    end = hdr.find(b"\r", start)
+    if end < 0:
+        return hdr  # malformed: left alone, as nats-server does
+    return hdr[:start] + value + hdr[end:]
 
 
 def append_headers(hdr: bytes, pairs: list[tuple[bytes, bytes]]) -> bytes:

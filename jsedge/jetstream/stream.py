@@ -99,6 +99,8 @@ class PreparedPublish:
     data: bytes
     ts: int
     previous: int  # the subject's last sequence before this publish (Nats-Last-Sequence)
+    #: a counter stream's new total (the PubAck's `val`), None on other streams
+    counter: str | None = None
 
 
 class Stream:
@@ -379,9 +381,9 @@ class Stream:
             if reply and not self.config.no_ack:
                 self._send_ack(reply, self._ack_error(exc))
             return
-        seq, duplicate = result
+        seq, duplicate, counter = result
         if reply and not self.config.no_ack:
-            body = self._ack_ok(seq, duplicate)
+            body = self._ack_ok(seq, duplicate, counter)
             if duplicate:
                 self._send_ack(reply, body)
             else:
@@ -402,17 +404,18 @@ class Stream:
             raise js_error("JSStreamMessageExceedsMaximumErr")
         raise js_error("JSBatchPublishDisabledErr" if fast else "JSAtomicPublishDisabledErr")
 
-    def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool]:
-        """The single-node publish: checks, then the store, then republish and reactions."""
+    def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool, str | None]:
+        """The single-node publish: checks, then the store, then republish and reactions. Returns
+        the sequence, whether it was a duplicate, and a counter stream's new total."""
         prepared = self.prepare_publish(subject, hdr, data, sourced)
         if isinstance(prepared, int):
-            return prepared, True  # a duplicate: the stored message's sequence
+            return prepared, True, None  # a duplicate: the stored message's sequence
         commands = prepared.commands
         if len(commands) != 1:  # interest retention with nobody interested: skip (and rollup)
             seq = self.execute(commands[0])
             for command in commands[1:]:
                 self.execute(command)
-            return seq, False
+            return seq, False, None
         command = commands[0]
         try:
             seq = self.apply(command)
@@ -420,7 +423,7 @@ class Stream:
             raise js_error("JSStreamStoreFailedF", err=exc.reason) from None
         self.published(prepared, seq)
         self.react(command, seq)
-        return seq, False
+        return seq, False, prepared.counter
 
     def prepare_publish(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> int | PreparedPublish:
         """streams.md §4's checks for one inbound message against the applied state: the commands
@@ -444,13 +447,19 @@ class Stream:
             raise js_error("JSStreamHeaderExceedsMaximumErr")
         if hdr:
             # nats-server reads every header with getHeader/sliceHeader: an empty value is no value.
-            # 4. counters (not built: refused as on a stream without allow_msg_counter)
-            incr = H.get_header(hdr, H.INCR)
-            if incr:
+            # 4. counters (ADR-49): an increment only on a counter stream, with no payload and
+            # none of the headers that expect a state (a sourced message is stored as it came)
+            incr = H.get_header(hdr, H.INCR) or None
+            if incr is not None:
                 if not _BIG_INT.fullmatch(incr):
                     raise js_error("JSMessageIncrInvalidErr")
                 if not sourced:
-                    raise js_error("JSMessageIncrDisabledErr")
+                    if not config.allow_msg_counter:
+                        raise js_error("JSMessageIncrDisabledErr")
+                    if data:
+                        raise js_error("JSMessageIncrPayloadErr")
+                    if any(H.get_header(hdr, name) for name in _NOT_WITH_INCR):
+                        raise js_error("JSMessageIncrInvalidErr")
             # 5. expected stream
             expected = H.get_header(hdr, H.EXPECTED_STREAM)
             if expected and expected.decode("utf-8", "replace") != self.name:
@@ -508,7 +517,13 @@ class Stream:
             ttl_value = None
             msg_id = b""
             rollup = ""
+            incr = None
             now = time.time_ns()
+        counter = None
+        if config.allow_msg_counter:
+            if incr is None:
+                raise js_error("JSMessageIncrMissingErr")
+            hdr, data, counter = self._count(subject, hdr, data, incr)
         # 17. server-wide resources
         self.host.check_resources(self, store.msg_size(subject, hdr, data))
         # 18. interest retention with nobody interested: consume the sequence only
@@ -535,8 +550,45 @@ class Stream:
             last = store.load_last_msg(subject)
             previous = last.seq if last is not None else 0
         return PreparedPublish(
-            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous
+            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous, counter
         )
+
+    def _count(self, subject: bytes, hdr: bytes, data: bytes, incr: bytes) -> tuple[bytes, bytes, str]:
+        """A counter stream's publish (ADR-49): the subject's new total becomes the stored payload
+        `{"val":"<total>"}`. A message sourced from another counter carries that counter's total:
+        it adds the difference from the last total seen from the same origin subject (kept in the
+        `Nats-Counter-Sources` header, which every later message of the subject carries on)."""
+        total = 0
+        sources: dict[str, dict[str, str]] = {}
+        last = self.store.load_last_msg(subject)
+        if last is not None:
+            total = _counter_value(last.data)
+            raw = H.get_header(last.hdr, H.COUNTER_SOURCES) if last.hdr else None
+            if raw:
+                sources = _counter_sources(raw)
+        delta = int(incr)
+        origin_header = H.get_header(hdr, H.STREAM_SOURCE)
+        if origin_header:
+            fields = origin_header.decode("utf-8", "replace").split(" ")
+            origin = fields[0]
+            origin_subject = fields[4] if len(fields) >= 5 else subject.decode("utf-8", "replace")
+            value = _counter_value(data)
+            seen = sources.setdefault(origin, {})
+            delta = value - _big_int_or_zero(seen.get(origin_subject, ""))
+            seen[origin_subject] = str(value)
+            hdr = H.set_header(hdr, H.INCR, str(delta).encode())
+        total += delta
+        value_text = str(total)
+        data = b'{"val":"%s"}' % value_text.encode()
+        if sources:
+            ordered = {name: dict(sorted(subjects.items())) for name, subjects in sorted(sources.items())}
+            hdr = H.set_header(hdr, H.COUNTER_SOURCES, gojson.dumps(ordered).encode())
+        max_payload = self.server.config.limits.max_payload
+        if len(hdr) > max_payload or len(data) > max_payload - len(hdr):
+            raise js_error("JSStreamMessageExceedsMaximumErr")
+        if self.config.max_msg_size >= 0 and len(hdr) + len(data) > self.config.max_msg_size:
+            raise js_error("JSStreamMessageExceedsMaximumErr")
+        return hdr, data, value_text
 
     def published(self, prepared: PreparedPublish, seq: int) -> None:
         """After the store of a publish (on the node that took it): 24. republish."""
@@ -576,7 +628,7 @@ class Stream:
 
     # ------------------------------------------------------------------ acks
 
-    def _ack_ok(self, seq: int, duplicate: bool) -> bytes:
+    def _ack_ok(self, seq: int, duplicate: bool, counter: str | None = None) -> bytes:
         domain = self.host.domain
         cached = self._ack_head
         if cached is None or cached[0] != domain or cached[1] != self.name:
@@ -587,6 +639,8 @@ class Stream:
             cached = self._ack_head = (domain, self.name, (head + ',"seq":').encode())
         if duplicate:
             return b"%s%d%s" % (cached[2], seq, b',"duplicate": true}')
+        if counter is not None:
+            return b'%s%d,"val":"%s"}' % (cached[2], seq, counter.encode())
         return b"%s%d}" % (cached[2], seq)
 
     def _ack_error(self, exc: JSError) -> bytes:
@@ -790,6 +844,63 @@ class Stream:
 
 #: What Go's big.Int.SetString(v, 10) accepts (Nats-Incr).
 _BIG_INT = re.compile(rb"[+-]?[0-9]+")
+
+#: Headers that expect a state, refused next to a counter increment (10171).
+_NOT_WITH_INCR = (
+    H.ROLLUP,
+    H.EXPECTED_STREAM,
+    H.EXPECTED_LAST_MSG_ID,
+    H.EXPECTED_LAST_SUBJ_SEQ_SUBJ,
+    H.EXPECTED_LAST_SEQ,
+    H.EXPECTED_LAST_SUBJ_SEQ,
+)
+
+
+def _big_int_or_zero(text: str) -> int:
+    """big.Int.SetString(text, 10), 0 when it does not parse."""
+    return int(text) if _BIG_INT.fullmatch(text.encode()) else 0
+
+
+def _counter_value(payload: bytes) -> int:
+    """The total in a counter message's payload, read as nats-server's json.Unmarshal into
+    `{"val": string}` does (null and a missing `val` are 0); a payload that is not such an object
+    is a broken counter (10172)."""
+    try:
+        document = gojson.loads(payload)
+    except ValueError:
+        raise js_error("JSMessageCounterBrokenErr") from None
+    if document is None:
+        return 0
+    if not isinstance(document, dict):
+        raise js_error("JSMessageCounterBrokenErr")
+    value = document.get("val")
+    if value is None:  # Go matches field names without regard to case, the exact one first
+        value = next((v for k, v in document.items() if k.lower() == "val"), None)
+    if value is None:
+        return 0
+    if not isinstance(value, str):
+        raise js_error("JSMessageCounterBrokenErr")
+    return _big_int_or_zero(value)
+
+
+def _counter_sources(raw: bytes) -> dict[str, dict[str, str]]:
+    """The `Nats-Counter-Sources` header: origin stream -> origin subject -> last total seen."""
+    try:
+        document = gojson.loads(raw)
+    except ValueError:
+        raise js_error("JSMessageCounterBrokenErr") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise js_error("JSMessageCounterBrokenErr")
+    sources: dict[str, dict[str, str]] = {}
+    for name, subjects in document.items():
+        if subjects is None:
+            continue
+        if not isinstance(subjects, dict) or not all(v is None or isinstance(v, str) for v in subjects.values()):
+            raise js_error("JSMessageCounterBrokenErr")
+        sources[name] = {k: v or "" for k, v in subjects.items()}
+    return sources
 
 
 def _ttl_or_zero(value: bytes) -> int:

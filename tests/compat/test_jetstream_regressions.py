@@ -47,7 +47,8 @@ PUBLISH_CASES = [
     ({}, {"Nats-Schedule-Time-Zone": "Bad/Zone"}, 10188),
     ({}, {"Nats-Schedule-Time-Zone": "UTC"}, None),
     ({}, {"Nats-Scheduler": "x"}, 10212),
-    ({"allow_msg_counter": True}, {"Nats-Incr": "1"}, 10168),  # accepted in config, not built: refused
+    ({"allow_msg_counter": True}, {"Nats-Incr": "1"}, None),
+    ({"allow_msg_counter": True}, {"Nats-Incr": "1", "Nats-Rollup": "sub"}, 10171),
 ]
 
 
@@ -56,8 +57,6 @@ async def test_publish_headers(server_factory, tmp_path, config, headers, expect
     server = server_factory(args=["-js", "-sd", str(tmp_path)])
     nc = await nats.connect(server.url)
     try:
-        if config.get("allow_msg_counter") and server.kind == "nats":
-            pytest.skip("a real counter stream accepts Nats-Incr: jsedge refuses it until counters are built")
         await _stream(nc, "R", **config)
         ack = await _request(nc, "R.a", b"x" if "Nats-Incr" not in headers else b"", headers=headers)
         assert _err(ack) == expected, ack
