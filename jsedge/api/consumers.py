@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsedge.api.request import Endpoint, Request
+from jsedge import gojson
+from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.api.streams import lookup, optional_body, require_empty
 from jsedge.errors import js_error
 from jsedge.jetstream.consumers import create_consumer, delete_consumer
 from jsedge.jetstream.models import (
     ConsumerNamesRequest,
     ConsumerPauseRequest,
+    ConsumerResetRequest,
     decode,
     decode_create_consumer_request,
     format_time_ns,
@@ -143,6 +145,37 @@ def consumer_pause(api: Any, request: Request) -> dict[str, Any]:
     return out
 
 
+def consumer_reset(api: Any, request: Request) -> dict[str, Any] | None:
+    """`CONSUMER.RESET.<stream>.<consumer>` (2.14). nats-server answers it from the consumer's own
+    subscription: where the consumer does not run, nobody answers. A replicated consumer answers
+    once the reset state committed."""
+    tokens = request.tokens
+    stream = request.jsa.streams.get(_text(tokens[2]))
+    consumer = stream.consumers.get(_text(tokens[3])) if stream is not None else None
+    if consumer is None:
+        return None
+    seq = 0
+    if request.body:
+        # json.Unmarshal, not the API's usual Decoder: its syntax errors carry no offset
+        syntax = gojson.unmarshal_syntax_error(request.body)
+        if syntax:
+            raise js_error("JSInvalidJSONErr", err=syntax)
+        seq = decode(ConsumerResetRequest, gojson.loads(request.body), "JSApiConsumerResetRequest").seq
+    reset_seq = consumer.reset(seq)
+    out = consumer.info()
+    out["reset_seq"] = reset_seq
+    if consumer.clustered is None:
+        return out
+    response = {"type": TYPE_PREFIX + "consumer_reset_response", **out}
+
+    def committed(fut: Any) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            api.respond(request, response)  # (leadership moved first: no answer, the client retries)
+
+    consumer.store.sync().add_done_callback(committed)
+    return None
+
+
 def consumer_msg_next(api: Any, request: Request) -> None:
     tokens = request.tokens
     stream = request.jsa.streams.get(_text(tokens[3]))
@@ -179,4 +212,5 @@ def register(api: Any) -> None:
         )
     )
     add(Endpoint((b"CONSUMER", b"MSG", b"NEXT"), 5, "", consumer_msg_next, counted=False))
+    add(Endpoint((b"CONSUMER", b"RESET"), 4, "consumer_reset_response", consumer_reset, (("reset_seq", 0),), False))
     add(Endpoint((b"CONSUMER", b"LEADER", b"STEPDOWN"), 5, "consumer_leader_stepdown_response", clustering_required))

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from jsedge.errors import js_error
 from jsedge.jetstream import advisory
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.ackroute import ACK_PREFIX, FC_PREFIX
@@ -458,6 +459,41 @@ class Consumer:
         self._npc = None
         self.save()
         self.kick()
+
+    def reset(self, seq: int) -> int:
+        """`$JS.API.CONSUMER.RESET` (2.14): start over from stream sequence `seq`, or from just past
+        the ack floor when `seq` is 0, forgetting what is pending (nats-server's
+        resetStartingSeq). Delivery numbering starts again at 1. Going back is allowed only as far
+        as the deliver policy reaches (10204). Returns the sequence delivered next."""
+        config = self.config
+        policy = config.deliver_policy
+        if seq == 0:
+            seq = self.asflr + 1
+        elif policy == "all":
+            pass
+        elif policy == "by_start_sequence":
+            if seq < config.opt_start_seq:
+                raise js_error("JSConsumerInvalidResetErr", err="below start seq")
+        elif policy == "by_start_time":
+            if seq < self._seq_from_time(config.opt_start_time, self.stream.store.state()):
+                raise js_error("JSConsumerInvalidResetErr", err="below start time")
+        else:
+            raise js_error("JSConsumerInvalidResetErr", err="not allowed")
+        seq = max(seq, 1)
+        self.pending = {}
+        self._order = deque()
+        self.rdc = {}
+        self.rdq = []
+        self._rdq_set = set()
+        self.sseq, self.dseq = seq, 1
+        self.adflr, self.asflr = 0, seq - 1
+        self.delivered_active = self.ack_active = 0
+        self._npc = None
+        self.save()
+        if self.stream.config.retention == "interest":
+            self.retention_sweep()  # what this consumer no longer needs may go now
+        self.kick()
+        return seq
 
     # ------------------------------------------------------------------ delivery loop
 

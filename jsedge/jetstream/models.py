@@ -655,6 +655,12 @@ class ConsumerNamesRequest:
 
 
 @dataclass(slots=True)
+class ConsumerResetRequest:
+    GO_NAME = "JSApiConsumerResetRequest"
+    seq: int = spec("uint", "omit")
+
+
+@dataclass(slots=True)
 class ConsumerPauseRequest:
     GO_NAME = "JSApiConsumerPauseRequest"
     pause_until: int = spec("time", "omit")

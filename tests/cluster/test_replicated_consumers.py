@@ -350,3 +350,44 @@ async def test_a_pause_survives_a_consumer_leader_change() -> None:
             assert ci.config.pause_until is not None
         finally:
             await nc.close()
+
+
+async def test_a_reset_commits_and_survives_a_consumer_leader_change() -> None:
+    """CONSUMER.RESET on an R3 consumer: answered by its leader once the new state committed (from a
+    client on any server), then the next leader continues from the reset state."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[1])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="RZ", subjects=["rz.>"], num_replicas=3)
+            for i in range(10):
+                await js.publish("rz.x", str(i).encode())
+            await js.add_consumer("RZ", durable_name="r", ack_policy="explicit")
+            sub = await js.pull_subscribe_bind("r", stream="RZ")
+            for msg in await _fetch(sub, 4):
+                await _ack_sync(msg)
+            before = (await _consumer_info(js, "RZ", "r")).cluster.leader
+
+            async def reset():
+                try:
+                    reply = await nc.request("$JS.API.CONSUMER.RESET.RZ.r", b'{"seq":7}', timeout=2)
+                except (TimeoutError, NatsTimeout):
+                    return None
+                return json.loads(reply.data)
+
+            answer = await acheck_for(30, reset, interval=0.2)
+            assert answer["reset_seq"] == 7 and answer["ack_floor"]["stream_seq"] == 6, answer
+            assert answer["num_pending"] == 4 and answer["delivered"]["consumer_seq"] == 0
+            await nc.request("$JS.API.CONSUMER.LEADER.STEPDOWN.RZ.r", b"", timeout=3)
+
+            async def moved():
+                ci = await _consumer_info(js, "RZ", "r")
+                return ci if ci.cluster.leader != before else None
+
+            ci = await acheck_for(30, moved, interval=0.3)
+            assert ci.ack_floor.stream_seq == 6 and ci.num_pending == 4
+            (msg,) = await _fetch(sub, 1)
+            assert msg.data == b"6" and msg.metadata.sequence.consumer == 1
+        finally:
+            await nc.close()

@@ -328,3 +328,57 @@ def test_waiting_pulls_hear_server_shutdown_diff(tmp_path):
             results.append(asyncio.run(_pull_through_shutdown(srv)))
     assert results[0] == results[1]
     assert len(results[0]) == 1 and "Server Shutdown" in results[0][0] and "4096" in results[0][0]
+
+
+def test_consumer_reset_diff(tmp_path):
+    """`CONSUMER.RESET` (2.14): back to the ack floor or to a sequence, the delivery numbering
+    starting over, the 10204 rules of each deliver policy, Go's JSON errors, and silence for a
+    consumer that does not exist (nats-server answers from the consumer's own subscription)."""
+    reset = API + "CONSUMER.RESET.C."
+    nxt = API + "CONSUMER.MSG.NEXT.C.d"
+    script: list[tuple] = [STREAM]
+    script += [("pub", "c.x", b"m%d" % i) for i in range(10)]
+    script += [
+        create("d", {"durable_name": "d", "ack_policy": "explicit"}),
+        create(
+            "s",
+            {"durable_name": "s", "ack_policy": "explicit", "deliver_policy": "by_start_sequence", "opt_start_seq": 4},
+        ),
+        create("n", {"durable_name": "n", "ack_policy": "explicit", "deliver_policy": "new"}),
+        create("l", {"durable_name": "l", "ack_policy": "explicit", "deliver_policy": "last"}),
+        create(
+            "t",
+            {
+                "durable_name": "t",
+                "ack_policy": "explicit",
+                "deliver_policy": "by_start_time",
+                "opt_start_time": "2001-01-01T00:00:00Z",
+            },
+        ),
+        create("p", {"durable_name": "p", "deliver_subject": "push.p", "ack_policy": "explicit"}),
+        ("pull", nxt, {"batch": 3}, 0.3),
+        ("ack", 0, b"+ACK"),
+        ("req", reset + "d", b""),
+        ("pull", nxt, {"batch": 1}, 0.3),
+        ("req", reset + "d", {"seq": 7}),
+        ("pull", nxt, {"batch": 2}, 0.3),
+        ("ack", 1, b"+ACK"),
+        ("req", API + "CONSUMER.INFO.C.d", b""),
+        ("req", reset + "d", {"seq": 100}),
+        ("req", reset + "s", {"seq": 2}),
+        ("req", reset + "s", {"seq": 5}),
+        ("req", reset + "n", {"seq": 5}),
+        ("req", reset + "n", {"seq": 0}),
+        ("req", reset + "n", {}),
+        ("req", reset + "l", {"seq": 3}),
+        ("req", reset + "t", {"seq": 3}),
+        ("req", reset + "d", b"{nope"),
+        ("req", reset + "d", b'{"seq":-1}'),
+        ("req", reset + "d", b'{"seq":"x"}'),
+        ("req", reset + "d", b"[]"),
+        ("req", reset + "p", {"seq": 3}),
+        ("req", reset + "zz", b""),
+        ("req", API + "CONSUMER.RESET.Q.zz", b""),
+        ("req", API + "CONSUMER.INFO.C.d", b""),
+    ]
+    assert_same(tmp_path, script)
