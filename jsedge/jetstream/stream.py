@@ -770,11 +770,13 @@ class Stream:
         self._schedule_expiry()
 
     def _write_markers(self, removed: list[StoredMsg]) -> None:
-        """One `Nats-Marker-Reason: MaxAge` marker per subject that expiry emptied (not for markers)."""
+        """One `Nats-Marker-Reason: MaxAge` marker per subject that expiry emptied; not when what
+        expired was itself a delete marker (a marker, or a KV purge with its own TTL: nats-server's
+        isSubjectDeleteMarker), which leaves nothing behind."""
         ttl = self.config.subject_delete_marker_ttl
         done: set[bytes] = set()
         for msg in removed:
-            if msg.subject in done or H.get_header(msg.hdr, H.MARKER_REASON) is not None:
+            if msg.subject in done or _is_delete_marker(msg.hdr):
                 continue
             done.add(msg.subject)
             if self.store.load_last_msg(msg.subject) is not None:
@@ -854,6 +856,12 @@ _NOT_WITH_INCR = (
     H.EXPECTED_LAST_SEQ,
     H.EXPECTED_LAST_SUBJ_SEQ,
 )
+
+
+def _is_delete_marker(hdr: bytes) -> bool:
+    if not hdr:
+        return False
+    return bool(H.get_header(hdr, H.MARKER_REASON)) or H.get_header(hdr, b"KV-Operation") == b"PURGE"
 
 
 def _big_int_or_zero(text: str) -> int:

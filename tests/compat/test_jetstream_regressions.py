@@ -10,6 +10,8 @@ import json
 import nats
 import pytest
 
+from tests.helpers import acheck_for
+
 pytestmark = pytest.mark.compat
 
 
@@ -187,5 +189,27 @@ async def test_unnamed_ephemeral_config_has_no_name(server_factory, tmp_path) ->
         assert len(created["name"]) == 8 and "name" not in created["config"]
         info = await _request(nc, f"$JS.API.CONSUMER.INFO.S.{created['name']}")
         assert info["name"] == created["name"] and "name" not in info["config"]
+    finally:
+        await nc.close()
+
+
+async def test_an_expired_purge_marker_leaves_nothing_behind(server_factory, tmp_path) -> None:
+    """A KV purge (KV-Operation: PURGE) with its own TTL, on a stream with subject delete markers:
+    when it expires, no MaxAge marker replaces it (it was a delete marker itself), as nats-server
+    does; an ordinary message that expires gets its marker (seq 3), which expires in turn."""
+    server = server_factory(args=["-js", "-sd", str(tmp_path)])
+    nc = await nats.connect(server.url)
+    try:
+        await _stream(nc, "KVM", allow_msg_ttl=True, subject_delete_marker_ttl=1_000_000_000, allow_rollup_hdrs=True)
+        purge = {"KV-Operation": "PURGE", "Nats-Rollup": "sub", "Nats-TTL": "1s"}
+        assert (await _request(nc, "KVM.k", b"", headers=purge))["seq"] == 1
+        assert (await _request(nc, "KVM.m", b"v", headers={"Nats-TTL": "1s"}))["seq"] == 2
+
+        async def emptied():
+            state = (await _request(nc, "$JS.API.STREAM.INFO.KVM"))["state"]
+            return state if state["messages"] == 0 and state["last_seq"] >= 3 else None
+
+        state = await acheck_for(15, emptied, interval=0.1)
+        assert state["last_seq"] == 3, state
     finally:
         await nc.close()
