@@ -430,12 +430,16 @@ class Consumer:
         elif self._npc is not None and seq >= self.sseq and self.matches_subject(subject):
             self._npc -= 1
         if seq in self.pending:
+            # an unacknowledged message left the stream: acked in its place, with nats-server's
+            # terminated advisory (its `deliveries` is nats-server's redelivery count, at least 1)
             entry = self.pending.pop(seq)
-            self.rdc.pop(seq, None)
+            deliveries = max(self.rdc.pop(seq, 1) - 1, 1)
             self._remove_rdq(seq)
             self._move_floor_after_ack(entry[0], seq)
             self._ack_buf.append((entry[0], seq))
             self._schedule_sync()
+            self.ack_active = self.now()
+            advisory.terminated(self, entry[0], seq, deliveries, "Unacknowledged message was deleted")
             if self.maxp and len(self.pending) == self.maxp - 1:
                 self.kick()
 

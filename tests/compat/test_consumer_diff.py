@@ -382,3 +382,51 @@ def test_consumer_reset_diff(tmp_path):
         ("req", API + "CONSUMER.INFO.C.d", b""),
     ]
     assert_same(tmp_path, script)
+
+
+async def _terminated_script(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    out: list[str] = []
+    try:
+        advisories = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>")
+
+        async def req(subject: str, body) -> str:
+            reply = await nc.request(subject, _data(body), timeout=2)
+            return normalize(reply.data.decode())
+
+        await req(API + "STREAM.CREATE.S", {"name": "S", "subjects": ["s.>"], "max_msgs": 3})
+        for i in range(3):
+            await req("s.x", b"m%d" % i)
+        await req(
+            API + "CONSUMER.CREATE.S.c", {"stream_name": "S", "config": {"durable_name": "c", "ack_policy": "explicit"}}
+        )
+        inbox = await nc.subscribe("ib")
+        await nc.publish(API + "CONSUMER.MSG.NEXT.S.c", b'{"batch":2}', reply="ib")
+        first = await inbox.next_msg(2)
+        await inbox.next_msg(2)
+        await nc.request(first.reply, b"-NAK", timeout=2)
+        await nc.publish(API + "CONSUMER.MSG.NEXT.S.c", b'{"batch":1}', reply="ib")
+        again = await inbox.next_msg(2)
+        out.append(normalize(again.reply))
+        out.append(await req("s.x", b"new"))  # max_msgs drops seq 1: pending, delivered twice
+        out.append(await req(API + "STREAM.MSG.DELETE.S", {"seq": 2}))  # pending, delivered once
+        for _ in range(2):
+            event = json.loads((await advisories.next_msg(3)).data)
+            out.append(json.dumps({k: v for k, v in event.items() if k not in ("id", "timestamp")}))
+        out.append(await req(API + "CONSUMER.INFO.S.c", b""))
+    finally:
+        await nc.close()
+    return out
+
+
+def test_a_pending_message_leaving_the_stream_is_terminated_diff(tmp_path):
+    """An unacknowledged message removed from the stream (limits, a delete) is acked in its place
+    with a `MSG_TERMINATED` advisory ("Unacknowledged message was deleted"), as nats-server."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            results.append(asyncio.run(_terminated_script(server.url)))
+    assert results[0] == results[1]
+    assert "Unacknowledged message was deleted" in results[0][3]
