@@ -136,7 +136,12 @@ def create_consumer(
 
 
 def _open_store(stream: Any, name: str, config: ConsumerConfig) -> Any:
-    if config.mem_storage or not is_durable(config):
+    """The consumer's state store: on disk with a file stream, ephemeral consumers included (they
+    come back after a restart, and go after their inactive threshold, as nats-server's do), in
+    memory with `mem_storage`. (On a cluster, an ephemeral consumer still lives in memory: the
+    meta group does not bring it back.)"""
+    ephemeral_in_cluster = not is_durable(config) and getattr(stream, "replicated", None) is not None
+    if config.mem_storage or ephemeral_in_cluster:
         from jsedge.store.memstore import MemConsumerStore
 
         return MemConsumerStore(name)
@@ -181,7 +186,8 @@ def stop_consumers(stream: Any, *, deleted: bool) -> None:
 
 
 def recover_consumers(stream: Any) -> None:
-    """Durable consumers of a file stream, from `<stream dir>/obs/<name>/` (config + state log)."""
+    """The consumers of a file stream (durable and ephemeral), from `<stream dir>/obs/<name>/`
+    (config + state log)."""
     import os
 
     directory = getattr(stream.store, "_obs_dir", None)

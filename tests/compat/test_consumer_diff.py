@@ -430,3 +430,49 @@ def test_a_pending_message_leaving_the_stream_is_terminated_diff(tmp_path):
             results.append(asyncio.run(_terminated_script(server.url)))
     assert results[0] == results[1]
     assert "Unacknowledged message was deleted" in results[0][3]
+
+
+async def _ephemeral_phase(url: str, phase: int) -> list[str]:
+    nc = await nats.connect(url)
+    out: list[str] = []
+    try:
+
+        async def req(subject: str, body) -> str:
+            reply = await nc.request(subject, _data(body), timeout=2)
+            return normalize(reply.data.decode())
+
+        if phase == 1:
+            out.append(await req(API + "STREAM.CREATE.S", {"name": "S", "subjects": ["s.>"]}))
+            for i in range(5):
+                await req("s.x", b"m%d" % i)
+            for name, extra in (("eph", {}), ("mem", {"mem_storage": True})):
+                config = {"name": name, "ack_policy": "explicit", "inactive_threshold": 30_000_000_000, **extra}
+                out.append(await req(API + f"CONSUMER.CREATE.S.{name}", {"stream_name": "S", "config": config}))
+            inbox = await nc.subscribe("ib")
+            await nc.publish(API + "CONSUMER.MSG.NEXT.S.eph", b'{"batch":2}', reply="ib")
+            first = await inbox.next_msg(2)
+            await inbox.next_msg(2)
+            await nc.request(first.reply, b"+ACK", timeout=2)
+        else:
+            out.append(await req(API + "CONSUMER.NAMES.S", b""))
+            out.append(await req(API + "CONSUMER.INFO.S.eph", b""))
+            out.append(await req(API + "CONSUMER.INFO.S.mem", b""))
+    finally:
+        await nc.close()
+    return out
+
+
+def test_ephemeral_consumers_survive_a_restart_diff(tmp_path):
+    """An ephemeral consumer of a file stream comes back after a restart with its state (until its
+    inactive threshold passes); one with `mem_storage` does not, as nats-server."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            out = asyncio.run(_ephemeral_phase(server.url, 1))
+            server.restart()
+            out += asyncio.run(_ephemeral_phase(server.url, 2))
+            results.append(out)
+    assert results[0] == results[1]
+    assert '"consumers":["eph"]' in results[0][3]
