@@ -37,6 +37,19 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_KINDS = ("jsedge", "nats")
+
+#: JSEDGE_NO_EXTENSIONS=1: the pure-Python twins (CI's second pass).
+PURE_PYTHON = os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0")
+
+
+def compiled_only(why: str) -> Any:
+    """Mark a slow multi-process test to run in the compiled-twins pass only (CI's time budget):
+    `why` says why the pure pass loses nothing by skipping it."""
+    import pytest
+
+    return pytest.mark.skipif(PURE_PYTHON, reason=f"runs with the compiled twins only (CI's time budget): {why}")
+
+
 READY_TIMEOUT = 10.0
 
 _LISTEN_RE = re.compile(r"Listening for client connections on (\S+):(\d+)")

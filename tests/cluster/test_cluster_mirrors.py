@@ -6,10 +6,8 @@ copy (spec/streams.md §15, clustering.md §4)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from helpers import acheck_for
+from helpers import acheck_for, compiled_only
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import StreamSource
 from nats.js.errors import APIError, NotFoundError
@@ -52,10 +50,9 @@ async def _contents(js, name: str, last: int) -> list[tuple[int, str, bytes, dic
     return out
 
 
-@pytest.mark.skipif(
-    os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0"),
-    reason="runs with the compiled twins only (CI's time budget): the copy loops are the same Python "
-    "code in both modes, and the pure twins' cluster paths are covered by the other cluster tests",
+@compiled_only(
+    "the copy loops are the same Python code in both modes, and the pure twins' cluster paths are "
+    "covered by the other cluster tests"
 )
 async def test_mirror_and_sources_across_nodes_survive_the_copying_leader() -> None:
     with js_cluster() as cluster:

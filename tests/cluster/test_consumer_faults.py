@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from helpers import acheck_for, http_json
+from helpers import acheck_for, compiled_only, http_json
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError
 from test_jetstream_cluster import add_stream
@@ -223,6 +223,10 @@ asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 """
 
 
+@compiled_only(
+    "the isolated leader's refusals are Raft logic, the same Python in both modes; the pure twins' "
+    "cluster paths are covered by the other cluster tests"
+)
 @pytest.mark.timeout(180)
 async def test_an_isolated_consumer_leader_acknowledges_no_ack(hosts, tmp_path) -> None:
     """The consumer's leader is cut off (network namespaces) with a worker on its side: no ack made

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from helpers import Cluster, ServerProcess, acheck_for, http_json
+from helpers import Cluster, ServerProcess, acheck_for, compiled_only, http_json
 from netns import NetHosts
 from test_jetstream_cluster import FAST, add_stream
 
@@ -402,6 +402,10 @@ def _netns_node(hosts: NetHosts, name: str) -> ServerProcess:
     return ServerProcess("jsedge", args, http=True, env=ENV, netns=hosts.netns(name))
 
 
+@compiled_only(
+    "the partitioned leader's refusals are Raft logic, the same Python in both modes; the pure "
+    "twins' cluster paths are covered by the other cluster tests"
+)
 @pytest.mark.timeout(150)
 async def test_partitioned_leader_acknowledges_nothing(hosts: NetHosts, tmp_path: Path) -> None:
     servers = [_netns_node(hosts, name) for name in HOSTS]

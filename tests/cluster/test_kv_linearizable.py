@@ -16,7 +16,7 @@ import time
 
 import nats
 import pytest
-from helpers import acheck_for
+from helpers import acheck_for, compiled_only
 from linearizability import FAILED, Recorder, check
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -95,6 +95,10 @@ async def _client(index: int, urls: list[str], recorder: Recorder, stop: float, 
     return done
 
 
+@compiled_only(
+    "the history check is of the Raft-replicated KV, the same Python in both modes; the pure twins' "
+    "cluster paths are covered by the other cluster tests"
+)
 async def test_kv_register_history_is_linearizable_across_a_leader_kill() -> None:
     rng = random.Random(SEED)
     with js_cluster() as cluster:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO_ROOT, Cluster, ServerProcess
+from helpers import REPO_ROOT, Cluster, ServerProcess, compiled_only
 
 JS_DIR = REPO_ROOT / "tests" / "js"
 SCRIPT = JS_DIR / "cluster.mjs"
@@ -299,10 +299,9 @@ def test_lame_duck_info_lists_only_the_other_members(node_js: str, kinds: list[s
     assert r["at_ldm"] == {"server": n0, "ldm": True, "connect_urls": sorted([n1, n2])}
 
 
-@pytest.mark.skipif(
-    os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0"),
-    reason="runs with the compiled twins only: up to a minute per kind waiting for nats.js's 30 s "
-    "heartbeats, and the pure twins' cluster paths are covered by the other cluster tests (CI's time budget)",
+@compiled_only(
+    "up to a minute per kind waiting for nats.js's 30 s heartbeats, and the pure twins' cluster paths "
+    "are covered by the other cluster tests"
 )
 def test_kv_and_object_store_with_three_replicas_through_a_leader_kill(node_js: str, kinds: list[str]) -> None:
     """nats.js KV (put, compare-and-set, history, watch) and object store buckets with replicas: 3;
