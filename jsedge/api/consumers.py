@@ -162,7 +162,7 @@ def consumer_reset(api: Any, request: Request) -> dict[str, Any] | None:
             raise js_error("JSInvalidJSONErr", err=syntax)
         seq = decode(ConsumerResetRequest, gojson.loads(request.body), "JSApiConsumerResetRequest").seq
     reset_seq = consumer.reset(seq)
-    out = consumer.info()
+    out: dict[str, Any] = consumer.info()
     out["reset_seq"] = reset_seq
     if consumer.clustered is None:
         return out
