@@ -35,6 +35,7 @@ from jsedge.cluster.peers import META_GROUP, peer_id
 from jsedge.cluster.stream import ClusteredStream
 from jsedge.cluster.transport import Transport
 from jsedge.cluster.types import Entry, SnapshotMeta
+from jsedge.jetstream import advisory
 from jsedge.jetstream.commands import UpdateConfig
 from jsedge.jetstream.models import decode_stream_config_request
 
@@ -446,7 +447,7 @@ class JetStreamCluster:
             elif key in self.replicas:
                 self._close_replica(key, delete=True)
         elif op == "stream_remove" and sa is not None:
-            self._close_replica((sa.account, sa.name), delete=True)
+            self._close_replica((sa.account, sa.name), delete=True, removed=True)
         key2 = (sa.account, sa.name) if sa is not None else None
         if key2 is not None:
             for callback in self.waiting.pop(key2, []):
@@ -556,6 +557,8 @@ class JetStreamCluster:
 
         def answer(r: ClusteredStream) -> None:
             answer_assignment(self.api, r, command, "stream_create_response", extra)
+            if not existed and r.stream is not None:
+                advisory.stream_action(r.stream, "create")  # by the leader that answers
 
         if replica.is_leader:
             answer(replica)
@@ -588,6 +591,8 @@ class JetStreamCluster:
             if isinstance(result, asyncio.Future) and (result.cancelled() or result.exception() is not None):
                 return
             answer_assignment(self.api, replica, command, "stream_update_response", {})
+            if replica.stream is not None:
+                advisory.stream_action(replica.stream, "modify")
 
         if isinstance(result, asyncio.Future):
             result.add_done_callback(answer)
@@ -643,10 +648,13 @@ class JetStreamCluster:
         replica.assignment = sa
         return replica
 
-    def _close_replica(self, key: tuple[str, str], *, delete: bool) -> None:
+    def _close_replica(self, key: tuple[str, str], *, delete: bool, removed: bool = False) -> None:
         replica = self.replicas.pop(key, None)
         if replica is None:
             return
+        # a removed stream's advisory comes from the replica that led it (nats-server's wasLeader)
+        stream = replica.stream
+        advise = removed and stream is not None and (replica.group is None or replica.is_leader)
         if delete:
             replica.delete()
         else:
@@ -654,6 +662,8 @@ class JetStreamCluster:
         jsa = self.jetstream.accounts.get(key[0])
         if jsa is not None:
             jsa.close_replica(key[1], delete=delete)
+        if advise:
+            advisory.stream_action(stream, "delete")  # after its consumers' (nats-server's order)
 
     def replica(self, account: str, name: str) -> ClusteredStream | None:
         return self.replicas.get((account, name))

@@ -53,6 +53,19 @@ def publish(
     server.send_internal(account, subject_bytes, b"", b"", gojson.dumpb(event))
 
 
+def stream_action(stream: Any, action: str) -> None:
+    """STREAM.CREATED / STREAM.UPDATED / STREAM.DELETED (`stream_action`: create, modify, delete)."""
+    verb = {"create": "CREATED", "delete": "DELETED", "modify": "UPDATED"}[action]
+    publish(
+        stream.server,
+        stream.account,
+        f"{ADVISORY_PREFIX}STREAM.{verb}.{stream.name}",
+        "stream_action",
+        [("stream", stream.name), ("action", action)],
+        domain=stream.host.domain,
+    )
+
+
 def consumer_action(consumer: Any, action: str) -> None:
     """CONSUMER.CREATED / CONSUMER.DELETED (`consumer_action`)."""
     verb = {"create": "CREATED", "delete": "DELETED", "modify": "UPDATED"}[action]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jsedge.errors import js_error
+from jsedge.jetstream import advisory
 from jsedge.jetstream.commands import UpdateConfig
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import ZERO_TIME, StreamConfig, decode_stream_config_request, format_time_ns, parse_time_ns
@@ -227,6 +228,7 @@ class AccountJetStream:
         self._check_limits(config)
         set_static_metadata(config)
         stream = self._open(config, time.time_ns(), fresh=True)
+        advisory.stream_action(stream, "create")
         return stream, True
 
     def _open(
@@ -372,6 +374,7 @@ class AccountJetStream:
         stream.execute(UpdateConfig(config))
         self._write_meta(config, stream.created)
         self.attach_mirror(stream)
+        advisory.stream_action(stream, "modify")
         return stream
 
     def delete_stream(self, name: str) -> None:
@@ -384,6 +387,7 @@ class AccountJetStream:
         stream.stop()
         stream.store.delete()
         shutil.rmtree(self.stream_dir(name), ignore_errors=True)
+        advisory.stream_action(stream, "delete")  # after its consumers' (nats-server's order)
 
     def recover(self) -> None:
         if not os.path.isdir(self.directory) or self.jetstream.clustered:

@@ -67,6 +67,7 @@ async def test_replicated_stream_basics() -> None:
         cluster.wait_mesh()
         nc = await connect(cluster[0])
         try:
+            advisories = await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.>")
             js = nc.jetstream(timeout=3)
             info = await add_stream(js, name="ORDERS", subjects=["orders.>"], num_replicas=3)
             assert info.config.num_replicas == 3
@@ -99,10 +100,30 @@ async def test_replicated_stream_basics() -> None:
                     assert got.data == b"o49"
                 finally:
                     await other.close()
+            config = info.config
+            config.max_msgs = 1000
+            await _update(js, config)
             assert await js.delete_stream("ORDERS")
             with pytest.raises(APIError) as err:
                 await js.stream_info("ORDERS")
             assert err.value.err_code == 10059
+            # one advisory per action, from the leader only (not one per replica)
+            seen = []
+
+            async def three() -> bool:
+                try:
+                    msg = await advisories.next_msg(0.2)
+                except NatsTimeout:
+                    return len(seen) >= 3
+                seen.append((msg.subject, json.loads(msg.data)["action"]))
+                return False
+
+            await acheck_for(10, three, interval=0)
+            assert seen == [
+                ("$JS.EVENT.ADVISORY.STREAM.CREATED.ORDERS", "create"),
+                ("$JS.EVENT.ADVISORY.STREAM.UPDATED.ORDERS", "modify"),
+                ("$JS.EVENT.ADVISORY.STREAM.DELETED.ORDERS", "delete"),
+            ]
         finally:
             await nc.close()
 

@@ -296,3 +296,54 @@ def test_file_storage_accounting_diff(tmp_path):
             (API + "INFO", b""),
         ],
     )
+
+
+async def _advisory_script(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        sub = await nc.subscribe("$JS.EVENT.ADVISORY.>")
+        stream = {"name": "S", "subjects": ["s.>"]}
+        for subject, body in (
+            (API + "STREAM.CREATE.S", stream),
+            (API + "STREAM.CREATE.S", stream),  # the same again: no second advisory
+            (API + "STREAM.UPDATE.S", {**stream, "max_msgs": 5}),
+            (API + "STREAM.UPDATE.S", {**stream, "max_msgs": 5}),
+            (API + "STREAM.UPDATE.S", {**stream, "storage": "memory"}),  # refused: no advisory
+            (API + "CONSUMER.CREATE.S.c", {"stream_name": "S", "config": {"durable_name": "c"}}),
+            (API + "STREAM.PURGE.S", None),
+            (API + "STREAM.DELETE.S", None),
+            (API + "STREAM.DELETE.S", None),
+        ):
+            await nc.request(subject, json.dumps(body).encode() if body else b"", timeout=2)
+        out = []
+        while True:
+            try:
+                msg = await sub.next_msg(0.5)
+            except NatsTimeout:
+                break
+            event = json.loads(msg.data)
+            if event["type"].endswith("api_audit"):
+                out.append(f"{msg.subject} {event['subject']}")
+                continue
+            kept = {k: v for k, v in event.items() if k not in ("id", "timestamp")}
+            out.append(f"{msg.subject} {json.dumps(kept)}")
+        return out
+    finally:
+        await nc.close()
+
+
+def test_stream_and_consumer_action_advisories_diff(tmp_path):
+    """`$JS.EVENT.ADVISORY.STREAM.CREATED/UPDATED/DELETED` and the consumer ones, in nats-server's
+    order and shape, one per successful action."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            results.append(asyncio.run(_advisory_script(server.url)))
+    # the audit events may interleave with the others differently: compare each kind in order
+    audits = [[line for line in out if "ADVISORY.API" in line] for out in results]
+    actions = [[line for line in out if "ADVISORY.API" not in line] for out in results]
+    assert audits[0] == audits[1]
+    assert actions[0] == actions[1]
+    assert len(actions[0]) == 6, actions[0]  # create, 2 updates, consumer create/delete, delete
