@@ -398,6 +398,7 @@ class ClusteredConsumer:
         if is_leader:
             self.leader_since = time.time_ns()
             self.server.logger.info(f"JetStream cluster new consumer leader for {stream_name}")
+            self._advise("LEADER_ELECTED", "consumer_leader_elected", [("leader", self.coordinator.server_name)])
             assert self.group is not None
             # run the consumer only once the whole log (up to this term's first entry) is applied
             self._lead_at = self.group.node.last_index
@@ -410,8 +411,33 @@ class ClusteredConsumer:
                 self.leader_since = time.time_ns()
             elif self.consumer is not None and not self._stepping_down:
                 self.server.logger.warn(f"JetStream cluster consumer {stream_name} has NO quorum, stalled")
+                self._advise("QUORUM_LOST", "consumer_quorum_lost", [])
             self._stepping_down = False
             self._stop_consumer(deleted=False)
+
+    def _advise(self, event: str, kind: str, fields: list[tuple[str, Any]]) -> None:
+        """CONSUMER.LEADER_ELECTED / CONSUMER.QUORUM_LOST, as nats-server sends them."""
+        from jsedge.cluster.report import advisory_peers
+        from jsedge.jetstream import advisory
+
+        stream = self.replica.stream
+        if self.group is None or stream is None:
+            return
+        coordinator = self.coordinator
+        advisory.leader_event(
+            self.server,
+            stream.account,
+            coordinator.system_account,
+            f"{advisory.ADVISORY_PREFIX}CONSUMER.{event}.{stream.name}.{self.name}",
+            kind,
+            [
+                ("stream", stream.name),
+                ("consumer", self.name),
+                *fields,
+                ("replicas", advisory_peers(coordinator, self.group)),
+            ],
+            domain=stream.host.domain,
+        )
 
     # ------------------------------------------------------------------ the leader's Consumer
 

@@ -379,7 +379,26 @@ def raft_metrics(cluster: JetStreamCluster) -> list[tuple[str, Any, dict[str, st
     return out
 
 
+def advisory_peers(cluster: JetStreamCluster, group: RaftGroup) -> list[dict[str, Any]]:
+    """The `replicas` of a leader-elected or quorum-lost advisory: every peer of the group, this
+    server included, as nats-server's Server.replicas lists them (name, current, active, lag, peer)."""
+    if not _group_running(group):
+        return []
+    now = group.loop.time()
+    seen = {peer: (current, since, lag) for peer, current, since, lag in group.replicas(now)}
+    out = []
+    for peer in group.node.peers:
+        current, since, lag = seen.get(peer, (True, 0.0, 0))
+        info: dict[str, Any] = {"name": cluster.name_of(peer), "current": current, "active": max(int(since * 1e9), 0)}
+        if lag:
+            info["lag"] = lag
+        info["peer"] = peer
+        out.append(info)
+    return out
+
+
 __all__ = [
+    "advisory_peers",
     "group_cluster_info",
     "group_current",
     "group_replicas",

@@ -404,6 +404,7 @@ class ClusteredStream:
         if not is_leader and not leader and self.leader_peer == self.coordinator.me:
             # check-quorum made this leader step down (spec/clustering.md §4.7)
             self.server.logger.warn(f"JetStream cluster stream '{self.jsa.name} > {self.name}' has NO quorum, stalled")
+            self._advise("QUORUM_LOST", "stream_quorum_lost", [])
         self.leader_peer = leader
         was = self.publishing
         self.publishing = is_leader and not self.sealed
@@ -420,6 +421,7 @@ class ClusteredStream:
             if self._caught_up:
                 self.server.loop.call_soon(self._start_leading)
             self.server.logger.info(f"JetStream cluster new stream leader for {name}")
+            self._advise("LEADER_ELECTED", "stream_leader_elected", [("leader", self.coordinator.server_name)])
             if not was:
                 stream._subscribe()
                 stream._schedule_expiry()
@@ -906,6 +908,24 @@ class ClusteredStream:
             return []
         found.sort(key=lambda e: (e["name"] != self.name, e["name"]))
         return found
+
+    def _advise(self, event: str, kind: str, fields: list[tuple[str, Any]]) -> None:
+        """STREAM.LEADER_ELECTED / STREAM.QUORUM_LOST, as nats-server sends them."""
+        from jsedge.cluster.report import advisory_peers
+        from jsedge.jetstream import advisory
+
+        if self.group is None or self.stream is None:
+            return
+        coordinator = self.coordinator
+        advisory.leader_event(
+            self.server,
+            self.stream.account,
+            coordinator.system_account,
+            f"{advisory.ADVISORY_PREFIX}STREAM.{event}.{self.name}",
+            kind,
+            [("stream", self.name), *fields, ("replicas", advisory_peers(coordinator, self.group))],
+            domain=self.stream.host.domain,
+        )
 
     def cluster_info(self) -> dict[str, Any]:
         """STREAM.INFO's `cluster` block (spec/clustering.md §4.6), the same on every replica as

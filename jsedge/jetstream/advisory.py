@@ -66,6 +66,31 @@ def stream_action(stream: Any, action: str) -> None:
     )
 
 
+def leader_event(
+    server: Any,
+    account: Any,
+    system_account: Any,
+    subject: str,
+    kind: str,
+    fields: list[tuple[str, Any]],
+    domain: str = "",
+) -> None:
+    """A clustered stream's or consumer's LEADER_ELECTED / QUORUM_LOST: to the asset's account, and
+    to the system account with an `account` field (nats-server sends both)."""
+    if account is not system_account:
+        publish(server, account, subject, kind, fields, domain=domain, only_if_interest=True)
+    if system_account is not None:
+        publish(
+            server,
+            system_account,
+            subject,
+            kind,
+            [("account", account.name), *fields],
+            domain=domain,
+            only_if_interest=True,
+        )
+
+
 def consumer_action(consumer: Any, action: str) -> None:
     """CONSUMER.CREATED / CONSUMER.DELETED (`consumer_action`)."""
     verb = {"create": "CREATED", "delete": "DELETED", "modify": "UPDATED"}[action]

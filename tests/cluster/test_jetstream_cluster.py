@@ -107,18 +107,25 @@ async def test_replicated_stream_basics() -> None:
             with pytest.raises(APIError) as err:
                 await js.stream_info("ORDERS")
             assert err.value.err_code == 10059
-            # one advisory per action, from the leader only (not one per replica)
-            seen = []
+            # one advisory per action, from the leader only (not one per replica), and the leader's
+            # election with every peer listed
+            seen, elected = [], []
 
             async def three() -> bool:
                 try:
                     msg = await advisories.next_msg(0.2)
                 except NatsTimeout:
                     return len(seen) >= 3
-                seen.append((msg.subject, json.loads(msg.data)["action"]))
+                event = json.loads(msg.data)
+                if msg.subject.startswith("$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED."):
+                    elected.append(event)
+                else:
+                    seen.append((msg.subject, event["action"]))
                 return False
 
             await acheck_for(10, three, interval=0)
+            assert elected and elected[0]["stream"] == "ORDERS" and elected[0]["leader"] in ("n1", "n2", "n3")
+            assert sorted(p["name"] for p in elected[0]["replicas"]) == ["n1", "n2", "n3"]
             assert seen == [
                 ("$JS.EVENT.ADVISORY.STREAM.CREATED.ORDERS", "create"),
                 ("$JS.EVENT.ADVISORY.STREAM.UPDATED.ORDERS", "modify"),
