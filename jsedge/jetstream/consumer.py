@@ -39,8 +39,17 @@ from jsedge.jetstream.consumerconfig import (
     set_static_metadata,
 )
 from jsedge.jetstream.host import ServerHandle
-from jsedge.jetstream.models import NS, ConsumerConfig, encode, format_time_ns
-from jsedge.jetstream.pull import PullRequest, end_of_stream, expire_waiting, parse_pull_request, status, take_next
+from jsedge.jetstream.models import NS, ZERO_TIME, ConsumerConfig, encode, format_time_ns
+from jsedge.jetstream.pull import (
+    PullRequest,
+    add_prioritized,
+    end_of_stream,
+    expire_waiting,
+    parse_pull_request,
+    priority_error,
+    status,
+    take_next,
+)
 from jsedge.jetstream.retention import check_message_retention, consumers_of
 from jsedge.store.base import ConsumerState, Pending, SequencePair
 from jsedge.subjects import subject_matches
@@ -632,7 +641,7 @@ class Consumer:
                 self._rl_next = max(self._rl_next, now) + cost
         else:
             size = len(msg.subject) + len(reply) + len(hdr) + len(data)
-            request = self._next_waiting(size, now)
+            request = self._next_waiting(size, now, pending_after + 1)
             if request is None:
                 return False
             deliver_as(self.server, self.account, request.reply, msg.subject, reply, hdr, data)
@@ -789,6 +798,10 @@ class Consumer:
         if request.b > 0 and config.max_bytes > 0 and request.b > config.max_bytes:
             self._send_status(reply, status(409, f"Exceeded MaxRequestMaxBytes of {config.max_bytes}"))
             return
+        problem = priority_error(request, config.priority_policy, config.priority_groups or [])
+        if problem:
+            self._send_status(reply, status(400, f"Bad Request - {problem}"))
+            return
         self._last_request = now
         if request.no_wait:
             available = len(self.rdq)
@@ -809,13 +822,27 @@ class Consumer:
                 if not request.hb:
                     self._send_status(reply, b"NATS/1.0 409 Exceeded MaxWaiting\r\n\r\n")
                 return
-        self.waiting.append(request)
+        if config.priority_policy == "prioritized":
+            add_prioritized(self.waiting, request)
+        else:
+            self.waiting.append(request)
         self._arm_wait_timer()
         self._arm_inactivity()
         self.kick()
 
-    def _next_waiting(self, size: int, now: int) -> PullRequest | None:
-        return take_next(self.waiting, size, now, self.account.sublist.has_interest, self._send_status)
+    def _next_waiting(self, size: int, now: int, pending: int = 0) -> PullRequest | None:
+        """`pending`: the messages left to deliver, this one included (an overflow request's
+        `min_pending` is measured against it)."""
+        policy = self.config.priority_policy
+        if policy in ("", "none"):
+            return take_next(self.waiting, size, now, self.account.sublist.has_interest, self._send_status)
+
+        def overflowing(request: PullRequest) -> bool:
+            return (0 < request.min_pending <= pending) or (0 < request.min_ack_pending <= len(self.pending))
+
+        return take_next(
+            self.waiting, size, now, self.account.sublist.has_interest, self._send_status, policy, overflowing
+        )
 
     def _end_of_stream(self) -> None:
         self.waiting = end_of_stream(self.waiting, self._send_status)
@@ -1240,6 +1267,9 @@ class Consumer:
             out["paused"] = True
             out["pause_remaining"] = self.config.pause_until - now
         out["ts"] = format_time_ns(now)
+        if self.config.priority_groups:
+            # nats-server reports the first group (no pinned client: pinning is not built)
+            out["priority_groups"] = [{"group": self.config.priority_groups[0], "pinned_ts": ZERO_TIME}]
         return out
 
     def statistics(self) -> dict[str, Any]:

@@ -26,12 +26,33 @@ _FIELDS = {
 }
 
 
+#: The priority of a request that names none (nats-server's math.MaxInt32).
+PRIORITY_LAST = (1 << 31) - 1
+
+
 def status(code: int, text: str) -> bytes:
     return f"NATS/1.0 {code} {text}\r\n\r\n".encode()
 
 
 class PullRequest:
-    __slots__ = ("reply", "n", "b", "no_wait", "expires", "ttl", "hb", "hb_next", "d", "received", "group")
+    __slots__ = (
+        "reply",
+        "n",
+        "b",
+        "no_wait",
+        "expires",
+        "ttl",
+        "hb",
+        "hb_next",
+        "d",
+        "received",
+        "group",
+        "grouped",
+        "min_pending",
+        "min_ack_pending",
+        "priority",
+        "pin_id",
+    )
 
     def __init__(self, reply: bytes, batch: int, max_bytes: int, no_wait: bool, ttl: int, hb: int, now: int) -> None:
         self.reply = reply
@@ -45,6 +66,13 @@ class PullRequest:
         self.d = 0
         self.received = now
         self.group = ""
+        #: a JSON request: it carries priority-group fields (nats-server's non-nil PriorityGroup)
+        self.grouped = False
+        self.min_pending = 0
+        self.min_ack_pending = 0
+        #: a request without priority-group fields comes after every prioritized one
+        self.priority = PRIORITY_LAST
+        self.pin_id = ""
 
     def timeout_status(self) -> bytes:
         return b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: %d\r\nNats-Pending-Bytes: %d\r\n\r\n" % (
@@ -61,13 +89,33 @@ SendStatus = Callable[[bytes, bytes], None]
 
 
 def take_next(
-    waiting: list[PullRequest], size: int, now: int, has_interest: Callable[[bytes], bool], send_status: SendStatus
+    waiting: list[PullRequest],
+    size: int,
+    now: int,
+    has_interest: Callable[[bytes], bool],
+    send_status: SendStatus,
+    policy: str = "",
+    overflowing: Callable[[PullRequest], bool] | None = None,
 ) -> PullRequest | None:
     """The request that gets the next message of `size` bytes (its batch and byte budget counted
     down), dropping expired requests (408), requests whose requester is gone, and requests the
-    message does not fit (409 Message Size Exceeds MaxBytes)."""
+    message does not fit (409 Message Size Exceeds MaxBytes). An `overflow` consumer passes over
+    a request whose `min_pending`/`min_ack_pending` the consumer does not reach (`overflowing`);
+    a `prioritized` one puts a served request back behind the others of its priority."""
+    cycled = 0
     while waiting:
         request = waiting[0]
+        if (
+            policy == "overflow"
+            and overflowing is not None
+            and (request.min_pending > 0 or request.min_ack_pending > 0)
+            and not overflowing(request)
+        ):
+            waiting.append(waiting.pop(0))
+            cycled += 1
+            if cycled >= len(waiting):
+                return None
+            continue
         if request.b > 0:
             if size <= request.b:
                 request.b -= size
@@ -93,7 +141,10 @@ def take_next(
         request.hb_next = now + request.hb if request.hb else 0
         waiting.pop(0)
         if request.n > 0:
-            waiting.append(request)
+            if policy == "prioritized":
+                add_prioritized(waiting, request)
+            else:
+                waiting.append(request)
         return request
     return None
 
@@ -193,4 +244,36 @@ def parse_pull_request(body: bytes, reply: bytes, now: int) -> PullRequest:
         now,
     )
     request.group = values.get("group", "")
+    request.grouped = True
+    request.min_pending = values.get("min_pending", 0)
+    request.min_ack_pending = values.get("min_ack_pending", 0)
+    request.priority = values.get("priority", 0)
+    request.pin_id = values.get("id", "")
     return request
+
+
+def priority_error(request: PullRequest, policy: str, groups: list[str]) -> str:
+    """What nats-server answers (400 `Bad Request - ...`) to a request's priority-group fields on
+    a consumer with `policy`; "" when they are fine."""
+    if not request.grouped:
+        return ""
+    if (request.min_pending or request.min_ack_pending) and policy != "overflow":
+        return "Not a Overflow Priority consumer"
+    if request.pin_id and policy != "pinned_client":
+        return "Not a Pinned Client Priority consumer"
+    if request.priority < 0 or request.priority > 9:
+        return "Priority must be between 0 and 9"
+    if policy not in ("", "none"):
+        if not request.group:
+            return "Priority Group missing"
+        if request.group not in groups:
+            return "Invalid Priority Group"
+    return ""
+
+
+def add_prioritized(waiting: list[PullRequest], request: PullRequest) -> None:
+    """A `prioritized` consumer's queue: by priority (0 first), arrival order within one."""
+    index = len(waiting)
+    while index > 0 and waiting[index - 1].priority > request.priority:
+        index -= 1
+    waiting.insert(index, request)

@@ -14,7 +14,7 @@ import pytest
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, acheck_for
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -501,3 +501,84 @@ def test_ephemeral_consumers_survive_a_restart_diff(tmp_path):
             results.append(out)
     assert results[0] == results[1]
     assert '"consumers":["eph"]' in results[0][3]
+
+
+async def _priority_script(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    out: list[str] = []
+    try:
+
+        async def req(subject: str, body) -> str:
+            reply = await nc.request(subject, _data(body), timeout=2)
+            return normalize(reply.data.decode())
+
+        async def pull(consumer: str, body, inbox: str) -> None:
+            await nc.publish(API + f"CONSUMER.MSG.NEXT.P.{consumer}", _data(body), reply=inbox)
+
+        async def collect(sub, count: int) -> None:
+            for _ in range(count):
+                msg = await sub.next_msg(3)
+                out.append(normalize(f"{msg.subject} {_show(msg)}"))
+
+        out.append(await req(API + "STREAM.CREATE.P", {"name": "P", "subjects": ["p.>"]}))
+        for name, policy in (("o", "overflow"), ("r", "prioritized"), ("n", "none")):
+            config = {"durable_name": name, "ack_policy": "explicit"}
+            if policy != "none":
+                config.update(priority_policy=policy, priority_groups=["A"])
+            out.append(await req(API + f"CONSUMER.CREATE.P.{name}", {"stream_name": "P", "config": config}))
+        inbox = await nc.subscribe("ib.>")
+        # the request checks, answered at once
+        for consumer, body in (
+            ("o", {"batch": 1}),
+            ("o", {"batch": 1, "group": "B"}),
+            ("n", {"batch": 1, "min_pending": 2}),
+            ("n", {"batch": 1, "id": "x"}),
+            ("r", {"batch": 1, "group": "A", "priority": 10}),
+            ("o", {"batch": 1, "group": "A", "id": "x"}),
+        ):
+            await pull(consumer, body, "ib.err")
+            await collect(inbox, 1)
+        for i in range(5):
+            await req("p.x", b"m%d" % i)
+        # overflow: 5 pending does not reach min_pending 10 (the request times out), reaches 3
+        await pull("o", {"batch": 1, "group": "A", "min_pending": 10, "expires": 300_000_000}, "ib.o1")
+        await collect(inbox, 1)
+        await pull("o", {"batch": 2, "group": "A", "min_pending": 3}, "ib.o2")
+        await collect(inbox, 2)
+        # prioritized: the priority 1 request is served before the priority 5 one that came first
+        await inbox.unsubscribe()
+        config = {"durable_name": "rn", "ack_policy": "explicit", "deliver_policy": "new"}
+        config.update(priority_policy="prioritized", priority_groups=["A"])
+        out.append(await req(API + "CONSUMER.CREATE.P.rn", {"stream_name": "P", "config": config}))
+        low, high = await nc.subscribe("ib.r5"), await nc.subscribe("ib.r1")
+        await pull("rn", {"batch": 1, "group": "A", "priority": 5, "expires": 5_000_000_000}, "ib.r5")
+        await pull("rn", {"batch": 1, "group": "A", "priority": 1, "expires": 5_000_000_000}, "ib.r1")
+
+        async def both_waiting() -> bool:
+            info = json.loads((await nc.request(API + "CONSUMER.INFO.P.rn", b"", timeout=2)).data)
+            return info["num_waiting"] == 2
+
+        await acheck_for(5, both_waiting, interval=0.05)
+        for i, sub in ((5, high), (6, low)):
+            await req("p.x", b"m%d" % i)
+            msg = await sub.next_msg(3)
+            out.append(normalize(f"{sub.subject} {_show(msg)}"))
+    finally:
+        await nc.close()
+    return out
+
+
+def test_priority_group_requests_diff(tmp_path):
+    """Pull requests on priority-group consumers (ADR-42): nats-server's 400 answers to misplaced
+    fields, an `overflow` request served only past its `min_pending`, and `prioritized` requests
+    served by priority."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            results.append(asyncio.run(_priority_script(server.url)))
+    expected, actual = results
+    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
+    assert not mismatches, "\n".join(mismatches)
+    assert len(expected) == len(actual)
