@@ -15,6 +15,7 @@ from jsedge import gojson
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.api.streams import lookup, optional_body, require_empty
 from jsedge.errors import js_error
+from jsedge.jetstream.consumerconfig import valid_group_name
 from jsedge.jetstream.consumers import create_consumer, delete_consumer
 from jsedge.jetstream.models import (
     ConsumerNamesRequest,
@@ -23,6 +24,7 @@ from jsedge.jetstream.models import (
     decode,
     decode_create_consumer_request,
     format_time_ns,
+    json_kind,
     parse_json,
 )
 
@@ -176,6 +178,30 @@ def consumer_reset(api: Any, request: Request) -> dict[str, Any] | None:
     return None
 
 
+def consumer_unpin(api: Any, request: Request) -> dict[str, Any]:
+    """`CONSUMER.UNPIN.<stream>.<consumer>` {"group"}: the group's pinned client is let go (ADR-42),
+    checked in nats-server's order."""
+    syntax = gojson.unmarshal_syntax_error(request.body)
+    if syntax:
+        raise js_error("JSInvalidJSONErr", err=syntax)
+    document = gojson.loads(request.body)
+    group = document.get("group") if isinstance(document, dict) else None
+    if group is not None and not isinstance(group, str):
+        raise js_error(
+            "JSInvalidJSONErr",
+            err=f"json: cannot unmarshal {json_kind(group)} into Go struct field JSApiConsumerUnpinRequest.group of type string",
+        )
+    if not group:
+        raise js_error("JSInvalidJSONErr", err="consumer group not specified")
+    if not valid_group_name(group):
+        raise js_error("JSConsumerInvalidGroupNameErr")
+    consumer = _lookup_consumer(request)
+    if group not in (consumer.config.priority_groups or []):
+        raise js_error("JSConsumerInvalidPriorityGroupErr")
+    consumer.unpin(group, "admin")
+    return {}
+
+
 def consumer_msg_next(api: Any, request: Request) -> None:
     tokens = request.tokens
     stream = request.jsa.streams.get(_text(tokens[3]))
@@ -212,5 +238,6 @@ def register(api: Any) -> None:
         )
     )
     add(Endpoint((b"CONSUMER", b"MSG", b"NEXT"), 5, "", consumer_msg_next, counted=False))
+    add(Endpoint((b"CONSUMER", b"UNPIN"), 4, "consumer_unpin_response", consumer_unpin))
     add(Endpoint((b"CONSUMER", b"RESET"), 4, "consumer_reset_response", consumer_reset, (("reset_seq", 0),), False))
     add(Endpoint((b"CONSUMER", b"LEADER", b"STEPDOWN"), 5, "consumer_leader_stepdown_response", clustering_required))

@@ -129,7 +129,7 @@ class ClusterAPI:
         )
         # the rest is answered where the consumer lives
         for endpoint in list(api.endpoints):
-            if endpoint.prefix[:2] in ((b"CONSUMER", b"INFO"), (b"CONSUMER", b"PAUSE")):
+            if endpoint.prefix[:2] in ((b"CONSUMER", b"INFO"), (b"CONSUMER", b"PAUSE"), (b"CONSUMER", b"UNPIN")):
                 replace(
                     Endpoint(
                         endpoint.prefix,

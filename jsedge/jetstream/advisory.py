@@ -91,6 +91,28 @@ def leader_event(
         )
 
 
+def consumer_pin(consumer: Any, group: str, pin_id: str = "", reason: str = "") -> None:
+    """CONSUMER.PINNED (`pin_id`) / CONSUMER.UNPINNED (`reason`: "timeout" or "admin")."""
+    fields: list[tuple[str, Any]] = [
+        ("account", consumer.account.name),
+        ("stream", consumer.stream.name),
+        ("consumer", consumer.name),
+    ]
+    if consumer.domain:
+        fields.append(("domain", consumer.domain))
+    fields.append(("group", group))
+    fields.append(("pinned_id", pin_id) if pin_id else ("reason", reason))
+    what = "PINNED" if pin_id else "UNPINNED"
+    publish(
+        consumer.server,
+        consumer.account,
+        f"{ADVISORY_PREFIX}CONSUMER.{what}.{consumer.stream.name}.{consumer.name}",
+        "consumer_group_pinned" if pin_id else "consumer_group_unpinned",
+        fields,
+        only_if_interest=True,
+    )
+
+
 def consumer_action(consumer: Any, action: str) -> None:
     """CONSUMER.CREATED / CONSUMER.DELETED (`consumer_action`)."""
     verb = {"create": "CREATED", "delete": "DELETED", "modify": "UPDATED"}[action]

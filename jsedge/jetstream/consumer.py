@@ -147,6 +147,10 @@ class Consumer:
         self._watch_timer: Any = None
         self._inactive_timer: Any = None
         self._pause_timer: Any = None
+        #: priority policy pinned_client: the pinned client's id ("" when nobody is pinned)
+        self.pin_id = ""
+        self.pinned_ts = 0
+        self._pin_timer: Any = None
         #: In a cluster: this consumer's own `$JS.ACK.<stream>.<name>.>` and `$JS.FC…` subscriptions,
         #: announced to the routes so acks reach the one server that runs it.
         self.routed_subs: list[Any] = []
@@ -320,6 +324,7 @@ class Consumer:
             self._watch_timer,
             self._inactive_timer,
             self._pause_timer,
+            self._pin_timer,
         ):
             if timer is not None:
                 timer.cancel()
@@ -644,6 +649,8 @@ class Consumer:
             request = self._next_waiting(size, now, pending_after + 1)
             if request is None:
                 return False
+            if self.pin_id and request.pin_id == self.pin_id:
+                hdr = H.append_headers(hdr, [(b"Nats-Pin-Id", self.pin_id.encode())])
             deliver_as(self.server, self.account, request.reply, msg.subject, reply, hdr, data)
             if request.n <= 0 and request.b > 0:
                 self._send_status(
@@ -802,6 +809,12 @@ class Consumer:
         if problem:
             self._send_status(reply, status(400, f"Bad Request - {problem}"))
             return
+        if request.grouped and self.pin_id and config.priority_policy == "pinned_client":
+            if request.pin_id == self.pin_id:
+                self._arm_pin_timer()  # the pinned client is alive
+            elif request.pin_id:
+                self._send_status(reply, b"NATS/1.0 423 Nats-Pin-Id mismatch\r\n\r\n")
+                return
         self._last_request = now
         if request.no_wait:
             available = len(self.rdq)
@@ -836,6 +849,13 @@ class Consumer:
         policy = self.config.priority_policy
         if policy in ("", "none"):
             return take_next(self.waiting, size, now, self.account.sublist.has_interest, self._send_status)
+        if policy == "pinned_client":
+            request = take_next(
+                self.waiting, size, now, self.account.sublist.has_interest, self._send_status, pinned=self.pin_id
+            )
+            if request is not None and not self.pin_id:
+                self._pin(request)
+            return request
 
         def overflowing(request: PullRequest) -> bool:
             return (0 < request.min_pending <= pending) or (0 < request.min_ack_pending <= len(self.pending))
@@ -843,6 +863,39 @@ class Consumer:
         return take_next(
             self.waiting, size, now, self.account.sublist.has_interest, self._send_status, policy, overflowing
         )
+
+    # ------------------------------------------------------------------ pinned client (ADR-42)
+
+    def _pin(self, request: PullRequest) -> None:
+        """Pin the priority group to the client of `request` (it gets a new id)."""
+        if not request.group:
+            return
+        self.pin_id = request.pin_id = advisory.random_name(22)
+        self.pinned_ts = self.now()
+        self._arm_pin_timer()
+        advisory.consumer_pin(self, request.group, pin_id=self.pin_id)
+
+    def unpin(self, group: str, reason: str) -> None:
+        """The pinned client is let go (`$JS.API.CONSUMER.UNPIN`: "admin"; silence: "timeout")."""
+        self.pin_id = ""
+        self.pinned_ts = 0
+        if self._pin_timer is not None:
+            self._pin_timer.cancel()
+            self._pin_timer = None
+        advisory.consumer_pin(self, group, reason=reason)
+        self.kick()
+
+    def _arm_pin_timer(self) -> None:
+        if self._pin_timer is not None:
+            self._pin_timer.cancel()
+        ttl = self.config.priority_timeout
+        if ttl > 0 and not self.closed:
+            self._pin_timer = self.loop.call_later(ttl / NS, self._pin_expired)
+
+    def _pin_expired(self) -> None:
+        self._pin_timer = None
+        if self.pin_id and not self.closed:
+            self.unpin((self.config.priority_groups or [""])[0], "timeout")
 
     def _end_of_stream(self) -> None:
         self.waiting = end_of_stream(self.waiting, self._send_status)
@@ -1268,8 +1321,12 @@ class Consumer:
             out["pause_remaining"] = self.config.pause_until - now
         out["ts"] = format_time_ns(now)
         if self.config.priority_groups:
-            # nats-server reports the first group (no pinned client: pinning is not built)
-            out["priority_groups"] = [{"group": self.config.priority_groups[0], "pinned_ts": ZERO_TIME}]
+            # nats-server reports the first group, with its pinned client
+            state: dict[str, Any] = {"group": self.config.priority_groups[0]}
+            if self.pin_id:
+                state["pinned_client_id"] = self.pin_id
+            state["pinned_ts"] = format_time_ns(self.pinned_ts) if self.pin_id else ZERO_TIME
+            out["priority_groups"] = [state]
         return out
 
     def statistics(self) -> dict[str, Any]:

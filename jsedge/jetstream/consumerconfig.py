@@ -29,6 +29,11 @@ _BAD_NAME_CHARS = set(" \t\r\n\f.*>\\/")
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9/_=-]{1,16}$")
 
 
+def valid_group_name(name: str) -> bool:
+    """A priority group name nats-server accepts (A-Z, a-z, 0-9, -_/=, at most 16)."""
+    return bool(_GROUP_NAME.match(name))
+
+
 def valid_consumer_name(name: str) -> bool:
     return bool(name) and not any(ch in _BAD_NAME_CHARS for ch in name)
 

@@ -127,7 +127,7 @@ _GO_TYPES = {
 }
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -153,7 +153,7 @@ class _Decode:
             self.error = text
 
     def type_error(self, value: Any, path: str, go_type: str, number_text: bool = False) -> None:
-        kind = _json_kind(value)
+        kind = json_kind(value)
         if kind == "number" and number_text:
             kind = "number " + _go_number(value)
         self.save(f"json: cannot unmarshal {kind} into Go struct field {self.root}.{path} of type {go_type}")
@@ -290,7 +290,7 @@ def decode(cls: Any, obj: Any, root: str) -> Any:
     state = _Decode(root)
     if not isinstance(obj, dict):
         raise js_error(
-            "JSInvalidJSONErr", err=f"json: cannot unmarshal {_json_kind(obj)} into Go value of type server.{root}"
+            "JSInvalidJSONErr", err=f"json: cannot unmarshal {json_kind(obj)} into Go value of type server.{root}"
         )
     try:
         result = decode_into(state, cls, obj)

@@ -96,15 +96,35 @@ def take_next(
     send_status: SendStatus,
     policy: str = "",
     overflowing: Callable[[PullRequest], bool] | None = None,
+    pinned: str | None = None,
 ) -> PullRequest | None:
     """The request that gets the next message of `size` bytes (its batch and byte budget counted
     down), dropping expired requests (408), requests whose requester is gone, and requests the
     message does not fit (409 Message Size Exceeds MaxBytes). An `overflow` consumer passes over
     a request whose `min_pending`/`min_ack_pending` the consumer does not reach (`overflowing`);
-    a `prioritized` one puts a served request back behind the others of its priority."""
+    a `prioritized` one puts a served request back behind the others of its priority. A
+    `pinned_client` one (`pinned`: the current pin id, "" when nobody is pinned) serves the pinned
+    request only: one without an id waits, one with another id ends with 423; with nobody pinned,
+    the first request without an id is served (the caller pins it)."""
     cycled = 0
     while waiting:
         request = waiting[0]
+        if pinned is not None and (not request.expires or now < request.expires):
+            if request.pin_id != pinned:
+                if request.pin_id:
+                    send_status(
+                        request.reply,
+                        b"NATS/1.0 423 Nats-Wrong-Pin-Id\r\nNats-Pending-Messages: %d\r\n"
+                        b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
+                    )
+                    waiting.pop(0)
+                    continue
+                if pinned:
+                    waiting.append(waiting.pop(0))
+                    cycled += 1
+                    if cycled >= len(waiting):
+                        return None
+                    continue
         if (
             policy == "overflow"
             and overflowing is not None

@@ -582,3 +582,90 @@ def test_priority_group_requests_diff(tmp_path):
     mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
     assert not mismatches, "\n".join(mismatches)
     assert len(expected) == len(actual)
+
+
+async def _pinned_script(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    out: list[str] = []
+    pins: dict[str, str] = {}
+
+    def mask(text: str) -> str:
+        # pin ids are random: named in order of appearance; a pin's time is masked
+        for pin in re.findall(r"(?:Nats-Pin-Id', '|\"pinned_id\": \"|\"pinned_client_id\":\")([A-Za-z0-9]{22})", text):
+            pins.setdefault(pin, f"PIN{len(pins) + 1}")
+        for pin, name in pins.items():
+            text = text.replace(pin, name)
+        text = re.sub(r'"pinned_ts":"(?!0001-)[^"]*"', '"pinned_ts":"T"', text)
+        return normalize(text)
+
+    try:
+        advisories = await nc.subscribe("$JS.EVENT.ADVISORY.CONSUMER.>")
+
+        async def req(subject: str, body) -> str:
+            reply = await nc.request(subject, _data(body), timeout=2)
+            return mask(reply.data.decode())
+
+        inbox = await nc.subscribe("ib.pull")
+
+        async def pull(body) -> str:
+            # (a plain inbox, as a pull subscription has: nats-server 2.15.1 does not serve a
+            # pinned-client pull sent with nats-py's request(), whose reply is a muxed inbox)
+            await nc.publish(API + "CONSUMER.MSG.NEXT.P.pc", _data(body), reply="ib.pull")
+            reply = await inbox.next_msg(3)
+            return mask(f"pull {_show(reply)}")
+
+        async def advisory() -> str:
+            while True:  # the PINNED / UNPINNED ones
+                msg = await advisories.next_msg(5)
+                if "PINNED" in msg.subject:
+                    break
+            event = json.loads(msg.data)
+            return mask(
+                msg.subject + " " + json.dumps({k: v for k, v in event.items() if k not in ("id", "timestamp")})
+            )
+
+        out.append(await req(API + "STREAM.CREATE.P", {"name": "P", "subjects": ["p.>"]}))
+        config = {
+            "durable_name": "pc",
+            "ack_policy": "explicit",
+            "priority_policy": "pinned_client",
+            "priority_groups": ["A"],
+            "priority_timeout": 1_000_000_000,
+        }
+        out.append(await req(API + "CONSUMER.CREATE.P.pc", {"stream_name": "P", "config": config}))
+        for i in range(4):
+            await req("p.x", b"m%d" % i)
+        out.append(await pull({"batch": 1, "group": "A"}))  # pinned: the message carries Nats-Pin-Id
+        out.append(await advisory())
+        pin = next(iter(pins))
+        out.append(await pull({"batch": 1, "group": "A", "expires": 300_000_000}))  # not pinned: waits, 408
+        out.append(await pull({"batch": 1, "group": "A", "id": "bogus"}))  # 423
+        out.append(await pull({"batch": 1, "group": "A", "id": pin}))
+        out.append(await req(API + "CONSUMER.INFO.P.pc", b""))
+        for body in (b"", {"group": ""}, {"group": "bad name!"}, {"group": "B"}, {"group": 5}):
+            out.append(await req(API + "CONSUMER.UNPIN.P.pc", body))
+        out.append(await req(API + "CONSUMER.UNPIN.P.nope", {"group": "A"}))
+        out.append(await req(API + "CONSUMER.UNPIN.P.pc", {"group": "A"}))
+        out.append(await advisory())  # unpinned by admin
+        out.append(await pull({"batch": 1, "group": "A"}))  # a new pin
+        out.append(await advisory())
+        out.append(await advisory())  # unpinned after priority_timeout without a pull
+    finally:
+        await nc.close()
+    return out
+
+
+def test_pinned_client_diff(tmp_path):
+    """`pinned_client` priority groups (ADR-42): the first client is pinned (`Nats-Pin-Id` on its
+    messages, a PINNED advisory), others wait or get 423, CONSUMER.UNPIN and the pinned TTL let go
+    (UNPINNED advisories), consumer info shows the pin, and UNPIN's errors."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            results.append(asyncio.run(_pinned_script(server.url)))
+    expected, actual = results
+    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
+    assert not mismatches, "\n".join(mismatches)
+    assert len(expected) == len(actual)
