@@ -37,17 +37,17 @@ def _text(token: bytes) -> str:
 
 
 def consumer_create(api: Any, request: Request) -> dict[str, Any]:
-    stream_token, config, action = parse_create(request)
+    stream_token, config, action, pedantic = parse_create(request)
     if config.num_replicas > 1:
         raise js_error("JSStreamReplicasNotSupportedErr")
     stream = request.jsa.streams.get(stream_token)
     if stream is None:
         raise js_error("JSStreamNotFoundErr")
-    consumer = create_consumer(stream, config, action)
+    consumer = create_consumer(stream, config, action, pedantic=pedantic)
     return consumer.info()
 
 
-def parse_create(request: Request) -> tuple[str, Any, str]:
+def parse_create(request: Request) -> tuple[str, Any, str, bool]:
     """The request checks of a consumer create, in nats-server's order, up to the stream lookup:
     (stream name, config, action)."""
     tokens = request.tokens
@@ -83,7 +83,7 @@ def parse_create(request: Request) -> tuple[str, Any, str]:
         raise js_error("JSConsumerMultipleFiltersNotAllowed")
     if filtered and config.filter_subject != filtered:
         raise js_error("JSConsumerCreateFilterSubjectMismatchErr")
-    return stream_token, config, create.action
+    return stream_token, config, create.action, create.pedantic
 
 
 def _lookup_consumer(request: Request, stream_index: int = 2) -> Any:

@@ -260,8 +260,8 @@ class ClusterAPI:
         role, replica = self.stream_role(request, 2)
         if role != "answer" or replica is None or replica.stream is None:
             return None
-        _stream_name, config, action = consumer_api.parse_create(request)
-        consumer = create_consumer(replica.stream, config, action)
+        _stream_name, config, action, pedantic = consumer_api.parse_create(request)
+        consumer = create_consumer(replica.stream, config, action, pedantic=pedantic)
         info: dict[str, Any] = consumer.info()
         return info
 
@@ -275,7 +275,7 @@ class ClusterAPI:
         from jsedge.jetstream.consumers import _comparable
         from jsedge.jetstream.models import decode_consumer_config
 
-        stream_name, config, action = consumer_api.parse_create(request)
+        stream_name, config, action, pedantic = consumer_api.parse_create(request)
         jsa = request.jsa
         cluster = self.cluster
         sa = cluster.state.stream(jsa.name, stream_name)
@@ -289,7 +289,7 @@ class ClusterAPI:
         name = config.name or config.durable_name
         if len(name.encode()) > 255:
             raise js_error("JSConsumerNameTooLongErrF", max=255)
-        set_defaults(config, stream_config, account_max_ack)
+        set_defaults(config, stream_config, account_max_ack, pedantic)
         check_config(config, stream_config, account_max_ack)
         strip_dynamic_metadata(config)
         existing = sa.consumers.get(name) if name else None

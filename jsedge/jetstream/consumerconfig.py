@@ -73,21 +73,44 @@ def dynamic_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def set_defaults(config: ConsumerConfig, stream: StreamConfig, account_max_ack_pending: int = -1) -> None:
-    """nats-server's setConsumerConfigDefaults (plus the negative-value clamps of §8.1)."""
-    for name in (
-        "max_waiting",
-        "max_batch",
-        "max_expires",
-        "max_bytes",
-        "idle_heartbeat",
-        "inactive_threshold",
-        "priority_timeout",
-    ):
+#: Fields clamped to 0 when negative, with the name nats-server's pedantic error uses.
+_NOT_NEGATIVE = (
+    ("max_waiting", "max_waiting"),
+    ("max_batch", "max_batch"),
+    ("max_expires", "max_expires"),
+    ("max_bytes", "max_bytes"),
+    ("idle_heartbeat", "idle_heartbeat"),
+    ("inactive_threshold", "inactive_threshold"),
+    ("priority_timeout", "priority_timeout"),
+)
+
+
+def _pedantic(text: str) -> JSError:
+    return js_error("JSPedanticErrF", err=text)
+
+
+def set_defaults(
+    config: ConsumerConfig, stream: StreamConfig, account_max_ack_pending: int = -1, pedantic: bool = False
+) -> None:
+    """nats-server's setConsumerConfigDefaults (plus the negative-value clamps of §8.1). With
+    `pedantic` (the create request's), a value it would change is refused instead (10157)."""
+    if config.max_deliver == 0 or config.max_deliver < -1:
+        if pedantic and config.max_deliver < -1:
+            raise _pedantic("max_deliver must be set to -1")
+    for name, shown in _NOT_NEGATIVE[:1]:
         if getattr(config, name) < 0:
+            if pedantic:
+                raise _pedantic(f"{shown} must not be negative")
             setattr(config, name, 0)
     if config.max_ack_pending < -1:
+        if pedantic:
+            raise _pedantic("max_ack_pending must be set to -1")
         config.max_ack_pending = -1
+    for name, shown in _NOT_NEGATIVE[1:]:
+        if getattr(config, name) < 0:
+            if pedantic:
+                raise _pedantic(f"{shown} must not be negative")
+            setattr(config, name, 0)
     if not config.deliver_subject and config.max_waiting == 0:
         config.max_waiting = DEFAULT_MAX_WAITING
     if config.ack_wait == 0 and config.ack_policy in ("explicit", "all"):
@@ -95,11 +118,17 @@ def set_defaults(config: ConsumerConfig, stream: StreamConfig, account_max_ack_p
     if config.max_deliver == 0 or config.max_deliver < -1:
         config.max_deliver = -1
     if config.backoff:
+        if pedantic and config.ack_wait != config.backoff[0]:
+            raise _pedantic("first backoff value has to equal batch AckWait")
         config.ack_wait = config.backoff[0]
     limits = stream.consumer_limits
     if config.max_ack_pending == 0 and limits is not None:
+        if pedantic and limits.max_ack_pending > 0:
+            raise _pedantic("max_ack_pending must be set if it's configured in stream limits")
         config.max_ack_pending = limits.max_ack_pending
     if config.inactive_threshold == 0 and limits is not None:
+        if pedantic and limits.inactive_threshold > 0:
+            raise _pedantic("inactive_threshold must be set if it's configured in stream limits")
         config.inactive_threshold = limits.inactive_threshold
     if config.ack_policy in ("explicit", "all") and config.max_ack_pending == 0:
         pending = DEFAULT_MAX_ACK_PENDING
@@ -110,7 +139,7 @@ def set_defaults(config: ConsumerConfig, stream: StreamConfig, account_max_ack_p
         config.inactive_threshold = DEFAULT_INACTIVE_THRESHOLD
     if config.priority_policy == "pinned_client" and config.priority_timeout == 0:
         config.priority_timeout = DEFAULT_PINNED_TTL
-    if config.ack_policy == "flow_control":
+    if config.ack_policy == "flow_control" and not pedantic:
         config.flow_control = True
         if not config.idle_heartbeat:
             config.idle_heartbeat = NS

@@ -56,6 +56,7 @@ def create_consumer(
     store: Any = None,
     created: int = 0,
     clustered: Any = None,
+    pedantic: bool = False,
 ) -> Consumer:
     """addConsumerWithAction after the API layer's subject/name checks (jetstream-api.md §4.12, §8).
     `assigned_name`: the name a cluster's meta leader chose for an unnamed ephemeral consumer;
@@ -68,7 +69,7 @@ def create_consumer(
     name = config.name or config.durable_name or assigned_name
     if len(name.encode()) > 255:
         raise js_error("JSConsumerNameTooLongErrF", max=255)
-    set_defaults(config, stream.config, account_max_ack)
+    set_defaults(config, stream.config, account_max_ack, pedantic)
     check_config(config, stream.config, account_max_ack)
     strip_dynamic_metadata(config)
     existing = stream.consumers.get(name) if name else None

@@ -669,3 +669,39 @@ def test_pinned_client_diff(tmp_path):
     mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
     assert not mismatches, "\n".join(mismatches)
     assert len(expected) == len(actual)
+
+
+def test_pedantic_consumer_create_diff(tmp_path):
+    """`"pedantic": true` on CONSUMER.CREATE: every value nats-server would default or clamp is
+    refused with 10157 and its text instead (the stream's consumer_limits included)."""
+    limited = (
+        "req",
+        API + "STREAM.CREATE.L",
+        {
+            "name": "L",
+            "subjects": ["l.>"],
+            "consumer_limits": {"max_ack_pending": 50, "inactive_threshold": 60_000_000_000},
+        },
+    )
+    script: list[tuple] = [STREAM, limited]
+    for extra in (
+        {"max_deliver": -2},
+        {"max_waiting": -1},
+        {"max_ack_pending": -2},
+        {"max_batch": -1},
+        {"max_expires": -1},
+        {"max_bytes": -1},
+        {"idle_heartbeat": -1},
+        {"inactive_threshold": -1},
+        {"ack_wait": 5_000_000_000, "backoff": [1_000_000_000, 2_000_000_000]},
+        {"ack_wait": 1_000_000_000, "backoff": [1_000_000_000, 2_000_000_000]},
+        {},
+    ):
+        config = {"durable_name": "p", "ack_policy": "explicit", **extra}
+        script.append(create("p", config, pedantic=True))
+        script.append(("req", API + "CONSUMER.DELETE.C.p", b""))
+    for extra in ({}, {"max_ack_pending": 10}, {"max_ack_pending": 10, "inactive_threshold": 1_000_000_000}):
+        config = {"durable_name": "q", "ack_policy": "explicit", **extra}
+        script.append(create("q", config, stream="L", pedantic=True))
+    script.append(create("r", {"durable_name": "r", "ack_policy": "explicit"}, stream="L"))
+    assert_same(tmp_path, script)
