@@ -396,6 +396,10 @@ class ClusteredStream:
                 while stream.store.state().last_seq < last:
                     stream.execute_local(SkipMsg(last_ts))
         stream._rebuild_dedup()
+        # durable before the group records the snapshot as installed: its log then holds nothing
+        # before the snapshot, so a purge or delete still in the store's buffer would be lost for
+        # good by a kill (acknowledged work-queue messages coming back on this replica)
+        await stream.store.sync()
 
     def leader_changed(self, is_leader: bool, leader: str) -> None:
         stream = self.stream

@@ -108,9 +108,25 @@ class Workers:
                 self.acked_at.setdefault(msg.data, time.monotonic())
 
 
+#: Seeds that once failed, run besides SEED (compiled pass only): 2626 killed a replica right after
+#: it installed a stream snapshot whose deletes were still in the store's buffer (the acked
+#: work-queue messages were back on it after the restart).
+REGRESSION_SEEDS = () if "JSEDGE_FAULT_SEED" in os.environ else (2626,)
+
+
 @pytest.mark.timeout(240)
-async def test_work_queue_drained_by_three_workers_while_the_consumer_leader_dies() -> None:
-    rng = random.Random(SEED)
+@pytest.mark.parametrize(
+    "seed",
+    [
+        SEED,
+        *(
+            pytest.param(s, marks=compiled_only("a regression seed; SEED covers the pure twins"))
+            for s in REGRESSION_SEEDS
+        ),
+    ],
+)
+async def test_work_queue_drained_by_three_workers_while_the_consumer_leader_dies(seed: int) -> None:
+    rng = random.Random(seed)
     with FaultCluster() as cluster:
         cluster.wait_mesh()
         servers = cluster.servers
