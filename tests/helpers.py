@@ -42,6 +42,28 @@ SERVER_KINDS = ("jsedge", "nats")
 PURE_PYTHON = os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0")
 
 
+def run_on_both(tmp_path: Path, script: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """A differential test's two runs: `script(server)` (a coroutine function) against a fresh
+    `-js` nats-server, then a fresh jsedge, each with its own store under `tmp_path`. Returns
+    (nats-server's result, jsedge's result)."""
+    import asyncio
+
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
+            results.append(asyncio.run(script(server)))
+    return results[0], results[1]
+
+
+def assert_same_lines(expected: list[str], actual: list[str]) -> None:
+    """nats-server's lines and jsedge's, equal one by one (every mismatch shown)."""
+    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
+    assert not mismatches, "\n".join(mismatches)
+    assert len(expected) == len(actual), (expected, actual)
+
+
 def compiled_only(why: str) -> Any:
     """Mark a slow multi-process test to run in the compiled-twins pass only (CI's time budget):
     `why` says why the pure pass loses nothing by skipping it."""

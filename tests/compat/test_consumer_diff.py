@@ -14,7 +14,7 @@ import pytest
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import ServerProcess, acheck_for
+from tests.helpers import ServerProcess, acheck_for, assert_same_lines, run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -122,20 +122,11 @@ async def run_script(url: str, script: list[tuple]) -> list[str]:
 
 
 def both(tmp_path, script: list[tuple]) -> tuple[list[str], list[str]]:
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as srv:
-            results.append(asyncio.run(run_script(srv.url, script)))
-    return results[0], results[1]
+    return run_on_both(tmp_path, lambda server: run_script(server.url, script))
 
 
 def assert_same(tmp_path, script: list[tuple]) -> None:
-    expected, actual = both(tmp_path, script)
-    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
-    assert not mismatches, "\n".join(mismatches)
-    assert len(expected) == len(actual), (expected, actual)
+    assert_same_lines(*both(tmp_path, script))
 
 
 API = "$JS.API."
@@ -345,12 +336,7 @@ async def _pull_through_shutdown(srv) -> list[str]:
 def test_waiting_pulls_hear_server_shutdown_diff(tmp_path):
     """A pull request still waiting when the server stops gets `409 Server Shutdown` with what it
     still wanted, before the connection closes."""
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as srv:
-            results.append(asyncio.run(_pull_through_shutdown(srv)))
+    results = run_on_both(tmp_path, _pull_through_shutdown)
     assert results[0] == results[1]
     assert len(results[0]) == 1 and "Server Shutdown" in results[0][0] and "4096" in results[0][0]
 
@@ -447,12 +433,7 @@ async def _terminated_script(url: str) -> list[str]:
 def test_a_pending_message_leaving_the_stream_is_terminated_diff(tmp_path):
     """An unacknowledged message removed from the stream (limits, a delete) is acked in its place
     with a `MSG_TERMINATED` advisory ("Unacknowledged message was deleted"), as nats-server."""
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
-            results.append(asyncio.run(_terminated_script(server.url)))
+    results = run_on_both(tmp_path, lambda server: _terminated_script(server.url))
     assert results[0] == results[1]
     assert "Unacknowledged message was deleted" in results[0][3]
 
@@ -572,16 +553,7 @@ def test_priority_group_requests_diff(tmp_path):
     """Pull requests on priority-group consumers (ADR-42): nats-server's 400 answers to misplaced
     fields, an `overflow` request served only past its `min_pending`, and `prioritized` requests
     served by priority."""
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
-            results.append(asyncio.run(_priority_script(server.url)))
-    expected, actual = results
-    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
-    assert not mismatches, "\n".join(mismatches)
-    assert len(expected) == len(actual)
+    assert_same_lines(*run_on_both(tmp_path, lambda server: _priority_script(server.url)))
 
 
 async def _pinned_script(url: str) -> list[str]:
@@ -659,16 +631,7 @@ def test_pinned_client_diff(tmp_path):
     """`pinned_client` priority groups (ADR-42): the first client is pinned (`Nats-Pin-Id` on its
     messages, a PINNED advisory), others wait or get 423, CONSUMER.UNPIN and the pinned TTL let go
     (UNPINNED advisories), consumer info shows the pin, and UNPIN's errors."""
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
-            results.append(asyncio.run(_pinned_script(server.url)))
-    expected, actual = results
-    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
-    assert not mismatches, "\n".join(mismatches)
-    assert len(expected) == len(actual)
+    assert_same_lines(*run_on_both(tmp_path, lambda server: _pinned_script(server.url)))
 
 
 def test_pedantic_consumer_create_diff(tmp_path):

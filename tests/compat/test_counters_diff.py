@@ -4,7 +4,6 @@ stream that sources a counter keeps the same `Nats-Counter-Sources` bookkeeping.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import re
@@ -12,7 +11,7 @@ import re
 import nats
 import pytest
 
-from tests.helpers import ServerProcess, acheck_for
+from tests.helpers import acheck_for, assert_same_lines, run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -108,14 +107,6 @@ async def _script(url: str) -> list[str]:
 
 
 def test_counters_diff(tmp_path) -> None:
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
-            results.append(asyncio.run(_script(server.url)))
-    expected, actual = results
-    mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]
-    assert not mismatches, "\n".join(mismatches)
-    assert len(expected) == len(actual)
+    expected, actual = run_on_both(tmp_path, lambda server: _script(server.url))
+    assert_same_lines(expected, actual)
     assert any('"val":"11"' in line for line in expected)

@@ -5,7 +5,6 @@ cluster/leader fields. Each script runs on a fresh `-js -sd <tmp>` server of eac
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 
@@ -14,7 +13,7 @@ import pytest
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import ServerProcess
+from tests.helpers import run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(40)]
 
@@ -54,13 +53,7 @@ async def run_script(url: str, script: list[tuple]) -> list[str]:
 
 
 def both(tmp_path, script: list[tuple]) -> tuple[list[str], list[str]]:
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as srv:
-            results.append(asyncio.run(run_script(srv.url, script)))
-    return results[0], results[1]
+    return run_on_both(tmp_path, lambda server: run_script(server.url, script))
 
 
 def assert_same(tmp_path, script: list[tuple]) -> None:
@@ -335,12 +328,7 @@ async def _advisory_script(url: str) -> list[str]:
 def test_stream_and_consumer_action_advisories_diff(tmp_path):
     """`$JS.EVENT.ADVISORY.STREAM.CREATED/UPDATED/DELETED` and the consumer ones, in nats-server's
     order and shape, one per successful action."""
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, ["-js", "-sd", str(directory)]) as server:
-            results.append(asyncio.run(_advisory_script(server.url)))
+    results = run_on_both(tmp_path, lambda server: _advisory_script(server.url))
     # the audit events may interleave with the others differently: compare each kind in order
     audits = [[line for line in out if "ADVISORY.API" in line] for out in results]
     actions = [[line for line in out if "ADVISORY.API" not in line] for out in results]
