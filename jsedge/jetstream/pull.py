@@ -74,11 +74,16 @@ class PullRequest:
         self.priority = PRIORITY_LAST
         self.pin_id = ""
 
-    def timeout_status(self) -> bytes:
-        return b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: %d\r\nNats-Pending-Bytes: %d\r\n\r\n" % (
+    def pending_status(self, status: bytes) -> bytes:
+        """A status that ends this request, with what it still wanted (`408 Request Timeout`...)."""
+        return b"NATS/1.0 %s\r\nNats-Pending-Messages: %d\r\nNats-Pending-Bytes: %d\r\n\r\n" % (
+            status,
             self.n,
             self.b,
         )
+
+    def timeout_status(self) -> bytes:
+        return self.pending_status(b"408 Request Timeout")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,28 +114,18 @@ def take_next(
     cycled = 0
     while waiting:
         request = waiting[0]
+        passed_over = False
         if pinned is not None and (not request.expires or now < request.expires):
             if request.pin_id != pinned:
                 if request.pin_id:
-                    send_status(
-                        request.reply,
-                        b"NATS/1.0 423 Nats-Wrong-Pin-Id\r\nNats-Pending-Messages: %d\r\n"
-                        b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
-                    )
+                    send_status(request.reply, request.pending_status(b"423 Nats-Wrong-Pin-Id"))
                     waiting.pop(0)
                     continue
-                if pinned:
-                    waiting.append(waiting.pop(0))
-                    cycled += 1
-                    if cycled >= len(waiting):
-                        return None
-                    continue
-        if (
-            policy == "overflow"
-            and overflowing is not None
-            and (request.min_pending > 0 or request.min_ack_pending > 0)
-            and not overflowing(request)
-        ):
+                passed_over = bool(pinned)
+        elif policy == "overflow" and overflowing is not None:
+            thresholds = request.min_pending > 0 or request.min_ack_pending > 0
+            passed_over = thresholds and not overflowing(request)
+        if passed_over:  # it waits behind the others
             waiting.append(waiting.pop(0))
             cycled += 1
             if cycled >= len(waiting):
@@ -142,11 +137,7 @@ def take_next(
                 if request.b == 0:
                     request.n = 1
             else:
-                send_status(
-                    request.reply,
-                    b"NATS/1.0 409 Message Size Exceeds MaxBytes\r\nNats-Pending-Messages: %d\r\n"
-                    b"Nats-Pending-Bytes: %d\r\n\r\n" % (request.n, request.b),
-                )
+                send_status(request.reply, request.pending_status(b"409 Message Size Exceeds MaxBytes"))
                 waiting.pop(0)
                 continue
         if request.expires and now >= request.expires:
