@@ -49,6 +49,7 @@ from jsedge.cluster.types import Entry, SnapshotMeta
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.commands import (
+    KIND_ATOMIC,
     KIND_BATCH,
     Command,
     DeleteMsg,
@@ -77,6 +78,7 @@ CATCHUP_TIMEOUT = 5.0
 #: First byte of the entry that seals a group before a replica change (stream commands use 1..7).
 REGROUP = 0xFF
 _BATCH = bytes((KIND_BATCH,))
+_ATOMIC = bytes((KIND_ATOMIC,))
 
 
 def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
@@ -235,6 +237,9 @@ class ClusteredStream:
         if entry.data[:1] == _BATCH:
             commands = self._proposed.pop(entry.data, None)  # the leader's own: not decoded again
             return self._apply_batch(commands if commands is not None else decode_batch(entry.data))
+        if entry.data[:1] == _ATOMIC:
+            commands = self._proposed.pop(entry.data, None)
+            return self._apply_atomic(commands if commands is not None else decode_batch(entry.data))
         command = decode_command(entry.data)
         old = stream.config
         result = stream.apply(command)
@@ -266,6 +271,95 @@ class ClusteredStream:
         if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
             self._compact()
         return results
+
+    def _apply_atomic(self, commands: list[Command]) -> list[Any] | BaseException:
+        """An atomic batch: all applied (the store told it is one batch), then reacted to; the
+        result is each command's, or the exception that stopped the batch."""
+        stream = self.stream
+        try:
+            results: list[Any] = stream.apply_atomic(commands)
+        except DiscardNewError as exc:
+            return exc
+        for command, result in zip(commands, results, strict=True):
+            stream.react(command, result, None)
+        self._applied_since_compact += len(commands)
+        self._entries_since_compact += 1
+        if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
+            self._compact()
+        return results
+
+    def commit_batch(self, batch_id: str, messages: list[tuple[bytes, bytes, bytes]], reply: bytes) -> None:
+        """A committed atomic batch on the leader: checked once everything before it is applied
+        (a barrier in the publish queue), proposed as one KIND_ATOMIC entry, acked once applied."""
+        self._queue.append(lambda: self._propose_atomic(batch_id, messages, reply))
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self.server.loop.call_soon(self._scheduled_drain)
+
+    def _propose_atomic(self, batch_id: str, messages: list[tuple[bytes, bytes, bytes]], reply: bytes) -> None:
+        stream = self.stream
+        if self.group is None or not self.group.is_leader or self._seal_proposed or self.sealed:
+            return  # leadership moved: the batch is gone, the client's commit times out
+        try:
+            prepared = stream.prepare_batch(messages)
+        except JSError as exc:
+            if reply:
+                stream._send_ack(reply, stream._ack_error(exc))
+            return
+        commands = [self._sequenced(command) for item in prepared for command in item.commands]
+        data = encode_batch([encode_command(command) for command in commands], atomic=True)
+        self._proposed[data] = commands
+        self._inflight += 1
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            self._inflight -= 1
+            try:
+                results = fut.result()
+            except (NotLeaderError, ProposalLost, asyncio.CancelledError):
+                self._proposed.clear()
+                self._drain()
+                return  # no ack: the client's commit times out (as nats-server's)
+            except Exception as exc:
+                self.server.logger.error(f"JetStream stream '{self.jsa.name} > {self.name}' batch failed: {exc}")
+                results = exc
+            if isinstance(results, BaseException):
+                self._resync()
+                reason = results.reason if isinstance(results, DiscardNewError) else "internal error"
+                if reply:
+                    stream._send_ack(reply, stream._ack_error(js_error("JSStreamStoreFailedF", err=reason)))
+            else:
+                index = 0
+                for item in prepared:
+                    if isinstance(item.commands[0], StoreMsg):
+                        stream.published(item, results[index])
+                    index += len(item.commands)
+                if reply:
+                    last = next(
+                        r for c, r in zip(reversed(commands), reversed(results)) if isinstance(c, (StoreMsg, SkipMsg))
+                    )
+                    stream._send_ack(reply, stream._ack_ok(last, False, batch=(batch_id, len(messages))))
+            self._drain()
+
+        self.group.propose(data).add_done_callback(done)
+
+    def _sequenced(self, command: Command) -> Command:
+        """A stored or skipped message with the sequence the leader predicts for it stated."""
+        if isinstance(command, StoreMsg):
+            command = StoreMsg(
+                command.subject,
+                command.hdr,
+                command.data,
+                command.ts,
+                command.ttl,
+                command.msg_id,
+                command.rollup,
+                self._next_seq,
+            )
+            self._next_seq += 1
+        elif isinstance(command, SkipMsg):
+            command = SkipMsg(command.ts, command.msg_id, self._next_seq)
+            self._next_seq += 1
+        return command
 
     def applied_upto(self, index: int) -> None:
         """The group applied every entry up to `index` (its own no-ops included)."""
@@ -502,24 +596,7 @@ class ClusteredStream:
             if notify is not None:
                 notify(prepared)
             return
-        commands = []
-        for command in prepared.commands:
-            if isinstance(command, StoreMsg):
-                command = StoreMsg(
-                    command.subject,
-                    command.hdr,
-                    command.data,
-                    command.ts,
-                    command.ttl,
-                    command.msg_id,
-                    command.rollup,
-                    self._next_seq,
-                )
-                self._next_seq += 1
-            elif isinstance(command, SkipMsg):
-                command = SkipMsg(command.ts, command.msg_id, self._next_seq)
-                self._next_seq += 1
-            commands.append(command)
+        commands = [self._sequenced(command) for command in prepared.commands]
         if batch is not None:
             if len(commands) == 1 and type(commands[0]) is StoreMsg:
                 batch.append((commands[0], prepared, reply, ack, notify))

@@ -118,6 +118,9 @@ KIND_CONFIG = 6
 #: event-loop turn): ``7 uvarint(count) (uvarint(len) store-command)*``. Decoded with
 #: `decode_batch`, never by `decode_command` (a batch is the cluster's framing, not a stream command).
 KIND_BATCH = 7
+#: An atomic batch (batch.py): the same framing as KIND_BATCH, applied all or nothing
+#: (`Stream.apply_atomic`); it may also hold the SkipMsg/PurgeMsgs of interest retention.
+KIND_ATOMIC = 8
 
 _ROLLUP_SUB = 0x01
 _ROLLUP_ALL = 0x02
@@ -318,9 +321,10 @@ def decode_command(data: bytes) -> Command:
     raise ValueError(f"unknown command kind {kind}")
 
 
-def encode_batch(encoded: list[bytes]) -> bytes:
-    """One entry for several encoded StoreMsg commands (KIND_BATCH)."""
-    out = bytearray((KIND_BATCH,))
+def encode_batch(encoded: list[bytes], *, atomic: bool = False) -> bytes:
+    """One entry for several encoded StoreMsg commands (KIND_BATCH), or an atomic batch's
+    commands (KIND_ATOMIC)."""
+    out = bytearray((KIND_ATOMIC if atomic else KIND_BATCH,))
     uvarint(len(encoded), out)
     for command in encoded:
         uvarint(len(command), out)
@@ -329,9 +333,11 @@ def encode_batch(encoded: list[bytes]) -> bytes:
 
 
 def decode_batch(data: bytes) -> list[Command]:
-    """The commands of a KIND_BATCH entry (each a StoreMsg); ValueError when malformed."""
-    if not data or data[0] != KIND_BATCH:
+    """The commands of a KIND_BATCH entry (each a StoreMsg) or a KIND_ATOMIC one; ValueError
+    when malformed."""
+    if not data or data[0] not in (KIND_BATCH, KIND_ATOMIC):
         raise ValueError("not a batch")
+    allowed: tuple[type, ...] = (StoreMsg,) if data[0] == KIND_BATCH else (StoreMsg, SkipMsg, PurgeMsgs)
     count, pos = read_uvarint(data, 1)
     commands: list[Command] = []
     for _ in range(count):
@@ -340,7 +346,7 @@ def decode_batch(data: bytes) -> list[Command]:
         if end > len(data):
             raise ValueError("length beyond the end")
         command = decode_command(data[pos:end])
-        if type(command) is not StoreMsg:
+        if type(command) not in allowed:
             raise ValueError("a batch holds only stored messages")
         commands.append(command)
         pos = end

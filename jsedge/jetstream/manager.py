@@ -24,6 +24,7 @@ from typing import Any
 
 from jsedge.errors import js_error
 from jsedge.jetstream import advisory
+from jsedge.jetstream.batch import limits_from as batch_limits_from
 from jsedge.jetstream.commands import UpdateConfig
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import ZERO_TIME, StreamConfig, decode_stream_config_request, format_time_ns, parse_time_ns
@@ -465,6 +466,8 @@ class JetStream:
         prepare_store_dir(self.store_root)
         self.max_store = self.config.max_file_store if self.config.max_file_store >= 0 else _auto_disk(self.store_root)
         self.max_duplicate_window = _duration_limit(self.config.limits, "duplicate_window")
+        #: `limits { batch { max_msgs, max_inflight_per_stream, max_inflight_total, timeout } }`
+        self.batch_limits = batch_limits_from(self.config.limits)
         self.accounts: dict[str, AccountJetStream] = {}
         #: Set by the API layer: `handler(stream, src, subject, reply, hdr_len, msg)` for DIRECT.GET.
         self.direct_get_handler: Callable[..., None] | None = None

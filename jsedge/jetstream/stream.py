@@ -23,6 +23,7 @@ from typing import Any
 from jsedge import gojson
 from jsedge.errors import JSError, go_quote, js_error
 from jsedge.jetstream import headers as H
+from jsedge.jetstream.batch import AtomicBatches, Staged
 
 # the commands (the only way to change a stream) live in commands.py, with their byte encoding
 from jsedge.jetstream.commands import (
@@ -121,6 +122,8 @@ class Stream:
         self.subs: list[Any] = []
         self.direct_subs: list[Any] = []
         self.closed = False
+        #: open atomic batches (batch.py)
+        self.batches = AtomicBatches(self)
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._expiry_at = 0
         self._mirror: Any = None
@@ -213,6 +216,7 @@ class Stream:
             self._expiry_handle = None
         if self._mirror is not None:
             self._mirror.stop()
+        self.batches.clear()
 
     def _rebuild_dedup(self) -> None:
         """Msg-Ids of stored messages inside the window (nats-server rebuilds the same map)."""
@@ -369,6 +373,13 @@ class Stream:
 
     def process_publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool = False) -> None:
         """streams.md §4 for one inbound message; sends the PubAck when there is a reply."""
+        if hdr and not sourced:
+            batch_id = H.get_header(hdr, H.BATCH_ID)
+            if batch_id and not (len(reply) > 4 and reply.endswith(H.FAST_BATCH_SUFFIX)):
+                replicated = self.replicated
+                if replicated is None or replicated.group is None or replicated.is_leader:
+                    self.batches.receive(batch_id, subject, reply, hdr, data)
+                return
         replicated = self.replicated
         if replicated is not None and replicated.group is not None:
             replicated.publish(subject, reply, hdr, data, sourced)
@@ -553,19 +564,32 @@ class Stream:
             [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous, counter
         )
 
-    def _count(self, subject: bytes, hdr: bytes, data: bytes, incr: bytes) -> tuple[bytes, bytes, str]:
+    def _count(
+        self,
+        subject: bytes,
+        hdr: bytes,
+        data: bytes,
+        incr: bytes,
+        running: dict[bytes, tuple[int, dict[str, dict[str, str]]]] | None = None,
+    ) -> tuple[bytes, bytes, str]:
         """A counter stream's publish (ADR-49): the subject's new total becomes the stored payload
         `{"val":"<total>"}`. A message sourced from another counter carries that counter's total:
         it adds the difference from the last total seen from the same origin subject (kept in the
-        `Nats-Counter-Sources` header, which every later message of the subject carries on)."""
+        `Nats-Counter-Sources` header, which every later message of the subject carries on).
+        `running` (an atomic batch's staged totals) overrides the stored total and is updated."""
         total = 0
         sources: dict[str, dict[str, str]] = {}
-        last = self.store.load_last_msg(subject)
-        if last is not None:
-            total = _counter_value(last.data)
-            raw = H.get_header(last.hdr, H.COUNTER_SOURCES) if last.hdr else None
-            if raw:
-                sources = _counter_sources(raw)
+        staged = running.get(subject) if running is not None else None
+        if staged is not None:
+            total = staged[0]
+            sources = {name: dict(subjects) for name, subjects in staged[1].items()}
+        else:
+            last = self.store.load_last_msg(subject)
+            if last is not None:
+                total = _counter_value(last.data)
+                raw = H.get_header(last.hdr, H.COUNTER_SOURCES) if last.hdr else None
+                if raw:
+                    sources = _counter_sources(raw)
         delta = int(incr)
         origin_header = H.get_header(hdr, H.STREAM_SOURCE)
         if origin_header:
@@ -588,12 +612,224 @@ class Stream:
             raise js_error("JSStreamMessageExceedsMaximumErr")
         if self.config.max_msg_size >= 0 and len(hdr) + len(data) > self.config.max_msg_size:
             raise js_error("JSStreamMessageExceedsMaximumErr")
+        if running is not None:
+            running[subject] = (total, sources)
         return hdr, data, value_text
 
     def published(self, prepared: PreparedPublish, seq: int) -> None:
         """After the store of a publish (on the node that took it): 24. republish."""
         if self.republish is not None:
             self._republish(prepared.subject, prepared.hdr, prepared.data, seq, prepared.ts, prepared.previous)
+
+    # ------------------------------------------------------------------ atomic batches (batch.py)
+
+    def commit_batch(self, batch_id: str, messages: list[tuple[bytes, bytes, bytes]], reply: bytes) -> None:
+        """A committed atomic batch: every message checked against the stream as the ones before
+        it leave it, then all stored in one go (one Raft entry on a replicated stream), one PubAck."""
+        replicated = self.replicated
+        if replicated is not None and replicated.group is not None:
+            replicated.commit_batch(batch_id, messages, reply)
+            return
+        try:
+            prepared = self.prepare_batch(messages)
+        except JSError as exc:
+            if reply:
+                self._send_ack(reply, self._ack_error(exc))
+            return
+        commands = [command for item in prepared for command in item.commands]
+        try:
+            results = self.apply_atomic(commands)
+        except DiscardNewError as exc:
+            if reply:
+                self._send_ack(reply, self._ack_error(js_error("JSStreamStoreFailedF", err=exc.reason)))
+            return
+        self.batch_applied(prepared, commands, results)
+        if reply:
+            self._send_ack_after_sync(
+                reply, self._ack_ok(self.store.last_seq(), False, batch=(batch_id, len(messages)))
+            )
+        else:
+            _ = self.store.sync()  # unacked, but written out at once: a batch half in a buffer would be dropped
+
+    def batch_applied(self, prepared: list[PreparedPublish], commands: list[Command], results: list[Any]) -> None:
+        """After an atomic batch's apply on the node that took it: reactions, then republish."""
+        for command, result in zip(commands, results, strict=True):
+            self.react(command, result)
+        index = 0
+        for item in prepared:
+            if isinstance(item.commands[0], StoreMsg):
+                self.published(item, results[index])
+            index += len(item.commands)
+
+    def apply_atomic(self, commands: list[Command]) -> list[Any]:
+        """apply() every command of an atomic batch, the store told first which sequences the batch
+        takes: a file store that finds the batch cut short on restart drops what it has of it. A
+        command replayed from a Raft log (its stated sequence already stored) is not part of it."""
+        store = self.store
+        last = store.last_seq()
+        taking = sum(1 for c in commands if isinstance(c, (StoreMsg, SkipMsg)) and not (c.seq and c.seq <= last))
+        if taking:
+            store.begin_batch(last + 1, last + taking)
+        results: list[Any] = []
+        try:
+            for command in commands:
+                results.append(self.apply(command))
+        except BaseException:
+            if taking:
+                store.end_batch(complete=False)
+            raise
+        if taking:
+            store.end_batch()
+        return results
+
+    def prepare_batch(self, messages: list[tuple[bytes, bytes, bytes]]) -> list[PreparedPublish]:
+        """An atomic batch's checks (nats-server's checkMsgHeadersPreClusteredProposal, in its order):
+        each message as prepare_publish() would check it, against the stream as the messages before
+        it would leave it (`Staged`). Raises the first message's JSError that fails."""
+        staged = Staged()
+        return [self._check_batch_message(staged, subject, hdr, data) for subject, hdr, data in messages]
+
+    def _check_batch_message(self, staged: Staged, subject: bytes, hdr: bytes, data: bytes) -> PreparedPublish:
+        config = self.config
+        store = self.store
+        if self.transform is not None:
+            mapped = self.transform.apply(subject)
+            if mapped is not None:
+                subject = mapped
+        if hdr:
+            hdr = H.clean_inbound(hdr)
+        if H.get_header(hdr, H.EXPECTED_LAST_MSG_ID):
+            raise js_error("JSAtomicPublishUnsupportedHeaderBatchErr", header="Nats-Expected-Last-Msg-Id")
+        if config.sealed:
+            raise js_error("JSStreamSealedErr")
+        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
+            raise js_error("JSStreamMessageExceedsMaximumErr")
+        if len(hdr) > MAX_HEADER_SIZE:
+            raise js_error("JSStreamHeaderExceedsMaximumErr")
+        next_seq = store.last_seq() + staged.count + 1
+        incr = H.get_header(hdr, H.INCR) or None
+        ttl_value = H.get_header(hdr, H.TTL) or None
+        msg_id = H.get_header(hdr, H.MSG_ID) or b""
+        rollup = ""
+        now = time.time_ns()
+        if hdr:
+            if incr is not None:
+                if not _BIG_INT.fullmatch(incr):
+                    raise js_error("JSMessageIncrInvalidErr")
+                if not config.allow_msg_counter:
+                    raise js_error("JSMessageIncrDisabledErr")
+                if data:
+                    raise js_error("JSMessageIncrPayloadErr")
+                if any(H.get_header(hdr, name) for name in _NOT_WITH_INCR):
+                    raise js_error("JSMessageIncrInvalidErr")
+            expected = H.get_header(hdr, H.EXPECTED_STREAM)
+            if expected and expected.decode("utf-8", "replace") != self.name:
+                raise js_error("JSStreamNotMatchErr")
+            if ttl_value is not None:
+                try:
+                    ttl_check = H.parse_ttl(ttl_value)
+                except ValueError:
+                    ttl_check = None
+                if ttl_check != 0:
+                    if not config.allow_msg_ttl:
+                        raise js_error("JSMessageTTLDisabledErr")
+                    if ttl_check is None:
+                        raise js_error("JSMessageTTLInvalidErr")
+            if msg_id:
+                if msg_id in staged.msg_ids:
+                    raise js_error("JSAtomicPublishContainsDuplicateMessageErr")
+                if config.duplicate_window and config.mirror is None:
+                    self._prune_dedup(now)
+                    entry = self.dedup.get(msg_id)
+                    if entry is not None and entry[1] >= now - config.duplicate_window:
+                        raise js_error("JSAtomicPublishContainsDuplicateMessageErr")
+                staged.msg_ids.add(msg_id)
+            if H.get_header(hdr, H.STREAM_SOURCE):
+                raise js_error("JSMessageSourceHdrNotAllowedErr")
+        counter = None
+        if config.allow_msg_counter:
+            if incr is None:
+                raise js_error("JSMessageIncrMissingErr")
+            hdr, data, counter = self._count(subject, hdr, data, incr, staged.counters)
+        if hdr:
+            last_seq_value = H.get_header(hdr, H.EXPECTED_LAST_SEQ)
+            if last_seq_value:
+                if H.header_int(last_seq_value) != next_seq - 1:
+                    raise js_error("JSStreamWrongLastSequenceErrF", seq=next_seq - 1)
+                if staged.inflight:
+                    raise js_error("JSStreamWrongLastSequenceConstantErr")
+            subj_seq = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ)
+            subj_filter = H.get_header(hdr, H.EXPECTED_LAST_SUBJ_SEQ_SUBJ)
+            if subj_seq:
+                wanted = H.header_int(subj_seq)
+                check_subject = subj_filter if subj_filter else subject
+                if check_subject in staged.inflight:
+                    raise js_error("JSStreamWrongLastSequenceConstantErr")
+                found = staged.expected.get(check_subject)
+                if found is None:
+                    last = store.load_last_msg(check_subject)
+                    found = last.seq if last is not None else 0
+                if wanted != found:
+                    raise js_error("JSStreamWrongLastSequenceErrF", seq=found)
+                staged.expected[check_subject] = found
+            elif subj_filter:
+                raise js_error("JSStreamExpectedLastSeqPerSubjectInvalid")
+            _refuse_schedule_headers(hdr, subject)
+            rollup_value = H.get_header(hdr, H.ROLLUP)
+            if rollup_value:
+                if not config.allow_rollup_hdrs or config.deny_purge:
+                    raise js_error("JSStreamRollupFailedF", err="rollup not permitted")
+                rollup = rollup_value.decode("utf-8", "replace").lower()
+                if rollup == "sub":
+                    if subject in staged.inflight:
+                        raise js_error("JSStreamRollupFailedF", err="batch rollup sub invalid")
+                elif rollup == "all":
+                    if staged.inflight:
+                        raise js_error("JSStreamRollupFailedF", err="batch rollup all invalid")
+                else:
+                    raise js_error("JSStreamRollupFailedF", err=f"rollup value invalid: {go_quote(rollup)}")
+        size = store.msg_size(subject, hdr, data)
+        previous_in_batch = staged.inflight.get(subject)
+        if previous_in_batch is None:
+            previous_in_batch = staged.inflight[subject] = [0, 0, 0]
+        previous_in_batch[0] += 1
+        previous_in_batch[1] += size
+        staged.msgs += 1
+        staged.bytes += size
+        if config.discard == "new":
+            if config.max_msgs > 0 or config.max_bytes > 0:
+                state = store.state()
+                if config.max_msgs > 0 and state.messages + staged.msgs > config.max_msgs:
+                    raise js_error("JSStreamStoreFailedF", err="maximum messages exceeded")
+                if config.max_bytes > 0 and state.bytes + staged.bytes > config.max_bytes:
+                    raise js_error("JSStreamStoreFailedF", err="maximum bytes exceeded")
+            if config.discard_new_per_subject and config.max_msgs_per_subject > 0 and not rollup:
+                stored = store.subjects_state(subject).get(subject)
+                if (stored.msgs if stored is not None else 0) + previous_in_batch[0] > config.max_msgs_per_subject:
+                    raise js_error("JSStreamStoreFailedF", err="maximum messages per subject exceeded")
+        self.host.check_resources(self, staged.bytes)
+        staged.count += 1
+        if config.retention == "interest" and not self.has_interest(subject):
+            skip: list[Command] = [SkipMsg(now, msg_id)]
+            if rollup:
+                skip.append(PurgeMsgs(subject if rollup == "sub" else None, seq=next_seq))
+            previous_in_batch[2] = next_seq
+            return PreparedPublish(skip, subject, hdr, data, now, 0)
+        ttl = 0
+        if ttl_value is not None:
+            ttl = _ttl_or_zero(ttl_value)
+            marker_ttl = config.subject_delete_marker_ttl // NS
+            if marker_ttl and config.max_msgs_per_subject != 1 and 0 < ttl < marker_ttl:
+                ttl = marker_ttl
+                hdr = H.append_headers(H.remove_header(hdr, H.TTL), [(H.TTL, str(ttl).encode())])
+        previous = previous_in_batch[2]
+        if not previous and self.republish is not None:
+            last = store.load_last_msg(subject)
+            previous = last.seq if last is not None else 0
+        previous_in_batch[2] = next_seq
+        return PreparedPublish(
+            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous, counter
+        )
 
     def has_interest(self, subject: bytes) -> bool:
         """Interest retention: does any consumer's filter match? (no consumers yet: never; in a
@@ -628,7 +864,9 @@ class Stream:
 
     # ------------------------------------------------------------------ acks
 
-    def _ack_ok(self, seq: int, duplicate: bool, counter: str | None = None) -> bytes:
+    def _ack_ok(
+        self, seq: int, duplicate: bool, counter: str | None = None, batch: tuple[str, int] | None = None
+    ) -> bytes:
         domain = self.host.domain
         cached = self._ack_head
         if cached is None or cached[0] != domain or cached[1] != self.name:
@@ -639,6 +877,8 @@ class Stream:
             cached = self._ack_head = (domain, self.name, (head + ',"seq":').encode())
         if duplicate:
             return b"%s%d%s" % (cached[2], seq, b',"duplicate": true}')
+        if batch is not None:
+            return b'%s%d,"batch":%s,"count":%d}' % (cached[2], seq, gojson.dumps(batch[0]).encode(), batch[1])
         if counter is not None:
             return b'%s%d,"val":"%s"}' % (cached[2], seq, counter.encode())
         return b"%s%d}" % (cached[2], seq)

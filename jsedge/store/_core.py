@@ -296,6 +296,12 @@ class IndexedStore:
         self._last = first - 1
 
     # ------------------------------------------------------------------ writes
+    def begin_batch(self, first_seq: int, last_seq: int) -> None:
+        """See `base.StreamStore.begin_batch` (nothing to do in memory)."""
+
+    def end_batch(self, complete: bool = True) -> None:
+        """See `base.StreamStore.end_batch`."""
+
     def store_msg(
         self, subject: bytes, hdr: bytes, data: bytes, ts: int, ttl_ns: int = 0, *, rollup: bool = False
     ) -> int:

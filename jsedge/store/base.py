@@ -177,6 +177,17 @@ class StreamStore(Protocol):
         """Accounted bytes of a message (streams.md §11: file 30/34 +, memory 16 +)."""
         ...
 
+    # ---- atomic batches
+    def begin_batch(self, first_seq: int, last_seq: int) -> None:
+        """The next writes store sequences first_seq..last_seq as one atomic batch: a file store
+        that finds only part of them on open (a kill or a power loss in between) drops that part."""
+        ...
+
+    def end_batch(self, complete: bool = True) -> None:
+        """The batch begun last is written (`complete=False`: it failed half way, and what it
+        stored stays; the file store must not drop it, or what came after it, on open)."""
+        ...
+
     # ---- durability and lifecycle
     def sync(self) -> Awaitable[None]:
         """Resolve once everything written before this call is on stable storage (group commit:

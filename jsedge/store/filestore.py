@@ -38,6 +38,12 @@ a corrupt record in the middle is skipped (logged through `log`) and the scan re
 next valid record, so intact records after it survive; records are replayed in order (messages,
 skips, tombstones, state), then limits are applied.
 
+Atomic batches (`begin_batch`): a BLOB record `jsedge-batch <first> <last>` goes before a batch's
+records. If the replay ends below `<last>`, the batch was cut short (a kill or a power loss while it
+was written, or an fsync that ran in its middle): every block is cut back to the marker (later blocks
+deleted) and replayed again, so the stream holds all of a batch or none of it. A batch that failed
+half way in a running server writes `jsedge-batch-cancel` (what it stored stays).
+
 Consumer state: an append-only log of BLOB records per consumer — a full snapshot first, then small
 delivered/ack records (`update_delivered` costs one 37-byte record). When the log grows past 8x its
 snapshot (and 64 KiB) a new generation starts with a fresh snapshot; the old file is unlinked by the
@@ -74,6 +80,9 @@ _BLOCK_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.blk$")
 _U64 = (1 << 64) - 1
 # a record's framing never exceeds the accounted size by more than this (see `_read`)
 _READ_SLACK = 64
+#: BLOB records in a message block: an atomic batch begins (`begin_batch`), or failed half way
+_BATCH_MARK = b"jsedge-batch"
+_BATCH_CANCEL = b"jsedge-batch-cancel"
 
 
 def _block_name(base_seq: int, base_ts: int) -> str:
@@ -180,7 +189,13 @@ class FileStore(IndexedStore):
         #: Corrupt records skipped and torn tails truncated at open (for statistics and tests).
         self.recovered_corrupt = 0
         self.recovered_truncated = 0
-        self._recover()
+        #: the last atomic batch marker replayed: (first_seq, last_seq, block index, offset)
+        self._batch_marker: tuple[int, int, int, int] | None = None
+        #: Atomic batches found cut short at open and dropped (for statistics and tests).
+        self.recovered_partial_batches = 0
+        if self._recover():
+            self._reset_for_replay()
+            self._recover()
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -364,8 +379,51 @@ class FileStore(IndexedStore):
     def _on_compact(self, count: int) -> None:
         del self._off[:count]
 
+    # ------------------------------------------------------------------ atomic batches
+    def begin_batch(self, first_seq: int, last_seq: int) -> None:
+        """A BLOB record before the batch's records: `jsedge-batch first last` (see `_recover`)."""
+        self._append(codec.encode_blob, b"%s %d %d" % (_BATCH_MARK, first_seq, last_seq))
+
+    def end_batch(self, complete: bool = True) -> None:
+        if not complete:  # what the failed batch stored stays: its marker must not drop it
+            self._append(codec.encode_blob, _BATCH_CANCEL)
+
+    def _drop_partial_batch(self) -> None:
+        """The last atomic batch's marker promises sequences the blocks do not hold: cut every
+        block back to the marker (so the batch, and only the batch, is gone) for a second replay."""
+        assert self._batch_marker is not None
+        first, last, index, offset = self._batch_marker
+        self.recovered_partial_batches += 1
+        self._log(
+            f"filestore {self.directory}: atomic batch of sequences {first}-{last} was cut short "
+            f"(the stream ends at {self._last}); dropping its {max(0, self._last - first + 1)} stored messages"
+        )
+        for k, block in enumerate(self._blocks):
+            if k > index:
+                os.close(block.fd)
+                os.unlink(block.path)
+                continue
+            if k == index:
+                os.ftruncate(block.fd, offset)
+                os.fsync(block.fd)
+                journal_file(block.path, offset)
+            os.close(block.fd)
+        fsync_dir(str(self._msgs_dir))
+
+    def _reset_for_replay(self) -> None:
+        IndexedStore.__init__(self, self.config)
+        self._off = array("L")
+        self._blocks = []
+        self._bases = []
+        self._floor_dirty = False
+        self._batch_marker = None
+        with self._lock:
+            self._dirty.clear()
+
     # ------------------------------------------------------------------ recovery
-    def _recover(self) -> None:
+    def _recover(self) -> bool:
+        """Replay every block; True when a cut-short atomic batch was dropped and the caller must
+        replay again from a fresh index."""
         found = []
         for name in os.listdir(self._msgs_dir):
             parsed = _parse_block_name(name)
@@ -381,9 +439,14 @@ class FileStore(IndexedStore):
                 self._recover_block(str(self._msgs_dir / name), base_seq, base_ts)
         finally:
             self._recovering = False
+        marker = self._batch_marker
+        if marker is not None and self._last < marker[1]:
+            self._drop_partial_batch()
+            return True
         # limits may have changed, and front removals since the last floor record are redone here
         self.update_config(self.config)
         self._reap_blocks()
+        return False
 
     def _recover_block(self, path: str, base_seq: int, base_ts: int) -> None:
         fd = os.open(path, os.O_RDWR)
@@ -474,9 +537,22 @@ class FileStore(IndexedStore):
                 if not self._msgs and first > self._last + 1:
                     self._reset_index(first)
                 self._used = True
+            elif kind == codec.KIND_BLOB:
+                end = entries[r + 1] + entries[r + 2] - 4
+                self._replay_blob(bytes(data[end - entries[r + 9] : end]), entries[r + 1])
         if entries:
             self._used = True
         heapq.heapify(ttl_heap)
+
+    def _replay_blob(self, body: bytes, offset: int) -> None:
+        if body == _BATCH_CANCEL:
+            self._batch_marker = None
+        elif body.startswith(_BATCH_MARK + b" "):
+            try:
+                _, first, last = body.split(b" ")
+                self._batch_marker = (int(first), int(last), len(self._blocks) - 1, offset)
+            except ValueError:
+                self._log(f"filestore {self.directory}: unreadable batch marker {body!r} ignored")
 
     def _gap_to(self, next_seq: int) -> None:
         """Make the index end just below `next_seq` with deleted slots (sequences never seen alive)."""

@@ -835,3 +835,64 @@ async def test_a_replicated_counter_counts_every_increment_once() -> None:
             assert last.data == b'{"val":"%d"}' % total and last.headers == {"Nats-Incr": "2"}
         finally:
             await nc.close()
+
+
+async def test_an_atomic_batch_on_a_replicated_stream_is_stored_whole() -> None:
+    """An R3 stream with `allow_atomic` (ADR-50): batches staged on the leader while plain
+    publishes go on, each committed as one Raft entry (its messages consecutive in the stream, one
+    PubAck naming the batch), and all of them on the new leader after the old one is killed."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="ATOM", subjects=["atom.>"], num_replicas=3, allow_atomic=True)
+
+            async def batch(name: str, size: int) -> dict:
+                for n in range(1, size):
+                    hdrs = {"Nats-Batch-Id": name, "Nats-Batch-Sequence": str(n)}
+                    reply = await nc.request(f"atom.{name}", b"%d" % n, headers=hdrs, timeout=5)
+                    assert reply.data == b"", reply.data
+                    await nc.publish("atom.plain", b"between")
+                hdrs = {"Nats-Batch-Id": name, "Nats-Batch-Sequence": str(size), "Nats-Batch-Commit": "1"}
+                reply = await nc.request(f"atom.{name}", b"%d" % size, headers=hdrs, timeout=5)
+                return json.loads(reply.data)
+
+            acks = await asyncio.gather(batch("one", 20), batch("two", 30))
+            assert [(a["batch"], a["count"]) for a in acks] == [("one", 20), ("two", 30)], acks
+            # an unknown batch's commit is incomplete, a second commit of a done batch too
+            hdrs = {"Nats-Batch-Id": "one", "Nats-Batch-Sequence": "21", "Nats-Batch-Commit": "1"}
+            reply = json.loads((await nc.request("atom.one", b"", headers=hdrs, timeout=5)).data)
+            assert reply["error"]["err_code"] == 10176
+
+            async def positions(js) -> dict[str, list[int]]:
+                found: dict[str, list[int]] = {"one": [], "two": []}
+                info = await js.stream_info("ATOM")
+                for seq in range(1, info.state.last_seq + 1):
+                    msg = await js.get_msg("ATOM", seq)
+                    if msg.subject != "atom.plain":
+                        found[msg.subject[5:]].append(seq)
+                return found
+
+            await nc.flush()
+            before = await positions(js)
+            for name, ack in zip(("one", "two"), acks, strict=True):
+                seqs = before[name]
+                assert seqs == list(range(ack["seq"] - len(seqs) + 1, ack["seq"] + 1)), (name, seqs, ack)
+            leader = (await js.stream_info("ATOM")).cluster.leader
+            victim = int(leader[1:]) - 1
+            if victim == 0:
+                await nc.close()
+                nc = await connect(cluster[1])
+                js = nc.jetstream(timeout=3)
+            cluster.kill(victim)
+
+            async def new_leader() -> dict | None:
+                try:
+                    return await positions(js)
+                except (TimeoutError, NatsTimeout, NoRespondersError, APIError):
+                    return None
+
+            assert await acheck_for(30, new_leader, interval=0.3) == before
+        finally:
+            await nc.close()

@@ -396,3 +396,71 @@ def test_delete_removes_directory(tmp_path):
     store.consumer_store("c").update_delivered(1, 1, 1, T0)
     store.delete()
     assert not (tmp_path / "s").exists()
+
+
+def _batch(store: FileStore, count: int, stop_after: int | None = None) -> None:
+    """Store `count` messages as one atomic batch; with `stop_after`, only that many are stored
+    (the process "dies" there: no end_batch)."""
+    first = store.last_seq() + 1
+    store.begin_batch(first, first + count - 1)
+    for i in range(count if stop_after is None else stop_after):
+        store.store_msg(b"batch.%d" % (i % 3), b"", b"batched-%d" % i * 20, T0 + 1000 + i)
+    if stop_after is None:
+        store.end_batch()
+
+
+@pytest.mark.parametrize("stored", [0, 1, 7, 39])
+def test_a_batch_cut_short_is_dropped_whole_on_open(tmp_path, stored):
+    """Atomic batch publish: a batch of 40 whose records stop after `stored` (over several small
+    blocks) is gone after the restart, and only it: the stream goes on at the batch's first
+    sequence, and a second open finds nothing more to drop."""
+    store = open_store(tmp_path / "s", block_size=512)
+    populate(store, 30)
+    store.remove_msg(12)
+    _batch(store, 5)  # a complete batch stays
+    before = snapshot(store)
+    _batch(store, 40, stop_after=stored)
+    assert len(block_files(tmp_path / "s")) > 3
+    asyncio.run(_await_sync(store))  # the partial batch reached the disk, as a kill can leave it
+    again = open_store(tmp_path / "s", block_size=512)
+    assert snapshot(again) == before
+    assert again.recovered_partial_batches == 1
+    assert again.store_msg(b"after", b"", b"a", T0 + 5000) == 36
+    again.close()
+    third = open_store(tmp_path / "s", block_size=512)
+    assert third.recovered_partial_batches == 0 and third.load_msg(36).data == b"a"
+    assert snapshot(third)[0].messages == before[0].messages + 1
+    third.close()
+
+
+def test_a_failed_batch_keeps_what_it_stored_and_what_came_after(tmp_path):
+    store = open_store(tmp_path / "s")
+    populate(store, 10)
+    first = store.last_seq() + 1
+    store.begin_batch(first, first + 9)
+    for i in range(3):
+        store.store_msg(b"b", b"", b"part-%d" % i, T0 + 100 + i)
+    store.end_batch(complete=False)
+    store.store_msg(b"later", b"", b"later", T0 + 200)
+    before = snapshot(store)
+    store.close()
+    again = open_store(tmp_path / "s")
+    assert snapshot(again) == before and again.recovered_partial_batches == 0
+    again.close()
+
+
+async def test_power_loss_in_the_middle_of_a_batch(tmp_path):
+    """Files cut to their fsynced lengths while a batch was half written (an fsync ran in the
+    middle of it): after the restart the batch is entirely absent."""
+    synced: dict[str, int] = {}
+    store = open_store(tmp_path / "s", block_size=1024, on_synced=lambda path, length: synced.__setitem__(path, length))
+    populate(store, 20)
+    await _await_sync(store)
+    before = snapshot(store)
+    _batch(store, 30, stop_after=17)
+    await _await_sync(store)  # the fsync covers part of the batch
+    for path in block_files(tmp_path / "s"):
+        os.truncate(path, synced.get(str(path), 0))
+    again = open_store(tmp_path / "s", block_size=1024)
+    assert snapshot(again) == before
+    again.close()
