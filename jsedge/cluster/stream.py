@@ -490,6 +490,8 @@ class ClusteredStream:
                 while stream.store.state().last_seq < last:
                     stream.execute_local(SkipMsg(last_ts))
         stream._rebuild_dedup()
+        if stream.scheduler is not None:
+            stream.scheduler.rebuild()
         # durable before the group records the snapshot as installed: its log then holds nothing
         # before the snapshot, so a purge or delete still in the store's buffer would be lost for
         # good by a kill (acknowledged work-queue messages coming back on this replica)
@@ -523,12 +525,16 @@ class ClusteredStream:
             if not was:
                 stream._subscribe()
                 stream._schedule_expiry()
+                if stream.scheduler is not None:
+                    stream.scheduler.leading()
             self._respond_waiting()
         else:
             if leader:
                 self.leader_since = time.time_ns()
             if was:
                 stream._subscribe()
+            if stream.scheduler is not None:
+                stream.scheduler.stop()
             self._queue.clear()
             if stream._mirror is not None:
                 stream._mirror._kick()  # stop copying
@@ -581,8 +587,6 @@ class ClusteredStream:
                 notify(NotLeaderError(""))
             return  # leadership moved: the publisher times out and retries, as with nats-server
         try:
-            if not sourced:
-                stream._refuse_batches(reply, hdr, data)
             prepared = stream.prepare_publish(subject, hdr, data, sourced)
         except JSError as exc:
             if ack:

@@ -23,7 +23,7 @@ from typing import Any
 from jsedge import gojson
 from jsedge.errors import JSError, go_quote, js_error
 from jsedge.jetstream import headers as H
-from jsedge.jetstream.batch import AtomicBatches, Staged
+from jsedge.jetstream.batch import AtomicBatches, FastBatches, Staged
 
 # the commands (the only way to change a stream) live in commands.py, with their byte encoding
 from jsedge.jetstream.commands import (
@@ -38,6 +38,16 @@ from jsedge.jetstream.commands import (
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
 from jsedge.jetstream.retention import consumers_of
+from jsedge.jetstream.schedule import (
+    SCHEDULE_ROLLUP,
+    SCHEDULE_SOURCE,
+    SCHEDULE_TARGET,
+    SCHEDULE_TTL,
+    PatternError,
+    Scheduler,
+    load_zone,
+    next_fire,
+)
 from jsedge.jetstream.streamconfig import with_dynamic_metadata
 from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import (
@@ -49,7 +59,7 @@ from jsedge.store.base import (
     StreamState,
     StreamStore,
 )
-from jsedge.subjects import subject_matches, valid_literal_subject
+from jsedge.subjects import subject_matches, subjects_overlap, valid_literal_subject
 
 MAX_HEADER_SIZE = 65535
 
@@ -122,8 +132,11 @@ class Stream:
         self.subs: list[Any] = []
         self.direct_subs: list[Any] = []
         self.closed = False
-        #: open atomic batches (batch.py)
+        #: open atomic and fast batches (batch.py)
         self.batches = AtomicBatches(self)
+        self.fast_batches = FastBatches(self)
+        #: message schedules (schedule.py), when the stream allows them
+        self.scheduler: Scheduler | None = None
         self._expiry_handle: asyncio.TimerHandle | None = None
         self._expiry_at = 0
         self._mirror: Any = None
@@ -177,6 +190,12 @@ class Stream:
         self._subscribe()
         self._rebuild_dedup()
         self._schedule_expiry()
+        self._start_schedules()
+
+    def _start_schedules(self) -> None:
+        if self.config.allow_msg_schedules and self.scheduler is None and not self.closed:
+            self.scheduler = Scheduler(self)
+            self.scheduler.rebuild()
 
     def _subscribe(self) -> None:
         """Subscribe the stream's subjects (and DIRECT.GET). A single node keeps them to itself; in
@@ -217,6 +236,9 @@ class Stream:
         if self._mirror is not None:
             self._mirror.stop()
         self.batches.clear()
+        self.fast_batches.clear()
+        if self.scheduler is not None:
+            self.scheduler.stop()
 
     def _rebuild_dedup(self) -> None:
         """Msg-Ids of stored messages inside the window (nats-server rebuilds the same map)."""
@@ -319,6 +341,8 @@ class Stream:
                 self._consumers_purged()
             if command.ttl or self.config.max_age:
                 self._schedule_expiry()
+            if self.scheduler is not None:
+                self.scheduler.stored(result, command.subject, command.hdr, command.ts)
             if self.on_stored is not None:
                 self.on_stored(result, command.subject)
             for listener in self.stored_listeners:
@@ -335,6 +359,7 @@ class Stream:
                 self._subscribe()
             self._prune_dedup(time.time_ns())
             self._schedule_expiry()
+            self._start_schedules()
 
     def _on_store_removed(self, seq: int, subject: bytes | None) -> None:
         self.removed.append((seq, subject))
@@ -373,20 +398,22 @@ class Stream:
 
     def process_publish(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes, sourced: bool = False) -> None:
         """streams.md §4 for one inbound message; sends the PubAck when there is a reply."""
-        if hdr and not sourced:
-            batch_id = H.get_header(hdr, H.BATCH_ID)
-            if batch_id and not (len(reply) > 4 and reply.endswith(H.FAST_BATCH_SUFFIX)):
+        if not sourced:
+            fast = len(reply) > 4 and reply.endswith(H.FAST_BATCH_SUFFIX)
+            batch_id = H.get_header(hdr, H.BATCH_ID) if hdr and not fast else None
+            if fast or batch_id:
                 replicated = self.replicated
                 if replicated is None or replicated.group is None or replicated.is_leader:
-                    self.batches.receive(batch_id, subject, reply, hdr, data)
+                    if fast:
+                        self.fast_batches.receive(subject, reply, hdr, data)
+                    elif batch_id:
+                        self.batches.receive(batch_id, subject, reply, hdr, data)
                 return
         replicated = self.replicated
         if replicated is not None and replicated.group is not None:
             replicated.publish(subject, reply, hdr, data, sourced)
             return
         try:
-            if not sourced:
-                self._refuse_batches(reply, hdr, data)
             result = self._check_and_store(subject, hdr, data, sourced)
         except JSError as exc:
             if reply and not self.config.no_ack:
@@ -400,21 +427,6 @@ class Stream:
             else:
                 self._send_ack_after_sync(reply, body)
 
-    def _refuse_batches(self, reply: bytes, hdr: bytes, data: bytes) -> None:
-        """Batch publishing is not built yet: a fast-batch reply (`...$FI`) or a `Nats-Batch-Id`
-        gets nats-server's answer for a stream without `allow_batched` / `allow_atomic`, after the
-        checks its batch paths make first (sealed, resources, message size)."""
-        fast = len(reply) > 4 and reply.endswith(H.FAST_BATCH_SUFFIX)
-        if not fast and not H.get_header(hdr, H.BATCH_ID):
-            return
-        config = self.config
-        if config.sealed:
-            raise js_error("JSStreamSealedErr")
-        self.host.check_resources(self, self.store.msg_size(b"", hdr, data))
-        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
-            raise js_error("JSStreamMessageExceedsMaximumErr")
-        raise js_error("JSBatchPublishDisabledErr" if fast else "JSAtomicPublishDisabledErr")
-
     def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool, str | None]:
         """The single-node publish: checks, then the store, then republish and reactions. Returns
         the sequence, whether it was a duplicate, and a counter stream's new total."""
@@ -422,18 +434,20 @@ class Stream:
         if isinstance(prepared, int):
             return prepared, True, None  # a duplicate: the stored message's sequence
         commands = prepared.commands
-        if len(commands) != 1:  # interest retention with nobody interested: skip (and rollup)
-            seq = self.execute(commands[0])
+        command = commands[0]
+        if type(command) is not StoreMsg:  # interest retention with nobody interested: skip (and rollup)
+            seq = self.execute(command)
             for command in commands[1:]:
                 self.execute(command)
             return seq, False, None
-        command = commands[0]
         try:
             seq = self.apply(command)
         except DiscardNewError as exc:
             raise js_error("JSStreamStoreFailedF", err=exc.reason) from None
         self.published(prepared, seq)
         self.react(command, seq)
+        for command in commands[1:]:  # a produced message ending its schedule: the schedule's purge
+            self.execute(command)
         return seq, False, prepared.counter
 
     def prepare_publish(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> int | PreparedPublish:
@@ -497,9 +511,12 @@ class Stream:
                 actual = store.state().last_seq
                 if H.header_int(last_seq_value) != actual:
                     raise js_error("JSStreamWrongLastSequenceErrF", seq=actual)
-            # 9. schedules (not built: refused as on a stream without allow_msg_schedules)
+            # 9. schedules (ADR-51, schedule.py)
+            purge_schedule = None
             if not sourced:
-                _refuse_schedule_headers(hdr, subject)
+                hdr, purge_schedule = self._check_schedules(hdr, subject)
+            elif config.mirror is None:
+                purge_schedule = _schedule_purge(hdr)
             # 10. Nats-Stream-Source only on sourced messages
             if not sourced and H.get_header(hdr, H.STREAM_SOURCE):
                 raise js_error("JSMessageSourceHdrNotAllowedErr")
@@ -529,6 +546,7 @@ class Stream:
             msg_id = b""
             rollup = ""
             incr = None
+            purge_schedule = None
             now = time.time_ns()
         counter = None
         if config.allow_msg_counter:
@@ -560,9 +578,10 @@ class Stream:
         if self.republish is not None:
             last = store.load_last_msg(subject)
             previous = last.seq if last is not None else 0
-        return PreparedPublish(
-            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous, counter
-        )
+        commands: list[Command] = [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)]
+        if purge_schedule:
+            commands.append(PurgeMsgs(purge_schedule))  # the schedule it was produced by ends here
+        return PreparedPublish(commands, subject, hdr, data, now, previous, counter)
 
     def _count(
         self,
@@ -651,6 +670,25 @@ class Stream:
         else:
             _ = self.store.sync()  # unacked, but written out at once: a batch half in a buffer would be dropped
 
+    def store_fast(self, subject: bytes, hdr: bytes, data: bytes, done: Callable[[Any], None]) -> None:
+        """One message of a fast batch, stored as a plain publish without its own PubAck; `done`
+        hears (seq, duplicate), or the JSError that refused it (or, on a replicated stream, the
+        exception that lost it)."""
+        replicated = self.replicated
+        if replicated is not None and replicated.group is not None:
+
+            def notify(result: Any) -> None:
+                done((result, False) if isinstance(result, int) else result)
+
+            replicated.publish(subject, b"", hdr, data, False, notify)
+            return
+        try:
+            seq, duplicate, _counter = self._check_and_store(subject, hdr, data, False)
+        except JSError as exc:
+            done(exc)
+            return
+        done((seq, duplicate))
+
     def batch_applied(self, prepared: list[PreparedPublish], commands: list[Command], results: list[Any]) -> None:
         """After an atomic batch's apply on the node that took it: reactions, then republish."""
         for command, result in zip(commands, results, strict=True):
@@ -711,6 +749,7 @@ class Stream:
         ttl_value = H.get_header(hdr, H.TTL) or None
         msg_id = H.get_header(hdr, H.MSG_ID) or b""
         rollup = ""
+        purge_schedule = None
         now = time.time_ns()
         if hdr:
             if incr is not None:
@@ -774,7 +813,7 @@ class Stream:
                 staged.expected[check_subject] = found
             elif subj_filter:
                 raise js_error("JSStreamExpectedLastSeqPerSubjectInvalid")
-            _refuse_schedule_headers(hdr, subject)
+            hdr, purge_schedule = self._check_schedules(hdr, subject, staged)
             rollup_value = H.get_header(hdr, H.ROLLUP)
             if rollup_value:
                 if not config.allow_rollup_hdrs or config.deny_purge:
@@ -795,19 +834,19 @@ class Stream:
         previous_in_batch[0] += 1
         previous_in_batch[1] += size
         staged.msgs += 1
-        staged.bytes += size
+        staged.size += size
         if config.discard == "new":
             if config.max_msgs > 0 or config.max_bytes > 0:
                 state = store.state()
                 if config.max_msgs > 0 and state.messages + staged.msgs > config.max_msgs:
                     raise js_error("JSStreamStoreFailedF", err="maximum messages exceeded")
-                if config.max_bytes > 0 and state.bytes + staged.bytes > config.max_bytes:
+                if config.max_bytes > 0 and state.bytes + staged.size > config.max_bytes:
                     raise js_error("JSStreamStoreFailedF", err="maximum bytes exceeded")
             if config.discard_new_per_subject and config.max_msgs_per_subject > 0 and not rollup:
                 stored = store.subjects_state(subject).get(subject)
                 if (stored.msgs if stored is not None else 0) + previous_in_batch[0] > config.max_msgs_per_subject:
                     raise js_error("JSStreamStoreFailedF", err="maximum messages per subject exceeded")
-        self.host.check_resources(self, staged.bytes)
+        self.host.check_resources(self, staged.size)
         staged.count += 1
         if config.retention == "interest" and not self.has_interest(subject):
             skip: list[Command] = [SkipMsg(now, msg_id)]
@@ -827,9 +866,80 @@ class Stream:
             last = store.load_last_msg(subject)
             previous = last.seq if last is not None else 0
         previous_in_batch[2] = next_seq
-        return PreparedPublish(
-            [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)], subject, hdr, data, now, previous, counter
-        )
+        if hdr and H.get_header(hdr, H.SCHEDULE):
+            staged.schedules.add(subject)
+        commands: list[Command] = [StoreMsg(subject, hdr, data, now, ttl, msg_id, rollup)]
+        if purge_schedule:
+            commands.append(PurgeMsgs(purge_schedule))
+        return PreparedPublish(commands, subject, hdr, data, now, previous, counter)
+
+    def _check_schedules(self, hdr: bytes, subject: bytes, staged: Staged | None = None) -> tuple[bytes, bytes | None]:
+        """nats-server's checks of the schedule headers of a publish (ADR-51): a schedule's pattern,
+        zone, TTL, rollup, target and source (adding `Nats-Rollup: sub` to a schedule), and a
+        client's `Nats-Schedule-Next: purge` of a schedule. Returns the headers to store and the
+        schedule subject to purge after it (or None)."""
+        config = self.config
+        allowed = config.allow_msg_schedules
+        now = time.time_ns()
+        try:
+            zone = load_zone(H.get_header(hdr, H.SCHEDULE_TIME_ZONE))
+            pattern = (H.get_header(hdr, H.SCHEDULE) or b"").decode("utf-8", "replace")
+            try:
+                due = next_fire(pattern, zone, now, now)[0]
+            except PatternError:
+                raise js_error("JSMessageSchedulesPatternInvalidErr") from None
+        except JSError:
+            if not allowed:
+                raise js_error("JSMessageSchedulesDisabledErr") from None
+            raise
+        if due:
+            if not allowed:
+                raise js_error("JSMessageSchedulesDisabledErr")
+            ttl = H.get_header(hdr, SCHEDULE_TTL) or b""
+            if ttl:
+                try:
+                    H.parse_ttl(ttl)
+                except ValueError:
+                    raise js_error("JSMessageSchedulesTTLInvalidErr") from None
+            if (H.get_header(hdr, SCHEDULE_ROLLUP) or b"sub") != b"sub":
+                raise js_error("JSMessageSchedulesRollupInvalidErr")
+            if ttl and not config.allow_msg_ttl:
+                raise js_error("JSMessageTTLDisabledErr")
+            target = H.get_header(hdr, SCHEDULE_TARGET) or b""
+            if not target or not valid_literal_subject(target) or target == subject:
+                raise js_error("JSMessageSchedulesTargetInvalidErr")
+            source = H.get_header(hdr, SCHEDULE_SOURCE) or b""
+            if source and (source == target or source == subject or not valid_literal_subject(source)):
+                raise js_error("JSMessageSchedulesSourceInvalidErr")
+            if not any(subjects_overlap(s.encode(), target) for s in config.subjects or []):
+                raise js_error("JSMessageSchedulesTargetInvalidErr")
+            if source and not any(subjects_overlap(s.encode(), source) for s in config.subjects or []):
+                raise js_error("JSMessageSchedulesSourceInvalidErr")
+            rollup = H.get_header(hdr, H.ROLLUP)
+            if not rollup:
+                hdr = H.append_headers(hdr, [(H.ROLLUP, b"sub")])
+            elif rollup != b"sub":
+                raise js_error("JSMessageSchedulesRollupInvalidErr")
+        following = H.get_header(hdr, H.SCHEDULE_NEXT)
+        if following:
+            if following != b"purge":
+                raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+            scheduler = H.get_header(hdr, H.SCHEDULER) or b""
+            if not scheduler or scheduler == subject or not valid_literal_subject(scheduler):
+                raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+            if not allowed:
+                raise js_error("JSMessageSchedulesDisabledErr")
+            if staged is not None and scheduler in staged.inflight:
+                invalid = scheduler not in staged.schedules
+            else:
+                last = self.store.load_last_msg(scheduler)
+                invalid = last is not None and not H.get_header(last.hdr, H.SCHEDULE)
+            if invalid:
+                raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+            return hdr, scheduler
+        if H.get_header(hdr, H.SCHEDULER):
+            raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+        return hdr, None
 
     def has_interest(self, subject: bytes) -> bool:
         """Interest retention: does any consumer's filter match? (no consumers yet: never; in a
@@ -1159,35 +1269,8 @@ def _ttl_or_zero(value: bytes) -> int:
         return 0
 
 
-def _valid_time_zone(name: bytes) -> bool:
-    """Would Go's time.LoadLocation accept this (non-empty) zone name?"""
-    text = name.decode("utf-8", "replace")
-    if text in ("UTC", "Local"):
-        return True
-    try:
-        from zoneinfo import ZoneInfo
-
-        ZoneInfo(text)
-    except (ValueError, OSError, LookupError):  # ZoneInfoNotFoundError is a KeyError
-        return False
-    return True
-
-
-def _refuse_schedule_headers(hdr: bytes, subject: bytes) -> None:
-    """Message schedules are not built yet: every schedule header gets the answer nats-server gives
-    on a stream without `allow_msg_schedules` (a bad time zone or any schedule pattern: 10188)."""
-    zone = H.get_header(hdr, H.SCHEDULE_TIME_ZONE)
-    if zone is not None and (not zone or not _valid_time_zone(zone)):
-        raise js_error("JSMessageSchedulesDisabledErr")
-    if H.get_header(hdr, H.SCHEDULE):
-        raise js_error("JSMessageSchedulesDisabledErr")
-    schedule_next = H.get_header(hdr, H.SCHEDULE_NEXT)
-    scheduler = H.get_header(hdr, H.SCHEDULER)
-    if schedule_next:
-        if schedule_next != b"purge" or not scheduler or scheduler == subject:
-            raise js_error("JSMessageSchedulesSchedulerInvalidErr")
-        if not valid_literal_subject(scheduler):
-            raise js_error("JSMessageSchedulesSchedulerInvalidErr")
-        raise js_error("JSMessageSchedulesDisabledErr")
-    if scheduler:
-        raise js_error("JSMessageSchedulesSchedulerInvalidErr")
+def _schedule_purge(hdr: bytes) -> bytes | None:
+    """A stored message's `Nats-Schedule-Next: purge` names the schedule to purge after it."""
+    if hdr and H.get_header(hdr, H.SCHEDULE_NEXT) == b"purge":
+        return H.get_header(hdr, H.SCHEDULER) or None
+    return None

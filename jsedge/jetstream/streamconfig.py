@@ -125,9 +125,11 @@ def check_stream_config(
     # 8. counters
     if config.allow_msg_counter:
         if config.discard == "new":
-            raise invalid("counter stream can not use discard new policy")
+            raise invalid("counter stream cannot use discard new")
         if config.allow_msg_ttl:
-            raise invalid("counter stream can not use message TTLs")
+            raise invalid("counter stream cannot use message TTLs")
+        if config.allow_msg_schedules:
+            raise invalid("counter stream cannot use message schedules")
         if config.retention != "limits":
             raise invalid("counter stream can only use limits retention")
     # 9. discard new per subject
@@ -144,18 +146,20 @@ def check_stream_config(
             raise invalid("subject delete markers forbidden on mirrors")
         if config.subject_delete_marker_ttl < NS:
             raise invalid("subject delete marker TTL must be at least 1 second")
-        if pedantic:
+        if pedantic:  # (nats-server 2.15.1 answers these as invalid config, not as pedantic errors)
             if not config.allow_msg_ttl:
-                raise js_error("JSPedanticErrF", err="subject delete marker cannot be set if message TTLs are disabled")
+                raise invalid("subject delete marker cannot be set if message TTLs are disabled")
             if not config.allow_rollup_hdrs:
-                raise js_error("JSPedanticErrF", err="subject delete marker cannot be set if roll-ups are disabled")
+                raise invalid("subject delete marker cannot be set if roll-ups are disabled")
         config.allow_msg_ttl = True
         config.allow_rollup_hdrs = True
         config.deny_purge = False
     # 11. schedules
     if config.allow_msg_schedules:
         if config.discard == "new":
-            raise invalid("message schedules can not use discard new policy")
+            raise invalid("message scheduling cannot use discard new")
+        if pedantic and not config.allow_rollup_hdrs:
+            raise invalid("message scheduling cannot be set if roll-ups are disabled")
         config.allow_rollup_hdrs = True
         config.deny_purge = False
     # 12. persist mode

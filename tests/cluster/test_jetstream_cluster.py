@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import nats
 import pytest
@@ -894,5 +895,100 @@ async def test_an_atomic_batch_on_a_replicated_stream_is_stored_whole() -> None:
                     return None
 
             assert await acheck_for(30, new_leader, interval=0.3) == before
+        finally:
+            await nc.close()
+
+
+async def test_message_schedules_on_a_replicated_stream_fire_once_from_the_leader() -> None:
+    """An R3 stream with `allow_msg_schedules` (ADR-51): only the leader fires a schedule (one
+    produced message per period, never one per replica), an `@at` schedule fires once and is
+    purged, and an `@every` schedule keeps firing from the new leader after the old one is killed."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="SCHED", subjects=["sched.>"], num_replicas=3, allow_msg_schedules=True)
+            every = {"Nats-Schedule": "@every 1s", "Nats-Schedule-Target": "sched.tick"}
+            ack = json.loads((await nc.request("sched.every", b"tick", headers=every, timeout=5)).data)
+            assert "error" not in ack, ack
+            soon = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1))
+            once = {"Nats-Schedule": f"@at {soon}", "Nats-Schedule-Target": "sched.once"}
+            ack = json.loads((await nc.request("sched.at", b"once", headers=once, timeout=5)).data)
+            assert "error" not in ack, ack
+
+            async def ticks(js) -> list[float]:
+                info = await js.stream_info("SCHED", subjects_filter="sched.>")
+                found = []
+                for seq in range(max(1, info.state.first_seq), info.state.last_seq + 1):
+                    try:
+                        msg = await js.get_msg("SCHED", seq)
+                    except APIError:
+                        continue  # purged or rolled up
+                    if msg.subject == "sched.tick":
+                        found.append(msg.seq)
+                return found
+
+            async def settled():
+                info = await js.stream_info("SCHED", subjects_filter="sched.>")
+                subjects = info.state.subjects or {}
+                return subjects if subjects.get("sched.tick", 0) >= 3 and "sched.at" not in subjects else None
+
+            subjects = await acheck_for(15, settled, interval=0.3)
+            assert subjects.get("sched.once") == 1 and subjects.get("sched.every") == 1
+            start = time.monotonic()
+            before = len(await ticks(js))
+            await asyncio.sleep(2.0)
+            fired = len(await ticks(js)) - before
+            assert 1 <= fired <= 1 + int(time.monotonic() - start + 0.5), fired  # once per second, not per replica
+            leader = (await js.stream_info("SCHED")).cluster.leader
+            victim = int(leader[1:]) - 1
+            if victim == 0:
+                await nc.close()
+                nc = await connect(cluster[1])
+                js = nc.jetstream(timeout=3)
+            cluster.kill(victim)
+
+            async def ticking_again() -> bool:
+                try:
+                    return len(await ticks(js)) >= before + fired + 2 or None
+                except (TimeoutError, NatsTimeout, NoRespondersError, APIError):
+                    return None
+
+            assert await acheck_for(30, ticking_again, interval=0.5)
+        finally:
+            await nc.close()
+
+
+async def test_a_fast_batch_on_a_replicated_stream() -> None:
+    """Fast batch publish (`allow_batched`) on an R3 stream: the messages are proposed as they come,
+    flow-control acks report what the group stored, and the PubAck counts the whole batch."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[1])
+        try:
+            js = nc.jetstream(timeout=3)
+            await add_stream(js, name="FAST", subjects=["fast.>"], num_replicas=3, allow_batched=True)
+            replies: list[dict] = []
+            done = asyncio.get_running_loop().create_future()
+
+            async def on_reply(msg) -> None:
+                body = json.loads(msg.data)
+                replies.append(body)
+                if "batch" in body and not done.done():
+                    done.set_result(body)
+
+            await nc.subscribe("fbin.>", cb=on_reply)
+            total = 60
+            for n in range(1, total + 1):
+                op = 0 if n == 1 else (2 if n == total else 1)
+                await nc.publish(f"fast.{n % 3}", b"m%d" % n, reply=f"fbin.run.10.fail.{n}.{op}.$FI")
+            ack = await asyncio.wait_for(done, 10)
+            assert (ack["batch"], ack["count"]) == ("run", total), ack
+            acked = [r["seq"] for r in replies if r.get("type") == "ack"]
+            assert acked[0] == 0 and acked == sorted(acked) and acked[-1] >= total - 10, replies
+            assert not [r for r in replies if r.get("type") in ("gap", "err")], replies
+            info = await js.stream_info("FAST")
+            assert info.state.messages == total and ack["seq"] == info.state.last_seq
         finally:
             await nc.close()
