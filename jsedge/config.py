@@ -598,6 +598,21 @@ class _FileReader:
     def boolean(self, item: ConfValue) -> bool | None:
         return self.expect(item, bool, "bool")  # type: ignore[no-any-return]
 
+    def read_mappings(self, entries: dict[str, ConfValue]) -> tuple[tuple[str, Any], ...]:
+        """Subject mappings, each checked as nats-server checks it when it adds them."""
+        from jsedge.transform import TransformError, compile_mapping
+
+        mappings = []
+        for key, value in entries.items():
+            plain = _plain(value)
+            try:
+                compile_mapping(key, plain)
+            except TransformError as exc:
+                self.error(value, str(exc))
+                continue
+            mappings.append((key, plain))
+        return tuple(mappings)
+
     def mapping(self, item: ConfValue) -> dict[str, ConfValue] | None:
         return self.expect(item, dict, "map[string]interface {}")  # type: ignore[no-any-return]
 
@@ -818,7 +833,7 @@ class _FileReader:
         elif name in ("mappings", "maps"):
             entries = self.mapping(item)
             if entries is not None:
-                self.top["mappings"] = tuple((key, _plain(value)) for key, value in entries.items())
+                self.top["mappings"] = self.read_mappings(entries)
         elif name in _UNSUPPORTED_FIELDS:
             self.error(item, f'field "{key}" is recognised by nats-server but not supported by jsedge')
         elif name in _IGNORED_FIELDS:
@@ -1111,7 +1126,7 @@ class _FileReader:
                 elif name in ("mappings", "maps"):
                     mapping = self.mapping(entry)
                     if mapping is not None:
-                        fields["mappings"] = tuple((key, _plain(value)) for key, value in mapping.items())
+                        fields["mappings"] = self.read_mappings(mapping)
                 elif name == "limits":
                     fields["limits"] = self.read_account_limits(entry)
                 elif name in ("default_permissions", "msg_trace", "trace_dest"):

@@ -117,6 +117,11 @@ class Server:
         if system in self.accounts:
             self.accounts[system].is_system = True
         self.global_account = self.accounts["$G"]
+        from jsedge.transform import compile_mapping
+
+        for account in self.accounts.values():
+            raw = config.mappings if account.name == "$G" else getattr(account.config, "mappings", ())
+            account.mappings = [compile_mapping(src, value, config.cluster.name) for src, value in raw] or None
         if self.routes is not None:
             for account in self.accounts.values():
                 self.routes.add_account(account)

@@ -210,6 +210,12 @@ cdef inline bint _has_prefix(const char* s, Py_ssize_t n, const char* prefix, Py
     return n >= k and memcmp(s, prefix, k) == 0
 
 
+cdef inline bint _traced(bytes msg, Py_ssize_t hdr):
+    """Do the headers ask for message tracing (`Nats-Trace-Dest` / `Nats-Trace-Only`)? Those
+    publishes take the slow path (jsedge.routing.tracing)."""
+    return hdr > 0 and msg.find(b"Nats-Trace-", 0, hdr) >= 0
+
+
 cdef inline bint _reserved(bytes subject, bytes reply):
     """Reserved subjects and reply prefixes (spec/protocol.md §8.5) always take the checked path.
     One byte compare rejects the common case."""
@@ -328,7 +334,7 @@ cdef class Parser:
                 self.handler.proto_routed(self.origin, self.account, self.subject, self.reply, self.hdr, msg,
                                           self.queues)
             return 0 if core.closed else 1
-        if core.fast_pub and not _reserved(self.subject, self.reply):
+        if core.fast_pub and not _reserved(self.subject, self.reply) and not _traced(msg, self.hdr):
             deliver(core, self.subject, self.reply, self.hdr, msg)
         else:
             self.handler.proto_pub(self.subject, self.reply, self.hdr, msg)

@@ -45,9 +45,9 @@ from jsedge.jetstream import headers as H
 from jsedge.jetstream.commands import PurgeMsgs, SkipMsg, StoreMsg
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.models import StreamConfig, StreamSource, encode, format_time_ns
-from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import DiscardNewError
 from jsedge.subjects import subject_matches, subjects_overlap
+from jsedge.transform import SubjectTransform
 
 RETRY_INTERVAL = 0.5  # seconds between retries / origin look-ups
 BATCH = 512  # messages per source per loop turn

@@ -49,7 +49,6 @@ from jsedge.jetstream.schedule import (
     next_fire,
 )
 from jsedge.jetstream.streamconfig import with_dynamic_metadata
-from jsedge.jetstream.transform import SubjectTransform
 from jsedge.store.base import (
     DiscardNewError,
     DiscardPolicy,
@@ -60,6 +59,7 @@ from jsedge.store.base import (
     StreamStore,
 )
 from jsedge.subjects import subject_matches, subjects_overlap, valid_literal_subject
+from jsedge.transform import SubjectTransform
 
 MAX_HEADER_SIZE = 65535
 
@@ -380,6 +380,11 @@ class Stream:
             del dedup[key]
 
     # ------------------------------------------------------------------ publish path
+
+    @property
+    def trace_stream(self) -> str:
+        """The name message tracing reports for a publish this stream takes (routing/tracing.py)."""
+        return self.name
 
     def _on_publish(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         if hdr_len >= 0:

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream.models import NS, ConsumerLimits, RePublish, StreamConfig
 from jsedge.jetstream.models import SubjectTransform as SubjectTransformConfig
-from jsedge.jetstream.transform import SubjectTransform, TransformError
 from jsedge.subjects import subject_is_subset, subjects_overlap, valid_subject
+from jsedge.transform import SubjectTransform, TransformError
 
 API_LEVEL = 5
 SERVER_VERSION = "2.15.1"

@@ -302,7 +302,11 @@ class Parser:
                     self._origin, self._account, self._subject, self._reply, self._hdr, msg, self._queues
                 )
             return
-        if core.fast_pub and not _reserved(self._subject, self._reply):
+        if (
+            core.fast_pub
+            and not _reserved(self._subject, self._reply)
+            and (self._hdr <= 0 or msg.find(b"Nats-Trace-", 0, self._hdr) < 0)  # traced: the slow path
+        ):
             _deliver(core, self._subject, self._reply, self._hdr, msg)
         else:
             self._handler.proto_pub(self._subject, self._reply, self._hdr, msg)

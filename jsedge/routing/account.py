@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jsedge.routing.sublist import KIND_ROUTER, Sublist, Subscription
+from jsedge.transform import SubjectMapping
 
 #: `listener(account, subject, queue, count, delta)` after every subscribe (`delta` +1) and
 #: unsubscribe (-1); queue is None for plain subscriptions. For a local subscription `count` is the
@@ -32,7 +33,18 @@ def is_local(sub: Subscription) -> bool:
 
 
 class Account:
-    __slots__ = ("name", "sublist", "clients", "is_system", "created", "config", "interest", "listeners", "unrouted")
+    __slots__ = (
+        "name",
+        "sublist",
+        "clients",
+        "is_system",
+        "created",
+        "config",
+        "interest",
+        "listeners",
+        "unrouted",
+        "mappings",
+    )
 
     def __init__(self, name: str, *, cache: bool = True, is_system: bool = False, config: Any = None) -> None:
         self.name = name
@@ -48,6 +60,16 @@ class Account:
         #: Internal subscriptions that serve this server only (standalone JetStream): they are
         #: neither counted nor announced.
         self.unrouted: set[Subscription] = set()
+        #: Core subject mappings (jsedge.transform.SubjectMapping), first match wins; None = none.
+        self.mappings: list[SubjectMapping] | None = None
+
+    def map_subject(self, subject: bytes) -> bytes:
+        """The subject a client's publish is delivered on after the account's mappings."""
+        for mapping in self.mappings or ():
+            mapped = mapping.map(subject)
+            if mapped is not None:
+                return mapped
+        return subject
 
     def add_client(self, client: Any) -> None:
         self.clients.add(client)

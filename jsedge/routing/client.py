@@ -21,6 +21,7 @@ from jsedge.routing.auth import DenyFilter, ResponseGrant, response_grant
 from jsedge.routing.connection import PONG as _PONG
 from jsedge.routing.connection import RTT_REFRESH, Connection
 from jsedge.routing.sublist import Subscription, deliver
+from jsedge.routing.tracing import trace_publish
 from jsedge.subjects import valid_pedantic_publish_subject
 
 if TYPE_CHECKING:
@@ -373,6 +374,7 @@ class ClientConnection(Connection):
         self.sublist = account.sublist
         account.add_client(self)
         self._bind(result)
+        self._update_fast_pub()
 
     def _update_fast_pub(self) -> None:
         self.fast_pub = (
@@ -381,6 +383,7 @@ class ClientConnection(Connection):
             and not self.pedantic
             and not self.trace
             and (self.perms is None or not self.perms.restricts_publish)
+            and not self.account.mappings
         )
 
     def proto_pub_arg(self, subject: bytes) -> None:
@@ -418,7 +421,20 @@ class ClientConnection(Connection):
             return
         if self.verbose:
             self.send(_OK)
-        deliver(self, subject, reply, hdr_len, msg)
+        mapped = self.account.map_subject(subject) if self.account.mappings else subject
+        if (
+            hdr_len > 0
+            and msg.find(b"Nats-Trace-", 0, hdr_len) >= 0
+            and trace_publish(self, subject, mapped, reply, hdr_len, msg, deliver)
+        ):
+            return
+        deliver(self, mapped, reply, hdr_len, msg)
+
+    def publish_violation(self, subject: bytes) -> None:
+        """nats-server's pubPermissionViolation: logged, and `-ERR` to the client."""
+        text = subject.decode(errors="replace")
+        self.log_error(f'Publish Violation - {self._user_desc()}, Subject "{text}"')
+        self.send_err(errors.PERM_PUBLISH, go_quote(text))
 
     def _user_desc(self) -> str:
         return f'User "{self.user.name}"' if self.user is not None else "User"
