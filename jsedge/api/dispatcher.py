@@ -95,6 +95,15 @@ class JetStreamAPI:
                 self.subs.append(
                     (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=self.routed))
                 )
+        # an account without JetStream on a server with JetStream: every API call is answered
+        # "JetStream not enabled for account" (10039), as nats-server answers it
+        enabled = {id(jsa.account) for jsa in self.jetstream.accounts.values()}
+        for account in list(getattr(self.server, "accounts", {}).values()):
+            if id(account) in enabled or account.is_system:
+                continue
+            for prefix in prefixes:
+                callback = self._make_disabled_callback(account)
+                self.subs.append((account, self.server.subscribe_internal(account, prefix, callback, routed=False)))
         self.jetstream.direct_get_handler = self._direct_get
 
     def stop(self) -> None:
@@ -113,6 +122,24 @@ class JetStreamAPI:
             # `$JS.API.X` or `$JS.<domain>.API.X`
             rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
             self.dispatch(Request(jsa, rest, subject, reply, hdr, body, src))
+
+        return callback
+
+    def _make_disabled_callback(self, account: Any) -> Callable[..., None]:
+        def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            if not reply:
+                return
+            tokens = subject.split(b".")
+            rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
+            if rest[:2] == [b"DIRECT", b"GET"]:
+                # no stream answers there: what a client would get with nobody subscribed
+                self.server.send_internal(account, reply, b"", b"NATS/1.0 503\r\n\r\n", b"")
+                return
+            endpoint = self.find(rest)
+            if endpoint is None:
+                return
+            body = gojson.dumpb(self.error_response(endpoint, js_error("JSNotEnabledForAccountErr")))
+            self.server.send_internal(account, reply, b"", b"", body)
 
         return callback
 
