@@ -1289,14 +1289,17 @@ class Monitor:
     ) -> dict[str, Any]:
         """One JetStream account's AccountDetail (`/jsz` account_details[], `$SYS.REQ.ACCOUNT.<a>.JSZ`)."""
         name = jsa.name
-        # Unlimited reservations are uint64 max inside account details (Go decoders need >= 0).
+        # The account's memory/storage limits; unlimited is uint64 max (-1 as nats-server's uint64).
+        max_memory, max_storage = jsa.limit("max_memory"), jsa.limit("max_store")
         detail: dict[str, Any] = {
             "name": name,
             "id": name,
             "memory": jsa.usage(True),
             "storage": jsa.usage(False),
-            "reserved_memory": 18446744073709551615,
-            "reserved_storage": 18446744073709551615,
+            "reserved_memory": max_memory if isinstance(max_memory, int) and max_memory >= 0 else 18446744073709551615,
+            "reserved_storage": max_storage
+            if isinstance(max_storage, int) and max_storage >= 0
+            else 18446744073709551615,
             "accounts": 0,
             "ha_assets": 0,
             "api": {"level": 0, "total": jsa.api_total, "errors": jsa.api_errors},

@@ -105,3 +105,28 @@ def test_account_jetstream_limits_as_nats_server(tmp_path):
         with ServerProcess(kind, config=CONFIG % directory) as server:
             results.append(asyncio.run(_script(server)))
     assert_same_lines(results[0], results[1])
+
+
+def test_jsz_accounts_reports_account_limits_as_nats_server(tmp_path):
+    """`/jsz?accounts=true`: an account with limits reserves them (`reserved_memory`,
+    `reserved_storage`), as nats-server reports it."""
+    import urllib.request
+
+    def details(kind: str) -> list[dict]:
+        directory = tmp_path / f"jsz-{kind}"
+        directory.mkdir()
+        with ServerProcess(kind, config=(CONFIG % directory) + "http_port: -1\n", http=True) as server:
+
+            async def fill() -> None:
+                nc = await nats.connect(server.url, user="a", password="a")
+                await _api(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f"], "max_bytes": 1_000_000})
+                await nc.request("f", b"x" * 100, timeout=3)
+                await nc.close()
+
+            asyncio.run(fill())
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/jsz?accounts=true", timeout=5) as page:
+                document = json.load(page)
+        return sorted(document["account_details"], key=lambda d: d["name"])
+
+    expected, actual = details("nats"), details("jsedge")
+    assert expected == actual
