@@ -251,18 +251,11 @@ class Stream:
             self.last_msg_id = H.get_header(last.hdr, H.MSG_ID) or b""
         if not window:
             return
-        cutoff = time.time_ns() - window
-        found: list[tuple[bytes, int, int]] = []
-        msg = last
-        while msg is not None and msg.ts >= cutoff:
-            msg_id = H.get_header(msg.hdr, H.MSG_ID)
+        for seq, ts, hdr in self.store.headers_since(time.time_ns() - window):
+            msg_id = H.get_header(hdr, H.MSG_ID)
             if msg_id:
-                found.append((msg_id, msg.seq, msg.ts))
-            if msg.seq <= 1:
-                break
-            msg = self.store.load_prev_msg(msg.seq - 1)
-        for msg_id, seq, ts in reversed(found):
-            self.dedup[msg_id] = (seq, ts)
+                self.dedup.pop(msg_id, None)
+                self.dedup[msg_id] = (seq, ts)
 
     # ------------------------------------------------------------------ apply
 

@@ -626,6 +626,39 @@ class IndexedStore:
     def last_seq(self) -> int:
         return self._last
 
+    def _first_since(self, cutoff: int) -> int:
+        """The lowest live sequence of the tail whose timestamps are all >= cutoff (0 if none):
+        walked back on the index, nothing read."""
+        base = self._base
+        slots, stamps = self._sid, self._ts
+        first = 0
+        for i in range(self._last - base, self._first - base - 1, -1):
+            if slots[i] == DELETED:
+                continue
+            if stamps[i] < cutoff:
+                break
+            first = i + base
+        return first
+
+    def headers_since(self, cutoff: int) -> list[tuple[int, int, bytes]]:
+        """(seq, ts, headers) of the live messages with headers at the end of the stream stored at
+        or after `cutoff` (ns), oldest first: what a stream's Msg-Id window is rebuilt from."""
+        self._check_open()
+        first = self._first_since(cutoff) if self._msgs else 0
+        out: list[tuple[int, int, bytes]] = []
+        if not first:
+            return out
+        seq = first
+        while seq <= self._last:
+            seq = self._next_live(seq, self._last)
+            if not seq:
+                break
+            msg = self._read(seq)
+            if msg is not None and msg.hdr:
+                out.append((seq, msg.ts, msg.hdr))
+            seq += 1
+        return out
+
     def state(self, *, deleted_details: bool = False, subjects_filter: bytes | None = None) -> StreamState:
         st = StreamState(
             messages=self._msgs,

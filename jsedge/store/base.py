@@ -163,6 +163,11 @@ class StreamStore(Protocol):
 
     def state(self, *, deleted_details: bool = False, subjects_filter: bytes | None = None) -> StreamState: ...
 
+    def headers_since(self, cutoff: int) -> list[tuple[int, int, bytes]]:
+        """(seq, ts, headers) of the live messages with headers at the end of the stream stored at
+        or after `cutoff` (ns), oldest first (a stream's Msg-Id window, rebuilt on open)."""
+        ...
+
     def last_seq(self) -> int:
         """`state().last_seq` without building the state (the per-message replicated path)."""
         ...

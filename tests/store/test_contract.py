@@ -449,3 +449,28 @@ def test_consumer_store_update_replaces(stores):
     cs.delete()
     fresh = store.consumer_store("D")
     assert fresh.load() == (None, ConsumerState())
+
+
+# ---- the Msg-Id window's source ---------------------------------------------------------------
+
+
+def test_headers_since_lists_the_recent_messages_with_headers(stores):
+    """`headers_since(cutoff)`: the live messages with headers at the tail stored at or after the
+    cutoff, oldest first; the file store reads whole blocks for it, the answer is the same."""
+    store = stores.open()
+    hdr = b"NATS/1.0\r\nNats-Msg-Id: m%d\r\n\r\n"
+    expected = []
+    for i in range(300):
+        with_headers = i % 3 != 0
+        seq = store.store_msg(b"s.%d" % (i % 7), hdr % i if with_headers else b"", b"payload" * (i % 5), T0 + i * SEC)
+        if with_headers and i >= 100:
+            expected.append((seq, T0 + i * SEC, hdr % i))
+    for seq in (150, 151, 152, 299):
+        store.remove_msg(seq)
+    expected = [item for item in expected if item[0] not in (150, 151, 152, 299)]
+    assert store.headers_since(T0 + 100 * SEC) == expected
+    assert store.headers_since(T0 + 1000 * SEC) == []
+    again = stores.reopen(store)
+    assert again.headers_since(T0 + 100 * SEC) == expected
+    again.store_msg(b"late", hdr % 999, b"", T0 + 500 * SEC)  # buffered, not yet written out
+    assert again.headers_since(T0 + 400 * SEC) == [(301, T0 + 500 * SEC, hdr % 999)]

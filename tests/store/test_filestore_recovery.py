@@ -464,3 +464,68 @@ async def test_power_loss_in_the_middle_of_a_batch(tmp_path):
     again = open_store(tmp_path / "s", block_size=1024)
     assert snapshot(again) == before
     again.close()
+
+
+# ---- the index snapshot of a clean close ---------------------------------------------------------
+
+
+def _rich(store: FileStore) -> None:
+    populate(store, 120)
+    store.store_msg(b"ttl", b"", b"t", T0 + 500 * SEC, ttl_ns=30 * SEC)
+    store.store_msg(b"never", b"", b"n", T0 + 501 * SEC, ttl_ns=-1)
+    store.remove_msg(7)
+    store.remove_msg(3, erase=True)
+    store.skip_msg(T0 + 502 * SEC)
+
+
+def test_a_clean_close_reopens_from_the_index_snapshot(tmp_path):
+    store = open_store(tmp_path / "s")
+    _rich(store)
+    before, expiry = snapshot(store), store.next_expiry()
+    subjects = store.subjects_state(b">")
+    store.close()
+    assert (tmp_path / "s" / "index.snap").exists()
+    again = open_store(tmp_path / "s")
+    assert again.opened_from_index and not (tmp_path / "s" / "index.snap").exists()
+    assert snapshot(again) == before and again.next_expiry() == expiry
+    assert again.subjects_state(b">") == subjects
+    assert again.store_msg(b"after", HDR, b"a", T0 + 600 * SEC) == before[0].last_seq + 1
+    after = snapshot(again)
+    # killed now (no close): the snapshot is gone, so the next open scans, and finds everything
+    third = open_store(tmp_path / "s")
+    assert not third.opened_from_index and snapshot(third) == after
+    third.close()
+
+
+def test_a_stale_or_damaged_snapshot_is_not_used(tmp_path):
+    store = open_store(tmp_path / "s")
+    _rich(store)
+    store.close()
+    saved = (tmp_path / "s" / "index.snap").read_bytes()
+    again = open_store(tmp_path / "s")
+    again.store_msg(b"more", b"", b"m", T0 + 700 * SEC)
+    asyncio.run(_await_sync(again))
+    expected = snapshot(again)
+    # a stale snapshot (from before the last write) put back: the block lengths betray it
+    (tmp_path / "s" / "index.snap").write_bytes(saved)
+    logs: list[str] = []
+    third = open_store(tmp_path / "s", log=logs.append)
+    assert not third.opened_from_index and snapshot(third) == expected
+    assert any("index snapshot not used" in line for line in logs)
+    third.close()
+    # a flipped bit inside the snapshot: its checksum
+    raw = bytearray((tmp_path / "s" / "index.snap").read_bytes())
+    raw[len(raw) // 2] ^= 0x10
+    (tmp_path / "s" / "index.snap").write_bytes(raw)
+    fourth = open_store(tmp_path / "s")
+    assert not fourth.opened_from_index and snapshot(fourth) == expected
+    fourth.close()
+    # a flipped bit inside a block (same length): the block's CRC, then the scan finds the record
+    fifth_path = block_files(tmp_path / "s")[0]
+    data = bytearray(fifth_path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    fifth_path.write_bytes(data)
+    logs = []
+    fifth = open_store(tmp_path / "s", log=logs.append)
+    assert not fifth.opened_from_index and fifth.recovered_corrupt == 1
+    fifth.close()
