@@ -14,7 +14,7 @@ import time
 
 import nats
 import pytest
-from helpers import Cluster, acheck_for, check_for, http_json
+from helpers import Cluster, acheck_for, check_for, compiled_only, http_json
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError, NoStreamResponseError
@@ -838,6 +838,9 @@ async def test_a_replicated_counter_counts_every_increment_once() -> None:
             await nc.close()
 
 
+@compiled_only(
+    "cluster logic (Raft entries, leader-only timers), no twin-specific path; the compat tests cover the twins"
+)
 async def test_an_atomic_batch_on_a_replicated_stream_is_stored_whole() -> None:
     """An R3 stream with `allow_atomic` (ADR-50): batches staged on the leader while plain
     publishes go on, each committed as one Raft entry (its messages consecutive in the stream, one
@@ -899,6 +902,9 @@ async def test_an_atomic_batch_on_a_replicated_stream_is_stored_whole() -> None:
             await nc.close()
 
 
+@compiled_only(
+    "cluster logic (Raft entries, leader-only timers), no twin-specific path; the compat tests cover the twins"
+)
 async def test_message_schedules_on_a_replicated_stream_fire_once_from_the_leader() -> None:
     """An R3 stream with `allow_msg_schedules` (ADR-51): only the leader fires a schedule (one
     produced message per period, never one per replica), an `@at` schedule fires once and is
@@ -960,6 +966,9 @@ async def test_message_schedules_on_a_replicated_stream_fire_once_from_the_leade
             await nc.close()
 
 
+@compiled_only(
+    "cluster logic (Raft entries, leader-only timers), no twin-specific path; the compat tests cover the twins"
+)
 async def test_a_fast_batch_on_a_replicated_stream() -> None:
     """Fast batch publish (`allow_batched`) on an R3 stream: the messages are proposed as they come,
     flow-control acks report what the group stored, and the PubAck counts the whole batch."""

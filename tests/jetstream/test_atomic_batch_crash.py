@@ -13,7 +13,7 @@ import time
 import nats
 import pytest
 
-from tests.helpers import ServerProcess
+from tests.helpers import ServerProcess, compiled_only
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -71,6 +71,7 @@ async def _timed_commit(server: ServerProcess) -> float:
         await nc.close()
 
 
+@compiled_only("kill timing; the store-level batch tests run in both modes")
 def test_kill_9_during_a_batch_commit_keeps_all_of_it_or_none(tmp_path):
     seed = int(os.environ.get("JSEDGE_FAULT_SEED", "1515"))
     rounds = int(os.environ.get("JSEDGE_FAULT_LOOPS", "8"))
