@@ -412,19 +412,19 @@ def scan(buf, int64_t base_seq, int64_t base_ts, Py_ssize_t start=0):
 
 
 def index_sid(arr, value, Py_ssize_t lo, Py_ssize_t hi):
-    """`arr.index(value, lo, hi)` for the stores' `array('L')` subject-id index (same result and
+    """`arr.index(value, lo, hi)` for the stores' `array('I')` subject-id index (same result and
     ValueError), as a C loop over the buffer: array.index boxes every slot into a Python int."""
     cdef Py_buffer view
-    cdef const unsigned long *p
-    cdef unsigned long v
+    cdef const unsigned int *p
+    cdef unsigned int v
     cdef Py_ssize_t n, i
-    if not isinstance(arr, array) or arr.typecode != "L" or not (0 <= value <= <object>(<unsigned long>-1)):
+    if not isinstance(arr, array) or arr.typecode != "I" or not (0 <= value <= <object>(<unsigned int>-1)):
         return arr.index(value, lo, hi)
     v = value
     PyObject_GetBuffer(arr, &view, PyBUF_SIMPLE)
     try:
-        p = <const unsigned long *>view.buf
-        n = view.len // <Py_ssize_t>sizeof(unsigned long)
+        p = <const unsigned int *>view.buf
+        n = view.len // <Py_ssize_t>sizeof(unsigned int)
         if lo < 0:
             lo += n
             if lo < 0:

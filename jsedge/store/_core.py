@@ -8,9 +8,9 @@ one place to get them right, and the contract suite runs the same code paths on 
 The index has one slot per sequence from `_base` to `last_seq`, held in parallel `array`s — no Python
 object per stored message (ARCHITECTURE.md §4):
 
-* `_sid`   array('L')  subject id of the message, `DELETED` for a removed/skipped sequence;
+* `_sid`   array('I')  subject id of the message, `DELETED` for a removed/skipped sequence;
 * `_ts`    array('q')  stored timestamp (ns), for first_ts and max_age;
-* `_size`  array('L')  accounted size (streams.md §11), so removals never need to read the message.
+* `_size`  array('I')  accounted size (streams.md §11), so removals never need to read the message.
 
 That is 16 bytes per sequence (the file store adds 4 for the offset in its block). Leading deleted
 slots are dropped in bulk once they are more than half of the arrays (amortised O(1)). Subjects are
@@ -104,9 +104,9 @@ class IndexedStore:
         self.config = config
         first = max(config.first_seq, 1)
         self._base = first  # sequence of slot 0
-        self._sid = array("L")
+        self._sid = array("I")
         self._ts = array("q")
-        self._size = array("L")
+        self._size = array("I")
         self._msgs = 0
         self._bytes = 0
         self._first = first  # lowest stored seq, or last+1 when empty

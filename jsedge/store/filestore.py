@@ -10,7 +10,8 @@ Layout of a stream directory::
 Rules live in `_core.IndexedStore`; this module keeps payloads on disk. The index adds one array
 (`_off`, uint32 offset in the block) to the core's 16 bytes per sequence; the block of a sequence is
 found by bisecting the blocks' base sequences (a block holds the messages with base <= seq < next
-block's base). Nothing per message is kept in RAM but those 20 bytes.
+block's base). Nothing per message is kept in RAM but those 20 bytes (uint32 arrays: `array('I')`,
+4 bytes on every platform jsedge runs on, where `array('L')` would be 8 on 64-bit ones).
 
 Writes append to the active block's buffer; it is written to the file (one `os.write`) by `sync()`,
 when it passes 64 KiB, before a read of an unwritten record, at rotation and at close. Rotation starts a
@@ -87,7 +88,7 @@ _BATCH_MARK = b"jsedge-batch"
 _INDEX_FILE = "index.snap"
 _INDEX_MAGIC = b"JSEDGE-INDEX\n"
 #: Bumped whenever the snapshot's contents or the index's arrays change meaning.
-_INDEX_VERSION = 2
+_INDEX_VERSION = 3
 _BATCH_CANCEL = b"jsedge-batch-cancel"
 
 
@@ -182,7 +183,7 @@ class FileStore(IndexedStore):
         self._msgs_dir = self.directory / "msgs"
         self._obs_dir = self.directory / "obs"
         self._msgs_dir.mkdir(parents=True, exist_ok=True)
-        self._off = array("L")
+        self._off = array("I")
         self._blocks: list[_Block] = []
         self._bases: list[int] = []
         self._lock = threading.Lock()
@@ -458,7 +459,7 @@ class FileStore(IndexedStore):
 
     def _reset_for_replay(self) -> None:
         IndexedStore.__init__(self, self.config)
-        self._off = array("L")
+        self._off = array("I")
         self._blocks = []
         self._bases = []
         self._floor_dirty = False
@@ -610,10 +611,10 @@ class FileStore(IndexedStore):
         if not self._msgs:
             self._reset_index(next_seq)
             return
-        self._sid.extend(array("L", [DELETED]) * missing)
+        self._sid.extend(array("I", [DELETED]) * missing)
         self._ts.extend(array("q", [0]) * missing)
-        self._size.extend(array("L", [0]) * missing)
-        self._off.extend(array("L", [0]) * missing)
+        self._size.extend(array("I", [0]) * missing)
+        self._off.extend(array("I", [0]) * missing)
         self._last = next_seq - 1
 
     # ------------------------------------------------------------------ durability
@@ -766,7 +767,8 @@ class FileStore(IndexedStore):
             "never": list(self._never),
             "blocks": blocks,
         }
-        payload = marshal.dumps(state)
+        # zlib level 1: ~6 instead of 20 bytes a message on disk, 0.2 s per million at close
+        payload = zlib.compress(marshal.dumps(state), 1)
         write_atomic(self.directory / _INDEX_FILE, _INDEX_MAGIC + struct.pack("<I", codec.crc32(payload)) + payload)
 
     def _load_index(self) -> bool:
@@ -815,10 +817,10 @@ class FileStore(IndexedStore):
             state["bytes"],
             state["used"],
         )
-        self._sid = array("L", state["sid"])
+        self._sid = array("I", state["sid"])
         self._ts = array("q", state["ts"])
-        self._size = array("L", state["size"])
-        self._off = array("L", state["off"])
+        self._size = array("I", state["size"])
+        self._off = array("I", state["off"])
         self._subjects = state["subjects"]
         self._sid_subject = state["sid_subject"]
         self._free_sids = state["free_sids"]
@@ -838,7 +840,10 @@ class FileStore(IndexedStore):
         payload = raw[len(_INDEX_MAGIC) + 4 :]
         if codec.crc32(payload) != crc:
             raise ValueError("checksum mismatch")
-        state = marshal.loads(payload)
+        try:
+            state = marshal.loads(zlib.decompress(payload))
+        except zlib.error as exc:
+            raise ValueError(f"unreadable ({exc})") from None
         if not isinstance(state, dict) or state.get("v") != _INDEX_VERSION:
             raise ValueError("unknown version")
         on_disk = {}

@@ -183,3 +183,28 @@ def test_torn_tail_reports_truncation_point(impl):
         entries, corrupt, valid_end = impl.scan(bytes(out[:cut]), 1, 0)
         assert len(entries) == impl.FIELDS and valid_end == keep
         assert corrupt == ([(keep, cut)] if cut > keep else [])
+
+
+@SETTINGS
+@given(
+    values=st.lists(st.sampled_from([0, 1, 7, 1000, 0xFFFFFFFF]), max_size=40),
+    value=st.sampled_from([0, 1, 7, 1000, 0xFFFFFFFF, 1 << 32, -1]),
+    lo=st.integers(-50, 50),
+    hi=st.integers(-50, 50),
+)
+def test_twins_index_the_subject_id_array_identically(twins, values, value, lo, hi):
+    """`index_sid` on the stores' uint32 `array('I')`: the compiled C scan answers as array.index."""
+    from array import array
+
+    arr = array("I", values)
+    answers = []
+    for twin in twins:
+        try:
+            answers.append(twin.index_sid(arr, value, lo, hi))
+        except (ValueError, OverflowError, TypeError) as exc:
+            answers.append(type(exc).__name__)
+    try:
+        expected: object = arr.index(value, lo, hi)
+    except (ValueError, OverflowError, TypeError) as exc:
+        expected = type(exc).__name__
+    assert answers == [expected] * len(twins)
