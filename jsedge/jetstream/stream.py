@@ -146,6 +146,7 @@ class Stream:
         self.stored_listeners: list[Callable[[int, bytes], None]] = []
         #: (reply, ack body) of publishes stored in this loop turn, acked after one shared fsync.
         self._pending_acks: list[tuple[bytes, bytes]] = []
+        self._sync_requested = False
         self._ack_head: tuple[str, str, bytes] | None = None
         self._ack_task: asyncio.Task[None] | None = None
         #: The cluster side of a stream that lives in a JetStream cluster (cluster/stream.py), else None.
@@ -424,6 +425,12 @@ class Stream:
                 self._send_ack(reply, body)
             else:
                 self._send_ack_after_sync(reply, body)
+        elif not duplicate and not self._sync_requested:
+            # nobody waits for an ack, but the record must not sit in the block buffer until
+            # the next acknowledged write (a sensor publishing once a minute into a stream): one
+            # group-commit sync at the end of this loop turn writes and fsyncs it
+            self._sync_requested = True
+            self.server.loop.call_soon(self._sync_unacked)
 
     def _check_and_store(self, subject: bytes, hdr: bytes, data: bytes, sourced: bool) -> tuple[int, bool, str | None]:
         """The single-node publish: checks, then the store, then republish and reactions. Returns
@@ -1022,6 +1029,14 @@ class Stream:
         if len(pending) == 1:
             self.server.loop.call_soon(self._sync_pending_acks)
 
+    def _sync_unacked(self) -> None:
+        self._sync_requested = False
+        if self.closed:
+            return
+        waiter = self.store.sync()
+        if isinstance(waiter, asyncio.Future):
+            waiter.add_done_callback(_retrieved)
+
     def _sync_pending_acks(self) -> None:
         batch = self._pending_acks
         if not batch:
@@ -1272,3 +1287,9 @@ def _schedule_purge(hdr: bytes) -> bytes | None:
     if hdr and H.get_header(hdr, H.SCHEDULE_NEXT) == b"purge":
         return H.get_header(hdr, H.SCHEDULER) or None
     return None
+
+
+def _retrieved(fut: asyncio.Future[None]) -> None:
+    """A sync nobody awaits: its failure is the store's to log, not asyncio's "never retrieved"."""
+    if not fut.cancelled():
+        fut.exception()
