@@ -520,7 +520,7 @@ def test_a_stale_or_damaged_snapshot_is_not_used(tmp_path):
     fourth = open_store(tmp_path / "s")
     assert not fourth.opened_from_index and snapshot(fourth) == expected
     fourth.close()
-    # a flipped bit inside a block (same length): the block's CRC, then the scan finds the record
+    # a flipped bit inside a block (same length, a new modification time): the scan finds it
     fifth_path = block_files(tmp_path / "s")[0]
     data = bytearray(fifth_path.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -529,3 +529,28 @@ def test_a_stale_or_damaged_snapshot_is_not_used(tmp_path):
     fifth = open_store(tmp_path / "s", log=logs.append)
     assert not fifth.opened_from_index and fifth.recovered_corrupt == 1
     fifth.close()
+
+
+def test_bit_rot_under_a_valid_snapshot_is_never_served(tmp_path):
+    """A record damaged after a clean close without its file's length or time changing (bit rot):
+    the snapshot is used (no block is read at open), and the record's own CRC keeps it from ever
+    being served."""
+    store = open_store(tmp_path / "s", block_size=1 << 20)
+    for i in range(5):
+        store.store_msg(b"s", b"", b"payload-%d" % i, T0 + i)
+    start = store._off[2]
+    store.close()
+    (path,) = block_files(tmp_path / "s")
+    stat = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(start + 6)
+        byte = handle.read(1)
+        handle.seek(start + 6)
+        handle.write(bytes([byte[0] ^ 0x40]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    logs: list[str] = []
+    again = open_store(tmp_path / "s", block_size=1 << 20, log=logs.append)
+    assert again.opened_from_index
+    assert again.load_msg(3) is None and any("corrupt" in line for line in logs)
+    assert [again.load_msg(s).data for s in (1, 2, 4, 5)] == [b"payload-0", b"payload-1", b"payload-3", b"payload-4"]
+    again.close()
