@@ -57,6 +57,30 @@ def run_on_both(tmp_path: Path, script: Callable[[Any], Any]) -> tuple[Any, Any]
     return results[0], results[1]
 
 
+def run_on_both_with_config(tmp_path: Path, config: str, script: Callable[[Any], Any]) -> tuple[Any, Any]:
+    """`run_on_both` for a config file: `config % <store dir>` (a `%s` where the store dir goes, if
+    it has one) for a fresh nats-server, then a fresh jsedge."""
+    import asyncio
+
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        text = config % directory if "%s" in config else config
+        with ServerProcess(kind, config=text) as server:
+            results.append(asyncio.run(script(server)))
+    return results[0], results[1]
+
+
+async def js_api(nc: Any, subject: str, body: Any = None, timeout: float = 3) -> Any:
+    """One `$JS.API` request with a JSON body (None: empty), its JSON answer."""
+    import json
+
+    payload = b"" if body is None else json.dumps(body).encode()
+    reply = await nc.request(subject, payload, timeout=timeout)
+    return json.loads(reply.data)
+
+
 def assert_same_lines(expected: list[str], actual: list[str]) -> None:
     """nats-server's lines and jsedge's, equal one by one (every mismatch shown)."""
     mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]

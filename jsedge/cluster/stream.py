@@ -328,11 +328,7 @@ class ClusteredStream:
                 if reply:
                     stream._send_ack(reply, stream._ack_error(js_error("JSStreamStoreFailedF", err=reason)))
             else:
-                index = 0
-                for item in prepared:
-                    if isinstance(item.commands[0], StoreMsg):
-                        stream.published(item, results[index])
-                    index += len(item.commands)
+                stream.batch_published(prepared, results)
                 if reply:
                     last = next(
                         r for c, r in zip(reversed(commands), reversed(results)) if isinstance(c, (StoreMsg, SkipMsg))

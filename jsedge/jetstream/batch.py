@@ -101,6 +101,17 @@ class Staged:
     schedules: set[bytes] = field(default_factory=set)
 
 
+def check_before_batch(stream: Any, subject: bytes, hdr: bytes, data: bytes) -> None:
+    """What nats-server checks of any message of a batch before looking at the batch: sealed,
+    server and account resources, the stream's message size."""
+    config = stream.config
+    if config.sealed:
+        raise js_error("JSStreamSealedErr")
+    stream.host.check_resources(stream, stream.store.msg_size(subject, hdr, data))
+    if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
+        raise js_error("JSStreamMessageExceedsMaximumErr")
+
+
 class _Batch:
     __slots__ = ("id", "messages", "timer")
 
@@ -192,11 +203,7 @@ class AtomicBatches:
     ) -> tuple[_Batch, list[tuple[bytes, bytes, bytes]]] | None:
         stream = self.stream
         config = stream.config
-        if config.sealed:
-            raise js_error("JSStreamSealedErr")
-        stream.host.check_resources(stream, stream.store.msg_size(subject, hdr, data))
-        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
-            raise js_error("JSStreamMessageExceedsMaximumErr")
+        check_before_batch(stream, subject, hdr, data)
         if not config.allow_atomic:
             raise js_error("JSAtomicPublishDisabledErr")
         if len(raw_id) > MAX_ID_LEN:
@@ -419,11 +426,7 @@ class FastBatches:
     def _receive(self, subject: bytes, reply: bytes, hdr: bytes, data: bytes) -> None:
         stream = self.stream
         config = stream.config
-        if config.sealed:
-            raise js_error("JSStreamSealedErr")
-        stream.host.check_resources(stream, stream.store.msg_size(subject, hdr, data))
-        if config.max_msg_size >= 0 and len(hdr) + len(data) > config.max_msg_size:
-            raise js_error("JSStreamMessageExceedsMaximumErr")
+        check_before_batch(stream, subject, hdr, data)
         if not config.allow_batched:
             raise js_error("JSBatchPublishDisabledErr")
         request = parse_fast_reply(reply)

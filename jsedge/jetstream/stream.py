@@ -481,15 +481,7 @@ class Stream:
             # none of the headers that expect a state (a sourced message is stored as it came)
             incr = H.get_header(hdr, H.INCR) or None
             if incr is not None:
-                if not _BIG_INT.fullmatch(incr):
-                    raise js_error("JSMessageIncrInvalidErr")
-                if not sourced:
-                    if not config.allow_msg_counter:
-                        raise js_error("JSMessageIncrDisabledErr")
-                    if data:
-                        raise js_error("JSMessageIncrPayloadErr")
-                    if any(H.get_header(hdr, name) for name in _NOT_WITH_INCR):
-                        raise js_error("JSMessageIncrInvalidErr")
+                _check_incr(config, hdr, data, incr, sourced)
             # 5. expected stream
             expected = H.get_header(hdr, H.EXPECTED_STREAM)
             if expected and expected.decode("utf-8", "replace") != self.name:
@@ -698,6 +690,10 @@ class Stream:
         """After an atomic batch's apply on the node that took it: reactions, then republish."""
         for command, result in zip(commands, results, strict=True):
             self.react(command, result)
+        self.batch_published(prepared, results)
+
+    def batch_published(self, prepared: list[PreparedPublish], results: list[Any]) -> None:
+        """Republish an applied atomic batch's stored messages (`results`: one per command)."""
         index = 0
         for item in prepared:
             if isinstance(item.commands[0], StoreMsg):
@@ -758,14 +754,7 @@ class Stream:
         now = time.time_ns()
         if hdr:
             if incr is not None:
-                if not _BIG_INT.fullmatch(incr):
-                    raise js_error("JSMessageIncrInvalidErr")
-                if not config.allow_msg_counter:
-                    raise js_error("JSMessageIncrDisabledErr")
-                if data:
-                    raise js_error("JSMessageIncrPayloadErr")
-                if any(H.get_header(hdr, name) for name in _NOT_WITH_INCR):
-                    raise js_error("JSMessageIncrInvalidErr")
+                _check_incr(config, hdr, data, incr, False)
             expected = H.get_header(hdr, H.EXPECTED_STREAM)
             if expected and expected.decode("utf-8", "replace") != self.name:
                 raise js_error("JSStreamNotMatchErr")
@@ -1293,3 +1282,18 @@ def _retrieved(fut: asyncio.Future[None]) -> None:
     """A sync nobody awaits: its failure is the store's to log, not asyncio's "never retrieved"."""
     if not fut.cancelled():
         fut.exception()
+
+
+def _check_incr(config: StreamConfig, hdr: bytes, data: bytes, incr: bytes, sourced: bool) -> None:
+    """A `Nats-Incr` header's checks (ADR-49): an integer; on a counter stream, with no payload
+    and none of the headers that expect a state (a sourced message is stored as it came)."""
+    if not _BIG_INT.fullmatch(incr):
+        raise js_error("JSMessageIncrInvalidErr")
+    if sourced:
+        return
+    if not config.allow_msg_counter:
+        raise js_error("JSMessageIncrDisabledErr")
+    if data:
+        raise js_error("JSMessageIncrPayloadErr")
+    if any(H.get_header(hdr, name) for name in _NOT_WITH_INCR):
+        raise js_error("JSMessageIncrInvalidErr")

@@ -10,7 +10,7 @@ import json
 import nats
 import pytest
 
-from tests.helpers import ServerProcess, assert_same_lines
+from tests.helpers import ServerProcess, assert_same_lines, js_api, run_on_both_with_config
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -27,11 +27,6 @@ accounts {
 """
 
 
-async def _api(nc, subject: str, body: dict | None = None) -> dict:
-    reply = await nc.request(subject, json.dumps(body).encode() if body is not None else b"", timeout=3)
-    return json.loads(reply.data)
-
-
 def _short(answer: dict) -> str:
     error = answer.get("error")
     if error:
@@ -43,7 +38,7 @@ async def _script(server) -> list[str]:
     out: list[str] = []
     nc = await nats.connect(server.url, user="a", password="a")
     try:
-        info = await _api(nc, "$JS.API.INFO")
+        info = await js_api(nc, "$JS.API.INFO")
         out.append(f"A limits {json.dumps(info.get('limits'), sort_keys=True)}")
         for name, config in (
             ("M", {"storage": "memory", "max_bytes": 2_000_000}),
@@ -52,7 +47,7 @@ async def _script(server) -> list[str]:
             ("F", {"storage": "file", "max_bytes": 1_000_000}),
             ("X", {"storage": "file", "max_bytes": 1000}),
         ):
-            answer = await _api(
+            answer = await js_api(
                 nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, "subjects": [name.lower()], **config}
             )
             out.append(f"create {name} {config} -> {_short(answer)}")
@@ -63,17 +58,17 @@ async def _script(server) -> list[str]:
             ("c3", {}),
         ):
             body = {"stream_name": "F", "config": {"durable_name": durable, "ack_policy": "explicit", **extra}}
-            answer = await _api(nc, f"$JS.API.CONSUMER.CREATE.F.{durable}", body)
+            answer = await js_api(nc, f"$JS.API.CONSUMER.CREATE.F.{durable}", body)
             mine = answer.get("config", {}).get("max_ack_pending")
             out.append(f"consumer {durable} {extra} -> {_short(answer)} max_ack_pending={mine}")
-        info = await _api(nc, "$JS.API.INFO")
+        info = await js_api(nc, "$JS.API.INFO")
         out.append(f"A usage streams={info.get('streams')} consumers={info.get('consumers')}")
     finally:
         await nc.close()
     for user in ("b", "c"):
         nc = await nats.connect(server.url, user=user, password=user)
         try:
-            info = await _api(nc, "$JS.API.INFO")
+            info = await js_api(nc, "$JS.API.INFO")
             out.append(f"{user.upper()} info {_short(info)} limits {json.dumps(info.get('limits'), sort_keys=True)}")
         finally:
             await nc.close()
@@ -98,13 +93,7 @@ async def _script(server) -> list[str]:
 
 
 def test_account_jetstream_limits_as_nats_server(tmp_path):
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, config=CONFIG % directory) as server:
-            results.append(asyncio.run(_script(server)))
-    assert_same_lines(results[0], results[1])
+    assert_same_lines(*run_on_both_with_config(tmp_path, CONFIG, _script))
 
 
 def test_jsz_accounts_reports_account_limits_as_nats_server(tmp_path):
@@ -119,7 +108,7 @@ def test_jsz_accounts_reports_account_limits_as_nats_server(tmp_path):
 
             async def fill() -> None:
                 nc = await nats.connect(server.url, user="a", password="a")
-                await _api(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f"], "max_bytes": 1_000_000})
+                await js_api(nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f"], "max_bytes": 1_000_000})
                 await nc.request("f", b"x" * 100, timeout=3)
                 await nc.close()
 

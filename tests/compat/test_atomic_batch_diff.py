@@ -12,7 +12,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import ServerProcess, assert_same_lines, run_on_both
+from tests.helpers import assert_same_lines, js_api, run_on_both, run_on_both_with_config
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -159,17 +159,12 @@ SCENARIOS: list[tuple[str, dict, list[tuple[str, dict[str, str], bytes]]]] = [
 ]
 
 
-async def _api(nc, subject: str, body: dict) -> dict:
-    reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
-    return json.loads(reply.data)
-
-
 async def _messages(nc, stream: str) -> list[str]:
-    info = await _api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
     state = info["state"]
     out = [f"state msgs={state['messages']} first={state['first_seq']} last={state['last_seq']}"]
     for seq in range(state["first_seq"], state["last_seq"] + 1):
-        answer = await _api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
+        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
         message = answer.get("message")
         if message is None:
             out.append(f"{seq} {answer.get('error')}")
@@ -193,8 +188,8 @@ async def _scenarios(server) -> list[str]:
     out: list[str] = []
     try:
         for title, config, publishes in SCENARIOS:
-            await _api(nc, "$JS.API.STREAM.DELETE.S", {})
-            created = await _api(
+            await js_api(nc, "$JS.API.STREAM.DELETE.S", {})
+            created = await js_api(
                 nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["a.>"], "allow_atomic": True, **config}
             )
             out.append(f"== {title}: create {created.get('error')}")
@@ -236,7 +231,7 @@ async def _limits_script(server) -> list[str]:
 
     sub = await nc.subscribe("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.>", cb=collect)
     try:
-        created = await _api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["a.>"], "allow_atomic": True})
+        created = await js_api(nc, "$JS.API.STREAM.CREATE.S", {"name": "S", "subjects": ["a.>"], "allow_atomic": True})
         out.append(f"create {created.get('error')}")
 
         async def pub(subject: str, headers: dict[str, str]) -> None:
@@ -271,10 +266,4 @@ async def _limits_script(server) -> list[str]:
 
 
 def test_batch_limits_timeout_and_abandoned_advisories_as_nats_server(tmp_path):
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, config=LIMITS_CONFIG % directory) as server:
-            results.append(asyncio.run(_limits_script(server)))
-    assert_same_lines(results[0], results[1])
+    assert_same_lines(*run_on_both_with_config(tmp_path, LIMITS_CONFIG, _limits_script))

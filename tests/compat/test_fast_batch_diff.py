@@ -12,7 +12,7 @@ import json
 import nats
 import pytest
 
-from tests.helpers import assert_same_lines, run_on_both
+from tests.helpers import assert_same_lines, js_api, run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -110,17 +110,12 @@ SCENARIOS = [
 ]
 
 
-async def _api(nc, subject: str, body: dict) -> dict:
-    reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
-    return json.loads(reply.data)
-
-
 async def _messages(nc, stream: str) -> list[str]:
-    info = await _api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
     state = info["state"]
     out = [f"state msgs={state['messages']} last={state['last_seq']}"]
     for seq in range(max(1, state["first_seq"]), state["last_seq"] + 1):
-        answer = await _api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
+        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
         message = answer.get("message")
         if message is None:
             continue
@@ -148,8 +143,8 @@ async def _scenarios(server) -> list[str]:
     sub = await nc.subscribe("fb.in.>", cb=on_reply)
     try:
         for title, config, publishes in SCENARIOS:
-            await _api(nc, "$JS.API.STREAM.DELETE.F", {})
-            created = await _api(
+            await js_api(nc, "$JS.API.STREAM.DELETE.F", {})
+            created = await js_api(
                 nc, "$JS.API.STREAM.CREATE.F", {"name": "F", "subjects": ["f.>"], "allow_batched": True, **config}
             )
             out.append(f"== {title}: create {created.get('error')}")

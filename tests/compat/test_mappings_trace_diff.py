@@ -13,7 +13,7 @@ import subprocess
 import nats
 import pytest
 
-from tests.helpers import REPO_ROOT, ServerProcess, assert_same_lines, server_command
+from tests.helpers import REPO_ROOT, assert_same_lines, run_on_both_with_config, server_command
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -114,21 +114,12 @@ async def _accounts_script(server) -> list[str]:
 
 
 def test_account_mappings_as_nats_server(tmp_path):
-    results = []
-    for kind in ("nats", "jsedge"):
-        with ServerProcess(kind, config=ACCOUNTS_CONFIG) as server:
-            results.append(asyncio.run(_accounts_script(server)))
-    assert results[0] == results[1] == ["a: ['a.out']", "b: ['a.in']"]
+    expected, actual = run_on_both_with_config(tmp_path, ACCOUNTS_CONFIG, _accounts_script)
+    assert expected == actual == ["a: ['a.out']", "b: ['a.in']"]
 
 
 def test_mappings_and_traces_as_nats_server(tmp_path):
-    results = []
-    for kind in ("nats", "jsedge"):
-        directory = tmp_path / kind
-        directory.mkdir()
-        with ServerProcess(kind, config=CONFIG % directory) as server:
-            results.append(asyncio.run(_script(server)))
-    assert_same_lines(results[0], results[1])
+    assert_same_lines(*run_on_both_with_config(tmp_path, CONFIG, _script))
 
 
 BAD_MAPPINGS = [

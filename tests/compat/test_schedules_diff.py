@@ -16,7 +16,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import assert_same_lines, run_on_both
+from tests.helpers import assert_same_lines, js_api, run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -70,11 +70,6 @@ INVALID = [
 ]
 
 
-async def _api(nc, subject: str, body: dict) -> dict:
-    reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
-    return json.loads(reply.data)
-
-
 def _answer(data: bytes) -> str:
     body = json.loads(data)
     body.pop("domain", None)
@@ -82,11 +77,11 @@ def _answer(data: bytes) -> str:
 
 
 async def _stored(nc, stream: str) -> list[str]:
-    info = await _api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
+    info = await js_api(nc, f"$JS.API.STREAM.INFO.{stream}", {})
     state = info["state"]
     out = [f"state msgs={state['messages']}"]
     for seq in range(max(1, state["first_seq"]), state["last_seq"] + 1):
-        answer = await _api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
+        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
         message = answer.get("message")
         if message is None:
             continue
@@ -100,16 +95,16 @@ async def _script(server) -> list[str]:
     nc = await nats.connect(server.url)
     out: list[str] = []
     try:
-        no = await _api(nc, "$JS.API.STREAM.CREATE.N", {"name": "N", "subjects": ["n.>"]})
+        no = await js_api(nc, "$JS.API.STREAM.CREATE.N", {"name": "N", "subjects": ["n.>"]})
         out.append(f"create N {no.get('error')}")
-        created = await _api(
+        created = await js_api(
             nc,
             "$JS.API.STREAM.CREATE.S",
             {"name": "S", "subjects": ["s.>"], "allow_msg_schedules": True, "allow_msg_ttl": True},
         )
         config = created["config"]
         out.append(f"create S {created.get('error')} rollup={config.get('allow_rollup_hdrs')}")
-        bad = await _api(
+        bad = await js_api(
             nc,
             "$JS.API.STREAM.CREATE.B",
             {"name": "B", "subjects": ["b.>"], "allow_msg_schedules": True, "discard": "new"},
