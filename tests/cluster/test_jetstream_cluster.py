@@ -58,6 +58,19 @@ async def add_stream(js, **config):
     return await _while_leaderless(lambda: js.add_stream(**config))
 
 
+async def kill_stream_leader(cluster, nc, js, stream: str, timeout: float = 3):
+    """kill -9 the server leading `stream`: (client, JetStream context, the victim's index), the
+    client moved to another server when it was on the victim."""
+    leader = (await js.stream_info(stream)).cluster.leader
+    victim = int(leader[1:]) - 1
+    if victim == 0:
+        await nc.close()
+        nc = await connect(cluster[1])
+        js = nc.jetstream(timeout=timeout)
+    cluster.kill(victim)
+    return nc, js, victim
+
+
 async def add_bucket(js, **config):
     """Create a KV bucket, retrying as `add_stream` does."""
     return await _while_leaderless(lambda: js.create_key_value(**config))
@@ -169,13 +182,7 @@ async def test_leader_failover_loses_no_acknowledged_message() -> None:
             for i in range(100):
                 ack = await js.publish("r3.x", f"before-{i}".encode())
                 acked[ack.seq] = f"before-{i}".encode()
-            leader = (await js.stream_info("R3")).cluster.leader
-            victim = int(leader[1:]) - 1
-            if victim == 0:
-                await nc.close()
-                nc = await connect(cluster[1])
-                js = nc.jetstream(timeout=2)
-            cluster.kill(victim)
+            nc, js, victim = await kill_stream_leader(cluster, nc, js, "R3", timeout=2)
             sent = 0
             while sent < 100:
                 payload = f"after-{sent}".encode()
@@ -814,13 +821,7 @@ async def test_a_replicated_counter_counts_every_increment_once() -> None:
 
             totals = await asyncio.gather(*(incr(1) for _ in range(40)))
             assert sorted(totals) == list(range(1, 41))
-            leader = (await js.stream_info("CNT")).cluster.leader
-            victim = int(leader[1:]) - 1
-            if victim == 0:
-                await nc.close()
-                nc = await connect(cluster[1])
-                js = nc.jetstream(timeout=3)
-            cluster.kill(victim)
+            nc, js, _ = await kill_stream_leader(cluster, nc, js, "CNT")
 
             async def after_failover() -> int | None:
                 try:
@@ -883,13 +884,7 @@ async def test_an_atomic_batch_on_a_replicated_stream_is_stored_whole() -> None:
             for name, ack in zip(("one", "two"), acks, strict=True):
                 seqs = before[name]
                 assert seqs == list(range(ack["seq"] - len(seqs) + 1, ack["seq"] + 1)), (name, seqs, ack)
-            leader = (await js.stream_info("ATOM")).cluster.leader
-            victim = int(leader[1:]) - 1
-            if victim == 0:
-                await nc.close()
-                nc = await connect(cluster[1])
-                js = nc.jetstream(timeout=3)
-            cluster.kill(victim)
+            nc, js, _ = await kill_stream_leader(cluster, nc, js, "ATOM")
 
             async def new_leader() -> dict | None:
                 try:
@@ -947,13 +942,7 @@ async def test_message_schedules_on_a_replicated_stream_fire_once_from_the_leade
             await asyncio.sleep(2.0)
             fired = len(await ticks(js)) - before
             assert 1 <= fired <= 1 + int(time.monotonic() - start + 0.5), fired  # once per second, not per replica
-            leader = (await js.stream_info("SCHED")).cluster.leader
-            victim = int(leader[1:]) - 1
-            if victim == 0:
-                await nc.close()
-                nc = await connect(cluster[1])
-                js = nc.jetstream(timeout=3)
-            cluster.kill(victim)
+            nc, js, _ = await kill_stream_leader(cluster, nc, js, "SCHED")
 
             async def ticking_again() -> bool:
                 try:
