@@ -28,7 +28,7 @@ from typing import Any
 
 import nats
 import pytest
-from helpers import ServerProcess
+from helpers import ServerProcess, acheck_for
 from nats.errors import NoRespondersError
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
@@ -158,6 +158,15 @@ async def _clients(srv: ServerProcess):
         await holder.subscribe("foo.>")
         await holder.subscribe("q.x", queue="grp")
         await holder.flush()
+
+        async def holder_seen() -> bool | None:
+            # the state the answers are compared in: the holder listed with both subscriptions
+            # (nats-server has been seen answering a moment earlier with none)
+            answer = await ask(sys_nc, "$SYS.REQ.SERVER.PING.CONNZ", '{"subscriptions":true}')
+            found = [c for c in answer["data"].get("connections") or [] if c.get("name") == "holder"]
+            return bool(found) and found[-1].get("subscriptions") == 2 or None
+
+        assert await acheck_for(5, holder_seen, interval=0.05)
         yield sys_nc
     finally:
         await holder.close()
