@@ -16,7 +16,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import assert_same_lines, js_api, run_on_both
+from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -146,6 +146,7 @@ async def _script(server) -> list[str]:
     return out
 
 
+@compiled_only("the schedule logic is pure Python in both passes; real-time schedules")
 def test_message_schedules_answer_and_fire_as_nats_server(tmp_path):
     expected, actual = run_on_both(tmp_path, _script)
     assert_same_lines(expected, actual)
