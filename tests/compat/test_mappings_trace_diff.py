@@ -13,7 +13,7 @@ import subprocess
 import nats
 import pytest
 
-from tests.helpers import REPO_ROOT, assert_same_lines, run_on_both_with_config, server_command
+from tests.helpers import REPO_ROOT, ServerProcess, assert_same_lines, run_on_both_with_config, server_command
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -145,3 +145,35 @@ def test_bad_mappings_are_config_errors_as_in_nats_server(tmp_path, text):
         text_out = (done.stdout + done.stderr).strip().splitlines()[-1]
         answers.append((done.returncode, text_out.split(": ", 1)[1]))
     assert answers[0] == answers[1]
+
+
+def test_a_reload_changes_the_mappings_as_in_nats_server(tmp_path):
+    """SIGHUP with a changed `mappings {}`: the next publish goes to the new destination."""
+    import signal
+
+    async def delivered_on(url: str, subject: str) -> list[str]:
+        nc = await nats.connect(url)
+        got: list[str] = []
+
+        async def on_msg(msg) -> None:
+            got.append(msg.subject)
+
+        await nc.subscribe(">", cb=on_msg)
+        await nc.flush()
+        await nc.publish(subject, b"x")
+        await nc.flush()
+        await asyncio.sleep(0.2)
+        await nc.close()
+        return got
+
+    answers = []
+    for kind in ("nats", "jsedge"):
+        with ServerProcess(kind, config='mappings { "a": "b" }\n') as server:
+            before = asyncio.run(delivered_on(server.url, "a"))
+            assert server.config_path is not None
+            server.config_path.write_text('mappings { "a": "c" }\n')
+            mark = server.log_mark()
+            server.signal(signal.SIGHUP)
+            server.wait_for_log("Reloaded server configuration", 10, since=mark)
+            answers.append((before, asyncio.run(delivered_on(server.url, "a"))))
+    assert answers[0] == answers[1] == (["b"], ["c"])
