@@ -501,6 +501,9 @@ async def test_backup_and_restore_of_a_replicated_stream(tmp_path) -> None:
         check_for(30, replica_states, interval=0.3)
 
 
+@compiled_only(
+    "placement and membership logic, pure Python in both passes (CI time); the pure pass keeps failover, quorum and restart"
+)
 async def test_peer_remove_moves_a_replica_to_a_spare_server() -> None:
     """Four servers, an R3 stream: STREAM.PEER.REMOVE of a replica (the leader included) moves it to
     the fourth server; the stream keeps every message and its replica count."""
@@ -556,6 +559,9 @@ system_account: SYS
 """
 
 
+@compiled_only(
+    "placement and membership logic, pure Python in both passes (CI time); the pure pass keeps failover, quorum and restart"
+)
 async def test_server_remove_takes_a_dead_server_out_and_moves_its_replicas() -> None:
     """$JS.API.SERVER.REMOVE (system account): unknown servers get 10044; a dead server leaves the
     meta group, and the R3 stream it held a replica of moves that replica to the spare server."""
@@ -617,6 +623,9 @@ async def test_server_remove_takes_a_dead_server_out_and_moves_its_replicas() ->
             await sys_nc.close()
 
 
+@compiled_only(
+    "placement and membership logic, pure Python in both passes (CI time); the pure pass keeps failover, quorum and restart"
+)
 async def test_five_nodes_r5_survives_two_failures_and_stalls_at_three() -> None:
     """Five servers, an R5 stream: with two servers killed the stream still acks (3 of 5); with a
     third gone publishes stop being acknowledged; restarting one brings the acks back, with nothing
@@ -762,6 +771,9 @@ async def test_a_full_restart_after_replica_changes_keeps_everything() -> None:
             await nc.close()
 
 
+@compiled_only(
+    "placement and membership logic, pure Python in both passes (CI time); the pure pass keeps failover, quorum and restart"
+)
 async def test_a_killed_leader_is_replaced_before_the_election_timeout() -> None:
     """With nats-server's timing (election timeout 4-9 s), a leader whose process dies is replaced
     within about a second: its routes close, and the followers campaign at once instead of waiting
