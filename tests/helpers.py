@@ -81,6 +81,20 @@ async def js_api(nc: Any, subject: str, body: Any = None, timeout: float = 3) ->
     return json.loads(reply.data)
 
 
+async def stream_message(nc: Any, stream: str, seq: int) -> tuple[str, str, str] | Any:
+    """`$JS.API.STREAM.MSG.GET` of one sequence: (subject, headers block, payload) as text, or the
+    API's error object when there is no such message."""
+    import base64
+
+    answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
+    message = answer.get("message")
+    if message is None:
+        return answer.get("error")
+    hdrs = base64.b64decode(message.get("hdrs") or b"").decode()
+    data = base64.b64decode(message.get("data") or b"").decode()
+    return message["subject"], hdrs, data
+
+
 def assert_same_lines(expected: list[str], actual: list[str]) -> None:
     """nats-server's lines and jsedge's, equal one by one (every mismatch shown)."""
     mismatches = [f"nats:   {want}\njsedge: {got}" for want, got in zip(expected, actual) if want != got]

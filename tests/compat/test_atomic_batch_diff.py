@@ -5,14 +5,13 @@ same 1017x/1019x/1020x errors, and the same stored messages (all of a batch, or 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 
 import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import assert_same_lines, js_api, run_on_both, run_on_both_with_config
+from tests.helpers import assert_same_lines, js_api, run_on_both, run_on_both_with_config, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -164,14 +163,12 @@ async def _messages(nc, stream: str) -> list[str]:
     state = info["state"]
     out = [f"state msgs={state['messages']} first={state['first_seq']} last={state['last_seq']}"]
     for seq in range(state["first_seq"], state["last_seq"] + 1):
-        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
-        message = answer.get("message")
-        if message is None:
-            out.append(f"{seq} {answer.get('error')}")
+        found = await stream_message(nc, stream, seq)
+        if not isinstance(found, tuple):
+            out.append(f"{seq} {found}")
             continue
-        hdrs = base64.b64decode(message.get("hdrs") or b"").decode()
-        data = base64.b64decode(message.get("data") or b"").decode()
-        out.append(f"{seq} {message['subject']} {hdrs!r} {data}")
+        subject, hdrs, data = found
+        out.append(f"{seq} {subject} {hdrs!r} {data}")
     return out
 
 

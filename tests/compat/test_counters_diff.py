@@ -4,14 +4,12 @@ stream that sources a counter keeps the same `Nats-Counter-Sources` bookkeeping.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 
 import nats
 import pytest
 
-from tests.helpers import acheck_for, assert_same_lines, run_on_both
+from tests.helpers import acheck_for, assert_same_lines, js_api, run_on_both, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(60)]
 
@@ -47,22 +45,15 @@ PUBLISHES = [
 ]
 
 
-async def _api(nc, subject: str, body: dict) -> dict:
-    reply = await nc.request(subject, json.dumps(body).encode(), timeout=3)
-    return json.loads(reply.data)
-
-
 async def _messages(nc, stream: str, count: int) -> list[str]:
     out = []
     for seq in range(1, count + 1):
-        answer = await _api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
-        message = answer.get("message")
-        if message is None:
-            out.append(f"{seq} {answer.get('error')}")
+        found = await stream_message(nc, stream, seq)
+        if not isinstance(found, tuple):
+            out.append(f"{seq} {found}")
             continue
-        hdrs = base64.b64decode(message.get("hdrs") or b"").decode()
-        data = base64.b64decode(message.get("data") or b"").decode()
-        out.append(_IDENTITY.sub(r"\1 ID", f"{seq} {message['subject']} {hdrs!r} {data}"))
+        subject, hdrs, data = found
+        out.append(_IDENTITY.sub(r"\1 ID", f"{seq} {subject} {hdrs!r} {data}"))
     return out
 
 
@@ -75,7 +66,7 @@ async def _script(url: str) -> list[str]:
             ("P", {"subjects": ["p.>"]}),
             ("AGG", {"subjects": ["agg.>"], "allow_msg_counter": True, "sources": [{"name": "C"}]}),
         ):
-            created = await _api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, **config})
+            created = await js_api(nc, f"$JS.API.STREAM.CREATE.{name}", {"name": name, **config})
             out.append(f"create {name} {created.get('error')} {created['config'].get('allow_msg_counter')}")
         for subject, headers, data in PUBLISHES:
             reply = await nc.request(subject, data, headers=headers, timeout=3)
@@ -83,7 +74,7 @@ async def _script(url: str) -> list[str]:
         out += await _messages(nc, "C", 8)
 
         async def sourced() -> bool:
-            info = await _api(nc, "$JS.API.STREAM.INFO.AGG", {})
+            info = await js_api(nc, "$JS.API.STREAM.INFO.AGG", {})
             return info["state"]["messages"] == 7
 
         await acheck_for(20, sourced, interval=0.1)
@@ -93,13 +84,13 @@ async def _script(url: str) -> list[str]:
         out.append(f"c.a again {reply.data.decode()}")
 
         async def seventh() -> bool:
-            info = await _api(nc, "$JS.API.STREAM.INFO.AGG", {})
+            info = await js_api(nc, "$JS.API.STREAM.INFO.AGG", {})
             return info["state"]["messages"] == 8
 
         await acheck_for(20, seventh, interval=0.1)
         out += (await _messages(nc, "AGG", 8))[-1:]
         # a counter stream's config cannot turn counting off
-        update = await _api(nc, "$JS.API.STREAM.UPDATE.C", {"name": "C", "subjects": ["c.>"]})
+        update = await js_api(nc, "$JS.API.STREAM.UPDATE.C", {"name": "C", "subjects": ["c.>"]})
         out.append(f"update {update.get('error')}")
     finally:
         await nc.close()

@@ -6,13 +6,12 @@ the same replies, in the same order, and the same stored messages."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 
 import nats
 import pytest
 
-from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both
+from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -115,13 +114,11 @@ async def _messages(nc, stream: str) -> list[str]:
     state = info["state"]
     out = [f"state msgs={state['messages']} last={state['last_seq']}"]
     for seq in range(max(1, state["first_seq"]), state["last_seq"] + 1):
-        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
-        message = answer.get("message")
-        if message is None:
+        found = await stream_message(nc, stream, seq)
+        if not isinstance(found, tuple):
             continue
-        hdrs = base64.b64decode(message.get("hdrs") or b"").decode()
-        data = base64.b64decode(message.get("data") or b"").decode()
-        out.append(f"{seq} {message['subject']} {hdrs!r} {data}")
+        subject, hdrs, data = found
+        out.append(f"{seq} {subject} {hdrs!r} {data}")
     return out
 
 

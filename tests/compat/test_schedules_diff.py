@@ -6,7 +6,6 @@ and a client's `Nats-Schedule-Next: purge` ending a schedule. Real time, schedul
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import time
@@ -16,7 +15,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both
+from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -81,13 +80,11 @@ async def _stored(nc, stream: str) -> list[str]:
     state = info["state"]
     out = [f"state msgs={state['messages']}"]
     for seq in range(max(1, state["first_seq"]), state["last_seq"] + 1):
-        answer = await js_api(nc, f"$JS.API.STREAM.MSG.GET.{stream}", {"seq": seq})
-        message = answer.get("message")
-        if message is None:
+        found = await stream_message(nc, stream, seq)
+        if not isinstance(found, tuple):
             continue
-        hdrs = base64.b64decode(message.get("hdrs") or b"").decode()
-        data = base64.b64decode(message.get("data") or b"").decode()
-        out.append(_TIME.sub("TIME", f"{message['subject']} {hdrs!r} {data}"))
+        subject, hdrs, data = found
+        out.append(_TIME.sub("TIME", f"{subject} {hdrs!r} {data}"))
     return out
 
 
