@@ -257,10 +257,6 @@ class AccountJetStream:
             from jsedge.jetstream.consumers import recover_consumers
 
             recover_consumers(stream)
-        if config.compression == "s2":
-            self.server.logger.info(
-                f"JetStream stream '{self.name} > {config.name}' asks for s2 compression: jsedge stores it uncompressed"
-            )
         self.attach_mirror(stream)
         return stream
 

@@ -75,6 +75,7 @@ def store_config(config: StreamConfig) -> StoreConfig:
         discard=DiscardPolicy.NEW if config.discard == "new" else DiscardPolicy.OLD,
         discard_new_per_subject=config.discard_new_per_subject,
         first_seq=config.first_seq or 1,
+        compression=config.compression or "none",
     )
 
 

@@ -3,8 +3,8 @@
 One daemon thread runs every fsync of the process, never the event loop. A store that wants
 durability calls `SYNCER.request(store)`; the thread asks the store for a `SyncJob` (under the store's
 lock: duplicated fds of every file written since the last job, with their lengths, the directories
-whose entries changed, the futures waiting, files to unlink once the rest is durable), fsyncs them
-and resolves the futures on their loop with `call_soon_threadsafe`. Writes that arrive while an fsync
+whose entries changed, the futures waiting, files to unlink once the rest is durable, files to
+rename over others once durable), fsyncs them and resolves the futures on their loop with `call_soon_threadsafe`. Writes that arrive while an fsync
 runs are collected into the *next* job, so one fsync covers all of them: group commit. Rounds are
 sequential, so a future taken into round N resolves only after every earlier round finished.
 
@@ -75,6 +75,11 @@ class SyncJob:
     dirs: list[str] = field(default_factory=list)
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     unlink_after: list[str] = field(default_factory=list)
+    #: (tmp, final): fsync tmp, rename it over final, fsync final's directory (a compressed block
+    #: replacing its plain copy); a tmp that is gone (its block was deleted meanwhile) is skipped
+    renames: list[tuple[str, str]] = field(default_factory=list)
+    #: called with the finals renamed, after their directories were fsynced
+    on_renamed: Callable[[list[str]], None] | None = None
     on_synced: Callable[[str, int], None] | None = None
 
 
@@ -120,6 +125,8 @@ def run_job(job: SyncJob) -> BaseException | None:
             error = error or exc
         finally:
             os.close(dfd)
+    if error is None and job.renames:
+        error = _run_renames(job)
     if error is None and job.unlink_after:
         dirs = set()
         for path in job.unlink_after:
@@ -134,6 +141,44 @@ def run_job(job: SyncJob) -> BaseException | None:
             except FileNotFoundError:
                 continue
     return error
+
+
+def _run_renames(job: SyncJob) -> BaseException | None:
+    done: list[str] = []
+    dirs: set[str] = set()
+    for tmp, final in job.renames:
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+            length = os.fstat(fd).st_size
+        except OSError as exc:
+            return exc
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return exc
+        if job.on_synced is not None:
+            job.on_synced(final, length)
+        journal_file(final, length)
+        done.append(final)
+        dirs.add(os.path.dirname(final))
+    for directory in sorted(dirs):
+        try:
+            fsync_dir(directory)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return exc
+    if done and job.on_renamed is not None:
+        job.on_renamed(done)
+    return None
 
 
 class Syncer:

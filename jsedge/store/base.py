@@ -42,6 +42,7 @@ class StoreConfig:
     discard: DiscardPolicy = DiscardPolicy.OLD
     discard_new_per_subject: bool = False
     first_seq: int = 1  # for a new, empty store only
+    compression: str = "none"  # "s2": the file store compresses sealed blocks
 
 
 @dataclass(frozen=True, slots=True)

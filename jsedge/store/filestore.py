@@ -45,6 +45,20 @@ was written, or an fsync that ran in its middle): every block is cut back to the
 deleted) and replayed again, so the stream holds all of a batch or none of it. A batch that failed
 half way in a running server writes `jsedge-batch-cancel` (what it stored stays).
 
+Compression (`compression: s2` in the stream config): a block is compressed when it is sealed (the
+next block starts), as nats-server does. The codec is Snappy's raw block format from `cramjam` (S2
+is nats-server's extension of Snappy; both trade ratio for speed, which is what a Pi's CPU wants; a
+block of JSON telemetry shrinks to about a third). The compressed file replaces the plain one by
+rename only after it is fsynced (the fsync thread does both, `SyncJob.renames`), so a crash leaves one
+of the two whole; until the loop learns of the rename it reads the plain copy through the fd it
+still holds. A compressed file is ``JSZ\x01`` + codec byte + uint32 plain length + uint32 CRC-32 of
+the compressed body + body; a plain block never starts with ``J`` (record tags are 0xE0-0xE6).
+Reading a compressed block decompresses it whole into a small cache shared by every store (two
+blocks), so a consumer walking it pays once. Offsets in the index stay offsets in the plain bytes.
+A block never changes once compressed except by `erase` (rewritten plain, synchronously: rare) and
+by recovery cutting back a partial atomic batch. Without `cramjam` importable, blocks stay plain
+(logged once).
+
 Consumer state: an append-only log of BLOB records per consumer — a full snapshot first, then small
 delivered/ack records (`update_delivered` costs one 37-byte record). When the log grows past 8x its
 snapshot (and 64 KiB) a new generation starts with a fresh snapshot; the old file is unlinked by the
@@ -58,6 +72,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import heapq
 import marshal
 import os
@@ -88,8 +103,75 @@ _BATCH_MARK = b"jsedge-batch"
 _INDEX_FILE = "index.snap"
 _INDEX_MAGIC = b"JSEDGE-INDEX\n"
 #: Bumped whenever the snapshot's contents or the index's arrays change meaning.
-_INDEX_VERSION = 4
+_INDEX_VERSION = 5
 _BATCH_CANCEL = b"jsedge-batch-cancel"
+#: compressed block header: magic, codec (1 = Snappy raw), plain length, CRC-32 of the body
+_Z_HEAD = struct.Struct("<4sBII")
+_Z_MAGIC = b"JSZ\x01"
+_Z_SNAPPY = 1
+#: plain bytes of recently read compressed blocks, by path (shared by every store: bounded RSS)
+_PLAIN_CACHE: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+_PLAIN_CACHE_BLOCKS = 2
+_snappy_module: object = None
+
+
+def _snappy() -> object | None:
+    """cramjam's Snappy, imported on first use (False once it failed: blocks stay plain)."""
+    global _snappy_module
+    if _snappy_module is None:
+        try:
+            import cramjam
+
+            _snappy_module = cramjam.snappy
+        except ImportError:
+            _snappy_module = False
+    return _snappy_module or None
+
+
+def compress_block(plain: bytes) -> bytes:
+    snappy = _snappy()
+    if snappy is None:
+        raise RuntimeError("cramjam is not installed")
+    body = bytes(snappy.compress_raw(plain))  # type: ignore[attr-defined]
+    return _Z_HEAD.pack(_Z_MAGIC, _Z_SNAPPY, len(plain), codec.crc32(body)) + body
+
+
+def decompress_block(raw: bytes) -> bytes:
+    """The plain bytes of a compressed block file; ValueError when it is damaged."""
+    if len(raw) < _Z_HEAD.size:
+        raise ValueError("short compressed block")
+    magic, kind, length, crc = _Z_HEAD.unpack_from(raw)
+    if magic != _Z_MAGIC or kind != _Z_SNAPPY:
+        raise ValueError("not a compressed block")
+    body = raw[_Z_HEAD.size :]
+    if codec.crc32(body) != crc:
+        raise ValueError("checksum mismatch")
+    snappy = _snappy()
+    if snappy is None:
+        raise ValueError("compressed, and cramjam is not installed to read it")
+    try:
+        plain = bytes(snappy.decompress_raw(body))  # type: ignore[attr-defined]
+    except Exception as exc:  # cramjam raises its own DecompressionError
+        raise ValueError(f"undecodable ({exc})") from None
+    if len(plain) != length:
+        raise ValueError("length mismatch")
+    return plain
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def _cache_put(path: str, plain: bytes) -> None:
+    with _CACHE_LOCK:
+        _PLAIN_CACHE[path] = plain
+        _PLAIN_CACHE.move_to_end(path)
+        while len(_PLAIN_CACHE) > _PLAIN_CACHE_BLOCKS:
+            _PLAIN_CACHE.popitem(last=False)
+
+
+def _cache_drop(path: str) -> None:
+    with _CACHE_LOCK:
+        _PLAIN_CACHE.pop(path, None)
 
 
 def _block_name(base_seq: int, base_ts: int) -> str:
@@ -128,9 +210,25 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
 
 
 class _Block:
-    """One segment file. `size` counts buffered bytes too; `flushed` is what the file holds."""
+    """One segment file. `size` counts buffered bytes too; `flushed` is what the file holds.
+    A compressed block has `fd` -1 and `disk` its file's length; `sealing` is the tmp path of a
+    compressed copy waiting for its rename, `touched` that the block changed after it was taken."""
 
-    __slots__ = ("path", "fd", "base_seq", "base_ts", "size", "flushed", "buf", "live", "tomb_min", "tomb_max")
+    __slots__ = (
+        "path",
+        "fd",
+        "base_seq",
+        "base_ts",
+        "size",
+        "flushed",
+        "buf",
+        "live",
+        "tomb_min",
+        "tomb_max",
+        "disk",
+        "sealing",
+        "touched",
+    )
 
     def __init__(self, path: str, fd: int, base_seq: int, base_ts: int, size: int) -> None:
         self.path = path
@@ -143,6 +241,9 @@ class _Block:
         self.live = 0
         self.tomb_min = -1
         self.tomb_max = -1
+        self.disk = size
+        self.sealing: str | None = None
+        self.touched = False
 
     def note_tombstone(self, seq: int) -> None:
         if self.tomb_min < 0 or seq < self.tomb_min:
@@ -184,11 +285,13 @@ class FileStore(IndexedStore):
         self._blocks: list[_Block] = []
         self._bases: list[int] = []
         self._lock = threading.Lock()
+        #: notified when the fsync thread finishes a job (`close` waits for one in flight)
+        self._idle = threading.Condition(self._lock)
         self._dirty: dict[str, tuple[int, Callable[[], int]]] = {}  # path -> (fd, length getter)
         self._dirty_dirs: set[str] = set()
         self._unlink_after: list[str] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._inflight = False
+        self._inflight = 0  # jobs taken and not finished (the fsync thread and close can both hold one)
         self._floor_dirty = False
         self._recovering = False
         self._consumers: dict[str, FileConsumerStore] = {}
@@ -202,6 +305,12 @@ class FileStore(IndexedStore):
         self.recovered_partial_batches = 0
         #: Opened from the index snapshot of a clean close (no block was scanned).
         self.opened_from_index = False
+        #: compressed copies waiting for the fsync thread's rename (tmp, block path), the block
+        #: paths it renamed that the loop has not applied yet, and the loop to tell
+        self._renames: list[tuple[str, str]] = []
+        self._sealed: list[str] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._no_codec_logged = False
         if not self._load_index():
             if self._recover():
                 self._reset_for_replay()
@@ -214,7 +323,10 @@ class FileStore(IndexedStore):
 
     def _new_block(self, base_seq: int, base_ts: int) -> _Block:
         if self._blocks:
-            self._flush_block(self._active)
+            sealed = self._active
+            self._flush_block(sealed)
+            if sealed.fd >= 0 and sealed.sealing is None and self._compressing():
+                self._seal(sealed)
         path = str(self._msgs_dir / _block_name(base_seq, base_ts))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
         block = _Block(path, fd, base_seq, base_ts, 0)
@@ -228,8 +340,9 @@ class FileStore(IndexedStore):
         return block
 
     def _writable_block(self, seq: int, ts: int) -> _Block:
-        """The active block, or a new one when there is none yet or it is full."""
-        if not self._blocks or self._blocks[-1].size >= self.block_size:
+        """The active block, or a new one when there is none yet, it is full or compressed (the
+        newest block after a crash that came between a rotation and the new block's first write)."""
+        if not self._blocks or self._blocks[-1].size >= self.block_size or self._blocks[-1].fd < 0:
             return self._new_block(seq, ts)
         return self._blocks[-1]
 
@@ -249,7 +362,7 @@ class FileStore(IndexedStore):
         return lambda: block.flushed
 
     def _append(self, encode: Callable[..., int], *args: object) -> None:
-        if not self._blocks:  # a tombstone/state before any message: base ts = now
+        if not self._blocks or self._blocks[-1].fd < 0:  # a tombstone/state before any message: base ts = now
             self._new_block(self._last + 1, self._last_ts or time.time_ns())
         block = self._blocks[-1]
         block.size += encode(block.buf, *args)
@@ -271,10 +384,8 @@ class FileStore(IndexedStore):
                 if block.tomb_max >= 0 and self._tombstones_needed(k):
                     continue
                 self._flush_block(block)
-                os.close(block.fd)
-                os.unlink(block.path)
+                self._forget_block(block)
                 with self._lock:
-                    self._dirty.pop(block.path, None)
                     self._dirty_dirs.add(str(self._msgs_dir))
                 del self._blocks[k]
                 del self._bases[k]
@@ -295,7 +406,7 @@ class FileStore(IndexedStore):
     def _write_msg(self, seq: int, ts: int, subject: bytes, hdr: bytes, data: bytes, ttl_ns: int) -> None:
         # `_writable_block` + `_append`, inlined: this runs once per stored message.
         blocks = self._blocks
-        if not blocks or blocks[-1].size >= self.block_size:
+        if not blocks or blocks[-1].size >= self.block_size or blocks[-1].fd < 0:
             block = self._new_block(seq, ts)
         else:
             block = blocks[-1]
@@ -315,6 +426,8 @@ class FileStore(IndexedStore):
         self._append(codec.encode_skip, block.base_seq, block.base_ts, seq, ts)
 
     def _read_raw(self, block: _Block, offset: int, length: int) -> bytes:
+        if block.fd < 0:
+            return self._plain(block)[offset : offset + length]
         if offset + length > block.flushed and offset < block.size:
             if offset >= block.flushed:
                 start = offset - block.flushed
@@ -355,7 +468,7 @@ class FileStore(IndexedStore):
         for block in self._blocks[max(k, 0) :]:
             if block.buf:
                 self._flush_block(block)
-            data = os.pread(block.fd, block.flushed, 0) if block.flushed else b""
+            data = self._block_bytes(block)
             entries = codec.scan(data, block.base_seq, block.base_ts)[0]
             for r in range(0, len(entries), F):
                 kind = entries[r]
@@ -385,11 +498,16 @@ class FileStore(IndexedStore):
                 rec_len = 0
             if rec_len:
                 erased = codec.erased_record(rec_len, block.base_seq, seq)
-                if offset >= block.flushed:
+                if block.fd < 0:
+                    plain = bytearray(self._plain(block))
+                    plain[offset : offset + rec_len] = erased
+                    self._rewrite_plain(block, bytes(plain))
+                elif offset >= block.flushed:
                     start = offset - block.flushed
                     block.buf[start : start + rec_len] = erased
                 else:
                     os.pwrite(block.fd, erased, offset)
+                    block.touched = True  # a compressed copy taken before must be taken again
                     with self._lock:
                         self._dirty[block.path] = (block.fd, self._flushed_getter(block))
         if front and not erase:
@@ -441,14 +559,17 @@ class FileStore(IndexedStore):
         )
         for k, block in enumerate(self._blocks):
             if k > index:
-                os.close(block.fd)
-                os.unlink(block.path)
+                self._forget_block(block)
                 continue
             if k == index:
-                os.ftruncate(block.fd, offset)
-                os.fsync(block.fd)
-                journal_file(block.path, offset)
-            os.close(block.fd)
+                if block.fd < 0:
+                    self._rewrite_plain(block, self._plain(block)[:offset])
+                else:
+                    os.ftruncate(block.fd, offset)
+                    os.fsync(block.fd)
+                    journal_file(block.path, offset)
+            if block.fd >= 0:
+                os.close(block.fd)
         fsync_dir(str(self._msgs_dir))
 
     def _reset_for_replay(self) -> None:
@@ -461,6 +582,132 @@ class FileStore(IndexedStore):
         with self._lock:
             self._dirty.clear()
 
+    # ------------------------------------------------------------------ compression
+    def _compressing(self) -> bool:
+        if self.config.compression != "s2" or self._recovering:
+            return False
+        if _snappy() is None:
+            if not self._no_codec_logged:
+                self._no_codec_logged = True
+                self._log(
+                    f"filestore {self.directory}: s2 compression asked, cramjam is not installed: blocks stay plain"
+                )
+            return False
+        return True
+
+    def _seal(self, block: _Block) -> None:
+        """Write the compressed copy of a sealed block; the fsync thread renames it over the
+        block once it is durable (`_renamed`), and the loop then drops the plain fd (`_apply_sealed`)."""
+        tmp = block.path + ".tmp"
+        try:
+            data = compress_block(os.pread(block.fd, block.flushed, 0) if block.flushed else b"")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                _write_all(fd, data, 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._log(f"filestore {block.path}: not compressed ({exc})")
+            return
+        block.sealing = tmp
+        block.touched = False
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+        with self._lock:
+            self._renames.append((tmp, block.path))
+        SYNCER.request(self)
+
+    def _renamed(self, paths: list[str]) -> None:
+        """Called by the fsync thread: these blocks' compressed copies replaced them on disk."""
+        with self._lock:
+            self._sealed.extend(paths)
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._apply_sealed)
+            except RuntimeError:  # loop closed: the next open finds the compressed files
+                pass
+
+    def _apply_sealed(self) -> None:
+        with self._lock:
+            if not self._sealed:
+                return
+            done = set(self._sealed)
+            self._sealed = []
+        if self._closed:
+            return
+        for block in self._blocks:
+            if block.sealing is None or block.path not in done:
+                continue
+            block.sealing = None
+            if block.touched:  # erased after its copy was taken: take it again
+                self._seal(block)
+                continue
+            self._close_block_fd(block)  # the plain copy's inode goes with it
+            block.disk = os.stat(block.path).st_size
+            _cache_drop(block.path)
+
+    def _plain(self, block: _Block) -> bytes:
+        """The plain bytes of a compressed block (cached; b"" when the file is damaged: every
+        read of it then fails its record check and is logged, as a corrupt record would)."""
+        with _CACHE_LOCK:
+            plain = _PLAIN_CACHE.get(block.path)
+            if plain is not None:
+                _PLAIN_CACHE.move_to_end(block.path)
+                return plain
+        try:
+            with open(block.path, "rb") as f:
+                plain = decompress_block(f.read())
+        except (OSError, ValueError) as exc:
+            self._log(f"filestore {block.path}: compressed block unreadable ({exc})")
+            plain = b""
+        _cache_put(block.path, plain)
+        return plain
+
+    def _block_bytes(self, block: _Block) -> bytes:
+        if block.fd < 0:
+            return self._plain(block)
+        return os.pread(block.fd, block.flushed, 0) if block.flushed else b""
+
+    def _rewrite_plain(self, block: _Block, plain: bytes) -> None:
+        """Replace a compressed block by plain bytes, durably, now (erase; recovery cutting back
+        a partial batch)."""
+        tmp = block.path + ".tmp"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        _write_all(fd, plain, 0)
+        os.fsync(fd)
+        os.rename(tmp, block.path)
+        fsync_dir(os.path.dirname(block.path))
+        journal_file(block.path, len(plain))
+        _cache_drop(block.path)
+        block.fd = fd
+        block.size = block.flushed = block.disk = len(plain)
+
+    def _close_block_fd(self, block: _Block) -> None:
+        """Close a block's fd once the fsync thread can no longer take it into a job (it dups the
+        fds of `_dirty` under the lock: a closed, maybe reused, fd number must not be there)."""
+        with self._lock:
+            self._dirty.pop(block.path, None)
+        if block.fd >= 0:
+            os.close(block.fd)
+            block.fd = -1
+
+    def _forget_block(self, block: _Block) -> None:
+        """Close and unlink a block's file (and a compressed copy waiting for its rename: if the
+        fsync thread renames first, the unlink after removes it; if not, its rename finds nothing)."""
+        if block.sealing is not None:
+            try:
+                os.unlink(block.sealing)
+            except FileNotFoundError:
+                pass
+            block.sealing = None
+        self._close_block_fd(block)
+        os.unlink(block.path)
+        _cache_drop(block.path)
+
     # ------------------------------------------------------------------ recovery
     def _recover(self) -> bool:
         """Replay every block; True when a cut-short atomic batch was dropped and the caller must
@@ -470,7 +717,10 @@ class FileStore(IndexedStore):
             parsed = _parse_block_name(name)
             if parsed is None:
                 if name.endswith(".tmp"):
-                    os.unlink(self._msgs_dir / name)
+                    try:
+                        os.unlink(self._msgs_dir / name)
+                    except FileNotFoundError:
+                        pass
                 continue
             found.append((parsed[0], parsed[1], name))
         found.sort()
@@ -491,8 +741,19 @@ class FileStore(IndexedStore):
 
     def _recover_block(self, path: str, base_seq: int, base_ts: int) -> None:
         fd = os.open(path, os.O_RDWR)
-        length = os.fstat(fd).st_size
+        length = disk = os.fstat(fd).st_size
         data = os.pread(fd, length, 0) if length else b""
+        if data[:4] == _Z_MAGIC:
+            os.close(fd)
+            fd = -1
+            try:
+                data = decompress_block(data)
+            except ValueError as exc:
+                self.recovered_corrupt += 1
+                self._log(f"filestore {path}: compressed block unreadable ({exc}); its records are lost")
+                data = b""
+            length = len(data)
+            _cache_put(path, data)
         entries, corrupt, valid_end = codec.scan(data, base_seq, base_ts)
         for start, end in corrupt:
             if end == length and start == valid_end:
@@ -501,11 +762,12 @@ class FileStore(IndexedStore):
             else:
                 self.recovered_corrupt += 1
                 self._log(f"filestore {path}: skipping corrupt bytes [{start}, {end})")
-        if valid_end < length:
+        if valid_end < length and fd >= 0:
             os.ftruncate(fd, valid_end)
             os.fsync(fd)
             journal_file(path, valid_end)
-        block = _Block(path, fd, base_seq, base_ts, valid_end)
+        block = _Block(path, fd, base_seq, base_ts, valid_end if fd >= 0 else length)
+        block.disk = disk
         self._blocks.append(block)
         self._bases.append(base_seq)
         self._replay(block, data, entries)
@@ -612,6 +874,8 @@ class FileStore(IndexedStore):
 
     # ------------------------------------------------------------------ durability
     def _flush_all(self) -> None:
+        if self._sealed:
+            self._apply_sealed()
         if self._floor_dirty:
             self._write_floor()
         if self._blocks:
@@ -624,20 +888,28 @@ class FileStore(IndexedStore):
         with self._lock:
             job = SyncJob(on_synced=self._on_synced)
             for path, (fd, length) in self._dirty.items():
-                job.files.append((path, os.dup(fd), length()))
+                try:
+                    job.files.append((path, os.dup(fd), length()))
+                except OSError:  # closed by a `close()` that already fsynced it
+                    continue
             job.dirs = sorted(self._dirty_dirs)
             job.waiters = self._waiters
             job.unlink_after = self._unlink_after
+            if self._renames:
+                job.renames = self._renames
+                job.on_renamed = self._renamed
+                self._renames = []
             self._dirty = {}
             self._dirty_dirs = set()
             self._waiters = []
             self._unlink_after = []
-            self._inflight = True
+            self._inflight += 1
             return job
 
     def sync_done(self) -> None:
         with self._lock:
-            self._inflight = False
+            self._inflight -= 1
+            self._idle.notify_all()
 
     def _request_sync(self, waiter: asyncio.Future[None] | None) -> None:
         with self._lock:
@@ -715,8 +987,15 @@ class FileStore(IndexedStore):
         if self._closed:
             return
         self._flush_all()
-        run_job(self.take_sync_job())
-        self.sync_done()
+        for _round in range(3):  # a block erased while its compressed copy waited is copied again
+            run_job(self.take_sync_job())
+            self.sync_done()
+            with self._lock:  # a job the fsync thread took before ours may hold renames: let it finish
+                self._idle.wait_for(lambda: not self._inflight, timeout=60)
+            self._apply_sealed()
+            with self._lock:
+                if not self._renames:
+                    break
         if self._interval_handle is not None:
             self._interval_handle.cancel()
         for consumer in self._consumers.values():
@@ -726,7 +1005,8 @@ class FileStore(IndexedStore):
         except OSError as exc:
             self._log(f"filestore {self.directory}: index snapshot not written ({exc})")
         for block in self._blocks:
-            os.close(block.fd)
+            if block.fd >= 0:
+                os.close(block.fd)
         self._closed = True
 
     # ------------------------------------------------------------------ index snapshot
@@ -734,12 +1014,14 @@ class FileStore(IndexedStore):
         """`index.snap`: the whole in-memory index at a clean close, with each block's name, length
         and modification time, so the next open loads it instead of scanning every record (1 M messages: a
         second of reading and decoding). Written atomically after the blocks are fsynced."""
-        if any(b.size != b.flushed for b in self._blocks):
+        if any(b.size != b.flushed or b.sealing is not None for b in self._blocks):
             return
-        blocks = [
-            (os.path.basename(b.path), b.size, os.fstat(b.fd).st_mtime_ns, b.live, b.tomb_min, b.tomb_max)
-            for b in self._blocks
-        ]
+        blocks = []
+        for b in self._blocks:
+            st = os.stat(b.path)
+            blocks.append(
+                (os.path.basename(b.path), b.size, st.st_size, st.st_mtime_ns, b.live, b.tomb_min, b.tomb_max, b.fd < 0)
+            )
         state = {
             "v": _INDEX_VERSION,
             "base": self._base,
@@ -784,17 +1066,19 @@ class FileStore(IndexedStore):
             return False
         fds: list[int] = []
         try:
-            for name, *_rest in state["blocks"]:
-                fds.append(os.open(self._msgs_dir / name, os.O_RDWR))
+            for name, _size, _disk, _mtime, _live, _lo, _hi, compressed in state["blocks"]:
+                fds.append(-1 if compressed else os.open(self._msgs_dir / name, os.O_RDWR))
         except OSError as exc:
             for fd in fds:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
             self._log(f"filestore {self.directory}: index snapshot not used ({exc}); scanning the blocks")
             return False
-        for fd, (name, size, _mtime, live, lo, hi) in zip(fds, state["blocks"], strict=True):
+        for fd, (name, size, disk, _mtime, live, lo, hi, _compressed) in zip(fds, state["blocks"], strict=True):
             parsed = _parse_block_name(name)
             assert parsed is not None
             block = _Block(str(self._msgs_dir / name), fd, parsed[0], parsed[1], size)
+            block.disk = disk
             block.live, block.tomb_min, block.tomb_max = live, lo, hi
             self._blocks.append(block)
             self._bases.append(parsed[0])
@@ -839,7 +1123,7 @@ class FileStore(IndexedStore):
             if _parse_block_name(name) is not None:
                 st = os.stat(self._msgs_dir / name)
                 on_disk[name] = (st.st_size, st.st_mtime_ns)
-        listed = {name: (size, mtime) for name, size, mtime, *_rest in state["blocks"]}
+        listed = {entry[0]: (entry[2], entry[3]) for entry in state["blocks"]}
         if on_disk != listed:
             raise ValueError("the blocks changed since it was written")
         counts = {
@@ -857,7 +1141,9 @@ class FileStore(IndexedStore):
             for consumer in self._consumers.values():
                 consumer._close_fd()
             for block in self._blocks:
-                os.close(block.fd)
+                if block.fd >= 0:
+                    os.close(block.fd)
+                _cache_drop(block.path)
             self._closed = True
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -867,14 +1153,14 @@ class FileStore(IndexedStore):
             "messages": st.messages,
             "bytes": st.bytes,
             "blocks": len(self._blocks),
-            "disk_bytes": sum(b.size for b in self._blocks),
+            "disk_bytes": self.disk_usage(),
             "recovered_corrupt": self.recovered_corrupt,
             "recovered_truncated": self.recovered_truncated,
         }
 
     def disk_usage(self) -> int:
-        """Bytes of all block files (written or buffered)."""
-        return sum(b.size for b in self._blocks)
+        """Bytes of all block files (written or buffered; compressed ones as stored)."""
+        return sum(b.disk if b.fd < 0 else b.size for b in self._blocks)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ try:  # the file store lands after the memstore; the contract suite picks it up 
 except ImportError:  # pragma: no cover - only during bring-up
     FileStore = None  # type: ignore[assignment,misc]
 
-KINDS = ["memory", "file"] if FileStore is not None else ["memory"]
+#: "file-s2": the file store with `compression: s2` (4 KiB blocks: most blocks are compressed)
+KINDS = ["memory", "file", "file-s2"] if FileStore is not None else ["memory"]
 
 
 class StoreFactory:
@@ -36,6 +38,8 @@ class StoreFactory:
         config = self.config(name=_name, **fields)
         if self.kind == "memory":
             store: Any = MemStore(config)
+        elif self.kind == "file-s2":
+            store = FileStore(self.directory / _name, dataclasses.replace(config, compression="s2"), block_size=4096)
         else:
             store = FileStore(self.directory / _name, config, block_size=4096)
         self.stores.append(store)
