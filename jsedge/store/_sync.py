@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -210,7 +211,11 @@ class Syncer:
                     self._cond.wait()
                 store = self._queue.popleft()
                 self._queued.discard(id(store))
-            job = store.take_sync_job()
+            try:
+                job = store.take_sync_job()
+            except Exception:  # a bug, never expected: the thread must outlive it (it serves every store)
+                traceback.print_exc()
+                continue
             error = run_job(job)
             self.rounds += 1
             store.sync_done()

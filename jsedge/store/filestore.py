@@ -890,7 +890,7 @@ class FileStore(IndexedStore):
             for path, (fd, length) in self._dirty.items():
                 try:
                     job.files.append((path, os.dup(fd), length()))
-                except OSError:  # closed by a `close()` that already fsynced it
+                except OSError:  # defensive: every close pops its file from `_dirty` first
                     continue
             job.dirs = sorted(self._dirty_dirs)
             job.waiters = self._waiters
@@ -1283,6 +1283,12 @@ class FileConsumerStore:
         old = self._path
         self._flush()
         if self._fd >= 0:
+            # out of `_dirty` before the close: the fsync thread dups the fds listed there, and
+            # a close (which releases the GIL) let it find a closed fd (it died of EBADF, and every
+            # later sync of the stream waited forever). The new generation's snapshot holds the old
+            # one's state; the old file is unlinked once the new one is durable.
+            with self.stream._lock:
+                self.stream._dirty.pop(old, None)
             os.close(self._fd)
         self._gen = gen
         self._path = str(self.directory / f"state.{gen:08d}.log")
@@ -1296,7 +1302,6 @@ class FileConsumerStore:
         if old:
             with self.stream._lock:
                 self.stream._unlink_after.append(old)
-                self.stream._dirty.pop(old, None)
 
     def _record(self, blob: bytes) -> None:
         self._size += codec.encode_blob(self._buf, blob)
@@ -1313,8 +1318,11 @@ class FileConsumerStore:
             self.stream._mark_dirty(self._path, self._fd, lambda: self._flushed)
 
     def _close_fd(self) -> None:
+        """Close the log (its stream store's close fsynced it; `delete` drops it)."""
         if self._fd >= 0:
             self._flush()
+            with self.stream._lock:
+                self.stream._dirty.pop(self._path, None)
             os.close(self._fd)
             self._fd = -1
 
