@@ -314,6 +314,10 @@ def test_kv_and_object_store_with_three_replicas_through_a_leader_kill(node_js: 
             cluster.kill(int(ready["leader"][1:]) - 1)
             driver.answer("killed")
             result = driver.result()
+    # nats-server answers a KV get (a direct get) from any replica, and a follower may not have the
+    # put just acknowledged yet (seen on a loaded machine: "3"); jsedge's answer is always the put's
+    stale_ok = ("3", "5") if "nats" in kinds else ("5",)
+    assert result["get_after"] in stale_ok, result
     assert result == {
         "replicas": 3,
         "put": [1, 2, 3],
@@ -321,7 +325,7 @@ def test_kv_and_object_store_with_three_replicas_through_a_leader_kill(node_js: 
         "update_stale": "wrong last sequence: 4",
         "obj": {"size": 300_000, "chunks": 3},
         "put_after": result["put_after"],
-        "get_after": "5",
+        "get_after": result["get_after"],
         "cas_after": result["put_after"] + 1,
         "history": ["3", "5", "6"],
         "obj_get": True,
