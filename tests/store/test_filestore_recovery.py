@@ -577,3 +577,27 @@ async def test_consumer_log_generations_never_strand_the_fsync_thread(tmp_path):
         await asyncio.wait_for(store.sync(), 5)
     assert cs.state().delivered.consumer_seq == n
     store.close()
+
+
+def test_forward_reads_see_erases_and_new_records(tmp_path):
+    """Forward reads come from one read-ahead chunk; an erase inside the chunk and records written
+    after it are still seen as they are now."""
+    store = open_store(tmp_path / "s", block_size=1 << 20)
+    for i in range(300):
+        store.store_msg(b"f.%d" % (i % 3), b"", b"m-%d" % i, T0 + i)
+    store._flush_all()
+    for seq in range(1, 101):
+        assert store.load_msg(seq).data == b"m-%d" % (seq - 1)
+    assert store._ahead is not None
+    store.remove_msg(120, erase=True)
+    assert store.load_msg(119).data == b"m-118"
+    assert store.load_msg(120) is None
+    assert store.load_msg(121).data == b"m-120"
+    walk, seq = [], 101
+    while (msg := store.load_next_msg(b"f.1", seq)) is not None:
+        walk.append(msg.seq)
+        seq = msg.seq + 1
+    assert walk == [s for s in range(101, 301) if (s - 1) % 3 == 1 and s != 120]
+    store.store_msg(b"f.1", b"", b"late", T0 + 999)
+    assert store.load_next_msg(b"f.1", seq).data == b"late"
+    store.close()
