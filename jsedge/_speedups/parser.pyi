@@ -7,7 +7,14 @@ from jsedge._speedups.sublist import ClientCore
 KEYWORDS: dict[bytes, int]
 
 class Parser:
-    def __init__(self, core: ClientCore, handler: Any, max_control_line: int = 4096) -> None: ...
+    def __init__(
+        self,
+        core: ClientCore,
+        handler: Any,
+        max_control_line: int = 4096,
+        route: bool = False,
+        leaf_account: bytes | None = None,
+    ) -> None: ...
     @property
     def closed(self) -> bool: ...
     def feed(self, data: bytes) -> None: ...

@@ -258,8 +258,10 @@ cdef class Parser:
     cdef bytes account
     cdef object origin          # LMSG origin cluster, else None
     cdef object queues          # queue names of a routed message, else None
+    cdef bint leaf              # a leaf connection: LMSG/HMSG without origin and account
 
-    def __cinit__(self, ClientCore core not None, handler, Py_ssize_t max_control_line=4096, bint route=False):
+    def __cinit__(self, ClientCore core not None, handler, Py_ssize_t max_control_line=4096, bint route=False,
+                  bytes leaf_account=None):
         if max_control_line < 0:
             raise ValueError("max_control_line must be >= 0")
         self.core = core
@@ -278,8 +280,9 @@ cdef class Parser:
         self.hdr = -1
         self.subject = _EMPTY
         self.reply = _EMPTY
-        self.route = route
-        self.account = _EMPTY
+        self.leaf = leaf_account is not None
+        self.route = route or self.leaf
+        self.account = leaf_account if self.leaf else _EMPTY
         self.origin = None
         self.queues = None
 
@@ -459,7 +462,12 @@ cdef class Parser:
                 # many queue names: the rare long line goes through Python's split
                 line = PyBytes_FromStringAndSize(a, alen)
                 args = line.replace(b"\t", b" ").split()
-            first = 1 if op == OP_LMSG else 0
+            if self.leaf:
+                if op == OP_RMSG:
+                    return self._fail(E_SILENT)
+                first = -1  # no account token: the connection's account is implicit
+            else:
+                first = 1 if op == OP_LMSG else 0
             count = nt - first
             if count < 3 + header:
                 return self._fail(E_SILENT)
@@ -498,7 +506,10 @@ cdef class Parser:
             mp = core.max_payload
             if mp >= 0 and size > mp:
                 return self._fail(E_MAX_PAYLOAD)
-            if args is not None:
+            if first < 0:
+                self.origin = None
+                self.subject = <bytes>args[0] if args is not None else _tok(a, st, ln, 0)
+            elif args is not None:
                 self.origin = args[0] if first else None
                 self.account = <bytes>args[first]
                 self.subject = <bytes>args[first + 1]

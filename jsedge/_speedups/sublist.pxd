@@ -25,6 +25,7 @@ cdef class ClientCore:
     cdef public long long in_bytes
     cdef public long long out_msgs
     cdef public long long out_bytes
+    cdef public bint spoke                # a leaf connection this server dialled (to a hub)
 
 cdef class Subscription:
     cdef public ClientCore client         # None for internal subscriptions

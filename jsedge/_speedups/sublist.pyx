@@ -167,6 +167,7 @@ cdef int _client_defaults(ClientCore core) except -1:
     core.in_bytes = 0
     core.out_msgs = 0
     core.out_bytes = 0
+    core.spoke = False
     return 0
 
 
@@ -696,11 +697,12 @@ cdef list _route_target(list routes, ClientCore route, object queue):
 cdef int _frame_routed(ClientCore src, ClientCore route, bytes account, bytes subject, bytes reply,
                        list queues, Py_ssize_t hdr_len, bytes msg) except -1:
     """Append `RMSG <account> <subject> [+ <reply> <queues>… | | <queues>… | <reply>] <size>` (or
-    `HMSG ... <hdr> <total>`) to the route's buffer: 1 when appended, 0 on a slow route."""
+    `HMSG ... <hdr> <total>`) to the route's buffer: 1 when appended, 0 on a slow route. `account`
+    None: a leaf connection's `LMSG <subject> ...` (its `HMSG` has no account either)."""
     cdef bint hmsg = hdr_len > 0 and route.headers
     cdef Py_ssize_t msg_len = PyBytes_GET_SIZE(msg)
     cdef Py_ssize_t offset, body_len, frame_len, old_len, body_digits, hdr_digits = 0
-    cdef Py_ssize_t acc_len = PyBytes_GET_SIZE(account)
+    cdef Py_ssize_t acc_len = PyBytes_GET_SIZE(account) if account is not None else -1
     cdef Py_ssize_t subj_len = PyBytes_GET_SIZE(subject)
     cdef Py_ssize_t reply_len = PyBytes_GET_SIZE(reply) if reply is not None else 0
     cdef Py_ssize_t nq = len(queues)
@@ -720,7 +722,7 @@ cdef int _frame_routed(ClientCore src, ClientCore route, bytes account, bytes su
         body = PyBytes_AS_STRING(msg) + offset
         body_len = msg_len - offset
     body_digits = _digits(body_len)
-    # "RMSG "/"HMSG " account " " subject " "
+    # "RMSG "/"HMSG "/"LMSG " [account " "] subject " "
     frame_len = 5 + acc_len + 1 + subj_len + 1
     if nq:
         frame_len += 2  # "+ " or "| "
@@ -740,10 +742,12 @@ cdef int _frame_routed(ClientCore src, ClientCore route, bytes account, bytes su
         return 0
     PyByteArray_Resize(outbuf, old_len + frame_len)
     p = PyByteArray_AS_STRING(outbuf) + old_len
-    p = _put(p, b"HMSG " if hmsg else b"RMSG ", 5)
-    p = _put(p, PyBytes_AS_STRING(account), acc_len)
-    p[0] = 32
-    p = _put(p + 1, PyBytes_AS_STRING(subject), subj_len)
+    p = _put(p, b"HMSG " if hmsg else (b"RMSG " if acc_len >= 0 else b"LMSG "), 5)
+    if acc_len >= 0:
+        p = _put(p, PyBytes_AS_STRING(account), acc_len)
+        p[0] = 32
+        p += 1
+    p = _put(p, PyBytes_AS_STRING(subject), subj_len)
     p[0] = 32
     p += 1
     if nq:
@@ -785,8 +789,18 @@ cdef int _frame_routed(ClientCore src, ClientCore route, bytes account, bytes su
     return 1
 
 
-cdef inline bint _is_route(Subscription sub) noexcept:
-    return sub.client is not None and sub.client.kind == _KIND_ROUTER
+cdef inline bint _is_link(Subscription sub) noexcept:
+    """A subscription standing for a route's or a leaf connection's interest."""
+    return sub.client is not None and sub.client.kind != _KIND_CLIENT
+
+
+cdef inline bint _link_ok(ClientCore src, ClientCore link, bint from_route) noexcept:
+    """May a message from `src` cross `link` (see the reference twin's `_link_ok`)?"""
+    if link.closed or link is src:
+        return False
+    if link.kind == _KIND_ROUTER:
+        return not from_route
+    return not (src is not None and src.spoke and link.spoke)
 
 
 cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
@@ -801,8 +815,9 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
     cdef list psubs, qsubs, group, routes = None, entry
     cdef Py_ssize_t i, k, n, size, start, index
     cdef Py_ssize_t delivered = 0
-    cdef bint from_route
+    cdef bint from_route, from_link
     cdef Subscription sub
+    cdef ClientCore link
     cdef bytes account
     if subject is None or shown is None or msg is None:
         raise TypeError("subject, shown and msg must be bytes")
@@ -811,6 +826,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         src.in_bytes += PyBytes_GET_SIZE(msg)
     if sublist is not None:
         from_route = src is not None and src.kind == _KIND_ROUTER
+        from_link = from_route or (src is not None and src.kind == _KIND_LEAF)
         if isinstance(sublist, Sublist):
             result = (<Sublist>sublist)._match(subject)
         else:
@@ -821,8 +837,8 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         n = len(psubs)
         for i in range(n):
             sub = <Subscription>psubs[i]
-            if _is_route(sub):
-                if not from_route and not sub.closed and not sub.client.closed:
+            if _is_link(sub):
+                if not sub.closed and _link_ok(src, sub.client, from_route):
                     routes = _route_target(routes, sub.client, None)
                 continue
             delivered += _deliver_one(src, sub, subject, shown, reply, hdr_len, msg)
@@ -831,7 +847,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         for i in range(n):
             group = <list>qsubs[i]
             size = len(group)
-            if from_route:
+            if from_link:
                 if queues is None or (<Subscription>group[0]).queue not in queues:
                     continue
             start = _random_below(size) if size > 1 else 0
@@ -840,9 +856,9 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                 if index >= size:
                     index -= size
                 sub = <Subscription>group[index]
-                if _is_route(sub):
+                if _is_link(sub):
                     # a member on another server, chosen as a local one would be
-                    if from_route or sub.closed or sub.client.closed:
+                    if sub.closed or not _link_ok(src, sub.client, from_route):
                         continue
                     routes = _route_target(routes, sub.client, sub.queue)
                     break
@@ -858,8 +874,9 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                 routed_reply = reply + b"@" + shown
             for i in range(len(routes)):
                 entry = <list>routes[i]
-                delivered += _frame_routed(src, <ClientCore>entry[0], account, subject, routed_reply,
-                                           <list>entry[1], hdr_len, msg)
+                link = <ClientCore>entry[0]
+                delivered += _frame_routed(src, link, account if link.kind == _KIND_ROUTER else None, subject,
+                                           routed_reply, <list>entry[1], hdr_len, msg)
     if delivered == 0 and src is not None and src.no_responders and reply is not None \
             and PyBytes_GET_SIZE(reply) > 0:
         src.on_no_responders(subject, reply)

@@ -249,9 +249,17 @@ class Parser:
         "_account",
         "_origin",
         "_queues",
+        "_leaf",
     )
 
-    def __init__(self, core: Any, handler: Any, max_control_line: int = 4096, route: bool = False) -> None:
+    def __init__(
+        self,
+        core: Any,
+        handler: Any,
+        max_control_line: int = 4096,
+        route: bool = False,
+        leaf_account: bytes | None = None,
+    ) -> None:
         self._core = core
         self._handler = handler
         self._mcl: int = max_control_line
@@ -266,9 +274,13 @@ class Parser:
         self._subject: bytes = b""
         self._reply: bytes = b""
         #: A route's parser: route ops (RS+, RMSG, ...) instead of the client's.
+        #: A leaf connection's parser (`leaf_account` = the account it is bound to): the route
+        #: ops, with `LMSG`/`HMSG` carrying no origin and no account (`LMSG <subject> ...`).
+        self._leaf = leaf_account is not None
+        route = route or self._leaf
         self._route = route
         self._prefixes = _ROUTE_PREFIX if route else _PREFIX
-        self._account: bytes = b""
+        self._account: bytes = leaf_account or b""
         self._origin: bytes | None = None
         self._queues: list[bytes] | None = None
 
@@ -418,7 +430,12 @@ class Parser:
         if op in (OP_RMSG, OP_HMSG, OP_LMSG):
             args = _split_pub(arg)
             origin = None
-            if op == OP_LMSG:
+            if self._leaf:
+                if op == OP_RMSG:
+                    self._fail("silent")
+                    return False
+                args.insert(0, self._account)  # the connection's account, implicit on the wire
+            elif op == OP_LMSG:
                 if not args:
                     self._fail("silent")
                     return False

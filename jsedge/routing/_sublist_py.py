@@ -84,6 +84,7 @@ class ClientCore:
         "in_bytes",
         "out_msgs",
         "out_bytes",
+        "spoke",
     )  # a subclass without __slots__ (the server's connection) gets its own __dict__
 
     def __init__(self) -> None:
@@ -102,6 +103,9 @@ class ClientCore:
         self.deny_filter: Callable[[bytes, bytes | None], bool] | None = None
         #: KIND_CLIENT, KIND_ROUTER or KIND_LEAF.
         self.kind: int = KIND_CLIENT
+        #: A leaf connection this server dialled (to a hub): messages from one are never passed
+        #: on to another (two hubs would loop them).
+        self.spoke: bool = False
         #: A route's map of account name -> Sublist (the server's accounts), for routed messages;
         #: None for clients.
         self.routed_sublists: dict[bytes, Sublist] | None = None
@@ -574,25 +578,33 @@ def deliver_as(
     servers (a remote member counts `weight` times), as nats-server does. A message that came from
     a route (`src.kind == KIND_ROUTER`) never goes back to a route (one hop), and reaches only the
     queue groups named in `queues` (what the sending server chose), one local member each.
+
+    Leaf connections (KIND_LEAF) are links too: each gets the message once, as `LMSG`/`HMSG`
+    without the account (a leaf connection is bound to one), with the queue groups it must serve.
+    A message from a route may go to leaf connections; one from a leaf connection may go to routes
+    and to the other leaf connections, never back to its own, nor from a hub to another hub (both
+    `spoke`); like a routed one, it reaches only the queue groups it names.
     """
     if src is not None:
         src.in_msgs += 1
         src.in_bytes += len(msg)
     delivered = 0
     if sublist is not None:
-        from_route = src is not None and src.kind == KIND_ROUTER
-        routes: list[list[Any]] | None = None  # [route core, queue names] in first-seen order
+        src_kind = src.kind if src is not None else KIND_CLIENT
+        from_route = src_kind == KIND_ROUTER
+        from_link = from_route or src_kind == KIND_LEAF
+        routes: list[list[Any]] | None = None  # [link core, queue names] in first-seen order
         result = sublist.match(subject)
         for sub in result.psubs:
             client = sub.client
-            if client is not None and client.kind == KIND_ROUTER:
-                if not from_route and not sub.closed and not client.closed:
+            if client is not None and client.kind != KIND_CLIENT:
+                if not sub.closed and _link_ok(src, client, from_route):
                     routes = _route_target(routes, client, None)
                 continue
             if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
                 delivered += 1
         for group in result.qsubs:
-            if from_route and (not queues or group[0].queue not in queues):
+            if from_link and (not queues or group[0].queue not in queues):
                 continue
             size = len(group)
             start = int(_random() * size) if size > 1 else 0
@@ -602,10 +614,10 @@ def deliver_as(
                     index -= size
                 sub = group[index]
                 client = sub.client
-                if client is not None and client.kind == KIND_ROUTER:
+                if client is not None and client.kind != KIND_CLIENT:
                     # a member on another server (shadowed `weight` times): it is chosen as any
                     # local one would be (nats-server spreads a group over the whole cluster)
-                    if from_route or sub.closed or client.closed:
+                    if sub.closed or not _link_ok(src, client, from_route):
                         continue
                     routes = _route_target(routes, client, sub.queue)
                     break
@@ -618,11 +630,21 @@ def deliver_as(
             # an `@` in its ack reply (nats-server's form), as the receiving server needs both
             routed_reply = reply + b"@" + shown if shown is not subject and reply and shown != subject else reply
             for route, names in routes:
-                if _frame_routed(src, route, account, subject, routed_reply, names, hdr_len, msg):
+                link_account = account if route.kind == KIND_ROUTER else None
+                if _frame_routed(src, route, link_account, subject, routed_reply, names, hdr_len, msg):
                     delivered += 1
     if delivered == 0 and reply and src is not None and src.no_responders:
         src.on_no_responders(subject, reply)
     return delivered
+
+
+def _link_ok(src: ClientCore | None, link: ClientCore, from_route: bool) -> bool:
+    """May a message from `src` cross `link` (a route or leaf connection)?"""
+    if link.closed or link is src:
+        return False
+    if link.kind == KIND_ROUTER:
+        return not from_route  # one hop inside a cluster
+    return not (src is not None and src.spoke and link.spoke)
 
 
 def _route_target(routes: list[list[Any]] | None, route: ClientCore, queue: bytes | None) -> list[list[Any]]:
@@ -640,7 +662,7 @@ def _route_target(routes: list[list[Any]] | None, route: ClientCore, queue: byte
 def _frame_routed(
     src: ClientCore | None,
     route: ClientCore,
-    account: bytes,
+    account: bytes | None,
     subject: bytes,
     reply: bytes,
     queues: list[bytes],
@@ -648,19 +670,21 @@ def _frame_routed(
     msg: bytes,
 ) -> bool:
     """Append one `RMSG <account> <subject> [+ <reply> <queues>… | | <queues>… | <reply>] <size>`
-    (or `HMSG ... <hdr> <total>`) frame to the route's buffer."""
+    (or `HMSG ... <hdr> <total>`) frame to the route's buffer; `account` None: a leaf connection's
+    `LMSG <subject> ...` (its `HMSG` has no account either)."""
     if queues:
         middle = (b"+ " + reply + b" " if reply else b"| ") + b" ".join(queues) + b" "
     elif reply:
         middle = reply + b" "
     else:
         middle = b""
+    target = subject if account is None else account + b" " + subject
     if hdr_len > 0 and route.headers:
-        head = b"HMSG %b %b %b%d %d\r\n" % (account, subject, middle, hdr_len, len(msg))
+        head = b"HMSG %b %b%d %d\r\n" % (target, middle, hdr_len, len(msg))
         body = msg
     else:
         body = msg[hdr_len:] if hdr_len > 0 else msg
-        head = b"RMSG %b %b %b%d\r\n" % (account, subject, middle, len(body))
+        head = b"%b %b %b%d\r\n" % (b"RMSG" if account is not None else b"LMSG", target, middle, len(body))
     outbuf = route.outbuf
     if len(outbuf) + len(head) + len(body) + 2 > route.max_pending:
         route.on_slow_consumer()

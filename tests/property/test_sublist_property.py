@@ -211,7 +211,10 @@ client_configs = st.fixed_dictionaries(
         "track_replies": st.booleans(),
         "closed": st.booleans(),
         "max_pending": st.sampled_from([0, 60, 200, 67108864]),
-        "kind": st.sampled_from([0, 0, 1]),  # KIND_CLIENT, or KIND_ROUTER (RMSG framing, one hop)
+        # KIND_CLIENT, KIND_ROUTER (RMSG framing, one hop) or KIND_LEAF (LMSG framing; `spoke`:
+        # dialled to a hub, never passes a hub's message to another hub)
+        "kind": st.sampled_from([0, 0, 1, 2]),
+        "spoke": st.booleans(),
     }
 )
 

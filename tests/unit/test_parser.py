@@ -925,3 +925,70 @@ def test_routed_fast_path_delivers_in_the_named_account(impl: Twin) -> None:
     p.feed(b"RMSG APP a.b 2\r\nhi\r\nRMSG OTHER a.b 2\r\nho\r\n")
     assert bytes(local.outbuf) == b"MSG a.b 7 2\r\nhi\r\n"
     assert rec.events == [("routed", None, b"OTHER", b"a.b", b"", -1, b"ho", None)]  # unknown account: Python
+
+
+# -- leaf mode --------------------------------------------------------------------------------------
+
+
+def leaf_events(impl: Twin, data: bytes) -> list[tuple[Any, ...]]:
+    """Leaf-mode events of `data` (a connection bound to account APP), identical at every split."""
+
+    def once(chunks: list[int] | None) -> list[tuple[Any, ...]]:
+        core = make_core(impl, kind=impl.sublist.KIND_LEAF, max_payload=-1)
+        rec = RouteRec(core)
+        p = impl.parser(core, rec, 4096, False, b"APP")
+        pos = 0
+        for size in chunks or []:
+            p.feed(data[pos : pos + size])
+            pos += size
+        p.feed(data[pos:])
+        return rec.events
+
+    whole = once(None)
+    for k in range(1, len(data)):
+        assert once([k]) == whole, f"split at {k} differs"
+    return whole
+
+
+def test_leaf_control_ops(impl: Twin) -> None:
+    stream = b"LS+ svc.x workers 2\r\nLS- svc.x workers\r\nLS+ $LDS.abc\r\nPING\r\n"
+    assert leaf_events(impl, stream) == [
+        ("ls+", b"svc.x", b"workers", b"2"),
+        ("ls-", b"svc.x", b"workers"),
+        ("ls+", b"$LDS.abc"),
+        ("ping",),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "payload", "event"),
+    [
+        (b"LMSG a.b 5", b"hello", (None, b"APP", b"a.b", b"", -1, b"hello", None)),
+        (b"LMSG a.b _INBOX.1 2", b"hi", (None, b"APP", b"a.b", b"_INBOX.1", -1, b"hi", None)),
+        (b"LMSG a.b + _R.1 q1 q2 2", b"hi", (None, b"APP", b"a.b", b"_R.1", -1, b"hi", [b"q1", b"q2"])),
+        (b"LMSG a.b | q1 2", b"hi", (None, b"APP", b"a.b", b"", -1, b"hi", [b"q1"])),
+        (b"HMSG a.b 12 14", b"NATS/1.0\r\n\r\nhi", (None, b"APP", b"a.b", b"", 12, b"NATS/1.0\r\n\r\nhi", None)),
+        (b"HMSG a.b r 12 12", b"NATS/1.0\r\n\r\n", (None, b"APP", b"a.b", b"r", 12, b"NATS/1.0\r\n\r\n", None)),
+    ],
+)
+def test_leaf_messages_carry_no_account(impl: Twin, line: bytes, payload: bytes, event: tuple) -> None:
+    assert leaf_events(impl, line + b"\r\n" + payload + b"\r\n") == [("routed", *event)]
+
+
+@pytest.mark.parametrize("line", [b"LMSG 5", b"RMSG APP a.b 1", b"LMSG a.b * q 1", b"HMSG a.b 6 5"])
+def test_bad_leaf_lines_close_silently(impl: Twin, line: bytes) -> None:
+    assert leaf_events(impl, line + b"\r\nx\r\n") == [("error", "silent")]
+
+
+def test_leaf_fast_path_delivers_in_the_bound_account(impl: Twin) -> None:
+    mod = impl.sublist
+    app = mod.Sublist()
+    core = make_core(impl, kind=mod.KIND_LEAF, max_payload=-1, fast_pub=True)
+    core.routed_sublists = {b"APP": app}
+    local = mod.ClientCore()
+    app.insert(mod.Subscription(local, b"a.*", b"7"))
+    rec = RouteRec(core)
+    p = impl.parser(core, rec, 4096, False, b"APP")
+    p.feed(b"LMSG a.b 2\r\nhi\r\nHMSG a.c 12 14\r\nNATS/1.0\r\n\r\nho\r\n")
+    assert bytes(local.outbuf) == b"MSG a.b 7 2\r\nhi\r\nMSG a.c 7 2\r\nho\r\n"
+    assert rec.events == []
