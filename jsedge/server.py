@@ -94,6 +94,12 @@ class Server:
             from jsedge.routing.routes import RouteTable
 
             self.routes = RouteTable(self)
+        #: Leaf node connections (jsedge.routing.leafnodes), when a leafnodes port or remote is set.
+        self.leafnodes: Any = None
+        if config.leafnodes.port or config.leafnodes.remotes:
+            from jsedge.routing.leafnodes import LeafTable
+
+            self.leafnodes = LeafTable(self)
         self._setup_from_config(config)
 
     # ---------------------------------------------------------------- config-derived state
@@ -125,6 +131,9 @@ class Server:
         if self.routes is not None:
             for account in self.accounts.values():
                 self.routes.add_account(account)
+        if self.leafnodes is not None:
+            for account in self.accounts.values():
+                self.leafnodes.add_account(account)
         self.auth = Authenticator.from_config(config)
         self.tls_context = None
         if config.tls is not None:
@@ -143,6 +152,8 @@ class Server:
             account = self.accounts[name] = Account(name, cache=not self.config.disable_sublist_cache)
             if self.routes is not None:
                 self.routes.add_account(account)
+            if self.leafnodes is not None:
+                self.leafnodes.add_account(account)
         return account
 
     def _build_info_base(self) -> dict[str, Any]:
@@ -473,6 +484,8 @@ class Server:
         if self.routes is not None:
             # after the client listener: peers learn this server's client URLs from the route INFO
             await self.routes.start()
+        if self.leafnodes is not None:
+            await self.leafnodes.start()
         if config.tls is not None:
             self.logger.info(
                 "TLS available for client connections"
@@ -578,6 +591,8 @@ class Server:
             await self.jetstream.cluster.hand_over()  # while the routes still carry the transfer
         if self.routes is not None:
             await self.routes.stop()
+        if self.leafnodes is not None:
+            await self.leafnodes.stop()
         if self.jetstream is not None:
             self.logger.info("Initiating JetStream Shutdown...")
             if self.jetstream.cluster is not None:

@@ -42,6 +42,7 @@ class Account:
         "config",
         "interest",
         "listeners",
+        "sub_listeners",
         "unrouted",
         "mappings",
     )
@@ -57,6 +58,9 @@ class Account:
         #: Local subscriptions per (subject, queue).
         self.interest: dict[tuple[bytes, bytes | None], int] = {}
         self.listeners: list[InterestListener] = []
+        #: `listener(account, sub, delta)` for every announced subscription that comes or goes,
+        #: whoever it belongs to (leaf connections keep their own counts: jsedge.routing.leaf).
+        self.sub_listeners: list[Callable[[Account, Subscription, int], None]] = []
         #: Internal subscriptions that serve this server only (standalone JetStream): they are
         #: neither counted nor announced.
         self.unrouted: set[Subscription] = set()
@@ -111,9 +115,14 @@ class Account:
             count = -1
         for listener in list(self.listeners):
             listener(self, sub.subject, sub.queue, count, delta)
+        for sub_listener in self.sub_listeners:
+            sub_listener(self, sub, delta)
 
     def add_interest_listener(self, listener: InterestListener) -> None:
         self.listeners.append(listener)
+
+    def add_sub_listener(self, listener: Callable[[Account, Subscription, int], None]) -> None:
+        self.sub_listeners.append(listener)
 
     def remove_interest_listener(self, listener: InterestListener) -> None:
         try:

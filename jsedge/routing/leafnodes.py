@@ -1,0 +1,321 @@
+"""Leaf nodes (layer 2): the listener a hub accepts leaves on, the remotes a leaf dials, and the
+interest each leaf connection is told about (jsedge.routing.leaf has the protocol).
+
+`leafnodes { port, host, authorization { user, password, account | users [...] } }` makes this
+server a hub; `leafnodes { remotes: [{ url | urls, account }] }` makes it a leaf of each remote's
+hub: every remote is dialled and kept connected (nats-server's reconnect: next URL after
+`reconnect_delay`, default 1 s, 30 s after a loop was detected), credentials from the URL
+(`user:pass@` or a `token@`). A remote's `account` (default `$G`) is the local account bound to it.
+
+Interest: every account change reaches `_sub_changed` (an account subscription listener), which
+updates each leaf connection of that account (`LeafConnection.update_smap`). Standalone
+JetStream's API subscriptions are never announced (they are unrouted), and neither are the
+system's internal subjects below, so no JetStream API crosses a leaf link yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import urllib.parse
+from typing import Any
+
+from jsedge import __version__, gojson
+from jsedge.errors import ClosedReason
+from jsedge.routing.leaf import LOOP_DELAY, LeafConnection, jitter
+from jsedge.routing.sublist import Subscription
+
+#: How long a spoke waits for the hub's first INFO (nats-server's first_info_timeout).
+FIRST_INFO_TIMEOUT = 1.0
+DIAL_TIMEOUT = 2.0
+DEFAULT_RECONNECT = 1.0
+#: Subjects never announced over a leaf link (JetStream's API and cluster traffic, the system
+#: account's requests): JetStream domains across a link are not done yet.
+_LOCAL_ONLY = (b"$JS.API.", b"$JSC.", b"$NRG.", b"$SYS.", b"$JS.EVENT.")
+_LOCAL_ONLY_EXACT = (b"$JS.API.>", b"$JS.>", b"$SYS.>", b">")
+
+
+class Remote:
+    """One `leafnodes.remotes` entry."""
+
+    def __init__(self, raw: dict[str, Any], index: int) -> None:
+        urls = raw.get("urls") or raw.get("url") or []
+        if isinstance(urls, str):
+            urls = [urls]
+        self.urls: list[urllib.parse.SplitResult] = []
+        for text in urls:
+            if not isinstance(text, str):
+                continue
+            parsed = urllib.parse.urlsplit(text if "://" in text else "nats-leaf://" + text)
+            self.urls.append(parsed)
+        account = raw.get("account") or raw.get("local")
+        self.account = account if isinstance(account, str) and account else "$G"
+        delay = raw.get("reconnect_delay") or raw.get("reconnect")
+        self.reconnect = float(delay) if isinstance(delay, (int, float)) and delay > 0 else None
+        self.index = index
+        self.next = 0
+        #: the hub's other members (`leafnode_urls` of its INFO), as host:port
+        self.discovered: list[str] = []
+
+    def redacted(self) -> list[str]:
+        return [f"{u.hostname}:{u.port or 7422}" for u in self.urls]
+
+
+class LeafTable:
+    """This server's leaf node connections, both roles."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop = server.loop
+        config = server.config.leafnodes
+        self.config = config
+        self.log = server.logger
+        self.host = config.host or "0.0.0.0"
+        self.port = 0
+        self.listener: asyncio.Server | None = None
+        self.auth_timeout = config.auth_timeout if config.auth_timeout is not None else 2.0
+        self.first_info_timeout = FIRST_INFO_TIMEOUT
+        self.remotes = [Remote(raw, k) for k, raw in enumerate(config.remotes) if isinstance(raw, dict)]
+        #: registered connections, and those still in the handshake
+        self.leafs: dict[int, LeafConnection] = {}
+        self.pending: set[LeafConnection] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.done: dict[LeafConnection, asyncio.Future[None]] = {}
+        self.running = False
+        #: per account: the loop detection subject
+        self._lds: dict[str, bytes] = {}
+        self._listening: set[str] = set()
+
+    # ---------------------------------------------------------------- accounts and interest
+
+    def add_account(self, account: Any) -> None:
+        if account.name in self._listening:
+            return
+        self._listening.add(account.name)
+        account.add_sub_listener(self._sub_changed)
+
+    def _sub_changed(self, account: Any, sub: Subscription, delta: int) -> None:
+        if not self.leafs:
+            return
+        for conn in list(self.leafs.values()):
+            if conn.account is account:
+                conn.update_smap(sub, delta)
+
+    def lds(self, account: Any) -> bytes:
+        subject = self._lds.get(account.name)
+        if subject is None:
+            subject = self._lds[account.name] = b"$LDS." + secrets.token_hex(11).encode()
+        return subject
+
+    @staticmethod
+    def announceable(subject: bytes) -> bool:
+        return not subject.startswith(_LOCAL_ONLY) and subject not in _LOCAL_ONLY_EXACT
+
+    # ---------------------------------------------------------------- protocol pieces
+
+    def info_dict(self, cid: int) -> dict[str, Any]:
+        server = self.server
+        config = server.config
+        info: dict[str, Any] = {
+            "server_id": server.server_id,
+            "server_name": server.server_name,
+            "version": server.version_text,
+            "proto": 1,
+            "go": server.go_text,
+            "host": self.host,
+            "port": self.port,
+            "headers": not config.limits.no_header_support,
+        }
+        if self.auth_required:
+            info["auth_required"] = True
+        info["max_payload"] = config.limits.max_payload
+        if config.jetstream.enabled:
+            info["jetstream"] = True
+        info["client_id"] = cid
+        info["nonce"] = secrets.token_urlsafe(11)[:15]
+        routes = server.routes
+        if routes is not None:
+            info["cluster"] = routes.cluster_name
+        info["leafnode_urls"] = [self.advertise()]
+        info["jsedge"] = __version__
+        return info
+
+    def info_line(self, cid: int) -> bytes:
+        return b"INFO " + gojson.dumpb(self.info_dict(cid)) + b" \r\n"
+
+    def advertise(self) -> str:
+        if self.config.advertise:
+            return self.config.advertise
+        host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def connect_line(self, conn: LeafConnection, nonce: str) -> bytes:
+        server = self.server
+        url = conn.url
+        connect: dict[str, Any] = {"version": server.version_text}
+        if url is not None and url.username:
+            user = urllib.parse.unquote(url.username)
+            if url.password is not None:
+                connect["user"] = user
+                connect["pass"] = urllib.parse.unquote(url.password)
+            else:  # a user part alone: nats-server sends it as both user and token
+                connect["user"] = user
+                connect["auth_token"] = user
+        connect["server_id"] = server.server_id
+        if server.config.jetstream.domain:
+            connect["domain"] = server.config.jetstream.domain
+        connect["name"] = server.server_name
+        routes = server.routes
+        connect["cluster"] = routes.cluster_name if routes is not None else server.server_name
+        connect["headers"] = not server.config.limits.no_header_support
+        if server.config.jetstream.enabled:
+            connect["jetstream"] = True
+        connect["compress_mode"] = "off"
+        connect["remote_account"] = conn.account.name if conn.account is not None else "$G"
+        connect["protocol"] = 1
+        return b"CONNECT " + gojson.dumpb(connect) + b"\r\n"
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.config.user or self.config.users)
+
+    def authenticate(self, opts: dict[str, Any]) -> str | None:
+        """The account a leaf's CONNECT binds to, or None (Authorization Violation)."""
+        from jsedge.routing.auth import secret_matches
+
+        config = self.config
+        user = opts.get("user") if isinstance(opts.get("user"), str) else ""
+        password = opts.get("pass") if isinstance(opts.get("pass"), str) else ""
+        if config.user:
+            if user == config.user and secret_matches(config.password, password):
+                return config.account or "$G"
+            return None
+        if config.users:
+            for entry in config.users:
+                if entry.user == user and entry.password and secret_matches(entry.password, password):
+                    return entry.account or "$G"
+            return None
+        return config.account or "$G"
+
+    def learn_urls(self, conn: LeafConnection, info: dict[str, Any]) -> None:
+        urls = info.get("leafnode_urls")
+        if conn.remote is not None and isinstance(urls, list):
+            conn.remote.discovered = [u for u in urls if isinstance(u, str)]
+
+    # ---------------------------------------------------------------- start / stop
+
+    async def start(self) -> None:
+        self.running = True
+        for account in self.server.accounts.values():
+            self.add_account(account)
+        if self.config.port:
+            self.listener = await self.loop.create_server(
+                self._accepted,
+                host=self.host,
+                port=self.config.port if self.config.port > 0 else 0,
+                reuse_address=True,
+                backlog=128,
+            )
+            self.port = self.listener.sockets[0].getsockname()[1]
+            where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+            self.log.info(f"Listening for leafnode connections on {where}")
+        for remote in self.remotes:
+            if remote.urls:
+                self.tasks.append(self.loop.create_task(self._solicit(remote)))
+
+    async def stop(self) -> None:
+        self.running = False
+        if self.listener is not None:
+            self.listener.close()
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()
+        for conn in list(self.leafs.values()) + list(self.pending):
+            conn.close(ClosedReason.SERVER_SHUTDOWN)
+
+    def _new(self, remote: Remote | None = None, url: Any = None) -> LeafConnection:
+        return LeafConnection(self.server, self.server.next_connection_id(), self, remote, url)
+
+    def _accepted(self) -> LeafConnection:
+        return self._new()
+
+    def adopt(self, conn: LeafConnection) -> bool:
+        if not self.running:
+            conn.transport.abort()
+            conn.closed = True
+            return False
+        self.pending.add(conn)
+        return True
+
+    async def _solicit(self, remote: Remote) -> None:
+        """Keep one connection to `remote`'s hub: its URLs in turn, then those it advertised."""
+        attempts = 0
+        try:
+            while self.running:
+                candidates = list(remote.urls)
+                url = candidates[remote.next % len(candidates)]
+                remote.next += 1
+                host, port = url.hostname or "127.0.0.1", url.port or 7422
+                try:
+                    self.log.debug(f"Trying to connect as leafnode to remote server on {host}:{port}")
+                    _, conn = await asyncio.wait_for(
+                        self.loop.create_connection(lambda u=url: self._new(remote, u), host, port), DIAL_TIMEOUT
+                    )
+                except (TimeoutError, OSError) as exc:
+                    attempts += 1
+                    text = f"Error trying to connect as leafnode to remote server {host}:{port} (attempt {attempts}): {exc}"
+                    if attempts == 1 or attempts % 60 == 0:
+                        self.log.error(text)
+                    else:
+                        self.log.debug(text)
+                    await asyncio.sleep(jitter(self._delay(remote)))
+                    continue
+                attempts = 0
+                finished = self.done.setdefault(conn, self.loop.create_future())
+                if conn.closed and not finished.done():
+                    finished.set_result(None)
+                await finished
+                await asyncio.sleep(LOOP_DELAY if conn.loop_detected else jitter(self._delay(remote)))
+        except asyncio.CancelledError:
+            pass
+
+    def _delay(self, remote: Remote) -> float:
+        if remote.reconnect is not None:
+            return remote.reconnect
+        if self.config.reconnect_delay:
+            return self.config.reconnect_delay
+        return DEFAULT_RECONNECT
+
+    # ---------------------------------------------------------------- registration
+
+    def register(self, conn: LeafConnection) -> None:
+        """The handshake is complete: announce interest both ways."""
+        self.pending.discard(conn)
+        if conn.closed or conn.registered or conn.account is None:
+            return
+        conn.registered = True
+        self.leafs[conn.cid] = conn
+        if conn.spoke:
+            conn.log_info(f"Leafnode connection created for account: {conn.account.name}")
+        else:
+            conn.log_info(f"Leafnode connection created{' - Remote: ' + conn.remote_name if conn.remote_name else ''}")
+        conn.restart_pings(min(conn.ping_interval, 1.0))
+        conn.send_initial_interest()
+        server = self.server
+        if server.pending:
+            from jsedge.routing.sublist import flush_pending
+
+            flush_pending(server.pending)
+
+    def leaf_closed(self, conn: LeafConnection, reason: ClosedReason) -> None:
+        self.pending.discard(conn)
+        if self.leafs.get(conn.cid) is conn:
+            del self.leafs[conn.cid]
+        future = self.done.pop(conn, None)
+        if future is not None and not future.done():
+            future.set_result(None)
+
+    # ---------------------------------------------------------------- monitoring
+
+    def statistics(self) -> list[dict[str, Any]]:
+        return [conn.statistics() for conn in self.leafs.values()]
