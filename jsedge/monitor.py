@@ -774,7 +774,7 @@ class Monitor:
         # for "not configured".
         varz["cluster"] = self.cluster_varz()
         varz["gateway"] = {}
-        varz["leaf"] = {}
+        varz["leaf"] = self.leaf_varz()
         varz["mqtt"] = {}
         varz["websocket"] = {}
         varz["jetstream"] = self.jetstream_varz()
@@ -794,7 +794,7 @@ class Monitor:
         routes = server.routes
         varz["routes"] = len(routes.routes) if routes is not None else 0
         varz["remotes"] = len(routes.routes) if routes is not None else 0
-        varz["leafnodes"] = 0
+        varz["leafnodes"] = len(server.leafnodes.leafs) if server.leafnodes is not None else 0
         in_msgs, in_bytes, out_msgs, out_bytes = server.totals()
         varz["in_msgs"] = in_msgs
         varz["in_bytes"] = in_bytes
@@ -1105,12 +1105,51 @@ class Monitor:
         subs, subs_detail = query.subs()
         return _json(self.routez(subs, subs_detail))
 
-    def leafz(self) -> dict[str, Any]:
-        return {"server_id": self.server.server_id, "now": self._now(), "leafnodes": 0, "leafs": []}
+    def leaf_varz(self) -> dict[str, Any]:
+        """/varz `leaf`: nats-server's LeafNodeOptsVarz, or {} without leaf nodes."""
+        table = self.server.leafnodes
+        if table is None:
+            return {}
+        out: dict[str, Any] = {}
+        if table.port:
+            out["host"] = table.host
+            out["port"] = table.port
+            out["auth_timeout"] = go_number(float(table.auth_timeout))
+        out["tls_timeout"] = go_number(2.0)
+        remotes = [{"local_account": r.account, "urls": r.redacted()} for r in table.remotes]
+        if remotes:
+            out["remotes"] = remotes
+        return out
+
+    def leafz(self, subs: bool = False) -> dict[str, Any]:
+        table = self.server.leafnodes
+        leafs: list[dict[str, Any]] = []
+        for conn in list(table.leafs.values()) if table is not None else []:
+            entry: dict[str, Any] = {
+                "id": conn.cid,
+                "name": conn.remote_name,
+                "is_spoke": conn.spoke,
+                "account": conn.account.name if conn.account is not None else "",
+                "ip": conn.remote_host,
+                "port": conn.remote_port,
+                "rtt": format_rtt(conn.rtt),
+                "in_msgs": conn.in_msgs,
+                "out_msgs": conn.out_msgs,
+                "in_bytes": conn.in_bytes,
+                "out_bytes": conn.out_bytes,
+                "subscriptions": len(conn.remote_subs),
+            }
+            if subs and conn.remote_subs:
+                entry["subscriptions_list"] = sorted(
+                    (subject if queue is None else subject + b" " + queue).decode(errors="replace")
+                    for subject, queue in conn.remote_subs
+                )
+            entry["compression"] = "off"
+            leafs.append(entry)
+        return {"server_id": self.server.server_id, "now": self._now(), "leafnodes": len(leafs), "leafs": leafs}
 
     def handle_leafz(self, query: Query) -> Response:
-        query.bool("subs")
-        return _json(self.leafz())
+        return _json(self.leafz(query.bool("subs")))
 
     def gatewayz(self) -> dict[str, Any]:
         return {"server_id": self.server.server_id, "now": self._now(), "outbound_gateways": {}, "inbound_gateways": {}}

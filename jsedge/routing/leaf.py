@@ -401,9 +401,7 @@ class LeafConnection(Connection):
     ) -> None:
         """A leaf message the compiled path did not take (tracing on)."""
         if self.trace:
-            self.log_trace(
-                f"<<- [{'HMSG' if hdr_len >= 0 else 'LMSG'} {subject.decode(errors='replace')} {len(msg)}]"
-            )
+            self.log_trace(f"<<- [{'HMSG' if hdr_len >= 0 else 'LMSG'} {subject.decode(errors='replace')} {len(msg)}]")
         if self.account is None:
             return
         from jsedge.routing.sublist import deliver_as

@@ -16,9 +16,10 @@ system's internal subjects below, so no JetStream API crosses a leaf link yet.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import urllib.parse
-from typing import Any
+from typing import Any, cast
 
 from jsedge import __version__, gojson
 from jsedge.errors import ClosedReason
@@ -137,6 +138,9 @@ class LeafTable:
         if routes is not None:
             info["cluster"] = routes.cluster_name
         info["leafnode_urls"] = [self.advertise()]
+        # the leaf waits for our INFO after its CONNECT (`connect_info`): it counts itself
+        # connected only once its credentials passed
+        info["info_on_connect"] = True
         info["jsedge"] = __version__
         return info
 
@@ -145,7 +149,7 @@ class LeafTable:
 
     def advertise(self) -> str:
         if self.config.advertise:
-            return self.config.advertise
+            return str(self.config.advertise)
         host = self.host if self.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
@@ -184,8 +188,9 @@ class LeafTable:
         from jsedge.routing.auth import secret_matches
 
         config = self.config
-        user = opts.get("user") if isinstance(opts.get("user"), str) else ""
-        password = opts.get("pass") if isinstance(opts.get("pass"), str) else ""
+        raw_user, raw_password = opts.get("user"), opts.get("pass")
+        user = raw_user if isinstance(raw_user, str) else ""
+        password = raw_password if isinstance(raw_password, str) else ""
         if config.user:
             if user == config.user and secret_matches(config.password, password):
                 return config.account or "$G"
@@ -210,7 +215,7 @@ class LeafTable:
             self.add_account(account)
         if self.config.port:
             self.listener = await self.loop.create_server(
-                self._accepted,
+                cast(Any, self._accepted),
                 host=self.host,
                 port=self.config.port if self.config.port > 0 else 0,
                 reuse_address=True,
@@ -258,9 +263,8 @@ class LeafTable:
                 host, port = url.hostname or "127.0.0.1", url.port or 7422
                 try:
                     self.log.debug(f"Trying to connect as leafnode to remote server on {host}:{port}")
-                    _, conn = await asyncio.wait_for(
-                        self.loop.create_connection(lambda u=url: self._new(remote, u), host, port), DIAL_TIMEOUT
-                    )
+                    factory: Any = functools.partial(self._new, remote, url)
+                    _, conn = await asyncio.wait_for(self.loop.create_connection(factory, host, port), DIAL_TIMEOUT)
                 except (TimeoutError, OSError) as exc:
                     attempts += 1
                     text = f"Error trying to connect as leafnode to remote server {host}:{port} (attempt {attempts}): {exc}"
@@ -283,7 +287,7 @@ class LeafTable:
         if remote.reconnect is not None:
             return remote.reconnect
         if self.config.reconnect_delay:
-            return self.config.reconnect_delay
+            return float(self.config.reconnect_delay)
         return DEFAULT_RECONNECT
 
     # ---------------------------------------------------------------- registration

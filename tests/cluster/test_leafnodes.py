@@ -1,0 +1,288 @@
+"""Leaf nodes on loopback, every pairing of jsedge and nats-server as hub and leaf: the same
+nats-py scenario gives the same results through each (nats-server ← nats-server is the reference).
+Pub/sub both ways, queue groups spanning the link, request/reply and no-responders, headers,
+unsubscribe, the leaf reconnecting after its hub restarts, leaf credentials, the leaf-port errors,
+loop detection and /leafz."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import urllib.request
+from typing import Any
+
+import nats
+import pytest
+
+from tests.helpers import ServerProcess, acheck_for, check_for
+
+pytestmark = pytest.mark.timeout(90)
+
+LISTENING = re.compile(r"Listening for leafnode connections on \S+:(\d+)")
+PAIRS = [("nats", "jsedge"), ("jsedge", "nats"), ("jsedge", "jsedge"), ("nats", "nats")]
+
+
+def start_hub(kind: str, extra: str = "", http: bool = False) -> tuple[ServerProcess, int]:
+    hub = ServerProcess(kind, config=f"server_name: hub\nleafnodes {{ port: -1\n{extra} }}\n", http=http)
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    return hub, port
+
+
+def start_leaf(kind: str, hub_port: int, userinfo: str = "", http: bool = False) -> ServerProcess:
+    url = f"nats-leaf://{userinfo}127.0.0.1:{hub_port}"
+    config = f'server_name: leaf\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "{url}" }} ] }}\n'
+    return ServerProcess(kind, config=config, http=http)
+
+
+def collect(into: list[Any], convert: Any = None) -> Any:
+    """A nats-py callback that appends each message (or `convert(message)`) to `into`."""
+
+    async def callback(msg: Any) -> None:
+        into.append(convert(msg) if convert is not None else msg)
+
+    return callback
+
+
+def wait_linked(leaf: ServerProcess, timeout: float = 10.0) -> None:
+    leaf.wait_for_log("Leafnode connection created", timeout=timeout)
+
+
+async def until_heard(pub: Any, subject: str, heard: list[Any], timeout: float = 10.0) -> None:
+    """Publish probes until the other side's subscription hears one (interest crossed the link)."""
+
+    async def probe() -> bool | None:
+        await pub.publish(subject, b"probe")
+        await pub.flush()
+        await asyncio.sleep(0.05)
+        return bool(heard) or None
+
+    assert await acheck_for(timeout, probe, interval=0)
+    await asyncio.sleep(0.1)
+    heard.clear()
+
+
+async def scenario(hub: ServerProcess, leaf: ServerProcess) -> dict[str, Any]:
+    h = await nats.connect(hub.url)
+    lf = await nats.connect(leaf.url)
+    out: dict[str, Any] = {}
+    try:
+        # plain subscriptions, both directions
+        at_hub: list[Any] = []
+        at_leaf: list[Any] = []
+        sub_h = await h.subscribe("up.>", cb=collect(at_hub))
+        sub_l = await lf.subscribe("down.*", cb=collect(at_leaf))
+        await until_heard(lf, "up.probe", at_hub)
+        await until_heard(h, "down.probe", at_leaf)
+        for n in range(20):
+            await lf.publish(f"up.{n}", b"u%d" % n)
+            await h.publish(f"down.{n}", b"d%d" % n)
+        await lf.publish("up.h", b"with headers", headers={"X-Trace": "abc"})
+        await lf.flush()
+        await h.flush()
+        await acheck_for(10, lambda: (len(at_hub) == 21 and len(at_leaf) == 20) or None)
+        out["up"] = [(m.subject, m.data) for m in at_hub[:20]]
+        out["down"] = [(m.subject, m.data) for m in at_leaf]
+        out["headers"] = (at_hub[20].data, dict(at_hub[20].headers or {}))
+
+        # a queue group with members on both sides: every message once
+        got: dict[str, list[bytes]] = {"hub": [], "leaf": []}
+        await h.subscribe("work", queue="workers", cb=collect(got["hub"], lambda m: m.data))
+        await lf.subscribe("work", queue="workers", cb=collect(got["leaf"], lambda m: m.data))
+        await h.flush()
+        await lf.flush()
+        await asyncio.sleep(0.3)
+        for n in range(100):
+            await (lf if n % 2 else h).publish("work", b"%d" % n)
+        await lf.flush()
+        await h.flush()
+        await acheck_for(10, lambda: len(got["hub"]) + len(got["leaf"]) >= 100 or None)
+        await asyncio.sleep(0.2)
+        out["queue"] = sorted(int(x) for x in got["hub"] + got["leaf"])
+
+        # request/reply across the link, and no responders
+        async def respond(m: Any) -> None:
+            await m.respond(b"pong:" + m.data)
+
+        await h.subscribe("svc.hub", cb=respond)
+        await lf.subscribe("svc.leaf", cb=respond)
+        await h.flush()
+        await lf.flush()
+
+        async def ask(nc: Any, subject: str) -> bytes | None:
+            try:
+                return (await nc.request(subject, b"x", timeout=1)).data
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                return None
+
+        out["req_up"] = await acheck_for(10, lambda: ask(lf, "svc.hub"), interval=0.05)
+        out["req_down"] = await acheck_for(10, lambda: ask(h, "svc.leaf"), interval=0.05)
+        try:
+            await lf.request("svc.nobody", b"x", timeout=2)
+            out["no_responders"] = "answered"
+        except nats.errors.NoRespondersError:
+            out["no_responders"] = "503"
+
+        # unsubscribe: the interest leaves the other side
+        await sub_l.unsubscribe()
+        await lf.flush()
+
+        async def gone() -> bool | None:
+            try:
+                await h.request("down.gone", b"", timeout=0.5)
+            except nats.errors.NoRespondersError:
+                return True
+            except nats.errors.TimeoutError:
+                return None
+            return None
+
+        out["unsubscribed"] = await acheck_for(10, gone, interval=0.05)
+        await sub_h.unsubscribe()
+    finally:
+        await h.close()
+        await lf.close()
+    return out
+
+
+EXPECTED = {
+    "up": [(f"up.{n}", b"u%d" % n) for n in range(20)],
+    "down": [(f"down.{n}", b"d%d" % n) for n in range(20)],
+    "headers": (b"with headers", {"X-Trace": "abc"}),
+    "queue": list(range(100)),
+    "req_up": b"pong:x",
+    "req_down": b"pong:x",
+    "no_responders": "503",
+    "unsubscribed": True,
+}
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_core_traffic_across_a_leaf_link(hub_kind: str, leaf_kind: str) -> None:
+    hub, port = start_hub(hub_kind)
+    with hub, start_leaf(leaf_kind, port) as leaf:
+        wait_linked(leaf)
+        assert asyncio.run(scenario(hub, leaf)) == EXPECTED
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), [("nats", "jsedge"), ("jsedge", "nats"), ("jsedge", "jsedge")])
+def test_the_leaf_reconnects_when_its_hub_restarts(hub_kind: str, leaf_kind: str) -> None:
+    hub, port = start_hub(hub_kind)
+    with hub, start_leaf(leaf_kind, port) as leaf:
+        wait_linked(leaf)
+        mark = leaf.log_mark()
+        hub.stop()
+        hub.config = f"server_name: hub\nleafnodes {{ port: {port} }}\n"
+        hub.start()
+        leaf.wait_for_log("Leafnode connection created", timeout=15, since=mark)
+
+        async def traffic() -> bytes:
+            h = await nats.connect(hub.url)
+            lf = await nats.connect(leaf.url)
+            heard: list[Any] = []
+            await h.subscribe("after.restart", cb=collect(heard))
+            await h.flush()
+            await until_heard(lf, "after.restart", heard)
+            await lf.publish("after.restart", b"again")
+            await lf.flush()
+            await acheck_for(5, lambda: heard or None)
+            await h.close()
+            await lf.close()
+            return heard[0].data
+
+        assert asyncio.run(traffic()) == b"again"
+
+
+async def crosses(hub: ServerProcess, leaf: ServerProcess, wait: float) -> bool:
+    """Does a message published on the leaf reach a subscriber on the hub within `wait`?"""
+    h = await nats.connect(hub.url)
+    lf = await nats.connect(leaf.url)
+    heard: list[Any] = []
+    await h.subscribe("cred.check", cb=collect(heard))
+    await h.flush()
+
+    async def probe() -> bool | None:
+        await lf.publish("cred.check", b"x")
+        await lf.flush()
+        await asyncio.sleep(0.05)
+        return bool(heard) or None
+
+    try:
+        return bool(await acheck_for(wait, probe, interval=0))
+    finally:
+        await h.close()
+        await lf.close()
+
+
+@pytest.mark.parametrize("hub_kind", ["jsedge", "nats"])
+@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
+def test_leaf_credentials(hub_kind: str, leaf_kind: str) -> None:
+    auth = 'authorization { user: "edge", password: "s3cret" }'
+    hub, port = start_hub(hub_kind, auth)
+    with hub:
+        with start_leaf(leaf_kind, port, "edge:wrong@") as bad:
+            hub.wait_for_log("Authorization Violation|authentication error|Authentication Failure", timeout=10)
+            with pytest.raises(AssertionError):
+                asyncio.run(crosses(hub, bad, 1.0))
+        with start_leaf(leaf_kind, port, "edge:s3cret@") as good:
+            assert asyncio.run(crosses(hub, good, 10.0))
+
+
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_a_client_on_the_leaf_port_is_refused(kind: str) -> None:
+    hub, port = start_hub(kind)
+    with hub, socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.settimeout(5)
+        info = sock.recv(4096)
+        assert info.startswith(b"INFO ")
+        fields = json.loads(info[5:].split(b"\r\n")[0])
+        assert fields["client_id"] and isinstance(fields["leafnode_urls"], list) and "nonce" in fields
+        sock.sendall(b'CONNECT {"lang":"python","verbose":false}\r\n')
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        assert data.split(b"\r\n")[0] == b"-ERR 'attempted to connect to leaf node port'"
+
+
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_a_loop_of_leaf_links_is_detected(kind: str) -> None:
+    """Two servers, each a leaf of the other: one of them sees its own $LDS subject come back."""
+    a, a_port = start_hub(kind)
+    b, b_port = start_hub(kind)
+    with a, b:
+        a.stop()
+        a.config = (
+            f'server_name: a\nleafnodes {{ port: {a_port}, reconnect: "0.2s", '
+            f'remotes: [ {{ url: "nats-leaf://127.0.0.1:{b_port}" }} ] }}\n'
+        )
+        a.start()
+        b.stop()
+        b.config = (
+            f'server_name: b\nleafnodes {{ port: {b_port}, reconnect: "0.2s", '
+            f'remotes: [ {{ url: "nats-leaf://127.0.0.1:{a_port}" }} ] }}\n'
+        )
+        b.start()
+        assert check_for(15, lambda: any("Loop detected" in line for line in a.log_lines() + b.log_lines()) or None)
+
+
+def test_leafz_on_both_sides() -> None:
+    hub, port = start_hub("jsedge", http=True)
+    with hub, start_leaf("jsedge", port, http=True) as leaf:
+        wait_linked(leaf)
+
+        def leafz(server: ServerProcess) -> dict[str, Any]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/leafz", timeout=5) as resp:
+                return json.loads(resp.read())
+
+        at_hub = check_for(10, lambda: leafz(hub) if leafz(hub)["leafnodes"] == 1 else None)
+        at_leaf = leafz(leaf)
+        assert at_leaf["leafnodes"] == 1
+        assert (at_hub["leafs"][0]["name"], at_hub["leafs"][0]["is_spoke"], at_hub["leafs"][0]["account"]) == (
+            "leaf",
+            False,
+            "$G",
+        )
+        assert (at_leaf["leafs"][0]["name"], at_leaf["leafs"][0]["is_spoke"]) == ("hub", True)
