@@ -92,8 +92,11 @@ class JetStreamAPI:
         for jsa in self.jetstream.accounts.values():
             for prefix in prefixes:
                 callback = self._make_callback(jsa)
+                # the domain's prefix is announced even on a single server: across a leaf link it is
+                # how the other side reaches this JetStream (`$JS.<domain>.API`, `nats --js-domain`)
+                routed = self.routed or prefix != b"$JS.API.>"
                 self.subs.append(
-                    (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=self.routed))
+                    (jsa.account, self.server.subscribe_internal(jsa.account, prefix, callback, routed=routed))
                 )
         # an account without JetStream on a server with JetStream: every API call is answered
         # "JetStream not enabled for account" (10039), as nats-server answers it

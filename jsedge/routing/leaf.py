@@ -346,6 +346,11 @@ class LeafConnection(Connection):
         if subject == self.table.lds(self.account):
             self.loop_found()
             return
+        if not self.table.announceable(subject):
+            # JetStream's domain-less API and system subjects stay on their side of the link
+            # (nats-server: "Not permitted to subscribe to $JS.API.> on behalf of ...")
+            self.log_debug(f'Not permitted to subscribe to "{subject.decode(errors="replace")}" across the link')
+            return
         queue = args[1] if len(args) == 3 else None
         weight = int(args[2]) if len(args) == 3 and args[2].isdigit() else 1
         key = (subject, queue)

@@ -286,3 +286,120 @@ def test_leafz_on_both_sides() -> None:
             "$G",
         )
         assert (at_leaf["leafs"][0]["name"], at_leaf["leafs"][0]["is_spoke"]) == ("hub", True)
+
+
+def start_js(kind: str, name: str, domain: str, store: Any, leaf_block: str) -> ServerProcess:
+    config = (
+        f"server_name: {name}\njetstream {{ store_dir: {json.dumps(str(store))}, domain: {domain} }}\n"
+        f"leafnodes {{ {leaf_block} }}\n"
+    )
+    return ServerProcess(kind, config=config)
+
+
+async def domains_scenario(hub: ServerProcess, leaf: ServerProcess) -> dict[str, Any]:
+    h = await nats.connect(hub.url)
+    lf = await nats.connect(leaf.url)
+
+    async def api(nc: Any, subject: str, body: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        try:
+            reply = await nc.request(subject, json.dumps(body).encode() if body else b"", timeout=1)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            return None
+        return json.loads(reply.data)
+
+    try:
+        out: dict[str, Any] = {}
+        edge_info = await acheck_for(15, lambda: api(h, "$JS.edge.API.INFO"), interval=0.1)
+        out["hub_asks_edge"] = edge_info.get("domain")
+        out["hub_asks_local"] = (await api(h, "$JS.API.INFO") or {}).get("domain")
+        out["leaf_asks_local"] = (await api(lf, "$JS.API.INFO") or {}).get("domain")
+        hub_info = await acheck_for(15, lambda: api(lf, "$JS.hub.API.INFO"), interval=0.1)
+        out["leaf_asks_hub"] = hub_info.get("domain")
+        created = await api(h, "$JS.edge.API.STREAM.CREATE.EDGE", {"name": "EDGE", "subjects": ["edge.>"]})
+        out["created_on_leaf"] = (created or {}).get("config", {}).get("name")
+        for n in range(3):
+            await lf.request(f"edge.{n}", b"reading", timeout=2)  # PubAck from the leaf's stream
+        info = await api(h, "$JS.edge.API.STREAM.INFO.EDGE")
+        out["stored_on_leaf"] = (info or {}).get("state", {}).get("messages")
+        out["not_on_hub"] = ((await api(h, "$JS.API.STREAM.INFO.EDGE")) or {}).get("error", {}).get("err_code")
+        return out
+    finally:
+        await h.close()
+        await lf.close()
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_jetstream_domains_across_a_leaf_link(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """Each side answers `$JS.API` for itself and the other side's `$JS.<domain>.API` crosses the
+    link: a hub client manages the leaf's streams (`nats --js-domain edge`), and back."""
+    hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
+    with hub:
+        port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+        leaf_block = f'reconnect: "0.2s", remotes: [ {{ url: "nats-leaf://127.0.0.1:{port}" }} ]'
+        with start_js(leaf_kind, "leaf", "edge", tmp_path / "leaf", leaf_block) as leaf:
+            wait_linked(leaf)
+            assert asyncio.run(domains_scenario(hub, leaf)) == {
+                "hub_asks_edge": "edge",
+                "hub_asks_local": "hub",
+                "leaf_asks_local": "edge",
+                "leaf_asks_hub": "hub",
+                "created_on_leaf": "EDGE",
+                "stored_on_leaf": 3,
+                "not_on_hub": 10059,
+            }
+
+
+async def cluster_scenario(far: ServerProcess, near: ServerProcess, leaf: ServerProcess) -> dict[str, Any]:
+    """`leaf` hangs off `near`; `far` is another node of the hub's cluster."""
+    f = await nats.connect(far.url)
+    n = await nats.connect(near.url)
+    lf = await nats.connect(leaf.url)
+    try:
+        at_far: list[Any] = []
+        at_leaf: list[Any] = []
+        await f.subscribe("fromleaf.>", cb=collect(at_far))
+        await lf.subscribe("toleaf.>", cb=collect(at_leaf))
+        await until_heard(lf, "fromleaf.probe", at_far)
+        await until_heard(f, "toleaf.probe", at_leaf)
+        for k in range(10):
+            await lf.publish(f"fromleaf.{k}", b"%d" % k)
+            await f.publish(f"toleaf.{k}", b"%d" % k)
+        await lf.flush()
+        await f.flush()
+        await acheck_for(10, lambda: (len(at_far) >= 10 and len(at_leaf) >= 10) or None)
+        got: list[bytes] = []
+        await f.subscribe("jobs", queue="q", cb=collect(got, lambda m: m.data))
+        await lf.subscribe("jobs", queue="q", cb=collect(got, lambda m: m.data))
+        await f.flush()
+        await lf.flush()
+        await asyncio.sleep(0.5)
+        for k in range(60):
+            await (n if k % 3 == 0 else lf if k % 3 == 1 else f).publish("jobs", b"%d" % k)
+        for nc in (n, lf, f):
+            await nc.flush()
+        await acheck_for(10, lambda: len(got) >= 60 or None)
+        await asyncio.sleep(0.3)
+        return {
+            "far_heard": sorted(m.data for m in at_far),
+            "leaf_heard": sorted(m.data for m in at_leaf),
+            "queue": sorted(int(x) for x in got),
+        }
+    finally:
+        for nc in (f, n, lf):
+            await nc.close()
+
+
+@pytest.mark.parametrize("kind", ["jsedge", "nats"])
+def test_a_leaf_on_one_node_of_a_cluster(kind: str) -> None:
+    """A three-node hub cluster with a leaf on its second node: the leaf reaches the first node
+    through the route and back, and a queue group spanning both gets each message once."""
+    from tests.helpers import Cluster
+
+    with Cluster([kind] * 3, config="leafnodes { port: -1 }\n") as cluster:
+        cluster.wait_mesh()
+        port = int(cluster[1].wait_for_log(LISTENING, timeout=10).group(1))
+        with start_leaf(kind, port) as leaf:
+            wait_linked(leaf)
+            result = asyncio.run(cluster_scenario(cluster[0], cluster[1], leaf))
+    digits = sorted(b"%d" % k for k in range(10))
+    assert result == {"far_heard": digits, "leaf_heard": digits, "queue": list(range(60))}
