@@ -51,6 +51,9 @@ class Remote:
             self.urls.append(parsed)
         account = raw.get("account") or raw.get("local")
         self.account = account if isinstance(account, str) and account else "$G"
+        seed = raw.get("nkey") or raw.get("seed")
+        #: an nkey seed (`SU...`): the CONNECT carries its public key and the hub's nonce signed
+        self.nkey_seed = seed.strip() if isinstance(seed, str) else ""
         delay = raw.get("reconnect_delay") or raw.get("reconnect")
         self.reconnect = float(delay) if isinstance(delay, (int, float)) and delay > 0 else None
         self.index = index
@@ -60,6 +63,22 @@ class Remote:
 
     def redacted(self) -> list[str]:
         return [f"{u.hostname}:{u.port or 7422}" for u in self.urls]
+
+
+def sign_nonce(seed: str, nonce: str) -> tuple[str, str] | None:
+    """(public key, base64url signature of `nonce`, unpadded) for an nkey seed, as nats-server's
+    leaf CONNECT carries them; None for a malformed seed (or no `nkeys` package)."""
+    import base64
+
+    try:
+        import nkeys  # type: ignore[import-untyped]
+
+        pair = nkeys.from_seed(bytearray(seed.encode()))
+        signature = pair.sign(nonce.encode())
+        public = pair.public_key.decode()
+    except Exception:  # nkeys raises its own errors (and binascii's) for a bad seed
+        return None
+    return public, base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
 
 
 class LeafTable:
@@ -165,6 +184,13 @@ class LeafTable:
             else:  # a user part alone: nats-server sends it as both user and token
                 connect["user"] = user
                 connect["auth_token"] = user
+        remote = conn.remote
+        if remote is not None and remote.nkey_seed:
+            signed = sign_nonce(remote.nkey_seed, nonce)
+            if signed is None:
+                conn.log_error("Remote nkey has malformed seed")
+            else:
+                connect["nkey"], connect["sig"] = signed
         connect["server_id"] = server.server_id
         if server.config.jetstream.domain:
             connect["domain"] = server.config.jetstream.domain

@@ -403,3 +403,34 @@ def test_a_leaf_on_one_node_of_a_cluster(kind: str) -> None:
             result = asyncio.run(cluster_scenario(cluster[0], cluster[1], leaf))
     digits = sorted(b"%d" % k for k in range(10))
     assert result == {"far_heard": digits, "leaf_heard": digits, "queue": list(range(60))}
+
+
+@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
+def test_a_leaf_with_an_nkey_seed_logs_in_to_a_nats_server_hub(leaf_kind: str, tmp_path: Any) -> None:
+    """The hub lists an nkey user; the leaf signs the hub's nonce with the seed."""
+    import nkeys
+
+    seed = nkeys.encode_seed(bytes(range(7, 39)), nkeys.PREFIX_BYTE_USER).decode()
+    public = nkeys.from_seed(bytearray(seed.encode())).public_key.decode()
+    # nats-server checks leaf nkeys against the server's users (its leafnodes block has no nkey users)
+    hub = ServerProcess(
+        "nats",
+        config=(
+            f"server_name: hub\naccounts {{ A: {{ users: [ {{ user: app, password: app }}, {{ nkey: {public} }} ] }} }}\n"
+            "no_auth_user: app\nleafnodes { port: -1 }\n"
+        ),
+    )
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    with hub:
+        for key, linked in ((nkeys.encode_seed(bytes(32), nkeys.PREFIX_BYTE_USER).decode(), False), (seed, True)):
+            config = (
+                'server_name: leaf\nleafnodes { reconnect: "0.2s", remotes: [ { url: '
+                f'"nats-leaf://127.0.0.1:{port}", nkey: "{key}" }} ] }}\n'
+            )
+            with ServerProcess(leaf_kind, config=config) as leaf:
+                if linked:
+                    assert asyncio.run(crosses(hub, leaf, 10.0))
+                else:
+                    hub.wait_for_log("Authorization Violation|Authentication Failure|authentication error", timeout=10)
+                    with pytest.raises(AssertionError):
+                        asyncio.run(crosses(hub, leaf, 1.0))
