@@ -153,8 +153,10 @@ def attach(stream: Any, consumer: Consumer) -> None:
     stream.consumers[consumer.name] = consumer
     consumer.remove = lambda: delete_consumer(stream, consumer.name)
     jsa = stream.host
-    if getattr(stream, "replicated", None) is not None:
-        # a cluster: the consumer runs on one server, and acks may be published on any
+    if getattr(stream, "replicated", None) is not None or getattr(jsa.server, "leafnodes", None) is not None:
+        # a cluster: the consumer runs on one server, and acks may be published on any; leaf
+        # nodes: acks and flow-control replies may come across a link (a consumer used through
+        # `$JS.<domain>.API`, the feed of another domain's source)
         consumer.routed_subs = subscribe_consumer(jsa, stream.name, consumer.name)
     else:
         ensure_account_subscriptions(jsa)

@@ -23,9 +23,12 @@ nats-server copies through internal consumers; jsedge copies straight from the o
 * copying is triggered by the origin's `stored_listeners` (a new message) and by a 0.5 s retry tick
   (origin created later, re-created, or back after an error); each run copies at most `BATCH`
   messages per source before yielding to the event loop.
-* `external` origins (other account / domain) are not reachable from here: they are accepted and
-  reported like nats-server does while it cannot reach them (`active: -1`, no copy) and a warning is
-  logged.
+* `external` origins (`external.api` = another JetStream domain's `$JS.<domain>.API`, reached over
+  a leaf node link) are read through a feed, as a cluster reads (below), on one server too: the
+  consumer is created on the other side with that API prefix and delivers across the link; a link
+  that is down stalls the feed, which is created again from the cursor (durable: the copying goes
+  on after reconnects and restarts, each origin message once). Another account's API (imports) is
+  not reachable yet: accepted, reported as unreachable (`active: -1`) and logged.
 * `mirror_direct`: the mirror also answers `$JS.API.DIRECT.GET.<origin>` (queue `_sys_`).
 
 Layer 4 (jetstream): imported lazily by manager.py (`JetStream.mirror_module()`).
@@ -89,6 +92,16 @@ def compose_iname(source: StreamSource) -> str:
         src = "\f".join(t.src or FWC for t in source.subject_transforms)
         dest = "\f".join(t.dest or FWC for t in source.subject_transforms)
     return f"{name} {src} {dest}"
+
+
+def _over_leaf(source: StreamSource) -> bool:
+    """An external origin in another JetStream domain (`$JS.<domain>.API`), reachable over a leaf
+    node link; another account's API prefix is not (imports are not built)."""
+    external = source.external
+    if external is None or not external.api:
+        return False
+    parts = external.api.split(".")
+    return len(parts) == 3 and parts[0] == "$JS" and parts[2] == "API"
 
 
 def _local(source: StreamSource, domain: str) -> bool:
@@ -440,7 +453,7 @@ class Replicator:
                 self._close_feed(cursor)
         self.cursors = cursors
         for cursor in cursors:
-            if not cursor.local and cursor.iname not in self._warned_external:
+            if not cursor.local and not _over_leaf(cursor.source) and cursor.iname not in self._warned_external:
                 self._warned_external.add(cursor.iname)
                 self.server.logger.warn(
                     f"JetStream stream '{self.stream.account.name} > {self.stream.name}': external "
@@ -768,10 +781,13 @@ class Replicator:
             return
         more = False
         for cursor in list(self.cursors):
+            feed = clustered
             if not cursor.local:
-                continue
+                if not _over_leaf(cursor.source):
+                    continue
+                feed = True  # another domain: a consumer over there, delivering across the link
             try:
-                more = (self._copy_feed(cursor) if clustered else self._copy(cursor)) or more
+                more = (self._copy_feed(cursor) if feed else self._copy(cursor)) or more
             except Exception:
                 import traceback
 

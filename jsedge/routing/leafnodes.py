@@ -8,9 +8,9 @@ hub: every remote is dialled and kept connected (nats-server's reconnect: next U
 (`user:pass@` or a `token@`). A remote's `account` (default `$G`) is the local account bound to it.
 
 Interest: every account change reaches `_sub_changed` (an account subscription listener), which
-updates each leaf connection of that account (`LeafConnection.update_smap`). Standalone
-JetStream's API subscriptions are never announced (they are unrouted), and neither are the
-system's internal subjects below, so no JetStream API crosses a leaf link yet.
+updates each leaf connection of that account (`LeafConnection.update_smap`). JetStream's
+`$JS.API.>` stays on its side of a link (see `_LOCAL_ONLY`); a server with a JetStream `domain`
+announces `$JS.<domain>.API.>`, which is how the other side manages its streams and sources them.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from jsedge.routing.sublist import Subscription
 FIRST_INFO_TIMEOUT = 1.0
 DIAL_TIMEOUT = 2.0
 DEFAULT_RECONNECT = 1.0
-#: Subjects never announced over a leaf link (JetStream's API and cluster traffic, the system
-#: account's requests): JetStream domains across a link are not done yet.
-_LOCAL_ONLY = (b"$JS.API.", b"$JSC.", b"$NRG.", b"$SYS.", b"$JS.EVENT.")
+#: Subjects that never cross a leaf link, either way: JetStream's domain-less API (each side answers
+#: its own; the other side is reached by its domain, `$JS.<domain>.API`), Raft traffic, the system
+#: account's requests, advisories (nats-server keeps `$JS.API.>` to its side the same way).
+_LOCAL_ONLY = (b"$JS.API.", b"$NRG.", b"$SYS.", b"$JS.EVENT.")
 _LOCAL_ONLY_EXACT = (b"$JS.API.>", b"$JS.>", b"$SYS.>", b">")
 
 
