@@ -213,10 +213,14 @@ def run_pubsub(
     seconds: float = 2.0,
     max_msgs: int = 50_000_000,
     window_bytes: int = 4 * 1024 * 1024,
+    sub_port: int | None = None,
+    settle: float = 0.0,
 ) -> dict:
     """Publish-only (``subs=0``), pub→N subs (fan-out), or a queue group of N (``queue`` set).
 
-    Returns msgs/s published (``msgs_per_s``), payload MB/s, delivered msgs/s, and counts.
+    ``sub_port``: subscribers on another server (a leaf's hub), after ``settle`` seconds for their
+    interest to reach the publisher's server. Returns msgs/s published (``msgs_per_s``), payload
+    MB/s, delivered msgs/s, and counts.
     """
     errors = _CTX.Queue()
     counts = _CTX.Array("q", max(subs, 1), lock=False)
@@ -225,7 +229,9 @@ def run_pubsub(
     procs = []
     for i in range(subs):
         ready = _CTX.Event()
-        p = _CTX.Process(target=_subscriber, args=(host, port, SUBJECT, queue, i, counts, last, ready, stop, errors))
+        p = _CTX.Process(
+            target=_subscriber, args=(host, sub_port or port, SUBJECT, queue, i, counts, last, ready, stop, errors)
+        )
         p.start()
         procs.append(p)
         if not ready.wait(15):
@@ -236,6 +242,8 @@ def run_pubsub(
         for p in procs:
             p.join(2)
         raise RuntimeError("; ".join(errs))
+    if settle:
+        time.sleep(settle)
     frame_len = len(pub_frame(size))
     window = max(1, window_bytes // frame_len)
     fanout = 0 if subs == 0 else (1 if queue else subs)
@@ -360,15 +368,26 @@ def _requester(host, port, count, warmup, size, out, errors):
         out.put(None)
 
 
-def run_reqrep(host: str, port: int, count: int = 2000, warmup: int = 200, size: int = 16) -> dict:
-    """One outstanding request at a time; latencies in microseconds."""
+def run_reqrep(
+    host: str,
+    port: int,
+    count: int = 2000,
+    warmup: int = 200,
+    size: int = 16,
+    responder_port: int | None = None,
+    settle: float = 0.0,
+) -> dict:
+    """One outstanding request at a time; latencies in microseconds. ``responder_port``: the
+    responder on another server (a leaf's hub), ``settle`` seconds for its interest to spread."""
     errors = _CTX.Queue()
     ready = _CTX.Event()
-    resp = _CTX.Process(target=_responder, args=(host, port, ready, errors))
+    resp = _CTX.Process(target=_responder, args=(host, responder_port or port, ready, errors))
     resp.start()
     try:
         if not ready.wait(15):
             raise RuntimeError("responder did not become ready")
+        if settle:
+            time.sleep(settle)
         out = _CTX.Queue()
         req = _CTX.Process(target=_requester, args=(host, port, count, warmup, size, out, errors))
         req.start()
