@@ -484,7 +484,8 @@ async def _equals(value: Any, expected: Any) -> bool:
 @pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
 def test_a_hub_stream_sources_a_leaf_stream_across_outages(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
     """Offline-first: a stream on the leaf stores readings while the hub is away; a hub stream that
-    sources it (`external.api: $JS.edge.API`) gets every reading once, in order, after each outage."""
+    sources it (`external.api: $JS.edge.API`) gets every reading once, in order, after each outage
+    (the hub killed with kill -9 and restarted, then the leaf)."""
     hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
     with hub:
         port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
@@ -515,16 +516,55 @@ def test_a_hub_stream_sources_a_leaf_stream_across_outages(hub_kind: str, leaf_k
                 # nats-server's hub resumes a source after its own restart on a back-off longer than
                 # this test waits (over 30 s seen): the outages below are checked on jsedge hubs
                 return
-            # the hub goes away; the leaf keeps storing; the hub comes back
-            hub.stop()
+            # the hub dies (kill -9); the leaf keeps storing; the hub comes back
+            hub.kill()
             asyncio.run(publish_readings(leaf.url, 20, 20))
             mark = leaf.log_mark()
             hub.start()
             leaf.wait_for_log("Leafnode connection created", timeout=15, since=mark)
             assert asyncio.run(wait_sourced(hub.url, 40)) == [b"reading-%d" % n for n in range(40)]
-            # the leaf restarts; more readings; nothing is copied twice
-            leaf.stop()
+            # the leaf dies (kill -9) and restarts; more readings; nothing is copied twice
+            leaf.kill()
             leaf.start()
             wait_linked(leaf)
             asyncio.run(publish_readings(leaf.url, 40, 10))
             assert asyncio.run(wait_sourced(hub.url, 50)) == [b"reading-%d" % n for n in range(50)]
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_stream_mirrors_a_hub_stream(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """The other direction: commands stored on the hub reach the Pi through a mirror of the hub's
+    stream on the leaf (`external.api: $JS.hub.API`), the origin's sequences kept."""
+    hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
+    with hub:
+        port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+        leaf_block = f'reconnect: "0.2s", remotes: [ {{ url: "nats-leaf://127.0.0.1:{port}" }} ]'
+        with start_js(leaf_kind, "leaf", "edge", tmp_path / "leaf", leaf_block) as leaf:
+            wait_linked(leaf)
+
+            async def scenario() -> list[tuple[int, bytes]]:
+                import base64
+
+                h = await nats.connect(hub.url)
+                lf = await nats.connect(leaf.url)
+                try:
+                    made = await js_api(h, "$JS.API.STREAM.CREATE.CMDS", {"name": "CMDS", "subjects": ["cmds.>"]})
+                    assert (made or {}).get("config", {}).get("name") == "CMDS", made
+                    for n in range(15):
+                        await h.request(f"cmds.pi.{n % 2}", b"cmd-%d" % n, timeout=5)
+                    mirror = {"name": "CMDS", "external": {"api": "$JS.hub.API", "deliver": ""}}
+                    made = await js_api(
+                        lf, "$JS.API.STREAM.CREATE.LOCAL_CMDS", {"name": "LOCAL_CMDS", "mirror": mirror}
+                    )
+                    assert (made or {}).get("config", {}).get("name") == "LOCAL_CMDS", made
+                    await acheck_for(30, lambda: _equals(stored_count(lf, "LOCAL_CMDS"), 15), interval=0.2)
+                    out = []
+                    for seq in range(1, 16):
+                        msg = await js_api(lf, "$JS.API.STREAM.MSG.GET.LOCAL_CMDS", {"seq": seq})
+                        out.append((msg["message"]["seq"], base64.b64decode(msg["message"]["data"])))
+                    return out
+                finally:
+                    await h.close()
+                    await lf.close()
+
+            assert asyncio.run(scenario()) == [(n + 1, b"cmd-%d" % n) for n in range(15)]
