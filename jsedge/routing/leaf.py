@@ -30,13 +30,12 @@ queue groups it must serve, never back to the link a message came from).
 from __future__ import annotations
 
 import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from jsedge import errors, gojson
 from jsedge.errors import ClosedReason
 from jsedge.protocol.parser import Parser
-from jsedge.routing.connection import PONG, Connection
+from jsedge.routing.link import ServerLink
 from jsedge.routing.sublist import KIND_CLIENT, KIND_LEAF, Subscription
 
 if TYPE_CHECKING:
@@ -50,7 +49,7 @@ LOOP_DELAY = 30.0
 _LABEL = b"$LEAF"
 
 
-class LeafConnection(Connection):
+class LeafConnection(ServerLink):
     """One leaf node connection: accepted (`remote` None, we are the hub) or dialled (`remote` =
     the `leafnodes.remotes` entry, we are the spoke)."""
 
@@ -75,6 +74,7 @@ class LeafConnection(Connection):
     )
 
     KIND_NAME = "Leafnode"
+    LINK_NAME = "Leafnode"
 
     def __init__(self, server: Any, cid: int, table: Any, remote: Any = None, url: Any = None) -> None:
         super().__init__(server, cid)
@@ -139,9 +139,6 @@ class LeafConnection(Connection):
         self.send_now(self.table.info_line(self.cid))
         self.auth_handle = self.loop.call_later(self.table.auth_timeout, self._auth_timeout)
 
-    def ping_suppressed(self, now: float) -> bool:
-        return False
-
     def closed_hook(self, reason: ClosedReason) -> None:
         if self.auth_handle is not None:
             self.auth_handle.cancel()
@@ -162,21 +159,7 @@ class LeafConnection(Connection):
             self.log_error("Did not receive the INFO protocol of the remote in time")
             self.close(ClosedReason.STALE_CONNECTION)
 
-    def _auth_timeout(self) -> None:
-        self.auth_handle = None
-        if not self.closed and not self.connect_seen:
-            self.log_error("Authentication Timeout")
-            self.send_now(errors.AUTH_TIMEOUT.line())
-            self.close(ClosedReason.AUTHENTICATION_TIMEOUT)
-
     # ---------------------------------------------------------------- parser handler
-
-    def proto_error(self, key: str) -> None:
-        err, reason = errors.PARSER_ERRORS[key]
-        if err is not None:
-            self.log_error(f"Leafnode parser ERROR: '{err.text}'")
-            self.send_err(err)
-        self.close(reason)
 
     def proto_client_err(self, arg: bytes) -> None:
         text = arg.decode(errors="replace")
@@ -185,38 +168,11 @@ class LeafConnection(Connection):
             self.loop_detected = True
             self.close(ClosedReason.PROTOCOL_VIOLATION)
 
-    def proto_ping(self) -> None:
-        self.last_in_seen = time.monotonic()
-        self.send(PONG)
-
-    def proto_pong(self) -> None:
-        self.record_pong()
-
     def proto_connect(self, arg: bytes) -> None:
         if self.spoke or self.connect_seen:
             return  # a hub never sends CONNECT; a second one changes nothing
-        try:
-            opts = gojson.loads(arg)
-        except ValueError:
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        if not isinstance(opts, dict):
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        if self.auth_handle is not None:
-            self.auth_handle.cancel()
-            self.auth_handle = None
-        if opts.get("lang"):
-            self.log_error(errors.LEAF_PORT.text)
-            self.send_err(errors.LEAF_PORT)
-            self.close(ClosedReason.WRONG_PORT)
-            return
-        gateway = opts.get("gateway")
-        if isinstance(gateway, str) and gateway:
-            text = f'Rejecting connection from gateway "{gateway}" on the leafnode port'
-            self.log_error(text)
-            self.send(b"-ERR '" + text.encode() + b"'\r\n")
-            self.close(ClosedReason.WRONG_GATEWAY)
+        opts = self.connect_options(arg, errors.LEAF_PORT, "leafnode")
+        if opts is None:
             return
         account_name = self.table.authenticate(opts)
         if account_name is None or not self.bind(account_name):
@@ -407,16 +363,8 @@ class LeafConnection(Connection):
         """A leaf message the compiled path did not take (tracing on)."""
         if self.trace:
             self.log_trace(f"<<- [{'HMSG' if hdr_len >= 0 else 'LMSG'} {subject.decode(errors='replace')} {len(msg)}]")
-        if self.account is None:
-            return
-        from jsedge.routing.sublist import deliver_as
-        from jsedge.subjects import js_deliver_split
-
-        shown = subject
-        at = js_deliver_split(reply) if reply else -1
-        if at >= 0:
-            shown, reply = reply[at + 1 :], reply[:at]
-        deliver_as(self.account.sublist, self, subject, shown, reply, hdr_len, msg, queues)
+        if self.account is not None:
+            self.deliver_routed(self.account.sublist, subject, reply, hdr_len, msg, queues)
 
     # ---------------------------------------------------------------- statistics
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from typing import TYPE_CHECKING, Any
 
 from jsedge import errors, gojson
 from jsedge.errors import ClosedReason
 from jsedge.protocol.parser import Parser
-from jsedge.routing.connection import PONG, Connection
+from jsedge.routing.link import ServerLink
 from jsedge.routing.sublist import KIND_ROUTER, Subscription
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 ROUTE_MCL_FACTOR = 16
 
 
-class RouteConnection(Connection):
+class RouteConnection(ServerLink):
     """One route, accepted (`url` None) or solicited (`url` = the route URL we dialled)."""
 
     __slots__ = (
@@ -140,9 +139,6 @@ class RouteConnection(Connection):
         # up to 20 %; then every ping_interval
         self.restart_pings(min(self.ping_interval, 1.0) * (1 + random.random() * 0.2))
 
-    def ping_suppressed(self, now: float) -> bool:
-        return False  # nats-server never skips a route's PING
-
     def closed_hook(self, reason: ClosedReason) -> None:
         if self.auth_handle is not None:
             self.auth_handle.cancel()
@@ -156,58 +152,15 @@ class RouteConnection(Connection):
         self.log_info(f"Router connection closed: {reason.value}{remote}")
         self.table.route_closed(self, reason)
 
-    def _auth_timeout(self) -> None:
-        self.auth_handle = None
-        if not self.closed and not self.connect_seen:
-            self.log_error("Authentication Timeout")
-            self.send_now(errors.AUTH_TIMEOUT.line())
-            self.close(ClosedReason.AUTHENTICATION_TIMEOUT)
-
     # ---------------------------------------------------------------- parser handler
-
-    def proto_error(self, key: str) -> None:
-        err, reason = errors.PARSER_ERRORS[key]
-        if err is not None:
-            self.log_error(f"Route parser ERROR: '{err.text}'")
-            self.send_err(err)
-        self.close(reason)
 
     def proto_client_err(self, arg: bytes) -> None:
         # nats-server logs a route's -ERR; the route stays up unless the error closes it.
         self.log_error(f"Router Error {arg.decode(errors='replace')}")
 
-    def proto_ping(self) -> None:
-        self.last_in_seen = time.monotonic()
-        self.send(PONG)
-
-    def proto_pong(self) -> None:
-        self.record_pong()
-
     def proto_connect(self, arg: bytes) -> None:
-        if self.trace:
-            self.log_trace(f"<<- [CONNECT {arg.decode(errors='replace')}]")
-        try:
-            opts = gojson.loads(arg)
-        except ValueError:
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        if not isinstance(opts, dict):
-            self.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        if self.auth_handle is not None:
-            self.auth_handle.cancel()
-            self.auth_handle = None
-        if opts.get("lang"):
-            # a client on the route port
-            self.send_err(errors.ROUTE_PORT)
-            self.close(ClosedReason.WRONG_PORT)
-            return
-        gateway = opts.get("gateway")
-        if isinstance(gateway, str) and gateway:
-            text = f'Rejecting connection from gateway "{gateway}" on the Route port'
-            self.log_error(text)
-            self.send(b"-ERR '" + text.encode() + b"'\r\n")
-            self.close(ClosedReason.WRONG_GATEWAY)
+        opts = self.connect_options(arg, errors.ROUTE_PORT, "Route")
+        if opts is None:
             return
         table = self.table
         if not table.check_credentials(opts):
@@ -388,14 +341,7 @@ class RouteConnection(Connection):
                 f'"{subject.decode(errors="replace")}"'
             )
             return
-        from jsedge.routing.sublist import deliver_as
-        from jsedge.subjects import js_deliver_split
-
-        shown = subject
-        at = js_deliver_split(reply) if reply else -1
-        if at >= 0:  # a JetStream delivery: shown with the stored subject
-            shown, reply = reply[at + 1 :], reply[:at]
-        deliver_as(account.sublist, self, subject, shown, reply, hdr_len, msg, queues)
+        self.deliver_routed(account.sublist, subject, reply, hdr_len, msg, queues)
 
     # ---------------------------------------------------------------- statistics
 

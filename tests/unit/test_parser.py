@@ -826,13 +826,15 @@ class RouteRec(Rec):
         self._rec("routed", origin, account, subject, reply, hdr_len, msg, queues)
 
 
-def route_events(impl: Twin, data: bytes, **fields: Any) -> list[tuple[Any, ...]]:
-    """Route-mode events of `data`, identical whole and at every split point."""
+def route_events(impl: Twin, data: bytes, leaf_account: bytes | None = None, **fields: Any) -> list[tuple[Any, ...]]:
+    """Route-mode (or, with `leaf_account`, leaf-mode) events of `data`, identical whole and at every
+    split point."""
 
     def once(chunks: list[int] | None) -> list[tuple[Any, ...]]:
-        core = make_core(impl, kind=impl.sublist.KIND_ROUTER, max_payload=-1, **fields)
+        kind = impl.sublist.KIND_ROUTER if leaf_account is None else impl.sublist.KIND_LEAF
+        core = make_core(impl, kind=kind, max_payload=-1, **fields)
         rec = RouteRec(core)
-        p = impl.parser(core, rec, 4096, True)
+        p = impl.parser(core, rec, 4096, leaf_account is None, leaf_account)
         pos = 0
         for size in chunks or []:
             p.feed(data[pos : pos + size])
@@ -931,23 +933,8 @@ def test_routed_fast_path_delivers_in_the_named_account(impl: Twin) -> None:
 
 
 def leaf_events(impl: Twin, data: bytes) -> list[tuple[Any, ...]]:
-    """Leaf-mode events of `data` (a connection bound to account APP), identical at every split."""
-
-    def once(chunks: list[int] | None) -> list[tuple[Any, ...]]:
-        core = make_core(impl, kind=impl.sublist.KIND_LEAF, max_payload=-1)
-        rec = RouteRec(core)
-        p = impl.parser(core, rec, 4096, False, b"APP")
-        pos = 0
-        for size in chunks or []:
-            p.feed(data[pos : pos + size])
-            pos += size
-        p.feed(data[pos:])
-        return rec.events
-
-    whole = once(None)
-    for k in range(1, len(data)):
-        assert once([k]) == whole, f"split at {k} differs"
-    return whole
+    """Leaf-mode events of `data` (a connection bound to account APP)."""
+    return route_events(impl, data, b"APP")
 
 
 def test_leaf_control_ops(impl: Twin) -> None:
