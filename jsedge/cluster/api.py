@@ -419,8 +419,21 @@ class ClusterAPI:
         name = _name(request, 3)
         if name not in sa.consumers:
             raise js_error("JSConsumerNotFoundErr")
-        fut = self.cluster.propose_meta({"op": "consumer_remove", "account": jsa.name, "stream": sa.name, "name": name})
-        self._answer_when(fut, request, lambda _result: {"success": True})
+        command = {
+            "op": "consumer_remove",
+            "account": jsa.name,
+            "stream": sa.name,
+            "name": name,
+            "reply": request.reply.decode("utf-8", "replace"),
+            "subject": request.subject.decode("utf-8", "replace"),
+            "ts": time.time_ns(),
+        }
+        fut = self.cluster.propose_meta(command)
+        # nats-server: the consumer's leader answers once it has removed the consumer (so a
+        # CONSUMER.INFO after the answer finds nothing); the meta leader answers only when every
+        # server of the consumer is offline
+        offline = not any(self.cluster.peer_online(p) for p in sa.consumers[name].peers)
+        self._answer_when(fut, request, lambda _result: {"success": True}, errors_only=not offline)
         return None
 
     def _consumer_page(self, request: Request) -> tuple[StreamAssignment, list[str], int]:
@@ -862,7 +875,11 @@ class ClusterAPI:
         self._answer_when(fut, request, lambda _result: {"success": True})
         return None
 
-    def _answer_when(self, fut: asyncio.Future[Any], request: Request, payload: Any) -> None:
+    def _answer_when(
+        self, fut: asyncio.Future[Any], request: Request, payload: Any, *, errors_only: bool = False
+    ) -> None:
+        """Answer `request` when `fut` (a proposal) is done: its error, or (unless `errors_only`:
+        another server answers a success) `payload(result)`."""
         endpoint = self.api.find(request.tokens)
         if endpoint is None:
             return
@@ -876,6 +893,8 @@ class ClusterAPI:
                 return
             if exc is not None:
                 return  # leadership lost before the commit: the client times out and retries
+            if errors_only:
+                return
             try:
                 body = payload(f.result())
             except JSError as error:
@@ -1278,4 +1297,16 @@ def answer_assignment(
     api.respond(request, response)
 
 
-__all__ = ["ClusterAPI", "answer_assignment"]
+def answer_consumer_delete(api: Any, jsa: Any, command: dict[str, Any]) -> None:
+    """CONSUMER.DELETE answered by the server that led the consumer, once it is gone."""
+    reply = str(command.get("reply") or "")
+    if not reply or time.time_ns() - int(command.get("ts", 0)) > FRESH:
+        return
+    subject = str(command.get("subject") or "").encode()
+    tokens = subject.split(b".")
+    rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
+    request = Request(jsa, rest, subject, reply.encode(), b"", b"", None)
+    api.respond(request, {"type": TYPE_PREFIX + "consumer_delete_response", "success": True})
+
+
+__all__ = ["ClusterAPI", "answer_assignment", "answer_consumer_delete"]

@@ -466,9 +466,14 @@ class JetStreamCluster:
             return
         stream = replica.stream
         if change.op == "consumer_remove":
+            from jsedge.cluster.api import answer_consumer_delete
+
             member = replica.consumer_groups.pop(ca.name, None)
             if member is not None:
+                was_leader = member.is_leader
                 member.delete()
+                if was_leader:
+                    answer_consumer_delete(self.api, replica.jsa, command)
                 return
             if ca.name in stream.consumers:
                 from jsedge.jetstream.consumers import delete_consumer
@@ -477,6 +482,8 @@ class JetStreamCluster:
                     delete_consumer(stream, ca.name)
                 except Exception as exc:
                     self.logger.warn(f"JetStream cluster: deleting consumer '{sa.name} > {ca.name}' failed: {exc}")
+            if not ca.group and ca.peers and ca.peers[0] == self.me:
+                answer_consumer_delete(self.api, replica.jsa, command)
             return
         if ca.group:
             self._ensure_consumer_group(replica, ca, command)

@@ -157,7 +157,11 @@ def shape(kind: str) -> dict[str, Any]:
                 for consumer in detail.get("consumer_detail") or []:
                     if consumer["name"] == "D" and consumer.get("cluster", {}).get("leader"):
                         seen[f"n{i + 1}"] = (consumer, detail.get("consumer_raft_groups"))
-            return seen if len(seen) == 3 else None
+            if len(seen) != 3:
+                return None
+            # the followers learn the delivered state from the leader's replicated updates: wait for them
+            delivered = {c["delivered"]["stream_seq"] for c, _g in seen.values()}
+            return seen if delivered == {1} else None
 
         seen = check_for(30, consumer_views, interval=0.2)
         cleader = next(iter(seen.values()))[0]["cluster"]["leader"]
