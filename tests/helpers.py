@@ -321,11 +321,19 @@ class ServerProcess:
 
     def _read_loop(self, proc: subprocess.Popen) -> None:
         assert proc.stdout is not None
+        # debugging aid: JSEDGE_TEST_KEEP=1 keeps every server's directory (see cleanup) and its
+        # log across restarts in <dir>/server.log
+        keep = open(self.dir / "server.log", "a") if os.environ.get("JSEDGE_TEST_KEEP") else None
         for raw in iter(proc.stdout.readline, b""):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if keep is not None:
+                keep.write(line + "\n")
+                keep.flush()
             with self._cond:
                 self._lines.append(line)
                 self._cond.notify_all()
+        if keep is not None:
+            keep.close()
         with self._cond:
             self._eof = True
             self._cond.notify_all()
@@ -374,7 +382,7 @@ class ServerProcess:
     def cleanup(self) -> None:
         """Stop and remove the temp dir (if this object created it)."""
         self.stop()
-        if self._own_dir:
+        if self._own_dir and not os.environ.get("JSEDGE_TEST_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart(self, timeout: float = 5.0, same_port: bool = True) -> ServerProcess:

@@ -361,6 +361,10 @@ class ClusteredStream:
         """The group applied every entry up to `index` (its own no-ops included)."""
         if not self._caught_up and index >= self._caught_up_at and self.publishing:
             self._caught_up = True
+            # predict from the applied state now: a drain already scheduled for this loop turn
+            # may run before _start_leading, and must not use the guess made at the election
+            # (before this leader applied its log), which names sequences already taken
+            self._resync()
             self.server.loop.call_soon(self._start_leading)
 
     def _start_leading(self) -> None:

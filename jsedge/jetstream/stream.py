@@ -285,7 +285,17 @@ class Stream:
         store = self.store
         if isinstance(command, StoreMsg):
             if command.seq and command.seq <= store.last_seq():
-                return command.seq  # replayed from a Raft log after a restart: already stored
+                # replayed from a Raft log after a restart: already stored. Checked, because
+                # answering a PubAck for a sequence that holds another message loses the publish:
+                # a leader that predicted a sequence already taken gets an error, not an ack.
+                stored = store.load_msg(command.seq)
+                if (
+                    stored is not None
+                    and self.config.mirror is None
+                    and (stored.ts != command.ts or stored.subject != command.subject)
+                ):
+                    raise DiscardNewError("sequence mismatch")
+                return command.seq
             if command.seq and self.config.mirror is not None and command.seq != store.last_seq() + 1:
                 # a replicated mirror's copy carries the origin's sequence: stored there or not at all
                 raise DiscardNewError("mirror sequence mismatch")

@@ -198,6 +198,7 @@ class Publishers:
         self.timeout = timeout
         self.acked: dict[bytes, int] = {}
         self.duplicates = 0  # acks flagged duplicate (a retry of something already stored)
+        self.duplicate_payloads: set[bytes] = set()
         self.errors: Counter[str] = Counter()
         self.tasks: list[asyncio.Task] = []
         self.stopping = False
@@ -235,6 +236,8 @@ class Publishers:
                 assert payload not in self.acked, payload
                 self.acked[payload] = ack.seq
                 self.duplicates += bool(ack.duplicate)
+                if ack.duplicate:
+                    self.duplicate_payloads.add(payload)
                 break
 
     async def wait_for(self, more: int, timeout: float = 30) -> None:
@@ -246,7 +249,12 @@ class Publishers:
         await asyncio.wait_for(asyncio.gather(*self.tasks), 40)
         print(f"{self.prefix}: {len(self.acked)} acked, {self.duplicates} duplicate acks, errors {dict(self.errors)}")
         seqs = Counter(self.acked.values())
-        assert all(n == 1 for n in seqs.values()), "two payloads acknowledged with the same sequence"
+        twice = {
+            seq: sorted((p.decode(), p in self.duplicate_payloads) for p, s in self.acked.items() if s == seq)
+            for seq, n in seqs.items()
+            if n > 1
+        }
+        assert not twice, f"payloads acknowledged with the same sequence (payload, acked as duplicate): {twice}"
 
 
 async def connect_to(servers: list[ServerProcess], **kw):
@@ -483,12 +491,14 @@ def power_cut(root: Path, journal: Path, rng: random.Random) -> dict[str, int]:
         for name in files:
             path = os.path.join(dirpath, name)
             if name not in listed.get(dirpath, ()):
+                print(f"power cut: {path} removed")
                 os.unlink(path)
                 stats["removed"] += 1
                 continue
             size = os.path.getsize(path)
             keep = min(size, lengths.get(path, 0))
             if keep < size:
+                print(f"power cut: {path} {size} -> {keep}")
                 os.truncate(path, keep)
                 stats["cut"] += 1
                 stats["bytes"] += size - keep
