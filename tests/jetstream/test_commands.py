@@ -242,3 +242,19 @@ def test_one_log_gives_one_state_in_memory_and_on_file(seed: int, tmp_path: Path
     )
     assert _contents(reopened)[:-2] == _contents(memory)[:-2]
     reopened.store.close()
+
+
+def test_a_stated_sequence_already_taken_must_hold_that_message() -> None:
+    """A replayed StoreMsg (its sequence is stored already: a restart replays the Raft log) is
+    answered with its sequence; one whose sequence holds another message (a leader predicted a
+    sequence already taken) is refused, never acknowledged as if stored."""
+    stream = _stream(MemStore(store_config(_config())), _config())
+    first = StoreMsg(b"a", b"", b"one", 1_000, 0, b"", "", 1)
+    assert stream.apply(first) == 1
+    assert stream.apply(StoreMsg(b"a", b"", b"two", 2_000, 0, b"", "", 2)) == 2
+    assert stream.apply(first) == 1  # the replay
+    with pytest.raises(DiscardNewError, match="sequence mismatch"):
+        stream.apply(StoreMsg(b"b", b"", b"three", 3_000, 0, b"", "", 1))
+    assert stream.apply(DeleteMsg(1, False)) is not None
+    assert stream.apply(StoreMsg(b"b", b"", b"three", 3_000, 0, b"", "", 1)) == 1  # gone: cannot tell
+    assert stream.store.state().messages == 1
