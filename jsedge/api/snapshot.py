@@ -15,21 +15,18 @@ The transport is nats-server's chunked protocol (spec/jetstream-api.md §4.11), 
   acked with an empty message) and ends with an empty message, whose reply gets the
   `stream_create_response` (StreamInfo) or `10062 restore failed: …`. 5 s of silence aborts.
 
-The **archive format is jsedge's own** (not nats-server's S2 tar; only jsedge → jsedge round trips
-are supported): a gzip-compressed tar with
+The **archive is nats-server's** (`jsedge.api.natsarchive`: the `NATSARC1` entries of
+nats-server 2.10.26 and later, in a Snappy framed stream that S2 readers accept), so a jsedge
+backup restores into nats-server and a nats-server backup into jsedge. The stream config is not in
+the archive: the snapshot response carries it and the restore request brings it back (the nats CLI
+keeps it in `backup.json`). jsedge's own extras (creation time, store metadata such as source
+cursors) ride in `state.json` under a `jsedge` key that nats-server ignores. Consumers' config and
+state are written back into the new store's consumer stores before the stream is opened, so the
+consumer layer recovers them like after a restart.
 
-* `stream.json` — `{"format":"jsedge-snapshot","version":1,"config":<StreamConfig as stored>,
-  "created":<RFC3339>,"state":{"messages","bytes","first_seq","last_seq","last_ts"}}`
-* `msgs.bin` — every stored message in sequence order, each record
-  `>QqIII` (seq, ts ns, subject length, header length, data length) followed by subject, header
-  block and payload bytes. Gaps (deleted sequences) are simply absent; restore recreates them, and
-  `first_seq`/`last_seq` of the state (also after purges) exactly.
-* `meta.bin` — the stream store's own metadata (`save_meta`: source cursors), when present.
-* `consumers/<name>.json` — `{"name","config":<consumer config JSON text>,"state":{"delivered":
-  [cseq,sseq],"ack_floor":[cseq,sseq],"pending":{sseq:[cseq,ts]},"redelivered":{sseq:count}}}`
-  from each consumer's `ConsumerStore` (omitted with `no_consumers`). Restore writes them back into
-  the new store's consumer stores before the stream is opened, so the consumer layer recovers them
-  like after a restart.
+Restore still reads the archive jsedge wrote before (a gzip tar: `stream.json` with the config,
+`msgs.bin` records `>QqIII` seq, ts, subject/header/data lengths then the bytes, `meta.bin`,
+`consumers/<name>.json`).
 
 The archive is built synchronously in memory/spooled temp file (no concurrent mutation can slip in),
 then sent by a task that honours the flow-control window.
@@ -38,7 +35,6 @@ then sent by a task that honours the flow-control window.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import secrets
 import struct
@@ -50,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsedge import gojson
+from jsedge.api import natsarchive
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
@@ -61,6 +58,7 @@ from jsedge.jetstream.models import (
     parse_json,
     spec,
 )
+from jsedge.store import s2
 from jsedge.store.base import ConsumerState, Pending, SequencePair
 from jsedge.subjects import valid_literal_subject
 
@@ -95,15 +93,6 @@ def _nuid() -> str:
 # archive
 
 
-def _consumer_state_json(state: ConsumerState) -> dict[str, Any]:
-    return {
-        "delivered": [state.delivered.consumer_seq, state.delivered.stream_seq],
-        "ack_floor": [state.ack_floor.consumer_seq, state.ack_floor.stream_seq],
-        "pending": {str(k): [v.consumer_seq, v.timestamp] for k, v in state.pending.items()},
-        "redelivered": {str(k): v for k, v in state.redelivered.items()},
-    }
-
-
 def _consumer_state_from_json(doc: dict[str, Any]) -> ConsumerState:
     delivered = doc.get("delivered") or [0, 0]
     ack_floor = doc.get("ack_floor") or [0, 0]
@@ -123,66 +112,51 @@ def _consumer_names(stream: Any) -> list[str]:
     return sorted(names)
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(time.time())
-    tar.addfile(info, io.BytesIO(data))
-
-
 def build_archive(stream: Any, *, consumers: bool = True) -> bytes:
-    """The whole snapshot of `stream` (see the module docstring)."""
+    """The whole snapshot of `stream`: nats-server's backup archive (`natsarchive`) in an S2
+    stream (see the module docstring)."""
+    from jsedge.jetstream.stream import state_to_json
+
     store = stream.store
     state = store.state()
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=1) as tar:
-        document = {
-            "format": FORMAT,
-            "version": VERSION,
-            "config": stream.config_json(dynamic=False),
-            "created": format_time_ns(stream.created),
-            "state": {
-                "messages": state.messages,
-                "bytes": state.bytes,
-                "first_seq": state.first_seq,
-                "last_seq": state.last_seq,
-                "last_ts": state.last_ts,
-            },
-        }
-        _add_bytes(tar, "stream.json", json.dumps(document).encode())
-        with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
-            seq = max(state.first_seq, 1)
-            while state.messages:
-                msg = store.load_next_msg(b">", seq)
-                if msg is None:
-                    break
-                spool.write(_RECORD.pack(msg.seq, msg.ts, len(msg.subject), len(msg.hdr), len(msg.data)))
-                spool.write(msg.subject)
-                spool.write(msg.hdr)
-                spool.write(msg.data)
-                seq = msg.seq + 1
-            info = tarfile.TarInfo("msgs.bin")
-            info.size = spool.tell()
-            info.mtime = int(time.time())
-            spool.seek(0)
-            tar.addfile(info, spool)
-        meta = store.load_meta()
-        if meta:
-            _add_bytes(tar, "meta.bin", meta)
-        if consumers:
-            for name in _consumer_names(stream):
-                config_json, cstate = store.consumer_store(name).load()
-                doc = {
-                    "name": name,
-                    "config": config_json.decode() if config_json else None,
-                    "state": _consumer_state_json(cstate),
-                }
-                _add_bytes(tar, f"consumers/{name}.json", json.dumps(doc).encode())
-    return out.getvalue()
+    docs: list[tuple[str, bytes]] = []
+    if consumers:
+        for name in _consumer_names(stream):
+            config_json, cstate = store.consumer_store(name).load()
+            stored = json.loads(config_json) if config_json else {}
+            config = stored.get("config") or {"name": name}  # the consumer store keeps {config, created}
+            docs.append((name, natsarchive.consumer_json(config, cstate)))
+    summary = state_to_json(state, len(docs))
+    summary["jsedge"] = natsarchive.jsedge_extras(format_time_ns(stream.created), store.load_meta())
+    with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
+        spool.write(natsarchive.MAGIC)
+        spool.write(natsarchive.entry(b"state.json", time.time_ns(), 0, b"", gojson.dumpb(summary)))
+        now = time.time_ns()
+        for name, doc in docs:
+            spool.write(natsarchive.entry(f"consumers/{name}".encode(), now, 0, b"", doc))
+        seq = max(state.first_seq, 1)
+        while state.messages:
+            msg = store.load_next_msg(b">", seq)
+            if msg is None:
+                break
+            spool.write(natsarchive.entry(msg.subject, msg.ts, msg.seq, msg.hdr, msg.data))
+            seq = msg.seq + 1
+        spool.write(natsarchive.END)
+        spool.seek(0)
+        return s2.compress_stream(spool.read())
 
 
-def _read_archive(fileobj: Any) -> tuple[dict[str, Any], Any, bytes | None, list[dict[str, Any]]]:
-    """(stream.json, msgs.bin file object, meta.bin, consumer docs)."""
+def _read_archive(
+    fileobj: Any, config: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Any, bytes | None, list[dict[str, Any]]]:
+    """(stream document, messages: msgs.bin file object or an iterator of records, store
+    metadata, consumer docs), from nats-server's backup archive (an S2 stream, `natsarchive`:
+    what jsedge writes too; its stream config is `config`, the restore request's) or from the
+    gzip tar archives of jsedge before 0.2."""
+    fileobj.seek(0)
+    if s2.is_s2_stream(fileobj.read(len(s2.S2_MAGIC))):
+        fileobj.seek(0)
+        return natsarchive.read_nats_archive(fileobj, config)
     fileobj.seek(0)
     tar = tarfile.open(fileobj=fileobj, mode="r:gz")
     document: dict[str, Any] | None = None
@@ -212,6 +186,9 @@ def _read_archive(fileobj: Any) -> tuple[dict[str, Any], Any, bytes | None, list
 
 def _iter_records(handle: Any) -> Iterator[tuple[int, int, bytes, bytes, bytes]]:
     if handle is None:
+        return
+    if not hasattr(handle, "read"):  # already records (a nats-server archive)
+        yield from handle
         return
     size = _RECORD.size
     while True:
@@ -386,12 +363,14 @@ def stream_restore(api: Any, request: Request) -> dict[str, Any] | None:
         raise js_error("JSStreamNameExistRestoreFailedErr")
     jsa.defaulted(config, False)
     deliver = f"$JS.SNAPSHOT.RESTORE.{name}.{_nuid()}"
-    _Receiver(api, jsa, name, deliver.encode())
+    _Receiver(api, jsa, name, deliver.encode(), raw_config)
     return {"deliver_subject": deliver}
 
 
 class _Receiver:
-    def __init__(self, api: Any, jsa: Any, name: str, subject: bytes) -> None:
+    def __init__(self, api: Any, jsa: Any, name: str, subject: bytes, config: dict[str, Any]) -> None:
+        #: the restore request's stream config (a nats-server archive does not carry one)
+        self.config = config
         self.api = api
         self.server = api.server
         self.jsa = jsa
@@ -432,7 +411,7 @@ class _Receiver:
             self._finish_in_cluster(cluster_restore, reply)
             return
         try:
-            stream = restore_stream(self.jsa, self.name, self.spool)
+            stream = restore_stream(self.jsa, self.name, self.spool, self.config)
             response: dict[str, Any] = {"type": TYPE_PREFIX + "stream_create_response"}
             response.update(stream.info())
         except JSError as exc:
@@ -458,7 +437,7 @@ class _Receiver:
             return {"type": TYPE_PREFIX + "stream_create_response", "error": exc.to_json()}
 
         try:
-            fut = cluster_restore(self.jsa, self.name, self.spool)
+            fut = cluster_restore(self.jsa, self.name, self.spool, self.config)
         except Exception as exc:
             respond(error(exc))
             return
@@ -478,13 +457,13 @@ class _Receiver:
         fut.add_done_callback(finished)
 
 
-def restore_stream(jsa: Any, name: str, fileobj: Any) -> Any:
+def restore_stream(jsa: Any, name: str, fileobj: Any, config: dict[str, Any] | None = None) -> Any:
     """Create stream `name` of account `jsa` from an archive; returns the opened Stream."""
     from jsedge.jetstream.streamconfig import set_static_metadata
 
     try:
-        document, messages, meta, consumer_docs = _read_archive(fileobj)
-    except (tarfile.TarError, OSError, ValueError, EOFError) as exc:
+        document, messages, meta, consumer_docs = _read_archive(fileobj, config)
+    except (tarfile.TarError, OSError, ValueError, EOFError, KeyError) as exc:
         raise js_error("JSStreamRestoreErrF", err=str(exc) or "invalid archive") from None
     raw_config = dict(document.get("config") or {})
     raw_config["name"] = name

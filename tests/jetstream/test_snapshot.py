@@ -2,8 +2,8 @@
 
 The client side follows the nats CLI (jsm.go): SNAPSHOT with a deliver subject, ack every chunk that
 has a reply subject, stop at the empty `204` message; RESTORE, publish the chunks as requests, end
-with an empty request whose reply is the StreamInfo. jsedge archives are jsedge's own format, so the
-round trips are jsedge → jsedge.
+with an empty request whose reply is the StreamInfo. The archive is nats-server's (jsedge ↔
+nats-server round trips are in tests/compat/test_backup_interop.py); here jsedge → jsedge.
 """
 
 from __future__ import annotations
