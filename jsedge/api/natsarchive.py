@@ -120,7 +120,7 @@ class _Entries:
             raise NatsArchiveError("not a nats-server backup archive")
 
     def _exact(self, n: int, *, allow_eof: bool = False) -> bytes:
-        data = self.source.read(n)
+        data = bytes(self.source.read(n))
         if len(data) != n and not (allow_eof and not data):
             raise NatsArchiveError("backup was truncated")
         return data
@@ -128,7 +128,7 @@ class _Entries:
     def _uvarint(self) -> int:
         value = shift = 0
         while True:
-            b = self.source.read(1)
+            b = bytes(self.source.read(1))
             if not b:
                 raise NatsArchiveError("backup was truncated")
             value |= (b[0] & 0x7F) << shift
@@ -189,7 +189,8 @@ def read_nats_archive(
         # the consumer store's document: its config and creation time (not in the archive: now)
         stored = {"config": doc["config"], "created": format_time_ns(time.time_ns())}
         consumers.append({"name": cname, "config": json.dumps(stored), "state": _consumer_state(raw)})
-    extras = state.get("jsedge") if isinstance(state.get("jsedge"), dict) else {}
+    found = state.get("jsedge")
+    extras: dict[str, Any] = found if isinstance(found, dict) else {}
     meta = base64.b64decode(extras["meta"]) if extras.get("meta") else None
     document = {
         "config": dict(config or {}),

@@ -457,12 +457,12 @@ class _Receiver:
         fut.add_done_callback(finished)
 
 
-def restore_stream(jsa: Any, name: str, fileobj: Any, config: dict[str, Any] | None = None) -> Any:
+def restore_stream(jsa: Any, name: str, fileobj: Any, request_config: dict[str, Any] | None = None) -> Any:
     """Create stream `name` of account `jsa` from an archive; returns the opened Stream."""
     from jsedge.jetstream.streamconfig import set_static_metadata
 
     try:
-        document, messages, meta, consumer_docs = _read_archive(fileobj, config)
+        document, messages, meta, consumer_docs = _read_archive(fileobj, request_config)
     except (tarfile.TarError, OSError, ValueError, EOFError, KeyError) as exc:
         raise js_error("JSStreamRestoreErrF", err=str(exc) or "invalid archive") from None
     raw_config = dict(document.get("config") or {})

@@ -633,7 +633,7 @@ class ClusterAPI:
         return snapshot_api.stream_restore(api, request)
 
     def finish_restore(
-        self, jsa: Any, name: str, fileobj: Any, config: dict[str, Any] | None = None
+        self, jsa: Any, name: str, fileobj: Any, request_config: dict[str, Any] | None = None
     ) -> asyncio.Future[Any]:
         """The archive of a restore arrived here (the meta leader): build the store on this server,
         register the stream with this server as its one replica and seed, then change the replica
@@ -643,7 +643,7 @@ class ClusterAPI:
         done: asyncio.Future[Any] = loop.create_future()
         if cluster.state.stream(jsa.name, name) is not None:
             raise js_error("JSStreamNameExistRestoreFailedErr")
-        stream = snapshot_api.restore_stream(jsa, name, fileobj, config)  # a local stream, for now
+        stream = snapshot_api.restore_stream(jsa, name, fileobj, request_config)  # a local stream, for now
         config = stream.config
         wanted = config.num_replicas or 1
         for other in cluster.state.account_streams(jsa.name):
