@@ -794,13 +794,19 @@ cdef inline bint _is_link(Subscription sub) noexcept:
     return sub.client is not None and sub.client.kind != _KIND_CLIENT
 
 
-cdef inline bint _link_ok(ClientCore src, ClientCore link, bint from_route) noexcept:
-    """May a message from `src` cross `link` (see the reference twin's `_link_ok`)?"""
+cdef tuple _LEAF_DENY = (b"$JS.API.", b"$KV.", b"$OBJ.")
+
+
+cdef inline bint _link_ok(ClientCore src, ClientCore link, bint from_route, bytes subject) except -1:
+    """May a message on `subject` from `src` cross `link` (see the reference twin's `_link_ok`
+    and `LEAF_DENY`)?"""
     if link.closed or link is src:
         return False
     if link.kind == _KIND_ROUTER:
         return not from_route
-    return not (src is not None and src.spoke and link.spoke)
+    if src is not None and src.spoke and link.spoke:
+        return False
+    return not (len(subject) > 0 and subject[0] == 36 and subject.startswith(_LEAF_DENY))  # 36: '$'
 
 
 cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,
@@ -838,7 +844,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
         for i in range(n):
             sub = <Subscription>psubs[i]
             if _is_link(sub):
-                if not sub.closed and _link_ok(src, sub.client, from_route):
+                if not sub.closed and _link_ok(src, sub.client, from_route, subject):
                     routes = _route_target(routes, sub.client, None)
                 continue
             delivered += _deliver_one(src, sub, subject, shown, reply, hdr_len, msg)
@@ -858,7 +864,7 @@ cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes
                 sub = <Subscription>group[index]
                 if _is_link(sub):
                     # a member on another server, chosen as a local one would be
-                    if sub.closed or not _link_ok(src, sub.client, from_route):
+                    if sub.closed or not _link_ok(src, sub.client, from_route, subject):
                         continue
                     routes = _route_target(routes, sub.client, sub.queue)
                     break

@@ -598,7 +598,7 @@ def deliver_as(
         for sub in result.psubs:
             client = sub.client
             if client is not None and client.kind != KIND_CLIENT:
-                if not sub.closed and _link_ok(src, client, from_route):
+                if not sub.closed and _link_ok(src, client, from_route, subject):
                     routes = _route_target(routes, client, None)
                 continue
             if _deliver_one(src, sub, subject, shown, reply, hdr_len, msg):
@@ -617,7 +617,7 @@ def deliver_as(
                 if client is not None and client.kind != KIND_CLIENT:
                     # a member on another server (shadowed `weight` times): it is chosen as any
                     # local one would be (nats-server spreads a group over the whole cluster)
-                    if sub.closed or not _link_ok(src, client, from_route):
+                    if sub.closed or not _link_ok(src, client, from_route, subject):
                         continue
                     routes = _route_target(routes, client, sub.queue)
                     break
@@ -638,13 +638,22 @@ def deliver_as(
     return delivered
 
 
-def _link_ok(src: ClientCore | None, link: ClientCore, from_route: bool) -> bool:
-    """May a message from `src` cross `link` (a route or leaf connection)?"""
+#: Subjects that never cross a leaf link (nats-server's deny on every leaf connection of a client
+#: account: each side's JetStream API, KV and object store subjects stay on that side; the other
+#: side's JetStream is reached by its domain, `$JS.<domain>.API`). Interest in a wildcard such as
+#: `>` still crosses; the messages on these subjects are what is held back.
+LEAF_DENY = (b"$JS.API.", b"$KV.", b"$OBJ.")
+
+
+def _link_ok(src: ClientCore | None, link: ClientCore, from_route: bool, subject: bytes) -> bool:
+    """May a message on `subject` from `src` cross `link` (a route or leaf connection)?"""
     if link.closed or link is src:
         return False
     if link.kind == KIND_ROUTER:
         return not from_route  # one hop inside a cluster
-    return not (src is not None and src.spoke and link.spoke)
+    if src is not None and src.spoke and link.spoke:
+        return False
+    return not subject.startswith(LEAF_DENY)
 
 
 def _route_target(routes: list[list[Any]] | None, route: ClientCore, queue: bytes | None) -> list[list[Any]]:

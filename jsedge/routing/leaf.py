@@ -260,7 +260,7 @@ class LeafConnection(ServerLink):
         client = sub.client
         if client is self:
             return False
-        if not self.table.announceable(sub.subject):
+        if not self.table.announceable(sub.subject, self.account):
             return False
         if self.spoke:
             # a spoke tells its hub about its own clients and the leaves it accepts only
@@ -302,7 +302,7 @@ class LeafConnection(ServerLink):
         if subject == self.table.lds(self.account):
             self.loop_found()
             return
-        if not self.table.announceable(subject):
+        if not self.table.announceable(subject, self.account):
             # JetStream's domain-less API and system subjects stay on their side of the link
             # (nats-server: "Not permitted to subscribe to $JS.API.> on behalf of ...")
             self.log_debug(f'Not permitted to subscribe to "{subject.decode(errors="replace")}" across the link')

@@ -9,7 +9,7 @@ hub: every remote is dialled and kept connected (nats-server's reconnect: next U
 
 Interest: every account change reaches `_sub_changed` (an account subscription listener), which
 updates each leaf connection of that account (`LeafConnection.update_smap`). JetStream's
-`$JS.API.>` stays on its side of a link (see `_LOCAL_ONLY`); a server with a JetStream `domain`
+`$JS.API.>` stays on its side of a link (`LEAF_DENY`, as nats-server denies it); a server with a JetStream `domain`
 announces `$JS.<domain>.API.>`, which is how the other side manages its streams and sources them.
 """
 
@@ -23,6 +23,7 @@ from typing import Any, cast
 
 from jsedge import __version__, gojson
 from jsedge.errors import ClosedReason
+from jsedge.routing._sublist_py import LEAF_DENY
 from jsedge.routing.leaf import LOOP_DELAY, LeafConnection, jitter
 from jsedge.routing.sublist import Subscription
 
@@ -30,11 +31,10 @@ from jsedge.routing.sublist import Subscription
 FIRST_INFO_TIMEOUT = 1.0
 DIAL_TIMEOUT = 2.0
 DEFAULT_RECONNECT = 1.0
-#: Subjects that never cross a leaf link, either way: JetStream's domain-less API (each side answers
-#: its own; the other side is reached by its domain, `$JS.<domain>.API`), Raft traffic, the system
-#: account's requests, advisories (nats-server keeps `$JS.API.>` to its side the same way).
-_LOCAL_ONLY = (b"$JS.API.", b"$NRG.", b"$SYS.", b"$JS.EVENT.")
-_LOCAL_ONLY_EXACT = (b"$JS.API.>", b"$JS.>", b"$SYS.>", b">")
+#: In the system account, its requests and events, Raft and JetStream cluster traffic stay on this
+#: side too (jsedge does not share a system account across a link; nats-server denies `$NRG.>` and
+#: `$JSC.>` there when it does not extend JetStream).
+_SYSTEM_LOCAL = (b"$SYS.", b"$JS.EVENT.", b"$NRG.", b"$JSC.")
 
 
 class Remote:
@@ -128,9 +128,14 @@ class LeafTable:
             subject = self._lds[account.name] = b"$LDS." + secrets.token_hex(11).encode()
         return subject
 
-    @staticmethod
-    def announceable(subject: bytes) -> bool:
-        return not subject.startswith(_LOCAL_ONLY) and subject not in _LOCAL_ONLY_EXACT
+    def announceable(self, subject: bytes, account: Any) -> bool:
+        """May interest in `subject` (of `account`) cross a link? Not for the subjects whose
+        messages never cross (`LEAF_DENY`, nats-server's deny on leaf connections); a wildcard
+        such as `>` or `$JS.>` does cross (its messages on those subjects are held back)."""
+        if subject.startswith(LEAF_DENY):
+            return False
+        system = self.server.config.system_account or "$SYS"
+        return not (subject.startswith(_SYSTEM_LOCAL) and getattr(account, "name", None) == system)
 
     # ---------------------------------------------------------------- protocol pieces
 

@@ -568,3 +568,48 @@ def test_a_leaf_stream_mirrors_a_hub_stream(hub_kind: str, leaf_kind: str, tmp_p
                     await lf.close()
 
             assert asyncio.run(scenario()) == [(n + 1, b"cmd-%d" % n) for n in range(15)]
+
+
+async def wildcard_scenario(hub: ServerProcess, leaf: ServerProcess) -> dict[str, Any]:
+    """Interest in `>` and `$JS.>` crosses the link both ways; messages on each side's JetStream
+    API, KV and object store subjects do not (nats-server's deny on leaf connections)."""
+    out: dict[str, Any] = {}
+    h = await nats.connect(hub.url)
+    lf = await nats.connect(leaf.url)
+    try:
+        for side, sub_nc, pub_nc in (("leaf hears", lf, h), ("hub hears", h, lf)):
+            for pattern in (">", "$JS.>"):
+                heard: list[str] = []
+                sub = await sub_nc.subscribe(pattern, cb=collect(heard, lambda m: m.subject))
+                await sub_nc.flush()
+                await until_heard(pub_nc, "$JS.probe" if pattern != ">" else "probe", heard)
+                for subject in (
+                    "$JS.API.STREAM.NAMES",
+                    "$KV.B.k",
+                    "$OBJ.O.x",
+                    "$JS.ACK.S.C.1.1.1.0.0",
+                    "$SYS.X",
+                    "a.b",
+                ):
+                    await pub_nc.publish(subject, b"x")
+                await pub_nc.publish("$JS.last" if pattern != ">" else "last", b"x")  # after the others, in order
+                await pub_nc.flush()
+                await acheck_for(10, lambda heard=heard: any(s.endswith("last") for s in heard) or None, interval=0.05)
+                out[f"{side} {pattern}"] = sorted(heard)
+                await sub.unsubscribe()
+                await sub_nc.flush()
+    finally:
+        await h.close()
+        await lf.close()
+    return out
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_wildcard_interest_crosses_but_not_the_jetstream_api(hub_kind: str, leaf_kind: str) -> None:
+    hub, port = start_hub(hub_kind)
+    with hub, start_leaf(leaf_kind, port) as leaf:
+        wait_linked(leaf)
+        result = asyncio.run(wildcard_scenario(hub, leaf))
+    assert result["leaf hears >"] == ["$JS.ACK.S.C.1.1.1.0.0", "$SYS.X", "a.b", "last"]
+    assert result["hub hears $JS.>"] == ["$JS.ACK.S.C.1.1.1.0.0", "$JS.last"]
+    assert result["leaf hears >"] == result["hub hears >"]
