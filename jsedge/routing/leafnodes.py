@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import secrets
 import urllib.parse
 from typing import Any, cast
@@ -55,6 +56,10 @@ class Remote:
         seed = raw.get("nkey") or raw.get("seed")
         #: an nkey seed (`SU...`): the CONNECT carries its public key and the hub's nonce signed
         self.nkey_seed = seed.strip() if isinstance(seed, str) else ""
+        creds = raw.get("credentials") or raw.get("creds")
+        #: a `.creds` file (user JWT and seed, as `nsc` writes it): read at every connect; the
+        #: CONNECT carries the JWT and the hub's nonce signed with the seed (operator mode hubs)
+        self.credentials = creds if isinstance(creds, str) else ""
         delay = raw.get("reconnect_delay") or raw.get("reconnect")
         self.reconnect = float(delay) if isinstance(delay, (int, float)) and delay > 0 else None
         self.index = index
@@ -64,6 +69,22 @@ class Remote:
 
     def redacted(self) -> list[str]:
         return [f"{u.hostname}:{u.port or 7422}" for u in self.urls]
+
+
+#: A block of a `.creds` file: a dashed BEGIN line, the value, a dashed END line (nats-server's
+#: pattern): the first is the user JWT, the second the seed.
+_CREDS_BLOCK = re.compile(rb"\s*(?:(?:-{3,}.*-{3,}\r?\n)([\w\-.=]+)(?:\r?\n-{3,}.*-{3,}(?:\r?\n|\Z)))")
+
+
+def read_credentials(path: str) -> tuple[str, str]:
+    """(user JWT, seed) from a `.creds` file; ValueError with nats-server's wording when it is
+    not one (OSError when it cannot be read)."""
+    with open(path, "rb") as handle:
+        contents = handle.read()
+    items = _CREDS_BLOCK.findall(contents)
+    if len(items) < 2:
+        raise ValueError("Credentials file malformed")
+    return items[0].decode(), items[1].decode()
 
 
 def sign_nonce(seed: str, nonce: str) -> tuple[str, str] | None:
@@ -191,7 +212,20 @@ class LeafTable:
                 connect["user"] = user
                 connect["auth_token"] = user
         remote = conn.remote
-        if remote is not None and remote.nkey_seed:
+        if remote is not None and remote.credentials:
+            try:
+                user_jwt, seed = read_credentials(remote.credentials)
+            except OSError as exc:
+                conn.log_error(f"open {remote.credentials}: {(exc.strerror or str(exc)).lower()}")
+            except ValueError as exc:
+                conn.log_error(str(exc))
+            else:
+                signed = sign_nonce(seed, nonce)
+                if signed is None:
+                    conn.log_error("Credentials file has malformed seed")
+                else:
+                    connect["jwt"], connect["sig"] = user_jwt, signed[1]
+        elif remote is not None and remote.nkey_seed:
             signed = sign_nonce(remote.nkey_seed, nonce)
             if signed is None:
                 conn.log_error("Remote nkey has malformed seed")

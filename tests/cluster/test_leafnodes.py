@@ -613,3 +613,72 @@ def test_wildcard_interest_crosses_but_not_the_jetstream_api(hub_kind: str, leaf
     assert result["leaf hears >"] == ["$JS.ACK.S.C.1.1.1.0.0", "$SYS.X", "a.b", "last"]
     assert result["hub hears $JS.>"] == ["$JS.ACK.S.C.1.1.1.0.0", "$JS.last"]
     assert result["leaf hears >"] == result["hub hears >"]
+
+
+async def crosses_with_creds(hub: ServerProcess, creds: Any, leaf: ServerProcess, wait: float) -> bool:
+    """Like `crosses`, for an operator-mode hub whose clients log in with `creds`."""
+    h = await nats.connect(hub.url, user_credentials=str(creds))
+    lf = await nats.connect(leaf.url)
+    heard: list[Any] = []
+    await h.subscribe("cred.check", cb=collect(heard))
+    await h.flush()
+
+    async def probe() -> bool | None:
+        await lf.publish("cred.check", b"x")
+        await lf.flush()
+        await asyncio.sleep(0.05)
+        return bool(heard) or None
+
+    try:
+        return bool(await acheck_for(wait, probe, interval=0))
+    finally:
+        await h.close()
+        await lf.close()
+
+
+@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
+def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(leaf_kind: str, tmp_path: Any) -> None:
+    """Hosted NATS: the hub runs in operator mode (JWTs); the leaf's remote names a `.creds`
+    file (user JWT and seed) and signs the hub's nonce. A file that is missing, malformed, or
+    holds another key's seed gets no link (and the log says why)."""
+    from tests import natsjwt
+
+    op = natsjwt.operator_with_user()
+    good = tmp_path / "good.creds"
+    good.write_text(op.creds())
+    client = tmp_path / "client.creds"
+    client.write_text(op.creds())
+    stranger = natsjwt.new_key(nkeys_user_prefix())
+    wrong = tmp_path / "wrong.creds"
+    wrong.write_text(op.creds(seed=stranger.seed))
+    malformed = tmp_path / "malformed.creds"
+    malformed.write_text("not a creds file\n")
+    hub = ServerProcess("nats", config=f"server_name: hub\n{op.server_config()}leafnodes {{ port: -1 }}\n")
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    with hub:
+        for creds, linked, logged in (
+            (tmp_path / "missing.creds", False, "no such file or directory"),
+            (malformed, False, "Credentials file malformed"),
+            (wrong, False, None),
+            (good, True, None),
+        ):
+            config = (
+                'server_name: leaf\nleafnodes { reconnect: "0.2s", remotes: [ { url: '
+                f'"nats-leaf://127.0.0.1:{port}", credentials: "{creds}" }} ] }}\n'
+            )
+            with ServerProcess(leaf_kind, config=config) as leaf:
+                if linked:
+                    assert asyncio.run(crosses_with_creds(hub, client, leaf, 10.0))
+                    continue
+                if logged is not None:
+                    leaf.wait_for_log(re.escape(logged), timeout=10)
+                else:
+                    hub.wait_for_log("Authorization Violation|authentication error|Authentication Failure", timeout=10)
+                with pytest.raises(AssertionError):
+                    asyncio.run(crosses_with_creds(hub, client, leaf, 1.0))
+
+
+def nkeys_user_prefix() -> int:
+    import nkeys
+
+    return int(nkeys.PREFIX_BYTE_USER)
