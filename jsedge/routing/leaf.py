@@ -137,6 +137,11 @@ class LeafConnection(ServerLink):
             self.auth_handle = self.loop.call_later(self.table.first_info_timeout, self._no_info)
             return
         self.send_now(self.table.info_line(self.cid))
+        tls = self.table.tls_context
+        if tls is not None:
+            # the INFO went in the clear; everything after it is TLS (nats-server's leaf port)
+            config = self.table.config.tls
+            self.start_tls(tls, timeout=config.timeout if config is not None and config.timeout else 2.0)
         self.auth_handle = self.loop.call_later(self.table.auth_timeout, self._auth_timeout)
 
     def closed_hook(self, reason: ClosedReason) -> None:
@@ -222,6 +227,12 @@ class LeafConnection(ServerLink):
             self.headers = bool(info.get("headers")) and not self.server.config.limits.no_header_support
             self.info_on_connect = bool(info.get("info_on_connect"))
             self.table.learn_urls(self, info)
+            remote = self.remote
+            scheme = self.url.scheme if self.url is not None else ""
+            if remote is not None and (remote.tls is not None or scheme == "tls" or info.get("tls_required")):
+                # the CONNECT (and all after it) goes over TLS, buffered until the handshake is done
+                hostname = self.url.hostname if self.url is not None else None
+                self.start_tls(remote.tls_context(), server_side=False, timeout=remote.tls_timeout(), hostname=hostname)
             self.send_now(self.table.connect_line(self, _text(info.get("nonce"))))
             if not self.info_on_connect:
                 self.table.register(self)

@@ -60,12 +60,38 @@ class Remote:
         #: a `.creds` file (user JWT and seed, as `nsc` writes it): read at every connect; the
         #: CONNECT carries the JWT and the hub's nonce signed with the seed (operator mode hubs)
         self.credentials = creds if isinstance(creds, str) else ""
+        tls = raw.get("tls")
+        #: the remote's `tls {}` block (cert_file, key_file, ca_file, insecure, timeout), or None;
+        #: a `tls://` URL or a hub whose INFO requires TLS also gets TLS (the default context)
+        self.tls: dict[str, Any] | None = tls if isinstance(tls, dict) else None
+        self._tls_context: Any = None
         delay = raw.get("reconnect_delay") or raw.get("reconnect")
         self.reconnect = float(delay) if isinstance(delay, (int, float)) and delay > 0 else None
         self.index = index
         self.next = 0
         #: the hub's other members (`leafnode_urls` of its INFO), as host:port
         self.discovered: list[str] = []
+
+    def tls_context(self) -> Any:
+        """The client-side TLS context for this remote (built once)."""
+        if self._tls_context is None:
+            from jsedge.config import TLSConfig
+            from jsedge.routing.tls import build_tls_client_context
+
+            raw = self.tls or {}
+            config = TLSConfig(
+                cert_file=str(raw.get("cert_file") or ""),
+                key_file=str(raw.get("key_file") or ""),
+                ca_file=str(raw.get("ca_file") or ""),
+                insecure=bool(raw.get("insecure")),
+                min_version=str(raw.get("min_version") or ""),
+            )
+            self._tls_context = build_tls_client_context(config)
+        return self._tls_context
+
+    def tls_timeout(self) -> float:
+        value = (self.tls or {}).get("timeout")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else 2.0
 
     def redacted(self) -> list[str]:
         return [f"{u.hostname}:{u.port or 7422}" for u in self.urls]
@@ -118,6 +144,12 @@ class LeafTable:
         self.auth_timeout = config.auth_timeout if config.auth_timeout is not None else 2.0
         self.first_info_timeout = FIRST_INFO_TIMEOUT
         self.remotes = [Remote(raw, k) for k, raw in enumerate(config.remotes) if isinstance(raw, dict)]
+        #: TLS on the leaf port (`leafnodes { tls {} }`): INFO in the clear, then the handshake
+        self.tls_context: Any = None
+        if config.tls is not None:
+            from jsedge.routing.tls import build_tls_context
+
+            self.tls_context = build_tls_context(config.tls)
         #: registered connections, and those still in the handshake
         self.leafs: dict[int, LeafConnection] = {}
         self.pending: set[LeafConnection] = set()
@@ -175,6 +207,9 @@ class LeafTable:
         }
         if self.auth_required:
             info["auth_required"] = True
+        if self.tls_context is not None:
+            info["tls_required"] = True
+            info["tls_verify"] = bool(self.config.tls is not None and self.config.tls.verify)
         info["max_payload"] = config.limits.max_payload
         if config.jetstream.enabled:
             info["jetstream"] = True

@@ -682,3 +682,33 @@ def nkeys_user_prefix() -> int:
     import nkeys
 
     return int(nkeys.PREFIX_BYTE_USER)
+
+
+TLS_TROUBLE = re.compile("(?i)tls|certificate|x509|handshake")
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_leaf_links_over_tls(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """`leafnodes { tls {} }` on the hub (client certificates verified) and a remote's `tls {}`:
+    INFO in the clear, then TLS, in every pairing. A leaf that cannot verify the hub's
+    certificate (no `ca_file`), or has no certificate of its own, gets no link."""
+    from tests.helpers import make_tls_files
+
+    tls = make_tls_files(tmp_path)
+    block = tls.server_config(verify=True, timeout=2).replace("\n", "\n  ")
+    hub, port = start_hub(hub_kind, block)
+    with hub:
+        url = f"nats-leaf://127.0.0.1:{port}"
+        good = f'tls {{ ca_file: "{tls.ca_cert}", cert_file: "{tls.client_cert}", key_file: "{tls.client_key}" }}'
+        no_cert = f'tls {{ ca_file: "{tls.ca_cert}" }}'  # the hub verifies client certificates
+        for tls_block, linked in (("", False), (no_cert, False), (good, True)):
+            config = (
+                f'server_name: leaf\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "{url}", {tls_block} }} ] }}\n'
+            )
+            with ServerProcess(leaf_kind, config=config) as leaf:
+                if linked:
+                    assert asyncio.run(crosses(hub, leaf, 10.0))
+                else:
+                    check_for(10, lambda: any(TLS_TROUBLE.search(line) for line in leaf.log_lines() + hub.log_lines()))
+                    with pytest.raises(AssertionError):
+                        asyncio.run(crosses(hub, leaf, 1.0))
