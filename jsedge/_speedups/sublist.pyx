@@ -806,7 +806,9 @@ cdef inline bint _link_ok(ClientCore src, ClientCore link, bint from_route, byte
         return not from_route
     if src is not None and src.spoke and link.spoke:
         return False
-    return not (len(subject) > 0 and subject[0] == 36 and subject.startswith(_LEAF_DENY))  # 36: '$'
+    if len(subject) > 0 and subject[0] == 36 and subject.startswith(_LEAF_DENY):  # 36: '$'
+        return False
+    return link.deny_filter is None or not link.deny_filter(subject, None)
 
 
 cpdef Py_ssize_t deliver_as(object sublist, ClientCore src, bytes subject, bytes shown, bytes reply,

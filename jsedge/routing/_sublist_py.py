@@ -653,7 +653,10 @@ def _link_ok(src: ClientCore | None, link: ClientCore, from_route: bool, subject
         return not from_route  # one hop inside a cluster
     if src is not None and src.spoke and link.spoke:
         return False
-    return not subject.startswith(LEAF_DENY)
+    if subject.startswith(LEAF_DENY):
+        return False
+    # a leaf link's deny (a remote's deny_exports, a leaf's deny_pub): never delivered to it
+    return link.deny_filter is None or not link.deny_filter(subject, None)
 
 
 def _route_target(routes: list[list[Any]] | None, route: ClientCore, queue: bytes | None) -> list[list[Any]]:

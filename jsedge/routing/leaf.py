@@ -71,6 +71,7 @@ class LeafConnection(ServerLink):
         "trace",
         "info_on_connect",
         "loop_detected",
+        "deny_in",
     )
 
     KIND_NAME = "Leafnode"
@@ -93,6 +94,8 @@ class LeafConnection(ServerLink):
         self.registered = False
         self.info_on_connect = False
         self.loop_detected = False
+        #: None, or callable(subject, queue) -> True for subjects not taken from this link
+        self.deny_in: Any = None
         #: What we announced: `subject` or `subject queue` -> count.
         self.smap: dict[bytes, int] = {}
         #: The other side's interest: (subject, queue) -> the subscription standing for it.
@@ -193,6 +196,10 @@ class LeafConnection(ServerLink):
         self.remote_account = _text(opts.get("remote_account"))
         if opts.get("is_hub"):
             self.spoke = True  # the other side declared itself the hub
+        deny_pub = opts.get("deny_pub")
+        if isinstance(deny_pub, list):
+            # the leaf's deny_imports: never sent to it (what the leaf sends is its own business)
+            self.set_denies(tuple(d for d in deny_pub if isinstance(d, str) and d), ())
         # the INFO a nats-server leaf finishes its handshake on (and learns our account from)
         info = self.table.info_dict(self.cid)
         info["remote_account"] = account_name
@@ -228,6 +235,10 @@ class LeafConnection(ServerLink):
             self.info_on_connect = bool(info.get("info_on_connect"))
             self.table.learn_urls(self, info)
             remote = self.remote
+            if remote is not None:
+                # nats-server's spoke: its subscribe deny (deny_imports) also filters what it
+                # delivers to the hub, besides its publish deny (deny_exports)
+                self.set_denies(remote.deny_exports + remote.deny_imports, remote.deny_imports)
             scheme = self.url.scheme if self.url is not None else ""
             if remote is not None and (remote.tls is not None or scheme == "tls" or info.get("tls_required")):
                 # the CONNECT (and all after it) goes over TLS, buffered until the handshake is done
@@ -266,6 +277,26 @@ class LeafConnection(ServerLink):
                 lines.append(b"LS+ " + key + b"\r\n")
         self.send(b"".join(lines))
 
+    def set_denies(self, outbound: tuple[str, ...], inbound: tuple[str, ...]) -> None:
+        """Subjects never delivered to this link (checked by the sublist twins, `_link_ok`) and
+        subjects not taken from it (interest not announced for them, messages dropped: such a
+        link's messages take the Python path, `deliver_routed`)."""
+        from jsedge.routing.auth import DenyFilter, SubjectList
+
+        self.deny_filter = DenyFilter(SubjectList(outbound)) if outbound else None
+        self.deny_in = DenyFilter(SubjectList(inbound)) if inbound else None
+        if self.deny_in is not None:
+            self.fast_pub = False
+
+    def deliver_routed(
+        self, sublist: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes, queues: list[bytes] | None
+    ) -> None:
+        if self.deny_in is not None and self.deny_in(subject, None):
+            if self.trace:
+                self.log_trace(f'Not permitted to receive "{subject.decode(errors="replace")}" from the link')
+            return
+        super().deliver_routed(sublist, subject, reply, hdr_len, msg, queues)
+
     def _wants(self, sub: Subscription) -> bool:
         """Does `sub` belong in this connection's announced interest?"""
         client = sub.client
@@ -273,6 +304,8 @@ class LeafConnection(ServerLink):
             return False
         if not self.table.announceable(sub.subject, self.account):
             return False
+        if self.deny_in is not None and self.deny_in(sub.subject, None):
+            return False  # a subject we do not take from the link: no interest in it there
         if self.spoke:
             # a spoke tells its hub about its own clients and the leaves it accepts only
             return client is None or client.kind == KIND_CLIENT or (client.kind == KIND_LEAF and not client.spoke)

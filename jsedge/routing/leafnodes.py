@@ -60,6 +60,10 @@ class Remote:
         #: a `.creds` file (user JWT and seed, as `nsc` writes it): read at every connect; the
         #: CONNECT carries the JWT and the hub's nonce signed with the seed (operator mode hubs)
         self.credentials = creds if isinstance(creds, str) else ""
+        #: `deny_exports`: subjects this leaf never sends to the hub; `deny_imports`: subjects it
+        #: neither subscribes to across the link nor accepts (the hub is told, as `deny_pub`)
+        self.deny_exports = _subject_list(raw.get("deny_exports"))
+        self.deny_imports = _subject_list(raw.get("deny_imports"))
         tls = raw.get("tls")
         #: the remote's `tls {}` block (cert_file, key_file, ca_file, insecure, timeout), or None;
         #: a `tls://` URL or a hub whose INFO requires TLS also gets TLS (the default context)
@@ -95,6 +99,12 @@ class Remote:
 
     def redacted(self) -> list[str]:
         return [f"{u.hostname}:{u.port or 7422}" for u in self.urls]
+
+
+def _subject_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    return tuple(v for v in value if isinstance(v, str) and v) if isinstance(value, (list, tuple)) else ()
 
 
 #: A block of a `.creds` file: a dashed BEGIN line, the value, a dashed END line (nats-server's
@@ -266,6 +276,8 @@ class LeafTable:
                 conn.log_error("Remote nkey has malformed seed")
             else:
                 connect["nkey"], connect["sig"] = signed
+        if remote is not None and remote.deny_imports:
+            connect["deny_pub"] = list(remote.deny_imports)  # the hub keeps these to itself
         connect["server_id"] = server.server_id
         if server.config.jetstream.domain:
             connect["domain"] = server.config.jetstream.domain

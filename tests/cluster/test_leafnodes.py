@@ -712,3 +712,60 @@ def test_leaf_links_over_tls(hub_kind: str, leaf_kind: str, tmp_path: Any) -> No
                     check_for(10, lambda: any(TLS_TROUBLE.search(line) for line in leaf.log_lines() + hub.log_lines()))
                     with pytest.raises(AssertionError):
                         asyncio.run(crosses(hub, leaf, 1.0))
+
+
+async def deny_scenario(hub: ServerProcess, leaf: ServerProcess) -> dict[str, Any]:
+    """What crosses a link whose remote has `deny_exports: ["secret.>"]` and `deny_imports:
+    ["private.>", "x.*.y"]`, to literal and wildcard subscribers on the other side."""
+    out: dict[str, Any] = {}
+    h = await nats.connect(hub.url)
+    lf = await nats.connect(leaf.url)
+    try:
+        for side, sub_nc, pub_nc in (("hub hears", h, lf), ("leaf hears", lf, h)):
+            for pattern in (">", "secret.a", "private.a", "x.q.y", "open.a"):
+                heard: list[str] = []
+                sub = await sub_nc.subscribe(pattern, cb=collect(heard, lambda m: m.subject))
+                probe = await sub_nc.subscribe("probe.>", cb=collect(heard, lambda m: m.subject))
+                await sub_nc.flush()
+                await until_heard(pub_nc, "probe.ready", heard)
+                for subject in ("secret.a", "private.a", "x.q.y", "open.a"):
+                    await pub_nc.publish(subject, b"x")
+                await pub_nc.publish("probe.last", b"x")  # after the others, in order
+                await pub_nc.flush()
+                await acheck_for(10, lambda heard=heard: "probe.last" in heard or None, interval=0.05)
+                out[f"{side} {pattern}"] = sorted(s for s in heard if not s.startswith("probe."))
+                await sub.unsubscribe()
+                await probe.unsubscribe()
+                await sub_nc.flush()
+    finally:
+        await h.close()
+        await lf.close()
+    return out
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_deny_imports_and_exports_on_a_remote(hub_kind: str, leaf_kind: str) -> None:
+    hub, port = start_hub(hub_kind)
+    url = f"nats-leaf://127.0.0.1:{port}"
+    config = (
+        f'server_name: leaf\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "{url}", '
+        'deny_exports: ["secret.>"], deny_imports: ["private.>", "x.*.y"] } ] }\n'
+    )
+    with hub, ServerProcess(leaf_kind, config=config) as leaf:
+        wait_linked(leaf)
+        result = asyncio.run(deny_scenario(hub, leaf))
+    # nats-server's answers (nats ← nats): an export deny holds back the leaf's messages; an import
+    # deny is sent to the hub (`deny_pub`), which then does not send those subjects to the leaf,
+    # and the leaf does not send them to the hub either
+    assert result == {
+        "hub hears >": ["open.a"],
+        "hub hears secret.a": [],
+        "hub hears private.a": [],
+        "hub hears x.q.y": [],
+        "hub hears open.a": ["open.a"],
+        "leaf hears >": ["open.a", "secret.a"],
+        "leaf hears secret.a": ["secret.a"],
+        "leaf hears private.a": [],
+        "leaf hears x.q.y": [],
+        "leaf hears open.a": ["open.a"],
+    }
