@@ -182,7 +182,8 @@ class LeafConnection(ServerLink):
         opts = self.connect_options(arg, errors.LEAF_PORT, "leafnode")
         if opts is None:
             return
-        account_name = self.table.authenticate(opts)
+        found = self.table.authenticate(opts)
+        account_name, perms = found if found is not None else (None, None)
         if account_name is None or not self.bind(account_name):
             self.log_error("authentication error")
             self.send_err(errors.AUTH_VIOLATION)
@@ -196,6 +197,13 @@ class LeafConnection(ServerLink):
         self.remote_account = _text(opts.get("remote_account"))
         if opts.get("is_hub"):
             self.spoke = True  # the other side declared itself the hub
+        if perms is not None:
+            # a user's permissions are the leaf's view of the link: `subscribe` is what it may
+            # receive (what we deliver to it), `publish` what it may send us (nats-server swaps)
+            self.add_filters(
+                lambda subject, queue: not perms.can_subscribe(subject, None),
+                lambda subject, queue: not perms.can_publish(subject),
+            )
         deny_pub = opts.get("deny_pub")
         if isinstance(deny_pub, list):
             # the leaf's deny_imports: never sent to it (what the leaf sends is its own business)
@@ -278,13 +286,21 @@ class LeafConnection(ServerLink):
         self.send(b"".join(lines))
 
     def set_denies(self, outbound: tuple[str, ...], inbound: tuple[str, ...]) -> None:
-        """Subjects never delivered to this link (checked by the sublist twins, `_link_ok`) and
-        subjects not taken from it (interest not announced for them, messages dropped: such a
-        link's messages take the Python path, `deliver_routed`)."""
+        """Subjects never delivered to this link and subjects not taken from it, as lists."""
         from jsedge.routing.auth import DenyFilter, SubjectList
 
-        self.deny_filter = DenyFilter(SubjectList(outbound)) if outbound else None
-        self.deny_in = DenyFilter(SubjectList(inbound)) if inbound else None
+        self.add_filters(
+            DenyFilter(SubjectList(outbound)) if outbound else None,
+            DenyFilter(SubjectList(inbound)) if inbound else None,
+        )
+
+    def add_filters(self, outbound: Any, inbound: Any) -> None:
+        """`callable(subject, queue) -> denied` for what is never delivered to this link (checked
+        by the sublist twins, `_link_ok`) and for what is not taken from it (no interest announced
+        for it, its messages dropped: such a link's messages take the Python path,
+        `deliver_routed`). Filters added later apply together with the earlier ones."""
+        self.deny_filter = _either(self.deny_filter, outbound)
+        self.deny_in = _either(self.deny_in, inbound)
         if self.deny_in is not None:
             self.fast_pub = False
 
@@ -438,3 +454,12 @@ def _text(value: Any) -> str:
 
 def jitter(delay: float) -> float:
     return delay + random.random() * 0.1
+
+
+def _either(first: Any, second: Any) -> Any:
+    """A deny check that denies what either one denies (None: nothing to check)."""
+    if first is None:
+        return second
+    if second is None:
+        return first
+    return lambda subject, queue: first(subject, queue) or second(subject, queue)

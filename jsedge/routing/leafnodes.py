@@ -294,10 +294,16 @@ class LeafTable:
 
     @property
     def auth_required(self) -> bool:
-        return bool(self.config.user or self.config.users)
+        if self.config.user or self.config.users:
+            return True
+        server_auth = getattr(self.server, "auth", None)
+        return bool(server_auth is not None and server_auth.info_auth_required)
 
-    def authenticate(self, opts: dict[str, Any]) -> str | None:
-        """The account a leaf's CONNECT binds to, or None (Authorization Violation)."""
+    def authenticate(self, opts: dict[str, Any]) -> tuple[str, Any] | None:
+        """(the account a leaf's CONNECT binds to, the user's permissions or None), or None
+        (Authorization Violation). Without an authorization of its own in `leafnodes {}`, a leaf
+        logs in as a client would, against the server's users (nats-server's
+        `processClientOrLeafAuthentication`)."""
         from jsedge.routing.auth import secret_matches
 
         config = self.config
@@ -306,14 +312,21 @@ class LeafTable:
         password = raw_password if isinstance(raw_password, str) else ""
         if config.user:
             if user == config.user and secret_matches(config.password, password):
-                return config.account or "$G"
+                return config.account or "$G", None
             return None
         if config.users:
             for entry in config.users:
                 if entry.user == user and entry.password and secret_matches(entry.password, password):
-                    return entry.account or "$G"
+                    return entry.account or "$G", None
             return None
-        return config.account or "$G"
+        server_auth = getattr(self.server, "auth", None)
+        if server_auth is not None and server_auth.required:
+            result = server_auth.authenticate(opts, "LEAFNODE")
+            if result is None:
+                return None
+            perms = result.user.permissions if result.user is not None else None
+            return result.account, perms
+        return config.account or "$G", None
 
     def learn_urls(self, conn: LeafConnection, info: dict[str, Any]) -> None:
         urls = info.get("leafnode_urls")

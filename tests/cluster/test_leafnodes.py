@@ -193,9 +193,10 @@ def test_the_leaf_reconnects_when_its_hub_restarts(hub_kind: str, leaf_kind: str
         assert asyncio.run(traffic()) == b"again"
 
 
-async def crosses(hub: ServerProcess, leaf: ServerProcess, wait: float) -> bool:
-    """Does a message published on the leaf reach a subscriber on the hub within `wait`?"""
-    h = await nats.connect(hub.url)
+async def crosses(hub: ServerProcess, leaf: ServerProcess, wait: float, hub_url: str = "") -> bool:
+    """Does a message published on the leaf reach a subscriber on the hub within `wait`?
+    (`hub_url`: log in to the hub with it.)"""
+    h = await nats.connect(hub_url or hub.url, allow_reconnect=False)
     lf = await nats.connect(leaf.url)
     heard: list[Any] = []
     await h.subscribe("cred.check", cb=collect(heard))
@@ -769,3 +770,53 @@ def test_deny_imports_and_exports_on_a_remote(hub_kind: str, leaf_kind: str) -> 
         "leaf hears x.q.y": [],
         "leaf hears open.a": ["open.a"],
     }
+
+
+async def crossing(hub_url: str, leaf_url: str, subjects: list[str]) -> dict[str, Any]:
+    """Which of `subjects` a `>` subscriber hears on each side when the other side publishes
+    them (in order, then a probe that marks the end)."""
+    out: dict[str, Any] = {}
+    h = await nats.connect(hub_url)
+    lf = await nats.connect(leaf_url)
+    try:
+        for side, sub_nc, pub_nc in (("hub hears", h, lf), ("leaf hears", lf, h)):
+            heard: list[str] = []
+            sub = await sub_nc.subscribe(">", cb=collect(heard, lambda m: m.subject))
+            await sub_nc.flush()
+            await until_heard(pub_nc, "probe.ready", heard)
+            for subject in subjects:
+                await pub_nc.publish(subject, b"x")
+            await pub_nc.publish("probe.last", b"x")
+            await pub_nc.flush()
+            await acheck_for(10, lambda heard=heard: "probe.last" in heard or None, interval=0.05)
+            out[side] = sorted(s for s in heard if not s.startswith("probe."))
+            await sub.unsubscribe()
+            await sub_nc.flush()
+    finally:
+        await h.close()
+        await lf.close()
+    return out
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_hub_checks_leaves_against_its_users(hub_kind: str, leaf_kind: str) -> None:
+    """A hub whose `leafnodes {}` has no authorization of its own checks a leaf's credentials
+    against the server's users: a leaf without them gets no link; with them it binds to that
+    user's account, and the user's permissions apply from the leaf's view (`publish`: what the
+    leaf may send into the hub, `subscribe`: what it may receive)."""
+    users = (
+        "accounts { A: { users: [ { user: app, password: app }, { user: edge, password: s3cret, permissions: { "
+        'publish: { deny: ["nopub.>"] }, subscribe: { allow: ["in.>", "probe.>", "nopub.>"] } } } ] } }\n'
+    )
+    hub = ServerProcess(hub_kind, config=f"server_name: hub\n{users}leafnodes {{ port: -1 }}\n")
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    with hub:
+        hub_user = hub.url.replace("nats://", "nats://app:app@")  # a client of account A
+        with start_leaf(leaf_kind, port) as anonymous:
+            hub.wait_for_log("Authorization Violation|authentication error|Authentication Failure", timeout=10)
+            with pytest.raises(AssertionError):
+                asyncio.run(crosses(hub, anonymous, 1.0, hub_user))
+        with start_leaf(leaf_kind, port, "edge:s3cret@") as leaf:
+            wait_linked(leaf)
+            result = asyncio.run(crossing(hub_user, leaf.url, ["nopub.a", "in.a", "other.a"]))
+    assert result == {"hub hears": ["in.a", "other.a"], "leaf hears": ["in.a", "nopub.a"]}
