@@ -3,7 +3,8 @@
 Names follow prometheus-nats-exporter, so existing dashboards (Grafana 2279) and alerts keep working
 when they scrape jsedge directly: every top-level number of `/varz` becomes
 `gnatsd_varz_<field>{server_id="…"}` (e.g. `gnatsd_varz_connections`, `gnatsd_varz_slow_consumers`),
-`/subsz` totals `gnatsd_subsz_<field>`, `/routez` (in a cluster) `gnatsd_routez_*`, and JetStream `/jsz` data becomes
+`/subsz` totals `gnatsd_subsz_<field>`, `/routez` (in a cluster) `gnatsd_routez_*`, `/leafz` (with leaf
+nodes) `gnatsd_leafz_*`, and JetStream `/jsz` data becomes
 `jetstream_server_*`, `jetstream_stream_*` and `jetstream_consumer_*` with the exporter's labels.
 jsedge-only series are prefixed `jsedge_` (compiled twins, store sync latency, and in a JetStream cluster
 `jsedge_jetstream_meta_cluster_size` and `jsedge_raft_*` per Raft group: term, commit/applied/last index,
@@ -238,11 +239,42 @@ def add_routes(exposition: Exposition, routez: Mapping[str, Any], server_id: str
             exposition.add(f"gnatsd_routez_route_{field}", route.get(field, 0), base, field)
 
 
+def add_leafs(exposition: Exposition, leafz: Mapping[str, Any], server_id: str) -> None:
+    """prometheus-nats-exporter's `-leafz` series: the link count and, per leaf node connection,
+    an info series plus rtt, the message/byte counters and the subscription count."""
+    exposition.add("gnatsd_leafz_conn_nodes_total", leafz.get("leafnodes", 0), {"server_id": server_id}, "nodes_total")
+    for leaf in leafz.get("leafs") or ():
+        account = str(leaf.get("account", ""))
+        labels = {
+            "server_id": server_id,
+            "account": account,
+            "account_id": account,
+            "ip": str(leaf.get("ip", "")),
+            "port": str(leaf.get("port", "")),
+            "name": str(leaf.get("name", "")),
+        }
+        exposition.add("gnatsd_leafz_info", 1, labels, "info")
+        rtt = leaf.get("rtt")
+        seconds = 0.0
+        if isinstance(rtt, str) and rtt:
+            try:
+                seconds = parse_duration_ns(rtt) / 1e9
+            except ValueError:
+                pass
+        exposition.add("gnatsd_leafz_conn_rtt", seconds, labels, "rtt")
+        for field in ("in_msgs", "out_msgs", "in_bytes", "out_bytes"):
+            exposition.add(f"gnatsd_leafz_conn_{field}", leaf.get(field, 0), labels, field)
+        exposition.add(
+            "gnatsd_leafz_conn_subscriptions_total", leaf.get("subscriptions", 0), labels, "subscriptions_total"
+        )
+
+
 def render(
     varz: Mapping[str, Any],
     subsz: Mapping[str, Any] | None = None,
     jsz: Mapping[str, Any] | None = None,
     routez: Mapping[str, Any] | None = None,
+    leafz: Mapping[str, Any] | None = None,
     twins: Mapping[str, str] | None = None,
     extra: Iterable[tuple[str, Any, Mapping[str, str], str]] = (),
 ) -> str:
@@ -259,6 +291,8 @@ def render(
         add_flat(exposition, "gnatsd_subsz", subsz, labels)
     if routez is not None:
         add_routes(exposition, routez, server_id)
+    if leafz is not None:
+        add_leafs(exposition, leafz, server_id)
     if jsz is not None:
         add_jetstream(exposition, jsz, server_id, str(varz.get("server_name", "")))
     for name, kind in sorted((twins or {}).items()):

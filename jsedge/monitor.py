@@ -1478,6 +1478,7 @@ class Monitor:
             subsz=self.sublist_stats(self.server.accounts.values()),
             jsz=jsz,
             routez=self.routez() if self.server.routes is not None else None,
+            leafz=self.leafz() if getattr(self.server, "leafnodes", None) is not None else None,
             twins=dict(_ext.LOADED),
             extra=extra,
         )

@@ -440,6 +440,79 @@ async def cmd_report_jetstream(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_report_leafnodes(ctx: Context, args: argparse.Namespace) -> int:
+    """The leaf node links of every server (`$SYS.REQ.SERVER.PING.LEAFZ`: a system account user)."""
+    replies = await gather(ctx, "$SYS.REQ.SERVER.PING.LEAFZ", {}, timeout=min(ctx.timeout, 2.0))
+    rows: list[dict[str, Any]] = []
+    answered = 0
+    for reply in replies:
+        data = (reply or {}).get("data")
+        srv = (reply or {}).get("server") or {}
+        if not isinstance(data, dict):
+            continue
+        answered += 1
+        for leaf in data.get("leafs") or []:
+            rows.append(
+                {
+                    "server": srv.get("name") or srv.get("id") or "",
+                    "name": leaf.get("name", ""),
+                    "account": leaf.get("account", ""),
+                    "address": f"{leaf.get('ip', '')}:{leaf.get('port', '')}",
+                    "spoke": bool(leaf.get("is_spoke")),
+                    "rtt": leaf.get("rtt", ""),
+                    "in_msgs": int(leaf.get("in_msgs") or 0),
+                    "out_msgs": int(leaf.get("out_msgs") or 0),
+                    "in_bytes": int(leaf.get("in_bytes") or 0),
+                    "out_bytes": int(leaf.get("out_bytes") or 0),
+                    "subscriptions": int(leaf.get("subscriptions") or 0),
+                }
+            )
+    if not answered:
+        raise CLIError(
+            "no server answered $SYS.REQ.SERVER.PING.LEAFZ: the leaf node report needs a system account user"
+        )
+    rows.sort(key=lambda r: (r["server"], r["name"]))
+    if ctx.json:
+        out.print_json(rows)
+        return 0
+    if not rows:
+        print("No leaf node connections found")
+        return 0
+    table = out.Table(
+        "Leafnode Report",
+        [
+            "Server",
+            "Name",
+            "Account",
+            "Address",
+            "Spoke",
+            "RTT",
+            "Msgs In",
+            "Msgs Out",
+            "Bytes In",
+            "Bytes Out",
+            "Subs",
+        ],
+        right=range(6, 11),
+    )
+    for r in rows:
+        table.add(
+            r["server"],
+            r["name"],
+            r["account"],
+            r["address"],
+            "yes" if r["spoke"] else "",
+            r["rtt"],
+            out.comma(r["in_msgs"]),
+            out.comma(r["out_msgs"]),
+            out.ibytes(r["in_bytes"]),
+            out.ibytes(r["out_bytes"]),
+            out.comma(r["subscriptions"]),
+        )
+    print(table.render())
+    return 0
+
+
 def meta_group_table(meta: dict[str, Any]) -> out.Table:
     """natscli's "RAFT Meta Group Information" from the meta leader's `meta_cluster`: its replicas
     plus the leader itself, by name."""
@@ -539,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="reports")
     rsub = subcommands(report, "reports")
     add_command(rsub, "jetstream", cmd_report_jetstream, "JetStream usage per server", aliases=("js",))
+    add_command(rsub, "leafnodes", cmd_report_leafnodes, "leaf node links per server", aliases=("leafs", "leaf"))
 
     p = add_command(sub, "ping", cmd_ping, "ping servers")
     p.add_argument("--count", type=int, default=1, help="pings when not a system user")

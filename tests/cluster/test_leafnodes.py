@@ -287,6 +287,15 @@ def test_leafz_on_both_sides() -> None:
             "$G",
         )
         assert (at_leaf["leafs"][0]["name"], at_leaf["leafs"][0]["is_spoke"]) == ("hub", True)
+        # /metrics: prometheus-nats-exporter's -leafz series
+        with urllib.request.urlopen(f"http://127.0.0.1:{hub.http_port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+        assert re.search(r'^gnatsd_leafz_conn_nodes_total\{server_id="[^"]+"\} 1$', text, re.M), text
+        info = re.search(r"^gnatsd_leafz_info\{(.*)\} 1$", text, re.M)
+        assert info is not None and 'account="$G"' in info.group(1) and 'name="leaf"' in info.group(1)
+        for series in ("conn_rtt", "conn_in_msgs", "conn_out_msgs", "conn_in_bytes", "conn_out_bytes"):
+            assert re.search(rf"^gnatsd_leafz_{series}\{{", text, re.M), series
+        assert re.search(r"^gnatsd_leafz_conn_subscriptions_total\{", text, re.M)
 
 
 def start_js(kind: str, name: str, domain: str, store: Any, leaf_block: str) -> ServerProcess:
@@ -820,3 +829,32 @@ def test_a_hub_checks_leaves_against_its_users(hub_kind: str, leaf_kind: str) ->
             wait_linked(leaf)
             result = asyncio.run(crossing(hub_user, leaf.url, ["nopub.a", "in.a", "other.a"]))
     assert result == {"hub hears": ["in.a", "other.a"], "leaf hears": ["in.a", "nopub.a"]}
+
+
+@pytest.mark.parametrize("hub_kind", ["jsedge", "nats"])
+def test_server_report_leafnodes(hub_kind: str) -> None:
+    """`jsedge server report leafnodes` (system account user) lists each server's leaf links,
+    from jsedge and from nats-server alike; an account user is told it needs the system account."""
+    import subprocess
+    import sys
+
+    accounts = (
+        "accounts { SYS: { users: [ { user: sys, password: sys } ] }, APP: { users: [ { user: app, password: app } ] } }\n"
+        "system_account: SYS\n"
+    )
+    hub = ServerProcess(hub_kind, config=f"server_name: hub\n{accounts}leafnodes {{ port: -1 }}\n")
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    with hub, start_leaf("jsedge", port, "app:app@") as leaf:
+        wait_linked(leaf)
+
+        def report(user: str, *extra: str) -> subprocess.CompletedProcess[str]:
+            url = hub.url.replace("nats://", f"nats://{user}@")
+            argv = [sys.executable, "-m", "jsedge", "server", "report", "leafnodes", "-s", url, *extra]
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+        shown = report("sys:sys")
+        assert shown.returncode == 0 and "Leafnode Report" in shown.stdout, shown
+        rows = json.loads(report("sys:sys", "--json").stdout)
+        assert [(r["server"], r["name"], r["account"], r["spoke"]) for r in rows] == [("hub", "leaf", "APP", False)]
+        refused = report("app:app")
+        assert refused.returncode == 1 and "system account" in refused.stderr
