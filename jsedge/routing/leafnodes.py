@@ -76,6 +76,25 @@ class Remote:
         #: the hub's other members (`leafnode_urls` of its INFO), as host:port
         self.discovered: list[str] = []
 
+    def candidates(self) -> list[urllib.parse.SplitResult]:
+        """The URLs to dial in turn: the configured ones, then the hub's other members it
+        advertised (`leafnode_urls`, with the first configured URL's scheme and credentials), as
+        nats-server's leaf does when its hub is a cluster."""
+        out = list(self.urls)
+        known = {(u.hostname, u.port or 7422) for u in out}
+        first = self.urls[0]
+        userinfo = first.netloc.rpartition("@")[0] + "@" if "@" in first.netloc else ""
+        for text in self.discovered:
+            try:
+                parsed = urllib.parse.urlsplit(f"{first.scheme}://{userinfo}{text}")
+                key = (parsed.hostname, parsed.port or 7422)
+            except ValueError:
+                continue
+            if key not in known:
+                known.add(key)
+                out.append(parsed)
+        return out
+
     def tls_context(self) -> Any:
         """The client-side TLS context for this remote (built once)."""
         if self._tls_context is None:
@@ -383,7 +402,7 @@ class LeafTable:
         attempts = 0
         try:
             while self.running:
-                candidates = list(remote.urls)
+                candidates = remote.candidates()
                 url = candidates[remote.next % len(candidates)]
                 remote.next += 1
                 host, port = url.hostname or "127.0.0.1", url.port or 7422

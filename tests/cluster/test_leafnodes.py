@@ -858,3 +858,23 @@ def test_server_report_leafnodes(hub_kind: str) -> None:
         assert [(r["server"], r["name"], r["account"], r["spoke"]) for r in rows] == [("hub", "leaf", "APP", False)]
         refused = report("app:app")
         assert refused.returncode == 1 and "system account" in refused.stderr
+
+
+@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
+def test_a_leaf_fails_over_to_a_hub_member_it_was_told_about(leaf_kind: str) -> None:
+    """The leaf's remote names one member of a two-node nats-server hub cluster; the hub's INFO
+    lists the other's leaf port (`leafnode_urls`). When the named member dies (kill -9), the leaf
+    dials the other one and traffic flows again."""
+    from tests.helpers import Cluster
+
+    with Cluster(["nats"] * 2, config="leafnodes { port: -1 }\n") as cluster:
+        cluster.wait_mesh()
+        port = int(cluster[0].wait_for_log(LISTENING, timeout=10).group(1))
+        cluster[1].wait_for_log(LISTENING, timeout=10)
+        with start_leaf(leaf_kind, port) as leaf:
+            wait_linked(leaf)
+            assert asyncio.run(crosses(cluster[1], leaf, 10.0))
+            mark = leaf.log_mark()
+            cluster[0].kill()
+            leaf.wait_for_log("Leafnode connection created", timeout=20, since=mark)
+            assert asyncio.run(crosses(cluster[1], leaf, 10.0))
