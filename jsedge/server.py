@@ -481,11 +481,12 @@ class Server:
             raise ListenError(host, port, exc) from None
         self.port = self.listener.sockets[0].getsockname()[1]
         self._info_base = self._build_info_base()
+        if self.leafnodes is not None:
+            # before the routes: peers learn this server's leaf node URL from the route INFO
+            await self.leafnodes.start()
         if self.routes is not None:
             # after the client listener: peers learn this server's client URLs from the route INFO
             await self.routes.start()
-        if self.leafnodes is not None:
-            await self.leafnodes.start()
         if config.tls is not None:
             self.logger.info(
                 "TLS available for client connections"

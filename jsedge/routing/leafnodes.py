@@ -247,7 +247,12 @@ class LeafTable:
         routes = server.routes
         if routes is not None:
             info["cluster"] = routes.cluster_name
-        info["leafnode_urls"] = [self.advertise()]
+        # this server's leaf port, then the other cluster members' (learnt from their route INFO):
+        # a leaf fails over to them (nats-server's hub lists them the same way)
+        urls = [self.advertise()]
+        if routes is not None:
+            urls += [u for u in routes.peer_leafnode_urls() if u not in urls]
+        info["leafnode_urls"] = urls
         # the leaf waits for our INFO after its CONNECT (`connect_info`): it counts itself
         # connected only once its credentials passed
         info["info_on_connect"] = True

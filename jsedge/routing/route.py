@@ -50,6 +50,7 @@ class RouteConnection(ServerLink):
         "registered",
         "remote_subs",
         "connect_urls",
+        "leafnode_urls",
         "auth_handle",
         "trace",
         "duplicate_of",
@@ -85,6 +86,8 @@ class RouteConnection(ServerLink):
         self.remote_subs: dict[tuple[bytes, bytes, bytes | None], Subscription] = {}
         #: The peer's client URLs (its INFO's connect_urls).
         self.connect_urls: list[str] = []
+        #: The peer's leaf node URLs (its INFO's leafnode_urls).
+        self.leafnode_urls: list[str] = []
         self.auth_handle: Any = None
         self.trace = server.logger.trace_enabled
         #: Closed as a duplicate of this (registered) route, if that is why it closed.
@@ -237,6 +240,8 @@ class RouteConnection(ServerLink):
         self.headers = bool(info.get("headers")) and not self.server.config.limits.no_header_support
         urls = info.get("connect_urls")
         self.connect_urls = [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
+        leaf_urls = info.get("leafnode_urls")
+        self.leafnode_urls = [u for u in leaf_urls if isinstance(u, str)] if isinstance(leaf_urls, list) else []
         ip = info.get("ip")
         if isinstance(ip, str) and ip:
             self.ip_url = ip

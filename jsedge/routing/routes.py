@@ -190,6 +190,9 @@ class RouteTable:
         urls = [] if self.config.no_advertise else server.own_client_urls()
         if urls:
             info["connect_urls"] = urls
+        leafnodes = server.leafnodes
+        if leafnodes is not None and leafnodes.port and not leafnodes.config.no_advertise:
+            info["leafnode_urls"] = [leafnodes.advertise()]  # handed to leaves as another hub member
         # jsedge's own key (nats-server ignores keys it does not know): tells a jsedge peer from a
         # nats-server one, for features only jsedge nodes share (clustered JetStream)
         info["jsedge"] = __version__
@@ -501,6 +504,9 @@ class RouteTable:
             conn.connect_urls = []
             self.server.cluster_changed()
             return
+        leaf_urls = info.get("leafnode_urls")
+        if isinstance(leaf_urls, list):
+            conn.leafnode_urls = [u for u in leaf_urls if isinstance(u, str)]
         urls = info.get("connect_urls")
         if isinstance(urls, list):
             new = [u for u in urls if isinstance(u, str)]
@@ -509,6 +515,14 @@ class RouteTable:
                 self.server.cluster_changed()
 
     # ---------------------------------------------------------------- views
+
+    def peer_leafnode_urls(self) -> list[str]:
+        urls: list[str] = []
+        for route in self.routes.values():
+            for url in route.leafnode_urls:
+                if url not in urls:
+                    urls.append(url)
+        return urls
 
     def peer_client_urls(self) -> list[str]:
         urls: list[str] = []
