@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
+import time
 import urllib.request
 from typing import Any
 
@@ -860,14 +862,14 @@ def test_server_report_leafnodes(hub_kind: str) -> None:
         assert refused.returncode == 1 and "system account" in refused.stderr
 
 
-@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
-def test_a_leaf_fails_over_to_a_hub_member_it_was_told_about(leaf_kind: str) -> None:
-    """The leaf's remote names one member of a two-node nats-server hub cluster; the hub's INFO
-    lists the other's leaf port (`leafnode_urls`). When the named member dies (kill -9), the leaf
-    dials the other one and traffic flows again."""
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_fails_over_to_a_hub_member_it_was_told_about(hub_kind: str, leaf_kind: str) -> None:
+    """The leaf's remote names one member of a two-node hub cluster; the hub's INFO lists the
+    other's leaf port too (`leafnode_urls`, learnt over the route). When the named member dies
+    (kill -9), the leaf dials the other one and traffic flows again."""
     from tests.helpers import Cluster
 
-    with Cluster(["nats"] * 2, config="leafnodes { port: -1 }\n") as cluster:
+    with Cluster([hub_kind] * 2, config="leafnodes { port: -1 }\n") as cluster:
         cluster.wait_mesh()
         port = int(cluster[0].wait_for_log(LISTENING, timeout=10).group(1))
         cluster[1].wait_for_log(LISTENING, timeout=10)
@@ -878,3 +880,142 @@ def test_a_leaf_fails_over_to_a_hub_member_it_was_told_about(leaf_kind: str) -> 
             cluster[0].kill()
             leaf.wait_for_log("Leafnode connection created", timeout=20, since=mark)
             assert asyncio.run(crosses(cluster[1], leaf, 10.0))
+
+
+class FlakyLink:
+    """A TCP proxy between a leaf and its hub that breaks the link on a seeded schedule: it cuts
+    every open connection, or refuses and drops new ones for a while (a partition). Runs its own
+    event loop in a thread; `heal()` stops the breaking."""
+
+    def __init__(self, target_port: int, seed: int) -> None:
+        import random
+        import threading
+
+        self.target_port = target_port
+        self.rng = random.Random(seed)
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        self.cuts = 0
+        self.partitions = 0
+        self._partitioned = False
+        self._healed = False
+        self._pairs: set[Any] = set()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._accept, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._breaker = self.loop.create_task(self._break())
+        self._ready.set()
+        self.loop.run_forever()
+        server.close()
+
+    async def _accept(self, reader: Any, writer: Any) -> None:
+        if self._partitioned:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, up_writer)
+        self._pairs.add(pair)
+
+        async def pump(src: Any, dst: Any) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._pairs.discard(pair)
+
+    async def _break(self) -> None:
+        while not self._healed:
+            await asyncio.sleep(self.rng.uniform(0.3, 1.2))
+            if self._healed:
+                return
+            if self.rng.random() < 0.5:
+                self.cuts += 1
+                for a, b in list(self._pairs):
+                    a.transport.abort()
+                    b.transport.abort()
+            else:
+                self.partitions += 1
+                self._partitioned = True
+                for a, b in list(self._pairs):
+                    a.transport.abort()
+                    b.transport.abort()
+                await asyncio.sleep(self.rng.uniform(0.5, 2.0))
+                self._partitioned = False
+
+    def heal(self) -> None:
+        def stop_breaking() -> None:
+            self._healed = True
+            self._partitioned = False
+
+        self.loop.call_soon_threadsafe(stop_breaking)
+
+    def close(self) -> None:
+        def stop() -> None:
+            for a, b in list(self._pairs):
+                a.transport.abort()
+                b.transport.abort()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(stop)
+        self._thread.join(5)
+
+
+FLAKY_SEED = int(os.environ.get("JSEDGE_FAULT_SEED", "2027"))
+
+
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), [("jsedge", "jsedge"), ("jsedge", "nats"), ("nats", "jsedge")])
+def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """Offline-first on a bad link: the leaf stores readings while a proxy between it and the hub
+    cuts the link and partitions it on a seeded schedule; once the link heals, the hub stream that
+    sources the leaf stream holds every reading exactly once, in order."""
+    hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
+    with hub:
+        port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+        link = FlakyLink(port, FLAKY_SEED)
+        try:
+            leaf_block = f'reconnect: "0.2s", remotes: [ {{ url: "nats-leaf://127.0.0.1:{link.port}" }} ]'
+            with start_js(leaf_kind, "leaf", "edge", tmp_path / "leaf", leaf_block) as leaf:
+
+                async def setup() -> None:
+                    lf = await nats.connect(leaf.url)
+                    h = await nats.connect(hub.url)
+                    try:
+                        made = await js_api(lf, "$JS.API.STREAM.CREATE.EDGE", {"name": "EDGE", "subjects": ["edge.>"]})
+                        assert (made or {}).get("config", {}).get("name") == "EDGE", made
+                        source = {"name": "EDGE", "external": {"api": "$JS.edge.API", "deliver": ""}}
+                        made = await js_api(h, "$JS.API.STREAM.CREATE.AGG", {"name": "AGG", "sources": [source]})
+                        assert (made or {}).get("config", {}).get("name") == "AGG", made
+                    finally:
+                        await lf.close()
+                        await h.close()
+
+                asyncio.run(setup())
+                total = 0
+                for _round in range(6):  # readings keep coming while the link flaps
+                    asyncio.run(publish_readings(leaf.url, total, 25))
+                    total += 25
+                    time.sleep(0.7)
+                link.heal()
+                print(f"flaky link: {link.cuts} cuts, {link.partitions} partitions (seed {FLAKY_SEED})")
+                assert link.cuts + link.partitions > 0
+                got = asyncio.run(wait_sourced(hub.url, total, timeout=90))
+                assert got == [b"reading-%d" % n for n in range(total)]
+        finally:
+            link.close()
