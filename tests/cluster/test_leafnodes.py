@@ -966,13 +966,16 @@ class FlakyLink:
         self.loop.call_soon_threadsafe(stop_breaking)
 
     def close(self) -> None:
-        def stop() -> None:
+        async def stop() -> None:
+            self._healed = True
+            self._breaker.cancel()
             for a, b in list(self._pairs):
                 a.transport.abort()
                 b.transport.abort()
+            await asyncio.sleep(0)
             self.loop.stop()
 
-        self.loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self.loop)
         self._thread.join(5)
 
 
