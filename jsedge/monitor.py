@@ -1115,7 +1115,13 @@ class Monitor:
             out["host"] = table.host
             out["port"] = table.port
             out["auth_timeout"] = go_number(float(table.auth_timeout))
-        out["tls_timeout"] = go_number(2.0)
+            # (nats-server: with no leaf listener the TLS timeout is unset, and omitted)
+            tls = table.config.tls
+            out["tls_timeout"] = go_number(float(tls.timeout if tls is not None and tls.timeout else 2.0))
+            if tls is not None:
+                out["tls_required"] = True
+                if tls.verify:
+                    out["tls_verify"] = True
         remotes = [{"local_account": r.account, "urls": r.redacted()} for r in table.remotes]
         if remotes:
             out["remotes"] = remotes

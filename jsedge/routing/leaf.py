@@ -83,7 +83,9 @@ class LeafConnection(ServerLink):
         self.table = table
         self.remote = remote
         self.url = url
-        self.spoke = remote is not None
+        # the side that dialled is the spoke, unless its remote says `hub: true` (then the side
+        # that accepted is, told by the CONNECT's `is_hub`)
+        self.spoke = remote is not None and not remote.hub
         self.account: Account | None = None
         self.remote_name = ""
         self.remote_id = ""
@@ -135,7 +137,7 @@ class LeafConnection(ServerLink):
         return bool(self.table.adopt(self))
 
     def greet(self) -> None:
-        if self.spoke:
+        if self.remote is not None:
             # nats-server gives a hub a second to send its INFO
             self.auth_handle = self.loop.call_later(self.table.first_info_timeout, self._no_info)
             return
@@ -177,8 +179,8 @@ class LeafConnection(ServerLink):
             self.close(ClosedReason.PROTOCOL_VIOLATION)
 
     def proto_connect(self, arg: bytes) -> None:
-        if self.spoke or self.connect_seen:
-            return  # a hub never sends CONNECT; a second one changes nothing
+        if self.remote is not None or self.connect_seen:
+            return  # the side that accepted never sends CONNECT; a second one changes nothing
         opts = self.connect_options(arg, errors.LEAF_PORT, "leafnode")
         if opts is None:
             return
@@ -224,7 +226,7 @@ class LeafConnection(ServerLink):
         if not isinstance(info, dict):
             self.close(ClosedReason.PROTOCOL_VIOLATION)
             return
-        if not self.spoke:
+        if self.remote is None:
             return  # an accepted leaf's INFO (compression negotiation) changes nothing here
         if not self.info_seen:
             if self.auth_handle is not None:

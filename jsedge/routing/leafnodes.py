@@ -62,6 +62,8 @@ class Remote:
         self.credentials = creds if isinstance(creds, str) else ""
         #: `deny_exports`: subjects this leaf never sends to the hub; `deny_imports`: subjects it
         #: neither subscribes to across the link nor accepts (the hub is told, as `deny_pub`)
+        #: `hub: true`: this server is the hub of the link it dials (the other side is the spoke)
+        self.hub = raw.get("hub") is True
         self.deny_exports = _subject_list(raw.get("deny_exports"))
         self.deny_imports = _subject_list(raw.get("deny_imports"))
         tls = raw.get("tls")
@@ -300,6 +302,8 @@ class LeafTable:
                 conn.log_error("Remote nkey has malformed seed")
             else:
                 connect["nkey"], connect["sig"] = signed
+        if remote is not None and remote.hub:
+            connect["is_hub"] = True
         if remote is not None and remote.deny_imports:
             connect["deny_pub"] = list(remote.deny_imports)  # the hub keeps these to itself
         connect["server_id"] = server.server_id
@@ -449,7 +453,7 @@ class LeafTable:
             return
         conn.registered = True
         self.leafs[conn.cid] = conn
-        if conn.spoke:
+        if conn.remote is not None:
             conn.log_info(f"Leafnode connection created for account: {conn.account.name}")
         else:
             conn.log_info(f"Leafnode connection created{' - Remote: ' + conn.remote_name if conn.remote_name else ''}")

@@ -1022,3 +1022,65 @@ def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: A
                 assert got == [b"reading-%d" % n for n in range(total)]
         finally:
             link.close()
+
+
+@pytest.mark.parametrize(("accepting_kind", "dialling_kind"), PAIRS)
+def test_a_remote_with_hub_true_makes_the_dialling_side_the_hub(accepting_kind: str, dialling_kind: str) -> None:
+    """`remotes: [{ url, hub: true }]`: the server that dials is the hub of the link (the server it
+    reaches sees itself as the spoke, `/leafz` `is_spoke`), and traffic crosses both ways."""
+    accepting, port = start_hub(accepting_kind, http=True)
+    url = f"nats-leaf://127.0.0.1:{port}"
+    config = f'server_name: dialler\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "{url}", hub: true }} ] }}\n'
+    with accepting, ServerProcess(dialling_kind, config=config, http=True) as dialling:
+        wait_linked(dialling)
+
+        def spoke_flag(server: ServerProcess) -> Any:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/leafz", timeout=5) as resp:
+                leafs = json.loads(resp.read())["leafs"]
+            return leafs[0]["is_spoke"] if leafs else None
+
+        check_for(10, lambda: spoke_flag(accepting) is not None)
+        assert (spoke_flag(accepting), spoke_flag(dialling)) == (True, False)
+        assert asyncio.run(crosses(accepting, dialling, 10.0))
+        assert asyncio.run(crosses(dialling, accepting, 10.0))
+
+
+def _http(server: ServerProcess, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}{path}", timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+def leafz_shape(kind: str) -> dict[str, Any]:
+    """The keys and value types of /leafz (with subs) and /varz's leaf block, on a hub and on its
+    leaf, both of `kind`, with one subscription crossing the link."""
+    hub, port = start_hub(kind, http=True)
+    with hub, start_leaf(kind, port, http=True) as leaf:
+        wait_linked(leaf)
+
+        async def subscribe_and_check() -> dict[str, Any]:
+            nc = await nats.connect(leaf.url)
+            try:
+                await nc.subscribe("shape.test")
+                await nc.flush()
+                await acheck_for(
+                    10, lambda: _http(hub, "/leafz?subs=1")["leafs"][0].get("subscriptions", 0) >= 1 or None
+                )
+                out = {}
+                for side, server in (("hub", hub), ("leaf", leaf)):
+                    leafz = _http(server, "/leafz?subs=1")
+                    entry = leafz["leafs"][0]
+                    out[f"{side} leafz"] = sorted(k for k in leafz if k not in ("leafs",))
+                    out[f"{side} leaf entry"] = sorted((k, type(v).__name__) for k, v in entry.items())
+                    out[f"{side} varz leaf"] = sorted(_http(server, "/varz").get("leaf", {}))
+                return out
+            finally:
+                await nc.close()
+
+        return asyncio.run(subscribe_and_check())
+
+
+def test_leafz_and_varz_shapes_match_nats_server() -> None:
+    expected = leafz_shape("nats")
+    got = leafz_shape("jsedge")
+    for key in expected:
+        assert got[key] == expected[key], key
