@@ -184,6 +184,9 @@ class LeafConnection(ServerLink):
         opts = self.connect_options(arg, errors.LEAF_PORT, "leafnode")
         if opts is None:
             return
+        if self.table.same_domain(opts.get("domain")):
+            self.refuse_same_domain(str(opts.get("domain")))
+            return
         found = self.table.authenticate(opts)
         account_name, perms = found if found is not None else (None, None)
         if account_name is None or not self.bind(account_name):
@@ -238,6 +241,9 @@ class LeafConnection(ServerLink):
                 self.close(ClosedReason.WRONG_PORT)
                 return
             self.info_seen = True
+            if self.table.same_domain(info.get("domain")):
+                self.refuse_same_domain(str(info.get("domain")))
+                return
             self.remote_name = _text(info.get("server_name")) or _text(info.get("server_id"))
             self.remote_id = _text(info.get("server_id"))
             self.remote_cluster = _text(info.get("cluster"))
@@ -286,6 +292,14 @@ class LeafConnection(ServerLink):
             else:
                 lines.append(b"LS+ " + key + b"\r\n")
         self.send(b"".join(lines))
+
+    def refuse_same_domain(self, domain: str) -> None:
+        self.log_error(
+            f"Leafnode connection refused: both sides use JetStream domain {domain!r}; jsedge does "
+            "not extend a JetStream domain across a leaf link, give each side its own domain"
+        )
+        self.loop_detected = True  # the dialling side waits as after a loop before trying again
+        self.close(ClosedReason.PROTOCOL_VIOLATION)
 
     def set_denies(self, outbound: tuple[str, ...], inbound: tuple[str, ...]) -> None:
         """Subjects never delivered to this link and subjects not taken from it, as lists."""

@@ -244,6 +244,8 @@ class LeafTable:
         info["max_payload"] = config.limits.max_payload
         if config.jetstream.enabled:
             info["jetstream"] = True
+        if config.jetstream.enabled and config.jetstream.domain:
+            info["domain"] = config.jetstream.domain
         info["client_id"] = cid
         info["nonce"] = secrets.token_urlsafe(11)[:15]
         routes = server.routes
@@ -355,6 +357,13 @@ class LeafTable:
             perms = result.user.permissions if result.user is not None else None
             return result.account, perms
         return config.account or "$G", None
+
+    def same_domain(self, other: Any) -> bool:
+        """Is `other` (the far side's JetStream domain) this server's own? jsedge never extends a
+        hub's JetStream across a link (one Raft group over a flaky link is what domains avoid), so
+        such a link is refused, with a log line saying why."""
+        js = self.server.config.jetstream
+        return bool(js.enabled and js.domain and isinstance(other, str) and other == js.domain)
 
     def learn_urls(self, conn: LeafConnection, info: dict[str, Any]) -> None:
         urls = info.get("leafnode_urls")

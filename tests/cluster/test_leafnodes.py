@@ -1084,3 +1084,18 @@ def test_leafz_and_varz_shapes_match_nats_server() -> None:
     got = leafz_shape("jsedge")
     for key in expected:
         assert got[key] == expected[key], key
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), [("jsedge", "jsedge"), ("jsedge", "nats"), ("nats", "jsedge")])
+def test_a_leaf_with_the_hubs_jetstream_domain_is_refused(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """Both sides with JetStream domain `home`: the jsedge side refuses the link and says why
+    (it never extends a hub's JetStream over a leaf link); traffic does not cross."""
+    hub = start_js(hub_kind, "hub", "home", tmp_path / "hub", "port: -1")
+    with hub:
+        port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+        block = f'reconnect: "0.2s", remotes: [ {{ url: "nats-leaf://127.0.0.1:{port}" }} ]'
+        with start_js(leaf_kind, "leaf", "home", tmp_path / "leaf", block) as leaf:
+            said = "both sides use JetStream domain 'home'"
+            check_for(10, lambda: any(said in line for line in hub.log_lines() + leaf.log_lines()))
+            with pytest.raises(AssertionError):
+                asyncio.run(crosses(hub, leaf, 1.0))
