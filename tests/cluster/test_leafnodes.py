@@ -883,9 +883,10 @@ def test_a_leaf_fails_over_to_a_hub_member_it_was_told_about(hub_kind: str, leaf
 
 
 class FlakyLink:
-    """A TCP proxy between a leaf and its hub that breaks the link on a seeded schedule: it cuts
-    every open connection, or refuses and drops new ones for a while (a partition). Runs its own
-    event loop in a thread; `heal()` stops the breaking."""
+    """A TCP proxy between a leaf and its hub that breaks the link on a seeded schedule: it
+    stalls it (bytes stop moving, nothing closes), cuts every open connection, or refuses and drops
+    new ones for a while (a partition). Runs its own event loop in a thread; `heal()` stops the
+    breaking."""
 
     def __init__(self, target_port: int, seed: int) -> None:
         import random
@@ -897,7 +898,9 @@ class FlakyLink:
         self.port = 0
         self.cuts = 0
         self.partitions = 0
+        self.stalls = 0
         self._partitioned = False
+        self._stalled = False
         self._healed = False
         self._pairs: set[Any] = set()
         self._ready = threading.Event()
@@ -929,6 +932,8 @@ class FlakyLink:
         async def pump(src: Any, dst: Any) -> None:
             try:
                 while data := await src.read(65536):
+                    while self._stalled:  # the link hangs: nothing moves, nothing closes
+                        await asyncio.sleep(0.05)
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.IncompleteReadError):
@@ -940,11 +945,19 @@ class FlakyLink:
         self._pairs.discard(pair)
 
     async def _break(self) -> None:
+        modes = ["stall", "cut", "partition"] * 4  # each kind of fault, in a seeded order
+        self.rng.shuffle(modes)
         while not self._healed:
-            await asyncio.sleep(self.rng.uniform(0.3, 1.2))
+            await asyncio.sleep(self.rng.uniform(0.2, 0.8))
             if self._healed:
                 return
-            if self.rng.random() < 0.5:
+            mode = modes.pop() if modes else self.rng.choice(["stall", "cut", "partition"])
+            if mode == "stall":
+                self.stalls += 1
+                self._stalled = True
+                await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+                self._stalled = False
+            elif mode == "cut":
                 self.cuts += 1
                 for a, b in list(self._pairs):
                     a.transport.abort()
@@ -962,6 +975,7 @@ class FlakyLink:
         def stop_breaking() -> None:
             self._healed = True
             self._partitioned = False
+            self._stalled = False
 
         self.loop.call_soon_threadsafe(stop_breaking)
 
@@ -986,8 +1000,9 @@ FLAKY_SEED = int(os.environ.get("JSEDGE_FAULT_SEED", "2027"))
 @pytest.mark.parametrize(("hub_kind", "leaf_kind"), [("jsedge", "jsedge"), ("jsedge", "nats"), ("nats", "jsedge")])
 def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
     """Offline-first on a bad link: the leaf stores readings while a proxy between it and the hub
-    cuts the link and partitions it on a seeded schedule; once the link heals, the hub stream that
-    sources the leaf stream holds every reading exactly once, in order."""
+    stalls, cuts and partitions the link on a seeded schedule, and the leaf is killed (kill -9) and
+    restarted once; once the link heals, the hub stream that sources the leaf stream holds every
+    reading exactly once, in order."""
     hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
     with hub:
         port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
@@ -1011,13 +1026,19 @@ def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: A
 
                 asyncio.run(setup())
                 total = 0
-                for _round in range(6):  # readings keep coming while the link flaps
+                for round_no in range(6):  # readings keep coming while the link flaps
                     asyncio.run(publish_readings(leaf.url, total, 25))
                     total += 25
                     time.sleep(0.7)
+                    if round_no == 2:  # and the leaf dies (kill -9) and comes back once
+                        leaf.kill()
+                        leaf.start()
                 link.heal()
-                print(f"flaky link: {link.cuts} cuts, {link.partitions} partitions (seed {FLAKY_SEED})")
-                assert link.cuts + link.partitions > 0
+                print(
+                    f"flaky link: {link.stalls} stalls, {link.cuts} cuts, {link.partitions} partitions "
+                    f"(seed {FLAKY_SEED})"
+                )
+                assert link.stalls + link.cuts + link.partitions > 0
                 got = asyncio.run(wait_sourced(hub.url, total, timeout=90))
                 assert got == [b"reading-%d" % n for n in range(total)]
         finally:
