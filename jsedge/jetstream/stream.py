@@ -212,10 +212,15 @@ class Stream:
             return
         replicated = self.replicated
         routed = replicated is not None
+        # with leaf nodes, a stream's subjects are announced across the links too (nats-server's
+        # hub does), so a leaf's clients publish into the hub's streams
+        leafed = getattr(self.server, "leafnodes", None) is not None
         if replicated is None or replicated.publishing:
             for subject in self.config.subjects or []:
                 self.subs.append(
-                    self.server.subscribe_internal(self.account, subject.encode(), self._on_publish, routed=routed)
+                    self.server.subscribe_internal(
+                        self.account, subject.encode(), self._on_publish, routed=routed or leafed
+                    )
                 )
         if self.config.allow_direct:
             prefix = b"$JS.API.DIRECT.GET." + self.name.encode()

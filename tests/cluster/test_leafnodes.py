@@ -1002,7 +1002,8 @@ def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: A
     """Offline-first on a bad link: the leaf stores readings while a proxy between it and the hub
     stalls, cuts and partitions the link on a seeded schedule, and the leaf is killed (kill -9) and
     restarted once; once the link heals, the hub stream that sources the leaf stream holds every
-    reading exactly once, in order."""
+    reading exactly once, in order, and the leaf's mirror of the hub's command stream every
+    command."""
     hub = start_js(hub_kind, "hub", "hub", tmp_path / "hub", "port: -1")
     with hub:
         port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
@@ -1020,14 +1021,31 @@ def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: A
                         source = {"name": "EDGE", "external": {"api": "$JS.edge.API", "deliver": ""}}
                         made = await js_api(h, "$JS.API.STREAM.CREATE.AGG", {"name": "AGG", "sources": [source]})
                         assert (made or {}).get("config", {}).get("name") == "AGG", made
+                        # the other direction: the hub's commands mirrored on the leaf
+                        made = await js_api(h, "$JS.API.STREAM.CREATE.CMDS", {"name": "CMDS", "subjects": ["cmds.>"]})
+                        assert (made or {}).get("config", {}).get("name") == "CMDS", made
+                        mirror = {"name": "CMDS", "external": {"api": "$JS.hub.API", "deliver": ""}}
+                        made = await js_api(
+                            lf, "$JS.API.STREAM.CREATE.LOCAL_CMDS", {"name": "LOCAL_CMDS", "mirror": mirror}
+                        )
+                        assert (made or {}).get("config", {}).get("name") == "LOCAL_CMDS", made
                     finally:
                         await lf.close()
+                        await h.close()
+
+                async def commands(start: int, count: int) -> None:
+                    h = await nats.connect(hub.url)
+                    try:
+                        for n in range(start, start + count):
+                            await h.request(f"cmds.pi.{n % 2}", b"cmd-%d" % n, timeout=5)
+                    finally:
                         await h.close()
 
                 asyncio.run(setup())
                 total = 0
                 for round_no in range(6):  # readings keep coming while the link flaps
                     asyncio.run(publish_readings(leaf.url, total, 25))
+                    asyncio.run(commands(total // 25 * 5, 5))
                     total += 25
                     time.sleep(0.7)
                     if round_no == 2:  # and the leaf dies (kill -9) and comes back once
@@ -1041,6 +1059,22 @@ def test_sourcing_across_a_flaky_link(hub_kind: str, leaf_kind: str, tmp_path: A
                 assert link.stalls + link.cuts + link.partitions > 0
                 got = asyncio.run(wait_sourced(hub.url, total, timeout=90))
                 assert got == [b"reading-%d" % n for n in range(total)]
+
+                async def mirrored() -> list[bytes]:
+                    import base64
+
+                    lf = await nats.connect(leaf.url)
+                    try:
+                        await acheck_for(60, lambda: _equals(stored_count(lf, "LOCAL_CMDS"), 30), interval=0.2)
+                        out = []
+                        for seq in range(1, 31):
+                            msg = await js_api(lf, "$JS.API.STREAM.MSG.GET.LOCAL_CMDS", {"seq": seq})
+                            out.append(base64.b64decode(msg["message"]["data"]))
+                        return out
+                    finally:
+                        await lf.close()
+
+                assert asyncio.run(mirrored()) == [b"cmd-%d" % n for n in range(30)]
         finally:
             link.close()
 
@@ -1120,3 +1154,39 @@ def test_a_leaf_with_the_hubs_jetstream_domain_is_refused(hub_kind: str, leaf_ki
             check_for(10, lambda: any(said in line for line in hub.log_lines() + leaf.log_lines()))
             with pytest.raises(AssertionError):
                 asyncio.run(crosses(hub, leaf, 1.0))
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_client_publishes_into_a_hub_stream(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """The hub's stream subjects are announced across the link: a leaf's client publishes into a
+    hub stream and gets the hub's PubAck."""
+    hub = ServerProcess(
+        hub_kind,
+        config=f"server_name: hub\njetstream {{ store_dir: {json.dumps(str(tmp_path / 'hub'))} }}\nleafnodes {{ port: -1 }}\n",
+    )
+    port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
+    with hub, start_leaf(leaf_kind, port) as leaf:
+        wait_linked(leaf)
+
+        async def run() -> list[Any]:
+            h = await nats.connect(hub.url)
+            lf = await nats.connect(leaf.url)
+            try:
+                made = await js_api(h, "$JS.API.STREAM.CREATE.ORD", {"name": "ORD", "subjects": ["orders.>"]})
+                assert (made or {}).get("config", {}).get("name") == "ORD", made
+
+                async def ack() -> Any:
+                    try:
+                        return json.loads((await lf.request("orders.1", b"x", timeout=1)).data)
+                    except Exception:
+                        return None
+
+                first = await acheck_for(10, ack, interval=0.2)
+                return [first, json.loads((await lf.request("orders.2", b"y", timeout=2)).data)]
+            finally:
+                await h.close()
+                await lf.close()
+
+        acks = asyncio.run(run())
+    assert [a.get("stream") for a in acks] == ["ORD", "ORD"]
+    assert acks[1]["seq"] == acks[0]["seq"] + 1
