@@ -442,6 +442,7 @@ class LeafTable:
                 if conn.closed and not finished.done():
                     finished.set_result(None)
                 await finished
+                self.done.pop(conn, None)
                 await asyncio.sleep(LOOP_DELAY if conn.loop_detected else jitter(self._delay(remote)))
         except asyncio.CancelledError:
             pass

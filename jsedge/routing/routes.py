@@ -379,7 +379,12 @@ class RouteTable:
                 attempts = 0
                 ever_connected = True
                 finished = self.done.setdefault(conn, self.loop.create_future())
+                if conn.closed and not finished.done():
+                    # it was refused and closed before we got here (a busy loop): its close could
+                    # not resolve a future that did not exist yet, and waiting would never end
+                    finished.set_result(None)
                 await finished
+                self.done.pop(conn, None)
                 winner = conn.duplicate_of
                 while winner is not None and not winner.closed:
                     # a duplicate of an existing route: reconnect only when that one goes away
