@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from jsedge.jetstream.commands import svarint, uvarint
 from jsedge.jetstream.models import format_time_ns
 from jsedge.store.s2 import S2Reader
 
@@ -48,33 +49,16 @@ class NatsArchiveError(ValueError):
 # ------------------------------------------------------------------------------------------ write
 
 
-def _uvarint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _varint(value: int) -> bytes:
-    return _uvarint((value << 1) ^ (value >> 63) if value >= 0 else ((-value) << 1) - 1)
-
-
 def entry(name: bytes, timestamp: int, sequence: int, header: bytes, payload: bytes) -> bytes:
-    """One archive entry: its head, then the header block and the payload."""
-    return b"".join(
-        (
-            _uvarint(len(name)),
-            _varint(timestamp),
-            _uvarint(sequence),
-            _uvarint(len(header)),
-            _uvarint(len(payload)),
-            name,
-            header,
-            payload,
-        )
-    )
+    """One archive entry: its head, then the header block and the payload (varints as Go's
+    encoding/binary writes them: LEB128, zigzag for the signed timestamp)."""
+    head = bytearray()
+    uvarint(len(name), head)
+    svarint(timestamp, head)
+    uvarint(sequence, head)
+    uvarint(len(header), head)
+    uvarint(len(payload), head)
+    return b"".join((head, name, header, payload))
 
 
 END = entry(b"", 0, 0, b"", b"")

@@ -375,13 +375,7 @@ class ClusterAPI:
 
         stream = replica.stream
         config = decode_consumer_config(ca.config)
-        fresh = bool(command.get("reply")) and time.time_ns() - int(command.get("ts", 0)) <= FRESH
-        request = None
-        if fresh:
-            subject = str(command.get("subject") or "").encode()
-            tokens = subject.split(b".")
-            rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
-            request = Request(replica.jsa, rest, subject, str(command["reply"]).encode(), b"", b"", None)
+        request = _proposed_request(replica.jsa, command)
         try:
             consumer = create_consumer(
                 stream,
@@ -1283,16 +1277,24 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 # answers sent by a stream's leader for requests the meta leader proposed
 
 
-def answer_assignment(
-    api: Any, replica: Any, command: dict[str, Any], response_name: str, extra: dict[str, Any]
-) -> None:
+def _proposed_request(jsa: Any, command: dict[str, Any]) -> Request | None:
+    """The request a proposed meta command carries (`reply`, `subject`, `ts`), to answer from
+    the server that completes it; None when it has no reply or is too old to be waited for."""
     reply = str(command.get("reply") or "")
     if not reply or time.time_ns() - int(command.get("ts", 0)) > FRESH:
-        return
+        return None
     subject = str(command.get("subject") or "").encode()
     tokens = subject.split(b".")
     rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
-    request = Request(replica.jsa, rest, subject, reply.encode(), b"", b"", None)
+    return Request(jsa, rest, subject, reply.encode(), b"", b"", None)
+
+
+def answer_assignment(
+    api: Any, replica: Any, command: dict[str, Any], response_name: str, extra: dict[str, Any]
+) -> None:
+    request = _proposed_request(replica.jsa, command)
+    if request is None:
+        return
     response: dict[str, Any] = {"type": TYPE_PREFIX + response_name}
     response.update(replica.stream.info(cluster=True))
     response.update(extra)
@@ -1301,13 +1303,9 @@ def answer_assignment(
 
 def answer_consumer_delete(api: Any, jsa: Any, command: dict[str, Any]) -> None:
     """CONSUMER.DELETE answered by the server that led the consumer, once it is gone."""
-    reply = str(command.get("reply") or "")
-    if not reply or time.time_ns() - int(command.get("ts", 0)) > FRESH:
+    request = _proposed_request(jsa, command)
+    if request is None:
         return
-    subject = str(command.get("subject") or "").encode()
-    tokens = subject.split(b".")
-    rest = tokens[2:] if len(tokens) > 1 and tokens[1] == b"API" else tokens[3:]
-    request = Request(jsa, rest, subject, reply.encode(), b"", b"", None)
     api.respond(request, {"type": TYPE_PREFIX + "consumer_delete_response", "success": True})
 
 

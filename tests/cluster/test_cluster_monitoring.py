@@ -17,7 +17,7 @@ import nats
 import pytest
 from helpers import Cluster, acheck_for, check_for, http_json
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 
 #: Raft timing for jsedge: nats-server's shape, ten times faster (nats-server ignores it).
 FAST = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
@@ -64,7 +64,15 @@ async def add_r3_stream(server: Any) -> None:
 
         await acheck_for(60, attempt, interval=0.2)
         for i in range(3):
-            await js.publish("r3.x", f"m{i}".encode())
+            # nats-server may not route the new stream's subjects yet (no responders): retry
+            async def publish(i: int = i) -> bool:
+                try:
+                    await js.publish("r3.x", f"m{i}".encode(), headers={"Nats-Msg-Id": f"m{i}"})
+                    return True
+                except (NoStreamResponseError, NatsTimeout):
+                    return False
+
+            await acheck_for(30, publish, interval=0.2)
     finally:
         await nc.close()
 

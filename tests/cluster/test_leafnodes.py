@@ -195,10 +195,10 @@ def test_the_leaf_reconnects_when_its_hub_restarts(hub_kind: str, leaf_kind: str
         assert asyncio.run(traffic()) == b"again"
 
 
-async def crosses(hub: ServerProcess, leaf: ServerProcess, wait: float, hub_url: str = "") -> bool:
+async def crosses(hub: ServerProcess, leaf: ServerProcess, wait: float, hub_url: str = "", **login: Any) -> bool:
     """Does a message published on the leaf reach a subscriber on the hub within `wait`?
-    (`hub_url`: log in to the hub with it.)"""
-    h = await nats.connect(hub_url or hub.url, allow_reconnect=False)
+    (`hub_url`, `login`: how to log in to the hub.)"""
+    h = await nats.connect(hub_url or hub.url, allow_reconnect=False, **login)
     lf = await nats.connect(leaf.url)
     heard: list[Any] = []
     await h.subscribe("cred.check", cb=collect(heard))
@@ -627,27 +627,6 @@ def test_wildcard_interest_crosses_but_not_the_jetstream_api(hub_kind: str, leaf
     assert result["leaf hears >"] == result["hub hears >"]
 
 
-async def crosses_with_creds(hub: ServerProcess, creds: Any, leaf: ServerProcess, wait: float) -> bool:
-    """Like `crosses`, for an operator-mode hub whose clients log in with `creds`."""
-    h = await nats.connect(hub.url, user_credentials=str(creds))
-    lf = await nats.connect(leaf.url)
-    heard: list[Any] = []
-    await h.subscribe("cred.check", cb=collect(heard))
-    await h.flush()
-
-    async def probe() -> bool | None:
-        await lf.publish("cred.check", b"x")
-        await lf.flush()
-        await asyncio.sleep(0.05)
-        return bool(heard) or None
-
-    try:
-        return bool(await acheck_for(wait, probe, interval=0))
-    finally:
-        await h.close()
-        await lf.close()
-
-
 @pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
 def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(leaf_kind: str, tmp_path: Any) -> None:
     """Hosted NATS: the hub runs in operator mode (JWTs); the leaf's remote names a `.creds`
@@ -680,14 +659,14 @@ def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(leaf_kind: str
             )
             with ServerProcess(leaf_kind, config=config) as leaf:
                 if linked:
-                    assert asyncio.run(crosses_with_creds(hub, client, leaf, 10.0))
+                    assert asyncio.run(crosses(hub, leaf, 10.0, user_credentials=str(client)))
                     continue
                 if logged is not None:
                     leaf.wait_for_log(re.escape(logged), timeout=10)
                 else:
                     hub.wait_for_log("Authorization Violation|authentication error|Authentication Failure", timeout=10)
                 with pytest.raises(AssertionError):
-                    asyncio.run(crosses_with_creds(hub, client, leaf, 1.0))
+                    asyncio.run(crosses(hub, leaf, 1.0, user_credentials=str(client)))
 
 
 def nkeys_user_prefix() -> int:
