@@ -894,7 +894,15 @@ class FlakyLink:
         self._breaker = self.loop.create_task(self._break())
         self._ready.set()
         self.loop.run_forever()
+        # wind down completely (no pending task is left for the garbage collector to finalize
+        # later, in some other test's thread)
+        tasks = asyncio.all_tasks(self.loop)
+        for task in tasks:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
         server.close()
+        self.loop.run_until_complete(server.wait_closed())
+        self.loop.close()
 
     async def _accept(self, reader: Any, writer: Any) -> None:
         if self._partitioned:
@@ -969,7 +977,8 @@ class FlakyLink:
             self.loop.stop()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop)
-        self._thread.join(5)
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "the flaky-link proxy did not stop"
 
 
 FLAKY_SEED = int(os.environ.get("JSEDGE_FAULT_SEED", "2027"))
