@@ -19,8 +19,9 @@ The **archive is nats-server's** (`jsedge.api.natsarchive`: the `NATSARC1` entri
 nats-server 2.10.26 and later, in a Snappy framed stream that S2 readers accept), so a jsedge
 backup restores into nats-server and a nats-server backup into jsedge. The stream config is not in
 the archive: the snapshot response carries it and the restore request brings it back (the nats CLI
-keeps it in `backup.json`). jsedge's own extras (creation time, store metadata such as source
-cursors) ride in `state.json` under a `jsedge` key that nats-server ignores. Consumers' config and
+keeps it in `backup.json`). jsedge's own extras (store metadata such as source cursors; the
+creation time, recorded only: a restored stream is created anew, as before) ride in `state.json`
+under a `jsedge` key that nats-server ignores. Consumers' config and
 state are written back into the new store's consumer stores before the stream is opened, so the
 consumer layer recovers them like after a restart.
 
@@ -128,10 +129,10 @@ def build_archive(stream: Any, *, consumers: bool = True) -> bytes:
             docs.append((name, natsarchive.consumer_json(config, cstate)))
     summary = state_to_json(state, len(docs))
     summary["jsedge"] = natsarchive.jsedge_extras(format_time_ns(stream.created), store.load_meta())
+    now = time.time_ns()
     with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
         spool.write(natsarchive.MAGIC)
-        spool.write(natsarchive.entry(b"state.json", time.time_ns(), 0, b"", gojson.dumpb(summary)))
-        now = time.time_ns()
+        spool.write(natsarchive.entry(b"state.json", now, 0, b"", gojson.dumpb(summary)))
         for name, doc in docs:
             spool.write(natsarchive.entry(f"consumers/{name}".encode(), now, 0, b"", doc))
         seq = max(state.first_seq, 1)
@@ -152,7 +153,7 @@ def _read_archive(
     """(stream document, messages: msgs.bin file object or an iterator of records, store
     metadata, consumer docs), from nats-server's backup archive (an S2 stream, `natsarchive`:
     what jsedge writes too; its stream config is `config`, the restore request's) or from the
-    gzip tar archives of jsedge before 0.2."""
+    gzip tar archives jsedge wrote before it wrote nats-server's."""
     fileobj.seek(0)
     if s2.is_s2_stream(fileobj.read(len(s2.S2_MAGIC))):
         fileobj.seek(0)

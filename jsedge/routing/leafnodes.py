@@ -60,10 +60,10 @@ class Remote:
         #: a `.creds` file (user JWT and seed, as `nsc` writes it): read at every connect; the
         #: CONNECT carries the JWT and the hub's nonce signed with the seed (operator mode hubs)
         self.credentials = creds if isinstance(creds, str) else ""
-        #: `deny_exports`: subjects this leaf never sends to the hub; `deny_imports`: subjects it
-        #: neither subscribes to across the link nor accepts (the hub is told, as `deny_pub`)
         #: `hub: true`: this server is the hub of the link it dials (the other side is the spoke)
         self.hub = raw.get("hub") is True
+        #: `deny_exports`: subjects this leaf never sends to the hub; `deny_imports`: subjects it
+        #: neither subscribes to across the link nor accepts (the hub is told, as `deny_pub`)
         self.deny_exports = _subject_list(raw.get("deny_exports"))
         self.deny_imports = _subject_list(raw.get("deny_imports"))
         tls = raw.get("tls")
@@ -240,7 +240,7 @@ class LeafTable:
             info["auth_required"] = True
         if self.tls_context is not None:
             info["tls_required"] = True
-            info["tls_verify"] = bool(self.config.tls is not None and self.config.tls.verify)
+            info["tls_verify"] = bool(self.config.tls.verify)
         info["max_payload"] = config.limits.max_payload
         if config.jetstream.enabled:
             info["jetstream"] = True

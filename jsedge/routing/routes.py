@@ -522,17 +522,16 @@ class RouteTable:
     # ---------------------------------------------------------------- views
 
     def peer_leafnode_urls(self) -> list[str]:
-        urls: list[str] = []
-        for route in self.routes.values():
-            for url in route.leafnode_urls:
-                if url not in urls:
-                    urls.append(url)
-        return urls
+        return self._peer_urls("leafnode_urls")
 
     def peer_client_urls(self) -> list[str]:
+        return self._peer_urls("connect_urls")
+
+    def _peer_urls(self, field: str) -> list[str]:
+        """The peers' URLs of one kind (their route INFO's `field`), each once, in route order."""
         urls: list[str] = []
         for route in self.routes.values():
-            for url in route.connect_urls:
+            for url in getattr(route, field):
                 if url not in urls:
                     urls.append(url)
         return urls
