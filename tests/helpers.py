@@ -1017,6 +1017,23 @@ def http_json(server: ServerProcess, path: str, timeout: float = 2.0) -> Any:
         return json.loads(response.read())
 
 
+async def move_leader(nc: Any, subject: str, target: str, info: Callable[[], Any]) -> None:
+    """Ask a group's leader (`subject`: a STREAM or CONSUMER.LEADER.STEPDOWN) to hand over to
+    `target` (placement.preferred) until `info()` names it."""
+
+    async def moved() -> bool:
+        if (await info()) == target:
+            return True
+        try:
+            body = json.dumps({"placement": {"preferred": target}}).encode()
+            await nc.request(subject, body, timeout=2)
+        except Exception:
+            pass
+        return False
+
+    await acheck_for(30, moved, interval=0.5)
+
+
 class Cluster:
     """N servers (each "jsedge" or "nats") in one cluster on loopback, every node listing every
     node's route URL (itself included, as the seed article's config does), monitoring on.

@@ -38,6 +38,7 @@ answer (the client retries), as during any leader change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -133,7 +134,10 @@ class ClusteredStream:
         self.leader_peer = ""
         #: the create/update API request waiting for this replica to lead: (reply, api, request)
         self.waiting_response: list[Any] = []
+        #: proposals of this leadership not yet settled (`_begin`/`_end`); `_epoch` counts the
+        #: leaderships, so a proposal of an earlier one settling late leaves the count alone
         self._inflight = 0
+        self._epoch = 0
         self._next_seq = 0
         self._drain_scheduled = False
         #: batches this leader proposed, by their encoding, until applied
@@ -309,10 +313,10 @@ class ClusteredStream:
         commands = [self._sequenced(command) for item in prepared for command in item.commands]
         data = encode_batch([encode_command(command) for command in commands], atomic=True)
         self._proposed[data] = commands
-        self._inflight += 1
+        epoch = self._begin()
 
         def done(fut: asyncio.Future[Any]) -> None:
-            self._inflight -= 1
+            self._end(epoch)
             try:
                 results = fut.result()
             except (NotLeaderError, ProposalLost, asyncio.CancelledError):
@@ -511,6 +515,7 @@ class ClusteredStream:
         name = f"'{self.jsa.name} > {self.name}'"
         if is_leader:
             self.leader_since = time.time_ns()
+            self._epoch += 1
             self._inflight = 0
             # publishes wait until this leader applied its whole log (up to its first entry of
             # the term): only then does the applied state predict the next sequence
@@ -564,8 +569,7 @@ class ClusteredStream:
             fut.set_exception(NotLeaderError(self.group.leader if self.group is not None else ""))
             return fut
         fut = self._propose(command)
-        self._inflight += 1
-        fut.add_done_callback(self._settled)
+        fut.add_done_callback(functools.partial(self._settled, self._begin()))
         return fut
 
     def _publish(
@@ -608,9 +612,10 @@ class ClusteredStream:
             if batch:
                 self._flush_publishes(batch)  # proposed before these, in sequence order
         futures = [self._propose(command) for command in commands]
+        epoch = self._begin(len(futures))
 
         def done(fut: asyncio.Future[Any]) -> None:
-            self._inflight -= 1
+            self._end(epoch)
             try:
                 seq = fut.result()
             except DiscardNewError as exc:
@@ -644,11 +649,9 @@ class ClusteredStream:
                 notify(seq)
             self._drain()
 
-        self._inflight += 1
         futures[0].add_done_callback(done)
         for extra in futures[1:]:
-            self._inflight += 1
-            extra.add_done_callback(self._settled)
+            extra.add_done_callback(functools.partial(self._settled, epoch))
 
     def _flush_publishes(self, batch: list[Any]) -> None:
         """Propose the batched publishes as one entry; each gets its PubAck from its own result."""
@@ -658,11 +661,11 @@ class ClusteredStream:
         data = encode_batch([encode_command(item[0]) for item in items])
         self._proposed[data] = [item[0] for item in items]
         fut = self.group.propose(data)
-        self._inflight += len(items)
-        fut.add_done_callback(lambda f: self._batch_done(f, items))
+        epoch = self._begin(len(items))
+        fut.add_done_callback(lambda f: self._batch_done(f, items, epoch))
 
-    def _batch_done(self, fut: asyncio.Future[Any], items: list[Any]) -> None:
-        self._inflight -= len(items)
+    def _batch_done(self, fut: asyncio.Future[Any], items: list[Any], epoch: int) -> None:
+        self._end(epoch, len(items))
         stream = self.stream
         if fut.cancelled() or fut.exception() is not None:
             self._proposed.clear()  # leadership moved: whatever was not applied never will be here
@@ -702,8 +705,20 @@ class ClusteredStream:
             self._resync()
         self._drain()
 
-    def _settled(self, fut: asyncio.Future[Any]) -> None:
-        self._inflight -= 1
+    def _begin(self, count: int = 1) -> int:
+        """Count `count` proposals in flight; returns the leadership they belong to."""
+        self._inflight += count
+        return self._epoch
+
+    def _end(self, epoch: int, count: int = 1) -> None:
+        """`count` proposals of leadership `epoch` settled. One of an earlier leadership is not
+        counted any more: the count restarted at this leader's election, and taking it off again
+        would make `_resync` predict sequences already stored (every publish refused)."""
+        if epoch == self._epoch:
+            self._inflight -= count
+
+    def _settled(self, epoch: int, fut: asyncio.Future[Any]) -> None:
+        self._end(epoch)
         if not fut.cancelled():
             fut.exception()  # retrieved: nobody else waits for it
         self._drain()
@@ -774,10 +789,10 @@ class ClusteredStream:
                 outer.set_exception(NotLeaderError(""))  # sealed for a replica change
                 return
             inner = self._propose(command)
-            self._inflight += 1
+            epoch = self._begin()
 
             def finished(f: asyncio.Future[Any]) -> None:
-                self._inflight -= 1
+                self._end(epoch)
                 if f.cancelled():
                     outer.cancel()
                 elif f.exception() is not None:

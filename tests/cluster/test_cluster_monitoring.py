@@ -17,7 +17,7 @@ import nats
 import pytest
 from helpers import Cluster, acheck_for, check_for, http_json
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 #: Raft timing for jsedge: nats-server's shape, ten times faster (nats-server ignores it).
 FAST = {"JSEDGE_RAFT_HEARTBEAT": "0.2", "JSEDGE_RAFT_ELECTION": "0.8-1.6", "JSEDGE_RAFT_LOST_QUORUM": "2.5"}
@@ -83,7 +83,16 @@ async def add_durable(server: Any) -> None:
     try:
         js = nc.jetstream(timeout=5)
         sub = await js.pull_subscribe("r3.>", durable="D", stream="R3")
-        msgs = await sub.fetch(1, timeout=5)
+
+        # nats-server answers a pull to a new consumer with 503 (no responders) until the consumer
+        # leader's subscription reached this server over the routes: retry
+        async def fetch() -> Any:
+            try:
+                return await sub.fetch(1, timeout=2)
+            except (ServiceUnavailableError, NatsTimeout):
+                return None
+
+        msgs = await acheck_for(30, fetch, interval=0.2)
         await msgs[0].ack_sync()
     finally:
         await nc.close()

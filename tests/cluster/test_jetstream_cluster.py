@@ -14,7 +14,7 @@ import time
 
 import nats
 import pytest
-from helpers import Cluster, acheck_for, check_for, compiled_only, http_json
+from helpers import Cluster, acheck_for, check_for, compiled_only, http_json, move_leader
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError, NoStreamResponseError
@@ -227,9 +227,20 @@ async def test_quorum_loss_then_recovery() -> None:
             js = nc.jetstream(timeout=1)
             await add_stream(js, name="Q", subjects=["q"], num_replicas=3)
             await js.publish("q", b"1")
-            leader = (await js.stream_info("Q")).cluster.leader
+
+            async def leader_name() -> str:
+                return str((await js.stream_info("Q")).cluster.leader)
+
+            # the survivor leads: publishes reach it while it still believes it leads, and are
+            # proposed and left in flight when it notices the lost quorum and steps down; once
+            # re-elected, those settling late must not disturb its sequence prediction (they did:
+            # every later publish was refused as a sequence mismatch)
+            await move_leader(nc, "$JS.API.STREAM.LEADER.STEPDOWN.Q", "n1", leader_name)
+            leader = await leader_name()
             cluster.kill(1)
             cluster.kill(2)
+            for _ in range(4):
+                await nc.publish("q", b"lost?", reply=nc.new_inbox())
 
             async def no_responders() -> bool:
                 try:

@@ -9,7 +9,7 @@ import asyncio
 import json
 
 import pytest
-from helpers import acheck_for, compiled_only
+from helpers import acheck_for, compiled_only, move_leader
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import APIError
 from test_jetstream_cluster import add_stream, connect, js_cluster
@@ -273,22 +273,6 @@ async def test_stream_replica_changes_carry_the_consumers_state() -> None:
             await nc.close()
 
 
-async def _move_leader(nc, subject: str, target: str, info) -> None:
-    """Ask for leadership to move to `target` (placement.preferred) until `info()` shows it there."""
-
-    async def moved():
-        if (await info()) == target:
-            return True
-        try:
-            body = json.dumps({"placement": {"preferred": target}}).encode()
-            await nc.request(subject, body, timeout=2)
-        except Exception:
-            pass
-        return False
-
-    await acheck_for(30, moved, interval=0.5)
-
-
 @compiled_only(
     "replicated-consumer logic is pure Python in both passes; the pure pass keeps the failover and reset tests"
 )
@@ -316,9 +300,9 @@ async def test_interest_retention_waits_for_consumers_led_by_other_servers() -> 
                     return ""
 
             api = "$JS.API."
-            await _move_leader(nc, api + "STREAM.LEADER.STEPDOWN.INT", "n1", lambda: leader_of("stream"))
-            await _move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.a", "n2", lambda: leader_of("c", "a"))
-            await _move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.b", "n3", lambda: leader_of("c", "b"))
+            await move_leader(nc, api + "STREAM.LEADER.STEPDOWN.INT", "n1", lambda: leader_of("stream"))
+            await move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.a", "n2", lambda: leader_of("c", "a"))
+            await move_leader(nc, api + "CONSUMER.LEADER.STEPDOWN.INT.b", "n3", lambda: leader_of("c", "b"))
             for i in range(10):
                 await js.publish("int.x", str(i).encode())
             assert (await js.stream_info("INT")).state.messages == 10  # kept: a and b are interested

@@ -156,7 +156,12 @@ def _both(script: list[tuple[str, Any]], config: Any = None) -> tuple[list[str],
     for kind in ("nats", "jsedge"):
         with Cluster([kind] * 3, extra_args=["-js", "-sd", "js"], env=FAST, config=config) as cluster:
             cluster.wait_mesh()
-            results.append(asyncio.run(_run(cluster[0].url, script)))
+            try:
+                results.append(asyncio.run(_run(cluster[0].url, script)))
+            except AssertionError as exc:
+                # say which server failed, with what its nodes logged last
+                logs = "\n".join(f"n{i + 1}: {line}" for i in range(3) for line in cluster[i].log_lines()[-15:])
+                raise AssertionError(f"{kind}: {exc}\n{logs}") from exc
     return results[0], results[1]
 
 
