@@ -30,8 +30,9 @@ def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
         else:
             return
         consumer = _lookup(jsa, stream_name, consumer_name)
-        if consumer is None or consumer.config.ack_policy == "none":
-            # nats-server has no ack subscription for these: a request gets "no responders"
+        if consumer is None or consumer.config.ack_policy in ("none", "flow_control"):
+            # nats-server has no ack subscription for these (flow_control: the replies to flow
+            # control ack): a request gets "no responders"
             if reply and src is not None and getattr(src, "no_responders", False):
                 src.on_no_responders(subject, reply)
             return
@@ -51,7 +52,7 @@ def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
         else:
             return
         if consumer is not None:
-            consumer.process_flow_control(subject)
+            consumer.process_flow_control(subject, bytes(msg[:hdr_len]) if hdr_len > 0 else b"")
 
     return on_ack, on_fc
 

@@ -169,7 +169,9 @@ class Consumer:
         self.push = bool(config.deliver_subject)
         self.deliver_subject = config.deliver_subject.encode()
         self.ack_none = config.ack_policy == "none"
-        self.ack_all = config.ack_policy == "all"
+        #: ADR-60's flow_control policy acks as "all" does, from the replies to flow control
+        self.ack_fc = config.ack_policy == "flow_control"
+        self.ack_all = config.ack_policy == "all" or self.ack_fc
         self.maxp = config.max_ack_pending if not self.ack_none else 0
         self.max_deliver = config.max_deliver if config.max_deliver > 0 else 0
         self.backoff = list(config.backoff or [])
@@ -659,6 +661,8 @@ class Consumer:
                     % request.b,
                 )
         self._commit(msg, dc, redelivery, dseq, now, pending_after)
+        if self.ack_fc and not self.fc_subject and 0 < self.maxp <= len(self.pending):
+            self._send_flow_control()  # the window is full: its reply acks and frees it
         return True
 
     def _commit(self, msg: Any, dc: int, redelivery: bool, dseq: int, now: int, pending_after: int) -> None:
@@ -720,13 +724,23 @@ class Consumer:
         self.fc_sent_bytes = self.fc_bytes
         self._send_status(self.deliver_subject, b"NATS/1.0 100 FlowControl Request\r\n\r\n", reply=self.fc_subject)
 
-    def process_flow_control(self, subject: bytes) -> None:
+    def process_flow_control(self, subject: bytes, hdr: bytes = b"") -> None:
+        """A reply to the latest flow control request. For the flow_control ack policy its
+        `Nats-Last-Stream` / `Nats-Last-Consumer` headers say what the sourcing stream stored:
+        everything up to there is acknowledged (as "all" acks)."""
         if subject != self.fc_subject or self.closed:
             return
         self.fc_bytes = max(self.fc_bytes - self.fc_sent_bytes, 0)
         self.fc_window = min(self.fc_window * 2, FC_WINDOW_MAX)
         self.fc_subject = b""
         self.fc_sent_bytes = 0
+        if self.ack_fc and hdr:
+            last_stream = H.get_header(hdr, b"Nats-Last-Stream")
+            last_consumer = H.get_header(hdr, b"Nats-Last-Consumer")
+            sseq = int(last_stream) if last_stream is not None and last_stream.isdigit() else 0
+            dseq = int(last_consumer) if last_consumer is not None and last_consumer.isdigit() else 0
+            if sseq > 0:
+                self._ack(sseq, dseq, 1, sample=False)
         self.kick()
 
     def _arm_heartbeat(self) -> None:
@@ -744,6 +758,8 @@ class Consumer:
             if self.account.sublist.has_interest(self.deliver_subject):
                 self._send_status(self.deliver_subject, _heartbeat(self.dseq - 1, self.sseq - 1, self.fc_subject))
                 self._last_delivery = now
+                if self.ack_fc and self.pending and not self.fc_subject:
+                    self._send_flow_control()  # idle: the reply moves the ack floor up
         self._arm_heartbeat()
 
     def _on_interest(self, account: Any, subject: bytes, queue: bytes | None, count: int, delta: int) -> None:
@@ -1138,7 +1154,7 @@ class Consumer:
     # ------------------------------------------------------------------ redelivery timer
 
     def _arm_ack_timer(self, force: bool = False) -> None:
-        if self.closed or self.ack_none or not self.pending:
+        if self.closed or self.ack_none or self.ack_fc or not self.pending:
             return
         at = (
             min(entry[2] for entry in self.pending.values()) if force or self._ack_timer is None else self._ack_timer_at
@@ -1159,6 +1175,8 @@ class Consumer:
 
     def check_pending(self) -> None:
         """checkPending: queue expired deliveries for redelivery (or retire them at max_deliver)."""
+        if self.ack_fc:
+            return  # no ack wait: what was not acknowledged is delivered again after a reset
         now = self.now()
         due = [seq for seq, entry in self.pending.items() if entry[2] <= now and seq not in self._rdq_set]
         for seq in sorted(due):

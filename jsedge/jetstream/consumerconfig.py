@@ -130,7 +130,7 @@ def set_defaults(
         if pedantic and limits.inactive_threshold > 0:
             raise _pedantic("inactive_threshold must be set if it's configured in stream limits")
         config.inactive_threshold = limits.inactive_threshold
-    if config.ack_policy in ("explicit", "all") and config.max_ack_pending == 0:
+    if config.ack_policy != "none" and config.max_ack_pending == 0:
         pending = DEFAULT_MAX_ACK_PENDING
         if 0 < account_max_ack_pending < pending:
             pending = account_max_ack_pending
@@ -140,9 +140,10 @@ def set_defaults(
     if config.priority_policy == "pinned_client" and config.priority_timeout == 0:
         config.priority_timeout = DEFAULT_PINNED_TTL
     if config.ack_policy == "flow_control" and not pedantic:
+        # as nats-server: flow control on, and the heartbeat of its sourcing consumers (whatever
+        # was asked: the flow control replies that ack depend on it)
         config.flow_control = True
-        if not config.idle_heartbeat:
-            config.idle_heartbeat = NS
+        config.idle_heartbeat = NS
 
 
 def _policy(text: str) -> JSError:
@@ -165,6 +166,21 @@ def check_config(config: ConsumerConfig, stream: StreamConfig, account_max_ack_p
         raise js_error("JSConsumerAckWaitNegativeErr")
     if any(b < 0 for b in config.backoff or ()):
         raise js_error("JSConsumerBackOffNegativeErr")
+    if config.ack_policy == "flow_control":
+        # ADR-60: a push consumer acknowledged by the replies to its flow control (a durable
+        # sourcing consumer), so it cannot have ack timers or a delivery limit
+        if not config.deliver_subject:
+            raise js_error("JSConsumerAckFCRequiresPushErr")
+        if not config.flow_control:
+            raise js_error("JSConsumerAckFCRequiresFCErr")
+        if config.idle_heartbeat != NS:
+            raise js_error("JSStreamInvalidConfigF", err="flow control ack policy heartbeat needs to be 1s")
+        if config.max_ack_pending <= 0:
+            raise js_error("JSConsumerAckFCRequiresMaxAckPendingErr")
+        if config.ack_wait != 0 or config.backoff:
+            raise js_error("JSConsumerAckFCRequiresNoAckWaitErr")
+        if config.max_deliver > 0:
+            raise js_error("JSConsumerAckFCRequiresNoMaxDeliverErr")
     if config.backoff and config.max_deliver != -1 and len(config.backoff) > config.max_deliver:
         raise js_error("JSConsumerMaxDeliverBackoffErr")
     if len(config.description.encode()) > MAX_DESCRIPTION_LEN:

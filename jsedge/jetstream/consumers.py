@@ -96,8 +96,8 @@ def create_consumer(
         total = sum(len(s.consumers) for s in jsa.streams.values())
         if total >= account_max:
             raise js_error("JSMaximumConsumersLimitErr")
-    if stream.config.retention == "workqueue" and not config.direct:
-        if config.ack_policy != "explicit":
+    if stream.config.retention == "workqueue" and not config.direct and not config.sourcing:
+        if config.ack_policy not in ("explicit", "flow_control"):
             raise js_error("JSConsumerWQRequiresExplicitAckErr")
         if stream.consumers:
             filters = config.filters()

@@ -668,3 +668,136 @@ def test_pedantic_consumer_create_diff(tmp_path):
         script.append(create("q", config, stream="L", pedantic=True))
     script.append(create("r", {"durable_name": "r", "ack_policy": "explicit"}, stream="L"))
     assert_same(tmp_path, script)
+
+
+def test_flow_control_ack_policy_config_diff(tmp_path):
+    """ADR-60's `flow_control` ack policy (2.14): a push consumer with flow control, a 1 s heartbeat,
+    max ack pending, no ack wait or backoff, no delivery limit; nats-server's defaults and each of
+    its errors (10218-10222), pedantic included, and a work-queue stream accepting it."""
+    fc = {"ack_policy": "flow_control"}
+    script: list[tuple] = [
+        STREAM,
+        ("req", API + "STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"}),
+        create("a", {"name": "a", **fc}),
+        create("b", {"name": "b", "deliver_subject": "d.b", **fc}),
+        create("c", {"name": "c", "deliver_subject": "d.c", "idle_heartbeat": 5_000_000_000, **fc}),
+        create("e", {"name": "e", "deliver_subject": "d.e", "ack_wait": 5_000_000_000, **fc}),
+        create("f", {"name": "f", "deliver_subject": "d.f", "backoff": [1_000_000_000], **fc}),
+        create("g", {"name": "g", "deliver_subject": "d.g", "max_deliver": 3, **fc}),
+        create("h", {"name": "h", "deliver_subject": "d.h", "max_ack_pending": -1, **fc}),
+        create("i", {"name": "i", "deliver_subject": "d.i", "max_ack_pending": 7, **fc}),
+        create("j", {"name": "j", "deliver_subject": "d.j", **fc}, pedantic=True),
+        create(
+            "k",
+            {"name": "k", "deliver_subject": "d.k", "flow_control": True, "max_ack_pending": 5, **fc},
+            pedantic=True,
+        ),
+        create(
+            "l",
+            {
+                "name": "l",
+                "deliver_subject": "d.l",
+                "flow_control": True,
+                "idle_heartbeat": 1_000_000_000,
+                "max_ack_pending": 5,
+                "max_deliver": -1,
+                **fc,
+            },
+            pedantic=True,
+        ),
+        create("w", {"durable_name": "w", "deliver_subject": "d.w", **fc}, stream="W"),
+        create("x", {"durable_name": "x", "deliver_subject": "d.x", "ack_policy": "all"}, stream="W"),
+        ("req", API + "CONSUMER.INFO.C.b", b""),
+    ]
+    assert_same(tmp_path, script)
+
+
+async def _flow_control_acks_script(url: str) -> list[str]:
+    """A flow_control consumer delivers up to max_ack_pending, asks for flow control, and the reply's
+    `Nats-Last-Stream`/`Nats-Last-Consumer` acknowledge (a work-queue stream drops what they
+    cover); an idle consumer asks again with its heartbeat; a plain ack goes nowhere."""
+    nc = await nats.connect(url)
+    out: list[str] = []
+    try:
+
+        async def req(subject: str, body) -> dict:
+            reply = await nc.request(subject, _data(body), timeout=2)
+            return json.loads(reply.data)
+
+        await req(API + "STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"})
+        for i in range(3):
+            await req("w.x", b"m%d" % i)
+        inbox = await nc.subscribe("d.fc")
+        created = await req(
+            API + "CONSUMER.CREATE.W.fc",
+            {
+                "stream_name": "W",
+                "config": {
+                    "durable_name": "fc",
+                    "deliver_subject": "d.fc",
+                    "ack_policy": "flow_control",
+                    "max_ack_pending": 2,
+                },
+            },
+        )
+        out.append(json.dumps(created["config"], sort_keys=True))
+
+        async def until_flow_control() -> list:
+            seen = []
+            while True:
+                msg = await inbox.next_msg(5)
+                status = (msg.headers or {}).get("Status")
+                seen.append(msg)
+                if msg.data:
+                    out.append(f"msg {msg.subject} {msg.data!r} {normalize(msg.reply)}")
+                else:
+                    out.append(f"status {status} {(msg.headers or {}).get('Description')} reply={bool(msg.reply)}")
+                if status == "100" and msg.reply:
+                    return seen
+
+        def state(info: dict) -> str:
+            return f"delivered={info['delivered']['stream_seq']} floor={info['ack_floor']['stream_seq']} pending={info['num_ack_pending']}"
+
+        seen = await until_flow_control()
+        # a plain ack of a flow_control consumer has no subscriber: nats-server ignores it
+        try:
+            await nc.request(seen[0].reply, b"+ACK", timeout=0.5)
+            out.append("ack answered")
+        except (NatsTimeout, NoRespondersError) as exc:
+            out.append(f"ack {type(exc).__name__}")
+        out.append(state(await req(API + "CONSUMER.INFO.W.fc", b"")))
+        # the sourcing side's reply: everything up to stream seq 1 / delivery 1 is stored
+        await nc.publish(seen[-1].reply, b"", headers={"Nats-Last-Consumer": "1", "Nats-Last-Stream": "1"})
+
+        async def floor(want: int) -> dict | None:
+            # the floor moved, and the freed window let the third message out
+            info = await req(API + "CONSUMER.INFO.W.fc", b"")
+            done = info["ack_floor"]["stream_seq"] == want and info["delivered"]["stream_seq"] == 3
+            return info if done else None
+
+        out.append(state(await acheck_for(10, lambda: floor(1), interval=0.05)))
+        seen = await until_flow_control()  # the third message, then (idle) a heartbeat and flow control
+        await nc.publish(seen[-1].reply, b"", headers={"Nats-Last-Consumer": "3", "Nats-Last-Stream": "3"})
+        out.append(state(await acheck_for(10, lambda: floor(3), interval=0.05)))
+        # one more: the window is not full, so flow control waits for the idle heartbeat
+        await req("w.x", b"m3")
+        seen = await until_flow_control()
+        await nc.publish(seen[-1].reply, b"", headers={"Nats-Last-Consumer": "4", "Nats-Last-Stream": "4"})
+
+        async def all_acked() -> dict | None:
+            info = await req(API + "CONSUMER.INFO.W.fc", b"")
+            return info if info["ack_floor"]["stream_seq"] == 4 else None
+
+        out.append(state(await acheck_for(10, all_acked, interval=0.05)))
+        stream = await req(API + "STREAM.INFO.W", b"")
+        out.append(f"stream messages={stream['state']['messages']} first={stream['state']['first_seq']}")
+    finally:
+        await nc.close()
+    return out
+
+
+def test_flow_control_acks_diff(tmp_path):
+    results = run_on_both(tmp_path, lambda server: _flow_control_acks_script(server.url))
+    assert_same_lines(*results)
+    assert len(results[0]) == len(results[1])
+    assert "status 100 Idle Heartbeat reply=False" in results[1]
