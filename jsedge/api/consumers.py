@@ -15,6 +15,7 @@ from jsedge import gojson
 from jsedge.api.request import TYPE_PREFIX, Endpoint, Request
 from jsedge.api.streams import lookup, optional_body, require_empty
 from jsedge.errors import js_error
+from jsedge.jetstream.advisory import random_name
 from jsedge.jetstream.consumerconfig import valid_group_name
 from jsedge.jetstream.consumers import create_consumer, delete_consumer
 from jsedge.jetstream.models import (
@@ -43,8 +44,37 @@ def consumer_create(api: Any, request: Request) -> dict[str, Any]:
     stream = request.jsa.streams.get(stream_token)
     if stream is None:
         raise js_error("JSStreamNotFoundErr")
+    existing = stream.consumers.get(config.name) if config.name else None
+    durable_sourcing = upgrade_sourcing_consumer(
+        stream.config.retention, config, existing.config if existing is not None else None
+    )
     consumer = create_consumer(stream, config, action, pedantic=pedantic)
+    if durable_sourcing:
+        consumer.reset(0)  # (re)attached: what its ack floor does not cover is delivered again
     return consumer.info()
+
+
+def upgrade_sourcing_consumer(retention: str, config: Any, existing: Any = None) -> bool:
+    """The consumer a mirror or source asks for (`direct`, `sourcing`, a stable name: ADR-60),
+    given its stream's retention and the config of the consumer of that name if there is one.
+    Of a limits stream it stays an ephemeral direct consumer, under a name made unique; of a
+    work-queue or interest stream it becomes a durable acknowledged by flow control, so nothing
+    is removed before the sourcing stream stored it, and interest survives the link going down
+    (keeping the deliver policy of the durable it replaces). True for the durable."""
+    if not (config.direct and config.sourcing and config.name):
+        return False
+    if retention == "limits":
+        config.name = f"{config.name}-{random_name(8)}"
+        return False
+    config.direct = False
+    config.durable_name = config.name
+    config.ack_policy = "flow_control"
+    config.ack_wait = config.max_deliver = config.inactive_threshold = 0
+    if existing is not None:  # the config of the durable it replaces
+        config.deliver_policy = existing.deliver_policy
+        config.opt_start_seq = existing.opt_start_seq
+        config.opt_start_time = existing.opt_start_time
+    return True
 
 
 def parse_create(request: Request) -> tuple[str, Any, str, bool]:

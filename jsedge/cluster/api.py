@@ -265,8 +265,21 @@ class ClusterAPI:
         info: dict[str, Any] = consumer.info()
         return info
 
+    def _sourcing_durable(self, request: Request) -> bool:
+        """A mirror's or source's consumer of a work-queue or interest stream: it becomes a
+        replicated durable (ADR-60), created through the meta group like any durable."""
+        try:
+            document = parse_json(request.body)
+            config = document.get("config") if isinstance(document, dict) else None
+            if not (isinstance(config, dict) and config.get("sourcing") is True and config.get("name")):
+                return False
+            sa = self.cluster.state.stream(request.jsa.name, request.tokens[2].decode("utf-8", "replace"))
+            return sa is not None and decode_stream_config_request(sa.config).retention != "limits"
+        except Exception:
+            return False
+
     def consumer_create(self, api: Any, request: Request) -> dict[str, Any] | None:
-        if self._direct_create(request):
+        if self._direct_create(request) and not self._sourcing_durable(request):
             return self._create_direct(request)
         if not self.meta_only(request, leaderless_now=True):
             return None
@@ -283,6 +296,11 @@ class ClusterAPI:
             raise js_error("JSStreamNotFoundErr")
         stream_config = decode_stream_config_request(sa.config)
         stream_config.pedantic = False
+        if config.direct and config.sourcing and config.name:
+            known = sa.consumers.get(config.name)
+            consumer_api.upgrade_sourcing_consumer(
+                stream_config.retention, config, decode_consumer_config(known.config) if known is not None else None
+            )
         account_max_ack = jsa.limit("max_ack_pending")
         if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
             account_max_ack = -1
@@ -396,10 +414,25 @@ class ClusterAPI:
                     {"op": "consumer_remove", "account": ca.account, "stream": ca.stream, "name": ca.name}
                 )
             return None
-        if request is not None:
-            response: dict[str, Any] = {"type": TYPE_PREFIX + "consumer_create_response"}
-            response.update(consumer.info())
-            self.api.respond(request, response)
+        if request is None:
+            return consumer
+        if consumer.config.sourcing and not consumer.config.direct:
+            # a mirror's or source's durable (ADR-60), (re)attached: reset to its ack floor, and
+            # answered once that committed, as nats-server does (what the feed before had not
+            # acknowledged is delivered again, from delivery sequence 1)
+            reset_seq = consumer.reset(0)
+            reset: dict[str, Any] = {"type": TYPE_PREFIX + "consumer_reset_response", **consumer.info()}
+            reset["reset_seq"] = reset_seq
+
+            def committed(fut: Any) -> None:
+                if not fut.cancelled() and fut.exception() is None:
+                    self.api.respond(request, reset)
+
+            asyncio.ensure_future(consumer.store.sync()).add_done_callback(committed)
+            return consumer
+        response: dict[str, Any] = {"type": TYPE_PREFIX + "consumer_create_response"}
+        response.update(consumer.info())
+        self.api.respond(request, response)
         return consumer
 
     def consumer_delete(self, api: Any, request: Request) -> dict[str, Any] | None:

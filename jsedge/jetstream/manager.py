@@ -268,6 +268,7 @@ class AccountJetStream:
         if mirror_module is not None:
             mirror_module.attach(stream)
         elif stream._mirror is not None:
+            stream._mirror.forget()  # its sources are gone: so are the durables made for them
             stream._mirror.stop()
             stream._mirror = None
 
@@ -311,6 +312,8 @@ class AccountJetStream:
         from jsedge.jetstream.consumers import stop_consumers
 
         stop_consumers(stream, deleted=delete)
+        if delete and stream._mirror is not None:
+            stream._mirror.forget()
         stream.stop()
         if delete:
             stream.store.delete()
@@ -381,6 +384,8 @@ class AccountJetStream:
         from jsedge.jetstream.consumers import stop_consumers
 
         stop_consumers(stream, deleted=True)
+        if stream._mirror is not None:
+            stream._mirror.forget()
         stream.stop()
         stream.store.delete()
         shutil.rmtree(self.stream_dir(name), ignore_errors=True)

@@ -30,6 +30,13 @@ nats-server copies through internal consumers; jsedge copies straight from the o
   on after reconnects and restarts, each origin message once). Another account's API (imports) is
   not reachable yet: accepted, reported as unreachable (`active: -1`) and logged.
 * `mirror_direct`: the mirror also answers `$JS.API.DIRECT.GET.<origin>` (queue `_sys_`).
+* **durable sourcing** (ADR-60, 2.14): a work-queue or interest origin is read through a feed on one
+  server too, since its messages may only go once the copy is stored: the consumer asked for is
+  `sourcing` under a stable name (`JS_MIRROR_<hash>` / `JS_SRC_<hash>`), which such an origin makes
+  a durable acknowledged by the replies to its flow control (`Nats-Last-Stream` /
+  `Nats-Last-Consumer`, sent once what they cover is durable here). A durable the user made
+  (`consumer: {name, deliver_subject}` in the source) is reset instead of created and must have
+  the `flow_control` ack policy (10214/10217). A server-made durable is deleted with its source.
 
 Layer 4 (jetstream): imported lazily by manager.py (`JetStream.mirror_module()`).
 """
@@ -82,10 +89,13 @@ def stream_identity(created_ns: int) -> str:
 
 
 def compose_iname(source: StreamSource) -> str:
-    """`<name>[:<hash(api)>] <filter> <dest>`: the source's identity (and the header minus seq/subject)."""
+    """`<name>[:<hash(api)>][:C=<hash(consumer)>] <filter> <dest>`: the source's identity (and the
+    header minus seq/subject)."""
     name = source.name
     if source.external is not None:
         name += ":" + hash8(source.external.api)
+    if source.consumer is not None:
+        name += ":C=" + hash8(source.consumer.name)
     if not source.subject_transforms:
         src, dest = source.filter_subject or FWC, FWC
     else:
@@ -278,19 +288,42 @@ class _Feed:
         self.server = replicator.server
         self.account = replicator.stream.account
         token = random_name(10)
-        self.name = ("JS_MIRROR_" if cursor.mirror else "JS_SRC_") + random_name(8)
+        source = cursor.source
+        #: the user's durable (`consumer` in the source): reset, never created or deleted here
+        self.user_durable = source.consumer is not None
+        if source.consumer is not None:
+            self.name = source.consumer.name
+            self.deliver = source.consumer.deliver_subject.encode()
+        else:
+            self.name = replicator.consumer_name(cursor)
+            self.deliver = (b"$JS.M." if cursor.mirror else b"$JS.S.") + token.encode()
         self._name = self.name.encode()
-        self.deliver = (b"$JS.M." if cursor.mirror else b"$JS.S.") + token.encode()
         self.inbox = b"$JSE.SRC." + token.encode()
         self.buffer: deque[_FeedMsg] = deque()
         self.dseq = 0
+        self.sseq = 0  # the last origin sequence delivered
         self.lag = 0
         self.fc_reply = b""
         self.created = False
+        #: the origin made it a durable acked by flow control (or the user did)
+        self.durable = self.user_durable
         self.closed = False
         self.contact = time.monotonic()
-        source = cursor.source
         self.api = source.external.api if source.external is not None and source.external.api else "$JS.API"
+        self.subs = [
+            self.server.subscribe_internal(self.account, self.deliver, self._on_message),
+            self.server.subscribe_internal(self.account, self.inbox, self._on_created),
+        ]
+        self.requested = time.monotonic()
+        if self.user_durable:
+            subject = f"{self.api}.CONSUMER.RESET.{source.name}.{self.name}".encode()
+            self.server.send_internal(self.account, subject, self.inbox, b"", b"")
+            return
+        stream = replicator.stream
+        kind = "mirror" if cursor.mirror else "src"
+        metadata = {f"_nats.{kind}.stream": stream.name, f"_nats.{kind}.acc": stream.account.name}
+        if replicator.host.domain:
+            metadata[f"_nats.{kind}.domain"] = replicator.host.domain
         config: dict[str, Any] = {
             "name": self.name,
             "deliver_subject": self.deliver.decode(),
@@ -300,26 +333,25 @@ class _Feed:
             "idle_heartbeat": int(FEED_HEARTBEAT * 1e9),
             "flow_control": True,
             "direct": True,
+            "sourcing": True,
             "inactive_threshold": int(FEED_INACTIVE * 1e9),
+            "metadata": metadata,
         }
         if start_time:
             config["deliver_policy"] = "by_start_time"
             config["opt_start_time"] = format_time_ns(start_time)
-        else:
+        elif start_seq > 1:
             config["deliver_policy"] = "by_start_sequence"
-            config["opt_start_seq"] = max(start_seq, 1)
+            config["opt_start_seq"] = start_seq
+        else:
+            config["deliver_policy"] = "all"
         filters = [f.decode() for f in cursor.filters]
         if len(filters) == 1 and filters[0] != FWC:
             config["filter_subject"] = filters[0]
         elif len(filters) > 1:
             config["filter_subjects"] = filters
-        self.subs = [
-            self.server.subscribe_internal(self.account, self.deliver, self._on_message),
-            self.server.subscribe_internal(self.account, self.inbox, self._on_created),
-        ]
         request = json.dumps({"stream_name": source.name, "config": config}).encode()
         subject = f"{self.api}.CONSUMER.CREATE.{source.name}.{self.name}".encode()
-        self.requested = time.monotonic()
         self.server.send_internal(self.account, subject, self.inbox, b"", request)
 
     def close(self) -> None:
@@ -330,7 +362,9 @@ class _Feed:
             self.server.unsubscribe_internal(self.account, sub)
         self.subs = []
         self.buffer.clear()
-        if self.created:  # the origin would drop it after FEED_INACTIVE anyway: sooner is kinder
+        if self.created and not self.durable:
+            # the origin would drop it after FEED_INACTIVE anyway: sooner is kinder (a durable
+            # stays: it keeps the interest, and what is not acknowledged, until the next feed)
             subject = f"{self.api}.CONSUMER.DELETE.{self.cursor.source.name}.{self.name}".encode()
             self.server.send_internal(self.account, subject, self.inbox + b".gone", b"", b"")
 
@@ -352,6 +386,19 @@ class _Feed:
             cursor.retry_at = time.monotonic() + RETRY_INTERVAL
             self.close()
             return
+        config = document.get("config") if isinstance(document, dict) else None
+        config = config if isinstance(config, dict) else {}
+        if self.user_durable and config.get("ack_policy") != "flow_control":
+            # a durable feeding a stream must be acknowledged by its flow control (ADR-60)
+            code = "JSMirrorConsumerRequiresAckFCErr" if cursor.mirror else "JSSourceConsumerRequiresAckFCErr"
+            cursor.error = js_error(code)
+            cursor.retry_at = time.monotonic() + RETRY_INTERVAL
+            self.close()
+            return
+        if isinstance(document.get("name"), str) and document["name"]:
+            self.name = document["name"]  # a limits origin makes the stable name unique
+            self._name = self.name.encode()
+        self.durable = self.durable or config.get("ack_policy") == "flow_control"
         self.created = True
         self.contact = time.monotonic()
         cursor.error = None
@@ -386,8 +433,10 @@ class _Feed:
             name, fields = tokens[5], tokens[6:11]
         else:
             return
-        if name != self._name or tokens[0] != b"$JS" or tokens[1] != b"ACK":
+        if tokens[0] != b"$JS" or tokens[1] != b"ACK":
             return
+        if name != self._name and not (not self.created and name.startswith(self._name + b"-")):
+            return  # another consumer's (an earlier feed of the same durable after a reset: gone)
         try:
             sseq, dseq, ts, pending = int(fields[1]), int(fields[2]), int(fields[3]), int(fields[4])
         except ValueError:
@@ -396,6 +445,7 @@ class _Feed:
             self.replicator._restart(self.cursor)  # a gap in the consumer's sequence
             return
         self.dseq = dseq
+        self.sseq = sseq
         self.lag = pending
         self.buffer.append(_FeedMsg(sseq, subject, hdr, data, ts))
         self.replicator._kick()
@@ -451,6 +501,7 @@ class Replicator:
             if cursor not in cursors:
                 self._unlisten(cursor)
                 self._close_feed(cursor)
+                self._delete_durable(cursor)
         self.cursors = cursors
         for cursor in cursors:
             if not cursor.local and not _over_leaf(cursor.source) and cursor.iname not in self._warned_external:
@@ -498,6 +549,52 @@ class Replicator:
             self._save_handle.cancel()
             self._save_handle = None
             self._save()
+
+    def forget(self) -> None:
+        """The stream is deleted: the durables made for its sources go too (best effort, as
+        nats-server's tryDeleteSourcingConsumer; the user's own are left alone)."""
+        if self._leading is False:
+            return  # a replica that does not lead: its leader does it
+        for cursor in self.cursors:
+            self._delete_durable(cursor)
+
+    def _delete_durable(self, cursor: _Cursor) -> None:
+        source = cursor.source
+        if source.consumer is not None or not self._uses_consumer(cursor, durable_only=True):
+            return
+        feed = cursor.feed
+        name = self.consumer_name(cursor)
+        if feed is not None and feed.durable:
+            name = feed.name
+        api = source.external.api if source.external is not None and source.external.api else "$JS.API"
+        subject = f"{api}.CONSUMER.DELETE.{source.name}.{name}".encode()
+        self.server.send_internal(self.stream.account, subject, b"$JSE.SRC.gone", b"", b"")
+
+    def consumer_name(self, cursor: _Cursor) -> str:
+        """nats-server's stable name of the consumer a mirror or source asks for: a hash of the
+        stream, its account (and domain); a source whose origin appears twice adds its identity."""
+        stream = self.stream
+        ident = f"{stream.name} {stream.account.name}"
+        if self.host.domain:
+            ident += f" {self.host.domain}"
+        stable = hash8(ident)
+        if cursor.mirror:
+            return "JS_MIRROR_" + stable
+        name = cursor.source.name
+        if sum(1 for s in stream.config.sources or () if s.name == name) > 1:
+            stable = f"{stable} {cursor.iname}"
+        return "JS_SRC_" + hash8(stable)
+
+    def _uses_consumer(self, cursor: _Cursor, durable_only: bool = False) -> bool:
+        """Read through a consumer of the origin although it is on this server: the user's
+        durable, or a work-queue/interest origin (its messages go only once acknowledged)."""
+        if cursor.source.consumer is not None:
+            return True
+        origin = self.host.streams.get(cursor.source.name) if cursor.local else None
+        if origin is not None:
+            return bool(origin.config.retention != "limits")
+        feed = cursor.feed
+        return durable_only and feed is not None and feed.durable
 
     # ------------------------------------------------------------------ cursor persistence
 
@@ -716,9 +813,29 @@ class Replicator:
                 self._mark_dirty()
             more = self._copy_source(cursor, feed.next, identity)
         if feed.fc_reply and not feed.buffer and not cursor.inflight and not feed.closed:
-            self.server.send_internal(self.stream.account, feed.fc_reply, b"", b"", b"")
-            feed.fc_reply = b""
+            self._answer_flow_control(feed)
         return more and bool(feed.buffer)
+
+    def _answer_flow_control(self, feed: _Feed) -> None:
+        """Reply to the origin's flow control once everything it delivered before is copied, with
+        how far that is (`Nats-Last-Consumer`/`Nats-Last-Stream`: a flow_control durable takes it
+        as the ack). A replicated stream's copies are committed once applied; one server's wait
+        for the store's sync, so an origin never removes a message that a power cut here loses."""
+        reply, feed.fc_reply = feed.fc_reply, b""
+        hdr = b"NATS/1.0\r\nNats-Last-Consumer: %d\r\nNats-Last-Stream: %d\r\n\r\n" % (feed.dseq, feed.sseq)
+        if not feed.sseq:
+            hdr = b""
+        account = self.stream.account
+        if not feed.durable or self._group() is not None:
+            self.server.send_internal(account, reply, b"", hdr, b"")
+            return
+        synced = asyncio.ensure_future(self.stream.store.sync())
+
+        def send(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled() and fut.exception() is None and not feed.closed:
+                self.server.send_internal(account, reply, b"", hdr, b"")
+
+        synced.add_done_callback(send)
 
     def _open_feed(self, cursor: _Cursor) -> _Feed:
         source = cursor.source
@@ -781,7 +898,7 @@ class Replicator:
             return
         more = False
         for cursor in list(self.cursors):
-            feed = clustered
+            feed = clustered or self._uses_consumer(cursor)
             if not cursor.local:
                 if not _over_leaf(cursor.source):
                     continue

@@ -11,9 +11,9 @@ import dataclasses
 from collections.abc import Iterable
 
 from jsedge.errors import JSError, js_error
-from jsedge.jetstream.models import NS, ConsumerLimits, RePublish, StreamConfig
+from jsedge.jetstream.models import NS, ConsumerLimits, RePublish, StreamConfig, StreamSource
 from jsedge.jetstream.models import SubjectTransform as SubjectTransformConfig
-from jsedge.subjects import subject_is_subset, subjects_overlap, valid_subject
+from jsedge.subjects import is_literal, subject_is_subset, subjects_overlap, valid_subject
 from jsedge.transform import SubjectTransform, TransformError
 
 API_LEVEL = 5
@@ -32,6 +32,17 @@ def invalid(reason: str) -> JSError:
 
 def valid_stream_name(name: str) -> bool:
     return bool(name) and not any(ch in _BAD_NAME_CHARS for ch in name)
+
+
+def _durable_source_ok(source: StreamSource) -> bool:
+    """A mirror or source fed by the user's durable (ADR-60): a valid consumer name, one literal
+    deliver subject, and no start or filter of its own (the durable's config says those)."""
+    consumer = source.consumer
+    assert consumer is not None
+    deliver = consumer.deliver_subject.encode()
+    if not valid_stream_name(consumer.name) or not is_literal(deliver) or not valid_subject(deliver):
+        return False
+    return not (source.opt_start_seq or source.opt_start_time or source.filter_subject)
 
 
 def required_api_level(config: StreamConfig) -> int:
@@ -187,6 +198,8 @@ def check_stream_config(
             raise js_error("JSMirrorWithBatchPublishErr")
         if config.allow_msg_schedules:
             raise js_error("JSMirrorWithMsgSchedulesErr")
+        if mirror.consumer is not None and not _durable_source_ok(mirror):
+            raise js_error("JSMirrorDurableConsumerCfgInvalid")
         # JSMirrorWithStartSeqAndTimeErr exists in the error table, but nats-server 2.15.1 accepts a
         # mirror with both opt_start_seq and opt_start_time (checked on the binary): so do we.
         if mirror.filter_subject and mirror.subject_transforms:
@@ -196,7 +209,8 @@ def check_stream_config(
             raise js_error("JSMirrorInvalidStreamName")
     # 14. sources
     if config.sources:
-        seen: set[tuple[str, str, str]] = set()
+        seen: set[tuple[str, str, str, str]] = set()
+        durables: set[tuple[str, str, str]] = set()
         for source in config.sources:
             if not valid_stream_name(source.name):
                 raise js_error("JSSourceInvalidStreamName")
@@ -204,6 +218,7 @@ def check_stream_config(
                 source.name,
                 source.filter_subject,
                 ",".join(f"{t.src}>{t.dest}" for t in source.subject_transforms or []),
+                source.consumer.name if source.consumer is not None else "",
             )
             if key in seen:
                 raise js_error("JSSourceDuplicateDetected")
@@ -211,6 +226,15 @@ def check_stream_config(
             if source.filter_subject and source.subject_transforms:
                 raise js_error("JSSourceMultipleFiltersNotAllowed")
             _check_source_transforms(source.subject_transforms or [], mirror=False)
+            if source.consumer is not None:
+                if not _durable_source_ok(source):
+                    raise js_error("JSSourceDurableConsumerCfgInvalid")
+                # one durable feeds one source of a stream
+                api = source.external.api if source.external is not None else ""
+                durable = (source.name, api, source.consumer.name)
+                if durable in durables:
+                    raise js_error("JSSourceDurableConsumerDuplicateDetected")
+                durables.add(durable)
             if source.external is not None and source.external.deliver:
                 deliver = source.external.deliver.encode()
                 if b"*" in deliver.split(b".") or b">" in deliver.split(b"."):

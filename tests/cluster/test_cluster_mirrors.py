@@ -163,3 +163,66 @@ async def test_cluster_checks_mirror_and_source_configs() -> None:
             assert err.value.err_code == 10052 and "cycle" in err.value.description
         finally:
             await nc.close()
+
+
+@compiled_only("the copy loops and the durable are the same Python code in both modes")
+async def test_a_replicated_work_queue_is_sourced_through_a_replicated_durable() -> None:
+    """ADR-60 on a cluster: the source of an R3 work-queue stream asks for a `sourcing` consumer,
+    which becomes a replicated durable (`JS_SRC_<hash>`, flow_control acks); the origin empties as
+    the copies commit, keeps what arrives while the copying leader is killed, and the durable goes
+    with the source."""
+    with js_cluster() as cluster:
+        cluster.wait_mesh()
+        nc = await connect(cluster[0])
+        try:
+            js = nc.jetstream(timeout=2)
+            await add_stream(js, name="WQ", subjects=["wq.>"], retention="workqueue", num_replicas=3)
+            for i in range(5):
+                await js.publish("wq.a", b"w%d" % i)
+            await add_stream(js, name="AGG", sources=[StreamSource(name="WQ")], num_replicas=3)
+            await _wait_messages(js, "AGG", 5)
+            await _wait_messages(js, "WQ", 0)
+
+            async def durable():
+                try:
+                    names = await js.consumers_info("WQ")
+                except (TimeoutError, NatsTimeout, APIError):
+                    return None
+                return names[0] if len(names) == 1 else None
+
+            info = await acheck_for(30, durable, interval=0.2)
+            assert info.name.startswith("JS_SRC_") and info.config.durable_name == info.name
+            assert info.config.ack_policy == "flow_control"  # (nats-py has no enum member for it)
+            assert info.cluster is not None and len(info.cluster.replicas or []) == 2
+
+            # the copying leader dies: what it had not acknowledged is delivered to the next one
+            leader = (await js.stream_info("AGG")).cluster.leader
+            index = int(leader[1:]) - 1
+            if index == 0:
+                await nc.close()
+                nc = await connect(cluster[1])
+                js = nc.jetstream(timeout=2)
+            cluster.kill(index)
+            for i in range(5):
+                for _ in range(50):
+                    try:
+                        await js.publish("wq.b", b"x%d" % i)
+                        break
+                    except (TimeoutError, NatsTimeout, APIError):
+                        continue
+            await _wait_messages(js, "AGG", 10, deadline=90)
+            await _wait_messages(js, "WQ", 0, deadline=60)
+            payloads = sorted(m[2] for m in await _contents(js, "AGG", 10))
+            assert payloads == sorted([b"w%d" % i for i in range(5)] + [b"x%d" % i for i in range(5)])
+
+            await js.update_stream(name="AGG", subjects=["agg"], num_replicas=3)
+
+            async def gone():
+                try:
+                    return not await js.consumers_info("WQ")
+                except (TimeoutError, NatsTimeout, APIError):
+                    return False
+
+            await acheck_for(30, gone, interval=0.3)
+        finally:
+            await nc.close()
