@@ -241,3 +241,33 @@ async def test_mirror_direct_and_sourced_dedup(jsedge_server, tmp_path):
     await until(4, both_seen)
     assert (await info(nc, "DS"))["state"]["messages"] == 1  # same Msg-Id from two sources: one copy
     await nc.close()
+
+
+async def test_a_sourced_work_queue_loses_and_doubles_nothing_across_kill_9(jsedge_server, tmp_path):
+    """Durable sourcing of a work-queue stream on one server, killed (-9) while copying: a message
+    leaves the origin only once its copy is fsynced, so after the restart every message is in the
+    sourcing stream exactly once (what was copied but not yet acknowledged is delivered again and
+    skipped by the source's cursor) and the origin ends empty."""
+    srv = jsedge_server(args=["-js", "-sd", str(tmp_path)])
+    nc = await nats.connect(srv.url)
+    await api(nc, "$JS.API.STREAM.CREATE.WQ", {"name": "WQ", "subjects": ["wq.>"], "retention": "workqueue"})
+    await api(nc, "$JS.API.STREAM.CREATE.AGG", {"name": "AGG", "sources": [{"name": "WQ"}]})
+    total = 400
+    for i in range(total):
+        await nc.publish("wq.a", b"%d" % i, headers={"Nats-Msg-Id": str(i)})
+
+    async def copying():
+        return (await info(nc, "AGG"))["state"]["messages"] > 0
+
+    await until(10, copying)
+    await nc.close()
+    srv.kill()
+    srv.start()
+    nc = await nats.connect(srv.url)
+    for i in range(total):  # anything the kill cut before the origin stored it (deduplicated)
+        await nc.request("wq.a", b"%d" % i, headers={"Nats-Msg-Id": str(i)}, timeout=2)
+    await until(30, has_messages(nc, "AGG", total))
+    await until(30, has_messages(nc, "WQ", 0))
+    copies = sorted(int(m["data"]) for m in await messages_of(nc, "AGG"))
+    assert copies == list(range(total))
+    await nc.close()
