@@ -635,7 +635,7 @@ def run_local(coordinator: Any, replica: Any, ca: Any, command: dict[str, Any] |
     if ca.name in stream.consumers:
         return coordinator.cluster_api.host_consumer(replica, ca, command or {})
     memory = stream.config.storage == "memory" or ca.config.get("mem_storage")
-    if not memory and ca.config.get("durable_name"):
+    if not memory:  # durable or ephemeral: both come back with their state, as nats-server's
         store = stream.store.consumer_store(ca.name)
         if _holds_state(store, "", True):
             _raw, state = store.load()

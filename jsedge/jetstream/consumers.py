@@ -17,7 +17,6 @@ from jsedge.jetstream.consumer import Consumer
 from jsedge.jetstream.consumerconfig import (
     check_config,
     check_update,
-    is_durable,
     set_defaults,
     set_static_metadata,
     strip_dynamic_metadata,
@@ -138,11 +137,9 @@ def create_consumer(
 
 def _open_store(stream: Any, name: str, config: ConsumerConfig) -> Any:
     """The consumer's state store: on disk with a file stream, ephemeral consumers included (they
-    come back after a restart, and go after their inactive threshold, as nats-server's do), in
-    memory with `mem_storage`. (On a cluster, an ephemeral consumer still lives in memory: the
-    meta group does not bring it back.)"""
-    ephemeral_in_cluster = not is_durable(config) and getattr(stream, "replicated", None) is not None
-    if config.mem_storage or ephemeral_in_cluster:
+    come back after a restart, on a cluster too, where the meta group brings them back, and go
+    after their inactive threshold, as nats-server's do), in memory with `mem_storage`."""
+    if config.mem_storage:
         from jsedge.store.memstore import MemConsumerStore
 
         return MemConsumerStore(name)

@@ -349,3 +349,68 @@ def test_mirror_and_sources_on_a_cluster_diff() -> None:
             (API + "STREAM.DELETE.AGG", None),
         ]
     )
+
+
+async def _ephemeral_across_restart(cluster: Cluster) -> list[str]:
+    """An ephemeral pull consumer of an R3 stream fetches two and acks one; its server restarts."""
+    out: list[str] = []
+    nc = await nats.connect(cluster[0].url, connect_timeout=3)
+    try:
+        await _wait_for_meta(nc)
+        await nc.request(API + "STREAM.CREATE.EPH", _body({"name": "EPH", "subjects": ["eph.>"], "num_replicas": 3}), 5)
+        for i in range(3):
+            for _ in range(50):
+                try:
+                    await nc.request("eph.a", b"%d" % i, timeout=1)
+                    break
+                except (NatsTimeout, NoRespondersError):
+                    await asyncio.sleep(0.2)
+        config = {"ack_policy": "explicit", "inactive_threshold": 120_000_000_000}
+        created = json.loads(
+            (await nc.request(API + "CONSUMER.CREATE.EPH", _body({"stream_name": "EPH", "config": config}), 5)).data
+        )
+        name, host = created["name"], created["cluster"]["leader"]
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox)
+        await nc.publish(API + "CONSUMER.MSG.NEXT.EPH." + name, b'{"batch":2}', reply=inbox)
+        first = await sub.next_msg(5)
+        await sub.next_msg(5)
+        await nc.request(first.reply, b"+ACK", timeout=5)
+    finally:
+        await nc.close()
+    index = int(host[1:]) - 1
+    cluster[index].stop()
+    cluster.restart(index)
+    cluster.wait_mesh(30)
+    nc = await nats.connect(cluster[0].url, connect_timeout=3)
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        info: dict[str, Any] = {}
+        while loop.time() < deadline:
+            try:
+                info = json.loads((await nc.request(API + "CONSUMER.INFO.EPH." + name, b"", timeout=1)).data)
+                if "error" not in info:
+                    break
+            except (NatsTimeout, NoRespondersError):
+                pass
+            await asyncio.sleep(0.2)
+        keys = ("num_pending", "num_ack_pending", "delivered", "ack_floor", "error")
+        out.append(json.dumps({k: info.get(k) for k in keys}, sort_keys=True))
+        names = json.loads((await nc.request(API + "CONSUMER.NAMES.EPH", b"", timeout=5)).data)
+        out.append(json.dumps([n == name for n in names.get("consumers") or []]))
+    finally:
+        await nc.close()
+    return out
+
+
+def test_an_ephemeral_consumer_of_a_clustered_stream_keeps_its_state_across_a_restart_diff() -> None:
+    """As nats-server: the meta group brings the ephemeral back on its server, with what it had
+    delivered and acknowledged (it used to start over, delivering acknowledged messages again)."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        with Cluster([kind] * 3, extra_args=["-js", "-sd", "js"], env=FAST) as cluster:
+            cluster.wait_mesh()
+            results.append(asyncio.run(_ephemeral_across_restart(cluster)))
+    assert results[0] == results[1]
+    assert '"stream_seq": 1' in results[1][0]
