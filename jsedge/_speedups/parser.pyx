@@ -322,7 +322,7 @@ cdef class Parser:
         cdef bytes reply, shown
         cdef Py_ssize_t at
         if self.route:
-            if core.routed_sublists is not None and self.origin is None and core.fast_pub:
+            if core.routed_sublists is not None and self.origin is None and core.fast_pub and not _traced(msg, self.hdr):
                 sublist = (<dict>core.routed_sublists).get(self.account)
             if sublist is not None:
                 reply = self.reply

@@ -301,7 +301,7 @@ class Parser:
         if self._route:
             routed = core.routed_sublists
             sublist = routed.get(self._account) if routed is not None and self._origin is None else None
-            if sublist is not None and core.fast_pub:
+            if sublist is not None and core.fast_pub and (self._hdr <= 0 or msg.find(b"Nats-Trace-", 0, self._hdr) < 0):
                 subject, reply = self._subject, self._reply
                 shown = subject
                 if reply:

@@ -425,7 +425,7 @@ class ClientConnection(Connection):
         if (
             hdr_len > 0
             and msg.find(b"Nats-Trace-", 0, hdr_len) >= 0
-            and trace_publish(self, subject, mapped, reply, hdr_len, msg, deliver)
+            and trace_publish(self, subject, mapped, reply, hdr_len, msg)
         ):
             return
         deliver(self, mapped, reply, hdr_len, msg)

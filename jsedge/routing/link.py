@@ -85,9 +85,16 @@ class ServerLink(Connection):
     def deliver_routed(
         self, sublist: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes, queues: list[bytes] | None
     ) -> None:
-        """A message from the link that the compiled parser did not deliver (tracing on)."""
+        """A message from the link that the compiled parser did not deliver (log tracing on, or
+        message tracing asked for in its headers)."""
         from jsedge.routing.sublist import deliver_as
         from jsedge.subjects import js_deliver_split
+
+        if hdr_len > 0 and msg.find(b"Nats-Trace-", 0, hdr_len) >= 0 and not (reply and js_deliver_split(reply) >= 0):
+            from jsedge.routing.tracing import trace_routed
+
+            if trace_routed(self, sublist, subject, reply, hdr_len, msg, queues):
+                return
 
         shown = subject
         at = js_deliver_split(reply) if reply else -1
