@@ -37,6 +37,11 @@ DEFAULT_RECONNECT = 1.0
 #: `$JSC.>` there when it does not extend JetStream).
 _SYSTEM_LOCAL = (b"$SYS.", b"$JS.EVENT.", b"$NRG.", b"$JSC.")
 
+#: nats-server's server-to-server protocol version, in the leaf INFO ("proto") and CONNECT
+#: ("protocol"): 3 (MsgTraceProto) says this side traces its part of a traced message; with less,
+#: a nats-server peer reports "remote does not support message tracing" in its trace events
+LEAF_PROTO = 3
+
 
 class Remote:
     """One `leafnodes.remotes` entry."""
@@ -230,7 +235,7 @@ class LeafTable:
             "server_id": server.server_id,
             "server_name": server.server_name,
             "version": server.version_text,
-            "proto": 1,
+            "proto": LEAF_PROTO,
             "go": server.go_text,
             "host": self.host,
             "port": self.port,
@@ -319,7 +324,7 @@ class LeafTable:
             connect["jetstream"] = True
         connect["compress_mode"] = "off"
         connect["remote_account"] = conn.account.name if conn.account is not None else "$G"
-        connect["protocol"] = 1
+        connect["protocol"] = LEAF_PROTO
         return b"CONNECT " + gojson.dumpb(connect) + b"\r\n"
 
     @property

@@ -36,11 +36,11 @@ def _shape(event: dict[str, Any]) -> str:
 
 
 def _hops_agree(events: list[dict[str, Any]]) -> bool:
-    """Every route egress's hop is the Nats-Trace-Hop the server at its other end received."""
+    """Every route or leaf egress's hop is the Nats-Trace-Hop the server at its other end received."""
     received = {e["server"]["name"]: (e["request"].get("header") or {}).get("Nats-Trace-Hop", [""])[0] for e in events}
     for event in events:
         for item in event["events"]:
-            if item["type"] == "eg" and item["kind"] == 1 and received.get(item.get("name")) != item.get("hop"):
+            if item["type"] == "eg" and item["kind"] in (1, 4) and received.get(item.get("name")) != item.get("hop"):
                 return False
     return True
 
@@ -105,6 +105,67 @@ def test_traces_across_a_cluster_as_nats_server() -> None:
         with Cluster([kind] * 3) as cluster:
             cluster.wait_mesh()
             results.append(asyncio.run(_script(cluster)))
+    expected, actual = results
+    mismatches = [f"nats:   {a}\njsedge: {b}" for a, b in zip(expected, actual) if a != b]
+    assert not mismatches, "\n".join(mismatches)
+    assert len(expected) == len(actual)
+
+
+async def _leaf_script(hub: Any, leaf: Any) -> list[str]:
+    """A client of the leaf traces a publish that a client of the hub receives, and back."""
+    up = await nats.connect(leaf.url, name="on-leaf")
+    down = await nats.connect(hub.url, name="on-hub")
+    out: list[str] = []
+    events: list[dict[str, Any]] = []
+    got: list[str] = []
+    try:
+
+        async def on_trace(msg: Any) -> None:
+            events.append(json.loads(msg.data))
+
+        async def on_msg(msg: Any) -> None:
+            got.append(msg.subject)
+
+        await down.subscribe("trace.out", cb=on_trace)
+        await down.subscribe("to.hub", cb=on_msg)
+        await up.subscribe("to.leaf", cb=on_msg)
+        await up.flush()
+        await down.flush()
+
+        async def linked() -> bool:
+            got.clear()
+            await up.publish("to.hub", b"warm")
+            await down.publish("to.leaf", b"warm")
+            await up.flush()
+            await down.flush()
+            await asyncio.sleep(0.2)
+            return len(got) == 2
+
+        await acheck_for(20, linked, interval=0.1)
+        for conn, subject in ((up, "to.hub"), (down, "to.leaf")):
+            events.clear()
+            await conn.publish(subject, b"traced", headers={"Nats-Trace-Dest": "trace.out"})
+            await conn.flush()
+            await acheck_for(10, lambda: len(events) >= 2, interval=0.05)
+            await asyncio.sleep(0.3)
+            out.append(f"{subject} {len(events)} events, hops agree: {_hops_agree(events)}")
+            out.extend(sorted(_shape(e) for e in events))
+    finally:
+        await up.close()
+        await down.close()
+    return out
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), [("jsedge", "jsedge"), ("nats", "jsedge"), ("jsedge", "nats")])
+def test_traces_across_a_leaf_link_as_nats_server(hub_kind: str, leaf_kind: str) -> None:
+    from tests.cluster.test_leafnodes import start_hub, start_leaf, wait_linked
+
+    results = []
+    for kinds in (("nats", "nats"), (hub_kind, leaf_kind)):
+        hub, port = start_hub(kinds[0])
+        with hub, start_leaf(kinds[1], port) as leaf:
+            wait_linked(leaf)
+            results.append(asyncio.run(_leaf_script(hub, leaf)))
     expected, actual = results
     mismatches = [f"nats:   {a}\njsedge: {b}" for a, b in zip(expected, actual) if a != b]
     assert not mismatches, "\n".join(mismatches)
