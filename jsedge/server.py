@@ -690,7 +690,7 @@ class Server:
             client.max_pending = new.limits.max_pending
             client.trace = logging.trace
             if client.connect_seen:
-                result = self.auth.authenticate(client.opts)
+                result = self.auth.authenticate(client.opts, nonce=client.nonce)
                 if result is None:
                     client.auth_violation()
                     continue

@@ -271,8 +271,8 @@ class Authenticator:
         self.token = token
         self.single_user = single_user
         self.users: dict[str, User] = {} if users is None else users
-        #: nkey users by public key. They authenticate by signing the INFO nonce, which the
-        #: multi-tenant issue builds; until then no CONNECT can log in as one.
+        #: nkey users by public key: a CONNECT names the key and signs the INFO nonce with it
+        #: (`sig`, base64url; ed25519 checked by `verify_nkey_signature`)
         self.nkeys: dict[str, User] = {} if nkeys is None else nkeys
         self.no_auth_user = no_auth_user
 
@@ -315,8 +315,11 @@ class Authenticator:
         else:
             self.users[user.user] = entry
 
-    def authenticate(self, opts: dict[str, Any], connection_type: str = "STANDARD") -> AuthResult | None:
-        """The identity for a CONNECT's options, or None (Authorization Violation)."""
+    def authenticate(
+        self, opts: dict[str, Any], connection_type: str = "STANDARD", nonce: str = ""
+    ) -> AuthResult | None:
+        """The identity for a CONNECT's options (`nonce`: the one its INFO carried, which an nkey
+        user signs), or None (Authorization Violation)."""
         if not self.required:
             return AuthResult(None, "$G")
         given_user = _text(opts.get("user"))
@@ -331,9 +334,11 @@ class Authenticator:
                 nkey_user = self.nkeys.get(given_nkey)
                 if nkey_user is None or not _type_allowed(nkey_user, connection_type):
                     return None
-                if given_nkey == no_auth:
+                if given_nkey == no_auth or (
+                    nonce and verify_nkey_signature(given_nkey, nonce.encode(), _text(opts.get("sig")))
+                ):
                     return AuthResult(nkey_user, nkey_user.account)
-                return None  # a signature over the nonce is required: not built yet (see __init__)
+                return None
         if self.users:
             if no_auth and not (given_user or given_pass or given_token):
                 filled = self.users.get(no_auth)
@@ -371,3 +376,39 @@ def _type_allowed(user: User, connection_type: str) -> bool:
 def response_grant(perms: Permissions) -> ResponseGrant:
     remaining = perms.resp_max if perms.resp_max > 0 else -1
     return ResponseGrant(remaining, time.monotonic() + perms.resp_expires)
+
+
+def verify_nkey_signature(public_key: str, data: bytes, signature: str) -> bool:
+    """Is `signature` (base64url without padding, or standard base64, as nats-server accepts it)
+    an ed25519 signature of `data` by the user nkey `public_key` (`U…`, base32 with its prefix
+    byte and CRC-16)?"""
+    import base64
+    import binascii
+
+    if not signature or not public_key:
+        return False
+    try:
+        raw = base64.b32decode(public_key + "=" * (-len(public_key) % 8))
+    except (binascii.Error, ValueError):
+        return False
+    import nkeys
+
+    if len(raw) != 35 or raw[0] != nkeys.PREFIX_BYTE_USER:
+        return False
+    if nkeys.crc16(bytearray(raw[:-2])) != int.from_bytes(raw[-2:], "little"):
+        return False
+    try:
+        sig = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except (binascii.Error, ValueError):
+        try:
+            sig = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    import nacl.exceptions
+    import nacl.signing
+
+    try:
+        nacl.signing.VerifyKey(raw[1:33]).verify(data, sig)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        return False
+    return True

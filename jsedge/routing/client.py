@@ -111,6 +111,18 @@ def decode_connect(arg: bytes) -> dict[str, Any] | None:
     return opts
 
 
+def _auth_error_text(opts: dict[str, Any]) -> str:
+    """nats-server's log line for a refused CONNECT, naming the identity it tried (getAuthUser)."""
+    nkey, user, token = opts.get("nkey"), opts.get("user"), opts.get("auth_token")
+    if nkey:
+        return f'authentication error - Nkey "{nkey}"'
+    if user:
+        return f'authentication error - User "{user}"'
+    if token:
+        return 'authentication error - Token "[REDACTED]"'
+    return "authentication error"
+
+
 def _make_nonce() -> str:
     """11 random bytes in unpadded URL-safe base64 (15 characters), as nats-server's nonce."""
     import base64
@@ -288,6 +300,7 @@ class ClientConnection(Connection):
             return
         # Go decodes a CONNECT into the connection's existing options: a second CONNECT changes
         # only the fields it names (`CONNECT null` changes nothing).
+        first = not self.connect_seen
         opts = dict(self.opts) if self.connect_seen else dict(_CONNECT_DEFAULTS)
         opts.update(given)
         self.opts = opts
@@ -304,10 +317,11 @@ class ClientConnection(Connection):
         if opts.get("account") or opts.get("new_account"):
             self.auth_violation()
             return
-        result = server.auth.authenticate(opts)
+        result = server.auth.authenticate(opts, nonce=self.nonce)
         if result is None:
-            user = opts.get("user")
-            self.log_error(f'authentication error - user "{user}"' if user else "authentication error")
+            if first:
+                self.connect_seen = False  # (nats-server names a client's version and account once it is in)
+            self.log_error(_auth_error_text(opts))
             self.auth_violation()
             return
         protocol = int(opts.get("protocol", 0))

@@ -213,3 +213,87 @@ def test_info_carries_a_nonce_when_nkey_users_exist(servers, config: str) -> Non
         out = run_raw(_server(servers, kind, config), Closed(0.1), normalize=False)
         info = json.loads(out[5 : out.index(b"\r\n") - 1])
         assert len(info["nonce"]) == 15, (kind, info)
+
+
+async def _nkey_logins(server: ServerProcess) -> list[str]:
+    """nats-py signs the INFO nonce with a user seed: the right key gets in (into its account, with
+    its permissions), another key's signature and a wrong seed do not."""
+    import asyncio
+
+    import nats
+    from nats.errors import NoServersError
+
+    out: list[str] = []
+    for label, seed in (("own seed", _SEED), ("another user's seed", _SEED2)):
+        errors: list[str] = []
+
+        async def on_error(exc: Exception, errors: list[str] = errors) -> None:
+            errors.append(str(exc))
+
+        try:
+            nc = await nats.connect(
+                server.url, nkeys_seed_str=seed.decode(), allow_reconnect=False, error_cb=on_error, connect_timeout=2
+            )
+        except (NoServersError, OSError, nats.errors.Error) as exc:
+            out.append(f"{label}: refused ({type(exc).__name__}) {sorted(set(errors))}")
+            continue
+        try:
+            sub = await nc.subscribe("allowed.>")
+            await nc.publish("allowed.x", b"in")
+            await nc.publish("denied.x", b"no")
+            await nc.flush()
+            msg = await sub.next_msg(2)
+            await asyncio.sleep(0.2)
+            out.append(f"{label}: in, got {msg.subject} {msg.data!r}, errors {sorted(set(errors))}")
+        finally:
+            await nc.close()
+    return out
+
+
+def test_nkey_users_sign_the_nonce_as_with_nats_server(tmp_path) -> None:
+    import asyncio
+
+    config = (
+        f"authorization {{ users: [ {{ nkey: {NKEY_USER}, permissions: {{ publish: "
+        '"allowed.>", subscribe: "allowed.>" } } ] }\n'
+    )
+    results = []
+    for kind in ("nats", "jsedge"):
+        with ServerProcess(kind, config=config) as server:
+            results.append(asyncio.run(_nkey_logins(server)))
+    assert results[0] == results[1]
+    assert results[1][0].startswith("own seed: in"), results[1]
+
+
+def test_refused_connects_are_logged_as_by_nats_server() -> None:
+    """The error line names the identity tried (`User`, `Nkey`, a redacted `Token`) after the bare
+    connection prefix (the client's version and account only once it is in)."""
+    import socket
+    import time
+
+    config = f"authorization {{ users: [ {{ user: a, password: pa }}, {{ nkey: {NKEY_USER} }} ] }}\n"
+    connects = [
+        b'CONNECT {"user":"a","pass":"x"}',
+        b'CONNECT {"nkey":"%s","sig":"AAAA"}' % NKEY_USER.encode(),
+        b"CONNECT {}",
+        b'CONNECT {"auth_token":"zz"}',
+    ]
+    results = []
+    for kind in ("nats", "jsedge"):
+        with ServerProcess(kind, config=config) as server:
+            mark = server.log_mark()
+            for connect in connects:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=3) as sock:
+                    sock.recv(4096)
+                    sock.sendall(connect + b"\r\nPING\r\n")
+                    sock.recv(4096)
+            deadline = time.monotonic() + 5
+            while True:
+                lines = [line for line in server.log_lines()[mark:] if "authentication error" in line]
+                if len(lines) >= len(connects) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            # "127.0.0.1:<port> - cid:<n> - <text>": the text and that nothing sits between
+            results.append([line.split(" - ", 2)[2] for line in lines])
+    assert results[0] == results[1]
+    assert len(results[1]) == len(connects)
