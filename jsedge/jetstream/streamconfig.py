@@ -230,8 +230,8 @@ def check_stream_config(
                 if not _durable_source_ok(source):
                     raise js_error("JSSourceDurableConsumerCfgInvalid")
                 # one durable feeds one source of a stream
-                api = source.external.api if source.external is not None else ""
-                durable = (source.name, api, source.consumer.name)
+                prefix = source.external.api if source.external is not None else ""
+                durable = (source.name, prefix, source.consumer.name)
                 if durable in durables:
                     raise js_error("JSSourceDurableConsumerDuplicateDetected")
                 durables.add(durable)

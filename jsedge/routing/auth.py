@@ -391,7 +391,7 @@ def verify_nkey_signature(public_key: str, data: bytes, signature: str) -> bool:
         raw = base64.b32decode(public_key + "=" * (-len(public_key) % 8))
     except (binascii.Error, ValueError):
         return False
-    import nkeys
+    import nkeys  # type: ignore[import-untyped]
 
     if len(raw) != 35 or raw[0] != nkeys.PREFIX_BYTE_USER:
         return False
