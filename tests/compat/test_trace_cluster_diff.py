@@ -45,22 +45,27 @@ def _hops_agree(events: list[dict[str, Any]]) -> bool:
     return True
 
 
+def _collectors() -> tuple[list[dict[str, Any]], list[str], Any, Any]:
+    """(trace events, messages received, their nats-py callbacks)."""
+    events: list[dict[str, Any]] = []
+    got: list[str] = []
+
+    async def on_trace(msg: Any) -> None:
+        events.append(json.loads(msg.data))
+
+    async def on_msg(msg: Any) -> None:
+        got.append(f"{msg.subject} {msg.data.decode()} {sorted((msg.headers or {}).items())}")
+
+    return events, got, on_trace, on_msg
+
+
 async def _script(cluster: Cluster) -> list[str]:
     conns = [await nats.connect(cluster[i].url, name=f"c{i + 1}") for i in range(3)]
     one, two, three = conns
     out: list[str] = []
-    events: list[dict[str, Any]] = []
-    got: list[str] = []
+    events, got, on_trace, on_msg = _collectors()
     try:
-
-        async def on_trace(msg: Any) -> None:
-            events.append(json.loads(msg.data))
-
         await one.subscribe("trace.out", cb=on_trace)
-
-        async def on_msg(msg: Any) -> None:
-            got.append(f"{msg.subject} {msg.data.decode()} {sorted((msg.headers or {}).items())}")
-
         await one.subscribe("t.x", cb=on_msg)
         await two.subscribe("t.x", cb=on_msg)
         await three.subscribe("t.*", cb=on_msg)
@@ -116,16 +121,8 @@ async def _leaf_script(hub: Any, leaf: Any) -> list[str]:
     up = await nats.connect(leaf.url, name="on-leaf")
     down = await nats.connect(hub.url, name="on-hub")
     out: list[str] = []
-    events: list[dict[str, Any]] = []
-    got: list[str] = []
+    events, got, on_trace, on_msg = _collectors()
     try:
-
-        async def on_trace(msg: Any) -> None:
-            events.append(json.loads(msg.data))
-
-        async def on_msg(msg: Any) -> None:
-            got.append(msg.subject)
-
         await down.subscribe("trace.out", cb=on_trace)
         await down.subscribe("to.hub", cb=on_msg)
         await up.subscribe("to.leaf", cb=on_msg)
