@@ -135,7 +135,16 @@ class JetStreamCluster:
         if entry is not None:
             return entry.name
         seen = self.peers.get(peer)
-        return str(seen["name"]) if seen is not None else peer
+        if seen is not None:
+            return str(seen["name"])
+        # not heard of yet (just restarted): a peer id is the hash of its server's name, and the
+        # routes know their servers' names (nats-server logs the name too)
+        routes = getattr(self.server, "routes", None)
+        for route in list(getattr(routes, "routes", {}).values()) if routes is not None else ():
+            name = getattr(route, "remote_name", "")
+            if name and peer_id(name) == peer:
+                return str(name)
+        return peer
 
     def peer_online(self, peer: str) -> bool:
         if peer == self.me:
