@@ -72,6 +72,7 @@ class LeafConnection(ServerLink):
         "info_on_connect",
         "loop_detected",
         "deny_in",
+        "nonce",
     )
 
     KIND_NAME = "Leafnode"
@@ -96,6 +97,8 @@ class LeafConnection(ServerLink):
         self.registered = False
         self.info_on_connect = False
         self.loop_detected = False
+        #: the nonce of the INFO this accepting side sent (an nkey user's CONNECT signs it)
+        self.nonce = ""
         #: None, or callable(subject, queue) -> True for subjects not taken from this link
         self.deny_in: Any = None
         #: What we announced: `subject` or `subject queue` -> count.
@@ -141,7 +144,8 @@ class LeafConnection(ServerLink):
             # nats-server gives a hub a second to send its INFO
             self.auth_handle = self.loop.call_later(self.table.first_info_timeout, self._no_info)
             return
-        self.send_now(self.table.info_line(self.cid))
+        self.nonce = self.table.new_nonce()  # an nkey user among the server's users signs it
+        self.send_now(self.table.info_line(self.cid, self.nonce))
         tls = self.table.tls_context
         if tls is not None:
             # the INFO went in the clear; everything after it is TLS (nats-server's leaf port)
@@ -187,7 +191,7 @@ class LeafConnection(ServerLink):
         if self.table.same_domain(opts.get("domain")):
             self.refuse_same_domain(str(opts.get("domain")))
             return
-        found = self.table.authenticate(opts)
+        found = self.table.authenticate(opts, self.nonce)
         account_name, perms = found if found is not None else (None, None)
         if account_name is None or not self.bind(account_name):
             self.log_error("authentication error")

@@ -228,7 +228,7 @@ class LeafTable:
 
     # ---------------------------------------------------------------- protocol pieces
 
-    def info_dict(self, cid: int) -> dict[str, Any]:
+    def info_dict(self, cid: int, nonce: str = "") -> dict[str, Any]:
         server = self.server
         config = server.config
         info: dict[str, Any] = {
@@ -252,7 +252,7 @@ class LeafTable:
         if config.jetstream.enabled and config.jetstream.domain:
             info["domain"] = config.jetstream.domain
         info["client_id"] = cid
-        info["nonce"] = secrets.token_urlsafe(11)[:15]
+        info["nonce"] = nonce or self.new_nonce()
         routes = server.routes
         if routes is not None:
             info["cluster"] = routes.cluster_name
@@ -268,8 +268,12 @@ class LeafTable:
         info["jsedge"] = __version__
         return info
 
-    def info_line(self, cid: int) -> bytes:
-        return b"INFO " + gojson.dumpb(self.info_dict(cid)) + b" \r\n"
+    def info_line(self, cid: int, nonce: str = "") -> bytes:
+        return b"INFO " + gojson.dumpb(self.info_dict(cid, nonce)) + b" \r\n"
+
+    @staticmethod
+    def new_nonce() -> str:
+        return secrets.token_urlsafe(11)[:15]
 
     def advertise(self) -> str:
         if self.config.advertise:
@@ -334,7 +338,7 @@ class LeafTable:
         server_auth = getattr(self.server, "auth", None)
         return bool(server_auth is not None and server_auth.info_auth_required)
 
-    def authenticate(self, opts: dict[str, Any]) -> tuple[str, Any] | None:
+    def authenticate(self, opts: dict[str, Any], nonce: str = "") -> tuple[str, Any] | None:
         """(the account a leaf's CONNECT binds to, the user's permissions or None), or None
         (Authorization Violation). Without an authorization of its own in `leafnodes {}`, a leaf
         logs in as a client would, against the server's users (nats-server's
@@ -356,7 +360,7 @@ class LeafTable:
             return None
         server_auth = getattr(self.server, "auth", None)
         if server_auth is not None and server_auth.required:
-            result = server_auth.authenticate(opts, "LEAFNODE")
+            result = server_auth.authenticate(opts, "LEAFNODE", nonce=nonce)
             if result is None:
                 return None
             perms = result.user.permissions if result.user is not None else None

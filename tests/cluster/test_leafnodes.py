@@ -417,16 +417,16 @@ def test_a_leaf_on_one_node_of_a_cluster(kind: str) -> None:
     assert result == {"far_heard": digits, "leaf_heard": digits, "queue": list(range(60))}
 
 
-@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
-def test_a_leaf_with_an_nkey_seed_logs_in_to_a_nats_server_hub(leaf_kind: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_with_an_nkey_seed_logs_in_to_a_hub(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
     """The hub lists an nkey user; the leaf signs the hub's nonce with the seed."""
     import nkeys
 
     seed = nkeys.encode_seed(bytes(range(7, 39)), nkeys.PREFIX_BYTE_USER).decode()
     public = nkeys.from_seed(bytearray(seed.encode())).public_key.decode()
-    # nats-server checks leaf nkeys against the server's users (its leafnodes block has no nkey users)
+    # a hub checks leaf nkeys against the server's users (its leafnodes block has no nkey users)
     hub = ServerProcess(
-        "nats",
+        hub_kind,
         config=(
             f"server_name: hub\naccounts {{ A: {{ users: [ {{ user: app, password: app }}, {{ nkey: {public} }} ] }} }}\n"
             "no_auth_user: app\nleafnodes { port: -1 }\n"
