@@ -261,6 +261,8 @@ class ClusterAPI:
         if role != "answer" or replica is None or replica.stream is None:
             return None
         _stream_name, config, action, pedantic = consumer_api.parse_create(request)
+        # a mirror's or source's consumer of a limits stream: its stable name made unique
+        consumer_api.upgrade_sourcing_consumer(replica.stream.config.retention, config)
         consumer = create_consumer(replica.stream, config, action, pedantic=pedantic)
         info: dict[str, Any] = consumer.info()
         return info
