@@ -56,8 +56,9 @@ async def seed(url: str) -> None:
         msgs = await sub.fetch(6, timeout=5)
         for i in (0, 1, 3):
             await msgs[i].ack_sync()
-        await msgs[2].nak()
-        await nc.flush()  # the NAK is in before the next pull
+        # as a request: both servers answer once the NAK is processed (nats-server handles a plain
+        # one asynchronously, so a flush alone left the next pull racing it)
+        await nc.request(msgs[2].reply, b"-NAK", timeout=5)
         again = await sub.fetch(1, timeout=5)  # the NAKed one, delivered a second time
         assert again[0].metadata.num_delivered == 2
         await js.add_consumer("ORDERS", durable_name="NEW", deliver_policy=nats.js.api.DeliverPolicy.NEW)
