@@ -19,8 +19,9 @@ Server subjects (system account), each answered by this server alone:
 * Left out (no responders): EXPVARZ and IPQUEUESZ (Go runtime memstats and Go internal queues: there
   is no Python equivalent worth pretending), PROFILEZ (Go pprof profiles), the admin requests
   `$SYS.REQ.SERVER.<id>.RELOAD/KICK/LDM`, `$SYS.REQ.ACCOUNT.NSUBS`, `$SYS.DEBUG.SUBSCRIBERS` and the
-  JWT claim requests. No events are published either (periodic `$SYS.SERVER.<id>.STATSZ`, CONNECT /
-  DISCONNECT advisories, SHUTDOWN): only requests are answered.
+  JWT claim requests. Events published: an account's client CONNECT and DISCONNECT
+  (`$SYS.ACCOUNT.<account>.CONNECT|DISCONNECT`); not yet the periodic `$SYS.SERVER.<id>.STATSZ`
+  and SHUTDOWN.
 
 Account subjects (system account): `$SYS.REQ.ACCOUNT.<account>.<KIND>` for CONNZ, SUBSZ (with the
 subscription list), LEAFZ, JSZ (the account's AccountDetail), INFO (`/accountz` account detail),
@@ -415,6 +416,60 @@ class Events:
         info["seq"] = self.seq
         info["time"] = _now()
         return info
+
+    # -- account connect / disconnect events ------------------------------------------------
+    def _client_info(self, client: Any, stop: str = "") -> dict[str, Any]:
+        """nats-server's ClientInfo of a client connection, as its connect/disconnect events carry it."""
+        from jsedge.monitor import format_time
+
+        opts = client.opts if isinstance(getattr(client, "opts", None), dict) else {}
+        info: dict[str, Any] = {
+            "start": format_time(client.start),
+            "host": client.remote_host,
+            "id": client.cid,
+            "acc": client.account.name,
+        }
+        user = str(opts.get("nkey") or "") or (client.user.name if client.user is not None else "")
+        if user:
+            info["user"] = user
+        for key, field in (("name", "name"), ("lang", "lang"), ("version", "ver")):
+            if opts.get(key):
+                info[field] = str(opts[key])
+        if stop:
+            rtt = int(client.rtt * 1e9)
+            if rtt:
+                info["rtt"] = rtt
+            info["stop"] = stop
+        info["name_tag"] = client.account.name
+        info["kind"] = "Client"
+        info["client_type"] = "nats"
+        return info
+
+    def client_connected(self, client: Any) -> None:
+        """`$SYS.ACCOUNT.<account>.CONNECT` (io.nats.server.advisory.v1.client_connect)."""
+        doc = {
+            "type": "io.nats.server.advisory.v1.client_connect",
+            "id": _event_id(),
+            "timestamp": _now(),
+            "server": self.server_info(),
+            "client": self._client_info(client),
+        }
+        self._send(self.system, b"$SYS.ACCOUNT." + client.account.name.encode() + b".CONNECT", doc)
+
+    def client_disconnected(self, client: Any, reason: str) -> None:
+        """`$SYS.ACCOUNT.<account>.DISCONNECT` (client_disconnect, with what it sent and received)."""
+        now = _now()
+        doc = {
+            "type": "io.nats.server.advisory.v1.client_disconnect",
+            "id": _event_id(),
+            "timestamp": now,
+            "server": self.server_info(),
+            "client": self._client_info(client, stop=now),
+            "sent": {"msgs": client.in_msgs, "bytes": client.in_bytes},
+            "received": {"msgs": client.out_msgs, "bytes": client.out_bytes},
+            "reason": reason,
+        }
+        self._send(self.system, b"$SYS.ACCOUNT." + client.account.name.encode() + b".DISCONNECT", doc)
 
     def _send(self, account: Any, reply: bytes, doc: dict[str, Any], encoding: str = "") -> None:
         data = gojson.dumpb(doc)

@@ -358,6 +358,9 @@ class Server:
         if self.clients.pop(client.cid, None) is None:
             return
         client.account.remove_client(client)
+        if client.announced and self.events is not None:
+            reason = client.closed_reason.value if client.closed_reason is not None else "Client Closed"
+            self.events.client_disconnected(client, reason)
         counters = self.closed_counters
         counters[0] += client.in_msgs
         counters[1] += client.in_bytes

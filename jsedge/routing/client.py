@@ -156,6 +156,7 @@ class ClientConnection(Connection):
         "responses",
         "info_sent_at",
         "nonce",
+        "announced",
     )
 
     def __init__(self, server: Any, cid: int) -> None:
@@ -168,6 +169,8 @@ class ClientConnection(Connection):
         self.protocol = 0
         self.authorized = not server.auth.required or bool(server.auth.no_auth_user)
         self.connect_seen = False
+        #: its account's CONNECT event was published (so its DISCONNECT will be)
+        self.announced = False
         self.user: User | None = None
         self.account: Account = server.global_account
         self.sublist = self.account.sublist
@@ -343,6 +346,9 @@ class ClientConnection(Connection):
             self._rebind_account(result)
         else:
             self._bind(result)
+        if not self.announced and server.events is not None:
+            self.announced = True
+            server.events.client_connected(self)
         self.authorized = True
         if self.verbose:
             self.send(_OK)

@@ -699,3 +699,41 @@ def test_http_varz_has_the_jetstream_block(tmp_path):
     finally:
         for srv in started:
             srv.cleanup()
+
+
+async def _connect_events(srv: ServerProcess) -> list[Any]:
+    """The CONNECT and DISCONNECT events of an APP client that publishes once."""
+    sys_nc = await _connect(srv)
+    events: list[Any] = []
+
+    async def on_event(msg: Any) -> None:
+        events.append((msg.subject, json.loads(msg.data)))
+
+    try:
+        await sys_nc.subscribe("$SYS.ACCOUNT.APP.CONNECT", cb=on_event)
+        await sys_nc.subscribe("$SYS.ACCOUNT.APP.DISCONNECT", cb=on_event)
+        await sys_nc.flush()
+        app = await _connect(srv, "app", name="evented")
+        await app.publish("foo.x", b"hello")
+        await app.flush()
+        await app.close()
+        await acheck_for(5, lambda: len(events) >= 2, interval=0.05)
+        await asyncio.sleep(0.2)
+    finally:
+        await sys_nc.close()
+    out = []
+    for subject, doc in events:
+        doc = normalize(doc)
+        client = doc["client"]
+        fixed = {k: client[k] for k in ("host", "acc", "user", "name", "lang", "name_tag", "kind", "client_type")}
+        extra = {k: doc[k] for k in ("type", "sent", "received", "reason") if k in doc}
+        out.append((subject, shape(doc), fixed, extra))
+    return out
+
+
+async def test_account_connect_and_disconnect_events(plain_pair):
+    """`$SYS.ACCOUNT.<acc>.CONNECT`/`DISCONNECT` as nats-server publishes them (ClientInfo, the
+    counts of what the client sent and received, the close reason)."""
+    results = [await _connect_events(plain_pair[kind]) for kind in KINDS]
+    assert results[0] == results[1]
+    assert [item[0] for item in results[1]] == ["$SYS.ACCOUNT.APP.CONNECT", "$SYS.ACCOUNT.APP.DISCONNECT"]
