@@ -386,7 +386,9 @@ class _Feed:
             cursor.retry_at = time.monotonic() + RETRY_INTERVAL
             self.close()
             return
-        config = document.get("config") if isinstance(document, dict) else None
+        if not isinstance(document, dict):
+            return
+        config = document.get("config")
         config = config if isinstance(config, dict) else {}
         if self.user_durable and config.get("ack_policy") != "flow_control":
             # a durable feeding a stream must be acknowledged by its flow control (ADR-60)
@@ -500,8 +502,8 @@ class Replicator:
         for cursor in old.values():
             if cursor not in cursors:
                 self._unlisten(cursor)
+                self._delete_durable(cursor)  # (while its feed still knows the durable's name)
                 self._close_feed(cursor)
-                self._delete_durable(cursor)
         self.cursors = cursors
         for cursor in cursors:
             if not cursor.local and not _over_leaf(cursor.source) and cursor.iname not in self._warned_external:
