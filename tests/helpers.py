@@ -1131,8 +1131,17 @@ class Cluster:
     def __enter__(self) -> Cluster:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: Any, *exc: object) -> None:
+        if exc_type is not None and issubclass(exc_type, Exception):
+            self.print_logs()  # pytest shows a failed test's output: what each node logged last
         self.cleanup()
+
+    def print_logs(self, lines: int = 30) -> None:
+        for index, server in enumerate(self.servers):
+            if server is not None:
+                print(f"--- n{index + 1} ({server.kind}), its last {lines} log lines:")
+                for line in server.log_lines()[-lines:]:
+                    print(line)
 
 
 # -- a hand-made route peer (raw socket on a server's cluster port) ------------------------------

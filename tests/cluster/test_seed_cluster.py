@@ -72,11 +72,12 @@ async def test_the_articles_three_node_cluster(kind: str, hosts: NetHosts, tmp_p
             return True
 
         check_for(20, meshed)
+        # clients of a 0.0.0.0 listener learn every host's real address (nats-server adds a peer's
+        # a moment after its route is up: wait for it)
+        urls = {f"{hosts.addresses[n]}:4222" for n in HOSTS}
+        check_for(10, lambda: set(http_json(servers[1], "/varz")["connect_urls"]) == urls)
         varz = http_json(servers[1], "/varz")
         assert varz["cluster"]["name"] == "production" and varz["cluster"]["cluster_port"] == 6222
-        # clients of a 0.0.0.0 listener learn every host's real address
-        urls = {f"{hosts.addresses[n]}:4222" for n in HOSTS}
-        assert set(varz["connect_urls"]) == urls
 
         one = await nats.connect(servers[0].url)
         three = await nats.connect(servers[2].url)

@@ -250,7 +250,10 @@ def test_consumer_pull_and_acks_diff(tmp_path):
 
 
 def test_consumer_retention_diff(tmp_path):
-    assert_same(
+    # nats-server counts a consumer's pending messages asynchronously: the count in the first ack
+    # reply of a pull right after two stored publishes was seen as 0 or 1 (jsedge: always 1)
+    pending = re.compile(r"(\$JS\.ACK\.\S+\.TS\.)\d+")
+    expected, actual = both(
         tmp_path,
         [
             ("req", API + "STREAM.CREATE.W", {"name": "W", "subjects": ["w.>"], "retention": "workqueue"}),
@@ -281,6 +284,7 @@ def test_consumer_retention_diff(tmp_path):
             ("req", API + "STREAM.INFO.I", b""),
         ],
     )
+    assert_same_lines(*([pending.sub(r"\1P", line) for line in lines] for lines in (expected, actual)))
 
 
 def test_ack_sync_on_ack_none_and_unknown_consumers_diff(tmp_path):
