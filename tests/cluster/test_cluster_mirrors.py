@@ -6,11 +6,13 @@ copy (spec/streams.md §15, clustering.md §4)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from helpers import acheck_for, compiled_only
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import StreamSource
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from test_jetstream_cluster import add_stream, connect, js_cluster
 
 pytestmark = pytest.mark.timeout(180)
@@ -208,8 +210,8 @@ async def test_a_replicated_work_queue_is_sourced_through_a_replicated_durable()
                     try:
                         await js.publish("wq.b", b"x%d" % i)
                         break
-                    except (TimeoutError, NatsTimeout, APIError):
-                        continue
+                    except (TimeoutError, NatsTimeout, APIError, NoStreamResponseError):
+                        await asyncio.sleep(0.1)  # (the stream's leader moving: no responders)
             await _wait_messages(js, "AGG", 10, deadline=90)
             await _wait_messages(js, "WQ", 0, deadline=60)
             payloads = sorted(m[2] for m in await _contents(js, "AGG", 10))
