@@ -5,6 +5,7 @@ cluster/leader fields. Each script runs on a fresh `-js -sd <tmp>` server of eac
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -309,11 +310,17 @@ async def _advisory_script(url: str) -> list[str]:
         ):
             await nc.request(subject, json.dumps(body).encode() if body else b"", timeout=2)
         out = []
+        # nats-server sends its advisories from a queue: wait (with a deadline) for the last one,
+        # the stream's deletion, then drain whatever else comes within half a second
+        deadline = asyncio.get_running_loop().time() + 10
+        deleted = False
         while True:
+            wait = 0.5 if deleted else max(0.1, deadline - asyncio.get_running_loop().time())
             try:
-                msg = await sub.next_msg(0.5)
+                msg = await sub.next_msg(wait)
             except NatsTimeout:
                 break
+            deleted = deleted or msg.subject == "$JS.EVENT.ADVISORY.STREAM.DELETED.S"
             event = json.loads(msg.data)
             if event["type"].endswith("api_audit"):
                 out.append(f"{msg.subject} {event['subject']}")

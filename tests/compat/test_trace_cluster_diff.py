@@ -73,13 +73,17 @@ async def _script(cluster: Cluster) -> list[str]:
         for conn in conns:
             await conn.flush()
 
-        async def routed() -> bool:  # every server knows every subscription
+        async def routed() -> bool:  # every server knows every subscription, trace.out's too
             got.clear()
+            events.clear()
             await one.publish("t.x", b"warm")
             await one.publish("q.x", b"warm")
-            await one.flush()
+            await two.publish("trace.out", b"{}")
+            await three.publish("trace.out", b"{}")
+            for conn in conns:
+                await conn.flush()
             await asyncio.sleep(0.2)
-            return len(got) == 4
+            return len(got) == 4 and len(events) == 2
 
         await acheck_for(20, routed, interval=0.1)
         got.clear()
@@ -92,7 +96,11 @@ async def _script(cluster: Cluster) -> list[str]:
             events.clear()
             await one.publish(subject, b"traced", headers=headers)
             await one.flush()
-            await acheck_for(10, lambda n=expected: len(events) >= n, interval=0.05)
+            try:
+                await acheck_for(20, lambda n=expected: len(events) >= n, interval=0.05)
+            except AssertionError as exc:
+                names = [e.get("server", {}).get("name") for e in events]
+                raise AssertionError(f"{subject} {headers}: trace events from {names} only") from exc
             await asyncio.sleep(0.2)  # nothing more comes
             out.append(f"{subject} {len(events)} events, hops agree: {_hops_agree(events)}")
             out.extend(sorted(_shape(e) for e in events))
