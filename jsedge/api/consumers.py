@@ -44,6 +44,8 @@ def consumer_create(api: Any, request: Request) -> dict[str, Any]:
     stream = request.jsa.streams.get(stream_token)
     if stream is None:
         raise js_error("JSStreamNotFoundErr")
+    if config.direct or config.sourcing:
+        check_stream_identity(request, stream.created)
     existing = stream.consumers.get(config.name) if config.name else None
     durable_sourcing = upgrade_sourcing_consumer(
         stream.config.retention, config, existing.config if existing is not None else None
@@ -52,6 +54,20 @@ def consumer_create(api: Any, request: Request) -> dict[str, Any]:
     if durable_sourcing:
         consumer.reset(0)  # (re)attached: what its ack floor does not cover is delivered again
     return consumer.info()
+
+
+def check_stream_identity(request: Request, created_ns: int) -> None:
+    """A mirror's or source's consumer create: refuse it when the request names another identity
+    of the stream (`Nats-Stream-Identity`: the stream was re-created, 10225), and answer with the
+    stream's identity, as nats-server does (a feed across accounts or domains learns it so)."""
+    from jsedge.jetstream.headers import get_header
+    from jsedge.jetstream.mirror import stream_identity
+
+    identity = stream_identity(created_ns)
+    wanted = get_header(request.hdr, b"Nats-Stream-Identity") if request.hdr else None
+    if wanted and wanted.decode(errors="replace") != identity:
+        raise js_error("JSConsumerStreamIdentityMismatchF", msg=identity)
+    request.response_hdr = b"NATS/1.0\r\nNats-Stream-Identity: " + identity.encode() + b"\r\n\r\n"
 
 
 def upgrade_sourcing_consumer(retention: str, config: Any, existing: Any = None) -> bool:

@@ -32,6 +32,9 @@ class Request:
     hdr: bytes
     body: bytes
     src: Any
+    #: Headers to send with the answer (b"" = none): a sourcing consumer's create answer carries
+    #: the stream's identity (`Nats-Stream-Identity`), as nats-server's.
+    response_hdr: bytes = b""
 
 
 #: A handler gets the dispatcher (`JetStreamAPI`, passed as Any so this module imports nothing of

@@ -27,8 +27,10 @@ nats-server copies through internal consumers; jsedge copies straight from the o
   a leaf node link) are read through a feed, as a cluster reads (below), on one server too: the
   consumer is created on the other side with that API prefix and delivers across the link; a link
   that is down stalls the feed, which is created again from the cursor (durable: the copying goes
-  on after reconnects and restarts, each origin message once). Another account's API (imports) is
-  not reachable yet: accepted, reported as unreachable (`active: -1`) and logged.
+  on after reconnects and restarts, each origin message once). Another account's API is reached
+  the same way through the account's imports (`external.api` its imported prefix, `external.deliver`
+  the prefix of a deliver subject it imports as a stream). The origin's identity comes with the
+  consumer create answer (`Nats-Stream-Identity`), as from nats-server.
 * `mirror_direct`: the mirror also answers `$JS.API.DIRECT.GET.<origin>` (queue `_sys_`).
 * **durable sourcing** (ADR-60, 2.14): a work-queue or interest origin is read through a feed on one
   server too, since its messages may only go once the copy is stored: the consumer asked for is
@@ -105,13 +107,11 @@ def compose_iname(source: StreamSource) -> str:
 
 
 def _over_leaf(source: StreamSource) -> bool:
-    """An external origin in another JetStream domain (`$JS.<domain>.API`), reachable over a leaf
-    node link; another account's API prefix is not (imports are not built)."""
+    """An external origin reached through an API prefix: another JetStream domain's
+    (`$JS.<domain>.API`, over a leaf node link) or another account's (a service import of its
+    `$JS.API.>`, with its deliver subject imported as a stream)."""
     external = source.external
-    if external is None or not external.api:
-        return False
-    parts = external.api.split(".")
-    return len(parts) == 3 and parts[0] == "$JS" and parts[2] == "API"
+    return external is not None and bool(external.api)
 
 
 def _local(source: StreamSource, domain: str) -> bool:
@@ -297,6 +297,10 @@ class _Feed:
         else:
             self.name = replicator.consumer_name(cursor)
             self.deliver = (b"$JS.M." if cursor.mirror else b"$JS.S.") + token.encode()
+            deliver_prefix = source.external.deliver if source.external is not None else ""
+            if deliver_prefix:
+                # another account's origin delivers on a subject it exports to this one
+                self.deliver = deliver_prefix.encode() + b"." + self.deliver[4:]
         self._name = self.name.encode()
         self.inbox = b"$JSE.SRC." + token.encode()
         self.buffer: deque[_FeedMsg] = deque()
@@ -304,6 +308,8 @@ class _Feed:
         self.sseq = 0  # the last origin sequence delivered
         self.lag = 0
         self.fc_reply = b""
+        #: the origin's identity as its consumer create answer gives it (an origin elsewhere)
+        self.identity = ""
         self.created = False
         #: the origin made it a durable acked by flow control (or the user did)
         self.durable = self.user_durable
@@ -401,6 +407,12 @@ class _Feed:
             self.name = document["name"]  # a limits origin makes the stable name unique
             self._name = self.name.encode()
         self.durable = self.durable or config.get("ack_policy") == "flow_control"
+        if hdr_len > 0:
+            from jsedge.jetstream.headers import get_header
+
+            identity = get_header(msg[:hdr_len], b"Nats-Stream-Identity")
+            if identity:
+                self.identity = identity.decode(errors="replace")
         self.created = True
         self.contact = time.monotonic()
         cursor.error = None
@@ -802,8 +814,8 @@ class Replicator:
         if cursor.mirror:
             more = self._copy_mirror(cursor, feed.next)
         else:
-            created = self._origin_created(cursor.source.name)
-            identity = stream_identity(created) if created else cursor.identity
+            created = self._origin_created(cursor.source.name) if cursor.local else 0
+            identity = stream_identity(created) if created else (feed.identity or cursor.identity)
             if cursor.identity and identity and cursor.identity != identity:
                 cursor.seq, cursor.started, cursor.next = 0, False, 0  # a new origin: start over
                 cursor.identity = identity
