@@ -394,7 +394,10 @@ class _Parser:
             return ConfValue(self.parse_array(), self.position_at(*start))
         if char == "{":
             self.advance()
-            return ConfValue(self.parse_map(), self.position_at(*start))
+            entries = self.parse_map()
+            # nats-server's map token is made at the map's end: an array element that is a map is
+            # placed just past its `}` (a map stored under a key gets the key's position anyway)
+            return ConfValue(entries, self.position_at(*self.here()))
         if char == "'":
             self.advance()
             return ConfValue(self.parse_raw_string(), self.position_at(*start))

@@ -240,6 +240,33 @@ class AccountLimits:
 
 
 @_record
+class ExportConfig:
+    """One entry of an account's `exports`: a stream (messages) or a service (requests)."""
+
+    kind: str  # "stream" | "service"
+    subject: str
+    #: Accounts allowed to import it; empty = public.
+    accounts: tuple[str, ...] = ()
+    #: A service's responses: "singleton" (one), "stream" or "chunked" (many, until the threshold).
+    response_type: str = "singleton"
+    #: How long a service's response mapping lives without a response (seconds; nats-server: 2 min).
+    response_threshold: float = 120.0
+
+
+@_record
+class ImportConfig:
+    """One entry of an account's `imports`: `account`'s export `subject`, seen here as `to`
+    (a service's local subject, or a stream's subject after the import) or `prefix` + subject."""
+
+    kind: str  # "stream" | "service"
+    account: str
+    subject: str
+    to: str = ""
+    prefix: str = ""
+    share: bool = False
+
+
+@_record
 class AccountConfig:
     """One entry of `accounts`."""
 
@@ -251,9 +278,8 @@ class AccountConfig:
     jetstream_limits: AccountJetStreamConfig | None = None
     limits: AccountLimits = AccountLimits()
     default_permissions: Permissions | None = None
-    #: Raw (plain Python) export/import entries; the server reports them as not supported yet.
-    exports: tuple[Any, ...] = ()
-    imports: tuple[Any, ...] = ()
+    exports: tuple[ExportConfig, ...] = ()
+    imports: tuple[ImportConfig, ...] = ()
     #: Raw subject mappings.
     mappings: tuple[tuple[str, Any], ...] = ()
 
@@ -1119,10 +1145,10 @@ class _FileReader:
                     limits = self.read_account_jetstream(entry)
                     fields["jetstream"] = limits is not None
                     fields["jetstream_limits"] = limits
-                elif name in ("exports", "imports"):
-                    elements = self.array(entry)
-                    if elements is not None:
-                        fields[name] = tuple(_plain(element) for element in elements)
+                elif name == "exports":
+                    fields["exports"] = self.read_exports(entry)
+                elif name == "imports":
+                    fields["imports"] = self.read_imports(entry)
                 elif name in ("mappings", "maps"):
                     mapping = self.mapping(entry)
                     if mapping is not None:
@@ -1134,6 +1160,197 @@ class _FileReader:
                 else:
                     self.unknown(key, entry)
             self.accounts.append(AccountConfig(**fields))
+        if not self.errors:
+            self.check_imports(item)
+
+    # -- exports and imports (nats-server's parseExportStreamOrService / parseImportStreamOrService)
+
+    def read_exports(self, item: ConfValue) -> tuple[ExportConfig, ...]:
+        if not isinstance(item.value, list):
+            self.error(item, f"Exports should be an array, got {_go_type(item.value)}")
+            return ()
+        exports = []
+        for element in item.value:
+            if not isinstance(element.value, dict):
+                self.error(element, f"Export Items should be a map with type entry, got {_go_type(element.value)}")
+                continue
+            export = self.read_export(element.value)
+            if export is not None:
+                exports.append(export)
+        return tuple(exports)
+
+    def read_export(self, entries: dict[str, ConfValue]) -> ExportConfig | None:
+        kind = subject = ""
+        fields: dict[str, Any] = {}
+        response_item: ConfValue | None = None
+        for key, value in entries.items():
+            name = key.lower()
+            if name in ("stream", "service"):
+                if kind and kind != name:
+                    self.error(value, f"Detected {name} {_go_quote(str(value.value))} but already saw a {kind}")
+                    continue
+                if name == "stream" and response_item is not None:
+                    self.error(response_item, "Detected response directive on non-service")
+                    continue
+                if not isinstance(value.value, str):
+                    self.error(value, f"Expected {name} name to be string, got {_go_type(value.value)}")
+                    continue
+                kind, subject = name, value.value
+            elif name in ("response", "response_type"):
+                if "response_type" in fields:
+                    self.error(value, "Duplicate response type definition")
+                    continue
+                response_item = value
+                if not isinstance(value.value, str):
+                    self.error(value, f"Expected response type to be string, got {_go_type(value.value)}")
+                    continue
+                response = {"single": "singleton", "singleton": "singleton", "stream": "stream"}.get(
+                    value.value.lower(), "chunked" if value.value.lower() in ("chunk", "chunked") else ""
+                )
+                if not response:
+                    self.error(value, f"Unknown response type: {_go_quote(value.value)}")
+                    continue
+                fields["response_type"] = response
+                if kind == "stream":
+                    self.error(value, "Detected response directive on non-service")
+            elif name in ("threshold", "response_threshold", "response_max_time", "response_time"):
+                if "response_threshold" in fields:
+                    self.error(value, "Duplicate response threshold detected")
+                    continue
+                response_item = value
+                if not isinstance(value.value, str):
+                    self.error(
+                        value,
+                        f"Expected response threshold to be a parseable time duration, got {_go_type(value.value)}",
+                    )
+                    continue
+                try:
+                    fields["response_threshold"] = parse_go_duration(value.value)
+                except ValueError:
+                    self.error(
+                        value,
+                        f"Expected response threshold to be a parseable time duration, got {_go_quote(value.value)}",
+                    )
+                    continue
+                if kind == "stream":
+                    self.error(value, "Detected response directive on non-service")
+            elif name == "accounts":
+                names = self.strings(value)
+                if names is not None:
+                    fields["accounts"] = names
+            elif name in ("latency", "account_token_position", "allow_trace"):
+                continue  # accepted; latency sampling and token positions are not implemented
+            else:
+                self.unknown(key, value)
+        if not kind:
+            return None
+        return ExportConfig(kind=kind, subject=subject, **fields)
+
+    def read_imports(self, item: ConfValue) -> tuple[ImportConfig, ...]:
+        if not isinstance(item.value, list):
+            self.error(item, f"Imports should be an array, got {_go_type(item.value)}")
+            return ()
+        imports: list[ImportConfig] = []
+        for element in item.value:
+            if not isinstance(element.value, dict):
+                self.error(element, f"Import Items should be a map with type entry, got {_go_type(element.value)}")
+                continue
+            entry = self.read_import(element.value)
+            if entry is None:
+                continue
+            if entry.kind == "service":
+                local = entry.to or entry.subject
+                for other in imports:
+                    if (
+                        other.kind == "service"
+                        and (other.to or other.subject) == local
+                        and other.account == entry.account
+                    ):
+                        self.error(
+                            element,
+                            f"Duplicate service import subject {_go_quote(local)}, previously used in import for "
+                            f"account {_go_quote(other.account)}, subject {_go_quote(other.subject)}",
+                        )
+                        break
+                else:
+                    imports.append(entry)
+                continue
+            imports.append(entry)
+        return tuple(imports)
+
+    def read_import(self, entries: dict[str, ConfValue]) -> ImportConfig | None:
+        kind = account = subject = to = prefix = ""
+        share = False
+        for key, value in entries.items():
+            name = key.lower()
+            if name in ("stream", "service"):
+                if kind and kind != name:
+                    self.error(value, f"Detected {name} but already saw a {kind}")
+                    continue
+                if not isinstance(value.value, dict):
+                    self.error(
+                        value,
+                        f"{name.capitalize()} entry should be an account map, got {_go_type(value.value)}",
+                    )
+                    continue
+                account = subject = ""
+                for inner_key, inner in value.value.items():
+                    if inner_key.lower() == "account":
+                        account = self.string(inner) or ""
+                    elif inner_key.lower() == "subject":
+                        subject = self.string(inner) or ""
+                    else:
+                        self.unknown(inner_key, inner)
+                if not account or not subject:
+                    self.error(value, "Expect an account name and a subject")
+                    continue
+                kind = name
+            elif name == "prefix":
+                prefix = self.string(value) or ""
+            elif name == "to":
+                to = self.string(value) or ""
+                if kind == "stream" and prefix:
+                    self.error(value, "Stream import can not have a 'prefix' and a 'to' property")
+            elif name == "share":
+                share = bool(self.boolean(value))
+            elif name == "allow_trace":
+                if kind == "service":
+                    self.error(value, "Detected allow_trace directive on a non-stream")
+            else:
+                self.unknown(key, value)
+        if not kind:
+            return None
+        return ImportConfig(kind=kind, account=account, subject=subject, to=to, prefix=prefix, share=share)
+
+    def check_imports(self, item: ConfValue) -> None:
+        """Every import names a defined account and is covered by one of its exports open to the
+        importer (nats-server checks this once all accounts are read, reporting at `accounts`)."""
+        from jsedge.subjects import subject_is_subset, valid_subject
+
+        by_name = {account.name: account for account in self.accounts}
+        for account in self.accounts:
+            for export in account.exports:
+                for name in export.accounts:
+                    if name not in by_name:
+                        self.error(item, f"{_go_quote(name)} account not defined for {export.kind} export")
+        for account in self.accounts:
+            for entry in account.imports:
+                origin = by_name.get(entry.account)
+                if origin is None:
+                    self.error(item, f"{_go_quote(entry.account)} account not defined for {entry.kind} import")
+                    continue
+                wanted = entry.subject.encode()
+                allowed = valid_subject(wanted) and any(
+                    export.kind == entry.kind
+                    and (not export.accounts or account.name in export.accounts)
+                    and subject_is_subset(wanted, export.subject.encode())
+                    for export in origin.exports
+                )
+                if not allowed:
+                    self.error(
+                        item,
+                        f"Error adding {entry.kind} import {_go_quote(entry.subject)}: {entry.kind} import not authorized",
+                    )
 
     def read_account_limits(self, item: ConfValue) -> AccountLimits:
         entries = self.mapping(item) or {}

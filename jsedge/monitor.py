@@ -1186,14 +1186,69 @@ class Monitor:
             detail["is_system"] = True
         detail["expired"] = False
         detail["complete"] = True
-        detail["jetstream_enabled"] = False
+        jetstream = getattr(server, "jetstream", None)
+        detail["jetstream_enabled"] = jetstream is not None and account.name in jetstream.accounts
         detail["leafnode_connections"] = 0
         detail["client_connections"] = len(account.clients)
         detail["subscriptions"] = account.sublist.count
+        exports, imports = self._exchanges(account)
+        if exports:
+            detail["exports"] = exports
+        if imports:
+            detail["imports"] = imports
         detail["name_tag"] = account.name
         detail["sublist_stats"] = self.sublist_stats([account])
         result["account_detail"] = detail
         return result
+
+    def _exchanges(self, account: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """An account's exports and imports as nats-server's `/accountz` lists them: the
+        configured ones and the system account's automatic ones (jsedge.events answers those)."""
+        exports: list[dict[str, Any]] = []
+        imports: list[dict[str, Any]] = []
+        config = getattr(account, "config", None)
+        response_names = {"singleton": "Singleton", "stream": "Streamed", "chunked": "Chunked"}
+        for export in getattr(config, "exports", ()):
+            entry: dict[str, Any] = {"subject": export.subject, "type": export.kind}
+            if export.kind == "service":
+                entry["response_type"] = response_names[export.response_type]
+            if export.accounts:
+                entry["approved_accounts"] = list(export.accounts)
+            exports.append(entry)
+        system = self._system_account()
+        jetstream = getattr(self.server, "jetstream", None) is not None
+        if system and self.server.accounts.get(system) is not None:
+            name = account.name
+            if account.name == system:
+                for subject, kind in (
+                    ("$SYS.DEBUG.SUBSCRIBERS", "Singleton"),
+                    ("$SYS.REQ.ACCOUNT.*.CONNZ", "Streamed"),
+                    ("$SYS.REQ.ACCOUNT.*.STATZ", "Streamed"),
+                    ("$SYS.REQ.USER.*.INFO", "Singleton"),
+                ) + ((("$JS.API.>", "Singleton"),) if jetstream else ()):
+                    exports.append({"subject": subject, "type": "service", "response_type": kind})
+                automatic = [(f"$SYS.REQ.USER.{name}.INFO", "$SYS.REQ.USER.INFO", True)]
+            else:
+                # with JetStream on, every account reaches `$JS.API.>` through the system account
+                automatic = [("$JS.API.>", "$JS.API.>", True)] if jetstream else []
+                automatic += [
+                    (f"$SYS.REQ.ACCOUNT.{name}.CONNZ", "$SYS.REQ.ACCOUNT.PING.CONNZ", False),
+                    (f"$SYS.REQ.ACCOUNT.{name}.CONNZ", "$SYS.REQ.SERVER.PING.CONNZ", False),
+                    (f"$SYS.REQ.ACCOUNT.{name}.STATZ", "$SYS.REQ.ACCOUNT.PING.STATZ", False),
+                    (f"$SYS.REQ.USER.{name}.INFO", "$SYS.REQ.USER.INFO", True),
+                ]
+            for subject, local, share in automatic:
+                imports.append(_ext_import(subject, system, local, local, "service", share))
+        for imported in getattr(config, "imports", ()):
+            if imported.kind == "stream":
+                local = (
+                    f"{imported.prefix}.{imported.subject}" if imported.prefix else (imported.to or imported.subject)
+                )
+                imports.append(_ext_import(imported.subject, imported.account, None, local, "stream", False))
+            else:
+                local = imported.to or imported.subject
+                imports.append(_ext_import(imported.subject, imported.account, local, local, "service", imported.share))
+        return exports, imports
 
     def handle_accountz(self, query: Query) -> Response:
         return _json(self.accountz(query.get("acc")))
@@ -1597,3 +1652,12 @@ def _interested(client: Any, filter_subject: str) -> bool:
 def _msg_bytes(msgs: int, nbytes: int) -> dict[str, Any]:
     zero = {"msgs": 0, "bytes": 0}
     return {"msgs": msgs, "bytes": nbytes, "gateways": dict(zero), "routes": dict(zero), "leafs": dict(zero)}
+
+
+def _ext_import(subject: str, account: str, to: str | None, local: str, kind: str, share: bool) -> dict[str, Any]:
+    """One entry of `/accountz` `imports` (nats-server's ExtImport)."""
+    entry: dict[str, Any] = {"subject": subject, "account": account}
+    if to is not None:
+        entry["to"] = to
+    entry.update({"local_subject": local, "type": kind, "invalid": False, "share": share, "tracking": False})
+    return entry

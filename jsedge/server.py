@@ -82,6 +82,7 @@ class Server:
         self.jetstream: Any = None
         #: The system account's `$SYS.REQ` services (jsedge.events.Events), when it exists.
         self.events: Any = None
+        self.imports: Any = None
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -323,6 +324,26 @@ class Server:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_internal)
 
+    def schedule_flush(self) -> None:
+        """Flush what internal deliveries left pending, once, after the current callback chain."""
+        if self.pending and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_internal)
+
+    def wire_imports(self) -> None:
+        """(Re)wire the accounts' exports and imports (jsedge.routing.imports)."""
+        wanted = any(account.imports for account in self.config.accounts)
+        if self.imports is None and not wanted:
+            return
+        if self.imports is None:
+            from jsedge.routing.imports import Imports
+
+            self.imports = Imports(self)
+        if wanted:
+            self.imports.wire()
+        else:
+            self.imports.unwire()
+
     def _flush_internal(self) -> None:
         self._flush_scheduled = False
         if self.pending:
@@ -409,12 +430,6 @@ class Server:
         if self.config.config_file:
             log.info(f"Using configuration file: {self.config.config_file} ({self.config.config_digest})")
         log.debug(f'Created system account: "{self.config.system_account or "$SYS"}"')
-        if any(account.exports or account.imports for account in self.config.accounts):
-            log.warn("Account exports and imports are not supported yet; they are ignored")
-        if any(user.nkey for user in self.config.auth.users) or any(
-            user.nkey for account in self.config.accounts for user in account.users
-        ):
-            log.warn("NKey users are not supported yet; they cannot log in")
         plain = [self.config.auth.password, *(u.password for u in self.config.auth.users)]
         plain += [u.password for account in self.config.accounts for u in account.users]
         if any(p and not is_bcrypt(p) for p in plain):
@@ -452,6 +467,7 @@ class Server:
 
             self.events = Events(self, system)
             self.events.start()
+        self.wire_imports()
         ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
         handshake_timeout = config.tls.timeout if ssl_context is not None else None
         host, port = listen_address(config)
@@ -688,6 +704,7 @@ class Server:
             self.routes.reload(new.cluster)
         if self.events is not None:
             self.events.sync_accounts()  # accounts added by the reload get the system imports
+        self.wire_imports()
         for client in list(self.clients.values()):
             client.max_payload = new.limits.max_payload
             client.max_pending = new.limits.max_pending

@@ -57,7 +57,9 @@ def run_on_both(tmp_path: Path, script: Callable[[Any], Any]) -> tuple[Any, Any]
     return results[0], results[1]
 
 
-def run_on_both_with_config(tmp_path: Path, config: str, script: Callable[[Any], Any]) -> tuple[Any, Any]:
+def run_on_both_with_config(
+    tmp_path: Path, config: str, script: Callable[[Any], Any], *, http: bool = False
+) -> tuple[Any, Any]:
     """`run_on_both` for a config file: `config % <store dir>` (a `%s` where the store dir goes, if
     it has one) for a fresh nats-server, then a fresh jsedge."""
     import asyncio
@@ -67,7 +69,7 @@ def run_on_both_with_config(tmp_path: Path, config: str, script: Callable[[Any],
         directory = tmp_path / kind
         directory.mkdir()
         text = config % directory if "%s" in config else config
-        with ServerProcess(kind, config=text) as server:
+        with ServerProcess(kind, config=text, http=http) as server:
             results.append(asyncio.run(script(server)))
     return results[0], results[1]
 

@@ -37,6 +37,7 @@ cdef class Subscription:
     cdef public object internal           # None, or callable(sub, src, subject, reply, hdr_len, msg)
     cdef public bint closed
     cdef public long long weight          # a remote queue sub stands for `weight` members (RS+)
+    cdef public bytes matched             # internal: the subject its current delivery was routed on
 
 cdef class SublistResult:
     cdef public list psubs                # plain subscriptions

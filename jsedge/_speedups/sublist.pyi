@@ -47,6 +47,7 @@ class Subscription:
     internal: Callable[..., Any] | None
     closed: bool
     weight: int
+    matched: bytes
     def __init__(
         self,
         client: ClientCore | None,

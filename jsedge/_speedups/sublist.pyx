@@ -213,6 +213,7 @@ cdef class Subscription:
         self.internal = internal
         self.closed = False
         self.weight = 1
+        self.matched = b""
 
     def __repr__(self):
         queue = f" queue={self.queue!r}" if self.queue is not None else ""
@@ -588,6 +589,7 @@ cdef int _deliver_one(ClientCore src, Subscription sub, bytes routed, bytes subj
         limit_reached = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
         if limit_reached:
             sub.closed = True  # before the callback: a reentrant deliver must not reach it again
+        sub.matched = routed
         sub.internal(sub, src, subject, reply, hdr_len, msg)
         if limit_reached and client is not None:
             client.on_auto_unsub(sub)

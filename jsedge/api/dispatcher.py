@@ -26,6 +26,7 @@ from jsedge.errors import JSError, js_error
 from jsedge.jetstream import headers as H
 from jsedge.jetstream.host import ServerHandle
 from jsedge.jetstream.streamconfig import API_LEVEL
+from jsedge.subjects import subject_matches
 
 AUDIT_SUBJECT = b"$JS.EVENT.ADVISORY.API"
 
@@ -132,6 +133,8 @@ class JetStreamAPI:
         def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
             if not reply:
                 return
+            if any(subject_matches(imported, subject) for imported in account.service_imports):
+                return  # the account imports this API from another account: that one answers
             tokens = subject.split(b".")
             rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
             if rest[:2] == [b"DIRECT", b"GET"]:
@@ -206,7 +209,8 @@ class JetStreamAPI:
             request.jsa.api_total += 1
         body = gojson.dumpb(response)
         if request.reply:
-            self.server.send_internal(request.jsa.account, request.reply, b"", b"", body)
+            hdr = request.response_hdr if "error" not in response else b""
+            self.server.send_internal(request.jsa.account, request.reply, b"", hdr, body)
         self._audit(request, body)
 
     def _audit(self, request: Request, response: bytes) -> None:

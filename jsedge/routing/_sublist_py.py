@@ -138,7 +138,18 @@ class ClientCore:
 class Subscription:
     """One subscription: `sid` is echoed verbatim in MSG; `queue` is bytes or None."""
 
-    __slots__ = ("client", "subject", "queue", "sid", "max_msgs", "delivered", "internal", "closed", "weight")
+    __slots__ = (
+        "client",
+        "subject",
+        "queue",
+        "sid",
+        "max_msgs",
+        "delivered",
+        "internal",
+        "closed",
+        "weight",
+        "matched",
+    )
 
     def __init__(
         self,
@@ -160,6 +171,10 @@ class Subscription:
         #: A remote server's queue subscription stands for `weight` members (RS+ queue weight):
         #: it appears that many times in match results, as nats-server shadows it.
         self.weight = 1
+        #: For an internal callback: the subject its current delivery was routed on (the callback
+        #: is given the subject shown, which differs for JetStream deliveries; account imports
+        #: need both).
+        self.matched = b""
 
     def __repr__(self) -> str:
         queue = f" queue={self.queue!r}" if self.queue is not None else ""
@@ -506,6 +521,7 @@ def _deliver_one(
         limit_reached = sub.max_msgs > 0 and sub.delivered >= sub.max_msgs
         if limit_reached:
             sub.closed = True  # before the callback: a reentrant deliver must not reach it again
+        sub.matched = routed
         internal(sub, src, subject, reply, hdr_len, msg)
         if limit_reached and client is not None:
             client.on_auto_unsub(sub)

@@ -1,7 +1,7 @@
 """Accounts (layer 2): isolated subject spaces, each with its own sublist and clients.
 
 `$G` (the global account) and the system account (`$SYS` by default) always exist. Exports and
-imports between accounts are not wired yet: the server logs that they are ignored.
+imports between accounts are wired by jsedge.routing.imports with internal subscriptions.
 
 Every subscription enters and leaves an account through `subscribe()` / `unsubscribe()`, the one
 place that knows about interest: the account counts the local subscriptions (clients and the
@@ -45,6 +45,7 @@ class Account:
         "sub_listeners",
         "unrouted",
         "mappings",
+        "service_imports",
     )
 
     def __init__(self, name: str, *, cache: bool = True, is_system: bool = False, config: Any = None) -> None:
@@ -66,6 +67,8 @@ class Account:
         self.unrouted: set[Subscription] = set()
         #: Core subject mappings (jsedge.transform.SubjectMapping), first match wins; None = none.
         self.mappings: list[SubjectMapping] | None = None
+        #: Local subjects of the services this account imports (jsedge.routing.imports).
+        self.service_imports: list[bytes] = []
 
     def map_subject(self, subject: bytes) -> bytes:
         """The subject a client's publish is delivered on after the account's mappings."""

@@ -121,6 +121,47 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
 """,
     ),
     ("block-string", "server_name (\nabc\n)\n"),
+    (
+        "imports-good",
+        """accounts {
+  A { users: [{user: a, password: a}], jetstream: enabled
+      exports: [ {stream: "ev.>"}, {service: "svc.>", response_type: stream, threshold: "5s"},
+                 {service: "priv", accounts: [B]}, {stream: "deliver.b"} ] }
+  B { users: [{user: b, password: b}]
+      imports: [ {stream: {account: A, subject: "ev.>"}, prefix: "a"}, {service: {account: A, subject: "svc.x"}},
+                 {service: {account: A, subject: "svc.*"}, to: "a.svc.*"}, {service: {account: A, subject: "priv"}},
+                 {stream: {account: A, subject: "deliver.b"}} ] }
+}
+""",
+    ),
+    (
+        "import-not-exported",
+        "accounts {\n A { exports: [ {stream: ev} ] }\n B { imports: [ {stream: {account: A, subject: other}} ] }\n}\n",
+    ),
+    (
+        "import-private",
+        "accounts {\n A { exports: [ {service: svc, accounts: [C]} ] }\n B { imports: [ {service: {account: A, subject: svc}} ] }\n C {}\n}\n",
+    ),
+    (
+        "import-wider",
+        'accounts {\n A { exports: [ {stream: ev.x} ] }\n B { imports: [ {stream: {account: A, subject: "ev.*"}} ] }\n}\n',
+    ),
+    ("import-unknown-account", "accounts {\n B { imports: [ {service: {account: Z, subject: x}} ] }\n}\n"),
+    ("export-unknown-account", "accounts {\n A { exports: [ {stream: x, accounts: [Z]} ] }\n}\n"),
+    ("export-response-type", "accounts {\n A { exports: [ {service: svc, response_type: weird} ] }\n}\n"),
+    ("export-unknown-field", "accounts {\n A { exports: [ {service: svc, bogus: 1} ] }\n}\n"),
+    ("export-not-a-map", "accounts {\n A { exports: [ svc ] }\n}\n"),
+    ("imports-not-array", "accounts {\n A { imports: {x: 1} }\n}\n"),
+    ("import-no-subject", "accounts {\n A {}\n B { imports: [ {service: {account: A}} ] }\n}\n"),
+    (
+        "import-prefix-and-to",
+        "accounts {\n A { exports: [ {stream: ev} ] }\n B { imports: [ {stream: {account: A, subject: ev}, prefix: p, to: q} ] }\n}\n",
+    ),
+    (
+        "import-duplicate-service",
+        "accounts {\n A { exports: [ {service: svc} ] }\n B { imports: [ {service: {account: A, subject: svc}}, {service: {account: A, subject: svc}} ] }\n}\n",
+    ),
+    ("export-threshold-bad", "accounts {\n A { exports: [ {service: svc, threshold: soon} ] }\n}\n"),
 ]
 
 #: Where jsedge deliberately differs from `nats-server -t` (documented choices).

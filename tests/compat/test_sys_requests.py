@@ -241,8 +241,9 @@ def normalize(doc: dict[str, Any]) -> dict[str, Any]:
         data.pop("feature_flags", None)
         for detail in (data, data.get("account_detail")):
             if isinstance(detail, dict) and "account_name" in detail:
-                detail.pop("imports", None)
-                detail.pop("exports", None)
+                for key in ("imports", "exports"):  # nats-server lists them in Go map order
+                    if isinstance(detail.get(key), list):
+                        detail[key].sort(key=json.dumps)
     return doc
 
 

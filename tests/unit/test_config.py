@@ -299,9 +299,12 @@ def test_accounts(tmp_path: Path) -> None:
     config = load_text(tmp_path, text).config
     app, other, system = config.accounts
     assert app.name == "APP" and app.jetstream and app.users[0].account == "APP"
-    assert app.exports == ({"stream": "events.>"}, {"service": "svc.time", "accounts": ["OTHER"]})
+    assert [(e.kind, e.subject, e.accounts) for e in app.exports] == [
+        ("stream", "events.>", ()),
+        ("service", "svc.time", ("OTHER",)),
+    ]
     assert app.limits.max_connections == 10 and app.limits.max_payload == 1024
-    assert other.imports[0]["prefix"] == "app" and other.jetstream
+    assert other.imports[0].prefix == "app" and other.imports[0].account == "APP" and other.jetstream
     assert other.jetstream_limits is not None
     assert (other.jetstream_limits.max_memory, other.jetstream_limits.max_store) == (10**9, 10**10)
     assert (other.jetstream_limits.max_streams, other.jetstream_limits.max_consumers) == (10, 100)

@@ -1,0 +1,237 @@
+"""Account exports and imports in config mode (layer 2): messages and requests that cross accounts.
+
+An account exports a *stream* (messages on a subject) or a *service* (requests on a subject, answered
+by its responders), publicly or to listed accounts; another account imports it. The config reader
+(jsedge.config) checks that every import is covered by an export open to the importer; this module
+wires them with internal subscriptions:
+
+* **Stream import** (exporter E, importer I): a subscription in E on the imported subject forwards
+  each message into I, on the subject the import gives it (`prefix.` + subject, or `to` with the
+  wildcards carried over), to I's subscribers on every server and to I's JetStream streams.
+* **Service import**: a subscription in I on the local subject (`to`, else the exported subject)
+  forwards each request into E on the exported subject, with a `Nats-Request-Info` header
+  (`{"acc": I, "rtt": ns}`, as nats-server sets it) and a reply subject of E's own,
+  `_R_.<6 chars>.<random>`; a subscription in E on `_R_.<6 chars>.>` maps each response back to the
+  requester's reply subject in I. A singleton service keeps the mapping for one response, `stream`
+  and `chunked` ones until `response_threshold` passes without a response (nats-server: 2 min).
+  A reply on `$JS.ACK.` passes unchanged (pull consumers served across accounts, as nats-server).
+  No responder in E: the mapping goes and a requester that asked for it gets the 503 status.
+
+Where a message is forwarded: on the server where it entered the cluster. A message that came over
+a route is never forwarded by an import (that server's own imports did it, and the forwarded copy
+reached the other servers through the importer's interest), except responses, which come back to
+the server holding the mapping. Import subscriptions are not announced to routes; the response
+wildcard is (a responder may sit on another server). A forwarded message does not trigger imports
+again inside the forward (no chains, no loops).
+
+Not done (logged where configured): service latency tracking, `account_token_position`, activation
+tokens and JWT accounts (operator mode), `share` beyond the requester's account and RTT.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import OrderedDict
+from typing import Any
+
+from jsedge.routing.sublist import KIND_ROUTER, Subscription, deliver_as
+from jsedge.routing.tracing import set_header
+from jsedge.transform import SubjectTransform
+
+REQUEST_INFO = b"Nats-Request-Info"
+_ACK_PREFIX = b"$JS.ACK."
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _token(size: int) -> str:
+    return "".join(secrets.choice(_ALPHABET) for _ in range(size))
+
+
+def _import_transform(src: str, dest: str) -> SubjectTransform | None:
+    """`src` -> `dest` with dest's `*` and `>` taking src's wildcards in order (nats-server's
+    implicit import mapping); None when the subjects are the same (the subject passes as is)."""
+    if src == dest:
+        return None
+    number = 0
+    tokens = []
+    for token in dest.split("."):
+        if token == "*":
+            number += 1
+            tokens.append(f"${number}")
+        else:
+            tokens.append(token)
+    return SubjectTransform(src, ".".join(tokens))
+
+
+class _Response:
+    __slots__ = ("account", "reply", "singleton", "expires")
+
+    def __init__(self, account: Any, reply: bytes, singleton: bool, expires: float) -> None:
+        self.account = account
+        self.reply = reply
+        self.singleton = singleton
+        self.expires = expires
+
+
+class _Responses:
+    """The reply mappings of one exporting account on this server (`_R_.<prefix>.<token>`)."""
+
+    def __init__(self, wiring: Imports, account: Any) -> None:
+        self.wiring = wiring
+        self.account = account
+        self.prefix = b"_R_." + _token(6).encode() + b"."
+        self.pending: OrderedDict[bytes, _Response] = OrderedDict()
+        self.sub: Subscription = wiring.server.subscribe_internal(account, self.prefix + b">", self.on_response)
+
+    def new_reply(self, importer: Any, reply: bytes, singleton: bool, threshold: float) -> bytes:
+        now = time.monotonic()
+        self.expire(now)
+        token = self.prefix + _token(6).encode()  # nats-server's shape: _R_.xxxxxx.yyyyyy
+        while token in self.pending:
+            token = self.prefix + _token(6).encode()
+        self.pending[token] = _Response(importer, reply, singleton, now + threshold)
+        return token
+
+    def expire(self, now: float) -> None:
+        pending = self.pending
+        while pending:
+            token, response = next(iter(pending.items()))
+            if response.expires > now:
+                break
+            del pending[token]
+
+    def on_response(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        routed = sub.matched or subject
+        response = self.pending.get(routed)
+        if response is None:
+            return
+        if response.singleton:
+            del self.pending[routed]
+        else:
+            self.pending.move_to_end(routed)
+        shown = subject if subject != routed else response.reply
+        self.wiring.forward(response.account, response.reply, shown, reply, hdr_len, msg)
+
+
+class Imports:
+    """Every import of the server's accounts, wired by `wire()` and undone by `unwire()`."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.subs: list[tuple[Any, Subscription]] = []
+        self.responses: dict[str, _Responses] = {}
+        #: Set while a forward is delivering: imports do not chain.
+        self.forwarding = False
+
+    # ------------------------------------------------------------------ wiring
+
+    def wire(self) -> None:
+        self.unwire()
+        server = self.server
+        exports = {account.name: account.exports for account in server.config.accounts}
+        for account_config in server.config.accounts:
+            importer = server.accounts.get(account_config.name)
+            if importer is None:
+                continue
+            importer.service_imports = []
+            for entry in account_config.imports:
+                exporter = server.accounts.get(entry.account)
+                if exporter is None:
+                    continue
+                if entry.kind == "stream":
+                    self._wire_stream(importer, exporter, entry)
+                else:
+                    export = _covering_export(exports.get(entry.account, ()), entry)
+                    self._wire_service(importer, exporter, entry, export)
+
+    def unwire(self) -> None:
+        for account, sub in self.subs:
+            self.server.unsubscribe_internal(account, sub)
+        self.subs = []
+        for responses in self.responses.values():
+            self.server.unsubscribe_internal(responses.account, responses.sub)
+        self.responses = {}
+        for account in self.server.accounts.values():
+            account.service_imports = []
+
+    def _wire_stream(self, importer: Any, exporter: Any, entry: Any) -> None:
+        if entry.prefix:
+            transform: SubjectTransform | None = _import_transform(entry.subject, entry.prefix + "." + entry.subject)
+        else:
+            transform = _import_transform(entry.subject, entry.to) if entry.to else None
+
+        def on_message(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            if self.forwarding or (src is not None and src.kind == KIND_ROUTER):
+                return
+            routed = sub.matched or subject
+            target = transform.apply(routed) if transform is not None else routed
+            if target is None:
+                return
+            shown = target if subject == routed else subject  # a JetStream delivery shows its own subject
+            self.forward(importer, target, shown, reply, hdr_len, msg)
+
+        sub = self.server.subscribe_internal(exporter, entry.subject.encode(), on_message, routed=False)
+        self.subs.append((exporter, sub))
+
+    def _wire_service(self, importer: Any, exporter: Any, entry: Any, export: Any) -> None:
+        local = entry.to or entry.subject
+        transform = _import_transform(local, entry.subject)
+        singleton = export is None or export.response_type == "singleton"
+        threshold = export.response_threshold if export is not None else 120.0
+
+        def on_request(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            if self.forwarding or (src is not None and src.kind == KIND_ROUTER):
+                return
+            target = transform.apply(subject) if transform is not None else subject
+            if target is None:
+                return
+            new_reply = reply
+            responses = None
+            if reply and not reply.startswith(_ACK_PREFIX):
+                responses = self._responses(exporter)
+                new_reply = responses.new_reply(importer, reply, singleton, threshold)
+            if src is not None:
+                info = {"acc": importer.name, "rtt": int((getattr(src, "rtt", 0.0) or 0.0) * 1e9)}
+                msg, hdr_len = set_header(msg, hdr_len, REQUEST_INFO, json.dumps(info, separators=(",", ":")).encode())
+            if self.forward(exporter, target, target, new_reply, hdr_len, msg) == 0:
+                if responses is not None:
+                    responses.pending.pop(new_reply, None)
+                if reply and src is not None and getattr(src, "no_responders", False):
+                    src.on_no_responders(subject, reply)
+
+        sub = self.server.subscribe_internal(importer, local.encode(), on_request, routed=False)
+        self.subs.append((importer, sub))
+        importer.service_imports.append(local.encode())
+
+    def _responses(self, exporter: Any) -> _Responses:
+        responses = self.responses.get(exporter.name)
+        if responses is None:
+            responses = self.responses[exporter.name] = _Responses(self, exporter)
+        return responses
+
+    # ------------------------------------------------------------------ forwarding
+
+    def forward(self, account: Any, subject: bytes, shown: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:
+        """Deliver into `account` as a message published there by the server (its subscribers on
+        every server, its JetStream streams); imports do not fire again inside (a response that
+        an internal responder sends at once still goes back: response mappings are not imports)."""
+        outer = self.forwarding
+        self.forwarding = True
+        try:
+            count = deliver_as(account.sublist, None, subject, shown, reply, hdr_len, msg)
+        finally:
+            self.forwarding = outer
+        self.server.schedule_flush()
+        return count
+
+
+def _covering_export(exports: Any, entry: Any) -> Any:
+    from jsedge.subjects import subject_is_subset
+
+    wanted = entry.subject.encode()
+    for export in exports:
+        if export.kind == entry.kind and subject_is_subset(wanted, export.subject.encode()):
+            return export
+    return None
