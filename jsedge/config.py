@@ -455,6 +455,11 @@ class ServerConfig:
     lame_duck_duration: float = 120.0
     lame_duck_grace_period: float = 10.0
     system_account: str = SYSTEM_ACCOUNT
+    #: Operator mode: the trusted operators' JWTs, the account resolver ("MEMORY") and the
+    #: account JWTs it starts with (public key, JWT); accounts then come from these JWTs.
+    operators: tuple[str, ...] = ()
+    resolver: str = ""
+    resolver_preload: tuple[tuple[str, str], ...] = ()
     no_system_account: bool = False
     no_auth_user: str = ""
     disable_sublist_cache: bool = False
@@ -553,12 +558,7 @@ _UNSUPPORTED_FIELDS = {
     "ws": "websocket",
     "mqtt": "mqtt",
     "gateway": "gateway",
-    "operator": "operator",
-    "operators": "operator",
-    "resolver": "resolver",
-    "account_resolver": "resolver",
     "resolver_tls": "resolver",
-    "resolver_preload": "resolver",
     "resolver_pinned_accounts": "resolver",
     "trusted": "trusted",
     "trusted_keys": "trusted",
@@ -860,6 +860,12 @@ class _FileReader:
             entries = self.mapping(item)
             if entries is not None:
                 self.top["mappings"] = self.read_mappings(entries)
+        elif name in ("operator", "operators", "roots", "root", "root_operators", "root_operator"):
+            self.read_operators(item)
+        elif name in ("resolver", "account_resolver", "accounts_resolver"):
+            self.read_resolver(item)
+        elif name == "resolver_preload":
+            self.read_resolver_preload(item)
         elif name in _UNSUPPORTED_FIELDS:
             self.error(item, f'field "{key}" is recognised by nats-server but not supported by jsedge')
         elif name in _IGNORED_FIELDS:
@@ -1162,6 +1168,86 @@ class _FileReader:
             self.accounts.append(AccountConfig(**fields))
         if not self.errors:
             self.check_imports(item)
+
+    # -- operator mode (nats-server's operator / resolver / resolver_preload)
+
+    def read_operators(self, item: ConfValue) -> None:
+        from jsedge.jwt import JWTError, decode, read_decorated
+
+        names = self.strings(item)
+        if names is None:
+            return
+        jwts = []
+        for name in names:
+            try:
+                with open(name, encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError as exc:
+                if not name.startswith("eyJ"):
+                    reason = exc.strerror.lower() if exc.strerror else str(exc)
+                    self.error(item, f"error parsing operator JWT: open {name}: {reason}")
+                    continue
+                text = name
+            token = read_decorated(text)
+            try:
+                claims = decode(token, "operator")
+            except JWTError as exc:
+                self.error(item, f"error parsing operator JWT: {exc}")
+                continue
+            jwts.append(token)
+            system = (claims.get("nats") or {}).get("system_account")
+            if len(names) == 1 and isinstance(system, str) and system and "system_account" not in self.top:
+                self.top["system_account"] = system
+        self.top["operators"] = tuple(jwts)
+
+    def read_resolver(self, item: ConfValue) -> None:
+        value = item.value
+        kind = ""
+        if isinstance(value, str):
+            if re.match(r"(?i)(MEM|MEMORY)\s*", value):
+                kind = "MEMORY"
+            elif re.match(r"(?i)URL", value):
+                self.error(item, 'resolver "URL(...)" is recognised by nats-server but not supported by jsedge')
+                return
+        elif isinstance(value, dict):
+            entries = {k.lower(): v for k, v in value.items()}
+            resolver_type = entries.get("type")
+            if resolver_type is not None and isinstance(resolver_type.value, str):
+                kind = resolver_type.value.upper()
+            if kind in ("FULL", "CACHE"):
+                self.error(item, f"resolver type {kind} is recognised by nats-server but not supported by jsedge")
+                return
+            kind = "MEMORY" if kind in ("MEM", "MEMORY") else ""
+        else:
+            self.error(item, f"error parsing operator resolver, wrong type {_go_type(value)}")
+            return
+        if not kind:
+            self.error(
+                item,
+                'error parsing account resolver, should be MEM or  URL("url") or a map containing dir and '
+                "type state=[FULL|CACHE])",
+            )
+            return
+        self.top["resolver"] = kind
+
+    def read_resolver_preload(self, item: ConfValue) -> None:
+        from jsedge.jwt import JWTError, decode
+
+        if not isinstance(item.value, dict):
+            self.error(item, "preload should be a map of account_public_key:account_jwt")
+            return
+        preload = []
+        for key, value in item.value.items():
+            if not isinstance(value.value, str):
+                self.error(value, "preload map value should be a string JWT")
+                continue
+            try:
+                decode(value.value, "account")
+            except JWTError:
+                self.error(value, "invalid account JWT")
+                continue
+            preload.append((key, value.value))
+        self.top["resolver_preload"] = tuple(preload)
 
     # -- exports and imports (nats-server's parseExportStreamOrService / parseImportStreamOrService)
 
@@ -1855,8 +1941,117 @@ def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) ->
         warnings.append("Plaintext passwords detected, use nkeys or bcrypt")
 
 
+def _operator_accounts(reader: _FileReader) -> list[AccountConfig]:
+    """Operator mode: the checks nats-server makes of the options (validateTrustedOperators), then
+    one account per preloaded account JWT, named by its public key, with the JetStream limits,
+    account limits, exports and imports its claims give (imports no export covers are dropped,
+    as nats-server marks them invalid; exports that require an activation token stay private)."""
+    from jsedge.jwt import JWTError, decode
+
+    top = reader.top
+    if "system_account" not in top:
+        # neither the config nor the operator names one: nats-server runs without a system account
+        top["no_system_account"] = True  # (the server warns at start)
+    if not top.get("resolver"):
+        reader.errors.append("operators require an account resolver to be configured")
+    if reader.accounts:
+        reader.errors.append("operators do not allow Accounts to be configured directly")
+    auth = reader.sections["auth"]
+    if auth.get("users") or auth.get("user"):
+        reader.errors.append("operators do not allow users to be configured directly")
+    claims_by_key: dict[str, dict[str, Any]] = {}
+    for key, token in top.get("resolver_preload", ()):
+        try:
+            claims = decode(token, "account")
+        except JWTError:
+            continue
+        if claims.get("sub") == key:
+            claims_by_key[key] = claims
+    accounts = []
+    exported: dict[str, list[ExportConfig]] = {}
+    for key, claims in claims_by_key.items():
+        nats = claims.get("nats") or {}
+        exports = []
+        for entry in nats.get("exports") or ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("subject"), str):
+                continue
+            kind = "service" if entry.get("type") == "service" else "stream"
+            response = str(entry.get("response_type") or "Singleton").lower()
+            threshold = entry.get("response_threshold")
+            exports.append(
+                ExportConfig(
+                    kind=kind,
+                    subject=entry["subject"],
+                    accounts=("\0",) if entry.get("token_req") else (),  # nobody without a token
+                    response_type={"stream": "stream", "chunked": "chunked"}.get(response, "singleton"),
+                    response_threshold=float(threshold) / 1e9
+                    if isinstance(threshold, int) and threshold > 0
+                    else 120.0,
+                )
+            )
+        exported[key] = exports
+    for key, claims in claims_by_key.items():
+        nats = claims.get("nats") or {}
+        limits = nats.get("limits") or {}
+        js_fields = ("mem_storage", "disk_storage", "streams", "consumer", "max_ack_pending")
+        jetstream = any(limits.get(name) for name in js_fields) or bool(nats.get("tiered_limits"))
+        js_limits = None
+        if jetstream:
+            js_limits = AccountJetStreamConfig(
+                max_memory=int(limits.get("mem_storage", -1) or -1),
+                max_store=int(limits.get("disk_storage", -1) or -1),
+                max_streams=int(limits.get("streams", -1) or -1),
+                max_consumers=int(limits.get("consumer", -1) or -1),
+                max_ack_pending=int(limits.get("max_ack_pending", -1) or -1),
+            )
+        imports = []
+        for entry in nats.get("imports") or ():
+            if not isinstance(entry, dict) or not isinstance(entry.get("subject"), str):
+                continue
+            kind = "service" if entry.get("type") == "service" else "stream"
+            origin = str(entry.get("account") or "")
+            local = str(entry.get("local_subject") or "")
+            legacy_to = str(entry.get("to") or "")
+            if kind == "stream":
+                item = ImportConfig(kind=kind, account=origin, subject=entry["subject"], to=local, prefix=legacy_to)
+            else:
+                item = ImportConfig(kind=kind, account=origin, subject=entry["subject"], to=local or legacy_to)
+            if _import_covered(item, key, exported.get(origin)):
+                imports.append(item)
+        accounts.append(
+            AccountConfig(
+                name=key,
+                jetstream=jetstream,
+                jetstream_limits=js_limits,
+                limits=AccountLimits(
+                    max_connections=int(limits.get("conn", -1)),
+                    max_subscriptions=int(limits.get("subs", -1)),
+                    max_payload=int(limits.get("payload", -1)),
+                    max_leafnodes=int(limits.get("leaf", -1)),
+                ),
+                exports=tuple(exported[key]),
+                imports=tuple(imports),
+            )
+        )
+    return accounts
+
+
+def _import_covered(entry: ImportConfig, importer: str, exports: list[ExportConfig] | None) -> bool:
+    from jsedge.subjects import subject_is_subset, valid_subject
+
+    wanted = entry.subject.encode()
+    return valid_subject(wanted) and any(
+        export.kind == entry.kind
+        and (not export.accounts or importer in export.accounts)
+        and subject_is_subset(wanted, export.subject.encode())
+        for export in exports or ()
+    )
+
+
 def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
     sections = reader.sections
+    if reader.top.get("operators"):
+        reader.accounts = reader.accounts + _operator_accounts(reader)
     auth = dict(sections["auth"])
     if "users" in auth:
         auth["users"] = tuple(auth["users"])

@@ -429,7 +429,10 @@ class Server:
             log.error(f"Compiled twin {name!r} is missing ({why}); running the pure-Python twin")
         if self.config.config_file:
             log.info(f"Using configuration file: {self.config.config_file} ({self.config.config_digest})")
-        log.debug(f'Created system account: "{self.config.system_account or "$SYS"}"')
+        if self.config.operators and self.config.no_system_account:
+            log.warn("Trusted Operators should utilize a System Account")
+        else:
+            log.debug(f'Created system account: "{self.config.system_account or "$SYS"}"')
         plain = [self.config.auth.password, *(u.password for u in self.config.auth.users)]
         plain += [u.password for account in self.config.accounts for u in account.users]
         if any(p and not is_bcrypt(p) for p in plain):
@@ -710,7 +713,7 @@ class Server:
             client.max_pending = new.limits.max_pending
             client.trace = logging.trace
             if client.connect_seen:
-                result = self.auth.authenticate(client.opts, nonce=client.nonce)
+                result = self.auth.authenticate(client.opts, nonce=client.nonce, host=client.remote_host or "")
                 if result is None:
                     client.auth_violation()
                     continue

@@ -213,7 +213,16 @@ def _queue_in_deny(queue: bytes, pattern: bytes) -> bool:
 class User:
     """A configured identity: name (or token holder), secret, account, permissions."""
 
-    __slots__ = ("name", "secret", "account", "permissions", "allowed_connection_types", "raw_permissions")
+    __slots__ = (
+        "name",
+        "secret",
+        "account",
+        "permissions",
+        "allowed_connection_types",
+        "raw_permissions",
+        "expires",
+        "jwt",
+    )
 
     def __init__(
         self,
@@ -230,6 +239,9 @@ class User:
         self.permissions = permissions
         self.allowed_connection_types = allowed_connection_types
         self.raw_permissions = raw_permissions
+        #: Operator mode: when the user's JWT expires (epoch seconds; 0 = never), and its claims.
+        self.expires = 0.0
+        self.jwt: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # never the secret
         return f"User(name={self.name!r}, account={self.account!r})"
@@ -258,7 +270,7 @@ class Authenticator:
     is refused.
     """
 
-    __slots__ = ("token", "single_user", "users", "nkeys", "no_auth_user")
+    __slots__ = ("token", "single_user", "users", "nkeys", "no_auth_user", "trust")
 
     def __init__(
         self,
@@ -275,10 +287,17 @@ class Authenticator:
         #: (`sig`, base64url; ed25519 checked by `verify_nkey_signature`)
         self.nkeys: dict[str, User] = {} if nkeys is None else nkeys
         self.no_auth_user = no_auth_user
+        #: Operator mode (jsedge.routing.jwtauth.Trust): every client presents a user JWT.
+        self.trust: Any = None
 
     @property
     def required(self) -> bool:
-        return bool(self.token or self.single_user or self.users or self.nkeys)
+        return bool(self.token or self.single_user or self.users or self.nkeys or self.trust)
+
+    @property
+    def wants_nonce(self) -> bool:
+        """The INFO carries a nonce to sign (nkey users or operator mode)."""
+        return bool(self.nkeys or self.trust)
 
     @property
     def info_auth_required(self) -> bool:
@@ -298,6 +317,23 @@ class Authenticator:
         for account in config.accounts:
             for user in account.users:
                 auth_obj._add(user, account.name, default_perms)
+        if getattr(config, "operators", ()):
+            from jsedge.jwt import JWTError, decode
+            from jsedge.routing.jwtauth import Trust
+
+            operators = []
+            for token in config.operators:
+                try:
+                    operators.append(decode(token, "operator"))
+                except JWTError:
+                    continue
+            accounts = {}
+            for key, token in config.resolver_preload:
+                try:
+                    accounts[key] = decode(token, "account")
+                except JWTError:
+                    continue
+            auth_obj.trust = Trust(operators, accounts)
         return auth_obj
 
     def _add(self, user: Any, account: str, default_perms: Any) -> None:
@@ -316,12 +352,15 @@ class Authenticator:
             self.users[user.user] = entry
 
     def authenticate(
-        self, opts: dict[str, Any], connection_type: str = "STANDARD", nonce: str = ""
+        self, opts: dict[str, Any], connection_type: str = "STANDARD", nonce: str = "", host: str = ""
     ) -> AuthResult | None:
         """The identity for a CONNECT's options (`nonce`: the one its INFO carried, which an nkey
-        user signs), or None (Authorization Violation)."""
+        or JWT user signs; `host`: the client's address, for a JWT's `src`), or None
+        (Authorization Violation)."""
         if not self.required:
             return AuthResult(None, "$G")
+        if self.trust is not None:
+            return self._authenticate_jwt(opts, connection_type, nonce, host)
         given_user = _text(opts.get("user"))
         given_pass = _text(opts.get("pass"))
         given_token = _text(opts.get("auth_token"))
@@ -361,6 +400,20 @@ class Authenticator:
             if given_user == self.single_user.name and secret_matches(self.single_user.secret, given_pass):
                 return AuthResult(self.single_user, "$G")
         return None
+
+    def _authenticate_jwt(self, opts: dict[str, Any], connection_type: str, nonce: str, host: str) -> AuthResult | None:
+        from jsedge.routing.jwtauth import user_permissions
+
+        found = self.trust.authenticate(opts, nonce, connection_type, host)
+        if found is None:
+            return None
+        claims, account = found
+        perms = user_permissions(claims, account)
+        user = User(claims["sub"], "", account["sub"], Permissions(perms) if perms else None, (), perms)
+        expires = claims.get("exp")
+        user.expires = float(expires) if isinstance(expires, (int, float)) and expires > 0 else 0.0
+        user.jwt = claims
+        return AuthResult(user, account["sub"])
 
 
 def _text(value: Any) -> str:

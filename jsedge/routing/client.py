@@ -118,6 +118,8 @@ def _auth_error_text(opts: dict[str, Any]) -> str:
         return f'authentication error - Nkey "{nkey}"'
     if user:
         return f'authentication error - User "{user}"'
+    if opts.get("jwt"):
+        return 'authentication error - JWT User ""'
     if token:
         return 'authentication error - Token "[REDACTED]"'
     return "authentication error"
@@ -182,7 +184,7 @@ class ClientConnection(Connection):
         self.responses: dict[bytes, ResponseGrant] = {}
         self.info_sent_at = time.monotonic()
         #: The INFO nonce an nkey user signs (nats-server sends one whenever nkey users exist).
-        self.nonce = _make_nonce() if server.auth.nkeys else ""
+        self.nonce = _make_nonce() if server.auth.wants_nonce else ""
         if self.authorized and server.auth.no_auth_user:
             anonymous = server.auth.authenticate({})
             if anonymous is not None:
@@ -284,6 +286,11 @@ class ClientConnection(Connection):
         self.auth_violation()
         return False
 
+    def _auth_expired(self) -> None:
+        self.auth_handle = None
+        self.send_err(errors.AUTH_EXPIRED)
+        self.close(ClosedReason.AUTHENTICATION_EXPIRED)
+
     def auth_violation(self) -> None:
         self.send_err(errors.AUTH_VIOLATION)
         self.close(ClosedReason.AUTHENTICATION_VIOLATION)
@@ -320,7 +327,7 @@ class ClientConnection(Connection):
         if opts.get("account") or opts.get("new_account"):
             self.auth_violation()
             return
-        result = server.auth.authenticate(opts, nonce=self.nonce)
+        result = server.auth.authenticate(opts, nonce=self.nonce, host=self.remote_host or "")
         if result is None:
             if first:
                 self.connect_seen = False  # (nats-server names a client's version and account once it is in)
@@ -346,6 +353,10 @@ class ClientConnection(Connection):
             self._rebind_account(result)
         else:
             self._bind(result)
+        expires = result.user.expires if result.user is not None else 0.0
+        if expires:
+            # a JWT user is disconnected when its JWT expires, as nats-server does
+            self.auth_handle = self.loop.call_later(max(0.0, expires - time.time()), self._auth_expired)
         if not self.announced and server.events is not None:
             self.announced = True
             server.events.client_connected(self)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from jsedge.config import ConfigError, load_config
+from tests.natsjwt import operator_with_user
 
 pytestmark = [
     pytest.mark.compat,
@@ -22,6 +23,8 @@ pytestmark = [
 ]
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+_OPERATOR = operator_with_user()
+_OPERATOR_LINE = f"operator: {_OPERATOR.operator_jwt}\n"
 
 #: (name, text). Each is accepted or rejected by both servers with the same first message line.
 CASES = [
@@ -154,13 +157,14 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
     ("imports-not-array", "accounts {\n A { imports: {x: 1} }\n}\n"),
     ("import-no-subject", "accounts {\n A {}\n B { imports: [ {service: {account: A}} ] }\n}\n"),
     (
-        "import-prefix-and-to",
-        "accounts {\n A { exports: [ {stream: ev} ] }\n B { imports: [ {stream: {account: A, subject: ev}, prefix: p, to: q} ] }\n}\n",
-    ),
-    (
         "import-duplicate-service",
         "accounts {\n A { exports: [ {service: svc} ] }\n B { imports: [ {service: {account: A, subject: svc}}, {service: {account: A, subject: svc}} ] }\n}\n",
     ),
+    ("operator-memory", _OPERATOR.server_config()),
+    ("operator-missing-file", "operator: /nope/op.jwt\nresolver: MEMORY\n"),
+    ("operator-bad-preload", _OPERATOR_LINE + "resolver: MEMORY\nresolver_preload: {\n  AXX: notajwt\n}\n"),
+    ("operator-bad-resolver", _OPERATOR_LINE + "resolver: WEIRD\n"),
+    ("operator-resolver-map", _OPERATOR_LINE + "resolver: { type: mem }\n"),
     ("export-threshold-bad", "accounts {\n A { exports: [ {service: svc, threshold: soon} ] }\n}\n"),
 ]
 
@@ -171,6 +175,11 @@ DIVERGENCES = [
     ("grace-over-duration", 'lame_duck_duration: "40s", lame_duck_grace_period: "50s"\n', "lame duck grace period"),
     # Recognised by nats-server, not implemented by jsedge.
     ("websocket", "websocket { port: 8080, no_tls: true }\n", "not supported by jsedge"),
+    ("resolver-full", _OPERATOR_LINE + 'resolver: { type: full, dir: "/tmp" }\n', "not supported by jsedge"),
+    ("resolver-url", _OPERATOR_LINE + 'resolver: URL("http://localhost:9090/jwt/v1/accounts/")\n', "not supported"),
+    # nats-server refuses these when it starts, not with -t; jsedge always
+    ("operator-no-resolver", _OPERATOR_LINE, "operators require an account resolver"),
+    ("operator-and-accounts", _OPERATOR.server_config() + "accounts { X {} }\n", "do not allow Accounts"),
 ]
 
 

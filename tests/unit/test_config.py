@@ -559,3 +559,14 @@ def test_diff_for_reload(tmp_path: Path) -> None:
         "config reload not supported for listen.port: old=4222, new=5222",
         "config reload not supported for jetstream.store_dir: old=, new=/d",
     ]
+
+
+def test_stream_import_with_prefix_and_to_is_refused(tmp_path):
+    """nats-server refuses it only when its (random) map order reads `to` after the stream and
+    its prefix; jsedge reads in document order and refuses it then."""
+    text = (
+        "accounts {\n A { exports: [ {stream: ev} ] }\n"
+        " B { imports: [ {stream: {account: A, subject: ev}, prefix: p, to: q} ] }\n}\n"
+    )
+    with pytest.raises(ConfigError, match="Stream import can not have a 'prefix' and a 'to' property"):
+        load_text(tmp_path, text)

@@ -1,0 +1,155 @@
+"""Operator mode (layer 2): NATS JWTs, trusted operators, accounts from a resolver, JWT users.
+
+The JWTs themselves are decoded and verified by jsedge.jwt (layer 0).
+
+The trust chain, checked as nats-server checks it when a client CONNECTs with `jwt` and `sig`:
+the user JWT decodes, its signature is its issuer's, it is not expired nor not yet valid; its
+account (`nats.issuer_account` when a signing key issued it, else `iss`) is one the resolver knows,
+whose JWT a trusted operator (or one of the operator's `signing_keys`) issued and which has not
+expired; the user's issuer is the account or one of its `signing_keys`; bearer tokens skip the
+nonce signature unless the account forbids them (`disallow_bearer`); allowed connection types;
+the CONNECT's `sig` is the user key's signature of the INFO nonce; the account has not revoked
+the user (`revocations`: issued at or before the revocation time, or `*` for all); `src` networks.
+Any failure is an Authorization Violation. The user's `pub`/`sub`/`resp` become its permissions
+(else the account's `default_permissions`); the connection closes when the JWT expires.
+
+The resolver here is `MEMORY` with `resolver_preload` (account JWTs fixed by the config); the
+full and cache directory resolvers and `$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE` are not built. Scoped
+signing keys (templates) are refused like an unknown issuer, connect time windows (`times`) are
+not enforced.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from typing import Any
+
+from jsedge.jwt import JWTError, decode, time_valid, verify_signature
+
+
+def _signing_keys(nats: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(plain signing keys, scoped ones) of an operator's or account's claims."""
+    plain: set[str] = set()
+    scoped: set[str] = set()
+    for entry in nats.get("signing_keys") or ():
+        if isinstance(entry, str):
+            plain.add(entry)
+        elif isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            scoped.add(entry["key"])
+    return plain, scoped
+
+
+class Trust:
+    """The trusted operators and the accounts the resolver knows (public key -> claims)."""
+
+    def __init__(self, operators: list[dict[str, Any]], accounts: dict[str, dict[str, Any]]) -> None:
+        self.operator_keys: set[str] = set()
+        for claims in operators:
+            self.operator_keys.add(claims["sub"])
+            self.operator_keys |= _signing_keys(claims.get("nats") or {})[0]
+        self.accounts = accounts
+
+    def account(self, key: str) -> dict[str, Any] | None:
+        claims = self.accounts.get(key)
+        if claims is None or claims.get("iss") not in self.operator_keys:
+            return None
+        return claims
+
+    def authenticate(
+        self, opts: dict[str, Any], nonce: str, connection_type: str, host: str
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(user claims, account claims) for a CONNECT, or None (Authorization Violation)."""
+        token = opts.get("jwt")
+        if not isinstance(token, str) or not token:
+            return None
+        try:
+            user = decode(token, "user")
+        except JWTError:
+            return None
+        if not time_valid(user):
+            return None
+        nats = user.get("nats") or {}
+        issuer = nats.get("issuer_account") or user["iss"]
+        account = self.account(issuer)
+        if account is None or not time_valid(account):
+            return None
+        account_nats = account.get("nats") or {}
+        plain, _scoped = _signing_keys(account_nats)
+        if user["iss"] != account["sub"] and user["iss"] not in plain:
+            return None  # (scoped signing keys and their templates are not supported)
+        bearer = bool(nats.get("bearer_token"))
+        if bearer and (account_nats.get("limits") or {}).get("disallow_bearer"):
+            return None
+        allowed = {str(t).upper() for t in nats.get("allowed_connection_types") or ()}
+        if allowed and connection_type not in allowed:
+            return None
+        if not bearer:
+            signature = opts.get("sig")
+            if not isinstance(signature, str) or not signature or not nonce:
+                return None
+            try:
+                raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+            except (binascii.Error, ValueError):
+                try:
+                    raw = base64.b64decode(signature, validate=True)
+                except (binascii.Error, ValueError):
+                    return None
+            if not verify_signature(user["sub"], "U", nonce.encode(), raw):
+                return None
+        revocations = account_nats.get("revocations") or {}
+        issued = user.get("iat") or 0
+        for key in (user["sub"], "*"):
+            revoked_at = revocations.get(key)
+            if isinstance(revoked_at, (int, float)) and issued <= revoked_at:
+                return None
+        if not _source_allowed(nats.get("src"), host):
+            return None
+        return user, account
+
+
+def _source_allowed(src: Any, host: str) -> bool:
+    if not src:
+        return True
+    entries = src if isinstance(src, list) else str(src).split(",")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    for entry in entries:
+        try:
+            if address in ipaddress.ip_network(str(entry).strip(), strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def user_permissions(user: dict[str, Any], account: dict[str, Any]) -> Any:
+    """The config-shaped Permissions of a JWT user (None: unrestricted), as nats-server's
+    buildInternalNkeyUser makes them, else the account's `default_permissions`."""
+    from jsedge.config import Permissions, ResponsePermission, SubjectPermission
+
+    def side(claims: dict[str, Any], name: str) -> SubjectPermission | None:
+        block = claims.get(name) or {}
+        allow = tuple(str(s) for s in block.get("allow") or ())
+        deny = tuple(str(s) for s in block.get("deny") or ())
+        return SubjectPermission(allow=allow, deny=deny) if allow or deny else None
+
+    def build(claims: dict[str, Any]) -> Any:
+        publish, subscribe = side(claims, "pub"), side(claims, "sub")
+        resp = claims.get("resp")
+        responses = None
+        if isinstance(resp, dict):
+            max_msgs = int(resp.get("max") or 0)
+            ttl = float(resp.get("ttl") or 0) / 1e9
+            responses = ResponsePermission(max_msgs=max_msgs or 1, expires=ttl or 120.0)
+        if publish is None and subscribe is None and responses is None:
+            return None
+        return Permissions(publish=publish, subscribe=subscribe, allow_responses=responses)
+
+    own = build(user.get("nats") or {})
+    if own is not None:
+        return own
+    return build((account.get("nats") or {}).get("default_permissions") or {})

@@ -1,0 +1,275 @@
+"""Operator mode against nats-server 2.15.1: `operator`, `resolver: MEMORY`, `resolver_preload` and
+a system account named by the operator; user JWTs accepted and refused for the same reasons (wrong
+signature, no signature, expired, not yet valid, revoked, bearer, unknown or untrusted account,
+signing keys), the user's permissions, its disconnection when its JWT expires, JetStream enabled
+by the account JWT, and exports/imports between JWT accounts. Raw sockets for the CONNECT
+outcomes (byte-exact answers), nats-py for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+import nkeys
+import pytest
+from nats.errors import TimeoutError as NatsTimeout
+
+from tests.helpers import RawClient, ServerProcess, assert_same_lines
+from tests.natsjwt import UNLIMITED_ACCOUNT, Key, encode, new_key
+
+pytestmark = [pytest.mark.compat, pytest.mark.timeout(120)]
+
+JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+
+
+class World:
+    """An operator, its system account, accounts A (JetStream, a signing key, a revocation,
+    exports) and B (imports), an account nobody preloaded, and users of every kind."""
+
+    def __init__(self) -> None:
+        now = int(time.time())
+        self.operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+        self.stranger = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+        self.system = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.a = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.b = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.unknown = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.untrusted = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.signer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.revoked = new_key(nkeys.PREFIX_BYTE_USER)
+        self.operator_jwt = encode(
+            {
+                "sub": self.operator.public,
+                "name": "O",
+                "nats": {"type": "operator", "version": 2, "system_account": self.system.public},
+            },
+            self.operator,
+        )
+
+        def account(key: Key, name: str, signer: Key | None = None, **nats: Any) -> str:
+            body = {"type": "account", "version": 2, "limits": dict(UNLIMITED_ACCOUNT), **nats}
+            return encode({"sub": key.public, "name": name, "nats": body}, signer or self.operator)
+
+        self.accounts = {
+            self.system.public: account(self.system, "SYS"),
+            self.a.public: account(
+                self.a,
+                "A",
+                limits={**UNLIMITED_ACCOUNT, **JETSTREAM},
+                signing_keys=[self.signer.public],
+                revocations={self.revoked.public: now},
+                exports=[
+                    {"name": "ev", "subject": "ev.>", "type": "stream"},
+                    {"name": "svc", "subject": "svc.>", "type": "service"},
+                    {"name": "private", "subject": "private.>", "type": "stream", "token_req": True},
+                ],
+            ),
+            self.b.public: account(
+                self.b,
+                "B",
+                imports=[
+                    {
+                        "name": "ev",
+                        "subject": "ev.>",
+                        "account": self.a.public,
+                        "local_subject": "a.ev.>",
+                        "type": "stream",
+                    },
+                    {
+                        "name": "svc",
+                        "subject": "svc.>",
+                        "account": self.a.public,
+                        "local_subject": "a.svc.>",
+                        "type": "service",
+                    },
+                    {"name": "private", "subject": "private.>", "account": self.a.public, "type": "stream"},
+                ],
+            ),
+            self.untrusted.public: account(self.untrusted, "U", signer=self.stranger),
+        }
+        self.now = now
+
+    def config(self) -> str:
+        preload = "\n".join(f"  {key}: {token}" for key, token in self.accounts.items())
+        return f"operator: {self.operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n"
+
+    def user(self, account: Key, signer: Key | None = None, key: Key | None = None, **claims: Any) -> tuple[str, Key]:
+        """(user JWT, user key) of `account`, issued by `signer` (a signing key) or the account."""
+        key = key or new_key(nkeys.PREFIX_BYTE_USER)
+        nats_claims: dict[str, Any] = {"type": "user", "version": 2, "subs": -1, "data": -1, "payload": -1}
+        nats_claims.update(claims.pop("nats", {}))
+        if signer is not None:
+            nats_claims["issuer_account"] = account.public
+        body = {"sub": key.public, "name": "u", "nats": nats_claims, **claims}
+        return encode(body, signer or account), key
+
+
+def _sign(key: Key, nonce: str) -> str:
+    return base64.urlsafe_b64encode(key.sign(nonce.encode())).rstrip(b"=").decode()
+
+
+def _attempt(server: ServerProcess, token: str | None, key: Key | None, sign: bool = True) -> str:
+    """The server's answer to a CONNECT with this JWT (signed with `key` unless not `sign`)."""
+    with RawClient(server) as client:
+        info = client.read_info()
+        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "protocol": 1, "headers": True}
+        if token is not None:
+            opts["jwt"] = token
+        if sign and key is not None:
+            opts["sig"] = _sign(key, info.get("nonce", ""))
+        client.send(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
+        answer = client.read_line().decode().strip()
+        return f"nonce={bool(info.get('nonce'))} auth_required={info.get('auth_required')} -> {answer}"
+
+
+def _script(server: ServerProcess, world: World) -> list[str]:
+    out = []
+    good, good_key = world.user(world.a)
+    cases: list[tuple[str, str | None, Key | None, bool]] = [
+        ("good", good, good_key, True),
+        ("no jwt", None, None, True),
+        ("no signature", good, good_key, False),
+        ("wrong key", good, new_key(nkeys.PREFIX_BYTE_USER), True),
+        ("garbage jwt", "eyJhbGciOi.not.a-jwt", good_key, True),
+    ]
+    expired, key = world.user(world.a, exp=world.now - 10)
+    cases.append(("expired", expired, key, True))
+    early, key = world.user(world.a, nbf=world.now + 3600)
+    cases.append(("not yet valid", early, key, True))
+    revoked, key = world.user(world.a, key=world.revoked, iat=world.now - 60)
+    cases.append(("revoked", revoked, key, True))
+    reissued, key = world.user(world.a, key=world.revoked, iat=world.now + 5)
+    cases.append(("issued after its revocation", reissued, key, True))
+    bearer, key = world.user(world.a, nats={"bearer_token": True})
+    cases.append(("bearer without signature", bearer, key, False))
+    signed, key = world.user(world.a, signer=world.signer)
+    cases.append(("by a signing key", signed, key, True))
+    stranger_signed, key = world.user(world.a, signer=new_key(nkeys.PREFIX_BYTE_ACCOUNT))
+    cases.append(("by an unknown signing key", stranger_signed, key, True))
+    unknown, key = world.user(world.unknown)
+    cases.append(("account not preloaded", unknown, key, True))
+    untrusted, key = world.user(world.untrusted)
+    cases.append(("account of another operator", untrusted, key, True))
+    leaf_only, key = world.user(world.a, nats={"allowed_connection_types": ["LEAFNODE"]})
+    cases.append(("leaf connections only", leaf_only, key, True))
+    elsewhere, key = world.user(world.a, nats={"src": ["10.99.0.0/16"]})
+    cases.append(("from another network", elsewhere, key, True))
+    here, key = world.user(world.a, nats={"src": ["127.0.0.0/8"]})
+    cases.append(("from this network", here, key, True))
+    for name, token, user_key, sign in cases:
+        out.append(f"{name}: {_attempt(server, token, user_key, sign)}")
+    # a JWT that expires while connected: the server says so and closes the connection
+    token, key = world.user(world.a, exp=int(time.time()) + 2)
+    with RawClient(server, timeout=10) as client:
+        info = client.read_info()
+        opts = {"verbose": False, "protocol": 1, "jwt": token, "sig": _sign(key, info["nonce"])}
+        client.send(b"CONNECT " + json.dumps(opts).encode() + b"\r\nPING\r\n")
+        lines = [client.read_line().decode().strip()]
+        while not lines[-1].startswith("-ERR"):
+            line = client.read_line().decode().strip()
+            if line == "PING":
+                client.send(b"PONG\r\n")
+            elif line.startswith("INFO "):  # the connect_info INFO (ids, and nats-server's xkey, differ)
+                document = json.loads(line[5:])
+                lines.append(f"INFO connect_info {document.get('remote_account') == world.a.public}")
+            else:
+                lines.append(line)
+        out.append(f"at expiry: {lines}")
+    return out
+
+
+async def _behaviour(server: ServerProcess, world: World, directory: Path) -> list[str]:
+    out: list[str] = []
+
+    def creds(token: str, key: Key) -> str:
+        path = directory / f"{key.public[:8]}.creds"
+        path.write_text(
+            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
+        )
+        return str(path)
+
+    errors: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    a = await nats.connect(server.url, user_credentials=creds(*world.user(world.a)))
+    b = await nats.connect(server.url, user_credentials=creds(*world.user(world.b)))
+    limited_jwt = world.user(
+        world.a, nats={"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}
+    )
+    limited = await nats.connect(server.url, user_credentials=creds(*limited_jwt), error_cb=on_error)
+    soon = world.user(world.a, exp=int(time.time()) + 3)
+    closing = await nats.connect(server.url, user_credentials=creds(*soon), error_cb=on_error, allow_reconnect=False)
+    try:
+        info = await a.request("$SYS.REQ.USER.INFO", b"", timeout=2)
+        data = json.loads(info.data)["data"]
+        out.append(f"user info: account is A {data['account'] == world.a.public}, user {data['user'][:1]}")
+        account_info = json.loads((await a.request("$JS.API.INFO", b"", timeout=2)).data)
+        out.append(f"A's JetStream: {account_info.get('error') or 'enabled'}")
+        account_info = json.loads((await b.request("$JS.API.INFO", b"", timeout=2)).data)
+        out.append(f"B's JetStream: {account_info.get('error') or 'enabled'}")
+        js = a.jetstream()
+        await js.add_stream(name="S", subjects=["s.>"])
+        ack = await js.publish("s.1", b"x")
+        out.append(f"A publishes to its stream: seq {ack.seq}")
+        # exports and imports between JWT accounts
+        imported = await b.subscribe("a.ev.>")
+        private = await b.subscribe("private.>")
+
+        async def echo(msg: Any) -> None:
+            await a.publish(msg.reply, b"from A " + msg.subject.encode())
+
+        await a.subscribe("svc.>", cb=echo)
+        await a.flush()
+        await b.flush()
+        await a.publish("ev.1", b"event")
+        await a.publish("private.1", b"secret")
+        await a.flush()
+        for name, sub in (("imported", imported), ("private (token required)", private)):
+            try:
+                msg = await sub.next_msg(0.5)
+                out.append(f"{name}: {msg.subject} {msg.data.decode()}")
+            except NatsTimeout:
+                out.append(f"{name}: nothing")
+        reply = await b.request("a.svc.x", b"", timeout=2)
+        out.append(f"service import: {reply.data.decode()}")
+        # the limited user's permissions
+        await limited.subscribe("allowed.x")
+        await limited.publish("allowed.x", b"")
+        await limited.publish("forbidden", b"")
+        await limited.subscribe("forbidden")
+        await limited.flush()
+        await asyncio.sleep(0.3)
+        out += sorted(errors)
+        errors.clear()
+        # the JWT that expires: the connection is closed with nats-server's error
+        deadline = time.monotonic() + 10
+        while not closing.is_closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        out.append(f"expiring user closed: {closing.is_closed}, errors {errors}")
+    finally:
+        for conn in (a, b, limited, closing):
+            await conn.close()
+    return out
+
+
+def test_operator_mode_as_nats_server(tmp_path: Path) -> None:
+    world = World()
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        config = world.config() + f'jetstream {{ store_dir: "{directory}" }}\n'
+        with ServerProcess(kind, config=config) as server:
+            lines = _script(server, world)
+            lines += asyncio.run(_behaviour(server, world, directory))
+            results.append(lines)
+    assert_same_lines(results[0], results[1])
+    assert len(results[0]) == len(results[1])
