@@ -460,6 +460,9 @@ class ServerConfig:
     operators: tuple[str, ...] = ()
     resolver: str = ""
     resolver_preload: tuple[tuple[str, str], ...] = ()
+    #: The full resolver's directory (`<public key>.jwt` files) and whether it takes deletions.
+    resolver_dir: str = ""
+    resolver_allow_delete: bool = False
     no_system_account: bool = False
     no_auth_user: str = ""
     disable_sublist_cache: bool = False
@@ -1214,10 +1217,23 @@ class _FileReader:
             resolver_type = entries.get("type")
             if resolver_type is not None and isinstance(resolver_type.value, str):
                 kind = resolver_type.value.upper()
-            if kind in ("FULL", "CACHE"):
-                self.error(item, f"resolver type {kind} is recognised by nats-server but not supported by jsedge")
+            if kind == "CACHE":
+                self.error(item, "resolver type CACHE is recognised by nats-server but not supported by jsedge")
                 return
-            kind = "MEMORY" if kind in ("MEM", "MEMORY") else ""
+            if kind == "FULL":
+                directory = entries.get("dir")
+                path = directory.value if directory is not None and isinstance(directory.value, str) else ""
+                if not path:
+                    self.error(item, "dir has no value and needs to point to a directory")
+                    self.error(item, "mkdir : no such file or directory")  # (nats-server then tries "")
+                    return
+                if os.path.exists(path) and (not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK)):
+                    self.error(item, "dir needs to point to an accessible directory")
+                    return
+                self.top["resolver_dir"] = path
+                allow = entries.get("allow_delete")
+                self.top["resolver_allow_delete"] = bool(allow is not None and allow.value is True)
+            kind = kind if kind == "FULL" else ("MEMORY" if kind in ("MEM", "MEMORY") else "")
         else:
             self.error(item, f"error parsing operator resolver, wrong type {_go_type(value)}")
             return
@@ -1943,11 +1959,7 @@ def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) ->
 
 def _operator_accounts(reader: _FileReader) -> list[AccountConfig]:
     """Operator mode: the checks nats-server makes of the options (validateTrustedOperators), then
-    one account per preloaded account JWT, named by its public key, with the JetStream limits,
-    account limits, exports and imports its claims give (imports no export covers are dropped,
-    as nats-server marks them invalid; exports that require an activation token stay private)."""
-    from jsedge.jwt import JWTError, decode
-
+    the accounts of the resolver's JWTs (`accounts_from_jwts`)."""
     top = reader.top
     if "system_account" not in top:
         # neither the config nor the operator names one: nats-server runs without a system account
@@ -1959,8 +1971,53 @@ def _operator_accounts(reader: _FileReader) -> list[AccountConfig]:
     auth = reader.sections["auth"]
     if auth.get("users") or auth.get("user"):
         reader.errors.append("operators do not allow users to be configured directly")
+    return accounts_from_jwts(resolver_jwts(top.get("resolver_preload", ()), top.get("resolver_dir", "")))
+
+
+def config_with(config: ServerConfig, **changes: Any) -> ServerConfig:
+    """A copy of `config` with some fields changed (records are frozen)."""
+    values = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
+    values.update(changes)
+    return ServerConfig(**values)
+
+
+def resolver_jwts(preload: Sequence[tuple[str, str]], directory: str) -> list[tuple[str, str]]:
+    """The account JWTs the resolver starts with: `resolver_preload`, and for a full resolver
+    the `<public key>.jwt` files of its directory (the newer by `iat` wins, as nats-server keeps)."""
+    from jsedge.jwt import JWTError, decode
+
+    found: dict[str, tuple[int, str]] = {}
+
+    def offer(key: str, token: str) -> None:
+        try:
+            issued = int(decode(token, "account").get("iat") or 0)
+        except (JWTError, TypeError, ValueError):
+            return
+        if key not in found or issued >= found[key][0]:
+            found[key] = (issued, token)
+
+    for key, token in preload:
+        offer(key, token)
+    if directory and os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            if name.endswith(".jwt"):
+                try:
+                    with open(os.path.join(directory, name), encoding="utf-8") as handle:
+                        offer(name[:-4], handle.read().strip())
+                except OSError:
+                    continue
+    return [(key, token) for key, (_issued, token) in found.items()]
+
+
+def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
+    """One account per account JWT (public key, JWT), named by its public key, with the JetStream
+    limits, account limits, exports and imports its claims give (imports no export covers are
+    dropped, as nats-server marks them invalid; exports that need an activation token stay
+    private)."""
+    from jsedge.jwt import JWTError, decode
+
     claims_by_key: dict[str, dict[str, Any]] = {}
-    for key, token in top.get("resolver_preload", ()):
+    for key, token in jwts:
         try:
             claims = decode(token, "account")
         except JWTError:

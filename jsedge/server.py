@@ -83,6 +83,7 @@ class Server:
         #: The system account's `$SYS.REQ` services (jsedge.events.Events), when it exists.
         self.events: Any = None
         self.imports: Any = None
+        self.resolver: Any = None
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -470,6 +471,11 @@ class Server:
 
             self.events = Events(self, system)
             self.events.start()
+            if config.resolver == "FULL" and config.resolver_dir:
+                from jsedge.resolver import DirResolver
+
+                self.resolver = DirResolver(self, system)
+                self.resolver.start()
         self.wire_imports()
         ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
         handshake_timeout = config.tls.timeout if ssl_context is not None else None
@@ -692,6 +698,14 @@ class Server:
                 self.logger.error(line)
             self.logger.error("Failed to reload server configuration: changes need a restart")
             return
+        self.apply_config(new)
+        for line in changed:
+            self.logger.info(f"Reloaded: {line}")
+        self.logger.info(f"Reloaded server configuration ({new.config_digest})")
+
+    def apply_config(self, new: Any) -> None:
+        """Take a changed configuration (a reload, or an account JWT a resolver was sent): accounts,
+        auth, imports, JetStream for accounts that gain it; every client checked again."""
         self.config = new
         self.config_load_time = time.time()
         logging = new.logging
@@ -724,9 +738,8 @@ class Server:
             client._update_fast_pub()
         if self.pending:
             flush_pending(self.pending)
-        for line in changed:
-            self.logger.info(f"Reloaded: {line}")
-        self.logger.info(f"Reloaded server configuration ({new.config_digest})")
+        if self.jetstream is not None and not self.jetstream.clustered:
+            self.jetstream.enable_new_accounts()
 
 
 def install_event_loop_policy() -> str:

@@ -507,6 +507,23 @@ class JetStream:
             self.api.start()  # the composition root (server.py) attached it before start()
         log.info(f"Took {go_duration_text(time.monotonic() - began)} to start JetStream")
 
+    def enable_new_accounts(self) -> None:
+        """After a reload or an account JWT update: JetStream for the accounts that now have it
+        (a single server; a cluster's meta group learns accounts at start)."""
+        if not self.started:
+            return
+        added = False
+        for account, limits in self._enabled_accounts():
+            if account.name in self.accounts:
+                continue
+            jsa = AccountJetStream(self, account, limits)
+            self.accounts[account.name] = jsa
+            jsa.recover()
+            added = True
+        if added and self.api is not None:
+            self.api.stop()
+            self.api.start()
+
     def notify_shutdown(self) -> None:
         """Before the clients are closed: waiting pull requests hear that the server goes away."""
         for jsa in self.accounts.values():

@@ -13,8 +13,8 @@ the user (`revocations`: issued at or before the revocation time, or `*` for all
 Any failure is an Authorization Violation. The user's `pub`/`sub`/`resp` become its permissions
 (else the account's `default_permissions`); the connection closes when the JWT expires.
 
-The resolver here is `MEMORY` with `resolver_preload` (account JWTs fixed by the config); the
-full and cache directory resolvers and `$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE` are not built. Scoped
+The accounts a Trust knows are the resolver's: `resolver_preload` (MEMORY) and, for the full
+resolver, the JWTs of its directory, updated at run time by jsedge.resolver. Scoped
 signing keys (templates) are refused like an unknown issuer, connect time windows (`times`) are
 not enforced.
 """

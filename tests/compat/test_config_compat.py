@@ -161,6 +161,8 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
         "accounts {\n A { exports: [ {service: svc} ] }\n B { imports: [ {service: {account: A, subject: svc}}, {service: {account: A, subject: svc}} ] }\n}\n",
     ),
     ("operator-memory", _OPERATOR.server_config()),
+    ("operator-full", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", allow_delete: false }\n'),
+    ("operator-full-no-dir", _OPERATOR_LINE + "resolver: { type: full }\n"),
     ("operator-missing-file", "operator: /nope/op.jwt\nresolver: MEMORY\n"),
     ("operator-bad-preload", _OPERATOR_LINE + "resolver: MEMORY\nresolver_preload: {\n  AXX: notajwt\n}\n"),
     ("operator-bad-resolver", _OPERATOR_LINE + "resolver: WEIRD\n"),
@@ -175,7 +177,7 @@ DIVERGENCES = [
     ("grace-over-duration", 'lame_duck_duration: "40s", lame_duck_grace_period: "50s"\n', "lame duck grace period"),
     # Recognised by nats-server, not implemented by jsedge.
     ("websocket", "websocket { port: 8080, no_tls: true }\n", "not supported by jsedge"),
-    ("resolver-full", _OPERATOR_LINE + 'resolver: { type: full, dir: "/tmp" }\n', "not supported by jsedge"),
+    ("resolver-cache", _OPERATOR_LINE + 'resolver: { type: cache, dir: "/tmp" }\n', "not supported by jsedge"),
     ("resolver-url", _OPERATOR_LINE + 'resolver: URL("http://localhost:9090/jwt/v1/accounts/")\n', "not supported"),
     # nats-server refuses these when it starts, not with -t; jsedge always
     ("operator-no-resolver", _OPERATOR_LINE, "operators require an account resolver"),

@@ -273,3 +273,95 @@ def test_operator_mode_as_nats_server(tmp_path: Path) -> None:
             results.append(lines)
     assert_same_lines(results[0], results[1])
     assert len(results[0]) == len(results[1])
+
+
+async def _full_resolver_script(server: ServerProcess, world: World, directory: Path) -> list[str]:
+    """Account JWTs pushed at run time to a full resolver: a new account (with JetStream) becomes
+    usable, a revocation disconnects a connected user, lookups and lists show the directory."""
+    out: list[str] = []
+
+    def creds(token: str, key: Key) -> str:
+        path = directory / f"{key.public[:8]}.creds"
+        path.write_text(
+            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
+        )
+        return str(path)
+
+    def answer(msg: Any) -> str:
+        document = json.loads(msg.data)
+        return json.dumps(document.get("data") or document.get("error"), sort_keys=True)
+
+    system = await nats.connect(server.url, user_credentials=creds(*world.user(world.system)))
+    victim_jwt, victim_key = world.user(world.a, iat=world.now - 30)
+    victim = await nats.connect(server.url, user_credentials=creds(victim_jwt, victim_key), allow_reconnect=False)
+    try:
+        keys = json.loads((await system.request("$SYS.REQ.CLAIMS.LIST", b"", timeout=2)).data)["data"]
+        out.append(f"listed at start: {sorted(k == world.a.public or k == world.system.public for k in keys)}")
+        newcomer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        newcomer_jwt = encode(
+            {
+                "sub": newcomer.public,
+                "name": "N",
+                "nats": {"type": "account", "version": 2, "limits": {**UNLIMITED_ACCOUNT, **JETSTREAM}},
+            },
+            world.operator,
+        )
+        user_jwt, user_key = world.user(newcomer)
+        try:
+            await nats.connect(server.url, user_credentials=creds(user_jwt, user_key), allow_reconnect=False)
+            out.append("newcomer before push: connected")
+        except Exception as exc:  # the refusal is what is compared
+            out.append(f"newcomer before push: {exc}")
+        reply = await system.request("$SYS.REQ.CLAIMS.UPDATE", newcomer_jwt.encode(), timeout=2)
+        out.append(f"push: {answer(reply)}".replace(newcomer.public, "NEW"))
+        user = await nats.connect(server.url, user_credentials=creds(user_jwt, user_key))
+        info = json.loads((await user.request("$JS.API.INFO", b"", timeout=2)).data)
+        out.append(f"newcomer's JetStream: {info.get('error') or 'enabled'}")
+        await user.close()
+        looked_up = await system.request(f"$SYS.REQ.ACCOUNT.{newcomer.public}.CLAIMS.LOOKUP", b"", timeout=2)
+        out.append(f"lookup returns the pushed JWT: {looked_up.data.decode() == newcomer_jwt}")
+        for subject, body in (
+            ("$SYS.REQ.CLAIMS.UPDATE", b"garbage"),
+            (f"$SYS.REQ.ACCOUNT.{world.b.public}.CLAIMS.UPDATE", newcomer_jwt.encode()),
+        ):
+            reply = await system.request(subject, body, timeout=2)
+            text = answer(reply).replace(newcomer.public, "NEW").replace(world.b.public, "B")
+            out.append(f"{subject.split('.')[2]} refused: {text}")
+        # A revokes the connected user: it is disconnected
+        revoked = dict(json.loads(base64.urlsafe_b64decode(world.accounts[world.a.public].split(".")[1] + "==")))
+        revoked.pop("jti", None)
+        revoked.pop("iat", None)
+        revoked["nats"]["revocations"] = {victim_key.public: world.now}
+        token = encode({k: v for k, v in revoked.items() if k != "iss"}, world.operator)
+        reply = await system.request(f"$SYS.REQ.ACCOUNT.{world.a.public}.CLAIMS.UPDATE", token.encode(), timeout=2)
+        out.append(f"revocation: {answer(reply)}".replace(world.a.public, "A"))
+        deadline = time.monotonic() + 5
+        while not victim.is_closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        out.append(f"revoked user disconnected: {victim.is_closed}")
+    finally:
+        await system.close()
+        await victim.close()
+    return out
+
+
+def test_full_resolver_updates_as_nats_server(tmp_path: Path) -> None:
+    world = World()
+    results = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        preload = "\n".join(
+            f"  {key}: {world.accounts[key]}" for key in (world.system.public, world.a.public, world.b.public)
+        )
+        config = (
+            f"operator: {world.operator_jwt}\n"
+            f'resolver: {{ type: full, dir: "{directory / "jwt"}" }}\n'
+            f"resolver_preload: {{\n{preload}\n}}\n"
+            f'jetstream {{ store_dir: "{directory / "js"}" }}\n'
+        )
+        with ServerProcess(kind, config=config) as server:
+            results.append(asyncio.run(_full_resolver_script(server, world, directory)))
+    assert_same_lines(results[0], results[1])
+    assert len(results[0]) == len(results[1])

@@ -1,0 +1,172 @@
+"""The full account resolver (layer 7): account JWTs kept in a directory and updated at run time.
+
+`resolver { type: full, dir: "./jwt", allow_delete: bool }` in operator mode. The directory holds one
+`<account public key>.jwt` per account; the server starts with them and with `resolver_preload`
+(which it writes there too, as nats-server does). In the system account it answers, as
+nats-server's DirAccResolver:
+
+* `$SYS.REQ.CLAIMS.UPDATE` (body: an account JWT) and `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` (also
+  the older `$SYS.ACCOUNT.<key>.CLAIMS.UPDATE`): the JWT is checked (decodes, signed by a trusted
+  operator key, not expired, its subject the key of the subject), stored unless the stored one is
+  newer (`iat`), and the accounts are rebuilt from the directory: an account added, its limits,
+  JetStream, exports, imports and revocations changed; connected clients are checked again (a
+  revoked user is disconnected). Answer: `{"data": {"account", "code": 200, "message": "jwt
+  updated"}}` or `{"error": {"account", "code": 500, "description"}}`, with the server block.
+* `$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP`: the stored JWT (nothing when unknown).
+* `$SYS.REQ.CLAIMS.LIST`: `{"data": [keys...]}`.
+
+`nsc push` and `nats server request` use these. Every server of a cluster subscribes, so an update
+sent to one reaches all (each answers). Not done: `$SYS.REQ.CLAIMS.DELETE`, `$SYS.REQ.CLAIMS.PACK`
+(the synchronisation of directories between servers that missed an update), the cache resolver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from jsedge.jwt import JWTError, decode, time_valid
+
+UPDATE = b"$SYS.REQ.CLAIMS.UPDATE"
+UPDATE_NEW = b"$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE"
+UPDATE_OLD = b"$SYS.ACCOUNT.*.CLAIMS.UPDATE"
+LOOKUP = b"$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"
+LIST = b"$SYS.REQ.CLAIMS.LIST"
+
+
+class DirResolver:
+    def __init__(self, server: Any, system: Any) -> None:
+        self.server = server
+        self.system = system
+        self.directory = server.config.resolver_dir
+        self.subs: list[Any] = []
+
+    def start(self) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        self.server.logger.info(f"Managing all jwt in exclusive directory {self.directory}")
+        for key, token in self.server.config.resolver_preload:
+            self._save_if_newer(key, token)
+        for subject, callback in (
+            (UPDATE, self._on_update),
+            (UPDATE_NEW, self._on_update),
+            (UPDATE_OLD, self._on_update),
+            (LOOKUP, self._on_lookup),
+            (LIST, self._on_list),
+        ):
+            self.subs.append(self.server.subscribe_internal(self.system, subject, callback))
+
+    def stop(self) -> None:
+        for sub in self.subs:
+            self.server.unsubscribe_internal(self.system, sub)
+        self.subs = []
+
+    # ------------------------------------------------------------------ the directory
+
+    def _path(self, key: str) -> str | None:
+        if not key or not key.isalnum() or not key.startswith("A"):
+            return None
+        return os.path.join(self.directory, key + ".jwt")
+
+    def load(self, key: str) -> str | None:
+        path = self._path(key)
+        if path is None:
+            return None
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError:
+            return None
+
+    def _save_if_newer(self, key: str, token: str) -> bool:
+        """Store `token` for `key` unless the stored JWT is the same or newer; True when written."""
+        path = self._path(key)
+        if path is None:
+            raise ValueError("invalid public key")
+        existing = self.load(key)
+        if existing is not None:
+            try:
+                old = decode(existing, "account")
+                new = decode(token, "account")
+            except JWTError:
+                old = new = {}
+            if old and (old.get("jti") == new.get("jti") or int(old.get("iat") or 0) > int(new.get("iat") or 0)):
+                return False
+        temporary = path + ".tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(token)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        return True
+
+    # ------------------------------------------------------------------ requests
+
+    def _respond(self, reply: bytes, account: str, message: str, error: str | None) -> None:
+        log = self.server.logger
+        if error is None:
+            log.debug(f"{message} - {account}")
+        else:
+            log.error(f"{message} - {account} - {error}")
+        if not reply:
+            return
+        events = self.server.events
+        body: dict[str, Any] = {"server": events.server_info() if events is not None else {}}
+        if error is None:
+            body["data"] = {"account": account, "code": 200, "message": message}
+        else:
+            body["error"] = {"account": account, "code": 500, "description": f"{message} - {error}"}
+        self.server.send_internal(self.system, reply, b"", b"", json.dumps(body, separators=(",", ":")).encode())
+
+    def _on_update(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        body = bytes(msg[hdr_len:] if hdr_len > 0 else msg).decode("utf-8", "replace").strip()
+        tokens = subject.split(b".")
+        # $SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE, or the older $SYS.ACCOUNT.<key>.CLAIMS.UPDATE
+        key = tokens[3].decode() if len(tokens) == 6 else tokens[2].decode() if len(tokens) == 5 else ""
+        try:
+            claims = decode(body, "account")
+        except JWTError as exc:
+            self._respond(reply, "n/a", "jwt update resulted in error", str(exc))
+            return
+        account = str(claims.get("sub"))
+        trusted = self.server.auth.trust
+        if trusted is None or claims.get("iss") not in trusted.operator_keys or not time_valid(claims):
+            self._respond(reply, account, "jwt validation failed", "not signed by a trusted operator or expired")
+            return
+        if key and key != account:
+            self._respond(reply, key, "jwt update resulted in error", "subject does not match jwt content")
+            return
+        try:
+            written = self._save_if_newer(account, body)
+        except (OSError, ValueError) as exc:
+            self._respond(reply, account, "jwt update resulted in error", str(exc))
+            return
+        if written:
+            self.refresh()
+        self._respond(reply, account, "jwt updated", None)
+
+    def refresh(self) -> None:
+        """Rebuild the accounts from the directory and apply them."""
+        from jsedge.config import accounts_from_jwts, config_with, resolver_jwts
+
+        config = self.server.config
+        jwts = resolver_jwts((), self.directory)
+        self.server.apply_config(
+            config_with(config, accounts=tuple(accounts_from_jwts(jwts)), resolver_preload=tuple(jwts))
+        )
+
+    def _on_lookup(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if not reply:
+            return
+        tokens = subject.split(b".")
+        token = self.load(tokens[3].decode()) if len(tokens) == 6 else None
+        if token is not None:
+            self.server.send_internal(self.system, reply, b"", b"", token.encode())
+
+    def _on_list(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if not reply:
+            return
+        keys = sorted(name[:-4] for name in os.listdir(self.directory) if name.endswith(".jwt"))
+        events = self.server.events
+        body = {"data": keys, "server": events.server_info() if events is not None else {}}
+        self.server.send_internal(self.system, reply, b"", b"", json.dumps(body, separators=(",", ":")).encode())
