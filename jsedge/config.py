@@ -251,6 +251,9 @@ class ExportConfig:
     response_type: str = "singleton"
     #: How long a service's response mapping lives without a response (seconds; nats-server: 2 min).
     response_threshold: float = 120.0
+    #: `account_token_position`: this token (1-based) of an imported subject must be the
+    #: importer's account name (0: no such rule).
+    token_position: int = 0
 
 
 @_record
@@ -1340,8 +1343,12 @@ class _FileReader:
                 names = self.strings(value)
                 if names is not None:
                     fields["accounts"] = names
-            elif name in ("latency", "account_token_position", "allow_trace"):
-                continue  # accepted; latency sampling and token positions are not implemented
+            elif name == "account_token_position":
+                position = self.integer(value)
+                if position is not None:
+                    fields["token_position"] = position
+            elif name in ("latency", "allow_trace"):
+                continue  # accepted; latency sampling is not implemented
             else:
                 self.unknown(key, value)
         if not kind:
@@ -1427,7 +1434,7 @@ class _FileReader:
     def check_imports(self, item: ConfValue) -> None:
         """Every import names a defined account and is covered by one of its exports open to the
         importer (nats-server checks this once all accounts are read, reporting at `accounts`)."""
-        from jsedge.subjects import subject_is_subset, valid_subject
+        from jsedge.subjects import valid_subject
 
         by_name = {account.name: account for account in self.accounts}
         for account in self.accounts:
@@ -1441,12 +1448,8 @@ class _FileReader:
                 if origin is None:
                     self.error(item, f"{_go_quote(entry.account)} account not defined for {entry.kind} import")
                     continue
-                wanted = entry.subject.encode()
-                allowed = valid_subject(wanted) and any(
-                    export.kind == entry.kind
-                    and (not export.accounts or account.name in export.accounts)
-                    and subject_is_subset(wanted, export.subject.encode())
-                    for export in origin.exports
+                allowed = valid_subject(entry.subject.encode()) and any(
+                    export_allows(export, entry, account.name) for export in origin.exports
                 )
                 if not allowed:
                     self.error(
@@ -2044,6 +2047,7 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
                     response_threshold=float(threshold) / 1e9
                     if isinstance(threshold, int) and threshold > 0
                     else 120.0,
+                    token_position=int(entry.get("account_token_position") or 0),
                 )
             )
         exported[key] = exports
@@ -2073,7 +2077,8 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
                 item = ImportConfig(kind=kind, account=origin, subject=entry["subject"], to=local, prefix=legacy_to)
             else:
                 item = ImportConfig(kind=kind, account=origin, subject=entry["subject"], to=local or legacy_to)
-            if _import_covered(item, key, exported.get(origin)):
+            activated = _activation_ok(entry.get("token"), key, claims_by_key.get(origin), item)
+            if _import_covered(item, key, exported.get(origin), activated):
                 imports.append(item)
         accounts.append(
             AccountConfig(
@@ -2093,15 +2098,61 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
     return accounts
 
 
-def _import_covered(entry: ImportConfig, importer: str, exports: list[ExportConfig] | None) -> bool:
-    from jsedge.subjects import subject_is_subset, valid_subject
+def export_allows(export: ExportConfig, entry: ImportConfig, importer: str, activated: bool = False) -> bool:
+    """May `importer` import `entry` under `export`? The kinds match, the subject is within the
+    export's, the export is public or lists the importer (or an activation token was shown),
+    and an `account_token_position` token of the subject is the importer's name."""
+    from jsedge.subjects import subject_is_subset
 
-    wanted = entry.subject.encode()
-    return valid_subject(wanted) and any(
-        export.kind == entry.kind
-        and (not export.accounts or importer in export.accounts)
-        and subject_is_subset(wanted, export.subject.encode())
-        for export in exports or ()
+    if export.kind != entry.kind or not subject_is_subset(entry.subject.encode(), export.subject.encode()):
+        return False
+    if export.accounts and importer not in export.accounts and not activated:
+        return False
+    if export.token_position > 0:
+        tokens = entry.subject.split(".")
+        if len(tokens) < export.token_position or tokens[export.token_position - 1] != importer:
+            return False
+    return True
+
+
+def _import_covered(
+    entry: ImportConfig, importer: str, exports: list[ExportConfig] | None, activated: bool = False
+) -> bool:
+    from jsedge.subjects import valid_subject
+
+    return valid_subject(entry.subject.encode()) and any(
+        export_allows(export, entry, importer, activated) for export in exports or ()
+    )
+
+
+def _activation_ok(token: Any, importer: str, exporter: dict[str, Any] | None, entry: ImportConfig) -> bool:
+    """An import's activation token (nats-server's): an activation JWT of the exporting account
+    (or one of its signing keys) for this importer, covering the subject, not expired."""
+    from jsedge.jwt import JWTError, decode, time_valid
+    from jsedge.subjects import subject_is_subset
+
+    if not isinstance(token, str) or exporter is None:
+        return False
+    try:
+        claims = decode(token, "activation")
+    except JWTError:
+        return False
+    nats = claims.get("nats") or {}
+    exporter_key = exporter.get("sub")
+    signing = set()
+    for item in (exporter.get("nats") or {}).get("signing_keys") or ():
+        signing.add(item if isinstance(item, str) else str((item or {}).get("key")))
+    issuer = claims.get("iss")
+    if issuer != exporter_key and not (issuer in signing and nats.get("issuer_account") == exporter_key):
+        return False
+    subject = nats.get("subject")
+    kind = str(nats.get("kind") or entry.kind).lower()
+    return (
+        claims.get("sub") == importer
+        and time_valid(claims)
+        and isinstance(subject, str)
+        and kind == entry.kind
+        and subject_is_subset(entry.subject.encode(), subject.encode())
     )
 
 

@@ -80,7 +80,7 @@ def decode(token: str, kind: str) -> dict[str, Any]:
     if claim_type != kind:
         raise JWTError(f"not a {kind} claim")
     issuer = claims.get("iss")
-    issuer_kinds = {"operator": "O", "account": "O", "user": "A"}[kind]
+    issuer_kinds = {"operator": "O", "account": "O", "user": "A", "activation": "A"}[kind]
     signature = _b64decode(parts[2])
     if not isinstance(issuer, str) or not verify_signature(
         issuer, issuer_kinds, (parts[0] + "." + parts[1]).encode(), signature

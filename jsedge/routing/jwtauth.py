@@ -9,14 +9,16 @@ whose JWT a trusted operator (or one of the operator's `signing_keys`) issued an
 expired; the user's issuer is the account or one of its `signing_keys`; bearer tokens skip the
 nonce signature unless the account forbids them (`disallow_bearer`); allowed connection types;
 the CONNECT's `sig` is the user key's signature of the INFO nonce; the account has not revoked
-the user (`revocations`: issued at or before the revocation time, or `*` for all); `src` networks.
+the user (`revocations`: issued at or before the revocation time, or `*` for all); `src` networks;
+the connect time windows (`times`, `times_location`: outside them the CONNECT is refused, inside
+the connection ends with the window).
 Any failure is an Authorization Violation. The user's `pub`/`sub`/`resp` become its permissions
 (else the account's `default_permissions`); the connection closes when the JWT expires.
 
 The accounts a Trust knows are the resolver's: `resolver_preload` (MEMORY) and, for the full
-resolver, the JWTs of its directory, updated at run time by jsedge.resolver. Scoped
-signing keys (templates) are refused like an unknown issuer, connect time windows (`times`) are
-not enforced.
+resolver, the JWTs of its directory, updated at run time by jsedge.resolver. A user issued by a
+scoped signing key gets the key's template (permissions and limits) instead of its own, which
+must be empty; the template's `{{tag(...)}}` functions are not filled in.
 """
 
 from __future__ import annotations
@@ -24,21 +26,96 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import time
 from typing import Any
 
 from jsedge.jwt import JWTError, decode, time_valid, verify_signature
 
 
-def _signing_keys(nats: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(plain signing keys, scoped ones) of an operator's or account's claims."""
+def _signing_keys(nats: dict[str, Any]) -> tuple[set[str], dict[str, dict[str, Any]]]:
+    """(plain signing keys, scoped ones with their user template) of an operator's or account's
+    claims."""
     plain: set[str] = set()
-    scoped: set[str] = set()
+    scoped: dict[str, dict[str, Any]] = {}
     for entry in nats.get("signing_keys") or ():
         if isinstance(entry, str):
             plain.add(entry)
         elif isinstance(entry, dict) and isinstance(entry.get("key"), str):
-            scoped.add(entry["key"])
+            template = entry.get("template")
+            scoped[entry["key"]] = template if isinstance(template, dict) else {}
     return plain, scoped
+
+
+#: The user claims a scoped signing key's template decides (the user JWT must leave them empty).
+_SCOPED_FIELDS = (
+    "pub", "sub", "resp", "src", "times", "times_location", "subs", "data", "payload",
+    "bearer_token", "allowed_connection_types",
+)  # fmt: skip
+
+
+def _apply_template(template: dict[str, Any], user: dict[str, Any], account: dict[str, Any]) -> dict[str, Any] | None:
+    """The user's `nats` claims with a scoped key's template in place of its (empty) permissions
+    and limits, `{{name()}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-subject()}}`
+    filled in; None when the user JWT set any of them (nats-server: "scoped users require no
+    permissions or limits set")."""
+    nats = dict(user.get("nats") or {})
+    if any(nats.get(name) for name in _SCOPED_FIELDS):
+        return None
+    values = {
+        "name()": str(user.get("name") or ""),
+        "subject()": str(user.get("sub") or ""),
+        "account-name()": str(account.get("name") or ""),
+        "account-subject()": str(account.get("sub") or ""),
+    }
+
+    def fill(subject: Any) -> str:
+        text = str(subject)
+        for function, value in values.items():
+            text = text.replace("{{" + function + "}}", value).replace("{{ " + function + " }}", value)
+        return text
+
+    for name in _SCOPED_FIELDS:
+        if name not in template:
+            nats.pop(name, None)
+            continue
+        value = template[name]
+        if name in ("pub", "sub") and isinstance(value, dict):
+            value = {side: [fill(s) for s in value.get(side) or ()] for side in ("allow", "deny")}
+        nats[name] = value
+    return nats
+
+
+def connect_window(nats: dict[str, Any], now: float | None = None) -> float | None:
+    """nats-server's validateTimes: None when outside every `times` window (in `times_location`,
+    else local time); else the seconds the window still lasts (0 = no windows, no end)."""
+    import datetime
+
+    windows = nats.get("times") or ()
+    if not windows:
+        return 0.0
+    zone: datetime.tzinfo | None = None
+    location = nats.get("times_location")
+    if location:
+        try:
+            from zoneinfo import ZoneInfo
+
+            zone = ZoneInfo(str(location))
+        except (ImportError, ValueError, KeyError, OSError):
+            return None
+    moment = datetime.datetime.fromtimestamp(time.time() if now is None else now, zone or None).astimezone(zone)
+    for window in windows:
+        try:
+            start_t = datetime.datetime.strptime(str(window.get("start")), "%H:%M:%S").time()
+            end_t = datetime.datetime.strptime(str(window.get("end")), "%H:%M:%S").time()
+        except (ValueError, AttributeError):
+            return None
+        today = moment.date()
+        start = datetime.datetime.combine(today, start_t, moment.tzinfo)
+        end_day = today + datetime.timedelta(days=1) if start_t > end_t else today
+        end = datetime.datetime.combine(end_day, end_t, moment.tzinfo)
+        if start < moment < end:
+            return (end - moment).total_seconds()
+    return None
 
 
 class Trust:
@@ -76,9 +153,15 @@ class Trust:
         if account is None or not time_valid(account):
             return None
         account_nats = account.get("nats") or {}
-        plain, _scoped = _signing_keys(account_nats)
-        if user["iss"] != account["sub"] and user["iss"] not in plain:
-            return None  # (scoped signing keys and their templates are not supported)
+        plain, scoped = _signing_keys(account_nats)
+        if user["iss"] in scoped:
+            templated = _apply_template(scoped[user["iss"]], user, account)
+            if templated is None:
+                return None
+            user = {**user, "nats": templated}
+            nats = templated
+        elif user["iss"] != account["sub"] and user["iss"] not in plain:
+            return None
         bearer = bool(nats.get("bearer_token"))
         if bearer and (account_nats.get("limits") or {}).get("disallow_bearer"):
             return None
@@ -106,6 +189,15 @@ class Trust:
                 return None
         if not _source_allowed(nats.get("src"), host):
             return None
+        window = connect_window(nats)
+        if window is None:
+            return None
+        if window:
+            # the connection ends with the window (or the JWT, if that expires first)
+            ends = time.time() + window
+            expires = user.get("exp")
+            if not (isinstance(expires, (int, float)) and 0 < expires < ends):
+                user = {**user, "exp": ends}
         return user, account
 
 

@@ -42,6 +42,7 @@ class World:
         self.untrusted = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         self.signer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         self.revoked = new_key(nkeys.PREFIX_BYTE_USER)
+        self.scoped = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         self.operator_jwt = encode(
             {
                 "sub": self.operator.public,
@@ -61,12 +62,27 @@ class World:
                 self.a,
                 "A",
                 limits={**UNLIMITED_ACCOUNT, **JETSTREAM},
-                signing_keys=[self.signer.public],
+                signing_keys=[
+                    self.signer.public,
+                    {
+                        "kind": "user_scope",
+                        "key": self.scoped.public,
+                        "role": "scoped",
+                        "template": {
+                            "pub": {"allow": ["scoped.{{name()}}.>"]},
+                            "sub": {"allow": ["scoped.>", "_INBOX.>"]},
+                            "subs": -1,
+                            "data": -1,
+                            "payload": -1,
+                        },
+                    },
+                ],
                 revocations={self.revoked.public: now},
                 exports=[
                     {"name": "ev", "subject": "ev.>", "type": "stream"},
                     {"name": "svc", "subject": "svc.>", "type": "service"},
                     {"name": "private", "subject": "private.>", "type": "stream", "token_req": True},
+                    {"name": "per-account", "subject": "req.*.svc", "type": "service", "account_token_position": 2},
                 ],
             ),
             self.b.public: account(
@@ -88,6 +104,35 @@ class World:
                         "type": "service",
                     },
                     {"name": "private", "subject": "private.>", "account": self.a.public, "type": "stream"},
+                    {
+                        "name": "activated",
+                        "subject": "private.b",
+                        "account": self.a.public,
+                        "local_subject": "act.private.b",
+                        "type": "stream",
+                        "token": encode(
+                            {
+                                "sub": self.b.public,
+                                "name": "private.b",
+                                "nats": {"type": "activation", "version": 2, "subject": "private.b", "kind": "stream"},
+                            },
+                            self.a,
+                        ),
+                    },
+                    {
+                        "name": "mine",
+                        "subject": f"req.{self.b.public}.svc",
+                        "account": self.a.public,
+                        "local_subject": "mine.svc",
+                        "type": "service",
+                    },
+                    {
+                        "name": "not mine",
+                        "subject": f"req.{self.a.public}.svc",
+                        "account": self.a.public,
+                        "local_subject": "other.svc",
+                        "type": "service",
+                    },
                 ],
             ),
             self.untrusted.public: account(self.untrusted, "U", signer=self.stranger),
@@ -161,6 +206,34 @@ def _script(server: ServerProcess, world: World) -> list[str]:
     cases.append(("from another network", elsewhere, key, True))
     here, key = world.user(world.a, nats={"src": ["127.0.0.0/8"]})
     cases.append(("from this network", here, key, True))
+    scoped_key = new_key(nkeys.PREFIX_BYTE_USER)
+    scoped = encode(
+        {
+            "sub": scoped_key.public,
+            "name": "u",
+            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
+        },
+        world.scoped,
+    )
+    cases.append(("by a scoped signing key", scoped, scoped_key, True))
+    overreach, key = world.user(world.a, signer=world.scoped, nats={"pub": {"allow": [">"]}})
+    cases.append(("scoped user with its own permissions", overreach, key, True))
+    hour = 3600
+    utc = time.gmtime()
+    seconds = utc.tm_hour * hour + utc.tm_min * 60 + utc.tm_sec
+
+    def clock(offset: int) -> str:
+        value = (seconds + offset) % (24 * hour)
+        return f"{value // hour:02d}:{value // 60 % 60:02d}:{value % 60:02d}"
+
+    inside, key = world.user(
+        world.a, nats={"times": [{"start": clock(-hour), "end": clock(hour)}], "times_location": "UTC"}
+    )
+    cases.append(("inside its time window", inside, key, True))
+    outside, key = world.user(
+        world.a, nats={"times": [{"start": clock(-3 * hour), "end": clock(-2 * hour)}], "times_location": "UTC"}
+    )
+    cases.append(("outside its time window", outside, key, True))
     for name, token, user_key, sign in cases:
         out.append(f"{name}: {_attempt(server, token, user_key, sign)}")
     # a JWT that expires while connected: the server says so and closes the connection
@@ -205,6 +278,16 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         world.a, nats={"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}
     )
     limited = await nats.connect(server.url, user_credentials=creds(*limited_jwt), error_cb=on_error)
+    scoped_key = new_key(nkeys.PREFIX_BYTE_USER)
+    scoped_jwt = encode(
+        {
+            "sub": scoped_key.public,
+            "name": "u",
+            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
+        },
+        world.scoped,
+    )
+    scoped = await nats.connect(server.url, user_credentials=creds(scoped_jwt, scoped_key), error_cb=on_error)
     soon = world.user(world.a, exp=int(time.time()) + 3)
     closing = await nats.connect(server.url, user_credentials=creds(*soon), error_cb=on_error, allow_reconnect=False)
     try:
@@ -222,6 +305,7 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         # exports and imports between JWT accounts
         imported = await b.subscribe("a.ev.>")
         private = await b.subscribe("private.>")
+        activated = await b.subscribe("act.>")
 
         async def echo(msg: Any) -> None:
             await a.publish(msg.reply, b"from A " + msg.subject.encode())
@@ -231,8 +315,13 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         await b.flush()
         await a.publish("ev.1", b"event")
         await a.publish("private.1", b"secret")
+        await a.publish("private.b", b"for B")
         await a.flush()
-        for name, sub in (("imported", imported), ("private (token required)", private)):
+        for name, sub in (
+            ("imported", imported),
+            ("private (token required)", private),
+            ("activated", activated),
+        ):
             try:
                 msg = await sub.next_msg(0.5)
                 out.append(f"{name}: {msg.subject} {msg.data.decode()}")
@@ -240,12 +329,28 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
                 out.append(f"{name}: nothing")
         reply = await b.request("a.svc.x", b"", timeout=2)
         out.append(f"service import: {reply.data.decode()}")
+
+        async def per_account(msg: Any) -> None:
+            await a.publish(msg.reply, b"for " + (b"B" if world.b.public.encode() in msg.subject.encode() else b"?"))
+
+        await a.subscribe("req.*.svc", cb=per_account)
+        await a.flush()
+        for local in ("mine.svc", "other.svc"):
+            try:
+                reply = await b.request(local, b"", timeout=1)
+                out.append(f"{local}: {reply.data.decode()}")
+            except Exception as exc:  # the refusal is what is compared
+                out.append(f"{local}: {type(exc).__name__}")
         # the limited user's permissions
         await limited.subscribe("allowed.x")
         await limited.publish("allowed.x", b"")
         await limited.publish("forbidden", b"")
         await limited.subscribe("forbidden")
         await limited.flush()
+        # the scoped user's permissions come from its key's template ({{name()}} is "u")
+        await scoped.publish("scoped.u.1", b"")
+        await scoped.publish("scoped.v.1", b"")
+        await scoped.flush()
         await asyncio.sleep(0.3)
         out += sorted(errors)
         errors.clear()
@@ -255,7 +360,7 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
             await asyncio.sleep(0.1)
         out.append(f"expiring user closed: {closing.is_closed}, errors {errors}")
     finally:
-        for conn in (a, b, limited, closing):
+        for conn in (a, b, limited, closing, scoped):
             await conn.close()
     return out
 
