@@ -191,7 +191,7 @@ class LeafConnection(ServerLink):
         if self.table.same_domain(opts.get("domain")):
             self.refuse_same_domain(str(opts.get("domain")))
             return
-        found = self.table.authenticate(opts, self.nonce)
+        found = self.table.authenticate(opts, self.nonce, getattr(self, "remote_host", "") or "")
         account_name, perms = found if found is not None else (None, None)
         if account_name is None or not self.bind(account_name):
             self.log_error("authentication error")

@@ -338,7 +338,7 @@ class LeafTable:
         server_auth = getattr(self.server, "auth", None)
         return bool(server_auth is not None and server_auth.info_auth_required)
 
-    def authenticate(self, opts: dict[str, Any], nonce: str = "") -> tuple[str, Any] | None:
+    def authenticate(self, opts: dict[str, Any], nonce: str = "", host: str = "") -> tuple[str, Any] | None:
         """(the account a leaf's CONNECT binds to, the user's permissions or None), or None
         (Authorization Violation). Without an authorization of its own in `leafnodes {}`, a leaf
         logs in as a client would, against the server's users (nats-server's
@@ -360,7 +360,7 @@ class LeafTable:
             return None
         server_auth = getattr(self.server, "auth", None)
         if server_auth is not None and server_auth.required:
-            result = server_auth.authenticate(opts, "LEAFNODE", nonce=nonce)
+            result = server_auth.authenticate(opts, "LEAFNODE", nonce=nonce, host=host)
             if result is None:
                 return None
             perms = result.user.permissions if result.user is not None else None

@@ -627,11 +627,14 @@ def test_wildcard_interest_crosses_but_not_the_jetstream_api(hub_kind: str, leaf
     assert result["leaf hears >"] == result["hub hears >"]
 
 
-@pytest.mark.parametrize("leaf_kind", ["jsedge", "nats"])
-def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(leaf_kind: str, tmp_path: Any) -> None:
+@pytest.mark.parametrize(
+    ("hub_kind", "leaf_kind"), [("nats", "jsedge"), ("nats", "nats"), ("jsedge", "jsedge"), ("jsedge", "nats")]
+)
+def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
     """Hosted NATS: the hub runs in operator mode (JWTs); the leaf's remote names a `.creds`
     file (user JWT and seed) and signs the hub's nonce. A file that is missing, malformed, or
-    holds another key's seed gets no link (and the log says why)."""
+    holds another key's seed gets no link (and the log says why). A jsedge hub in operator
+    mode checks the leaf's JWT as nats-server does."""
     from tests import natsjwt
 
     op = natsjwt.operator_with_user()
@@ -644,7 +647,7 @@ def test_a_leaf_with_a_creds_file_logs_in_to_an_operator_mode_hub(leaf_kind: str
     wrong.write_text(op.creds(seed=stranger.seed))
     malformed = tmp_path / "malformed.creds"
     malformed.write_text("not a creds file\n")
-    hub = ServerProcess("nats", config=f"server_name: hub\n{op.server_config()}leafnodes {{ port: -1 }}\n")
+    hub = ServerProcess(hub_kind, config=f"server_name: hub\n{op.server_config()}leafnodes {{ port: -1 }}\n")
     port = int(hub.wait_for_log(LISTENING, timeout=10).group(1))
     with hub:
         for creds, linked, logged in (

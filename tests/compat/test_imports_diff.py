@@ -377,3 +377,57 @@ def test_sourcing_from_another_account_as_nats_server(tmp_path: Path) -> None:
     expected, actual = run_on_both_with_config(tmp_path, SOURCING_CONFIG, _sourcing_script)
     assert_same_lines(expected, actual)
     assert len(expected) == len(actual)
+
+
+MATRIX_CONFIG = """
+accounts {
+  A { users: [{user: a, password: a}]
+      exports: [ {stream: "ev.pub.>"}, {service: "svc.pub.>"}, {stream: "ev.priv.>", accounts: [B]},
+                 {service: "svc.priv.>", accounts: [B]} ] }
+  B { users: [{user: b, password: b}]
+      imports: [ {stream: {account: A, subject: "ev.pub.>"}, prefix: "b"}
+                 {stream: {account: A, subject: "ev.priv.>"}}
+                 {service: {account: A, subject: "svc.pub.>"}}
+                 {service: {account: A, subject: "svc.priv.x"}, to: "b.svc.priv.x"} ] }
+  C { users: [{user: c, password: c}]
+      imports: [ {stream: {account: A, subject: "ev.pub.x"}} ] }
+}
+"""
+
+#: Subjects every client publishes: exported ones, their local names in the importers, subjects
+#: nobody exported, the reply and system prefixes, and the exported ones from the wrong side.
+MATRIX_SUBJECTS = [
+    "ev.pub.x", "ev.pub.y", "b.ev.pub.x", "ev.priv.x", "svc.pub.x", "svc.priv.x", "svc.priv.y",
+    "b.svc.priv.x", "other.x", "_R_.abc.def", "$SYS.REQ.SERVER.PING", "_INBOX.x",
+]  # fmt: skip
+
+
+async def _matrix_script(server: Any) -> list[str]:
+    """Who receives what: every account's client subscribes to everything (`>`) and publishes
+    every subject once; only exported-and-imported subjects may cross accounts."""
+    host = server.url.split("//", 1)[1]
+    conns = {name: await nats.connect(f"nats://{name}:{name}@{host}") for name in "abc"}
+    got: dict[str, list[str]] = {name: [] for name in conns}
+    try:
+        for name, conn in conns.items():
+
+            async def on_msg(msg: Any, name: str = name) -> None:
+                got[name].append(f"{msg.subject} <- {msg.data.decode()}")
+
+            await conn.subscribe(">", cb=on_msg)
+            await conn.flush()
+        for name, conn in conns.items():
+            for subject in MATRIX_SUBJECTS:
+                await conn.publish(subject, name.encode())
+            await conn.flush()
+        await asyncio.sleep(0.5)
+    finally:
+        for conn in conns.values():
+            await conn.close()
+    return [f"{name.upper()} hears {line}" for name in sorted(got) for line in sorted(got[name])]
+
+
+def test_nothing_crosses_an_account_boundary_unless_exported_and_imported(tmp_path: Path) -> None:
+    expected, actual = run_on_both_with_config(tmp_path, MATRIX_CONFIG, _matrix_script)
+    assert_same_lines(expected, actual)
+    assert len(expected) == len(actual)
