@@ -19,11 +19,13 @@ import nkeys
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import RawClient, ServerProcess, assert_same_lines
+from tests.helpers import REPO_ROOT, RawClient, ServerProcess, assert_same_lines
+from tests.kv.test_nats_js import node_js  # noqa: F401 - the fixture that installs nats.js
 from tests.natsjwt import UNLIMITED_ACCOUNT, Key, encode, new_key
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(120)]
 
+JS_DIR = REPO_ROOT / "tests" / "js"
 JETSTREAM = {"mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
 
 
@@ -470,3 +472,60 @@ def test_full_resolver_updates_as_nats_server(tmp_path: Path) -> None:
             results.append(asyncio.run(_full_resolver_script(server, world, directory)))
     assert_same_lines(results[0], results[1])
     assert len(results[0]) == len(results[1])
+
+
+async def _nats_js_run(node: str, server: ServerProcess, responder: Path, good: Path, bad: Path) -> dict[str, Any]:
+    """A responder of A (nats-py) while auth.mjs (nats.js) logs in as a user of B and requests."""
+    import subprocess
+
+    nc = await nats.connect(server.url, user_credentials=str(responder))
+
+    async def echo(msg: Any) -> None:
+        await msg.respond(b"A answers " + msg.subject.encode())
+
+    await nc.subscribe("svc.>", cb=echo)
+    await nc.flush()
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(JS_DIR / "auth.mjs"),
+        server.url,
+        str(good),
+        str(bad),
+        "a.svc.js",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(JS_DIR),
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    await nc.close()
+    lines = [line for line in stdout.decode().splitlines() if line.startswith("{")]
+    assert lines, stderr.decode()
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_nats_js_with_creds_as_nats_server(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The official nats.js client logs in with a `.creds` file (credsAuthenticator), talks, and
+    requests a service another JWT account exports; wrong credentials are refused alike."""
+    node = request.getfixturevalue("node_js")  # (tests.kv.test_nats_js installs nats.js)
+    world = World()
+    results = []
+
+    def creds_text(token: str, key: Key) -> str:
+        return (
+            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
+        )
+
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        token, key = world.user(world.b)
+        good, bad, responder = directory / "good.creds", directory / "bad.creds", directory / "a.creds"
+        good.write_text(creds_text(token, key))
+        bad.write_text(creds_text(token, new_key(nkeys.PREFIX_BYTE_USER)))
+        responder.write_text(creds_text(*world.user(world.a)))
+        with ServerProcess(kind, config=world.config()) as server:
+            results.append(asyncio.run(_nats_js_run(node, server, responder, good, bad)))
+    assert results[0] == results[1]
+    assert results[1]["roundtrip"] == "hi" and results[1]["request"] == "A answers svc.js"
