@@ -254,6 +254,10 @@ class ExportConfig:
     #: `account_token_position`: this token (1-based) of an imported subject must be the
     #: importer's account name (0: no such rule).
     token_position: int = 0
+    #: Service latency tracking: where the metrics go ("" = none) and the sampling percentage
+    #: (1-100; 0 = only requests that carry a trace header asking for it, nats-server's "headers").
+    latency_subject: str = ""
+    latency_sampling: int = 100
 
 
 @_record
@@ -1288,6 +1292,7 @@ class _FileReader:
         kind = subject = ""
         fields: dict[str, Any] = {}
         response_item: ConfValue | None = None
+        latency_item: ConfValue | None = None
         for key, value in entries.items():
             name = key.lower()
             if name in ("stream", "service"):
@@ -1296,6 +1301,9 @@ class _FileReader:
                     continue
                 if name == "stream" and response_item is not None:
                     self.error(response_item, "Detected response directive on non-service")
+                    continue
+                if name == "stream" and latency_item is not None:
+                    self.error(latency_item, "Detected latency directive on non-service")
                     continue
                 if not isinstance(value.value, str):
                     self.error(value, f"Expected {name} name to be string, got {_go_type(value.value)}")
@@ -1347,13 +1355,61 @@ class _FileReader:
                 position = self.integer(value)
                 if position is not None:
                     fields["token_position"] = position
-            elif name in ("latency", "allow_trace"):
-                continue  # accepted; latency sampling is not implemented
+            elif name == "latency":
+                latency_item = value
+                parsed = self.read_latency(value)
+                if parsed is None:
+                    continue
+                if kind == "stream":
+                    self.error(value, "Detected latency directive on non-service")
+                    continue
+                fields["latency_subject"], fields["latency_sampling"] = parsed
+            elif name == "allow_trace":
+                continue  # accepted
             else:
                 self.unknown(key, value)
         if not kind:
             return None
         return ExportConfig(kind=kind, subject=subject, **fields)
+
+    def read_latency(self, item: ConfValue) -> tuple[str, int] | None:
+        """nats-server's parseServiceLatency: a subject, or `{sampling: 1-100 | "N%" | "headers",
+        subject}`; (subject, sampling) with 0 for "headers"."""
+        value = item.value
+        if isinstance(value, str):
+            return value, 100
+        if not isinstance(value, dict):
+            self.error(item, f"Expected latency entry to be a map/struct or string, got {_go_type(value)}")
+            return None
+        entries = {k.lower(): v for k, v in value.items()}
+        sampling = 100
+        sample = entries.get("sampling")
+        if sample is not None:
+            raw = sample.value
+            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                self.error(sample, f"Expected latency sample to be a string or map/struct, got {_go_type(raw)}")
+                return None
+            if isinstance(raw, str) and raw.strip().lower() == "headers":
+                sampling = 0
+            else:
+                text = raw.strip().removesuffix("%") if isinstance(raw, str) else str(raw)
+                if not re.fullmatch(r"[+-]?\d+", text):
+                    self.error(
+                        sample, f'Failed to parse latency sample: strconv.Atoi: parsing "{text}": invalid syntax'
+                    )
+                    return None
+                sampling = int(text)
+                if sampling < 1 or sampling > 100:
+                    self.error(sample, "bad sampling percentage, should be 1-100")
+                    return None
+        subject = entries.get("subject")
+        if subject is None:
+            self.error(item, "Latency subject required, but missing")
+            return None
+        if not isinstance(subject.value, str):
+            self.error(subject, f"Expected latency subject to be a string, got {_go_type(subject.value)}")
+            return None
+        return subject.value, sampling
 
     def read_imports(self, item: ConfValue) -> tuple[ImportConfig, ...]:
         if not isinstance(item.value, list):
@@ -2048,6 +2104,8 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
                     if isinstance(threshold, int) and threshold > 0
                     else 120.0,
                     token_position=int(entry.get("account_token_position") or 0),
+                    latency_subject=str((entry.get("service_latency") or {}).get("results") or ""),
+                    latency_sampling=_jwt_sampling((entry.get("service_latency") or {}).get("sampling")),
                 )
             )
         exported[key] = exports
@@ -2096,6 +2154,13 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
             )
         )
     return accounts
+
+
+def _jwt_sampling(value: Any) -> int:
+    """An account JWT's `service_latency.sampling`: a percentage, or "headers" (0)."""
+    if isinstance(value, str):
+        return 0 if value.strip().lower() == "headers" else int(value.strip().removesuffix("%") or 100)
+    return int(value) if isinstance(value, int) and 0 < value <= 100 else 100
 
 
 def export_allows(export: ExportConfig, entry: ImportConfig, importer: str, activated: bool = False) -> bool:

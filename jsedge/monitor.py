@@ -1212,6 +1212,9 @@ class Monitor:
             entry: dict[str, Any] = {"subject": export.subject, "type": export.kind}
             if export.kind == "service":
                 entry["response_type"] = response_names[export.response_type]
+                if export.latency_subject:
+                    sampling: Any = export.latency_sampling or "headers"
+                    entry["service_latency"] = {"sampling": sampling, "results": export.latency_subject}
             if export.accounts:
                 entry["approved_accounts"] = list(export.accounts)
             exports.append(entry)

@@ -24,8 +24,12 @@ the server holding the mapping. Import subscriptions are not announced to routes
 wildcard is (a responder may sit on another server). A forwarded message does not trigger imports
 again inside the forward (no chains, no loops).
 
-Not done (logged where configured): service latency tracking, `account_token_position`, activation
-tokens and JWT accounts (operator mode), `share` beyond the requester's account and RTT.
+Service latency tracking (an export's `latency`): a sampled request's first response publishes
+nats-server's `io.nats.server.metric.v1.service_latency` to the latency subject in the exporting
+account (requestor: account and RTT, or who it is when the import shares; responder: who it is;
+start, service, system and total latency in ns, computed as nats-server backs them out of the
+clients' RTTs). Not done: the measurement across routes (a responder on another server is left
+out of the metric), the error statuses of requests that got no response.
 """
 
 from __future__ import annotations
@@ -66,13 +70,74 @@ def _import_transform(src: str, dest: str) -> SubjectTransform | None:
 
 
 class _Response:
-    __slots__ = ("account", "reply", "singleton", "expires")
+    __slots__ = ("account", "reply", "singleton", "expires", "tracking")
 
     def __init__(self, account: Any, reply: bytes, singleton: bool, expires: float) -> None:
         self.account = account
         self.reply = reply
         self.singleton = singleton
         self.expires = expires
+        #: A sampled request (service latency tracking): (start ns, requestor, share, export).
+        self.tracking: tuple[int, Any, bool, Any] | None = None
+
+
+_TRACE_HEADERS = (b"uber-trace-id", b"x-b3-traceid", b"b3", b"traceparent")
+
+
+def _sampled(export: Any, hdr_len: int, msg: bytes) -> bool:
+    """nats-server's shouldSample: a percentage, or with "headers" a request whose trace headers
+    ask for it (X-B3-Sampled: 0 says no)."""
+    if export is None or not export.latency_subject:
+        return False
+    sampling = int(export.latency_sampling)
+    if sampling >= 100:
+        return True
+    if sampling > 0:
+        return secrets.randbelow(100) < sampling
+    if hdr_len <= 0:
+        return False
+    head = bytes(msg[:hdr_len]).lower()
+    if b"\r\nx-b3-sampled: 0" in head:
+        return False
+    return b"\r\nx-b3-sampled: 1" in head or any(b"\r\n" + name + b":" in head for name in _TRACE_HEADERS)
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return text + ("." + f"{fraction:09d}".rstrip("0") if fraction else "") + "Z"
+
+
+def client_info(server: Any, client: Any, full: bool) -> dict[str, Any]:
+    """nats-server's ClientInfo of a client connection: the account and RTT only, or (shared,
+    and always for a responder) who it is."""
+    account = getattr(getattr(client, "account", None), "name", "")
+    rtt = int((getattr(client, "rtt", 0.0) or 0.0) * 1e9)
+    if not full:
+        return {"acc": account, "rtt": rtt}
+    opts = getattr(client, "opts", None) or {}
+    user = getattr(client, "user", None)
+    info: dict[str, Any] = {
+        "start": _rfc3339(int(float(getattr(client, "start", 0.0) or 0.0) * 1e9)),
+        "host": getattr(client, "remote_host", "") or "",
+        "id": getattr(client, "cid", 0),
+        "acc": account,
+    }
+    name = getattr(user, "name", "") or ""
+    if name:
+        info["user"] = name
+    for key, field in (("name", "name"), ("lang", "lang"), ("version", "ver")):
+        value = opts.get(key) if isinstance(opts, dict) else None
+        if isinstance(value, str) and value:
+            info[field] = value
+    info["rtt"] = rtt
+    info["server"] = server.server_id
+    cluster = getattr(getattr(server.config, "cluster", None), "name", "")
+    if cluster:
+        info["cluster"] = cluster
+    info["kind"] = "Client"
+    info["client_type"] = "nats"
+    return info
 
 
 class _Responses:
@@ -94,6 +159,40 @@ class _Responses:
         self.pending[token] = _Response(importer, reply, singleton, now + threshold)
         return token
 
+    def track(self, token: bytes, requestor: Any, share: bool, export: Any) -> None:
+        response = self.pending.get(token)
+        if response is not None:
+            response.tracking = (time.time_ns(), requestor, share, export)
+
+    def _measure(self, response: _Response, responder: Any) -> None:
+        """nats-server's sendTrackingLatency, for the first response of a sampled request."""
+        start, requestor, share, export = response.tracking  # type: ignore[misc]
+        response.tracking = None
+        server = self.wiring.server
+        now = time.time_ns()
+        service_rtt = now - start
+        requestor_info = client_info(server, requestor, share) if requestor is not None else None
+        responder_info = client_info(server, responder, True) if responder is not None else None
+        request_rtt = requestor_info["rtt"] if requestor_info else 0
+        responder_rtt = responder_info["rtt"] if responder_info else 0
+        metric: dict[str, Any] = {
+            "type": "io.nats.server.metric.v1.service_latency",
+            "id": _token(22),
+            "timestamp": _rfc3339(time.time_ns()),
+            "status": 200,
+        }
+        if requestor_info is not None:
+            metric["requestor"] = requestor_info
+        if responder_info is not None:
+            metric["responder"] = responder_info
+        system = time.time_ns() - now if responder_rtt > 0 else 0
+        metric["start"] = _rfc3339(start - request_rtt)
+        metric["service"] = max(0, service_rtt - responder_rtt)
+        metric["system"] = max(0, system)
+        metric["total"] = request_rtt + service_rtt + system
+        body = json.dumps(metric, separators=(",", ":")).encode()
+        server.send_internal(self.account, export.latency_subject.encode(), b"", b"", body)
+
     def expire(self, now: float) -> None:
         pending = self.pending
         while pending:
@@ -111,6 +210,8 @@ class _Responses:
             del self.pending[routed]
         else:
             self.pending.move_to_end(routed)
+        if response.tracking is not None:
+            self._measure(response, src if src is not None and src.kind != KIND_ROUTER else None)
         shown = subject if subject != routed else response.reply
         self.wiring.forward(response.account, response.reply, shown, reply, hdr_len, msg)
 
@@ -180,6 +281,7 @@ class Imports:
         transform = _import_transform(local, entry.subject)
         singleton = export is None or export.response_type == "singleton"
         threshold = export.response_threshold if export is not None else 120.0
+        share = bool(entry.share)
 
         def on_request(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
             if self.forwarding or (src is not None and src.kind == KIND_ROUTER):
@@ -192,6 +294,8 @@ class Imports:
             if reply and not reply.startswith(_ACK_PREFIX):
                 responses = self._responses(exporter)
                 new_reply = responses.new_reply(importer, reply, singleton, threshold)
+                if _sampled(export, hdr_len, msg):
+                    responses.track(new_reply, src, share, export)
             if src is not None:
                 info = {"acc": importer.name, "rtt": int((getattr(src, "rtt", 0.0) or 0.0) * 1e9)}
                 msg, hdr_len = set_header(msg, hdr_len, REQUEST_INFO, json.dumps(info, separators=(",", ":")).encode())

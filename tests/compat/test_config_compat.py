@@ -161,6 +161,16 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
         "accounts {\n A { exports: [ {service: svc} ] }\n B { imports: [ {service: {account: A, subject: svc}}, {service: {account: A, subject: svc}} ] }\n}\n",
     ),
     ("operator-memory", _OPERATOR.server_config()),
+    (
+        "export-latency",
+        "accounts {\n A { exports: [ {service: a, latency: {sampling: 200, subject: l}}, "
+        '{service: b, latency: {sampling: "x%", subject: l}}, {service: c, latency: {sampling: 50}}, '
+        "{stream: d, latency: l} ] }\n}\n",
+    ),
+    (
+        "export-latency-good",
+        'accounts {\n A { exports: [ {service: a, latency: "lat.a"}, {service: b, latency: {sampling: "50%", subject: l}}, {service: c, latency: {sampling: headers, subject: l}} ] }\n}\n',
+    ),
     ("operator-full", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", allow_delete: false }\n'),
     ("operator-full-no-dir", _OPERATOR_LINE + "resolver: { type: full }\n"),
     ("operator-missing-file", "operator: /nope/op.jwt\nresolver: MEMORY\n"),

@@ -431,3 +431,63 @@ def test_nothing_crosses_an_account_boundary_unless_exported_and_imported(tmp_pa
     expected, actual = run_on_both_with_config(tmp_path, MATRIX_CONFIG, _matrix_script)
     assert_same_lines(expected, actual)
     assert len(expected) == len(actual)
+
+
+LATENCY_CONFIG = """
+accounts {
+  A { users: [{user: a, password: a}]
+      exports: [ {service: "svc.>", latency: {sampling: 100%, subject: "lat.svc"}},
+                 {service: "shared", latency: "lat.shared"} ] }
+  B { users: [{user: b, password: b}]
+      imports: [ {service: {account: A, subject: "svc.>"}}, {service: {account: A, subject: "shared"}, share: true} ] }
+}
+"""
+
+
+def _mask_metric(value: Any) -> Any:
+    if isinstance(value, dict):
+        masked = {}
+        for key, item in value.items():
+            if key in ("id", "timestamp", "start", "rtt", "service", "system", "total", "server"):
+                masked[key] = type(item).__name__
+            else:
+                masked[key] = _mask_metric(item)
+        return masked
+    return value
+
+
+async def _latency_script(server: Any) -> list[str]:
+    """Service latency tracking: the metric nats-server publishes to the export's latency subject
+    for each sampled request, the requestor shown in full only when the import shares."""
+    host = server.url.split("//", 1)[1]
+    a = await nats.connect(f"nats://a:a@{host}", name="responder")
+    b = await nats.connect(f"nats://b:b@{host}", name="requester")
+    out = []
+    try:
+        metrics = await a.subscribe("lat.>")
+
+        async def echo(msg: Any) -> None:
+            await a.publish(msg.reply, b"ok")
+
+        await a.subscribe("svc.>", cb=echo)
+        await a.subscribe("shared", cb=echo)
+        await a.flush()
+        for subject in ("svc.x", "shared"):
+            await b.request(subject, b"q", timeout=2)
+            msg = await metrics.next_msg(2)
+            out.append(f"{msg.subject} {json.dumps(_mask_metric(json.loads(msg.data)))}")
+    finally:
+        await a.close()
+        await b.close()
+    return out
+
+
+def test_service_latency_metrics_as_nats_server(tmp_path: Path) -> None:
+    async def script(server: Any) -> list[str]:
+        lines = await _latency_script(server)
+        exports = http_json(server, "/accountz?acc=A")["account_detail"]["exports"]
+        return lines + sorted(json.dumps(item) for item in exports)
+
+    expected, actual = run_on_both_with_config(tmp_path, LATENCY_CONFIG, script, http=True)
+    assert_same_lines(expected, actual)
+    assert len(expected) == len(actual) == 4
