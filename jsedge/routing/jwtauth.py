@@ -17,8 +17,8 @@ Any failure is an Authorization Violation. The user's `pub`/`sub`/`resp` become 
 
 The accounts a Trust knows are the resolver's: `resolver_preload` (MEMORY) and, for the full
 resolver, the JWTs of its directory, updated at run time by jsedge.resolver. A user issued by a
-scoped signing key gets the key's template (permissions and limits) instead of its own, which
-must be empty; the template's `{{tag(...)}}` functions are not filled in.
+scoped signing key gets the key's template (permissions and limits, its `{{name()}}`, `{{tag(x)}}`...
+functions filled in as nats-server fills them) instead of its own, which must be empty.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import itertools
+import re
 import time
 from typing import Any
 
@@ -53,35 +55,86 @@ _SCOPED_FIELDS = (
 )  # fmt: skip
 
 
+_MUSTACHE = re.compile(r"\{\{([^}]+)\}\}")
+
+
+class _TemplateError(ValueError):
+    pass
+
+
+def _expand(subjects: list[str], user: dict[str, Any], account: dict[str, Any], strict: bool) -> list[str]:
+    """nats-server's applyTemplate: each `{{...}}` of each subject filled in (`name()`,
+    `subject()`, `account-name()`, `account-subject()`, `tag(x)` and `account-tag(x)`, a tag
+    giving one subject per value); subjects that come out invalid are dropped, or with `strict`
+    (the deny lists) refuse the user."""
+    from jsedge.subjects import valid_subject
+
+    if not any(_MUSTACHE.search(subject) for subject in subjects):
+        return subjects
+    user_tags = [str(t) for t in (user.get("nats") or {}).get("tags") or ()]
+    account_tags = [str(t) for t in (account.get("nats") or {}).get("tags") or ()]
+    out: list[str] = []
+    for subject in subjects:
+        sources = [match.group(0) for match in _MUSTACHE.finditer(subject)]
+        values: list[list[str]] = []
+        for source in sources:
+            op = source[2:-2].strip()
+            lowered = op.lower()
+            if lowered == "name()":
+                values.append([str(user.get("name") or "")])
+            elif lowered == "subject()":
+                values.append([str(user.get("sub") or "")])
+            elif lowered == "account-name()":
+                values.append([str(account.get("name") or "")])
+            elif lowered == "account-subject()":
+                values.append([str((user.get("nats") or {}).get("issuer_account") or "")])
+            elif lowered.startswith(("tag(", "account-tag(")) and op.endswith(")"):
+                name = op[op.index("(") + 1 : -1]
+                prefix = name.lower() + ":"
+                tags = account_tags if lowered.startswith("account-tag(") else user_tags
+                found = [tag[len(prefix) :] for tag in tags if tag.startswith(prefix)]
+                if not found and strict:
+                    raise _TemplateError(f"generated invalid subject {subject!r}: {name!r} is not defined")
+                values.append(found or [" "])
+            else:
+                raise _TemplateError(f"template operation in {subject!r}: {op!r} is not defined")
+        for combination in itertools.product(*values):
+            text = subject
+            for source, value in zip(sources, combination):
+                text = text.replace(source, value)
+            if valid_subject(text.encode()):
+                out.append(text)
+            elif strict:
+                raise _TemplateError("generated invalid subject")
+    return out
+
+
 def _apply_template(template: dict[str, Any], user: dict[str, Any], account: dict[str, Any]) -> dict[str, Any] | None:
     """The user's `nats` claims with a scoped key's template in place of its (empty) permissions
-    and limits, `{{name()}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-subject()}}`
-    filled in; None when the user JWT set any of them (nats-server: "scoped users require no
-    permissions or limits set")."""
+    and limits, the template's functions filled in (`_expand`); None when the user JWT set any of
+    them (nats-server: "scoped users require no permissions or limits set") or a function fails."""
     nats = dict(user.get("nats") or {})
     if any(nats.get(name) for name in _SCOPED_FIELDS):
         return None
-    values = {
-        "name()": str(user.get("name") or ""),
-        "subject()": str(user.get("sub") or ""),
-        "account-name()": str(account.get("name") or ""),
-        "account-subject()": str(account.get("sub") or ""),
-    }
-
-    def fill(subject: Any) -> str:
-        text = str(subject)
-        for function, value in values.items():
-            text = text.replace("{{" + function + "}}", value).replace("{{ " + function + " }}", value)
-        return text
-
     for name in _SCOPED_FIELDS:
-        if name not in template:
+        if name in template:
+            nats[name] = template[name]
+        else:
             nats.pop(name, None)
-            continue
-        value = template[name]
-        if name in ("pub", "sub") and isinstance(value, dict):
-            value = {side: [fill(s) for s in value.get(side) or ()] for side in ("allow", "deny")}
-        nats[name] = value
+    try:
+        for side in ("pub", "sub"):
+            block = nats.get(side)
+            if not isinstance(block, dict):
+                continue
+            allow = [str(s) for s in block.get("allow") or ()]
+            deny = [str(s) for s in block.get("deny") or ()]
+            expanded_allow = _expand(allow, user, account, strict=False)
+            expanded_deny = _expand(deny, user, account, strict=True)
+            if allow and not expanded_allow:
+                expanded_deny.append(">")  # nothing left to allow: allow nothing
+            nats[side] = {"allow": expanded_allow, "deny": expanded_deny}
+    except _TemplateError:
+        return None
     return nats
 
 

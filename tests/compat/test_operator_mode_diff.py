@@ -45,6 +45,7 @@ class World:
         self.signer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         self.revoked = new_key(nkeys.PREFIX_BYTE_USER)
         self.scoped = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        self.bad_template = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
         self.operator_jwt = encode(
             {
                 "sub": self.operator.public,
@@ -68,10 +69,16 @@ class World:
                     self.signer.public,
                     {
                         "kind": "user_scope",
+                        "key": self.bad_template.public,
+                        "role": "broken",
+                        "template": {"pub": {"allow": ["x.{{nope()}}"]}, "subs": -1, "data": -1, "payload": -1},
+                    },
+                    {
+                        "kind": "user_scope",
                         "key": self.scoped.public,
                         "role": "scoped",
                         "template": {
-                            "pub": {"allow": ["scoped.{{name()}}.>"]},
+                            "pub": {"allow": ["scoped.{{name()}}.>", "team.{{tag(team)}}.>"]},
                             "sub": {"allow": ["scoped.>", "_INBOX.>"]},
                             "subs": -1,
                             "data": -1,
@@ -220,6 +227,16 @@ def _script(server: ServerProcess, world: World) -> list[str]:
     cases.append(("by a scoped signing key", scoped, scoped_key, True))
     overreach, key = world.user(world.a, signer=world.scoped, nats={"pub": {"allow": [">"]}})
     cases.append(("scoped user with its own permissions", overreach, key, True))
+    broken_key = new_key(nkeys.PREFIX_BYTE_USER)
+    broken = encode(
+        {
+            "sub": broken_key.public,
+            "name": "u",
+            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
+        },
+        world.bad_template,
+    )
+    cases.append(("scoped key whose template is broken", broken, broken_key, True))
     hour = 3600
     utc = time.gmtime()
     seconds = utc.tm_hour * hour + utc.tm_min * 60 + utc.tm_sec
@@ -285,7 +302,12 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         {
             "sub": scoped_key.public,
             "name": "u",
-            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
+            "nats": {
+                "type": "user",
+                "version": 2,
+                "issuer_account": world.a.public,
+                "tags": ["team:red", "team:blue"],
+            },
         },
         world.scoped,
     )
@@ -352,6 +374,9 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         # the scoped user's permissions come from its key's template ({{name()}} is "u")
         await scoped.publish("scoped.u.1", b"")
         await scoped.publish("scoped.v.1", b"")
+        await scoped.publish("team.red.1", b"")
+        await scoped.publish("team.blue.1", b"")
+        await scoped.publish("team.green.1", b"")
         await scoped.flush()
         await asyncio.sleep(0.3)
         out += sorted(errors)
