@@ -2113,15 +2113,21 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
         nats = claims.get("nats") or {}
         limits = nats.get("limits") or {}
         js_fields = ("mem_storage", "disk_storage", "streams", "consumer", "max_ack_pending")
-        jetstream = any(limits.get(name) for name in js_fields) or bool(nats.get("tiered_limits"))
+        # JetStream limits, or tiered ones (`tiered_limits: {R1: {...}, R3: {...}}`): jsedge keeps
+        # one set per account, the R1 tier's (else the first tier's)
+        tiers = nats.get("tiered_limits") if isinstance(nats.get("tiered_limits"), dict) else {}
+        js_source = limits
+        if tiers and not any(limits.get(name) for name in js_fields):
+            js_source = tiers.get("R1") or next(iter(tiers.values()), {}) or {}
+        jetstream = any(js_source.get(name) for name in js_fields)
         js_limits = None
         if jetstream:
             js_limits = AccountJetStreamConfig(
-                max_memory=int(limits.get("mem_storage", -1) or -1),
-                max_store=int(limits.get("disk_storage", -1) or -1),
-                max_streams=int(limits.get("streams", -1) or -1),
-                max_consumers=int(limits.get("consumer", -1) or -1),
-                max_ack_pending=int(limits.get("max_ack_pending", -1) or -1),
+                max_memory=int(js_source.get("mem_storage", -1) or -1),
+                max_store=int(js_source.get("disk_storage", -1) or -1),
+                max_streams=int(js_source.get("streams", -1) or -1),
+                max_consumers=int(js_source.get("consumer", -1) or -1),
+                max_ack_pending=int(js_source.get("max_ack_pending", -1) or -1),
             )
         imports = []
         for entry in nats.get("imports") or ():

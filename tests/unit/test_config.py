@@ -570,3 +570,31 @@ def test_stream_import_with_prefix_and_to_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="Stream import can not have a 'prefix' and a 'to' property"):
         load_text(tmp_path, text)
+
+
+def test_account_jwt_jetstream_limits_plain_and_tiered():
+    """An account JWT enables JetStream with its limits, or with its R1 tier's (tiered limits)."""
+    import nkeys
+
+    from jsedge.config import accounts_from_jwts
+    from tests.natsjwt import UNLIMITED_ACCOUNT, encode, new_key
+
+    operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    plain, tiered, none = (new_key(nkeys.PREFIX_BYTE_ACCOUNT) for _ in range(3))
+
+    def account(key, **nats):
+        body = {"type": "account", "version": 2, "limits": dict(UNLIMITED_ACCOUNT), **nats}
+        return key.public, encode({"sub": key.public, "name": "x", "nats": body}, operator)
+
+    accounts = accounts_from_jwts(
+        [
+            account(plain, limits={**UNLIMITED_ACCOUNT, "mem_storage": -1, "disk_storage": 1024}),
+            account(tiered, tiered_limits={"R1": {"disk_storage": 2048, "streams": 3}, "R3": {"disk_storage": 1}}),
+            account(none),
+        ]
+    )
+    by_name = {a.name: a for a in accounts}
+    assert by_name[plain.public].jetstream and by_name[plain.public].jetstream_limits.max_store == 1024
+    assert by_name[tiered.public].jetstream and by_name[tiered.public].jetstream_limits.max_store == 2048
+    assert by_name[tiered.public].jetstream_limits.max_streams == 3
+    assert not by_name[none.public].jetstream
