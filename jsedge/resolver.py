@@ -15,9 +15,12 @@ nats-server's DirAccResolver:
 * `$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP`: the stored JWT (nothing when unknown).
 * `$SYS.REQ.CLAIMS.LIST`: `{"data": [keys...]}`.
 
+* `$SYS.REQ.CLAIMS.DELETE` (with `allow_delete`): a JWT the operator signed for itself, listing
+  `accounts`; their JWTs are renamed `<key>.jwt.deleted` and their clients disconnected.
+
 `nsc push` and `nats server request` use these. Every server of a cluster subscribes, so an update
-sent to one reaches all (each answers). Not done: `$SYS.REQ.CLAIMS.DELETE`, `$SYS.REQ.CLAIMS.PACK`
-(the synchronisation of directories between servers that missed an update), the cache resolver.
+sent to one reaches all (each answers). Not done: `$SYS.REQ.CLAIMS.PACK` (the synchronisation of
+directories between servers that missed an update), `hard_delete`, the cache resolver.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ UPDATE_NEW = b"$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE"
 UPDATE_OLD = b"$SYS.ACCOUNT.*.CLAIMS.UPDATE"
 LOOKUP = b"$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"
 LIST = b"$SYS.REQ.CLAIMS.LIST"
+DELETE = b"$SYS.REQ.CLAIMS.DELETE"
 
 
 class DirResolver:
@@ -53,6 +57,7 @@ class DirResolver:
             (UPDATE_OLD, self._on_update),
             (LOOKUP, self._on_lookup),
             (LIST, self._on_list),
+            (DELETE, self._on_delete),
         ):
             self.subs.append(self.server.subscribe_internal(self.system, subject, callback))
 
@@ -105,17 +110,18 @@ class DirResolver:
     def _respond(self, reply: bytes, account: str, message: str, error: str | None) -> None:
         log = self.server.logger
         if error is None:
-            log.debug(f"{message} - {account}")
+            log.debug(f"{message} - {account}" if account else message)
         else:
-            log.error(f"{message} - {account} - {error}")
+            log.error(f"{message} - {account} - {error}" if account else f"{message} - {error}")
         if not reply:
             return
         events = self.server.events
         body: dict[str, Any] = {"server": events.server_info() if events is not None else {}}
+        outcome: dict[str, Any] = {"account": account} if account else {}  # (omitempty)
         if error is None:
-            body["data"] = {"account": account, "code": 200, "message": message}
+            body["data"] = {**outcome, "code": 200, "message": message}
         else:
-            body["error"] = {"account": account, "code": 500, "description": f"{message} - {error}"}
+            body["error"] = {**outcome, "code": 500, "description": f"{message} - {error}"}
         self.server.send_internal(self.system, reply, b"", b"", json.dumps(body, separators=(",", ":")).encode())
 
     def _on_update(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
@@ -154,6 +160,53 @@ class DirResolver:
         self.server.apply_config(
             config_with(config, accounts=tuple(accounts_from_jwts(jwts)), resolver_preload=tuple(jwts))
         )
+
+    def _on_delete(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        """`$SYS.REQ.CLAIMS.DELETE`: a JWT the operator signed for itself listing `accounts` in its
+        `nats` claims; with `allow_delete` their JWTs are removed (renamed `.jwt.deleted`, as
+        nats-server's default) and their clients disconnected."""
+        from jsedge.jwt import JWTError, decode_generic
+
+        body = bytes(msg[hdr_len:] if hdr_len > 0 else msg).decode("utf-8", "replace").strip()
+        issuer = ""
+        error = None
+        keys: list[str] = []
+        try:
+            claims = decode_generic(body)
+        except JWTError as exc:
+            error = str(exc)
+            claims = {}
+        if error is None:
+            issuer = str(claims.get("sub") or "")
+            trust = self.server.auth.trust
+            listed = (claims.get("nats") or {}).get("accounts")
+            system = self.server.config.system_account
+            if not self.server.config.resolver_allow_delete:
+                error = "delete must be enabled in server config"
+            elif claims.get("sub") != claims.get("iss"):
+                error = "not self signed"
+            elif trust is None or claims.get("iss") not in trust.operator_keys:
+                error = "not trusted"
+            elif not isinstance(listed, list) or not all(
+                isinstance(key, str) and self._path(key) is not None for key in listed
+            ):
+                error = "malformed request"
+            elif system in listed:
+                error = "not allowed to delete system account"
+            else:
+                keys = list(listed)
+        if error is not None:
+            self._respond(reply, "", f"delete accounts request by {issuer} failed", error)
+            return
+        for key in keys:
+            path = self._path(key)
+            assert path is not None
+            try:
+                os.replace(path, path + ".deleted")
+            except FileNotFoundError:
+                pass
+        self.refresh()
+        self._respond(reply, "", f"deleted {len(keys)} accounts", None)
 
     def _on_lookup(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         if not reply:

@@ -472,6 +472,24 @@ async def _full_resolver_script(server: ServerProcess, world: World, directory: 
         while not victim.is_closed and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         out.append(f"revoked user disconnected: {victim.is_closed}")
+        # deleting accounts: only the operator, only when allowed, never the system account
+        doomed = await nats.connect(server.url, user_credentials=creds(*world.user(world.b)), allow_reconnect=False)
+        for signer, accounts in (
+            (world.a, [world.b.public]),
+            (world.operator, [world.system.public]),
+            (world.operator, ["nonsense"]),
+            (world.operator, [world.b.public]),
+        ):
+            request = encode({"sub": signer.public, "nats": {"accounts": accounts}}, signer)
+            reply = await system.request("$SYS.REQ.CLAIMS.DELETE", request.encode(), timeout=2)
+            text = answer(reply).replace(signer.public, "SIGNER")
+            out.append(f"delete {accounts[0][:1]}: {text}")
+        deadline = time.monotonic() + 5
+        while not doomed.is_closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        out.append(f"deleted account's user disconnected: {doomed.is_closed}")
+        keys = json.loads((await system.request("$SYS.REQ.CLAIMS.LIST", b"", timeout=2)).data)["data"]
+        out.append(f"B listed after delete: {world.b.public in keys}")
     finally:
         await system.close()
         await victim.close()
@@ -489,7 +507,7 @@ def test_full_resolver_updates_as_nats_server(tmp_path: Path) -> None:
         )
         config = (
             f"operator: {world.operator_jwt}\n"
-            f'resolver: {{ type: full, dir: "{directory / "jwt"}" }}\n'
+            f'resolver: {{ type: full, dir: "{directory / "jwt"}", allow_delete: true }}\n'
             f"resolver_preload: {{\n{preload}\n}}\n"
             f'jetstream {{ store_dir: "{directory / "js"}" }}\n'
         )
