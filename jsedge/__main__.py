@@ -87,12 +87,97 @@ SUBCOMMANDS = {
 }
 
 
+#: The nats CLI's short names for subcommands.
+ALIASES = {"obj": "object", "str": "stream", "con": "consumer", "srv": "server"}
+
+#: Connection options the nats CLI takes before the subcommand (`nats -s URL stream ls`), with a
+#: value; `--json` has none.
+_GLOBAL_WITH_VALUE = ("-s", "--server", "--user", "--password", "--creds", "--timeout", "--domain", "--js-domain")
+_GLOBAL_FLAGS = ("--json",)
+
+
+def _subcommand(word: str) -> str | None:
+    name = ALIASES.get(word, word)
+    return name if name in SUBCOMMANDS else None
+
+
+def _hoist_globals(argv: list[str]) -> list[str] | None:
+    """`jsedge -s URL --creds F stream ls` -> `jsedge stream -s URL --creds F ls`: connection options
+    before a subcommand move behind its name; None when no subcommand follows them."""
+    index = 0
+    hoisted: list[str] = []
+    while index < len(argv):
+        token = argv[index]
+        name = token.split("=", 1)[0]
+        if name in _GLOBAL_WITH_VALUE:
+            if "=" in token:
+                hoisted.append(token)
+                index += 1
+            elif index + 1 < len(argv):
+                hoisted += argv[index : index + 2]
+                index += 2
+            else:
+                return None
+        elif token in _GLOBAL_FLAGS:
+            hoisted.append(token)
+            index += 1
+        else:
+            break
+    if not hoisted or index >= len(argv) or _subcommand(argv[index]) is None:
+        return None
+    return [argv[index], *hoisted, *argv[index + 1 :]]
+
+
+def _help(topic: list[str]) -> int:
+    """`jsedge help` (the server's options and the management commands) or `jsedge help <cmd>`."""
+    if topic:
+        name = _subcommand(topic[0])
+        if name is None:
+            return _unknown(topic[0])
+        return main([name, *topic[1:], "--help"])
+    from jsedge.config import load_config
+
+    print(load_config(["--help"]).help_text)
+    _print_commands()
+    return 0
+
+
+def _print_commands() -> None:
+    print("\nManagement commands (`jsedge <command> --help` for each; the nats CLI's, against any NATS server):")
+    aliases = {name: alias for alias, name in ALIASES.items()}
+    for name in SUBCOMMANDS:
+        print(f"    {name}" + (f" ({aliases[name]})" if name in aliases else ""))
+    print("    help [command]\n    version")
+
+
+def _unknown(word: str) -> int:
+    import difflib
+
+    names = [*SUBCOMMANDS, *ALIASES, "help", "version"]
+    close = difflib.get_close_matches(word, names, n=1)
+    hint = f', did you mean "{ALIASES.get(close[0], close[0])}"?' if close else ""
+    print(f'jsedge: unknown command "{word}"{hint} (jsedge help lists them)', file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
+    if argv and not argv[0].startswith("-"):
+        word = argv[0]
+        if word == "help":
+            return _help(argv[1:])
+        if word == "version":
+            print(f"jsedge: v{__version__} (nats-server v{NATS_COMPAT_VERSION} compatible)")
+            return 0
+        if _subcommand(word) is None:
+            return _unknown(word)
+    hoisted = _hoist_globals(argv) if argv and argv[0].startswith("-") else None
+    if hoisted is not None:
+        argv = hoisted
+    if argv and _subcommand(argv[0]) is not None:
         import importlib
 
-        return int(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
+        return int(importlib.import_module(SUBCOMMANDS[_subcommand(argv[0]) or ""]).main(argv[1:]))
     from jsedge.config import ConfigError, load_config
 
     try:
@@ -102,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if result.show_help:
         print(result.help_text)
+        _print_commands()
         return 0
     if result.show_version:
         print(f"jsedge: v{__version__} (nats-server v{NATS_COMPAT_VERSION} compatible)")

@@ -276,7 +276,12 @@ async def _run(handler: Callable[..., Awaitable[int | None]], args: argparse.Nam
 
 def execute(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     """Parse `argv`, run the selected handler with a connection, print errors; the exit status."""
-    args = parser.parse_args(argv)
+    if any(isinstance(action, argparse._SubParsersAction) for action in parser._actions):
+        args = parser.parse_args(argv)
+    else:
+        # options anywhere among the positionals, as the nats CLI (kingpin) takes them:
+        # `pub orders.created --count 50 '{"n":{{Count}}}'`
+        args = parser.parse_intermixed_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
