@@ -37,6 +37,16 @@ def exec_start(config_path: str) -> str:
     return f"{sys.executable} -m jsedge -c {config_path}"
 
 
+def hidden_location(command: str) -> str | None:
+    """The directory of the unit's program that the hardened unit hides from the service
+    (`ProtectHome=yes`: /home, /root, /run/user; `PrivateTmp=yes`: /tmp, /var/tmp), if any."""
+    program = command.split()[0]
+    for directory in ("/home", "/root", "/run/user", "/tmp", "/var/tmp"):
+        if program == directory or program.startswith(directory + "/"):
+            return directory
+    return None
+
+
 def render_unit(config_path: str) -> str:
     text = (_templates() / "jsedge.service").read_text()
     lines = []
@@ -83,6 +93,16 @@ def main(argv: list[str]) -> int:
         return 1
     for path in written:
         print(f"wrote {path}")
+    hidden = hidden_location(exec_start(args.config))
+    if hidden is not None:
+        print(
+            f"jsedge: warning: the service would run {exec_start(args.config).split()[0]}, which is under "
+            f"{hidden}: the unit's ProtectHome=yes / PrivateTmp=yes hide that directory from the service, "
+            "so it would fail to start. Install jsedge where the service can see it (e.g. "
+            "`sudo python3 -m venv /opt/jsedge && sudo /opt/jsedge/bin/pip install jsedge`, then run "
+            "`sudo /opt/jsedge/bin/jsedge service install`), or relax those settings in the unit.",
+            file=sys.stderr,
+        )
     if args.root == "/":
         print("\nNow run:")
         print("  systemd-sysusers jsedge.conf && systemd-tmpfiles --create jsedge.conf")

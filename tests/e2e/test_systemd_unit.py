@@ -106,3 +106,16 @@ def test_service_install_writes_unit_for_this_environment(tmp_path: Path) -> Non
             timeout=30,
         )
         assert verify.stdout == "" and verify.stderr == "", verify.stdout + verify.stderr
+
+
+def test_service_install_warns_when_the_program_is_hidden_from_the_service() -> None:
+    """The hardened unit hides /home, /root and /tmp (ProtectHome, PrivateTmp): a jsedge installed
+    there would not start, and `service install` says so and what to do."""
+    from jsedge.service import hidden_location
+
+    assert hidden_location("/home/pi/.venv/bin/jsedge -c /etc/jsedge/jsedge.conf") == "/home"
+    assert hidden_location("/root/.pyenv/versions/3.11.7/bin/python3 -m jsedge -c x") == "/root"
+    assert hidden_location("/tmp/venv/bin/jsedge -c x") == "/tmp"
+    assert hidden_location("/opt/jsedge/bin/jsedge -c x") is None
+    assert hidden_location("/usr/bin/python3 -m jsedge -c x") is None
+    assert hidden_location("/homework/bin/jsedge -c x") is None
