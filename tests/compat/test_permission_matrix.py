@@ -11,6 +11,11 @@ from __future__ import annotations
 import json
 
 import pytest
+
+# imported here, at collection, not inside a test: CPython 3.11's parser can fail with "AST
+# constructor recursion depth mismatch" when pytest rewrites a module imported deep in a call stack
+# (seen once in CI)
+from compat.test_protocol_diff import sort_msgs, strip_first_info
 from helpers import BARRIER, Pause, ServerProcess, run_multi
 
 pytestmark = pytest.mark.compat
@@ -294,8 +299,6 @@ SCENARIOS = [
 
 
 def canonical(data: bytes) -> bytes:
-    from compat.test_protocol_diff import sort_msgs, strip_first_info
-
     return sort_msgs(strip_first_info(data))
 
 
