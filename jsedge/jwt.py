@@ -129,3 +129,18 @@ def decode_generic(token: str) -> dict[str, Any]:
     ):
         raise JWTError("claim failed V2 signature verification")
     return claims
+
+
+def verify_signature_text(public_key: str, kinds: str, data: bytes, signature: str) -> bool:
+    """`verify_signature` of a signature as a CONNECT carries it: base64url without padding, or
+    standard base64 (nats-server accepts both)."""
+    if not signature or not public_key:
+        return False
+    try:
+        raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    except (binascii.Error, ValueError):
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            return False
+    return verify_signature(public_key, kinds, data, raw)

@@ -78,16 +78,21 @@ class Operator:
         )
 
     def creds(self, user_jwt: str | None = None, seed: str | None = None) -> str:
-        return (
-            "-----BEGIN NATS USER JWT-----\n"
-            f"{user_jwt or self.user_jwt}\n"
-            "------END NATS USER JWT------\n\n"
-            "************************* IMPORTANT *************************\n"
-            "NKEY Seed printed below can be used to sign and prove identity.\n\n"
-            "-----BEGIN USER NKEY SEED-----\n"
-            f"{seed or self.user.seed}\n"
-            "------END USER NKEY SEED------\n"
-        )
+        return creds_text(user_jwt or self.user_jwt, seed or self.user.seed)
+
+
+def creds_text(user_jwt: str, seed: str) -> str:
+    """A `.creds` file as `nsc` writes it: the user JWT and the seed that signs the nonce."""
+    return (
+        "-----BEGIN NATS USER JWT-----\n"
+        f"{user_jwt}\n"
+        "------END NATS USER JWT------\n\n"
+        "************************* IMPORTANT *************************\n"
+        "NKEY Seed printed below can be used to sign and prove identity.\n\n"
+        "-----BEGIN USER NKEY SEED-----\n"
+        f"{seed}\n"
+        "------END USER NKEY SEED------\n"
+    )
 
 
 def operator_with_user(account_name: str = "A", user_name: str = "u") -> Operator:

@@ -435,33 +435,6 @@ def verify_nkey_signature(public_key: str, data: bytes, signature: str) -> bool:
     """Is `signature` (base64url without padding, or standard base64, as nats-server accepts it)
     an ed25519 signature of `data` by the user nkey `public_key` (`U…`, base32 with its prefix
     byte and CRC-16)?"""
-    import base64
-    import binascii
+    from jsedge.jwt import verify_signature_text
 
-    if not signature or not public_key:
-        return False
-    try:
-        raw = base64.b32decode(public_key + "=" * (-len(public_key) % 8))
-    except (binascii.Error, ValueError):
-        return False
-    import nkeys  # type: ignore[import-untyped]
-
-    if len(raw) != 35 or raw[0] != nkeys.PREFIX_BYTE_USER:
-        return False
-    if nkeys.crc16(bytearray(raw[:-2])) != int.from_bytes(raw[-2:], "little"):
-        return False
-    try:
-        sig = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-    except (binascii.Error, ValueError):
-        try:
-            sig = base64.b64decode(signature, validate=True)
-        except (binascii.Error, ValueError):
-            return False
-    import nacl.exceptions
-    import nacl.signing
-
-    try:
-        nacl.signing.VerifyKey(raw[1:33]).verify(data, sig)
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-        return False
-    return True
+    return verify_signature_text(public_key, "U", data, signature)

@@ -23,15 +23,13 @@ functions filled in as nats-server fills them) instead of its own, which must be
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import itertools
 import re
 import time
 from typing import Any
 
-from jsedge.jwt import JWTError, decode, time_valid, verify_signature
+from jsedge.jwt import JWTError, decode, time_valid, verify_signature_text
 
 
 def _signing_keys(nats: dict[str, Any]) -> tuple[set[str], dict[str, dict[str, Any]]]:
@@ -223,16 +221,9 @@ class Trust:
             return None
         if not bearer:
             signature = opts.get("sig")
-            if not isinstance(signature, str) or not signature or not nonce:
+            if not isinstance(signature, str) or not nonce:
                 return None
-            try:
-                raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-            except (binascii.Error, ValueError):
-                try:
-                    raw = base64.b64decode(signature, validate=True)
-                except (binascii.Error, ValueError):
-                    return None
-            if not verify_signature(user["sub"], "U", nonce.encode(), raw):
+            if not verify_signature_text(user["sub"], "U", nonce.encode(), signature):
                 return None
         revocations = account_nats.get("revocations") or {}
         issued = user.get("iat") or 0

@@ -59,6 +59,14 @@ _MASKS = [
 ]
 
 
+def _same_on_both(tmp_path: Path, config: str, script: Any, http: bool = False) -> None:
+    """`script(server)` against nats-server and jsedge with `config` (`%s`: a store directory):
+    the same lines."""
+    expected, actual = run_on_both_with_config(tmp_path, config, script, http=http)
+    assert_same_lines(expected, actual)
+    assert len(expected) == len(actual)
+
+
 def _mask(text: str) -> str:
     for pattern, replacement in _MASKS:
         text = pattern.sub(replacement, text)
@@ -189,8 +197,7 @@ async def _script(server: Any) -> list[str]:
 
 
 def test_exports_and_imports_as_nats_server(tmp_path: Path) -> None:
-    expected, actual = run_on_both_with_config(tmp_path, CONFIG, _script, http=True)
-    assert_same_lines(expected, actual)
+    _same_on_both(tmp_path, CONFIG, _script, http=True)
 
 
 def test_imports_follow_a_reload() -> None:
@@ -374,9 +381,7 @@ async def _sourcing_script(server: Any) -> list[str]:
 
 
 def test_sourcing_from_another_account_as_nats_server(tmp_path: Path) -> None:
-    expected, actual = run_on_both_with_config(tmp_path, SOURCING_CONFIG, _sourcing_script)
-    assert_same_lines(expected, actual)
-    assert len(expected) == len(actual)
+    _same_on_both(tmp_path, SOURCING_CONFIG, _sourcing_script)
 
 
 MATRIX_CONFIG = """
@@ -428,9 +433,7 @@ async def _matrix_script(server: Any) -> list[str]:
 
 
 def test_nothing_crosses_an_account_boundary_unless_exported_and_imported(tmp_path: Path) -> None:
-    expected, actual = run_on_both_with_config(tmp_path, MATRIX_CONFIG, _matrix_script)
-    assert_same_lines(expected, actual)
-    assert len(expected) == len(actual)
+    _same_on_both(tmp_path, MATRIX_CONFIG, _matrix_script)
 
 
 LATENCY_CONFIG = """
@@ -488,6 +491,4 @@ def test_service_latency_metrics_as_nats_server(tmp_path: Path) -> None:
         exports = http_json(server, "/accountz?acc=A")["account_detail"]["exports"]
         return lines + sorted(json.dumps(item) for item in exports)
 
-    expected, actual = run_on_both_with_config(tmp_path, LATENCY_CONFIG, script, http=True)
-    assert_same_lines(expected, actual)
-    assert len(expected) == len(actual) == 4
+    _same_on_both(tmp_path, LATENCY_CONFIG, script, http=True)

@@ -21,7 +21,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from tests.helpers import REPO_ROOT, RawClient, ServerProcess, assert_same_lines
 from tests.kv.test_nats_js import node_js  # noqa: F401 - the fixture that installs nats.js
-from tests.natsjwt import UNLIMITED_ACCOUNT, Key, encode, new_key
+from tests.natsjwt import UNLIMITED_ACCOUNT, Key, creds_text, encode, new_key
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(120)]
 
@@ -152,6 +152,13 @@ class World:
         preload = "\n".join(f"  {key}: {token}" for key, token in self.accounts.items())
         return f"operator: {self.operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n"
 
+    def scoped_user(self, signer: Key, **nats: Any) -> tuple[str, Key]:
+        """A user of A issued by one of A's scoped signing keys: no permissions or limits of its
+        own (the key's template gives them)."""
+        key = new_key(nkeys.PREFIX_BYTE_USER)
+        claims = {"type": "user", "version": 2, "issuer_account": self.a.public, **nats}
+        return encode({"sub": key.public, "name": "u", "nats": claims}, signer), key
+
     def user(self, account: Key, signer: Key | None = None, key: Key | None = None, **claims: Any) -> tuple[str, Key]:
         """(user JWT, user key) of `account`, issued by `signer` (a signing key) or the account."""
         key = key or new_key(nkeys.PREFIX_BYTE_USER)
@@ -161,6 +168,13 @@ class World:
             nats_claims["issuer_account"] = account.public
         body = {"sub": key.public, "name": "u", "nats": nats_claims, **claims}
         return encode(body, signer or account), key
+
+
+def write_creds(directory: Path, token: str, key: Key) -> str:
+    """A `.creds` file for this user JWT and key in `directory`; its path."""
+    path = directory / f"{key.public[:8]}.creds"
+    path.write_text(creds_text(token, key.seed))
+    return str(path)
 
 
 def _sign(key: Key, nonce: str) -> str:
@@ -215,27 +229,11 @@ def _script(server: ServerProcess, world: World) -> list[str]:
     cases.append(("from another network", elsewhere, key, True))
     here, key = world.user(world.a, nats={"src": ["127.0.0.0/8"]})
     cases.append(("from this network", here, key, True))
-    scoped_key = new_key(nkeys.PREFIX_BYTE_USER)
-    scoped = encode(
-        {
-            "sub": scoped_key.public,
-            "name": "u",
-            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
-        },
-        world.scoped,
-    )
+    scoped, scoped_key = world.scoped_user(world.scoped)
     cases.append(("by a scoped signing key", scoped, scoped_key, True))
     overreach, key = world.user(world.a, signer=world.scoped, nats={"pub": {"allow": [">"]}})
     cases.append(("scoped user with its own permissions", overreach, key, True))
-    broken_key = new_key(nkeys.PREFIX_BYTE_USER)
-    broken = encode(
-        {
-            "sub": broken_key.public,
-            "name": "u",
-            "nats": {"type": "user", "version": 2, "issuer_account": world.a.public},
-        },
-        world.bad_template,
-    )
+    broken, broken_key = world.scoped_user(world.bad_template)
     cases.append(("scoped key whose template is broken", broken, broken_key, True))
     hour = 3600
     utc = time.gmtime()
@@ -279,12 +277,7 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
     out: list[str] = []
 
     def creds(token: str, key: Key) -> str:
-        path = directory / f"{key.public[:8]}.creds"
-        path.write_text(
-            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
-            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
-        )
-        return str(path)
+        return write_creds(directory, token, key)
 
     errors: list[str] = []
 
@@ -297,20 +290,7 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
         world.a, nats={"pub": {"allow": ["allowed.>"]}, "sub": {"allow": ["allowed.>", "_INBOX.>"]}}
     )
     limited = await nats.connect(server.url, user_credentials=creds(*limited_jwt), error_cb=on_error)
-    scoped_key = new_key(nkeys.PREFIX_BYTE_USER)
-    scoped_jwt = encode(
-        {
-            "sub": scoped_key.public,
-            "name": "u",
-            "nats": {
-                "type": "user",
-                "version": 2,
-                "issuer_account": world.a.public,
-                "tags": ["team:red", "team:blue"],
-            },
-        },
-        world.scoped,
-    )
+    scoped_jwt, scoped_key = world.scoped_user(world.scoped, tags=["team:red", "team:blue"])
     scoped = await nats.connect(server.url, user_credentials=creds(scoped_jwt, scoped_key), error_cb=on_error)
     soon = world.user(world.a, exp=int(time.time()) + 3)
     closing = await nats.connect(server.url, user_credentials=creds(*soon), error_cb=on_error, allow_reconnect=False)
@@ -413,12 +393,7 @@ async def _full_resolver_script(server: ServerProcess, world: World, directory: 
     out: list[str] = []
 
     def creds(token: str, key: Key) -> str:
-        path = directory / f"{key.public[:8]}.creds"
-        path.write_text(
-            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
-            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
-        )
-        return str(path)
+        return write_creds(directory, token, key)
 
     def answer(msg: Any) -> str:
         document = json.loads(msg.data)
@@ -554,20 +529,15 @@ def test_nats_js_with_creds_as_nats_server(request: pytest.FixtureRequest, tmp_p
     world = World()
     results = []
 
-    def creds_text(token: str, key: Key) -> str:
-        return (
-            f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
-            f"-----BEGIN USER NKEY SEED-----\n{key.seed}\n------END USER NKEY SEED------\n"
-        )
-
     for kind in ("nats", "jsedge"):
         directory = tmp_path / kind
         directory.mkdir()
         token, key = world.user(world.b)
         good, bad, responder = directory / "good.creds", directory / "bad.creds", directory / "a.creds"
-        good.write_text(creds_text(token, key))
-        bad.write_text(creds_text(token, new_key(nkeys.PREFIX_BYTE_USER)))
-        responder.write_text(creds_text(*world.user(world.a)))
+        good.write_text(creds_text(token, key.seed))
+        bad.write_text(creds_text(token, new_key(nkeys.PREFIX_BYTE_USER).seed))
+        responder_jwt, responder_key = world.user(world.a)
+        responder.write_text(creds_text(responder_jwt, responder_key.seed))
         with ServerProcess(kind, config=world.config()) as server:
             results.append(asyncio.run(_nats_js_run(node, server, responder, good, bad)))
     assert results[0] == results[1]
