@@ -424,10 +424,16 @@ async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+#: Streams the nats CLI lists only with `--all`: those behind KV buckets, object stores and MQTT.
+_SYSTEM_PREFIXES = ("KV_", "OBJ_", "$MQTT_")
+
+
 async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
     body = {"subject": args.subject} if args.subject else None
     if args.names:
         names = await ctx.paged("STREAM.NAMES", "streams", body)
+        if not args.all:
+            names = [n for n in names if not n.startswith(_SYSTEM_PREFIXES)]
         if ctx.json:
             out.print_json(names)
         else:
@@ -436,11 +442,14 @@ async def cmd_ls(ctx: Context, args: argparse.Namespace) -> int:
         return 0
     infos = await ctx.paged("STREAM.LIST", "streams", body)
     infos.sort(key=lambda i: i["config"]["name"])
+    every = len(infos)
+    if not args.all:
+        infos = [i for i in infos if not i["config"]["name"].startswith(_SYSTEM_PREFIXES)]
     if ctx.json:
         out.print_json(infos)
         return 0
     if not infos:
-        print("No Streams defined")
+        print("No Streams defined, pass -a to include system streams" if every else "No Streams defined")
         return 0
     table = out.Table("Streams", ["Name", "Description", "Created", "Messages", "Size", "Last Message"], right=(3, 4))
     for info in infos:
@@ -845,6 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add_command(sub, "ls", cmd_ls, "list streams", aliases=("list",))
     p.add_argument("-n", "--names", action="store_true", help="only the names")
     p.add_argument("--subject", help="only streams capturing this subject")
+    p.add_argument("-a", "--all", action="store_true", help="include system streams (KV buckets, object stores, MQTT)")
 
     p = add_command(sub, "info", cmd_info, "stream configuration and state")
     p.add_argument("name")

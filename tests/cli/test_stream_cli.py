@@ -159,3 +159,15 @@ def test_backup_restore_json_format(cli, tmp_path):
     cli("stream", "rm", "ORDERS", "-f")
     cli("stream", "restore", str(tmp_path / "bk"))
     _check_restored(cli)
+
+
+def test_ls_hides_system_streams_unless_all(cli):
+    """As the nats CLI: the streams behind KV buckets and object stores are listed only with -a."""
+    r = cli("kv", "add", "config")
+    r = cli("stream", "ls")
+    assert "KV_config" not in r.out and "pass -a to include system streams" in r.out
+    assert "KV_config" in cli("stream", "ls", "-a").out
+    assert cli("stream", "ls", "--names", "--all").out.split() == ["KV_config"]
+    _seed(cli)
+    listed = cli("stream", "ls", "--names").out.split()
+    assert listed == ["ORDERS"]
