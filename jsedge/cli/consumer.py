@@ -8,8 +8,10 @@
     rm STREAM NAME   [-f]
     pause STREAM NAME [--until TIME|DURATION] / resume STREAM NAME
 
-`add` never prompts: without `--defaults` (or `--config`) it needs `--pull` or `--target`,
-`--deliver` and `--ack`; the rest defaults like the nats CLI's `--defaults`.
+`add` without `--defaults` (or `--config`) needs `--pull` or `--target`, `--deliver` and `--ack`: at a
+terminal it asks for them and the usual others as the nats CLI does (Enter takes the default shown);
+without a terminal it never asks and says what is missing. The rest defaults like the nats CLI's
+`--defaults`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jsedge.cli import output as out
-from jsedge.cli.main import CLIError, Context, add_command, confirm, execute, new_parser, subcommands
+from jsedge.cli.main import (
+    CLIError,
+    Context,
+    add_command,
+    ask,
+    confirm,
+    execute,
+    interactive,
+    new_parser,
+    subcommands,
+)
 from jsedge.cli.stream import load_json_file
 
 _DELIVER = {
@@ -246,7 +258,9 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
             missing.append("--deliver")
         if not args.ack:
             missing.append("--ack")
-        if missing:
+        if missing and interactive():
+            _prompt_missing(args)
+        elif missing:
             raise CLIError(f"{', '.join(missing)} required (or --defaults to accept the defaults, or --config FILE)")
     cfg.setdefault("deliver_policy", "all")
     cfg.setdefault("ack_policy", "explicit" if not args.ack else args.ack)
@@ -266,6 +280,36 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     else:
         print(consumer_info_text(info))
     return 0
+
+
+def _prompt_missing(args: argparse.Namespace) -> None:
+    """`consumer add` at a terminal without the required options: ask as the nats CLI asks, the
+    default shown (Enter takes it)."""
+    if not args.name:
+        args.name = ask("Consumer name")
+    if not args.pull and not args.target:
+        target = ask("Delivery target (empty for Pull Consumers)", "-")
+        if target == "-":
+            args.pull = True
+        else:
+            args.target = target
+    if not args.deliver:
+        args.deliver = ask(
+            "Start policy (all, new, last, subject, 1h, msg sequence)",
+            "all",
+            lambda t: t.lower() in _DELIVER or t.isdigit() or bool(re.fullmatch(r"[0-9.]+[smhdwy]", t)),
+        )
+    if not args.ack:
+        args.ack = ask("Acknowledgment policy", "explicit", lambda t: t.lower() in ("none", "all", "explicit")).lower()
+    if args.replay is None:
+        args.replay = ask("Replay policy", "instant", lambda t: t.lower() in ("instant", "original")).lower()
+    if not args.filter:
+        subjects = ask("Filter Stream by subjects (blank for all)", "-")
+        args.filter = None if subjects == "-" else [s.strip() for s in subjects.split(",") if s.strip()]
+    if args.max_deliver is None:
+        args.max_deliver = int(ask("Maximum Allowed Deliveries", "-1", lambda t: t.lstrip("-").isdigit()))
+    if args.max_pending is None and args.ack != "none":
+        args.max_pending = int(ask("Maximum Acknowledgments Pending", "0", lambda t: t.isdigit()))
 
 
 async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:

@@ -315,6 +315,26 @@ def execute(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 1
 
 
+def interactive() -> bool:
+    """A person at a terminal (stdin and stdout): the commands may ask for what is missing."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def ask(label: str, default: str = "", valid: Callable[[str], bool] | None = None) -> str:
+    """Ask for one value on the terminal, the nats CLI's way (`? Label [default]`): Enter takes
+    the default; an answer `valid` refuses is asked again. End of input: the default."""
+    shown = f" [{default}]" if default else ""
+    while True:
+        try:
+            answer = input(f"? {label}{shown} ").strip()
+        except EOFError:
+            return default
+        answer = answer or default
+        if answer and (valid is None or valid(answer)):
+            return answer
+        print(f"  {label}: not a valid answer" if answer else f"  {label} is required")
+
+
 def confirm(question: str, force: bool) -> bool:
     """Ask on a terminal unless --force; without a terminal (scripts) the command proceeds."""
     if force or not sys.stdin.isatty():

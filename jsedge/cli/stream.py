@@ -11,9 +11,11 @@
     edit NAME     [any add flag] [--config FILE]
     backup NAME DIR / restore DIR [NAME]
 
-`add` never prompts: without `--defaults` (or `--config`) it needs `--subjects` and `--storage`;
-every other setting defaults like the nats CLI's `--defaults` (limits retention, unlimited limits,
-discard old, 2 minute duplicate window, one replica).
+`add` without `--defaults` (or `--config`) needs `--subjects` and `--storage`: at a terminal it asks
+for them and every other setting not given (`? Subjects`, `? Storage [file]`, ... as the nats CLI
+asks, Enter takes the default shown); without a terminal (scripts, pipes) it never asks and says what
+is missing. Settings not asked for default like the nats CLI's `--defaults` (limits retention,
+unlimited limits, discard old, 2 minute duplicate window, one replica).
 
 Backups. When the server answers `$JS.API.STREAM.SNAPSHOT` (nats-server; jsedge once implemented)
 DIR gets the nats CLI's layout: `backup.json` (`{"config":…,"state":…}` from the snapshot response)
@@ -45,7 +47,18 @@ from pathlib import Path
 from typing import Any
 
 from jsedge.cli import output as out
-from jsedge.cli.main import APIError, CLIError, Context, add_command, confirm, execute, new_parser, subcommands
+from jsedge.cli.main import (
+    APIError,
+    CLIError,
+    Context,
+    add_command,
+    ask,
+    confirm,
+    execute,
+    interactive,
+    new_parser,
+    subcommands,
+)
 
 BACKUP_FORMAT = "jsedge-stream-backup/1"
 
@@ -381,7 +394,9 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         cfg = default_config(args.name)
     else:
         missing = [f for f, v in (("--subjects", args.subjects), ("--storage", args.storage)) if not v]
-        if missing:
+        if missing and interactive():
+            _prompt_missing(args)
+        elif missing:
             raise CLIError(f"{' and '.join(missing)} required (or --defaults to accept the defaults, or --config FILE)")
         cfg = default_config(args.name)
     apply_flags(cfg, args)
@@ -393,6 +408,66 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
         print(f"Stream {args.name} was created\n")
         print(stream_info_text(info))
     return 0
+
+
+def _prompt_missing(args: argparse.Namespace) -> None:
+    """`stream add` at a terminal without the required options: ask for every setting not given,
+    in the nats CLI's order, its default shown (Enter takes it)."""
+
+    def is_int(text: str) -> bool:
+        return text.lstrip("-").isdigit()
+
+    def is_size(text: str) -> bool:
+        try:
+            _int(text, "size")
+        except CLIError:
+            return False
+        return True
+
+    def is_duration(text: str) -> bool:
+        try:
+            _dur(text, "duration")
+        except CLIError:
+            return False
+        return True
+
+    def yes_no(text: str) -> bool:
+        return text.lower() in ("y", "yes", "n", "no")
+
+    if not args.subjects:
+        args.subjects = [ask("Subjects")]
+    if not args.storage:
+        args.storage = ask("Storage", "file", lambda t: t.lower() in _STORAGE).lower()
+    if args.replicas is None:
+        args.replicas = int(ask("Replication", "1", lambda t: t.isdigit() and 1 <= int(t) <= 5))
+    if not args.retention:
+        retention = ask("Retention Policy", "Limits", lambda t: t.lower().replace(" ", "") in _RETENTION_ANSWERS)
+        args.retention = _RETENTION_ANSWERS[retention.lower().replace(" ", "")]
+    if not args.discard:
+        args.discard = ask("Discard Policy", "Old", lambda t: t.lower() in ("old", "new")).lower()
+    for attribute, label, default, valid in (
+        ("max_msgs", "Stream Messages Limit", "-1", is_int),
+        ("max_msgs_per_subject", "Per Subject Messages Limit", "-1", is_int),
+        ("max_bytes", "Total Stream Size", "-1", is_size),
+        ("max_age", "Message TTL", "-1", lambda t: t == "-1" or is_duration(t)),
+        ("max_msg_size", "Max Message Size", "-1", is_size),
+        ("dupe_window", "Duplicate Message Window", "2m0s", is_duration),
+    ):
+        if getattr(args, attribute) is None:
+            answer = ask(label, default, valid)
+            setattr(args, attribute, "0" if attribute == "max_age" and answer == "-1" else answer)
+    for attribute, label, default in (
+        ("allow_rollup", "Allow message Roll-ups", "No"),
+        ("deny_delete", "Allow message deletion", "Yes"),
+        ("deny_purge", "Allow purging subjects or the entire stream", "Yes"),
+    ):
+        if getattr(args, attribute) is None:
+            yes = ask(label, default, yes_no).lower() in ("y", "yes")
+            setattr(args, attribute, yes if attribute == "allow_rollup" else not yes)
+
+
+#: What `stream add` accepts for a retention policy when it asks.
+_RETENTION_ANSWERS = {"limits": "limits", "interest": "interest", "workqueue": "work", "work": "work"}
 
 
 async def cmd_edit(ctx: Context, args: argparse.Namespace) -> int:

@@ -44,3 +44,94 @@ def test_help_version_and_did_you_mean(cli: CLI) -> None:
     assert cli("version").out.startswith("jsedge: v")
     wrong = cli("strem", "ls", ok=False)
     assert wrong.rc == 1 and 'unknown command "strem", did you mean "stream"?' in wrong.err
+
+
+def _at_a_terminal(cli: CLI, args: list[str], answers: dict[str, str], timeout: float = 15.0) -> str:
+    """Run `jsedge *args` on a pseudo-terminal, answering each `? Label` prompt from `answers`
+    (Enter when the label is not there); everything it printed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from helpers import REPO_ROOT
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jsedge", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cli.env(),
+        cwd=str(REPO_ROOT),
+        close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+    answered = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            text = seen.decode(errors="replace")
+            prompts = text.count("\n? ") + text.startswith("? ")
+            last_line = text.replace("\r", "").rsplit("\n", 1)[-1]
+            if prompts > answered and last_line.startswith("? "):
+                label = last_line[2:]
+                reply = next((value for key, value in answers.items() if label.startswith(key)), "")
+                os.write(master, reply.encode() + b"\n")
+                answered = prompts
+            if proc.poll() is not None and not ready:
+                break
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        os.close(master)
+    return seen.decode(errors="replace")
+
+
+@pytest.mark.parametrize("server_kind", ["jsedge"], indirect=True)
+def test_stream_add_asks_at_a_terminal_and_never_without_one(cli: CLI) -> None:
+    text = _at_a_terminal(
+        cli,
+        ["stream", "add", "ORDERS"],
+        {"Subjects": "orders.>", "Storage": "memory", "Stream Messages Limit": "100", "Message TTL": "1h"},
+    )
+    assert "? Storage [file]" in text and "? Replication [1]" in text and "Stream ORDERS was created" in text, text
+
+    async def config(nc, js):
+        return (await js.stream_info("ORDERS")).config
+
+    created = cli.state(config)
+    assert created.subjects == ["orders.>"] and str(created.storage) in ("memory", "StorageType.MEMORY")
+    assert created.max_msgs == 100 and created.max_age == 3600 and str(created.discard) in ("old", "DiscardPolicy.OLD")
+    piped = cli("stream", "add", "OTHER", ok=False)  # stdin is not a terminal: no question, an error
+    assert piped.rc == 1 and "--subjects and --storage required" in piped.err and "?" not in piped.out
+
+
+@pytest.mark.parametrize("server_kind", ["jsedge"], indirect=True)
+def test_consumer_add_asks_at_a_terminal(cli: CLI) -> None:
+    cli("stream", "add", "ORDERS", "--subjects", "orders.>", "--defaults")
+    text = _at_a_terminal(
+        cli,
+        ["consumer", "add", "ORDERS"],
+        {"Consumer name": "WORKER", "Filter Stream": "orders.new", "Maximum Allowed Deliveries": "5"},
+    )
+    assert "? Acknowledgment policy [explicit]" in text, text
+
+    async def config(nc, js):
+        return (await js.consumer_info("ORDERS", "WORKER")).config
+
+    created = cli.state(config)
+    assert created.filter_subject == "orders.new" and created.max_deliver == 5 and created.deliver_subject is None
