@@ -21,6 +21,7 @@ import asyncio
 import json
 import math
 import struct
+import sys
 import time
 from typing import Any
 
@@ -133,6 +134,29 @@ class Bench:
         self.msgs = max(1, args.msgs)
         self.conns: list[Any] = []
         self.latencies: list[int] = []
+        self.tracked: list[Stats] = []
+        self._progress: asyncio.Task[None] | None = None
+        self._bar: out.Progress | None = None
+
+    def track(self, st: Stats) -> Stats:
+        """A client's stats, counted by the progress bar (a terminal only, as `nats bench` draws it)."""
+        self.tracked.append(st)
+        if self._progress is None and not self.ctx.json and sys.stderr.isatty():
+            self._progress = asyncio.get_running_loop().create_task(self._draw())
+        return st
+
+    async def _draw(self) -> None:
+        self._bar = out.Progress("Progress", self.msgs, unit="msgs")
+        while True:
+            await asyncio.sleep(0.1)
+            self._redraw()
+
+    def _redraw(self) -> None:
+        bar = self._bar
+        if bar is not None:
+            # every client of each kind (publishers, subscribers) counts towards the total
+            bar.total = self.msgs * max(1, -(-len(self.tracked) // max(1, self.clients)))
+            bar.update(sum(st.msgs for st in self.tracked) - bar.done)
 
     async def conn(self) -> Any:
         other = Context(self.ctx.args)
@@ -154,6 +178,11 @@ class Bench:
             )
 
     def finish(self, results: dict[str, list[Stats]], latency_label: str) -> int:
+        if self._progress is not None:
+            self._progress.cancel()
+            self._redraw()
+            if self._bar is not None:
+                self._bar.close()
         lat = latency_stats(self.latencies)
         if self.ctx.json:
             data = {kind: summary(kind, stats, self.size) for kind, stats in results.items()}
@@ -171,15 +200,16 @@ class Bench:
 
 
 async def _publisher(b: Bench, nc: Any, subject: str, count: int, record_latency: bool, stamp: bool) -> Stats:
-    st = Stats("pub")
+    st = b.track(Stats("pub"))
     buf = _payload(b.size)
     lat = b.latencies if record_latency else None
     st.start = time.perf_counter()
-    for _ in range(count):
+    for index in range(count):
         t0 = time.perf_counter_ns()
         await nc.publish(subject, _stamp(buf) if stamp else bytes(buf))
         if lat is not None:
             lat.append(time.perf_counter_ns() - t0)
+        st.msgs = index + 1  # (the progress bar reads it)
     await nc.flush(timeout=max(b.ctx.timeout, 30))
     st.end = time.perf_counter()
     st.msgs, st.bytes = count, count * b.size
@@ -189,7 +219,7 @@ async def _publisher(b: Bench, nc: Any, subject: str, count: int, record_latency
 async def _subscriber(
     b: Bench, nc: Any, subject: str, expect: int, ready: asyncio.Event | None = None
 ) -> tuple[Stats, Any]:
-    st = Stats("sub")
+    st = b.track(Stats("sub"))
     done = asyncio.get_running_loop().create_future()
     lat = b.latencies
 
@@ -283,7 +313,7 @@ async def cmd_request(ctx: Context, args: argparse.Namespace) -> int:
         await nc.flush()
 
     async def requester(nc: Any, count: int) -> Stats:
-        st = Stats("req")
+        st = b.track(Stats("req"))
         data = bytes(_payload(b.size))
         st.start = time.perf_counter()
         for _ in range(count):
@@ -338,7 +368,7 @@ async def cmd_js_pub(ctx: Context, args: argparse.Namespace) -> int:
     b.header("JetStream publisher", f", stream={args.stream}, batch={args.batch}")
 
     async def publisher(nc: Any, count: int) -> Stats:
-        st = Stats("pub")
+        st = b.track(Stats("pub"))
         data = bytes(_payload(b.size))
         st.start = time.perf_counter()
         sent = 0
@@ -354,6 +384,7 @@ async def cmd_js_pub(ctx: Context, args: argparse.Namespace) -> int:
             window = min(args.batch, count - sent)
             await asyncio.gather(*(one() for _ in range(window)))
             sent += window
+            st.msgs = sent
         st.end = time.perf_counter()
         st.msgs = count
         return st
@@ -399,7 +430,7 @@ async def cmd_js_fetch(ctx: Context, args: argparse.Namespace) -> int:
     remaining = [b.msgs]
 
     async def fetcher(nc: Any) -> Stats:
-        st = Stats("fetch")
+        st = b.track(Stats("fetch"))
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
         st.start = time.perf_counter()
@@ -473,7 +504,7 @@ async def cmd_kv_put(ctx: Context, args: argparse.Namespace) -> int:
     b.header("KV put", f", bucket={args.bucket}, keys={args.keys}")
 
     async def putter(nc: Any, index: int, count: int) -> Stats:
-        st = Stats("put")
+        st = b.track(Stats("put"))
         data = bytes(_payload(b.size))
         st.start = time.perf_counter()
         for i in range(count):
@@ -507,7 +538,7 @@ async def cmd_kv_get(ctx: Context, args: argparse.Namespace) -> int:
     b.header("KV get", f", bucket={args.bucket}, keys={args.keys}")
 
     async def getter(nc: Any, index: int, count: int) -> Stats:
-        st = Stats("get")
+        st = b.track(Stats("get"))
         st.start = time.perf_counter()
         for i in range(count):
             key = f"$KV.{args.bucket}.{(index + i * b.clients) % args.keys}"

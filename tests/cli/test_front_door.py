@@ -135,3 +135,10 @@ def test_consumer_add_asks_at_a_terminal(cli: CLI) -> None:
 
     created = cli.state(config)
     assert created.filter_subject == "orders.new" and created.max_deliver == 5 and created.deliver_subject is None
+
+
+@pytest.mark.parametrize("server_kind", ["jsedge"], indirect=True)
+def test_bench_shows_progress_at_a_terminal_only(cli: CLI) -> None:
+    text = _at_a_terminal(cli, ["bench", "pub", "foo", "--msgs", "20000", "--size", "16"], {})
+    assert "Progress [" in text and "100% 20,000/20,000" in text and "Pub stats:" in text, text
+    assert "Progress" not in cli("bench", "pub", "foo", "--msgs", "2000").out + cli("bench", "pub", "foo").err
