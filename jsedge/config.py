@@ -470,6 +470,8 @@ class ServerConfig:
     #: The full resolver's directory (`<public key>.jwt` files) and whether it takes deletions.
     resolver_dir: str = ""
     resolver_allow_delete: bool = False
+    #: How often the full resolver compares its directory with the other servers' (`interval`).
+    resolver_interval: float = 60.0
     no_system_account: bool = False
     no_auth_user: str = ""
     disable_sublist_cache: bool = False
@@ -1240,6 +1242,18 @@ class _FileReader:
                 self.top["resolver_dir"] = path
                 allow = entries.get("allow_delete")
                 self.top["resolver_allow_delete"] = bool(allow is not None and allow.value is True)
+                interval = entries.get("interval")
+                if interval is not None:
+                    if not isinstance(interval.value, str):
+                        self.error(
+                            interval, f"interface conversion: interface {{}} is {_go_type(interval.value)}, not string"
+                        )
+                        return
+                    try:
+                        self.top["resolver_interval"] = parse_go_duration(interval.value)
+                    except ValueError as problem:
+                        self.error(item, str(problem))
+                        return
             kind = kind if kind == "FULL" else ("MEMORY" if kind in ("MEM", "MEMORY") else "")
         else:
             self.error(item, f"error parsing operator resolver, wrong type {_go_type(value)}")

@@ -19,8 +19,11 @@ nats-server's DirAccResolver:
   `accounts`; their JWTs are renamed `<key>.jwt.deleted` and their clients disconnected.
 
 `nsc push` and `nats server request` use these. Every server of a cluster subscribes, so an update
-sent to one reaches all (each answers). Not done: `$SYS.REQ.CLAIMS.PACK` (the synchronisation of
-directories between servers that missed an update), `hard_delete`, the cache resolver.
+sent to one reaches all (each answers). A server that missed updates catches up with
+`$SYS.REQ.CLAIMS.PACK`, as nats-server's do (and with them): at start and every `interval` (1 min) it
+sends the hash of its directory (the XOR of the JWTs' SHA-256) to the `responder` queue group; a
+server whose hash differs answers with every JWT it holds, one `key|jwt` per message, then an empty
+message, and the newer ones are kept. Not done: `hard_delete`, the cache resolver.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ UPDATE_OLD = b"$SYS.ACCOUNT.*.CLAIMS.UPDATE"
 LOOKUP = b"$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"
 LIST = b"$SYS.REQ.CLAIMS.LIST"
 DELETE = b"$SYS.REQ.CLAIMS.DELETE"
+PACK = b"$SYS.REQ.CLAIMS.PACK"
 
 
 class DirResolver:
@@ -51,6 +55,11 @@ class DirResolver:
         self.server.logger.info(f"Managing all jwt in exclusive directory {self.directory}")
         for key, token in self.server.config.resolver_preload:
             self._save_if_newer(key, token)
+        self.pack_inbox = b"$SYS._INBOX." + os.urandom(8).hex().encode() + b".pack"
+        self.subs.append(self.server.subscribe_internal(self.system, PACK, self._on_pack_request, queue=b"responder"))
+        self.subs.append(self.server.subscribe_internal(self.system, self.pack_inbox, self._on_pack))
+        self._merged = False
+        self._timer = self.server.loop.call_soon(self._sync)
         for subject, callback in (
             (UPDATE, self._on_update),
             (UPDATE_NEW, self._on_update),
@@ -62,6 +71,9 @@ class DirResolver:
             self.subs.append(self.server.subscribe_internal(self.system, subject, callback))
 
     def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for sub in self.subs:
             self.server.unsubscribe_internal(self.system, sub)
         self.subs = []
@@ -104,6 +116,67 @@ class DirResolver:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
         return True
+
+    # ------------------------------------------------------------------ directory sync (PACK)
+
+    def _keys(self) -> list[str]:
+        try:
+            return sorted(name[:-4] for name in os.listdir(self.directory) if name.endswith(".jwt"))
+        except OSError:
+            return []
+
+    def digest(self) -> bytes:
+        """nats-server's store hash: the XOR of the SHA-256 of every stored JWT."""
+        import hashlib
+
+        value = bytearray(32)
+        for key in self._keys():
+            token = self.load(key)
+            if token:
+                for index, byte in enumerate(hashlib.sha256(token.encode()).digest()):
+                    value[index] ^= byte
+        return bytes(value)
+
+    def _sync(self) -> None:
+        """Ask the other servers for what this directory lacks (at start, then every `interval`)."""
+        self._timer = self.server.loop.call_later(self.server.config.resolver_interval, self._sync)
+        self.server.send_internal(self.system, PACK, self.pack_inbox, b"", self.digest())
+
+    def _on_pack_request(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        """Another server's PACK request: nothing when its hash is ours, else every JWT as a
+        `key|jwt` message, then an empty one."""
+        if not reply:
+            return
+        theirs = bytes(msg[hdr_len:] if hdr_len > 0 else msg)
+        if theirs != self.digest():
+            for key in self._keys():
+                token = self.load(key)
+                if token:
+                    self.server.send_internal(self.system, reply, b"", b"", f"{key}|{token}".encode())
+        self.server.send_internal(self.system, reply, b"", b"", b"")
+
+    def _on_pack(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        body = bytes(msg[hdr_len:] if hdr_len > 0 else msg).decode("utf-8", "replace")
+        if not body:
+            if self._merged:  # end of the answer: apply what came
+                self._merged = False
+                self.refresh()
+            return
+        trust = self.server.auth.trust
+        for line in body.split("\n"):
+            if not line:
+                continue
+            key, _, token = line.partition("|")
+            try:
+                claims = decode(token, "account")
+            except JWTError:
+                continue
+            if claims.get("sub") != key or trust is None or claims.get("iss") not in trust.operator_keys:
+                continue
+            try:
+                self._merged = self._save_if_newer(key, token) or self._merged
+            except (OSError, ValueError):
+                continue
 
     # ------------------------------------------------------------------ requests
 
@@ -219,7 +292,7 @@ class DirResolver:
     def _on_list(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         if not reply:
             return
-        keys = sorted(name[:-4] for name in os.listdir(self.directory) if name.endswith(".jwt"))
+        keys = self._keys()
         events = self.server.events
         body = {"data": keys, "server": events.server_info() if events is not None else {}}
         self.server.send_internal(self.system, reply, b"", b"", json.dumps(body, separators=(",", ":")).encode())

@@ -542,3 +542,50 @@ def test_nats_js_with_creds_as_nats_server(request: pytest.FixtureRequest, tmp_p
             results.append(asyncio.run(_nats_js_run(node, server, responder, good, bad)))
     assert results[0] == results[1]
     assert results[1]["roundtrip"] == "hi" and results[1]["request"] == "A answers svc.js"
+
+
+@pytest.mark.parametrize("kinds", [["jsedge", "jsedge"], ["nats", "jsedge"]])
+def test_a_server_that_missed_an_update_catches_up(kinds: list[str], tmp_path: Path) -> None:
+    """Full resolvers in a cluster: an account pushed while the second server was down reaches it
+    through `$SYS.REQ.CLAIMS.PACK` once it is back (from a jsedge or a nats-server peer)."""
+    from tests.helpers import Cluster, check_for
+
+    world = World()
+    preload = "\n".join(f"  {key}: {world.accounts[key]}" for key in (world.system.public, world.a.public))
+
+    def config(index: int) -> str:
+        return (
+            f"operator: {world.operator_jwt}\n"
+            f'resolver: {{ type: full, dir: "{tmp_path / f"jwt{index}"}", interval: "1s" }}\n'
+            f"resolver_preload: {{\n{preload}\n}}\n"
+        )
+
+    newcomer = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    newcomer_jwt = encode(
+        {"sub": newcomer.public, "name": "N", "nats": {"type": "account", "version": 2, "limits": UNLIMITED_ACCOUNT}},
+        world.operator,
+    )
+    user_creds = write_creds(tmp_path, *world.user(newcomer))
+    system_creds = write_creds(tmp_path, *world.user(world.system))
+
+    async def push(url: str) -> str:
+        nc = await nats.connect(url, user_credentials=system_creds)
+        try:
+            reply = await nc.request("$SYS.REQ.CLAIMS.UPDATE", newcomer_jwt.encode(), timeout=2)
+            return str(json.loads(reply.data).get("data", {}).get("message"))
+        finally:
+            await nc.close()
+
+    async def logs_in(url: str) -> bool:
+        try:
+            nc = await nats.connect(url, user_credentials=user_creds, allow_reconnect=False, connect_timeout=2)
+        except Exception:  # refused until the account arrives
+            return False
+        await nc.close()
+        return True
+
+    with Cluster(kinds, config=config, start=False) as cluster:
+        cluster.start(0)
+        assert asyncio.run(push(cluster[0].url)) == "jwt updated"
+        cluster.start(1)
+        check_for(20, lambda: asyncio.run(logs_in(cluster[1].url)), interval=0.5)
