@@ -39,6 +39,15 @@ def _check_extensions() -> None:
         )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """jsedge's own pytest plugin (jsedge.pytest_plugin: `jetstream_server`, `nats_cluster`...),
+    when the installed distribution does not register it (an editable install older than the
+    entry point); the suite's own `nats_server` fixture, a nats-server process, takes precedence."""
+    manager = config.pluginmanager
+    if not manager.has_plugin("jsedge") and not manager.has_plugin("jsedge.pytest_plugin"):
+        manager.import_plugin("jsedge.pytest_plugin")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     _check_extensions()
 

@@ -216,15 +216,15 @@ async def test_direct_get(js):
     assert msg.seq == 1
 
 
-async def test_restart_recovers_streams_and_dedup(jsedge_server, tmp_path):
-    srv = jsedge_server(args=["-js", "-sd", str(tmp_path)])
-    nc = await nats.connect(srv.url)
+async def test_restart_recovers_streams_and_dedup(jetstream_server):
+    # the plugin's embedded server (jsedge.pytest_plugin): its restart() closes and reopens the store
+    nc = await nats.connect(jetstream_server.client_url)
     js = nc.jetstream()
     await js.add_stream(name="R", subjects=["r"], storage=StorageType.FILE)
     await js.publish("r", b"x", headers={"Nats-Msg-Id": "once"})
     await nc.close()
-    srv.restart()
-    nc = await nats.connect(srv.url)
+    await asyncio.to_thread(jetstream_server.restart)
+    nc = await nats.connect(jetstream_server.client_url)
     js = nc.jetstream()
     try:
         si = await js.stream_info("R")
