@@ -8,8 +8,10 @@ thread of its own, for tests and applications that carry their NATS server with 
         ...
 
 The server is the same as the `jsedge` command's (the same compiled twins, the same config
-loader): keyword arguments become its command-line flags, `config=` is a conf-file text (the
-`nats-server.conf` syntax) written to a temporary file, and flags win over the file as on the
+loader): the common keyword arguments become its command-line flags, any other keyword argument is
+a key of the config tree (`max_payload=2048`, `authorization={"users": [...]}`, `accounts={...}`,
+`jetstream={"max_mem": "1G"}`), and `config=` is a conf-file text (the `nats-server.conf` syntax);
+the tree and the text are written to a temporary file, and flags win over the file as on the
 command line. Nothing global is taken: no signal handlers, no systemd notifications, log lines go
 to the `logging` logger given (default `logging.getLogger("jsedge")`, nats-server's levels mapped
 to logging's). With `jetstream=True` and no `store_dir`, the store is a temporary directory removed
@@ -94,6 +96,25 @@ def _flags(
     return argv
 
 
+def conf_text(tree: dict[str, Any]) -> str:
+    """Python values as nats-server.conf text: dicts are blocks, lists arrays, strings quoted
+    (JSON escapes are the conf syntax's), numbers and booleans as they are."""
+    import json
+
+    def value(item: Any) -> str:
+        if isinstance(item, dict):
+            return "{ " + ", ".join(f"{json.dumps(str(k))}: {value(v)}" for k, v in item.items()) + " }"
+        if isinstance(item, (list, tuple)):
+            return "[ " + ", ".join(value(v) for v in item) + " ]"
+        if isinstance(item, bool):
+            return "true" if item else "false"
+        if isinstance(item, (int, float)):
+            return str(item)
+        return json.dumps(str(item))
+
+    return "".join(f"{json.dumps(str(key))}: {value(item)}\n" for key, item in tree.items())
+
+
 class EmbeddedServer:
     """A running embedded server: its URLs, and reload / lame duck / restart / shutdown."""
 
@@ -175,7 +196,7 @@ def _prepare(
     *,
     port: int = 0,
     host: str = "127.0.0.1",
-    jetstream: bool = False,
+    jetstream: bool | dict[str, Any] = False,
     store_dir: str | os.PathLike[str] | None = None,
     config: str | None = None,
     http_port: int | None = None,
@@ -186,9 +207,15 @@ def _prepare(
     logger: logging.Logger | None = None,
     debug: bool = False,
     trace: bool = False,
+    **tree: Any,
 ) -> EmbeddedServer:
     cleanup: list[str] = []
     config_path = None
+    if isinstance(jetstream, dict):  # `jetstream={"max_mem": "1G", ...}`: a block of the config tree
+        tree["jetstream"] = jetstream
+        jetstream = True
+    if tree:  # any other config-tree option, written as conf text after `config`
+        config = (config or "") + "\n" + conf_text(tree)
     if config is not None:
         directory = tempfile.mkdtemp(prefix="jsedge-conf-")
         cleanup.append(directory)

@@ -93,3 +93,17 @@ def test_run_in_thread_for_synchronous_programs() -> None:
             return bytes(msg.data)
 
         assert asyncio.run(roundtrip()) == b"from a thread"
+
+
+async def test_the_config_tree_as_keyword_arguments() -> None:
+    """Keys of the config tree as keyword arguments (blocks as dicts), as a conf file would set them."""
+    users = [{"user": "app", "password": "s3cret", "permissions": {"publish": "app.>", "subscribe": "app.>"}}]
+    async with jsedge.serve(
+        max_payload=4096, authorization={"users": users}, jetstream={"max_mem": "64M"}
+    ) as server:
+        assert server.server.config.jetstream.enabled and server.server.config.limits.max_payload == 4096
+        nc = await nats.connect(server.client_url, user="app", password="s3cret")
+        assert nc.max_payload == 4096
+        await nc.close()
+        with pytest.raises(Exception, match="Authorization Violation"):
+            await nats.connect(server.client_url, allow_reconnect=False, max_reconnect_attempts=0)
