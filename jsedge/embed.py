@@ -118,8 +118,11 @@ def conf_text(tree: dict[str, Any]) -> str:
 class EmbeddedServer:
     """A running embedded server: its URLs, and reload / lame duck / restart / shutdown."""
 
-    def __init__(self, argv: list[str], logger: Logger, store_dir: str | None, cleanup: list[str]) -> None:
+    def __init__(
+        self, argv: list[str], logger: Logger, store_dir: str | None, cleanup: list[str], signals: bool = False
+    ) -> None:
         self.argv = argv
+        self.signals = signals
         self.logger = logger
         self.store_dir = store_dir
         self._cleanup = cleanup
@@ -142,6 +145,8 @@ class EmbeddedServer:
             raise ValueError(str(exc)) from None
         server = Server(config, self.logger, argv)
         server.notifier = Notifier({})  # never systemd's, even when the caller runs under it
+        if self.signals:  # asked for: SIGTERM/SIGINT stop it, SIGHUP reloads, as the command's
+            server.install_signal_handlers()
         await server.start()
         self.server = server
         self._port = server.port
@@ -180,6 +185,11 @@ class EmbeddedServer:
     async def shutdown(self) -> None:
         if self.server is not None and not self.server.stopped.is_set():
             await self.server.shutdown()
+        if self.signals and self.server is not None:
+            import signal
+
+            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                self.server.loop.remove_signal_handler(number)
 
     async def restart(self) -> None:
         """Shut down and start again on the same port with the same store (reconnect and
@@ -207,6 +217,7 @@ def _prepare(
     logger: logging.Logger | None = None,
     debug: bool = False,
     trace: bool = False,
+    handle_signals: bool = False,
     **tree: Any,
 ) -> EmbeddedServer:
     cleanup: list[str] = []
@@ -241,7 +252,7 @@ def _prepare(
         trace=trace,
     )
     target = logger if logger is not None else logging.getLogger("jsedge")
-    return EmbeddedServer(argv, LoggingLogger(target, debug=debug, trace=trace), store, cleanup)
+    return EmbeddedServer(argv, LoggingLogger(target, debug=debug, trace=trace), store, cleanup, handle_signals)
 
 
 @asynccontextmanager
@@ -249,7 +260,9 @@ async def serve(**options: Any) -> AsyncIterator[EmbeddedServer]:
     """An embedded server on the running event loop for the `async with` block. Options:
     `port` (0: ephemeral), `host`, `jetstream`, `store_dir` (None with JetStream: a temporary
     directory, removed at exit), `config` (conf-file text), `http_port` (0: ephemeral), `name`,
-    `cluster` (route listen URL), `cluster_name`, `routes`, `logger`, `debug`, `trace`."""
+    `cluster` (route listen URL), `cluster_name`, `routes`, `logger`, `debug`, `trace`,
+    `handle_signals` (take SIGTERM/SIGINT/SIGHUP/SIGUSR1/2 as the command does; off by default),
+    and any key of the config tree."""
     embedded = _prepare(**options)
     try:
         await embedded.start()

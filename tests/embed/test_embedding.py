@@ -98,12 +98,22 @@ def test_run_in_thread_for_synchronous_programs() -> None:
 async def test_the_config_tree_as_keyword_arguments() -> None:
     """Keys of the config tree as keyword arguments (blocks as dicts), as a conf file would set them."""
     users = [{"user": "app", "password": "s3cret", "permissions": {"publish": "app.>", "subscribe": "app.>"}}]
-    async with jsedge.serve(
-        max_payload=4096, authorization={"users": users}, jetstream={"max_mem": "64M"}
-    ) as server:
+    async with jsedge.serve(max_payload=4096, authorization={"users": users}, jetstream={"max_mem": "64M"}) as server:
         assert server.server.config.jetstream.enabled and server.server.config.limits.max_payload == 4096
         nc = await nats.connect(server.client_url, user="app", password="s3cret")
         assert nc.max_payload == 4096
         await nc.close()
         with pytest.raises(Exception, match="Authorization Violation"):
             await nats.connect(server.client_url, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def test_signals_only_when_asked(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="jsedge")
+    before = signal.getsignal(signal.SIGHUP)
+    async with jsedge.serve(handle_signals=True):
+        os.kill(os.getpid(), signal.SIGHUP)  # reloads, as the jsedge command does
+        deadline = asyncio.get_running_loop().time() + 5
+        while not any("Reloaded server configuration" in r.getMessage() for r in caplog.records):
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+    assert signal.getsignal(signal.SIGHUP) == before  # given back at shutdown
