@@ -5,9 +5,12 @@ by its responders), publicly or to listed accounts; another account imports it. 
 (jsedge.config) checks that every import is covered by an export open to the importer; this module
 wires them with internal subscriptions:
 
-* **Stream import** (exporter E, importer I): a subscription in E on the imported subject forwards
+* **Stream import** (exporter E, importer I): a subscription in E on the imported subject delivers
   each message into I, on the subject the import gives it (`prefix.` + subject, or `to` with the
-  wildcards carried over), to I's subscribers on every server and to I's JetStream streams.
+  wildcards carried over), to I's subscribers and JetStream streams on this server. The
+  subscription is announced to the routes, as nats-server announces its shadow subscriptions, so
+  the exporter's messages published elsewhere come here too: each server delivers to its own
+  importers (jsedge and nats-server nodes alike).
 * **Service import**: a subscription in I on the local subject (`to`, else the exported subject)
   forwards each request into E on the exported subject, with a `Nats-Request-Info` header
   (`{"acc": I, "rtt": ns}`, as nats-server sets it) and a reply subject of E's own,
@@ -17,11 +20,10 @@ wires them with internal subscriptions:
   A reply on `$JS.ACK.` passes unchanged (pull consumers served across accounts, as nats-server).
   No responder in E: the mapping goes and a requester that asked for it gets the 503 status.
 
-Where a message is forwarded: on the server where it entered the cluster. A message that came over
-a route is never forwarded by an import (that server's own imports did it, and the forwarded copy
-reached the other servers through the importer's interest), except responses, which come back to
-the server holding the mapping. Import subscriptions are not announced to routes; the response
-wildcard is (a responder may sit on another server). A forwarded message does not trigger imports
+Where a request is forwarded: on the server where it entered the cluster (a request that came over
+a route is never forwarded by a service import: the first server did it), and a response comes back
+to the server holding the mapping. Service import subscriptions are not announced to routes; the
+response wildcard is (a responder may sit on another server). A forwarded message does not trigger imports
 again inside the forward (no chains, no loops).
 
 Service latency tracking (an export's `latency`): a sampled request's first response publishes
@@ -40,7 +42,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from jsedge.routing.sublist import KIND_ROUTER, Subscription, deliver_as
+from jsedge.routing.sublist import KIND_ROUTER, ClientCore, Subscription, deliver_as
 from jsedge.routing.tracing import set_header
 from jsedge.transform import SubjectTransform
 
@@ -225,6 +227,8 @@ class Imports:
         self.responses: dict[str, _Responses] = {}
         #: Set while a forward is delivering: imports do not chain.
         self.forwarding = False
+        #: The stand-in publisher of local-only forwards (a route's kind: nothing goes to routes).
+        self._local_src: Any = None
 
     # ------------------------------------------------------------------ wiring
 
@@ -264,16 +268,18 @@ class Imports:
             transform = _import_transform(entry.subject, entry.to) if entry.to else None
 
         def on_message(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-            if self.forwarding or (src is not None and src.kind == KIND_ROUTER):
+            if self.forwarding:
                 return
             routed = sub.matched or subject
             target = transform.apply(routed) if transform is not None else routed
             if target is None:
                 return
             shown = target if subject == routed else subject  # a JetStream delivery shows its own subject
-            self.forward(importer, target, shown, reply, hdr_len, msg)
+            self.forward_local(importer, target, shown, reply, hdr_len, msg)
 
-        sub = self.server.subscribe_internal(exporter, entry.subject.encode(), on_message, routed=False)
+        # announced like nats-server's shadow subscriptions: the exporter's messages published on
+        # another server come here, and each server delivers them to its own importers
+        sub = self.server.subscribe_internal(exporter, entry.subject.encode(), on_message, routed=True)
         self.subs.append((exporter, sub))
 
     def _wire_service(self, importer: Any, exporter: Any, entry: Any, export: Any) -> None:
@@ -316,6 +322,26 @@ class Imports:
         return responses
 
     # ------------------------------------------------------------------ forwarding
+
+    def forward_local(self, account: Any, subject: bytes, shown: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:
+        """Deliver a stream-imported message into `account` on this server only (its clients, leaf
+        connections and JetStream streams; one member of each queue group here), as nats-server's
+        shadow subscriptions do: every server with importers receives the exporter's message and
+        delivers it to its own."""
+        if self._local_src is None:
+            core = ClientCore()
+            core.kind = KIND_ROUTER  # as if it came over a route: it goes to no route
+            core.pending = self.server.pending
+            self._local_src = core
+        queues = [group[0].queue for group in account.sublist.match(subject).qsubs if group]
+        outer = self.forwarding
+        self.forwarding = True
+        try:
+            count = deliver_as(account.sublist, self._local_src, subject, shown, reply, hdr_len, msg, queues)
+        finally:
+            self.forwarding = outer
+        self.server.schedule_flush()
+        return count
 
     def forward(self, account: Any, subject: bytes, shown: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:
         """Deliver into `account` as a message published there by the server (its subscribers on

@@ -311,12 +311,16 @@ async def _cluster_script(cluster: Any) -> list[str]:
     return out
 
 
-def test_imports_across_a_cluster_as_nats_server() -> None:
+@pytest.mark.parametrize("mixed", [False, True], ids=["jsedge", "mixed"])
+def test_imports_across_a_cluster_as_nats_server(mixed: bool) -> None:
+    """A three-node jsedge cluster, and one whose n2 (the exporter's publisher and responders) is a
+    nats-server, against three nats-servers."""
     from tests.helpers import Cluster
 
     results = []
     for kind in ("nats", "jsedge"):
-        with Cluster([kind] * 3, config=CLUSTER_CONFIG) as cluster:
+        kinds = ["jsedge", "nats", "jsedge"] if kind == "jsedge" and mixed else [kind] * 3
+        with Cluster(kinds, config=CLUSTER_CONFIG) as cluster:
             cluster.wait_mesh()
             results.append(asyncio.run(_cluster_script(cluster)))
     assert_same_lines(results[0], results[1])
