@@ -389,10 +389,23 @@ async def _ephemeral_across_restart(cluster: Cluster) -> list[str]:
         name, host = created["name"], created["cluster"]["leader"]
         inbox = nc.new_inbox()
         sub = await nc.subscribe(inbox)
-        await nc.publish(API + "CONSUMER.MSG.NEXT.EPH." + name, b'{"batch":2}', reply=inbox)
-        first = await sub.next_msg(5)
-        await sub.next_msg(5)
-        await nc.request(first.reply, b"+ACK", timeout=5)
+        # pull until two arrived: a request sent as the new consumer's leader settles can go
+        # unanswered for a while (seen on nats-server's side under load), so it is sent again
+        got: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < 2:
+            # each request expires (2 s) before the next is sent: never two pending at once
+            pull = b'{"batch":%d,"expires":2000000000}' % (2 - len(got))
+            await nc.publish(API + "CONSUMER.MSG.NEXT.EPH." + name, pull, reply=inbox)
+            try:
+                while len(got) < 2:
+                    msg = await sub.next_msg(2.5)
+                    if msg.reply and msg.reply.startswith("$JS.ACK."):
+                        got.append(msg)
+            except NatsTimeout:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+        await nc.request(got[0].reply, b"+ACK", timeout=5)
     finally:
         await nc.close()
     index = int(host[1:]) - 1
