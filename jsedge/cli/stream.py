@@ -417,19 +417,17 @@ def _prompt_missing(args: argparse.Namespace) -> None:
     def is_int(text: str) -> bool:
         return text.lstrip("-").isdigit()
 
-    def is_size(text: str) -> bool:
-        try:
-            _int(text, "size")
-        except CLIError:
-            return False
-        return True
+    def parses(parse: Any) -> Any:
+        def valid(text: str) -> bool:
+            try:
+                parse(text, "value")
+            except CLIError:
+                return False
+            return True
 
-    def is_duration(text: str) -> bool:
-        try:
-            _dur(text, "duration")
-        except CLIError:
-            return False
-        return True
+        return valid
+
+    is_size, is_duration = parses(_int), parses(_dur)
 
     def yes_no(text: str) -> bool:
         return text.lower() in ("y", "yes", "n", "no")
