@@ -19,6 +19,7 @@ ones that suit sync tests, pytest-asyncio and anyio alike; clients connect to th
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,8 +29,30 @@ import pytest
 MARKER = "jsedge_config"
 
 
+def _leave_jsedge_unrewritten() -> None:
+    """pytest marks every module of a plugin's distribution for assertion rewriting, so each jsedge
+    module a test imports would be parsed and rewritten again, although none is test code; on
+    CPython 3.11 such a parse deep in a call stack can fail ("AST constructor recursion depth
+    mismatch", seen in this suite). Unmark the jsedge package (the plugin's own module only has
+    fixtures). Uses pytest's rewrite hook as found on sys.meta_path; does nothing if it changes."""
+    for finder in sys.meta_path:
+        if type(finder).__name__ != "AssertionRewritingHook":
+            continue
+        marked = getattr(finder, "_must_rewrite", None)
+        if isinstance(marked, set):
+            marked.discard("jsedge")
+        cache = getattr(finder, "_marked_for_rewrite_cache", None)
+        if isinstance(cache, dict):
+            for name in [name for name in cache if name == "jsedge" or name.startswith("jsedge.")]:
+                del cache[name]
+
+
+_leave_jsedge_unrewritten()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(text): conf-file text for this test's jsedge server fixtures")
+    _leave_jsedge_unrewritten()
 
 
 def _options(request: pytest.FixtureRequest, **options: Any) -> dict[str, Any]:

@@ -78,6 +78,18 @@ def _line(msg: Any) -> str:
     return _mask(f"{msg.subject} reply={msg.reply or '-'} {msg.data.decode()} {headers}")
 
 
+async def _collect(sub: Any, count: int, timeout: float = 10.0) -> list[str]:
+    """The next `count` messages (waiting up to `timeout` for each), then whatever else comes
+    within a moment: what a subscriber got, without racing slow deliveries."""
+    out = []
+    for _ in range(count):
+        try:
+            out.append(_line(await sub.next_msg(timeout)))
+        except NatsTimeout:
+            break
+    return out + await _drain(sub, 0.2)
+
+
 async def _drain(sub: Any, wait: float = 0.3) -> list[str]:
     out = []
     while True:
@@ -107,8 +119,8 @@ async def _script(server: Any) -> list[str]:
         await a.publish("wc.k.x", b"2")
         await a.publish("wc.k.z", b"3")
         await a.flush()
-        out += ["imported"] + await _drain(imported)
-        out += ["mapped"] + await _drain(mapped)
+        out += ["imported"] + await _collect(imported, 1)
+        out += ["mapped"] + await _collect(mapped, 1)
         out += ["unprefixed"] + await _drain(unprefixed, 0.1)
 
         # -- service imports
@@ -133,7 +145,7 @@ async def _script(server: Any) -> list[str]:
         await b.publish("a.svc.twice", b"", reply=inbox)
         await b.publish("many", b"", reply=inbox)
         await b.flush()
-        out += ["collected"] + sorted(await _drain(collector, 0.5))
+        out += ["collected"] + sorted(await _collect(collector, 4))  # svc.twice's one, many's three
         for conn, subject in ((b, "svc.q"), (b, "priv.x"), (c, "a.svc.q")):
             try:
                 got = await conn.request(subject, b"", timeout=1)
@@ -296,7 +308,7 @@ async def _cluster_script(cluster: Any) -> list[str]:
             await a2.publish(f"ev.{n}", f"{n}".encode())
         await a2.flush()
         for name, sub in zip(("n1", "n3"), subs):
-            out += [f"{name} got"] + await _drain(sub, 0.4)
+            out += [f"{name} got"] + await _collect(sub, 3)
         for name, conn in (("n1", b1), ("n3", b3)):
             reply = await conn.request("a.svc.q", b"", timeout=2)
             out.append(f"{name} a.svc.q -> {reply.data.decode()}")
@@ -304,7 +316,7 @@ async def _cluster_script(cluster: Any) -> list[str]:
             collector = await conn.subscribe(inbox)
             await conn.publish("many", b"", reply=inbox)
             await conn.flush()
-            out += [f"{name} many"] + sorted(await _drain(collector, 0.5))
+            out += [f"{name} many"] + sorted(await _collect(collector, 3))
     finally:
         for conn in (a2, b1, b3):
             await conn.close()
@@ -429,7 +441,10 @@ async def _matrix_script(server: Any) -> list[str]:
             for subject in MATRIX_SUBJECTS:
                 await conn.publish(subject, name.encode())
             await conn.flush()
-        await asyncio.sleep(0.5)
+        for _ in range(2):  # a PING round trip on every connection: what was sent is delivered
+            for conn in conns.values():
+                await conn.flush()
+        await asyncio.sleep(0.2)
     finally:
         for conn in conns.values():
             await conn.close()

@@ -292,7 +292,7 @@ async def _behaviour(server: ServerProcess, world: World, directory: Path) -> li
     limited = await nats.connect(server.url, user_credentials=creds(*limited_jwt), error_cb=on_error)
     scoped_jwt, scoped_key = world.scoped_user(world.scoped, tags=["team:red", "team:blue"])
     scoped = await nats.connect(server.url, user_credentials=creds(scoped_jwt, scoped_key), error_cb=on_error)
-    soon = world.user(world.a, exp=int(time.time()) + 3)
+    soon = world.user(world.a, exp=int(time.time()) + 5)
     closing = await nats.connect(server.url, user_credentials=creds(*soon), error_cb=on_error, allow_reconnect=False)
     try:
         info = await a.request("$SYS.REQ.USER.INFO", b"", timeout=2)
