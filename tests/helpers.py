@@ -1067,7 +1067,21 @@ class Cluster:
         self.servers: list[ServerProcess | None] = [None] * len(kinds)
         if start:
             for index in range(len(kinds)):
-                self.start(index)
+                self._start_with_a_free_route_port(index)
+
+    def _start_with_a_free_route_port(self, index: int) -> ServerProcess:
+        """`start(index)`; when the route port picked for it was taken in the meantime (another
+        test process bound it: "address already in use"), again on a new one. The nodes started
+        before keep the old URL in their routes; the mesh forms through this node's own dials."""
+        for attempt in range(3):
+            try:
+                return self.start(index)
+            except AssertionError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+                self.cluster_ports[index] = free_port()
+                self.urls[index] = f"nats-route://127.0.0.1:{self.cluster_ports[index]}"
+        raise AssertionError("unreachable")
 
     def args(self, index: int) -> list[str]:
         routes = self.urls if self.routes_of is None else self.routes_of(index, self.urls)
