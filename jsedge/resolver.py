@@ -49,6 +49,7 @@ class DirResolver:
         self.system = system
         self.directory = server.config.resolver_dir
         self.subs: list[Any] = []
+        self._digest: bytes | None = None
 
     def start(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
@@ -109,6 +110,7 @@ class DirResolver:
                 old = new = {}
             if old and (old.get("jti") == new.get("jti") or int(old.get("iat") or 0) > int(new.get("iat") or 0)):
                 return False
+        self._digest = None
         temporary = path + ".tmp"
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(token)
@@ -126,7 +128,10 @@ class DirResolver:
             return []
 
     def digest(self) -> bytes:
-        """nats-server's store hash: the XOR of the SHA-256 of every stored JWT."""
+        """nats-server's store hash: the XOR of the SHA-256 of every stored JWT (kept until the
+        directory changes: peers ask for it every `interval`)."""
+        if self._digest is not None:
+            return self._digest
         import hashlib
 
         value = bytearray(32)
@@ -135,7 +140,8 @@ class DirResolver:
             if token:
                 for index, byte in enumerate(hashlib.sha256(token.encode()).digest()):
                     value[index] ^= byte
-        return bytes(value)
+        self._digest = bytes(value)
+        return self._digest
 
     def _sync(self) -> None:
         """Ask the other servers for what this directory lacks (at start, then every `interval`)."""
@@ -274,6 +280,7 @@ class DirResolver:
         for key in keys:
             path = self._path(key)
             assert path is not None
+            self._digest = None
             try:
                 os.replace(path, path + ".deleted")
             except FileNotFoundError:

@@ -42,6 +42,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from jsedge.config import export_allows
 from jsedge.routing.sublist import KIND_ROUTER, ClientCore, Subscription, deliver_as
 from jsedge.routing.tracing import set_header
 from jsedge.transform import SubjectTransform
@@ -248,7 +249,8 @@ class Imports:
                 if entry.kind == "stream":
                     self._wire_stream(importer, exporter, entry)
                 else:
-                    export = _covering_export(exports.get(entry.account, ()), entry)
+                    allowed = (e for e in exports.get(entry.account, ()) if export_allows(e, entry, importer.name))
+                    export = next(allowed, None)
                     self._wire_service(importer, exporter, entry, export)
 
     def unwire(self) -> None:
@@ -355,13 +357,3 @@ class Imports:
             self.forwarding = outer
         self.server.schedule_flush()
         return count
-
-
-def _covering_export(exports: Any, entry: Any) -> Any:
-    from jsedge.subjects import subject_is_subset
-
-    wanted = entry.subject.encode()
-    for export in exports:
-        if export.kind == entry.kind and subject_is_subset(wanted, export.subject.encode()):
-            return export
-    return None
