@@ -902,8 +902,18 @@ class ClusterAPI:
         name = _name(request)
         if self.cluster.state.stream(jsa.name, name) is None:
             raise js_error("JSStreamNotFoundErr")
-        fut = self.cluster.propose_meta({"op": "stream_remove", "account": jsa.name, "name": name})
-        self._answer_when(fut, request, lambda _result: {"success": True})
+        command = {
+            "op": "stream_remove",
+            "account": jsa.name,
+            "name": name,
+            "reply": request.reply.decode("utf-8", "replace"),
+            "subject": request.subject.decode("utf-8", "replace"),
+            "ts": time.time_ns(),
+        }
+        fut = self.cluster.propose_meta(command)
+        # the stream's leader answers once it has removed the stream (cluster/jetstream.py
+        # _remove_stream); only errors come from here
+        self._answer_when(fut, request, lambda _result: {"success": True}, errors_only=True)
         return None
 
     def _answer_when(
@@ -1344,4 +1354,12 @@ def answer_consumer_delete(api: Any, jsa: Any, command: dict[str, Any]) -> None:
     api.respond(request, {"type": TYPE_PREFIX + "consumer_delete_response", "success": True})
 
 
-__all__ = ["ClusterAPI", "answer_assignment", "answer_consumer_delete"]
+def answer_stream_delete(api: Any, jsa: Any, command: dict[str, Any]) -> None:
+    """STREAM.DELETE answered by the server that led the stream, once it is gone."""
+    request = _proposed_request(jsa, command)
+    if request is None:
+        return
+    api.respond(request, {"type": TYPE_PREFIX + "stream_delete_response", "success": True})
+
+
+__all__ = ["ClusterAPI", "answer_assignment", "answer_consumer_delete", "answer_stream_delete"]

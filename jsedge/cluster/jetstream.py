@@ -456,7 +456,7 @@ class JetStreamCluster:
             elif key in self.replicas:
                 self._close_replica(key, delete=True)
         elif op == "stream_remove" and sa is not None:
-            self._close_replica((sa.account, sa.name), delete=True, removed=True)
+            self._remove_stream(sa, command)
         key2 = (sa.account, sa.name) if sa is not None else None
         if key2 is not None:
             for callback in self.waiting.pop(key2, []):
@@ -680,6 +680,25 @@ class JetStreamCluster:
             jsa.close_replica(key[1], delete=delete)
         if advise:
             advisory.stream_action(stream, "delete")  # after its consumers' (nats-server's order)
+
+    def _remove_stream(self, sa: Any, command: dict[str, Any]) -> None:
+        """STREAM.DELETE is answered (as nats-server does) by the replica that led the stream, once
+        it is gone, so a STREAM.INFO after the answer finds nothing; by every member when the
+        stream had no leader; by the meta leader when every member is offline."""
+        key = (sa.account, sa.name)
+        replica = self.replicas.get(key)
+        member = replica is not None
+        was_leader = member and replica.is_leader
+        had_leader = member and (replica.group is None or bool(replica.leader_peer))
+        self._close_replica(key, delete=True, removed=True)
+        offline = not any(self.peer_online(p) for p in sa.peers)
+        if not (was_leader or (member and not had_leader) or (offline and self.is_meta_leader)):
+            return
+        from jsedge.cluster.api import answer_stream_delete
+
+        jsa = self.jetstream.accounts.get(sa.account)
+        if jsa is not None:
+            answer_stream_delete(self.api, jsa, command)
 
     def replica(self, account: str, name: str) -> ClusteredStream | None:
         return self.replicas.get((account, name))

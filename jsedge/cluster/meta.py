@@ -15,7 +15,7 @@ per API call, and a readable log helps operators. Commands::
     {"op": "stream_update", "account": a, "config": {...}, "group": new g, "peers": [new ids],
      "seed": id, "consumer_seeds": {consumer: id}, "reply": r, "subject": s, "ts": ns}
                                                               (phase 2: the sealed store seeds g)
-    {"op": "stream_remove", "account": a, "name": n}
+    {"op": "stream_remove", "account": a, "name": n, "reply": r, "subject": s, "ts": ns}
     {"op": "consumer", "account": a, "stream": s, "name": n, "config": {ConsumerConfig}, "group": g,
      "peers": [ids], "created": ns}
     {"op": "consumer_remove", "account": a, "stream": s, "name": n}
