@@ -89,6 +89,8 @@ def valid_pedantic_publish_subject(subject: bytes) -> bool:
 
 def is_literal(subject: bytes) -> bool:
     """True when no token is a whole-token wildcard (the subject may still be invalid otherwise)."""
+    if b"*" not in subject and b">" not in subject:
+        return True
     return all(token != PWC and token != FWC for token in subject.split(SEP))
 
 

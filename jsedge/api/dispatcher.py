@@ -117,14 +117,21 @@ class JetStreamAPI:
         self.jetstream.direct_get_handler = None
 
     def _make_callback(self, jsa: Any) -> Callable[..., None]:
+        streams = jsa.streams
+
         def callback(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+            tokens = subject.split(b".")
+            # `$JS.API.X` or `$JS.<domain>.API.X`
+            rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
+            if len(rest) > 2 and rest[0] == b"DIRECT" and rest[1] == b"GET":
+                # the common case of a KV get: the stream's own queue subscription answers it
+                stream = streams.get(rest[2].decode("utf-8", "replace"))
+                if stream is not None and stream.direct_subs:
+                    return
             if hdr_len >= 0:
                 hdr, body = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
             else:
                 hdr, body = b"", bytes(msg)
-            tokens = subject.split(b".")
-            # `$JS.API.X` or `$JS.<domain>.API.X`
-            rest = tokens[2:] if tokens[1] == b"API" else tokens[3:]
             self.dispatch(Request(jsa, rest, subject, reply, hdr, body, src))
 
         return callback

@@ -19,17 +19,27 @@ FC_PREFIX = b"$JS.FC."
 def _handlers(jsa: Any) -> tuple[Callable[..., None], Callable[..., None]]:
     """The callbacks for `$JS.ACK…` and `$JS.FC…` messages of an account's consumers."""
     server = jsa.server
+    # (stream, consumer) names as they appear in ack subjects -> the consumer: acks come in runs for
+    # one consumer, so the names are not decoded per ack. A consumer that was closed or replaced
+    # (deleted, recreated, or its stream) is looked up again.
+    recent: dict[tuple[bytes, bytes], Any] = {}
 
     def on_ack(sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         body = bytes(msg[hdr_len:]) if hdr_len >= 0 else bytes(msg)
         tokens = subject.split(b".")
         if len(tokens) == 9:
-            stream_name, consumer_name, rest = tokens[2], tokens[3], tokens[4:7]
+            key, rest = (tokens[2], tokens[3]), tokens[4:7]
         elif len(tokens) >= 11:
-            stream_name, consumer_name, rest = tokens[4], tokens[5], tokens[6:9]
+            key, rest = (tokens[4], tokens[5]), tokens[6:9]
         else:
             return
-        consumer = _lookup(jsa, stream_name, consumer_name)
+        consumer = recent.get(key)
+        if consumer is None or consumer.closed or not _current(jsa, consumer):
+            consumer = _lookup(jsa, key[0], key[1])
+            if consumer is not None:
+                if len(recent) >= 64:
+                    recent.clear()
+                recent[key] = consumer
         if consumer is None or consumer.config.ack_policy in ("none", "flow_control"):
             # nats-server has no ack subscription for these (flow_control: the replies to flow
             # control ack): a request gets "no responders"
@@ -75,6 +85,12 @@ def release_account_subscriptions(jsa: Any) -> None:
     for sub in getattr(jsa, "consumer_subs", None) or ():
         jsa.server.unsubscribe_internal(jsa.account, sub)
     jsa.consumer_subs = []
+
+
+def _current(jsa: Any, consumer: Any) -> bool:
+    """Is `consumer` still the one its account's stream has under its name?"""
+    stream = consumer.stream
+    return jsa.streams.get(stream.name) is stream and stream.consumers.get(consumer.name) is consumer
 
 
 def _lookup(jsa: Any, stream_name: bytes, consumer_name: bytes) -> Any:

@@ -32,12 +32,24 @@ UINT64_MAX = (1 << 64) - 1
 INT32_MAX = (1 << 31) - 1
 
 
+# the last second formatted: timestamps of stored messages and deliveries come in runs within
+# one second (a direct get or a delivery formats one per message)
+# (one tuple, replaced whole: safe with servers in several threads)
+_last_second: tuple[int, str] = (-1, "")
+
+
 def format_time_ns(ns: int) -> str:
     """Go's `time.RFC3339Nano` in UTC; 0 is the zero time."""
     if not ns or ns <= 0:
         return ZERO_TIME
     seconds, frac = divmod(int(ns), NS)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    global _last_second
+    cached = _last_second
+    if cached[0] == seconds:
+        text = cached[1]
+    else:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
     if frac:
         text += "." + f"{frac:09d}".rstrip("0")
     return text + "Z"

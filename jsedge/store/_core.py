@@ -607,6 +607,12 @@ class IndexedStore:
         if _whole(subject_filter):
             seq = self._scan_back(end, None)
         else:
+            if max_seq <= 0 and b"*" not in subject_filter and b">" not in subject_filter:
+                # one literal subject (a KV get): its last sequence, no list built
+                ss = self._subjects.get(subject_filter)
+                if ss is None:
+                    return None
+                return self._read(ss[_LAST]) if ss[_LAST] else None
             matching = self._matching(subject_filter)
             if not matching:
                 return None

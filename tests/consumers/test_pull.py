@@ -295,3 +295,22 @@ async def test_ephemeral_default_threshold(nc):
         ).data
     )
     assert reply["config"]["inactive_threshold"] == 5_000_000_000
+
+
+async def test_acks_reach_a_consumer_recreated_under_the_same_name(nc):
+    """Acks for a deleted consumer go nowhere; the new consumer of the same name (and of a stream
+    deleted and made again) gets its own acks (the server's ack routing must not hold on to the old
+    one)."""
+    js = nc.jetstream()
+    for round_ in range(2):
+        await _stream(js, count=3)
+        for generation in range(2):
+            sub = await js.pull_subscribe("q.>", durable="pc", stream="Q")
+            msgs = await sub.fetch(2, timeout=1)
+            for msg in msgs:
+                await msg.ack_sync()
+            info = await js.consumer_info("Q", "pc")
+            assert (info.ack_floor.stream_seq, info.num_ack_pending) == (2, 0), (round_, generation)
+            await sub.unsubscribe()
+            await js.delete_consumer("Q", "pc")
+        await js.delete_stream("Q")
