@@ -472,6 +472,15 @@ class ServerConfig:
     resolver_allow_delete: bool = False
     #: How often the full resolver compares its directory with the other servers' (`interval`).
     resolver_interval: float = 60.0
+    #: `hard_delete`: a full resolver removes deleted JWTs instead of renaming them `.jwt.deleted`.
+    resolver_hard_delete: bool = False
+    #: The URL resolver's base URL (`resolver: URL("...")`, ending in "/").
+    resolver_url: str = ""
+    #: How long a lookup of an unknown account waits for an answer (`timeout`, nats-server 1.9 s);
+    #: the cache resolver's `ttl` (0: kept until evicted) and `limit` (JWTs kept; 0: its default).
+    resolver_timeout: float = 1.9
+    resolver_ttl: float = 0.0
+    resolver_limit: int = 0
     no_system_account: bool = False
     no_auth_user: str = ""
     disable_sublist_cache: bool = False
@@ -1216,20 +1225,49 @@ class _FileReader:
         value = item.value
         kind = ""
         if isinstance(value, str):
+            url_match = re.match(r'(?i)(?:URL)(?:\(\s*"?([^\s"]*)"?\s*\))?\s*', value)
             if re.match(r"(?i)(MEM|MEMORY)\s*", value):
                 kind = "MEMORY"
-            elif re.match(r"(?i)URL", value):
-                self.error(item, 'resolver "URL(...)" is recognised by nats-server but not supported by jsedge')
-                return
+            elif url_match is not None and url_match.group(1) is not None:
+                url = url_match.group(1)
+                from urllib.parse import urlsplit
+
+                try:
+                    parts = urlsplit(url)
+                except ValueError as problem:
+                    self.error(item, f"error parsing account resolver url {url!r}: {problem}")
+                    return
+                if not parts.scheme or not parts.netloc:
+                    self.error(item, f'error parsing account resolver url "{url}": missing scheme or host')
+                    return
+                self.top["resolver_url"] = url if url.endswith("/") else url + "/"
+                kind = "URL"
         elif isinstance(value, dict):
             entries = {k.lower(): v for k, v in value.items()}
             resolver_type = entries.get("type")
             if resolver_type is not None and isinstance(resolver_type.value, str):
                 kind = resolver_type.value.upper()
-            if kind == "CACHE":
-                self.error(item, "resolver type CACHE is recognised by nats-server but not supported by jsedge")
+            durations: dict[str, float] = {}
+            for name in ("ttl", "interval", "timeout"):
+                entry = entries.get(name)
+                if entry is None:
+                    continue
+                if not isinstance(entry.value, str):
+                    self.error(entry, f"interface conversion: interface {{}} is {_go_type(entry.value)}, not string")
+                    return
+                try:
+                    durations[name] = parse_go_duration(entry.value)
+                except ValueError as problem:
+                    self.error(item, str(problem))
+                    return
+            limit = entries.get("limit")
+            if limit is not None and not isinstance(limit.value, int):
+                self.error(limit, f"interface conversion: interface {{}} is {_go_type(limit.value)}, not int64")
                 return
-            if kind == "FULL":
+            allow = entries.get("allow_delete")
+            hard = entries.get("hard_delete")
+            allow_delete = bool(allow is not None and allow.value is True)
+            if kind in ("FULL", "CACHE"):
                 directory = entries.get("dir")
                 path = directory.value if directory is not None and isinstance(directory.value, str) else ""
                 if not path:
@@ -1239,22 +1277,39 @@ class _FileReader:
                 if os.path.exists(path) and (not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK)):
                     self.error(item, "dir needs to point to an accessible directory")
                     return
+                if kind == "CACHE":
+                    problems = []
+                    if durations.get("interval"):
+                        problems.append("CACHE does not accept sync")
+                    if allow_delete:
+                        problems.append("CACHE does not accept allow_delete")
+                    if hard is not None:
+                        problems.append("CACHE does not accept hard_delete")
+                else:
+                    problems = []
+                    if durations.get("ttl"):
+                        problems.append("FULL does not accept ttl")
+                    if hard is not None and not allow_delete:
+                        problems.append("hard_delete has no effect without delete")
+                for text in problems:
+                    self.error(item, text)
+                if problems:
+                    return
+                if "timeout" in durations and durations["timeout"] <= 0:
+                    self.error(item, f"Fetch timeout {entries['timeout'].value} is too smal")
+                    return
                 self.top["resolver_dir"] = path
-                allow = entries.get("allow_delete")
-                self.top["resolver_allow_delete"] = bool(allow is not None and allow.value is True)
-                interval = entries.get("interval")
-                if interval is not None:
-                    if not isinstance(interval.value, str):
-                        self.error(
-                            interval, f"interface conversion: interface {{}} is {_go_type(interval.value)}, not string"
-                        )
-                        return
-                    try:
-                        self.top["resolver_interval"] = parse_go_duration(interval.value)
-                    except ValueError as problem:
-                        self.error(item, str(problem))
-                        return
-            kind = kind if kind == "FULL" else ("MEMORY" if kind in ("MEM", "MEMORY") else "")
+                self.top["resolver_allow_delete"] = allow_delete
+                self.top["resolver_hard_delete"] = bool(allow_delete and hard is not None and hard.value is True)
+                if "interval" in durations and durations["interval"] > 0:
+                    self.top["resolver_interval"] = durations["interval"]
+                if "timeout" in durations:
+                    self.top["resolver_timeout"] = durations["timeout"]
+                if "ttl" in durations:
+                    self.top["resolver_ttl"] = durations["ttl"]
+                if limit is not None:
+                    self.top["resolver_limit"] = int(limit.value)
+            kind = kind if kind in ("FULL", "CACHE") else ("MEMORY" if kind in ("MEM", "MEMORY") else "")
         else:
             self.error(item, f"error parsing operator resolver, wrong type {_go_type(value)}")
             return

@@ -28,8 +28,11 @@ message, and the newer ones are kept. Not done: `hard_delete`, the cache resolve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from jsedge.jwt import JWTError, decode, time_valid
@@ -43,41 +46,211 @@ DELETE = b"$SYS.REQ.CLAIMS.DELETE"
 PACK = b"$SYS.REQ.CLAIMS.PACK"
 
 
+class Lookups:
+    """Account JWTs looked up from the other servers (`$SYS.REQ.ACCOUNT.<key>.CLAIMS.LOOKUP`), as
+    nats-server's fetch: the first JWT answered wins; empty answers (a full resolver without it)
+    count down the servers known, and when all of them (this one's own answer included) said
+    nothing, the account is not found; no answer within `resolver_timeout` is a time-out."""
+
+    def __init__(self, server: Any, system: Any, store: Callable[[str, str], str | None]) -> None:
+        self.server = server
+        self.system = system
+        #: checks and keeps a JWT that came (None when kept, else why not)
+        self.store = store
+        self.prefix = b"$SYS._INBOX." + os.urandom(8).hex().encode() + b".lookup."
+        self.sub: Any = None
+        self.next_id = 0
+        #: reply inbox -> (key, future, answers still expected, timer)
+        self.waiting: dict[bytes, list[Any]] = {}
+        self.by_key: dict[str, asyncio.Future[bool]] = {}
+
+    def start(self) -> None:
+        self.sub = self.server.subscribe_internal(self.system, self.prefix + b"*", self._on_reply)
+
+    def stop(self) -> None:
+        if self.sub is not None:
+            self.server.unsubscribe_internal(self.system, self.sub)
+            self.sub = None
+        for entry in list(self.waiting.values()):
+            self._finish(entry, False, "fetching jwt failed due to shutdown")
+
+    def fetch(self, key: str) -> asyncio.Future[bool]:
+        """A future resolving to True once account `key`'s JWT is kept, False when it could not be."""
+        pending = self.by_key.get(key)
+        if pending is not None:
+            return pending
+        loop = self.server.loop
+        future: asyncio.Future[bool] = loop.create_future()
+        self.next_id += 1
+        inbox = self.prefix + str(self.next_id).encode()
+        routes = self.server.routes
+        expected = len(routes.routes) if routes is not None else 0
+        entry = [key, future, expected, None, inbox]
+        entry[3] = loop.call_later(
+            self.server.config.resolver_timeout, self._finish, entry, False, "fetching jwt timed out"
+        )
+        self.waiting[inbox] = entry
+        self.by_key[key] = future
+        self.server.send_internal(self.system, b"$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP" % key.encode(), inbox, b"", b"")
+        return future
+
+    def _on_reply(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        entry = self.waiting.get(subject)
+        if entry is None:
+            return
+        body = bytes(msg[hdr_len:] if hdr_len > 0 else msg).decode("utf-8", "replace").strip()
+        entry[2] -= 1
+        if not body:
+            if entry[2] > 0:
+                return
+            self._finish(entry, False, "account jwt not found")
+            return
+        problem = self.store(entry[0], body)
+        self._finish(entry, problem is None, problem or "")
+
+    def _finish(self, entry: list[Any], found: bool, problem: str) -> None:
+        key, future, _expected, timer, inbox = entry
+        if self.waiting.pop(inbox, None) is None:
+            return
+        self.by_key.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if not found:
+            self.server.logger.debug(f"Account fetch failed: {problem}")
+        if not future.done():
+            future.set_result(found)
+
+
 class DirResolver:
+    """The full resolver (`type: full`) and the cache resolver (`type: cache`, `self.cache`): the
+    cache keeps the JWTs it looked up, at most `limit` of them (the oldest are dropped) and for
+    `ttl`; it takes updates only for accounts it holds, and neither answers lookups nor syncs."""
+
     def __init__(self, server: Any, system: Any) -> None:
         self.server = server
         self.system = system
         self.directory = server.config.resolver_dir
+        self.cache = server.config.resolver == "CACHE"
         self.subs: list[Any] = []
         self._digest: bytes | None = None
+        self._timer: Any = None
+        self._expiry: Any = None
+        self.lookups = Lookups(server, system, self._store_fetched)
 
     def start(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
-        self.server.logger.info(f"Managing all jwt in exclusive directory {self.directory}")
+        which = "some" if self.cache else "all"
+        self.server.logger.info(f"Managing {which} jwt in exclusive directory {self.directory}")
         for key, token in self.server.config.resolver_preload:
             self._save_if_newer(key, token)
-        self.pack_inbox = b"$SYS._INBOX." + os.urandom(8).hex().encode() + b".pack"
-        self.subs.append(self.server.subscribe_internal(self.system, PACK, self._on_pack_request, queue=b"responder"))
-        self.subs.append(self.server.subscribe_internal(self.system, self.pack_inbox, self._on_pack))
-        self._merged = False
-        self._timer = self.server.loop.call_soon(self._sync)
-        for subject, callback in (
-            (UPDATE, self._on_update),
-            (UPDATE_NEW, self._on_update),
-            (UPDATE_OLD, self._on_update),
-            (LOOKUP, self._on_lookup),
-            (LIST, self._on_list),
-            (DELETE, self._on_delete),
-        ):
+        self.lookups.start()
+        if self.cache:
+            self._arm_expiry()
+            handlers: tuple[tuple[bytes, Any], ...] = (
+                (UPDATE, self._on_update),
+                (UPDATE_NEW, self._on_update),
+                (UPDATE_OLD, self._on_update),
+                (LIST, self._on_list),
+                (DELETE, self._on_delete),
+            )
+        else:
+            self.pack_inbox = b"$SYS._INBOX." + os.urandom(8).hex().encode() + b".pack"
+            self.subs.append(
+                self.server.subscribe_internal(self.system, PACK, self._on_pack_request, queue=b"responder")
+            )
+            self.subs.append(self.server.subscribe_internal(self.system, self.pack_inbox, self._on_pack))
+            self._merged = False
+            self._timer = self.server.loop.call_soon(self._sync)
+            handlers = (
+                (UPDATE, self._on_update),
+                (UPDATE_NEW, self._on_update),
+                (UPDATE_OLD, self._on_update),
+                (LOOKUP, self._on_lookup),
+                (LIST, self._on_list),
+                (DELETE, self._on_delete),
+            )
+        for subject, callback in handlers:
             self.subs.append(self.server.subscribe_internal(self.system, subject, callback))
 
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self.lookups.stop()
         for sub in self.subs:
             self.server.unsubscribe_internal(self.system, sub)
         self.subs = []
+
+    def fetch(self, key: str) -> asyncio.Future[bool]:
+        """Look account `key` up from the other servers (a client's CONNECT needs it)."""
+        return self.lookups.fetch(key)
+
+    def _store_fetched(self, key: str, token: str) -> str | None:
+        problem = _check_account_jwt(self.server, key, token)
+        if problem is not None:
+            return problem
+        try:
+            written = self._save_if_newer(key, token)
+        except (OSError, ValueError) as exc:
+            return str(exc)
+        if self.cache:
+            self._evict_over_limit(keep=key)
+        if written:
+            self.refresh()
+        return None
+
+    # ------------------------------------------------------------------ the cache's ttl and limit
+
+    def _cached(self) -> list[tuple[float, str]]:
+        """(stored at, key) of the cached JWTs, oldest first (the files' modification times)."""
+        found = []
+        for key in self._keys():
+            path = self._path(key)
+            if path is None:
+                continue
+            try:
+                found.append((os.stat(path).st_mtime, key))
+            except OSError:
+                continue
+        return sorted(found)
+
+    def _drop(self, keys: list[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            if path is None:
+                continue
+            self._digest = None
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+        if keys:
+            self.refresh()
+
+    def _evict_over_limit(self, keep: str) -> None:
+        limit = self.server.config.resolver_limit or 1000
+        cached = self._cached()
+        extra = len(cached) - limit
+        if extra > 0:
+            self._drop([key for _at, key in cached if key != keep][:extra])
+
+    def _arm_expiry(self) -> None:
+        ttl = self.server.config.resolver_ttl
+        if ttl <= 0:
+            return
+        self._expiry = self.server.loop.call_later(min(ttl, 1.0), self._expire)
+
+    def _expire(self) -> None:
+        """Drop the cached JWTs older than `ttl` (their accounts' clients are disconnected, and a
+        new client of such an account has it looked up again, as nats-server's cache does)."""
+        self._expiry = None
+        ttl = self.server.config.resolver_ttl
+        now = time.time()
+        self._drop([key for at, key in self._cached() if now - at >= ttl])
+        self._arm_expiry()
 
     # ------------------------------------------------------------------ the directory
 
@@ -208,27 +381,33 @@ class DirResolver:
         tokens = subject.split(b".")
         # $SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE, or the older $SYS.ACCOUNT.<key>.CLAIMS.UPDATE
         key = tokens[3].decode() if len(tokens) == 6 else tokens[2].decode() if len(tokens) == 5 else ""
+        # the cache's answers name it (nats-server's "jwt update cache ...")
+        what = "jwt update cache" if self.cache else "jwt update"
         try:
             claims = decode(body, "account")
         except JWTError as exc:
-            self._respond(reply, "n/a", "jwt update resulted in error", str(exc))
+            self._respond(reply, "n/a", f"{what} resulted in error", str(exc))
             return
         account = str(claims.get("sub"))
+        if key and key != account:
+            self._respond(reply, key, f"{what} resulted in error", "subject does not match jwt content")
+            return
+        if self.cache and self.load(account) is None:
+            self._respond(reply, account, "jwt update cache skipped", None)
+            return
         trusted = self.server.auth.trust
         if trusted is None or claims.get("iss") not in trusted.operator_keys or not time_valid(claims):
-            self._respond(reply, account, "jwt validation failed", "not signed by a trusted operator or expired")
-            return
-        if key and key != account:
-            self._respond(reply, key, "jwt update resulted in error", "subject does not match jwt content")
+            failed = "jwt update cache validation failed" if self.cache else "jwt validation failed"
+            self._respond(reply, account, failed, "not signed by a trusted operator or expired")
             return
         try:
             written = self._save_if_newer(account, body)
         except (OSError, ValueError) as exc:
-            self._respond(reply, account, "jwt update resulted in error", str(exc))
+            self._respond(reply, account, f"{what} resulted in error", str(exc))
             return
         if written:
             self.refresh()
-        self._respond(reply, account, "jwt updated", None)
+        self._respond(reply, account, "jwt updated cache" if self.cache else "jwt updated", None)
 
     def refresh(self) -> None:
         """Rebuild the accounts from the directory and apply them."""
@@ -260,7 +439,7 @@ class DirResolver:
             trust = self.server.auth.trust
             listed = (claims.get("nats") or {}).get("accounts")
             system = self.server.config.system_account
-            if not self.server.config.resolver_allow_delete:
+            if not self.server.config.resolver_allow_delete and not self.cache:
                 error = "delete must be enabled in server config"
             elif claims.get("sub") != claims.get("iss"):
                 error = "not self signed"
@@ -282,7 +461,10 @@ class DirResolver:
             assert path is not None
             self._digest = None
             try:
-                os.replace(path, path + ".deleted")
+                if self.cache or self.server.config.resolver_hard_delete:
+                    os.remove(path)
+                else:
+                    os.replace(path, path + ".deleted")
             except FileNotFoundError:
                 pass
         self.refresh()
@@ -292,9 +474,11 @@ class DirResolver:
         if not reply:
             return
         tokens = subject.split(b".")
-        token = self.load(tokens[3].decode()) if len(tokens) == 6 else None
-        if token is not None:
-            self.server.send_internal(self.system, reply, b"", b"", token.encode())
+        if len(tokens) != 6:
+            return
+        token = self.load(tokens[3].decode("utf-8", "replace"))
+        # an empty answer tells the asking server this one does not have it (nats-server's)
+        self.server.send_internal(self.system, reply, b"", b"", token.encode() if token is not None else b"")
 
     def _on_list(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         if not reply:
@@ -303,3 +487,119 @@ class DirResolver:
         events = self.server.events
         body = {"data": keys, "server": events.server_info() if events is not None else {}}
         self.server.send_internal(self.system, reply, b"", b"", json.dumps(body, separators=(",", ":")).encode())
+
+
+def _check_account_jwt(server: Any, key: str, token: str) -> str | None:
+    """Why a looked-up account JWT is not taken (None: it is): it must decode, be account `key`'s,
+    be signed by a trusted operator key and be valid now."""
+    try:
+        claims = decode(token, "account")
+    except JWTError as exc:
+        return str(exc)
+    if claims.get("sub") != key:
+        return "subject does not match jwt content"
+    trust = server.auth.trust
+    if trust is None or claims.get("iss") not in trust.operator_keys or not time_valid(claims):
+        return "not signed by a trusted operator or expired"
+    return None
+
+
+class ResolverStartError(Exception):
+    """The URL resolver's account server did not answer at start (nats-server then exits)."""
+
+
+class URLResolver:
+    """`resolver: URL("http://host/jwt/v1/accounts/")`: an account JWT nobody preloaded is fetched
+    with an HTTP GET of the URL plus its public key (nats-server's URL resolver, 1.9 s time-out) and
+    kept in memory; account updates sent to `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` replace the JWT
+    of an account it holds."""
+
+    def __init__(self, server: Any, system: Any) -> None:
+        self.server = server
+        self.system = system
+        self.url = server.config.resolver_url
+        self.fetched: dict[str, str] = {}
+        self.by_key: dict[str, asyncio.Future[bool]] = {}
+        self.subs: list[Any] = []
+
+    async def probe(self) -> None:
+        """GET the base URL once, as nats-server does at start: no answer, or not 200, and the
+        server does not start."""
+        try:
+            await self.server.loop.run_in_executor(None, self._get, self.url)
+        except OSError as exc:
+            raise ResolverStartError(str(exc)) from None
+
+    def start(self) -> None:
+        if self.system is None:
+            return
+        for subject in (UPDATE, UPDATE_NEW, UPDATE_OLD):
+            self.subs.append(self.server.subscribe_internal(self.system, subject, self._on_update))
+
+    def stop(self) -> None:
+        for sub in self.subs:
+            self.server.unsubscribe_internal(self.system, sub)
+        self.subs = []
+
+    def fetch(self, key: str) -> asyncio.Future[bool]:
+        pending = self.by_key.get(key)
+        if pending is not None:
+            return pending
+        loop = self.server.loop
+        future: asyncio.Future[bool] = loop.create_future()
+        self.by_key[key] = future
+        work = loop.run_in_executor(None, self._get, self.url + key)
+
+        def done(got: asyncio.Future[str]) -> None:
+            self.by_key.pop(key, None)
+            problem: str | None
+            try:
+                token = got.result()
+            except Exception as exc:
+                problem = str(exc)
+            else:
+                problem = _check_account_jwt(self.server, key, token)
+                if problem is None:
+                    self._keep(key, token)
+            if problem is not None:
+                self.server.logger.debug(f"Account fetch failed: {problem}")
+            if not future.done():
+                future.set_result(problem is None)
+
+        work.add_done_callback(done)
+        return future
+
+    def _get(self, url: str) -> str:
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=self.server.config.resolver_timeout) as response:
+                return str(response.read().decode("utf-8", "replace").strip())
+        except urllib.error.HTTPError as exc:
+            raise OSError(f'could not fetch <"{url}">: {exc.code} {exc.reason}') from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise OSError(f'could not fetch <"{url}">: {exc}') from None
+
+    def _keep(self, key: str, token: str) -> None:
+        from jsedge.config import accounts_from_jwts, config_with, resolver_jwts
+
+        self.fetched[key] = token
+        config = self.server.config
+        jwts = resolver_jwts([*config.resolver_preload, (key, token)], "")
+        self.server.apply_config(
+            config_with(config, accounts=tuple(accounts_from_jwts(jwts)), resolver_preload=tuple(jwts))
+        )
+
+    def _on_update(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        body = bytes(msg[hdr_len:] if hdr_len > 0 else msg).decode("utf-8", "replace").strip()
+        try:
+            claims = decode(body, "account")
+        except JWTError:
+            return
+        key = str(claims.get("sub"))
+        trust = self.server.auth.trust
+        if trust is None or key not in trust.accounts:
+            return  # nats-server updates only the accounts it has
+        if _check_account_jwt(self.server, key, body) is None:
+            self._keep(key, body)

@@ -471,11 +471,17 @@ class Server:
 
             self.events = Events(self, system)
             self.events.start()
-            if config.resolver == "FULL" and config.resolver_dir:
+            if config.resolver in ("FULL", "CACHE") and config.resolver_dir:
                 from jsedge.resolver import DirResolver
 
                 self.resolver = DirResolver(self, system)
                 self.resolver.start()
+        if config.resolver == "URL" and config.resolver_url:
+            from jsedge.resolver import URLResolver
+
+            self.resolver = URLResolver(self, system if system is not None and system.is_system else None)
+            await self.resolver.probe()  # nats-server's "anyone home?" GET of the base URL
+            self.resolver.start()
         self.wire_imports()
         ssl_context = self.tls_context if config.tls is not None and config.tls.handshake_first else None
         handshake_timeout = config.tls.timeout if ssl_context is not None else None
@@ -616,6 +622,8 @@ class Server:
             self._flush_internal()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        if self.resolver is not None:
+            self.resolver.stop()  # (timers, pending account lookups)
         if self.jetstream is not None and self.jetstream.cluster is not None:
             await self.jetstream.cluster.hand_over()  # while the routes still carry the transfer
         if self.routes is not None:
@@ -726,7 +734,7 @@ class Server:
             client.max_payload = new.limits.max_payload
             client.max_pending = new.limits.max_pending
             client.trace = logging.trace
-            if client.connect_seen:
+            if client.connect_seen and getattr(client, "deferred", None) is None:
                 result = self.auth.authenticate(client.opts, nonce=client.nonce, host=client.remote_host or "")
                 if result is None:
                     client.auth_violation()
@@ -774,11 +782,15 @@ async def serve(config: Any, logger: Logger, argv: list[str] | None = None, list
     # Handlers first: supervisors may signal as soon as they read "Server is ready".
     server.install_signal_handlers()
     from jsedge.jetstream.manager import JetStreamStartError
+    from jsedge.resolver import ResolverStartError
 
     try:
         await server.start()
     except JetStreamStartError as exc:
         logger.fatal(f"Can't start JetStream: {exc}")
+        return 1
+    except ResolverStartError as exc:
+        print(f"jsedge: {exc}", file=sys.stderr)  # (nats-server: "nats-server: could not fetch ...")
         return 1
     except OSError as exc:
         logger.fatal(f"Error listening on port: {exc}")

@@ -688,8 +688,8 @@ class JetStreamCluster:
         key = (sa.account, sa.name)
         replica = self.replicas.get(key)
         member = replica is not None
-        was_leader = member and replica.is_leader
-        had_leader = member and (replica.group is None or bool(replica.leader_peer))
+        was_leader = replica is not None and replica.is_leader
+        had_leader = replica is not None and (replica.group is None or bool(replica.leader_peer))
         self._close_replica(key, delete=True, removed=True)
         offline = not any(self.peer_online(p) for p in sa.peers)
         if not (was_leader or (member and not had_leader) or (offline and self.is_meta_leader)):

@@ -20,7 +20,7 @@ from jsedge.protocol.parser import Parser
 from jsedge.routing.auth import DenyFilter, ResponseGrant, response_grant
 from jsedge.routing.connection import PONG as _PONG
 from jsedge.routing.connection import RTT_REFRESH, Connection
-from jsedge.routing.sublist import Subscription, deliver
+from jsedge.routing.sublist import Subscription, deliver, flush_pending
 from jsedge.routing.tracing import trace_publish
 from jsedge.subjects import valid_pedantic_publish_subject
 
@@ -159,6 +159,8 @@ class ClientConnection(Connection):
         "info_sent_at",
         "nonce",
         "announced",
+        "deferred",
+        "account_fetched",
     )
 
     def __init__(self, server: Any, cid: int) -> None:
@@ -173,6 +175,10 @@ class ClientConnection(Connection):
         self.connect_seen = False
         #: its account's CONNECT event was published (so its DISCONNECT will be)
         self.announced = False
+        #: While an account JWT is fetched for its CONNECT: the protocol calls that came after it,
+        #: replayed in order once the CONNECT is decided (`_fetch_account`)
+        self.deferred: list[tuple[str, tuple[Any, ...]]] | None = None
+        self.account_fetched = False
         self.user: User | None = None
         self.account: Account = server.global_account
         self.sublist = self.account.sublist
@@ -269,6 +275,9 @@ class ClientConnection(Connection):
     # ---------------------------------------------------------------- parser handler
 
     def proto_error(self, key: str) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_error", (key,)))
+            return
         err, reason = errors.PARSER_ERRORS[key]
         if err is not None:
             self.log_error(f"Client parser ERROR, state=?: '{err.text}'" if key != "max_payload" else err.text)
@@ -276,6 +285,9 @@ class ClientConnection(Connection):
         self.close(reason)
 
     def proto_client_err(self, arg: bytes) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_client_err", (arg,)))
+            return
         self.log_error(f"Client Error {arg.decode(errors='replace')}")
         self.close(ClosedReason.PARSE_ERROR)
 
@@ -296,12 +308,18 @@ class ClientConnection(Connection):
         self.close(ClosedReason.AUTHENTICATION_VIOLATION)
 
     def proto_info(self, arg: bytes) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_info", (arg,)))
+            return
         try:
             gojson.loads(arg)
         except ValueError:
             self.close(ClosedReason.PROTOCOL_VIOLATION)
 
     def proto_connect(self, arg: bytes) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_connect", (arg,)))
+            return
         if self.trace:
             self.log_trace(f"<<- [CONNECT {self._redacted(arg)}]")
         given = decode_connect(arg)
@@ -311,6 +329,7 @@ class ClientConnection(Connection):
         # Go decodes a CONNECT into the connection's existing options: a second CONNECT changes
         # only the fields it names (`CONNECT null` changes nothing).
         first = not self.connect_seen
+        previous = self.opts
         opts = dict(self.opts) if self.connect_seen else dict(_CONNECT_DEFAULTS)
         opts.update(given)
         self.opts = opts
@@ -328,6 +347,17 @@ class ClientConnection(Connection):
             self.auth_violation()
             return
         result = server.auth.authenticate(opts, nonce=self.nonce, host=self.remote_host or "")
+        if result is None and not self.account_fetched:
+            # operator mode: a user of an account this server has no JWT for yet, and a resolver
+            # that can look it up (nats-server's fetch): the CONNECT is decided once it answers
+            fetch = getattr(server.resolver, "fetch", None)
+            trust = server.auth.trust
+            missing = trust.missing_account(opts) if fetch is not None and trust is not None else None
+            if missing is not None:
+                self.opts, self.connect_seen = previous, not first
+                self._fetch_account(fetch, missing, arg)
+                return
+        self.account_fetched = False
         if result is None:
             if first:
                 self.connect_seen = False  # (nats-server names a client's version and account once it is in)
@@ -367,6 +397,43 @@ class ClientConnection(Connection):
         # Ping schedule restarts from CONNECT: first PING after min(interval, 2 s) + 0-20 %.
         interval = min(self.ping_interval, 2.0)
         self.restart_pings(interval * (1 + random.random() * 0.2))
+
+    def _fetch_account(self, fetch: Any, key: str, arg: bytes) -> None:
+        """Hold this client's protocol (what the parser reads meanwhile is kept in order, and
+        reading pauses) until the resolver has looked up account `key`, then decide the CONNECT
+        again and replay the rest."""
+        self.deferred = []
+        self.fast_pub = False
+        self.account_fetched = True
+        transport = self.transport
+        if transport is not None:
+            try:
+                transport.pause_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+        def closed() -> bool:  # (a call: what each replayed call did is seen)
+            return bool(self.closed)
+
+        def done(_future: Any) -> None:
+            deferred, self.deferred = self.deferred or [], None
+            if closed():
+                return
+            if self.transport is not None:
+                try:
+                    self.transport.resume_reading()
+                except (RuntimeError, AttributeError):
+                    pass
+            self.proto_connect(arg)
+            self.account_fetched = False
+            for name, args in deferred:
+                if closed():
+                    break
+                getattr(self, name)(*args)
+            if self.pending:
+                flush_pending(self.pending)
+
+        fetch(key).add_done_callback(done)
 
     def _redacted(self, arg: bytes) -> str:
         text = arg.decode(errors="replace")
@@ -419,10 +486,16 @@ class ClientConnection(Connection):
 
     def proto_pub_arg(self, subject: bytes) -> None:
         """A PUB/HPUB control line was accepted; its payload follows."""
+        if self.deferred is not None:
+            self.deferred.append(("proto_pub_arg", (subject,)))
+            return
         if self.pedantic and self.authorized and not valid_pedantic_publish_subject(subject):
             self.send_err(errors.INVALID_PUBLISH_SUBJECT)
 
     def proto_pub(self, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_pub", (subject, reply, hdr_len, bytes(msg))))
+            return
         if not self._require_auth():
             return
         self.last_in_seen = time.monotonic()
@@ -484,6 +557,9 @@ class ClientConnection(Connection):
         return True
 
     def proto_sub(self, subject: bytes, queue: bytes | None, sid: bytes) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_sub", (subject, queue, sid)))
+            return
         if not self._require_auth():
             return
         self.last_in_seen = time.monotonic()
@@ -528,6 +604,9 @@ class ClientConnection(Connection):
             self.send(_OK)
 
     def proto_unsub(self, sid: bytes, max_msgs: int | None) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_unsub", (sid, max_msgs)))
+            return
         if not self._require_auth():
             return
         self.last_in_seen = time.monotonic()
@@ -546,6 +625,9 @@ class ClientConnection(Connection):
             self.send(_OK)
 
     def proto_ping(self) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_ping", ()))
+            return
         if not self._require_auth():
             return
         self.last_in_seen = time.monotonic()
@@ -556,6 +638,9 @@ class ClientConnection(Connection):
             self.send(self.server.info_line(self, connect_info=True))
 
     def proto_pong(self) -> None:
+        if self.deferred is not None:
+            self.deferred.append(("proto_pong", ()))
+            return
         self.record_pong()
 
     # ---------------------------------------------------------------- timers

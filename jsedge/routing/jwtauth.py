@@ -185,6 +185,23 @@ class Trust:
             return None
         return claims
 
+    def missing_account(self, opts: dict[str, Any]) -> str | None:
+        """The account a CONNECT's user JWT belongs to when this server has no JWT for it (a
+        resolver may look it up), else None."""
+        token = opts.get("jwt")
+        if not isinstance(token, str) or not token:
+            return None
+        try:
+            user = decode(token, "user")
+        except JWTError:
+            return None
+        if not time_valid(user):
+            return None
+        issuer = (user.get("nats") or {}).get("issuer_account") or user.get("iss")
+        if not isinstance(issuer, str) or not issuer.startswith("A") or issuer in self.accounts:
+            return None
+        return issuer
+
     def authenticate(
         self, opts: dict[str, Any], nonce: str, connection_type: str, host: str
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:

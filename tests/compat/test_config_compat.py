@@ -178,6 +178,24 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
     ("operator-bad-resolver", _OPERATOR_LINE + "resolver: WEIRD\n"),
     ("operator-resolver-map", _OPERATOR_LINE + "resolver: { type: mem }\n"),
     ("export-threshold-bad", "accounts {\n A { exports: [ {service: svc, threshold: soon} ] }\n}\n"),
+    (
+        "resolver-cache",
+        _OPERATOR_LINE + 'resolver: { type: cache, dir: "./jwt", ttl: "2m", limit: 10, timeout: "1s" }\n',
+    ),
+    ("resolver-cache-no-dir", _OPERATOR_LINE + "resolver: { type: cache }\n"),
+    ("resolver-cache-interval", _OPERATOR_LINE + 'resolver: { type: cache, dir: "./jwt", interval: "1m" }\n'),
+    ("resolver-cache-delete", _OPERATOR_LINE + 'resolver: { type: cache, dir: "./jwt", allow_delete: true }\n'),
+    ("resolver-cache-hard-delete", _OPERATOR_LINE + 'resolver: { type: cache, dir: "./jwt", hard_delete: true }\n'),
+    ("resolver-full-ttl", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", ttl: "1m" }\n'),
+    ("resolver-full-hard-delete", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", hard_delete: true }\n'),
+    (
+        "resolver-full-hard-delete-ok",
+        _OPERATOR_LINE
+        + 'resolver: { type: full, dir: "./jwt", allow_delete: true, hard_delete: true, timeout: "3s" }\n',
+    ),
+    ("resolver-full-bad-timeout", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", timeout: "soon" }\n'),
+    ("resolver-url", _OPERATOR_LINE + 'resolver: URL("http://localhost:9090/jwt/v1/accounts/")\n'),
+    ("resolver-url-no-slash", _OPERATOR_LINE + "resolver: URL(http://localhost:9090/jwt/v1/accounts)\n"),
 ]
 
 #: Where jsedge deliberately differs from `nats-server -t` (documented choices).
@@ -187,8 +205,6 @@ DIVERGENCES = [
     ("grace-over-duration", 'lame_duck_duration: "40s", lame_duck_grace_period: "50s"\n', "lame duck grace period"),
     # Recognised by nats-server, not implemented by jsedge.
     ("websocket", "websocket { port: 8080, no_tls: true }\n", "not supported by jsedge"),
-    ("resolver-cache", _OPERATOR_LINE + 'resolver: { type: cache, dir: "/tmp" }\n', "not supported by jsedge"),
-    ("resolver-url", _OPERATOR_LINE + 'resolver: URL("http://localhost:9090/jwt/v1/accounts/")\n', "not supported"),
     # nats-server refuses these when it starts, not with -t; jsedge always
     ("operator-no-resolver", _OPERATOR_LINE, "operators require an account resolver"),
     ("operator-and-accounts", _OPERATOR.server_config() + "accounts { X {} }\n", "do not allow Accounts"),

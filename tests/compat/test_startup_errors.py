@@ -85,3 +85,42 @@ def test_default_host_serves_ipv4_and_ipv6(kind: str) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.parametrize("kind", ["nats", "jsedge"])
+def test_url_resolver_with_nobody_home(kind: str, tmp_path: Path) -> None:
+    """`resolver: URL(...)` whose account server answers 404 at start: the server does not start."""
+    import http.server
+    import threading
+
+    import nkeys
+
+    from tests.natsjwt import encode, new_key
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+    operator_jwt = encode({"sub": operator.public, "name": "O", "nats": {"type": "operator", "version": 2}}, operator)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/jwt/v1/accounts/"
+    conf = tmp_path / "url.conf"
+    conf.write_text(f'operator: {operator_jwt}\nresolver: URL("{url}")\n')
+    try:
+        argv = ["nats-server"] if kind == "nats" else [sys.executable, "-m", "jsedge"]
+        done = subprocess.run(
+            [*argv, "-c", str(conf), "-p", "-1"], capture_output=True, text=True, timeout=30, cwd=ROOT
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    name = "nats-server" if kind == "nats" else "jsedge"
+    assert done.returncode == 1
+    assert f'{name}: could not fetch <"{url}">: 404 Not Found' in done.stdout + done.stderr

@@ -1,0 +1,209 @@
+"""Account resolvers that look accounts up on demand, against nats-server 2.15.1: the cache resolver
+(`resolver { type: cache }`) asking full resolvers in its cluster, and the URL resolver
+(`resolver: URL(...)`) asking an account server over HTTP. A client whose account the server does
+not hold yet waits while it is looked up; what it sent meanwhile runs afterwards, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import nkeys
+import pytest
+
+from tests.compat.test_operator_mode_diff import World, write_creds
+from tests.helpers import Cluster, RawClient, ServerProcess, check_for
+from tests.natsjwt import UNLIMITED_ACCOUNT, Key, encode, new_key
+
+pytestmark = [pytest.mark.compat, pytest.mark.timeout(120)]
+
+
+def _connects(url: str, creds: str) -> str:
+    async def attempt() -> str:
+        try:
+            nc = await nats.connect(url, user_credentials=creds, allow_reconnect=False, connect_timeout=5)
+        except Exception as exc:
+            return f"refused: {str(exc).lower()}"
+        try:
+            sub = await nc.subscribe("hello")
+            await nc.publish("hello", b"world")
+            msg = await sub.next_msg(timeout=2)
+            return f"in: {msg.data.decode()}"
+        finally:
+            await nc.close()
+
+    return asyncio.run(attempt())
+
+
+def _pipelined(server: ServerProcess, token: str, key: Key) -> list[str]:
+    """CONNECT, SUB, PUB and PING in one write: the lines the server answers (in order)."""
+    with RawClient(server) as client:
+        info = client.read_info()
+        signature = base64.urlsafe_b64encode(key.sign(info.get("nonce", "").encode())).rstrip(b"=").decode()
+        connect = {"verbose": False, "pedantic": False, "protocol": 1, "jwt": token, "sig": signature}
+        client.send(b"CONNECT " + json.dumps(connect).encode() + b"\r\nSUB early 1\r\nPUB early 5\r\nfirst\r\nPING\r\n")
+        lines = [client.read_line(timeout=5).decode().strip() for _ in range(3)]
+        return [line for line in lines if not line.startswith("INFO")]
+
+
+def _account_jwt(world: World, key: Key, name: str) -> str:
+    body = {"type": "account", "version": 2, "limits": dict(UNLIMITED_ACCOUNT)}
+    return encode({"sub": key.public, "name": name, "nats": body}, world.operator)
+
+
+@pytest.mark.parametrize("kinds", [["nats", "nats"], ["jsedge", "jsedge"], ["nats", "jsedge"]])
+def test_cache_resolver_looks_accounts_up_from_a_full_resolver(kinds: list[str], tmp_path: Path) -> None:
+    """n1 holds the accounts (full resolver); n2 (cache resolver, only the system account
+    preloaded) looks A up when A's user connects, keeps the JWT in its directory, and refuses an
+    account nobody holds. The lines seen must be nats-server's (two nats-servers are the reference)."""
+    world = World()
+    system = f"  {world.system.public}: {world.accounts[world.system.public]}"
+    full = "\n".join(f"  {key}: {world.accounts[key]}" for key in (world.system.public, world.a.public))
+
+    def config(index: int) -> str:
+        directory = tmp_path / kinds[index] / f"jwt{index}"
+        if index == 0:
+            resolver = f'resolver: {{ type: full, dir: "{directory}" }}\nresolver_preload: {{\n{full}\n}}\n'
+        else:
+            resolver = f'resolver: {{ type: cache, dir: "{directory}" }}\nresolver_preload: {{\n{system}\n}}\n'
+        return f"operator: {world.operator_jwt}\n" + resolver
+
+    good = write_creds(tmp_path, *world.user(world.a))
+    stranger = write_creds(tmp_path, *world.user(world.unknown))
+    with Cluster(kinds, config=config) as cluster:
+        cluster.wait_mesh()
+        results = []
+        # the first CONNECT of A's user on n2 waits for the lookup (which needs n1 known to n2's
+        # system account: until then it is refused, on nats-server too)
+        check_for(20, lambda: _connects(cluster[1].url, good).startswith("in"), interval=0.5)
+        results.append(_connects(cluster[1].url, good))
+        results.append(_connects(cluster[1].url, stranger))
+        results.append(_connects(cluster[0].url, good))
+        cached = tmp_path / kinds[1] / "jwt1" / f"{world.a.public}.jwt"
+        results.append(f"cached: {cached.exists()}")
+    assert results == ["in: world", "refused: nats: 'authorization violation'", "in: world", "cached: True"]
+
+
+@pytest.mark.parametrize("kind", ["nats", "jsedge"])
+def test_cache_resolver_alone(kind: str, tmp_path: Path) -> None:
+    """A cache resolver with nobody to ask: a lookup times out (its `timeout`) and the client is
+    refused; an update for an account it does not hold is skipped; one for an account it holds
+    is taken."""
+    world = World()
+    held = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    held_jwt = _account_jwt(world, held, "H")
+    preload = f"  {world.system.public}: {world.accounts[world.system.public]}\n  {held.public}: {held_jwt}"
+    config = (
+        f"operator: {world.operator_jwt}\n"
+        f'resolver: {{ type: cache, dir: "{tmp_path / "jwt"}", timeout: "500ms" }}\n'
+        f"resolver_preload: {{\n{preload}\n}}\n"
+    )
+    good = write_creds(tmp_path, *world.user(world.a))
+    system_creds = write_creds(tmp_path, *world.user(world.system))
+
+    async def update(token: str) -> str:
+        nc = await nats.connect(server.url, user_credentials=system_creds)
+        try:
+            reply = await nc.request("$SYS.REQ.CLAIMS.UPDATE", token.encode(), timeout=2)
+            answer = json.loads(reply.data)
+            return json.dumps(answer.get("data") or answer.get("error"), sort_keys=True)
+        finally:
+            await nc.close()
+
+    held_user = write_creds(tmp_path, *world.user(held))
+    with ServerProcess(kind, config=config) as server:
+        refused = _connects(server.url, good)
+        # (nats-server holds an account once a client used it: H's user comes first)
+        assert _connects(server.url, held_user) == "in: world"
+        skipped = asyncio.run(update(world.accounts[world.a.public]))
+        newer = encode(
+            {"sub": held.public, "name": "H2", "nats": {"type": "account", "version": 2, "limits": UNLIMITED_ACCOUNT}},
+            world.operator,
+        )
+        taken = asyncio.run(update(newer))
+    assert refused == "refused: nats: 'authorization violation'"
+    assert json.loads(skipped)["message"] == "jwt update cache skipped"
+    assert json.loads(taken)["message"] == "jwt updated cache"
+
+
+class _AccountServer:
+    """An account server for the URL resolver: GET <base>/<public key> answers the JWT, or 404."""
+
+    def __init__(self, accounts: dict[str, str]) -> None:
+        self.accounts = accounts
+        self.asked: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                key = self.path.rsplit("/", 1)[-1]
+                owner.asked.append(key)
+                if not key:  # the servers' start-up check of the base URL
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                token = owner.accounts.get(key)
+                if token is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                body = token.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwt/v1/accounts/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> _AccountServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    yield World()
+
+
+@pytest.mark.parametrize("kind", ["nats", "jsedge"])
+def test_url_resolver(kind: str, world: World, tmp_path: Path) -> None:
+    """The URL resolver fetches an account when its first user connects; an account the account
+    server does not know (404) is refused; a client's SUB, PUB and PING sent with its CONNECT run
+    after the lookup, in order."""
+    late = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    served = {
+        world.system.public: world.accounts[world.system.public],
+        world.a.public: world.accounts[world.a.public],
+        late.public: _account_jwt(world, late, "L"),
+    }
+    with _AccountServer(served) as accounts:
+        config = f'operator: {world.operator_jwt}\nresolver: URL("{accounts.url}")\n'
+        good = write_creds(tmp_path, *world.user(world.a))
+        stranger = write_creds(tmp_path, *world.user(world.unknown))
+        late_token, late_key = world.user(late)
+        with ServerProcess(kind, config=config) as server:
+            results = [_connects(server.url, good), _connects(server.url, stranger)]
+            results.append(" | ".join(_pipelined(server, late_token, late_key)))
+        assert world.a.public in accounts.asked and late.public in accounts.asked
+    assert results == [
+        "in: world",
+        "refused: nats: 'authorization violation'",
+        "MSG early 1 5 | first | PONG",
+    ]
