@@ -135,10 +135,17 @@ class DirResolver:
         self._digest: bytes | None = None
         self._timer: Any = None
         self._expiry: Any = None
+        self._pinned: list[tuple[str, str]] = []
         self.lookups = Lookups(server, system, self._store_fetched)
 
     def start(self) -> None:
         os.makedirs(self.directory, exist_ok=True)
+        # the cache may drop the system account's JWT file (limit, ttl) but, as nats-server,
+        # never the account itself
+        system_key = self.server.config.system_account
+        for key, token in self.server.config.resolver_preload:
+            if key == system_key:
+                self._pinned = [(key, token)]
         which = "some" if self.cache else "all"
         self.server.logger.info(f"Managing {which} jwt in exclusive directory {self.directory}")
         for key, token in self.server.config.resolver_preload:
@@ -414,7 +421,7 @@ class DirResolver:
         from jsedge.config import accounts_from_jwts, config_with, resolver_jwts
 
         config = self.server.config
-        jwts = resolver_jwts((), self.directory)
+        jwts = resolver_jwts(self._pinned if self.cache else (), self.directory)
         self.server.apply_config(
             config_with(config, accounts=tuple(accounts_from_jwts(jwts)), resolver_preload=tuple(jwts))
         )

@@ -207,3 +207,107 @@ def test_url_resolver(kind: str, world: World, tmp_path: Path) -> None:
         "refused: nats: 'authorization violation'",
         "MSG early 1 5 | first | PONG",
     ]
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_deleted_jwts_renamed_or_removed_as_nats_server(hard: bool, tmp_path: Path) -> None:
+    """`$SYS.REQ.CLAIMS.DELETE` on a full resolver with `allow_delete`: the JWT file is renamed
+    `.jwt.deleted`, or with `hard_delete: true` removed; the directory ends the same on both."""
+    world = World()
+    preload = "\n".join(f"  {key}: {world.accounts[key]}" for key in (world.system.public, world.b.public))
+    seen = []
+    for kind in ("nats", "jsedge"):
+        directory = tmp_path / kind
+        config = (
+            f"operator: {world.operator_jwt}\n"
+            f'resolver: {{ type: full, dir: "{directory}", allow_delete: true, hard_delete: {str(hard).lower()} }}\n'
+            f"resolver_preload: {{\n{preload}\n}}\n"
+        )
+
+        async def delete(url: str, system_creds: str) -> str:
+            nc = await nats.connect(url, user_credentials=system_creds)
+            try:
+                request = encode({"sub": world.operator.public, "nats": {"accounts": [world.b.public]}}, world.operator)
+                reply = await nc.request("$SYS.REQ.CLAIMS.DELETE", request.encode(), timeout=2)
+                return str((json.loads(reply.data).get("data") or {}).get("message"))
+            finally:
+                await nc.close()
+
+        with ServerProcess(kind, config=config) as server:
+            message = asyncio.run(delete(server.url, write_creds(tmp_path, *world.user(world.system))))
+        names = sorted(
+            p.name.replace(world.b.public, "B").replace(world.system.public, "SYS") for p in directory.iterdir()
+        )
+        seen.append((message, [n for n in names if not n.startswith(".")]))
+    assert seen[0] == seen[1]
+    assert seen[1][0] == "deleted 1 accounts"
+    assert ("B.jwt.deleted" in seen[1][1]) is not hard and "B.jwt" not in seen[1][1]
+
+
+@pytest.mark.parametrize("kinds", [["nats", "nats"], ["nats", "jsedge"]])
+def test_cache_ttl_and_limit(kinds: list[str], tmp_path: Path) -> None:
+    """A cache resolver (`limit: 2`, `ttl: 2s`) behind a full resolver: a newly looked-up account
+    pushes the oldest JWT out of the directory; after the ttl every cached JWT is gone, and a new
+    client of such an account still gets in."""
+    world = World()
+    other = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+    accounts = {**world.accounts, other.public: _account_jwt(world, other, "C")}
+    system = f"  {world.system.public}: {world.accounts[world.system.public]}"
+    full = "\n".join(f"  {key}: {accounts[key]}" for key in (world.system.public, world.a.public, other.public))
+
+    def config(index: int) -> str:
+        directory = tmp_path / kinds[index] / f"jwt{index}"
+        if index == 0:
+            resolver = f'resolver: {{ type: full, dir: "{directory}" }}\nresolver_preload: {{\n{full}\n}}\n'
+        else:
+            resolver = (
+                f'resolver: {{ type: cache, dir: "{directory}", limit: 2, ttl: "2s" }}\n'
+                f"resolver_preload: {{\n{system}\n}}\n"
+            )
+        return f"operator: {world.operator_jwt}\n" + resolver
+
+    a_user = write_creds(tmp_path, *world.user(world.a))
+    c_user = write_creds(tmp_path, *world.user(other))
+    cache = tmp_path / kinds[1] / "jwt1"
+
+    def held() -> list[str]:
+        names = {world.a.public: "A", other.public: "C", world.system.public: "SYS"}
+        return sorted(names.get(p.name.removesuffix(".jwt"), p.name) for p in cache.glob("*.jwt"))
+
+    observed = []
+    with Cluster(kinds, config=config) as cluster:
+        cluster.wait_mesh()
+        check_for(20, lambda: _connects(cluster[1].url, a_user).startswith("in"), interval=0.5)
+        observed.append(f"after A: {held()}")
+        observed.append(_connects(cluster[1].url, c_user))
+        observed.append(f"after C: {held()}")
+        check_for(10, lambda: held() == [], interval=0.2)
+        observed.append(_connects(cluster[1].url, a_user))
+    # (after the ttl nats-server lets A's next client in without writing A's JWT to the directory
+    # again; jsedge looks it up again and keeps it: the directory is not compared there)
+    assert observed == ["after A: ['A', 'SYS']", "in: world", "after C: ['A', 'C']", "in: world"]
+
+
+def test_cache_keeps_the_system_account_when_its_file_goes(tmp_path: Path) -> None:
+    """jsedge: a cache resolver whose directory lost the system account's JWT (ttl) still serves
+    the system account (`$SYS.REQ.USER.INFO` answers), as nats-server keeps it in memory."""
+    world = World()
+    system = f"  {world.system.public}: {world.accounts[world.system.public]}"
+    config = (
+        f"operator: {world.operator_jwt}\n"
+        f'resolver: {{ type: cache, dir: "{tmp_path / "jwt"}", ttl: "1s", timeout: "300ms" }}\n'
+        f"resolver_preload: {{\n{system}\n}}\n"
+    )
+    system_creds = write_creds(tmp_path, *world.user(world.system))
+
+    async def who() -> str:
+        nc = await nats.connect(server.url, user_credentials=system_creds, allow_reconnect=False)
+        try:
+            reply = await nc.request("$SYS.REQ.USER.INFO", b"", timeout=2)
+            return str(json.loads(reply.data)["data"]["account"])
+        finally:
+            await nc.close()
+
+    with ServerProcess("jsedge", config=config) as server:
+        check_for(10, lambda: not (tmp_path / "jwt" / f"{world.system.public}.jwt").exists(), interval=0.2)
+        assert asyncio.run(who()) == world.system.public
