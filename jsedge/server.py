@@ -333,7 +333,12 @@ class Server:
 
     def wire_imports(self) -> None:
         """(Re)wire the accounts' exports and imports (jsedge.routing.imports)."""
-        wanted = any(account.imports for account in self.config.accounts)
+        # (an account exporting a latency-tracked service measures requests that other servers
+        # forward to its responders: imports.RemoteLatency)
+        wanted = any(
+            account.imports or any(e.kind == "service" and e.latency_subject for e in account.exports)
+            for account in self.config.accounts
+        )
         if self.imports is None and not wanted:
             return
         if self.imports is None:

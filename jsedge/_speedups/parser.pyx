@@ -216,6 +216,19 @@ cdef inline bint _traced(bytes msg, Py_ssize_t hdr):
     return hdr > 0 and msg.find(b"Nats-Trace-", 0, hdr) >= 0
 
 
+cdef inline bint _tracked(bytes reply):
+    """A service import's reply of a request sampled for latency tracking (`….T`): a routed
+    message with one takes the handler's path (nats-server's isTrackedReply)."""
+    if reply is None:
+        return False
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(reply)
+    cdef const char* s
+    if n <= 4:
+        return False
+    s = reply
+    return s[n - 2] == 46 and s[n - 1] == 84  # ".T"
+
+
 cdef inline bint _reserved(bytes subject, bytes reply):
     """Reserved subjects and reply prefixes (spec/protocol.md §8.5) always take the checked path.
     One byte compare rejects the common case."""
@@ -322,7 +335,8 @@ cdef class Parser:
         cdef bytes reply, shown
         cdef Py_ssize_t at
         if self.route:
-            if core.routed_sublists is not None and self.origin is None and core.fast_pub and not _traced(msg, self.hdr):
+            if (core.routed_sublists is not None and self.origin is None and core.fast_pub
+                    and not _traced(msg, self.hdr) and not _tracked(self.reply)):
                 sublist = (<dict>core.routed_sublists).get(self.account)
             if sublist is not None:
                 reply = self.reply

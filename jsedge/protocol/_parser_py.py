@@ -220,6 +220,12 @@ def _arg_len(pending: bytes | bytearray) -> int:
     return len(pending) - (1 if pending.find(b"\r", 1) >= 0 else 0)
 
 
+def _tracked(reply: bytes | None) -> bool:
+    """A service import's reply of a request sampled for latency tracking (`….T`): a routed
+    message with one takes the handler's path (nats-server's isTrackedReply)."""
+    return reply is not None and len(reply) > 4 and reply.endswith(b".T")
+
+
 def _reserved(subject: bytes, reply: bytes) -> bool:
     """Reserved subjects and reply prefixes (spec/protocol.md §8.5) always take the checked path."""
     return subject.startswith((b"$NRG.", b"_GR_.")) or (
@@ -301,7 +307,12 @@ class Parser:
         if self._route:
             routed = core.routed_sublists
             sublist = routed.get(self._account) if routed is not None and self._origin is None else None
-            if sublist is not None and core.fast_pub and (self._hdr <= 0 or msg.find(b"Nats-Trace-", 0, self._hdr) < 0):
+            if (
+                sublist is not None
+                and core.fast_pub
+                and (self._hdr <= 0 or msg.find(b"Nats-Trace-", 0, self._hdr) < 0)
+                and not _tracked(self._reply)
+            ):
                 subject, reply = self._subject, self._reply
                 shown = subject
                 if reply:

@@ -30,12 +30,13 @@ Service latency tracking (an export's `latency`): a sampled request's first resp
 nats-server's `io.nats.server.metric.v1.service_latency` to the latency subject in the exporting
 account (requestor: account and RTT, or who it is when the import shares; responder: who it is;
 start, service, system and total latency in ns, computed as nats-server backs them out of the
-clients' RTTs). Not done: the measurement across routes (a responder on another server is left
-out of the metric), the error statuses of requests that got no response.
+clients' RTTs); a responder on another server is measured there and merged in (`RemoteLatency`).
+Not done: the error statuses of requests that got no response.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -45,6 +46,7 @@ from typing import Any
 from jsedge.config import export_allows
 from jsedge.routing.sublist import KIND_ROUTER, ClientCore, Subscription, deliver_as
 from jsedge.routing.tracing import set_header
+from jsedge.subjects import subject_matches
 from jsedge.transform import SubjectTransform
 
 REQUEST_INFO = b"Nats-Request-Info"
@@ -153,12 +155,15 @@ class _Responses:
         self.pending: OrderedDict[bytes, _Response] = OrderedDict()
         self.sub: Subscription = wiring.server.subscribe_internal(account, self.prefix + b">", self.on_response)
 
-    def new_reply(self, importer: Any, reply: bytes, singleton: bool, threshold: float) -> bytes:
+    def new_reply(self, importer: Any, reply: bytes, singleton: bool, threshold: float, tracked: bool = False) -> bytes:
         now = time.monotonic()
         self.expire(now)
-        token = self.prefix + _token(6).encode()  # nats-server's shape: _R_.xxxxxx.yyyyyy
+        # nats-server's shape: _R_.xxxxxx.yyyyyy, and for a sampled request (with a system
+        # account) .<this server's hash>.T, so the responder's server sends its measurement here
+        suffix = b"." + self.wiring.latency.hash + b".T" if tracked and self.wiring.latency.hash else b""
+        token = self.prefix + _token(6).encode() + suffix
         while token in self.pending:
-            token = self.prefix + _token(6).encode()
+            token = self.prefix + _token(6).encode() + suffix
         self.pending[token] = _Response(importer, reply, singleton, now + threshold)
         return token
 
@@ -167,8 +172,10 @@ class _Responses:
         if response is not None:
             response.tracking = (time.time_ns(), requestor, share, export)
 
-    def _measure(self, response: _Response, responder: Any) -> None:
-        """nats-server's sendTrackingLatency, for the first response of a sampled request."""
+    def _measure(self, token: bytes, response: _Response, responder: Any) -> None:
+        """nats-server's sendTrackingLatency, for the first response of a sampled request. A
+        response that came over a route waits for the responder's server's measurement (M2,
+        `$SYS.LATENCY.M2.<this server's hash>`) and is merged with it, as nats-server does."""
         start, requestor, share, export = response.tracking  # type: ignore[misc]
         response.tracking = None
         server = self.wiring.server
@@ -193,8 +200,16 @@ class _Responses:
         metric["service"] = max(0, service_rtt - responder_rtt)
         metric["system"] = max(0, system)
         metric["total"] = request_rtt + service_rtt + system
-        body = json.dumps(metric, separators=(",", ":")).encode()
-        server.send_internal(self.account, export.latency_subject.encode(), b"", b"", body)
+        if responder is None and token.endswith(b".T"):
+            latency = self.wiring.latency
+            m2 = latency.m2.pop(token, None)
+            if m2 is None:
+                moment = time.monotonic()
+                latency._prune(latency.m1, moment)
+                latency.m1[token] = (metric, self.account, export.latency_subject, moment + 120.0)
+                return
+            merge_latency(metric, m2[0])
+        self.wiring.send_latency(self.account, export.latency_subject, metric)
 
     def expire(self, now: float) -> None:
         pending = self.pending
@@ -214,9 +229,146 @@ class _Responses:
         else:
             self.pending.move_to_end(routed)
         if response.tracking is not None:
-            self._measure(response, src if src is not None and src.kind != KIND_ROUTER else None)
+            self._measure(routed, response, src if src is not None and src.kind != KIND_ROUTER else None)
         shown = subject if subject != routed else response.reply
         self.wiring.forward(response.account, response.reply, shown, reply, hdr_len, msg)
+
+
+def server_hash(name: str) -> bytes:
+    """nats-server's 8-letter hash of a server name (its `shash`: tracked reply suffixes, the
+    remote latency subject)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "".join(_ALPHABET[byte % 62] for byte in digest[:8]).encode()
+
+
+def merge_latency(m1: dict[str, Any], m2: dict[str, Any]) -> None:
+    """nats-server's ServiceLatency.merge: the requestor's server's measurement (M1) takes the
+    responder and the service time measured where the responder is (M2); the system latency is
+    what is left."""
+    responder = m2.get("responder")
+    rtt = int(responder.get("rtt") or 0) if isinstance(responder, dict) else 0
+    service = int(m2.get("service") or 0)
+    m1["system"] = max(0, int(m1.get("service") or 0) - (service + rtt))
+    m1["service"] = max(0, service)
+    if isinstance(responder, dict):
+        m1["responder"] = responder
+    # (keep the field order nats-server's JSON has: responder before start)
+    for key in ("start", "service", "system", "total"):
+        m1[key] = m1.pop(key)
+
+
+class RemoteLatency:
+    """Service latency across routes, nats-server's two halves:
+
+    * here the requestor's side: a sampled request's reply ends `.<hash>.T`; this server takes
+      `$SYS.LATENCY.M2.<hash>` (system account) and merges each with its own measurement (M1) of the
+      response that came back over a route (`_Responses._measure`), whichever arrives first waiting.
+    * here the responder's side: a request that came over a route with such a reply, to a service
+      an account here exports with latency tracking (`track`: the route's slow path), is timed
+      until a local client responds (an internal `_R_.*.*.*.T` subscription in the exporting
+      account); then `{"account", "req_id", "m2"}` goes to `$SYS.LATENCY.M2.<hash of the reply>`.
+    """
+
+    def __init__(self, wiring: Imports) -> None:
+        self.wiring = wiring
+        server = wiring.server
+        self.hash = server_hash(server.server_name) if getattr(server, "events", None) is not None else b""
+        #: requestor's side: reply -> (M1, exporting account, latency subject, expires) / (M2, expires)
+        self.m1: dict[bytes, tuple[dict[str, Any], Any, str, float]] = {}
+        self.m2: dict[bytes, tuple[dict[str, Any], float]] = {}
+        #: responder's side: reply -> (start ns, exporting account name, expires)
+        self.requests: dict[bytes, tuple[int, str, float]] = {}
+        #: accounts with a latency-tracked service export: name -> the exports' subjects
+        self.tracked: dict[str, list[bytes]] = {}
+        self.subs: list[tuple[Any, Subscription]] = []
+
+    def wire(self) -> None:
+        server = self.wiring.server
+        self.hash = server_hash(server.server_name) if server.events is not None else b""
+        self.tracked = {}
+        for account_config in server.config.accounts:
+            subjects = [e.subject.encode() for e in account_config.exports if e.kind == "service" and e.latency_subject]
+            account = server.accounts.get(account_config.name)
+            if subjects and account is not None:
+                self.tracked[account.name] = subjects
+                sub = server.subscribe_internal(account, b"_R_.*.*.*.T", self._on_local_response, routed=False)
+                self.subs.append((account, sub))
+        events = server.events
+        if self.hash and self.tracked and events is not None:
+            subject = b"$SYS.LATENCY.M2." + self.hash
+            self.subs.append((events.system, server.subscribe_internal(events.system, subject, self._on_m2)))
+
+    def unwire(self) -> None:
+        for account, sub in self.subs:
+            self.wiring.server.unsubscribe_internal(account, sub)
+        self.subs = []
+
+    @staticmethod
+    def _prune(table: dict[bytes, Any], now: float) -> None:
+        if len(table) > 1024:
+            for key in [k for k, v in table.items() if v[-1] <= now]:
+                del table[key]
+
+    # ---- the responder's side
+
+    def track(self, account: Any, subject: bytes, reply: bytes) -> None:
+        """A request for `subject` in `account` came over a route with a tracked reply."""
+        subjects = self.tracked.get(account.name)
+        if not subjects or not any(subject_matches(s, subject) for s in subjects):
+            return
+        now = time.monotonic()
+        self._prune(self.requests, now)
+        self.requests[reply] = (time.time_ns(), account.name, now + 120.0)
+
+    def _on_local_response(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if src is None or src.kind == KIND_ROUTER:
+            return
+        entry = self.requests.pop(subject, None)
+        if entry is None:
+            return
+        start, account_name, _expires = entry
+        server = self.wiring.server
+        responder = client_info(server, src, True)
+        rtt = int(responder.get("rtt") or 0)
+        service = max(0, time.time_ns() - start - rtt)
+        m2 = {
+            "type": "",
+            "id": "",
+            "timestamp": "0001-01-01T00:00:00Z",
+            "status": 200,
+            "responder": responder,
+            "start": _rfc3339(start),
+            "service": service,
+            "system": 0,
+            "total": service + rtt,
+        }
+        body = json.dumps({"account": account_name, "req_id": subject.decode(), "m2": m2}, separators=(",", ":"))
+        events = server.events
+        if events is not None:
+            target = b"$SYS.LATENCY.M2." + subject.split(b".")[-2]
+            server.send_internal(events.system, target, b"", b"", body.encode())
+
+    # ---- the requestor's side
+
+    def _on_m2(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        try:
+            document = json.loads(bytes(msg[hdr_len:] if hdr_len > 0 else msg))
+            token = str(document["req_id"]).encode()
+            m2 = document["m2"]
+        except (ValueError, KeyError, TypeError):
+            self.wiring.server.logger.error("Error unmarshalling remote latency measurement")
+            return
+        if not isinstance(m2, dict):
+            return
+        waiting = self.m1.pop(token, None)
+        if waiting is None:
+            now = time.monotonic()
+            self._prune(self.m2, now)
+            self.m2[token] = (m2, now + 120.0)
+            return
+        metric, account, latency_subject, _expires = waiting
+        merge_latency(metric, m2)
+        self.wiring.send_latency(account, latency_subject, metric)
 
 
 class Imports:
@@ -226,6 +378,7 @@ class Imports:
         self.server = server
         self.subs: list[tuple[Any, Subscription]] = []
         self.responses: dict[str, _Responses] = {}
+        self.latency = RemoteLatency(self)
         #: Set while a forward is delivering: imports do not chain.
         self.forwarding = False
         #: The stand-in publisher of local-only forwards (a route's kind: nothing goes to routes).
@@ -237,6 +390,7 @@ class Imports:
         self.unwire()
         server = self.server
         exports = {account.name: account.exports for account in server.config.accounts}
+        self.latency.wire()
         for account_config in server.config.accounts:
             importer = server.accounts.get(account_config.name)
             if importer is None:
@@ -254,6 +408,7 @@ class Imports:
                     self._wire_service(importer, exporter, entry, export)
 
     def unwire(self) -> None:
+        self.latency.unwire()
         for account, sub in self.subs:
             self.server.unsubscribe_internal(account, sub)
         self.subs = []
@@ -301,8 +456,9 @@ class Imports:
             responses = None
             if reply and not reply.startswith(_ACK_PREFIX):
                 responses = self._responses(exporter)
-                new_reply = responses.new_reply(importer, reply, singleton, threshold)
-                if _sampled(export, hdr_len, msg):
+                sampled = _sampled(export, hdr_len, msg)
+                new_reply = responses.new_reply(importer, reply, singleton, threshold, tracked=sampled)
+                if sampled:
                     responses.track(new_reply, src, share, export)
             if src is not None:
                 info = {"acc": importer.name, "rtt": int((getattr(src, "rtt", 0.0) or 0.0) * 1e9)}
@@ -324,6 +480,10 @@ class Imports:
         return responses
 
     # ------------------------------------------------------------------ forwarding
+
+    def send_latency(self, account: Any, subject: str, metric: dict[str, Any]) -> None:
+        body = json.dumps(metric, separators=(",", ":")).encode()
+        self.server.send_internal(account, subject.encode(), b"", b"", body)
 
     def forward_local(self, account: Any, subject: bytes, shown: bytes, reply: bytes, hdr_len: int, msg: bytes) -> int:
         """Deliver a stream-imported message into `account` on this server only (its clients, leaf

@@ -332,8 +332,8 @@ class RouteConnection(ServerLink):
         msg: bytes,
         queues: list[bytes] | None,
     ) -> None:
-        """A routed message the compiled path did not take: tracing on, or an unknown account
-        (nats-server drops those, with a debug line)."""
+        """A routed message the compiled path did not take: tracing on, a tracked reply (`….T`,
+        service latency), or an unknown account (nats-server drops those, with a debug line)."""
         account = self.table.accounts.get(account_name)
         if self.trace:
             self.log_trace(
@@ -346,6 +346,11 @@ class RouteConnection(ServerLink):
                 f'"{subject.decode(errors="replace")}"'
             )
             return
+        if len(reply) > 4 and reply.endswith(b".T"):
+            # a sampled request to a service export (service latency across routes)
+            imports = self.server.imports
+            if imports is not None:
+                imports.latency.track(account, subject, reply)
         self.deliver_routed(account.sublist, subject, reply, hdr_len, msg, queues)
 
     # ---------------------------------------------------------------- statistics

@@ -511,3 +511,62 @@ def test_service_latency_metrics_as_nats_server(tmp_path: Path) -> None:
         return lines + sorted(json.dumps(item) for item in exports)
 
     _same_on_both(tmp_path, LATENCY_CONFIG, script, http=True)
+
+
+async def _remote_latency_script(cluster: Any) -> list[str]:
+    """The requester (B) on n1, the responder (A) on n2: the metric carries the responder's
+    details measured on n2 (merged with n1's measurement, as nats-server does)."""
+    hosts = [cluster[i].url.split("//", 1)[1] for i in range(2)]
+    a2 = await nats.connect(f"nats://a:a@{hosts[1]}", name="responder")
+    a1 = await nats.connect(f"nats://a:a@{hosts[0]}", name="watcher")
+    b1 = await nats.connect(f"nats://b:b@{hosts[0]}", name="requester")
+    out = []
+    try:
+        metrics = await a1.subscribe("lat.>")
+
+        async def echo(msg: Any) -> None:
+            await a2.publish(msg.reply, b"ok")
+
+        await a2.subscribe("svc.>", cb=echo)
+        await a2.subscribe("shared", cb=echo)
+        await a2.flush()
+        await a1.flush()
+
+        async def ready() -> bool:  # the responders' interest reached n1
+            try:
+                await b1.request("svc.ping", b"", timeout=0.5)
+                await b1.request("shared", b"", timeout=0.5)
+            except (NoRespondersError, NatsTimeout):
+                return False
+            return True
+
+        await acheck_for(20, ready, interval=0.2)
+        await asyncio.sleep(0.3)
+        await _drain(metrics, 0.5)
+        for subject in ("svc.x", "shared"):
+            await b1.request(subject, b"q", timeout=2)
+            msg = await metrics.next_msg(5)
+            metric = json.loads(msg.data)
+            out.append(f"{msg.subject} {json.dumps(_mask_metric(metric))}")
+            responder = metric.get("responder") or {}
+            out.append(
+                f"responder named {responder.get('name')!r}, service <= total: {metric['service'] <= metric['total']}"
+            )
+    finally:
+        for conn in (a1, a2, b1):
+            await conn.close()
+    return out
+
+
+@pytest.mark.parametrize("kinds", [["jsedge", "jsedge"], ["jsedge", "nats"], ["nats", "jsedge"]])
+def test_service_latency_across_routes_as_nats_server(kinds: list[str]) -> None:
+    from tests.helpers import Cluster
+
+    results = []
+    for pair in (["nats", "nats"], kinds):
+        with Cluster(pair, config=LATENCY_CONFIG) as cluster:
+            cluster.wait_mesh()
+            results.append(asyncio.run(_remote_latency_script(cluster)))
+    print(results[0])
+    assert_same_lines(results[0], results[1])
+    assert len(results[0]) == len(results[1])
