@@ -227,6 +227,9 @@ class AccountJetStreamConfig:
     max_consumers: int = -1
     max_ack_pending: int = -1
     max_bytes_required: bool = False
+    #: An account JWT's `tiered_limits` (used when it has no flat JetStream limits): one set per
+    #: replica count, ("R1", limits), ("R3", limits)...; a stream's tier is R<its replicas>.
+    tiers: tuple[tuple[str, AccountJetStreamConfig], ...] = ()
 
 
 @_record
@@ -2102,6 +2105,18 @@ def _operator_accounts(reader: _FileReader) -> list[AccountConfig]:
     return accounts_from_jwts(resolver_jwts(top.get("resolver_preload", ()), top.get("resolver_dir", "")))
 
 
+def _jwt_js_limits(source: dict[str, Any]) -> AccountJetStreamConfig:
+    """An account JWT's JetStream limits (flat, or one tier's); absent means unlimited."""
+    return AccountJetStreamConfig(
+        max_memory=int(source.get("mem_storage", -1) or -1),
+        max_store=int(source.get("disk_storage", -1) or -1),
+        max_streams=int(source.get("streams", -1) or -1),
+        max_consumers=int(source.get("consumer", -1) or -1),
+        max_ack_pending=int(source.get("max_ack_pending", -1) or -1),
+        max_bytes_required=bool(source.get("max_bytes_required")),
+    )
+
+
 def config_with(config: ServerConfig, **changes: Any) -> ServerConfig:
     """A copy of `config` with some fields changed (records are frozen)."""
     values = {item.name: getattr(config, item.name) for item in dataclasses.fields(config)}
@@ -2182,22 +2197,23 @@ def accounts_from_jwts(jwts: Sequence[tuple[str, str]]) -> list[AccountConfig]:
         nats = claims.get("nats") or {}
         limits = nats.get("limits") or {}
         js_fields = ("mem_storage", "disk_storage", "streams", "consumer", "max_ack_pending")
-        # JetStream limits, or tiered ones (`tiered_limits: {R1: {...}, R3: {...}}`): jsedge keeps
-        # one set per account, the R1 tier's (else the first tier's)
-        tiers = nats.get("tiered_limits") if isinstance(nats.get("tiered_limits"), dict) else {}
-        js_source = limits
-        if tiers and not any(limits.get(name) for name in js_fields):
-            js_source = tiers.get("R1") or next(iter(tiers.values()), {}) or {}
-        jetstream = any(js_source.get(name) for name in js_fields)
+        # JetStream limits, or tiered ones (`limits.tiered_limits: {R1: {...}, R3: {...}}`): flat
+        # limits win when both are there, as nats-server selects them
+        tiers = limits.get("tiered_limits")
+        if not isinstance(tiers, dict):
+            tiers = nats.get("tiered_limits") if isinstance(nats.get("tiered_limits"), dict) else {}
         js_limits = None
-        if jetstream:
-            js_limits = AccountJetStreamConfig(
-                max_memory=int(js_source.get("mem_storage", -1) or -1),
-                max_store=int(js_source.get("disk_storage", -1) or -1),
-                max_streams=int(js_source.get("streams", -1) or -1),
-                max_consumers=int(js_source.get("consumer", -1) or -1),
-                max_ack_pending=int(js_source.get("max_ack_pending", -1) or -1),
+        if any(limits.get(name) for name in js_fields):
+            js_limits = _jwt_js_limits(limits)
+        elif tiers:
+            tiered = tuple(
+                (str(name), _jwt_js_limits(value))
+                for name, value in tiers.items()
+                if isinstance(value, dict) and any(value.get(field) for field in js_fields)
             )
+            if tiered:
+                js_limits = AccountJetStreamConfig(0, 0, 0, 0, 0, False, tiered)
+        jetstream = js_limits is not None
         imports = []
         for entry in nats.get("imports") or ():
             if not isinstance(entry, dict) or not isinstance(entry.get("subject"), str):

@@ -92,7 +92,35 @@ def account_info(api: Any, request: Request) -> dict[str, Any]:
     if jsa.domain:
         out["domain"] = jsa.domain
     out["api"] = {"level": 5, "total": jsa.api_total, "errors": jsa.api_errors}
+    if jsa.tiered:
+        # (the account-wide limits of a tiered account are all zero in nats-server's answer)
+        out["limits"]["memory_max_stream_bytes"] = out["limits"]["storage_max_stream_bytes"] = 0
+        out["tiers"] = {name: _tier_info(jsa, name, limits) for name, limits in jsa.limits.tiers}
     return out
+
+
+def _tier_info(jsa: Any, name: str, limits: Any) -> dict[str, Any]:
+    """One tier of a tiered account's info: its usage and limits (nats-server's JetStreamTier)."""
+    replicas = int(name[1:]) if name[1:].isdigit() else 1
+    streams = [s for s in jsa.streams.values() if max(1, s.config.num_replicas) == replicas]
+    return {
+        "memory": jsa.usage(True, replicas),
+        "storage": jsa.usage(False, replicas),
+        "reserved_memory": jsa.reserved(True, replicas),
+        "reserved_storage": jsa.reserved(False, replicas),
+        "streams": len(streams),
+        "consumers": sum(len(s.consumers) for s in streams),
+        "limits": {
+            "max_memory": limits.max_memory,
+            "max_storage": limits.max_store,
+            "max_streams": limits.max_streams,
+            "max_consumers": limits.max_consumers,
+            "max_ack_pending": limits.max_ack_pending,
+            "memory_max_stream_bytes": -1,
+            "storage_max_stream_bytes": -1,
+            "max_bytes_required": limits.max_bytes_required,
+        },
+    }
 
 
 def _check_name_token(request: Request) -> None:

@@ -303,7 +303,9 @@ class ClusterAPI:
             consumer_api.upgrade_sourcing_consumer(
                 stream_config.retention, config, decode_consumer_config(known.config) if known is not None else None
             )
-        account_max_ack = jsa.limit("max_ack_pending")
+        from jsedge.cluster.meta import consumer_replicas
+
+        account_max_ack = jsa.limit("max_ack_pending", consumer_replicas(encode(config), sa.config, len(sa.peers)))
         if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
             account_max_ack = -1
         name = config.name or config.durable_name
@@ -321,8 +323,7 @@ class ClusterAPI:
         else:
             if action == "update":
                 raise js_error("JSConsumerDoesNotExist")
-            if stream_config.max_consumers > 0 and len(sa.consumers) >= stream_config.max_consumers:
-                raise js_error("JSMaximumConsumersLimitErr")
+            self._check_consumer_count(jsa, sa, config, stream_config)
             if not name:
                 while True:
                     name = advisory.random_name(8)
@@ -347,6 +348,30 @@ class ClusterAPI:
             }
         )
         return None  # the server that hosts it answers
+
+    def _check_consumer_count(self, jsa: Any, sa: StreamAssignment, config: Any, stream_config: Any) -> None:
+        """nats-server's count before a new consumer is proposed: the stream's `max_consumers`
+        caps its consumers, the account's (its tier's, by the consumer's replicas) those of the
+        stream in that tier; direct and sourcing consumers are not counted."""
+        from jsedge.cluster.meta import consumer_replicas
+
+        replicas = consumer_replicas(encode(config), sa.config, len(sa.peers))
+        jsa.require_tier(replicas)
+        tier_max = jsa.limit("max_consumers", replicas)
+        if not isinstance(tier_max, int) or isinstance(tier_max, bool):
+            tier_max = -1
+        stream_max = stream_config.max_consumers
+        if stream_max <= 0 and tier_max <= 0:
+            return
+        total = tier_total = 0
+        for ca in sa.consumers.values():
+            if ca.config.get("direct") or ca.config.get("sourcing"):
+                continue
+            total += 1
+            if not jsa.tiered or consumer_replicas(ca.config, sa.config, len(sa.peers)) == replicas:
+                tier_total += 1
+        if (stream_max > 0 and total >= stream_max) or (tier_max > 0 and tier_total >= tier_max):
+            raise js_error("JSMaximumConsumersLimitErr")
 
     def _consumer_placement(self, sa: StreamAssignment, config: Any, stream_config: Any) -> tuple[list[str], str]:
         """(peers, Raft group) of a new consumer: nats-server's replica count (`num_replicas`, else
@@ -523,10 +548,41 @@ class ClusterAPI:
     def account_info(self, api: Any, request: Request) -> dict[str, Any] | None:
         if not self.meta_only(request):
             return None
+        from jsedge.cluster.meta import consumer_replicas
+        from jsedge.jetstream.manager import tier_name
+
         out = stream_api.account_info(api, request)
         streams = self.cluster.state.account_streams(request.jsa.name)
         out["streams"] = len(streams)
         out["consumers"] = sum(len(sa.consumers) for sa in streams) or out["consumers"]
+
+        def reserved(tier: str | None) -> tuple[int, int]:
+            memory = storage = 0
+            for sa in streams:
+                max_bytes = int(sa.config.get("max_bytes") or 0)
+                if max_bytes > 0 and (tier is None or tier_name(int(sa.config.get("num_replicas") or 1)) == tier):
+                    if sa.config.get("storage") == "memory":
+                        memory += max_bytes
+                    else:
+                        storage += max_bytes
+            return memory, storage
+
+        # the account's streams and reservations are the meta group's (nats-server's), not
+        # only the replicas this server holds
+        out["reserved_memory"], out["reserved_storage"] = reserved(None)
+        tiers = out.get("tiers")
+        if isinstance(tiers, dict):
+            for name, tier in tiers.items():
+                tier["streams"] = tier["consumers"] = 0
+                tier["reserved_memory"], tier["reserved_storage"] = reserved(name)
+            for sa in streams:
+                tier = tiers.get(tier_name(int(sa.config.get("num_replicas") or 1)))
+                if tier is not None:
+                    tier["streams"] += 1
+                for ca in sa.consumers.values():
+                    consumer_tier = tiers.get(tier_name(consumer_replicas(ca.config, sa.config, len(sa.peers))))
+                    if consumer_tier is not None:
+                        consumer_tier["consumers"] += 1
         return out
 
     # ------------------------------------------------------------------ create / update / delete
@@ -814,9 +870,14 @@ class ClusterAPI:
                 for subject in other.config.get("subjects") or []:
                     if any(subjects_overlap(subject.encode(), m) for m in mine):
                         raise js_error("JSStreamSubjectOverlapErr")
-            max_streams = jsa.limit("max_streams")
+            replicas = max(1, config.num_replicas)
+            jsa.require_tier(replicas)
+            max_streams = jsa.limit("max_streams", replicas)
             if isinstance(max_streams, int) and max_streams > 0:
-                if len(cluster.state.account_streams(jsa.name)) >= max_streams:
+                mine = cluster.state.account_streams(jsa.name)
+                if jsa.tiered:  # a tier counts its own streams
+                    mine = [sa for sa in mine if max(1, int(sa.config.get("num_replicas") or 1)) == replicas]
+                if len(mine) >= max_streams:
                     raise js_error("JSMaximumStreamsLimitErr")
             peers = self._placement(config)
             group = group_name("S", len(peers), config.storage)

@@ -62,7 +62,8 @@ def create_consumer(
     `store`, `created`, `clustered`: a replicated consumer's store, creation time and group member
     (cluster/consumer.py)."""
     jsa = stream.host
-    account_max_ack = jsa.limit("max_ack_pending") if hasattr(jsa, "limit") else -1
+    replicas = stream.config.num_replicas
+    account_max_ack = jsa.limit("max_ack_pending", replicas) if hasattr(jsa, "limit") else -1
     if not isinstance(account_max_ack, int) or isinstance(account_max_ack, bool):
         account_max_ack = -1
     name = config.name or config.durable_name or assigned_name
@@ -90,9 +91,14 @@ def create_consumer(
     max_consumers = stream.config.max_consumers
     if max_consumers > 0 and len(stream.consumers) >= max_consumers:
         raise js_error("JSMaximumConsumersLimitErr")
-    account_max = jsa.limit("max_consumers") if hasattr(jsa, "limit") else -1
+    account_max = jsa.limit("max_consumers", replicas) if hasattr(jsa, "limit") else -1
     if isinstance(account_max, int) and not isinstance(account_max, bool) and account_max > 0:
-        total = sum(len(s.consumers) for s in jsa.streams.values())
+        tiered = getattr(jsa, "tiered", False)
+        total = sum(
+            len(s.consumers)
+            for s in jsa.streams.values()
+            if not tiered or max(1, s.config.num_replicas) == max(1, replicas)
+        )
         if total >= account_max:
             raise js_error("JSMaximumConsumersLimitErr")
     if stream.config.retention == "workqueue" and not config.direct and not config.sourcing:

@@ -102,6 +102,11 @@ def open_store(
 _DURABLE_DIRS: set[str] = set()
 
 
+def tier_name(replicas: int | None) -> str:
+    """nats-server's tier of a stream: R<replicas> (R1 for 0)."""
+    return f"R{max(1, replicas or 1)}"
+
+
 class AccountJetStream:
     """JetStream state of one account: its streams, limits and API counters."""
 
@@ -120,10 +125,34 @@ class AccountJetStream:
     def domain(self) -> str:
         return self.jetstream.domain
 
-    def limit(self, name: str) -> int | bool:
-        if self.limits is None:
+    def limit(self, name: str, replicas: int | None = None) -> int | bool:
+        """An account limit: the flat one, or with tiered limits the tier of `replicas`' (None:
+        the account-wide figure, which nats-server shows as 0 for a tiered account; a replica
+        count without a tier: no limit here, `require_tier` refuses such streams)."""
+        limits = self.limits
+        if limits is None:
             return False if name == "max_bytes_required" else -1
-        return getattr(self.limits, name)
+        if limits.tiers:
+            if replicas is None:
+                return False if name == "max_bytes_required" else 0
+            tier = dict(limits.tiers).get(tier_name(replicas))
+            if tier is None:
+                return False if name == "max_bytes_required" else -1
+            limits = tier
+        value: int | bool = getattr(limits, name)
+        return value
+
+    @property
+    def tiered(self) -> bool:
+        return self.limits is not None and bool(self.limits.tiers)
+
+    def require_tier(self, replicas: int) -> None:
+        """A tiered account must have limits for the stream's tier (nats-server's 10120)."""
+        if self.tiered and tier_name(replicas) not in dict(self.limits.tiers):
+            raise js_error("JSNoLimitsErr")
+
+    def _in_tier(self, stream: Stream, replicas: int) -> bool:
+        return not self.tiered or max(1, stream.config.num_replicas) == max(1, replicas)
 
     # ------------------------------------------------------------------ hooks used by streams
 
@@ -141,24 +170,32 @@ class AccountJetStream:
         """Publish-time check against server-wide and account storage limits (10023)."""
         memory = stream.config.storage == "memory"
         server_limit = self.jetstream.max_memory if memory else self.jetstream.max_store
-        account_limit = self.limit("max_memory" if memory else "max_store")
+        replicas = stream.config.num_replicas
+        account_limit = self.limit("max_memory" if memory else "max_store", replicas)
         if not self.jetstream.explicit_limits and account_limit == -1:
             return  # automatic limits are 75 % of RAM/disk: not worth a scan per publish
         usage = self.jetstream.usage(memory)
         if server_limit >= 0 and usage + size > server_limit:
             raise js_error("JSInsufficientResourcesErr")
         if isinstance(account_limit, int) and account_limit >= 0:
-            if self.usage(memory) + size > account_limit:
+            if self.usage(memory, replicas if self.tiered else None) + size > account_limit:
                 raise js_error("JSAccountResourcesExceededErr")
 
-    def usage(self, memory: bool) -> int:
-        return sum(s.store.state().bytes for s in self.streams.values() if (s.config.storage == "memory") == memory)
+    def usage(self, memory: bool, replicas: int | None = None) -> int:
+        """Bytes stored (in the tier of `replicas`, when given)."""
+        return sum(
+            s.store.state().bytes
+            for s in self.streams.values()
+            if (s.config.storage == "memory") == memory and (replicas is None or self._in_tier(s, replicas))
+        )
 
-    def reserved(self, memory: bool) -> int:
+    def reserved(self, memory: bool, replicas: int | None = None) -> int:
         return sum(
             s.config.max_bytes
             for s in self.streams.values()
-            if s.config.max_bytes > 0 and (s.config.storage == "memory") == memory
+            if s.config.max_bytes > 0
+            and (s.config.storage == "memory") == memory
+            and (replicas is None or self._in_tier(s, replicas))
         )
 
     # ------------------------------------------------------------------ stream lifecycle
@@ -176,11 +213,14 @@ class AccountJetStream:
                     raise js_error("JSStreamSubjectOverlapErr")
 
     def _check_limits(self, config: StreamConfig, replacing: Stream | None = None) -> None:
+        replicas = config.num_replicas
+        tier = replicas if self.tiered else None
         if replacing is None:
-            max_streams = self.limit("max_streams")
-            if isinstance(max_streams, int) and max_streams > 0 and len(self.streams) >= max_streams:
-                raise js_error("JSMaximumStreamsLimitErr")
-        if self.limit("max_bytes_required") and config.max_bytes <= 0:
+            max_streams = self.limit("max_streams", replicas)
+            if isinstance(max_streams, int) and max_streams > 0:
+                if sum(1 for s in self.streams.values() if self._in_tier(s, replicas)) >= max_streams:
+                    raise js_error("JSMaximumStreamsLimitErr")
+        if self.limit("max_bytes_required", replicas) and config.max_bytes <= 0:
             raise js_error("JSStreamMaxBytesRequired")
         memory = config.storage == "memory"
         if config.max_bytes > 0:
@@ -190,9 +230,12 @@ class AccountJetStream:
             server_limit = self.jetstream.max_memory if memory else self.jetstream.max_store
             if server_limit >= 0 and reserved + config.max_bytes > server_limit:
                 raise js_error("JSMemoryResourcesExceededErr" if memory else "JSStorageResourcesExceededErr")
-            account_limit = self.limit("max_memory" if memory else "max_store")
+            account_limit = self.limit("max_memory" if memory else "max_store", replicas)
             if isinstance(account_limit, int) and account_limit >= 0:
-                if self.reserved(memory) + config.max_bytes > account_limit:
+                reserved_here = self.reserved(memory, tier)
+                if replacing is not None and replacing.config.max_bytes > 0 and self._in_tier(replacing, replicas):
+                    reserved_here -= replacing.config.max_bytes
+                if reserved_here + config.max_bytes > account_limit:
                     raise js_error("JSMemoryResourcesExceededErr" if memory else "JSStorageResourcesExceededErr")
         elif memory and self.jetstream.max_memory == 0:
             raise js_error("JSMemoryResourcesExceededErr")
@@ -209,6 +252,7 @@ class AccountJetStream:
         if request.mirror_direct and request.mirror is None:
             raise js_error("JSStreamInvalidConfigF", err="stream has no mirror but does have mirror direct")
         config = self.defaulted(request, request.pedantic)
+        self.require_tier(config.num_replicas)
         if config.num_replicas > 1:
             raise js_error("JSStreamReplicasNotSupportedErr")
         if config.mirror is not None or config.sources:

@@ -73,7 +73,7 @@ class FakeHost:
         self.account = account
         self.streams: dict[str, Any] = {}
 
-    def limit(self, name):
+    def limit(self, name, replicas=None):
         return -1
 
 
