@@ -477,8 +477,13 @@ class ServerConfig:
     resolver_interval: float = 60.0
     #: `hard_delete`: a full resolver removes deleted JWTs instead of renaming them `.jwt.deleted`.
     resolver_hard_delete: bool = False
-    #: The URL resolver's base URL (`resolver: URL("...")`, ending in "/").
+    #: The URL resolver's base URL (`resolver: URL("...")`, ending in "/"), and its TLS.
     resolver_url: str = ""
+    resolver_tls: TLSConfig | None = None
+    #: `resolver_pinned_accounts`: only users of these accounts may connect (empty: any).
+    resolver_pinned_accounts: tuple[str, ...] = ()
+    #: `trusted_keys` (`trusted`): operator public keys trusted without an operator JWT.
+    trusted_keys: tuple[str, ...] = ()
     #: How long a lookup of an unknown account waits for an answer (`timeout`, nats-server 1.9 s);
     #: the cache resolver's `ttl` (0: kept until evicted) and `limit` (JWTs kept; 0: its default).
     resolver_timeout: float = 1.9
@@ -582,10 +587,6 @@ _UNSUPPORTED_FIELDS = {
     "ws": "websocket",
     "mqtt": "mqtt",
     "gateway": "gateway",
-    "resolver_tls": "resolver",
-    "resolver_pinned_accounts": "resolver",
-    "trusted": "trusted",
-    "trusted_keys": "trusted",
     "ocsp": "ocsp",
     "ocsp_cache": "ocsp",
 }
@@ -890,6 +891,12 @@ class _FileReader:
             self.read_resolver(item)
         elif name == "resolver_preload":
             self.read_resolver_preload(item)
+        elif name in ("trusted", "trusted_keys"):
+            self.top["trusted_keys"] = self.read_key_list(item, "trusted", operator_keys=True)
+        elif name == "resolver_pinned_accounts":
+            self.top["resolver_pinned_accounts"] = self.read_key_list(item, "resolver_pinned_accounts")
+        elif name == "resolver_tls":
+            self.top["resolver_tls"] = self.tls_config(self.read_tls(item))
         elif name in _UNSUPPORTED_FIELDS:
             self.error(item, f'field "{key}" is recognised by nats-server but not supported by jsedge')
         elif name in _IGNORED_FIELDS:
@@ -1324,6 +1331,30 @@ class _FileReader:
             )
             return
         self.top["resolver"] = kind
+
+    def read_key_list(self, item: ConfValue, what: str, operator_keys: bool = False) -> tuple[str, ...]:
+        """`trusted`/`trusted_keys` (operator public keys) or `resolver_pinned_accounts`: one key
+        or a list of them, with nats-server's errors."""
+        value = item.value
+        keys: list[str] = []
+        if isinstance(value, str):
+            keys = [value]
+        elif isinstance(value, list):
+            for entry in value:
+                if isinstance(entry.value, str):
+                    keys.append(entry.value)
+                else:
+                    self.error(entry, f"error parsing {what}: unsupported type in array {_go_type(entry.value)}")
+        else:
+            self.error(item, f"error parsing {what}: unsupported type {_go_type(value)}")
+            return ()
+        if operator_keys:
+            from jsedge.jwt import public_key_bytes
+
+            for key in keys:
+                if public_key_bytes(key, "O") is None:
+                    self.error(item, f'trust key "{key}" required to be a valid public operator nkey')
+        return tuple(keys)
 
     def read_resolver_preload(self, item: ConfValue) -> None:
         from jsedge.jwt import JWTError, decode
@@ -2314,8 +2345,15 @@ def _activation_ok(token: Any, importer: str, exporter: dict[str, Any] | None, e
 
 def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
     sections = reader.sections
+    if reader.top.get("operators") and reader.top.get("trusted_keys"):
+        reader.errors.append("conflicting options for 'TrustedKeys' and 'TrustedOperators'")
     if reader.top.get("operators"):
         reader.accounts = reader.accounts + _operator_accounts(reader)
+    elif reader.top.get("trusted_keys"):
+        top = reader.top
+        reader.accounts = reader.accounts + accounts_from_jwts(
+            resolver_jwts(top.get("resolver_preload", ()), top.get("resolver_dir", ""))
+        )
     auth = dict(sections["auth"])
     if "users" in auth:
         auth["users"] = tuple(auth["users"])

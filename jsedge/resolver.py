@@ -580,8 +580,14 @@ class URLResolver:
         import urllib.error
         import urllib.request
 
+        context = None
+        tls = self.server.config.resolver_tls
+        if tls is not None and url.startswith("https:"):
+            from jsedge.routing.tls import build_tls_client_context
+
+            context = build_tls_client_context(tls)
         try:
-            with urllib.request.urlopen(url, timeout=self.server.config.resolver_timeout) as response:
+            with urllib.request.urlopen(url, timeout=self.server.config.resolver_timeout, context=context) as response:
                 return str(response.read().decode("utf-8", "replace").strip())
         except urllib.error.HTTPError as exc:
             raise OSError(f'could not fetch <"{url}">: {exc.code} {exc.reason}') from None

@@ -317,7 +317,7 @@ class Authenticator:
         for account in config.accounts:
             for user in account.users:
                 auth_obj._add(user, account.name, default_perms)
-        if getattr(config, "operators", ()):
+        if getattr(config, "operators", ()) or getattr(config, "trusted_keys", ()):
             from jsedge.jwt import JWTError, decode
             from jsedge.routing.jwtauth import Trust
 
@@ -334,6 +334,8 @@ class Authenticator:
                 except JWTError:
                     continue
             auth_obj.trust = Trust(operators, accounts)
+            auth_obj.trust.operator_keys |= set(getattr(config, "trusted_keys", ()))
+            auth_obj.trust.pinned = frozenset(getattr(config, "resolver_pinned_accounts", ()))
         return auth_obj
 
     def _add(self, user: Any, account: str, default_perms: Any) -> None:

@@ -178,6 +178,8 @@ class Trust:
             self.operator_keys.add(claims["sub"])
             self.operator_keys |= _signing_keys(claims.get("nats") or {})[0]
         self.accounts = accounts
+        #: `resolver_pinned_accounts`: when set, only these accounts' users get in
+        self.pinned: frozenset[str] = frozenset()
 
     def account(self, key: str) -> dict[str, Any] | None:
         claims = self.accounts.get(key)
@@ -200,6 +202,8 @@ class Trust:
         issuer = (user.get("nats") or {}).get("issuer_account") or user.get("iss")
         if not isinstance(issuer, str) or not issuer.startswith("A") or issuer in self.accounts:
             return None
+        if self.pinned and issuer not in self.pinned:
+            return None
         return issuer
 
     def authenticate(
@@ -217,6 +221,8 @@ class Trust:
             return None
         nats = user.get("nats") or {}
         issuer = nats.get("issuer_account") or user["iss"]
+        if self.pinned and issuer not in self.pinned:
+            return None  # nats-server: "Account ... not listed as operator pinned account"
         account = self.account(issuer)
         if account is None or not time_valid(account):
             return None

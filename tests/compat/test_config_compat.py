@@ -195,6 +195,17 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
     ),
     ("resolver-full-bad-timeout", _OPERATOR_LINE + 'resolver: { type: full, dir: "./jwt", timeout: "soon" }\n'),
     ("resolver-url", _OPERATOR_LINE + 'resolver: URL("http://localhost:9090/jwt/v1/accounts/")\n'),
+    (
+        "trusted-keys",
+        f"trusted_keys: [{_OPERATOR.operator.public}]\nresolver: MEMORY\n"
+        f"resolver_preload: {{ {_OPERATOR.account.public}: {_OPERATOR.account_jwt} }}\n",
+    ),
+    ("trusted-one-key", f"trusted: {_OPERATOR.operator.public}\n"),
+    ("trusted-bad-key", "trusted: [OABC, 12]\n"),
+    ("trusted-not-a-list", "trusted: {a: b}\n"),
+    ("pinned-accounts", _OPERATOR.server_config() + f"resolver_pinned_accounts: [{_OPERATOR.account.public}]\n"),
+    ("pinned-accounts-bad", _OPERATOR.server_config() + "resolver_pinned_accounts: [1, 2]\n"),
+    ("resolver-tls", _OPERATOR.server_config() + "resolver_tls: { insecure: true }\n"),
     ("resolver-url-no-slash", _OPERATOR_LINE + "resolver: URL(http://localhost:9090/jwt/v1/accounts)\n"),
 ]
 
@@ -208,6 +219,11 @@ DIVERGENCES = [
     # nats-server refuses these when it starts, not with -t; jsedge always
     ("operator-no-resolver", _OPERATOR_LINE, "operators require an account resolver"),
     ("operator-and-accounts", _OPERATOR.server_config() + "accounts { X {} }\n", "do not allow Accounts"),
+    (
+        "trusted-and-operator",
+        _OPERATOR.server_config() + f"trusted: {_OPERATOR.operator.public}\n",
+        "conflicting options for 'TrustedKeys' and 'TrustedOperators'",
+    ),
 ]
 
 

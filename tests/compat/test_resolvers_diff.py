@@ -136,7 +136,7 @@ def test_cache_resolver_alone(kind: str, tmp_path: Path) -> None:
 class _AccountServer:
     """An account server for the URL resolver: GET <base>/<public key> answers the JWT, or 404."""
 
-    def __init__(self, accounts: dict[str, str]) -> None:
+    def __init__(self, accounts: dict[str, str], tls: Any = None) -> None:
         self.accounts = accounts
         self.asked: list[str] = []
         owner = self
@@ -165,7 +165,15 @@ class _AccountServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwt/v1/accounts/"
+        scheme = "http"
+        if tls is not None:  # https, with the test CA's server certificate
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls.server_cert), str(tls.server_key))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}/jwt/v1/accounts/"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> _AccountServer:
@@ -311,3 +319,43 @@ def test_cache_keeps_the_system_account_when_its_file_goes(tmp_path: Path) -> No
     with ServerProcess("jsedge", config=config) as server:
         check_for(10, lambda: not (tmp_path / "jwt" / f"{world.system.public}.jwt").exists(), interval=0.2)
         assert asyncio.run(who()) == world.system.public
+
+
+@pytest.mark.parametrize("pinned", [False, True])
+def test_trusted_keys_and_pinned_accounts_as_nats_server(pinned: bool, tmp_path: Path) -> None:
+    """`trusted_keys` (an operator's public key instead of its JWT) with a MEMORY resolver, and
+    `resolver_pinned_accounts`: only the pinned accounts' users get in."""
+    world = World()
+    keys = (world.system.public, world.a.public, world.b.public)
+    preload = "\n".join(f"  {key}: {world.accounts[key]}" for key in keys)
+    config = (
+        f"trusted_keys: [{world.operator.public}]\nsystem_account: {world.system.public}\n"
+        f"resolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n"
+    )
+    if pinned:
+        config += f"resolver_pinned_accounts: [{world.system.public}, {world.a.public}]\n"
+    a_user = write_creds(tmp_path, *world.user(world.a))
+    b_user = write_creds(tmp_path, *world.user(world.b))
+    results = []
+    for kind in ("nats", "jsedge"):
+        with ServerProcess(kind, config=config) as server:
+            results.append([_connects(server.url, a_user), _connects(server.url, b_user)])
+    assert results[0] == results[1]
+    assert results[1][1] == ("refused: nats: 'authorization violation'" if pinned else "in: world")
+
+
+@pytest.mark.parametrize("kind", ["nats", "jsedge"])
+def test_url_resolver_over_tls(kind: str, world: World, tmp_path: Path) -> None:
+    """An https account server whose certificate the server checks against `resolver_tls`'s CA."""
+    from tests.helpers import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    served = {key: world.accounts[key] for key in (world.system.public, world.a.public)}
+    with _AccountServer(served, tls) as accounts:
+        config = (
+            f'operator: {world.operator_jwt}\nresolver: URL("{accounts.url}")\n'
+            f'resolver_tls {{ ca_file: "{tls.ca_cert}" }}\n'
+        )
+        good = write_creds(tmp_path, *world.user(world.a))
+        with ServerProcess(kind, config=config) as server:
+            assert _connects(server.url, good) == "in: world"

@@ -573,7 +573,8 @@ def test_stream_import_with_prefix_and_to_is_refused(tmp_path):
 
 
 def test_account_jwt_jetstream_limits_plain_and_tiered():
-    """An account JWT enables JetStream with its limits, or with its R1 tier's (tiered limits)."""
+    """An account JWT enables JetStream with its limits, or with tiered ones (one set per replica
+    count; the account-wide figures are then 0, as nats-server shows them)."""
     import nkeys
 
     from jsedge.config import accounts_from_jwts
@@ -589,12 +590,21 @@ def test_account_jwt_jetstream_limits_plain_and_tiered():
     accounts = accounts_from_jwts(
         [
             account(plain, limits={**UNLIMITED_ACCOUNT, "mem_storage": -1, "disk_storage": 1024}),
-            account(tiered, tiered_limits={"R1": {"disk_storage": 2048, "streams": 3}, "R3": {"disk_storage": 1}}),
+            account(
+                tiered,
+                limits={
+                    **UNLIMITED_ACCOUNT,
+                    "tiered_limits": {"R1": {"disk_storage": 2048, "streams": 3}, "R3": {"disk_storage": 1}},
+                },
+            ),
             account(none),
         ]
     )
     by_name = {a.name: a for a in accounts}
     assert by_name[plain.public].jetstream and by_name[plain.public].jetstream_limits.max_store == 1024
-    assert by_name[tiered.public].jetstream and by_name[tiered.public].jetstream_limits.max_store == 2048
-    assert by_name[tiered.public].jetstream_limits.max_streams == 3
+    limits = by_name[tiered.public].jetstream_limits
+    assert by_name[tiered.public].jetstream and limits.max_store == 0 and limits.max_streams == 0
+    tiers = dict(limits.tiers)
+    assert tiers["R1"].max_store == 2048 and tiers["R1"].max_streams == 3 and tiers["R3"].max_store == 1
+    assert tiers["R3"].max_streams == -1
     assert not by_name[none.public].jetstream
