@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from jsedge.conf import ConfValue, Position
@@ -420,6 +421,24 @@ class LeafConfig:
 
 
 @_record
+class WebsocketConfig:
+    """The `websocket` block: NATS clients over WebSocket (jsedge.routing.websocket)."""
+
+    host: str = ""
+    #: 0 = no websocket listener (-1: a random port)
+    port: int = 0
+    advertise: str = ""
+    no_tls: bool = False
+    tls: TLSConfig | None = None
+    #: permessage-deflate when the client offers it
+    compression: bool = False
+    same_origin: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    #: seconds for the TLS handshake and upgrade request (0: 2 s)
+    handshake_timeout: float = 0.0
+
+
+@_record
 class MonitorConfig:
     """The HTTP monitoring listener."""
 
@@ -507,6 +526,7 @@ class ServerConfig:
     jetstream: JetStreamConfig = JetStreamConfig()
     cluster: ClusterConfig = ClusterConfig()
     leafnodes: LeafConfig = LeafConfig()
+    websocket: WebsocketConfig = WebsocketConfig()
     monitor: MonitorConfig = MonitorConfig()
     logging: LoggingConfig = LoggingConfig()
     #: Raw top-level subject mappings.
@@ -583,8 +603,6 @@ _GO_TYPE_NAMES = {
 
 #: Options nats-server knows that jsedge does not implement; rejected with a clear message.
 _UNSUPPORTED_FIELDS = {
-    "websocket": "websocket",
-    "ws": "websocket",
     "mqtt": "mqtt",
     "gateway": "gateway",
     "ocsp": "ocsp",
@@ -620,7 +638,18 @@ class _FileReader:
         self.warnings: list[str] = []
         self.top: dict[str, Any] = {}
         self.sections: dict[str, dict[str, Any]] = {
-            name: {} for name in ("listen", "limits", "auth", "jetstream", "cluster", "leafnodes", "monitor", "logging")
+            name: {}
+            for name in (
+                "listen",
+                "limits",
+                "auth",
+                "jetstream",
+                "cluster",
+                "leafnodes",
+                "websocket",
+                "monitor",
+                "logging",
+            )
         }
         self.tls: dict[str, Any] | None = None
         self.accounts: list[AccountConfig] = []
@@ -881,6 +910,8 @@ class _FileReader:
             self.read_cluster(item)
         elif name in ("leafnodes", "leaf"):
             self.read_leafnodes(item)
+        elif name in ("websocket", "ws"):
+            self.read_websocket(item)
         elif name in ("mappings", "maps"):
             entries = self.mapping(item)
             if entries is not None:
@@ -1849,6 +1880,75 @@ class _FileReader:
             elif name not in ignored:
                 self.unknown(key, entry)
 
+    def read_websocket(self, item: ConfValue) -> None:
+        """nats-server's `websocket` block (parseWebsocket), the keys jsedge serves; its own
+        authorization and cookies are refused as not supported."""
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section = self.sections["websocket"]
+        unsupported = {"authorization", "authentication", "username", "password", "token", "users", "nkeys",
+                       "no_auth_user", "jwt_cookie", "user_cookie", "pass_cookie", "token_cookie",
+                       "headers", "auth_timeout"}  # fmt: skip
+        ignored = {"compression_level"}
+        errors_before = len(self.errors)
+        for key, entry in entries.items():
+            name = key.lower()
+            if name == "listen":
+                parsed = self.host_port(entry)
+                if parsed is not None:
+                    if parsed[0] is not None:
+                        section["host"] = parsed[0]
+                    section["port"] = parsed[1]
+            elif name == "port":
+                port = self.integer(entry)
+                if port is not None:
+                    section["port"] = port
+            elif name in ("host", "net"):
+                host = self.string(entry)
+                if host is not None:
+                    section["host"] = host
+            elif name == "advertise":
+                advertise = self.string(entry)
+                if advertise is not None:
+                    section["advertise"] = advertise
+            elif name in ("no_tls", "compression", "same_origin"):
+                flag = self.boolean(entry)
+                if flag is not None:
+                    section[name] = flag
+            elif name == "tls":
+                section["tls"] = self.tls_config(self.read_tls(entry))
+            elif name == "allowed_origins":
+                value = entry.value
+                if isinstance(value, str):
+                    section["allowed_origins"] = (value,)
+                else:
+                    elements = self.array(entry)
+                    if elements is not None:
+                        section["allowed_origins"] = tuple(str(_plain(element)) for element in elements)
+            elif name == "handshake_timeout":
+                timeout = self.seconds(entry)
+                if timeout is not None:
+                    section["handshake_timeout"] = timeout
+            elif name in unsupported:
+                self.error(entry, f'websocket field "{key}" is recognised by nats-server but not supported by jsedge')
+            elif name not in ignored:
+                self.unknown(key, entry)
+        if len(self.errors) > errors_before:
+            return
+        if section.get("port") and not section.get("no_tls") and section.get("tls") is None:
+            # (nats-server says so when it starts, without a position)
+            self.errors.append("websocket requires TLS configuration")
+        for origin in section.get("allowed_origins", ()):
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https"):
+                self.errors.append(
+                    f'unable to parse allowed origin "{origin}": allowed origins must be absolute URLs with '
+                    "http or https scheme"
+                )
+            elif not parts.hostname:
+                self.errors.append(f'unable to parse allowed origin "{origin}": host is required')
+
 
 # -- command line -----------------------------------------------------------------------------
 
@@ -2369,6 +2469,7 @@ def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
         jetstream=JetStreamConfig(**sections["jetstream"]),
         cluster=ClusterConfig(**sections["cluster"]),
         leafnodes=LeafConfig(**sections["leafnodes"]),
+        websocket=WebsocketConfig(**sections["websocket"]),
         monitor=MonitorConfig(**sections["monitor"]),
         logging=LoggingConfig(**sections["logging"]),
     )

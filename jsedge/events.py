@@ -442,7 +442,7 @@ class Events:
             info["stop"] = stop
         info["name_tag"] = client.account.name
         info["kind"] = "Client"
-        info["client_type"] = "nats"
+        info["client_type"] = getattr(client, "CLIENT_TYPE", "nats")
         return info
 
     def client_connected(self, client: Any) -> None:

@@ -325,7 +325,7 @@ def connection_info(
     info: dict[str, Any] = {
         "cid": int(client.cid),
         "kind": "Client",
-        "type": "nats",
+        "type": getattr(client, "CLIENT_TYPE", "nats"),
         "ip": _text(getattr(client, "remote_host", "")),
         "port": int(getattr(client, "remote_port", 0) or 0),
         "start": format_time(start),
@@ -770,13 +770,12 @@ class Monitor:
         varz["max_control_line"] = limits.max_control_line
         varz["max_payload"] = limits.max_payload
         varz["max_pending"] = limits.max_pending
-        # Gateways, leaf nodes, MQTT and websocket do not exist yet in jsedge: nats-server's shapes
-        # for "not configured".
+        # Gateways and MQTT do not exist yet in jsedge: nats-server's shapes for "not configured".
         varz["cluster"] = self.cluster_varz()
         varz["gateway"] = {}
         varz["leaf"] = self.leaf_varz()
         varz["mqtt"] = {}
-        varz["websocket"] = {}
+        varz["websocket"] = _websocket_varz(server)
         varz["jetstream"] = self.jetstream_varz()
         varz["tls_timeout"] = go_number(float(tls.timeout if tls is not None and tls.timeout else 2.0))
         varz["write_deadline"] = duration_ns(limits.write_deadline)
@@ -1664,3 +1663,21 @@ def _ext_import(subject: str, account: str, to: str | None, local: str, kind: st
         entry["to"] = to
     entry.update({"local_subject": local, "type": kind, "invalid": False, "share": share, "tracking": False})
     return entry
+
+
+def _websocket_varz(server: Any) -> dict[str, Any]:
+    """nats-server's WebsocketOptsVarz (empty fields left out)."""
+    ws = server.config.websocket
+    if not ws.port:
+        return {}
+    out: dict[str, Any] = {"host": ws.host or "0.0.0.0", "port": getattr(server, "ws_port", 0) or ws.port}
+    if ws.advertise:
+        out["advertise"] = ws.advertise
+    if ws.handshake_timeout:
+        out["handshake_timeout"] = int(ws.handshake_timeout * 1e9)
+    for key in ("no_tls", "same_origin", "compression"):
+        if getattr(ws, key):
+            out[key] = True
+    if ws.allowed_origins:
+        out["allowed_origins"] = list(ws.allowed_origins)
+    return out

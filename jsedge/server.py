@@ -84,6 +84,9 @@ class Server:
         self.events: Any = None
         self.imports: Any = None
         self.resolver: Any = None
+        #: the `websocket {}` listener and its port, when configured
+        self.ws_listener: Any = None
+        self.ws_port = 0
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -404,6 +407,34 @@ class Server:
     def new_connection(self) -> ClientConnection:
         return ClientConnection(self, self.next_connection_id())
 
+    async def _start_websocket(self) -> None:
+        """The `websocket {}` listener (jsedge.routing.websocket), as nats-server logs it."""
+        from jsedge.routing.websocket import WebSocketConnection
+
+        options = self.config.websocket
+        context = None
+        if options.tls is not None and not options.no_tls:
+            from jsedge.routing.tls import build_tls_context
+
+            context = build_tls_context(options.tls)
+        host = options.host or "0.0.0.0"
+        port = 0 if options.port == -1 else options.port
+
+        def factory() -> Any:  # (a ClientCore subclass: typeshed wants a BaseProtocol)
+            return WebSocketConnection(self, self.next_connection_id(), options, context)
+
+        try:
+            self.ws_listener = await self.loop.create_server(
+                factory, host=host, port=port, reuse_address=True, backlog=1024
+            )
+        except OSError as exc:
+            raise ListenError(host, port, exc) from None
+        self.ws_port = self.ws_listener.sockets[0].getsockname()[1]
+        scheme = "wss" if context is not None else "ws"
+        self.logger.info(f"Listening for websocket clients on {scheme}://{host}:{self.ws_port}")
+        if context is None:
+            self.logger.warn("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!")
+
     def totals(self) -> tuple[int, int, int, int]:
         in_msgs, in_bytes, out_msgs, out_bytes = self.closed_counters
         for client in self.clients.values():
@@ -520,6 +551,8 @@ class Server:
             raise ListenError(host, port, exc) from None
         self.port = self.listener.sockets[0].getsockname()[1]
         self._info_base = self._build_info_base()
+        if config.websocket.port:
+            await self._start_websocket()
         if self.leafnodes is not None:
             # before the routes: peers learn this server's leaf node URL from the route INFO
             await self.leafnodes.start()
@@ -622,6 +655,8 @@ class Server:
         self.logger.info("Initiating Shutdown...")
         if self.listener is not None:
             self.listener.close()
+        if self.ws_listener is not None:
+            self.ws_listener.close()
         if self.jetstream is not None and self.jetstream.started:
             self.jetstream.notify_shutdown()  # 409 Server Shutdown to waiting pulls, then flushed
             self._flush_internal()

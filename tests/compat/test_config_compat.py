@@ -206,6 +206,14 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
     ("pinned-accounts", _OPERATOR.server_config() + f"resolver_pinned_accounts: [{_OPERATOR.account.public}]\n"),
     ("pinned-accounts-bad", _OPERATOR.server_config() + "resolver_pinned_accounts: [1, 2]\n"),
     ("resolver-tls", _OPERATOR.server_config() + "resolver_tls: { insecure: true }\n"),
+    ("websocket", "websocket { port: 8080, no_tls: true }\n"),
+    (
+        "websocket-full",
+        'ws { listen: "127.0.0.1:8081", no_tls: true, compression: true, same_origin: true, '
+        'allowed_origins: ["https://app.example"], handshake_timeout: "2s", advertise: "ws.example:443" }\n',
+    ),
+    ("websocket-unknown-field", "websocket { port: 8080, no_tls: true, bogus: 1 }\n"),
+    ("websocket-bad-type", "websocket { port: 8080, no_tls: maybe }\n"),
     ("resolver-url-no-slash", _OPERATOR_LINE + "resolver: URL(http://localhost:9090/jwt/v1/accounts)\n"),
 ]
 
@@ -215,10 +223,20 @@ DIVERGENCES = [
     ("payload-over-pending", "max_payload: 1000, max_pending: 100\n", "cannot be higher than max_pending"),
     ("grace-over-duration", 'lame_duck_duration: "40s", lame_duck_grace_period: "50s"\n', "lame duck grace period"),
     # Recognised by nats-server, not implemented by jsedge.
-    ("websocket", "websocket { port: 8080, no_tls: true }\n", "not supported by jsedge"),
     # nats-server refuses these when it starts, not with -t; jsedge always
     ("operator-no-resolver", _OPERATOR_LINE, "operators require an account resolver"),
     ("operator-and-accounts", _OPERATOR.server_config() + "accounts { X {} }\n", "do not allow Accounts"),
+    ("websocket-no-tls-config", "websocket { port: 8080 }\n", "websocket requires TLS configuration"),
+    (
+        "websocket-bad-origin",
+        'websocket { port: 8080, no_tls: true, allowed_origins: ["ftp://x"] }\n',
+        'unable to parse allowed origin "ftp://x": allowed origins must be absolute URLs with http or https scheme',
+    ),
+    (
+        "websocket-origin-no-host",
+        'websocket { port: 8080, no_tls: true, allowed_origins: ["http://"] }\n',
+        'unable to parse allowed origin "http://": host is required',
+    ),
     (
         "trusted-and-operator",
         _OPERATOR.server_config() + f"trusted: {_OPERATOR.operator.public}\n",
