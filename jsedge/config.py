@@ -436,6 +436,22 @@ class WebsocketConfig:
     allowed_origins: tuple[str, ...] = ()
     #: seconds for the TLS handshake and upgrade request (0: 2 s)
     handshake_timeout: float = 0.0
+    #: `authorization { username, password, token, timeout }` and `no_auth_user` of the block: in
+    #: place of the server's single user, token and no_auth_user for WebSocket clients
+    username: str = ""
+    password: str = ""
+    token: str = ""
+    auth_timeout: float | None = None
+    no_auth_user: str = ""
+    #: cookies a browser's upgrade request carries credentials in (used when CONNECT lacks them)
+    jwt_cookie: str = ""
+    user_cookie: str = ""
+    pass_cookie: str = ""
+    token_cookie: str = ""
+    #: extra headers of the 101 response
+    headers: tuple[tuple[str, str], ...] = ()
+    #: PING interval of WebSocket clients (None: the server's)
+    ping_interval: float | None = None
 
 
 @_record
@@ -1887,10 +1903,7 @@ class _FileReader:
         if entries is None:
             return
         section = self.sections["websocket"]
-        unsupported = {"authorization", "authentication", "username", "password", "token", "users", "nkeys",
-                       "no_auth_user", "jwt_cookie", "user_cookie", "pass_cookie", "token_cookie",
-                       "headers", "auth_timeout"}  # fmt: skip
-        ignored = {"compression_level"}
+        ignored = {"compression_level", "tls_map", "verify_and_map"}
         errors_before = len(self.errors)
         for key, entry in entries.items():
             name = key.lower()
@@ -1930,8 +1943,41 @@ class _FileReader:
                 timeout = self.seconds(entry)
                 if timeout is not None:
                     section["handshake_timeout"] = timeout
-            elif name in unsupported:
-                self.error(entry, f'websocket field "{key}" is recognised by nats-server but not supported by jsedge')
+            elif name in ("authorization", "authentication"):
+                auth = self.mapping(entry)
+                for auth_key, auth_entry in (auth or {}).items():
+                    auth_name = auth_key.lower()
+                    if auth_name in ("user", "username"):
+                        section["username"] = self.string(auth_entry) or ""
+                    elif auth_name in ("pass", "password"):
+                        section["password"] = self.string(auth_entry) or ""
+                    elif auth_name == "token":
+                        section["token"] = self.string(auth_entry) or ""
+                    elif auth_name == "timeout":
+                        section["auth_timeout"] = self.seconds(auth_entry)
+                    else:
+                        self.unknown(auth_key, auth_entry)
+            elif name in ("no_auth_user", "jwt_cookie", "user_cookie", "pass_cookie", "token_cookie"):
+                text = self.string(entry)
+                if text is not None:
+                    section[name] = text
+            elif name == "headers":
+                headers = self.mapping(entry)
+                if headers is None:
+                    continue
+                pairs = []
+                for header, value in headers.items():
+                    if not isinstance(value.value, str):
+                        self.error(
+                            value, f"error parsing header key {header}: unsupported type {_go_type(value.value)}"
+                        )
+                        continue
+                    pairs.append((header, value.value))
+                section["headers"] = tuple(pairs)
+            elif name == "ping_interval":
+                interval = self.seconds(entry)
+                if interval is not None:
+                    section["ping_interval"] = interval
             elif name not in ignored:
                 self.unknown(key, entry)
         if len(self.errors) > errors_before:
@@ -1948,6 +1994,29 @@ class _FileReader:
                 )
             elif not parts.hostname:
                 self.errors.append(f'unable to parse allowed origin "{origin}": host is required')
+
+    def check_websocket(self) -> None:
+        """What nats-server checks of the websocket block when it starts (validateWebsocketOptions)
+        and needs the whole file read first."""
+        section = self.sections["websocket"]
+        if section.get("username") or section.get("token"):
+            auth = self.sections["auth"]
+            has_users = bool(auth.get("users")) or any(account.users for account in self.accounts)
+            if has_users:
+                what = "username" if section.get("username") else "token"
+                self.errors.append(f"websocket authentication {what} not compatible with presence of users/nkeys")
+        jwt_cookie = section.get("jwt_cookie")
+        if jwt_cookie and not self.top.get("operators") and not self.top.get("trusted_keys"):
+            self.errors.append(
+                "trusted operators or trusted keys configuration is required for JWT authentication via cookie "
+                f'"{jwt_cookie}"'
+            )
+        for header, _value in section.get("headers", ()):
+            lowered = header.lower()
+            if lowered in ("host", "content-length", "connection", "upgrade", "nats-no-masking"):
+                self.errors.append(f'websocket: invalid header "{header}" not allowed')
+            elif lowered.startswith("sec-websocket-"):
+                self.errors.append(f'websocket: invalid header "{header}", "Sec-WebSocket-" prefix not allowed')
 
 
 # -- command line -----------------------------------------------------------------------------
@@ -2445,6 +2514,7 @@ def _activation_ok(token: Any, importer: str, exporter: dict[str, Any] | None, e
 
 def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
     sections = reader.sections
+    reader.check_websocket()
     if reader.top.get("operators") and reader.top.get("trusted_keys"):
         reader.errors.append("conflicting options for 'TrustedKeys' and 'TrustedOperators'")
     if reader.top.get("operators"):

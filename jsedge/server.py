@@ -87,6 +87,7 @@ class Server:
         #: the `websocket {}` listener and its port, when configured
         self.ws_listener: Any = None
         self.ws_port = 0
+        self._ws_auth: tuple[Any, Any] | None = None
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -258,7 +259,10 @@ class Server:
         """An INFO for `client`: the greeting (with the nonce, and without `auth_required` when a
         `no_auth_user` lets anonymous clients in), or a later async INFO (connect_info, ldm)."""
         info = dict(self._info_base)
-        if greeting and not self.auth.info_auth_required:
+        auth = client.authenticator()
+        if auth is not self.auth:
+            info["auth_required"] = True  # a websocket authorization override (nats-server's)
+        elif greeting and not auth.info_auth_required:
             info.pop("auth_required", None)
         info["client_id"] = client.cid
         if client.remote_host:
@@ -406,6 +410,28 @@ class Server:
 
     def new_connection(self) -> ClientConnection:
         return ClientConnection(self, self.next_connection_id())
+
+    def ws_authenticator(self) -> Any:
+        """The authenticator of WebSocket clients: the server's, or with the `websocket` block's
+        `authorization` (single user or token) and `no_auth_user` in place of the server's when
+        it sets any of them (nats-server's authOverride); rebuilt after a reload."""
+        ws = self.config.websocket
+        base = self.auth
+        if not (ws.username or ws.token or ws.no_auth_user):
+            return base
+        cached = self._ws_auth
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        import copy
+
+        from jsedge.routing.auth import User
+
+        override = copy.copy(base)
+        override.token = ws.token
+        override.no_auth_user = ws.no_auth_user
+        override.single_user = User(ws.username, ws.password, "$G", None) if ws.username else None
+        self._ws_auth = (base, override)
+        return override
 
     async def _start_websocket(self) -> None:
         """The `websocket {}` listener (jsedge.routing.websocket), as nats-server logs it."""
@@ -775,7 +801,9 @@ class Server:
             client.max_pending = new.limits.max_pending
             client.trace = logging.trace
             if client.connect_seen and getattr(client, "deferred", None) is None:
-                result = self.auth.authenticate(client.opts, nonce=client.nonce, host=client.remote_host or "")
+                result = client.authenticator().authenticate(
+                    client.opts, nonce=client.nonce, host=client.remote_host or ""
+                )
                 if result is None:
                     client.auth_violation()
                     continue

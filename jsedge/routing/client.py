@@ -171,7 +171,8 @@ class ClientConnection(Connection):
         self.pedantic = True
         self.trace = server.logger.trace_enabled
         self.protocol = 0
-        self.authorized = not server.auth.required or bool(server.auth.no_auth_user)
+        auth = self.authenticator()
+        self.authorized = not auth.required or bool(auth.no_auth_user)
         self.connect_seen = False
         #: its account's CONNECT event was published (so its DISCONNECT will be)
         self.announced = False
@@ -190,9 +191,9 @@ class ClientConnection(Connection):
         self.responses: dict[bytes, ResponseGrant] = {}
         self.info_sent_at = time.monotonic()
         #: The INFO nonce an nkey user signs (nats-server sends one whenever nkey users exist).
-        self.nonce = _make_nonce() if server.auth.wants_nonce else ""
-        if self.authorized and server.auth.no_auth_user:
-            anonymous = server.auth.authenticate({})
+        self.nonce = _make_nonce() if auth.wants_nonce else ""
+        if self.authorized and auth.no_auth_user:
+            anonymous = auth.authenticate({})
             if anonymous is not None:
                 self._bind(anonymous)
         self._update_fast_pub()
@@ -228,6 +229,11 @@ class ClientConnection(Connection):
             self.send_now(server.info_line(self, greeting=True))
         if server.auth.required:
             self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
+
+    def authenticator(self) -> Any:
+        """Who decides this client's CONNECT: the server's authenticator (a WebSocket client's
+        may override the single user, token and no_auth_user: jsedge.routing.websocket)."""
+        return self.server.auth
 
     def ping_suppressed(self, now: float) -> bool:
         """nats-server skips a client's PING while it sends data, unless the RTT is stale."""
@@ -346,12 +352,13 @@ class ClientConnection(Connection):
         if opts.get("account") or opts.get("new_account"):
             self.auth_violation()
             return
-        result = server.auth.authenticate(opts, nonce=self.nonce, host=self.remote_host or "")
+        auth = self.authenticator()
+        result = auth.authenticate(opts, nonce=self.nonce, host=self.remote_host or "")
         if result is None and not self.account_fetched:
             # operator mode: a user of an account this server has no JWT for yet, and a resolver
             # that can look it up (nats-server's fetch): the CONNECT is decided once it answers
             fetch = getattr(server.resolver, "fetch", None)
-            trust = server.auth.trust
+            trust = auth.trust
             missing = trust.missing_account(opts) if fetch is not None and trust is not None else None
             if missing is not None:
                 self.opts, self.connect_seen = previous, not first

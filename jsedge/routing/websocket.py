@@ -331,7 +331,23 @@ def upgrade(request: bytes, options: Any, tls: bool) -> tuple[bytes, bool, bool,
         response += PMC_RESPONSE
     if no_masking:
         response += NO_MASKING_RESPONSE
+    for name, value in getattr(options, "headers", ()) or ():
+        response += f"{name}: {value}\r\n".encode()
     return response + b"\r\n", compress, not no_masking, browser
+
+
+def request_cookies(request: bytes) -> dict[str, str]:
+    """The cookies of an upgrade request (`Cookie: a=1; b=2`)."""
+    cookies: dict[str, str] = {}
+    head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
+    for line in head.split("\r\n")[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() == "cookie":
+            for pair in value.split(";"):
+                key, eq, item = pair.strip().partition("=")
+                if eq and key:
+                    cookies.setdefault(key, item.strip().strip('"'))
+    return cookies
 
 
 def _origin_problem(headers: dict[str, list[str]], options: Any, host: str, tls: bool) -> str:
@@ -416,6 +432,7 @@ class _Reader:
             except HandshakeRefused as refused:
                 conn.refuse(refused.status, refused.reason)
                 return
+            conn.cookies = request_cookies(bytes(self.request[: end + 4]))
             self.request = bytearray()
             self.frames = FrameReader(masked=masked, compress=compress)
             conn.upgraded(response, compress, BROWSER_FRAME if browser else 0)
@@ -443,7 +460,16 @@ class _Reader:
 class WebSocketConnection(ClientConnection):
     """A client of the `websocket {}` port (see the module docstring)."""
 
-    __slots__ = ("options", "ws_ready", "ws_compress", "ws_max_frame", "closing_sent", "handshake_handle", "ws_tls")
+    __slots__ = (
+        "options",
+        "ws_ready",
+        "ws_compress",
+        "ws_max_frame",
+        "closing_sent",
+        "handshake_handle",
+        "ws_tls",
+        "cookies",
+    )
 
     #: `/connz` `type` and the events' `client_type`
     CLIENT_TYPE = "websocket"
@@ -457,7 +483,37 @@ class WebSocketConnection(ClientConnection):
         self.closing_sent = False
         self.handshake_handle: Any = None
         self.ws_tls = tls_context
+        self.cookies: dict[str, str] = {}
         self.parser = _Reader(self, self.parser)
+        if options.ping_interval:
+            self.ping_interval = options.ping_interval
+
+    def proto_connect(self, arg: bytes) -> None:
+        """CONNECT, with the credentials a browser sent as cookies where CONNECT has none (the
+        `jwt_cookie`, `user_cookie`, `pass_cookie` and `token_cookie` of the block)."""
+        options = self.options
+        names = (
+            ("jwt", options.jwt_cookie),
+            ("user", options.user_cookie),
+            ("pass", options.pass_cookie),
+            ("auth_token", options.token_cookie),
+        )
+        if self.deferred is None and self.cookies and any(cookie in self.cookies for _field, cookie in names if cookie):
+            import json
+
+            try:
+                opts = json.loads(arg)
+            except ValueError:
+                opts = None
+            if isinstance(opts, dict):
+                for field, cookie in names:
+                    if cookie and not opts.get(field) and cookie in self.cookies:
+                        opts[field] = self.cookies[cookie]
+                arg = json.dumps(opts).encode()
+        super().proto_connect(arg)
+
+    def authenticator(self) -> Any:
+        return self.server.ws_authenticator()
 
     # ---- the upgrade
 
@@ -494,8 +550,9 @@ class WebSocketConnection(ClientConnection):
         server = self.server
         self.log_debug("Client connection created")
         self.send_now(server.info_line(self, greeting=True))
-        if server.auth.required:
-            self.auth_handle = self.loop.call_later(server.auth_timeout, self._auth_timeout)
+        if self.authenticator().required:
+            timeout = self.options.auth_timeout or server.auth_timeout
+            self.auth_handle = self.loop.call_later(timeout, self._auth_timeout)
 
     # ---- frames out
 

@@ -214,6 +214,12 @@ leafnodes { listen: 0.0.0.0:7422, remotes: [ { url: "nats-leaf://app:app@hub:742
     ),
     ("websocket-unknown-field", "websocket { port: 8080, no_tls: true, bogus: 1 }\n"),
     ("websocket-bad-type", "websocket { port: 8080, no_tls: maybe }\n"),
+    (
+        "websocket-auth",
+        "websocket { port: 8080, no_tls: true, authorization { username: u, password: p, timeout: 2 }, "
+        "no_auth_user: u, user_cookie: uc, pass_cookie: pc, token_cookie: tc, "
+        'headers { "X-Frame-Options": "DENY" }, ping_interval: "30s" }\n',
+    ),
     ("resolver-url-no-slash", _OPERATOR_LINE + "resolver: URL(http://localhost:9090/jwt/v1/accounts)\n"),
 ]
 
@@ -236,6 +242,22 @@ DIVERGENCES = [
         "websocket-origin-no-host",
         'websocket { port: 8080, no_tls: true, allowed_origins: ["http://"] }\n',
         'unable to parse allowed origin "http://": host is required',
+    ),
+    (
+        "websocket-user-and-users",
+        "authorization { users: [{user: a, password: b}] }\n"
+        "websocket { port: 8080, no_tls: true, authorization { username: u, password: p } }\n",
+        "websocket authentication username not compatible with presence of users/nkeys",
+    ),
+    (
+        "websocket-jwt-cookie",
+        "websocket { port: 8080, no_tls: true, jwt_cookie: jwt }\n",
+        'trusted operators or trusted keys configuration is required for JWT authentication via cookie "jwt"',
+    ),
+    (
+        "websocket-bad-header",
+        'websocket { port: 8080, no_tls: true, headers { "Sec-WebSocket-Foo": "x" } }\n',
+        'websocket: invalid header "Sec-WebSocket-Foo", "Sec-WebSocket-" prefix not allowed',
     ),
     (
         "trusted-and-operator",

@@ -295,3 +295,57 @@ def test_varz_and_connz_show_websocket(tmp_path: Path) -> None:
             results.append((varz, [(c.get("type"), c.get("name")) for c in conns]))
     assert results[0] == results[1]
     assert results[1][1] == [("websocket", "wsclient")]
+
+
+def _ws_connect_answer(port: int, connect: dict[str, Any], cookie: str | None = None) -> str:
+    """What a WebSocket client's CONNECT + PING gets back: PONG or the -ERR line."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    with sock:
+        overrides = {"Cookie": cookie} if cookie else {}
+        sock.sendall(_upgrade_request(port, **overrides))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        info_frames = _server_frames(data.partition(b"\r\n\r\n")[2] + _read_all(sock, 0.3))
+        info = json.loads(info_frames[0][2][5:].strip()) if info_frames else {}
+        sock.sendall(_frame(0x82, b"CONNECT " + json.dumps(connect).encode() + b"\r\nPING\r\n"))
+        answer = b"".join(payload for op, _rsv, payload in _server_frames(_read_all(sock, 1.0)) if op == 2)
+    line = answer.decode().split("\r\n")[0]
+    return f"auth_required={info.get('auth_required')} -> {line}"
+
+
+WS_AUTH_CASES = [
+    (
+        "override user",
+        "authorization { token: secret }\nwebsocket { port: %d, no_tls: true, authorization { username: wsu, password: wsp } }\n",
+        [({"user": "wsu", "pass": "wsp"}, None), ({"auth_token": "secret"}, None), ({}, None)],
+    ),
+    (
+        "override token",
+        "authorization { user: u, password: p }\nwebsocket { port: %d, no_tls: true, authorization { token: wst } }\n",
+        [({"auth_token": "wst"}, None), ({"user": "u", "pass": "p"}, None)],
+    ),
+    (
+        "cookies",
+        "websocket { port: %d, no_tls: true, user_cookie: u, pass_cookie: p, "
+        "authorization { username: wsu, password: wsp } }\n",
+        [({}, "u=wsu; p=wsp"), ({}, "u=wsu; p=nope"), ({"user": "wsu", "pass": "wsp"}, "u=x; p=y")],
+    ),
+    (
+        "no_auth_user",
+        "accounts { A { users: [{user: a, password: a}] } }\nwebsocket { port: %d, no_tls: true, no_auth_user: a }\n",
+        [({}, None), ({"user": "a", "pass": "b"}, None)],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "template", "attempts"), WS_AUTH_CASES, ids=[case[0] for case in WS_AUTH_CASES])
+def test_websocket_authorization_override_as_nats_server(
+    name: str, template: str, attempts: list[tuple[dict[str, Any], str | None]]
+) -> None:
+    results = []
+    for kind in ("nats", "jsedge"):
+        port = free_port()
+        with ServerProcess(kind, config=template % port):
+            results.append([_ws_connect_answer(port, connect, cookie) for connect, cookie in attempts])
+    assert results[0] == results[1]
