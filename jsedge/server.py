@@ -88,6 +88,7 @@ class Server:
         self.ws_listener: Any = None
         self.ws_port = 0
         self._ws_auth: tuple[Any, Any] | None = None
+        self._ws_peer_urls: list[str] = []
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
 
@@ -225,9 +226,11 @@ class Server:
         jetstream = self.jetstream
         if jetstream is not None and jetstream.cluster is not None:
             jetstream.cluster.routes_changed()
-        old = self._info_base.get("connect_urls"), self._info_base.get("cluster")
+        ws_urls = self.routes.peer_ws_urls() if self.routes is not None else []
+        old = self._info_base.get("connect_urls"), self._info_base.get("cluster"), self._ws_peer_urls
         self._info_base = self._build_info_base()
-        if (self._info_base.get("connect_urls"), self._info_base.get("cluster")) == old or self.lame_duck:
+        self._ws_peer_urls = ws_urls
+        if (self._info_base.get("connect_urls"), self._info_base.get("cluster"), ws_urls) == old or self.lame_duck:
             return
         for client in list(self.clients.values()):
             if client.protocol >= 1 and client.connect_seen and not client.closed:
@@ -280,6 +283,8 @@ class Server:
                 peers = self.routes.peer_client_urls()
                 if peers:
                     info["connect_urls"] = peers
+        if getattr(client, "CLIENT_TYPE", "nats") == "websocket":
+            self._websocket_info(info, ldm)
         if connect_info:
             info["connect_info"] = True
             info["remote_account"] = client.account.name
@@ -410,6 +415,48 @@ class Server:
 
     def new_connection(self) -> ClientConnection:
         return ClientConnection(self, self.next_connection_id())
+
+    def _websocket_info(self, info: dict[str, Any], ldm: bool) -> None:
+        """A WebSocket client's INFO names the websocket listener (host, port, TLS) and, in a
+        cluster, the websocket URLs of every member as its `connect_urls` (nats-server's)."""
+        ws = self.config.websocket
+        wss = ws.tls is not None and not ws.no_tls
+        info["host"] = ws.host or "0.0.0.0"
+        info["port"] = self.ws_port
+        info.pop("tls_required", None)
+        info.pop("tls_verify", None)
+        info.pop("tls_available", None)
+        if wss:
+            info["tls_required"] = info["tls_available"] = True
+        info.pop("connect_urls", None)
+        routes = self.routes
+        if routes is None or self.config.cluster.no_advertise:
+            return
+        peers = routes.peer_ws_urls()
+        if ldm:
+            urls = peers
+        elif peers:
+            urls = self.own_ws_urls()
+            urls += [url for url in peers if url not in urls]
+        else:
+            urls = []
+        if urls:
+            info["connect_urls"] = urls
+
+    def own_ws_urls(self) -> list[str]:
+        """This server's websocket URLs (`advertise`, else the listen address; every non-loopback
+        address for 0.0.0.0), as its route INFO's `ws_connect_urls` carries them."""
+        ws = self.config.websocket
+        if not ws.port or not self.ws_port:
+            return []
+        if ws.advertise:
+            return [ws.advertise]
+        host = ws.host or "0.0.0.0"
+        if host in ("0.0.0.0", "::"):
+            from jsedge.routing.listener import local_addresses
+
+            return [self._hostport(ip, self.ws_port) for ip in local_addresses()]
+        return [self._hostport(host, self.ws_port)]
 
     def ws_authenticator(self) -> Any:
         """The authenticator of WebSocket clients: the server's, or with the `websocket` block's

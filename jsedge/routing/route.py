@@ -50,6 +50,7 @@ class RouteConnection(ServerLink):
         "registered",
         "remote_subs",
         "connect_urls",
+        "ws_connect_urls",
         "leafnode_urls",
         "auth_handle",
         "trace",
@@ -86,8 +87,9 @@ class RouteConnection(ServerLink):
         self.remote_subs: dict[tuple[bytes, bytes, bytes | None], Subscription] = {}
         #: The peer's client URLs (its INFO's connect_urls).
         self.connect_urls: list[str] = []
-        #: The peer's leaf node URLs (its INFO's leafnode_urls).
+        #: The peer's leaf node URLs (its INFO's leafnode_urls) and websocket URLs (ws_connect_urls).
         self.leafnode_urls: list[str] = []
+        self.ws_connect_urls: list[str] = []
         self.auth_handle: Any = None
         self.trace = server.logger.trace_enabled
         #: Closed as a duplicate of this (registered) route, if that is why it closed.
@@ -242,6 +244,8 @@ class RouteConnection(ServerLink):
         self.connect_urls = [u for u in urls if isinstance(u, str)] if isinstance(urls, list) else []
         leaf_urls = info.get("leafnode_urls")
         self.leafnode_urls = [u for u in leaf_urls if isinstance(u, str)] if isinstance(leaf_urls, list) else []
+        ws_urls = info.get("ws_connect_urls")
+        self.ws_connect_urls = [u for u in ws_urls if isinstance(u, str)] if isinstance(ws_urls, list) else []
         ip = info.get("ip")
         if isinstance(ip, str) and ip:
             self.ip_url = ip

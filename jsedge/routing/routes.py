@@ -190,6 +190,9 @@ class RouteTable:
         urls = [] if self.config.no_advertise else server.own_client_urls()
         if urls:
             info["connect_urls"] = urls
+        ws_urls = [] if self.config.no_advertise else server.own_ws_urls()
+        if ws_urls:
+            info["ws_connect_urls"] = ws_urls
         leafnodes = server.leafnodes
         if leafnodes is not None and leafnodes.port and not leafnodes.config.no_advertise:
             info["leafnode_urls"] = [leafnodes.advertise()]  # handed to leaves as another hub member
@@ -507,8 +510,15 @@ class RouteTable:
         """An async INFO from the peer itself: lame-duck mode, or new client URLs."""
         if info.get("ldm"):
             conn.connect_urls = []
+            conn.ws_connect_urls = []
             self.server.cluster_changed()
             return
+        ws_urls = info.get("ws_connect_urls")
+        if isinstance(ws_urls, list):
+            new_ws = [u for u in ws_urls if isinstance(u, str)]
+            if new_ws != conn.ws_connect_urls:
+                conn.ws_connect_urls = new_ws
+                self.server.cluster_changed()
         leaf_urls = info.get("leafnode_urls")
         if isinstance(leaf_urls, list):
             conn.leafnode_urls = [u for u in leaf_urls if isinstance(u, str)]
@@ -526,6 +536,9 @@ class RouteTable:
 
     def peer_client_urls(self) -> list[str]:
         return self._peer_urls("connect_urls")
+
+    def peer_ws_urls(self) -> list[str]:
+        return self._peer_urls("ws_connect_urls")
 
     def _peer_urls(self, field: str) -> list[str]:
         """The peers' URLs of one kind (their route INFO's `field`), each once, in route order."""

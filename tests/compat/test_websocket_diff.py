@@ -349,3 +349,73 @@ def test_websocket_authorization_override_as_nats_server(
         with ServerProcess(kind, config=template % port):
             results.append([_ws_connect_answer(port, connect, cookie) for connect, cookie in attempts])
     assert results[0] == results[1]
+
+
+def _ws_info(port: int) -> dict[str, Any]:
+    sock, greeting = _open(port)
+    with sock:
+        data = greeting.partition(b"\r\n\r\n")[2]
+        deadline = time.monotonic() + 5
+        while not _server_frames(data) and time.monotonic() < deadline:
+            data += _read_all(sock, 0.2)
+    payload = _server_frames(data)[0][2]
+    return dict(json.loads(payload[5:].strip()))
+
+
+@pytest.mark.parametrize("kinds", [["nats", "nats"], ["jsedge", "jsedge"], ["nats", "jsedge"]])
+def test_websocket_urls_cross_the_cluster(kinds: list[str]) -> None:
+    """Each member's WebSocket client INFO names the websocket listener and, as `connect_urls`, the
+    websocket URLs of every member (learned from the route INFO's `ws_connect_urls`, across
+    nats-server and jsedge members); the client port's INFO does not carry them."""
+    from tests.helpers import Cluster, RawClient, check_for
+
+    ws_ports = [free_port() for _ in kinds]
+    with Cluster(kinds, config=lambda i: f"websocket {{ port: {ws_ports[i]}, no_tls: true }}\n") as cluster:
+        cluster.wait_mesh()
+
+        def listed(index: int) -> set[int]:
+            urls = _ws_info(ws_ports[index]).get("connect_urls") or []
+            return {int(url.rsplit(":", 1)[1]) for url in urls}
+
+        for index in range(len(kinds)):
+            check_for(15, lambda index=index: listed(index) == set(ws_ports), interval=0.3)
+            info = _ws_info(ws_ports[index])
+            assert (info["host"], info["port"]) == ("0.0.0.0", ws_ports[index])
+            with RawClient(cluster[index]) as client:
+                plain = client.read_info()
+            assert "ws_connect_urls" not in plain
+            assert {int(u.rsplit(":", 1)[1]) for u in plain.get("connect_urls", [])} & set(ws_ports) == set()
+
+
+# nats-py hands aiohttp a float time-out, which aiohttp 3.10+ deprecates (the suite turns warnings
+# into errors)
+@pytest.mark.filterwarnings("ignore:parameter 'timeout' of type 'float' is deprecated:DeprecationWarning")
+def test_nats_py_over_websocket_as_nats_server(tmp_path: Path) -> None:
+    """nats-py's WebSocket transport (aiohttp): pub/sub with headers, JetStream, KV."""
+    pytest.importorskip("aiohttp")
+    import asyncio
+
+    import nats
+
+    async def use(url: str) -> list[Any]:
+        nc = await nats.connect(url, connect_timeout=5, allow_reconnect=False)
+        try:
+            sub = await nc.subscribe("a")
+            await nc.publish("a", b"hi", headers={"X": "1"})
+            msg = await sub.next_msg(2)
+            js = nc.jetstream()
+            await js.add_stream(name="S", subjects=["s.>"])
+            ack = await js.publish("s.1", b"x")
+            kv = await js.create_key_value(bucket="B")
+            await kv.put("k", b"v")
+            entry = await kv.get("k")
+            return [msg.data, msg.headers, ack.seq, entry.value]
+        finally:
+            await nc.close()
+
+    results = []
+    for kind in ("nats", "jsedge"):
+        port = free_port()
+        with ServerProcess(kind, config=_config(port, tmp_path / kind, ", compression: true")):
+            results.append(asyncio.run(use(f"ws://127.0.0.1:{port}")))
+    assert results[0] == results[1] == [b"hi", {"X": "1"}, 1, b"v"]
