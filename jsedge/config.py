@@ -519,6 +519,8 @@ class ServerConfig:
     resolver_pinned_accounts: tuple[str, ...] = ()
     #: `trusted_keys` (`trusted`): operator public keys trusted without an operator JWT.
     trusted_keys: tuple[str, ...] = ()
+    #: `default_sentinel`: the (bearer) user JWT of a client that presents none, in operator mode.
+    default_sentinel: str = ""
     #: How long a lookup of an unknown account waits for an answer (`timeout`, nats-server 1.9 s);
     #: the cache resolver's `ttl` (0: kept until evicted) and `limit` (JWTs kept; 0: its default).
     resolver_timeout: float = 1.9
@@ -938,6 +940,10 @@ class _FileReader:
             self.read_resolver(item)
         elif name == "resolver_preload":
             self.read_resolver_preload(item)
+        elif name == "default_sentinel":
+            sentinel = self.string(item)
+            if sentinel is not None:
+                self.top["default_sentinel"] = sentinel
         elif name in ("trusted", "trusted_keys"):
             self.top["trusted_keys"] = self.read_key_list(item, "trusted", operator_keys=True)
         elif name == "resolver_pinned_accounts":
@@ -2512,9 +2518,31 @@ def _activation_ok(token: Any, importer: str, exporter: dict[str, Any] | None, e
     )
 
 
+def _check_default_sentinel(reader: _FileReader) -> None:
+    """nats-server's start-up checks of `default_sentinel` (validateTrustedOperators)."""
+    sentinel = reader.top.get("default_sentinel")
+    if not sentinel:
+        return
+    if not reader.top.get("operators"):
+        reader.errors.append("default sentinel requires operators and accounts")
+        return
+    from jsedge.jwt import JWTError, decode
+
+    try:
+        claims = decode(sentinel, "user")
+    except JWTError:
+        reader.errors.append("default sentinel JWT not valid")
+        return
+    nats = claims.get("nats") or {}
+    empty = not any(nats.get(side) for side in ("pub", "sub", "resp"))
+    if not nats.get("bearer_token") and not (nats.get("issuer_account") and empty):
+        reader.errors.append("default sentinel must be a bearer token")
+
+
 def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
     sections = reader.sections
     reader.check_websocket()
+    _check_default_sentinel(reader)
     if reader.top.get("operators") and reader.top.get("trusted_keys"):
         reader.errors.append("conflicting options for 'TrustedKeys' and 'TrustedOperators'")
     if reader.top.get("operators"):

@@ -336,6 +336,7 @@ class Authenticator:
             auth_obj.trust = Trust(operators, accounts)
             auth_obj.trust.operator_keys |= set(getattr(config, "trusted_keys", ()))
             auth_obj.trust.pinned = frozenset(getattr(config, "resolver_pinned_accounts", ()))
+            auth_obj.trust.sentinel = getattr(config, "default_sentinel", "")
         return auth_obj
 
     def _add(self, user: Any, account: str, default_perms: Any) -> None:

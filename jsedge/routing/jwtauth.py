@@ -180,6 +180,8 @@ class Trust:
         self.accounts = accounts
         #: `resolver_pinned_accounts`: when set, only these accounts' users get in
         self.pinned: frozenset[str] = frozenset()
+        #: `default_sentinel`: the user JWT of a client whose CONNECT has no valid one
+        self.sentinel = ""
 
     def account(self, key: str) -> dict[str, Any] | None:
         claims = self.accounts.get(key)
@@ -211,11 +213,19 @@ class Trust:
     ) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(user claims, account claims) for a CONNECT, or None (Authorization Violation)."""
         token = opts.get("jwt")
-        if not isinstance(token, str) or not token:
-            return None
-        try:
-            user = decode(token, "user")
-        except JWTError:
+        user: dict[str, Any] | None = None
+        if isinstance(token, str) and token:
+            try:
+                user = decode(token, "user")
+            except JWTError:
+                user = None
+        if user is None and self.sentinel:
+            # no NATS user JWT in the CONNECT: the default sentinel's (nats-server's order)
+            try:
+                user = decode(self.sentinel, "user")
+            except JWTError:
+                return None
+        if user is None:
             return None
         if not time_valid(user):
             return None

@@ -260,6 +260,16 @@ DIVERGENCES = [
         'websocket: invalid header "Sec-WebSocket-Foo", "Sec-WebSocket-" prefix not allowed',
     ),
     (
+        "sentinel-without-operator",
+        "default_sentinel: eyJ0eXAiOiJKV1QifQ.e30.sig\n",
+        "default sentinel requires operators and accounts",
+    ),
+    (
+        "sentinel-not-a-jwt",
+        _OPERATOR.server_config() + "default_sentinel: nope\n",
+        "default sentinel JWT not valid",
+    ),
+    (
         "trusted-and-operator",
         _OPERATOR.server_config() + f"trusted: {_OPERATOR.operator.public}\n",
         "conflicting options for 'TrustedKeys' and 'TrustedOperators'",

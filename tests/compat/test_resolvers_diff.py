@@ -359,3 +359,37 @@ def test_url_resolver_over_tls(kind: str, world: World, tmp_path: Path) -> None:
         good = write_creds(tmp_path, *world.user(world.a))
         with ServerProcess(kind, config=config) as server:
             assert _connects(server.url, good) == "in: world"
+
+
+def test_default_sentinel_as_nats_server(tmp_path: Path) -> None:
+    """`default_sentinel`: a client that presents no user JWT is the sentinel's (bearer) user; one
+    with its own credentials is itself."""
+    world = World()
+    keys = (world.system.public, world.a.public)
+    preload = "\n".join(f"  {key}: {world.accounts[key]}" for key in keys)
+    sentinel, _key = world.user(
+        world.a, nats={"bearer_token": True, "pub": {"allow": ["hello"]}, "sub": {"allow": ["hello"]}}
+    )
+    config = (
+        f"operator: {world.operator_jwt}\nresolver: MEMORY\nresolver_preload: {{\n{preload}\n}}\n"
+        f"default_sentinel: {sentinel}\n"
+    )
+    own = write_creds(tmp_path, *world.user(world.a))
+
+    async def anonymous(url: str) -> str:
+        try:
+            nc = await nats.connect(url, allow_reconnect=False, connect_timeout=5)
+        except Exception as exc:
+            return f"refused: {exc}"
+        try:
+            sub = await nc.subscribe("hello")
+            await nc.publish("hello", b"world")
+            return f"in: {(await sub.next_msg(timeout=2)).data.decode()}"
+        finally:
+            await nc.close()
+
+    results = []
+    for kind in ("nats", "jsedge"):
+        with ServerProcess(kind, config=config) as server:
+            results.append([asyncio.run(anonymous(server.url)), _connects(server.url, own)])
+    assert results[0] == results[1] == [["in: world", "in: world"]][0]
