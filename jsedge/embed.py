@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import AsyncIterator
@@ -40,6 +41,10 @@ _LEVELS = {
     "DBG": logging.DEBUG,
     "TRC": logging.DEBUG,
 }
+
+
+#: the signals a server started with handle_signals=True takes (the jsedge command's)
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class LoggingLogger(Logger):
@@ -123,6 +128,7 @@ class EmbeddedServer:
     ) -> None:
         self.argv = argv
         self.signals = signals
+        self._saved_signals: dict[signal.Signals, Any] = {}
         self.logger = logger
         self.store_dir = store_dir
         self._cleanup = cleanup
@@ -146,6 +152,9 @@ class EmbeddedServer:
         server = Server(config, self.logger, argv)
         server.notifier = Notifier({})  # never systemd's, even when the caller runs under it
         if self.signals:  # asked for: SIGTERM/SIGINT stop it, SIGHUP reloads, as the command's
+            # what the process had (SIG_IGN under nohup, a framework's handler...), given back at
+            # shutdown: asyncio's remove_signal_handler would leave SIG_DFL
+            self._saved_signals = {number: signal.getsignal(number) for number in _SIGNALS}
             server.install_signal_handlers()
         await server.start()
         self.server = server
@@ -186,10 +195,11 @@ class EmbeddedServer:
         if self.server is not None and not self.server.stopped.is_set():
             await self.server.shutdown()
         if self.signals and self.server is not None:
-            import signal
-
-            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+            for number in _SIGNALS:
                 self.server.loop.remove_signal_handler(number)
+                previous = self._saved_signals.get(number)
+                if previous is not None:
+                    signal.signal(number, previous)
 
     async def restart(self) -> None:
         """Shut down and start again on the same port with the same store (reconnect and

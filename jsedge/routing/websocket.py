@@ -557,9 +557,9 @@ class WebSocketConnection(ClientConnection):
     # ---- frames out
 
     def _write_raw(self, data: bytes | bytearray) -> None:
-        if self.ws_ready:
-            data = encode_frame(OP_BINARY, data, self.ws_compress, self.ws_max_frame)
-        Connection._write_raw(self, data)
+        if not self.ws_ready:
+            return  # nothing of the NATS protocol (a PING timer) before the upgrade
+        Connection._write_raw(self, encode_frame(OP_BINARY, data, self.ws_compress, self.ws_max_frame))
 
     def control(self, opcode: int, payload: bytes) -> None:
         if self.outbuf:

@@ -138,7 +138,16 @@ async def _script(server: Any) -> list[str]:
 
         await a.subscribe("many", cb=many)
         await a.flush()
-        reply = await b.request("a.svc.q", b"hi", timeout=2)
+        # nats-server answered this first request with no responders under load (A's SUB
+        # flushed before): it is repeated until a deadline
+        reply = None
+        for _attempt in range(50):
+            try:
+                reply = await b.request("a.svc.q", b"hi", timeout=2)
+                break
+            except NoRespondersError:
+                await asyncio.sleep(0.1)
+        assert reply is not None
         out.append(f"a.svc.q -> {reply.data.decode()}")
         inbox = b.new_inbox()
         collector = await b.subscribe(inbox)

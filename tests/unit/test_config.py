@@ -202,7 +202,7 @@ def test_jetstream_forms_and_sizes(tmp_path: Path) -> None:
         ("tls { cert_file: nope.pem }\n", "F:1:0: missing 'key_file' in TLS configuration"),
         ("cluster { authorization { token: x } }\n", "F:1:10: Cluster authorization does not support tokens"),
         ("cluster { authorization { users: [] } }\n", "F:1:10: Cluster authorization does not allow multiple users"),
-        ("websocket { port: 8080 }\n", 'F:1:0: field "websocket" is recognised by nats-server but not supported by jsedge'),
+        ("mqtt { port: 1883 }\n", 'F:1:0: field "mqtt" is recognised by nats-server but not supported by jsedge'),
         ("A = 1\n", 'F:1:0: unknown field "A"'),
     ],
 )  # fmt: skip
