@@ -83,11 +83,27 @@ def _bind(family: int, address: Any, backlog: int, *, dual: bool) -> socket.sock
 
 
 def local_addresses() -> list[str]:
-    """This host's non-loopback IPv4 addresses (what nats-server advertises for a 0.0.0.0 listener),
-    read from the interfaces with SIOCGIFADDR; ["127.0.0.1"] when there are none."""
+    """This host's global unicast addresses, interface by interface, IPv4 then IPv6 (what
+    nats-server advertises for a 0.0.0.0 listener: Go's IsGlobalUnicast, so private and ULA
+    addresses too, not loopback or link-local): IPv4 from SIOCGIFADDR, IPv6 from
+    /proc/net/if_inet6; ["127.0.0.1"] when there are none."""
     import fcntl
     import struct
 
+    ipv6: dict[str, list[str]] = {}
+    try:
+        with open("/proc/net/if_inet6", encoding="ascii") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) < 6:
+                    continue
+                raw, scope, name = fields[0], fields[3], fields[5]
+                packed = bytes.fromhex(raw)
+                if scope != "00" or packed[:2] == b"\xff\x00" or packed == bytes(15) + b"\x01":
+                    continue  # only global scope: no link-local, loopback or multicast
+                ipv6.setdefault(name, []).append(socket.inet_ntop(socket.AF_INET6, packed))
+    except OSError:
+        pass
     addresses: list[str] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for _index, name in socket.if_nameindex():
@@ -95,8 +111,12 @@ def local_addresses() -> list[str]:
             try:
                 answer = fcntl.ioctl(probe.fileno(), 0x8915, request)  # SIOCGIFADDR
             except OSError:
-                continue  # no IPv4 address on this interface
-            address = socket.inet_ntoa(answer[20:24])
-            if not address.startswith("127.") and address not in addresses:
-                addresses.append(address)
+                answer = b""  # no IPv4 address on this interface
+            if answer:
+                address = socket.inet_ntoa(answer[20:24])
+                if not address.startswith("127.") and address not in addresses:
+                    addresses.append(address)
+            for address in ipv6.get(name, ()):
+                if address not in addresses:
+                    addresses.append(address)
     return addresses or ["127.0.0.1"]
