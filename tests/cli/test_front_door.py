@@ -142,3 +142,25 @@ def test_bench_shows_progress_at_a_terminal_only(cli: CLI) -> None:
     text = _at_a_terminal(cli, ["bench", "pub", "foo", "--msgs", "20000", "--size", "16"], {})
     assert "Progress [" in text and "100% 20,000/20,000" in text and "Pub stats:" in text, text
     assert "Progress" not in cli("bench", "pub", "foo", "--msgs", "2000").out + cli("bench", "pub", "foo").err
+
+
+def test_management_commands_leave_nats_pys_websocket_transport_out() -> None:
+    """nats-py imports aiohttp (its WebSocket transport) when it is installed, ~0.2 s of every
+    command's start: a command naming no ws:// server runs without it; one naming one keeps it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, jsedge.__main__ as m\n"
+        "try:\n    m.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('LOADED' if sys.modules.get('aiohttp') is not None else 'SKIPPED')\n"
+    )
+    for url, wanted in (("nats://127.0.0.1:9", "SKIPPED"), ("ws://127.0.0.1:9", None)):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, "stream", "ls", "-s", url], capture_output=True, text=True, timeout=60
+        )
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+        if wanted is not None:
+            assert last == wanted, done.stdout + done.stderr
+        else:
+            assert last in ("LOADED", "SKIPPED")  # (LOADED where aiohttp is installed)
