@@ -1766,7 +1766,7 @@ class _FileReader:
     # -- cluster and leaf nodes ---------------------------------------------------------------
 
     def read_listener_entry(self, name: str, entry: ConfValue, section: dict[str, Any]) -> bool:
-        """Keys shared by `cluster` and `leafnodes`; True when `name` was one of them."""
+        """Keys shared by `cluster`, `leafnodes` (and `websocket`); True when `name` was one."""
         if name == "listen":
             parsed = self.host_port(entry)
             if parsed is not None:
@@ -1903,8 +1903,7 @@ class _FileReader:
                 self.unknown(key, entry)
 
     def read_websocket(self, item: ConfValue) -> None:
-        """nats-server's `websocket` block (parseWebsocket), the keys jsedge serves; its own
-        authorization and cookies are refused as not supported."""
+        """nats-server's `websocket` block (parseWebsocket)."""
         entries = self.mapping(item)
         if entries is None:
             return
@@ -1913,30 +1912,12 @@ class _FileReader:
         errors_before = len(self.errors)
         for key, entry in entries.items():
             name = key.lower()
-            if name == "listen":
-                parsed = self.host_port(entry)
-                if parsed is not None:
-                    if parsed[0] is not None:
-                        section["host"] = parsed[0]
-                    section["port"] = parsed[1]
-            elif name == "port":
-                port = self.integer(entry)
-                if port is not None:
-                    section["port"] = port
-            elif name in ("host", "net"):
-                host = self.string(entry)
-                if host is not None:
-                    section["host"] = host
-            elif name == "advertise":
-                advertise = self.string(entry)
-                if advertise is not None:
-                    section["advertise"] = advertise
+            if name in ("listen", "port", "host", "net", "advertise", "tls"):
+                self.read_listener_entry(name, entry, section)
             elif name in ("no_tls", "compression", "same_origin"):
                 flag = self.boolean(entry)
                 if flag is not None:
                     section[name] = flag
-            elif name == "tls":
-                section["tls"] = self.tls_config(self.read_tls(entry))
             elif name == "allowed_origins":
                 value = entry.value
                 if isinstance(value, str):

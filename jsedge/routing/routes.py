@@ -513,21 +513,19 @@ class RouteTable:
             conn.ws_connect_urls = []
             self.server.cluster_changed()
             return
-        ws_urls = info.get("ws_connect_urls")
-        if isinstance(ws_urls, list):
-            new_ws = [u for u in ws_urls if isinstance(u, str)]
-            if new_ws != conn.ws_connect_urls:
-                conn.ws_connect_urls = new_ws
-                self.server.cluster_changed()
         leaf_urls = info.get("leafnode_urls")
         if isinstance(leaf_urls, list):
             conn.leafnode_urls = [u for u in leaf_urls if isinstance(u, str)]
-        urls = info.get("connect_urls")
-        if isinstance(urls, list):
-            new = [u for u in urls if isinstance(u, str)]
-            if new != conn.connect_urls:
-                conn.connect_urls = new
-                self.server.cluster_changed()
+        changed = False
+        for field in ("ws_connect_urls", "connect_urls"):
+            urls = info.get(field)
+            if isinstance(urls, list):
+                new = [u for u in urls if isinstance(u, str)]
+                if new != getattr(conn, field):
+                    setattr(conn, field, new)
+                    changed = True
+        if changed:
+            self.server.cluster_changed()
 
     # ---------------------------------------------------------------- views
 
