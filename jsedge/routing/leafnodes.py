@@ -76,6 +76,9 @@ class Remote:
         #: a `tls://` URL or a hub whose INFO requires TLS also gets TLS (the default context)
         self.tls: dict[str, Any] | None = tls if isinstance(tls, dict) else None
         self._tls_context: Any = None
+        #: `ws://` / `wss://` URLs: permessage-deflate and unmasked frames asked of the hub
+        self.ws_compression = raw.get("ws_compression") is True
+        self.ws_no_masking = raw.get("ws_no_masking") is True
         delay = raw.get("reconnect_delay") or raw.get("reconnect")
         self.reconnect = float(delay) if isinstance(delay, (int, float)) and delay > 0 else None
         self.index = index
@@ -411,10 +414,23 @@ class LeafTable:
             conn.close(ClosedReason.SERVER_SHUTDOWN)
 
     def _new(self, remote: Remote | None = None, url: Any = None) -> LeafConnection:
+        if url is not None and url.scheme in ("ws", "wss"):
+            from jsedge.routing.websocket import WebSocketLeafConnection
+
+            return WebSocketLeafConnection(self.server, self.server.next_connection_id(), self, remote, url)
         return LeafConnection(self.server, self.server.next_connection_id(), self, remote, url)
 
     def _accepted(self) -> LeafConnection:
         return self._new()
+
+    def websocket_leaf(self, client: Any, compress: bool, masked: bool) -> Any:
+        """The leaf connection of a leaf node that came through the websocket port (it takes
+        over `client`'s socket: jsedge.routing.websocket)."""
+        from jsedge.routing.websocket import WebSocketHubLeafConnection
+
+        conn = WebSocketHubLeafConnection(self.server, self.server.next_connection_id(), self)
+        conn.adopt_websocket(client, compress, masked)
+        return conn
 
     def adopt(self, conn: LeafConnection) -> bool:
         if not self.running:
@@ -432,7 +448,8 @@ class LeafTable:
                 candidates = remote.candidates()
                 url = candidates[remote.next % len(candidates)]
                 remote.next += 1
-                host, port = url.hostname or "127.0.0.1", url.port or 7422
+                default_port = {"ws": 80, "wss": 443}.get(url.scheme, 7422)
+                host, port = url.hostname or "127.0.0.1", url.port or default_port
                 try:
                     self.log.debug(f"Trying to connect as leafnode to remote server on {host}:{port}")
                     factory: Any = functools.partial(self._new, remote, url)

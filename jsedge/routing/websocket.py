@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import time
 import zlib
 from email.utils import formatdate
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit
 from jsedge.errors import ClosedReason
 from jsedge.routing.client import ClientConnection
 from jsedge.routing.connection import Connection
+from jsedge.routing.leaf import LeafConnection
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -110,10 +112,14 @@ def _header(first: int, size: int) -> bytes:
     return bytes((first, 127)) + size.to_bytes(8, "big")
 
 
-def encode_frame(opcode: int, payload: bytes | bytearray, compress: bool = False, max_frame: int = 0) -> bytes:
-    """A server message (unmasked): one final frame, or frames of at most `max_frame` bytes;
-    `compress`: deflated (fast, no context takeover) with RSV1 on its first frame, unless it is
-    too small to be worth it."""
+def encode_frame(
+    opcode: int, payload: bytes | bytearray, compress: bool = False, max_frame: int = 0, masked: bool = False
+) -> bytes:
+    """A message: one final frame, or frames of at most `max_frame` bytes; `compress`: deflated
+    (fast, no context takeover) with RSV1 on its first frame, unless it is too small to be worth
+    it; `masked`: a client's frames (a leaf node dialling a hub's websocket port)."""
+    if masked:
+        return _masked_frame(opcode, payload, compress)
     first = opcode
     if compress and len(payload) > COMPRESS_THRESHOLD:
         deflater = zlib.compressobj(zlib.Z_BEST_SPEED, zlib.DEFLATED, -15)
@@ -130,6 +136,20 @@ def encode_frame(opcode: int, payload: bytes | bytearray, compress: bool = False
         final = FINAL if start + max_frame >= size else 0
         parts.append(_header((first if start == 0 else OP_CONTINUATION) | final, len(chunk)) + bytes(chunk))
     return b"".join(parts)
+
+
+def _masked_frame(opcode: int, payload: bytes | bytearray, compress: bool) -> bytes:
+    first = FINAL | opcode
+    if compress and len(payload) > COMPRESS_THRESHOLD:
+        deflater = zlib.compressobj(zlib.Z_BEST_SPEED, zlib.DEFLATED, -15)
+        payload = deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        if payload.endswith(_DEFLATE_TAIL):
+            payload = payload[:-4]
+        first |= RSV1
+    head = bytearray(_header(first, len(payload)))
+    head[1] |= MASK
+    key = os.urandom(4)
+    return bytes(head) + key + _unmask(bytes(payload), key)
 
 
 class ProtocolError(Exception):
@@ -432,8 +452,13 @@ class _Reader:
             except HandshakeRefused as refused:
                 conn.refuse(refused.status, refused.reason)
                 return
-            conn.cookies = request_cookies(bytes(self.request[: end + 4]))
+            request = bytes(self.request[: end + 4])
+            conn.cookies = request_cookies(request)
             self.request = bytearray()
+            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+            if path.split(b"?", 1)[0].endswith(b"/leafnode"):
+                conn.become_leaf(response, compress, masked)  # a leaf node dialled this port
+                return
             self.frames = FrameReader(masked=masked, compress=compress)
             conn.upgraded(response, compress, BROWSER_FRAME if browser else 0)
             return
@@ -554,6 +579,30 @@ class WebSocketConnection(ClientConnection):
             timeout = self.options.auth_timeout or server.auth_timeout
             self.auth_handle = self.loop.call_later(timeout, self._auth_timeout)
 
+    def become_leaf(self, response: bytes, compress: bool, masked: bool) -> None:
+        """The upgrade asked for `/leafnode`: this socket carries a leaf node connection from
+        now on (nats-server's websocket leaf). This client object hands the transport to a
+        leaf connection and leaves without a trace (it was never a client)."""
+        server = self.server
+        table = server.leafnodes
+        Connection._write_raw(self, response)
+        if table is None:
+            server.logger.error("Not configured to accept leaf node connections")
+            self.closing_sent = True
+            self.close(ClosedReason.PROTOCOL_VIOLATION)
+            return
+        leaf = table.websocket_leaf(self, compress, masked)
+        for handle in (self.ping_handle, self.handshake_handle, self.auth_handle):
+            if handle is not None:
+                handle.cancel()
+        self.ping_handle = self.handshake_handle = self.auth_handle = None
+        if server.clients.pop(self.cid, None) is not None:
+            self.account.remove_client(self)
+        server.total_connections -= 1
+        self.closed = True
+        self.closed_reason = ClosedReason.CLIENT_CLOSED
+        leaf.connection_made_over_websocket()
+
     # ---- frames out
 
     def _write_raw(self, data: bytes | bytearray) -> None:
@@ -584,6 +633,230 @@ class WebSocketConnection(ClientConnection):
             self.handshake_handle.cancel()
             self.handshake_handle = None
         super().close(reason, abort)
+
+
+class _LeafReader:
+    """The dialling leaf's side: the hub's 101 answer first, then its frames to the leaf parser."""
+
+    __slots__ = ("conn", "parser", "response", "frames", "key")
+
+    def __init__(self, conn: Any, parser: Any, key: str) -> None:
+        self.conn = conn
+        self.parser = parser
+        self.key = key
+        self.response = bytearray()
+        self.frames: FrameReader | None = None
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.parser.closed)
+
+    def feed(self, data: bytes) -> None:
+        conn = self.conn
+        if self.frames is None:
+            self.response += data
+            end = self.response.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self.response) > MAX_REQUEST:
+                    conn.ws_failed("invalid websocket connection")
+                return
+            head = bytes(self.response[:end]).decode("latin-1").split("\r\n")
+            rest = bytes(self.response[end + 4 :])
+            headers: dict[str, list[str]] = {}
+            for line in head[1:]:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers.setdefault(name.strip().lower(), []).append(value.strip())
+            status = head[0].split(" ")
+            ok = (
+                len(status) > 1
+                and status[1] == "101"
+                and (headers.get("upgrade") or [""])[0].lower() == "websocket"
+                and (headers.get("connection") or [""])[0].lower() == "upgrade"
+                and (headers.get("sec-websocket-accept") or [""])[0] == accept_key(self.key)
+            )
+            if not ok:
+                conn.ws_failed("invalid websocket connection")
+                return
+            extensions = ";".join(headers.get("sec-websocket-extensions", ())).lower()
+            compress = conn.ws_compress and "permessage-deflate" in extensions
+            if compress and not (
+                "server_no_context_takeover" in extensions and "client_no_context_takeover" in extensions
+            ):
+                conn.ws_failed("compression negotiation error")
+                return
+            no_masking = conn.ws_no_masking and (headers.get("nats-no-masking") or [""])[0] == "true"
+            self.response = bytearray()
+            self.frames = FrameReader(masked=False, compress=compress)
+            conn.ws_upgraded(compress, not no_masking)
+            if rest:
+                self.feed(rest)
+            return
+        try:
+            events = self.frames.feed(data)
+        except ProtocolError as exc:
+            conn.ws_failed(str(exc))
+            return
+        for kind, value in events:
+            if conn.closed:
+                return
+            if kind == "data":
+                self.parser.feed(value)
+            elif kind == "ping":
+                conn.ws_control(OP_PONG, value)
+            elif kind == "close":
+                conn.ws_control(OP_CLOSE, b"")
+                conn.close(ClosedReason.CLIENT_CLOSED)
+                return
+
+
+class _HubLeafReader:
+    """The hub's side of a leaf node on its websocket port: frames in, the leaf parser fed."""
+
+    __slots__ = ("conn", "parser", "frames")
+
+    def __init__(self, conn: Any, parser: Any, frames: FrameReader) -> None:
+        self.conn = conn
+        self.parser = parser
+        self.frames = frames
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.parser.closed)
+
+    def feed(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            events = self.frames.feed(data)
+        except ProtocolError as exc:
+            conn.ws_control(OP_CLOSE, close_payload(1002, str(exc)))
+            conn.close(ClosedReason.PROTOCOL_VIOLATION)
+            return
+        for kind, value in events:
+            if conn.closed:
+                return
+            if kind == "data":
+                self.parser.feed(value)
+            elif kind == "ping":
+                conn.ws_control(OP_PONG, value)
+            elif kind == "close":
+                status, body = value
+                conn.ws_control(OP_CLOSE, close_payload(status, body) if status != 1005 else b"")
+                conn.close(ClosedReason.CLIENT_CLOSED)
+                return
+
+
+class WebSocketHubLeafConnection(LeafConnection):
+    """A leaf node that dialled this server's websocket port (`/leafnode`): the leaf protocol in
+    unmasked frames (the leaf's are masked unless it asked for `Nats-No-Masking`), TLS (wss)
+    already under it; otherwise the accepting side of jsedge.routing.leaf.LeafConnection."""
+
+    __slots__ = ("ws_compress",)
+
+    def adopt_websocket(self, client: Any, compress: bool, masked: bool) -> None:
+        self.transport = client.transport
+        self.remote_host, self.remote_port = client.remote_host, client.remote_port
+        self.tls, self.tls_version, self.tls_cipher = client.tls, client.tls_version, client.tls_cipher
+        self.ws_compress = compress
+        self.parser = _HubLeafReader(self, self.parser, FrameReader(masked=masked, compress=compress))
+
+    def connection_made_over_websocket(self) -> None:
+        self.transport.set_protocol(self)
+        if not self.register():
+            return
+        self.greet()
+        if not self.closed and self.ping_handle is None:
+            self.ping_handle = self.loop.call_later(self.ping_interval, self._ping_timer)
+
+    def greet(self) -> None:
+        table = self.table
+        self.nonce = table.new_nonce()
+        self.send_now(table.info_line(self.cid, self.nonce))
+        self.auth_handle = self.loop.call_later(table.auth_timeout, self._auth_timeout)
+
+    def ws_control(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            Connection._write_raw(self, encode_frame(opcode, payload))
+
+    def _write_raw(self, data: bytes | bytearray) -> None:
+        Connection._write_raw(self, encode_frame(OP_BINARY, data, self.ws_compress))
+
+
+class WebSocketLeafConnection(LeafConnection):
+    """A leaf connection that dials a hub's websocket port (`ws://` / `wss://` remotes): the
+    upgrade request to `/leafnode` (with permessage-deflate and `Nats-No-Masking` when the remote
+    asks: `ws_compression`, `ws_no_masking`), then the leaf protocol in masked frames, as
+    nats-server's leaf does."""
+
+    __slots__ = ("ws_ready", "ws_compress", "ws_no_masking", "ws_mask", "ws_key")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ws_ready = False
+        remote = self.remote
+        self.ws_compress = bool(getattr(remote, "ws_compression", False))
+        self.ws_no_masking = bool(getattr(remote, "ws_no_masking", False))
+        self.ws_mask = True
+        self.ws_key = base64.b64encode(os.urandom(16)).decode()
+        self.parser = _LeafReader(self, self.parser, self.ws_key)
+
+    def greet(self) -> None:
+        url = self.url
+        if url is not None and url.scheme == "wss":
+            self.start_tls(
+                self.remote.tls_context(),
+                server_side=False,
+                timeout=self.remote.tls_timeout(),
+                hostname=url.hostname,
+            )
+        path = (url.path or "").rstrip("/") + "/leafnode" if url is not None else "/leafnode"
+        host = url.netloc.rpartition("@")[2] if url is not None else ""
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}",
+            "User-Agent: Go-http-client/1.1",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {self.ws_key}",
+            "Sec-WebSocket-Version: 13",
+            "Upgrade: websocket",
+        ]
+        if self.ws_compress:
+            lines.append(
+                "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+            )
+        if self.ws_no_masking:
+            lines.append("Nats-No-Masking: true")
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        if self.tls_pending:
+            self.outbuf += request  # sent when the TLS handshake is done (raw: not upgraded yet)
+        else:
+            Connection._write_raw(self, request)
+        super().greet()  # the hub's INFO is awaited (as a frame)
+
+    def start_tls(self, *args: Any, **kwargs: Any) -> None:
+        if self.ws_ready:
+            return  # a `wss://` hub: TLS runs under the websocket already
+        super().start_tls(*args, **kwargs)
+
+    def ws_upgraded(self, compress: bool, mask: bool) -> None:
+        self.ws_ready = True
+        self.ws_compress = compress
+        self.ws_mask = mask
+        self.log_debug(f"Leafnode compression={compress} masking={mask}")
+
+    def ws_failed(self, text: str) -> None:
+        self.log_error(f"Error soliciting leafnode over websocket: {text}")
+        self.close(ClosedReason.READ_ERROR)
+
+    def ws_control(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            Connection._write_raw(self, encode_frame(opcode, payload, masked=self.ws_mask))
+
+    def _write_raw(self, data: bytes | bytearray) -> None:
+        if not self.ws_ready:
+            Connection._write_raw(self, data)  # the upgrade request
+            return
+        Connection._write_raw(self, encode_frame(OP_BINARY, data, self.ws_compress, masked=self.ws_mask))
 
 
 __all__ = [

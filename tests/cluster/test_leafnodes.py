@@ -1181,3 +1181,42 @@ def test_a_leaf_client_publishes_into_a_hub_stream(hub_kind: str, leaf_kind: str
         acks = asyncio.run(run())
     assert [a.get("stream") for a in acks] == ["ORD", "ORD"]
     assert acks[1]["seq"] == acks[0]["seq"] + 1
+
+
+@pytest.mark.parametrize("options", ["", ", ws_compression: true", ", ws_no_masking: true"])
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_dials_a_hubs_websocket_port(hub_kind: str, leaf_kind: str, options: str) -> None:
+    """A `ws://` remote: the leaf upgrades to WebSocket on the hub's websocket port (path
+    `/leafnode`), then runs the leaf protocol in frames; the same traffic as over the leaf port,
+    in every pairing of jsedge and nats-server, with compression and without masking."""
+    from tests.helpers import free_port
+
+    ws_port = free_port()
+    hub, _port = start_hub(hub_kind, extra=f"}}\nwebsocket {{ port: {ws_port}, no_tls: true, compression: true")
+    config = (
+        f'server_name: leaf\nleafnodes {{ reconnect: "0.2s", '
+        f'remotes: [ {{ url: "ws://127.0.0.1:{ws_port}"{options} }} ] }}\n'
+    )
+    with hub, ServerProcess(leaf_kind, config=config) as leaf:
+        wait_linked(leaf)
+        assert asyncio.run(scenario(hub, leaf)) == EXPECTED
+
+
+@pytest.mark.parametrize(("hub_kind", "leaf_kind"), PAIRS)
+def test_a_leaf_dials_a_hubs_websocket_port_over_tls(hub_kind: str, leaf_kind: str, tmp_path: Any) -> None:
+    """A `wss://` remote: TLS first (the remote's `tls { ca_file }`), then the upgrade."""
+    from tests.helpers import free_port, make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+    ws_port = free_port()
+    hub, _port = start_hub(
+        hub_kind,
+        extra=f'}}\nwebsocket {{ port: {ws_port}, tls {{ cert_file: "{tls.server_cert}", key_file: "{tls.server_key}" }}',
+    )
+    config = (
+        f'server_name: leaf\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "wss://localhost:{ws_port}", '
+        f'tls {{ ca_file: "{tls.ca_cert}" }} }} ] }}\n'
+    )
+    with hub, ServerProcess(leaf_kind, config=config) as leaf:
+        wait_linked(leaf)
+        assert asyncio.run(scenario(hub, leaf)) == EXPECTED
