@@ -21,7 +21,12 @@ A WebSocket client is a `ClientConnection` whose bytes go through this module bo
   when negotiated); closing sends a CLOSE with nats-server's status for the reason (1000 client
   closed, 1008 auth and limits, 1002 protocol errors, 1009 max payload, 1001 shutdown/stale, 1011).
 
-Layer 2; imports the client connection and the stdlib.
+Leaf nodes use WebSocket too (nats-server's `/leafnode` path): `WebSocketLeafConnection` dials a hub's
+websocket port for a `ws://` / `wss://` remote (masked frames, unless the hub accepts
+`Nats-No-Masking`), and an upgrade to `/leafnode` on this server's websocket port turns the socket
+over to a `WebSocketHubLeafConnection` (the client object that read the request steps aside).
+
+Layer 2; imports the client and leaf connections and the stdlib.
 """
 
 from __future__ import annotations
@@ -864,6 +869,8 @@ __all__ = [
     "HandshakeRefused",
     "ProtocolError",
     "WebSocketConnection",
+    "WebSocketHubLeafConnection",
+    "WebSocketLeafConnection",
     "accept_key",
     "close_payload",
     "encode_frame",
