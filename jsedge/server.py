@@ -379,7 +379,8 @@ class Server:
             client.closed = True
             return False
         if limits.max_connections < 0 or len(self.clients) >= limits.max_connections:
-            client.transport.write(self.info_line(client, greeting=True) + MAX_CONNECTIONS.line())
+            # (send_now: a WebSocket client gets these in a frame)
+            client.send_now(self.info_line(client, greeting=True) + MAX_CONNECTIONS.line())
             self.logger.error(
                 f"{client.remote_host}:{client.remote_port} - cid:{client.cid} - "
                 f"Maximum Connections Exceeded (max={limits.max_connections})"

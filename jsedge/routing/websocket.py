@@ -545,6 +545,16 @@ class WebSocketConnection(ClientConnection):
     def authenticator(self) -> Any:
         return self.server.ws_authenticator()
 
+    def register(self) -> bool:
+        """Not a client yet: it becomes one once upgraded (nats-server creates the client after
+        the upgrade: a refused upgrade is no connection in `/connz`, and a leaf node that came
+        this way never was one)."""
+        if not self.server.accepting:
+            self.transport.abort()
+            self.closed = True
+            return False
+        return True
+
     # ---- the upgrade
 
     def greet(self) -> None:
@@ -575,6 +585,8 @@ class WebSocketConnection(ClientConnection):
         self.ws_ready = True
         self.ws_compress = compress
         self.ws_max_frame = max_frame
+        if not self.server.register_client(self):
+            return  # (refused: its INFO and -ERR went out in a frame)
         # the INFO as the first frame (the client port's TLS has no say here: a wss port does its
         # TLS before the upgrade)
         server = self.server
@@ -601,9 +613,6 @@ class WebSocketConnection(ClientConnection):
             if handle is not None:
                 handle.cancel()
         self.ping_handle = self.handshake_handle = self.auth_handle = None
-        if server.clients.pop(self.cid, None) is not None:
-            self.account.remove_client(self)
-        server.total_connections -= 1
         self.closed = True
         self.closed_reason = ClosedReason.CLIENT_CLOSED
         leaf.connection_made_over_websocket()

@@ -419,3 +419,31 @@ def test_nats_py_over_websocket_as_nats_server(tmp_path: Path) -> None:
         with ServerProcess(kind, config=_config(port, tmp_path / kind, ", compression: true")):
             results.append(asyncio.run(use(f"ws://127.0.0.1:{port}")))
     assert results[0] == results[1] == [b"hi", {"X": "1"}, 1, b"v"]
+
+
+def test_max_connections_counts_upgraded_websocket_clients(tmp_path: Path) -> None:
+    """`max_connections: 1`: a second WebSocket client is refused after its upgrade, with the
+    INFO and `-ERR 'maximum connections exceeded'` in a frame; a refused upgrade is no connection."""
+    results = []
+    for kind in ("nats", "jsedge"):
+        port = free_port()
+        with ServerProcess(
+            kind, config=f"max_connections: 1\nwebsocket {{ port: {port}, no_tls: true }}\n", http=True
+        ) as server:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as bad:
+                bad.sendall(_upgrade_request(port, method="POST"))
+                _read_all(bad, 1.0)
+            first, _ = _open(port)
+            with first:
+                _read_all(first, 0.3)
+                second, greeting = _open(port)
+                with second:
+                    data = greeting.partition(b"\r\n\r\n")[2] + _read_all(second, 1.0)
+                texts = b"".join(payload for op, _rsv, payload in _server_frames(data) if op == 2)
+                lines = [
+                    line.split(b" ")[0] if line.startswith(b"INFO") else line for line in texts.split(b"\r\n") if line
+                ]
+                connz = http_json(server, "/connz")
+                results.append((lines, connz["num_connections"]))
+    assert results[0] == results[1]
+    assert results[1] == ([b"INFO", b"-ERR 'maximum connections exceeded'"], 1)
