@@ -310,14 +310,8 @@ def upgrade(request: bytes, options: Any, tls: bool) -> tuple[bytes, bool, bool,
     """The 101 response for an upgrade request, whether it compresses, whether the client masks
     its frames and whether it is a browser (frames of 4 KiB at most); HandshakeRefused in
     nats-server's order."""
-    head, _, _ = request.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    method = lines[0].split(" ", 1)[0] if lines and lines[0] else ""
-    headers: dict[str, list[str]] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers.setdefault(name.strip().lower(), []).append(value.strip())
+    first, headers = _parse_head(request.partition(b"\r\n\r\n")[0])
+    method = first.split(" ", 1)[0]
     if method != "GET":
         raise HandshakeRefused(405, "request method must be GET")
     host = (headers.get("host") or [""])[0]
@@ -364,14 +358,12 @@ def upgrade(request: bytes, options: Any, tls: bool) -> tuple[bytes, bool, bool,
 def request_cookies(request: bytes) -> dict[str, str]:
     """The cookies of an upgrade request (`Cookie: a=1; b=2`)."""
     cookies: dict[str, str] = {}
-    head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
-    for line in head.split("\r\n")[1:]:
-        name, sep, value = line.partition(":")
-        if sep and name.strip().lower() == "cookie":
-            for pair in value.split(";"):
-                key, eq, item = pair.strip().partition("=")
-                if eq and key:
-                    cookies.setdefault(key, item.strip().strip('"'))
+    _first, headers = _parse_head(request.partition(b"\r\n\r\n")[0])
+    for value in headers.get("cookie", ()):
+        for pair in value.split(";"):
+            key, eq, item = pair.strip().partition("=")
+            if eq and key:
+                cookies.setdefault(key, item.strip().strip('"'))
     return cookies
 
 
@@ -418,6 +410,34 @@ def http_error(status: int) -> bytes:
         f"Content-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode() + body
+
+
+def _dispatch(conn: Any, parser: Any, events: list[tuple[str, Any]]) -> None:
+    """Hand decoded frames on: payloads to the NATS (or leaf) parser, PING answered, CLOSE echoed
+    and the connection closed. `conn` has `ws_control(opcode, payload)`."""
+    for kind, value in events:
+        if conn.closed:
+            return
+        if kind == "data":
+            parser.feed(value)
+        elif kind == "ping":
+            conn.ws_control(OP_PONG, value)
+        elif kind == "close":
+            status, body = value
+            conn.ws_control(OP_CLOSE, close_payload(status, body) if status != 1005 else b"")
+            conn.close(ClosedReason.CLIENT_CLOSED)
+            return
+
+
+def _parse_head(head: bytes) -> tuple[str, dict[str, list[str]]]:
+    """An HTTP request's or response's first line and its headers (lower-case names)."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers.setdefault(name.strip().lower(), []).append(value.strip())
+    return lines[0] if lines else "", headers
 
 
 class _Reader:
@@ -472,19 +492,7 @@ class _Reader:
         except ProtocolError as exc:
             conn.protocol_error(str(exc))
             return
-        for kind, value in events:
-            if conn.closed:
-                return
-            if kind == "data":
-                self.parser.feed(value)
-            elif kind == "ping":
-                conn.control(OP_PONG, value)
-            elif kind == "close":
-                status, body = value
-                conn.control(OP_CLOSE, close_payload(status, body) if status != 1005 else b"")
-                conn.closing_sent = True
-                conn.close(ClosedReason.CLIENT_CLOSED)
-                return
+        _dispatch(conn, self.parser, events)
 
 
 class WebSocketConnection(ClientConnection):
@@ -624,15 +632,16 @@ class WebSocketConnection(ClientConnection):
             return  # nothing of the NATS protocol (a PING timer) before the upgrade
         Connection._write_raw(self, encode_frame(OP_BINARY, data, self.ws_compress, self.ws_max_frame))
 
-    def control(self, opcode: int, payload: bytes) -> None:
+    def ws_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_CLOSE:
+            self.closing_sent = True
         if self.outbuf:
             self.flush()
         if self.transport is not None and not self.closed:
             Connection._write_raw(self, encode_frame(opcode, payload))
 
     def protocol_error(self, text: str) -> None:
-        self.control(OP_CLOSE, close_payload(1002, text))
-        self.closing_sent = True
+        self.ws_control(OP_CLOSE, close_payload(1002, text))
         self.log_error(f"websocket protocol error: {text}")
         self.close(ClosedReason.PROTOCOL_VIOLATION)
 
@@ -674,14 +683,9 @@ class _LeafReader:
                 if len(self.response) > MAX_REQUEST:
                     conn.ws_failed("invalid websocket connection")
                 return
-            head = bytes(self.response[:end]).decode("latin-1").split("\r\n")
+            first, headers = _parse_head(bytes(self.response[:end]))
             rest = bytes(self.response[end + 4 :])
-            headers: dict[str, list[str]] = {}
-            for line in head[1:]:
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers.setdefault(name.strip().lower(), []).append(value.strip())
-            status = head[0].split(" ")
+            status = first.split(" ")
             ok = (
                 len(status) > 1
                 and status[1] == "101"
@@ -711,17 +715,7 @@ class _LeafReader:
         except ProtocolError as exc:
             conn.ws_failed(str(exc))
             return
-        for kind, value in events:
-            if conn.closed:
-                return
-            if kind == "data":
-                self.parser.feed(value)
-            elif kind == "ping":
-                conn.ws_control(OP_PONG, value)
-            elif kind == "close":
-                conn.ws_control(OP_CLOSE, b"")
-                conn.close(ClosedReason.CLIENT_CLOSED)
-                return
+        _dispatch(conn, self.parser, events)
 
 
 class _HubLeafReader:
@@ -746,18 +740,7 @@ class _HubLeafReader:
             conn.ws_control(OP_CLOSE, close_payload(1002, str(exc)))
             conn.close(ClosedReason.PROTOCOL_VIOLATION)
             return
-        for kind, value in events:
-            if conn.closed:
-                return
-            if kind == "data":
-                self.parser.feed(value)
-            elif kind == "ping":
-                conn.ws_control(OP_PONG, value)
-            elif kind == "close":
-                status, body = value
-                conn.ws_control(OP_CLOSE, close_payload(status, body) if status != 1005 else b"")
-                conn.close(ClosedReason.CLIENT_CLOSED)
-                return
+        _dispatch(conn, self.parser, events)
 
 
 class WebSocketHubLeafConnection(LeafConnection):
