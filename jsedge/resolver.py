@@ -565,6 +565,8 @@ class URLResolver:
             except Exception as exc:
                 problem = str(exc)
             else:
+                if self.server.shutting_down:  # (answered after the server stopped: nothing to apply)
+                    token = ""
                 problem = _check_account_jwt(self.server, key, token)
                 if problem is None:
                     self._keep(key, token)
