@@ -455,6 +455,36 @@ class WebsocketConfig:
 
 
 @_record
+class MQTTConfig:
+    """The `mqtt` block: MQTT 3.1.1 clients (jsedge.routing.mqtt)."""
+
+    host: str = ""
+    #: 0 = no MQTT listener (-1: a random port)
+    port: int = 0
+    tls: TLSConfig | None = None
+    #: `authorization { username, password, token, timeout }` and `no_auth_user` of the block: in
+    #: place of the server's single user, token and no_auth_user for MQTT clients
+    username: str = ""
+    password: str = ""
+    token: str = ""
+    auth_timeout: float | None = None
+    no_auth_user: str = ""
+    #: redelivery of an unacknowledged QoS 1/2 message (0: 30 s)
+    ack_wait: float = 0.0
+    #: unacknowledged QoS 1/2 messages per subscription (0: 1024)
+    max_ack_pending: int = 0
+    js_domain: str = ""
+    #: replicas of the MQTT streams (0: up to 3, as many as the cluster has)
+    stream_replicas: int = 0
+    consumer_memory_storage: bool = False
+    consumer_inactive_threshold: float = 0.0
+    #: JetStream API requests of the MQTT layer time out after this (0: 5 s)
+    js_api_timeout: float = 0.0
+    reject_qos2_publish: bool = False
+    downgrade_qos2_subscribe: bool = False
+
+
+@_record
 class MonitorConfig:
     """The HTTP monitoring listener."""
 
@@ -545,6 +575,7 @@ class ServerConfig:
     cluster: ClusterConfig = ClusterConfig()
     leafnodes: LeafConfig = LeafConfig()
     websocket: WebsocketConfig = WebsocketConfig()
+    mqtt: MQTTConfig = MQTTConfig()
     monitor: MonitorConfig = MonitorConfig()
     logging: LoggingConfig = LoggingConfig()
     #: Raw top-level subject mappings.
@@ -621,7 +652,6 @@ _GO_TYPE_NAMES = {
 
 #: Options nats-server knows that jsedge does not implement; rejected with a clear message.
 _UNSUPPORTED_FIELDS = {
-    "mqtt": "mqtt",
     "gateway": "gateway",
     "ocsp": "ocsp",
     "ocsp_cache": "ocsp",
@@ -665,6 +695,7 @@ class _FileReader:
                 "cluster",
                 "leafnodes",
                 "websocket",
+                "mqtt",
                 "monitor",
                 "logging",
             )
@@ -930,6 +961,8 @@ class _FileReader:
             self.read_leafnodes(item)
         elif name in ("websocket", "ws"):
             self.read_websocket(item)
+        elif name == "mqtt":
+            self.read_mqtt(item)
         elif name in ("mappings", "maps"):
             entries = self.mapping(item)
             if entries is not None:
@@ -1982,6 +2015,64 @@ class _FileReader:
             elif not parts.hostname:
                 self.errors.append(f'unable to parse allowed origin "{origin}": host is required')
 
+    def read_mqtt(self, item: ConfValue) -> None:
+        """nats-server's `mqtt` block (parseMQTT)."""
+        entries = self.mapping(item)
+        if entries is None:
+            return
+        section = self.sections["mqtt"]
+        for key, entry in entries.items():
+            name = key.lower()
+            if name in ("listen", "port", "host", "net", "tls"):
+                self.read_listener_entry(name, entry, section)
+            elif name in ("authorization", "authentication"):
+                auth = self.mapping(entry)
+                for auth_key, auth_entry in (auth or {}).items():
+                    auth_name = auth_key.lower()
+                    if auth_name in ("user", "username"):
+                        section["username"] = self.string(auth_entry) or ""
+                    elif auth_name in ("pass", "password"):
+                        section["password"] = self.string(auth_entry) or ""
+                    elif auth_name == "token":
+                        section["token"] = self.string(auth_entry) or ""
+                    elif auth_name == "timeout":
+                        section["auth_timeout"] = self.seconds(auth_entry)
+                    else:
+                        self.unknown(auth_key, auth_entry)
+            elif name in ("no_auth_user", "js_domain"):
+                text = self.string(entry)
+                if text is not None:
+                    section[name] = text
+            elif name in ("ack_wait", "ackwait"):
+                section["ack_wait"] = self.duration("ack_wait", entry) or 0.0
+            elif name in ("js_api_timeout", "api_timeout"):
+                section["js_api_timeout"] = self.duration("js_api_timeout", entry) or 0.0
+            elif name in ("consumer_inactive_threshold", "consumer_auto_cleanup"):
+                section["consumer_inactive_threshold"] = self.duration("consumer_inactive_threshold", entry) or 0.0
+            elif name in ("max_ack_pending", "max_pending", "max_inflight"):
+                pending = self.integer(entry)
+                if pending is None:
+                    continue
+                if pending < 0 or pending > 0xFFFF:
+                    self.error(entry, f"invalid value {pending}, should in [0..{0xFFFF}] range")
+                else:
+                    section["max_ack_pending"] = pending
+            elif name == "stream_replicas":
+                replicas = self.integer(entry)
+                if replicas is not None:
+                    section["stream_replicas"] = replicas
+            elif name == "consumer_replicas":
+                self.warnings.append(
+                    f'{entry.position.prefix()}invalid use of field "{key}": '
+                    "consumer replicas setting ignored in this server version"
+                )
+            elif name in ("consumer_memory_storage", "reject_qos2_publish", "downgrade_qos2_subscribe"):
+                flag = self.boolean(entry)
+                if flag is not None:
+                    section[name] = flag
+            else:
+                self.unknown(key, entry)
+
     def check_websocket(self) -> None:
         """What nats-server checks of the websocket block when it starts (validateWebsocketOptions)
         and needs the whole file read first."""
@@ -2270,6 +2361,33 @@ def _validate(config: ServerConfig, problems: list[str], warnings: list[str]) ->
             f'no_auth_user: "{config.no_auth_user}" not present as user or nkey in authorization block '
             "or account configuration"
         )
+    mqtt = config.mqtt
+    if mqtt.port:
+        # nats-server's validateMQTTOptions, in its order
+        if not config.server_name and config.cluster.port != 0:
+            problems.append("mqtt requires server name to be explicitly set")
+        elif mqtt.no_auth_user and not all_users:
+            problems.append(f'no_auth_user: "{mqtt.no_auth_user}" present, but users/nkeys are not defined')
+        elif mqtt.no_auth_user and mqtt.no_auth_user not in seen and mqtt.no_auth_user not in nkeys:
+            problems.append(
+                f'no_auth_user: "{mqtt.no_auth_user}" not present as user or nkey in authorization block '
+                "or account configuration"
+            )
+        elif auth.users and mqtt.username:
+            problems.append("mqtt authentication username not compatible with presence of users/nkeys")
+        elif auth.users and mqtt.token:
+            problems.append("mqtt authentication token not compatible with presence of users/nkeys")
+        elif mqtt.ack_wait < 0:
+            problems.append("ack wait must be a positive value")
+        elif mqtt.js_api_timeout < 0:
+            problems.append("JS API timeout must be a positive value")
+        elif (
+            not config.jetstream.enabled
+            and config.cluster.port == 0
+            and config.leafnodes.port == 0
+            and not config.leafnodes.remotes
+        ):
+            problems.append("mqtt requires JetStream to be enabled if running in standalone mode")
     passwords = [auth.password] + [user.password for user in all_users]
     if any(password and not _BCRYPT_PATTERN.match(password) for password in passwords):
         warnings.append("Plaintext passwords detected, use nkeys or bcrypt")
@@ -2549,6 +2667,7 @@ def _build(reader: _FileReader, config_file: str, digest: str) -> ServerConfig:
         cluster=ClusterConfig(**sections["cluster"]),
         leafnodes=LeafConfig(**sections["leafnodes"]),
         websocket=WebsocketConfig(**sections["websocket"]),
+        mqtt=MQTTConfig(**sections["mqtt"]),
         monitor=MonitorConfig(**sections["monitor"]),
         logging=LoggingConfig(**sections["logging"]),
     )

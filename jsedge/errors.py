@@ -58,6 +58,7 @@ class ClosedReason(enum.Enum):
     WRONG_GATEWAY = "Wrong Gateway"
     CLUSTER_NAME_CONFLICT = "Cluster Name Conflict"
     DUPLICATE_SERVER_NAME = "Duplicate Server Name"
+    DUPLICATE_CLIENT_ID = "Duplicate Client ID"
 
 
 # Core -ERR table (spec/protocol.md §13.1).

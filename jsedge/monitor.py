@@ -348,6 +348,9 @@ def connection_info(
     info["out_bytes"] = int(client.out_bytes)
     client_subs = getattr(client, "subs", None) or {}
     info["subscriptions"] = len(client_subs)
+    mqtt_id = _text(getattr(client, "mqtt_client", "") or "")
+    if mqtt_id:
+        info["mqtt_client"] = mqtt_id
     if isinstance(opts, dict):
         for key in ("name", "lang", "version"):
             value = _text(opts.get(key, ""))
@@ -382,6 +385,29 @@ def connection_info(
     # `/connz?state=closed&acc=$G` matches nothing there (verified on 2.15.1).
     info["_account"] = "" if closed and account == "$G" else account
     return info
+
+
+def _mqtt_varz(server: Any) -> dict[str, Any]:
+    """nats-server's MQTTOptsVarz: the configured values (every field omitted when empty)."""
+    mqtt = server.config.mqtt
+    if not mqtt.port:
+        return {}
+    out: dict[str, Any] = {}
+    host = mqtt.host or "0.0.0.0"
+    out["host"] = host
+    out["port"] = int(getattr(server, "mqtt_port", 0) or mqtt.port)
+    if mqtt.no_auth_user:
+        out["no_auth_user"] = mqtt.no_auth_user
+    if mqtt.auth_timeout:
+        out["auth_timeout"] = go_number(float(mqtt.auth_timeout))
+    out["tls_timeout"] = go_number(float(mqtt.tls.timeout or 2.0) if mqtt.tls is not None else 2.0)
+    if mqtt.js_domain:
+        out["js_domain"] = mqtt.js_domain
+    if mqtt.ack_wait:
+        out["ack_wait"] = int(mqtt.ack_wait * 1e9)
+    if mqtt.max_ack_pending:
+        out["max_ack_pending"] = mqtt.max_ack_pending
+    return out
 
 
 def render_conn(info: dict[str, Any], subs: bool, subs_detail: bool, auth: bool) -> dict[str, Any]:
@@ -770,11 +796,11 @@ class Monitor:
         varz["max_control_line"] = limits.max_control_line
         varz["max_payload"] = limits.max_payload
         varz["max_pending"] = limits.max_pending
-        # Gateways and MQTT do not exist yet in jsedge: nats-server's shapes for "not configured".
+        # Gateways do not exist in jsedge: nats-server's shape for "not configured".
         varz["cluster"] = self.cluster_varz()
         varz["gateway"] = {}
         varz["leaf"] = self.leaf_varz()
-        varz["mqtt"] = {}
+        varz["mqtt"] = _mqtt_varz(server)
         varz["websocket"] = _websocket_varz(server)
         varz["jetstream"] = self.jetstream_varz()
         varz["tls_timeout"] = go_number(float(tls.timeout if tls is not None and tls.timeout else 2.0))
@@ -911,8 +937,8 @@ class Monitor:
                     continue
                 if user and _text((client.opts or {}).get("user", "")) != user:
                     continue
-                if mqtt_client:
-                    continue  # no MQTT connections in jsedge: an MQTT client id never matches
+                if mqtt_client and getattr(client, "mqtt_client", "") != mqtt_client:
+                    continue
                 if not _interested(client, filter_subject):
                     continue
                 infos.append(connection_info(server, client, subs=subs or subs_detail))

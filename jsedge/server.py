@@ -88,6 +88,11 @@ class Server:
         self.ws_listener: Any = None
         self.ws_port = 0
         self._ws_auth: tuple[Any, Any] | None = None
+        #: the `mqtt {}` listener, its port, its authenticator and the MQTT state per account
+        self.mqtt_listener: Any = None
+        self.mqtt_port = 0
+        self._mqtt_auth: tuple[Any, Any] | None = None
+        self.mqtt_managers: dict[str, Any] = {}
         self._ws_peer_urls: list[str] = []
         self._flush_scheduled = False
         from jsedge.sdnotify import Notifier
@@ -481,6 +486,63 @@ class Server:
         self._ws_auth = (base, override)
         return override
 
+    def mqtt_authenticator(self) -> Any:
+        """The authenticator of MQTT clients: the server's, or with the `mqtt` block's
+        `authorization` and `no_auth_user` in place of the server's (nats-server's authOverride)."""
+        mqtt = self.config.mqtt
+        base = self.auth
+        if not (mqtt.username or mqtt.token or mqtt.no_auth_user):
+            return base
+        cached = self._mqtt_auth
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        import copy
+
+        from jsedge.routing.auth import User
+
+        override = copy.copy(base)
+        override.token = mqtt.token
+        override.no_auth_user = mqtt.no_auth_user
+        override.single_user = User(mqtt.username, mqtt.password, "$G", None) if mqtt.username else None
+        self._mqtt_auth = (base, override)
+        return override
+
+    def mqtt_manager(self, account: Account) -> Any:
+        """The MQTT state of `account` on this server (created on its first MQTT client)."""
+        manager = self.mqtt_managers.get(account.name)
+        if manager is None:
+            from jsedge.routing.mqtt import AccountManager
+
+            manager = AccountManager(self, account)
+            self.mqtt_managers[account.name] = manager
+        return manager
+
+    async def _start_mqtt(self) -> None:
+        """The `mqtt {}` listener (jsedge.routing.mqtt), as nats-server logs it."""
+        from jsedge.routing.mqtt import MQTTConnection
+
+        options = self.config.mqtt
+        context = None
+        if options.tls is not None:
+            from jsedge.routing.tls import build_tls_context
+
+            context = build_tls_context(options.tls)
+        host = options.host or "0.0.0.0"
+        port = 0 if options.port == -1 else options.port
+
+        def factory() -> Any:  # (a ClientCore subclass: typeshed wants a BaseProtocol)
+            return MQTTConnection(self, self.next_connection_id(), options, context)
+
+        try:
+            self.mqtt_listener = await self.loop.create_server(
+                factory, host=host, port=port, reuse_address=True, backlog=1024
+            )
+        except OSError as exc:
+            raise ListenError(host, port, exc) from None
+        self.mqtt_port = self.mqtt_listener.sockets[0].getsockname()[1]
+        scheme = "tls" if context is not None else "mqtt"
+        self.logger.info(f"Listening for MQTT clients on {scheme}://{host}:{self.mqtt_port}")
+
     async def _start_websocket(self) -> None:
         """The `websocket {}` listener (jsedge.routing.websocket), as nats-server logs it."""
         from jsedge.routing.websocket import WebSocketConnection
@@ -627,6 +689,8 @@ class Server:
         self._info_base = self._build_info_base()
         if config.websocket.port:
             await self._start_websocket()
+        if config.mqtt.port:
+            await self._start_mqtt()
         if self.leafnodes is not None:
             # before the routes: peers learn this server's leaf node URL from the route INFO
             await self.leafnodes.start()
@@ -731,11 +795,15 @@ class Server:
             self.listener.close()
         if self.ws_listener is not None:
             self.ws_listener.close()
+        if self.mqtt_listener is not None:
+            self.mqtt_listener.close()
         if self.jetstream is not None and self.jetstream.started:
             self.jetstream.notify_shutdown()  # 409 Server Shutdown to waiting pulls, then flushed
             self._flush_internal()
         for client in list(self.clients.values()):
             client.close(ClosedReason.SERVER_SHUTDOWN)
+        for manager in self.mqtt_managers.values():
+            manager.close()
         if self.resolver is not None:
             self.resolver.stop()  # (timers, pending account lookups)
         if self.jetstream is not None and self.jetstream.cluster is not None:

@@ -202,7 +202,9 @@ def test_jetstream_forms_and_sizes(tmp_path: Path) -> None:
         ("tls { cert_file: nope.pem }\n", "F:1:0: missing 'key_file' in TLS configuration"),
         ("cluster { authorization { token: x } }\n", "F:1:10: Cluster authorization does not support tokens"),
         ("cluster { authorization { users: [] } }\n", "F:1:10: Cluster authorization does not allow multiple users"),
-        ("mqtt { port: 1883 }\n", 'F:1:0: field "mqtt" is recognised by nats-server but not supported by jsedge'),
+        ("gateway { port: 7222 }\n", 'F:1:0: field "gateway" is recognised by nats-server but not supported by jsedge'),
+        ("mqtt { foo: 1 }\n", 'F:1:7: unknown field "foo"'),
+        ("mqtt { max_ack_pending: 70000 }\n", "F:1:7: invalid value 70000, should in [0..65535] range"),
         ("A = 1\n", 'F:1:0: unknown field "A"'),
     ],
 )  # fmt: skip

@@ -1,0 +1,1391 @@
+"""MQTT 3.1.1 clients (layer 2): the `mqtt {}` listener, sessions and QoS on JetStream.
+
+An MQTT connection is a client of the server (`MQTTConnection`, a `ClientConnection` whose parser is
+the MQTT packet reader of jsedge.protocol.mqtt): it authenticates like a NATS client, has an account,
+permissions, subscriptions in `/connz` (type `mqtt`, `mqtt_client`), and its PUBLISH packets are
+NATS messages on the converted subject (`a/b` -> `a.b`) with the header `Nmqtt-Pub:<qos>`, so MQTT
+and NATS clients exchange messages both ways. It gets no INFO and no PING (keep-alive instead).
+
+State lives in JetStream, in the account's streams, as nats-server keeps it (so a session survives a
+restart, and with replicas a node's loss, and a jsedge node can share the streams with nats-server
+nodes):
+
+  `$MQTT_sess`   `$MQTT.sess.<hash of client id>`  one JSON record per session: its subscriptions
+                 (`subs`: NATS filter -> QoS) and the durable consumers behind them (`cons`)
+  `$MQTT_msgs`   `$MQTT.msgs.<subject>`  QoS 1/2 messages (interest retention): each QoS 1/2
+                 subscription is a durable push consumer (`<hash>_<id>`, deliver `$MQTT.sub.<id>`,
+                 filter `$MQTT.msgs.<filter>`, explicit ack, deliver new); PUBACK acks the message
+  `$MQTT_rmsgs`  `$MQTT.rmsgs.<subject>`  retained messages, one per subject, headers
+                 `Nmqtt-RTopic`/`Nmqtt-RFlags`/`Nmqtt-ROrigin`/`Nmqtt-RSource`; an empty body (flags
+                 prefixed `-`) deletes. Every server follows the stream with an ephemeral consumer
+                 into an in-memory index, which SUBSCRIBE matches its filter against.
+  `$MQTT_qos2in` `$MQTT.qos2.in.<client id>.<packet id>`  a QoS 2 PUBLISH waits here for PUBREL
+  `$MQTT_out`    created as nats-server does (QoS 2 PUBREL records: not used by jsedge, see below)
+
+The server talks to JetStream through JetStream API requests in the account (replies on
+`$MQTT.JSA.<server hash>.<kind>.<n>`), as nats-server does, so the same code works on one server
+and on a cluster (where the meta leader places the streams).
+
+Packets are handled in order: a packet that needs JetStream (CONNECT, QoS 1/2 PUBLISH, SUBSCRIBE,
+PUBREL, UNSUBSCRIBE) runs as a task, and the packets read meanwhile wait behind it (reading pauses).
+
+Not done (nats-server has them): QoS 2 *deliveries* are not made durable across reconnects
+(PUBREL records in `$MQTT_out`): a QoS 2 subscription's PUBREL/PUBCOMP exchange is kept in memory;
+session takeover across servers of a cluster (nats-server closes a client on another server that
+holds the same client id); the 1 s "flapper" jail; MQTT over WebSocket; Sparkplug B; JWT users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import time
+from collections.abc import Awaitable
+from typing import Any
+
+from jsedge.errors import ClosedReason
+from jsedge.protocol import mqtt as P
+from jsedge.routing.auth import DenyFilter
+from jsedge.routing.client import ClientConnection
+from jsedge.routing.sublist import Subscription, deliver, flush_pending
+from jsedge.subjects import subject_matches, valid_sublist_subject
+
+_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+MSGS_STREAM = "$MQTT_msgs"
+RMSGS_STREAM = "$MQTT_rmsgs"
+SESS_STREAM = "$MQTT_sess"
+QOS2IN_STREAM = "$MQTT_qos2in"
+OUT_STREAM = "$MQTT_out"
+MSGS_PREFIX = b"$MQTT.msgs."
+RMSGS_PREFIX = b"$MQTT.rmsgs."
+SUB_PREFIX = b"$MQTT.sub."
+QOS2IN_PREFIX = b"$MQTT.qos2.in."
+
+DEFAULT_ACK_WAIT = 30.0
+DEFAULT_MAX_ACK_PENDING = 1024
+MAX_ACK_TOTAL = 0xFFFF
+DEFAULT_API_TIMEOUT = 5.0
+FWC_SUFFIX = " fwc"
+#: not a packet type: the reader's stream error, handled in order after the packets before it
+_ERROR = -1
+
+
+def name_hash(name: str) -> str:
+    """nats-server's 8-letter hash (getHash): the session subject of a client id, the server's id."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return "".join(_ALPHABET[byte % 62] for byte in digest[:8])
+
+
+def _nuid() -> str:
+    return "".join(_ALPHABET[byte % 62] for byte in os.urandom(22))
+
+
+def _header(hdr: bytes, name: bytes) -> bytes | None:
+    """A header's value in a NATS header block (first occurrence), or None."""
+    for line in hdr.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name.lower():
+            return value.strip()
+    return None
+
+
+def _pub_header(qos: int, flags: int | None = None, subject: bytes = b"") -> bytes:
+    value = b"%d" % qos + (b"0123456789abcdef"[flags & 0x0F : (flags & 0x0F) + 1] if flags is not None else b"")
+    head = b"NATS/1.0\r\nNmqtt-Pub:" + value + b"\r\n"
+    if subject:
+        head += b"Nmqtt-Subject:" + subject + b"\r\n"
+    return head + b"\r\n"
+
+
+def _msg_qos(hdr: bytes) -> int:
+    """The QoS an `Nmqtt-Pub` header names (0 when there is none)."""
+    if not hdr or b"Nmqtt-Pub" not in hdr:
+        return 0
+    value = _header(hdr, b"Nmqtt-Pub")
+    if not value or not 0x30 <= value[0] <= 0x32:
+        return 0
+    return value[0] - 0x30
+
+
+def _is_reserved_filter(subject: bytes) -> bool:
+    """`#`, `+` and `+/...`: such filters never match topics starting with `$` [MQTT-4.7.2-1]."""
+    return subject in (b">", b"*") or subject.startswith(b"*.")
+
+
+def _needs_parent(subject: bytes) -> bool:
+    """`foo/#` also matches `foo` itself: a second subscription on the parent level."""
+    return len(subject) > 2 and subject.endswith(b".>")
+
+
+class JSAPIError(Exception):
+    def __init__(self, code: int, err_code: int, description: str) -> None:
+        super().__init__(f"{description} ({err_code})")
+        self.code = code
+        self.err_code = err_code
+
+
+class MQTTConnectError(Exception):
+    """A CONNECT that fails after authentication (logged `unable to connect: ...`, no CONNACK)."""
+
+
+# ---------------------------------------------------------------------------- JetStream access
+
+
+class _JSA:
+    """JetStream API requests (and stream publishes) of one account, as the MQTT layer makes them."""
+
+    def __init__(self, server: Any, account: Any, timeout: float, domain: str) -> None:
+        self.server = server
+        self.account = account
+        self.timeout = timeout
+        self.api = f"$JS.{domain}.API" if domain else "$JS.API"
+        self.server_id = name_hash(server.server_name)
+        self.prefix = f"$MQTT.JSA.{self.server_id}.".encode()
+        self.count = 0
+        self.waiting: dict[bytes, asyncio.Future[tuple[bytes, bytes]]] = {}
+        self.sub = server.subscribe_internal(account, self.prefix + b">", self._reply)
+
+    def close(self) -> None:
+        self.server.unsubscribe_internal(self.account, self.sub)
+        for future in self.waiting.values():
+            if not future.done():
+                future.cancel()
+        self.waiting.clear()
+
+    def _reply(self, _sub: Any, _src: Any, subject: bytes, _reply: bytes, hdr_len: int, msg: bytes) -> None:
+        future = self.waiting.pop(subject, None)
+        if future is None or future.done():
+            return
+        if hdr_len >= 0:
+            future.set_result((bytes(msg[:hdr_len]), bytes(msg[hdr_len:])))
+        else:
+            future.set_result((b"", bytes(msg)))
+
+    async def request(self, kind: str, subject: str | bytes, body: bytes, hdr: bytes = b"") -> tuple[bytes, bytes]:
+        self.count += 1
+        reply = self.prefix + f"{kind}.{self.count}".encode()
+        future: asyncio.Future[tuple[bytes, bytes]] = self.server.loop.create_future()
+        self.waiting[reply] = future
+        target = subject.encode() if isinstance(subject, str) else subject
+        self.server.send_internal(self.account, target, reply, hdr, body)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            shown = target.decode(errors="replace")
+            raise MQTTConnectError(
+                f'timeout after {self.timeout:.1f}s: request type "{kind}" on "{shown}" (reply="{reply.decode()}")'
+            ) from None
+        finally:
+            self.waiting.pop(reply, None)
+
+    async def api_call(self, kind: str, op: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
+        body = json.dumps(request, separators=(",", ":")).encode() if request is not None else b""
+        _hdr, data = await self.request(kind, f"{self.api}.{op}", body)
+        answer: dict[str, Any] = json.loads(data or b"{}")
+        error = answer.get("error")
+        if isinstance(error, dict):
+            raise JSAPIError(
+                int(error.get("code", 0)), int(error.get("err_code", 0)), str(error.get("description", ""))
+            )
+        return answer
+
+    async def store(self, subject: bytes, hdr: bytes, data: bytes) -> dict[str, Any]:
+        """Publish into a stream and wait for its PubAck."""
+        _h, answer_raw = await self.request("MS", subject, data, hdr)
+        if not answer_raw:
+            raise JSAPIError(503, 0, "no responders")
+        answer: dict[str, Any] = json.loads(answer_raw)
+        error = answer.get("error")
+        if isinstance(error, dict):
+            raise JSAPIError(
+                int(error.get("code", 0)), int(error.get("err_code", 0)), str(error.get("description", ""))
+            )
+        return answer
+
+    def ack(self, subject: bytes) -> None:
+        self.server.send_internal(self.account, subject, b"", b"", b"")
+
+    async def last_msg(self, stream: str, subject: bytes) -> dict[str, Any] | None:
+        try:
+            answer = await self.api_call("ML", f"STREAM.MSG.GET.{stream}", {"last_by_subj": subject.decode()})
+        except JSAPIError as problem:
+            if problem.err_code in (10037, 10014):  # no message found / not found
+                return None
+            raise
+        message = answer.get("message")
+        return message if isinstance(message, dict) else None
+
+    async def delete_msg(self, stream: str, seq: int) -> None:
+        try:
+            await self.api_call("MD", f"STREAM.MSG.DELETE.{stream}", {"seq": seq, "no_erase": True})
+        except JSAPIError:
+            pass  # already gone (a cluster may race)
+
+    async def delete_consumer(self, stream: str, name: str) -> None:
+        try:
+            await self.api_call("CD", f"CONSUMER.DELETE.{stream}.{name}")
+        except JSAPIError:
+            pass
+
+
+# ---------------------------------------------------------------------------- per account
+
+
+class _Retained:
+    __slots__ = ("seq", "flags", "payload", "topic")
+
+    def __init__(self, seq: int, flags: int, payload: bytes, topic: bytes) -> None:
+        self.seq = seq
+        self.flags = flags
+        self.payload = payload
+        self.topic = topic
+
+
+class _Session:
+    """One MQTT session (by client id): what is persisted in `$MQTT_sess`, plus the packet ids in
+    flight on its current connection."""
+
+    def __init__(self, client_id: str, seq: int = 0) -> None:
+        self.id = client_id
+        self.hash = name_hash(client_id)
+        self.seq = seq
+        self.clean = False
+        #: NATS filter -> granted QoS
+        self.subs: dict[str, int] = {}
+        #: sid (filter, or "<parent> fwc") -> consumer config JSON
+        self.cons: dict[str, dict[str, Any]] = {}
+        self.conn: MQTTConnection | None = None
+        self.last_pid = 0
+        #: packet id -> (JS ack subject or b"" for a retained message, durable)
+        self.pending: dict[int, tuple[bytes, str]] = {}
+        #: (durable, stream seq) -> packet id: a JetStream redelivery reuses the id (DUP)
+        self.by_seq: dict[tuple[str, int], int] = {}
+        #: packet ids of QoS 2 deliveries waiting for PUBCOMP
+        self.pubrel: set[int] = set()
+        self.max_pending = DEFAULT_MAX_ACK_PENDING
+        self.total_max_ack = 0
+
+    def record(self, origin: str) -> bytes:
+        persisted: dict[str, Any] = {"origin": origin, "id": self.id}
+        if self.clean:
+            persisted["clean"] = True
+        if self.subs:
+            persisted["subs"] = self.subs
+        if self.cons:
+            persisted["cons"] = self.cons
+        return json.dumps(persisted, separators=(",", ":")).encode()
+
+    def next_pid(self) -> int:
+        for _ in range(0xFFFF):
+            self.last_pid = self.last_pid % 0xFFFF + 1
+            if self.last_pid not in self.pending and self.last_pid not in self.pubrel:
+                return self.last_pid
+        return 0
+
+    def forget_durable(self, durable: str) -> None:
+        for pid, (_ack, dur) in list(self.pending.items()):
+            if dur == durable:
+                del self.pending[pid]
+        for key in [key for key in self.by_seq if key[0] == durable]:
+            del self.by_seq[key]
+
+
+class AccountManager:
+    """The MQTT state of one account on this server: its streams, sessions and retained index."""
+
+    def __init__(self, server: Any, account: Any) -> None:
+        self.server = server
+        self.account = account
+        options = server.config.mqtt
+        self.options = options
+        self.jsa = _JSA(server, account, options.js_api_timeout or DEFAULT_API_TIMEOUT, options.js_domain)
+        self.sessions: dict[str, _Session] = {}
+        self.retained: dict[bytes, _Retained] = {}
+        self.ready: asyncio.Future[None] | None = None
+        self.retained_sub: Any = None
+        self.retained_seen = 0
+        self.retained_wait: tuple[int, asyncio.Future[None]] | None = None
+
+    def close(self) -> None:
+        if self.retained_sub is not None:
+            self.server.unsubscribe_internal(self.account, self.retained_sub)
+            self.retained_sub = None
+        self.jsa.close()
+
+    def replicas(self) -> int:
+        if self.options.stream_replicas > 0:
+            return int(self.options.stream_replicas)
+        cluster = self.server.config.cluster
+        if not cluster.port:
+            return 1
+        return max(1, min(3, len(set(cluster.routes))))
+
+    def prepare(self) -> asyncio.Future[None]:
+        if self.ready is None:
+            self.ready = asyncio.ensure_future(self._create())
+        return self.ready
+
+    async def _create(self) -> None:
+        replicas = self.replicas()
+        server = self.server
+        domain = f" in domain {_q(self.options.js_domain)}" if self.options.js_domain else ""
+        server.logger.info(
+            f"Creating MQTT streams/consumers with replicas {replicas} for account {_q(self.account.name)}{domain}"
+        )
+        streams = (
+            ("sessions", {"name": SESS_STREAM, "subjects": ["$MQTT.sess.>"], "max_msgs_per_subject": 1}),
+            ("messages", {"name": MSGS_STREAM, "subjects": ["$MQTT.msgs.>"], "retention": "interest"}),
+            (
+                "QoS2 incoming messages",
+                {
+                    "name": QOS2IN_STREAM,
+                    "subjects": ["$MQTT.qos2.in.>"],
+                    "max_msgs_per_subject": 1,
+                    "discard": "new",
+                    "discard_new_per_subject": True,
+                },
+            ),
+            ("QoS2 outgoing PUBREL", {"name": OUT_STREAM, "subjects": ["$MQTT.out.>"], "retention": "interest"}),
+            ("retained messages", {"name": RMSGS_STREAM, "subjects": ["$MQTT.rmsgs.>"], "max_msgs_per_subject": 1}),
+        )
+        account = self.account.name
+        for what, config in streams:
+            name = config["name"]
+            try:
+                await self.jsa.api_call("SL", f"STREAM.INFO.{name}")
+                continue
+            except JSAPIError as problem:
+                if problem.err_code != 10059:  # stream not found
+                    raise MQTTConnectError(f"lookup {what} stream for account {_q(account)}: {problem}") from None
+            full = {"storage": "file", "retention": "limits", "num_replicas": replicas, **config}
+            try:
+                await self.jsa.api_call("SC", f"STREAM.CREATE.{name}", full)
+            except JSAPIError as problem:
+                if problem.err_code != 10058:  # created meanwhile by another server
+                    raise MQTTConnectError(f"create {what} stream for account {_q(account)}: {problem}") from None
+        # every server follows the retained messages into its own index
+        inbox = SUB_PREFIX + _nuid().encode()
+        self.retained_sub = server.subscribe_internal(self.account, inbox, self._retained_msg)
+        name = f"{RMSGS_STREAM}_{_nuid()}"
+        try:
+            answer = await self.jsa.api_call(
+                "CC",
+                f"CONSUMER.CREATE.{RMSGS_STREAM}.{name}",
+                {
+                    "stream_name": RMSGS_STREAM,
+                    "config": {
+                        "name": name,
+                        "filter_subject": "$MQTT.rmsgs.>",
+                        "deliver_subject": inbox.decode(),
+                        "deliver_policy": "all",
+                        "ack_policy": "none",
+                        "replay_policy": "instant",
+                        "inactive_threshold": 300_000_000_000,
+                    },
+                },
+            )
+        except JSAPIError as problem:
+            raise MQTTConnectError(f"create retained messages consumer for account {_q(account)}: {problem}") from None
+        pending = int(answer.get("num_pending") or 0)
+        if pending > self.retained_seen:
+            # wait until the index holds what the stream held when the consumer started
+            waiter: asyncio.Future[None] = server.loop.create_future()
+            self.retained_wait = (pending, waiter)
+            try:
+                await asyncio.wait_for(waiter, self.jsa.timeout)
+            except TimeoutError:
+                pass
+            self.retained_wait = None
+
+    # ---- retained messages
+
+    def _retained_msg(self, _sub: Any, _src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if not subject.startswith(RMSGS_PREFIX):
+            return
+        self.retained_seen += 1
+        waiting = self.retained_wait
+        if waiting is not None and self.retained_seen >= waiting[0] and not waiting[1].done():
+            waiting[1].set_result(None)
+        tokens = reply.split(b".")
+        seq = int(tokens[-4]) if len(tokens) >= 9 and tokens[-4].isdigit() else 0
+        hdr = bytes(msg[:hdr_len]) if hdr_len > 0 else b""
+        body = bytes(msg[hdr_len:]) if hdr_len > 0 else bytes(msg)
+        self.apply_retained(subject[len(RMSGS_PREFIX) :], seq, hdr, body)
+
+    def apply_retained(self, key: bytes, seq: int, hdr: bytes, body: bytes) -> None:
+        current = self.retained.get(key)
+        if current is not None and seq and current.seq > seq:
+            return  # an older record than the one known
+        flags_raw = _header(hdr, b"Nmqtt-RFlags") if hdr else None
+        if not body:
+            self.retained.pop(key, None)
+            return
+        if flags_raw is None:
+            return
+        try:
+            flags = int(flags_raw.lstrip(b"-"), 16)
+        except ValueError:
+            return
+        if flags >= 0x0F or (flags >> 1) & 3 == 3:
+            return
+        self.retained[key] = _Retained(seq, flags, body, P.subject_to_topic(key))
+
+    def retained_matching(self, filter_subject: bytes) -> list[tuple[bytes, _Retained]]:
+        return [(key, rm) for key, rm in self.retained.items() if subject_matches(filter_subject, key)]
+
+    async def store_retained(self, conn: MQTTConnection, pub: P.Publish, subject: bytes) -> None:
+        flags = (pub.qos << 1) | 1
+        head = b"NATS/1.0\r\nNmqtt-RTopic:" + pub.topic + b"\r\nNmqtt-RFlags:"
+        head += (b"-" if not pub.payload else b"") + b"%x" % flags + b"\r\n"
+        head += b"Nmqtt-ROrigin:" + self.jsa.server_id.encode() + b"\r\n"
+        if conn.mqtt_username:
+            head += b"Nmqtt-RSource:" + conn.mqtt_username.encode() + b"\r\n"
+        head += b"\r\n"
+        try:
+            ack = await self.jsa.store(RMSGS_PREFIX + subject, head, pub.payload)
+        except (JSAPIError, MQTTConnectError) as problem:
+            conn.log_error(
+                f"unable to store retained message for account {_q(self.account.name)}, subject "
+                f"{_q(subject.decode(errors='replace'))}: {problem}"
+            )
+            return
+        seq = int(ack.get("seq") or 0)
+        self.apply_retained(subject, seq, head, pub.payload)
+        if not pub.payload and seq:
+            await self.jsa.delete_msg(RMSGS_STREAM, seq)
+
+    # ---- sessions
+
+    def session_subject(self, session: _Session) -> bytes:
+        return f"$MQTT.sess.{session.hash}".encode()
+
+    async def load_session(self, client_id: str) -> tuple[_Session, bool]:
+        session = self.sessions.get(client_id)
+        if session is not None:
+            return session, True
+        probe = _Session(client_id)
+        message = await self.jsa.last_msg(SESS_STREAM, self.session_subject(probe))
+        if message is None:
+            return probe, False
+        try:
+            record = json.loads(base64.b64decode(message.get("data") or ""))
+        except ValueError as problem:
+            raise MQTTConnectError(f"unmarshal of session record at sequence {message.get('seq')}: {problem}") from None
+        if record.get("id") != client_id:
+            raise ConnectRejected("stored session does not match client ID")
+        session = _Session(client_id, int(message.get("seq") or 0))
+        session.clean = bool(record.get("clean"))
+        session.subs = {str(k): int(v) for k, v in (record.get("subs") or {}).items()}
+        session.cons = {str(k): v for k, v in (record.get("cons") or {}).items() if isinstance(v, dict)}
+        session.total_max_ack = sum(int(c.get("max_ack_pending") or 0) for c in session.cons.values())
+        self.sessions[client_id] = session
+        return session, True
+
+    async def save_session(self, session: _Session) -> None:
+        hdr = b""
+        if session.seq:
+            hdr = b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence:%d\r\n\r\n" % session.seq
+        try:
+            ack = await self.jsa.store(self.session_subject(session), hdr, session.record(self.jsa.server_id))
+        except JSAPIError as problem:
+            raise MQTTConnectError(
+                f"unable to persist session {_q(session.id)} (seq={session.seq}): {problem}"
+            ) from None
+        session.seq = int(ack.get("seq") or 0)
+
+    async def clear_session(self, session: _Session) -> None:
+        durables = [str(config.get("durable_name") or "") for config in session.cons.values()]
+        seq = session.seq
+        session.cons.clear()
+        session.subs.clear()
+        session.pending.clear()
+        session.by_seq.clear()
+        session.pubrel.clear()
+        session.seq = 0
+        session.total_max_ack = 0
+        session.last_pid = 0
+        for durable in durables:
+            if durable:
+                await self.jsa.delete_consumer(MSGS_STREAM, durable)
+        if seq:
+            await self.jsa.delete_msg(SESS_STREAM, seq)
+
+
+class ConnectRejected(Exception):
+    """CONNACK 0x02 (identifier rejected) and close."""
+
+
+# ---------------------------------------------------------------------------- the connection
+
+
+class _Reader:
+    """Stands in for the client's parser: MQTT packets, handled in order."""
+
+    __slots__ = ("conn", "packets", "closed")
+
+    def __init__(self, conn: MQTTConnection, max_size: int) -> None:
+        self.conn = conn
+        # until CONNECT is accepted, a packet may not be larger than max_payload
+        self.packets = P.Reader(max_size if max_size > 0 else P.MAX_REMAINING)
+        self.closed = False
+
+    def feed(self, data: bytes) -> None:
+        conn = self.conn
+        if conn.closed or conn.disconnected:
+            return
+        if not conn.connected and not self.packets.buf and data.startswith(b"GET "):
+            conn.protocol_error("MQTT clients over websocket must connect to the Websocket port, not the MQTT port")
+            return
+        reader = self.packets
+        packets = reader.feed(data)
+        if reader.error is not None:
+            packets.append((_ERROR, 0, str(reader.error).encode()))
+        for packet in packets:
+            if conn.gone():
+                return
+            if conn.busy is not None:
+                conn.backlog.append(packet)
+            else:
+                conn.handle(packet)
+
+
+class MQTTConnection(ClientConnection):
+    """A client of the `mqtt {}` port (see the module docstring)."""
+
+    __slots__ = (
+        "options",
+        "mqtt_tls",
+        "client_id",
+        "mqtt_username",
+        "connected",
+        "disconnected",
+        "session",
+        "manager",
+        "will",
+        "keepalive",
+        "last_packet",
+        "busy",
+        "backlog",
+        "publish_qos",
+    )
+
+    #: `/connz` `type` and the events' `client_type`
+    CLIENT_TYPE = "mqtt"
+
+    def __init__(self, server: Any, cid: int, options: Any, tls_context: Any) -> None:
+        super().__init__(server, cid)
+        self.options = options
+        self.mqtt_tls = tls_context
+        self.client_id = ""
+        self.mqtt_username = ""
+        self.connected = False
+        self.disconnected = False
+        self.session: _Session | None = None
+        self.manager: AccountManager | None = None
+        self.will: P.Publish | None = None
+        self.keepalive = 0.0
+        self.last_packet = time.monotonic()
+        self.busy: asyncio.Task[None] | None = None
+        self.backlog: list[tuple[int, int, bytes]] = []
+        #: the QoS of the PUBLISH being delivered (the QoS 0 callback skips QoS 1/2 subscriptions)
+        self.publish_qos = 0
+        self.echo = True
+        self.verbose = False
+        self.pedantic = False
+        self.headers = True
+        self.ping_interval = 1.0  # the keep-alive check (MQTT clients get no PING)
+        self.parser = _Reader(self, server.config.limits.max_payload)
+
+    def waiting(self) -> bool:
+        """A packet's JetStream work is running: later packets wait behind it."""
+        return self.busy is not None
+
+    def gone(self) -> bool:
+        """Closed, or past DISCONNECT (a call, so a check after an await is not narrowed away)."""
+        return bool(self.closed or self.disconnected)
+
+    @property
+    def mqtt_client(self) -> str:
+        return self.client_id
+
+    def authenticator(self) -> Any:
+        return self.server.mqtt_authenticator()
+
+    def log_prefix(self) -> str:
+        prefix = f"{self.remote_host}:{self.remote_port} - mid:{self.cid} - "
+        if self.client_id:
+            prefix += f'"{self.client_id}" - '
+        return prefix
+
+    def greet(self) -> None:
+        self.log_debug("Client connection created")
+        if self.mqtt_tls is not None:
+            self.start_tls(self.mqtt_tls, timeout=self.options.tls.timeout if self.options.tls else 2.0)
+        if self.authenticator().required:
+            timeout = self.options.auth_timeout or self.server.auth_timeout
+            self.auth_handle = self.loop.call_later(timeout, self._auth_timeout)
+
+    def _auth_timeout(self) -> None:
+        self.auth_handle = None
+        if not self.connected and not self.closed:
+            self.log_error("Authentication Timeout")
+            self.close(ClosedReason.AUTHENTICATION_TIMEOUT)
+
+    def ping_suppressed(self, now: float) -> bool:
+        return True
+
+    def _ping_timer(self) -> None:
+        """The keep-alive: a client silent for 1.5 times its keep-alive is closed (its will is sent)."""
+        self.ping_handle = None
+        if self.closed:
+            return
+        if self.keepalive and time.monotonic() - self.last_packet > self.keepalive:
+            self.log_error("read error: i/o timeout (keep-alive)")
+            self.close(ClosedReason.READ_ERROR)
+            return
+        self.ping_handle = self.loop.call_later(self.ping_interval, self._ping_timer)
+
+    def restart_pings(self, first: float) -> None:
+        pass
+
+    def send_err(self, err: Any, *args: object) -> None:
+        pass  # MQTT has no -ERR: nats-server logs and, where it must, closes
+
+    def auth_violation(self) -> None:
+        self.send(P.encode_connack(False, P.NOT_AUTHORIZED))
+        self.close(ClosedReason.AUTHENTICATION_VIOLATION)
+
+    def protocol_error(self, text: str) -> None:
+        self.log_error(text)
+        self.close(ClosedReason.PROTOCOL_VIOLATION)
+
+    def out(self, data: bytes) -> None:
+        """Queue MQTT output (flushed after the current callback chain)."""
+        if self.closed:
+            return
+        self.send(data)
+        self.server.schedule_flush()
+
+    # ---- packets, in order
+
+    def handle(self, packet: tuple[int, int, bytes]) -> None:
+        kind, flags, body = packet
+        if kind == _ERROR:
+            self.protocol_error(body.decode())
+            return
+        self.last_packet = time.monotonic()
+        try:
+            work = self._dispatch(kind, flags, body)
+        except P.MQTTError as problem:
+            self.protocol_error(str(problem))
+            return
+        except P.ConnectRefused as refused:
+            self.send(P.encode_connack(False, refused.code))
+            self.protocol_error(str(refused))
+            return
+        if work is not None:
+            self.busy = asyncio.ensure_future(self._run(work))
+            if self.transport is not None:
+                try:
+                    self.transport.pause_reading()
+                except (RuntimeError, AttributeError):
+                    pass
+
+    async def _run(self, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except P.MQTTError as problem:
+            self.protocol_error(str(problem))
+        except (MQTTConnectError, JSAPIError) as problem:
+            self.protocol_error(f"unable to connect: {problem}" if not self.connected else str(problem))
+        except Exception as problem:  # never a traceback on the loop: log and close, as any error
+            self.protocol_error(f"internal error: {problem!r}")
+        finally:
+            if self.pending:
+                flush_pending(self.pending)
+        self.busy = None
+        while self.backlog and not self.waiting() and not self.gone():
+            self.handle(self.backlog.pop(0))
+        if self.pending:
+            flush_pending(self.pending)
+        if not self.waiting() and not self.gone() and self.transport is not None:
+            try:
+                self.transport.resume_reading()
+            except (RuntimeError, AttributeError):
+                pass
+
+    def _dispatch(self, kind: int, flags: int, body: bytes) -> Awaitable[None] | None:
+        if not self.connected and kind != P.CONNECT:
+            raise P.MQTTError(f"the first packet should be a CONNECT (16), got {kind << 4}")
+        _check_fixed_header(kind, flags, len(body))
+        if kind == P.PUBLISH:
+            return self._publish(P.decode_publish(flags, body))
+        if kind == P.PUBACK:
+            self._puback(P.decode_pid(kind, flags, body))
+            return None
+        if kind == P.PUBREC:
+            self._pubrec(P.decode_pid(kind, flags, body))
+            return None
+        if kind == P.PUBREL:
+            return self._pubrel(P.decode_pid(kind, flags, body))
+        if kind == P.PUBCOMP:
+            pid = P.decode_pid(kind, flags, body)
+            if self.session is not None:
+                self.session.pubrel.discard(pid)
+            return None
+        if kind == P.SUBSCRIBE:
+            pid, filters = P.decode_subscribe(flags, body)
+            return self._subscribe(pid, filters)
+        if kind == P.UNSUBSCRIBE:
+            pid, topics = P.decode_unsubscribe(flags, body)
+            return self._unsubscribe(pid, topics)
+        if kind == P.PINGREQ:
+            self.send(P.PINGRESP_PACKET)
+            return None
+        if kind == P.CONNECT:
+            if self.connected:
+                raise P.MQTTError("received a second CONNECT packet")
+            return self._connect(P.decode_connect(flags, body))
+        if kind == P.DISCONNECT:
+            self.will = None
+            self.disconnected = True
+            self.close(ClosedReason.CLIENT_CLOSED)
+            return None
+        raise P.MQTTError(f"received unknown packet type {kind}")
+
+    # ---- CONNECT
+
+    async def _connect(self, connect: P.Connect) -> None:
+        if connect.will_topic is not None and self.options.reject_qos2_publish and connect.will_qos == 2:
+            self.send(P.encode_connack(False, 0x10))
+            raise P.MQTTError("server does not accept QoS2 for Will messages")
+        client_id = connect.client_id
+        if not client_id:
+            if not connect.clean:
+                self.send(P.encode_connack(False, P.IDENTIFIER_REJECTED))
+                raise P.MQTTError("when client ID is empty, clean session flag must be set to 1")
+            client_id = _nuid()
+        if any(char in client_id for char in " \t\r\n\f.*>"):
+            self.client_id = client_id
+            self.send(P.encode_connack(False, P.IDENTIFIER_REJECTED))
+            raise P.MQTTError(f'invalid character in client ID "{client_id}"')
+        self.client_id = client_id
+        if connect.will_topic is not None:
+            if not connect.will_topic:
+                raise P.MQTTError("empty Will topic not allowed")
+            try:
+                subject = P.topic_to_subject(connect.will_topic)
+            except P.TopicError as problem:
+                raise P.MQTTError(str(problem)) from None
+            self.will = P.Publish(
+                connect.will_topic, subject, connect.will_qos, connect.will_retain, False, 0, connect.will_message
+            )
+        if connect.username is not None:
+            if not connect.username:
+                self.send(P.encode_connack(False, P.BAD_CREDENTIALS))
+                raise P.MQTTError("empty user name not allowed")
+            self.mqtt_username = connect.username
+        if connect.keepalive:
+            self.keepalive = float(int(connect.keepalive * 1.5))
+        if self.auth_handle is not None:
+            self.auth_handle.cancel()
+            self.auth_handle = None
+        # authenticate as nats-server does: the password is also the token
+        opts: dict[str, Any] = {"verbose": False, "pedantic": False, "echo": True, "headers": True}
+        if connect.username is not None:
+            opts["user"] = connect.username
+        if connect.password is not None:
+            password = connect.password.decode(errors="replace")
+            opts["pass"] = password
+            opts["auth_token"] = password
+        self.opts = opts
+        auth = self.authenticator()
+        result = auth.authenticate(opts, nonce="", host=self.remote_host or "")
+        if result is None:
+            user = f' - User "{connect.username}"' if connect.username else ""
+            self.log_error(f"authentication error{user}")
+            self.auth_violation()
+            return
+        if result.account != self.account.name or not self.authorized:
+            self._rebind_account(result)
+        else:
+            self._bind(result)
+        self.authorized = True
+        self.connect_seen = True
+        self._update_fast_pub()
+        manager = self.server.mqtt_manager(self.account)
+        await manager.prepare()
+        if self.closed:
+            return
+        try:
+            session, exists = await manager.load_session(client_id)
+        except ConnectRejected as problem:
+            self.send(P.encode_connack(False, P.IDENTIFIER_REJECTED))
+            raise MQTTConnectError(f"{problem} for account {_q(self.account.name)}, session {_q(client_id)}") from None
+        present = False
+        if exists:
+            if connect.clean or session.clean:
+                await manager.clear_session(session)
+            else:
+                present = True
+            previous = session.conn
+            if previous is not None and previous is not self and not previous.closed:
+                previous.will = None
+                self.log_warn(
+                    f"Replacing old client {_q(previous.log_prefix())} since both have the same client ID {_q(client_id)}"
+                )
+                previous.close(ClosedReason.DUPLICATE_CLIENT_ID)
+        if self.gone():
+            return
+        session.conn = self
+        session.clean = connect.clean
+        session.max_pending = self.options.max_ack_pending or DEFAULT_MAX_ACK_PENDING
+        session.pending.clear()
+        session.by_seq.clear()
+        manager.sessions[client_id] = session
+        self.session = session
+        self.manager = manager
+        await manager.save_session(session)
+        if self.gone():
+            return
+        self.connected = True
+        reader = self.parser
+        if isinstance(reader, _Reader):
+            reader.packets.max_size = P.MAX_REMAINING
+        if not self.announced and self.server.events is not None:
+            self.announced = True
+            self.server.events.client_connected(self)
+        self.send(P.encode_connack(present, P.ACCEPTED))
+        self.log_debug("Client connected")
+        if session.subs:
+            await self._restore_subscriptions(session)
+
+    # ---- PUBLISH (from the client)
+
+    def _publish(self, pub: P.Publish) -> Awaitable[None] | None:
+        if pub.qos == 2 and self.options.reject_qos2_publish:
+            raise P.MQTTError("QoS=2 is disabled for PUBLISH messages")
+        subject = pub.subject
+        if self.account.mappings:
+            mapped = self.account.map_subject(subject)
+            if mapped != subject:
+                subject = mapped
+                pub.topic = P.subject_to_topic(mapped)
+        pub.subject = subject
+        size = len(pub.payload) + 25
+        if pub.qos == 2:
+            size += 1 + len(b"Nmqtt-Subject:") + len(subject) + 2
+        if self.max_payload > 0 and size > self.max_payload:
+            self.log_error(f"maximum payload exceeded: {size} vs {self.max_payload}")
+            self.close(ClosedReason.MAX_PAYLOAD_EXCEEDED)
+            return None
+        if pub.qos == 0 and not pub.retain:
+            self._deliver(pub)
+            return None
+        return self._publish_async(pub)
+
+    def _allowed(self, subject: bytes) -> bool:
+        perms = self.perms
+        if perms is not None and perms.restricts_publish and not perms.can_publish(subject):
+            self.log_error(f'Publish Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}"')
+            return False
+        return True
+
+    def _deliver(self, pub: P.Publish) -> bool:
+        """The NATS side of a PUBLISH: to every subscriber (NATS, MQTT, routes, leaf nodes)."""
+        subject = pub.subject
+        if not self._allowed(subject):
+            return False
+        hdr = _pub_header(pub.qos)
+        msg = hdr + pub.payload
+        self.in_msgs += 1
+        self.in_bytes += len(pub.payload)
+        self.publish_qos = pub.qos
+        try:
+            deliver(self, subject, b"", len(hdr), msg)
+        finally:
+            self.publish_qos = 0
+        return True
+
+    async def _publish_async(self, pub: P.Publish) -> None:
+        manager = self.manager
+        assert manager is not None
+        if pub.qos == 2:
+            await self._stage_qos2(pub)
+            return
+        if pub.retain and self._allowed_quiet(pub.subject):
+            await manager.store_retained(self, pub, pub.subject)
+        if self.closed:
+            return
+        if self._deliver(pub) and pub.qos:
+            await self._store_qos(pub)
+        if pub.qos == 1 and not self.closed:
+            self.out(P.encode_pid(P.PUBACK, pub.pid))
+
+    def _allowed_quiet(self, subject: bytes) -> bool:
+        perms = self.perms
+        return perms is None or not perms.restricts_publish or perms.can_publish(subject)
+
+    async def _store_qos(self, pub: P.Publish) -> None:
+        manager = self.manager
+        assert manager is not None
+        hdr = _pub_header(pub.qos)
+        await manager.jsa.store(MSGS_PREFIX + pub.subject, hdr, pub.payload)
+
+    async def _stage_qos2(self, pub: P.Publish) -> None:
+        manager = self.manager
+        assert manager is not None
+        flags = (2 << 1) | (1 if pub.retain else 0) | (0x08 if pub.dup else 0)
+        hdr = _pub_header(2, flags, pub.subject)
+        subject = QOS2IN_PREFIX + f"{self.client_id}.{pub.pid}".encode()
+        try:
+            await manager.jsa.store(subject, hdr, pub.payload)
+        except JSAPIError as problem:
+            if problem.err_code != 10077:  # the same packet id again: already staged
+                raise
+        self.out(P.encode_pid(P.PUBREC, pub.pid))
+
+    async def _pubrel(self, pid: int) -> None:
+        manager = self.manager
+        assert manager is not None
+        try:
+            subject = QOS2IN_PREFIX + f"{self.client_id}.{pid}".encode()
+            stored = await manager.jsa.last_msg(QOS2IN_STREAM, subject)
+            if stored is None:
+                return
+            await manager.jsa.delete_msg(QOS2IN_STREAM, int(stored.get("seq") or 0))
+            hdr = base64.b64decode(stored.get("hdrs") or "")
+            value = _header(hdr, b"Nmqtt-Pub") or b""
+            original = _header(hdr, b"Nmqtt-Subject") or b""
+            if not value.startswith(b"2") or not original:
+                raise P.MQTTError("invalid message in QoS2 PUBREL stream")
+            retain = len(value) > 1 and bool(int(value[1:2], 16) & 1)
+            payload = base64.b64decode(stored.get("data") or "")
+            pub = P.Publish(P.subject_to_topic(original), original, 2, retain, False, pid, payload)
+            if pub.retain and self._allowed_quiet(original):
+                await manager.store_retained(self, pub, original)
+            if self._deliver(pub):
+                await self._store_qos(pub)
+        finally:
+            self.out(P.encode_pid(P.PUBCOMP, pid))
+
+    # ---- deliveries (to the client)
+
+    def _deliver_qos0(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if reply.startswith(b"$JS.ACK.") and src is None:
+            return  # a JetStream push delivery onto a subject this filter matches: not for MQTT
+        qos = self._sub_qos(sub)
+        if subject[:1] == b"$" and _is_reserved_filter(sub.subject):
+            return
+        hdr = msg[:hdr_len] if hdr_len > 0 else b""
+        if qos:
+            if isinstance(src, MQTTConnection):
+                if src.publish_qos:
+                    return
+            elif _msg_qos(bytes(hdr)):
+                return
+        payload = msg[hdr_len:] if hdr_len > 0 else msg
+        self._send_publish(P.subject_to_topic(subject), bytes(payload), 0, 0, False)
+
+    def _sub_qos(self, sub: Any) -> int:
+        session = self.session
+        if session is None:
+            return 0
+        key = sub.sid.decode()
+        if key.endswith(FWC_SUFFIX):
+            key = key[: -len(FWC_SUFFIX)] + ".>"
+        return session.subs.get(key, 0)
+
+    def _deliver_qos12(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        session = self.session
+        if session is None or session.conn is not self or not subject.startswith(MSGS_PREFIX):
+            return
+        hdr = bytes(msg[:hdr_len]) if hdr_len > 0 else b""
+        qos = min(_msg_qos(hdr), self._consumer_qos(sub))
+        if qos == 0:
+            return
+        stripped = subject[len(MSGS_PREFIX) :]
+        manager = self.manager
+        assert manager is not None
+        if stripped.startswith(b"$") and _is_reserved_filter(self._consumer_filter(sub)):
+            manager.jsa.ack(reply)
+            return
+        tokens = reply.split(b".")
+        durable = self._consumer_durable(sub)
+        seq = int(tokens[-4]) if len(tokens) >= 9 and tokens[-4].isdigit() else 0
+        deliveries = int(tokens[-5]) if len(tokens) >= 9 and tokens[-5].isdigit() else 1
+        pid = session.by_seq.get((durable, seq))
+        dup = False
+        if pid is not None:
+            if pid in session.pubrel:
+                return
+            dup = deliveries > 1
+        else:
+            if len(session.pending) >= session.max_pending:
+                return  # JetStream redelivers it after ack_wait
+            pid = session.next_pid()
+            if not pid:
+                return
+            session.by_seq[(durable, seq)] = pid
+        session.pending[pid] = (reply, durable)
+        payload = msg[hdr_len:] if hdr_len > 0 else msg
+        self._send_publish(P.subject_to_topic(stripped), bytes(payload), qos, pid, dup)
+
+    def _consumer_entry(self, sub: Any) -> tuple[str, dict[str, Any]] | None:
+        session = self.session
+        if session is None:
+            return None
+        inbox = sub.subject.decode()
+        for sid, config in session.cons.items():
+            if config.get("deliver_subject") == inbox:
+                return sid, config
+        return None
+
+    def _consumer_qos(self, sub: Any) -> int:
+        entry = self._consumer_entry(sub)
+        if entry is None or self.session is None:
+            return 0
+        sid = entry[0]
+        key = sid[: -len(FWC_SUFFIX)] + ".>" if sid.endswith(FWC_SUFFIX) else sid
+        return self.session.subs.get(key, 0)
+
+    def _consumer_filter(self, sub: Any) -> bytes:
+        entry = self._consumer_entry(sub)
+        return entry[0].encode() if entry is not None and not entry[0].endswith(FWC_SUFFIX) else b""
+
+    def _consumer_durable(self, sub: Any) -> str:
+        entry = self._consumer_entry(sub)
+        return str(entry[1].get("durable_name") or "") if entry is not None else ""
+
+    def _send_publish(self, topic: bytes, payload: bytes, qos: int, pid: int, dup: bool, retain: bool = False) -> None:
+        if self.closed:
+            return
+        self.out_msgs += 1
+        self.out_bytes += len(payload)
+        self.out(P.encode_publish(topic, payload, qos, pid, retain, dup))
+
+    def _puback(self, pid: int) -> None:
+        session = self.session
+        if session is None:
+            return
+        entry = session.pending.pop(pid, None)
+        if entry is None:
+            return
+        ack, durable = entry
+        for key, value in list(session.by_seq.items()):
+            if value == pid and key[0] == durable:
+                del session.by_seq[key]
+        if ack and self.manager is not None:
+            self.manager.jsa.ack(ack)
+
+    def _pubrec(self, pid: int) -> None:
+        """A QoS 2 delivery received: the message is acknowledged to JetStream, PUBREL goes out."""
+        session = self.session
+        if session is None:
+            return
+        if pid in session.pending:
+            self._puback(pid)
+            session.pubrel.add(pid)
+        if pid in session.pubrel:
+            self.out(P.encode_pid(P.PUBREL, pid))
+
+    # ---- SUBSCRIBE / UNSUBSCRIBE
+
+    def _subscribe_one(self, subject: bytes, sid: bytes, qos: int) -> bool:
+        """The NATS subscription of a filter (QoS 0 deliveries); False when refused."""
+        if not valid_sublist_subject(subject):
+            return False
+        existing = self.subs.get(sid)
+        if existing is not None:
+            return True
+        perms = self.perms
+        if perms is not None and not perms.can_subscribe(subject, None):
+            self.log_error(
+                f'Subscription Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}", '
+                f"SID {sid.decode(errors='replace')}"
+            )
+            return False
+        limits = self.server.config.limits
+        if limits.max_subscriptions and len(self.subs) >= limits.max_subscriptions:
+            self.log_error(f"Maximum Subscriptions Exceeded (max={limits.max_subscriptions})")
+            return False
+        deny = perms.sub_deny if perms is not None else None
+        if (
+            perms is not None
+            and deny is not None
+            and self.deny_filter is None
+            and perms.needs_deny_filter(subject, None)
+        ):
+            self.deny_filter = DenyFilter(deny)
+        sub = Subscription(self, subject, sid, None, 0, self._deliver_qos0)
+        self.subs[sid] = sub
+        self.account.subscribe(sub)
+        return True
+
+    def _unsubscribe_one(self, sid: bytes) -> None:
+        sub = self.subs.pop(sid, None)
+        if sub is not None:
+            self.account.unsubscribe(sub)
+
+    async def _consumer(self, subject: bytes, sid: str, qos: int, from_packet: bool) -> bool:
+        """The durable consumer behind a QoS 1/2 filter (or its removal for QoS 0)."""
+        session = self.session
+        manager = self.manager
+        assert session is not None and manager is not None
+        existing = session.cons.get(sid)
+        if existing is not None:
+            if qos == 0:
+                session.cons.pop(sid, None)
+                durable = str(existing.get("durable_name") or "")
+                session.total_max_ack -= int(existing.get("max_ack_pending") or 0)
+                session.forget_durable(durable)
+                self._unsubscribe_one(str(existing.get("deliver_subject") or "").encode())
+                await manager.jsa.delete_consumer(MSGS_STREAM, durable)
+                return True
+            if from_packet:
+                return True
+        if qos == 0:
+            return True
+        if existing is None:
+            options = self.options
+            ack_wait = options.ack_wait or DEFAULT_ACK_WAIT
+            max_ack = options.max_ack_pending or DEFAULT_MAX_ACK_PENDING
+            if session.total_max_ack + max_ack > MAX_ACK_TOTAL:
+                self.log_error(
+                    f"max_ack_pending for all consumers would be {session.total_max_ack + max_ack} which exceeds "
+                    f"the limit of {MAX_ACK_TOTAL}"
+                )
+                return False
+            inbox = (SUB_PREFIX + _nuid().encode()).decode()
+            durable = f"{session.hash}_{_nuid()}"
+            config: dict[str, Any] = {
+                "durable_name": durable,
+                "deliver_policy": "new",
+                "ack_policy": "explicit",
+                "ack_wait": int(ack_wait * 1e9),
+                "filter_subject": (MSGS_PREFIX + subject).decode(),
+                "replay_policy": "instant",
+                "max_ack_pending": max_ack,
+                "deliver_subject": inbox,
+                "num_replicas": 0,
+            }
+            if options.consumer_memory_storage:
+                config["mem_storage"] = True
+            if options.consumer_inactive_threshold:
+                config["inactive_threshold"] = int(options.consumer_inactive_threshold * 1e9)
+            try:
+                await manager.jsa.api_call(
+                    "CC",
+                    f"CONSUMER.DURABLE.CREATE.{MSGS_STREAM}.{durable}",
+                    {"stream_name": MSGS_STREAM, "config": config},
+                )
+            except (JSAPIError, MQTTConnectError) as problem:
+                self.log_error(
+                    f"Unable to add JetStream consumer for subscription on {_q(subject.decode())}: err={problem}"
+                )
+                return False
+            session.cons[sid] = config
+            session.total_max_ack += max_ack
+            existing = config
+        inbox_b = str(existing.get("deliver_subject") or "").encode()
+        if inbox_b and inbox_b not in self.subs:
+            sub = Subscription(self, inbox_b, inbox_b, None, 0, self._deliver_qos12)
+            self.subs[inbox_b] = sub
+            self.account.subscribe(sub)
+        return True
+
+    async def _subscribe(self, pid: int, filters: list[tuple[bytes, int]]) -> None:
+        session = self.session
+        manager = self.manager
+        assert session is not None and manager is not None
+        codes: list[int] = []
+        retained: list[tuple[bytes, int, _Retained]] = []
+        changed = False
+        for topic, requested in filters:
+            qos = requested
+            if qos == 2 and self.options.downgrade_qos2_subscribe:
+                self.log_warn(
+                    f"Downgrading subscription QoS2 to QoS1 for {_q(topic.decode(errors='replace'))}, as configured"
+                )
+                qos = 1
+            try:
+                subject = P.topic_to_subject(topic, wildcards=True)
+            except P.TopicError as problem:
+                self.log_error(f"invalid topic {_q(topic.decode(errors='replace'))}: {problem}")
+                codes.append(P.SUBACK_FAILURE)
+                continue
+            if subject.startswith(b"$MQTT."):
+                codes.append(P.SUBACK_FAILURE)
+                continue
+            ok = await self._add_filter(subject, qos, True)
+            if not ok:
+                codes.append(P.SUBACK_FAILURE)
+                continue
+            codes.append(qos)
+            key = subject.decode()
+            if session.subs.get(key) != qos:
+                session.subs[key] = qos
+                changed = True
+            matches = manager.retained_matching(subject)
+            if _needs_parent(subject):
+                matches += manager.retained_matching(subject[:-2])
+            for retained_key, rm in matches:
+                retained.append((retained_key, qos, rm))
+        if changed:
+            await manager.save_session(session)
+        self.out(P.encode_suback(pid, codes))
+        for _key, sub_qos, rm in retained:
+            qos = min((rm.flags >> 1) & 3, sub_qos)
+            rpid = 0
+            if qos:
+                rpid = session.next_pid()
+                if rpid:
+                    session.pending[rpid] = (b"", "")
+                else:
+                    qos = 0
+            self._send_publish(rm.topic, rm.payload, qos, rpid, False, True)
+
+    async def _add_filter(self, subject: bytes, qos: int, from_packet: bool) -> bool:
+        session = self.session
+        assert session is not None
+        sid = subject.decode()
+        if not self._subscribe_one(subject, subject, qos):
+            return False
+        if not await self._consumer(subject, sid, qos, from_packet):
+            self._unsubscribe_one(subject)
+            return False
+        if _needs_parent(subject):
+            parent = subject[:-2]
+            parent_sid = (parent.decode() + FWC_SUFFIX).encode()
+            if not self._subscribe_one(parent, parent_sid, qos):
+                return False
+            if not await self._consumer(parent, parent_sid.decode(), qos, from_packet):
+                self._unsubscribe_one(parent_sid)
+                return False
+        return True
+
+    async def _restore_subscriptions(self, session: _Session) -> None:
+        for subject, qos in list(session.subs.items()):
+            await self._add_filter(subject.encode(), qos, False)
+
+    async def _unsubscribe(self, pid: int, topics: list[bytes]) -> None:
+        session = self.session
+        manager = self.manager
+        assert session is not None and manager is not None
+        changed = False
+        for topic in topics:
+            try:
+                subject = P.topic_to_subject(topic, wildcards=True)
+            except P.TopicError as problem:
+                self.log_error(f"invalid topic {_q(topic.decode(errors='replace'))}: {problem}")
+                continue
+            sids = [subject.decode()]
+            if _needs_parent(subject):
+                sids.append(subject[:-2].decode() + FWC_SUFFIX)
+            for sid in sids:
+                config = session.cons.pop(sid, None)
+                if config is not None:
+                    durable = str(config.get("durable_name") or "")
+                    session.total_max_ack -= int(config.get("max_ack_pending") or 0)
+                    session.forget_durable(durable)
+                    self._unsubscribe_one(str(config.get("deliver_subject") or "").encode())
+                    await manager.jsa.delete_consumer(MSGS_STREAM, durable)
+                self._unsubscribe_one(sid.encode())
+            if session.subs.pop(subject.decode(), None) is not None:
+                changed = True
+        if changed:
+            await manager.save_session(session)
+        self.out(P.encode_unsuback(pid))
+
+    # ---- close
+
+    def closed_hook(self, reason: ClosedReason) -> None:
+        will, self.will = self.will, None
+        session = self.session
+        manager = self.manager
+        if will is not None and self.connected and not self.disconnected and manager is not None:
+            self._send_will(will, manager)
+        super().closed_hook(reason)
+        if session is not None and session.conn is self:
+            session.conn = None
+            session.pending.clear()
+            session.by_seq.clear()
+            if session.clean and manager is not None:
+                manager.sessions.pop(session.id, None)
+                task = asyncio.ensure_future(manager.clear_session(session))
+                task.add_done_callback(_quiet)
+        if self.busy is not None and not self.busy.done():
+            self.busy.cancel()
+
+    def _send_will(self, will: P.Publish, manager: AccountManager) -> None:
+        subject = will.subject
+        if self.account.mappings:
+            subject = self.account.map_subject(subject)
+            will.topic = P.subject_to_topic(subject)
+            will.subject = subject
+        if not self._allowed_quiet(subject):
+            self.log_error(f'Publish Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}"')
+            return
+
+        async def publish() -> None:
+            if will.retain:
+                await manager.store_retained(self, will, subject)
+            hdr = _pub_header(will.qos)
+            deliver_src = self
+            self.publish_qos = will.qos
+            try:
+                deliver(deliver_src, subject, b"", len(hdr), hdr + will.payload)
+            finally:
+                self.publish_qos = 0
+            self.server.schedule_flush()
+            if will.qos:
+                await manager.jsa.store(MSGS_PREFIX + subject, hdr, will.payload)
+
+        if will.retain or will.qos:
+            task = asyncio.ensure_future(publish())
+            task.add_done_callback(_quiet)
+        else:
+            hdr = _pub_header(0)
+            deliver(self, subject, b"", len(hdr), hdr + will.payload)
+            self.server.schedule_flush()
+
+
+def _q(text: str) -> str:
+    """Go's %q of a string (what nats-server's log lines quote with)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _quiet(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+_HEADER_FLAGS = {
+    P.CONNECT: 0,
+    P.PUBACK: 0,
+    P.PUBREC: 0,
+    P.PUBCOMP: 0,
+    P.PINGREQ: 0,
+    P.DISCONNECT: 0,
+    P.PUBREL: 2,
+    P.SUBSCRIBE: 2,
+    P.UNSUBSCRIBE: 2,
+}
+_REMAINING = {P.PUBACK: 2, P.PUBREC: 2, P.PUBREL: 2, P.PUBCOMP: 2, P.PINGREQ: 0, P.DISCONNECT: 0}
+
+
+def _check_fixed_header(kind: int, flags: int, length: int) -> None:
+    """nats-server's checks of the fixed header before a packet is read."""
+    expected = _HEADER_FLAGS.get(kind)
+    if expected is not None and flags != expected:
+        raise P.MQTTError(f"invalid fixed header flags {flags:x} for packet type {kind << 4:x}")
+    size = _REMAINING.get(kind)
+    if size is not None and length != size:
+        raise P.MQTTError(f"invalid remaining length {length} for packet type {kind << 4:x}")
+
+
+__all__ = ["AccountManager", "MQTTConnection", "name_hash"]
