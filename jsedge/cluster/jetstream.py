@@ -212,6 +212,11 @@ class JetStreamCluster:
         if routes is None or self.stopped:
             return
         reachable = {peer_id(conn.remote_name) for conn in routes.routes.values() if conn.remote_name}
+        for peer, seen in self.peers.items():
+            if peer not in reachable:
+                # offline now rather than when its hellos stop arriving: placement (an R1
+                # consumer's server, say) must not pick a server that was just killed
+                seen["at"] = 0.0
         groups = [self.meta]
         for replica in self.replicas.values():
             if replica.group is not None:

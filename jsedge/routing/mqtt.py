@@ -316,13 +316,30 @@ class AccountManager:
             self.retained_sub = None
         self.jsa.close()
 
-    def replicas(self) -> int:
+    async def replicas(self) -> int:
+        """`stream_replicas`, else nats-server's guess: one per address the routes name (a host
+        name counts its addresses), between 1 and 3; 1 without a cluster."""
         if self.options.stream_replicas > 0:
             return int(self.options.stream_replicas)
         cluster = self.server.config.cluster
         if not cluster.port:
             return 1
-        return max(1, min(3, len(set(cluster.routes))))
+        import ipaddress
+        from urllib.parse import urlsplit
+
+        count = 0
+        for url in cluster.routes:
+            host = urlsplit(url if "://" in url else f"nats://{url}").hostname or ""
+            try:
+                ipaddress.ip_address(host)
+                count += 1
+            except ValueError:
+                try:
+                    infos = await self.server.loop.getaddrinfo(host, None, proto=6)
+                except OSError:
+                    continue
+                count += len({info[4][0] for info in infos})
+        return max(1, min(3, count))
 
     def prepare(self) -> asyncio.Future[None]:
         if self.ready is None:
@@ -330,7 +347,7 @@ class AccountManager:
         return self.ready
 
     async def _create(self) -> None:
-        replicas = self.replicas()
+        replicas = await self.replicas()
         server = self.server
         domain = f" in domain {_q(self.options.js_domain)}" if self.options.js_domain else ""
         server.logger.info(
