@@ -424,11 +424,30 @@ class TopicError(ValueError):
 _UNSUPPORTED = frozenset(b" \t\n\r\f\x7f")
 
 
+_TO_SUBJECT: dict[bytes, bytes] = {}
+_TO_TOPIC: dict[bytes, bytes] = {}
+#: entries each conversion cache keeps (emptied when full: devices publish on few topics)
+_CACHE_SIZE = 4096
+
+
 def topic_to_subject(topic: bytes, *, wildcards: bool = False) -> bytes:
     """An MQTT topic name (or, with `wildcards`, a topic filter) as a NATS subject, the way
     nats-server converts it: `/` -> `.`, except that an empty level becomes `/` (a leading `/` gives
     `/.`, a doubled or trailing one `./`); `.` -> `//`; `+` -> `*` and `#` -> `>` in filters;
     whitespace and DEL are refused. `TopicError` carries nats-server's reason."""
+    if not wildcards:
+        cached = _TO_SUBJECT.get(topic)
+        if cached is not None:
+            return cached
+        subject = _convert(topic, False)
+        if len(_TO_SUBJECT) >= _CACHE_SIZE:
+            _TO_SUBJECT.clear()
+        _TO_SUBJECT[topic] = subject
+        return subject
+    return _convert(topic, True)
+
+
+def _convert(topic: bytes, wildcards: bool) -> bytes:
     if b"/" not in topic and b"." not in topic and b"+" not in topic and b"#" not in topic:
         if _UNSUPPORTED.isdisjoint(topic):
             return topic
@@ -460,6 +479,17 @@ def topic_to_subject(topic: bytes, *, wildcards: bool = False) -> bytes:
 def subject_to_topic(subject: bytes) -> bytes:
     """A NATS subject as the MQTT topic its message is delivered with (the reverse of
     `topic_to_subject`: `./` and `/.` are an empty level, `//` a dot, `.` a level separator)."""
+    cached = _TO_TOPIC.get(subject)
+    if cached is not None:
+        return cached
+    topic = _to_topic(subject)
+    if len(_TO_TOPIC) >= _CACHE_SIZE:
+        _TO_TOPIC.clear()
+    _TO_TOPIC[subject] = topic
+    return topic
+
+
+def _to_topic(subject: bytes) -> bytes:
     if b"/" not in subject:
         return subject.replace(b".", b"/")
     out = bytearray()

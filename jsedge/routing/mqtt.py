@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
@@ -70,6 +71,9 @@ DEFAULT_MAX_ACK_PENDING = 1024
 MAX_ACK_TOTAL = 0xFFFF
 DEFAULT_API_TIMEOUT = 5.0
 FWC_SUFFIX = " fwc"
+#: QoS 1 publishes waiting for their store: reading pauses above the high mark, resumes below the low
+_ACKS_HIGH = 1024
+_ACKS_LOW = 256
 #: not a packet type: the reader's stream error, handled in order after the packets before it
 _ERROR = -1
 
@@ -165,22 +169,34 @@ class _JSA:
         else:
             future.set_result((b"", bytes(msg)))
 
-    async def request(self, kind: str, subject: str | bytes, body: bytes, hdr: bytes = b"") -> tuple[bytes, bytes]:
+    def start(
+        self, kind: str, subject: str | bytes, body: bytes, hdr: bytes = b""
+    ) -> asyncio.Future[tuple[bytes, bytes]]:
+        """Send a request; its future has the reply (header, data) or fails after the timeout."""
         self.count += 1
         reply = self.prefix + f"{kind}.{self.count}".encode()
-        future: asyncio.Future[tuple[bytes, bytes]] = self.server.loop.create_future()
+        loop = self.server.loop
+        future: asyncio.Future[tuple[bytes, bytes]] = loop.create_future()
         self.waiting[reply] = future
         target = subject.encode() if isinstance(subject, str) else subject
+        timeout = self.timeout
+
+        def expire() -> None:
+            if self.waiting.pop(reply, None) is future and not future.done():
+                shown = target.decode(errors="replace")
+                future.set_exception(
+                    MQTTConnectError(
+                        f'timeout after {timeout:.1f}s: request type "{kind}" on "{shown}" (reply="{reply.decode()}")'
+                    )
+                )
+
+        handle = loop.call_later(timeout, expire)
+        future.add_done_callback(lambda _f: handle.cancel())
         self.server.send_internal(self.account, target, reply, hdr, body)
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            shown = target.decode(errors="replace")
-            raise MQTTConnectError(
-                f'timeout after {self.timeout:.1f}s: request type "{kind}" on "{shown}" (reply="{reply.decode()}")'
-            ) from None
-        finally:
-            self.waiting.pop(reply, None)
+        return future
+
+    async def request(self, kind: str, subject: str | bytes, body: bytes, hdr: bytes = b"") -> tuple[bytes, bytes]:
+        return await self.start(kind, subject, body, hdr)
 
     async def api_call(self, kind: str, op: str, request: dict[str, Any] | None = None) -> dict[str, Any]:
         body = json.dumps(request, separators=(",", ":")).encode() if request is not None else b""
@@ -196,6 +212,11 @@ class _JSA:
     async def store(self, subject: bytes, hdr: bytes, data: bytes) -> dict[str, Any]:
         """Publish into a stream and wait for its PubAck."""
         _h, answer_raw = await self.request("MS", subject, data, hdr)
+        return self.pub_ack(answer_raw)
+
+    @staticmethod
+    def pub_ack(answer_raw: bytes) -> dict[str, Any]:
+        """A stream's answer to a publish: the PubAck, or `JSAPIError`."""
         if not answer_raw:
             raise JSAPIError(503, 0, "no responders")
         answer: dict[str, Any] = json.loads(answer_raw)
@@ -260,8 +281,8 @@ class _Session:
         self.cons: dict[str, dict[str, Any]] = {}
         self.conn: MQTTConnection | None = None
         self.last_pid = 0
-        #: packet id -> (JS ack subject or b"" for a retained message, durable)
-        self.pending: dict[int, tuple[bytes, str]] = {}
+        #: packet id -> (JS ack subject or b"" for a retained message, durable, stream sequence)
+        self.pending: dict[int, tuple[bytes, str, int]] = {}
         #: (durable, stream seq) -> packet id: a JetStream redelivery reuses the id (DUP)
         self.by_seq: dict[tuple[str, int], int] = {}
         #: packet ids of QoS 2 deliveries waiting for PUBCOMP
@@ -287,7 +308,7 @@ class _Session:
         return 0
 
     def forget_durable(self, durable: str) -> None:
-        for pid, (_ack, dur) in list(self.pending.items()):
+        for pid, (_ack, dur, _seq) in list(self.pending.items()):
             if dur == durable:
                 del self.pending[pid]
         for key in [key for key in self.by_seq if key[0] == durable]:
@@ -588,6 +609,10 @@ class MQTTConnection(ClientConnection):
         "busy",
         "backlog",
         "publish_qos",
+        "acks",
+        "acks_paused",
+        "sub_qos",
+        "inboxes",
     )
 
     #: `/connz` `type` and the events' `client_type`
@@ -610,6 +635,13 @@ class MQTTConnection(ClientConnection):
         self.backlog: list[tuple[int, int, bytes]] = []
         #: the QoS of the PUBLISH being delivered (the QoS 0 callback skips QoS 1/2 subscriptions)
         self.publish_qos = 0
+        #: pipelined QoS 1 publishes: (packet id, store future), PUBACKed in this order
+        self.acks: deque[tuple[int, asyncio.Future[tuple[bytes, bytes]]]] = deque()
+        self.acks_paused = False
+        #: sid of a filter's NATS subscription -> its granted QoS
+        self.sub_qos: dict[bytes, int] = {}
+        #: deliver subject of a QoS 1/2 filter's consumer -> (filter, durable, QoS)
+        self.inboxes: dict[bytes, tuple[bytes, str, int]] = {}
         self.echo = True
         self.verbose = False
         self.pedantic = False
@@ -729,7 +761,7 @@ class MQTTConnection(ClientConnection):
             self.handle(self.backlog.pop(0))
         if self.pending:
             flush_pending(self.pending)
-        if not self.waiting() and not self.gone() and self.transport is not None:
+        if not self.waiting() and not self.acks_paused and not self.gone() and self.transport is not None:
             try:
                 self.transport.resume_reading()
             except (RuntimeError, AttributeError):
@@ -903,7 +935,43 @@ class MQTTConnection(ClientConnection):
         if pub.qos == 0 and not pub.retain:
             self._deliver(pub)
             return None
+        if pub.qos == 1 and not pub.retain:
+            # pipelined: delivered now, stored in `$MQTT_msgs` without waiting, PUBACKs sent in
+            # order as the stores are acknowledged (MQTT-4.6.0-2)
+            manager = self.manager
+            assert manager is not None
+            if self._deliver(pub):
+                hdr = _pub_header(1)
+                future = manager.jsa.start("MS", MSGS_PREFIX + pub.subject, pub.payload, hdr)
+            else:
+                future = self.loop.create_future()
+                future.set_result((b"", b"{}"))
+            self.acks.append((pub.pid, future))
+            future.add_done_callback(self._acks_ready)
+            if len(self.acks) > _ACKS_HIGH and not self.acks_paused and self.transport is not None:
+                self.acks_paused = True
+                self.transport.pause_reading()
+            return None
         return self._publish_async(pub)
+
+    def _acks_ready(self, _future: Any) -> None:
+        acks = self.acks
+        while acks and acks[0][1].done():
+            pid, future = acks.popleft()
+            if self.closed:
+                continue
+            try:
+                _hdr, answer = future.result()
+                _JSA.pub_ack(answer)
+            except (JSAPIError, MQTTConnectError, asyncio.CancelledError) as problem:
+                acks.clear()
+                self.protocol_error(str(problem))
+                return
+            self.out(P.encode_pid(P.PUBACK, pid))
+        if self.acks_paused and len(acks) < _ACKS_LOW and not self.closed:
+            self.acks_paused = False
+            if not self.waiting() and self.transport is not None:
+                self.transport.resume_reading()
 
     def _allowed(self, subject: bytes) -> bool:
         perms = self.perms
@@ -993,46 +1061,37 @@ class MQTTConnection(ClientConnection):
     # ---- deliveries (to the client)
 
     def _deliver_qos0(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
-        if reply.startswith(b"$JS.ACK.") and src is None:
+        if src is None and reply.startswith(b"$JS.ACK."):
             return  # a JetStream push delivery onto a subject this filter matches: not for MQTT
-        qos = self._sub_qos(sub)
         if subject[:1] == b"$" and _is_reserved_filter(sub.subject):
             return
-        hdr = msg[:hdr_len] if hdr_len > 0 else b""
-        if qos:
+        if self.sub_qos.get(sub.sid, 0):
+            # a QoS 1/2 message reaches a QoS 1/2 subscription through its consumer instead
             if isinstance(src, MQTTConnection):
                 if src.publish_qos:
                     return
-            elif _msg_qos(bytes(hdr)):
+            elif hdr_len > 0 and _msg_qos(bytes(msg[:hdr_len])):
                 return
         payload = msg[hdr_len:] if hdr_len > 0 else msg
         self._send_publish(P.subject_to_topic(subject), bytes(payload), 0, 0, False)
 
-    def _sub_qos(self, sub: Any) -> int:
-        session = self.session
-        if session is None:
-            return 0
-        key = sub.sid.decode()
-        if key.endswith(FWC_SUFFIX):
-            key = key[: -len(FWC_SUFFIX)] + ".>"
-        return session.subs.get(key, 0)
-
     def _deliver_qos12(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
         session = self.session
-        if session is None or session.conn is not self or not subject.startswith(MSGS_PREFIX):
+        inbox = self.inboxes.get(sub.subject)
+        if session is None or inbox is None or session.conn is not self or not subject.startswith(MSGS_PREFIX):
             return
+        filter_subject, durable, sub_qos = inbox
         hdr = bytes(msg[:hdr_len]) if hdr_len > 0 else b""
-        qos = min(_msg_qos(hdr), self._consumer_qos(sub))
+        qos = min(_msg_qos(hdr), sub_qos)
         if qos == 0:
             return
         stripped = subject[len(MSGS_PREFIX) :]
         manager = self.manager
         assert manager is not None
-        if stripped.startswith(b"$") and _is_reserved_filter(self._consumer_filter(sub)):
+        if stripped[:1] == b"$" and _is_reserved_filter(filter_subject):
             manager.jsa.ack(reply)
             return
         tokens = reply.split(b".")
-        durable = self._consumer_durable(sub)
         seq = int(tokens[-4]) if len(tokens) >= 9 and tokens[-4].isdigit() else 0
         deliveries = int(tokens[-5]) if len(tokens) >= 9 and tokens[-5].isdigit() else 1
         pid = session.by_seq.get((durable, seq))
@@ -1048,35 +1107,9 @@ class MQTTConnection(ClientConnection):
             if not pid:
                 return
             session.by_seq[(durable, seq)] = pid
-        session.pending[pid] = (reply, durable)
+        session.pending[pid] = (reply, durable, seq)
         payload = msg[hdr_len:] if hdr_len > 0 else msg
         self._send_publish(P.subject_to_topic(stripped), bytes(payload), qos, pid, dup)
-
-    def _consumer_entry(self, sub: Any) -> tuple[str, dict[str, Any]] | None:
-        session = self.session
-        if session is None:
-            return None
-        inbox = sub.subject.decode()
-        for sid, config in session.cons.items():
-            if config.get("deliver_subject") == inbox:
-                return sid, config
-        return None
-
-    def _consumer_qos(self, sub: Any) -> int:
-        entry = self._consumer_entry(sub)
-        if entry is None or self.session is None:
-            return 0
-        sid = entry[0]
-        key = sid[: -len(FWC_SUFFIX)] + ".>" if sid.endswith(FWC_SUFFIX) else sid
-        return self.session.subs.get(key, 0)
-
-    def _consumer_filter(self, sub: Any) -> bytes:
-        entry = self._consumer_entry(sub)
-        return entry[0].encode() if entry is not None and not entry[0].endswith(FWC_SUFFIX) else b""
-
-    def _consumer_durable(self, sub: Any) -> str:
-        entry = self._consumer_entry(sub)
-        return str(entry[1].get("durable_name") or "") if entry is not None else ""
 
     def _send_publish(self, topic: bytes, payload: bytes, qos: int, pid: int, dup: bool, retain: bool = False) -> None:
         if self.closed:
@@ -1092,10 +1125,9 @@ class MQTTConnection(ClientConnection):
         entry = session.pending.pop(pid, None)
         if entry is None:
             return
-        ack, durable = entry
-        for key, value in list(session.by_seq.items()):
-            if value == pid and key[0] == durable:
-                del session.by_seq[key]
+        ack, durable, seq = entry
+        if session.by_seq.get((durable, seq)) == pid:
+            del session.by_seq[(durable, seq)]
         if ack and self.manager is not None:
             self.manager.jsa.ack(ack)
 
@@ -1144,6 +1176,8 @@ class MQTTConnection(ClientConnection):
         return True
 
     def _unsubscribe_one(self, sid: bytes) -> None:
+        self.sub_qos.pop(sid, None)
+        self.inboxes.pop(sid, None)
         sub = self.subs.pop(sid, None)
         if sub is not None:
             self.account.unsubscribe(sub)
@@ -1209,6 +1243,8 @@ class MQTTConnection(ClientConnection):
             session.total_max_ack += max_ack
             existing = config
         inbox_b = str(existing.get("deliver_subject") or "").encode()
+        if inbox_b and inbox_b not in self.inboxes:
+            self.inboxes[inbox_b] = (subject, str(existing.get("durable_name") or ""), qos)
         if inbox_b and inbox_b not in self.subs:
             sub = Subscription(self, inbox_b, inbox_b, None, 0, self._deliver_qos12)
             self.subs[inbox_b] = sub
@@ -1261,7 +1297,7 @@ class MQTTConnection(ClientConnection):
             if qos:
                 rpid = session.next_pid()
                 if rpid:
-                    session.pending[rpid] = (b"", "")
+                    session.pending[rpid] = (b"", "", 0)
                 else:
                     qos = 0
             self._send_publish(rm.topic, rm.payload, qos, rpid, False, True)
@@ -1272,6 +1308,7 @@ class MQTTConnection(ClientConnection):
         sid = subject.decode()
         if not self._subscribe_one(subject, subject, qos):
             return False
+        self.sub_qos[subject] = qos
         if not await self._consumer(subject, sid, qos, from_packet):
             self._unsubscribe_one(subject)
             return False
@@ -1280,6 +1317,7 @@ class MQTTConnection(ClientConnection):
             parent_sid = (parent.decode() + FWC_SUFFIX).encode()
             if not self._subscribe_one(parent, parent_sid, qos):
                 return False
+            self.sub_qos[parent_sid] = qos
             if not await self._consumer(parent, parent_sid.decode(), qos, from_packet):
                 self._unsubscribe_one(parent_sid)
                 return False
