@@ -119,7 +119,11 @@ class Server:
                 f'jetstream {{ store_dir: "{self.dir / "js"}" }}\n'
                 f'mqtt {{ listen: "{HOST}:{self.port}", max_ack_pending: 4096 }}\n'
             )
-            argv = ["nats-server", "-c", str(conf)] if self.kind == "nats" else [sys.executable, "-m", "jsedge", "-c", str(conf)]
+            argv = (
+                ["nats-server", "-c", str(conf)]
+                if self.kind == "nats"
+                else [sys.executable, "-m", "jsedge", "-c", str(conf)]
+            )
         if shutil.which("taskset"):
             argv = ["taskset", "-c", "0", *argv]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT))
@@ -264,11 +268,17 @@ def main() -> None:
                 results[kind] = {"qos0": qos0(server.port, n0), "qos1": qos1(server.port, n1)}
             finally:
                 server.stop()
-            print(f"{kind}: QoS 0 {results[kind]['qos0']:,.0f} msgs/s, QoS 1 {results[kind]['qos1']:,.0f} msgs/s", flush=True)
+            print(
+                f"{kind}: QoS 0 {results[kind]['qos0']:,.0f} msgs/s, QoS 1 {results[kind]['qos1']:,.0f} msgs/s",
+                flush=True,
+            )
     print()
     print("| scenario | " + " | ".join(kinds) + " | js/nats | js/mosquitto |")
     print("|---|" + "---|" * (len(kinds) + 2))
-    for key, label in (("qos0", "QoS 0 publish 64 B, delivered (msgs/s)"), ("qos1", "QoS 1 publish 64 B, 256 in flight (msgs/s)")):
+    for key, label in (
+        ("qos0", "QoS 0 publish 64 B, delivered (msgs/s)"),
+        ("qos1", "QoS 1 publish 64 B, 256 in flight (msgs/s)"),
+    ):
         cells = [f"{results[k][key] / 1000:.1f} k" for k in kinds]
         js = results.get("jsedge", {}).get(key)
         ratio_nats = f"{js / results['nats'][key]:.2f}x" if js and "nats" in results else ""

@@ -2733,6 +2733,21 @@ _RESTART_FIELDS: tuple[tuple[str, Callable[[ServerConfig], Any]], ...] = (
     ("jetstream.domain", lambda config: config.jetstream.domain),
     ("monitor.host", lambda config: config.monitor.host),
     ("monitor.port", lambda config: config.monitor.port),
+    # the mqtt block, but for what nats-server reloads (read again when a session or consumer starts)
+    (
+        "MQTT",
+        lambda config: dataclasses.replace(
+            config.mqtt,
+            ack_wait=0.0,
+            max_ack_pending=0,
+            stream_replicas=0,
+            consumer_memory_storage=False,
+            consumer_inactive_threshold=0.0,
+            tls=None,
+            password="[REDACTED]" if config.mqtt.password else "",
+            token="[REDACTED]" if config.mqtt.token else "",
+        ),
+    ),
 )
 
 
@@ -2767,6 +2782,7 @@ def diff_for_reload(old: ServerConfig, new: ServerConfig) -> tuple[list[str], li
         ("cluster.routes", old.cluster.routes, new.cluster.routes),
         ("cluster.authorization", (old.cluster.user, old.cluster.password), (new.cluster.user, new.cluster.password)),
         ("cluster.no_advertise", old.cluster.no_advertise, new.cluster.no_advertise),
+        ("mqtt", old.mqtt, new.mqtt),
         ("jetstream", dataclasses.replace(old.jetstream, store_dir="", domain=""),
          dataclasses.replace(new.jetstream, store_dir="", domain="")),
     ):  # fmt: skip
