@@ -209,9 +209,9 @@ class _JSA:
             )
         return answer
 
-    async def store(self, subject: bytes, hdr: bytes, data: bytes) -> dict[str, Any]:
+    async def store(self, subject: bytes, hdr: bytes, data: bytes, kind: str = "MS") -> dict[str, Any]:
         """Publish into a stream and wait for its PubAck."""
-        _h, answer_raw = await self.request("MS", subject, data, hdr)
+        _h, answer_raw = await self.request(kind, subject, data, hdr)
         return self.pub_ack(answer_raw)
 
     @staticmethod
@@ -330,12 +330,38 @@ class AccountManager:
         self.retained_sub: Any = None
         self.retained_seen = 0
         self.retained_wait: tuple[int, asyncio.Future[None]] | None = None
+        self.persist_sub = server.subscribe_internal(account, b"$MQTT.JSA.*.SP.*.*", self._session_persisted)
 
     def close(self) -> None:
         if self.retained_sub is not None:
             self.server.unsubscribe_internal(self.account, self.retained_sub)
             self.retained_sub = None
+        self.server.unsubscribe_internal(self.account, self.persist_sub)
         self.jsa.close()
+
+    def _session_persisted(self, _sub: Any, _src: Any, subject: bytes, _reply: bytes, hdr_len: int, msg: bytes) -> None:
+        """Another server saved a session (nats-server's processSessionPersist): if this one holds
+        it, its copy is stale and its client, if connected here, is replaced there: closed, with
+        no will and no cleanup of the session."""
+        tokens = subject.split(b".")
+        if len(tokens) != 6 or tokens[2].decode(errors="replace") == self.jsa.server_id:
+            return
+        try:
+            ack = json.loads(bytes(msg[hdr_len:] if hdr_len > 0 else msg))
+        except ValueError:
+            return
+        if not isinstance(ack, dict) or "error" in ack or str(ack.get("domain") or "") != self.options.js_domain:
+            return
+        digest = tokens[4].decode(errors="replace")
+        session = next((s for s in self.sessions.values() if s.hash == digest), None)
+        if session is None or int(ack.get("seq") or 0) < session.seq:
+            return
+        self.sessions.pop(session.id, None)
+        conn, session.conn = session.conn, None
+        if conn is not None and not conn.closed:
+            conn.will = None
+            conn.log_warn(f"Closing because a remote connection has started with the same client ID: {_q(session.id)}")
+            conn.close(ClosedReason.DUPLICATE_CLIENT_ID)
 
     async def replicas(self) -> int:
         """`stream_replicas`, else nats-server's guess: one per address the routes name (a host
@@ -528,7 +554,11 @@ class AccountManager:
         if session.seq:
             hdr = b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence:%d\r\n\r\n" % session.seq
         try:
-            ack = await self.jsa.store(self.session_subject(session), hdr, session.record(self.jsa.server_id))
+            # (the reply `$MQTT.JSA.<server>.SP.<session hash>.<n>` tells every server of the
+            # account that this one now holds the session: `_session_persisted`)
+            ack = await self.jsa.store(
+                self.session_subject(session), hdr, session.record(self.jsa.server_id), kind=f"SP.{session.hash}"
+            )
         except JSAPIError as problem:
             raise MQTTConnectError(
                 f"unable to persist session {_q(session.id)} (seq={session.seq}): {problem}"

@@ -1,6 +1,7 @@
 """MQTT on a three-node jsedge cluster: the MQTT streams are R3 (as nats-server makes them when
-the routes name three servers), and a persistent session with its queued QoS 1 messages survives
-the loss of the node that led the message stream, the client resuming on another node."""
+the routes name three servers), a persistent session with its queued QoS 1 messages survives the
+loss of the node that led the message stream (the client resuming on another node), and a client
+id that connects to a second node closes its connection on the first."""
 
 from __future__ import annotations
 
@@ -118,3 +119,24 @@ async def test_session_and_queued_messages_survive_a_node_loss() -> None:
         ack, got = await loop.run_in_executor(None, publish_and_resume)
         assert ack == (0, True)
         assert got == [("cmd/light", b"on", 1), ("cmd/light", b"off", 1)]
+
+        def takeover_across_servers() -> Any:
+            # the device comes back on one node, then (a second connection with its id) on the
+            # other: the first node closes its connection, as nats-server's do
+            first = _Device(ports[others[0]], "sensor-1", clean=False)
+            first_ack = first.connect()
+            second = _Device(ports[others[1]], "sensor-1", clean=False)
+            second_ack = second.connect()
+            deadline = time.monotonic() + 15
+            while first.client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            closed = not first.client.is_connected()
+            first.client.loop_stop()
+            second.close()
+            return first_ack, second_ack, closed
+
+        first_ack, second_ack, closed = await loop.run_in_executor(None, takeover_across_servers)
+        assert first_ack == (0, True) and second_ack == (0, True) and closed
+        cluster[others[0]].wait_for_log(
+            'Closing because a remote connection has started with the same client ID: "sensor-1"'
+        )
