@@ -932,7 +932,7 @@ class MQTTConnection(ClientConnection):
         if self.gone():
             return
         self.connected = True
-        reader = self.parser
+        reader = getattr(self.parser, "parser", self.parser)  # (under a WebSocket frame reader)
         if isinstance(reader, _Reader):
             reader.packets.max_size = P.MAX_REMAINING
         if not self.announced and self.server.events is not None:

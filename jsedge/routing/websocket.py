@@ -44,6 +44,7 @@ from jsedge.errors import ClosedReason
 from jsedge.routing.client import ClientConnection
 from jsedge.routing.connection import Connection
 from jsedge.routing.leaf import LeafConnection
+from jsedge.routing.mqtt import MQTTConnection
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONTINUATION, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
@@ -306,7 +307,7 @@ def _host_port(tls: bool, hostport: str) -> tuple[str, str]:
     return host.strip("[]").lower(), port
 
 
-def upgrade(request: bytes, options: Any, tls: bool) -> tuple[bytes, bool, bool, bool]:
+def upgrade(request: bytes, options: Any, tls: bool, *, mqtt: bool = False) -> tuple[bytes, bool, bool, bool]:
     """The 101 response for an upgrade request, whether it compresses, whether the client masks
     its frames and whether it is a browser (frames of 4 KiB at most); HandshakeRefused in
     nats-server's order."""
@@ -350,6 +351,8 @@ def upgrade(request: bytes, options: Any, tls: bool) -> tuple[bytes, bool, bool,
         response += PMC_RESPONSE
     if no_masking:
         response += NO_MASKING_RESPONSE
+    if mqtt:
+        response += b"Sec-Websocket-Protocol: mqtt\r\n"  # (nats-server's spelling)
     for name, value in getattr(options, "headers", ()) or ():
         response += f"{name}: {value}\r\n".encode()
     return response + b"\r\n", compress, not no_masking, browser
@@ -470,19 +473,25 @@ class _Reader:
                 # nats-server has hijacked the socket by then: it closes it without an answer
                 conn.refuse(400, "client sent data before handshake is complete", answer=False)
                 return
+            request = bytes(self.request[: end + 4])
+            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
+            route = path.split(b"?", 1)[0]
+            mqtt = route.endswith(b"/mqtt") and not route.endswith(b"/leafnode")
+            if mqtt and not conn.server.config.mqtt.port:
+                conn.refuse(404, "mqtt websocket endpoint not enabled")
+                return
             try:
-                response, compress, masked, browser = upgrade(
-                    bytes(self.request[: end + 4]), conn.options, conn.tls is not None
-                )
+                response, compress, masked, browser = upgrade(request, conn.options, conn.tls is not None, mqtt=mqtt)
             except HandshakeRefused as refused:
                 conn.refuse(refused.status, refused.reason)
                 return
-            request = bytes(self.request[: end + 4])
             conn.cookies = request_cookies(request)
             self.request = bytearray()
-            path = request.split(b" ", 2)[1] if request.count(b" ") >= 2 else b""
-            if path.split(b"?", 1)[0].endswith(b"/leafnode"):
+            if route.endswith(b"/leafnode"):
                 conn.become_leaf(response, compress, masked)  # a leaf node dialled this port
+                return
+            if mqtt:
+                conn.become_mqtt(response, compress, masked, browser)  # an MQTT client (nats-server's /mqtt)
                 return
             self.frames = FrameReader(masked=masked, compress=compress)
             conn.upgraded(response, compress, BROWSER_FRAME if browser else 0)
@@ -625,6 +634,24 @@ class WebSocketConnection(ClientConnection):
         self.closed_reason = ClosedReason.CLIENT_CLOSED
         leaf.connection_made_over_websocket()
 
+    def become_mqtt(self, response: bytes, compress: bool, masked: bool, browser: bool) -> None:
+        """The upgrade asked for `/mqtt`: an MQTT client in WebSocket frames from now on (as
+        nats-server's, it authenticates as the `mqtt {}` block says). This client object hands
+        the transport to it and leaves without a trace."""
+        if self.handshake_handle is not None:
+            self.handshake_handle.cancel()
+            self.handshake_handle = None
+        Connection._write_raw(self, response)
+        client = WebSocketMQTTConnection(self.server, self.cid, self.server.config.mqtt, None)
+        client.adopt_websocket(self, compress, masked, BROWSER_FRAME if browser else 0)
+        for handle in (self.ping_handle, self.auth_handle):
+            if handle is not None:
+                handle.cancel()
+        self.ping_handle = self.auth_handle = None
+        self.closed = True
+        self.closed_reason = ClosedReason.CLIENT_CLOSED
+        client.connection_made_over_websocket()
+
     # ---- frames out
 
     def _write_raw(self, data: bytes | bytearray) -> None:
@@ -655,6 +682,82 @@ class WebSocketConnection(ClientConnection):
         if self.handshake_handle is not None:
             self.handshake_handle.cancel()
             self.handshake_handle = None
+        super().close(reason, abort)
+
+
+class _MQTTFrames:
+    """An MQTT client's frames: payloads to its MQTT packet reader."""
+
+    __slots__ = ("conn", "parser", "frames")
+
+    def __init__(self, conn: Any, parser: Any, frames: FrameReader) -> None:
+        self.conn = conn
+        self.parser = parser
+        self.frames = frames
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.conn.closed)
+
+    def feed(self, data: bytes) -> None:
+        conn = self.conn
+        try:
+            events = self.frames.feed(data)
+        except ProtocolError as exc:
+            conn.ws_control(OP_CLOSE, close_payload(1002, str(exc)))
+            conn.log_error(f"websocket protocol error: {exc}")
+            conn.close(ClosedReason.PROTOCOL_VIOLATION)
+            return
+        _dispatch(conn, self.parser, events)
+
+
+class WebSocketMQTTConnection(MQTTConnection):
+    """An MQTT client on the websocket port (`/mqtt`, nats-server's MQTT over WebSocket): MQTT
+    packets in binary frames, otherwise jsedge.routing.mqtt's client."""
+
+    __slots__ = ("ws_compress", "ws_max_frame", "closing_sent")
+
+    def adopt_websocket(self, client: Any, compress: bool, masked: bool, max_frame: int) -> None:
+        self.transport = client.transport
+        self.remote_host, self.remote_port = client.remote_host, client.remote_port
+        self.tls, self.tls_version, self.tls_cipher = client.tls, client.tls_version, client.tls_cipher
+        self.ws_compress = compress
+        self.ws_max_frame = max_frame
+        self.closing_sent = False
+        self.parser = _MQTTFrames(self, self.parser, FrameReader(masked=masked, compress=compress))
+
+    def connection_made_over_websocket(self) -> None:
+        self.transport.set_protocol(self)
+        if not self.register():
+            return
+        self.greet()
+        if not self.closed and self.ping_handle is None:
+            self.ping_handle = self.loop.call_later(self.ping_interval, self._ping_timer)
+
+    def log_prefix(self) -> str:
+        prefix = f"{self.remote_host}:{self.remote_port} - mid_ws:{self.cid} - "
+        if self.client_id:
+            prefix += f'"{self.client_id}" - '
+        return prefix
+
+    def ws_control(self, opcode: int, payload: bytes) -> None:
+        if opcode == OP_CLOSE:
+            self.closing_sent = True
+        if self.outbuf:
+            self.flush()
+        if self.transport is not None and not self.closed:
+            Connection._write_raw(self, encode_frame(opcode, payload))
+
+    def _write_raw(self, data: bytes | bytearray) -> None:
+        Connection._write_raw(self, encode_frame(OP_BINARY, data, self.ws_compress, self.ws_max_frame))
+
+    def close(self, reason: ClosedReason, abort: bool = False) -> None:
+        if not self.closed and not self.closing_sent and not abort and self.transport is not None:
+            self.closing_sent = True
+            if self.outbuf and not self.tls_pending:
+                self._write_raw(bytes(self.outbuf))
+                self.outbuf = bytearray()
+            Connection._write_raw(self, encode_frame(OP_CLOSE, close_payload(_close_status(reason), reason.value)))
         super().close(reason, abort)
 
 

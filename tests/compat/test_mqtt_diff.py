@@ -484,3 +484,70 @@ def test_startup_errors(name: str, config: str, message: str, tmp_path: Path) ->
         )
         assert done.returncode == 1, (kind, done.stdout, done.stderr)
         assert message in done.stdout + done.stderr, (kind, done.stdout, done.stderr)
+
+
+# ---------------------------------------------------------------------------- over WebSocket
+
+
+def _ws_config(mqtt_port: int, ws_port: int, store: Path, with_mqtt: bool = True) -> str:
+    text = f'server_name: s1\njetstream {{ store_dir: "{store}" }}\n'
+    text += f"websocket {{ listen: 127.0.0.1:{ws_port}, no_tls: true }}\n"
+    if with_mqtt:
+        text += f"mqtt {{ listen: 127.0.0.1:{mqtt_port} }}\n"
+    return text
+
+
+def test_mqtt_over_websocket(tmp_path: Path) -> None:
+    results = []
+    for kind in KINDS:
+        mqtt_port, ws_port = free_port(), free_port()
+        with ServerProcess(kind, config=_ws_config(mqtt_port, ws_port, tmp_path / kind)):
+            key = "dGhlIHNhbXBsZSBub25jZQ=="
+            upgrade = (
+                f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{ws_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+            ).encode()
+            head, _closed = _exchange(ws_port, upgrade, wait=0.5)
+
+            def client(cid: str, ws_port: int = ws_port) -> Any:
+                c = Client(ws_port, cid)
+                c.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, transport="websockets")
+                c.client.ws_set_options(path="/mqtt")
+                c.client.on_message = c._message
+                c.client.on_connect = c._connected
+                c.client.on_subscribe = c._subscribed
+                return c
+
+            sub, pub = client("ws-sub"), client("ws-pub")
+            out: dict[str, Any] = {"head": head, "connack": [sub.connect(), pub.connect()]}
+            out["suback"] = sub.subscribe(("a/#", 1))
+            pub.publish("a/b", b"over websocket", 1)
+            pub.publish("a", b"parent", 0, retain=True)
+            out["got"] = sorted(sub.take(2))
+            # an MQTT client on the MQTT port and one on the websocket port see each other
+            tcp = Client(mqtt_port, "tcp")
+            tcp.connect()
+            tcp.subscribe(("a/#", 0))
+            out["retained_on_tcp"] = tcp.take(1)
+            tcp.publish("a/c", b"from tcp", 0)
+            out["from_tcp"] = sub.take(1)
+            for c in (sub, pub, tcp):
+                c.disconnect()
+            results.append(out)
+    nats, jsedge = results
+    assert jsedge == nats
+    assert b"Sec-Websocket-Protocol: mqtt\r\n" in jsedge["head"]
+
+
+def test_mqtt_websocket_endpoint_needs_the_mqtt_block(tmp_path: Path) -> None:
+    statuses = []
+    for kind in KINDS:
+        ws_port = free_port()
+        with ServerProcess(kind, config=_ws_config(0, ws_port, tmp_path / kind, with_mqtt=False)):
+            upgrade = (
+                f"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1:{ws_port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+            answer, _closed = _exchange(ws_port, upgrade, wait=1.0)
+            statuses.append((answer.split(b"\r\n", 1)[0], answer.rpartition(b"\r\n\r\n")[2]))
+    assert statuses[0] == statuses[1] == (b"HTTP/1.1 404 Not Found", b"Not Found\n")
