@@ -285,8 +285,11 @@ class _Session:
         self.pending: dict[int, tuple[bytes, str, int]] = {}
         #: (durable, stream seq) -> packet id: a JetStream redelivery reuses the id (DUP)
         self.by_seq: dict[tuple[str, int], int] = {}
-        #: packet ids of QoS 2 deliveries waiting for PUBCOMP
-        self.pubrel: set[int] = set()
+        #: packet ids of QoS 2 deliveries past PUBREC -> the ack subject of their PUBREL record
+        #: (b"" until `$MQTT_out`'s consumer delivered it)
+        self.pubrel: dict[int, bytes] = {}
+        #: the durable consumer (on `$MQTT_out`) that delivers the session's PUBREL records
+        self.pubrel_consumer: dict[str, Any] | None = None
         self.max_pending = DEFAULT_MAX_ACK_PENDING
         self.total_max_ack = 0
 
@@ -298,6 +301,8 @@ class _Session:
             persisted["subs"] = self.subs
         if self.cons:
             persisted["cons"] = self.cons
+        if self.pubrel_consumer is not None:
+            persisted["pubrel"] = self.pubrel_consumer
         return json.dumps(persisted, separators=(",", ":")).encode()
 
     def next_pid(self) -> int:
@@ -545,7 +550,10 @@ class AccountManager:
         session.clean = bool(record.get("clean"))
         session.subs = {str(k): int(v) for k, v in (record.get("subs") or {}).items()}
         session.cons = {str(k): v for k, v in (record.get("cons") or {}).items() if isinstance(v, dict)}
-        session.total_max_ack = sum(int(c.get("max_ack_pending") or 0) for c in session.cons.values())
+        pubrel = record.get("pubrel")
+        session.pubrel_consumer = pubrel if isinstance(pubrel, dict) else None
+        consumers = list(session.cons.values()) + ([session.pubrel_consumer] if session.pubrel_consumer else [])
+        session.total_max_ack = sum(int(c.get("max_ack_pending") or 0) for c in consumers)
         self.sessions[client_id] = session
         return session, True
 
@@ -567,6 +575,8 @@ class AccountManager:
 
     async def clear_session(self, session: _Session) -> None:
         durables = [str(config.get("durable_name") or "") for config in session.cons.values()]
+        pubrel = session.pubrel_consumer
+        session.pubrel_consumer = None
         seq = session.seq
         session.cons.clear()
         session.subs.clear()
@@ -579,6 +589,8 @@ class AccountManager:
         for durable in durables:
             if durable:
                 await self.jsa.delete_consumer(MSGS_STREAM, durable)
+        if pubrel is not None:
+            await self.jsa.delete_consumer(OUT_STREAM, str(pubrel.get("durable_name") or ""))
         if seq:
             await self.jsa.delete_msg(SESS_STREAM, seq)
 
@@ -804,17 +816,24 @@ class MQTTConnection(ClientConnection):
         if kind == P.PUBLISH:
             return self._publish(P.decode_publish(flags, body))
         if kind == P.PUBACK:
-            self._puback(P.decode_pid(kind, flags, body))
+            pid = P.decode_pid(kind, flags, body)
+            self._bound()
+            self._puback(pid)
             return None
         if kind == P.PUBREC:
-            self._pubrec(P.decode_pid(kind, flags, body))
+            pid = P.decode_pid(kind, flags, body)
+            self._bound()
+            self._pubrec(pid)
             return None
         if kind == P.PUBREL:
             return self._pubrel(P.decode_pid(kind, flags, body))
         if kind == P.PUBCOMP:
             pid = P.decode_pid(kind, flags, body)
-            if self.session is not None:
-                self.session.pubrel.discard(pid)
+            session = self.session
+            if session is not None and session.conn is self:
+                ack = session.pubrel.pop(pid, None)
+                if ack and self.manager is not None:
+                    self.manager.jsa.ack(ack)
             return None
         if kind == P.SUBSCRIBE:
             pid, filters = P.decode_subscribe(flags, body)
@@ -925,6 +944,7 @@ class MQTTConnection(ClientConnection):
         session.max_pending = self.options.max_ack_pending or DEFAULT_MAX_ACK_PENDING
         session.pending.clear()
         session.by_seq.clear()
+        session.pubrel.clear()  # (the PUBREL records come again from their consumer)
         manager.sessions[client_id] = session
         self.session = session
         self.manager = manager
@@ -1161,16 +1181,97 @@ class MQTTConnection(ClientConnection):
         if ack and self.manager is not None:
             self.manager.jsa.ack(ack)
 
-    def _pubrec(self, pid: int) -> None:
-        """A QoS 2 delivery received: the message is acknowledged to JetStream, PUBREL goes out."""
+    def _bound(self) -> None:
+        """PUBACK and PUBREC need the session bound to this connection (nats-server's check)."""
         session = self.session
-        if session is None:
+        if session is None or session.conn is not self:
+            raise P.MQTTError("invalid MQTT session")
+
+    def _pubrec(self, pid: int) -> None:
+        """A QoS 2 delivery received (nats-server's way): a PUBREL record goes to `$MQTT_out`
+        (`$MQTT.out.pubrel.<hash>`, header `Nmqtt-PubRel: <pid>`), whose consumer delivers it
+        (`_deliver_pubrel`: PUBREL to the client, again after ack_wait until PUBCOMP); once it is
+        stored the message is acknowledged to its consumer (a failed store closes the connection).
+        Not awaited: the acknowledgement must happen even if the client leaves right after."""
+        session = self.session
+        manager = self.manager
+        assert session is not None and manager is not None
+        if session.pubrel_consumer is not None:
+            session.pubrel.setdefault(pid, b"")
+        entry = session.pending.pop(pid, None)
+        if entry is not None and session.by_seq.get(entry[1:]) == pid:
+            del session.by_seq[entry[1:]]
+        hdr = b"NATS/1.0\r\nNmqtt-PubRel:%d\r\n\r\n" % pid
+        future = manager.jsa.start("MS", f"$MQTT.out.pubrel.{session.hash}".encode(), b"", hdr)
+
+        def stored(done: asyncio.Future[tuple[bytes, bytes]]) -> None:
+            try:
+                _JSA.pub_ack(done.result()[1])
+            except (JSAPIError, MQTTConnectError, asyncio.CancelledError) as problem:
+                if not self.closed:
+                    self.protocol_error(str(problem))
+                return
+            if entry is not None and entry[0]:
+                manager.jsa.ack(entry[0])
+
+        future.add_done_callback(stored)
+
+    def _deliver_pubrel(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        session = self.session
+        if session is None or session.conn is not self or not reply or hdr_len <= 0:
             return
-        if pid in session.pending:
-            self._puback(pid)
-            session.pubrel.add(pid)
-        if pid in session.pubrel:
-            self.out(P.encode_pid(P.PUBREL, pid))
+        value = _header(bytes(msg[:hdr_len]), b"Nmqtt-PubRel")
+        if not value or not value.isdigit() or not 0 < int(value) <= 0xFFFF:
+            return
+        pid = int(value)
+        session.pubrel[pid] = reply
+        self.out(P.encode_pid(P.PUBREL, pid))
+
+    async def _ensure_pubrel(self) -> None:
+        """The session's PUBREL consumer and this connection's subscription to it (before its
+        first QoS 2 subscription)."""
+        session = self.session
+        manager = self.manager
+        assert session is not None and manager is not None
+        inbox = f"$MQTT.deliver.pubrel.{session.hash}".encode()
+        if inbox not in self.subs:
+            sub = Subscription(self, inbox, inbox, None, 0, self._deliver_pubrel)
+            self.subs[inbox] = sub
+            self.account.subscribe(sub)
+        if session.pubrel_consumer is not None:
+            return
+        options = self.options
+        max_ack = options.max_ack_pending or DEFAULT_MAX_ACK_PENDING
+        if session.total_max_ack + max_ack > MAX_ACK_TOTAL:
+            raise MQTTConnectError(
+                f"max_ack_pending for all consumers would be {session.total_max_ack + max_ack} which exceeds the "
+                f"limit of {MAX_ACK_TOTAL}"
+            )
+        durable = f"$MQTT_PUBREL_{session.hash}"
+        config: dict[str, Any] = {
+            "durable_name": durable,
+            "deliver_policy": "new",
+            "ack_policy": "explicit",
+            "ack_wait": int((options.ack_wait or DEFAULT_ACK_WAIT) * 1e9),
+            "filter_subject": f"$MQTT.out.pubrel.{session.hash}",
+            "replay_policy": "instant",
+            "max_ack_pending": max_ack,
+            "deliver_subject": inbox.decode(),
+            "num_replicas": 0,
+        }
+        if options.consumer_memory_storage:
+            config["mem_storage"] = True
+        if options.consumer_inactive_threshold:
+            config["inactive_threshold"] = int(options.consumer_inactive_threshold * 1e9)
+        try:
+            await manager.jsa.api_call(
+                "CC", f"CONSUMER.DURABLE.CREATE.{OUT_STREAM}.{durable}", {"stream_name": OUT_STREAM, "config": config}
+            )
+        except JSAPIError as problem:
+            self.log_error(f"Unable to add JetStream consumer for PUBREL for client {_q(session.id)}: err={problem}")
+            raise MQTTConnectError(str(problem)) from None
+        session.pubrel_consumer = config
+        session.total_max_ack += max_ack
 
     # ---- SUBSCRIBE / UNSUBSCRIBE
 
@@ -1304,6 +1405,13 @@ class MQTTConnection(ClientConnection):
             if subject.startswith(b"$MQTT."):
                 codes.append(P.SUBACK_FAILURE)
                 continue
+            if qos == 2:
+                try:
+                    await self._ensure_pubrel()
+                except MQTTConnectError as problem:
+                    self.log_error(f"failed to initialize PUBREL processing: {problem}")
+                    codes.append(P.SUBACK_FAILURE)
+                    continue
             ok = await self._add_filter(subject, qos, True)
             if not ok:
                 codes.append(P.SUBACK_FAILURE)
@@ -1354,6 +1462,8 @@ class MQTTConnection(ClientConnection):
         return True
 
     async def _restore_subscriptions(self, session: _Session) -> None:
+        if session.pubrel_consumer is not None:
+            await self._ensure_pubrel()
         for subject, qos in list(session.subs.items()):
             await self._add_filter(subject.encode(), qos, False)
 

@@ -551,3 +551,56 @@ def test_mqtt_websocket_endpoint_needs_the_mqtt_block(tmp_path: Path) -> None:
             answer, _closed = _exchange(ws_port, upgrade, wait=1.0)
             statuses.append((answer.split(b"\r\n", 1)[0], answer.rpartition(b"\r\n\r\n")[2]))
     assert statuses[0] == statuses[1] == (b"HTTP/1.1 404 Not Found", b"Not Found\n")
+
+
+def _packets(sock: socket.socket, count: int, timeout: float = 10.0) -> list[bytes]:
+    """The next `count` packets the server sends (whole, fixed header included)."""
+    from jsedge.protocol.mqtt import Reader
+
+    reader = Reader()
+    found: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < count:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        for kind, flags, body in reader.feed(chunk):
+            found.append(bytes([kind << 4 | flags]) + bytes([len(body)]) + body if len(body) < 128 else body)
+    return found
+
+
+def test_qos2_delivery_survives_a_reconnect(tmp_path: Path) -> None:
+    """A QoS 2 delivery past PUBREC is remembered in `$MQTT_out`: after a reconnect without the
+    PUBCOMP, the PUBREL comes again (after ack_wait), as from nats-server."""
+
+    def scenario(srv: Any) -> Any:
+        out: dict[str, Any] = {}
+        sub = socket.create_connection(("127.0.0.1", srv.mqtt_port), timeout=10)
+        sub.sendall(_connect_packet(b"q2dev", flags=0x00))  # a persistent session
+        out["connack"] = _packets(sub, 1)
+        sub.sendall(b"\x82\x06\x00\x01\x00\x01t\x02")
+        out["suback"] = _packets(sub, 1)
+        pub = Client(srv.mqtt_port, "q2pub")
+        pub.connect()
+        pub.publish("t", b"exactly-once", 2)
+        publish = _packets(sub, 1)[0]
+        out["publish"] = publish
+        pid = publish[-len(b"exactly-once") - 2 : -len(b"exactly-once")]
+        sub.sendall(b"\x50\x02" + pid)  # PUBREC
+        out["pubrel"] = _packets(sub, 1)
+        sub.close()  # no PUBCOMP
+        again = socket.create_connection(("127.0.0.1", srv.mqtt_port), timeout=10)
+        again.sendall(_connect_packet(b"q2dev", flags=0x00))
+        out["reconnect"] = _packets(again, 1)
+        out["pubrel_again"] = _packets(again, 1, timeout=15)
+        again.sendall(b"\x70\x02" + pid)  # PUBCOMP
+        again.sendall(b"\xc0\x00")
+        out["after_pubcomp"] = _packets(again, 1)  # only the PINGRESP: nothing more for this one
+        again.close()
+        pub.disconnect()
+        return out
+
+    nats, jsedge = _both(tmp_path, scenario, mqtt_extra=', ack_wait: "1s"')
+    assert jsedge == nats
+    assert jsedge["pubrel"] == [b"\x62\x02\x00\x01"] and jsedge["reconnect"] == [b"\x20\x02\x01\x00"]
