@@ -20,19 +20,21 @@ nodes):
                  prefixed `-`) deletes. Every server follows the stream with an ephemeral consumer
                  into an in-memory index, which SUBSCRIBE matches its filter against.
   `$MQTT_qos2in` `$MQTT.qos2.in.<client id>.<packet id>`  a QoS 2 PUBLISH waits here for PUBREL
-  `$MQTT_out`    created as nats-server does (QoS 2 PUBREL records: not used by jsedge, see below)
+  `$MQTT_out`    `$MQTT.out.pubrel.<hash>`  a QoS 2 delivery past PUBREC: the session's PUBREL
+                 consumer (`$MQTT_PUBREL_<hash>`) sends PUBREL until the client's PUBCOMP
 
 The server talks to JetStream through JetStream API requests in the account (replies on
 `$MQTT.JSA.<server hash>.<kind>.<n>`), as nats-server does, so the same code works on one server
-and on a cluster (where the meta leader places the streams).
+and on a cluster (where the meta leader places the streams). A session save's reply
+(`...SP.<session hash>.<n>`) reaches every server: one that holds the same session drops its copy
+and closes its client (the device moved to another server).
 
-Packets are handled in order: a packet that needs JetStream (CONNECT, QoS 1/2 PUBLISH, SUBSCRIBE,
+Packets are handled in order: a packet that needs JetStream (CONNECT, QoS 2 PUBLISH, SUBSCRIBE,
 PUBREL, UNSUBSCRIBE) runs as a task, and the packets read meanwhile wait behind it (reading pauses).
+QoS 1 publishes are pipelined instead (PUBACKs in order as their stores complete). MQTT over
+WebSocket is `WebSocketMQTTConnection` in jsedge.routing.websocket.
 
-Not done (nats-server has them): QoS 2 *deliveries* are not made durable across reconnects
-(PUBREL records in `$MQTT_out`): a QoS 2 subscription's PUBREL/PUBCOMP exchange is kept in memory;
-session takeover across servers of a cluster (nats-server closes a client on another server that
-holds the same client id); the 1 s "flapper" jail; MQTT over WebSocket; Sparkplug B; JWT users.
+Not done (nats-server has them): the 1 s "flapper" jail; Sparkplug B; JWT users over MQTT.
 """
 
 from __future__ import annotations
