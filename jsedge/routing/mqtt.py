@@ -34,7 +34,7 @@ PUBREL, UNSUBSCRIBE) runs as a task, and the packets read meanwhile wait behind 
 QoS 1 publishes are pipelined instead (PUBACKs in order as their stores complete). MQTT over
 WebSocket is `WebSocketMQTTConnection` in jsedge.routing.websocket.
 
-Not done (nats-server has them): the 1 s "flapper" jail; Sparkplug B; JWT users over MQTT.
+Not done (nats-server has them): Sparkplug B; JWT users over MQTT.
 """
 
 from __future__ import annotations
@@ -72,6 +72,8 @@ DEFAULT_ACK_WAIT = 30.0
 DEFAULT_MAX_ACK_PENDING = 1024
 MAX_ACK_TOTAL = 0xFFFF
 DEFAULT_API_TIMEOUT = 5.0
+#: a client id that took a connection over less than this long ago is held, then closed
+FLAPPER_JAIL = 1.0
 FWC_SUFFIX = " fwc"
 #: QoS 1 publishes waiting for their store: reading pauses above the high mark, resumes below the low
 _ACKS_HIGH = 1024
@@ -337,6 +339,8 @@ class AccountManager:
         self.retained_sub: Any = None
         self.retained_seen = 0
         self.retained_wait: tuple[int, asyncio.Future[None]] | None = None
+        #: client id -> when it last took a connection over (the flapper jail)
+        self.flappers: dict[str, float] = {}
         self.persist_sub = server.subscribe_internal(account, b"$MQTT.JSA.*.SP.*.*", self._session_persisted)
 
     def close(self) -> None:
@@ -366,6 +370,7 @@ class AccountManager:
         self.sessions.pop(session.id, None)
         conn, session.conn = session.conn, None
         if conn is not None and not conn.closed:
+            self.flappers[session.id] = time.monotonic()
             conn.will = None
             conn.log_warn(f"Closing because a remote connection has started with the same client ID: {_q(session.id)}")
             conn.close(ClosedReason.DUPLICATE_CLIENT_ID)
@@ -921,6 +926,15 @@ class MQTTConnection(ClientConnection):
         await manager.prepare()
         if self.closed:
             return
+        jailed = manager.flappers.get(client_id)
+        if jailed is not None:
+            if time.monotonic() - jailed < FLAPPER_JAIL:
+                # two devices keep taking one client id from each other: hold this one for a
+                # second, then close it without a CONNACK (nats-server's flapper jail)
+                await asyncio.sleep(FLAPPER_JAIL)
+                self.close(ClosedReason.DUPLICATE_CLIENT_ID)
+                return
+            del manager.flappers[client_id]
         try:
             session, exists = await manager.load_session(client_id)
         except ConnectRejected as problem:
@@ -934,6 +948,7 @@ class MQTTConnection(ClientConnection):
                 present = True
             previous = session.conn
             if previous is not None and previous is not self and not previous.closed:
+                manager.flappers[client_id] = time.monotonic()
                 previous.will = None
                 self.log_warn(
                     f"Replacing old client {_q(previous.log_prefix())} since both have the same client ID {_q(client_id)}"

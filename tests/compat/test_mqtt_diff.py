@@ -329,6 +329,11 @@ def test_takeover_and_authorization(tmp_path: Path) -> None:
         while first.client.is_connected() and time.monotonic() < deadline:
             time.sleep(0.05)
         out["first_closed"] = not first.client.is_connected()
+        # a third connection with the id within a second of the takeover: held, then closed
+        # without a CONNACK (the "flapper" jail)
+        started = time.monotonic()
+        third = _exchange(srv.mqtt_port, _user_connect(b"same"), wait=3.0)
+        out["jailed"] = (third, 0.8 < time.monotonic() - started < 2.5)
         second.disconnect()
         return out
 
@@ -375,6 +380,13 @@ def _exchange(port: int, data: bytes, wait: float = 1.5) -> tuple[bytes, bool]:
 
 
 CONNECTED = _connect_packet()
+
+
+def _user_connect(client_id: bytes, user: bytes = b"dev", password: bytes = b"s3cret") -> bytes:
+    body = _string(b"MQTT") + bytes([4, 0xC2]) + struct.pack(">H", 30) + _string(client_id)
+    body += _string(user) + _string(password)
+    return bytes([0x10, len(body)]) + body
+
 
 RAW_CASES = [
     ("not-connect-first", b"\xc0\x00"),
