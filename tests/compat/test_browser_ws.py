@@ -75,7 +75,7 @@ await fetch("/result", { method: "POST", body: JSON.stringify(out) });
 @contextmanager
 def _page_server(results: queue.Queue[dict[str, Any]]) -> Iterator[int]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/page.html":
                 body, kind = PAGE.encode(), "text/html"
@@ -90,7 +90,7 @@ def _page_server(results: queue.Queue[dict[str, Any]]) -> Iterator[int]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             results.put(json.loads(self.rfile.read(length)))
             self.send_response(204)
