@@ -10,7 +10,7 @@ State lives in JetStream, in the account's streams, as nats-server keeps it (so 
 restart, and with replicas a node's loss, and a jsedge node can share the streams with nats-server
 nodes):
 
-  `$MQTT_sess`   `$MQTT.sess.<hash of client id>`  one JSON record per session: its subscriptions
+  `$MQTT_sess`   `$MQTT.sess.[<domain>.]<hash of client id>`  one JSON record per session: its subscriptions
                  (`subs`: NATS filter -> QoS) and the durable consumers behind them (`cons`)
   `$MQTT_msgs`   `$MQTT.msgs.<subject>`  QoS 1/2 messages (interest retention): each QoS 1/2
                  subscription is a durable push consumer (`<hash>_<id>`, deliver `$MQTT.sub.<id>`,
@@ -333,6 +333,9 @@ class AccountManager:
         options = server.config.mqtt
         self.options = options
         self.jsa = _JSA(server, account, options.js_api_timeout or DEFAULT_API_TIMEOUT, options.js_domain)
+        #: the JetStream domain in session subjects (`$MQTT.sess.<domain>.<hash>`): the block's
+        #: `js_domain`, else the server's own (nats-server's domainTk)
+        self.domain = options.js_domain or server.config.jetstream.domain
         self.sessions: dict[str, _Session] = {}
         self.retained: dict[bytes, _Retained] = {}
         self.ready: asyncio.Future[None] | None = None
@@ -361,7 +364,7 @@ class AccountManager:
             ack = json.loads(bytes(msg[hdr_len:] if hdr_len > 0 else msg))
         except ValueError:
             return
-        if not isinstance(ack, dict) or "error" in ack or str(ack.get("domain") or "") != self.options.js_domain:
+        if not isinstance(ack, dict) or "error" in ack or str(ack.get("domain") or "") != self.domain:
             return
         digest = tokens[4].decode(errors="replace")
         session = next((s for s in self.sessions.values() if s.hash == digest), None)
@@ -413,7 +416,7 @@ class AccountManager:
             f"Creating MQTT streams/consumers with replicas {replicas} for account {_q(self.account.name)}{domain}"
         )
         streams = (
-            ("sessions", {"name": SESS_STREAM, "subjects": ["$MQTT.sess.>"], "max_msgs_per_subject": 1}),
+            ("sessions", {"name": SESS_STREAM, "subjects": [self.session_prefix() + ">"], "max_msgs_per_subject": 1}),
             ("messages", {"name": MSGS_STREAM, "subjects": ["$MQTT.msgs.>"], "retention": "interest"}),
             (
                 "QoS2 incoming messages",
@@ -536,8 +539,11 @@ class AccountManager:
 
     # ---- sessions
 
+    def session_prefix(self) -> str:
+        return f"$MQTT.sess.{self.domain}." if self.domain else "$MQTT.sess."
+
     def session_subject(self, session: _Session) -> bytes:
-        return f"$MQTT.sess.{session.hash}".encode()
+        return f"{self.session_prefix()}{session.hash}".encode()
 
     async def load_session(self, client_id: str) -> tuple[_Session, bool]:
         session = self.sessions.get(client_id)

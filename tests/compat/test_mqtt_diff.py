@@ -80,8 +80,8 @@ class Client:
     def _subscribed(self, _c: Any, _u: Any, _mid: Any, codes: Any, _p: Any) -> None:
         self.subacks.put([int(code.value) for code in codes])
 
-    def connect(self) -> tuple[int, bool]:
-        self.client.connect("127.0.0.1", self.port, self.keepalive)
+    def connect(self, host: str = "127.0.0.1") -> tuple[int, bool]:
+        self.client.connect(host, self.port, self.keepalive)
         self.client.loop_start()
         return self.connack.get(timeout=15)
 
@@ -616,3 +616,56 @@ def test_qos2_delivery_survives_a_reconnect(tmp_path: Path) -> None:
     nats, jsedge = _both(tmp_path, scenario, mqtt_extra=', ack_wait: "1s"')
     assert jsedge == nats
     assert jsedge["pubrel"] == [b"\x62\x02\x00\x01"] and jsedge["reconnect"] == [b"\x20\x02\x01\x00"]
+
+
+def test_tls_and_jetstream_domain(tmp_path: Path) -> None:
+    """`tls {}` on the MQTT port and a JetStream domain (`js_domain`, the session subjects under
+    `$MQTT.sess.<domain>.`): the same sessions and deliveries as nats-server's."""
+    from tests.helpers import make_tls_files
+
+    tls = make_tls_files(tmp_path / "tls")
+
+    def scenario(srv: Any) -> Any:
+        def client(cid: str, clean: bool = True) -> Client:
+            c = Client(srv.mqtt_port, cid, clean=clean)
+            c.client.tls_set(ca_certs=str(tls.ca_cert))
+            return c
+
+        out: dict[str, Any] = {}
+        dev = client("tls-dev", clean=False)
+        out["first"] = dev.connect()
+        dev.subscribe(("d/#", 1))
+        dev.disconnect()
+        pub = client("tls-pub")
+        pub.connect()
+        pub.publish("d/x", b"secure", 1)
+        pub.disconnect()
+        dev = client("tls-dev", clean=False)
+        out["again"] = dev.connect()
+        out["queued"] = dev.take(1)
+        dev.disconnect()
+
+        async def subjects(nc: Any) -> Any:
+            js = nc.jetstream(domain="edge")
+            info = await js.stream_info("$MQTT_sess")
+            return info.config.subjects, info.state.messages
+
+        out["sess_stream"] = _nats_side(srv.port, subjects)
+        return out
+
+    tls_block = f', tls {{ cert_file: "{tls.server_cert}", key_file: "{tls.server_key}" }}, js_domain: edge'
+    results = []
+    for kind in KINDS:
+        port = free_port()
+        config = (
+            f"server_name: s1\n"
+            f'jetstream {{ store_dir: "{tmp_path / kind}", domain: edge }}\n'
+            f"mqtt {{ listen: localhost:{port}{tls_block} }}\n"
+        )
+        with ServerProcess(kind, config=config) as srv:
+            srv.mqtt_port = port
+            results.append(scenario(srv))
+    nats, jsedge = results
+    assert jsedge == nats
+    assert jsedge["again"] == (0, True) and jsedge["queued"] == [("d/x", b"secure", 1, False)]
+    assert jsedge["sess_stream"] == (["$MQTT.sess.edge.>"], 1)
