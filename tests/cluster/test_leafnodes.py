@@ -1085,7 +1085,9 @@ def test_a_remote_with_hub_true_makes_the_dialling_side_the_hub(accepting_kind: 
                 leafs = json.loads(resp.read())["leafs"]
             return leafs[0]["is_spoke"] if leafs else None
 
-        check_for(10, lambda: spoke_flag(accepting) is not None)
+        # (both sides list the link before the flags are compared: nats-server's dialling side
+        # was once caught between a link's close and its reconnect)
+        check_for(10, lambda: spoke_flag(accepting) is not None and spoke_flag(dialling) is not None)
         assert (spoke_flag(accepting), spoke_flag(dialling)) == (True, False)
         assert asyncio.run(crosses(accepting, dialling, 10.0))
         assert asyncio.run(crosses(dialling, accepting, 10.0))
