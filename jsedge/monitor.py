@@ -577,6 +577,11 @@ class Monitor:
             "/jsz": ("/jsz", self.handle_jsz),
             "/healthz": ("/healthz", self.handle_healthz),
             "/metrics": ("/metrics", self.handle_metrics),
+            # the web console (jsedge.console): HTML over the same snapshots
+            "/console": ("/console", self.handle_console),
+            "/console/streams": ("/console/streams", self.handle_console_streams),
+            "/console/stream": ("/console/stream", self.handle_console_stream),
+            "/console/connections": ("/console/connections", self.handle_console_connections),
         }
         routes = {self._base + path: entry for path, entry in table.items()}
         routes[self._base or "/"] = ("/", self.handle_root)
@@ -745,11 +750,65 @@ class Monitor:
             "\t\ta:hover .endpoint { display: inline }\n"
             "\t</style>\n\t</head>\n\t<body>\n"
             f"\t<h2>jsedge {__version__} (nats-server {NATS_COMPAT_VERSION} compatible)</h2>\n"
+            '\t<a href=./console><b>Console</b><span class="endpoint"> /console</span></a>\n'
             f"{links}\n"
             '    <a href=https://docs.nats.io/running-a-nats-service/nats_admin/monitoring class="help">Help</a>\n'
             "  </body>\n</html>\n"
         )
         return Response(200, (("Content-Type", "text/html; charset=utf-8"),), page.encode())
+
+    # -- the web console (jsedge.console) ---------------------------------------------------
+    def _html(self, body: bytes) -> Response:
+        return Response(200, (("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")), body)
+
+    def handle_console(self, query: Query) -> Response:
+        from jsedge import console
+
+        varz = self.varz()
+        jsz = self.jsz(streams=True, config=True)
+        store_dir = str((jsz.get("config") or {}).get("store_dir") or "")
+        return self._html(console.overview(self._base, varz, jsz, console.system_figures(store_dir)))
+
+    def handle_console_streams(self, query: Query) -> Response:
+        from jsedge import console
+
+        jsz = self.jsz(streams=True, config=True)
+        return self._html(console.streams_page(self._base, self.server.server_name, jsz))
+
+    def handle_console_stream(self, query: Query) -> Response:
+        from jsedge import console
+
+        acc, name = query.get("acc"), query.get("name")
+        page_size = 20
+        jsz = self.jsz(streams=True, consumers=True, config=True, account_filter=acc) if acc else {}
+        detail = None
+        for account in jsz.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                if stream.get("name") == name:
+                    detail = stream
+        messages: list[Any] = []
+        first = query.int("seq")
+        js = self.server.jetstream
+        jsa = js.accounts.get(acc) if js is not None else None
+        stream_obj = jsa.streams.get(name) if jsa is not None else None
+        if detail is not None and stream_obj is not None:
+            state = detail.get("state") or {}
+            first = max(first, int(state.get("first_seq", 0) or 0), 1)
+            last = int(state.get("last_seq", 0) or 0)
+            seq = first
+            while seq <= last and len(messages) < page_size:
+                msg = stream_obj.store.load_msg(seq)
+                if msg is not None:
+                    messages.append(msg)
+                seq += 1
+        body = console.stream_page(self._base, self.server.server_name, acc, detail, messages, first, page_size)
+        return self._html(body)
+
+    def handle_console_connections(self, query: Query) -> Response:
+        from jsedge import console
+
+        connz = self.connz(limit=1024)
+        return self._html(console.connections_page(self._base, self.server.server_name, connz))
 
     # -- /varz -----------------------------------------------------------------------------
     def _cpu(self) -> float:
