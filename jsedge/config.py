@@ -494,6 +494,11 @@ class MonitorConfig:
     port: int = 0
     https_port: int = 0
     base_path: str = ""
+    #: jsedge's opt-in authentication of the monitoring port (`http: { listen, auth: { user,
+    #: password } | { token } }`): HTTP Basic or a bearer token on every path but /healthz
+    auth_user: str = ""
+    auth_password: str = ""
+    auth_token: str = ""
 
 
 @_record
@@ -894,6 +899,8 @@ class _FileReader:
                 if parsed[0] is not None:
                     listen["host"] = parsed[0]
                 listen["port"] = parsed[1]
+        elif name in ("http", "https") and isinstance(item.value, dict):
+            self.read_http_block(name, item, monitor)
         elif name in ("http", "https"):
             parsed = self.host_port(item)
             if parsed is not None:
@@ -2014,6 +2021,48 @@ class _FileReader:
                 )
             elif not parts.hostname:
                 self.errors.append(f'unable to parse allowed origin "{origin}": host is required')
+
+    def read_http_block(self, name: str, item: ConfValue, monitor: dict[str, Any]) -> None:
+        """jsedge's map form of `http`/`https` (nats-server takes only `host:port` there): the
+        listener and, opt-in, an `auth` block for the monitoring port (the console shows payloads)."""
+        entries = self.mapping(item) or {}
+        port_key = "port" if name == "http" else "https_port"
+        for key, entry in entries.items():
+            lowered = key.lower()
+            if lowered == "listen":
+                parsed = self.host_port(entry)
+                if parsed is not None:
+                    if parsed[0] is not None:
+                        monitor["host"] = parsed[0]
+                    monitor[port_key] = parsed[1]
+            elif lowered == "port":
+                port = self.integer(entry)
+                if port is not None:
+                    monitor[port_key] = port
+            elif lowered in ("host", "net"):
+                host = self.string(entry)
+                if host is not None:
+                    monitor["host"] = host
+            elif lowered in ("auth", "authorization"):
+                auth = self.mapping(entry) or {}
+                for auth_key, auth_entry in auth.items():
+                    auth_name = auth_key.lower()
+                    if auth_name in ("user", "username"):
+                        monitor["auth_user"] = self.string(auth_entry) or ""
+                    elif auth_name in ("pass", "password"):
+                        monitor["auth_password"] = self.string(auth_entry) or ""
+                    elif auth_name == "token":
+                        monitor["auth_token"] = self.string(auth_entry) or ""
+                    else:
+                        self.unknown(auth_key, auth_entry)
+                if monitor.get("auth_token") and (monitor.get("auth_user") or monitor.get("auth_password")):
+                    self.error(entry, "http auth: either user and password, or a token")
+                elif bool(monitor.get("auth_user")) != bool(monitor.get("auth_password")):
+                    self.error(entry, "http auth: a user needs a password (and a password a user)")
+                elif not monitor.get("auth_token") and not monitor.get("auth_user"):
+                    self.error(entry, "http auth: user and password, or a token")
+            else:
+                self.unknown(key, entry)
 
     def read_mqtt(self, item: ConfValue) -> None:
         """nats-server's `mqtt` block (parseMQTT)."""

@@ -21,6 +21,7 @@ Formatting rules shared with nats-server (each a small tested function below):
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import email.utils
 import os
@@ -677,9 +678,47 @@ class Monitor:
                 await asyncio.wait_for(reader.readexactly(length), _HEAD_TIMEOUT)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return False
-        response = self.dispatch(target)
+        if not self._authorized(target, headers):
+            response = Response(
+                401,
+                (
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("WWW-Authenticate", 'Basic realm="jsedge monitoring"'),
+                ),
+                b"401 Unauthorized\n",
+            )
+        else:
+            response = self.dispatch(target)
         await self._write(writer, response, method.upper() != "HEAD", keep_alive)
         return keep_alive
+
+    def _authorized(self, target: str, headers: dict[str, str]) -> bool:
+        """The monitoring port's opt-in authentication (`http: { auth: ... }`): HTTP Basic with the
+        user and password, or the token as a bearer token (or as the Basic password); /healthz
+        stays open for health checks (it shows no data)."""
+        monitor = self.server.config.monitor
+        user, password, token = monitor.auth_user, monitor.auth_password, monitor.auth_token
+        if not (user or token):
+            return True
+        path = target.split("?", 1)[0]
+        if path == self._base + "/healthz":
+            return True
+        from jsedge.routing.auth import secret_matches
+
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer" and token:
+            return secret_matches(token, credentials.strip())
+        if scheme != "basic":
+            return False
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+        except (ValueError, UnicodeDecodeError):
+            return False
+        given_user, _, given_password = decoded.partition(":")
+        if token:
+            return secret_matches(token, given_password)
+        return secret_matches(user, given_user) and secret_matches(password, given_password)
 
     async def _write(self, writer: asyncio.StreamWriter, response: Response, body: bool, keep_alive: bool) -> None:
         reason = _REASONS.get(response.status, "")

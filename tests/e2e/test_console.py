@@ -11,6 +11,7 @@ import asyncio
 import re
 import shutil
 import subprocess
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -126,3 +127,42 @@ def test_console_shows_the_cluster() -> None:
         check_for(30, led)
         page = _get(cluster[0], "/console")
         assert "Cluster c1" in page and re.search(r"routes</div><div class=\"v\">2<", page)
+
+
+def _status(port: int, path: str, header: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if header is not None:
+        request.add_header("Authorization", header)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("WWW-Authenticate", "")
+
+
+def test_monitoring_port_authentication(tmp_path: Path) -> None:
+    """`http: { listen, auth: { user, password } }` (or `{ token }`): every endpoint, the console
+    and /metrics need the credentials; /healthz stays open for health checks."""
+    import base64
+
+    from tests.helpers import free_port
+
+    def basic(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    port = free_port()
+    config = f'http: {{ listen: "127.0.0.1:{port}", auth: {{ user: admin, password: "s3cret" }} }}\n'
+    with ServerProcess("jsedge", config=config):
+        check_for(10, lambda: _status(port, "/healthz")[0] == 200)
+        assert _status(port, "/console") == (401, 'Basic realm="jsedge monitoring"')
+        assert _status(port, "/varz")[0] == 401
+        assert _status(port, "/varz", basic("admin", "wrong"))[0] == 401
+        for path in ("/console", "/varz", "/metrics", "/connz", "/"):
+            assert _status(port, path, basic("admin", "s3cret"))[0] == 200, path
+    port = free_port()
+    config = f'http: {{ listen: "127.0.0.1:{port}", auth: {{ token: "t0ken" }} }}\n'
+    with ServerProcess("jsedge", config=config):
+        check_for(10, lambda: _status(port, "/healthz")[0] == 200)
+        assert _status(port, "/jsz", "Bearer t0ken")[0] == 200
+        assert _status(port, "/jsz", basic("", "t0ken"))[0] == 200  # curl -u :t0ken
+        assert _status(port, "/jsz", "Bearer nope")[0] == 401
