@@ -499,6 +499,9 @@ class MonitorConfig:
     auth_user: str = ""
     auth_password: str = ""
     auth_token: str = ""
+    #: `http: { console: { actions: true } }`: the console may publish, purge, delete messages
+    #: and step leaders down (needs `auth`)
+    console_actions: bool = False
 
 
 @_record
@@ -2061,8 +2064,19 @@ class _FileReader:
                     self.error(entry, "http auth: a user needs a password (and a password a user)")
                 elif not monitor.get("auth_token") and not monitor.get("auth_user"):
                     self.error(entry, "http auth: user and password, or a token")
+            elif lowered == "console":
+                console = self.mapping(entry) or {}
+                for console_key, console_entry in console.items():
+                    if console_key.lower() == "actions":
+                        flag = self.boolean(console_entry)
+                        if flag is not None:
+                            monitor["console_actions"] = flag
+                    else:
+                        self.unknown(console_key, console_entry)
             else:
                 self.unknown(key, entry)
+        if monitor.get("console_actions") and not (monitor.get("auth_user") or monitor.get("auth_token")):
+            self.error(item, "http console actions need http auth")
 
     def read_mqtt(self, item: ConfValue) -> None:
         """nats-server's `mqtt` block (parseMQTT)."""

@@ -11,8 +11,10 @@ message browser with headers and payloads as text or hex) and `/console/connecti
 
 No build step, no CDN: plain HTML, one stylesheet and a few lines of vanilla JavaScript (the live
 chart polls `/varz` every two seconds and draws an inline SVG). Everything that comes from clients
-(subjects, headers, payloads, names) goes through `html.escape`. Read-only: actions (publish,
-purge, step down) are not built.
+(subjects, headers, payloads, names) goes through `html.escape`. Actions (publish a message, purge a
+stream, delete a message, step a leader down) appear only with `http: { console: { actions: true } }`
+and the port's auth; they go through the JetStream API and publish path a client uses (jsedge.monitor
+`console_action`), carry a per-server form token against cross-site posts, and are logged.
 """
 
 from __future__ import annotations
@@ -164,7 +166,39 @@ def system_figures(store_dir: str) -> dict[str, Any]:
     return out
 
 
-def overview(base: str, varz: dict[str, Any], jsz: dict[str, Any], system: dict[str, Any]) -> bytes:
+def _form(base: str, actions: dict[str, str], fields: dict[str, str], button: str, back: str, confirm: str = "") -> str:
+    hidden = "".join(f'<input type="hidden" name="{_e(k)}" value="{_e(v)}">' for k, v in fields.items())
+    check = f' onsubmit="return confirm({_e(json.dumps(confirm))})"' if confirm else ""
+    return (
+        f'<form method="post" action="{_e(base)}/console/action" style="display:inline"{check}>'
+        f'<input type="hidden" name="csrf" value="{_e(actions["csrf"])}"><input type="hidden" name="back" value="{_e(back)}">'
+        f"{hidden}<button>{_e(button)}</button></form>"
+    )
+
+
+def _publish_form(base: str, actions: dict[str, str], acc: str, back: str, subject: str = "") -> str:
+    return (
+        f'<form method="post" action="{_e(base)}/console/action">'
+        f'<input type="hidden" name="csrf" value="{_e(actions["csrf"])}"><input type="hidden" name="back" value="{_e(back)}">'
+        f'<input type="hidden" name="action" value="publish"><input type="hidden" name="acc" value="{_e(acc)}">'
+        f'subject <input name="subject" value="{_e(subject)}" required> payload <input name="payload" size="40"> '
+        "<button>Publish</button></form>"
+    )
+
+
+def _done(actions: dict[str, str] | None) -> str:
+    if actions and actions.get("done"):
+        return f'<p class="card" role="status">{_e(actions["done"])}</p>'
+    return ""
+
+
+def overview(
+    base: str,
+    varz: dict[str, Any],
+    jsz: dict[str, Any],
+    system: dict[str, Any],
+    actions: dict[str, str] | None = None,
+) -> bytes:
     name = str(varz.get("server_name") or varz.get("server_id") or "jsedge")
     cards = [
         ("version", _e(varz.get("version", ""))),
@@ -178,7 +212,9 @@ def overview(base: str, varz: dict[str, Any], jsz: dict[str, Any], system: dict[
     ]
     if "temperature" in system:
         cards.append(("temperature", f"{system['temperature']:.1f} °C"))
-    body = f"<h2>Server</h2>{_cards(cards)}<h3>Traffic</h3>{_CHART}"
+    body = f"{_done(actions)}<h2>Server</h2>{_cards(cards)}<h3>Traffic</h3>{_CHART}"
+    if actions is not None:
+        body += "<h3>Publish a test message</h3>" + _publish_form(base, actions, "$G", f"{base}/console")
     if jsz and not jsz.get("disabled"):
         config = jsz.get("config") or {}
         js_cards = [
@@ -298,13 +334,23 @@ def stream_page(
     messages: Sequence[Any],
     first_seq: int,
     page_size: int,
+    actions: dict[str, str] | None = None,
 ) -> bytes:
     if detail is None:
         return _page(base, "/streams", "Stream", f"<h2>No stream {_e(acc)} &gt; {_e('?')}</h2>", server_name)
     name = str(detail.get("name", ""))
     state = detail.get("state") or {}
     config = detail.get("config") or {}
-    body = f"<h2>{_e(name)}{_kind(name)} <span class=muted>in {_e(acc)}</span></h2>"
+    back = f"{base}/console/stream?acc={quote(acc)}&name={quote(name)}"
+    body = _done(actions) + f"<h2>{_e(name)}{_kind(name)} <span class=muted>in {_e(acc)}</span></h2>"
+    if actions is not None:
+        fields = {"acc": acc, "stream": name}
+        body += "<p>" + _form(base, actions, {**fields, "action": "purge"}, "Purge stream", back, f"Purge {name}?")
+        if (detail.get("cluster") or {}).get("replicas"):
+            body += " " + _form(base, actions, {**fields, "action": "stepdown"}, "Step leader down", back)
+        subjects = config.get("subjects") or [""]
+        first_subject = str(subjects[0]).replace(">", "test").replace("*", "test")
+        body += "</p>" + _publish_form(base, actions, acc, back, first_subject)
     body += _cards(
         [
             ("messages", _num(state.get("messages", 0))),
@@ -349,9 +395,14 @@ def stream_page(
         headers = msg.hdr.decode(errors="replace").split("\r\n")[1:] if msg.hdr else []
         header_text = "<br>".join(_e(line) for line in headers if line)
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(msg.ts / 1e9)) if msg.ts else ""
+        seq_cell = _num(msg.seq)
+        if actions is not None:
+            seq_cell += " " + _form(
+                base, actions, {"acc": acc, "stream": name, "action": "delete", "seq": str(msg.seq)}, "delete", back
+            )
         rows.append(
             (
-                _num(msg.seq),
+                seq_cell,
                 _e(msg.subject.decode(errors="replace")),
                 _e(stamp),
                 header_text,

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import builtins
 import email.utils
+import json
 import os
 import posixpath
 import re
@@ -31,7 +32,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote_plus, unquote
 
 from jsedge import NATS_COMPAT_VERSION, __version__, _ext, gojson
 from jsedge.errors import go_quote
@@ -673,9 +674,10 @@ class Monitor:
         if length > _MAX_BODY:
             await self._write(writer, _text_response(413, "413 Request Entity Too Large"), False, False)
             return False
+        body = b""
         if length:
             try:
-                await asyncio.wait_for(reader.readexactly(length), _HEAD_TIMEOUT)
+                body = await asyncio.wait_for(reader.readexactly(length), _HEAD_TIMEOUT)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 return False
         if not self._authorized(target, headers):
@@ -687,10 +689,99 @@ class Monitor:
                 ),
                 b"401 Unauthorized\n",
             )
+        elif method.upper() == "POST" and target.split("?", 1)[0] == self._base + "/console/action":
+            response = await self.console_action(body, headers)
         else:
             response = self.dispatch(target)
         await self._write(writer, response, method.upper() != "HEAD", keep_alive)
         return keep_alive
+
+    # -- console actions -------------------------------------------------------------------
+    def _actions(self, query: Query) -> dict[str, str] | None:
+        """What the console's action forms need (None: actions are off), and the outcome of the
+        last action (`done=`)."""
+        if not self.server.config.monitor.console_actions:
+            return None
+        return {"csrf": self.console_token(), "done": query.get("done")}
+
+    def console_token(self) -> str:
+        """The token the console's forms carry (a cross-site form cannot know it)."""
+        token = getattr(self, "_console_token", None)
+        if token is None:
+            token = os.urandom(16).hex()
+            self._console_token = token
+        return token
+
+    async def console_action(self, body: bytes, headers: dict[str, str]) -> Response:
+        """One console action (`http: { console: { actions: true } }`), through the same
+        JetStream API and publish path a client uses, and logged; then back to the page."""
+        monitor = self.server.config.monitor
+        if not monitor.console_actions:
+            return _text_response(403, "403 Forbidden: console actions are off (http: { console: { actions: true } })")
+        form = {
+            key: values[0] for key, values in parse_qs(body.decode(errors="replace"), keep_blank_values=True).items()
+        }
+        if form.get("csrf") != self.console_token():
+            return _text_response(403, "403 Forbidden: stale or missing form token")
+        action, acc, stream = form.get("action", ""), form.get("acc", "$G"), form.get("stream", "")
+        account = self.server.accounts.get(acc)
+        if account is None:
+            return _text_response(400, "400 Bad Request: no such account")
+        who = monitor.auth_user or "token"
+        logger = self.server.logger
+        if action == "publish":
+            subject = form.get("subject", "")
+            if not subject or not valid_literal_subject(subject.encode()):
+                return _text_response(400, "400 Bad Request: invalid subject")
+            self.server.send_internal(account, subject.encode(), b"", b"", form.get("payload", "").encode())
+            logger.info(f"Console action by {who}: published to {subject!r} in account {acc!r}")
+            outcome = f"published to {subject}"
+        elif action in ("purge", "delete", "stepdown"):
+            api = {
+                "purge": (f"STREAM.PURGE.{stream}", {}),
+                "delete": (f"STREAM.MSG.DELETE.{stream}", {"seq": int(form.get("seq") or 0) or -1}),
+                "stepdown": (f"STREAM.LEADER.STEPDOWN.{stream}", None),
+            }[action]
+            answer = await self._js_request(account, f"$JS.API.{api[0]}", api[1])
+            error = answer.get("error") if isinstance(answer, dict) else {"description": "no answer"}
+            described = f"{action} {stream!r} in account {acc!r}" + (
+                f" seq {form.get('seq')}" if action == "delete" else ""
+            )
+            if error:
+                logger.warn(f"Console action by {who}: {described} failed: {error.get('description')}")
+                outcome = f"{action} failed: {error.get('description')}"
+            else:
+                logger.info(f"Console action by {who}: {described}")
+                outcome = f"{action} done"
+        else:
+            return _text_response(400, "400 Bad Request: unknown action")
+        back = form.get("back") or f"{self._base}/console"
+        if not back.startswith(f"{self._base}/console"):
+            back = f"{self._base}/console"
+        separator = "&" if "?" in back else "?"
+        location = f"{back}{separator}done={quote_plus(outcome)}"
+        return Response(303, (("Location", location), ("Content-Type", "text/plain; charset=utf-8")), b"")
+
+    async def _js_request(self, account: Any, subject: str, request: dict[str, Any] | None) -> Any:
+        server = self.server
+        inbox = b"_INBOX.console." + os.urandom(8).hex().encode()
+        future: asyncio.Future[bytes] = server.loop.create_future()
+
+        def reply(_sub: Any, _src: Any, _subject: bytes, _reply: bytes, hdr_len: int, msg: bytes) -> None:
+            if not future.done():
+                future.set_result(bytes(msg[hdr_len:] if hdr_len > 0 else msg))
+
+        sub = server.subscribe_internal(account, inbox, reply, routed=True)
+        try:
+            payload = json.dumps(request).encode() if request is not None else b""
+            server.send_internal(account, subject.encode(), inbox, b"", payload)
+            try:
+                data = await asyncio.wait_for(future, 5.0)
+            except TimeoutError:
+                return {"error": {"description": "timeout"}}
+            return json.loads(data) if data else {"error": {"description": "no responders"}}
+        finally:
+            server.unsubscribe_internal(account, sub)
 
     def _authorized(self, target: str, headers: dict[str, str]) -> bool:
         """The monitoring port's opt-in authentication (`http: { auth: ... }`): HTTP Basic with the
@@ -806,7 +897,8 @@ class Monitor:
         varz = self.varz()
         jsz = self.jsz(streams=True, config=True)
         store_dir = str((jsz.get("config") or {}).get("store_dir") or "")
-        return self._html(console.overview(self._base, varz, jsz, console.system_figures(store_dir)))
+        actions = self._actions(query)
+        return self._html(console.overview(self._base, varz, jsz, console.system_figures(store_dir), actions))
 
     def handle_console_streams(self, query: Query) -> Response:
         from jsedge import console
@@ -840,7 +932,9 @@ class Monitor:
                 if msg is not None:
                     messages.append(msg)
                 seq += 1
-        body = console.stream_page(self._base, self.server.server_name, acc, detail, messages, first, page_size)
+        body = console.stream_page(
+            self._base, self.server.server_name, acc, detail, messages, first, page_size, self._actions(query)
+        )
         return self._html(body)
 
     def handle_console_connections(self, query: Query) -> Response:

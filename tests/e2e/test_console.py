@@ -166,3 +166,102 @@ def test_monitoring_port_authentication(tmp_path: Path) -> None:
         assert _status(port, "/jsz", "Bearer t0ken")[0] == 200
         assert _status(port, "/jsz", basic("", "t0ken"))[0] == 200  # curl -u :t0ken
         assert _status(port, "/jsz", "Bearer nope")[0] == 401
+
+
+def test_console_actions(tmp_path: Path) -> None:
+    """With `http: { auth, console: { actions: true } }`: publishing from the page reaches a
+    nats-py subscriber, purge and delete change the stream, each action is logged, and a post
+    without the page's form token (a cross-site form) or without auth is refused."""
+    import base64
+    import urllib.parse
+
+    from tests.helpers import free_port
+
+    port = free_port()
+    auth = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    config = (
+        f'http: {{ listen: "127.0.0.1:{port}", auth: {{ user: admin, password: "s3cret" }}, '
+        "console: { actions: true } }\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
+
+    def request(path: str, form: dict[str, str] | None = None, header: str | None = auth) -> tuple[int, str, str]:
+        data = urllib.parse.urlencode(form).encode() if form is not None else None
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+        if header:
+            req.add_header("Authorization", header)
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+                return None
+
+        opener = urllib.request.build_opener(NoRedirect)
+        try:
+            with opener.open(req, timeout=10) as resp:
+                return resp.status, resp.read().decode(), resp.headers.get("Location", "")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace"), error.headers.get("Location", "")
+
+    loop = asyncio.new_event_loop()
+    with ServerProcess("jsedge", config=config) as server:
+        nc = loop.run_until_complete(nats.connect(f"nats://127.0.0.1:{server.port}"))
+        try:
+            js = nc.jetstream()
+            loop.run_until_complete(js.add_stream(name="CMDS", subjects=["cmds.>"]))
+            for i in range(3):
+                loop.run_until_complete(js.publish("cmds.x", f"c{i}".encode()))
+            received: list[tuple[str, bytes]] = []
+
+            async def watch(msg: nats.aio.msg.Msg) -> None:
+                received.append((msg.subject, msg.data))
+
+            loop.run_until_complete(nc.subscribe("hello.>", cb=watch))
+            loop.run_until_complete(nc.flush())
+            status, page, _ = request("/console/stream?acc=%24G&name=CMDS")
+            assert status == 200 and "Purge stream" in page and ">delete</button>" in page
+            token = re.search(r'name="csrf" value="([0-9a-f]+)"', page)
+            assert token is not None
+            csrf = token.group(1)
+            base = {"csrf": csrf, "acc": "$G", "back": "/console/stream?acc=%24G&name=CMDS"}
+
+            status, _, location = request(
+                "/console/action", {**base, "action": "publish", "subject": "hello.pi", "payload": "from the console"}
+            )
+            assert status == 303 and "done=published" in location
+            loop.run_until_complete(asyncio.sleep(0.2))
+            assert received == [("hello.pi", b"from the console")]
+
+            status, _, location = request("/console/action", {**base, "action": "delete", "stream": "CMDS", "seq": "2"})
+            assert status == 303 and "done=delete+done" in location
+            info = loop.run_until_complete(js.stream_info("CMDS"))
+            assert info.state.messages == 2
+
+            # refused: no form token, a wrong one, no auth
+            assert request("/console/action", {**base, "csrf": "", "action": "purge", "stream": "CMDS"})[0] == 403
+            assert request("/console/action", {**base, "csrf": "bad", "action": "purge", "stream": "CMDS"})[0] == 403
+            assert request("/console/action", {**base, "action": "purge", "stream": "CMDS"}, header=None)[0] == 401
+            assert loop.run_until_complete(js.stream_info("CMDS")).state.messages == 2
+
+            status, _, location = request("/console/action", {**base, "action": "purge", "stream": "CMDS"})
+            assert status == 303 and "done=purge+done" in location
+            assert loop.run_until_complete(js.stream_info("CMDS")).state.messages == 0
+            status, page, _ = request(location)
+            assert "purge done" in page
+            server.wait_for_log("Console action by admin: purge 'CMDS' in account '\\$G'")
+            server.wait_for_log("Console action by admin: published to 'hello.pi'")
+        finally:
+            loop.run_until_complete(nc.close())
+            loop.close()
+
+
+def test_console_actions_are_off_by_default(tmp_path: Path) -> None:
+    with ServerProcess("jsedge", ["-js", "-sd", str(tmp_path / "js")], http=True) as server:
+        assert "Purge" not in _get(server, "/console")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.http_port}/console/action", data=b"action=publish&subject=x&csrf=y"
+        )
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            raise AssertionError("accepted")
+        except urllib.error.HTTPError as error:
+            assert error.code == 403
