@@ -207,7 +207,7 @@ def test_jetstream_forms_and_sizes(tmp_path: Path) -> None:
         ("http: { port: 8222, auth: { user: a } }\n", "F:1:20: http auth: a user needs a password (and a password a user)"),
         ("http: { port: 8222, auth: { user: a, password: b, token: c } }\n", "F:1:20: http auth: either user and password, or a token"),
         ("http: { port: 8222, nope: 1 }\n", 'F:1:20: unknown field "nope"'),
-        ("http: { port: 8222, console: { actions: true } }\n", "F:1:6: http console actions need http auth"),
+        ("http: { port: 8222, console: { actions: true } }\n", "F:1:0: http console actions need http auth"),
         ("mqtt { max_ack_pending: 70000 }\n", "F:1:7: invalid value 70000, should in [0..65535] range"),
         ("A = 1\n", 'F:1:0: unknown field "A"'),
     ],
