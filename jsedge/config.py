@@ -1945,6 +1945,23 @@ class _FileReader:
             elif name not in ignored:
                 self.unknown(key, entry)
 
+    def read_simple_auth(self, entry: ConfValue, section: dict[str, Any]) -> None:
+        """nats-server's parseSimpleAuth: the `authorization` of the websocket and mqtt blocks
+        (one user or a token, and a timeout), in place of the server's for their clients."""
+        auth = self.mapping(entry)
+        for auth_key, auth_entry in (auth or {}).items():
+            auth_name = auth_key.lower()
+            if auth_name in ("user", "username"):
+                section["username"] = self.string(auth_entry) or ""
+            elif auth_name in ("pass", "password"):
+                section["password"] = self.string(auth_entry) or ""
+            elif auth_name == "token":
+                section["token"] = self.string(auth_entry) or ""
+            elif auth_name == "timeout":
+                section["auth_timeout"] = self.seconds(auth_entry)
+            else:
+                self.unknown(auth_key, auth_entry)
+
     def read_websocket(self, item: ConfValue) -> None:
         """nats-server's `websocket` block (parseWebsocket)."""
         entries = self.mapping(item)
@@ -1974,19 +1991,7 @@ class _FileReader:
                 if timeout is not None:
                     section["handshake_timeout"] = timeout
             elif name in ("authorization", "authentication"):
-                auth = self.mapping(entry)
-                for auth_key, auth_entry in (auth or {}).items():
-                    auth_name = auth_key.lower()
-                    if auth_name in ("user", "username"):
-                        section["username"] = self.string(auth_entry) or ""
-                    elif auth_name in ("pass", "password"):
-                        section["password"] = self.string(auth_entry) or ""
-                    elif auth_name == "token":
-                        section["token"] = self.string(auth_entry) or ""
-                    elif auth_name == "timeout":
-                        section["auth_timeout"] = self.seconds(auth_entry)
-                    else:
-                        self.unknown(auth_key, auth_entry)
+                self.read_simple_auth(entry, section)
             elif name in ("no_auth_user", "jwt_cookie", "user_cookie", "pass_cookie", "token_cookie"):
                 text = self.string(entry)
                 if text is not None:
@@ -2089,19 +2094,7 @@ class _FileReader:
             if name in ("listen", "port", "host", "net", "tls"):
                 self.read_listener_entry(name, entry, section)
             elif name in ("authorization", "authentication"):
-                auth = self.mapping(entry)
-                for auth_key, auth_entry in (auth or {}).items():
-                    auth_name = auth_key.lower()
-                    if auth_name in ("user", "username"):
-                        section["username"] = self.string(auth_entry) or ""
-                    elif auth_name in ("pass", "password"):
-                        section["password"] = self.string(auth_entry) or ""
-                    elif auth_name == "token":
-                        section["token"] = self.string(auth_entry) or ""
-                    elif auth_name == "timeout":
-                        section["auth_timeout"] = self.seconds(auth_entry)
-                    else:
-                        self.unknown(auth_key, auth_entry)
+                self.read_simple_auth(entry, section)
             elif name in ("no_auth_user", "js_domain"):
                 text = self.string(entry)
                 if text is not None:

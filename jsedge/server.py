@@ -468,32 +468,17 @@ class Server:
         """The authenticator of WebSocket clients: the server's, or with the `websocket` block's
         `authorization` (single user or token) and `no_auth_user` in place of the server's when
         it sets any of them (nats-server's authOverride); rebuilt after a reload."""
-        ws = self.config.websocket
-        base = self.auth
-        if not (ws.username or ws.token or ws.no_auth_user):
-            return base
-        cached = self._ws_auth
-        if cached is not None and cached[0] is base:
-            return cached[1]
-        import copy
-
-        from jsedge.routing.auth import User
-
-        override = copy.copy(base)
-        override.token = ws.token
-        override.no_auth_user = ws.no_auth_user
-        override.single_user = User(ws.username, ws.password, "$G", None) if ws.username else None
-        self._ws_auth = (base, override)
-        return override
+        return self._auth_override(self.config.websocket, "_ws_auth")
 
     def mqtt_authenticator(self) -> Any:
-        """The authenticator of MQTT clients: the server's, or with the `mqtt` block's
-        `authorization` and `no_auth_user` in place of the server's (nats-server's authOverride)."""
-        mqtt = self.config.mqtt
+        """The authenticator of MQTT clients, the same way from the `mqtt` block."""
+        return self._auth_override(self.config.mqtt, "_mqtt_auth")
+
+    def _auth_override(self, block: Any, cache: str) -> Any:
         base = self.auth
-        if not (mqtt.username or mqtt.token or mqtt.no_auth_user):
+        if not (block.username or block.token or block.no_auth_user):
             return base
-        cached = self._mqtt_auth
+        cached = getattr(self, cache)
         if cached is not None and cached[0] is base:
             return cached[1]
         import copy
@@ -501,10 +486,10 @@ class Server:
         from jsedge.routing.auth import User
 
         override = copy.copy(base)
-        override.token = mqtt.token
-        override.no_auth_user = mqtt.no_auth_user
-        override.single_user = User(mqtt.username, mqtt.password, "$G", None) if mqtt.username else None
-        self._mqtt_auth = (base, override)
+        override.token = block.token
+        override.no_auth_user = block.no_auth_user
+        override.single_user = User(block.username, block.password, "$G", None) if block.username else None
+        setattr(self, cache, (base, override))
         return override
 
     def mqtt_manager(self, account: Account) -> Any:

@@ -1250,6 +1250,27 @@ class MQTTConnection(ClientConnection):
         session.pubrel[pid] = reply
         self.out(P.encode_pid(P.PUBREL, pid))
 
+    def _consumer_config(self, durable: str, filter_subject: str, inbox: str, max_ack: int) -> dict[str, Any]:
+        """A durable push consumer of the MQTT layer, as nats-server configures them (and stores
+        them in the session record)."""
+        options = self.options
+        config: dict[str, Any] = {
+            "durable_name": durable,
+            "deliver_policy": "new",
+            "ack_policy": "explicit",
+            "ack_wait": int((options.ack_wait or DEFAULT_ACK_WAIT) * 1e9),
+            "filter_subject": filter_subject,
+            "replay_policy": "instant",
+            "max_ack_pending": max_ack,
+            "deliver_subject": inbox,
+            "num_replicas": 0,
+        }
+        if options.consumer_memory_storage:
+            config["mem_storage"] = True
+        if options.consumer_inactive_threshold:
+            config["inactive_threshold"] = int(options.consumer_inactive_threshold * 1e9)
+        return config
+
     async def _ensure_pubrel(self) -> None:
         """The session's PUBREL consumer and this connection's subscription to it (before its
         first QoS 2 subscription)."""
@@ -1271,21 +1292,7 @@ class MQTTConnection(ClientConnection):
                 f"limit of {MAX_ACK_TOTAL}"
             )
         durable = f"$MQTT_PUBREL_{session.hash}"
-        config: dict[str, Any] = {
-            "durable_name": durable,
-            "deliver_policy": "new",
-            "ack_policy": "explicit",
-            "ack_wait": int((options.ack_wait or DEFAULT_ACK_WAIT) * 1e9),
-            "filter_subject": f"$MQTT.out.pubrel.{session.hash}",
-            "replay_policy": "instant",
-            "max_ack_pending": max_ack,
-            "deliver_subject": inbox.decode(),
-            "num_replicas": 0,
-        }
-        if options.consumer_memory_storage:
-            config["mem_storage"] = True
-        if options.consumer_inactive_threshold:
-            config["inactive_threshold"] = int(options.consumer_inactive_threshold * 1e9)
+        config = self._consumer_config(durable, f"$MQTT.out.pubrel.{session.hash}", inbox.decode(), max_ack)
         try:
             await manager.jsa.api_call(
                 "CC", f"CONSUMER.DURABLE.CREATE.{OUT_STREAM}.{durable}", {"stream_name": OUT_STREAM, "config": config}
@@ -1357,7 +1364,6 @@ class MQTTConnection(ClientConnection):
             return True
         if existing is None:
             options = self.options
-            ack_wait = options.ack_wait or DEFAULT_ACK_WAIT
             max_ack = options.max_ack_pending or DEFAULT_MAX_ACK_PENDING
             if session.total_max_ack + max_ack > MAX_ACK_TOTAL:
                 self.log_error(
@@ -1367,21 +1373,7 @@ class MQTTConnection(ClientConnection):
                 return False
             inbox = (SUB_PREFIX + _nuid().encode()).decode()
             durable = f"{session.hash}_{_nuid()}"
-            config: dict[str, Any] = {
-                "durable_name": durable,
-                "deliver_policy": "new",
-                "ack_policy": "explicit",
-                "ack_wait": int(ack_wait * 1e9),
-                "filter_subject": (MSGS_PREFIX + subject).decode(),
-                "replay_policy": "instant",
-                "max_ack_pending": max_ack,
-                "deliver_subject": inbox,
-                "num_replicas": 0,
-            }
-            if options.consumer_memory_storage:
-                config["mem_storage"] = True
-            if options.consumer_inactive_threshold:
-                config["inactive_threshold"] = int(options.consumer_inactive_threshold * 1e9)
+            config = self._consumer_config(durable, (MSGS_PREFIX + subject).decode(), inbox, max_ack)
             try:
                 await manager.jsa.api_call(
                     "CC",
