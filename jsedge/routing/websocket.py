@@ -685,32 +685,6 @@ class WebSocketConnection(ClientConnection):
         super().close(reason, abort)
 
 
-class _MQTTFrames:
-    """An MQTT client's frames: payloads to its MQTT packet reader."""
-
-    __slots__ = ("conn", "parser", "frames")
-
-    def __init__(self, conn: Any, parser: Any, frames: FrameReader) -> None:
-        self.conn = conn
-        self.parser = parser
-        self.frames = frames
-
-    @property
-    def closed(self) -> bool:
-        return bool(self.conn.closed)
-
-    def feed(self, data: bytes) -> None:
-        conn = self.conn
-        try:
-            events = self.frames.feed(data)
-        except ProtocolError as exc:
-            conn.ws_control(OP_CLOSE, close_payload(1002, str(exc)))
-            conn.log_error(f"websocket protocol error: {exc}")
-            conn.close(ClosedReason.PROTOCOL_VIOLATION)
-            return
-        _dispatch(conn, self.parser, events)
-
-
 class WebSocketMQTTConnection(MQTTConnection):
     """An MQTT client on the websocket port (`/mqtt`, nats-server's MQTT over WebSocket): MQTT
     packets in binary frames, otherwise jsedge.routing.mqtt's client."""
@@ -724,7 +698,7 @@ class WebSocketMQTTConnection(MQTTConnection):
         self.ws_compress = compress
         self.ws_max_frame = max_frame
         self.closing_sent = False
-        self.parser = _MQTTFrames(self, self.parser, FrameReader(masked=masked, compress=compress))
+        self.parser = _FramedParser(self, self.parser, FrameReader(masked=masked, compress=compress))
 
     def connection_made_over_websocket(self) -> None:
         self.transport.set_protocol(self)
@@ -821,8 +795,9 @@ class _LeafReader:
         _dispatch(conn, self.parser, events)
 
 
-class _HubLeafReader:
-    """The hub's side of a leaf node on its websocket port: frames in, the leaf parser fed."""
+class _FramedParser:
+    """A connection that took over a socket after the upgrade (a leaf node on the hub's websocket
+    port, an MQTT client at `/mqtt`): frames in, their payloads to its own parser."""
 
     __slots__ = ("conn", "parser", "frames")
 
@@ -841,6 +816,7 @@ class _HubLeafReader:
             events = self.frames.feed(data)
         except ProtocolError as exc:
             conn.ws_control(OP_CLOSE, close_payload(1002, str(exc)))
+            conn.log_error(f"websocket protocol error: {exc}")
             conn.close(ClosedReason.PROTOCOL_VIOLATION)
             return
         _dispatch(conn, self.parser, events)
@@ -858,7 +834,7 @@ class WebSocketHubLeafConnection(LeafConnection):
         self.remote_host, self.remote_port = client.remote_host, client.remote_port
         self.tls, self.tls_version, self.tls_cipher = client.tls, client.tls_version, client.tls_cipher
         self.ws_compress = compress
-        self.parser = _HubLeafReader(self, self.parser, FrameReader(masked=masked, compress=compress))
+        self.parser = _FramedParser(self, self.parser, FrameReader(masked=masked, compress=compress))
 
     def connection_made_over_websocket(self) -> None:
         self.transport.set_protocol(self)
