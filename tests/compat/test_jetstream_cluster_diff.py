@@ -136,6 +136,21 @@ async def _until_state(nc: Any, subject: str, body: Any, messages: int) -> Any:
         await asyncio.sleep(0.1)
 
 
+async def _publish(nc: Any, subject: str, body: Any) -> Any:
+    """A publish to a stream's subject, again while nobody answers (deadline 10 s): right after a
+    stream is created, its leader's interest may not have reached this node yet (nats-server,
+    seen under load). Nothing is stored by a publish nobody heard, so a retry changes nothing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        try:
+            return await nc.request(subject, _body(body), timeout=5)
+        except NoRespondersError:
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def _run(url: str, script: list[tuple[Any, ...]]) -> list[str]:
     nc = await nats.connect(url, connect_timeout=3)
     out = []
@@ -151,6 +166,8 @@ async def _run(url: str, script: list[tuple[Any, ...]]) -> list[str]:
             try:
                 if until:
                     msg = await _until_state(nc, subject, body, until[0])
+                elif not subject.startswith("$JS."):
+                    msg = await _publish(nc, subject, body)
                 else:
                     msg = await nc.request(subject, _body(body), timeout=5)
                 try:
