@@ -291,10 +291,14 @@ def streams_page(base: str, server_name: str, jsz: dict[str, Any]) -> bytes:
             state = stream.get("state") or {}
             config = stream.get("config") or {}
             link = f"{_e(base)}/console/stream?acc={quote(acc)}&amp;name={quote(name)}"
+            extra = ""
+            if name.startswith(("KV_", "OBJ_")):
+                page, bucket = ("kv", name[3:]) if name.startswith("KV_") else ("objects", name[4:])
+                extra = f' <a href="{_e(base)}/console/{page}?acc={quote(acc)}&amp;bucket={quote(bucket)}">{page}</a>'
             rows.append(
                 (
                     _e(acc),
-                    f'<a href="{link}">{_e(name)}</a>{_kind(name)}',
+                    f'<a href="{link}">{_e(name)}</a>{_kind(name)}{extra}',
                     _e(", ".join(config.get("subjects") or [])),
                     _num(state.get("messages", 0)),
                     _bytes(state.get("bytes", 0)),
@@ -426,6 +430,54 @@ def stream_page(
     return _page(base, "/streams", name, body, server_name)
 
 
+def kv_page(base: str, server_name: str, acc: str, bucket: str, keys: Sequence[tuple[str, Any, int]]) -> bytes:
+    """A KV bucket's keys: (key, its newest message, how many revisions the bucket keeps of it)."""
+    rows = []
+    for key, msg, history in keys:
+        operation = "PUT"
+        if msg.hdr:
+            for line in msg.hdr.decode(errors="replace").split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "kv-operation":
+                    operation = value.strip()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(msg.ts / 1e9)) if msg.ts else ""
+        rows.append((_e(key), _num(msg.seq), _e(operation), _num(history), _e(stamp), _payload(bytes(msg.data))))
+    table = (
+        _table(("key", "revision", "operation", "history", "time (UTC)", "value"), rows, (1, 3))
+        if rows
+        else "<p class=muted>No keys.</p>"
+    )
+    link = f"{_e(base)}/console/stream?acc={quote(acc)}&amp;name={quote('KV_' + bucket)}"
+    body = (
+        f'<h2>KV bucket {_e(bucket)} <span class=muted>in {_e(acc)}</span></h2><p><a href="{link}">its stream</a></p>'
+    )
+    return _page(base, "/streams", f"KV {bucket}", body + table, server_name)
+
+
+def objects_page(base: str, server_name: str, acc: str, bucket: str, objects: Sequence[dict[str, Any]]) -> bytes:
+    """An object store's objects (their newest metadata records)."""
+    rows = []
+    for info in objects:
+        if info.get("deleted"):
+            continue
+        rows.append(
+            (
+                _e(info.get("name", "")),
+                _bytes(info.get("size", 0)),
+                _num(info.get("chunks", 0)),
+                _e(info.get("mtime", "")),
+                _e(info.get("description", "")),
+            )
+        )
+    table = (
+        _table(("object", "size", "chunks", "modified", "description"), rows, (1, 2))
+        if rows
+        else "<p class=muted>No objects.</p>"
+    )
+    body = f"<h2>Object store {_e(bucket)} <span class=muted>in {_e(acc)}</span></h2>"
+    return _page(base, "/streams", f"Objects {bucket}", body + table, server_name)
+
+
 def connections_page(base: str, server_name: str, connz: dict[str, Any]) -> bytes:
     rows = []
     for conn in connz.get("connections") or []:
@@ -457,4 +509,12 @@ def connections_page(base: str, server_name: str, connz: dict[str, Any]) -> byte
     return _page(base, "/connections", "Connections", f"<h2>Connections ({len(rows)})</h2>{table}", server_name)
 
 
-__all__ = ["connections_page", "overview", "stream_page", "streams_page", "system_figures"]
+__all__ = [
+    "connections_page",
+    "kv_page",
+    "objects_page",
+    "overview",
+    "stream_page",
+    "streams_page",
+    "system_figures",
+]

@@ -584,6 +584,8 @@ class Monitor:
             "/console/streams": ("/console/streams", self.handle_console_streams),
             "/console/stream": ("/console/stream", self.handle_console_stream),
             "/console/connections": ("/console/connections", self.handle_console_connections),
+            "/console/kv": ("/console/kv", self.handle_console_kv),
+            "/console/objects": ("/console/objects", self.handle_console_objects),
         }
         routes = {self._base + path: entry for path, entry in table.items()}
         routes[self._base or "/"] = ("/", self.handle_root)
@@ -936,6 +938,45 @@ class Monitor:
             self._base, self.server.server_name, acc, detail, messages, first, page_size, self._actions(query)
         )
         return self._html(body)
+
+    def _console_store(self, acc: str, stream: str) -> Any:
+        js = self.server.jetstream
+        jsa = js.accounts.get(acc) if js is not None else None
+        found = jsa.streams.get(stream) if jsa is not None else None
+        return found.store if found is not None else None
+
+    def handle_console_kv(self, query: Query) -> Response:
+        from jsedge import console
+
+        acc, bucket = query.get("acc"), query.get("bucket")
+        store = self._console_store(acc, f"KV_{bucket}")
+        keys: list[tuple[str, Any, int]] = []
+        if store is not None:
+            prefix = f"$KV.{bucket}."
+            states = store.subjects_state(f"{prefix}>".encode())
+            for subject in sorted(states)[:500]:
+                msg = store.load_last_msg(subject)
+                if msg is not None:
+                    keys.append((subject.decode(errors="replace")[len(prefix) :], msg, states[subject].msgs))
+        return self._html(console.kv_page(self._base, self.server.server_name, acc, bucket, keys))
+
+    def handle_console_objects(self, query: Query) -> Response:
+        from jsedge import console
+
+        acc, bucket = query.get("acc"), query.get("bucket")
+        store = self._console_store(acc, f"OBJ_{bucket}")
+        objects: list[dict[str, Any]] = []
+        if store is not None:
+            states = store.subjects_state(f"$O.{bucket}.M.>".encode())
+            for subject in sorted(states)[:500]:
+                msg = store.load_last_msg(subject)
+                try:
+                    info = json.loads(msg.data) if msg is not None else None
+                except ValueError:
+                    info = None
+                if isinstance(info, dict):
+                    objects.append(info)
+        return self._html(console.objects_page(self._base, self.server.server_name, acc, bucket, objects))
 
     def handle_console_connections(self, query: Query) -> Response:
         from jsedge import console

@@ -265,3 +265,34 @@ def test_console_actions_are_off_by_default(tmp_path: Path) -> None:
             raise AssertionError("accepted")
         except urllib.error.HTTPError as error:
             assert error.code == 403
+
+
+def test_console_kv_and_object_store_pages(tmp_path: Path) -> None:
+    """A KV bucket's keys with their revision, operation and history; an object store's objects
+    with their size and chunks; both linked from the streams page."""
+
+    async def populate(url: str) -> None:
+        nc = await nats.connect(url)
+        js = nc.jetstream()
+        kv = await js.create_key_value(bucket="home", history=5)
+        await kv.put("light.kitchen", b"on")
+        await kv.put("light.kitchen", b"off")
+        await kv.put("heating", b"<21>")
+        await kv.put("gone", b"x")
+        await kv.delete("gone")
+        obj = await js.create_object_store(bucket="files")
+        await obj.put("report.pdf", b"%PDF" + bytes(300_000))
+        await nc.close()
+
+    with ServerProcess("jsedge", ["-js", "-sd", str(tmp_path / "js")], http=True) as server:
+        asyncio.run(populate(f"nats://127.0.0.1:{server.port}"))
+        streams = _get(server, "/console/streams")
+        assert 'href="/console/kv?acc=%24G&amp;bucket=home">kv</a>' in streams
+        assert 'href="/console/objects?acc=%24G&amp;bucket=files">objects</a>' in streams
+        kv = _get(server, "/console/kv?acc=%24G&bucket=home")
+        rows = re.findall(r"<tr><td>([^<]*)</td><td class=n>(\d+)</td><td>(\w+)</td><td class=n>(\d+)</td>", kv)
+        assert rows == [("gone", "5", "DEL", "2"), ("heating", "3", "PUT", "1"), ("light.kitchen", "2", "PUT", "2")]
+        assert "&lt;21&gt;" in kv and "<21>" not in kv
+        objects = _get(server, "/console/objects?acc=%24G&bucket=files")
+        assert "report.pdf" in objects and "293.0 KiB" in objects
+        assert re.search(r"<td class=n>3</td>", objects)  # 300 004 bytes in 128 KiB chunks
