@@ -921,16 +921,14 @@ class Monitor:
                     detail = stream
         messages: list[Any] = []
         first = query.int("seq")
-        js = self.server.jetstream
-        jsa = js.accounts.get(acc) if js is not None else None
-        stream_obj = jsa.streams.get(name) if jsa is not None else None
-        if detail is not None and stream_obj is not None:
+        store = self._console_store(acc, name)
+        if detail is not None and store is not None:
             state = detail.get("state") or {}
             first = max(first, int(state.get("first_seq", 0) or 0), 1)
             last = int(state.get("last_seq", 0) or 0)
             seq = first
             while seq <= last and len(messages) < page_size:
-                msg = stream_obj.store.load_msg(seq)
+                msg = store.load_msg(seq)
                 if msg is not None:
                     messages.append(msg)
                 seq += 1

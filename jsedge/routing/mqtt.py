@@ -1054,10 +1054,15 @@ class MQTTConnection(ClientConnection):
         return True
 
     def _deliver(self, pub: P.Publish) -> bool:
-        """The NATS side of a PUBLISH: to every subscriber (NATS, MQTT, routes, leaf nodes)."""
-        subject = pub.subject
-        if not self._allowed(subject):
+        """The NATS side of a PUBLISH, if the client may publish there: to every subscriber (NATS,
+        MQTT, routes, leaf nodes)."""
+        if not self._allowed(pub.subject):
             return False
+        self._fan_out(pub)
+        return True
+
+    def _fan_out(self, pub: P.Publish) -> None:
+        subject = pub.subject
         hdr = _pub_header(pub.qos)
         msg = hdr + pub.payload
         self.in_msgs += 1
@@ -1067,32 +1072,29 @@ class MQTTConnection(ClientConnection):
             deliver(self, subject, b"", len(hdr), msg)
         finally:
             self.publish_qos = 0
-        return True
 
     async def _publish_async(self, pub: P.Publish) -> None:
-        manager = self.manager
-        assert manager is not None
         if pub.qos == 2:
             await self._stage_qos2(pub)
             return
-        if pub.retain and self._allowed_quiet(pub.subject):
-            await manager.store_retained(self, pub, pub.subject)
-        if self.closed:
-            return
-        if self._deliver(pub) and pub.qos:
-            await self._store_qos(pub)
-        if pub.qos == 1 and not self.closed:
+        await self._initiate(pub)
+        if pub.qos == 1:
             self.out(P.encode_pid(P.PUBACK, pub.pid))
 
-    def _allowed_quiet(self, subject: bytes) -> bool:
-        perms = self.perms
-        return perms is None or not perms.restricts_publish or perms.can_publish(subject)
-
-    async def _store_qos(self, pub: P.Publish) -> None:
+    async def _initiate(self, pub: P.Publish) -> None:
+        """A message's way in (nats-server's mqttInitiateMsgDelivery), for a retained or QoS 1/2
+        PUBLISH, a released QoS 2 one and a will: if the client may publish there, the retained
+        copy first, then every subscriber, then for QoS 1/2 `$MQTT_msgs`."""
         manager = self.manager
         assert manager is not None
-        hdr = _pub_header(pub.qos)
-        await manager.jsa.store(MSGS_PREFIX + pub.subject, hdr, pub.payload)
+        if not self._allowed(pub.subject):
+            return
+        if pub.retain:
+            await manager.store_retained(self, pub, pub.subject)
+        self._fan_out(pub)
+        self.server.schedule_flush()  # (a task, not a read: nobody else flushes the deliveries)
+        if pub.qos:
+            await manager.jsa.store(MSGS_PREFIX + pub.subject, _pub_header(pub.qos), pub.payload)
 
     async def _stage_qos2(self, pub: P.Publish) -> None:
         manager = self.manager
@@ -1121,13 +1123,10 @@ class MQTTConnection(ClientConnection):
             original = _header(hdr, b"Nmqtt-Subject") or b""
             if not value.startswith(b"2") or not original:
                 raise P.MQTTError("invalid message in QoS2 PUBREL stream")
-            retain = len(value) > 1 and bool(int(value[1:2], 16) & 1)
+            # (a flags character that is not hex reads as no flags, as nats-server reads it)
+            retain = len(value) > 1 and value[1:2] in b"13579bdf"
             payload = base64.b64decode(stored.get("data") or "")
-            pub = P.Publish(P.subject_to_topic(original), original, 2, retain, False, pid, payload)
-            if pub.retain and self._allowed_quiet(original):
-                await manager.store_retained(self, pub, original)
-            if self._deliver(pub):
-                await self._store_qos(pub)
+            await self._initiate(P.Publish(P.subject_to_topic(original), original, 2, retain, False, pid, payload))
         finally:
             self.out(P.encode_pid(P.PUBCOMP, pid))
 
@@ -1532,35 +1531,15 @@ class MQTTConnection(ClientConnection):
             self.busy.cancel()
 
     def _send_will(self, will: P.Publish, manager: AccountManager) -> None:
-        subject = will.subject
+        """The will, published as the client would have (nats-server's mqttHandleWill)."""
         if self.account.mappings:
-            subject = self.account.map_subject(subject)
-            will.topic = P.subject_to_topic(subject)
-            will.subject = subject
-        if not self._allowed_quiet(subject):
-            self.log_error(f'Publish Violation - {self._user_desc()}, Subject "{subject.decode(errors="replace")}"')
-            return
-
-        async def publish() -> None:
-            if will.retain:
-                await manager.store_retained(self, will, subject)
-            hdr = _pub_header(will.qos)
-            deliver_src = self
-            self.publish_qos = will.qos
-            try:
-                deliver(deliver_src, subject, b"", len(hdr), hdr + will.payload)
-            finally:
-                self.publish_qos = 0
-            self.server.schedule_flush()
-            if will.qos:
-                await manager.jsa.store(MSGS_PREFIX + subject, hdr, will.payload)
-
+            will.subject = self.account.map_subject(will.subject)
+            will.topic = P.subject_to_topic(will.subject)
         if will.retain or will.qos:
-            task = asyncio.ensure_future(publish())
+            task = asyncio.ensure_future(self._initiate(will))
             task.add_done_callback(_quiet)
         else:
-            hdr = _pub_header(0)
-            deliver(self, subject, b"", len(hdr), hdr + will.payload)
+            self._deliver(will)
             self.server.schedule_flush()
 
 
