@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from jsedge.cluster.codec import encode_peers
 from jsedge.cluster.raft import NotLeader, RaftNode, RaftTiming
-from jsedge.cluster.types import ENTRY_NORMAL, ENTRY_PEERS, Entry, HardState, Ready, SnapshotMeta
+from jsedge.cluster.types import ENTRY_NORMAL, ENTRY_PEERS, AppendRequest, Entry, HardState, Ready, SnapshotMeta
 
 TICK = 0.05
 
@@ -145,6 +145,10 @@ class RaftGroup:
         self._restore_task: asyncio.Task[None] | None = None
         self._restore_next: tuple[SnapshotMeta, bytes] | None = None
         self.applied = 0
+        #: committed entries not yet applied (a follower applies after its ack left; `_process`)
+        self._to_apply: list[Entry] = []
+        #: log syncs in flight
+        self._syncing = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -187,6 +191,7 @@ class RaftGroup:
 
     def stop(self) -> None:
         self.stopped = True
+        self._to_apply = []
         self.transport.groups.pop(self.name, None)
         if self._timer is not None:
             self._timer.cancel()
@@ -330,6 +335,8 @@ class RaftGroup:
         log = self.log
         wrote = False
         if ready.snapshot is not None:
+            if self._to_apply:
+                self._apply_queued()  # what was committed before the snapshot comes first
             # the state machine catches up first; the log records the snapshot only once that is
             # done (a crash in between must not leave a log that claims state the store lacks)
             self._restore(ready.snapshot, ready.snapshot_data)
@@ -342,15 +349,28 @@ class RaftGroup:
         if ready.hard_state is not None:
             log.set_hard_state(ready.hard_state)
             wrote = True
+        leading = self.node.role == "leader"
         if wrote:
             mark = (self.node.last_index, self.node.last_term)
             messages = ready.messages
+            if leading and messages and all(type(m) is AppendRequest for _peer, m in messages):
+                # A leader's appends leave before its own fsync (Raft thesis §10.2.1): the leader
+                # counts itself only from `persisted`, so the entries commit on a majority that
+                # has them durable either way; the disk write and the round trip now overlap.
+                self._send(messages)
+                messages = []
+            self._syncing += 1
             fut = log.sync()
             fut.add_done_callback(lambda f: self._synced(f, messages, mark))
         elif ready.messages:
             self._send(ready.messages)
         if ready.committed:
-            self._apply(ready.committed)
+            self._to_apply.extend(ready.committed)
+            # A follower with a write in flight applies once its acknowledgement has left (in
+            # `_synced`): applying a large batch first would delay the ack the leader's commit
+            # waits for. Order is kept: every apply drains this one queue from its head.
+            if leading or not self._syncing:
+                self._apply_queued()
         self._watch_leader()
 
     def _failed(self, fut: asyncio.Future[None]) -> bool:
@@ -363,10 +383,14 @@ class RaftGroup:
         return True
 
     def _synced(self, fut: asyncio.Future[None], messages: list[tuple[str, Any]], mark: tuple[int, int]) -> None:
+        self._syncing -= 1
         if self.stopped or self._failed(fut):
             return
-        self._send(messages)
-        self._process(self.node.persisted(*mark))
+        if messages:
+            self._send(messages)
+        self._process(self.node.persisted(*mark))  # a follower's acknowledgement leaves here
+        if self._to_apply:
+            self._apply_queued()
 
     def _restore(self, meta: SnapshotMeta, data: bytes) -> None:
         # One catch-up at a time. A snapshot handed out while one is being restored replaces it in
@@ -410,6 +434,10 @@ class RaftGroup:
         name = self.name
         for peer, message in messages:
             send(peer, name, message)
+
+    def _apply_queued(self) -> None:
+        entries, self._to_apply = self._to_apply, []
+        self._apply(entries)
 
     def _apply(self, entries: list[Entry]) -> None:
         machine = self.machine
