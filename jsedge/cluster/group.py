@@ -4,7 +4,10 @@
 It follows the core's contract (types.Ready): a Ready's snapshot/truncation/entries/hard state are
 written to the log and made durable by one group-commit fsync (off the event loop) before its messages
 leave; then the core hears `persisted(...)`, which may commit entries (the leader counts itself only
-from here). Committed entries are applied in order on the event loop; a proposal's future resolves
+from here). One exception, from the Raft thesis (§10.2.1): a leader's appends leave at once, so its
+own fsync overlaps the round trip (safe: it still counts itself only once durable). Committed
+entries are applied in order on the event loop (a follower with a write in flight applies them
+once that write's acknowledgement has left); a proposal's future resolves
 with the state machine's result for it once it is applied on this node (the leader), or fails when a
 different entry took its index (leadership changed before it committed).
 
