@@ -10,6 +10,7 @@ KIND_TOMBSTONE: int
 KIND_ERASED: int
 KIND_STATE: int
 KIND_BLOB: int
+KIND_MSG_REF: int
 NUM_KINDS: int
 MAX_BODY: int
 MAX_VARINT: int
@@ -41,6 +42,20 @@ def encode_msg(
     data: bytes,
     ttl: int = 0,
 ) -> int: ...
+def encode_msg_ref(
+    out: bytearray,
+    base_seq: int,
+    base_ts: int,
+    seq: int,
+    ts: int,
+    subject: bytes,
+    hdr: bytes,
+    data_len: int,
+    file: int,
+    offset: int,
+    crc: int,
+) -> int: ...
+def decode_ref(ref: bytes) -> tuple[int, int, int, int]: ...
 def encode_skip(out: bytearray, base_seq: int, base_ts: int, seq: int, ts: int) -> int: ...
 def encode_tombstone(out: bytearray, seq: int) -> int: ...
 def encode_state(out: bytearray, first_seq: int, last_seq: int, last_ts: int) -> int: ...

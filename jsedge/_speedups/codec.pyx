@@ -32,14 +32,15 @@ KIND_TOMBSTONE = 3
 KIND_ERASED = 4
 KIND_STATE = 5
 KIND_BLOB = 6
-NUM_KINDS = 7
+KIND_MSG_REF = 7
+NUM_KINDS = 8
 MAX_BODY = 64 * 1024 * 1024
 MAX_VARINT = 9
 MAX_UVARINT = (1 << 63) - 1
 FIELDS = 10
 F_KIND, F_OFFSET, F_LEN, F_SEQ, F_TS, F_AUX, F_SUBJ_OFF, F_SUBJ_LEN, F_HDR_LEN, F_DATA_LEN = range(FIELDS)
 
-cdef int _NUM_KINDS = 7
+cdef int _NUM_KINDS = 8
 cdef int64_t _MAX_BODY = MAX_BODY
 cdef uint64_t _MAX_UV = <uint64_t>INT64_MAX
 
@@ -165,6 +166,49 @@ def encode_msg(bytearray out, base_seq, base_ts, seq, ts, subject, hdr, data, tt
     cdef unsigned char mid[16]
     cdef int m = _put_uv(mid, _check_uv(len(hdr)))
     return _frame(out, kind, head, n, [subject, (<char *>mid)[:m], hdr, data])
+
+
+def encode_msg_ref(bytearray out, base_seq, base_ts, seq, ts, subject, hdr, data_len, file, offset, crc):
+    """Append a MSG_REF record; returns its length (the reference twin documents the format)."""
+    if seq < base_seq:
+        raise ValueError("seq below the block's base")
+    if not 0 <= data_len <= MAX_BODY:
+        raise ValueError("referenced data too large")
+    cdef unsigned char head[48]
+    cdef int n = _put_uv(head, _check_uv(seq - base_seq))
+    n += _put_uv(head + n, _zigzag(ts - base_ts))
+    n += _put_uv(head + n, _check_uv(len(subject)))
+    cdef unsigned char mid[16]
+    cdef int m = _put_uv(mid, _check_uv(len(hdr)))
+    cdef unsigned char ref[40]
+    cdef int r = _put_uv(ref, _check_uv(data_len))
+    r += _put_uv(ref + r, _check_uv(file))
+    r += _put_uv(ref + r, _check_uv(offset))
+    cdef uint32_t c = <uint32_t>(crc & 0xFFFFFFFF)
+    ref[r] = c & 0xFF
+    ref[r + 1] = (c >> 8) & 0xFF
+    ref[r + 2] = (c >> 16) & 0xFF
+    ref[r + 3] = (c >> 24) & 0xFF
+    return _frame(out, 7, head, n, [subject, (<char *>mid)[:m], hdr, (<char *>ref)[:r + 4]])
+
+
+def decode_ref(ref):
+    """The reference of a MSG_REF record: (data_len, file, offset, crc); ValueError when malformed."""
+    cdef const unsigned char[:] view = ref
+    cdef Py_ssize_t n = view.shape[0]
+    cdef uint64_t data_len = 0, file = 0, offset = 0
+    cdef Py_ssize_t pos = -1
+    if n:
+        pos = _read_uv(&view[0], 0, n, &data_len)
+        if pos >= 0:
+            pos = _read_uv(&view[0], pos, n, &file)
+        if pos >= 0:
+            pos = _read_uv(&view[0], pos, n, &offset)
+    if pos < 0 or pos + 4 > n:
+        raise ValueError("malformed reference")
+    cdef uint32_t c = (<uint32_t>view[pos] | (<uint32_t>view[pos + 1] << 8)
+                       | (<uint32_t>view[pos + 2] << 16) | (<uint32_t>view[pos + 3] << 24))
+    return data_len, file, offset, c
 
 
 def encode_skip(bytearray out, base_seq, base_ts, seq, ts):
@@ -324,6 +368,11 @@ cdef bint _try(const unsigned char *buf, Py_ssize_t p, Py_ssize_t n, int64_t bas
     pos = _read_uv(buf, pos + <Py_ssize_t>subj_len, body_end, &hdr_len)
     if pos < 0 or hdr_len > <uint64_t>(body_end - pos):
         return False
+    if kind == 7:
+        # MSG_REF: aux is the referenced data's length (the first varint of the reference)
+        if _read_uv(buf, pos + <Py_ssize_t>hdr_len, body_end, &zz) < 0 or zz > <uint64_t>_MAX_BODY:
+            return False
+        ttl = <int64_t>zz
     f[5] = ttl
     f[8] = <int64_t>hdr_len
     f[9] = body_end - pos - <Py_ssize_t>hdr_len

@@ -27,6 +27,10 @@ the int64). A record::
                                                                       first_seq is gone; last_seq and
                                                                       last_ts survive an empty stream
     kind 6 BLOB      opaque bytes (consumer state logs)
+    kind 7 MSG_REF   as MSG, but the data lives elsewhere (a replicated stream's Raft log segment,
+                     hard-linked into the store: jsedge.store.filestore "Write once"); in its place
+                     the reference: uvarint(data_len) uvarint(file) uvarint(offset) crc32(data, 4 B
+                     LE); `scan` reports data_len as the record's aux (the size it accounts)
 
 Trailing bytes inside a SKIP/TOMBSTONE/STATE/ERASED body are ignored (room to grow).
 
@@ -68,7 +72,8 @@ KIND_TOMBSTONE = 3
 KIND_ERASED = 4
 KIND_STATE = 5
 KIND_BLOB = 6
-NUM_KINDS = 7
+KIND_MSG_REF = 7
+NUM_KINDS = 8
 
 #: Largest body accepted (a 64 MiB message is far above nats-server's max_payload ceiling).
 MAX_BODY = 64 * 1024 * 1024
@@ -154,6 +159,42 @@ def encode_msg(
         head = _uvarint(seq - base_seq) + _svarint(ts - base_ts)
         kind = KIND_MSG
     return _frame(out, kind, (head, _uvarint(len(subject)), subject, _uvarint(len(hdr)), hdr, data))
+
+
+def encode_msg_ref(
+    out: bytearray,
+    base_seq: int,
+    base_ts: int,
+    seq: int,
+    ts: int,
+    subject: bytes,
+    hdr: bytes,
+    data_len: int,
+    file: int,
+    offset: int,
+    crc: int,
+) -> int:
+    """Append a MSG_REF record (a message whose `data_len` bytes of data, with CRC-32 `crc`, are at
+    `offset` in reference file `file`); returns its length."""
+    if seq < base_seq:
+        raise ValueError("seq below the block's base")
+    if not 0 <= data_len <= MAX_BODY:
+        raise ValueError("referenced data too large")
+    head = _uvarint(seq - base_seq) + _svarint(ts - base_ts)
+    ref = _uvarint(data_len) + _uvarint(file) + _uvarint(offset) + _CRC.pack(crc & 0xFFFFFFFF)
+    return _frame(out, KIND_MSG_REF, (head, _uvarint(len(subject)), subject, _uvarint(len(hdr)), hdr, ref))
+
+
+def decode_ref(ref: bytes) -> tuple[int, int, int, int]:
+    """The reference of a MSG_REF record (its `data` as `decode` returns it): (data_len, file,
+    offset, crc); ValueError when malformed."""
+    n = len(ref)
+    data_len, pos = _read_uvarint(ref, 0, n)
+    file, pos = _read_uvarint(ref, pos, n) if data_len >= 0 else (-1, pos)
+    offset, pos = _read_uvarint(ref, pos, n) if file >= 0 else (-1, pos)
+    if offset < 0 or pos + 4 > n:
+        raise ValueError("malformed reference")
+    return data_len, file, offset, _CRC.unpack_from(ref, pos)[0]
 
 
 def encode_skip(out: bytearray, base_seq: int, base_ts: int, seq: int, ts: int) -> int:
@@ -264,6 +305,10 @@ def _try(buf: bytes | bytearray | memoryview, p: int, n: int, base_seq: int, bas
     hdr_len, pos = _read_uvarint(buf, pos + subj_len, body_end)
     if hdr_len < 0 or pos + hdr_len > body_end:
         return None
+    if kind == KIND_MSG_REF:
+        ttl, _ = _read_uvarint(buf, pos + hdr_len, body_end)  # aux: the referenced data's length
+        if ttl < 0 or ttl > MAX_BODY:
+            return None
     return (kind, p, rec_len, seq, ts, ttl, subj_off, subj_len, hdr_len, body_end - pos - hdr_len)
 
 
@@ -273,7 +318,8 @@ def decode(
     """Decode the record at `offset`: (kind, seq, ts, aux, subject, hdr, data, rec_len).
 
     `seq` is the target for a TOMBSTONE and first_seq for a STATE record (whose `aux` is last_seq and
-    `ts` last_ts); `aux` is the TTL of a MSG_TTL; `data` is the blob of a BLOB. Raises
+    `ts` last_ts); `aux` is the TTL of a MSG_TTL and the referenced length of a MSG_REF (whose `data`
+    is the reference: `decode_ref`); `data` is the blob of a BLOB. Raises
     CorruptRecordError when the bytes there are not one valid record."""
     n = len(buf)
     fields = _try(buf, offset, n, base_seq, base_ts) if 0 <= offset < n else None

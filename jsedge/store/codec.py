@@ -30,6 +30,7 @@ KIND_TOMBSTONE = py_impl.KIND_TOMBSTONE
 KIND_ERASED = py_impl.KIND_ERASED
 KIND_STATE = py_impl.KIND_STATE
 KIND_BLOB = py_impl.KIND_BLOB
+KIND_MSG_REF = py_impl.KIND_MSG_REF
 MAX_BODY = py_impl.MAX_BODY
 FIELDS = py_impl.FIELDS
 F_KIND = py_impl.F_KIND
@@ -50,6 +51,8 @@ CorruptRecordError: tuple[type[ValueError], ...] = (
 
 crc32 = _impl.crc32
 encode_msg = _impl.encode_msg
+encode_msg_ref = _impl.encode_msg_ref
+decode_ref = _impl.decode_ref
 encode_skip = _impl.encode_skip
 encode_tombstone = _impl.encode_tombstone
 encode_state = _impl.encode_state
@@ -66,6 +69,8 @@ __all__ = [
     "CorruptRecordError",
     "crc32",
     "encode_msg",
+    "encode_msg_ref",
+    "decode_ref",
     "encode_skip",
     "encode_tombstone",
     "encode_state",
