@@ -6,6 +6,7 @@ Layout of a stream directory::
     <dir>/obs/<consumer>/config.json                consumer config (atomic write)
     <dir>/obs/<consumer>/state.<gen:08d>.log        consumer state log (BLOB records, see below)
     <dir>/meta.bin                                  the stream layer's metadata (`save_meta`, atomic)
+    <dir>/refs/<file:08x>.seg                       hard links to Raft log segments (write once, below)
 
 Rules live in `_core.IndexedStore`; this module keeps payloads on disk. The index adds one array
 (`_off`, uint32 offset in the block) to the core's 16 bytes per sequence; the block of a sequence is
@@ -59,6 +60,23 @@ A block never changes once compressed except by `erase` (rewritten plain, synchr
 by recovery cutting back a partial atomic batch. Without `cramjam` importable, blocks stay plain
 (logged once).
 
+Write once (replicated streams): a message of a replicated file stream is already on disk, in the
+Raft log segment that made it durable before it was committed. Writing it again into a block would
+double the bytes written per message (an SD card's wear), so the cluster layer tells the store where
+the payload sits (`set_ref`, for the next message stored) and the block gets a MSG_REF record instead:
+subject, headers and the reference (file, offset, length, CRC-32 of the payload). The store owns the
+segment through a hard link, `refs/<file>.seg`, made and made durable (`link_ref`) before any record
+points into it, so the Raft log may compact and delete its own name whenever it likes. A read
+resolves the reference with one pread (read ahead like blocks) and checks the CRC; a payload that
+does not check out is reported like any corrupt record and never served. Which file each stored
+message references is kept as runs (`_ref_runs`: first sequence of each run of consecutive messages
+stored against one file, 0 for full records), so a removal counts down its file's live messages
+without a per-message array, and a file with none left (and not the one being filled) is unlinked.
+Runs are in the index snapshot; a scan rebuilds them from the records. Erasing a referenced message
+erases the record; the payload stays in the segment until the segment goes, as it stays in
+nats-server's Raft log until that is compacted. Messages with a TTL, compressed streams and atomic
+batches are stored whole.
+
 Consumer state: an append-only log of BLOB records per consumer — a full snapshot first, then small
 delivered/ack records (`update_delivered` costs one 37-byte record). When the log grows past 8x its
 snapshot (and 64 KiB) a new generation starts with a fresh snapshot; the old file is unlinked by the
@@ -105,8 +123,11 @@ _BATCH_MARK = b"jsedge-batch"
 _INDEX_FILE = "index.snap"
 _INDEX_MAGIC = b"JSEDGE-INDEX\n"
 #: Bumped whenever the snapshot's contents or the index's arrays change meaning.
-_INDEX_VERSION = 5
+_INDEX_VERSION = 6
 _BATCH_CANCEL = b"jsedge-batch-cancel"
+_REF_NAME = re.compile(r"^([0-9a-f]{8})\.seg$")
+#: open reference files kept (least recently used closed beyond this)
+_REF_FDS = 32
 #: compressed block header: magic, codec (1 = Snappy raw), plain length, CRC-32 of the body
 _Z_HEAD = struct.Struct("<4sBII")
 _Z_MAGIC = b"JSZ\x01"
@@ -317,10 +338,26 @@ class FileStore(IndexedStore):
         self._sealed: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._no_codec_logged = False
+        #: write once (module docstring): runs of messages stored against one reference file
+        #: (first sequence, file; file 0 = stored whole), live messages per file, open files
+        self._refs_dir = self.directory / "refs"
+        self._ref_runs = array("q")
+        self._ref_files = array("I")
+        self._ref_live: dict[int, int] = {}
+        self._ref_fds: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._ref_ahead: tuple[int, int, bytes] | None = None
+        self._ref_current = 0
+        self._ref_next = 1
+        #: counting starts once the index is complete (`_open_refs`): removals while loading or
+        #: scanning are counted by `_rebuild_ref_counts`, never against a half-built count
+        self._ref_ready = False
+        #: (seq, file, offset, length): the next message stored is at `offset` of `file` (`set_ref`)
+        self._ref_hint: tuple[int, int, int, int] | None = None
         if not self._load_index():
             if self._recover():
                 self._reset_for_replay()
                 self._recover()
+        self._open_refs()
 
     # ------------------------------------------------------------------ blocks
     @property
@@ -419,6 +456,24 @@ class FileStore(IndexedStore):
         self._off.append(block.size)
         block.live += 1
         buf = block.buf
+        hint = self._ref_hint
+        if hint is not None:
+            self._ref_hint = None
+            if hint[0] == seq and hint[3] == len(data) and not ttl_ns:
+                fid = hint[1]
+                block.size += codec.encode_msg_ref(
+                    buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, len(data), fid, hint[2], zlib.crc32(data)
+                )
+                self._ref_stored(seq, fid)
+                if self.sync_policy == "always":
+                    self._flush_block(block)
+                    self._request_sync(None)
+                elif len(buf) >= _FLUSH_AT:
+                    self._flush_block(block)
+                return
+        if self._ref_runs and self._ref_files[-1]:
+            self._ref_runs.append(seq)  # a run of messages stored whole starts here
+            self._ref_files.append(0)
         block.size += codec.encode_msg(buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
         if self.sync_policy == "always":
             self._flush_block(block)
@@ -467,12 +522,169 @@ class FileStore(IndexedStore):
             kind, rseq, ts, _aux, subject, hdr, data, _n = codec.decode(raw, pos, block.base_seq, block.base_ts)
         except codec.CorruptRecordError:
             kind, rseq, ts, subject, hdr, data = -1, -1, 0, b"", b"", b""  # never served: the check below
+        if kind == codec.KIND_MSG_REF and rseq == seq:
+            resolved = self._resolve_ref(data)
+            if resolved is None:
+                self._log(
+                    f"filestore {self.directory}: the data of message {seq} is missing or corrupt "
+                    f"({block.path}@{offset} -> {self._refs_dir}); not served"
+                )
+                return None
+            return StoredMsg(subject, seq, ts, hdr, resolved)
         if kind not in (codec.KIND_MSG, codec.KIND_MSG_TTL) or rseq != seq:
             self._log(
                 f"filestore {self.directory}: message {seq} is corrupt on disk ({block.path}@{offset}); not served"
             )
             return None
         return StoredMsg(subject, seq, ts, hdr, data)
+
+    # ------------------------------------------------------------------ write once (module docstring)
+    def link_ref(self, path: str) -> int:
+        """Take a Raft log segment as a reference file: hard-link it into `refs/` (durable before
+        this returns, so no record can point into a file a crash would lose) and return its number
+        for `set_ref`. The previous file stops being the one being filled."""
+        self._check_open()
+        if not self._refs_dir.exists():
+            self._refs_dir.mkdir()
+            fsync_dir(str(self.directory))
+        fid = self._ref_next
+        self._ref_next += 1
+        target = self._ref_path(fid)
+        try:
+            os.unlink(target)  # a leftover no record refers to (numbers only grow while open)
+        except FileNotFoundError:
+            pass
+        os.link(path, target)
+        fsync_dir(str(self._refs_dir))
+        previous = self._ref_current
+        self._ref_current = fid
+        self._ref_live.setdefault(fid, 0)
+        if previous and not self._ref_live.get(previous):
+            self._ref_release(previous)
+        return fid
+
+    def has_ref(self, fid: int) -> bool:
+        """Is reference file `fid` still there to be pointed into?"""
+        return fid in self._ref_live
+
+    def set_ref(self, seq: int, fid: int, offset: int, length: int) -> None:
+        """The next message stored, if it gets sequence `seq` and has `length` bytes of data, is
+        stored as a reference to `offset` in file `fid` (see the module docstring)."""
+        self._ref_hint = (seq, fid, offset, length) if fid in self._ref_live else None
+
+    def clear_ref(self) -> None:
+        self._ref_hint = None
+
+    def _ref_path(self, fid: int) -> str:
+        return str(self._refs_dir / f"{fid:08x}.seg")
+
+    def _ref_stored(self, seq: int, fid: int) -> None:
+        if not self._ref_runs or self._ref_files[-1] != fid:
+            self._ref_runs.append(seq)
+            self._ref_files.append(fid)
+        self._ref_live[fid] = self._ref_live.get(fid, 0) + 1
+
+    def _ref_removed(self, seq: int) -> None:
+        if not self._ref_ready:
+            return
+        k = bisect.bisect_right(self._ref_runs, seq) - 1
+        if k < 0:
+            return
+        fid = self._ref_files[k]
+        if not fid:
+            return
+        live = self._ref_live.get(fid, 0) - 1
+        self._ref_live[fid] = live
+        if live <= 0 and fid != self._ref_current:
+            self._ref_release(fid)
+
+    def _ref_release(self, fid: int) -> None:
+        """No stored message refers to file `fid` any more: close and unlink it."""
+        self._ref_live.pop(fid, None)
+        fd = self._ref_fds.pop(fid, None)
+        if fd is not None:
+            os.close(fd)
+        if self._ref_ahead is not None and self._ref_ahead[0] == fid:
+            self._ref_ahead = None
+        try:
+            os.unlink(self._ref_path(fid))
+        except FileNotFoundError:
+            pass
+
+    def _resolve_ref(self, ref: bytes) -> bytes | None:
+        try:
+            length, fid, offset, crc = codec.decode_ref(ref)
+        except ValueError:
+            return None
+        ahead = self._ref_ahead
+        if ahead is not None and ahead[0] == fid and ahead[1] <= offset and offset + length <= ahead[1] + len(ahead[2]):
+            start = offset - ahead[1]
+            data = ahead[2][start : start + length]
+        else:
+            fd = self._ref_fds.get(fid)
+            try:
+                if fd is None:
+                    fd = os.open(self._ref_path(fid), os.O_RDONLY)
+                    self._ref_fds[fid] = fd
+                    if len(self._ref_fds) > _REF_FDS:
+                        os.close(self._ref_fds.popitem(last=False)[1])
+                else:
+                    self._ref_fds.move_to_end(fid)
+                chunk = os.pread(fd, max(length, _READ_AHEAD), offset)
+            except OSError:
+                return None
+            self._ref_ahead = (fid, offset, chunk)
+            data = chunk[:length]
+        if len(data) != length or zlib.crc32(data) != crc:
+            return None
+        return data
+
+    def _rebuild_ref_counts(self) -> None:
+        """Live messages per reference file from the runs and the index (after a load or a scan)."""
+        live: dict[int, int] = {}
+        runs, files = self._ref_runs, self._ref_files
+        base, end = self._base, self._last + 1
+        sids = self._sid
+        keep = 0
+        for k in range(len(runs)):
+            lo = max(runs[k], base)
+            hi = min(runs[k + 1] if k + 1 < len(runs) else end, end)
+            fid = files[k]
+            if hi <= base:
+                keep = k + 1  # wholly below the index: dropped below
+                continue
+            if fid and hi > lo:
+                count = (hi - lo) - sids[lo - base : hi - base].count(DELETED)
+                if count:
+                    live[fid] = live.get(fid, 0) + count
+        if keep:
+            del runs[:keep], files[:keep]
+        self._ref_live = live
+        self._ref_ready = True
+
+    def _open_refs(self) -> None:
+        """After the index is loaded or rebuilt: count each file's live messages, unlink the files
+        nothing refers to, continue numbering after the highest."""
+        self._rebuild_ref_counts()
+        if not self._refs_dir.exists():
+            return
+        highest = 0
+        for name in os.listdir(self._refs_dir):
+            m = _REF_NAME.match(name)
+            if m is None:
+                continue
+            fid = int(m[1], 16)
+            highest = max(highest, fid)
+            if not self._ref_live.get(fid):
+                self._ref_live.pop(fid, None)
+                os.unlink(self._refs_dir / name)
+        missing = [fid for fid in self._ref_live if not os.path.exists(self._ref_path(fid))]
+        for fid in missing:
+            self._log(
+                f"filestore {self.directory}: reference file {fid:08x} is missing; "
+                f"the {self._ref_live[fid]} messages stored against it will not be served"
+            )
+        self._ref_next = highest + 1
 
     def headers_since(self, cutoff: int) -> list[tuple[int, int, bytes]]:
         """See `IndexedStore.headers_since`: here each block of the range is read once and scanned
@@ -484,7 +696,7 @@ class FileStore(IndexedStore):
         if not first:
             return out
         F = codec.FIELDS
-        kind_msg, kind_ttl = codec.KIND_MSG, codec.KIND_MSG_TTL
+        kind_msg, kind_ttl, kind_ref = codec.KIND_MSG, codec.KIND_MSG_TTL, codec.KIND_MSG_REF
         k = bisect.bisect_right(self._bases, first) - 1
         for block in self._blocks[max(k, 0) :]:
             if block.buf:
@@ -493,7 +705,7 @@ class FileStore(IndexedStore):
             entries = codec.scan(data, block.base_seq, block.base_ts)[0]
             for r in range(0, len(entries), F):
                 kind = entries[r]
-                if kind != kind_msg and kind != kind_ttl:
+                if kind != kind_msg and kind != kind_ttl and kind != kind_ref:
                     continue
                 hl = entries[r + 8]
                 seq = entries[r + 3]
@@ -510,6 +722,8 @@ class FileStore(IndexedStore):
         block.live -= 1
         if self._recovering:
             return
+        if self._ref_runs:
+            self._ref_removed(seq)
         if erase:
             offset = self._off[seq - self._base]
             raw = self._read_raw(block, offset, self._size[seq - self._base] + _READ_SLACK)
@@ -550,6 +764,12 @@ class FileStore(IndexedStore):
     def _on_purge_all(self) -> None:
         for block in self._blocks:
             block.live = 0
+        if self._ref_runs and self._ref_ready:
+            for fid in [f for f in self._ref_live if f != self._ref_current]:
+                self._ref_release(fid)
+            if self._ref_current in self._ref_live:
+                self._ref_live[self._ref_current] = 0
+            del self._ref_runs[:], self._ref_files[:]
 
     def _on_bulk_front(self, new_first: int, moved_last: bool) -> None:
         if self._recovering:
@@ -558,7 +778,7 @@ class FileStore(IndexedStore):
         self._reap_blocks()
 
     def _on_compact(self, count: int) -> None:
-        del self._off[:count]
+        del self._off[:count]  # (reference runs below the index are dropped at the next open)
 
     # ------------------------------------------------------------------ atomic batches
     def begin_batch(self, first_seq: int, last_seq: int) -> None:
@@ -602,6 +822,7 @@ class FileStore(IndexedStore):
         self._bases = []
         self._floor_dirty = False
         self._batch_marker = None
+        del self._ref_runs[:], self._ref_files[:]
         with self._lock:
             self._dirty.clear()
 
@@ -805,16 +1026,30 @@ class FileStore(IndexedStore):
         never = self._never
         ttl_deadline = self._ttl_deadline
         ttl_heap = self._ttl_heap
-        kind_msg, kind_ttl = codec.KIND_MSG, codec.KIND_MSG_TTL
+        kind_msg, kind_ttl, kind_ref = codec.KIND_MSG, codec.KIND_MSG_TTL, codec.KIND_MSG_REF
+        runs, run_files = self._ref_runs, self._ref_files
         for r in range(0, len(entries), F):
             kind = entries[r]
             seq = entries[r + 3]
-            if kind == kind_msg or kind == kind_ttl:
+            if kind == kind_msg or kind == kind_ttl or kind == kind_ref:
                 if seq <= self._last:
                     self._log(f"filestore {block.path}: out-of-order message {seq} ignored")
                     continue
                 self._gap_to(seq)
                 so, sl, hl, dl = entries[r + 6], entries[r + 7], entries[r + 8], entries[r + 9]
+                if kind == kind_ref:
+                    end = entries[r + 1] + entries[r + 2] - 4
+                    try:
+                        fid = codec.decode_ref(bytes(data[end - dl : end]))[1]
+                    except ValueError:
+                        fid = 0
+                    if not runs or run_files[-1] != fid:
+                        runs.append(seq)
+                        run_files.append(fid)
+                    dl = entries[r + 5]  # the referenced length is what the message accounts
+                elif runs and run_files[-1]:
+                    runs.append(seq)
+                    run_files.append(0)
                 subject = data[so : so + sl]
                 ss = subjects.get(subject)
                 if ss is None:
@@ -1031,7 +1266,14 @@ class FileStore(IndexedStore):
         for block in self._blocks:
             if block.fd >= 0:
                 os.close(block.fd)
+        self._close_refs()
         self._closed = True
+
+    def _close_refs(self) -> None:
+        for fd in self._ref_fds.values():
+            os.close(fd)
+        self._ref_fds.clear()
+        self._ref_ahead = None
 
     # ------------------------------------------------------------------ index snapshot
     def _save_index(self) -> None:
@@ -1065,6 +1307,8 @@ class FileStore(IndexedStore):
             "ttl": self._ttl_deadline,
             "never": list(self._never),
             "blocks": blocks,
+            "ref_runs": self._ref_runs.tobytes(),
+            "ref_files": self._ref_files.tobytes(),
         }
         # zlib level 1: ~6 instead of 20 bytes a message on disk, 0.2 s per million at close
         payload = zlib.compress(marshal.dumps(state), 1)
@@ -1124,6 +1368,8 @@ class FileStore(IndexedStore):
         self._ttl_heap = [(deadline, seq) for seq, deadline in self._ttl_deadline.items()]
         heapq.heapify(self._ttl_heap)
         self._never = set(state["never"])
+        self._ref_runs = array("q", state["ref_runs"])
+        self._ref_files = array("I", state["ref_files"])
         self.update_config(self.config)  # the limits may have changed since
         self._reap_blocks()
         self.opened_from_index = True
@@ -1168,6 +1414,7 @@ class FileStore(IndexedStore):
                 if block.fd >= 0:
                     os.close(block.fd)
                 _cache_drop(block.path)
+            self._close_refs()
             self._closed = True
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -1183,8 +1430,15 @@ class FileStore(IndexedStore):
         }
 
     def disk_usage(self) -> int:
-        """Bytes of all block files (written or buffered; compressed ones as stored)."""
-        return sum(b.disk if b.fd < 0 else b.size for b in self._blocks)
+        """Bytes of all block files (written or buffered; compressed ones as stored) and of the
+        reference files (write once: shared with the Raft log while it still lists them)."""
+        total = sum(b.disk if b.fd < 0 else b.size for b in self._blocks)
+        for fid in self._ref_live:
+            try:
+                total += os.stat(self._ref_path(fid)).st_size
+            except OSError:
+                pass
+        return total
 
 
 # ---------------------------------------------------------------------------------------------
