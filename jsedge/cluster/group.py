@@ -152,6 +152,8 @@ class RaftGroup:
         self._to_apply: list[Entry] = []
         #: log syncs in flight
         self._syncing = 0
+        #: the log is durable (fsynced by this process) up to this index
+        self.durable = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -162,9 +164,11 @@ class RaftGroup:
         if self.directory is None:
             self.log = MemoryLog()
         else:
-            from jsedge.cluster.wal import RaftLog
+            from jsedge.cluster.wal import DEFAULT_SEGMENT_SIZE, RaftLog
 
-            self.log = RaftLog.open(self.directory, log=self.logger.warn)
+            # (tests make segments small, so they rotate and are deleted under the store's links)
+            size = int(os.environ.get("JSEDGE_RAFT_SEGMENT_BYTES") or DEFAULT_SEGMENT_SIZE)
+            self.log = RaftLog.open(self.directory, log=self.logger.warn, segment_size=size)
         log = self.log
         fresh = log.snapshot is None and not log.entries and not log.hard_state.term
         if seed is not None and fresh:
@@ -343,8 +347,11 @@ class RaftGroup:
             # the state machine catches up first; the log records the snapshot only once that is
             # done (a crash in between must not leave a log that claims state the store lacks)
             self._restore(ready.snapshot, ready.snapshot_data)
+        if ready.snapshot is not None:
+            self.durable = min(self.durable, ready.snapshot.index)
         if ready.truncate_from:
             log.truncate_from(ready.truncate_from)
+            self.durable = min(self.durable, ready.truncate_from - 1)
             wrote = True
         if ready.entries:
             log.append(ready.entries)
@@ -389,6 +396,8 @@ class RaftGroup:
         self._syncing -= 1
         if self.stopped or self._failed(fut):
             return
+        if mark[0] > self.durable and self.node.term_at(mark[0]) == mark[1]:
+            self.durable = mark[0]  # (same index and term: the same entries as written, Log Matching)
         if messages:
             self._send(messages)
         self._process(self.node.persisted(*mark))  # a follower's acknowledgement leaves here

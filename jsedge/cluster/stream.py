@@ -78,6 +78,12 @@ CATCHUP_BYTES = 256 * 1024
 CATCHUP_TIMEOUT = 5.0
 #: First byte of the entry that seals a group before a replica change (stream commands use 1..7).
 REGROUP = 0xFF
+#: Write once: a file replica stores a message's payload as a reference into the Raft log segment
+#: that already holds it (jsedge.store.filestore, "Write once"). `JSEDGE_WRITE_ONCE=0` stores every
+#: message whole (as before; for comparisons). Payloads shorter than REF_MIN are stored whole (a
+#: reference costs about 11 bytes).
+WRITE_ONCE = os.environ.get("JSEDGE_WRITE_ONCE", "1") != "0"
+REF_MIN = 32
 _BATCH = bytes((KIND_BATCH,))
 _ATOMIC = bytes((KIND_ATOMIC,))
 
@@ -87,6 +93,18 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     if pos + length > len(data):
         raise ValueError("length beyond the end")
     return data[pos : pos + length], pos + length
+
+
+def _command_ends(data: bytes) -> list[int]:
+    """Where each command of a batch entry ends in `data` (a StoreMsg's payload is the last
+    len(payload) bytes of its command)."""
+    count, pos = read_uvarint(data, 1)
+    ends = []
+    for _ in range(count):
+        length, pos = read_uvarint(data, pos)
+        pos += length
+        ends.append(pos)
+    return ends
 
 
 def _barrier(hdr: bytes, stream: Any) -> bool:
@@ -132,6 +150,12 @@ class ClusteredStream:
         self.publishing = False
         self.leader_since = 0
         self.leader_peer = ""
+        #: write once: the store's reference file per (group, Raft log segment), and for the entry
+        #: being applied, its file and the offset of its data in it (`_ref_locate`)
+        self._ref_files: dict[tuple[str, int], int] = {}
+        self._ref_file = 0
+        self._ref_offset = 0
+        self._ref_off = False
         #: the create/update API request waiting for this replica to lead: (reply, api, request)
         self.waiting_response: list[Any] = []
         #: proposals of this leadership not yet settled (`_begin`/`_end`); `_epoch` counts the
@@ -240,13 +264,22 @@ class ClusteredStream:
         stream = self.stream
         if entry.data[:1] == _BATCH:
             commands = self._proposed.pop(entry.data, None)  # the leader's own: not decoded again
-            return self._apply_batch(commands if commands is not None else decode_batch(entry.data))
+            return self._apply_batch(commands if commands is not None else decode_batch(entry.data), entry)
         if entry.data[:1] == _ATOMIC:
             commands = self._proposed.pop(entry.data, None)
             return self._apply_atomic(commands if commands is not None else decode_batch(entry.data))
         command = decode_command(entry.data)
         old = stream.config
-        result = stream.apply(command)
+        referenced = (
+            type(command) is StoreMsg and not command.ttl and len(command.data) >= REF_MIN and self._ref_locate(entry)
+        )
+        if referenced:
+            self._ref_next(len(entry.data), command)  # type: ignore[arg-type]
+        try:
+            result = stream.apply(command)
+        finally:
+            if referenced:
+                stream.store.clear_ref()
         stream.react(command, result, old)
         if isinstance(command, UpdateConfig):
             self.jsa._write_meta(command.config, stream.created)
@@ -257,17 +290,23 @@ class ClusteredStream:
             self._compact()
         return result
 
-    def _apply_batch(self, commands: list[Command]) -> list[Any]:
+    def _apply_batch(self, commands: list[Command], entry: Entry) -> list[Any]:
         """A batch of stored messages: each applied and reacted to on its own; the result is one
         sequence or exception (a discard-new refusal) per message, in order."""
         stream = self.stream
         results: list[Any] = []
-        for command in commands:
+        ends = _command_ends(entry.data) if self._ref_locate(entry) else None
+        for k, command in enumerate(commands):
+            if ends is not None and not command.ttl and len(command.data) >= REF_MIN:  # type: ignore[union-attr]
+                self._ref_next(ends[k], command)  # type: ignore[arg-type]
             try:
                 result = stream.apply(command)
             except DiscardNewError as exc:
                 results.append(exc)
                 continue
+            finally:
+                if ends is not None:
+                    stream.store.clear_ref()
             stream.react(command, result, None)
             results.append(result)
         self._applied_since_compact += len(commands)
@@ -275,6 +314,50 @@ class ClusteredStream:
         if self._applied_since_compact >= COMPACT_EVERY and not self._compacting:
             self._compact()
         return results
+
+    # ------------------------------------------------------------------ write once
+
+    def _ref_locate(self, entry: Entry) -> bool:
+        """Can the payloads of `entry` be stored as references into this node's Raft log? (A file
+        replica, uncompressed, the entry durable here and in a segment.) Sets `_ref_file` (the
+        store's number for the segment, linked into the store on first use) and `_ref_offset`
+        (where the entry's data begins in it)."""
+        self._ref_file = 0
+        group = self.group
+        if not WRITE_ONCE or self._ref_off or group is None or entry.index > group.durable:
+            return False
+        locate = getattr(group.log, "locate", None)
+        store = self.stream.store
+        if locate is None or not hasattr(store, "link_ref") or self.stream.config.compression not in ("", "none"):
+            return False
+        found = locate(entry.index, len(entry.data))
+        if found is None:
+            return False
+        seg_no, path, offset = found
+        key = (self.group_name, seg_no)
+        fid = self._ref_files.get(key)
+        if fid is None or not store.has_ref(fid):
+            try:
+                fid = store.link_ref(path)
+            except OSError as exc:
+                # a file system without hard links (FAT on a USB stick): every message stored whole
+                self._ref_off = True
+                self.server.logger.warn(
+                    f"JetStream stream '{self.jsa.name} > {self.name}' stores every message twice "
+                    f"(Raft log and store): cannot link the log into the store ({exc})"
+                )
+                return False
+            self._ref_files = {key: fid}  # only the segment being filled is linked again
+        self._ref_file = fid
+        self._ref_offset = offset
+        return True
+
+    def _ref_next(self, end: int, command: StoreMsg) -> None:
+        """The next message stored is `command`, whose command ends at `end` in the data of the
+        entry `_ref_locate` just located."""
+        store = self.stream.store
+        size = len(command.data)
+        store.set_ref(store.last_seq() + 1, self._ref_file, self._ref_offset + end - size, size)
 
     def _apply_atomic(self, commands: list[Command]) -> list[Any] | BaseException:
         """An atomic batch: all applied (the store told it is one batch), then reacted to; the

@@ -571,6 +571,25 @@ class RaftLog:
             return None
         return self._read(index - ix.floor - 1, 1)[0]
 
+    def locate(self, index: int, data_len: int) -> tuple[int, str, int] | None:
+        """Where entry `index`'s data (`data_len` bytes, the tail of its record's body) lies on disk:
+        (segment number, segment path, offset), or None when the entry is not live or not yet
+        written to its file. The stream store keeps references into segments (write once:
+        jsedge.store.filestore); a segment's bytes never change once written (compaction deletes
+        whole segments, a truncation appends a marker), so a reference stays valid for as long as
+        the store holds a link to the file."""
+        ix = self._ix
+        pos = index - ix.floor - 1
+        if not 0 <= pos < len(ix.terms):
+            return None
+        seg = self._by_no.get(ix.segs[pos])
+        if seg is None:
+            return None
+        end = ix.offs[pos] + ix.lens[pos] - 4  # the data ends where the record's CRC begins
+        if end > seg.flushed or data_len > ix.lens[pos]:
+            return None
+        return seg.no, seg.path, end - data_len
+
     def entries_from(self, index: int, max_count: int = 1 << 62, max_bytes: int = 1 << 62) -> list[Entry]:
         """Entries from `index` on: at most `max_count`, and at most `max_bytes` counted as stored
         (data + ~10 B framing) but always at least one. [] beyond the end; CompactedError at or

@@ -10,7 +10,7 @@ sequential, so a future taken into round N resolves only after every earlier rou
 
 Test hook (power-loss simulation on real processes): when the environment variable
 `JSEDGE_SYNC_JOURNAL` names a file at import, every completed fsync appends one line to it --
-``<absolute file path> <synced length>`` for a file, ``<absolute dir path> dir <name>/<name>/...``
+``<absolute file path> <synced length> ino=<inode>`` for a file, ``<absolute dir path> dir <name>/<name>/...``
 for a directory (the entries it held when its fsync started: those names are durable). Callers that
 fsync outside `run_job` (`write_atomic`, recovery truncations) report through `journal_file`. Unset,
 it costs one module-level `None` check per file.
@@ -39,10 +39,16 @@ if _journal_path:
     _JOURNAL_FD = os.open(_journal_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
 
-def journal_file(path: str, length: int) -> None:
-    """Record that `path` is durable up to `length` bytes (no-op unless the journal is on)."""
+def journal_file(path: str, length: int, fd: int = -1) -> None:
+    """Record that `path` is durable up to `length` bytes (no-op unless the journal is on). The
+    line names the file's inode too (``ino=<n>``): a hard link (the stream store's link to a Raft
+    log segment) is durable with the data its other name's fsync made durable."""
     if _JOURNAL_FD is not None:
-        os.write(_JOURNAL_FD, f"{os.path.abspath(path)} {length}\n".encode())
+        try:
+            ino = os.fstat(fd).st_ino if fd >= 0 else os.stat(path).st_ino
+        except OSError:
+            ino = 0
+        os.write(_JOURNAL_FD, f"{os.path.abspath(path)} {length} ino={ino}\n".encode())
 
 
 def _list_dir(directory: str) -> list[str] | None:
@@ -108,7 +114,7 @@ def run_job(job: SyncJob) -> BaseException | None:
             if job.on_synced is not None:
                 job.on_synced(path, length)
             if _JOURNAL_FD is not None:
-                journal_file(path, length)
+                journal_file(path, length, fd)
         except OSError as exc:
             error = error or exc
         finally:

@@ -38,8 +38,15 @@ LOOPS = int(os.environ.get("JSEDGE_FAULT_LOOPS", "4"))
 STREAM = "F"
 SUBJECT = "f.x"
 #: Fast Raft timing, and a Raft log compacted every 64 applied entries (keeping 16), so restarts and
-#: catch-ups go through snapshots and the stream store's own durability, not only the log.
-ENV = {**FAST, "JSEDGE_RAFT_COMPACT_EVERY": "64", "JSEDGE_RAFT_RETAIN": "16"}
+#: catch-ups go through snapshots and the stream store's own durability, not only the log; its
+#: segments rotate at 64 KiB, so the segments the stores' payloads are in (write once) are deleted
+#: from the log while the stores still hold them.
+ENV = {
+    **FAST,
+    "JSEDGE_RAFT_COMPACT_EVERY": "64",
+    "JSEDGE_RAFT_RETAIN": "16",
+    "JSEDGE_RAFT_SEGMENT_BYTES": "65536",
+}
 #: Lines a server must never log (an exception escaped somewhere).
 _BAD_LOG = re.compile(r"Traceback|Exception in callback|exception was never retrieved")
 
@@ -216,7 +223,8 @@ class Publishers:
     async def _run(self, js, name: str) -> None:
         i = 0
         while not self.stopping:
-            payload = f"{name}-{i}".encode()
+            # 64 bytes: long enough to be stored as a reference into the Raft log (write once)
+            payload = f"{name}-{i}:".encode().ljust(64, b".")
             i += 1
             give_up = None
             while True:
@@ -312,6 +320,48 @@ async def test_kill_loop_loses_no_acknowledged_message() -> None:
         stored = check_stores([cluster.store_dir(i) for i in range(3)], pubs.acked)
         assert not cluster.bad_lines, cluster.bad_lines
         assert len(pubs.acked) >= 30 + 10 * LOOPS and len(stored) >= len(pubs.acked)
+
+
+# ---------------------------------------------------------------------------------------- write once
+
+
+@pytest.mark.timeout(150)
+async def test_every_replica_writes_a_payload_once_and_serves_it_after_restarts() -> None:
+    """A replica's store keeps a payload as a reference into its Raft log (write once): the block
+    files hold no payloads, the log's segments are deleted from the log while the store still
+    holds them, and every message reads back on every node after a clean restart (index
+    snapshot) and after kill -9 of all three (scan)."""
+    count, size = 1500, 300
+    with FaultCluster() as cluster:
+        cluster.wait_mesh()
+        conn = await connect_to([cluster[0], cluster[1], cluster[2]])
+        acked: dict[bytes, int] = {}
+        try:
+            await make_stream(conn)
+            js = conn.jetstream(timeout=5)
+            for i in range(count):
+                payload = f"w-{i}:".encode().ljust(size, b"#")
+                acked[payload] = (await js.publish(SUBJECT, payload)).seq
+            await converge(cluster.servers, acked)
+        finally:
+            await conn.close()
+        await stop_all(cluster)
+        for index in range(3):
+            root = stream_dir(cluster.store_dir(index))
+            blocks = sum(f.stat().st_size for f in (root / "msgs").iterdir())
+            assert blocks < count * size / 4, f"n{index + 1}: {blocks} B of blocks for {count * size} B of payloads"
+            assert any((root / "refs").iterdir()), f"n{index + 1} references no Raft log segment"
+        check_stores([cluster.store_dir(i) for i in range(3)], acked)
+        for index in range(3):
+            await asyncio.to_thread(cluster.restart, index)
+        await converge(cluster.servers, acked)
+        for index in range(3):
+            cluster[index].signal(signal.SIGKILL)
+        for index in range(3):
+            cluster.kill(index)
+            assert not (stream_dir(cluster.store_dir(index)) / "index.snap").exists()
+        check_stores([cluster.store_dir(i) for i in range(3)], acked)
+        assert not cluster.bad_lines, cluster.bad_lines
 
 
 # ---------------------------------------------------------------------------------------- paused leader
@@ -477,11 +527,18 @@ def power_cut(root: Path, journal: Path, rng: random.Random) -> dict[str, int]:
     (removed); a listed file keeps its last journaled length (0 if never fsynced); unsynced bytes
     past the cut may come back as garbage. The journal is then rewritten to the state after the cut."""
     lengths: dict[str, int] = {}
+    by_inode: dict[int, int] = {}  # a hard link's data is as durable as its other name's fsync made it
     listed: dict[str, set[str]] = defaultdict(set)
     for line in journal.read_text().splitlines() if journal.exists() else []:
         m = re.fullmatch(r"(.*) dir (.*)", line)
         if m:
             listed[os.path.realpath(m[1])].update(n for n in m[2].split("/") if n)
+            continue
+        m = re.fullmatch(r"(.*) (\d+) ino=(\d+)", line)
+        if m:
+            lengths[os.path.realpath(m[1])] = int(m[2])
+            if int(m[3]):
+                by_inode[int(m[3])] = int(m[2])
         else:
             path, _, length = line.rpartition(" ")
             lengths[os.path.realpath(path)] = int(length)
@@ -495,8 +552,9 @@ def power_cut(root: Path, journal: Path, rng: random.Random) -> dict[str, int]:
                 os.unlink(path)
                 stats["removed"] += 1
                 continue
-            size = os.path.getsize(path)
-            keep = min(size, lengths.get(path, 0))
+            st = os.stat(path)
+            size = st.st_size
+            keep = min(size, max(lengths.get(path, 0), by_inode.get(st.st_ino, 0)))
             if keep < size:
                 print(f"power cut: {path} {size} -> {keep}")
                 os.truncate(path, keep)
@@ -505,7 +563,7 @@ def power_cut(root: Path, journal: Path, rng: random.Random) -> dict[str, int]:
                 if rng.random() < 0.5:
                     with open(path, "ab") as f:
                         f.write(rng.randbytes(rng.randint(1, min(64, size - keep))))
-            lines.append(f"{path} {keep}\n")
+            lines.append(f"{path} {keep} ino={st.st_ino}\n")
     for dirpath, dirs, files in os.walk(os.path.realpath(root)):
         lines.append(f"{dirpath} dir {'/'.join(sorted(dirs + files))}\n")
     journal.write_text("".join(lines))
