@@ -7,7 +7,12 @@ with a live chart, slow consumers, JetStream usage against its limits, the store
 the board's temperature, the cluster), `/console/streams` (every stream: messages, bytes, subjects,
 consumers, first and last time; KV buckets and object stores marked), `/console/stream?acc=&name=`
 (its config, its consumers with pending / ack pending / redelivered / last active, and a paged
-message browser with headers and payloads as text or hex) and `/console/connections`.
+message browser with headers and payloads as text or hex), `/console/kv` and `/console/objects`
+(a bucket's keys with revisions and history, a store's objects), `/console/connections`,
+`/console/accounts` (connections, subscriptions, traffic and JetStream use per account),
+`/console/cluster` (routes, the meta group, every replicated stream's leader and followers with
+their lag) and `/console/leafs` (leaf node links, either side). The streams page draws a growth
+line per stream (it polls `/jsz?streams=true` every five seconds).
 
 No build step, no CDN: plain HTML, one stylesheet and a few lines of vanilla JavaScript (the live
 chart polls `/varz` every two seconds and draws an inline SVG). Everything that comes from clients
@@ -84,7 +89,47 @@ _CHART = """
 </script>
 """
 
-_PAGES = (("", "Overview"), ("/streams", "Streams"), ("/connections", "Connections"))
+_PAGES = (
+    ("", "Overview"),
+    ("/streams", "Streams"),
+    ("/connections", "Connections"),
+    ("/accounts", "Accounts"),
+    ("/cluster", "Cluster"),
+    ("/leafs", "Leaf nodes"),
+)
+
+#: The streams page's sparklines: every 5 s the page reads `/jsz?streams=true` (the numbers the
+#: table came from) and draws each stream's message count over the last few minutes.
+_SPARKS = """
+<script>
+(function(){
+  const url = location.pathname.replace(/\\/console.*$/, "") + "/jsz?streams=true";
+  const series = {};
+  function draw(){
+    for (const svg of document.querySelectorAll("svg.spark")) {
+      const s = series[svg.dataset.key] || [];
+      if (s.length < 2) continue;
+      const lo = Math.min(...s), hi = Math.max(...s), span = Math.max(1, hi - lo);
+      svg.querySelector("polyline").setAttribute("points",
+        s.map((v, i) => (i * 120 / 35).toFixed(1) + "," + (19 - (v - lo) / span * 17).toFixed(1)).join(" "));
+      svg.querySelector("title").textContent = s[0] + " \\u2192 " + s[s.length - 1] + " messages";
+    }
+  }
+  async function tick(){
+    try {
+      const j = await (await fetch(url)).json();
+      for (const a of j.account_details || []) for (const st of a.stream_detail || []) {
+        const key = a.name + "/" + st.name, s = series[key] || (series[key] = []);
+        s.push((st.state || {}).messages || 0);
+        if (s.length > 36) s.shift();
+      }
+      draw();
+    } catch (e) { /* the server went away: keep the lines */ }
+  }
+  tick(); setInterval(tick, 5000);
+})();
+</script>
+"""
 
 
 def _e(value: Any) -> str:
@@ -108,6 +153,14 @@ def _bytes(value: Any) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def _ago(value: Any) -> str:
+    """A Raft peer's `active` (nanoseconds since it was last heard, as /jsz reports it)."""
+    try:
+        return f"{int(value) / 1e9:.1f} s ago"
+    except (TypeError, ValueError):
+        return _e(value)
 
 
 def _page(base: str, active: str, title: str, body: str, server_name: str) -> bytes:
@@ -252,7 +305,7 @@ def overview(
     if cluster.get("name"):
         meta = jsz.get("meta_cluster") or {}
         peers = [
-            (_e(peer.get("name", "")), "yes" if peer.get("current") else "no", _e(peer.get("active", "")))
+            (_e(peer.get("name", "")), "yes" if peer.get("current") else "no", _ago(peer.get("active", "")))
             for peer in meta.get("replicas") or []
         ]
         body += (
@@ -295,12 +348,17 @@ def streams_page(base: str, server_name: str, jsz: dict[str, Any]) -> bytes:
             if name.startswith(("KV_", "OBJ_")):
                 page, bucket = ("kv", name[3:]) if name.startswith("KV_") else ("objects", name[4:])
                 extra = f' <a href="{_e(base)}/console/{page}?acc={quote(acc)}&amp;bucket={quote(bucket)}">{page}</a>'
+            spark = (
+                f'<svg class="spark" data-key="{_e(acc)}/{_e(name)}" width="120" height="20" role="img">'
+                '<title>growth</title><polyline fill="none" stroke="#3b82f6" stroke-width="1.5" points=""/></svg>'
+            )
             rows.append(
                 (
                     _e(acc),
                     f'<a href="{link}">{_e(name)}</a>{_kind(name)}{extra}',
                     _e(", ".join(config.get("subjects") or [])),
                     _num(state.get("messages", 0)),
+                    spark,
                     _bytes(state.get("bytes", 0)),
                     _num(state.get("consumer_count", 0)),
                     _e(state.get("first_ts", "")),
@@ -308,7 +366,12 @@ def streams_page(base: str, server_name: str, jsz: dict[str, Any]) -> bytes:
                 )
             )
     table = (
-        _table(("account", "stream", "subjects", "messages", "bytes", "consumers", "first", "last"), rows, (3, 4, 5))
+        _table(
+            ("account", "stream", "subjects", "messages", "growth", "bytes", "consumers", "first", "last"),
+            rows,
+            (3, 5, 6),
+        )
+        + _SPARKS
         if rows
         else "<p class=muted>No streams.</p>"
     )
@@ -509,7 +572,171 @@ def connections_page(base: str, server_name: str, connz: dict[str, Any]) -> byte
     return _page(base, "/connections", "Connections", f"<h2>Connections ({len(rows)})</h2>{table}", server_name)
 
 
+def accounts_page(base: str, server_name: str, accstatz: dict[str, Any], jsz: dict[str, Any]) -> bytes:
+    """Every account: connections, subscriptions, traffic, and its JetStream use."""
+    usage: dict[str, dict[str, Any]] = {}
+    for account in jsz.get("account_details") or []:
+        streams = account.get("stream_detail") or []
+        usage[str(account.get("name", ""))] = {
+            "streams": len(streams),
+            "consumers": sum(int((st.get("state") or {}).get("consumer_count", 0) or 0) for st in streams),
+            "messages": sum(int((st.get("state") or {}).get("messages", 0) or 0) for st in streams),
+            "bytes": sum(int((st.get("state") or {}).get("bytes", 0) or 0) for st in streams),
+        }
+    rows = []
+    names = sorted({str(a.get("acc", "")) for a in accstatz.get("account_statz") or []} | set(usage))
+    statz = {str(a.get("acc", "")): a for a in accstatz.get("account_statz") or []}
+    for name in names:
+        st = statz.get(name, {})
+        js = usage.get(name, {})
+        rows.append(
+            (
+                _e(name),
+                _num(st.get("conns", 0)),
+                _num(st.get("num_subscriptions", 0)),
+                _num((st.get("received") or {}).get("msgs", 0)),
+                _num((st.get("sent") or {}).get("msgs", 0)),
+                _num(js.get("streams", 0)),
+                _num(js.get("consumers", 0)),
+                _num(js.get("messages", 0)),
+                _bytes(js.get("bytes", 0)),
+            )
+        )
+    table = (
+        _table(
+            (
+                "account",
+                "connections",
+                "subscriptions",
+                "msgs in",
+                "msgs out",
+                "streams",
+                "consumers",
+                "stored",
+                "bytes",
+            ),
+            rows,
+            (1, 2, 3, 4, 5, 6, 7, 8),
+        )
+        if rows
+        else "<p class=muted>No accounts in use.</p>"
+    )
+    return _page(base, "/accounts", "Accounts", f"<h2>Accounts ({len(rows)})</h2>{table}", server_name)
+
+
+def _replicas(cluster: dict[str, Any]) -> str:
+    parts = []
+    for replica in cluster.get("replicas") or []:
+        state = "current" if replica.get("current") else "behind"
+        if replica.get("offline"):
+            state = "offline"
+        lag = int(replica.get("lag", 0) or 0)
+        parts.append(f"{_e(replica.get('name', ''))} ({state}{f', lag {lag:,}' if lag else ''})")
+    return ", ".join(parts) or '<span class="muted">—</span>'
+
+
+def cluster_page(
+    base: str, server_name: str, varz: dict[str, Any], routez: dict[str, Any], jsz: dict[str, Any]
+) -> bytes:
+    """Routes, the meta group, and every replicated stream's leader and replicas with their lag."""
+    cluster = varz.get("cluster") or {}
+    if not cluster.get("name") and not routez.get("routes"):
+        body = "<h2>Cluster</h2><p class=muted>This server is not in a cluster (no <code>cluster {}</code>).</p>"
+        return _page(base, "/cluster", "Cluster", body, server_name)
+    routes = [
+        (
+            _e(route.get("remote_name", "")),
+            _e(f"{route.get('ip', '')}:{route.get('port', '')}"),
+            "out" if route.get("did_solicit") else "in",
+            _e(route.get("rtt", "")),
+            _num(route.get("in_msgs", 0)),
+            _num(route.get("out_msgs", 0)),
+            _bytes(route.get("pending_size", 0)),
+            _e(route.get("uptime", "")),
+        )
+        for route in routez.get("routes") or []
+    ]
+    body = f"<h2>Cluster {_e(cluster.get('name', ''))}</h2>"
+    body += "<h3>Routes</h3>" + (
+        _table(("server", "address", "dialled", "rtt", "msgs in", "msgs out", "pending", "uptime"), routes, (4, 5, 6))
+        if routes
+        else "<p class=muted>No routes connected.</p>"
+    )
+    meta = jsz.get("meta_cluster") or {}
+    if meta:
+        peers = [
+            (
+                _e(peer.get("name", "")),
+                "yes" if peer.get("current") else "no",
+                "offline" if peer.get("offline") else "online",
+                _ago(peer.get("active", "")),
+            )
+            for peer in meta.get("replicas") or []
+        ]
+        body += "<h3>JetStream meta group</h3>" + _cards(
+            [("leader", _e(meta.get("leader", "") or "—")), ("size", _num(meta.get("cluster_size", 0)))]
+        )
+        if peers:
+            body += _table(("peer", "current", "state", "last active"), peers)
+    rows = []
+    for account in jsz.get("account_details") or []:
+        acc = str(account.get("name", ""))
+        for stream in account.get("stream_detail") or []:
+            info = stream.get("cluster") or {}
+            replicas = int((stream.get("config") or {}).get("num_replicas", 1) or 1)
+            if replicas < 2 and not info.get("replicas"):
+                continue
+            link = f"{_e(base)}/console/stream?acc={quote(acc)}&amp;name={quote(str(stream.get('name', '')))}"
+            rows.append(
+                (
+                    _e(acc),
+                    f'<a href="{link}">{_e(stream.get("name", ""))}</a>{_kind(str(stream.get("name", "")))}',
+                    _num(replicas),
+                    _e(info.get("raft_group", "")),
+                    _e(info.get("leader", "") or "—"),
+                    _replicas(info),
+                )
+            )
+    body += "<h3>Replicated streams</h3>" + (
+        _table(("account", "stream", "replicas", "group", "leader", "followers"), rows, (2,))
+        if rows
+        else "<p class=muted>No replicated streams.</p>"
+    )
+    return _page(base, "/cluster", "Cluster", body, server_name)
+
+
+def leafs_page(base: str, server_name: str, varz: dict[str, Any], leafz: dict[str, Any]) -> bytes:
+    """Leaf node links, in both directions (this server as hub and as leaf)."""
+    leaf = varz.get("leaf") or {}
+    rows = [
+        (
+            _e(link.get("name", "")),
+            # (`is_spoke`: this server is the spoke of the link, the side that dialled)
+            "leaf (we dialled the hub)" if link.get("is_spoke") else "hub side (a leaf dialled us)",
+            _e(link.get("account", "")),
+            _e(f"{link.get('ip', '')}:{link.get('port', '')}"),
+            _e(link.get("rtt", "")),
+            _num(link.get("subscriptions", 0)),
+            _num(link.get("in_msgs", 0)),
+            _num(link.get("out_msgs", 0)),
+        )
+        for link in leafz.get("leafs") or []
+    ]
+    body = "<h2>Leaf nodes</h2>" + _cards(
+        [("links", _num(len(rows))), ("leaf port", _e(leaf.get("port", "")) or '<span class="muted">none</span>')]
+    )
+    body += (
+        _table(("remote", "role", "account", "address", "rtt", "subs", "msgs in", "msgs out"), rows, (5, 6, 7))
+        if rows
+        else "<p class=muted>No leaf node links.</p>"
+    )
+    return _page(base, "/leafs", "Leaf nodes", body, server_name)
+
+
 __all__ = [
+    "accounts_page",
+    "cluster_page",
+    "leafs_page",
     "connections_page",
     "kv_page",
     "objects_page",

@@ -586,6 +586,9 @@ class Monitor:
             "/console/connections": ("/console/connections", self.handle_console_connections),
             "/console/kv": ("/console/kv", self.handle_console_kv),
             "/console/objects": ("/console/objects", self.handle_console_objects),
+            "/console/accounts": ("/console/accounts", self.handle_console_accounts),
+            "/console/cluster": ("/console/cluster", self.handle_console_cluster),
+            "/console/leafs": ("/console/leafs", self.handle_console_leafs),
         }
         routes = {self._base + path: entry for path, entry in table.items()}
         routes[self._base or "/"] = ("/", self.handle_root)
@@ -981,6 +984,25 @@ class Monitor:
 
         connz = self.connz(limit=1024)
         return self._html(console.connections_page(self._base, self.server.server_name, connz))
+
+    def handle_console_accounts(self, query: Query) -> Response:
+        from jsedge import console
+
+        jsz = self.jsz(streams=True)
+        return self._html(
+            console.accounts_page(self._base, self.server.server_name, self.accstatz(include_unused=True), jsz)
+        )
+
+    def handle_console_cluster(self, query: Query) -> Response:
+        from jsedge import console
+
+        jsz = self.jsz(streams=True, config=True)
+        return self._html(console.cluster_page(self._base, self.server.server_name, self.varz(), self.routez(), jsz))
+
+    def handle_console_leafs(self, query: Query) -> Response:
+        from jsedge import console
+
+        return self._html(console.leafs_page(self._base, self.server.server_name, self.varz(), self.leafz()))
 
     # -- /varz -----------------------------------------------------------------------------
     def _cpu(self) -> float:

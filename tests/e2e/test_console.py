@@ -82,12 +82,26 @@ def test_console_pages(tmp_path: Path) -> None:
             missing = _get(server, "/console/stream?acc=%24G&name=NOPE")
             assert "No stream" in missing
 
+            assert streams.count('<svg class="spark" data-key="$G/') == 2  # a growth line per stream
+            accounts = _get(server, "/console/accounts")
+            row = re.search(r"<tr><td>\$G</td>(.*?)</tr>", accounts)
+            assert row is not None, accounts
+            cells = re.findall(r"<td class=n>([^<]*)</td>", row.group(1))
+            assert cells[0] == "1" and cells[4:7] == ["2", "1", "28"]  # 1 client; 2 streams, 1 consumer, 28 msgs
+            alone = _get(server, "/console/cluster")
+            assert "not in a cluster" in alone
+            leafs = _get(server, "/console/leafs")
+            assert "No leaf node links" in leafs
+
             if CHROMIUM is not None:
                 for name, path in (
                     ("overview", "/console"),
                     ("streams", "/console/streams"),
                     ("stream", "/console/stream?acc=%24G&name=ORDERS"),
                     ("connections", "/console/connections"),
+                    ("accounts", "/console/accounts"),
+                    ("cluster", "/console/cluster"),
+                    ("leafs", "/console/leafs"),
                 ):
                     shot = tmp_path / f"console-{name}.png"
                     done = subprocess.run(
@@ -127,6 +141,52 @@ def test_console_shows_the_cluster() -> None:
         check_for(30, led)
         page = _get(cluster[0], "/console")
         assert "Cluster c1" in page and re.search(r"routes</div><div class=\"v\">2<", page)
+
+        async def replicated() -> None:
+            nc = await nats.connect(f"nats://127.0.0.1:{cluster[0].port}")
+            try:
+                js = nc.jetstream(timeout=5)
+                for _attempt in range(50):
+                    try:
+                        await js.add_stream(name="R3", subjects=["r3.>"], num_replicas=3)
+                        break
+                    except Exception:
+                        await asyncio.sleep(0.2)
+                for i in range(5):
+                    await js.publish("r3.x", b"m%d" % i)
+            finally:
+                await nc.close()
+
+        asyncio.run(replicated())
+
+        def whole() -> str | None:
+            # the stream leader's node sees both followers current
+            for server in cluster.servers:
+                view = _get(server, "/console/cluster")
+                if view.count("(current)") == 2 and ">R3</a>" in view:
+                    return view
+            return None
+
+        view = check_for(30, whole)
+        assert re.search(r"<td>S-R3F-[^<]+</td><td>n\d</td>", view)  # the group and its leader
+        assert "JetStream meta group" in view and " s ago<" in view
+        first = _get(cluster[0], "/console/cluster")
+        assert ">n2<" in first and ">n3<" in first  # n1's routes
+
+
+def test_console_shows_leaf_links() -> None:
+    hub = ServerProcess("jsedge", config="server_name: hub\nleafnodes { port: -1 }\n", http=True)
+    with hub:
+        listening = hub.wait_for_log(re.compile(r"Listening for leafnode connections on \S+:(\d+)"), timeout=10)
+        port = int(listening.group(1))
+        leaf_conf = (
+            f'server_name: edge\nleafnodes {{ reconnect: "0.2s", remotes: [ {{ url: "nats://127.0.0.1:{port}" }} ] }}\n'
+        )
+        with ServerProcess("jsedge", config=leaf_conf, http=True) as leaf:
+            check_for(20, lambda: ">edge<" in _get(hub, "/console/leafs"))
+            check_for(20, lambda: ">hub<" in _get(leaf, "/console/leafs"))
+            assert "hub side (a leaf dialled us)" in _get(hub, "/console/leafs")
+            assert "leaf (we dialled the hub)" in _get(leaf, "/console/leafs")
 
 
 def _status(port: int, path: str, header: str | None = None) -> tuple[int, str]:
