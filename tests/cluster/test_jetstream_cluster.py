@@ -402,7 +402,13 @@ async def _publish(js, subject, data):
 
 async def test_scaling_replicas_keeps_messages_and_consumers() -> None:
     """num_replicas 1 -> 3 -> 2 -> 1 (nats stream edit --replicas): every step keeps the messages and
-    the consumer's state, publishing goes on, and every replica ends with the same messages."""
+    the consumer's state, publishing goes on, and every replica ends with the same messages. The
+    payloads are long enough to be kept as references into the Raft log (write once), whose
+    groups a replica change retires."""
+
+    def body(tag: str, i: int) -> bytes:
+        return f"{tag}{i}".encode().ljust(40, b"-")
+
     with js_cluster() as cluster:
         cluster.wait_mesh()
         nc = await connect(cluster[0])
@@ -425,9 +431,9 @@ async def test_scaling_replicas_keeps_messages_and_consumers() -> None:
                 if replicas > 1:
                     assert info.cluster.raft_group.startswith(f"S-R{replicas}F-")
                 for i in range(5):
-                    ack = await _publish(js, "sc.x", f"{tag}{i}".encode())
+                    ack = await _publish(js, "sc.x", body(tag, i))
                     assert ack.seq == len(sent) + 1
-                    sent.append(f"{tag}{i}".encode())
+                    sent.append(body(tag, i))
 
                 async def everywhere(replicas: int = replicas) -> bool:
                     si = await js.stream_info("SC")
@@ -444,6 +450,8 @@ async def test_scaling_replicas_keeps_messages_and_consumers() -> None:
             assert ci.ack_floor.stream_seq >= 5 or ci.num_pending > 0
             msgs = await sub.fetch(len(sent), timeout=5)
             assert [m.data for m in msgs][-5:] == sent[-5:]
+            for seq, payload in enumerate(sent, 1):  # every message, from whichever store leads now
+                assert (await js.get_msg("SC", seq)).data == payload
         finally:
             await nc.close()
 
