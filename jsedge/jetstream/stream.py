@@ -14,6 +14,7 @@ the hooks interest/workqueue retention and delivery will use. May import layers 
 from __future__ import annotations
 
 import asyncio
+import marshal
 import re
 import time
 from collections.abc import Callable
@@ -248,21 +249,42 @@ class Stream:
             self.scheduler.stop()
 
     def _rebuild_dedup(self) -> None:
-        """Msg-Ids of stored messages inside the window (nats-server rebuilds the same map)."""
+        """Msg-Ids of stored messages inside the window (nats-server rebuilds the same map). After a
+        clean shutdown the file store hands back the map it kept in its index snapshot (taken at
+        that close, so it matches the store exactly); otherwise every recent message's headers
+        are read."""
+        store = self.store
+        saved, store.snapshot_extra = getattr(store, "snapshot_extra", None), None
+        if hasattr(store, "save_extra"):
+            store.save_extra = self._dedup_snapshot
         window = self.config.duplicate_window
-        state = self.store.state()
+        state = store.state()
         if state.last_seq == 0:
             return
-        last = self.store.load_prev_msg(state.last_seq)
+        last = store.load_prev_msg(state.last_seq)
         if last is not None:
             self.last_msg_id = H.get_header(last.hdr, H.MSG_ID) or b""
         if not window:
             return
-        for seq, ts, hdr in self.store.headers_since(time.time_ns() - window):
+        cutoff = time.time_ns() - window
+        if saved is not None:
+            try:
+                entries = marshal.loads(saved)
+                for msg_id, seq, ts in entries:
+                    if ts >= cutoff:
+                        self.dedup[msg_id] = (seq, ts)
+                return
+            except (ValueError, EOFError, TypeError):
+                self.dedup.clear()  # unreadable: read the headers instead
+        for seq, ts, hdr in store.headers_since(cutoff):
             msg_id = H.get_header(hdr, H.MSG_ID)
             if msg_id:
                 self.dedup.pop(msg_id, None)
                 self.dedup[msg_id] = (seq, ts)
+
+    def _dedup_snapshot(self) -> bytes:
+        """The Msg-Id window for the store's index snapshot (`_rebuild_dedup` reads it back)."""
+        return marshal.dumps([(msg_id, seq, ts) for msg_id, (seq, ts) in self.dedup.items()])
 
     # ------------------------------------------------------------------ apply
 

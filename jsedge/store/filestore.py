@@ -123,7 +123,7 @@ _BATCH_MARK = b"jsedge-batch"
 _INDEX_FILE = "index.snap"
 _INDEX_MAGIC = b"JSEDGE-INDEX\n"
 #: Bumped whenever the snapshot's contents or the index's arrays change meaning.
-_INDEX_VERSION = 6
+_INDEX_VERSION = 7
 _BATCH_CANCEL = b"jsedge-batch-cancel"
 _REF_NAME = re.compile(r"^([0-9a-f]{8})\.seg$")
 #: open reference files kept (least recently used closed beyond this)
@@ -328,6 +328,12 @@ class FileStore(IndexedStore):
         self.recovered_partial_batches = 0
         #: Opened from the index snapshot of a clean close (no block was scanned).
         self.opened_from_index = False
+        #: The stream layer's own state at a clean close, kept in the index snapshot (the Msg-Id
+        #: window, so a restart does not rebuild it from every recent message's headers):
+        #: `save_extra()` gives it at close, `snapshot_extra` holds what the open loaded (None
+        #: after a scan: the snapshot was not used, or there was none).
+        self.save_extra: Callable[[], bytes] | None = None
+        self.snapshot_extra: bytes | None = None
         #: read-ahead of forward reads: (block, start offset, end offset, bytes), and the last read
         self._ahead: tuple[_Block, int, int, bytes] | None = None
         self._last_block: _Block | None = None
@@ -703,7 +709,11 @@ class FileStore(IndexedStore):
                 self._flush_block(block)
             data = self._block_bytes(block)
             entries = codec.scan(data, block.base_seq, block.base_ts)[0]
-            for r in range(0, len(entries), F):
+            header_lens = entries[codec.F_HDR_LEN :: F]
+            if header_lens.count(0) == len(header_lens):
+                continue  # no record of the block has headers (checked in C, not record by record)
+            for k in [k for k, hl in enumerate(header_lens) if hl]:
+                r = k * F
                 kind = entries[r]
                 if kind != kind_msg and kind != kind_ttl and kind != kind_ref:
                     continue
@@ -1309,6 +1319,7 @@ class FileStore(IndexedStore):
             "blocks": blocks,
             "ref_runs": self._ref_runs.tobytes(),
             "ref_files": self._ref_files.tobytes(),
+            "extra": self.save_extra() if self.save_extra is not None else None,
         }
         # zlib level 1: ~6 instead of 20 bytes a message on disk, 0.2 s per million at close
         payload = zlib.compress(marshal.dumps(state), 1)
@@ -1370,6 +1381,7 @@ class FileStore(IndexedStore):
         self._never = set(state["never"])
         self._ref_runs = array("q", state["ref_runs"])
         self._ref_files = array("I", state["ref_files"])
+        self.snapshot_extra = state.get("extra")
         self.update_config(self.config)  # the limits may have changed since
         self._reap_blocks()
         self.opened_from_index = True

@@ -601,3 +601,23 @@ def test_forward_reads_see_erases_and_new_records(tmp_path):
     store.store_msg(b"f.1", b"", b"late", T0 + 999)
     assert store.load_next_msg(b"f.1", seq).data == b"late"
     store.close()
+
+
+def test_the_index_snapshot_carries_the_stream_layers_extra_state(tmp_path: Path) -> None:
+    """`save_extra` (the stream's Msg-Id window) is kept with the index snapshot of a clean close and
+    handed back by the open that uses it; an open that scans has none."""
+    store = open_store(tmp_path / "s")
+    store.store_msg(b"a", HDR, b"x", T0)
+    store.save_extra = lambda: b"window"
+    store.close()
+    store = open_store(tmp_path / "s")
+    assert store.opened_from_index and store.snapshot_extra == b"window"
+    store.close()  # (no save_extra this time: nothing kept)
+    store = open_store(tmp_path / "s")
+    assert store.snapshot_extra is None
+    store.save_extra = lambda: b"again"
+    store.close()
+    os.unlink(tmp_path / "s" / "index.snap")
+    store = open_store(tmp_path / "s")
+    assert not store.opened_from_index and store.snapshot_extra is None
+    store.close()
