@@ -138,6 +138,22 @@ _PLAIN_CACHE_BLOCKS = 2
 _snappy_module: object = None
 
 
+#: an index snapshot larger than this leaves enough freed heap behind to hand back (`_load_index`)
+_TRIM_AFTER = 1 << 20
+
+
+def _return_freed_memory() -> None:
+    """Give the heap that loading a large index snapshot freed back to the system (glibc keeps it
+    below the top of the heap otherwise: a million-message snapshot leaves ~19 MiB of RSS that no
+    object uses). Nothing happens where there is no glibc."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (ImportError, OSError, AttributeError):
+        pass
+
+
 def _snappy() -> object | None:
     """cramjam's Snappy, imported on first use (False once it failed: blocks stay plain)."""
     global _snappy_module
@@ -1385,6 +1401,9 @@ class FileStore(IndexedStore):
         self.update_config(self.config)  # the limits may have changed since
         self._reap_blocks()
         self.opened_from_index = True
+        if len(raw) > _TRIM_AFTER:
+            del raw, state
+            _return_freed_memory()
         return True
 
     def _check_index(self, raw: bytes) -> dict:  # type: ignore[type-arg]
