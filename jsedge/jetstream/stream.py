@@ -254,9 +254,11 @@ class Stream:
         that close, so it matches the store exactly); otherwise every recent message's headers
         are read."""
         store = self.store
-        saved, store.snapshot_extra = getattr(store, "snapshot_extra", None), None
-        if hasattr(store, "save_extra"):
-            store.save_extra = self._dedup_snapshot
+        saved: bytes | None = None
+        kept: Any = store
+        if hasattr(kept, "save_extra"):  # a file store (a memory store keeps nothing across starts)
+            saved, kept.snapshot_extra = kept.snapshot_extra, None
+            kept.save_extra = self._dedup_snapshot
         window = self.config.duplicate_window
         state = store.state()
         if state.last_seq == 0:
