@@ -64,6 +64,7 @@ from jsedge.jetstream.commands import (
     encode_batch,
     encode_command,
     read_uvarint,
+    state_seq,
     uvarint,
 )
 from jsedge.store.base import DiscardNewError
@@ -427,17 +428,8 @@ class ClusteredStream:
 
     def _sequenced(self, command: Command) -> Command:
         """A stored or skipped message with the sequence the leader predicts for it stated."""
-        if isinstance(command, StoreMsg):
-            command = StoreMsg(
-                command.subject,
-                command.hdr,
-                command.data,
-                command.ts,
-                command.ttl,
-                command.msg_id,
-                command.rollup,
-                self._next_seq,
-            )
+        if type(command) is StoreMsg:
+            command = state_seq(command, self._next_seq)  # (just prepared: nobody else holds it)
             self._next_seq += 1
         elif isinstance(command, SkipMsg):
             command = SkipMsg(command.ts, command.msg_id, self._next_seq)

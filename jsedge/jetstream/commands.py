@@ -76,6 +76,14 @@ _STORE_MSG_SET = tuple(getattr(StoreMsg, name).__set__ for name in StoreMsg.__sl
 assert StoreMsg.__slots__ == ("subject", "hdr", "data", "ts", "ttl", "msg_id", "rollup", "seq")
 
 
+def state_seq(command: StoreMsg, seq: int) -> StoreMsg:
+    """`command` with the sequence it will get stated, set in place. Only for a command nobody else
+    holds yet (a replicated stream's leader stating the sequences of the publishes it just
+    prepared): a second object would cost every replicated publish about 2 µs."""
+    _STORE_MSG_SET[7](command, seq)
+    return command
+
+
 @dataclass(frozen=True, slots=True)
 class SkipMsg:
     ts: int
