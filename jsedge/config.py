@@ -2754,7 +2754,10 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -
         try:
             tree = parse_file(config_file, environment)
         except ConfParseError as error:
-            raise ConfigError([error.message]) from None
+            # nats-server's words, after the `file:line:col: ` its option errors carry (it prints a
+            # parse error without the file; a user with several config files wants it)
+            where = error.position.prefix() if error.position is not None and error.position.file else ""
+            raise ConfigError([where + error.message]) from None
         digest = config_digest(tree)
         reader.read(tree)
         if flags.get("check_config") and reader.warnings:

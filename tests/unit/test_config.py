@@ -230,7 +230,18 @@ def test_used_variable_is_not_an_unknown_field(tmp_path: Path) -> None:
 
 
 def test_parse_errors_become_config_errors(tmp_path: Path) -> None:
-    assert problems_of(tmp_path, "port: $NOPE\n") == ["variable reference for 'NOPE' on line 1 can not be found"]
+    # nats-server's words, after the file:line:col its option errors carry (issue 18: a user with
+    # several config files is told which one)
+    assert problems_of(tmp_path, "port: $NOPE\n") == ["F:1:6: variable reference for 'NOPE' on line 1 can not be found"]
+    assert problems_of(tmp_path, "port: 4222\njetstream {\n  store_dir: /x\n") == [
+        "F:4:1: Parse error on line 4: 'Unexpected EOF processing map.'"
+    ]
+    (tmp_path / "inc.conf").write_text("a: [1\n")
+    problems = problems_of(tmp_path, 'include "inc.conf"\n')
+    assert problems == [
+        f"{tmp_path / 'inc.conf'}:2:1: error parsing include file 'inc.conf', Parse error on line 2: "
+        "'Expected an array value terminator \",\" or an array terminator \"]\", but got '\x00' instead.'"
+    ]
     with pytest.raises(ConfigError, match="no such file or directory"):
         load_config(["-c", str(tmp_path / "missing.conf")], {})
 
