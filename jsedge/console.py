@@ -554,6 +554,7 @@ def connections_page(base: str, server_name: str, connz: dict[str, Any]) -> byte
                 _e(conn.get("account", "")),
                 _e(" ".join(x for x in (conn.get("lang", ""), conn.get("version", "")) if x)),
                 _num(conn.get("subscriptions", 0)),
+                _subjects(conn.get("subscriptions_list") or []),
                 _num(conn.get("in_msgs", 0)),
                 _num(conn.get("out_msgs", 0)),
                 _e(conn.get("uptime", "")),
@@ -561,15 +562,51 @@ def connections_page(base: str, server_name: str, connz: dict[str, Any]) -> byte
             )
         )
     table = (
-        _table(
-            ("cid", "type", "name / client id", "address", "account", "client", "subs", "in", "out", "uptime", "idle"),
+        _FILTER
+        + _table(
+            (
+                "cid",
+                "type",
+                "name / client id",
+                "address",
+                "account",
+                "client",
+                "subs",
+                "subscribed to",
+                "in",
+                "out",
+                "uptime",
+                "idle",
+            ),
             rows,
-            (0, 6, 7, 8),
+            (0, 6, 8, 9),
         )
         if rows
         else "<p class=muted>No connections.</p>"
     )
     return _page(base, "/connections", "Connections", f"<h2>Connections ({len(rows)})</h2>{table}", server_name)
+
+
+def _subjects(subjects: Sequence[Any], shown: int = 8) -> str:
+    """A connection's subscriptions, the first few (all of them searchable through the title)."""
+    names = sorted(str(subject) for subject in subjects)
+    text = ", ".join(names[:shown]) + (f" … (+{len(names) - shown})" if len(names) > shown else "")
+    return f'<span title="{_e(" ".join(names))}">{_e(text)}</span>' if names else ""
+
+
+#: A search box over a page's table: rows whose text does not contain what is typed are hidden.
+_FILTER = """<p><input id="filter" type="search" placeholder="search: name, address, account, subject..."
+ style="width:320px;padding:4px" autocomplete="off"></p>
+<script>
+document.getElementById("filter").addEventListener("input", function(){
+  const q = this.value.toLowerCase();
+  for (const tr of document.querySelectorAll("main table tr:not(:first-child)")) {
+    const text = (tr.textContent + " " + [...tr.querySelectorAll("[title]")].map(e => e.title).join(" ")).toLowerCase();
+    tr.style.display = text.includes(q) ? "" : "none";
+  }
+});
+</script>
+"""
 
 
 def accounts_page(base: str, server_name: str, accstatz: dict[str, Any], jsz: dict[str, Any]) -> bytes:

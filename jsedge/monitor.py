@@ -982,7 +982,7 @@ class Monitor:
     def handle_console_connections(self, query: Query) -> Response:
         from jsedge import console
 
-        connz = self.connz(limit=1024)
+        connz = self.connz(limit=1024, subs=True)
         return self._html(console.connections_page(self._base, self.server.server_name, connz))
 
     def handle_console_accounts(self, query: Query) -> Response:

@@ -78,6 +78,7 @@ def test_console_pages(tmp_path: Path) -> None:
 
             connections = _get(server, "/console/connections")
             assert "console-test &lt;client&gt;" in connections and "<client>" not in connections
+            assert 'id="filter"' in connections and "_INBOX." in connections  # searchable, with subscriptions
 
             missing = _get(server, "/console/stream?acc=%24G&name=NOPE")
             assert "No stream" in missing
