@@ -479,24 +479,18 @@ class FileStore(IndexedStore):
         block.live += 1
         buf = block.buf
         hint = self._ref_hint
-        if hint is not None:
-            self._ref_hint = None
-            if hint[0] == seq and hint[3] == len(data) and not ttl_ns:
-                fid = hint[1]
-                block.size += codec.encode_msg_ref(
-                    buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, len(data), fid, hint[2], zlib.crc32(data)
-                )
-                self._ref_stored(seq, fid)
-                if self.sync_policy == "always":
-                    self._flush_block(block)
-                    self._request_sync(None)
-                elif len(buf) >= _FLUSH_AT:
-                    self._flush_block(block)
-                return
-        if self._ref_runs and self._ref_files[-1]:
-            self._ref_runs.append(seq)  # a run of messages stored whole starts here
-            self._ref_files.append(0)
-        block.size += codec.encode_msg(buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
+        if hint is not None and hint[0] == seq and hint[3] == len(data) and not ttl_ns:
+            fid = hint[1]
+            block.size += codec.encode_msg_ref(
+                buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, len(data), fid, hint[2], zlib.crc32(data)
+            )
+            self._ref_stored(seq, fid)
+        else:
+            if self._ref_runs and self._ref_files[-1]:
+                self._ref_runs.append(seq)  # a run of messages stored whole starts here
+                self._ref_files.append(0)
+            block.size += codec.encode_msg(buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, ttl_ns)
+        self._ref_hint = None
         if self.sync_policy == "always":
             self._flush_block(block)
             self._request_sync(None)
