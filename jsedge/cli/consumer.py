@@ -514,16 +514,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("consumer", "Manage JetStream consumers")
     sub = subcommands(parser)
 
-    p = add_command(sub, "add", cmd_add, "create a consumer", aliases=("create", "new"))
+    p = add_command(sub, "add", cmd_add, "create a consumer", aliases=("create", "new"), fast=True)
     p.add_argument("stream")
     p.add_argument("name", nargs="?")
     add_config_flags(p)
 
-    p = add_command(sub, "ls", cmd_ls, "list the consumers of a stream", aliases=("list",))
+    p = add_command(sub, "ls", cmd_ls, "list the consumers of a stream", aliases=("list",), fast=True)
     p.add_argument("stream")
     p.add_argument("-n", "--names", action="store_true", help="only the names")
 
-    p = add_command(sub, "info", cmd_info, "consumer configuration and state")
+    p = add_command(sub, "info", cmd_info, "consumer configuration and state", fast=True)
     p.add_argument("stream")
     p.add_argument("name")
 
@@ -536,17 +536,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wait", default="5s", help="how long to wait for the first message (default 5s)")
 
-    p = add_command(sub, "rm", cmd_rm, "delete a consumer", aliases=("delete",))
+    p = add_command(sub, "rm", cmd_rm, "delete a consumer", aliases=("delete",), fast=True)
     p.add_argument("stream")
     p.add_argument("name")
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
-    p = add_command(sub, "pause", cmd_pause, "pause a consumer until a time")
+    p = add_command(sub, "pause", cmd_pause, "pause a consumer until a time", fast=True)
     p.add_argument("stream")
     p.add_argument("name")
     p.add_argument("--until", help="RFC 3339 time or a duration from now (default 24h)")
 
-    p = add_command(sub, "resume", cmd_resume, "resume a paused consumer", aliases=("unpause",))
+    p = add_command(sub, "resume", cmd_resume, "resume a paused consumer", aliases=("unpause",), fast=True)
     p.add_argument("stream")
     p.add_argument("name")
     return parser

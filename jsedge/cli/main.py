@@ -16,7 +16,6 @@ checks use their own exit codes).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -90,10 +89,18 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def add_command(
-    subparsers: Any, name: str, handler: Callable[..., Awaitable[int | None]], help: str, aliases: tuple[str, ...] = ()
+    subparsers: Any,
+    name: str,
+    handler: Callable[..., Awaitable[int | None]],
+    help: str,
+    aliases: tuple[str, ...] = (),
+    fast: bool = False,
 ) -> argparse.ArgumentParser:
+    """A subcommand. `fast`: its handler uses only `ctx.api`, `ctx.paged`, `ctx.request` and
+    `ctx.nc`'s publish/request/flush, so it runs on the blocking client (jsedge.cli.wire), without
+    asyncio and nats-py, when the connection allows."""
     p = subparsers.add_parser(name, help=help, description=help, aliases=list(aliases), parents=[COMMON])
-    p.set_defaults(handler=handler)
+    p.set_defaults(handler=handler, fast=fast)
     return p
 
 
@@ -127,14 +134,53 @@ class Context:
     async def _on_error(self, exc: BaseException) -> None:
         self._last_error = exc
 
+    def _servers(self) -> list[str]:
+        servers = [u.strip() for u in self.url.split(",") if u.strip()]
+        return [u if "://" in u else f"nats://{u}" for u in servers]
+
+    def connect_wire(self) -> Any:
+        """Connect with the blocking client (jsedge.cli.wire) for a command marked `fast`;
+        NeedsFullClient when the connection needs nats-py (TLS, credentials, WebSocket)."""
+        import time
+
+        from jsedge.cli.wire import NeedsFullClient, WireClient, WireError
+
+        args = self.args
+        if opt(args, "creds") or os.environ.get("NATS_CREDS"):
+            raise NeedsFullClient("creds")
+        servers = self._servers()
+        started = time.perf_counter()
+        try:
+            self.nc = WireClient.connect(
+                servers,
+                user=opt(args, "user") or os.environ.get("NATS_USER"),
+                password=opt(args, "password") or os.environ.get("NATS_PASSWORD"),
+                name="jsedge cli",
+                timeout=self.timeout,
+            )
+        except WireError as exc:
+            raise CLIError(f"could not connect to {', '.join(servers)}: {exc}") from None
+        self.connect_time = time.perf_counter() - started
+        return self.nc
+
+    def request_errors(self) -> tuple[Any, Any]:
+        """(no responders, timeout) exception classes of the client in use."""
+        if type(self.nc).__name__ == "WireClient":
+            from jsedge.cli.wire import NoResponders, WireTimeout
+
+            return NoResponders, WireTimeout
+        import nats.errors
+
+        return nats.errors.NoRespondersError, (TimeoutError, nats.errors.TimeoutError)
+
     async def connect(self, **extra: Any) -> Any:
+        import asyncio
         import time
 
         import nats
 
         args = self.args
-        servers = [u.strip() for u in self.url.split(",") if u.strip()]
-        servers = [u if "://" in u else f"nats://{u}" for u in servers]
+        servers = self._servers()
         user = opt(args, "user") or os.environ.get("NATS_USER")
         password = opt(args, "password") or os.environ.get("NATS_PASSWORD")
         creds = opt(args, "creds") or os.environ.get("NATS_CREDS")
@@ -177,30 +223,28 @@ class Context:
     async def request(
         self, subject: str, payload: bytes = b"", timeout: float | None = None, headers: Any = None
     ) -> Any:
-        import nats.errors
-
+        no_responders, timed_out = self.request_errors()
         try:
             return await self.nc.request(subject, payload, timeout=timeout or self.timeout, headers=headers)
-        except nats.errors.NoRespondersError:
+        except no_responders:
             raise CLIError(f"no responders for {subject}") from None
-        except (TimeoutError, nats.errors.TimeoutError):
+        except timed_out:
             raise CLIError(f"timeout waiting for a response on {subject}") from None
 
     async def api(
         self, suffix: str, body: Any = None, context: str = "", timeout: float | None = None
     ) -> dict[str, Any]:
         """A `$JS.API.<suffix>` request; raises APIError with the server's description on errors."""
-        import nats.errors
-
+        no_responders, timed_out = self.request_errors()
         subject = f"{self.api_prefix}.{suffix}"
         payload = b"" if body is None else json.dumps(body).encode()
         try:
             msg = await self.nc.request(subject, payload, timeout=timeout or self.timeout)
-        except nats.errors.NoRespondersError:
+        except no_responders:
             raise CLIError(
                 f"{context + ': ' if context else ''}JetStream not enabled (no responders for {subject})"
             ) from None
-        except (TimeoutError, nats.errors.TimeoutError):
+        except timed_out:
             raise CLIError(f"{context + ': ' if context else ''}timeout waiting for a response on {subject}") from None
         try:
             resp = json.loads(msg.data)
@@ -225,7 +269,11 @@ class Context:
                 return items
 
     async def close(self) -> None:
-        if self.nc is not None and not self.nc.is_closed:
+        if type(self.nc).__name__ == "WireClient":
+            await self.nc.drain()
+        elif self.nc is not None and not self.nc.is_closed:
+            import asyncio
+
             try:
                 await asyncio.wait_for(self.nc.drain(), 2)
             except Exception:
@@ -263,6 +311,22 @@ def js_error_text(exc: BaseException) -> str | None:
     return None
 
 
+def _run_fast(handler: Callable[..., Awaitable[int | None]], args: argparse.Namespace) -> int | None:
+    """A command marked `fast` on the blocking client, without an event loop (see jsedge.cli.wire);
+    None when its connection needs nats-py."""
+    from jsedge.cli.wire import NeedsFullClient, drive
+
+    ctx = Context(args)
+    try:
+        ctx.connect_wire()
+    except NeedsFullClient:
+        return None
+    try:
+        return int(drive(handler(ctx, args)) or 0)  # type: ignore[arg-type]
+    finally:
+        drive(ctx.close())
+
+
 async def _run(handler: Callable[..., Awaitable[int | None]], args: argparse.Namespace, connect: bool) -> int:
     ctx = Context(args)
     try:
@@ -287,7 +351,14 @@ def execute(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         parser.print_help()
         return 2
     connect = getattr(args, "connect", True)
+    fast = getattr(args, "fast", False)
     try:
+        if connect and (fast(args) if callable(fast) else fast):
+            rc = _run_fast(handler, args)
+            if rc is not None:
+                return rc
+        import asyncio
+
         return asyncio.run(_run(handler, args, connect))
     except CLIError as exc:
         error(str(exc))
@@ -297,13 +368,18 @@ def execute(parser: argparse.ArgumentParser, argv: list[str]) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
-        import nats.errors
+        from jsedge.cli.wire import NoResponders
 
-        text = js_error_text(exc)
+        text = js_error_text(exc) if "nats" in sys.modules else None
         if text is None:
-            if isinstance(exc, (nats.errors.TimeoutError, asyncio.TimeoutError)):
+            errors: tuple[Any, ...] = ()
+            if "nats" in sys.modules:
+                import nats.errors
+
+                errors = (nats.errors.NoRespondersError,)
+            if isinstance(exc, TimeoutError) or type(exc).__name__ == "TimeoutError":
                 text = "timeout waiting for a response"
-            elif isinstance(exc, nats.errors.NoRespondersError):
+            elif isinstance(exc, (NoResponders, *errors)):
                 text = "no responders (is JetStream enabled?)"
             else:
                 text = str(exc) or type(exc).__name__

@@ -16,14 +16,12 @@ terminal.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 import re
 import string
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +46,8 @@ def render(template: str, count: int, request: bytes = b"") -> str:
         if name == "time":
             return now.astimezone().strftime("%H:%M:%S")
         if name == "id":
+            import uuid
+
             return uuid.uuid4().hex
         if name == "random":
             lo = params[0] if params else 10
@@ -127,6 +127,8 @@ async def cmd_pub(ctx: Context, args: argparse.Namespace) -> int:
         if bar:
             bar.update(1)
         if sleep:
+            import asyncio  # (a command with --sleep runs on nats-py: see build_parser)
+
             await asyncio.sleep(sleep)
     await ctx.nc.flush(timeout=ctx.timeout)
     if bar:
@@ -184,6 +186,8 @@ async def _stream_consumer(ctx: Context, args: argparse.Namespace, inbox: str) -
 async def cmd_sub(ctx: Context, args: argparse.Namespace) -> int:
     if not args.subject and not args.stream:
         raise CLIError("a subject (or --stream) is required")
+    import asyncio
+
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_msg(msg: Any) -> None:
@@ -257,8 +261,7 @@ async def cmd_sub(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def cmd_req(ctx: Context, args: argparse.Namespace) -> int:
-    import nats.errors
-
+    no_responders, timed_out = ctx.request_errors()
     body = args.body
     if body is None:
         body = "" if sys.stdin.isatty() else sys.stdin.read()
@@ -270,9 +273,9 @@ async def cmd_req(ctx: Context, args: argparse.Namespace) -> int:
         started = time.perf_counter()
         try:
             msg = await ctx.nc.request(args.subject, data, timeout=ctx.timeout, headers=parse_headers(args.header, i))
-        except nats.errors.NoRespondersError:
+        except no_responders:
             raise CLIError(f"no responders are available on {args.subject}") from None
-        except (TimeoutError, nats.errors.TimeoutError):
+        except timed_out:
             raise CLIError(f"timeout waiting for a reply on {args.subject}") from None
         rtt = time.perf_counter() - started
         if ctx.json:
@@ -294,6 +297,8 @@ async def cmd_req(ctx: Context, args: argparse.Namespace) -> int:
 async def cmd_reply(ctx: Context, args: argparse.Namespace) -> int:
     if args.body is None and not args.echo:
         raise CLIError("a reply body or --echo is required")
+    import asyncio
+
     done = asyncio.Event()
     n = 0
 
@@ -343,7 +348,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--reply", help="reply subject")
         p.add_argument("-J", "--jetstream", action="store_true", help="publish to JetStream and wait for the ack")
         p.add_argument("-q", "--quiet", action="store_true", help="print nothing")
-        p.set_defaults(handler=cmd_pub)
+        # on the blocking client (jsedge.cli.wire) unless it must pause between messages
+        p.set_defaults(handler=cmd_pub, fast=lambda args: not args.sleep)
     elif command == "sub":
         p = new_parser("sub", "Subscribe to a subject or replay a stream")
         p.add_argument("subject", nargs="?")
@@ -367,7 +373,7 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("-H", "--header", action="append", help="header KEY:VALUE (repeatable)")
         p.add_argument("--count", type=int, default=1, help="send this many requests")
         p.add_argument("--raw", "-r", action="store_true", help="print only the reply body")
-        p.set_defaults(handler=cmd_req)
+        p.set_defaults(handler=cmd_req, fast=True)
     elif command == "reply":
         p = new_parser("reply", "Answer requests on a subject")
         p.add_argument("subject")

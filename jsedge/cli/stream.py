@@ -38,7 +38,6 @@ saved. Mirrors cannot be restored this way.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import json
 import sys
@@ -662,6 +661,8 @@ async def cmd_view(ctx: Context, args: argparse.Namespace) -> int:
 async def _snapshot(ctx: Context, name: str, directory: Path, consumers: bool, check: bool) -> dict[str, Any] | None:
     """nats CLI layout via $JS.API.STREAM.SNAPSHOT; None when the server does not serve it."""
     inbox = ctx.nc.new_inbox()
+    import asyncio
+
     queue: asyncio.Queue[Any] = asyncio.Queue()
 
     async def on_chunk(msg: Any) -> None:
@@ -916,48 +917,48 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("stream", "Manage JetStream streams")
     sub = subcommands(parser)
 
-    p = add_command(sub, "add", cmd_add, "create a stream", aliases=("create", "new"))
+    p = add_command(sub, "add", cmd_add, "create a stream", aliases=("create", "new"), fast=True)
     p.add_argument("name")
     add_config_flags(p)
 
-    p = add_command(sub, "edit", cmd_edit, "change a stream's configuration", aliases=("update",))
+    p = add_command(sub, "edit", cmd_edit, "change a stream's configuration", aliases=("update",), fast=True)
     p.add_argument("name")
     add_config_flags(p, editing=True)
 
-    p = add_command(sub, "ls", cmd_ls, "list streams", aliases=("list",))
+    p = add_command(sub, "ls", cmd_ls, "list streams", aliases=("list",), fast=True)
     p.add_argument("-n", "--names", action="store_true", help="only the names")
     p.add_argument("--subject", help="only streams capturing this subject")
     p.add_argument("-a", "--all", action="store_true", help="include system streams (KV buckets, object stores, MQTT)")
 
-    p = add_command(sub, "info", cmd_info, "stream configuration and state")
+    p = add_command(sub, "info", cmd_info, "stream configuration and state", fast=True)
     p.add_argument("name")
 
-    p = add_command(sub, "view", cmd_view, "browse the messages of a stream")
+    p = add_command(sub, "view", cmd_view, "browse the messages of a stream", fast=True)
     p.add_argument("name")
     p.add_argument("--subject", "--filter", dest="subject", help="only messages on this subject")
     p.add_argument("--start", "--id", dest="start", type=int, help="first sequence to show")
     p.add_argument("--page", type=int, default=10, help="messages per page on a terminal (default 10)")
     p.add_argument("--count", "-n", type=int, help="show at most this many messages, without paging")
 
-    p = add_command(sub, "get", cmd_get, "a message by sequence")
+    p = add_command(sub, "get", cmd_get, "a message by sequence", fast=True)
     p.add_argument("name")
     p.add_argument("seq", type=int, nargs="?")
     p.add_argument("--last-for", "-S", help="the newest message on this subject")
 
-    p = add_command(sub, "rm-msg", cmd_rm_msg, "remove a message", aliases=("rmm",))
+    p = add_command(sub, "rm-msg", cmd_rm_msg, "remove a message", aliases=("rmm",), fast=True)
     p.add_argument("name")
     p.add_argument("seq", type=int)
     p.add_argument("--erase", action="store_true", help="overwrite the message data on disk")
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
-    p = add_command(sub, "purge", cmd_purge, "remove messages, keep the stream")
+    p = add_command(sub, "purge", cmd_purge, "remove messages, keep the stream", fast=True)
     p.add_argument("name")
     p.add_argument("--subject", help="only messages on this subject")
     p.add_argument("--keep", type=int, help="keep the newest N messages")
     p.add_argument("--seq", type=int, help="remove messages below this sequence")
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
-    p = add_command(sub, "rm", cmd_rm, "delete a stream and its messages", aliases=("delete",))
+    p = add_command(sub, "rm", cmd_rm, "delete a stream and its messages", aliases=("delete",), fast=True)
     p.add_argument("name")
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
 
