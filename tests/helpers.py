@@ -104,6 +104,34 @@ def assert_same_lines(expected: list[str], actual: list[str]) -> None:
     assert len(expected) == len(actual), (expected, actual)
 
 
+#: Headless Chromium for the browser tests (web console, nats.ws), or None where none is installed.
+#: CI installs Debian's `chromium` and sets JSEDGE_REQUIRE_BROWSER=1: then a missing browser fails
+#: the tests that need one instead of skipping them.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+BROWSER_REQUIRED = os.environ.get("JSEDGE_REQUIRE_BROWSER", "") not in ("", "0")
+
+#: Flags for every headless run: no sandbox (root in CI), no GPU, and none of Chromium's background
+#: connections, which a closed network refuses many at a time.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+def needs_browser() -> Any:
+    """Mark a test that drives headless Chromium: skipped where none is installed, unless
+    JSEDGE_REQUIRE_BROWSER=1 (CI), where it runs and fails for want of one."""
+    import pytest
+
+    return pytest.mark.skipif(CHROMIUM is None and not BROWSER_REQUIRED, reason="no chromium binary here")
+
+
 def compiled_only(why: str) -> Any:
     """Mark a slow multi-process test to run in the compiled-twins pass only (CI's time budget):
     `why` says why the pure pass loses nothing by skipping it."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import queue
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -21,12 +20,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO_ROOT, ServerProcess, free_port, make_tls_files
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, REPO_ROOT, ServerProcess, free_port, make_tls_files, needs_browser
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(180)]
 
 BUNDLE = REPO_ROOT / "tests" / "js" / "node_modules" / "nats.ws" / "esm" / "nats.js"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>nats.ws in a browser</title></head>
@@ -110,13 +108,10 @@ def _page_server(results: queue.Queue[dict[str, Any]]) -> Iterator[int]:
 
 
 def _run_page(http_port: int, url: str, results: queue.Queue[dict[str, Any]], profile: Path) -> dict[str, Any]:
-    assert CHROMIUM is not None
+    assert CHROMIUM is not None, "JSEDGE_REQUIRE_BROWSER=1 and no chromium installed"
     argv = [
         CHROMIUM,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
+        *CHROMIUM_FLAGS,
         "--ignore-certificate-errors",  # the test's own CA signs the wss:// certificate
         f"--user-data-dir={profile}",
         f"http://127.0.0.1:{http_port}/page.html?url={url}",
@@ -129,7 +124,7 @@ def _run_page(http_port: int, url: str, results: queue.Queue[dict[str, Any]], pr
         browser.wait(10)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary here")
+@needs_browser()
 @pytest.mark.skipif(not BUNDLE.exists(), reason="nats.ws not installed (npm ci --prefix tests/js)")
 @pytest.mark.parametrize("scheme", ["ws", "wss"])
 def test_browser_page_as_against_nats_server(scheme: str, tmp_path: Path) -> None:

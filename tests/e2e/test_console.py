@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 import urllib.error
 import urllib.request
@@ -18,11 +17,9 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.helpers import Cluster, ServerProcess, check_for
+from tests.helpers import BROWSER_REQUIRED, CHROMIUM, CHROMIUM_FLAGS, Cluster, ServerProcess, check_for
 
 pytestmark = pytest.mark.timeout(120)
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
 def _get(server: ServerProcess, path: str) -> str:
@@ -94,7 +91,8 @@ def test_console_pages(tmp_path: Path) -> None:
             leafs = _get(server, "/console/leafs")
             assert "No leaf node links" in leafs
 
-            if CHROMIUM is not None:
+            if CHROMIUM is not None or BROWSER_REQUIRED:
+                assert CHROMIUM is not None, "JSEDGE_REQUIRE_BROWSER=1 and no chromium installed"
                 for name, path in (
                     ("overview", "/console"),
                     ("streams", "/console/streams"),
@@ -108,9 +106,7 @@ def test_console_pages(tmp_path: Path) -> None:
                     done = subprocess.run(
                         [
                             CHROMIUM,
-                            "--headless=new",
-                            "--no-sandbox",
-                            "--disable-gpu",
+                            *CHROMIUM_FLAGS,
                             "--hide-scrollbars",
                             "--window-size=1280,900",
                             "--enable-logging=stderr",
