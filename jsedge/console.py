@@ -171,6 +171,7 @@ def _page(base: str, active: str, title: str, body: str, server_name: str) -> by
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'  # no /favicon.ico request (a 404 in the browser's console)
         f"<title>{_e(title)} · {_e(server_name)}</title><style>{_STYLE}</style></head><body>"
         f'<header><b>{_e(server_name)}</b>{nav}<a href="{_e(base or "/")}">JSON endpoints</a></header>'
         f"<main>{body}</main></body></html>"

@@ -1,23 +1,36 @@
 """The web console on the monitoring port (jsedge.console) against a running jsedge with real
 streams, consumers, a KV bucket and a client: the expected figures appear, links lead where they
 say, paging works, client data (subjects, headers, payloads) is shown as text, never as markup;
-and, where Chromium is installed, every page renders in a real browser without script errors
-(a screenshot of each is kept in the test's directory), and a three-node cluster shows its meta
-leader."""
+and in headless Chromium (Debian's, driven by playwright-core from tests/js: CI installs both),
+every page renders its figures without console errors while its scripts poll, its links answer,
+a screenshot of each is kept in the test's directory, a message typed into the publish form
+reaches a nats-py subscriber, and a three-node cluster shows its meta group and replicas."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 
-from tests.helpers import BROWSER_REQUIRED, CHROMIUM, CHROMIUM_FLAGS, Cluster, ServerProcess, check_for
+from tests.helpers import (
+    BROWSER_REQUIRED,
+    CHROMIUM,
+    REPO_ROOT,
+    Cluster,
+    ServerProcess,
+    acheck_for,
+    check_for,
+    free_port,
+    needs_browser,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,6 +40,50 @@ def _get(server: ServerProcess, path: str) -> str:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/html")
         return str(resp.read().decode())
+
+
+PAGES_SCRIPT = REPO_ROOT / "tests" / "js" / "console_pages.mjs"
+PLAYWRIGHT = REPO_ROOT / "tests" / "js" / "node_modules" / "playwright-core"
+
+
+def _browse(
+    base: str,
+    pages: list[tuple[str, str, list[str]]],
+    shots: Path,
+    auth: tuple[str, str] | None = None,
+    publish: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Headless Chromium over `pages` ((name, path, expected texts)) through tests/js/console_pages.mjs
+    (playwright-core driving Debian's chromium): per page the texts it could not find, its console
+    errors and uncaught exceptions, the status of every console link on it, and a full-page
+    screenshot in `shots`; with `publish`, the page's publish form filled in and submitted."""
+    assert CHROMIUM is not None, "JSEDGE_REQUIRE_BROWSER=1 and no chromium installed"
+    if not PLAYWRIGHT.exists():
+        if BROWSER_REQUIRED:
+            raise AssertionError("playwright-core is not installed: npm ci --prefix tests/js")
+        pytest.skip("playwright-core not installed (npm ci --prefix tests/js)")
+    shots.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "chromium": CHROMIUM,
+        "base": base,
+        "user": auth[0] if auth else None,
+        "password": auth[1] if auth else None,
+        "shots": str(shots),
+        "pages": [{"name": name, "path": path, "expect": expect} for name, path, expect in pages],
+        "publish": publish,
+    }
+    spec_file = shots / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    done = subprocess.run(
+        ["node", str(PAGES_SCRIPT), str(spec_file)], capture_output=True, text=True, timeout=180, cwd=shots
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    for page in result["pages"]:
+        assert page["status"] == 200 and not page["missing"] and not page["errors"], page
+        assert page["links"] and all(status == 200 for status in page["links"].values()), page
+        assert Path(page["shot"]).stat().st_size > 10_000, page
+    return result
 
 
 async def _populate(url: str) -> nats.NATS:
@@ -91,44 +148,64 @@ def test_console_pages(tmp_path: Path) -> None:
             leafs = _get(server, "/console/leafs")
             assert "No leaf node links" in leafs
 
-            if CHROMIUM is not None or BROWSER_REQUIRED:
-                assert CHROMIUM is not None, "JSEDGE_REQUIRE_BROWSER=1 and no chromium installed"
-                for name, path in (
-                    ("overview", "/console"),
-                    ("streams", "/console/streams"),
-                    ("stream", "/console/stream?acc=%24G&name=ORDERS"),
-                    ("connections", "/console/connections"),
-                    ("accounts", "/console/accounts"),
-                    ("cluster", "/console/cluster"),
-                    ("leafs", "/console/leafs"),
-                ):
-                    shot = tmp_path / f"console-{name}.png"
-                    done = subprocess.run(
-                        [
-                            CHROMIUM,
-                            *CHROMIUM_FLAGS,
-                            "--hide-scrollbars",
-                            "--window-size=1280,900",
-                            "--enable-logging=stderr",
-                            "--v=0",
-                            "--virtual-time-budget=5000",
-                            f"--user-data-dir={tmp_path / 'profile'}",
-                            f"--screenshot={shot}",
-                            f"http://127.0.0.1:{server.http_port}{path}",
-                        ],
-                        capture_output=True,
-                        text=True,
-                        timeout=60,
-                    )
-                    assert shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
-                    console_lines = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
-                    assert not [line for line in console_lines if "Uncaught" in line or "Error" in line], console_lines
         finally:
             loop.run_until_complete(nc.close())
             loop.close()
 
 
-def test_console_shows_the_cluster() -> None:
+@needs_browser()
+def test_console_in_a_browser(tmp_path: Path) -> None:
+    """Every page in headless Chromium, behind the monitoring port's auth with actions on: the
+    figures appear once the page has rendered (client data as text), no console errors or uncaught
+    exceptions while its scripts poll, every console link on it answers, a screenshot of each is
+    kept in the test's directory; then a message published from the overview's form (typed in
+    and submitted as a user would) reaches a nats-py subscriber."""
+    port = free_port()
+    config = (
+        "server_name: pi1\n"
+        f'http: {{ listen: "127.0.0.1:{port}", auth: {{ user: admin, password: "s3cret" }}, '
+        "console: { actions: true } }\n"
+        f'jetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+    )
+    loop = asyncio.new_event_loop()
+    with ServerProcess("jsedge", config=config) as server:
+        nc = loop.run_until_complete(_populate(f"nats://127.0.0.1:{server.port}"))
+        try:
+            received: list[tuple[str, bytes]] = []
+
+            async def watch(msg: Any) -> None:
+                received.append((msg.subject, msg.data))
+
+            async def more() -> None:
+                js = nc.jetstream()
+                store = await js.create_object_store(bucket="files")
+                await store.put("report.pdf", b"%PDF" + bytes(300_000))
+                await nc.subscribe("hello.>", cb=watch)
+                await nc.flush()
+
+            loop.run_until_complete(more())
+            pages = [
+                ("overview", "/console", ["pi1", "2.15.1", "store disk used", "Publish a test message"]),
+                ("streams", "/console/streams", ["ORDERS", "KV_settings", "OBJ_files", "27"]),
+                ("stream", "/console/stream?acc=%24G&name=ORDERS", ["worker", "orders.n0", "X-Test: <b>bold</b>"]),
+                ("stream-page-2", "/console/stream?acc=%24G&name=ORDERS&seq=21", ["<script>alert(1)</script>"]),
+                ("kv", "/console/kv?acc=%24G&bucket=settings", ["mode", "eco"]),
+                ("objects", "/console/objects?acc=%24G&bucket=files", ["report.pdf", "293.0 KiB"]),
+                ("connections", "/console/connections", ["console-test <client>"]),
+                ("accounts", "/console/accounts", ["$G"]),
+                ("cluster", "/console/cluster", ["not in a cluster"]),
+                ("leafs", "/console/leafs", ["No leaf node links"]),
+            ]
+            publish = {"path": "/console", "subject": "hello.pi", "payload": "typed in a browser"}
+            result = _browse(f"http://127.0.0.1:{port}", pages, tmp_path / "shots", ("admin", "s3cret"), publish)
+            assert result["published"] is not None and "published" in result["published"]["status"]
+            loop.run_until_complete(acheck_for(10, lambda: ("hello.pi", b"typed in a browser") in received))
+        finally:
+            loop.run_until_complete(nc.close())
+            loop.close()
+
+
+def test_console_shows_the_cluster(tmp_path: Path) -> None:
     with Cluster(["jsedge"] * 3, extra_args=["-js", "-sd", "js"]) as cluster:
 
         def led() -> bool:
@@ -169,6 +246,14 @@ def test_console_shows_the_cluster() -> None:
         assert "JetStream meta group" in view and " s ago<" in view
         first = _get(cluster[0], "/console/cluster")
         assert ">n2<" in first and ">n3<" in first  # n1's routes
+        if CHROMIUM is not None or BROWSER_REQUIRED:  # the same pages in headless Chromium
+            leader_node = next(s for s in cluster.servers if _get(s, "/console/cluster").count("(current)") == 2)
+            pages = [
+                ("cluster-overview", "/console", ["Cluster c1", "meta leader"]),
+                ("cluster", "/console/cluster", ["JetStream meta group", "R3", "(current)"]),
+                ("cluster-streams", "/console/streams", ["R3"]),
+            ]
+            _browse(f"http://127.0.0.1:{leader_node.http_port}", pages, tmp_path / "shots")
 
 
 def test_console_shows_leaf_links() -> None:
