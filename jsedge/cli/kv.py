@@ -32,24 +32,34 @@ _Command = Callable[[Context, argparse.Namespace], Awaitable[int]]
 
 def _kv_errors(fn: _Command) -> _Command:
     async def wrapper(ctx: Context, args: argparse.Namespace) -> int:
-        import nats.js.errors as jse
-
         try:
             return await fn(ctx, args)
-        except jse.BucketNotFoundError:
-            raise CLIError(f"bucket {args.bucket} not found") from None
-        except (jse.KeyNotFoundError, jse.KeyDeletedError):
-            raise CLIError(f"key {getattr(args, 'key', '')!s} not found in bucket {args.bucket}") from None
-        except jse.NoKeysError:
-            raise CLIError(f"no keys found in bucket {args.bucket}") from None
-        except jse.KeyWrongLastSequenceError as exc:
-            raise CLIError(str(exc.description or "wrong last sequence")) from None
-        except jse.InvalidKeyError:
-            raise CLIError(f"invalid key {getattr(args, 'key', '')!r}") from None
-        except jse.InvalidBucketNameError:
-            raise CLIError(f"invalid bucket name {args.bucket!r}") from None
+        except Exception as exc:
+            if "nats" not in sys.modules:  # on the blocking client: no nats-py error to translate
+                raise
+            _translate(exc, args)
+            raise
 
     return wrapper
+
+
+def _translate(exc: Exception, args: argparse.Namespace) -> None:
+    """Raise the CLIError for a nats-py KV error; return for any other exception."""
+    import nats.js.errors as jse
+
+    key = getattr(args, "key", "")
+    if isinstance(exc, jse.BucketNotFoundError):
+        raise CLIError(f"bucket {args.bucket} not found") from None
+    if isinstance(exc, (jse.KeyNotFoundError, jse.KeyDeletedError)):
+        raise CLIError(f"key {key!s} not found in bucket {args.bucket}") from None
+    if isinstance(exc, jse.NoKeysError):
+        raise CLIError(f"no keys found in bucket {args.bucket}") from None
+    if isinstance(exc, jse.KeyWrongLastSequenceError):
+        raise CLIError(str(exc.description or "wrong last sequence")) from None
+    if isinstance(exc, jse.InvalidKeyError):
+        raise CLIError(f"invalid key {key!r}") from None
+    if isinstance(exc, jse.InvalidBucketNameError):
+        raise CLIError(f"invalid bucket name {args.bucket!r}") from None
 
 
 async def _bucket(ctx: Context, name: str) -> Any:
@@ -161,43 +171,90 @@ def _read_value(value: str | None) -> bytes:
     return sys.stdin.buffer.read()
 
 
-@_kv_errors
+#: Keys nats-py and the nats CLI accept (no leading or trailing dot).
+_KEY = r"[-/_=.a-zA-Z0-9]+"
+
+
+async def _write_prefix(ctx: Context, bucket: str) -> str:
+    """`$KV.<bucket>.` for writes to the bucket (its origin's for a mirror), after checking that the
+    bucket exists, as nats-py's `key_value()` does."""
+    try:
+        info = await ctx.api(f"STREAM.INFO.KV_{bucket}", context=f"could not get bucket {bucket}")
+    except APIError as exc:
+        if exc.err_code == 10059:
+            raise CLIError(f"bucket {bucket} not found") from None
+        raise
+    mirror = (info.get("config") or {}).get("mirror") or {}
+    name = str(mirror.get("name") or "")
+    return f"$KV.{name[3:] if name.startswith('KV_') else bucket}."
+
+
+async def _kv_write(
+    ctx: Context, bucket: str, key: str, data: bytes, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Publish one entry to a bucket and wait for the stream's PubAck: the ack, or APIError.
+    Plain requests (no nats-py KV object), so put/create/update/del/purge run on either client."""
+    import json
+    import re
+
+    if not re.fullmatch(_KEY, key) or key.startswith(".") or key.endswith("."):
+        raise CLIError(f"invalid key {key!r}")
+    subject = await _write_prefix(ctx, bucket) + key
+    msg = await ctx.request(subject, data, headers=headers)
+    try:
+        ack = json.loads(msg.data or b"{}")
+    except ValueError:
+        raise CLIError(f"invalid response on {subject}: {msg.data[:200]!r}") from None
+    if ack.get("error"):
+        raise APIError(ack["error"])
+    return dict(ack)
+
+
+def _print_written(ctx: Context, args: argparse.Namespace, data: bytes, ack: dict[str, Any]) -> None:
+    if ctx.json:
+        out.print_json({"bucket": args.bucket, "key": args.key, "revision": ack.get("seq")})
+    else:
+        print(_value(data))
+
+
 async def cmd_put(ctx: Context, args: argparse.Namespace) -> int:
-    kv = await _bucket(ctx, args.bucket)
     data = _read_value(args.value)
-    rev = await kv.put(args.key, data)
-    if ctx.json:
-        out.print_json({"bucket": args.bucket, "key": args.key, "revision": rev})
-    else:
-        print(_value(data))
+    _print_written(ctx, args, data, await _kv_write(ctx, args.bucket, args.key, data))
     return 0
 
 
-@_kv_errors
+def _expect(revision: int) -> dict[str, str]:
+    return {"Nats-Expected-Last-Subject-Sequence": str(revision)}
+
+
 async def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    kv = await _bucket(ctx, args.bucket)
     data = _read_value(args.value)
-    rev = await kv.create(args.key, data)
-    if ctx.json:
-        out.print_json({"bucket": args.bucket, "key": args.key, "revision": rev})
-    else:
-        print(_value(data))
+    try:
+        ack = await _kv_write(ctx, args.bucket, args.key, data, _expect(0))
+    except APIError as exc:
+        if exc.err_code != 10071:  # wrong last sequence: the key exists, unless its last entry is a delete
+            raise
+        entry = await get_entry(ctx, args.bucket, args.key, None, deleted=True)
+        if entry["operation"] == "PUT":
+            raise CLIError(exc.description) from None
+        ack = await _kv_write(ctx, args.bucket, args.key, data, _expect(int(entry["revision"])))
+    _print_written(ctx, args, data, ack)
     return 0
 
 
-@_kv_errors
 async def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
-    kv = await _bucket(ctx, args.bucket)
-    rev = await kv.update(args.key, args.value.encode(), last=args.revision)
-    if ctx.json:
-        out.print_json({"bucket": args.bucket, "key": args.key, "revision": rev})
-    else:
-        print(args.value)
+    data = args.value.encode()
+    try:
+        ack = await _kv_write(ctx, args.bucket, args.key, data, _expect(args.revision))
+    except APIError as exc:
+        raise CLIError(exc.description) from None
+    _print_written(ctx, args, data, ack)
     return 0
 
 
-async def get_entry(ctx: Context, bucket: str, key: str, revision: int | None) -> dict[str, Any]:
-    """The latest (or a given) revision of a key via STREAM.MSG.GET (no direct get needed)."""
+async def get_entry(ctx: Context, bucket: str, key: str, revision: int | None, deleted: bool = False) -> dict[str, Any]:
+    """The latest (or a given) revision of a key via STREAM.MSG.GET (no direct get needed); the
+    latest only if it is a value, unless `deleted`."""
     import base64
 
     from jsedge.cli.stream import decode_headers, get_msg
@@ -213,7 +270,7 @@ async def get_entry(ctx: Context, bucket: str, key: str, revision: int | None) -
         raise CLIError(f"key {key} not found in bucket {bucket}")
     headers = dict(decode_headers(msg.get("hdrs")))
     op = headers.get("KV-Operation") or ("PURGE" if headers.get("Nats-Marker-Reason") else "PUT")
-    if op != "PUT" and not revision:
+    if op != "PUT" and not revision and not deleted:
         raise CLIError(f"key {key} not found in bucket {bucket}")
     return {
         "bucket": bucket,
@@ -238,23 +295,19 @@ async def cmd_get(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@_kv_errors
 async def cmd_del(ctx: Context, args: argparse.Namespace) -> int:
-    kv = await _bucket(ctx, args.bucket)
     if not confirm(f"Delete key {args.bucket} > {args.key}?", args.force):
         return 1
-    await kv.delete(args.key)
+    await _kv_write(ctx, args.bucket, args.key, b"", {"KV-Operation": "DEL"})
     if not ctx.json:
         print(f"Deleted key {args.bucket} > {args.key}")
     return 0
 
 
-@_kv_errors
 async def cmd_purge(ctx: Context, args: argparse.Namespace) -> int:
-    kv = await _bucket(ctx, args.bucket)
     if not confirm(f"Purge key {args.bucket} > {args.key} and its history?", args.force):
         return 1
-    await kv.purge(args.key)
+    await _kv_write(ctx, args.bucket, args.key, b"", {"KV-Operation": "PURGE", "Nats-Rollup": "sub"})
     if not ctx.json:
         print(f"Purged key {args.bucket} > {args.key}")
     return 0
@@ -411,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = new_parser("kv", "JetStream key-value buckets")
     sub = subcommands(parser)
 
-    p = add_command(sub, "add", cmd_add, "create a bucket", aliases=("new", "create-bucket"))
+    p = add_command(sub, "add", cmd_add, "create a bucket", aliases=("new", "create-bucket"), fast=True)
     p.add_argument("bucket")
     p.add_argument("--history", type=int, default=1, help="values kept per key (1-64, default 1)")
     p.add_argument("--ttl", help="how long values are kept, e.g. 1h (default forever)")
@@ -421,23 +474,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", type=str.lower, choices=["file", "memory"], default="file")
     p.add_argument("--description", help="description")
 
-    p = add_command(sub, "put", cmd_put, "store a value")
+    p = add_command(sub, "put", cmd_put, "store a value", fast=True)
     p.add_argument("bucket")
     p.add_argument("key")
     p.add_argument("value", nargs="?")
 
-    p = add_command(sub, "create", cmd_create, "store a value if the key does not exist")
+    p = add_command(sub, "create", cmd_create, "store a value if the key does not exist", fast=True)
     p.add_argument("bucket")
     p.add_argument("key")
     p.add_argument("value", nargs="?")
 
-    p = add_command(sub, "update", cmd_update, "store a value if the key is at a revision")
+    p = add_command(sub, "update", cmd_update, "store a value if the key is at a revision", fast=True)
     p.add_argument("bucket")
     p.add_argument("key")
     p.add_argument("value")
     p.add_argument("revision", type=int)
 
-    p = add_command(sub, "get", cmd_get, "get a value")
+    p = add_command(sub, "get", cmd_get, "get a value", fast=True)
     p.add_argument("bucket")
     p.add_argument("key")
     p.add_argument("--revision", type=int, help="a specific revision")
@@ -447,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("del", cmd_del, "delete a key (history kept)"),
         ("purge", cmd_purge, "delete a key and its history"),
     ):
-        p = add_command(sub, name, fn, text, aliases=("delete",) if name == "del" else ())
+        p = add_command(sub, name, fn, text, aliases=("delete",) if name == "del" else (), fast=True)
         p.add_argument("bucket")
         p.add_argument("key")
         p.add_argument("-f", "--force", action="store_true", help="do not ask")
@@ -464,13 +517,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", action="store_true", help="start with every revision kept, not just the latest")
 
     p = add_command(sub, "ls", cmd_ls, "list buckets, or the keys of a bucket", aliases=("list",))
+    p.set_defaults(fast=lambda args: not args.bucket)  # a bucket's keys come from nats-py's watcher
     p.add_argument("bucket", nargs="?")
     p.add_argument("-n", "--names", action="store_true", help="only bucket names")
 
-    p = add_command(sub, "info", cmd_info, "bucket configuration and state", aliases=("status",))
+    p = add_command(sub, "info", cmd_info, "bucket configuration and state", aliases=("status",), fast=True)
     p.add_argument("bucket")
 
-    p = add_command(sub, "rm", cmd_rm, "delete a bucket")
+    p = add_command(sub, "rm", cmd_rm, "delete a bucket", fast=True)
     p.add_argument("bucket")
     p.add_argument("-f", "--force", action="store_true", help="do not ask")
     return parser

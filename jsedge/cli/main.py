@@ -94,11 +94,11 @@ def add_command(
     handler: Callable[..., Awaitable[int | None]],
     help: str,
     aliases: tuple[str, ...] = (),
-    fast: bool = False,
+    fast: bool | Callable[[argparse.Namespace], bool] = False,
 ) -> argparse.ArgumentParser:
     """A subcommand. `fast`: its handler uses only `ctx.api`, `ctx.paged`, `ctx.request` and
     `ctx.nc`'s publish/request/flush, so it runs on the blocking client (jsedge.cli.wire), without
-    asyncio and nats-py, when the connection allows."""
+    asyncio and nats-py, when the connection allows (a callable decides from the parsed arguments)."""
     p = subparsers.add_parser(name, help=help, description=help, aliases=list(aliases), parents=[COMMON])
     p.set_defaults(handler=handler, fast=fast)
     return p

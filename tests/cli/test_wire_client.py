@@ -66,6 +66,40 @@ async def _messages(js) -> int:
     return (await js.stream_info("A")).state.messages
 
 
+def test_kv_commands_on_the_blocking_client(cli):
+    cli("kv", "add", "cfg", "--history", "5")
+    for args in (
+        ("kv", "put", "cfg", "a", "1"),  # revision 1
+        ("kv", "get", "cfg", "a"),
+        ("kv", "del", "cfg", "a"),  # 2
+        ("kv", "create", "cfg", "a", "2"),  # 3: allowed over a delete
+        ("kv", "update", "cfg", "a", "3", "3"),  # 4
+        ("kv", "ls"),
+        ("kv", "info", "cfg"),
+    ):
+        modules = _imported(cli, *args)
+        assert "asyncio" not in modules and "nats" not in modules, args
+    history = cli("kv", "history", "cfg", "a", "--json").out  # nats-py's watcher reads it back
+    assert [(e["revision"], e["operation"], e["value"]) for e in json.loads(history)] == [
+        (1, "PUT", "1"),
+        (2, "DEL", ""),
+        (3, "PUT", "2"),
+        (4, "PUT", "3"),
+    ]
+    r = cli("kv", "create", "cfg", "a", "again", ok=False)
+    assert r.rc == 1 and "wrong last sequence: 4" in r.err
+    r = cli("kv", "update", "cfg", "a", "stale", "3", ok=False)
+    assert r.rc == 1 and "wrong last sequence: 4" in r.err
+    r = cli("kv", "put", "cfg", ".a", "x", ok=False)
+    assert r.rc == 1 and "invalid key '.a'" in r.err
+    r = cli("kv", "put", "nope", "k", "v", ok=False)
+    assert r.rc == 1 and "bucket nope not found" in r.err
+    assert "nats" not in _imported(cli, "kv", "purge", "cfg", "a", "-f")
+    r = cli("kv", "get", "cfg", "a", ok=False)
+    assert r.rc == 1 and "key a not found in bucket cfg" in r.err
+    assert [e["operation"] for e in json.loads(cli("kv", "history", "cfg", "a", "--json").out)] == ["PURGE"]
+
+
 def test_errors_on_the_blocking_client(cli):
     r = cli("req", "nobody.home", "x", ok=False)
     assert r.rc == 1 and "no responders are available on nobody.home" in r.err
