@@ -1061,10 +1061,12 @@ def render_table(rows: list[dict], markdown: bool) -> str:
 
 
 def twins(pure: bool) -> str | None:
-    """Which twins jsedge loads in the servers' environment, e.g. ``parser=c, sublist=c, codec=c``."""
+    """Which twins jsedge loads in the servers' environment, e.g. ``parser=c, sublist=c, codec=c, commands=c``."""
     code = (
         "import jsedge.protocol.parser as p, jsedge.routing.sublist as s, jsedge.store.codec as c; "
-        "print(f'parser={p.IMPLEMENTATION}, sublist={s.IMPLEMENTATION}, codec={c.IMPLEMENTATION}')"
+        "import jsedge.jetstream.commands as m; "
+        "print(f'parser={p.IMPLEMENTATION}, sublist={s.IMPLEMENTATION}, codec={c.IMPLEMENTATION}, "
+        "commands={m.IMPLEMENTATION}')"
     )
     srv = JSServer("jsedge", pure, Path("/tmp"), Path("/tmp"))
     try:

@@ -59,10 +59,12 @@ from jsedge.jetstream.commands import (
     SkipMsg,
     StoreMsg,
     UpdateConfig,
+    command_ends,
     decode_batch,
     decode_command,
     encode_batch,
     encode_command,
+    encode_store_batch,
     read_uvarint,
     state_seq,
     uvarint,
@@ -94,18 +96,6 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     if pos + length > len(data):
         raise ValueError("length beyond the end")
     return data[pos : pos + length], pos + length
-
-
-def _command_ends(data: bytes) -> list[int]:
-    """Where each command of a batch entry ends in `data` (a StoreMsg's payload is the last
-    len(payload) bytes of its command)."""
-    count, pos = read_uvarint(data, 1)
-    ends = []
-    for _ in range(count):
-        length, pos = read_uvarint(data, pos)
-        pos += length
-        ends.append(pos)
-    return ends
 
 
 def _barrier(hdr: bytes, stream: Any) -> bool:
@@ -296,7 +286,7 @@ class ClusteredStream:
         sequence or exception (a discard-new refusal) per message, in order."""
         stream = self.stream
         results: list[Any] = []
-        ends = _command_ends(entry.data) if self._ref_locate(entry) else None
+        ends = command_ends(entry.data) if self._ref_locate(entry) else None
         for k, command in enumerate(commands):
             if ends is not None and not command.ttl and len(command.data) >= REF_MIN:  # type: ignore[union-attr]
                 self._ref_next(ends[k], command)  # type: ignore[arg-type]
@@ -733,7 +723,7 @@ class ClusteredStream:
         items = batch[:]
         batch.clear()
         assert self.group is not None
-        data = encode_batch([encode_command(item[0]) for item in items])
+        data = encode_store_batch([item[0] for item in items])
         self._proposed[data] = [item[0] for item in items]
         fut = self.group.propose(data)
         epoch = self._begin(len(items))

@@ -21,14 +21,20 @@ Encoding (ours, between jsedge nodes only; compact because the Raft log is writt
 
 A 128 B payload on a 14 B subject with no headers costs 1 + 1 + 9 + 1 = 12 bytes beyond subject and
 payload (plus 1-4 for a stated sequence). `decode` raises ValueError on anything malformed (it never trusts a length it cannot back).
+
+The hot functions (`encode_command`, `encode_store_batch`, `decode_batch`, `command_ends`) have a
+compiled twin, `jsedge/_speedups/commands.pyx`, chosen at import by `jsedge._ext` (the functions
+below are the reference; `IMPLEMENTATION` says which one runs).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from jsedge import gojson
+from jsedge._ext import load
 from jsedge.jetstream.models import StreamConfig, decode_stream_config_request, encode
 
 # ------------------------------------------------------------------------------------------------
@@ -192,7 +198,7 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
 # encode / decode
 
 
-def encode_command(command: Command) -> bytes:
+def _encode_command_py(command: Command) -> bytes:
     out = bytearray()
     if type(command) is StoreMsg:
         flags = 0
@@ -340,7 +346,7 @@ def encode_batch(encoded: list[bytes], *, atomic: bool = False) -> bytes:
     return bytes(out)
 
 
-def decode_batch(data: bytes) -> list[Command]:
+def _decode_batch_py(data: bytes) -> list[Command]:
     """The commands of a KIND_BATCH entry (each a StoreMsg) or a KIND_ATOMIC one; ValueError
     when malformed."""
     if not data or data[0] not in (KIND_BATCH, KIND_ATOMIC):
@@ -367,7 +373,45 @@ def _end(data: bytes, pos: int) -> None:
         raise ValueError("trailing bytes after command")
 
 
+def _command_ends_py(data: bytes) -> list[int]:
+    """Where each command of a batch entry ends in `data` (a StoreMsg's payload is the last
+    len(payload) bytes of its command). Lengths are not checked against the end: the caller
+    decoded the entry already."""
+    count, pos = read_uvarint(data, 1)
+    ends = []
+    for _ in range(count):
+        length, pos = read_uvarint(data, pos)
+        pos += length
+        ends.append(pos)
+    return ends
+
+
+def _encode_store_batch_py(commands: list[StoreMsg]) -> bytes:
+    return encode_batch([_encode_command_py(command) for command in commands])
+
+
+# ------------------------------------------------------------------------------------------------
+# the twin in use (jsedge._ext): the compiled jsedge/_speedups/commands.pyx, which takes the common
+# shapes and hands everything else to the functions above
+
+encode_command: Callable[[Command], bytes] = _encode_command_py
+decode_batch: Callable[[bytes], list[Command]] = _decode_batch_py
+command_ends: Callable[[bytes], list[int]] = _command_ends_py
+#: `encode_batch([encode_command(c) for c in commands])` for a batch of StoreMsg (KIND_BATCH).
+encode_store_batch: Callable[[list[StoreMsg]], bytes] = _encode_store_batch_py
+
+_compiled = load("commands")
+IMPLEMENTATION = "py" if _compiled is None else "c"
+if _compiled is not None:
+    _compiled.bind(StoreMsg, _encode_command_py, encode_batch, _decode_batch_py, _command_ends_py)
+    encode_command = _compiled.encode_command
+    decode_batch = _compiled.decode_batch
+    command_ends = _compiled.command_ends
+    encode_store_batch = _compiled.encode_store_batch
+
+
 __all__ = [
+    "IMPLEMENTATION",
     "Command",
     "DeleteMsg",
     "ExpireMsgs",
@@ -375,10 +419,12 @@ __all__ = [
     "SkipMsg",
     "StoreMsg",
     "UpdateConfig",
+    "command_ends",
     "decode_batch",
     "decode_command",
     "encode_batch",
     "encode_command",
+    "encode_store_batch",
     "read_svarint",
     "read_uvarint",
     "svarint",

@@ -1,0 +1,16 @@
+"""Type stubs of the compiled stream command codec twin (see jsedge/jetstream/commands.py)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def bind(
+    store_cls: type,
+    encode_command: Callable[[Any], bytes],
+    encode_batch: Callable[..., bytes],
+    decode_batch: Callable[[bytes], list[Any]],
+    command_ends: Callable[[bytes], list[int]],
+) -> None: ...
+def encode_command(command: Any) -> bytes: ...
+def encode_store_batch(commands: list[Any]) -> bytes: ...
+def decode_batch(data: bytes) -> list[Any]: ...
+def command_ends(data: bytes) -> list[int]: ...
