@@ -146,14 +146,19 @@ async def cmd_add(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-@_kv_errors
-async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
+async def _bucket_info(ctx: Context, bucket: str) -> dict[str, Any]:
+    """STREAM.INFO of the bucket's stream; "bucket ... not found" when there is none."""
     try:
-        info = await ctx.api(f"STREAM.INFO.KV_{args.bucket}", context=f"could not get bucket {args.bucket}")
+        return await ctx.api(f"STREAM.INFO.KV_{bucket}", context=f"could not get bucket {bucket}")
     except APIError as exc:
         if exc.err_code == 10059:
-            raise CLIError(f"bucket {args.bucket} not found") from None
+            raise CLIError(f"bucket {bucket} not found") from None
         raise
+
+
+@_kv_errors
+async def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
+    info = await _bucket_info(ctx, args.bucket)
     for key in ("type", "total", "offset", "limit"):
         info.pop(key, None)
     if ctx.json:
@@ -178,12 +183,7 @@ _KEY = r"[-/_=.a-zA-Z0-9]+"
 async def _write_prefix(ctx: Context, bucket: str) -> str:
     """`$KV.<bucket>.` for writes to the bucket (its origin's for a mirror), after checking that the
     bucket exists, as nats-py's `key_value()` does."""
-    try:
-        info = await ctx.api(f"STREAM.INFO.KV_{bucket}", context=f"could not get bucket {bucket}")
-    except APIError as exc:
-        if exc.err_code == 10059:
-            raise CLIError(f"bucket {bucket} not found") from None
-        raise
+    info = await _bucket_info(ctx, bucket)
     mirror = (info.get("config") or {}).get("mirror") or {}
     name = str(mirror.get("name") or "")
     return f"$KV.{name[3:] if name.startswith('KV_') else bucket}."
