@@ -132,6 +132,21 @@ def needs_browser() -> Any:
     return pytest.mark.skipif(CHROMIUM is None and not BROWSER_REQUIRED, reason="no chromium binary here")
 
 
+#: Set by .ci/run, which runs the compiled and the pure pass side by side: a test marked
+#: `pure_pass_in_ci` then runs in the pure pass only (the compiled pass is the longer one).
+SPLIT_PASSES = os.environ.get("JSEDGE_SPLIT_PASSES", "") not in ("", "0")
+
+
+def pure_pass_in_ci(why: str) -> Any:
+    """Mark a slow test that exercises no compiled twin (the web console in a browser): in CI it
+    runs in the pure pass only, which has time to spare; a single local run still runs it."""
+    import pytest
+
+    return pytest.mark.skipif(
+        SPLIT_PASSES and not PURE_PYTHON, reason=f"CI runs it in the pure-Python pass (time budget): {why}"
+    )
+
+
 def compiled_only(why: str) -> Any:
     """Mark a slow multi-process test to run in the compiled-twins pass only (CI's time budget):
     `why` says why the pure pass loses nothing by skipping it."""

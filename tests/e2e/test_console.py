@@ -30,9 +30,10 @@ from tests.helpers import (
     check_for,
     free_port,
     needs_browser,
+    pure_pass_in_ci,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pure_pass_in_ci("the console uses no compiled twin")]
 
 
 def _get(server: ServerProcess, path: str) -> str:
