@@ -669,11 +669,14 @@ class ClusteredStream:
             if notify is not None:
                 notify(prepared)
             return
-        commands = [self._sequenced(command) for command in prepared.commands]
+        commands = prepared.commands
+        if batch is not None and len(commands) == 1 and type(commands[0]) is StoreMsg:
+            # the common case, inline: one stored message joins the batch with its sequence stated
+            batch.append((state_seq(commands[0], self._next_seq), prepared, reply, ack, notify))
+            self._next_seq += 1
+            return
+        commands = [self._sequenced(command) for command in commands]
         if batch is not None:
-            if len(commands) == 1 and type(commands[0]) is StoreMsg:
-                batch.append((commands[0], prepared, reply, ack, notify))
-                return
             if batch:
                 self._flush_publishes(batch)  # proposed before these, in sequence order
         futures = [self._propose(command) for command in commands]
