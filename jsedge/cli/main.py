@@ -129,6 +129,8 @@ class Context:
         self.nc: Any = None
         self._js: Any = None
         self.connect_time = 0.0
+        #: connected with the blocking client (jsedge.cli.wire), not nats-py
+        self.blocking = False
         self._last_error: BaseException | None = None
 
     async def _on_error(self, exc: BaseException) -> None:
@@ -160,12 +162,13 @@ class Context:
             )
         except WireError as exc:
             raise CLIError(f"could not connect to {', '.join(servers)}: {exc}") from None
+        self.blocking = True
         self.connect_time = time.perf_counter() - started
         return self.nc
 
     def request_errors(self) -> tuple[Any, Any]:
         """(no responders, timeout) exception classes of the client in use."""
-        if type(self.nc).__name__ == "WireClient":
+        if self.blocking:
             from jsedge.cli.wire import NoResponders, WireTimeout
 
             return NoResponders, WireTimeout
@@ -269,7 +272,7 @@ class Context:
                 return items
 
     async def close(self) -> None:
-        if type(self.nc).__name__ == "WireClient":
+        if self.blocking:
             await self.nc.drain()
         elif self.nc is not None and not self.nc.is_closed:
             import asyncio
