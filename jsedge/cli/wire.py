@@ -82,15 +82,14 @@ def drive(coro: Coroutine[Any, Any, Any]) -> Any:
 class WireClient:
     """One blocking connection; see the module's docstring."""
 
-    def __init__(self, sock: socket.socket, url: str, info: dict[str, Any], timeout: float) -> None:
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
         self._sock = sock
         self._buf = bytearray()
         self._inbox = f"_INBOX.{os.urandom(8).hex()}"
         self._next = 0
         self._subscribed = False
         self._pending: list[bytes] = []
-        self._server_info = info
-        self.url = url
+        self._pending_bytes = 0
         self.timeout = timeout
         self.is_closed = False
 
@@ -120,7 +119,7 @@ class WireClient:
             except OSError as exc:
                 last = exc
                 continue
-            client = cls(sock, url, {}, timeout)
+            client = cls(sock, timeout)
             try:
                 client._handshake(url_user or user, url_password if url_user else password, name)
             except BaseException:
@@ -134,7 +133,6 @@ class WireClient:
         if not line.startswith(b"INFO "):
             raise WireError(f"unexpected greeting {line[:60]!r}")
         info = json.loads(line[5:])
-        self._server_info = info
         if info.get("tls_required") or info.get("tls_available") and info.get("tls_first"):
             raise NeedsFullClient("tls")
         options: dict[str, Any] = {
@@ -222,9 +220,6 @@ class WireClient:
 
     # -- the nats-py subset the handlers use
 
-    def new_inbox(self) -> str:
-        return f"_INBOX.{os.urandom(11).hex()}"
-
     def _frame(self, subject: str, data: bytes, reply: str, headers: dict[str, str] | None) -> bytes:
         reply_part = f" {reply}" if reply else ""
         if headers:
@@ -237,14 +232,17 @@ class WireClient:
     async def publish(
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
-        self._pending.append(self._frame(subject, payload, reply, headers))
-        if sum(map(len, self._pending)) > 65536:
+        frame = self._frame(subject, payload, reply, headers)
+        self._pending.append(frame)
+        self._pending_bytes += len(frame)
+        if self._pending_bytes > 65536:
             self._send_pending()
 
     def _send_pending(self) -> None:
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
+            self._pending_bytes = 0
             try:
                 self._sock.sendall(data)
             except OSError as exc:
