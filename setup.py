@@ -45,7 +45,7 @@ class OptionalBuildExt(build_ext):
 
 NO_EXTENSIONS = os.environ.get("JSEDGE_NO_EXTENSIONS", "") not in ("", "0")
 
-SPEEDUPS = ["sublist", "parser", "codec", "commands"]
+SPEEDUPS = ["sublist", "parser", "codec", "commands", "ingest"]
 
 
 def extensions():

@@ -1061,12 +1061,12 @@ def render_table(rows: list[dict], markdown: bool) -> str:
 
 
 def twins(pure: bool) -> str | None:
-    """Which twins jsedge loads in the servers' environment, e.g. ``parser=c, sublist=c, codec=c, commands=c``."""
+    """Which twins jsedge loads in the servers' environment, e.g. ``parser=c, sublist=c, codec=c, commands=c, ingest=c``."""
     code = (
         "import jsedge.protocol.parser as p, jsedge.routing.sublist as s, jsedge.store.codec as c; "
-        "import jsedge.jetstream.commands as m; "
+        "import jsedge.jetstream.commands as m, jsedge.jetstream.ingest as i; "
         "print(f'parser={p.IMPLEMENTATION}, sublist={s.IMPLEMENTATION}, codec={c.IMPLEMENTATION}, "
-        "commands={m.IMPLEMENTATION}')"
+        "commands={m.IMPLEMENTATION}, ingest={i.IMPLEMENTATION}')"
     )
     srv = JSServer("jsedge", pure, Path("/tmp"), Path("/tmp"))
     try:

@@ -37,6 +37,7 @@ from jsedge.jetstream.commands import (
     UpdateConfig,
 )
 from jsedge.jetstream.host import ServerHandle
+from jsedge.jetstream.ingest import ingest_plain
 from jsedge.jetstream.models import NS, StreamConfig, encode, format_time_ns
 from jsedge.jetstream.retention import consumers_of
 from jsedge.jetstream.schedule import (
@@ -187,6 +188,16 @@ class Stream:
             SubjectTransform(config.republish.src or ">", config.republish.dest)
             if config.republish is not None
             else None
+        )
+        # a header-less publish needs no Python-level decision on this stream (ingest.py)
+        self.plain = (
+            not config.sealed
+            and self.transform is None
+            and self.republish is None
+            and not config.allow_msg_counter
+            and not config.allow_msg_schedules
+            and config.retention != "interest"
+            and config.mirror is None
         )
 
     def start(self) -> None:
@@ -421,6 +432,8 @@ class Stream:
         return self.name
 
     def _on_publish(self, sub: Any, src: Any, subject: bytes, reply: bytes, hdr_len: int, msg: bytes) -> None:
+        if hdr_len < 0 and ingest_plain(self, subject, reply, msg):
+            return  # stored and its PubAck queued, without a Python-level decision (ingest.py)
         if hdr_len >= 0:
             hdr, data = bytes(msg[:hdr_len]), bytes(msg[hdr_len:])
         else:
@@ -1011,6 +1024,17 @@ class Stream:
     def _ack_ok(
         self, seq: int, duplicate: bool, counter: str | None = None, batch: tuple[str, int] | None = None
     ) -> bytes:
+        head = self.ack_head()
+        if duplicate:
+            return b"%s%d%s" % (head, seq, b',"duplicate": true}')
+        if batch is not None:
+            return b'%s%d,"batch":%s,"count":%d}' % (head, seq, gojson.dumps(batch[0]).encode(), batch[1])
+        if counter is not None:
+            return b'%s%d,"val":"%s"}' % (head, seq, counter.encode())
+        return b"%s%d}" % (head, seq)
+
+    def ack_head(self) -> bytes:
+        """A PubAck's JSON up to its sequence: `{"stream":"NAME"[,"domain":"D"],"seq":` (cached)."""
         domain = self.host.domain
         cached = self._ack_head
         if cached is None or cached[0] != domain or cached[1] != self.name:
@@ -1019,13 +1043,7 @@ class Stream:
             if domain:
                 head += f',"domain":{gojson.dumps(domain)}'
             cached = self._ack_head = (domain, self.name, (head + ',"seq":').encode())
-        if duplicate:
-            return b"%s%d%s" % (cached[2], seq, b',"duplicate": true}')
-        if batch is not None:
-            return b'%s%d,"batch":%s,"count":%d}' % (cached[2], seq, gojson.dumps(batch[0]).encode(), batch[1])
-        if counter is not None:
-            return b'%s%d,"val":"%s"}' % (cached[2], seq, counter.encode())
-        return b"%s%d}" % (cached[2], seq)
+        return cached[2]
 
     def _ack_error(self, exc: JSError) -> bytes:
         error = gojson.dumps(exc.to_json())

@@ -99,6 +99,9 @@ class IndexedStore:
     #: Fixed per-message overhead used by `msg_size` (memory 16; the file store overrides it).
     _OVERHEAD = 16
     _HDR_OVERHEAD = 16
+    #: whether jetstream/ingest.py may append header-less publishes itself (the file store with
+    #: group commit only)
+    plain_ingest = False
 
     def __init__(self, config: StoreConfig) -> None:
         self.config = config

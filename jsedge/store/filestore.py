@@ -112,6 +112,10 @@ from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreClosedE
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 #: Buffered bytes that trigger a write to the file without waiting for `sync()`.
 _FLUSH_AT = 64 * 1024
+#: the fused plain publish (jetstream/ingest.py) flushes at the same mark
+FLUSH_AT = _FLUSH_AT
+#: accounted size of a stored message without headers: this + len(subject) + len(data)
+MSG_OVERHEAD = 30
 _BLOCK_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.blk$")
 _U64 = (1 << 64) - 1
 # a record's framing never exceeds the accounted size by more than this (see `_read`)
@@ -294,7 +298,7 @@ class _Block:
 class FileStore(IndexedStore):
     """StreamStore on segment files (see the module docstring)."""
 
-    _OVERHEAD = 30
+    _OVERHEAD = MSG_OVERHEAD
     _HDR_OVERHEAD = 34
 
     def __init__(
@@ -313,6 +317,8 @@ class FileStore(IndexedStore):
         super().__init__(config)
         self.directory = Path(directory)
         self.sync_policy = sync_policy
+        #: jetstream/ingest.py may append header-less publishes itself (acks after a group commit)
+        self.plain_ingest = sync_policy == "group"
         self.sync_interval = sync_interval
         self.block_size = block_size
         self._log = log or (lambda text: None)

@@ -1,0 +1,15 @@
+"""Type stubs of the compiled plain-publish twin (see jsedge/jetstream/ingest.py)."""
+
+from collections.abc import Callable
+from typing import Any
+
+def bind(
+    encode_msg: Callable[..., int],
+    discard_new: Any,
+    discard_old: Any,
+    flush_at: int,
+    msg_overhead: int,
+    fast_suffix: bytes,
+) -> None: ...
+def ingest_plain(stream: Any, subject: bytes, reply: bytes, data: Any) -> int: ...
+def set_clock(clock: Callable[[], int] | None) -> None: ...

@@ -1,0 +1,186 @@
+# cython: language_level=3
+"""Compiled twin of `jsedge/jetstream/ingest.py` (the fused plain publish). It mirrors the reference
+line for line; what differs is only how: the index arrays are grown and written in place, the clock
+is read with clock_gettime, the PubAck body is formatted into one bytes object, and the constants
+the reference imports are handed over once by `bind()` (this module imports nothing of jsedge's)."""
+
+from cpython cimport array
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdio cimport snprintf
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+cdef object _encode_msg = None
+cdef object _DISCARD_NEW = None
+cdef object _DISCARD_OLD = None
+cdef Py_ssize_t _FLUSH_AT = 65536
+cdef Py_ssize_t _MSG_OVERHEAD = 30
+cdef bytes _FAST_SUFFIX = b".$FI"
+
+
+def bind(encode_msg, discard_new, discard_old, Py_ssize_t flush_at, Py_ssize_t msg_overhead, bytes fast_suffix):
+    """The reference's imports: the record encoder, DiscardPolicy.NEW/OLD, FLUSH_AT, MSG_OVERHEAD and
+    the fast-batch reply suffix."""
+    global _encode_msg, _DISCARD_NEW, _DISCARD_OLD, _FLUSH_AT, _MSG_OVERHEAD, _FAST_SUFFIX
+    _encode_msg = encode_msg
+    _DISCARD_NEW = discard_new
+    _DISCARD_OLD = discard_old
+    _FLUSH_AT = flush_at
+    _MSG_OVERHEAD = msg_overhead
+    _FAST_SUFFIX = fast_suffix
+
+
+cdef object _clock = None
+
+
+def set_clock(clock):
+    """Read `clock()` (ns) instead of the wall clock; None restores it (tests)."""
+    global _clock
+    _clock = clock
+
+
+cdef inline long long _now_ns() except? -1:
+    if _clock is not None:
+        return _clock()
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef inline void _push_u32(array.array arr, unsigned int value):
+    cdef Py_ssize_t n = len(arr)
+    array.resize_smart(arr, n + 1)
+    arr.data.as_uints[n] = value
+
+
+cdef inline void _push_i64(array.array arr, long long value):
+    cdef Py_ssize_t n = len(arr)
+    array.resize_smart(arr, n + 1)
+    arr.data.as_longlongs[n] = value
+
+
+cdef bytes _ack_body(bytes head, long long seq):
+    cdef char digits[24]
+    cdef int m = snprintf(digits, sizeof(digits), "%lld}", seq)
+    cdef Py_ssize_t h = len(head)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, h + m)
+    cdef char *p = PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(head), h)
+    memcpy(p + h, digits, m)
+    return out
+
+
+def ingest_plain(stream, subject, reply, data):
+    """See `jsedge.jetstream.ingest._ingest_plain_py`."""
+    if not stream.plain:
+        return 0
+    replicated = stream.replicated
+    if replicated is not None and replicated.group is not None:
+        return 0
+    cdef Py_ssize_t rlen = len(reply)
+    if rlen > 4 and reply.endswith(_FAST_SUFFIX):
+        return 0
+    config = stream.config
+    cdef Py_ssize_t n = len(data)
+    cdef long long max_size = config.max_msg_size
+    if max_size >= 0 and n > max_size:
+        return 0
+    host = stream.host
+    if host.limits is not None or host.jetstream.explicit_limits:
+        return 0
+    store = stream.store
+    if not store.plain_ingest or store._closed or store._ref_hint is not None:
+        return 0
+    ref_runs = store._ref_runs
+    if ref_runs:
+        ref_files = store._ref_files
+        if ref_files[len(ref_files) - 1]:
+            return 0
+    cdef list blocks = store._blocks
+    if not blocks:
+        return 0
+    block = blocks[len(blocks) - 1]
+    cdef long long block_size = block.size
+    if block_size >= store.block_size or block.fd < 0:
+        return 0
+    cdef dict subjects = store._subjects
+    ss_obj = subjects.get(subject)
+    if ss_obj is None:
+        return 0
+    cdef list ss = <list>ss_obj
+    cdef long long size = _MSG_OVERHEAD + len(subject) + n
+    cfg = store.config
+    cdef long long mps = cfg.max_msgs_per_subject
+    cdef long long count = ss[1]
+    cdef long long msgs = store._msgs
+    cdef long long nbytes = store._bytes
+    cdef long long max_msgs = cfg.max_msgs
+    cdef long long max_bytes = cfg.max_bytes
+    discard = cfg.discard
+    cdef bint at_limit
+    if discard is _DISCARD_NEW:
+        at_limit = 0 < mps <= count
+        if at_limit and cfg.discard_new_per_subject:
+            return 0
+        if max_msgs > 0 and msgs >= max_msgs and not at_limit:
+            return 0
+        if max_bytes > 0 and nbytes + size > max_bytes:
+            return 0
+    # ---- from here on the message is stored: nothing below declines
+    cdef long long now = _now_ns()
+    cdef long long seq = <long long>store._last + 1
+    _push_u32(<array.array>store._off, <unsigned int>block_size)
+    block.live += 1
+    buf = block.buf
+    block.size = block_size + <long long>_encode_msg(buf, block.base_seq, block.base_ts, seq, now, subject, b"", data, 0)
+    if len(<bytearray>buf) >= _FLUSH_AT:
+        store._flush_block(block)
+    _push_u32(<array.array>store._sid, <unsigned int>ss[0])
+    _push_i64(<array.array>store._ts, now)
+    _push_u32(<array.array>store._size, <unsigned int>size)
+    store._last = seq
+    store._used = True
+    count += 1
+    ss[1] = count
+    ss[3] = seq
+    msgs += 1
+    store._msgs = msgs
+    store._bytes = nbytes + size
+    if msgs == 1:
+        store._first = seq
+    store._last_ts = now
+    if mps > 0 and count > mps:
+        store._enforce_per_subject(subject)
+    if discard is _DISCARD_OLD and (max_msgs > 0 or max_bytes > 0):
+        store._enforce_discard_old()
+    stream.last_msg_id = b""
+    cdef list removed = stream.removed
+    if removed:
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers:
+        on_stored = stream.on_stored
+        if on_stored is not None:
+            on_stored(seq, subject)
+    cdef list listeners = stream.stored_listeners
+    if listeners:
+        for listener in listeners:
+            listener(seq, subject)
+    cdef list pending
+    if rlen and not config.no_ack:
+        cached = stream._ack_head
+        if cached is not None and cached[0] == host.domain and cached[1] == stream.name:
+            head = cached[2]
+        else:
+            head = stream.ack_head()
+        pending = stream._pending_acks
+        pending.append((reply, _ack_body(<bytes>head, seq)))
+        if len(pending) == 1:
+            stream.server.loop.call_soon(stream._sync_pending_acks)
+    elif not stream._sync_requested:
+        stream._sync_requested = True
+        stream.server.loop.call_soon(stream._sync_unacked)
+    return seq

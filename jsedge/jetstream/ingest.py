@@ -1,0 +1,149 @@
+"""The plain publish, fused: a header-less message into a single-node file stream (issue 14's ingest).
+
+Most publishes need no decision in Python: no header to read (no Msg-Id, expectation, rollup, TTL,
+counter or schedule), a stream without transform, republish, interest retention or seal, a subject the
+store already holds, limits that a few comparisons settle. `ingest_plain()` takes such a publish from
+the stream's subscription callback straight into the active block's buffer, the index arrays and the
+subject's state, and queues its PubAck for the stream's next group commit, without the general path's
+command object, prepared-publish record and dispatch. Anything else returns 0 before changing
+anything, and the general path (`Stream.process_publish`) runs as always.
+
+What it does is exactly what the general path does for the same message, in the same order:
+`Stream.prepare_publish` (size check, the clock), `IndexedStore.store_msg` (discard-new checks, the
+record, `_add_live`, the limits), `Stream._record_id`, `Stream.react` and the PubAck after the fsync
+(`Stream._send_ack_after_sync` with the group-commit policy). `tests/property/test_ingest_property.py`
+feeds the same publishes to both and compares the stores byte for byte.
+
+This module is the reference; `jsedge/_speedups/ingest.pyx` is its compiled twin (chosen by
+`jsedge._ext`), which mirrors it line for line with typed arrays and no Python frame of its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jsedge._ext import load
+from jsedge.jetstream.headers import FAST_BATCH_SUFFIX
+from jsedge.store import codec
+from jsedge.store.base import DiscardPolicy
+from jsedge.store.filestore import FLUSH_AT, MSG_OVERHEAD
+
+#: the wall clock (ns); tests inject theirs with `set_clock()`
+_clock: Callable[[], int] = time.time_ns
+
+
+def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> int:
+    """Store one header-less publish as the general path would; its sequence, or 0 when the message
+    needs the general path (nothing has changed then)."""
+    if not stream.plain:
+        return 0
+    replicated = stream.replicated
+    if replicated is not None and replicated.group is not None:
+        return 0
+    if len(reply) > 4 and reply.endswith(FAST_BATCH_SUFFIX):
+        return 0
+    config = stream.config
+    n = len(data)
+    if config.max_msg_size >= 0 and n > config.max_msg_size:
+        return 0
+    host = stream.host
+    if host.limits is not None or host.jetstream.explicit_limits:
+        return 0  # check_resources() has something to check
+    store = stream.store
+    if not store.plain_ingest or store._closed or store._ref_hint is not None:
+        return 0
+    if store._ref_runs and store._ref_files[-1]:
+        return 0
+    blocks = store._blocks
+    if not blocks:
+        return 0
+    block = blocks[-1]
+    if block.size >= store.block_size or block.fd < 0:
+        return 0
+    ss = store._subjects.get(subject)
+    if ss is None:
+        return 0  # a new subject: interned by the general path
+    size = MSG_OVERHEAD + len(subject) + n
+    cfg = store.config
+    mps = cfg.max_msgs_per_subject
+    if cfg.discard is DiscardPolicy.NEW:
+        at_limit = 0 < mps <= ss[1]
+        if at_limit and cfg.discard_new_per_subject:
+            return 0
+        if cfg.max_msgs > 0 and store._msgs >= cfg.max_msgs and not at_limit:
+            return 0
+        if cfg.max_bytes > 0 and store._bytes + size > cfg.max_bytes:
+            return 0
+    # ---- from here on the message is stored: nothing below declines
+    now = _clock()
+    seq: int = store._last + 1
+    # FileStore._write_msg
+    store._off.append(block.size)
+    block.live += 1
+    block.size += codec.encode_msg(block.buf, block.base_seq, block.base_ts, seq, now, subject, b"", data, 0)
+    if len(block.buf) >= FLUSH_AT:
+        store._flush_block(block)
+    # IndexedStore._add_live (the subject is known, so its count is above zero)
+    store._sid.append(ss[0])
+    store._ts.append(now)
+    store._size.append(size)
+    store._last = seq
+    store._used = True
+    ss[1] += 1
+    ss[3] = seq
+    store._msgs += 1
+    store._bytes += size
+    if store._msgs == 1:
+        store._first = seq
+    store._last_ts = now
+    # the limits (IndexedStore.store_msg)
+    if mps > 0 and ss[1] > mps:
+        store._enforce_per_subject(subject)
+    if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
+        store._enforce_discard_old()
+    # Stream._record_id without a Msg-Id, then Stream.react
+    stream.last_msg_id = b""
+    if stream.removed:
+        removed = stream.removed
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers and stream.on_stored is not None:
+        stream.on_stored(seq, subject)
+    for listener in stream.stored_listeners:
+        listener(seq, subject)
+    # the PubAck, released by the group commit that covers the record
+    if reply and not config.no_ack:
+        head = stream.ack_head()
+        pending = stream._pending_acks
+        pending.append((reply, b"%s%d}" % (head, seq)))
+        if len(pending) == 1:
+            stream.server.loop.call_soon(stream._sync_pending_acks)
+    elif not stream._sync_requested:
+        stream._sync_requested = True
+        stream.server.loop.call_soon(stream._sync_unacked)
+    return seq
+
+
+ingest_plain = _ingest_plain_py
+
+_compiled = load("ingest")
+IMPLEMENTATION = "py" if _compiled is None else "c"
+if _compiled is not None:
+    _compiled.bind(codec.encode_msg, DiscardPolicy.NEW, DiscardPolicy.OLD, FLUSH_AT, MSG_OVERHEAD, FAST_BATCH_SUFFIX)
+    ingest_plain = _compiled.ingest_plain
+
+
+def set_clock(clock: Callable[[], int] | None) -> None:
+    """Make both twins read `clock` (ns) instead of the wall clock; None restores it (tests)."""
+    global _clock
+    _clock = clock if clock is not None else time.time_ns
+    if _compiled is not None:
+        _compiled.set_clock(clock)
+
+
+__all__ = ["IMPLEMENTATION", "ingest_plain", "set_clock"]
