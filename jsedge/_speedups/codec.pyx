@@ -150,6 +150,137 @@ cdef Py_ssize_t _frame(bytearray out, int kind, const unsigned char *head, Py_ss
     return total
 
 
+cdef Py_ssize_t _frame_bufs(bytearray out, int kind, const unsigned char *head, Py_ssize_t head_len,
+                            Py_buffer *views, int count, const unsigned char *tail, Py_ssize_t tail_len) except -1:
+    """`_frame` for callers holding C buffers: head + views[0..count) + tail, then the crc."""
+    cdef Py_ssize_t body_len = head_len + tail_len
+    cdef int i
+    for i in range(count):
+        body_len += views[i].len
+    if body_len > _MAX_BODY:
+        raise ValueError("record too large")
+    cdef unsigned char pre[16]
+    pre[0] = <unsigned char>(0xE0 | kind)
+    cdef int pre_len = 1 + _put_uv(pre + 1, <uint64_t>body_len)
+    cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
+    cdef Py_ssize_t total = pre_len + body_len + 4
+    PyByteArray_Resize(out, old + total)
+    cdef unsigned char *dst = <unsigned char *>PyByteArray_AS_STRING(out) + old
+    cdef unsigned char *start = dst
+    memcpy(dst, pre, pre_len)
+    dst += pre_len
+    memcpy(dst, head, head_len)
+    dst += head_len
+    for i in range(count):
+        memcpy(dst, views[i].buf, views[i].len)
+        dst += views[i].len
+    if tail_len:
+        memcpy(dst, tail, tail_len)
+        dst += tail_len
+    cdef uint32_t crc = _crc(0, start, dst - start)
+    dst[0] = crc & 0xFF
+    dst[1] = (crc >> 8) & 0xFF
+    dst[2] = (crc >> 16) & 0xFF
+    dst[3] = (crc >> 24) & 0xFF
+    return total
+
+
+cdef int _msg_head(unsigned char *head, int64_t base_seq, int64_t base_ts, int64_t seq, int64_t ts,
+                   Py_ssize_t subj_len) except -1:
+    if seq < base_seq:
+        raise ValueError("seq below the block's base")
+    if ts < 0 or base_ts < 0:
+        raise OverflowError("negative timestamp")  # the callers fall back to the generic encoder
+    cdef int n = _put_uv(head, <uint64_t>(seq - base_seq))
+    cdef int64_t delta = ts - base_ts
+    cdef uint64_t zz = (<uint64_t>delta) << 1 if delta >= 0 else ((<uint64_t>(-(delta + 1))) << 1) + 1
+    if zz > _MAX_UV:
+        raise ValueError("uvarint value too large")
+    n += _put_uv(head + n, zz)
+    n += _put_uv(head + n, <uint64_t>subj_len)
+    return n
+
+
+cdef Py_ssize_t encode_msg_c(bytearray out, int64_t base_seq, int64_t base_ts, int64_t seq, int64_t ts,
+                             object subject, object hdr, object data) except -1:
+    """`encode_msg(out, base_seq, base_ts, seq, ts, subject, hdr, data)` (no TTL) for compiled callers
+    (jsedge/_speedups/ingest.pyx): the same bytes, without Python arguments or a list of parts."""
+    cdef Py_buffer views[3]
+    cdef unsigned char head[48]
+    cdef int n, m
+    PyObject_GetBuffer(subject, &views[0], PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(hdr, &views[1], PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(data, &views[2], PyBUF_SIMPLE)
+            try:
+                n = _msg_head(head, base_seq, base_ts, seq, ts, views[0].len)
+                m = _put_uv(head + n, <uint64_t>views[1].len)
+                return _frame_split(out, 0, head, n, m, views)
+            finally:
+                PyBuffer_Release(&views[2])
+        finally:
+            PyBuffer_Release(&views[1])
+    finally:
+        PyBuffer_Release(&views[0])
+
+
+cdef Py_ssize_t _frame_split(bytearray out, int kind, unsigned char *head, int n, int m, Py_buffer *views) except -1:
+    # the record body is head[:n] + subject + head[n:n+m] (the header length) + hdr + data: frame the
+    # subject between the two varint runs
+    cdef Py_buffer parts[4]
+    parts[0] = views[0]
+    parts[1].buf = head + n
+    parts[1].len = m
+    parts[2] = views[1]
+    parts[3] = views[2]
+    return _frame_bufs(out, kind, head, n, parts, 4, NULL, 0)
+
+
+cdef Py_ssize_t encode_msg_ref_c(bytearray out, int64_t base_seq, int64_t base_ts, int64_t seq, int64_t ts,
+                                 object subject, object hdr, int64_t data_len, int64_t file, int64_t offset,
+                                 uint32_t crc) except -1:
+    """`encode_msg_ref(...)` for compiled callers: the same bytes."""
+    if not 0 <= data_len <= _MAX_BODY:
+        raise ValueError("referenced data too large")
+    if file < 0 or offset < 0:
+        raise ValueError("uvarint of a negative value")
+    cdef Py_buffer views[3]
+    cdef unsigned char head[48]
+    cdef unsigned char ref[40]
+    cdef int n, m, r
+    PyObject_GetBuffer(subject, &views[0], PyBUF_SIMPLE)
+    try:
+        PyObject_GetBuffer(hdr, &views[1], PyBUF_SIMPLE)
+        try:
+            n = _msg_head(head, base_seq, base_ts, seq, ts, views[0].len)
+            m = _put_uv(head + n, <uint64_t>views[1].len)
+            r = _put_uv(ref, <uint64_t>data_len)
+            r += _put_uv(ref + r, <uint64_t>file)
+            r += _put_uv(ref + r, <uint64_t>offset)
+            ref[r] = crc & 0xFF
+            ref[r + 1] = (crc >> 8) & 0xFF
+            ref[r + 2] = (crc >> 16) & 0xFF
+            ref[r + 3] = (crc >> 24) & 0xFF
+            views[2].buf = ref
+            views[2].len = r + 4
+            return _frame_split(out, 7, head, n, m, views)
+        finally:
+            PyBuffer_Release(&views[1])
+    finally:
+        PyBuffer_Release(&views[0])
+
+
+cdef uint32_t crc_of(object data) except? 0xFFFFFFFF:
+    """zlib.crc32(data) for compiled callers."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        return _crc(0, <const unsigned char *>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
 def encode_msg(bytearray out, base_seq, base_ts, seq, ts, subject, hdr, data, ttl=0):
     """Append a MSG (or MSG_TTL when ttl != 0) record to `out`; returns its length."""
     if seq < base_seq:

@@ -10,19 +10,30 @@ from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
+from jsedge._speedups.codec cimport crc_of, encode_msg_c, encode_msg_ref_c
+
 cdef object _encode_msg = None
+cdef object _encode_msg_ref = None
+cdef object _crc32 = None
 cdef object _DISCARD_NEW = None
 cdef object _DISCARD_OLD = None
 cdef Py_ssize_t _FLUSH_AT = 65536
 cdef Py_ssize_t _MSG_OVERHEAD = 30
+cdef Py_ssize_t _MSG_HDR_OVERHEAD = 34
 cdef bytes _FAST_SUFFIX = b".$FI"
 
 
-def bind(encode_msg, discard_new, discard_old, Py_ssize_t flush_at, Py_ssize_t msg_overhead, bytes fast_suffix):
-    """The reference's imports: the record encoder, DiscardPolicy.NEW/OLD, FLUSH_AT, MSG_OVERHEAD and
-    the fast-batch reply suffix."""
-    global _encode_msg, _DISCARD_NEW, _DISCARD_OLD, _FLUSH_AT, _MSG_OVERHEAD, _FAST_SUFFIX
+def bind(encode_msg, encode_msg_ref, discard_new, discard_old, Py_ssize_t flush_at, Py_ssize_t msg_overhead,
+         Py_ssize_t msg_hdr_overhead, bytes fast_suffix):
+    """The reference's imports: the record encoders, DiscardPolicy.NEW/OLD, FLUSH_AT, MSG_OVERHEAD,
+    MSG_HDR_OVERHEAD and the fast-batch reply suffix."""
+    global _encode_msg, _encode_msg_ref, _crc32, _DISCARD_NEW, _DISCARD_OLD, _FLUSH_AT, _MSG_OVERHEAD
+    global _MSG_HDR_OVERHEAD, _FAST_SUFFIX
+    import zlib
+    _crc32 = zlib.crc32
     _encode_msg = encode_msg
+    _encode_msg_ref = encode_msg_ref
+    _MSG_HDR_OVERHEAD = msg_hdr_overhead
     _DISCARD_NEW = discard_new
     _DISCARD_OLD = discard_old
     _FLUSH_AT = flush_at
@@ -57,6 +68,15 @@ cdef inline void _push_i64(array.array arr, long long value):
     cdef Py_ssize_t n = len(arr)
     array.resize_smart(arr, n + 1)
     arr.data.as_longlongs[n] = value
+
+
+cdef long long _encode(bytearray buf, long long base_seq, long long base_ts, long long seq, long long ts,
+                       subject, hdr, data) except -1:
+    """The MSG record, through the codec's C entry point; a negative timestamp (never written by this
+    server's clock, but a replicated command carries the leader's) through its generic encoder."""
+    if ts < 0 or base_ts < 0:
+        return _encode_msg(buf, base_seq, base_ts, seq, ts, subject, hdr, data, 0)
+    return encode_msg_c(buf, base_seq, base_ts, seq, ts, subject, hdr, data)
 
 
 cdef bytes _ack_body(bytes head, long long seq):
@@ -132,7 +152,7 @@ def ingest_plain(stream, subject, reply, data):
     _push_u32(<array.array>store._off, <unsigned int>block_size)
     block.live += 1
     buf = block.buf
-    block.size = block_size + <long long>_encode_msg(buf, block.base_seq, block.base_ts, seq, now, subject, b"", data, 0)
+    block.size = block_size + _encode(buf, block.base_seq, block.base_ts, seq, now, subject, b"", data)
     if len(<bytearray>buf) >= _FLUSH_AT:
         store._flush_block(block)
     _push_u32(<array.array>store._sid, <unsigned int>ss[0])
@@ -183,4 +203,129 @@ def ingest_plain(stream, subject, reply, data):
     elif not stream._sync_requested:
         stream._sync_requested = True
         stream.server.loop.call_soon(stream._sync_unacked)
+    return seq
+
+
+def apply_plain(stream, command):
+    """See `jsedge.jetstream.ingest._apply_plain_py`."""
+    if command.ttl or command.rollup:
+        return 0
+    config = stream.config
+    if config.mirror is not None or stream.scheduler is not None:
+        return 0
+    store = stream.store
+    if not store.plain_ingest or store._closed:
+        return 0
+    cdef long long seq = <long long>store._last + 1
+    cdef long long stated = command.seq
+    if stated and stated != seq:
+        return 0
+    data = command.data
+    cdef Py_ssize_t n = len(data)
+    hint = store._ref_hint
+    if hint is not None:
+        if <long long>hint[0] != seq or <Py_ssize_t>hint[3] != n:
+            return 0
+    else:
+        ref_runs = store._ref_runs
+        if ref_runs:
+            ref_files = store._ref_files
+            if ref_files[len(ref_files) - 1]:
+                return 0
+    cdef list blocks = store._blocks
+    if not blocks:
+        return 0
+    block = blocks[len(blocks) - 1]
+    cdef long long block_size = block.size
+    if block_size >= store.block_size or block.fd < 0:
+        return 0
+    subject = command.subject
+    cdef dict subjects = store._subjects
+    ss_obj = subjects.get(subject)
+    if ss_obj is None:
+        return 0
+    cdef list ss = <list>ss_obj
+    hdr = command.hdr
+    cdef Py_ssize_t hlen = len(hdr)
+    cdef long long size = (_MSG_HDR_OVERHEAD + hlen if hlen else _MSG_OVERHEAD) + len(subject) + n
+    cfg = store.config
+    cdef long long mps = cfg.max_msgs_per_subject
+    cdef long long count = ss[1]
+    cdef long long msgs = store._msgs
+    cdef long long nbytes = store._bytes
+    cdef long long max_msgs = cfg.max_msgs
+    cdef long long max_bytes = cfg.max_bytes
+    discard = cfg.discard
+    cdef bint at_limit
+    if discard is _DISCARD_NEW:
+        at_limit = 0 < mps <= count
+        if at_limit and cfg.discard_new_per_subject:
+            return 0
+        if max_msgs > 0 and msgs >= max_msgs and not at_limit:
+            return 0
+        if max_bytes > 0 and nbytes + size > max_bytes:
+            return 0
+    # ---- from here on the message is stored: nothing below declines
+    ts = command.ts
+    cdef long long ts_value = ts
+    _push_u32(<array.array>store._off, <unsigned int>block_size)
+    block.live += 1
+    buf = block.buf
+    if hint is not None:
+        fid = hint[1]
+        base_ts = block.base_ts
+        if ts_value >= 0 and base_ts >= 0:
+            block.size = block_size + encode_msg_ref_c(
+                buf, block.base_seq, base_ts, seq, ts_value, subject, hdr, n, fid, hint[2], crc_of(data)
+            )
+        else:
+            block.size = block_size + <long long>_encode_msg_ref(
+                buf, block.base_seq, base_ts, seq, ts, subject, hdr, n, fid, hint[2], _crc32(data)
+            )
+        store._ref_stored(seq, fid)
+        store._ref_hint = None
+    else:
+        block.size = block_size + _encode(buf, block.base_seq, block.base_ts, seq, ts_value, subject, hdr, data)
+    if len(<bytearray>buf) >= _FLUSH_AT:
+        store._flush_block(block)
+    _push_u32(<array.array>store._sid, <unsigned int>ss[0])
+    _push_i64(<array.array>store._ts, ts_value)
+    _push_u32(<array.array>store._size, <unsigned int>size)
+    store._last = seq
+    store._used = True
+    count += 1
+    ss[1] = count
+    ss[3] = seq
+    msgs += 1
+    store._msgs = msgs
+    store._bytes = nbytes + size
+    if msgs == 1:
+        store._first = seq
+    store._last_ts = ts
+    if mps > 0 and count > mps:
+        store._enforce_per_subject(subject)
+    if discard is _DISCARD_OLD and (max_msgs > 0 or max_bytes > 0):
+        store._enforce_discard_old()
+    msg_id = command.msg_id
+    stream.last_msg_id = msg_id
+    cdef dict dedup
+    if msg_id and config.duplicate_window:
+        dedup = stream.dedup
+        dedup.pop(msg_id, None)
+        dedup[msg_id] = (seq, ts)
+    cdef list removed = stream.removed
+    if removed:
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers:
+        on_stored = stream.on_stored
+        if on_stored is not None:
+            on_stored(seq, subject)
+    cdef list listeners = stream.stored_listeners
+    if listeners:
+        for listener in listeners:
+            listener(seq, subject)
     return seq

@@ -69,6 +69,7 @@ from jsedge.jetstream.commands import (
     state_seq,
     uvarint,
 )
+from jsedge.jetstream.ingest import apply_plain
 from jsedge.store.base import DiscardNewError
 
 #: Compact the Raft log once this many entries were applied since the last compaction...
@@ -290,6 +291,10 @@ class ClusteredStream:
         for k, command in enumerate(commands):
             if ends is not None and not command.ttl and len(command.data) >= REF_MIN:  # type: ignore[union-attr]
                 self._ref_next(ends[k], command)  # type: ignore[arg-type]
+            seq = apply_plain(stream, command)  # the common case, fused (jetstream/ingest.py)
+            if seq:
+                results.append(seq)
+                continue
             try:
                 result = stream.apply(command)
             except DiscardNewError as exc:
@@ -655,6 +660,20 @@ class ClusteredStream:
             if notify is not None:
                 notify(NotLeaderError(""))
             return  # leadership moved: the publisher times out and retries, as with nats-server
+        if not hdr and batch is not None and not sourced and stream.plain:
+            config = stream.config
+            host = stream.host
+            if (
+                (config.max_msg_size < 0 or len(data) <= config.max_msg_size)
+                and host.limits is None
+                and not host.jetstream.explicit_limits
+            ):
+                # prepare_publish() of a header-less message on a plain stream (ingest.py) decides
+                # nothing but the clock: the command joins the batch straight away
+                command = StoreMsg(subject, b"", data, time.time_ns(), 0, b"", "", self._next_seq)
+                batch.append((command, None, reply, ack, notify))
+                self._next_seq += 1
+                return
         try:
             prepared = stream.prepare_publish(subject, hdr, data, sourced)
         except JSError as exc:
@@ -750,6 +769,7 @@ class ClusteredStream:
             results = [exc] * len(items)
         acks: list[tuple[bytes, bytes]] = []
         resync = False
+        head = stream.ack_head()
         for (_command, prepared, reply, ack, notify), result in zip(items, results, strict=False):
             if isinstance(result, BaseException):
                 if isinstance(result, DiscardNewError):
@@ -762,9 +782,13 @@ class ClusteredStream:
                 if notify is not None:
                     notify(error)
                 continue
-            stream.published(prepared, result)
-            if ack:
-                acks.append((reply, stream._ack_ok(result, False, prepared.counter)))
+            if prepared is None:  # a plain publish (see _publish): no republish, no counter
+                if ack:
+                    acks.append((reply, b"%s%d}" % (head, result)))
+            else:
+                stream.published(prepared, result)
+                if ack:
+                    acks.append((reply, stream._ack_ok(result, False, prepared.counter)))
             if notify is not None:
                 notify(result)
         if acks:

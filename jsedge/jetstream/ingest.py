@@ -21,14 +21,14 @@ This module is the reference; `jsedge/_speedups/ingest.pyx` is its compiled twin
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
 from jsedge._ext import load
 from jsedge.jetstream.headers import FAST_BATCH_SUFFIX
 from jsedge.store import codec
-from jsedge.store.base import DiscardPolicy
-from jsedge.store.filestore import FLUSH_AT, MSG_OVERHEAD
+from jsedge.store.base import FLUSH_AT, MSG_HDR_OVERHEAD, MSG_OVERHEAD, DiscardPolicy
 
 #: the wall clock (ns); tests inject theirs with `set_clock()`
 _clock: Callable[[], int] = time.time_ns
@@ -129,13 +129,124 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     return seq
 
 
+def _apply_plain_py(stream: Any, command: Any) -> int:
+    """`Stream.apply()` of one StoreMsg followed by `Stream.react()`, for a replica applying a
+    committed entry: its sequence, or 0 when the command needs the general path (nothing has changed
+    then). Headers are allowed (the leader checked them); a TTL, a rollup, a mirror, schedules, a new
+    subject, a sequence other than the next, and a limit that refuses it are not."""
+    if command.ttl or command.rollup:
+        return 0
+    config = stream.config
+    if config.mirror is not None or stream.scheduler is not None:
+        return 0
+    store = stream.store
+    if not store.plain_ingest or store._closed:
+        return 0
+    seq: int = store._last + 1
+    if command.seq and command.seq != seq:
+        return 0  # replayed after a restart, or a sequence mismatch: the general path decides
+    data = command.data
+    n = len(data)
+    hint = store._ref_hint
+    if hint is not None:
+        if hint[0] != seq or hint[3] != n:
+            return 0
+    elif store._ref_runs and store._ref_files[-1]:
+        return 0
+    blocks = store._blocks
+    if not blocks:
+        return 0
+    block = blocks[-1]
+    if block.size >= store.block_size or block.fd < 0:
+        return 0
+    subject = command.subject
+    ss = store._subjects.get(subject)
+    if ss is None:
+        return 0
+    hdr = command.hdr
+    size = (MSG_HDR_OVERHEAD + len(hdr) if hdr else MSG_OVERHEAD) + len(subject) + n
+    cfg = store.config
+    mps = cfg.max_msgs_per_subject
+    if cfg.discard is DiscardPolicy.NEW:
+        at_limit = 0 < mps <= ss[1]
+        if at_limit and cfg.discard_new_per_subject:
+            return 0
+        if cfg.max_msgs > 0 and store._msgs >= cfg.max_msgs and not at_limit:
+            return 0
+        if cfg.max_bytes > 0 and store._bytes + size > cfg.max_bytes:
+            return 0
+    # ---- from here on the message is stored: nothing below declines
+    ts = command.ts
+    # FileStore._write_msg
+    store._off.append(block.size)
+    block.live += 1
+    if hint is not None:
+        fid = hint[1]
+        block.size += codec.encode_msg_ref(
+            block.buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, n, fid, hint[2], zlib.crc32(data)
+        )
+        store._ref_stored(seq, fid)
+        store._ref_hint = None
+    else:
+        block.size += codec.encode_msg(block.buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, 0)
+    if len(block.buf) >= FLUSH_AT:
+        store._flush_block(block)
+    # IndexedStore._add_live, then the limits (IndexedStore.store_msg)
+    store._sid.append(ss[0])
+    store._ts.append(ts)
+    store._size.append(size)
+    store._last = seq
+    store._used = True
+    ss[1] += 1
+    ss[3] = seq
+    store._msgs += 1
+    store._bytes += size
+    if store._msgs == 1:
+        store._first = seq
+    store._last_ts = ts
+    if mps > 0 and ss[1] > mps:
+        store._enforce_per_subject(subject)
+    if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
+        store._enforce_discard_old()
+    # Stream._record_id, then Stream.react
+    msg_id = command.msg_id
+    stream.last_msg_id = msg_id
+    if msg_id and config.duplicate_window:
+        dedup = stream.dedup
+        dedup.pop(msg_id, None)
+        dedup[msg_id] = (seq, ts)
+    if stream.removed:
+        removed = stream.removed
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers and stream.on_stored is not None:
+        stream.on_stored(seq, subject)
+    for listener in stream.stored_listeners:
+        listener(seq, subject)
+    return seq
+
+
 ingest_plain = _ingest_plain_py
+apply_plain = _apply_plain_py
 
 _compiled = load("ingest")
 IMPLEMENTATION = "py" if _compiled is None else "c"
 if _compiled is not None:
-    _compiled.bind(codec.encode_msg, DiscardPolicy.NEW, DiscardPolicy.OLD, FLUSH_AT, MSG_OVERHEAD, FAST_BATCH_SUFFIX)
+    _compiled.bind(
+        codec.encode_msg,
+        codec.encode_msg_ref,
+        DiscardPolicy.NEW,
+        DiscardPolicy.OLD,
+        FLUSH_AT,
+        MSG_OVERHEAD,
+        MSG_HDR_OVERHEAD,
+        FAST_BATCH_SUFFIX,
+    )
     ingest_plain = _compiled.ingest_plain
+    apply_plain = _compiled.apply_plain
 
 
 def set_clock(clock: Callable[[], int] | None) -> None:
@@ -146,4 +257,4 @@ def set_clock(clock: Callable[[], int] | None) -> None:
         _compiled.set_clock(clock)
 
 
-__all__ = ["IMPLEMENTATION", "ingest_plain", "set_clock"]
+__all__ = ["IMPLEMENTATION", "apply_plain", "ingest_plain", "set_clock"]

@@ -24,6 +24,15 @@ class StorageType(enum.Enum):
     MEMORY = "memory"
 
 
+#: A file store's accounted size of a stored message (streams.md §11): this + len(subject) + len(data)
+MSG_OVERHEAD = 30
+#: the same with headers: this + len(subject) + len(hdr) + len(data)
+MSG_HDR_OVERHEAD = 34
+#: A file block's buffered records are written out (not fsynced) once they reach this size; the
+#: fused plain publish (jetstream/ingest.py) uses the same mark.
+FLUSH_AT = 64 * 1024
+
+
 class DiscardPolicy(enum.Enum):
     OLD = "old"
     NEW = "new"

@@ -107,15 +107,21 @@ from pathlib import Path
 from jsedge.store import codec
 from jsedge.store._core import DELETED, IndexedStore, apply_ack, apply_delivered, copy_state, resolved
 from jsedge.store._sync import SYNCER, SyncJob, fsync_dir, journal_file, run_job
-from jsedge.store.base import ConsumerState, Pending, SequencePair, StoreClosedError, StoreConfig, StoredMsg
+from jsedge.store.base import (
+    FLUSH_AT,
+    MSG_HDR_OVERHEAD,
+    MSG_OVERHEAD,
+    ConsumerState,
+    Pending,
+    SequencePair,
+    StoreClosedError,
+    StoreConfig,
+    StoredMsg,
+)
 
 DEFAULT_BLOCK_SIZE = 4 * 1024 * 1024
 #: Buffered bytes that trigger a write to the file without waiting for `sync()`.
-_FLUSH_AT = 64 * 1024
-#: the fused plain publish (jetstream/ingest.py) flushes at the same mark
-FLUSH_AT = _FLUSH_AT
-#: accounted size of a stored message without headers: this + len(subject) + len(data)
-MSG_OVERHEAD = 30
+_FLUSH_AT = FLUSH_AT
 _BLOCK_NAME = re.compile(r"^([0-9a-f]{16})-([0-9a-f]{16})\.blk$")
 _U64 = (1 << 64) - 1
 # a record's framing never exceeds the accounted size by more than this (see `_read`)
@@ -299,7 +305,7 @@ class FileStore(IndexedStore):
     """StreamStore on segment files (see the module docstring)."""
 
     _OVERHEAD = MSG_OVERHEAD
-    _HDR_OVERHEAD = 34
+    _HDR_OVERHEAD = MSG_HDR_OVERHEAD
 
     def __init__(
         self,

@@ -1,9 +1,11 @@
-"""Differential properties of the fused plain publish (jsedge/jetstream/ingest.py and its compiled twin
-jsedge/_speedups/ingest.pyx): the same publishes, fed to three file streams -- one through the general
-path only (`Stream.process_publish`), one through the Python reference first, one through the
-compiled twin first -- leave byte-identical block files and buffers, the same index arrays and
-subject states, the same PubAcks queued in the same order, and the same notifications to
-consumers and listeners, whatever the limits, discard policy, expiry and sizes."""
+"""Differential properties of the fused plain publish and apply (jsedge/jetstream/ingest.py and its
+compiled twin jsedge/_speedups/ingest.pyx): the same publishes (or the same replicated StoreMsg
+commands), fed to three file streams -- one through the general path only (`Stream.process_publish`,
+or `Stream.apply` + `Stream.react`), one through the Python reference first, one through the compiled
+twin first -- leave byte-identical block files and buffers, the same index arrays and subject states,
+the same PubAcks queued in the same order, the same Msg-Id window, and the same notifications to
+consumers and listeners, whatever the limits, discard policy, expiry, sizes, stated sequences and
+write-once references."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from jsedge.jetstream import ingest
+from jsedge.jetstream.commands import StoreMsg
 from jsedge.jetstream.models import StreamConfig
 from jsedge.jetstream.stream import Stream, store_config
 from jsedge.store.filestore import FileStore
@@ -110,6 +113,8 @@ def _state(stream: Stream) -> dict[str, Any]:
         "consumer": consumer.calls,
         "listened": stream.listened,  # type: ignore[attr-defined]
         "expiry_at": stream._expiry_at,
+        "dedup": dict(stream.dedup),
+        "refs": (list(store._ref_runs), list(store._ref_files), dict(store._ref_live)),
     }
 
 
@@ -167,6 +172,88 @@ def test_fused_and_general_paths_leave_the_same_stream(fields, feed, block_size)
             assert state[key] == states[0][key], key
     assert len(set(taken[1:])) == 1, taken  # both twins take the same publishes
     event("fast path took " + ("none" if not taken[1] else "1-9" if taken[1] < 10 else "10+"))
+
+
+commands = st.lists(
+    st.tuples(
+        st.sampled_from([b"a", b"b.c", b"d.e.f", b"g"]),
+        st.sampled_from([b"", b"", b"NATS/1.0\r\nA: b\r\n\r\n"]),
+        st.binary(max_size=30),
+        st.sampled_from([0, 0, 0, 0, 5]),  # ttl
+        st.sampled_from([b"", b"", b"", b"id-1", b"id-2"]),
+        st.sampled_from(["", "", "", "", "sub"]),
+        st.sampled_from(["next", "next", "next", "none", "stale", "ahead"]),
+        st.sampled_from([None, None, "ref", "ref", "wrong"]),  # write-once hint
+    ),
+    min_size=4,
+    max_size=60,
+)
+
+
+def _apply(stream: Stream, fast: Any, feed: list[Any], now: list[int], ref_path: str) -> int:
+    """ClusteredStream._apply_batch with the fast path `fast` (None: the general path only)."""
+    store = stream.store
+    assert isinstance(store, FileStore)
+    fid = store.link_ref(ref_path)
+    taken = 0
+    for subject, hdr, data, ttl, msg_id, rollup, stated, hint in feed:
+        now[0] += 1_000_003
+        seq = {"next": store._last + 1, "none": 0, "stale": max(store._last, 1), "ahead": store._last + 2}[stated]
+        command = StoreMsg(subject, hdr, data, now[0], ttl, msg_id, rollup, seq)
+        if hint is not None and not ttl:
+            store.set_ref(store._last + 1, fid, 100, len(data) + (1 if hint == "wrong" else 0))
+        try:
+            if fast is not None and fast(stream, command):
+                taken += 1
+                continue
+            try:
+                result = stream.apply(command)
+            except Exception:  # DiscardNewError and sequence mismatches: refused, as a replica does
+                continue
+            stream.react(command, result, None)
+        finally:
+            store.clear_ref()
+    return taken
+
+
+@given(configs, commands, st.sampled_from([512, 1 << 20]))
+@settings(max_examples=200, deadline=None)
+def test_fused_and_general_apply_leave_the_same_stream(fields, feed, block_size) -> None:
+    if fields["discard_new_per_subject"] and (fields["discard"] != "new" or fields["max_msgs_per_subject"] <= 0):
+        fields["discard_new_per_subject"] = False
+    config = StreamConfig(name="S", subjects=[">"], duplicate_window=60_000_000_000, **fields)
+    twins: list[Any] = [None, ingest._apply_plain_py]
+    if COMPILED:
+        twins.append(_compiled_apply())
+    loop = asyncio.new_event_loop()
+    now = [1_800_000_000_000_000_000]
+    states = []
+    taken = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp, mock.patch("time.time_ns", lambda: now[0]):
+            segment = Path(tmp) / "segment"
+            segment.write_bytes(bytes(4096))
+            for k, fast in enumerate(twins):
+                now[0] = 1_800_000_000_000_000_000
+                stream = _stream(Path(tmp) / str(k), config, loop, block_size)
+                taken.append(_apply(stream, fast, feed, now, str(segment)))
+                states.append(_state(stream))
+                stream.store.close()
+    finally:
+        loop.close()
+    for state in states[1:]:
+        for key in states[0]:
+            assert state[key] == states[0][key], key
+    assert len(set(taken[1:])) == 1, taken
+    event("fast path took " + ("none" if not taken[1] else "1-9" if taken[1] < 10 else "10+"))
+    event("stored by reference" if any(states[0]["refs"][2].values()) else "no reference")
+
+
+def _compiled_apply() -> Any:
+    try:
+        return importlib.import_module("jsedge._speedups.ingest").apply_plain
+    except ImportError as exc:
+        pytest.fail(f"compiled ingest twin not importable: {exc}")
 
 
 def _plain_config(**fields: Any) -> StreamConfig:
