@@ -18,7 +18,6 @@ import os
 import tempfile
 import time
 import types
-from pathlib import Path
 from typing import Any
 
 import pytest
