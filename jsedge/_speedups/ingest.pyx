@@ -92,7 +92,7 @@ cdef bytes _ack_body(bytes head, long long seq):
 
 def ingest_plain(stream, subject, reply, data):
     """See `jsedge.jetstream.ingest._ingest_plain_py`."""
-    if not stream.plain:
+    if not stream.plain or stream.scheduler is not None:
         return 0
     replicated = stream.replicated
     if replicated is not None and replicated.group is not None:
@@ -132,6 +132,8 @@ def ingest_plain(stream, subject, reply, data):
     cfg = store.config
     cdef long long mps = cfg.max_msgs_per_subject
     cdef long long count = ss[1]
+    if count <= 0:
+        return 0
     cdef long long msgs = store._msgs
     cdef long long nbytes = store._bytes
     cdef long long max_msgs = cfg.max_msgs
@@ -251,6 +253,8 @@ def apply_plain(stream, command):
     cfg = store.config
     cdef long long mps = cfg.max_msgs_per_subject
     cdef long long count = ss[1]
+    if count <= 0:
+        return 0
     cdef long long msgs = store._msgs
     cdef long long nbytes = store._bytes
     cdef long long max_msgs = cfg.max_msgs

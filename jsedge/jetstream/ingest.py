@@ -37,7 +37,7 @@ _clock: Callable[[], int] = time.time_ns
 def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> int:
     """Store one header-less publish as the general path would; its sequence, or 0 when the message
     needs the general path (nothing has changed then)."""
-    if not stream.plain:
+    if not stream.plain or stream.scheduler is not None:
         return 0
     replicated = stream.replicated
     if replicated is not None and replicated.group is not None:
@@ -63,7 +63,7 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     if block.size >= store.block_size or block.fd < 0:
         return 0
     ss = store._subjects.get(subject)
-    if ss is None:
+    if ss is None or not ss[1]:
         return 0  # a new subject: interned by the general path
     size = MSG_OVERHEAD + len(subject) + n
     cfg = store.config
@@ -85,7 +85,7 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     block.size += codec.encode_msg(block.buf, block.base_seq, block.base_ts, seq, now, subject, b"", data, 0)
     if len(block.buf) >= FLUSH_AT:
         store._flush_block(block)
-    # IndexedStore._add_live (the subject is known, so its count is above zero)
+    # IndexedStore._add_live (the subject is known and its count above zero: no first to set)
     store._sid.append(ss[0])
     store._ts.append(now)
     store._size.append(size)
@@ -161,7 +161,7 @@ def _apply_plain_py(stream: Any, command: Any) -> int:
         return 0
     subject = command.subject
     ss = store._subjects.get(subject)
-    if ss is None:
+    if ss is None or not ss[1]:
         return 0
     hdr = command.hdr
     size = (MSG_HDR_OVERHEAD + len(hdr) if hdr else MSG_OVERHEAD) + len(subject) + n
