@@ -52,8 +52,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _check_extensions()
 
 
-#: The parameters that name the server a test runs against ("jsedge" or "nats").
-_KIND_PARAMS = ("server_kind", "kind", "side")
+#: The parameters that name the server a test runs against ("jsedge" or "nats"; `kinds` is the
+#: cluster fixture of tests/cluster whose "nats" is a cluster of nats-servers only).
+_KIND_PARAMS = ("server_kind", "kind", "side", "kinds")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -138,13 +138,22 @@ SPLIT_PASSES = os.environ.get("JSEDGE_SPLIT_PASSES", "") not in ("", "0")
 
 
 def pure_pass_in_ci(why: str) -> Any:
-    """Mark a slow test that exercises no compiled twin (the web console in a browser): in CI it
-    runs in the pure pass only, which has time to spare; a single local run still runs it."""
+    """Mark a slow test whose code under test is the same in both passes (the web console in a
+    browser, schedules, paced batches): in CI it runs in the pure pass only, which has time to
+    spare; a single local run still runs it."""
     import pytest
 
     return pytest.mark.skipif(
         SPLIT_PASSES and not PURE_PYTHON, reason=f"CI runs it in the pure-Python pass (time budget): {why}"
     )
+
+
+def skip_unless_pure_pass_in_ci(why: str) -> None:
+    """`pure_pass_in_ci` from inside a test (one parametrization of several)."""
+    if SPLIT_PASSES and not PURE_PYTHON:
+        import pytest
+
+        pytest.skip(f"CI runs it in the pure-Python pass (time budget): {why}")
 
 
 def compiled_only(why: str) -> Any:

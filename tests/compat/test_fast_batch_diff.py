@@ -11,7 +11,7 @@ import json
 import nats
 import pytest
 
-from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both, stream_message
+from tests.helpers import assert_same_lines, js_api, pure_pass_in_ci, run_on_both, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -159,7 +159,7 @@ async def _scenarios(server) -> list[str]:
     return out
 
 
-@compiled_only("the batch logic is pure Python in both passes; 15 s of paced publishes")
+@pure_pass_in_ci("the batch logic is pure Python in both passes; 15 s of paced publishes")
 def test_fast_batches_answer_and_store_as_nats_server(tmp_path):
     expected, actual = run_on_both(tmp_path, _scenarios)
     assert_same_lines(expected, actual)

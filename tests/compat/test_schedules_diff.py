@@ -15,7 +15,7 @@ import nats
 import pytest
 from nats.errors import TimeoutError as NatsTimeout
 
-from tests.helpers import assert_same_lines, compiled_only, js_api, run_on_both, stream_message
+from tests.helpers import assert_same_lines, js_api, pure_pass_in_ci, run_on_both, stream_message
 
 pytestmark = [pytest.mark.compat, pytest.mark.timeout(90)]
 
@@ -143,7 +143,7 @@ async def _script(server) -> list[str]:
     return out
 
 
-@compiled_only("the schedule logic is pure Python in both passes; real-time schedules")
+@pure_pass_in_ci("the schedule logic is pure Python in both passes; real-time schedules")
 def test_message_schedules_answer_and_fire_as_nats_server(tmp_path):
     expected, actual = run_on_both(tmp_path, _script)
     assert_same_lines(expected, actual)
