@@ -332,12 +332,18 @@ class Server:
             self.loop.call_soon(self._flush_internal)
         return count
 
-    def send_internal_many(self, account: Account, messages: list[tuple[bytes, bytes]]) -> None:
+    def send_internal_many(self, account: Account, messages: list[tuple[bytes, bytes]], flush: bool = False) -> None:
         """`send_internal(account, subject, b"", b"", data)` for each (subject, data), in order
-        (JetStream PubAcks released by one fsync)."""
+        (JetStream PubAcks released by one fsync). `flush`: hand them to the sockets now rather than
+        after the current callback chain: PubAcks released by an fsync or a commit arrive in a
+        callback of their own, and a publisher waiting for them to refill its window should not also
+        wait for the loop to read and process whatever else came in meanwhile."""
         sublist = account.sublist
         for subject, data in messages:
             deliver_as(sublist, None, subject, subject, b"", -1, data)
+        if flush:
+            self._flush_internal()
+            return
         if self.pending and not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush_internal)

@@ -792,7 +792,7 @@ class ClusteredStream:
             if notify is not None:
                 notify(result)
         if acks:
-            self.server.send_internal_many(stream.account, acks)
+            self.server.send_internal_many(stream.account, acks, flush=True)
         if resync:
             self._resync()
         self._drain()

@@ -45,7 +45,9 @@ class ServerHandle(Protocol):
         self, account: Account, subject: bytes, shown: bytes, reply: bytes, hdr: bytes, data: bytes
     ) -> int: ...
 
-    def send_internal_many(self, account: Account, messages: list[tuple[bytes, bytes]]) -> None: ...
+    def send_internal_many(
+        self, account: Account, messages: list[tuple[bytes, bytes]], flush: bool = False
+    ) -> None: ...
 
 
 __all__ = ["InternalCallback", "ServerHandle"]

@@ -1130,7 +1130,7 @@ class Stream:
         if fut.cancelled() or exc is not None:
             self._acks_failed(exc, batch)
             return
-        self.server.send_internal_many(self.account, batch)
+        self.server.send_internal_many(self.account, batch, flush=True)
 
     def _acks_failed(self, exc: BaseException | None, batch: list[tuple[bytes, bytes]]) -> None:
         """A failed fsync is reported to every publisher it covered."""
