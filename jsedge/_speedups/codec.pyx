@@ -117,43 +117,26 @@ def varint_len(value):
 cdef Py_ssize_t _frame(bytearray out, int kind, const unsigned char *head, Py_ssize_t head_len,
                        list parts) except -1:
     """Append tag + body_len + head + parts + crc to out (head: the already encoded varints)."""
-    cdef Py_ssize_t body_len = head_len
-    cdef Py_ssize_t i
-    cdef Py_buffer view
-    cdef unsigned char pre[16]
-    cdef int pre_len
-    for part in parts:
-        body_len += len(part)
-    if body_len > _MAX_BODY:
-        raise ValueError("record too large")
-    pre[0] = <unsigned char>(0xE0 | kind)
-    pre_len = 1 + _put_uv(pre + 1, <uint64_t>body_len)
-    cdef Py_ssize_t old = PyByteArray_GET_SIZE(out)
-    cdef Py_ssize_t total = pre_len + body_len + 4
-    PyByteArray_Resize(out, old + total)
-    cdef unsigned char *dst = <unsigned char *>PyByteArray_AS_STRING(out) + old
-    cdef unsigned char *start = dst
-    memcpy(dst, pre, pre_len)
-    dst += pre_len
-    memcpy(dst, head, head_len)
-    dst += head_len
-    for part in parts:
-        PyObject_GetBuffer(part, &view, PyBUF_SIMPLE)
-        memcpy(dst, view.buf, view.len)
-        dst += view.len
-        PyBuffer_Release(&view)
-    cdef uint32_t crc = _crc(0, start, dst - start)
-    dst[0] = crc & 0xFF
-    dst[1] = (crc >> 8) & 0xFF
-    dst[2] = (crc >> 16) & 0xFF
-    dst[3] = (crc >> 24) & 0xFF
-    return total
+    cdef Py_buffer views[4]
+    cdef int count = len(parts)
+    cdef int taken = 0
+    if count > 4:
+        raise ValueError("too many record parts")
+    try:
+        while taken < count:
+            PyObject_GetBuffer(parts[taken], &views[taken], PyBUF_SIMPLE)
+            taken += 1
+        return _frame_bufs(out, kind, head, head_len, views, count)
+    finally:
+        while taken > 0:
+            taken -= 1
+            PyBuffer_Release(&views[taken])
 
 
 cdef Py_ssize_t _frame_bufs(bytearray out, int kind, const unsigned char *head, Py_ssize_t head_len,
-                            Py_buffer *views, int count, const unsigned char *tail, Py_ssize_t tail_len) except -1:
-    """`_frame` for callers holding C buffers: head + views[0..count) + tail, then the crc."""
-    cdef Py_ssize_t body_len = head_len + tail_len
+                            Py_buffer *views, int count) except -1:
+    """`_frame` for callers holding C buffers: head + views[0..count), then the crc."""
+    cdef Py_ssize_t body_len = head_len
     cdef int i
     for i in range(count):
         body_len += views[i].len
@@ -174,9 +157,6 @@ cdef Py_ssize_t _frame_bufs(bytearray out, int kind, const unsigned char *head, 
     for i in range(count):
         memcpy(dst, views[i].buf, views[i].len)
         dst += views[i].len
-    if tail_len:
-        memcpy(dst, tail, tail_len)
-        dst += tail_len
     cdef uint32_t crc = _crc(0, start, dst - start)
     dst[0] = crc & 0xFF
     dst[1] = (crc >> 8) & 0xFF
@@ -234,7 +214,7 @@ cdef Py_ssize_t _frame_split(bytearray out, int kind, unsigned char *head, int n
     parts[1].len = m
     parts[2] = views[1]
     parts[3] = views[2]
-    return _frame_bufs(out, kind, head, n, parts, 4, NULL, 0)
+    return _frame_bufs(out, kind, head, n, parts, 4)
 
 
 cdef Py_ssize_t encode_msg_ref_c(bytearray out, int64_t base_seq, int64_t base_ts, int64_t seq, int64_t ts,

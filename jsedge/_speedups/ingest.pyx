@@ -1,8 +1,9 @@
 # cython: language_level=3
-"""Compiled twin of `jsedge/jetstream/ingest.py` (the fused plain publish). It mirrors the reference
-line for line; what differs is only how: the index arrays are grown and written in place, the clock
-is read with clock_gettime, the PubAck body is formatted into one bytes object, and the constants
-the reference imports are handed over once by `bind()` (this module imports nothing of jsedge's)."""
+"""Compiled twin of `jsedge/jetstream/ingest.py` (the fused plain publish and apply). It mirrors the
+reference helper for helper; what differs is only how: the index arrays are grown and written in
+place, the clock is read with clock_gettime, records go through the codec's C entry points
+(codec.pxd), the PubAck body is formatted into one bytes object, and the constants the reference
+imports are handed over once by `bind()`."""
 
 from cpython cimport array
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -90,6 +91,86 @@ cdef bytes _ack_body(bytes head, long long seq):
     return out
 
 
+cdef object _active_block(store):
+    """See `_active_block` in the reference."""
+    cdef list blocks = store._blocks
+    if not blocks:
+        return None
+    block = blocks[len(blocks) - 1]
+    if <long long>block.size >= <long long>store.block_size or block.fd < 0:
+        return None
+    return block
+
+
+cdef bint _run_starts(store) except -1:
+    """See `_run_starts` in the reference."""
+    if not store._ref_runs:
+        return False
+    ref_files = store._ref_files
+    return bool(ref_files[len(ref_files) - 1])
+
+
+cdef bint _refused(store, list ss, long long size) except -1:
+    """See `_refused` in the reference."""
+    cfg = store.config
+    if cfg.discard is not _DISCARD_NEW:
+        return False
+    cdef long long mps = cfg.max_msgs_per_subject
+    cdef long long max_msgs = cfg.max_msgs
+    cdef long long max_bytes = cfg.max_bytes
+    cdef bint at_limit = 0 < mps <= <long long>ss[1]
+    if at_limit and cfg.discard_new_per_subject:
+        return True
+    if max_msgs > 0 and <long long>store._msgs >= max_msgs and not at_limit:
+        return True
+    return max_bytes > 0 and <long long>store._bytes + size > max_bytes
+
+
+cdef int _index(store, list ss, long long seq, long long ts, long long size, subject) except -1:
+    """See `_index` in the reference."""
+    _push_u32(<array.array>store._sid, <unsigned int>ss[0])
+    _push_i64(<array.array>store._ts, ts)
+    _push_u32(<array.array>store._size, <unsigned int>size)
+    store._last = seq
+    store._used = True
+    cdef long long count = <long long>ss[1] + 1
+    ss[1] = count
+    ss[3] = seq
+    cdef long long msgs = <long long>store._msgs + 1
+    store._msgs = msgs
+    store._bytes = <long long>store._bytes + size
+    if msgs == 1:
+        store._first = seq
+    store._last_ts = ts
+    cfg = store.config
+    cdef long long mps = cfg.max_msgs_per_subject
+    if mps > 0 and count > mps:
+        store._enforce_per_subject(subject)
+    if cfg.discard is _DISCARD_OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
+        store._enforce_discard_old()
+    return 0
+
+
+cdef int _react(stream, long long seq, subject) except -1:
+    """See `_react` in the reference."""
+    cdef list removed = stream.removed
+    if removed:
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if stream.config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers:
+        on_stored = stream.on_stored
+        if on_stored is not None:
+            on_stored(seq, subject)
+    cdef list listeners = stream.stored_listeners
+    if listeners:
+        for listener in listeners:
+            listener(seq, subject)
+    return 0
+
+
 def ingest_plain(stream, subject, reply, data):
     """See `jsedge.jetstream.ingest._ingest_plain_py`."""
     if not stream.plain or stream.scheduler is not None:
@@ -111,86 +192,31 @@ def ingest_plain(stream, subject, reply, data):
     store = stream.store
     if not store.plain_ingest or store._closed or store._ref_hint is not None:
         return 0
-    ref_runs = store._ref_runs
-    if ref_runs:
-        ref_files = store._ref_files
-        if ref_files[len(ref_files) - 1]:
-            return 0
-    cdef list blocks = store._blocks
-    if not blocks:
+    if _run_starts(store):
         return 0
-    block = blocks[len(blocks) - 1]
-    cdef long long block_size = block.size
-    if block_size >= store.block_size or block.fd < 0:
+    block = _active_block(store)
+    if block is None:
         return 0
-    cdef dict subjects = store._subjects
-    ss_obj = subjects.get(subject)
-    if ss_obj is None:
+    ss_obj = (<dict>store._subjects).get(subject)
+    if ss_obj is None or not (<list>ss_obj)[1]:
         return 0
     cdef list ss = <list>ss_obj
     cdef long long size = _MSG_OVERHEAD + len(subject) + n
-    cfg = store.config
-    cdef long long mps = cfg.max_msgs_per_subject
-    cdef long long count = ss[1]
-    if count <= 0:
+    if _refused(store, ss, size):
         return 0
-    cdef long long msgs = store._msgs
-    cdef long long nbytes = store._bytes
-    cdef long long max_msgs = cfg.max_msgs
-    cdef long long max_bytes = cfg.max_bytes
-    discard = cfg.discard
-    cdef bint at_limit
-    if discard is _DISCARD_NEW:
-        at_limit = 0 < mps <= count
-        if at_limit and cfg.discard_new_per_subject:
-            return 0
-        if max_msgs > 0 and msgs >= max_msgs and not at_limit:
-            return 0
-        if max_bytes > 0 and nbytes + size > max_bytes:
-            return 0
     # ---- from here on the message is stored: nothing below declines
     cdef long long now = _now_ns()
     cdef long long seq = <long long>store._last + 1
+    cdef long long block_size = block.size
     _push_u32(<array.array>store._off, <unsigned int>block_size)
     block.live += 1
     buf = block.buf
     block.size = block_size + _encode(buf, block.base_seq, block.base_ts, seq, now, subject, b"", data)
     if len(<bytearray>buf) >= _FLUSH_AT:
         store._flush_block(block)
-    _push_u32(<array.array>store._sid, <unsigned int>ss[0])
-    _push_i64(<array.array>store._ts, now)
-    _push_u32(<array.array>store._size, <unsigned int>size)
-    store._last = seq
-    store._used = True
-    count += 1
-    ss[1] = count
-    ss[3] = seq
-    msgs += 1
-    store._msgs = msgs
-    store._bytes = nbytes + size
-    if msgs == 1:
-        store._first = seq
-    store._last_ts = now
-    if mps > 0 and count > mps:
-        store._enforce_per_subject(subject)
-    if discard is _DISCARD_OLD and (max_msgs > 0 or max_bytes > 0):
-        store._enforce_discard_old()
+    _index(store, ss, seq, now, size, subject)
     stream.last_msg_id = b""
-    cdef list removed = stream.removed
-    if removed:
-        stream.removed = []
-        for removed_seq, removed_subject in removed:
-            stream._consumers_removed(removed_seq, removed_subject)
-    if config.max_age:
-        stream._schedule_expiry()
-    if stream.consumers:
-        on_stored = stream.on_stored
-        if on_stored is not None:
-            on_stored(seq, subject)
-    cdef list listeners = stream.stored_listeners
-    if listeners:
-        for listener in listeners:
-            listener(seq, subject)
+    _react(stream, seq, subject)
     cdef list pending
     if rlen and not config.no_ack:
         cached = stream._ack_head
@@ -228,50 +254,25 @@ def apply_plain(stream, command):
     if hint is not None:
         if <long long>hint[0] != seq or <Py_ssize_t>hint[3] != n:
             return 0
-    else:
-        ref_runs = store._ref_runs
-        if ref_runs:
-            ref_files = store._ref_files
-            if ref_files[len(ref_files) - 1]:
-                return 0
-    cdef list blocks = store._blocks
-    if not blocks:
+    elif _run_starts(store):
         return 0
-    block = blocks[len(blocks) - 1]
-    cdef long long block_size = block.size
-    if block_size >= store.block_size or block.fd < 0:
+    block = _active_block(store)
+    if block is None:
         return 0
     subject = command.subject
-    cdef dict subjects = store._subjects
-    ss_obj = subjects.get(subject)
-    if ss_obj is None:
+    ss_obj = (<dict>store._subjects).get(subject)
+    if ss_obj is None or not (<list>ss_obj)[1]:
         return 0
     cdef list ss = <list>ss_obj
     hdr = command.hdr
     cdef Py_ssize_t hlen = len(hdr)
     cdef long long size = (_MSG_HDR_OVERHEAD + hlen if hlen else _MSG_OVERHEAD) + len(subject) + n
-    cfg = store.config
-    cdef long long mps = cfg.max_msgs_per_subject
-    cdef long long count = ss[1]
-    if count <= 0:
+    if _refused(store, ss, size):
         return 0
-    cdef long long msgs = store._msgs
-    cdef long long nbytes = store._bytes
-    cdef long long max_msgs = cfg.max_msgs
-    cdef long long max_bytes = cfg.max_bytes
-    discard = cfg.discard
-    cdef bint at_limit
-    if discard is _DISCARD_NEW:
-        at_limit = 0 < mps <= count
-        if at_limit and cfg.discard_new_per_subject:
-            return 0
-        if max_msgs > 0 and msgs >= max_msgs and not at_limit:
-            return 0
-        if max_bytes > 0 and nbytes + size > max_bytes:
-            return 0
     # ---- from here on the message is stored: nothing below declines
     ts = command.ts
     cdef long long ts_value = ts
+    cdef long long block_size = block.size
     _push_u32(<array.array>store._off, <unsigned int>block_size)
     block.live += 1
     buf = block.buf
@@ -292,24 +293,7 @@ def apply_plain(stream, command):
         block.size = block_size + _encode(buf, block.base_seq, block.base_ts, seq, ts_value, subject, hdr, data)
     if len(<bytearray>buf) >= _FLUSH_AT:
         store._flush_block(block)
-    _push_u32(<array.array>store._sid, <unsigned int>ss[0])
-    _push_i64(<array.array>store._ts, ts_value)
-    _push_u32(<array.array>store._size, <unsigned int>size)
-    store._last = seq
-    store._used = True
-    count += 1
-    ss[1] = count
-    ss[3] = seq
-    msgs += 1
-    store._msgs = msgs
-    store._bytes = nbytes + size
-    if msgs == 1:
-        store._first = seq
-    store._last_ts = ts
-    if mps > 0 and count > mps:
-        store._enforce_per_subject(subject)
-    if discard is _DISCARD_OLD and (max_msgs > 0 or max_bytes > 0):
-        store._enforce_discard_old()
+    _index(store, ss, seq, ts_value, size, subject)
     msg_id = command.msg_id
     stream.last_msg_id = msg_id
     cdef dict dedup
@@ -317,19 +301,5 @@ def apply_plain(stream, command):
         dedup = stream.dedup
         dedup.pop(msg_id, None)
         dedup[msg_id] = (seq, ts)
-    cdef list removed = stream.removed
-    if removed:
-        stream.removed = []
-        for removed_seq, removed_subject in removed:
-            stream._consumers_removed(removed_seq, removed_subject)
-    if config.max_age:
-        stream._schedule_expiry()
-    if stream.consumers:
-        on_stored = stream.on_stored
-        if on_stored is not None:
-            on_stored(seq, subject)
-    cdef list listeners = stream.stored_listeners
-    if listeners:
-        for listener in listeners:
-            listener(seq, subject)
+    _react(stream, seq, subject)
     return seq

@@ -1,21 +1,26 @@
-"""The plain publish, fused: a header-less message into a single-node file stream (issue 14's ingest).
+"""The plain publish and the plain apply, fused (issue 14's ingest; the path replicated streams share).
 
 Most publishes need no decision in Python: no header to read (no Msg-Id, expectation, rollup, TTL,
 counter or schedule), a stream without transform, republish, interest retention or seal, a subject the
 store already holds, limits that a few comparisons settle. `ingest_plain()` takes such a publish from
 the stream's subscription callback straight into the active block's buffer, the index arrays and the
 subject's state, and queues its PubAck for the stream's next group commit, without the general path's
-command object, prepared-publish record and dispatch. Anything else returns 0 before changing
-anything, and the general path (`Stream.process_publish`) runs as always.
+command object, prepared-publish record and dispatch. `apply_plain()` does the same for a committed
+StoreMsg on every replica of a replicated stream (headers allowed, the payload stored by reference
+into the Raft log when the write-once hint says so). Anything else returns 0 before changing
+anything, and the general path runs as always.
 
-What it does is exactly what the general path does for the same message, in the same order:
+What they do is exactly what the general path does for the same message, in the same order:
 `Stream.prepare_publish` (size check, the clock), `IndexedStore.store_msg` (discard-new checks, the
-record, `_add_live`, the limits), `Stream._record_id`, `Stream.react` and the PubAck after the fsync
-(`Stream._send_ack_after_sync` with the group-commit policy). `tests/property/test_ingest_property.py`
-feeds the same publishes to both and compares the stores byte for byte.
+record, `_add_live`, the limits), `Stream._record_id`, `Stream.react` and, for a publish, the PubAck
+after the fsync (`Stream._send_ack_after_sync` with the group-commit policy).
+`tests/property/test_ingest_property.py` feeds the same messages to both and compares the stores byte
+for byte.
 
 This module is the reference; `jsedge/_speedups/ingest.pyx` is its compiled twin (chosen by
-`jsedge._ext`), which mirrors it line for line with typed arrays and no Python frame of its own.
+`jsedge._ext`), which mirrors it helper for helper with typed arrays, the clock read in C and the
+records written through the codec's C entry points. Most of the gain over the general path is the
+fusion itself: both twins touch the same Python attributes (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -32,6 +37,73 @@ from jsedge.store.base import FLUSH_AT, MSG_HDR_OVERHEAD, MSG_OVERHEAD, DiscardP
 
 #: the wall clock (ns); tests inject theirs with `set_clock()`
 _clock: Callable[[], int] = time.time_ns
+
+
+def _active_block(store: Any) -> Any:
+    """The block a record is appended to, or None when the general path must open a new one."""
+    blocks = store._blocks
+    if not blocks:
+        return None
+    block = blocks[-1]
+    if block.size >= store.block_size or block.fd < 0:
+        return None
+    return block
+
+
+def _run_starts(store: Any) -> bool:
+    """Would the general path start a run of whole messages (the last record was a reference)?"""
+    return bool(store._ref_runs) and bool(store._ref_files[-1])
+
+
+def _refused(store: Any, ss: list[int], size: int) -> bool:
+    """Would `IndexedStore.store_msg` refuse the message (discard new)? Then the general path raises."""
+    cfg = store.config
+    if cfg.discard is not DiscardPolicy.NEW:
+        return False
+    mps = cfg.max_msgs_per_subject
+    at_limit = 0 < mps <= ss[1]
+    if at_limit and cfg.discard_new_per_subject:
+        return True
+    if cfg.max_msgs > 0 and store._msgs >= cfg.max_msgs and not at_limit:
+        return True
+    return bool(cfg.max_bytes > 0 and store._bytes + size > cfg.max_bytes)
+
+
+def _index(store: Any, ss: list[int], seq: int, ts: int, size: int, subject: bytes) -> None:
+    """`IndexedStore._add_live` of a known subject (its count is above zero: no first to set), then
+    the rest of `IndexedStore.store_msg`: the last timestamp and the limits."""
+    store._sid.append(ss[0])
+    store._ts.append(ts)
+    store._size.append(size)
+    store._last = seq
+    store._used = True
+    ss[1] += 1
+    ss[3] = seq
+    store._msgs += 1
+    store._bytes += size
+    if store._msgs == 1:
+        store._first = seq
+    store._last_ts = ts
+    cfg = store.config
+    if cfg.max_msgs_per_subject > 0 and ss[1] > cfg.max_msgs_per_subject:
+        store._enforce_per_subject(subject)
+    if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
+        store._enforce_discard_old()
+
+
+def _react(stream: Any, seq: int, subject: bytes) -> None:
+    """`Stream.react` of a stored message without TTL or rollup (the stream has no scheduler)."""
+    if stream.removed:
+        removed = stream.removed
+        stream.removed = []
+        for removed_seq, removed_subject in removed:
+            stream._consumers_removed(removed_seq, removed_subject)
+    if stream.config.max_age:
+        stream._schedule_expiry()
+    if stream.consumers and stream.on_stored is not None:
+        stream.on_stored(seq, subject)
+    for listener in stream.stored_listeners:
+        listener(seq, subject)
 
 
 def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> int:
@@ -54,28 +126,17 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     store = stream.store
     if not store.plain_ingest or store._closed or store._ref_hint is not None:
         return 0
-    if store._ref_runs and store._ref_files[-1]:
+    if _run_starts(store):
         return 0
-    blocks = store._blocks
-    if not blocks:
-        return 0
-    block = blocks[-1]
-    if block.size >= store.block_size or block.fd < 0:
+    block = _active_block(store)
+    if block is None:
         return 0
     ss = store._subjects.get(subject)
     if ss is None or not ss[1]:
         return 0  # a new subject: interned by the general path
     size = MSG_OVERHEAD + len(subject) + n
-    cfg = store.config
-    mps = cfg.max_msgs_per_subject
-    if cfg.discard is DiscardPolicy.NEW:
-        at_limit = 0 < mps <= ss[1]
-        if at_limit and cfg.discard_new_per_subject:
-            return 0
-        if cfg.max_msgs > 0 and store._msgs >= cfg.max_msgs and not at_limit:
-            return 0
-        if cfg.max_bytes > 0 and store._bytes + size > cfg.max_bytes:
-            return 0
+    if _refused(store, ss, size):
+        return 0
     # ---- from here on the message is stored: nothing below declines
     now = _clock()
     seq: int = store._last + 1
@@ -85,37 +146,9 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     block.size += codec.encode_msg(block.buf, block.base_seq, block.base_ts, seq, now, subject, b"", data, 0)
     if len(block.buf) >= FLUSH_AT:
         store._flush_block(block)
-    # IndexedStore._add_live (the subject is known and its count above zero: no first to set)
-    store._sid.append(ss[0])
-    store._ts.append(now)
-    store._size.append(size)
-    store._last = seq
-    store._used = True
-    ss[1] += 1
-    ss[3] = seq
-    store._msgs += 1
-    store._bytes += size
-    if store._msgs == 1:
-        store._first = seq
-    store._last_ts = now
-    # the limits (IndexedStore.store_msg)
-    if mps > 0 and ss[1] > mps:
-        store._enforce_per_subject(subject)
-    if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
-        store._enforce_discard_old()
-    # Stream._record_id without a Msg-Id, then Stream.react
-    stream.last_msg_id = b""
-    if stream.removed:
-        removed = stream.removed
-        stream.removed = []
-        for removed_seq, removed_subject in removed:
-            stream._consumers_removed(removed_seq, removed_subject)
-    if config.max_age:
-        stream._schedule_expiry()
-    if stream.consumers and stream.on_stored is not None:
-        stream.on_stored(seq, subject)
-    for listener in stream.stored_listeners:
-        listener(seq, subject)
+    _index(store, ss, seq, now, size, subject)
+    stream.last_msg_id = b""  # Stream._record_id without a Msg-Id
+    _react(stream, seq, subject)
     # the PubAck, released by the group commit that covers the record
     if reply and not config.no_ack:
         head = stream.ack_head()
@@ -151,13 +184,10 @@ def _apply_plain_py(stream: Any, command: Any) -> int:
     if hint is not None:
         if hint[0] != seq or hint[3] != n:
             return 0
-    elif store._ref_runs and store._ref_files[-1]:
+    elif _run_starts(store):
         return 0
-    blocks = store._blocks
-    if not blocks:
-        return 0
-    block = blocks[-1]
-    if block.size >= store.block_size or block.fd < 0:
+    block = _active_block(store)
+    if block is None:
         return 0
     subject = command.subject
     ss = store._subjects.get(subject)
@@ -165,19 +195,11 @@ def _apply_plain_py(stream: Any, command: Any) -> int:
         return 0
     hdr = command.hdr
     size = (MSG_HDR_OVERHEAD + len(hdr) if hdr else MSG_OVERHEAD) + len(subject) + n
-    cfg = store.config
-    mps = cfg.max_msgs_per_subject
-    if cfg.discard is DiscardPolicy.NEW:
-        at_limit = 0 < mps <= ss[1]
-        if at_limit and cfg.discard_new_per_subject:
-            return 0
-        if cfg.max_msgs > 0 and store._msgs >= cfg.max_msgs and not at_limit:
-            return 0
-        if cfg.max_bytes > 0 and store._bytes + size > cfg.max_bytes:
-            return 0
+    if _refused(store, ss, size):
+        return 0
     # ---- from here on the message is stored: nothing below declines
     ts = command.ts
-    # FileStore._write_msg
+    # FileStore._write_msg, the payload by reference into the Raft log when the hint says so
     store._off.append(block.size)
     block.live += 1
     if hint is not None:
@@ -191,41 +213,15 @@ def _apply_plain_py(stream: Any, command: Any) -> int:
         block.size += codec.encode_msg(block.buf, block.base_seq, block.base_ts, seq, ts, subject, hdr, data, 0)
     if len(block.buf) >= FLUSH_AT:
         store._flush_block(block)
-    # IndexedStore._add_live, then the limits (IndexedStore.store_msg)
-    store._sid.append(ss[0])
-    store._ts.append(ts)
-    store._size.append(size)
-    store._last = seq
-    store._used = True
-    ss[1] += 1
-    ss[3] = seq
-    store._msgs += 1
-    store._bytes += size
-    if store._msgs == 1:
-        store._first = seq
-    store._last_ts = ts
-    if mps > 0 and ss[1] > mps:
-        store._enforce_per_subject(subject)
-    if cfg.discard is DiscardPolicy.OLD and (cfg.max_msgs > 0 or cfg.max_bytes > 0):
-        store._enforce_discard_old()
-    # Stream._record_id, then Stream.react
+    _index(store, ss, seq, ts, size, subject)
+    # Stream._record_id
     msg_id = command.msg_id
     stream.last_msg_id = msg_id
     if msg_id and config.duplicate_window:
         dedup = stream.dedup
         dedup.pop(msg_id, None)
         dedup[msg_id] = (seq, ts)
-    if stream.removed:
-        removed = stream.removed
-        stream.removed = []
-        for removed_seq, removed_subject in removed:
-            stream._consumers_removed(removed_seq, removed_subject)
-    if config.max_age:
-        stream._schedule_expiry()
-    if stream.consumers and stream.on_stored is not None:
-        stream.on_stored(seq, subject)
-    for listener in stream.stored_listeners:
-        listener(seq, subject)
+    _react(stream, seq, subject)
     return seq
 
 

@@ -142,15 +142,13 @@ publishes = st.lists(
 )
 
 
-@given(configs, publishes, st.sampled_from([512, 4096, 1 << 20]))
-@settings(max_examples=200, deadline=None)
-def test_fused_and_general_paths_leave_the_same_stream(fields, feed, block_size) -> None:
+def _differential(fields: dict[str, Any], twins: list[Any], run: Any, block_size: int, **extra: Any) -> list[dict]:
+    """Run `run(stream, fast, now, tmp)` on a fresh stream for each twin (None: the general path
+    only), with the clock at the same start each time; assert identical states and that both twins
+    took the same messages; returns the states."""
     if fields["discard_new_per_subject"] and (fields["discard"] != "new" or fields["max_msgs_per_subject"] <= 0):
         fields["discard_new_per_subject"] = False  # nats-server refuses the flag otherwise
-    config = StreamConfig(name="S", subjects=[">"], **fields)
-    twins: list[Any] = [None, ingest._ingest_plain_py]
-    if COMPILED:
-        twins.append(_compiled_ingest())
+    config = StreamConfig(name="S", subjects=[">"], **fields, **extra)
     loop = asyncio.new_event_loop()
     now = [1_800_000_000_000_000_000]
     states = []
@@ -161,7 +159,7 @@ def test_fused_and_general_paths_leave_the_same_stream(fields, feed, block_size)
             for k, fast in enumerate(twins):
                 now[0] = 1_800_000_000_000_000_000
                 stream = _stream(Path(tmp) / str(k), config, loop, block_size)
-                taken.append(_feed(stream, fast, feed, now))
+                taken.append(run(stream, fast, now, Path(tmp)))
                 states.append(_state(stream))
                 stream.store.close()
     finally:
@@ -170,8 +168,18 @@ def test_fused_and_general_paths_leave_the_same_stream(fields, feed, block_size)
     for state in states[1:]:
         for key in states[0]:
             assert state[key] == states[0][key], key
-    assert len(set(taken[1:])) == 1, taken  # both twins take the same publishes
+    assert len(set(taken[1:])) == 1, taken  # both twins take the same messages
     event("fast path took " + ("none" if not taken[1] else "1-9" if taken[1] < 10 else "10+"))
+    return states
+
+
+@given(configs, publishes, st.sampled_from([512, 4096, 1 << 20]))
+@settings(max_examples=200, deadline=None)
+def test_fused_and_general_paths_leave_the_same_stream(fields, feed, block_size) -> None:
+    twins: list[Any] = [None, ingest._ingest_plain_py]
+    if COMPILED:
+        twins.append(_compiled_ingest())
+    _differential(fields, twins, lambda stream, fast, now, tmp: _feed(stream, fast, feed, now), block_size)
 
 
 commands = st.lists(
@@ -219,33 +227,16 @@ def _apply(stream: Stream, fast: Any, feed: list[Any], now: list[int], ref_path:
 @given(configs, commands, st.sampled_from([512, 1 << 20]))
 @settings(max_examples=200, deadline=None)
 def test_fused_and_general_apply_leave_the_same_stream(fields, feed, block_size) -> None:
-    if fields["discard_new_per_subject"] and (fields["discard"] != "new" or fields["max_msgs_per_subject"] <= 0):
-        fields["discard_new_per_subject"] = False
-    config = StreamConfig(name="S", subjects=[">"], duplicate_window=60_000_000_000, **fields)
     twins: list[Any] = [None, ingest._apply_plain_py]
     if COMPILED:
         twins.append(_compiled_apply())
-    loop = asyncio.new_event_loop()
-    now = [1_800_000_000_000_000_000]
-    states = []
-    taken = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp, mock.patch("time.time_ns", lambda: now[0]):
-            segment = Path(tmp) / "segment"
-            segment.write_bytes(bytes(4096))
-            for k, fast in enumerate(twins):
-                now[0] = 1_800_000_000_000_000_000
-                stream = _stream(Path(tmp) / str(k), config, loop, block_size)
-                taken.append(_apply(stream, fast, feed, now, str(segment)))
-                states.append(_state(stream))
-                stream.store.close()
-    finally:
-        loop.close()
-    for state in states[1:]:
-        for key in states[0]:
-            assert state[key] == states[0][key], key
-    assert len(set(taken[1:])) == 1, taken
-    event("fast path took " + ("none" if not taken[1] else "1-9" if taken[1] < 10 else "10+"))
+
+    def run(stream: Stream, fast: Any, now: list[int], tmp: Path) -> int:
+        segment = tmp / "segment"
+        segment.write_bytes(bytes(4096))
+        return _apply(stream, fast, feed, now, str(segment))
+
+    states = _differential(fields, twins, run, block_size, duplicate_window=60_000_000_000)
     event("stored by reference" if any(states[0]["refs"][2].values()) else "no reference")
 
 
