@@ -183,6 +183,7 @@ def ingest_plain(stream, subject, reply, data):
         return 0
     config = stream.config
     cdef Py_ssize_t n = len(data)
+    # Stream.plain_fits(n), inline
     cdef long long max_size = config.max_msg_size
     if max_size >= 0 and n > max_size:
         return 0

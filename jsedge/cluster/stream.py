@@ -660,20 +660,13 @@ class ClusteredStream:
             if notify is not None:
                 notify(NotLeaderError(""))
             return  # leadership moved: the publisher times out and retries, as with nats-server
-        if not hdr and batch is not None and not sourced and stream.plain:
-            config = stream.config
-            host = stream.host
-            if (
-                (config.max_msg_size < 0 or len(data) <= config.max_msg_size)
-                and host.limits is None
-                and not host.jetstream.explicit_limits
-            ):
-                # prepare_publish() of a header-less message on a plain stream (ingest.py) decides
-                # nothing but the clock: the command joins the batch straight away
-                command = StoreMsg(subject, b"", data, time.time_ns(), 0, b"", "", self._next_seq)
-                batch.append((command, None, reply, ack, notify))
-                self._next_seq += 1
-                return
+        if not hdr and batch is not None and not sourced and stream.plain and stream.plain_fits(len(data)):
+            # prepare_publish() of a header-less message on a plain stream (ingest.py) decides
+            # nothing but the clock: the command joins the batch straight away
+            command = StoreMsg(subject, b"", data, time.time_ns(), 0, b"", "", self._next_seq)
+            batch.append((command, None, reply, ack, notify))
+            self._next_seq += 1
+            return
         try:
             prepared = stream.prepare_publish(subject, hdr, data, sourced)
         except JSError as exc:

@@ -116,13 +116,9 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
         return 0
     if len(reply) > 4 and reply.endswith(FAST_BATCH_SUFFIX):
         return 0
-    config = stream.config
     n = len(data)
-    if config.max_msg_size >= 0 and n > config.max_msg_size:
-        return 0
-    host = stream.host
-    if host.limits is not None or host.jetstream.explicit_limits:
-        return 0  # check_resources() has something to check
+    if not stream.plain_fits(n):
+        return 0  # too large, or check_resources() has something to check
     store = stream.store
     if not store.plain_ingest or store._closed or store._ref_hint is not None:
         return 0
@@ -150,7 +146,7 @@ def _ingest_plain_py(stream: Any, subject: bytes, reply: bytes, data: Any) -> in
     stream.last_msg_id = b""  # Stream._record_id without a Msg-Id
     _react(stream, seq, subject)
     # the PubAck, released by the group commit that covers the record
-    if reply and not config.no_ack:
+    if reply and not stream.config.no_ack:
         head = stream.ack_head()
         pending = stream._pending_acks
         pending.append((reply, b"%s%d}" % (head, seq)))

@@ -200,6 +200,13 @@ class Stream:
             and config.mirror is None
         )
 
+    def plain_fits(self, size: int) -> bool:
+        """Does a header-less publish of `size` bytes on this plain stream pass prepare_publish()'s
+        size and resource checks without a look at anything else (no storage limits to count)?"""
+        host = self.host
+        max_size = self.config.max_msg_size
+        return (max_size < 0 or size <= max_size) and host.limits is None and not host.jetstream.explicit_limits
+
     def start(self) -> None:
         self._subscribe()
         self._rebuild_dedup()
